@@ -1,0 +1,308 @@
+# -*- test-case-name: tests.integration.test_api -*-
+"""
+The HTTP API: ReductStore's v1 routes (and the legacy unprefixed v0 paths)
+as one Klein app bound to ``ReductAPI`` instances.
+
+Handlers are thin: parse, ask ``auth`` (the one place permissions are
+checked), call the storage engine, answer.  Record writes are the exception
+in shape, not in thinness: ``open_write`` runs from the streaming request's
+``gotLength`` (before any body byte) and the route only finishes the sink.
+"""
+
+from typing import Optional
+from urllib.parse import parse_qs, unquote_to_bytes
+
+from klein import Klein
+from twisted.internet.defer import Deferred
+from twisted.web.resource import Resource
+from werkzeug.exceptions import MethodNotAllowed, NotFound as RouteNotFound
+
+from reduct_twisted.auth import Policy
+from reduct_twisted.errors import NoContent, NotFound, ReductError, UnprocessableEntity
+from reduct_twisted.http.errors import install_error_handlers, write_error_headers
+from reduct_twisted.http.headers import (
+    content_type,
+    parse_json_body,
+    query_arg,
+    record_labels,
+    respond_empty,
+    respond_json,
+    timestamp_param,
+    u64_param,
+)
+from reduct_twisted.http.params import query_kwargs
+from reduct_twisted.http.producers import send_record
+from reduct_twisted.http.sinks import PrivateSegmentSink, SharedSegmentSink
+from reduct_twisted.storage import PENDING
+
+app = Klein()
+install_error_handlers(app)
+
+#: Receive buffer for connections streaming a large record (fewer, larger
+#: chunks: about 2x upload throughput with the thread-pool writer).
+LARGE_UPLOAD_RECV = 1 << 20
+
+
+def route(path: str, methods, legacy: bool = True):
+    """
+    Register a handler under ``/api/v1`` and, if ``legacy``, under the
+    unprefixed pre-1.0 path as well.
+    """
+
+    def deco(f):
+        name = f.__name__
+        if legacy:
+            f = app.route(path, methods=methods, endpoint=name + "_v0")(f)
+        return app.route("/api/v1" + path, methods=methods, endpoint=name)(f)
+
+    return deco
+
+
+#: Endpoints whose body is streamed by ``ReductAPI.open_write``.
+STREAMING_ENDPOINTS = frozenset({"write_record", "write_record_v0"})
+
+
+def drive(clock, step) -> Deferred:
+    """
+    Call ``step()`` until it returns something other than ``PENDING``,
+    yielding to the reactor between calls, so a long scan never blocks it.
+    """
+    pending = []
+
+    def cancel(d):
+        if pending and pending[0].active():
+            pending[0].cancel()
+
+    d = Deferred(cancel)
+
+    def attempt():
+        pending.clear()
+        try:
+            result = step()
+        except Exception as exc:
+            d.errback(exc)
+            return
+        if result is PENDING:
+            pending.append(clock.callLater(0, attempt))
+        else:
+            d.callback(result)
+
+    attempt()
+    return d
+
+
+class _NotFoundResource(Resource):
+    """Answers every path outside the API base path: anonymous JSON 404."""
+
+    isLeaf = True
+
+    def render(self, request):
+        request.stamp()
+        return write_error_headers(request, ReductError("Not found", 404))
+
+
+class ReductAPI:
+    """
+    :param engine: the ``StorageEngine``.
+    :param auth: the authorization policy engine (``OpenAccess`` for now).
+    :param reactor: clock and ``callLater`` provider.
+    :param threadpool: where large-record file I/O runs.
+    :param base_path: ``RS_API_BASE_PATH``, normalised (``/`` or ``/x/``).
+    """
+
+    app = app
+
+    def __init__(self, engine, auth, reactor, threadpool, base_path: str = "/") -> None:
+        self.engine = engine
+        self.auth = auth
+        self.reactor = reactor
+        self.threadpool = threadpool
+        self.base_segments = [s.encode("utf-8") for s in base_path.strip("/").split("/") if s]
+
+    def resource(self):
+        """The site root: the Klein resource, mounted under the base path."""
+        target = self.app.resource()
+        if not self.base_segments:
+            return target
+        not_found = _NotFoundResource()
+        for segment in reversed(self.base_segments):
+            parent = Resource()
+            parent.putChild(segment, target)
+            parent.getChild = lambda name, request: not_found
+            target = parent
+        return target
+
+    def _authorize(self, request, policy: Policy, bucket: Optional[str] = None) -> dict:
+        return self.auth.check(request.getHeader(b"authorization"), policy, bucket)
+
+    # -- routing before the body (called from StreamingRequest.gotLength) --
+
+    def open_body(self, request, length: Optional[int]):
+        """
+        Decide where the body of ``request`` goes, before it arrives.
+
+        :return: a sink for streaming routes; None for routes that take a
+            small buffered body.
+        :raises ReductError: the request is refused before its body is read.
+        """
+        channel = request.channel
+        raw_path, _, query = channel._path.partition(b"?")
+        segments = [unquote_to_bytes(s) for s in raw_path.split(b"/")[1:]]
+        base = self.base_segments
+        if segments[: len(base)] != base:
+            raise ReductError("Not found", 404)
+        path_info = "/" + "/".join(s.decode("utf-8", "replace") for s in segments[len(base) :])
+        adapter = self.app.url_map.bind("localhost", "/")
+        try:
+            rule, kwargs = adapter.match(
+                path_info, method=channel._command.decode("ascii", "replace"), return_rule=True
+            )
+        except RouteNotFound:
+            raise ReductError("Not found", 404)
+        except MethodNotAllowed:
+            return None
+        if rule.endpoint not in STREAMING_ENDPOINTS:
+            return None
+        args = parse_qs(query, keep_blank_values=True)
+        return self.open_write(request, length, args, **kwargs)
+
+    def open_write(self, request, length: Optional[int], args, bucket: str, entry: str):
+        """
+        Validate a record write and allocate its place (spec §2.3.1 order).
+        """
+        self._authorize(request, Policy.WRITE, bucket)
+        ts = timestamp_param(args)
+        if length == 0 and not request.requestHeaders.hasHeader(b"content-length"):
+            raise UnprocessableEntity("content-length header is required")
+        ctype = content_type(request)
+        labels = record_labels(request.requestHeaders.getAllRawHeaders())
+        alloc = self.engine.allocate(bucket, entry, ts, length, ctype, labels)
+        if not alloc.private:
+            return SharedSegmentSink(self.engine, alloc)
+        transport = request.channel.transport
+        if hasattr(transport, "bufferSize"):
+            transport.bufferSize = LARGE_UPLOAD_RECV
+        return PrivateSegmentSink(self.engine, alloc, self.reactor, self.threadpool, transport)
+
+    # -- server --------------------------------------------------------------
+
+    @route("/info", ["GET"])
+    def info(self, request):
+        self._authorize(request, Policy.AUTHENTICATED)
+        return respond_json(request, self.engine.info())
+
+    @route("/list", ["GET"])
+    def list_buckets(self, request):
+        self._authorize(request, Policy.AUTHENTICATED)
+        return respond_json(request, {"buckets": self.engine.list_buckets()})
+
+    @route("/alive", ["GET", "HEAD"])
+    def alive(self, request):
+        return respond_empty(request)
+
+    @route("/me", ["GET"], legacy=False)
+    def me(self, request):
+        return respond_json(request, self._authorize(request, Policy.AUTHENTICATED))
+
+    # -- tokens (authentication disabled: spec §2.4.6) -------------------------
+
+    @route("/tokens", ["GET"], legacy=False)
+    def list_tokens(self, request):
+        self._authorize(request, Policy.FULL_ACCESS)
+        return respond_json(request, {"tokens": []})
+
+    @route("/tokens/<name>", ["GET", "POST", "DELETE"], legacy=False)
+    def token(self, request, name):
+        self._authorize(request, Policy.FULL_ACCESS)
+        if request.method == b"DELETE":
+            return respond_empty(request)
+        raise ReductError("Authentication is disabled", 400)
+
+    # -- buckets -----------------------------------------------------------------
+
+    @route("/b/<bucket>", ["GET", "HEAD"])
+    def get_bucket(self, request, bucket):
+        if request.method == b"HEAD":
+            self._authorize(request, Policy.AUTHENTICATED)
+            if not self.engine.has_bucket(bucket):
+                raise NotFound(f"Bucket '{bucket}' is not found")
+            return respond_empty(request)
+        self._authorize(request, Policy.READ, bucket)
+        return respond_json(request, self.engine.bucket_info(bucket))
+
+    @route("/b/<bucket>", ["POST"])
+    def create_bucket(self, request, bucket):
+        settings = parse_json_body(request.content.getvalue())
+        self._authorize(request, Policy.FULL_ACCESS)
+        self.engine.create_bucket(bucket, settings)
+        return respond_empty(request)
+
+    @route("/b/<bucket>", ["PUT"])
+    def update_bucket(self, request, bucket):
+        settings = parse_json_body(request.content.getvalue())
+        self._authorize(request, Policy.FULL_ACCESS)
+        self.engine.update_bucket(bucket, settings)
+        return respond_empty(request)
+
+    @route("/b/<bucket>", ["DELETE"])
+    def remove_bucket(self, request, bucket):
+        self._authorize(request, Policy.FULL_ACCESS)
+        self.engine.remove_bucket(bucket)
+        return respond_empty(request)
+
+    # -- records -----------------------------------------------------------------
+
+    @route("/b/<bucket>/<entry>", ["POST"])
+    def write_record(self, request, bucket, entry):
+        sink = request.sink
+        if sink is None:
+            # No body framing at all, so gotLength skipped routing: run the
+            # same checks now; they end in "content-length header is required".
+            sink = self.open_write(request, 0, request.args, bucket, entry)
+        return sink.finish().addCallback(lambda _: respond_empty(request))
+
+    @route("/b/<bucket>/<entry>", ["GET", "HEAD"])
+    def read_record(self, request, bucket, entry):
+        self._authorize(request, Policy.READ, bucket)
+        ts = u64_param(request.args, "ts")
+        if ts is None and query_arg(request.args, "q") is not None:
+            qid = u64_param(request.args, "q", "'query' must be a number")
+            d = drive(self.reactor, lambda: self.engine.query_next(bucket, entry, qid))
+            return d.addCallback(self._answer_query_read, request)
+        view = self.engine.read(bucket, entry, ts)
+        return self._answer_record(request, view, last=b"1")
+
+    def _answer_query_read(self, view, request):
+        if view is None:
+            raise NoContent("No content")
+        return self._answer_record(request, view, last=b"1" if view.last else b"0")
+
+    def _answer_record(self, request, view, last: bytes):
+        set_header = request.setHeader
+        set_header(b"content-type", view.content_type.encode("utf-8"))
+        set_header(b"content-length", b"%d" % view.size)
+        set_header(b"x-reduct-time", b"%d" % view.ts)
+        set_header(b"x-reduct-last", last)
+        set_header(b"content-disposition", b"attachment")
+        for name, value in view.labels.items():
+            set_header(b"x-reduct-label-" + name.encode("utf-8"), value.encode("utf-8"))
+        return send_record(request, view)
+
+    @route("/b/<bucket>/<entry>/q", ["GET"])
+    def query(self, request, bucket, entry):
+        self._authorize(request, Policy.READ, bucket)
+        qid = self.engine.create_query(bucket, entry, **query_kwargs(request.args))
+        return respond_json(request, {"id": qid})
+
+    @app.route("/b/<bucket>/<entry>/list", methods=["GET"])
+    def list_records(self, request, bucket, entry):
+        """Legacy v0 record list: uint64 values as JSON strings."""
+        self._authorize(request, Policy.READ, bucket)
+        start = u64_param(request.args, "start", required="'start' parameter is required")
+        stop = u64_param(request.args, "stop", required="'stop' parameter is required")
+        records = self.engine.list_records(bucket, entry, start, stop)
+        if not records:
+            raise NotFound(f"No records for time interval [{start}, {stop})")
+        return respond_json(
+            request, {"records": [{"ts": str(ts), "size": str(size)} for ts, size in records]}
+        )

@@ -1,0 +1,80 @@
+# -*- test-case-name: tests.unit.test_http_errors -*-
+"""
+One place that turns errors into HTTP answers.
+
+ReductStore's contract: the status code is the error class, the message goes
+into the ``x-reduct-error`` header and a JSON ``{"detail": ...}`` body.
+"""
+
+from twisted.logger import Logger
+from werkzeug.exceptions import MethodNotAllowed, NotFound as RouteNotFound
+
+from reduct_twisted.errors import ReductError
+from reduct_twisted.http.headers import header_safe, json_bytes
+
+log = Logger()
+
+
+def write_error_headers(request, err: ReductError) -> bytes:
+    """
+    Set status and headers of ``err`` on ``request`` and return the body.
+
+    A 204 (``NoContent``) carries the header but no body and no content type;
+    every other error gets ``{"detail": message}``.
+    """
+    request.setResponseCode(err.status)
+    request.setHeader(b"x-reduct-error", header_safe(err.message))
+    if err.status == 204:
+        request.responseHeaders.removeHeader(b"content-type")
+        request.responseHeaders.removeHeader(b"content-length")
+        return b""
+    body = json_bytes({"detail": err.message})
+    request.setHeader(b"content-type", b"application/json")
+    request.setHeader(b"content-length", b"%d" % len(body))
+    return body
+
+
+def _abort_if_started(request) -> bool:
+    # Once a response has begun, an error can no longer be reported in its
+    # status line; cutting the connection is the only honest signal.
+    if request.startedWriting:
+        transport = request.channel and request.channel.transport
+        if transport is not None:
+            transport.abortConnection()
+        return True
+    return False
+
+
+def install_error_handlers(app) -> None:
+    """
+    Register the error mapping on a Klein app (class-bound handlers).
+    """
+
+    @app.handle_errors(ReductError)
+    def reduct_error(self, request, failure):
+        if _abort_if_started(request):
+            return b""
+        return write_error_headers(request, failure.value)
+
+    @app.handle_errors(RouteNotFound)
+    def route_not_found(self, request, failure):
+        return write_error_headers(request, ReductError("Not found", 404))
+
+    @app.handle_errors(MethodNotAllowed)
+    def method_not_allowed(self, request, failure):
+        # Upstream answers 405 from its framework: empty body, no x-reduct-error.
+        request.setResponseCode(405)
+        request.setHeader(b"content-length", b"0")
+        return b""
+
+    @app.handle_errors(Exception)
+    def unexpected(self, request, failure):
+        log.failure(
+            "Unhandled error in {method} {uri}",
+            failure,
+            method=request.method,
+            uri=request.uri,
+        )
+        if _abort_if_started(request):
+            return b""
+        return write_error_headers(request, ReductError("Internal server error", 500))

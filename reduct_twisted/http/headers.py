@@ -1,0 +1,158 @@
+# -*- test-case-name: tests.unit.test_http_headers -*-
+"""
+Parsing of request headers and query parameters, and building of JSON
+answers: the small, pure pieces shared by the routes and the streaming
+request.  Everything here raises ``reduct_twisted.errors`` classes with the
+exact texts ReductStore clients match.
+"""
+
+import json
+from typing import Dict, Mapping, Optional, Sequence
+
+from reduct_twisted.errors import UnprocessableEntity
+
+U64_MAX = 2**64 - 1
+
+LABEL_PREFIX = b"x-reduct-label-"
+
+DEFAULT_CONTENT_TYPE = "application/octet-stream"
+
+
+def query_arg(args: Mapping[bytes, Sequence[bytes]], name: str) -> Optional[str]:
+    """
+    The value of query parameter ``name`` (the last one wins), or None.
+
+    :param args: ``request.args`` as parsed by twisted.web.
+    """
+    values = args.get(name.encode("ascii"))
+    if not values:
+        return None
+    return values[-1].decode("utf-8", "replace")
+
+
+def parse_u64(text: str) -> Optional[int]:
+    """
+    Parse an unsigned 64-bit decimal integer; None if ``text`` is not one.
+    """
+    if not text or not text.isascii() or not text.isdigit():
+        return None
+    value = int(text)
+    if value > U64_MAX:
+        return None
+    return value
+
+
+def u64_param(
+    args: Mapping[bytes, Sequence[bytes]],
+    name: str,
+    message: Optional[str] = None,
+    required: Optional[str] = None,
+) -> Optional[int]:
+    """
+    An optional u64 query parameter.
+
+    :param message: the 422 text for a malformed value; defaults to
+        ``'<name>' must be an unix timestamp in microseconds``.
+    :param required: if given, the 422 text raised when the parameter is
+        absent; otherwise an absent parameter gives None.
+    """
+    text = query_arg(args, name)
+    if text is None:
+        if required is not None:
+            raise UnprocessableEntity(required)
+        return None
+    value = parse_u64(text)
+    if value is None:
+        raise UnprocessableEntity(
+            message or f"'{name}' must be an unix timestamp in microseconds"
+        )
+    return value
+
+
+def timestamp_param(args: Mapping[bytes, Sequence[bytes]]) -> int:
+    """The mandatory ``ts`` parameter of a record write."""
+    value = u64_param(args, "ts", required="'ts' parameter is required")
+    assert value is not None
+    return value
+
+
+def record_labels(raw_headers) -> Dict[str, str]:
+    """
+    Labels from ``x-reduct-label-<name>`` request headers.
+
+    Names are lowercased (upstream sees lowercased names); values are kept
+    verbatim and must be UTF-8; when a header repeats, the last value wins.
+
+    :param raw_headers: ``request.requestHeaders.getAllRawHeaders()``.
+    """
+    labels: Dict[str, str] = {}
+    for name, values in raw_headers:
+        lname = name.lower()
+        if not lname.startswith(LABEL_PREFIX) or not values:
+            continue
+        label = lname[len(LABEL_PREFIX) :].decode("latin-1")
+        try:
+            labels[label] = values[-1].decode("utf-8")
+        except UnicodeDecodeError:
+            raise UnprocessableEntity(
+                f"Label values for {lname.decode('latin-1')} must be valid UTF-8 strings"
+            )
+    return labels
+
+
+def content_type(request) -> str:
+    """The request's content type, verbatim, or the ReductStore default."""
+    value = request.getHeader(b"content-type")
+    if not value:
+        return DEFAULT_CONTENT_TYPE
+    return value.decode("latin-1")
+
+
+def parse_json_body(body: bytes):
+    """
+    Parse a JSON request body; an empty body is None.
+
+    :raises UnprocessableEntity: ``Invalid JSON: ...`` for anything else.
+    """
+    if not body.strip():
+        return None
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise UnprocessableEntity(f"Invalid JSON: {exc}")
+
+
+def header_safe(message: str) -> bytes:
+    """
+    ``message`` as an ``x-reduct-error`` value, or ``Unparsable message`` if
+    it cannot be one (control characters, newlines), as upstream 1.17 does.
+    """
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in message):
+        return b"Unparsable message"
+    return message.encode("utf-8")
+
+
+def json_bytes(obj) -> bytes:
+    """Compact JSON encoding of a response body."""
+    return json.dumps(obj, separators=(",", ":")).encode("utf-8")
+
+
+def respond_json(request, obj, code: int = 200) -> bytes:
+    """
+    Prepare ``request`` for a JSON answer and return the body bytes.
+
+    Sets ``content-type: application/json`` exactly and a Content-Length, so
+    Klein does not fall back to a chunked response.
+    """
+    body = json_bytes(obj)
+    request.setResponseCode(code)
+    request.setHeader(b"content-type", b"application/json")
+    request.setHeader(b"content-length", b"%d" % len(body))
+    return body
+
+
+def respond_empty(request, code: int = 200) -> bytes:
+    """An answer without body and without content type (writes, deletes)."""
+    request.setResponseCode(code)
+    request.setHeader(b"content-length", b"0")
+    return b""

@@ -1,0 +1,62 @@
+"""
+Fixtures for integration tests: the real site on 127.0.0.1, port 0, over a
+real data directory, reached over real sockets with treq.
+"""
+
+import attr
+import pytest
+import pytest_twisted
+import treq
+from twisted.internet.endpoints import TCP4ServerEndpoint
+from twisted.python.threadpool import ThreadPool
+from twisted.web.client import HTTPConnectionPool
+
+from reduct_twisted.config import Config
+from reduct_twisted.http.site import make_site
+from reduct_twisted.storage import StorageEngine
+
+
+@attr.s
+class Server:
+    """A running daemon: its URL, engine, data path and a treq client."""
+
+    url = attr.ib()
+    engine = attr.ib()
+    data_path = attr.ib()
+    http = attr.ib()
+    site = attr.ib()
+
+    def api(self, path: str) -> str:
+        return self.url + "/api/v1" + path
+
+
+async def start_server(data_path, **config_kwargs):
+    """Start engine, thread pool and site; return (Server, stop coroutine)."""
+    from twisted.internet import reactor
+
+    engine = StorageEngine(str(data_path), reactor)
+    engine.open()
+    pool = ThreadPool(minthreads=1, maxthreads=4, name="reduct-test-io")
+    pool.start()
+    config = Config(data_path=str(data_path), **config_kwargs)
+    site = make_site(engine, config, reactor, pool)
+    port = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(site)
+    conn_pool = HTTPConnectionPool(reactor, persistent=True)
+    client = treq.HTTPClient.with_config(pool=conn_pool)
+    url = f"http://127.0.0.1:{port.getHost().port}"
+    server = Server(url=url, engine=engine, data_path=data_path, http=client, site=site)
+
+    async def stop():
+        await conn_pool.closeCachedConnections()
+        await port.stopListening()
+        pool.stop()
+        engine.close()
+
+    return server, stop
+
+
+@pytest_twisted.async_yield_fixture()
+async def server(tmp_path):
+    srv, stop = await start_server(tmp_path / "data")
+    yield srv
+    await stop()

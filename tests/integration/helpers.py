@@ -1,0 +1,55 @@
+"""Small helpers shared by the integration tests."""
+
+import json
+import socket
+
+from twisted.internet.threads import deferToThread
+
+
+async def body_of(resp) -> bytes:
+    """Read the whole response body (always consume bodies: treq hygiene)."""
+    return await resp.content()
+
+
+async def assert_error(resp, status: int, message: str) -> None:
+    """The ReductStore error contract: status, x-reduct-error, JSON detail."""
+    body = await resp.content()
+    assert resp.code == status, (resp.code, body)
+    assert resp.headers.getRawHeaders("x-reduct-error") == [message]
+    if status == 204 or resp.request.method == b"HEAD":
+        assert body == b""
+        return
+    assert resp.headers.getRawHeaders("content-type") == ["application/json"]
+    assert json.loads(body) == {"detail": message}
+
+
+def _raw_exchange(port: int, payload: bytes, read_until_close: bool, timeout: float) -> bytes:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    try:
+        sock.sendall(payload)
+        chunks = []
+        while True:
+            try:
+                data = sock.recv(65536)
+            except socket.timeout:
+                break
+            if not data:
+                break
+            chunks.append(data)
+            if not read_until_close and b"\r\n\r\n" in b"".join(chunks):
+                break
+        return b"".join(chunks)
+    finally:
+        sock.close()
+
+
+def raw_request(port: int, payload: bytes, read_until_close=False, timeout=2.0):
+    """
+    Send raw bytes over a fresh socket (in a thread, so the reactor keeps
+    serving) and return what came back: for wire-level checks treq hides.
+    """
+    return deferToThread(_raw_exchange, port, payload, read_until_close, timeout)
+
+
+def port_of(server) -> int:
+    return int(server.url.rsplit(":", 1)[1])
