@@ -1,0 +1,46 @@
+"""Header and parameter parsing: exact upstream texts."""
+
+import pytest
+
+from reduct_twisted.errors import UnprocessableEntity
+from reduct_twisted.http.headers import header_safe, parse_u64, record_labels, timestamp_param
+from reduct_twisted.http.params import query_kwargs
+
+
+def test_parse_u64_bounds():
+    """Only plain decimal digits within u64 parse."""
+    assert parse_u64("0") == 0
+    assert parse_u64(str(2**64 - 1)) == 2**64 - 1
+    for bad in ("", "-1", "+1", "1.0", " 1", str(2**64), "١٢"):
+        assert parse_u64(bad) is None, bad
+
+
+def test_timestamp_param_messages():
+    """ts missing and ts malformed have different 422 texts."""
+    with pytest.raises(UnprocessableEntity, match="'ts' parameter is required"):
+        timestamp_param({})
+    with pytest.raises(UnprocessableEntity, match="'ts' must be an unix timestamp in microseconds"):
+        timestamp_param({b"ts": [b"x"]})
+    assert timestamp_param({b"ts": [b"1", b"25"]}) == 25  # last one wins
+
+
+def test_labels_lowercased_and_last_wins():
+    """Label names are lowercased; a repeated header keeps its last value."""
+    raw = [(b"X-Reduct-Label-Camera", [b"a", b"b"]), (b"Content-Type", [b"x"]), (b"x-reduct-label-k", [b"v,w"])]
+    assert record_labels(raw) == {"camera": "b", "k": "v,w"}
+
+
+def test_header_safe_messages():
+    """Messages with control characters become 'Unparsable message'."""
+    assert header_safe("Bucket 'x' is not found") == b"Bucket 'x' is not found"
+    assert header_safe("bad\nline") == b"Unparsable message"
+
+
+def test_query_kwargs_defaults():
+    """No parameters: everything unset, TTL 60 s, not continuous."""
+    assert query_kwargs({}) == {
+        "start": None, "stop": None, "ttl": 60, "continuous": False, "include": {}, "exclude": {},
+        "limit": None, "each_n": None, "each_s": None}
+    kw = query_kwargs({b"include-Foo": [b"1"], b"exclude-b": [b"2"], b"continuous": [b"true"], b"each_s": [b"0.5"]})
+    assert kw["include"] == {"Foo": "1"} and kw["exclude"] == {"b": "2"}
+    assert kw["continuous"] is True and kw["each_s"] == 0.5

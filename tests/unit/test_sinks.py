@@ -1,0 +1,155 @@
+"""
+The write sinks without HTTP: water-mark backpressure, commit and abort.
+"""
+
+import os
+
+import attr
+import pytest
+
+from reduct_twisted.errors import BadRequest
+from reduct_twisted.http import sinks
+from reduct_twisted.http.sinks import PrivateSegmentSink, SharedSegmentSink
+
+
+@attr.s
+class FakeAlloc:
+    path = attr.ib()
+    length = attr.ib()
+    offset = attr.ib(default=0)
+    fd = attr.ib(default=None)
+    private = attr.ib(default=True)
+    written = attr.ib(default=0)
+    ts = attr.ib(default=1)
+
+
+class FakeEngine:
+    def __init__(self):
+        self.committed = []
+        self.aborted = []
+
+    def commit(self, alloc):
+        if alloc.length is not None and alloc.written != alloc.length:
+            self.aborted.append(alloc)
+            raise BadRequest("Content is shorter than expected")
+        self.committed.append(alloc)
+
+    def abort(self, alloc):
+        self.aborted.append(alloc)
+
+
+class ManualPool:
+    """A thread pool whose jobs run only when the test says so."""
+
+    def __init__(self):
+        self.jobs = []
+
+    def callInThreadWithCallback(self, on_result, f, *args, **kwargs):
+        self.jobs.append((on_result, f, args, kwargs))
+
+    def run_all(self):
+        while self.jobs:
+            on_result, f, args, kwargs = self.jobs.pop(0)
+            try:
+                result = f(*args, **kwargs)
+            except Exception as exc:
+                from twisted.python.failure import Failure
+
+                on_result(False, Failure(exc))
+            else:
+                on_result(True, result)
+
+
+class ImmediateReactor:
+    def callFromThread(self, f, *args, **kwargs):
+        f(*args, **kwargs)
+
+
+class Transport:
+    def __init__(self):
+        self.events = []
+
+    def pauseProducing(self):
+        self.events.append("pause")
+
+    def resumeProducing(self):
+        self.events.append("resume")
+
+
+def results(d):
+    out = []
+    d.addBoth(out.append)
+    assert out, "Deferred has not fired"
+    return out[0]
+
+
+def test_private_sink_pauses_above_high_water_and_resumes_below_low(tmp_path):
+    """Queued bytes beyond HIGH_WATER pause the client; draining below LOW_WATER resumes it."""
+    pool, transport, engine = ManualPool(), Transport(), FakeEngine()
+    total = sinks.HIGH_WATER + (1 << 20)
+    alloc = FakeAlloc(path=str(tmp_path / "seg.blk"), length=total)
+    sink = PrivateSegmentSink(engine, alloc, ImmediateReactor(), pool, transport)
+    pool.run_all()  # the open
+    chunk = b"q" * 65536
+    for _ in range(total // len(chunk)):
+        sink.write(chunk)
+    assert transport.events == ["pause"]
+    assert sink.max_queued <= sinks.HIGH_WATER + sinks.MAX_BATCH + len(chunk)
+    d = sink.finish()
+    pool.run_all()
+    assert transport.events == ["pause", "resume"]
+    assert results(d) is None
+    assert engine.committed == [alloc]
+    assert os.path.getsize(alloc.path) == total
+
+
+def test_private_sink_abort_while_writing_closes_file(tmp_path):
+    """Aborting with a write in flight aborts the record and leaks no descriptor."""
+    pool, engine = ManualPool(), FakeEngine()
+    alloc = FakeAlloc(path=str(tmp_path / "seg.blk"), length=10)
+    sink = PrivateSegmentSink(engine, alloc, ImmediateReactor(), pool, Transport())
+    pool.run_all()
+    fd = sink._fd
+    sink.write(b"12345")
+    sink.abort()
+    pool.run_all()
+    assert engine.aborted == [alloc]
+    with pytest.raises(OSError):
+        os.fstat(fd)
+
+
+def test_private_sink_short_body_fails_finish(tmp_path):
+    """A body shorter than declared fails with a 400 and the record is aborted."""
+    pool, engine = ManualPool(), FakeEngine()
+    alloc = FakeAlloc(path=str(tmp_path / "seg.blk"), length=10)
+    sink = PrivateSegmentSink(engine, alloc, ImmediateReactor(), pool, Transport())
+    sink.write(b"123")
+    d = sink.finish()
+    pool.run_all()
+    failure = results(d)
+    assert failure.check(BadRequest)
+    assert engine.aborted == [alloc] and engine.committed == []
+
+
+def test_shared_sink_writes_in_place_and_refuses_overflow(tmp_path):
+    """Chunks land at the reserved offset; bytes beyond the declared length fail the record."""
+    path = tmp_path / "shared.blk"
+    path.write_bytes(b"AAAA")
+    fd = os.open(path, os.O_RDWR)
+    try:
+        engine = FakeEngine()
+        alloc = FakeAlloc(path=str(path), length=3, offset=4, fd=fd, private=False)
+        sink = SharedSegmentSink(engine, alloc)
+        sink.write(b"xy")
+        sink.write(b"z")
+        assert results(sink.finish()) is None
+        assert path.read_bytes() == b"AAAAxyz"
+        alloc2 = FakeAlloc(path=str(path), length=1, offset=7, fd=fd, private=False)
+        sink2 = SharedSegmentSink(engine, alloc2)
+        sink2.write(b"toolong")
+        failure = results(sink2.finish())
+        assert failure.check(BadRequest)
+        assert failure.value.message == "Content is bigger than in content-length"
+        assert engine.aborted == [alloc2]
+    finally:
+        os.close(fd)
