@@ -1,0 +1,362 @@
+"""
+The daemon's configuration: one frozen :class:`Config` and its loader.
+
+Settings come from four layers; a later layer wins field by field::
+
+    built-in defaults  <  ini file (--config)  <  environment (RS_*)  <  command line
+
+The ini file has a single ``[reduct]`` section whose keys are the field names
+of :class:`Config` (``etc/reduct-twisted.ini`` documents every one).  Unknown
+sections and keys are errors, as are values that do not parse: unlike
+upstream ReductStore, which falls back to the default for an unparsable
+variable, we refuse to start and say which option was wrong and where it came
+from, in one line (:class:`ConfigError`).
+
+An empty value (``RS_CERT_PATH=``, ``cert_path =``) means "not set at this
+layer", so an empty line in the sample file or a blank variable in a systemd
+``EnvironmentFile`` never overrides anything.
+
+Differences from upstream, on purpose:
+
+* ``data_path`` defaults to ``reduct-data`` relative to the working directory.
+  Upstream's ``/data`` only works for root or inside its container image; a
+  newcomer running ``twistd -n reduct`` as themselves gets a usable store.
+  The sample systemd unit sets ``WorkingDirectory=/var/lib/reduct-twisted``.
+* ``listen``, ``quota_interval``, ``query_expiry_interval`` and
+  ``threadpool_size`` (and their ``RS_LISTEN``, ``RS_QUOTA_INTERVAL``,
+  ``RS_QUERY_EXPIRY_INTERVAL``, ``RS_THREADPOOL_SIZE`` variables) are ours.
+* ``TRACE`` is accepted as a log level and treated as ``DEBUG``: Twisted's
+  logger has no finer level.
+
+This module depends only on the standard library and attrs.
+"""
+
+from __future__ import annotations
+
+import configparser
+import math
+import os
+from typing import Any, Callable, Mapping
+
+import attrs
+
+#: Canonical log level names; ``WARNING`` is accepted and stored as ``WARN``.
+LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "WARN", "ERROR")
+_LEVEL_ALIASES = {"WARNING": "WARN"}
+
+#: The only section allowed in the ini file.
+INI_SECTION = "reduct"
+
+
+class ConfigError(Exception):
+    """
+    A setting is invalid.  ``str(error)`` is one line naming the option, its
+    value and the layer it came from, fit to show a user as it is.
+    """
+
+
+def normalise_base_path(value: str) -> str:
+    """
+    Give ``value`` a leading and a trailing slash, as ReductStore 1.15.5 does
+    for ``RS_API_BASE_PATH`` (``reduct`` and ``/reduct`` become ``/reduct/``).
+    """
+    if not value.startswith("/"):
+        value = "/" + value
+    if not value.endswith("/"):
+        value += "/"
+    return value
+
+
+def _canonical_level(value: str) -> str:
+    upper = value.strip().upper()
+    return _LEVEL_ALIASES.get(upper, upper)
+
+
+@attrs.frozen(kw_only=True)
+class Config:
+    """
+    Every setting of the daemon, already parsed and validated.
+
+    :ivar data_path: directory holding the buckets; created if missing.
+    :ivar host: address to listen on when ``listen`` is empty.
+    :ivar port: TCP port to listen on when ``listen`` is empty.
+    :ivar listen: Twisted server endpoint strings (``tcp:``, ``ssl:``,
+        ``systemd:``…); when non-empty they replace ``host``/``port``/``cert_*``
+        as the listening addresses.
+    :ivar api_base_path: URL prefix in front of ``api/v1/``; always starts and
+        ends with ``/``.
+    :ivar log_level: one of :data:`LOG_LEVELS`.
+    :ivar cert_path: PEM certificate; with ``cert_key_path`` it turns the
+        derived endpoint into HTTPS.
+    :ivar cert_key_path: PEM private key for ``cert_path``.
+    :ivar quota_interval: seconds between two quota enforcement passes.
+    :ivar query_expiry_interval: seconds between two sweeps of expired queries.
+    :ivar threadpool_size: worker threads for disk work (discards, fsync).
+    """
+
+    data_path: str = "reduct-data"
+    host: str = "0.0.0.0"
+    port: int = 8383
+    listen: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    api_base_path: str = attrs.field(default="/", converter=normalise_base_path)
+    log_level: str = attrs.field(default="INFO", converter=_canonical_level)
+    cert_path: str | None = None
+    cert_key_path: str | None = None
+    quota_interval: float = 5.0
+    query_expiry_interval: float = 1.0
+    threadpool_size: int = 4
+
+    @property
+    def tls(self) -> bool:
+        """Whether the derived endpoint serves HTTPS (both cert files given)."""
+        return bool(self.cert_path and self.cert_key_path)
+
+    def listen_endpoints(self) -> tuple[str, ...]:
+        """
+        The server endpoint strings to listen on: ``listen`` when given,
+        otherwise one ``tcp:`` (or ``ssl:`` with a certificate) endpoint built
+        from ``host`` and ``port``.
+        """
+        if self.listen:
+            return self.listen
+        interface = _quote(self.host)
+        if self.tls:
+            assert self.cert_path and self.cert_key_path
+            return (
+                f"ssl:{self.port}:interface={interface}"
+                f":privateKey={_quote(self.cert_key_path)}"
+                f":certKey={_quote(self.cert_path)}",
+            )
+        return (f"tcp:{self.port}:interface={interface}",)
+
+
+def _quote(value: str) -> str:
+    # The same escaping as twisted.internet.endpoints.quoteStringArgument,
+    # repeated here so this module stays free of Twisted imports.
+    return value.replace("\\", "\\\\").replace(":", "\\:")
+
+
+#: Environment variable for each field.  The first seven are upstream's.
+ENV_NAMES: Mapping[str, str] = {
+    "data_path": "RS_DATA_PATH",
+    "host": "RS_HOST",
+    "port": "RS_PORT",
+    "api_base_path": "RS_API_BASE_PATH",
+    "log_level": "RS_LOG_LEVEL",
+    "cert_path": "RS_CERT_PATH",
+    "cert_key_path": "RS_CERT_KEY_PATH",
+    "listen": "RS_LISTEN",
+    "quota_interval": "RS_QUOTA_INTERVAL",
+    "query_expiry_interval": "RS_QUERY_EXPIRY_INTERVAL",
+    "threadpool_size": "RS_THREADPOOL_SIZE",
+}
+
+FIELDS: tuple[str, ...] = tuple(f.name for f in attrs.fields(Config))
+
+
+# Value parsers: take the raw value of one layer (a string, or for ``listen``
+# a string or a list of strings) and return the typed value, or raise
+# ValueError whose text completes "<name>=<value!r> ...".
+
+
+def _text(raw: Any) -> str:
+    value = str(raw).strip()
+    if any(c.isspace() for c in value):
+        raise ValueError("must not contain white space")
+    return value
+
+
+def _path(raw: Any) -> str:
+    return str(raw).strip()
+
+
+def _port(raw: Any) -> int:
+    try:
+        port = int(str(raw).strip())
+    except ValueError:
+        raise ValueError("is not a port number") from None
+    if not 0 <= port <= 65535:
+        raise ValueError("is not a port number (0 to 65535)")
+    return port
+
+
+def _level(raw: Any) -> str:
+    level = _canonical_level(str(raw))
+    if level not in LOG_LEVELS:
+        raise ValueError(
+            "is not a log level; expected one of TRACE, DEBUG, INFO, WARN, ERROR"
+        )
+    return level
+
+
+def _base_path(raw: Any) -> str:
+    value = _text(raw)
+    if "?" in value or "#" in value:
+        raise ValueError("must be a URL path without '?' or '#'")
+    return normalise_base_path(value)
+
+
+def _seconds(raw: Any) -> float:
+    try:
+        seconds = float(str(raw).strip())
+    except ValueError:
+        raise ValueError("is not a number of seconds") from None
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise ValueError("must be a positive number of seconds")
+    return seconds
+
+
+def _threads(raw: Any) -> int:
+    try:
+        count = int(str(raw).strip())
+    except ValueError:
+        raise ValueError("is not a whole number") from None
+    if count < 1:
+        raise ValueError("must be at least 1")
+    return count
+
+
+def _endpoints(raw: Any) -> tuple[str, ...]:
+    # One endpoint per line in the ini file, white-space separated in RS_LISTEN,
+    # one per --listen on the command line.
+    items = raw.split() if isinstance(raw, str) else [str(i).strip() for i in raw]
+    items = [i for i in items if i]
+    if len(set(items)) != len(items):
+        raise ValueError("names the same endpoint twice")
+    return tuple(items)
+
+
+_PARSERS: Mapping[str, Callable[[Any], Any]] = {
+    "data_path": _path,
+    "host": _text,
+    "port": _port,
+    "listen": _endpoints,
+    "api_base_path": _base_path,
+    "log_level": _level,
+    "cert_path": _path,
+    "cert_key_path": _path,
+    "quota_interval": _seconds,
+    "query_expiry_interval": _seconds,
+    "threadpool_size": _threads,
+}
+assert set(_PARSERS) == set(FIELDS) == set(ENV_NAMES)
+
+
+@attrs.frozen
+class _Layer:
+    """
+    The raw values one source provides, and how to name them in errors.
+
+    :ivar where: the source, e.g. ``environment``.
+    :ivar names: how the user spelt each field in this source.
+    :ivar values: field name to raw value, unset fields absent.
+    """
+
+    where: str
+    names: Mapping[str, str]
+    values: Mapping[str, Any]
+
+
+def _is_empty(raw: Any) -> bool:
+    if isinstance(raw, str):
+        return not raw.strip()
+    return raw is None or (not isinstance(raw, (int, float)) and len(raw) == 0)
+
+
+def _ini_layer(ini_path: str) -> _Layer:
+    where = f"config file {ini_path}"
+    parser = configparser.ConfigParser(
+        interpolation=None, default_section="\0no default section"
+    )
+    try:
+        with open(ini_path, encoding="utf-8") as f:
+            parser.read_file(f)
+    except OSError as e:
+        raise ConfigError(f"cannot read {where}: {e.strerror or e}") from None
+    except configparser.Error as e:
+        first = " ".join(str(e).split())
+        raise ConfigError(f"cannot parse {where}: {first}") from None
+    for section in parser.sections():
+        if section != INI_SECTION:
+            raise ConfigError(
+                f"unknown section [{section}] ({where}); "
+                f"only [{INI_SECTION}] is allowed"
+            )
+    values: dict[str, Any] = {}
+    if parser.has_section(INI_SECTION):
+        for key, value in parser.items(INI_SECTION):
+            if key not in _PARSERS:
+                raise ConfigError(
+                    f"unknown option {key!r} in [{INI_SECTION}] ({where}); "
+                    f"known options: {', '.join(FIELDS)}"
+                )
+            values[key] = value.splitlines() if key == "listen" else value
+    return _Layer(where, {f: f for f in FIELDS}, values)
+
+
+def _env_layer(environ: Mapping[str, str]) -> _Layer:
+    values = {f: environ[n] for f, n in ENV_NAMES.items() if n in environ}
+    return _Layer("environment", ENV_NAMES, values)
+
+
+def _cli_layer(cli: Mapping[str, Any]) -> _Layer:
+    for key in cli:
+        if key not in _PARSERS:
+            raise ConfigError(f"unknown option {key!r} (command line)")
+    names = {f: "--" + f.replace("_", "-") for f in FIELDS}
+    return _Layer("command line", names, dict(cli))
+
+
+def load_config(
+    cli: Mapping[str, Any], environ: Mapping[str, str], ini_path: str | None
+) -> Config:
+    """
+    Build a :class:`Config` from the four layers.
+
+    :param cli: field name to value from the command line; ``None`` and empty
+        values count as not given.  ``listen`` may be a list.
+    :param environ: the process environment; only the names in
+        :data:`ENV_NAMES` are read.
+    :param ini_path: the ini file to read, or ``None`` for none.
+    :raises ConfigError: with a one-line explanation.
+    """
+    layers = []
+    if ini_path is not None:
+        layers.append(_ini_layer(ini_path))
+    layers.append(_env_layer(environ))
+    layers.append(_cli_layer(cli))
+
+    chosen: dict[str, Any] = {}
+    origin: dict[str, tuple[str, str]] = {}
+    for layer in layers:
+        for field, raw in layer.values.items():
+            if _is_empty(raw):
+                continue
+            name = layer.names[field]
+            try:
+                chosen[field] = _PARSERS[field](raw)
+            except ValueError as e:
+                shown = raw if isinstance(raw, str) else " ".join(map(str, raw))
+                raise ConfigError(f"{name}={shown!r} {e} ({layer.where})") from None
+            origin[field] = (name, layer.where)
+
+    _check_certificates(chosen, origin)
+    return Config(**chosen)
+
+
+def _check_certificates(
+    chosen: Mapping[str, Any], origin: Mapping[str, tuple[str, str]]
+) -> None:
+    given = [f for f in ("cert_path", "cert_key_path") if chosen.get(f)]
+    if len(given) == 1:
+        (have,) = given
+        missing = "cert_key_path" if have == "cert_path" else "cert_path"
+        name, where = origin[have]
+        raise ConfigError(
+            f"{name}={chosen[have]!r} is set but {missing} ({ENV_NAMES[missing]}) "
+            f"is not; HTTPS needs both or neither ({where})"
+        )
+    for field in given:
+        if not os.path.isfile(chosen[field]):
+            name, where = origin[field]
+            raise ConfigError(f"{name}={chosen[field]!r} is not a file ({where})")

@@ -1,0 +1,172 @@
+"""
+``StorageService``: the storage engine, its disk thread pool and its two
+periodic loops, started and stopped as one Twisted service.
+
+The engine is opened synchronously in the constructor: ``MultiService``
+ignores Deferreds returned by a child's ``startService``, so a store that
+cannot be opened must fail while ``makeService`` runs, before twistd starts.
+
+Loops (each a ``TimerService`` on the injected clock, run once at start):
+
+* quota enforcement, every ``quota_interval`` seconds;
+* query expiry, every ``query_expiry_interval`` seconds.
+
+A ``TimerService`` stops for good the first time its callable raises, so each
+step catches and logs its own failure and the next step runs as usual.
+
+Stopping: wait for an in-flight step (the timers' own ``stopService``), stop
+the thread pool (it finishes queued discards and any other queued disk work
+first), then close the engine.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from typing import Any, Callable
+
+from twisted.application.internet import TimerService
+from twisted.application.service import MultiService
+from twisted.internet.defer import Deferred
+from twisted.internet.threads import deferToThreadPool
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.python.threadpool import ThreadPool
+
+from reduct_twisted.config import Config
+
+
+def remove_paths(paths: list[str]) -> list[tuple[str, str]]:
+    """
+    Delete each path, a file or a whole directory tree; paths already gone
+    are fine.  Runs in a worker thread.
+
+    :return: ``(path, reason)`` for each path that could not be removed.
+    """
+    problems = []
+    for path in paths:
+        try:
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path)
+            else:
+                os.remove(path)
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            problems.append((path, f"{type(e).__name__}: {e.strerror or e}"))
+    return problems
+
+
+def _default_engine_factory(data_path: str, clock: Any, **kwargs: Any) -> Any:
+    from reduct_twisted.storage import StorageEngine
+
+    return StorageEngine(data_path, clock, **kwargs)
+
+
+class StorageService(MultiService):
+    """
+    Owns the storage engine and the thread pool its disk work runs in.
+
+    :ivar engine: the open ``StorageEngine`` (give it to ``make_site``).
+    :ivar threadpool: the disk ``ThreadPool`` (give it to ``make_site``);
+        running between ``startService`` and ``stopService``.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        config: Config,
+        reactor: Any,
+        engine_factory: Callable[..., Any] | None = None,
+    ) -> None:
+        """
+        Create the pool, then create and open the engine.
+
+        :param reactor: the clock for the loops and the engine, and where
+            thread results are delivered (``callFromThread``).
+        :param engine_factory: called as ``(data_path, clock, discard=...)``;
+            the real ``StorageEngine`` by default.
+        :raises OSError: if the data directory cannot be used.
+        """
+        super().__init__()
+        self.setName("storage")
+        self._reactor = reactor
+        self._config = config
+        self.threadpool = ThreadPool(
+            minthreads=0, maxthreads=config.threadpool_size, name="reduct-storage"
+        )
+        factory = engine_factory or _default_engine_factory
+        self.engine = factory(config.data_path, reactor, discard=self.discard)
+        self.engine.open()
+        self._add_loop("quota", config.quota_interval, self._enforce_quotas)
+        self._add_loop(
+            "query-expiry", config.query_expiry_interval, self._expire_queries
+        )
+
+    def _add_loop(self, name: str, interval: float, step: Callable[[], None]) -> None:
+        timer = TimerService(interval, step)
+        timer.clock = self._reactor
+        timer.setName(name)
+        timer.setServiceParent(self)
+
+    def _enforce_quotas(self) -> None:
+        try:
+            removed = self.engine.enforce_quotas()
+        except Exception:
+            self.log.failure("Quota enforcement failed; will try again")
+        else:
+            if removed:
+                self.log.info("Quota enforcement removed {count} blocks", count=removed)
+
+    def _expire_queries(self) -> None:
+        try:
+            expired = self.engine.expire_queries()
+        except Exception:
+            self.log.failure("Query expiry failed; will try again")
+        else:
+            if expired:
+                self.log.debug("Expired {count} queries", count=expired)
+
+    def discard(self, paths: list[str]) -> None:
+        """
+        Remove files or directory trees in the thread pool, fire-and-forget;
+        failures are logged.  Once the pool has stopped (while the engine
+        closes) the removal runs at once in the calling thread.
+        """
+        paths = list(paths)
+        if not paths:
+            return
+        if self.threadpool.joined:
+            self._report_discard(remove_paths(paths))
+            return
+        d: Deferred[list[tuple[str, str]]] = deferToThreadPool(
+            self._reactor, self.threadpool, remove_paths, paths
+        )
+        d.addCallbacks(self._report_discard, self._discard_failed)
+
+    def _report_discard(self, problems: list[tuple[str, str]]) -> None:
+        for path, reason in problems:
+            self.log.error("Could not discard {path}: {reason}", path=path, reason=reason)
+
+    def _discard_failed(self, failure: Failure) -> None:
+        self.log.failure("Discarding files failed", failure)
+
+    def startService(self) -> None:
+        self.threadpool.start()
+        super().startService()
+        self.log.info(
+            "Storage open at {path}; quotas every {quota}s, query expiry every {expiry}s",
+            path=os.path.abspath(self._config.data_path),
+            quota=self._config.quota_interval,
+            expiry=self._config.query_expiry_interval,
+        )
+
+    def stopService(self) -> Deferred[None]:
+        d = super().stopService()  # waits for an in-flight loop step
+
+        def shut_down(_: object) -> None:
+            self.threadpool.stop()
+            self.engine.close()
+
+        return d.addCallback(shut_down)

@@ -1,0 +1,220 @@
+"""
+``twistd reduct``: command-line options and the service tree.
+
+``Options`` parses the command line, then loads the whole configuration
+(defaults < ``--config`` ini file < ``RS_*`` environment < command line) and
+turns any :class:`~reduct_twisted.config.ConfigError` into a ``UsageError``,
+so twistd reports a bad setting in one line and exits non-zero.
+
+``makeService`` only wires things together::
+
+    LevelFilteredService "reduct"        (log level filter for twistd, see logs.py)
+    ├── StorageService "storage"         (engine, thread pool, quota + query-expiry loops)
+    └── StreamServerEndpointService "listen:<endpoint>"   one per listen endpoint
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any, Callable, Mapping
+
+import attrs
+from twisted.application import strports
+from twisted.application.service import IService
+from twisted.internet.defer import Deferred
+from twisted.internet.endpoints import serverFromString
+from twisted.internet.interfaces import (
+    IListeningPort,
+    IProtocolFactory,
+    IStreamServerEndpoint,
+)
+from twisted.internet.testing import MemoryReactor
+from twisted.logger import Logger
+from twisted.python import usage
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from reduct_twisted import REDUCT_VERSION, __version__
+from reduct_twisted.config import ENV_NAMES, Config, ConfigError, load_config
+from reduct_twisted.logs import LevelFilteredService, observer_factory_for
+from reduct_twisted.service import StorageService
+
+log = Logger()
+
+_DEFAULTS = Config()
+
+
+def _help(text: str, field: str) -> str:
+    default = getattr(_DEFAULTS, field)
+    shown = " ".join(default) if isinstance(default, tuple) else default
+    return f"{text} [default: {shown or 'none'}; env {ENV_NAMES[field]}]"
+
+
+class Options(usage.Options):
+    """
+    ``twistd reduct`` options.  After parsing, ``self.config`` holds the
+    loaded :class:`~reduct_twisted.config.Config`.
+    """
+
+    synopsis = "[options]"
+    longdesc = (
+        "Run a ReductStore-compatible time-series blob store. Settings are "
+        "taken from the built-in defaults, then the --config file, then RS_* "
+        "environment variables, then these options."
+    )
+
+    optParameters = [
+        ["config", "c", None, "Read settings from this ini file ([reduct] section)."],
+        ["data-path", "d", None, _help("Directory holding the data.", "data_path")],
+        ["api-base-path", None, None, _help("URL prefix of the API.", "api_base_path")],
+        [
+            "log-level",
+            None,
+            None,
+            _help("TRACE, DEBUG, INFO, WARN or ERROR.", "log_level"),
+        ],
+    ]
+
+    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
+        """
+        :param environ: the environment to read ``RS_*`` from; ``os.environ``
+            by default (twistd calls us without arguments).
+        """
+        super().__init__()
+        self["listen"] = []
+        self._environ = os.environ if environ is None else environ
+        self.config: Config | None = None
+        self._failed = False
+
+    def opt_listen(self, endpoint: str) -> None:
+        """
+        Listen on this Twisted server endpoint, e.g. tcp:8383:interface=127.0.0.1,
+        ssl:8443:privateKey=key.pem:certKey=cert.pem or systemd:domain=INET:index=0.
+        Repeat to listen on several. [default: tcp:<host>:<port> from the
+        host and port settings, ssl: when a certificate is set; env RS_LISTEN]
+        """
+        self["listen"].append(endpoint)
+
+    def opt_version(self) -> None:
+        """Print the version and exit."""
+        print(f"reduct-twisted {__version__} (ReductStore API {REDUCT_VERSION})")
+        sys.exit(0)
+
+    def postOptions(self) -> None:
+        cli = {
+            "data_path": self["data-path"],
+            "api_base_path": self["api-base-path"],
+            "log_level": self["log-level"],
+            "listen": self["listen"],
+        }
+        given = {k: v for k, v in cli.items() if v}
+        try:
+            config = load_config(given, self._environ, self["config"])
+            for endpoint in config.listen_endpoints():
+                _check_endpoint(endpoint)
+        except ConfigError as e:
+            self._failed = True
+            raise usage.UsageError(str(e)) from None
+        self.config = config
+
+    def getUsage(self, width: int | None = None) -> str:
+        # twistd prints the usage text before a UsageError's message.  For a
+        # bad setting the option table only hides the one line that matters.
+        if self._failed:
+            return "Run 'twistd reduct --help' for the options.\n"
+        return super().getUsage(width)
+
+
+def _check_endpoint(description: str) -> None:
+    # Parse against a throw-away reactor: catches syntax errors, unreadable
+    # certificates and missing systemd sockets before anything starts.
+    try:
+        serverFromString(MemoryReactor(), description)
+    except Exception as e:
+        hint = ""
+        if description.startswith("systemd:"):
+            hint = " (is the daemon started by a systemd .socket unit?)"
+        raise ConfigError(
+            f"listen endpoint {description!r} is not usable: "
+            f"{type(e).__name__}: {e}{hint}"
+        ) from None
+
+
+@implementer(IStreamServerEndpoint)
+@attrs.define
+class AnnouncingEndpoint:
+    """
+    Wraps a server endpoint to log the address it listens on (a line with
+    ``listening on host:port``), or one line saying why it could not.
+    """
+
+    endpoint: IStreamServerEndpoint
+    description: str
+    scheme: str
+
+    def listen(self, factory: IProtocolFactory) -> Deferred[IListeningPort]:
+        d = self.endpoint.listen(factory)
+        d.addCallbacks(self._listening, self._failed)
+        return d
+
+    def _listening(self, port: IListeningPort) -> IListeningPort:
+        address = port.getHost()
+        host = getattr(address, "host", None)
+        where = f"{host}:{address.port}" if host is not None else str(address)
+        log.info(
+            "{scheme} listening on {where} ({endpoint})",
+            scheme=self.scheme,
+            where=where,
+            endpoint=self.description,
+        )
+        return port
+
+    def _failed(self, failure: Failure) -> Failure:
+        log.critical(
+            "Cannot listen on {endpoint}: {reason}",
+            endpoint=self.description,
+            reason=failure.getErrorMessage(),
+        )
+        return failure
+
+
+def makeService(
+    options: Options,
+    reactor: Any = None,
+    *,
+    engine_factory: Callable[..., Any] | None = None,
+    site_factory: Callable[..., Any] | None = None,
+) -> IService:
+    """
+    Build the service tree for ``options`` (see the module docstring).
+
+    :param reactor: the reactor; the global one if ``None``.
+    :param engine_factory: see :class:`StorageService`; for tests.
+    :param site_factory: ``make_site(engine, config, reactor, threadpool)``;
+        ``reduct_twisted.http.site.make_site`` by default.
+    :raises OSError: if the data directory cannot be used.
+    """
+    if reactor is None:
+        from twisted.internet import reactor
+    if site_factory is None:
+        from reduct_twisted.http.site import make_site as site_factory
+    config = options.config
+    assert config is not None, "parseOptions() has not been called"
+
+    top = LevelFilteredService(observer_factory_for(options), config.log_level)
+    top.setName("reduct")
+    storage = StorageService(config, reactor, engine_factory)
+    storage.setServiceParent(top)
+    site = site_factory(storage.engine, config, reactor, storage.threadpool)
+    for description in config.listen_endpoints():
+        # strports.service: StreamServerEndpointService(serverFromString(...))
+        # that raises at start-up if it cannot listen, instead of running on
+        # with no port.
+        listener = strports.service(description, site, reactor=reactor)
+        scheme = "https" if description.startswith("ssl:") else "http"
+        listener.endpoint = AnnouncingEndpoint(listener.endpoint, description, scheme)
+        listener.setName(f"listen:{description}")
+        listener.setServiceParent(top)
+    log.debug("Configuration: {config!r}", config=config)
+    return top
