@@ -1,0 +1,243 @@
+"""
+A block: an always-present summary plus a record table loaded on demand.
+
+The summary is what statistics, rotation, quotas and query planning need;
+the table (records by timestamp plus their sorted timestamps) is read from
+the block's ``.meta`` file only when a record of the block is looked up,
+and is dropped again by the engine's :class:`~reduct_twisted.storage.cache.TableCache`.
+"""
+
+import bisect
+import os
+
+import attr
+
+from reduct_twisted.storage import blockfile
+from reduct_twisted.storage.records import FINISHED, STARTED, Record, RecordView
+
+
+def _append(path: str, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)
+
+
+def _meta_size(record: Record) -> int:
+    return blockfile.record_meta_size(
+        record.ts, record.offset, record.offset + record.size, record.content_type, record.labels
+    )
+
+
+@attr.s(eq=False, slots=True)
+class Block:
+    """
+    One block of an entry.
+
+    :ivar directory: the entry directory holding the block's files.
+    :ivar block_id: the timestamp that opened the block.
+    :ivar record_count: records of any state.
+    :ivar data_size: content bytes of all records.
+    :ivar meta_size: the metadata part of the ``size`` statistics.
+    :ivar first_ts: smallest record timestamp.
+    :ivar latest_ts: greatest record timestamp.
+    :ivar tail: end of the used part of the shared segment.
+    :ivar shared_live: content bytes of the records in the shared segment.
+    :ivar private_ts: timestamps of the records that have a private segment.
+    :ivar started: records still being written (they pin the table).
+    :ivar meta_length: bytes in the ``.meta`` file (``0``: not created yet).
+    :ivar table: records by timestamp, or ``None`` when not loaded.
+    :ivar order: the table's timestamps in ascending order.
+    :ivar removed: the block was removed from its entry.
+    """
+
+    directory: str = attr.ib()
+    block_id: int = attr.ib()
+    record_count: int = attr.ib(default=0)
+    data_size: int = attr.ib(default=0)
+    meta_size: int = attr.ib(default=0)
+    first_ts: int = attr.ib(default=0)
+    latest_ts: int = attr.ib(default=0)
+    tail: int = attr.ib(default=0)
+    shared_live: int = attr.ib(default=0)
+    private_ts: set = attr.ib(factory=set)
+    started: int = attr.ib(default=0)
+    meta_length: int = attr.ib(default=0)
+    table = attr.ib(default=None)
+    order = attr.ib(default=None)
+    removed: bool = attr.ib(default=False)
+
+    @classmethod
+    def new(cls, directory: str, block_id: int) -> "Block":
+        """
+        :return: an empty block with an (empty) loaded table; no file exists yet.
+        """
+        return cls(directory, block_id, table={}, order=[])
+
+    @classmethod
+    def from_disk(cls, directory: str, block_id: int) -> "Block":
+        """
+        Build the summary of a block from its ``.meta`` file.
+
+        A torn last metadata line and shared-segment bytes past the last
+        committed record (writes cut short by a crash) are cut off.  The
+        record table is not kept.
+
+        :param directory: the entry directory.
+        :param block_id: the id in the file name.
+        :return: the block; its ``record_count`` may be ``0``.
+        :raises InternalError: the metadata file is corrupt.
+        """
+        block = cls(directory, block_id)
+        meta_path = block.path(blockfile.meta_name(block_id))
+        table, valid = blockfile.read_meta(meta_path, block_id)
+        if os.path.getsize(meta_path) > valid:
+            os.truncate(meta_path, valid)
+        block.meta_length = valid
+        for record in sorted(table.values(), key=lambda r: r.ts):
+            block._count(record, +1)
+        shared = block.path(blockfile.shared_name(block_id))
+        if os.path.exists(shared) and os.path.getsize(shared) > block.tail:
+            os.truncate(shared, block.tail)
+        return block
+
+    @property
+    def size(self) -> int:
+        """The block's share of the ``size`` statistics (data plus metadata)."""
+        return self.data_size + self.meta_size
+
+    @property
+    def dead_bytes(self) -> int:
+        """Unreferenced bytes inside the shared segment (left by aborted records)."""
+        return self.tail - self.shared_live
+
+    def path(self, name: str) -> str:
+        """:return: the absolute path of the block file ``name``."""
+        return os.path.join(self.directory, name)
+
+    def files(self) -> list:
+        """:return: the paths of every file the block may have."""
+        names = [blockfile.meta_name(self.block_id), blockfile.shared_name(self.block_id)]
+        names += [blockfile.private_name(self.block_id, ts) for ts in sorted(self.private_ts)]
+        return [self.path(name) for name in names]
+
+    def load(self) -> None:
+        """Read the record table from the ``.meta`` file."""
+        meta_path = self.path(blockfile.meta_name(self.block_id))
+        self.table = blockfile.read_meta(meta_path, self.block_id)[0] if self.meta_length else {}
+        self.order = sorted(self.table)
+
+    def unload(self) -> None:
+        """Drop the record table (the summary stays)."""
+        self.table = self.order = None
+
+    def get(self, ts: int):
+        """:return: the loaded record ``ts``, or ``None``."""
+        return self.table.get(ts)
+
+    def records_from(self, ts: int):
+        """
+        :param ts: the smallest timestamp wanted.
+        :return: an iterator over the loaded records from ``ts`` on, ascending.
+        """
+        table = self.table
+        return (table[t] for t in self.order[bisect.bisect_left(self.order, ts) :])
+
+    def view(self, record: Record, last: bool = False) -> RecordView:
+        """:return: a reader's view of ``record``."""
+        return RecordView(
+            record.ts,
+            record.size,
+            record.content_type,
+            dict(record.labels),
+            self.path(record.segment),
+            record.offset,
+            last,
+        )
+
+    def reserve(self, ts: int, length, content_type: str, labels: dict, small: bool) -> Record:
+        """
+        Place a new record in the loaded table in state STARTED.
+
+        :param ts: a timestamp not yet in the block.
+        :param length: the declared length or ``None``.
+        :param content_type: its content type.
+        :param labels: its labels.
+        :param small: whether it goes into the shared segment.
+        :return: the record.
+        """
+        if small:
+            segment, offset = blockfile.shared_name(self.block_id), self.tail
+        else:
+            segment, offset = blockfile.private_name(self.block_id, ts), 0
+        record = Record(ts, segment, offset, length or 0, content_type, dict(labels), STARTED)
+        self.table[ts] = record
+        bisect.insort(self.order, ts)
+        self._count(record, +1)
+        return record
+
+    def finish(self, record: Record, size: int) -> None:
+        """
+        Mark a STARTED record FINISHED with its final size and append its line.
+
+        :param record: a record of this block.
+        :param size: the number of content bytes received.
+        """
+        data = blockfile.encode_record(attr.evolve(record, size=size))
+        if not self.meta_length:
+            data = blockfile.encode_header(self.block_id) + data
+        # Disk first: if the append fails the record stays STARTED and a
+        # partly written line is cut off so later appends stay readable.
+        meta_path = self.path(blockfile.meta_name(self.block_id))
+        try:
+            _append(meta_path, data)
+        except OSError:
+            if os.path.exists(meta_path):
+                os.truncate(meta_path, self.meta_length)
+            raise
+        self.meta_length += len(data)
+        self._count(record, -1)
+        record.size, record.state = size, FINISHED
+        self._count(record, +1)
+
+    def forget(self, record: Record) -> None:
+        """
+        Remove a STARTED record as if it never existed.
+
+        The shared tail moves back to the end of the last remaining record,
+        so an aborted record at the tail leaves no dead bytes.
+
+        :param record: a record of this block.
+        """
+        del self.table[record.ts]
+        self.order.remove(record.ts)
+        self._count(record, -1)
+        shared = blockfile.shared_name(self.block_id)
+        self.tail = max(
+            (r.offset + r.size for r in self.table.values() if r.segment == shared), default=0
+        )
+        if self.order:
+            self.first_ts, self.latest_ts = self.order[0], self.order[-1]
+
+    def _count(self, record: Record, sign: int) -> None:
+        # Adds (+1) or subtracts (-1) a record's share of the summary.
+        self.record_count += sign
+        self.data_size += sign * record.size
+        self.meta_size += sign * _meta_size(record)
+        if record.state == STARTED:
+            self.started += sign
+        if record.segment == blockfile.shared_name(self.block_id):
+            self.shared_live += sign * record.size
+            if sign > 0:
+                self.tail = max(self.tail, record.offset + record.size)
+        elif sign > 0:
+            self.private_ts.add(record.ts)
+        else:
+            self.private_ts.discard(record.ts)
+        if sign > 0:
+            first = self.record_count == 1
+            self.first_ts = record.ts if first else min(self.first_ts, record.ts)
+            self.latest_ts = record.ts if first else max(self.latest_ts, record.ts)

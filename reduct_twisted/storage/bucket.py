@@ -1,0 +1,208 @@
+"""
+A bucket: settings, entries, statistics and quota enforcement (spec §2.2,
+§3.9, §4.5, §4.6).
+"""
+
+import json
+import os
+
+from reduct_twisted.errors import BadRequest, InternalError, NotFound
+from reduct_twisted.storage.entry import Entry
+from reduct_twisted.storage.settings import (
+    U64_MAX,
+    BucketSettings,
+    check_name,
+    is_valid_name,
+    parse_settings,
+)
+
+#: The settings file inside a bucket directory.
+SETTINGS_FILE = "settings.json"
+#: The ``version`` key written into :data:`SETTINGS_FILE`.
+SETTINGS_VERSION = 1
+
+
+class Bucket:
+    """
+    One bucket.
+
+    :param name: the bucket name.
+    :param directory: the bucket directory.
+    :param settings: its :class:`BucketSettings`.
+    :param context: the engine-wide :class:`~reduct_twisted.storage.cache.Context`.
+    :ivar entries: entries by name.
+    :ivar removed: the bucket was removed.
+    """
+
+    def __init__(self, name: str, directory: str, settings: BucketSettings, context) -> None:
+        self.name = name
+        self.directory = directory
+        self.settings = settings
+        self.context = context
+        self.entries: dict = {}
+        self.removed = False
+
+    @classmethod
+    def load(cls, name: str, directory: str, defaults: BucketSettings, context) -> "Bucket":
+        """
+        Build a bucket from its directory (settings and every entry).
+
+        Entry directories without any record are trashed.
+
+        :param name: the bucket name.
+        :param directory: the bucket directory.
+        :param defaults: settings used for fields the file lacks (or no file).
+        :param context: the engine-wide context.
+        :return: the bucket.
+        :raises InternalError: the settings file is not valid JSON.
+        """
+        path = os.path.join(directory, SETTINGS_FILE)
+        settings = defaults
+        if os.path.exists(path):
+            with open(path, "rb") as f:
+                try:
+                    settings = parse_settings(json.loads(f.read()), defaults)
+                except ValueError as e:
+                    raise InternalError(f"Corrupt bucket settings '{path}': {e}") from None
+        bucket = cls(name, directory, settings, context)
+        for entry_name in sorted(os.listdir(directory)):
+            entry_dir = os.path.join(directory, entry_name)
+            if not is_valid_name(entry_name) or not os.path.isdir(entry_dir):
+                continue
+            entry = Entry.load(entry_name, entry_dir, context)
+            if entry.blocks:
+                bucket.entries[entry_name] = entry
+            else:
+                context.trash([entry_dir])
+        return bucket
+
+    def save_settings(self) -> None:
+        """Write the settings file atomically (temporary file, then rename)."""
+        path = os.path.join(self.directory, SETTINGS_FILE)
+        data = {"version": SETTINGS_VERSION, **self.settings.to_json()}
+        with open(path + ".tmp", "w") as f:
+            json.dump(data, f)
+        os.replace(path + ".tmp", path)
+
+    @property
+    def size(self) -> int:
+        """The bucket's ``size`` statistics: the sum over its entries."""
+        return sum(entry.size for entry in self.entries.values())
+
+    def info(self) -> dict:
+        """:return: the BucketInfo object of ``/list`` and bucket answers."""
+        entries = self.entries.values()
+        return {
+            "name": self.name,
+            "entry_count": len(self.entries),
+            "size": self.size,
+            "oldest_record": min((e.oldest_record for e in entries), default=U64_MAX),
+            "latest_record": max((e.latest_record for e in entries), default=0),
+            "is_provisioned": False,
+        }
+
+    def full_info(self) -> dict:
+        """:return: the ``GET /b/:bucket`` answer."""
+        return {
+            "settings": self.settings.to_json(),
+            "info": self.info(),
+            "entries": [self.entries[name].info() for name in sorted(self.entries)],
+        }
+
+    def entry(self, name: str) -> Entry:
+        """
+        :param name: an entry name.
+        :return: the entry.
+        :raises NotFound: there is no such entry.
+        """
+        entry = self.entries.get(name)
+        if entry is None:
+            raise NotFound(f"Entry '{name}' not found in bucket '{self.name}'")
+        return entry
+
+    def entry_for_write(self, name: str) -> Entry:
+        """
+        :param name: an entry name.
+        :return: the entry, created (with its directory) if missing.
+        """
+        entry = self.entries.get(name)
+        if entry is None:
+            entry_dir = os.path.join(self.directory, name)
+            os.makedirs(entry_dir, exist_ok=True)
+            entry = self.entries[name] = Entry(name, entry_dir, self.context)
+        return entry
+
+    def check_quota(self, entry_name: str, content_size: int) -> None:
+        """
+        Apply the quota before a record of ``content_size`` bytes is accepted.
+
+        :param entry_name: the entry to be written; its name is checked if it
+            would be created.
+        :param content_size: the new record's declared length (``0`` if unknown).
+        :raises UnprocessableEntity: the entry would be created with a bad name.
+        :raises BadRequest: a HARD quota would be exceeded.
+        :raises InternalError: FIFO could not free enough space.
+        """
+        if entry_name not in self.entries:
+            check_name(entry_name)
+        quota = self.settings.quota_type
+        if quota == "HARD" and self.size + content_size > self.settings.quota_size:
+            raise BadRequest(f"Quota of '{self.name}' exceeded")
+        if quota == "FIFO":
+            self.make_room(content_size, strict=True)
+
+    def make_room(self, content_size: int, strict: bool) -> int:
+        """
+        FIFO: remove whole oldest blocks until ``content_size`` more bytes fit.
+
+        Each round removes the first block of the entry with the smallest
+        ``oldest_record`` whose first block has no record being written.
+        Entries left without records are dropped afterwards.
+
+        :param content_size: bytes that must fit in addition.
+        :param strict: raise if the quota cannot be kept.
+        :return: the number of blocks removed.
+        :raises InternalError: ``strict`` and nothing more could be removed.
+        """
+        removed = 0
+        try:
+            while self.size + content_size > self.settings.quota_size:
+                if not self._remove_oldest_block():
+                    if strict:
+                        raise InternalError(f"Failed to keep quota of '{self.name}'")
+                    break
+                removed += 1
+        finally:
+            if removed:
+                self.drop_empty_entries()
+        return removed
+
+    def _remove_oldest_block(self) -> bool:
+        candidates = sorted(
+            (e for e in self.entries.values() if e.blocks), key=lambda e: (e.oldest_record, e.name)
+        )
+        return any(entry.remove_oldest_block() is not None for entry in candidates)
+
+    def drop_empty_entries(self) -> None:
+        """Drop every entry without records (and trash its directory)."""
+        for entry in [e for e in self.entries.values() if not e.record_count]:
+            self.drop_entry(entry)
+
+    def drop_entry(self, entry: Entry) -> None:
+        """
+        Drop ``entry`` from the bucket and trash its directory.
+
+        :param entry: an entry without records being written.
+        """
+        del self.entries[entry.name]
+        entry.detach()
+        self.context.trash([entry.directory])
+
+    def detach(self) -> None:
+        """
+        Mark the bucket and everything in it removed and release cached
+        tables and descriptors; the caller trashes the directory.
+        """
+        self.removed = True
+        for entry in self.entries.values():
+            entry.detach()

@@ -1,0 +1,190 @@
+"""
+Bounded caches: open shared-segment descriptors and loaded record tables.
+
+Both are least-recently-used maps that skip entries in use when they evict,
+so they may briefly hold more than their bound while everything is busy.
+"""
+
+import collections
+import os
+
+import attr
+
+
+class _Lru:
+    """
+    An ordered map that evicts its least recently used idle entries.
+
+    Subclasses say what "idle" means (:meth:`_busy`) and what eviction does
+    (:meth:`_drop`).
+
+    :param capacity: how many entries to keep when all are idle.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._items: collections.OrderedDict = collections.OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def _touch(self, key, value) -> None:
+        self._items[key] = value
+        self._items.move_to_end(key)
+        self._shrink()
+
+    def _shrink(self) -> None:
+        excess = len(self._items) - self.capacity
+        for key in list(self._items):
+            if excess <= 0:
+                break
+            value = self._items[key]
+            if not self._busy(value):
+                del self._items[key]
+                self._drop(value)
+                excess -= 1
+
+    def _busy(self, value) -> bool:
+        raise NotImplementedError
+
+    def _drop(self, value) -> None:
+        raise NotImplementedError
+
+
+@attr.s(eq=False, slots=True)
+class FdSlot:
+    """
+    One cached descriptor.
+
+    :ivar path: the file it refers to.
+    :ivar fd: the descriptor (opened read-write).
+    :ivar users: allocations currently holding it.
+    :ivar dead: closed as soon as the last user releases it.
+    """
+
+    path: str = attr.ib()
+    fd: int = attr.ib()
+    users: int = attr.ib(default=0)
+    dead: bool = attr.ib(default=False)
+
+
+class FdCache(_Lru):
+    """
+    Shared-segment descriptors by path; a descriptor with users stays open.
+
+    :param capacity: how many idle descriptors to keep open.
+    """
+
+    def acquire(self, path: str) -> FdSlot:
+        """
+        Open (or reuse) ``path`` read-write, creating it, and count one user.
+
+        :param path: the segment file.
+        :return: the slot; give it back with :meth:`release`.
+        """
+        slot = self._items.get(path)
+        if slot is None:
+            slot = FdSlot(path, os.open(path, os.O_RDWR | os.O_CREAT, 0o644))
+        slot.users += 1
+        self._touch(path, slot)
+        return slot
+
+    def release(self, slot: FdSlot) -> None:
+        """
+        Drop one user of ``slot``; close it if it was forgotten meanwhile.
+
+        :param slot: a slot from :meth:`acquire`.
+        """
+        slot.users -= 1
+        if slot.dead and slot.users == 0:
+            os.close(slot.fd)
+        else:
+            self._shrink()
+
+    def forget_under(self, directory: str) -> None:
+        """
+        Stop caching every descriptor of a file in or below ``directory``.
+
+        Idle descriptors are closed now, busy ones on their last release.
+
+        :param directory: an absolute directory path (e.g. a removed bucket).
+        """
+        prefix = directory.rstrip(os.sep) + os.sep
+        for path in [p for p in self._items if p.startswith(prefix)]:
+            self.forget(path)
+
+    def forget(self, path: str) -> None:
+        """
+        Stop caching the descriptor of ``path`` (see :meth:`forget_under`).
+
+        :param path: the segment file.
+        """
+        slot = self._items.pop(path, None)
+        if slot is not None:
+            self._drop(slot)
+
+    def close(self) -> None:
+        """Close every cached descriptor that has no user."""
+        for path in list(self._items):
+            self.forget(path)
+
+    def _busy(self, slot: FdSlot) -> bool:
+        return slot.users > 0
+
+    def _drop(self, slot: FdSlot) -> None:
+        if slot.users:
+            slot.dead = True
+        else:
+            os.close(slot.fd)
+
+
+class TableCache(_Lru):
+    """
+    Which blocks have their record table in memory, by recency of use.
+
+    Evicting a block drops its table (``block.unload()``); blocks with
+    records being written are never evicted.
+
+    :param capacity: how many idle tables to keep loaded.
+    """
+
+    def use(self, block) -> None:
+        """
+        Make sure ``block``'s table is loaded and mark it most recently used.
+
+        :param block: a :class:`~reduct_twisted.storage.block.Block`.
+        """
+        if block.table is None:
+            block.load()
+        self._touch(block, block)
+
+    def discard(self, block) -> None:
+        """
+        Forget ``block`` (it was removed) and drop its table.
+
+        :param block: a block that may or may not be cached.
+        """
+        self._items.pop(block, None)
+        block.unload()
+
+    def _busy(self, block) -> bool:
+        return block.started > 0
+
+    def _drop(self, block) -> None:
+        block.unload()
+
+
+@attr.s(eq=False, slots=True)
+class Context:
+    """
+    What every bucket and entry of one engine shares.
+
+    :ivar tables: the loaded record tables.
+    :ivar fds: the open shared-segment descriptors.
+    :ivar trash: ``trash(paths)`` moves files or directories out of the way
+        at once and has them deleted later (see ``StorageEngine``).
+    """
+
+    tables: TableCache = attr.ib()
+    fds: FdCache = attr.ib()
+    trash = attr.ib()

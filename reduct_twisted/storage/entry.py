@@ -1,0 +1,261 @@
+"""
+An entry: the ordered blocks of one time series, block rotation and the
+placement of belated records (spec §4.2, §4.3).
+"""
+
+import bisect
+import contextlib
+import os
+
+from reduct_twisted.errors import Conflict
+from reduct_twisted.storage import blockfile
+from reduct_twisted.storage.block import Block
+
+#: Records up to this many declared bytes share their block's data file.
+SMALL_RECORD_MAX = 1 << 20
+
+
+class Entry:
+    """
+    The blocks of one entry, ordered by block id, with running totals.
+
+    :param name: the entry name.
+    :param directory: the entry directory.
+    :param context: the engine-wide :class:`~reduct_twisted.storage.cache.Context`.
+    :ivar blocks: the blocks in ascending id order.
+    :ivar size: the ``size`` statistics (data plus metadata bytes).
+    :ivar record_count: records of any state.
+    :ivar removed: the entry was dropped from its bucket.
+    """
+
+    def __init__(self, name: str, directory: str, context) -> None:
+        self.name = name
+        self.directory = directory
+        self.context = context
+        self.blocks: list = []
+        self._ids: list = []
+        self.size = 0
+        self.record_count = 0
+        self.removed = False
+
+    @classmethod
+    def load(cls, name: str, directory: str, context) -> "Entry":
+        """
+        Build an entry from its directory, reading every ``.meta`` file once.
+
+        Block files no metadata refers to (data of records whose write never
+        finished) and blocks without records are trashed.
+
+        :param name: the entry name.
+        :param directory: the entry directory.
+        :param context: the engine-wide context.
+        :return: the entry, possibly without blocks.
+        """
+        entry = cls(name, directory, context)
+        files = {}
+        for file_name in os.listdir(directory):
+            found = blockfile.classify(file_name)
+            if found is not None:
+                files[file_name] = found
+        referenced = set()
+        metas = [found[0] for found in files.values() if found[2] == blockfile.META_SUFFIX]
+        for block_id in sorted(metas):
+            block = Block.from_disk(directory, block_id)
+            if block.record_count:
+                entry._insert(len(entry.blocks), block)
+                referenced.update(os.path.basename(path) for path in block.files())
+        context.trash([os.path.join(directory, n) for n in sorted(files) if n not in referenced])
+        return entry
+
+    @property
+    def block_count(self) -> int:
+        """The number of blocks."""
+        return len(self.blocks)
+
+    @property
+    def oldest_record(self) -> int:
+        """The first block's id (spec §4.5); ``0`` without blocks."""
+        return self.blocks[0].block_id if self.blocks else 0
+
+    @property
+    def latest_record(self) -> int:
+        """The greatest timestamp of the last block; ``0`` without blocks."""
+        return self.blocks[-1].latest_ts if self.blocks else 0
+
+    def info(self) -> dict:
+        """:return: the EntryInfo object of a bucket answer."""
+        return {
+            "name": self.name,
+            "size": self.size,
+            "record_count": self.record_count,
+            "block_count": self.block_count,
+            "oldest_record": self.oldest_record,
+            "latest_record": self.latest_record,
+        }
+
+    def block_for(self, ts: int):
+        """
+        :param ts: a timestamp.
+        :return: the block whose range holds ``ts`` (greatest id ≤ ``ts``), or ``None``.
+        """
+        index = bisect.bisect_right(self._ids, ts) - 1
+        return self.blocks[index] if index >= 0 else None
+
+    def blocks_from(self, ts: int):
+        """
+        :param ts: a timestamp.
+        :return: the blocks that may hold records at ``ts`` or later, ascending.
+        """
+        index = max(bisect.bisect_right(self._ids, ts) - 1, 0)
+        return self.blocks[index:]
+
+    def load_block(self, block: Block) -> Block:
+        """
+        Load ``block``'s record table (bounded by the engine's table cache).
+
+        :param block: a block of this entry.
+        :return: ``block``.
+        """
+        self.context.tables.use(block)
+        return block
+
+    def find(self, ts: int):
+        """
+        :param ts: a timestamp.
+        :return: ``(block, record)`` of the record at ``ts``, or ``None``.
+        """
+        block = self.block_for(ts)
+        if block is None or not block.first_ts <= ts <= block.latest_ts:
+            return None
+        record = self.load_block(block).get(ts)
+        return None if record is None else (block, record)
+
+    def reserve(self, ts: int, length, content_type: str, labels: dict, settings):
+        """
+        Choose the block for a new record (creating one if needed) and add
+        the record to it in state STARTED.
+
+        :param ts: the record's timestamp.
+        :param length: its declared length, ``None`` if unknown.
+        :param content_type: its content type.
+        :param labels: its labels.
+        :param settings: the bucket's current
+            :class:`~reduct_twisted.storage.settings.BucketSettings`.
+        :return: ``(block, record)``.
+        :raises Conflict: a record (finished or not) already has ``ts``.
+        """
+        block = self._place(ts, length or 0, settings)
+        if block is None:
+            block = Block.new(self.directory, ts)
+            self._insert(bisect.bisect_left(self._ids, ts), block)
+        self.load_block(block)
+        if block.get(ts) is not None:
+            raise Conflict(f"A record with timestamp {ts} already exists")
+        small = length is not None and length <= SMALL_RECORD_MAX
+        with self._accounting(block):
+            record = block.reserve(ts, length, content_type, labels, small)
+        return block, record
+
+    def _place(self, ts: int, content_size: int, settings):
+        # Returns the existing block for ``ts`` or None for "open a new block at ts".
+        if not self.blocks:
+            return None
+        last = self.blocks[-1]
+        if ts > last.latest_ts:
+            full = last.record_count + 1 > settings.max_block_records
+            if full or last.data_size + content_size > settings.max_block_size:
+                return None
+            return last
+        if ts < self.blocks[0].block_id:
+            return None
+        return self.block_for(ts)
+
+    def finish(self, block: Block, record, size: int) -> None:
+        """
+        Commit a STARTED record with ``size`` content bytes.
+
+        :param block: its block.
+        :param record: the record.
+        :param size: the bytes received.
+        """
+        with self._accounting(block):
+            block.finish(record, size)
+
+    def forget(self, block: Block, record) -> None:
+        """
+        Make a STARTED record vanish; a block left empty is removed.
+
+        Its private segment (if any) is trashed; a shared segment shrinks
+        when the record was at its tail.
+
+        :param block: its block.
+        :param record: the record.
+        """
+        shared = block.path(blockfile.shared_name(block.block_id))
+        with self._accounting(block):
+            block.forget(record)
+        if record.segment != blockfile.shared_name(block.block_id):
+            self.context.trash([block.path(record.segment)])
+        elif block.tail < record.offset + record.size:
+            slot = self.context.fds.acquire(shared)
+            try:
+                os.ftruncate(slot.fd, block.tail)
+            finally:
+                self.context.fds.release(slot)
+        if not block.record_count:
+            self.remove_block(block)
+
+    def remove_oldest_block(self):
+        """
+        Remove the first block unless a record of it is being written.
+
+        :return: the removed block, or ``None``.
+        """
+        if not self.blocks or self.blocks[0].started:
+            return None
+        block = self.blocks[0]
+        self.remove_block(block)
+        return block
+
+    def remove_block(self, block: Block) -> None:
+        """
+        Remove ``block`` and trash its files.
+
+        :param block: a block of this entry without STARTED records.
+        """
+        index = self.blocks.index(block)
+        del self.blocks[index], self._ids[index]
+        self.size -= block.size
+        self.record_count -= block.record_count
+        self._release(block)
+        self.context.trash(block.files())
+
+    def detach(self) -> None:
+        """
+        Mark the entry and all its blocks removed and release their cached
+        tables and descriptors; the caller trashes the whole directory.
+        """
+        self.removed = True
+        for block in self.blocks:
+            self._release(block)
+
+    def _release(self, block: Block) -> None:
+        block.removed = True
+        self.context.tables.discard(block)
+        self.context.fds.forget(block.path(blockfile.shared_name(block.block_id)))
+
+    def _insert(self, index: int, block: Block) -> None:
+        self.blocks.insert(index, block)
+        self._ids.insert(index, block.block_id)
+        self.size += block.size
+        self.record_count += block.record_count
+
+    @contextlib.contextmanager
+    def _accounting(self, block: Block):
+        # Carries a block's size and count changes over to the entry totals.
+        size, count = block.size, block.record_count
+        try:
+            yield
+        finally:
+            self.size += block.size - size
+            self.record_count += block.record_count - count

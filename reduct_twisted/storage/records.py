@@ -1,0 +1,114 @@
+"""
+Small value types shared by the storage modules: records, views, allocations.
+"""
+
+import attr
+
+#: The record's content is still arriving (spec §4.4); it lives only in memory.
+STARTED = "started"
+#: All bytes were received and the record's metadata line was appended.
+FINISHED = "finished"
+#: The record was given up (only ever seen on an :class:`Allocation`).
+ABORTED = "aborted"
+
+
+class _Pending:
+    """The type of :data:`PENDING`; a singleton with a readable repr."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "PENDING"
+
+
+#: Returned by ``query_next`` when its scan budget ran out before a match.
+PENDING = _Pending()
+
+
+@attr.s(slots=True, eq=False)
+class Record:
+    """
+    One record as held in a block's record table.
+
+    :ivar ts: timestamp in microseconds, unique within the entry.
+    :ivar segment: file name (inside the entry directory) of the data file.
+    :ivar offset: where the content starts in ``segment``.
+    :ivar size: content length; ``0`` while a chunked upload is in flight.
+    :ivar content_type: stored verbatim.
+    :ivar labels: label name to value, in insertion order.
+    :ivar state: :data:`STARTED` or :data:`FINISHED`.
+    """
+
+    ts: int = attr.ib()
+    segment: str = attr.ib()
+    offset: int = attr.ib()
+    size: int = attr.ib()
+    content_type: str = attr.ib()
+    labels: dict = attr.ib()
+    state: str = attr.ib(default=FINISHED)
+
+
+@attr.s(frozen=True, slots=True)
+class RecordView:
+    """
+    What a reader needs to send one finished record.
+
+    :ivar ts: the record's timestamp (µs).
+    :ivar size: content length in bytes.
+    :ivar content_type: the stored content type.
+    :ivar labels: a private copy of the labels.
+    :ivar path: absolute path of the data file holding the content.
+    :ivar offset: where the content starts in ``path``.
+    :ivar last: ``True`` for the final record of a ``limit`` query.
+    """
+
+    ts: int = attr.ib()
+    size: int = attr.ib()
+    content_type: str = attr.ib()
+    labels: dict = attr.ib()
+    path: str = attr.ib()
+    offset: int = attr.ib()
+    last: bool = attr.ib(default=False)
+
+
+@attr.s(eq=False)
+class Allocation:
+    """
+    A record reserved by ``StorageEngine.allocate`` and not yet committed.
+
+    Small records (known length up to ``SMALL_RECORD_MAX``) are written by the
+    caller with ``os.pwrite(fd, chunk, offset + written)``; ``fd`` belongs to
+    the engine's descriptor cache and must not be closed.  Large and chunked
+    records have ``private`` set and ``fd`` ``None``: the caller creates
+    ``path`` itself, writes it and closes it before ``commit``.
+
+    :ivar bucket: bucket name.
+    :ivar entry: entry name.
+    :ivar ts: record timestamp (µs).
+    :ivar length: declared content length, or ``None`` for a chunked upload.
+    :ivar content_type: content type to store.
+    :ivar labels: labels to store.
+    :ivar path: absolute path of the data file.
+    :ivar offset: where the content starts in ``path``.
+    :ivar private: whether ``path`` holds this record alone.
+    :ivar fd: the shared segment's descriptor, or ``None``.
+    :ivar written: bytes written so far; maintained by the caller.
+    """
+
+    bucket: str = attr.ib()
+    entry: str = attr.ib()
+    ts: int = attr.ib()
+    length = attr.ib()
+    content_type: str = attr.ib()
+    labels: dict = attr.ib()
+    path: str = attr.ib()
+    offset: int = attr.ib()
+    private: bool = attr.ib()
+    fd = attr.ib()
+    written: int = attr.ib(default=0)
+    # Engine-private links, so commit/abort need no lookups by name.
+    _owner = attr.ib(default=None, repr=False)
+    _block = attr.ib(default=None, repr=False)
+    _record = attr.ib(default=None, repr=False)
+    _slot = attr.ib(default=None, repr=False)
+    _state: str = attr.ib(default=STARTED, repr=False)

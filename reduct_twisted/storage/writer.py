@@ -1,0 +1,104 @@
+"""
+The write path: reserving a record, committing it, giving it up.
+
+``StorageEngine.allocate``/``commit``/``abort`` delegate here.  A record is
+STARTED (in memory only, its timestamp reserved, counted in the statistics)
+from :func:`allocate` until :func:`commit` appends its metadata line
+(FINISHED) or :func:`abort` makes it vanish.
+"""
+
+import os
+
+from reduct_twisted.errors import BadRequest, InternalError, NotFound
+from reduct_twisted.storage.entry import SMALL_RECORD_MAX
+from reduct_twisted.storage.records import ABORTED, FINISHED, STARTED, Allocation
+
+
+def allocate(context, owner, entry: str, ts: int, length, content_type: str,
+             labels: dict) -> Allocation:
+    """
+    Reserve a record in bucket ``owner`` (see ``StorageEngine.allocate``).
+
+    :param context: the engine-wide :class:`~reduct_twisted.storage.cache.Context`.
+    :param owner: the :class:`~reduct_twisted.storage.bucket.Bucket`.
+    :return: the allocation.
+    """
+    owner.check_quota(entry, length or 0)
+    series = owner.entry_for_write(entry)
+    try:
+        block, record = series.reserve(ts, length, content_type, labels, owner.settings)
+    finally:
+        if not series.record_count:
+            # Do not leave behind an entry created for a refused write.
+            owner.drop_entry(series)
+    private = not (length is not None and length <= SMALL_RECORD_MAX)
+    path = block.path(record.segment)
+    slot = None
+    if not private:
+        try:
+            slot = context.fds.acquire(path)
+        except OSError:
+            _vanish(owner, series, block, record)
+            raise
+    return Allocation(
+        owner.name, entry, ts, length, content_type, dict(labels), path, record.offset,
+        private, None if slot is None else slot.fd,
+        owner=(owner, series), block=block, record=record, slot=slot,
+    )
+
+
+def commit(context, alloc: Allocation) -> None:
+    """
+    Finish ``alloc`` (see ``StorageEngine.commit``).
+
+    :param context: the engine-wide context.
+    :param alloc: a STARTED allocation.
+    """
+    if alloc._state != STARTED:
+        raise InternalError(f"Record with timestamp {alloc.ts} is not being written")
+    owner, series = alloc._owner
+    if owner.removed or series.removed:
+        _release(context, alloc, ABORTED)
+        if alloc.private:
+            context.trash([alloc.path])
+        if owner.removed:
+            raise NotFound(f"Bucket '{alloc.bucket}' is not found")
+        raise NotFound(f"Entry '{alloc.entry}' not found in bucket '{alloc.bucket}'")
+    if alloc.length is not None and alloc.written != alloc.length:
+        abort(context, alloc)
+        if alloc.written < alloc.length:
+            raise BadRequest("Content is shorter than expected")
+        raise BadRequest("Content is bigger than in content-length")
+    if alloc.private and not alloc.written:
+        # An empty upload may never have created its file.
+        os.close(os.open(alloc.path, os.O_WRONLY | os.O_CREAT, 0o644))
+    series.finish(alloc._block, alloc._record, alloc.written)
+    _release(context, alloc, FINISHED)
+
+
+def abort(context, alloc: Allocation) -> None:
+    """
+    Make ``alloc``'s record vanish (see ``StorageEngine.abort``); idempotent.
+
+    :param context: the engine-wide context.
+    :param alloc: an allocation in any state.
+    """
+    if alloc._state != STARTED:
+        return
+    owner, series = alloc._owner
+    if not (owner.removed or series.removed):
+        _vanish(owner, series, alloc._block, alloc._record)
+    _release(context, alloc, ABORTED)
+
+
+def _vanish(owner, series, block, record) -> None:
+    series.forget(block, record)
+    if not series.record_count:
+        owner.drop_entry(series)
+
+
+def _release(context, alloc: Allocation, state: str) -> None:
+    alloc._state = state
+    if alloc._slot is not None:
+        context.fds.release(alloc._slot)
+        alloc._slot = None
