@@ -1,0 +1,308 @@
+"""
+Record writes and reads: placement, block rotation, belated records,
+duplicates, aborts and the write protocol (spec §2.3.1, §4.2–§4.4).
+"""
+
+import os
+
+import pytest
+from twisted.internet.task import Clock
+
+from reduct_twisted.errors import BadRequest, Conflict, InternalError, NotFound, TooEarly
+from reduct_twisted.storage import SMALL_RECORD_MAX, StorageEngine
+from reduct_twisted.storage.testing import read_content, write_content, write_record
+
+
+@pytest.fixture
+def engine(tmp_path):
+    engine = StorageEngine(str(tmp_path / "data"), Clock())
+    engine.open()
+    engine.create_bucket("b", None)
+    yield engine
+    engine.close()
+
+
+def _error(exc_type, fn, *args):
+    with pytest.raises(exc_type) as info:
+        fn(*args)
+    return info.value.message
+
+
+def _block_ids(engine, entry="e"):
+    return [b["id"] for b in engine.block_stats("b", entry)]
+
+
+def _entry_dir(engine, entry="e"):
+    return os.path.join(engine.data_path, "b", entry)
+
+
+def test_round_trip_small_record(engine):
+    """A small record is written into the shared segment and read back by ts."""
+    alloc = engine.allocate("b", "e", 1000, 5, "text/plain", {"x": "1", "a": "2"})
+    assert not alloc.private and alloc.fd is not None
+    assert alloc.path == os.path.join(_entry_dir(engine), "1000.blk")
+    write_content(alloc, b"he")
+    write_content(alloc, b"llo")
+    engine.commit(alloc)
+    view = engine.read("b", "e", 1000)
+    assert (view.ts, view.size, view.content_type) == (1000, 5, "text/plain")
+    assert list(view.labels.items()) == [("x", "1"), ("a", "2")]
+    assert read_content(view) == b"hello"
+    assert view.last is False
+
+
+def test_small_records_share_one_segment_back_to_back(engine):
+    """Consecutive small records of a block get consecutive offsets in one file."""
+    for ts, data in [(1, b"aaa"), (2, b"bb"), (3, b"")]:
+        write_record(engine, "b", "e", ts, data)
+    views = [engine.read("b", "e", ts) for ts in (1, 2, 3)]
+    assert {v.path for v in views} == {os.path.join(_entry_dir(engine), "1.blk")}
+    assert [(v.offset, v.size) for v in views] == [(0, 3), (3, 2), (5, 0)]
+    assert [read_content(v) for v in views] == [b"aaa", b"bb", b""]
+    assert os.path.getsize(views[0].path) == 5
+
+
+def test_labels_view_is_a_copy(engine):
+    """Mutating a view's labels does not change the stored record."""
+    write_record(engine, "b", "e", 1, b"x", labels={"k": "v"})
+    engine.read("b", "e", 1).labels["k"] = "changed"
+    assert engine.read("b", "e", 1).labels == {"k": "v"}
+
+
+@pytest.mark.parametrize("length", [SMALL_RECORD_MAX + 1, None])
+def test_large_and_chunked_records_get_a_private_segment(engine, length):
+    """Records over SMALL_RECORD_MAX or of unknown length get their own file."""
+    alloc = engine.allocate("b", "e", 7, length, "application/x", {})
+    assert alloc.private and alloc.fd is None and alloc.offset == 0
+    assert alloc.path == os.path.join(_entry_dir(engine), "7-7.blk")
+    data = b"z" * (SMALL_RECORD_MAX + 1)
+    write_content(alloc, data)
+    engine.commit(alloc)
+    view = engine.read("b", "e", 7)
+    assert (view.path, view.offset, view.size) == (alloc.path, 0, len(data))
+    assert read_content(view) == data
+
+
+def test_chunked_commit_sets_size_and_statistics(engine):
+    """A chunked record counts 0 bytes while written and its real size after commit."""
+    alloc = engine.allocate("b", "e", 1_000_000, None, "application/octet-stream", {})
+    assert engine.bucket_info("b")["entries"][0]["size"] == 32 - 2  # end == 0 is omitted
+    write_content(alloc, b"somedata")
+    engine.commit(alloc)
+    assert engine.read("b", "e", None).size == 8
+    assert engine.bucket_info("b")["entries"][0]["size"] == 40
+
+
+def test_empty_chunked_record_is_readable(engine):
+    """A chunked record with no bytes at all still has a (empty) data file."""
+    alloc = engine.allocate("b", "e", 5, None, "t", {})
+    engine.commit(alloc)
+    assert read_content(engine.read("b", "e", 5)) == b""
+
+
+def test_read_latest_and_errors(engine):
+    """ts None reads the latest record; missing things give the exact 404 texts."""
+    write_record(engine, "b", "e", 2000, b"new")
+    write_record(engine, "b", "e", 1000, b"old")
+    assert read_content(engine.read("b", "e", None)) == b"new"
+    assert _error(NotFound, engine.read, "x", "e", 1) == "Bucket 'x' is not found"
+    assert _error(NotFound, engine.read, "b", "x", 1) == "Entry 'x' not found in bucket 'b'"
+    assert _error(NotFound, engine.read, "b", "e", 1500) == "No record with timestamp 1500"
+    assert _error(NotFound, engine.read, "b", "e", 3000) == "No record with timestamp 3000"
+
+
+def test_started_record_is_too_early(engine):
+    """Reading a record that is still being written answers 425, also as latest."""
+    alloc = engine.allocate("b", "e", 10, 3, "t", {})
+    assert _error(TooEarly, engine.read, "b", "e", 10) == (
+        "Record with timestamp 10 is still being written"
+    )
+    assert _error(TooEarly, engine.read, "b", "e", None) == (
+        "Record with timestamp 10 is still being written"
+    )
+    write_content(alloc, b"abc")
+    engine.commit(alloc)
+    assert read_content(engine.read("b", "e", 10)) == b"abc"
+
+
+def test_write_checks_bucket_then_entry_name(engine):
+    """A missing bucket wins over a bad entry name; bad names create nothing."""
+    assert _error(NotFound, engine.allocate, "x", "bad name", 1, 1, "t", {}) == (
+        "Bucket 'x' is not found"
+    )
+    assert _error(Exception, engine.allocate, "b", "../../escape", 1, 1, "t", {}).startswith(
+        "Bucket or entry name"
+    )
+    assert sorted(os.listdir(os.path.join(engine.data_path, "b"))) == ["settings.json"]
+
+
+def test_rotation_by_record_count(engine):
+    """At most max_block_records records go into a block (1.9+ rule)."""
+    engine.update_bucket("b", {"max_block_records": 2})
+    for ts in range(1, 6):
+        write_record(engine, "b", "e", ts, b"x")
+    assert _block_ids(engine) == [1, 3, 5]
+    assert [b["record_count"] for b in engine.block_stats("b", "e")] == [2, 2, 1]
+
+
+def test_rotation_by_size_and_oversized_record(engine):
+    """A block is closed when a record would overflow it; an oversized record
+    gets a block of its own and the next record opens another."""
+    engine.update_bucket("b", {"max_block_size": 10})
+    for ts, size in [(1, 4), (2, 4), (3, 4), (4, 50), (5, 1)]:
+        write_record(engine, "b", "e", ts, b"x" * size)
+    assert _block_ids(engine) == [1, 3, 4, 5]
+    assert [b["data_size"] for b in engine.block_stats("b", "e")] == [8, 4, 50, 1]
+
+
+def test_new_block_limits_apply_to_future_rotations(engine):
+    """Changing max_block_records affects the last block from now on."""
+    engine.update_bucket("b", {"max_block_records": 1})
+    write_record(engine, "b", "e", 1)
+    write_record(engine, "b", "e", 2)
+    engine.update_bucket("b", {"max_block_records": 3})
+    for ts in (3, 4, 5):
+        write_record(engine, "b", "e", ts)
+    assert [b["record_count"] for b in engine.block_stats("b", "e")] == [1, 3, 1]
+
+
+def test_belated_records_go_into_the_right_block(engine):
+    """Older timestamps land in the block covering them, ignoring its limits,
+    or open a new first block when older than every block."""
+    engine.update_bucket("b", {"max_block_records": 2})
+    for ts in (1000, 2000, 3000):
+        write_record(engine, "b", "e", ts, b"%d" % ts)
+    assert _block_ids(engine) == [1000, 3000]
+    write_record(engine, "b", "e", 1500, b"1500")  # into the full block 1000
+    write_record(engine, "b", "e", 500, b"500")  # older than everything
+    write_record(engine, "b", "e", 2500, b"2500")  # into block 1000 (range [1000, 3000))
+    assert _block_ids(engine) == [500, 1000, 3000]
+    assert [b["record_count"] for b in engine.block_stats("b", "e")] == [1, 4, 1]
+    for ts in (500, 1000, 1500, 2000, 2500, 3000):
+        view = engine.read("b", "e", ts)
+        assert read_content(view) == b"%d" % ts
+    assert os.path.basename(engine.read("b", "e", 2500).path) == "1000.blk"
+
+
+@pytest.mark.parametrize("ts", [1000, 2000, 1500])
+def test_duplicates_are_conflicts(engine, ts):
+    """A timestamp that exists (latest, older block, belated) is a 409."""
+    engine.update_bucket("b", {"max_block_records": 2})
+    for t in (1000, 1500, 2000):
+        write_record(engine, "b", "e", t, b"x")
+    assert _error(Conflict, engine.allocate, "b", "e", ts, 1, "t", {}) == (
+        f"A record with timestamp {ts} already exists"
+    )
+
+
+def test_in_flight_timestamp_is_reserved(engine):
+    """A STARTED record's timestamp is taken until it is aborted."""
+    alloc = engine.allocate("b", "e", 1000, 1, "t", {})
+    assert _error(Conflict, engine.allocate, "b", "e", 1000, 1, "t", {}) == (
+        "A record with timestamp 1000 already exists"
+    )
+    engine.abort(alloc)
+    write_record(engine, "b", "e", 1000, b"y")
+    assert read_content(engine.read("b", "e", 1000)) == b"y"
+
+
+def test_abort_at_tail_truncates_and_leaves_no_trace(engine):
+    """Aborting the last record of the shared segment rolls the tail back,
+    truncates the file and restores the statistics."""
+    write_record(engine, "b", "e", 1, b"abcd")
+    before = engine.bucket_info("b")
+    alloc = engine.allocate("b", "e", 2, 6, "t", {"l": "v"})
+    write_content(alloc, b"123")
+    assert engine.bucket_info("b") != before
+    engine.abort(alloc)
+    engine.abort(alloc)  # idempotent
+    assert engine.bucket_info("b") == before
+    assert os.path.getsize(os.path.join(_entry_dir(engine), "1.blk")) == 4
+    assert engine.block_stats("b", "e")[0]["dead_bytes"] == 0
+    write_record(engine, "b", "e", 2, b"zz")
+    assert engine.read("b", "e", 2).offset == 4
+
+
+def test_abort_not_at_tail_leaves_dead_bytes(engine):
+    """Aborting a record followed by another one leaves reclaimable dead bytes."""
+    first = engine.allocate("b", "e", 1, 4, "t", {})
+    second = engine.allocate("b", "e", 2, 3, "t", {})
+    write_content(second, b"xyz")
+    engine.abort(first)
+    engine.commit(second)
+    stats = engine.block_stats("b", "e")
+    assert (stats[0]["dead_bytes"], stats[0]["data_size"], stats[0]["record_count"]) == (4, 3, 1)
+    assert read_content(engine.read("b", "e", 2)) == b"xyz"
+    # 3 data bytes + metadata: timestamp 5, begin 4 -> 2, end 7 -> 2, "t" -> 3
+    assert engine.bucket_info("b")["info"]["size"] == 3 + 12
+
+
+def test_abort_of_an_entrys_only_record_removes_the_entry(engine):
+    """An aborted first write leaves neither entry nor block files behind."""
+    alloc = engine.allocate("b", "e", 1, 2, "t", {})
+    write_content(alloc, b"ab")
+    engine.abort(alloc)
+    assert engine.bucket_info("b")["entries"] == []
+    assert not os.path.exists(_entry_dir(engine))
+    assert _error(NotFound, engine.read, "b", "e", 1) == "Entry 'e' not found in bucket 'b'"
+
+
+def test_abort_discards_private_segment(engine):
+    """An aborted large record's file is discarded and its block vanishes."""
+    write_record(engine, "b", "e", 1, b"a")
+    alloc = engine.allocate("b", "e", 2, SMALL_RECORD_MAX + 1, "t", {})
+    write_content(alloc, b"partial")
+    assert os.path.exists(alloc.path)
+    engine.abort(alloc)
+    assert not os.path.exists(alloc.path)
+    assert sorted(os.listdir(_entry_dir(engine))) == ["1.blk", "1.meta"]
+    assert engine.bucket_info("b")["entries"][0]["record_count"] == 1
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [(b"ab", "Content is shorter than expected"), (b"abcdef", "Content is bigger than in content-length")],
+)
+def test_commit_with_wrong_length_aborts(engine, data, message):
+    """A length mismatch at commit is a 400 and the record vanishes."""
+    alloc = engine.allocate("b", "e", 1, 4, "t", {})
+    write_content(alloc, data)
+    assert _error(BadRequest, engine.commit, alloc) == message
+    assert engine.bucket_info("b")["entries"] == []
+    assert _error(InternalError, engine.commit, alloc).endswith("is not being written")
+
+
+def test_fd_of_busy_allocation_survives_cache_pressure(tmp_path):
+    """With a descriptor cache of one, in-flight allocations keep their fds open."""
+    engine = StorageEngine(str(tmp_path), Clock(), fd_cache_size=1)
+    engine.open()
+    engine.create_bucket("b", None)
+    allocs = [engine.allocate("b", name, 1, 2, "t", {}) for name in ("e1", "e2", "e3")]
+    for alloc in allocs:
+        write_content(alloc, b"ok")
+        engine.commit(alloc)
+    assert len(engine._context.fds) == 1
+    assert [read_content(engine.read("b", n, 1)) for n in ("e1", "e2", "e3")] == [b"ok"] * 3
+    engine.close()
+    assert len(engine._context.fds) == 0
+    with pytest.raises(OSError):
+        os.fstat(allocs[0].fd)
+
+
+def test_record_table_lru_is_bounded_and_pins_started_blocks(tmp_path):
+    """At most table_cache_size idle record tables stay loaded; a block with a
+    record in flight is never evicted."""
+    engine = StorageEngine(str(tmp_path), Clock(), table_cache_size=2)
+    engine.open()
+    engine.create_bucket("b", {"max_block_records": 1})
+    pinned = engine.allocate("b", "e", 0, 1, "t", {})
+    for ts in range(1, 9):
+        write_record(engine, "b", "e", ts, b"x")
+    for ts in range(1, 9):
+        engine.read("b", "e", ts)
+        assert [b["id"] for b in engine.block_stats("b", "e") if b["loaded"]] == [0, ts]
+    write_content(pinned, b"p")
+    engine.commit(pinned)
+    engine.read("b", "e", 5)
+    engine.read("b", "e", 6)
+    assert [b["id"] for b in engine.block_stats("b", "e") if b["loaded"]] == [5, 6]
