@@ -23,17 +23,21 @@ import signal
 import sys
 from typing import Any, Callable, Mapping
 
+import attrs
 from twisted.application.service import MultiService
 from twisted.logger import (
     FilteringLogObserver,
+    ILogFilterPredicate,
     ILogObserver,
     LegacyLogObserverWrapper,
+    LogEvent,
     LogLevel,
-    LogLevelFilterPredicate,
+    PredicateResult,
     textFileLogObserver,
 )
 from twisted.python.components import Componentized
 from twisted.python.logfile import LogFile
+from zope.interface import implementer
 
 #: Our level names (see ``reduct_twisted.config.LOG_LEVELS``) to Twisted's.
 #: Twisted has nothing below ``debug``, so ``TRACE`` is ``debug``.
@@ -46,14 +50,30 @@ TWISTED_LEVELS: Mapping[str, LogLevel] = {
 }
 
 
+@implementer(ILogFilterPredicate)
+@attrs.frozen
+class MinimumLevel:
+    """
+    Drop events below ``level``.  Unlike ``LogLevelFilterPredicate`` it lets
+    through events with no level or no namespace: nothing is lost silently.
+    """
+
+    level: LogLevel
+
+    def __call__(self, event: LogEvent) -> PredicateResult:
+        level = event.get("log_level")
+        if level is not None and level < self.level:
+            return PredicateResult.no
+        return PredicateResult.maybe
+
+
 def filtered(observer: ILogObserver, level: str) -> ILogObserver:
     """
     Wrap ``observer`` so it only sees events at ``level`` or above.
 
     :param level: one of ``reduct_twisted.config.LOG_LEVELS``.
     """
-    predicate = LogLevelFilterPredicate(defaultLogLevel=TWISTED_LEVELS[level])
-    return FilteringLogObserver(observer, [predicate])
+    return FilteringLogObserver(observer, [MinimumLevel(TWISTED_LEVELS[level])])
 
 
 def twistd_observer(server_options: Mapping[str, Any]) -> ILogObserver:

@@ -1,0 +1,261 @@
+"""Tests for ``reduct_twisted.service.StorageService``: loops, discards, shutdown."""
+
+import queue
+
+import attrs
+import pytest
+from twisted.application.internet import TimerService
+from twisted.internet.task import Clock
+from twisted.logger import LogLevel, globalLogPublisher
+
+from reduct_twisted.config import Config
+from reduct_twisted.service import StorageService, remove_paths
+
+
+class ThreadedClock(Clock):
+    """
+    A Clock that also accepts ``callFromThread``: the calls are queued and run
+    by :meth:`run_from_threads`, in the test's thread.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.from_threads = queue.Queue()
+
+    def callFromThread(self, f, *args, **kwargs):
+        self.from_threads.put((f, args, kwargs))
+
+    def run_from_threads(self):
+        while not self.from_threads.empty():
+            f, args, kwargs = self.from_threads.get()
+            f(*args, **kwargs)
+
+
+@attrs.define
+class FakeEngine:
+    """Records when each periodic step ran; can be told to fail."""
+
+    data_path: str
+    clock: object
+    discard: object = None
+    calls: list = attrs.Factory(list)
+    fail_quota_at: set = attrs.Factory(set)
+    fail_expiry_at: set = attrs.Factory(set)
+    on_close: object = None
+
+    def open(self):
+        self.calls.append(("open", None))
+
+    def close(self):
+        self.calls.append(("close", None))
+        if self.on_close:
+            self.on_close()
+
+    def enforce_quotas(self):
+        now = self.clock.seconds()
+        self.calls.append(("quota", now))
+        if now in self.fail_quota_at:
+            raise RuntimeError(f"quota failed at {now}")
+        return 2
+
+    def expire_queries(self):
+        now = self.clock.seconds()
+        self.calls.append(("expiry", now))
+        if now in self.fail_expiry_at:
+            raise ValueError(f"expiry failed at {now}")
+        return 0
+
+    def times(self, kind):
+        return [t for k, t in self.calls if k == kind]
+
+
+@pytest.fixture
+def log_events():
+    """Every log event emitted while the test runs."""
+    events = []
+    globalLogPublisher.addObserver(events.append)
+    yield events
+    globalLogPublisher.removeObserver(events.append)
+
+
+def make(tmp_path, clock=None, **config):
+    clock = clock or ThreadedClock()
+    config = Config(data_path=str(tmp_path / "data"), **config)
+    svc = StorageService(config, clock, engine_factory=FakeEngine)
+    return svc, clock
+
+
+def advance(clock, seconds, step=1.0):
+    for _ in range(int(seconds / step)):
+        clock.advance(step)
+
+
+def test_engine_opened_in_constructor(tmp_path):
+    """The engine is created with data path, clock and discard, and opened before start."""
+    svc, clock = make(tmp_path)
+    assert svc.engine.calls == [("open", None)]
+    assert svc.engine.data_path == str(tmp_path / "data")
+    assert svc.engine.clock is clock
+    assert svc.engine.discard == svc.discard
+    assert not svc.running
+    assert svc.name == "storage"
+
+
+def test_open_failure_raises(tmp_path):
+    """An engine that cannot open makes the constructor raise."""
+
+    class Broken(FakeEngine):
+        def open(self):
+            raise OSError("read-only file system")
+
+    with pytest.raises(OSError):
+        StorageService(Config(), Clock(), engine_factory=Broken)
+
+
+def test_children_are_two_timers(tmp_path):
+    """The loops are TimerServices on the injected clock, at the configured steps."""
+    svc, clock = make(tmp_path, quota_interval=7, query_expiry_interval=0.5)
+    timers = {s.name: s for s in svc}
+    assert set(timers) == {"quota", "query-expiry"}
+    assert all(isinstance(t, TimerService) and t.clock is clock for t in timers.values())
+    assert timers["quota"].step == 7
+    assert timers["query-expiry"].step == 0.5
+
+
+def test_loops_run_at_their_intervals(tmp_path):
+    """Quota enforcement runs every 5 s and query expiry every 1 s, starting at once."""
+    svc, clock = make(tmp_path)
+    svc.startService()
+    advance(clock, 10)
+    assert svc.engine.times("quota") == [0, 5, 10]
+    assert svc.engine.times("expiry") == list(range(11))
+    svc.stopService()
+
+
+def test_quota_failure_logged_and_loop_continues(tmp_path, log_events):
+    """An exception in one quota step is logged and the next step still runs."""
+    svc, clock = make(tmp_path)
+    svc.engine.fail_quota_at = {5}
+    svc.startService()
+    advance(clock, 15)
+    assert svc.engine.times("quota") == [0, 5, 10, 15]
+    [event] = [e for e in log_events if "log_failure" in e]
+    assert event["log_level"] == LogLevel.critical
+    assert event["log_failure"].check(RuntimeError)
+    assert "quota failed at 5" in str(event["log_failure"].value)
+    svc.stopService()
+
+
+def test_expiry_failure_logged_and_loop_continues(tmp_path, log_events):
+    """An exception in one expiry step is logged and later steps still run."""
+    svc, clock = make(tmp_path)
+    svc.engine.fail_expiry_at = {0, 2}
+    svc.startService()
+    advance(clock, 4)
+    assert svc.engine.times("expiry") == [0, 1, 2, 3, 4]
+    failures = [e["log_failure"] for e in log_events if "log_failure" in e]
+    assert [f.check(ValueError) for f in failures] == [ValueError, ValueError]
+    svc.stopService()
+
+
+def test_stop_leaves_no_delayed_calls(tmp_path):
+    """stopService cancels both loops, stops the pool and closes the engine."""
+    svc, clock = make(tmp_path)
+    svc.startService()
+    advance(clock, 3)
+    assert clock.getDelayedCalls()
+    done = []
+    svc.stopService().addCallback(done.append)
+    assert done == [None]
+    assert clock.getDelayedCalls() == []
+    assert svc.engine.calls[-1] == ("close", None)
+    assert svc.threadpool.joined and not svc.threadpool.threads
+    calls_after_stop = len(svc.engine.calls)
+    advance(clock, 20)
+    assert len(svc.engine.calls) == calls_after_stop
+
+
+def test_threadpool_lifecycle(tmp_path):
+    """The pool is sized from the config and runs only while the service does."""
+    svc, _ = make(tmp_path, threadpool_size=3)
+    assert svc.threadpool.max == 3
+    assert not svc.threadpool.started
+    svc.startService()
+    assert svc.threadpool.started
+    svc.stopService()
+    assert not svc.threadpool.started
+
+
+def test_discard_in_pool(tmp_path):
+    """discard removes files and whole trees in a pool thread; gone paths are fine."""
+    svc, clock = make(tmp_path)
+    f = tmp_path / "block.blk"
+    f.write_bytes(b"x")
+    tree = tmp_path / "bucket" / "entry"
+    tree.mkdir(parents=True)
+    (tree / "1.blk").write_bytes(b"y")
+    svc.startService()
+    svc.discard([str(f), str(tmp_path / "bucket"), str(tmp_path / "absent")])
+    svc.stopService()  # joins the pool after queued work
+    assert not f.exists() and not (tmp_path / "bucket").exists()
+    clock.run_from_threads()
+
+
+def test_discard_errors_logged(tmp_path, log_events):
+    """A path that cannot be removed is logged as an error, and the rest still go."""
+    svc, clock = make(tmp_path)
+    blocker = tmp_path / "file"
+    blocker.write_bytes(b"")
+    other = tmp_path / "other"
+    other.write_bytes(b"")
+    svc.startService()
+    svc.discard([str(blocker / "child"), str(other)])
+    svc.stopService()
+    clock.run_from_threads()
+    assert not other.exists()
+    [event] = [e for e in log_events if e.get("log_level") == LogLevel.error]
+    assert event["path"] == str(blocker / "child")
+    assert event["reason"].startswith("NotADirectoryError")
+
+
+def test_discard_queued_before_start(tmp_path):
+    """Discards requested while the engine opens run once the pool starts."""
+    svc, clock = make(tmp_path)
+    f = tmp_path / "leftover"
+    f.write_bytes(b"")
+    svc.discard([str(f)])
+    svc.startService()
+    svc.stopService()
+    assert not f.exists()
+
+
+def test_discard_after_pool_stopped_is_synchronous(tmp_path):
+    """A discard from engine.close() (after the pool stopped) runs at once."""
+    svc, clock = make(tmp_path)
+    f = tmp_path / "late"
+    f.write_bytes(b"")
+    svc.engine.on_close = lambda: svc.discard([str(f)])
+    svc.startService()
+    svc.stopService()
+    assert not f.exists()
+
+
+def test_discard_nothing(tmp_path):
+    """An empty discard does nothing."""
+    svc, clock = make(tmp_path)
+    svc.discard([])
+    assert clock.from_threads.empty()
+
+
+def test_remove_paths(tmp_path):
+    """remove_paths removes files, trees and symlinks (not their targets)."""
+    target = tmp_path / "target"
+    target.mkdir()
+    (target / "keep").write_bytes(b"")
+    link = tmp_path / "link"
+    link.symlink_to(target)
+    f = tmp_path / "f"
+    f.write_bytes(b"")
+    assert remove_paths([str(link), str(f), str(tmp_path / "none")]) == []
+    assert not link.exists() and not f.exists()
+    assert (target / "keep").exists()

@@ -1,0 +1,508 @@
+"""Tests for ``reduct_twisted.tap`` and ``reduct_twisted.logs``: options, service tree, log levels."""
+
+import datetime
+import shlex
+import signal
+import sys
+
+import attrs
+import pytest
+from twisted.application.internet import StreamServerEndpointService
+from twisted.application.service import Application, IService
+from twisted.internet.endpoints import SSL4ServerEndpoint, TCP4ServerEndpoint
+from twisted.internet.testing import MemoryReactorClock
+from twisted.logger import (
+    FilteringLogObserver,
+    ILogObserver,
+    LegacyLogObserverWrapper,
+    LogLevel,
+    globalLogPublisher,
+)
+from twisted.python import usage
+from twisted.python.logfile import LogFile
+
+from reduct_twisted import logs
+from reduct_twisted.config import Config
+from reduct_twisted.service import StorageService
+from reduct_twisted.tap import AnnouncingEndpoint, Options, makeService
+from tests.conftest import REPO_ROOT
+
+SYSTEMD_UNIT = REPO_ROOT / "systemd" / "reduct-twisted.service"
+SAMPLE_INI = REPO_ROOT / "etc" / "reduct-twisted.ini"
+
+
+@attrs.define
+class FakeEngine:
+    """Just enough of StorageEngine for wiring tests."""
+
+    data_path: str
+    clock: object
+    discard: object = None
+    opened: bool = False
+    closed: bool = False
+
+    def open(self):
+        self.opened = True
+
+    def close(self):
+        self.closed = True
+
+    def enforce_quotas(self):
+        return 0
+
+    def expire_queries(self):
+        return 0
+
+
+@attrs.define
+class FakeSite:
+    engine: object
+    config: object
+    reactor: object
+    threadpool: object
+
+
+def parse(argv, environ=None):
+    options = Options(environ={} if environ is None else environ)
+    options.parseOptions(argv)
+    return options
+
+
+def build(argv, reactor=None, environ=None):
+    reactor = reactor or MemoryReactorClock()
+    options = parse(argv, environ)
+    top = makeService(options, reactor, engine_factory=FakeEngine, site_factory=FakeSite)
+    return top, reactor
+
+
+@pytest.fixture
+def log_events():
+    """Every log event emitted while the test runs."""
+    events = []
+    globalLogPublisher.addObserver(events.append)
+    yield events
+    globalLogPublisher.removeObserver(events.append)
+
+
+def test_options_defaults():
+    """With no arguments every option is unset and the config is the defaults."""
+    options = parse([])
+    assert dict(options) == {
+        "config": None,
+        "data-path": None,
+        "api-base-path": None,
+        "log-level": None,
+        "listen": [],
+    }
+    assert options.config == Config()
+
+
+def test_options_all_given(tmp_path):
+    """Every option is parsed into the expected mapping and into the Config."""
+    ini = tmp_path / "r.ini"
+    ini.write_text("[reduct]\nport = 1234\n")
+    options = parse(
+        [
+            "--config", str(ini),
+            "--data-path", "/srv/data",
+            "--api-base-path", "reduct",
+            "--log-level", "warning",
+            "--listen", "tcp:1:interface=127.0.0.1",
+            "--listen", "tcp:2:interface=127.0.0.1",
+        ]
+    )
+    assert dict(options) == {
+        "config": str(ini),
+        "data-path": "/srv/data",
+        "api-base-path": "reduct",
+        "log-level": "warning",
+        "listen": ["tcp:1:interface=127.0.0.1", "tcp:2:interface=127.0.0.1"],
+    }
+    assert options.config == Config(
+        data_path="/srv/data",
+        port=1234,
+        api_base_path="/reduct/",
+        log_level="WARN",
+        listen=("tcp:1:interface=127.0.0.1", "tcp:2:interface=127.0.0.1"),
+    )
+
+
+def test_short_options():
+    """-c and -d are short for --config and --data-path."""
+    options = parse(["-d", "x"])
+    assert options["data-path"] == "x"
+    assert options.config.data_path == "x"
+
+
+def test_options_read_os_environ(monkeypatch):
+    """Without an explicit environment, Options reads os.environ (as under twistd)."""
+    monkeypatch.setenv("RS_PORT", "9999")
+    options = Options()
+    options.parseOptions([])
+    assert options.config.port == 9999
+
+
+def test_command_line_beats_environment():
+    """--data-path overrides RS_DATA_PATH."""
+    options = parse(["--data-path", "cli"], {"RS_DATA_PATH": "env"})
+    assert options.config.data_path == "cli"
+
+
+@pytest.mark.parametrize(
+    "argv, environ, message",
+    [
+        (
+            ["--log-level", "bogus"],
+            {},
+            "--log-level='bogus' is not a log level; expected one of "
+            "TRACE, DEBUG, INFO, WARN, ERROR (command line)",
+        ),
+        ([], {"RS_PORT": "abc"}, "RS_PORT='abc' is not a port number (environment)"),
+        (
+            ["--listen", "tcp:abc"],
+            {},
+            "listen endpoint 'tcp:abc' is not usable: ValueError: "
+            "invalid literal for int() with base 10: 'abc'",
+        ),
+    ],
+)
+def test_config_error_is_usage_error(argv, environ, message):
+    """A ConfigError becomes a one-line UsageError; the usage text shrinks to a hint."""
+    options = Options(environ=environ)
+    with pytest.raises(usage.UsageError) as e:
+        options.parseOptions(argv)
+    assert str(e.value) == message
+    assert options.getUsage() == "Run 'twistd reduct --help' for the options.\n"
+
+
+def test_missing_config_file(tmp_path):
+    """--config naming a missing file is a UsageError."""
+    path = str(tmp_path / "nope.ini")
+    with pytest.raises(usage.UsageError, match="cannot read config file"):
+        parse(["--config", path])
+
+
+def test_systemd_endpoint_without_socket(monkeypatch):
+    """A systemd: endpoint with no inherited socket is refused with a hint."""
+    with pytest.raises(usage.UsageError) as e:
+        parse(["--listen", "systemd:domain=INET:index=5"])
+    assert "is the daemon started by a systemd .socket unit?" in str(e.value)
+
+
+def test_usage_lists_options():
+    """The normal usage text documents every option with its RS_* name."""
+    text = Options(environ={}).getUsage()
+    for flag, env in [
+        ("--data-path", "RS_DATA_PATH"),
+        ("--api-base-path", "RS_API_BASE_PATH"),
+        ("--log-level", "RS_LOG_LEVEL"),
+        ("--listen", "RS_LISTEN"),
+    ]:
+        assert flag in text and env in text
+
+
+def test_version(capsys):
+    """--version prints our version and the ReductStore API version, then exits."""
+    from reduct_twisted import REDUCT_VERSION, __version__
+
+    with pytest.raises(SystemExit) as e:
+        parse(["--version"])
+    assert e.value.code == 0
+    assert capsys.readouterr().out == (
+        f"reduct-twisted {__version__} (ReductStore API {REDUCT_VERSION})\n"
+    )
+
+
+def test_service_tree(tmp_path):
+    """makeService builds the top service, the storage service and one listener."""
+    top, reactor = build(["--data-path", str(tmp_path)])
+    assert IService.providedBy(top)
+    assert isinstance(top, logs.LevelFilteredService)
+    assert top.name == "reduct"
+    names = [(s.name, type(s)) for s in top]
+    assert names == [
+        ("storage", StorageService),
+        ("listen:tcp:8383:interface=0.0.0.0", StreamServerEndpointService),
+    ]
+    storage = top.getServiceNamed("storage")
+    assert storage.engine.data_path == str(tmp_path)
+    assert storage.engine.clock is reactor
+    assert storage.engine.opened  # opened while building, not at start
+    listener = top.getServiceNamed("listen:tcp:8383:interface=0.0.0.0")
+    site = listener.factory
+    assert site == FakeSite(storage.engine, parse(["--data-path", str(tmp_path)]).config,
+                            reactor, storage.threadpool)
+    assert isinstance(listener.endpoint, AnnouncingEndpoint)
+    inner = listener.endpoint.endpoint
+    assert isinstance(inner, TCP4ServerEndpoint)
+    assert (inner._port, inner._interface) == (8383, "0.0.0.0")
+
+
+def test_one_listener_per_endpoint():
+    """Each --listen endpoint gets its own listener service, in order."""
+    top, _ = build(
+        ["--listen", "tcp:1:interface=127.0.0.1", "--listen", "tcp6:2:interface=\\:\\:1"]
+    )
+    assert [s.name for s in top] == [
+        "storage",
+        "listen:tcp:1:interface=127.0.0.1",
+        "listen:tcp6:2:interface=\\:\\:1",
+    ]
+
+
+def test_start_listens_and_logs(log_events):
+    """Starting the tree listens on each endpoint and logs 'listening on host:port'."""
+    top, reactor = build(["--listen", "tcp:8999:interface=127.0.0.1"])
+    top.startService()
+    try:
+        [(port, factory, backlog, interface)] = reactor.tcpServers
+        assert (port, interface) == (8999, "127.0.0.1")
+        assert isinstance(factory, FakeSite)
+        lines = [e for e in log_events if "listening on" in e.get("log_format", "")]
+        assert len(lines) == 1
+        assert lines[0]["scheme"] == "http"
+        assert lines[0]["endpoint"] == "tcp:8999:interface=127.0.0.1"
+        assert lines[0]["where"].endswith(":8999")
+    finally:
+        top.stopService()
+    assert reactor.getDelayedCalls() == []
+    assert top.getServiceNamed("storage").engine.closed
+
+
+def test_listen_failure_logged(log_events):
+    """A listener that cannot listen logs one critical line before failing."""
+    from twisted.internet.defer import fail
+    from twisted.internet.error import CannotListenError
+
+    class Refusing:
+        def listen(self, factory):
+            return fail(CannotListenError("127.0.0.1", 1, OSError("in use")))
+
+    endpoint = AnnouncingEndpoint(Refusing(), "tcp:1", "http")
+    failures = []
+    endpoint.listen(object()).addErrback(failures.append)
+    assert failures[0].check(CannotListenError)
+    [event] = [e for e in log_events if e.get("endpoint") == "tcp:1"]
+    assert event["log_level"] == LogLevel.critical
+    assert "Cannot listen on" in event["log_format"]
+
+
+@pytest.fixture
+def certificate(tmp_path):
+    """A self-signed certificate and its key, as PEM files."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return str(cert_path), str(key_path)
+
+
+def test_certificate_gives_ssl_listener(certificate):
+    """RS_CERT_PATH and RS_CERT_KEY_PATH turn the derived listener into ssl:."""
+    cert, key = certificate
+    environ = {"RS_CERT_PATH": cert, "RS_CERT_KEY_PATH": key, "RS_PORT": "8443"}
+    top, _ = build([], environ=environ)
+    [listener] = [s for s in top if s.name.startswith("listen:")]
+    assert listener.name.startswith("listen:ssl:8443:")
+    assert isinstance(listener.endpoint.endpoint, SSL4ServerEndpoint)
+    assert listener.endpoint.scheme == "https"
+
+
+def test_bad_certificate_is_usage_error(tmp_path):
+    """Certificate files that do not load are refused before anything starts."""
+    cert, key = tmp_path / "c.pem", tmp_path / "k.pem"
+    cert.write_text("not a certificate")
+    key.write_text("not a key")
+    environ = {"RS_CERT_PATH": str(cert), "RS_CERT_KEY_PATH": str(key)}
+    with pytest.raises(usage.UsageError, match=r"^listen endpoint 'ssl:8383:"):
+        parse([], environ)
+
+
+def test_engine_open_failure_propagates(tmp_path):
+    """If the engine cannot open its directory, makeService raises at once."""
+
+    class Unopenable(FakeEngine):
+        def open(self):
+            raise PermissionError("no")
+
+    options = parse([])
+    with pytest.raises(PermissionError):
+        makeService(options, MemoryReactorClock(), engine_factory=Unopenable,
+                    site_factory=FakeSite)
+
+
+# Log level filtering
+
+
+def collecting_factory(seen):
+    def factory():
+        return seen.append
+
+    return factory
+
+
+@pytest.mark.parametrize(
+    "level, shown",
+    [
+        ("TRACE", ["debug", "info", "warn", "error", "critical"]),
+        ("DEBUG", ["debug", "info", "warn", "error", "critical"]),
+        ("INFO", ["info", "warn", "error", "critical"]),
+        ("WARN", ["warn", "error", "critical"]),
+        ("ERROR", ["error", "critical"]),
+    ],
+)
+def test_application_gets_filtered_observer(level, shown):
+    """Attached to a twistd Application, the top service installs a level filter."""
+    seen = []
+    top = logs.LevelFilteredService(collecting_factory(seen), level)
+    application = Application("reduct")
+    top.setServiceParent(application)
+    observer = application.getComponent(ILogObserver)
+    assert isinstance(observer, FilteringLogObserver)
+    for name in ["debug", "info", "warn", "error", "critical"]:
+        observer({"log_level": LogLevel.levelWithName(name), "log_namespace": "x"})
+    assert [e["log_level"].name for e in seen] == shown
+    assert list(IService(application)) == [top]
+
+
+def test_existing_observer_component_kept():
+    """An Application that already has an observer keeps it."""
+    application = Application("reduct")
+    mine = []
+    application.setComponent(ILogObserver, mine.append)
+    logs.LevelFilteredService(collecting_factory([]), "ERROR").setServiceParent(application)
+    assert application.getComponent(ILogObserver) == mine.append
+
+
+def test_no_factory_no_component():
+    """Outside twistd (no observer factory) nothing is installed."""
+    application = Application("reduct")
+    logs.LevelFilteredService(None, "ERROR").setServiceParent(application)
+    assert application.getComponent(ILogObserver, None) is None
+
+
+def test_under_twistd_options(no_rs_environ, tmp_path, capsys):
+    """Parsed by twistd's own ServerOptions, the tree gets a level-filtered observer."""
+    from twisted.scripts.twistd import ServerOptions
+
+    config = ServerOptions()
+    config.parseOptions(
+        ["--nodaemon", "--pidfile=", "reduct",
+         "--log-level", "ERROR", "--data-path", str(tmp_path / "d")]
+    )
+    assert config.subCommand == "reduct"
+    sub = config.subOptions
+    assert sub.config.log_level == "ERROR"
+    top = makeService(sub, MemoryReactorClock(), engine_factory=FakeEngine,
+                      site_factory=FakeSite)
+    application = Application("reduct")
+    top.setServiceParent(application)
+    observer = application.getComponent(ILogObserver)
+    observer({"log_level": LogLevel.info, "log_format": "hidden", "log_time": 0})
+    observer({"log_level": LogLevel.error, "log_format": "shown", "log_time": 0})
+    text = capsys.readouterr().out
+    assert "shown" in text and "hidden" not in text
+
+
+def test_observer_factory_for():
+    """A factory exists only under twistd and only without --logger."""
+    assert logs.observer_factory_for(parse([])) is None
+
+    class Sub:
+        parent = {"logfile": None, "logger": None, "nodaemon": True}
+
+    assert logs.observer_factory_for(Sub()) is not None
+    Sub.parent = {"logfile": None, "logger": lambda: None, "nodaemon": True}
+    assert logs.observer_factory_for(Sub()) is None
+
+
+def test_twistd_observer_stdout(capsys):
+    """--nodaemon without --logfile (or --logfile -) writes to stdout, like twistd."""
+    for options in ({"nodaemon": True}, {"nodaemon": True, "logfile": "-"}):
+        observer = logs.twistd_observer(options)
+        observer({"log_level": LogLevel.info, "log_format": "hello {n}", "n": 1,
+                  "log_time": 0})
+        assert "hello 1" in capsys.readouterr().out
+
+
+def test_twistd_observer_daemon_stdout_refused():
+    """A daemon cannot log to stdout, as twistd says."""
+    with pytest.raises(SystemExit):
+        logs.twistd_observer({"nodaemon": False, "logfile": "-"})
+
+
+def test_twistd_observer_logfile(tmp_path, monkeypatch):
+    """A daemon without --logfile logs to twistd.log in the working directory."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(LogFile, "fromFullPath", classmethod(
+        lambda cls, path: opened.append(path) or sys.stdout))
+    opened = []
+    old = signal.getsignal(signal.SIGUSR1)
+    try:
+        logs.twistd_observer({"nodaemon": False})
+        assert signal.getsignal(signal.SIGUSR1) not in (old, signal.SIG_DFL)
+    finally:
+        signal.signal(signal.SIGUSR1, old)
+    assert opened == ["twistd.log"]
+
+
+def test_twistd_observer_syslog():
+    """--syslog gives a (wrapped) syslog observer."""
+    pytest.importorskip("syslog")
+    observer = logs.twistd_observer({"syslog": True, "prefix": "reduct"})
+    assert isinstance(observer, LegacyLogObserverWrapper)
+
+
+def test_systemd_execstart_parses(no_rs_environ):
+    """The sample unit's ExecStart parses with twistd's options and ours."""
+    from twisted.scripts.twistd import ServerOptions
+
+    text = SYSTEMD_UNIT.read_text()
+    [line] = [l for l in text.splitlines() if l.startswith("ExecStart=")]
+    argv = shlex.split(line[len("ExecStart="):])
+    assert argv[0] == "/opt/reduct-twisted/venv/bin/twistd"
+    assert argv[argv.index("--config") + 1] == "/etc/reduct-twisted/reduct-twisted.ini"
+    # The installed ini file is the shipped sample.
+    argv[argv.index("--config") + 1] = str(SAMPLE_INI)
+    config = ServerOptions()
+    config.parseOptions(argv[1:])
+    assert config["nodaemon"] and config["pidfile"] == ""
+    assert config.subCommand == "reduct"
+    assert config.subOptions.config == Config()
+    for needed in ["User=reduct", "Group=reduct", "Restart=always",
+                   "StateDirectory=reduct-twisted",
+                   "WorkingDirectory=/var/lib/reduct-twisted"]:
+        assert needed in text.splitlines()
+
+
+def test_events_without_level_pass():
+    """Events with no level or namespace are not dropped by the filter."""
+    seen = []
+    observer = logs.filtered(seen.append, "ERROR")
+    observer({"log_format": "no level"})
+    observer({"log_level": LogLevel.error, "log_format": "no namespace"})
+    observer({"log_level": LogLevel.info, "log_namespace": "x"})
+    assert [e["log_format"] for e in seen] == ["no level", "no namespace"]
