@@ -97,7 +97,7 @@ class Block:
         if os.path.getsize(meta_path) > valid:
             os.truncate(meta_path, valid)
         block.meta_length = valid
-        for record in sorted(table.values(), key=lambda r: r.ts):
+        for record in table.values():
             block._count(record, +1)
         shared = block.path(blockfile.shared_name(block_id))
         if os.path.exists(shared) and os.path.getsize(shared) > block.tail:

@@ -31,15 +31,16 @@ class _Lru:
     def _touch(self, key, value) -> None:
         self._items[key] = value
         self._items.move_to_end(key)
-        self._shrink()
+        # The entry just used is about to be used by the caller: keep it.
+        self._shrink(keep=key)
 
-    def _shrink(self) -> None:
+    def _shrink(self, keep=None) -> None:
         excess = len(self._items) - self.capacity
         for key in list(self._items):
             if excess <= 0:
                 break
             value = self._items[key]
-            if not self._busy(value):
+            if key != keep and not self._busy(value):
                 del self._items[key]
                 self._drop(value)
                 excess -= 1

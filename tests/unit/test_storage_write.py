@@ -306,3 +306,21 @@ def test_record_table_lru_is_bounded_and_pins_started_blocks(tmp_path):
     engine.read("b", "e", 5)
     engine.read("b", "e", 6)
     assert [b["id"] for b in engine.block_stats("b", "e") if b["loaded"]] == [5, 6]
+
+
+def test_table_cache_smaller_than_pinned_blocks(tmp_path):
+    """Even with every cache slot pinned by writes, the block being read or
+    written is kept loaded while it is used."""
+    engine = StorageEngine(str(tmp_path), Clock(), table_cache_size=1)
+    engine.open()
+    engine.create_bucket("b", {"max_block_records": 1})
+    write_record(engine, "b", "e", 1, b"one")
+    pinned = [engine.allocate("b", "e", ts, 1, "t", {}) for ts in (2, 3)]
+    assert read_content(engine.read("b", "e", 1)) == b"one"
+    qid = engine.create_query("b", "e")
+    assert engine.query_next("b", "e", qid).ts == 1
+    write_record(engine, "b", "e", 4, b"four")
+    for alloc in pinned:
+        write_content(alloc, b"p")
+        engine.commit(alloc)
+    assert engine.list_records("b", "e", 0, 10) == [(1, 3), (2, 1), (3, 1), (4, 4)]
