@@ -8,8 +8,9 @@ A block ``<id>`` of an entry is made of these files in the entry directory::
     <id>.blk         shared segment: contents of small records back to back
     <id>-<ts>.blk    private segment: the content of the one record <ts>
 
-``<id>.meta`` layout (UTF-8, one JSON object per line, each ending in ``\\n``,
-written compactly; every line has a kind key ``"k"`` the reader dispatches on)::
+``<id>.meta`` layout (one compact JSON object per line, ASCII with ``\\uXXXX``
+escapes, each line ending in ``\\n``; every line has a kind key ``"k"`` the
+reader dispatches on)::
 
     line 1      {"k":"h","format":"reduct-twisted-block","version":1,"block":<id>}
     line 2..n   {"k":"r","ts":<µs>,"seg":"<file name>","off":<bytes>,"size":<bytes>,
@@ -40,7 +41,9 @@ FORMAT_NAME = "reduct-twisted-block"
 #: The version of the ``.meta`` line format written by this code.
 FORMAT_VERSION = 1
 
+#: Suffix of a block's metadata file.
 META_SUFFIX = ".meta"
+#: Suffix of a data (segment) file.
 DATA_SUFFIX = ".blk"
 
 _FILE_RE = re.compile(r"(\d{1,20})(?:-(\d{1,20}))?(\.meta|\.blk)")
@@ -79,7 +82,8 @@ def classify(name: str):
 
 
 def _line(obj: dict) -> bytes:
-    return (json.dumps(obj, separators=(",", ":"), ensure_ascii=False) + "\n").encode()
+    # ASCII-only JSON: any string (even one with lone surrogates) round-trips.
+    return (json.dumps(obj, separators=(",", ":")) + "\n").encode("ascii")
 
 
 def encode_header(block_id: int) -> bytes:
@@ -183,7 +187,7 @@ def _field_len(size: int) -> int:
 
 
 def _str_field_len(text: str) -> int:
-    size = len(text.encode())
+    size = len(text.encode("utf-8", "surrogatepass"))
     return _field_len(size) if size else 0
 
 

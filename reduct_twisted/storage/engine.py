@@ -42,6 +42,7 @@ from reduct_twisted.storage.settings import (
     parse_settings_fields,
 )
 
+#: Directory (below ``data_path``) where removed files wait for ``discard``.
 TRASH_DIR = ".trash"
 
 
@@ -102,7 +103,7 @@ class StorageEngine:
         leftovers = sorted(os.listdir(self._trash_dir))
         # New trash names must not collide with leftovers still being deleted.
         numbers = [n.split("-", 1)[0] for n in leftovers]
-        self._trash_seq = 1 + max((int(n) for n in numbers if n.isdigit()), default=0)
+        self._trash_seq = 1 + max((int(n) for n in numbers if n.isdecimal()), default=0)
         if leftovers:
             self._discard([os.path.join(self._trash_dir, n) for n in leftovers])
         for name in sorted(os.listdir(self.data_path)):
@@ -118,7 +119,9 @@ class StorageEngine:
     def _trash(self, paths: list) -> None:
         moved = []
         for path in paths:
-            target = os.path.join(self._trash_dir, f"{self._trash_seq}-{os.path.basename(path)}")
+            # The sequence number makes the name unique; cut to the file name limit.
+            name = f"{self._trash_seq}-{os.path.basename(path)}"[:255]
+            target = os.path.join(self._trash_dir, name)
             self._trash_seq += 1
             try:
                 os.rename(path, target)

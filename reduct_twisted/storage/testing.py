@@ -10,6 +10,7 @@ import os
 
 from reduct_twisted.storage.records import Allocation, RecordView
 
+#: The content type upstream stores when a write has none.
 DEFAULT_TYPE = "application/octet-stream"
 
 

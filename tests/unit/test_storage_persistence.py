@@ -196,3 +196,30 @@ def test_in_flight_write_fails_after_bucket_removal(tmp_path):
     assert not os.path.exists(large.path)
     assert engine.bucket_info("b")["entries"] == []
     engine.abort(small)  # still idempotent
+
+
+def test_longest_names_can_be_trashed(tmp_path):
+    """Buckets and entries with 255-character names can be removed and dropped."""
+    engine = _open(tmp_path)
+    long_name = "n" * 255
+    engine.create_bucket(long_name, None)
+    alloc = engine.allocate(long_name, long_name, 1, 1, "t", {})
+    engine.abort(alloc)  # drops the new entry directory
+    write_record(engine, long_name, long_name, 2, b"x")
+    engine.remove_bucket(long_name)
+    assert engine.list_buckets() == []
+    assert os.listdir(tmp_path / ".trash") == []
+
+
+def test_unicode_metadata_round_trips(tmp_path):
+    """Non-ASCII labels and content types survive a restart unchanged."""
+    engine = _open(tmp_path)
+    engine.create_bucket("b", None)
+    labels = {"ключ": "значение ✓", "quote": 'a"b\nc', "bad": "\udcff"}
+    write_record(engine, "b", "e", 1, b"x", "text/plain; charset=utf-8", labels)
+    size = engine.bucket_info("b")["info"]["size"]
+    engine.close()
+    again = _open(tmp_path)
+    view = again.read("b", "e", 1)
+    assert (view.labels, view.content_type) == (labels, "text/plain; charset=utf-8")
+    assert again.bucket_info("b")["info"]["size"] == size
