@@ -186,7 +186,7 @@ class Block:
         :param record: a record of this block.
         :param size: the number of content bytes received.
         """
-        data = blockfile.encode_record(attr.evolve(record, size=size))
+        data = blockfile.encode_record(record, size)
         if not self.meta_length:
             data = blockfile.encode_header(self.block_id) + data
         # Disk first: if the append fails the record stays STARTED and a
@@ -199,9 +199,13 @@ class Block:
                 os.truncate(meta_path, self.meta_length)
             raise
         self.meta_length += len(data)
-        self._count(record, -1)
-        record.size, record.state = size, FINISHED
-        self._count(record, +1)
+        if size == record.size:
+            record.state = FINISHED
+            self.started -= 1
+        else:
+            self._count(record, -1)
+            record.size, record.state = size, FINISHED
+            self._count(record, +1)
 
     def forget(self, record: Record) -> None:
         """

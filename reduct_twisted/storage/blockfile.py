@@ -91,15 +91,19 @@ def encode_header(block_id: int) -> bytes:
     return _line({"k": "h", "format": FORMAT_NAME, "version": FORMAT_VERSION, "block": block_id})
 
 
-def encode_record(record: Record) -> bytes:
-    """:return: the ``"r"`` line describing a finished record."""
+def encode_record(record: Record, size: int) -> bytes:
+    """
+    :param record: the record.
+    :param size: its final content length.
+    :return: the ``"r"`` line describing the record once finished.
+    """
     return _line(
         {
             "k": "r",
             "ts": record.ts,
             "seg": record.segment,
             "off": record.offset,
-            "size": record.size,
+            "size": size,
             "ct": record.content_type,
             "labels": [[name, value] for name, value in record.labels.items()],
         }
@@ -174,11 +178,7 @@ def read_meta(path: str, block_id: int):
 
 
 def _varint_len(value: int) -> int:
-    n = 1
-    while value >= 0x80:
-        value >>= 7
-        n += 1
-    return n
+    return (value.bit_length() + 6) // 7 or 1
 
 
 def _field_len(size: int) -> int:

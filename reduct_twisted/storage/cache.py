@@ -36,6 +36,8 @@ class _Lru:
 
     def _shrink(self, keep=None) -> None:
         excess = len(self._items) - self.capacity
+        if excess <= 0:
+            return
         for key in list(self._items):
             if excess <= 0:
                 break
