@@ -114,6 +114,18 @@ class Block:
         """Unreferenced bytes inside the shared segment (left by aborted records)."""
         return self.tail - self.shared_live
 
+    def stats(self) -> dict:
+        """:return: the summary as shown by ``StorageEngine.block_stats``."""
+        return {
+            "id": self.block_id,
+            "record_count": self.record_count,
+            "data_size": self.data_size,
+            "meta_size": self.meta_size,
+            "dead_bytes": self.dead_bytes,
+            "started": self.started,
+            "loaded": self.table is not None,
+        }
+
     def path(self, name: str) -> str:
         """:return: the absolute path of the block file ``name``."""
         return os.path.join(self.directory, name)

@@ -42,6 +42,9 @@ from reduct_twisted.storage.settings import (
     parse_settings_fields,
 )
 
+#: Default cap of :meth:`StorageEngine.list_records` (no unbounded scans).
+LIST_LIMIT = 10_000
+
 #: Directory (below ``data_path``) where removed files wait for ``discard``.
 TRASH_DIR = ".trash"
 
@@ -288,10 +291,12 @@ class StorageEngine:
             raise TooEarly(f"Record with timestamp {ts} is still being written")
         return block.view(record)
 
-    def list_records(self, bucket: str, entry: str, start: int, stop: int) -> list:
+    def list_records(self, bucket: str, entry: str, start: int, stop: int, *,
+                     limit: int = LIST_LIMIT) -> list:
         """
         The finished records in ``[start, stop)`` (legacy v0 ``/list``).
 
+        :param limit: return at most this many (the scan stops there).
         :return: ``(ts, size)`` pairs in ascending order.
         :raises NotFound: no such bucket or entry.
         """
@@ -301,8 +306,8 @@ class StorageEngine:
             if block.block_id >= stop:
                 break
             for record in series.load_block(block).records_from(start):
-                if record.ts >= stop:
-                    break
+                if record.ts >= stop or len(found) >= limit:
+                    return found
                 if record.state == FINISHED:
                     found.append((record.ts, record.size))
         return found
@@ -317,18 +322,7 @@ class StorageEngine:
             (whether its record table is in memory).
         :raises NotFound: no such bucket or entry.
         """
-        return [
-            {
-                "id": b.block_id,
-                "record_count": b.record_count,
-                "data_size": b.data_size,
-                "meta_size": b.meta_size,
-                "dead_bytes": b.dead_bytes,
-                "started": b.started,
-                "loaded": b.table is not None,
-            }
-            for b in self._bucket(bucket).entry(entry).blocks
-        ]
+        return [block.stats() for block in self._bucket(bucket).entry(entry).blocks]
 
     # -- queries -----------------------------------------------------------
 
@@ -373,7 +367,7 @@ class StorageEngine:
         """
         series = self._bucket(bucket).entry(entry)
         result = self._queries.next(bucket, series, qid, self.clock.seconds(), budget)
-        if result is None or not isinstance(result, tuple):
+        if not isinstance(result, tuple):
             return result
         block, record, last = result
         return block.view(record, last)

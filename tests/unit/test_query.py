@@ -280,6 +280,7 @@ def test_list_records(engine):
     assert engine.list_records("b", "e", 2000, 4000) == [(2000, 4), (3000, 4)]
     assert engine.list_records("b", "e", 0, 10**6) == [(t, 4) for t in (1000, 2000, 3000, 4000)]
     assert engine.list_records("b", "e", 4001, 5000) == []
+    assert engine.list_records("b", "e", 0, 10**6, limit=3) == [(1000, 4), (2000, 4), (3000, 4)]
     engine.abort(alloc)
     with pytest.raises(NotFound):
         engine.list_records("b", "x", 0, 1)
