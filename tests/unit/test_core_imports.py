@@ -38,7 +38,11 @@ def test_storage_modules_import_no_reactor_or_http():
         f"for m in {modules!r}: importlib.import_module(m)\n"
         "print(json.dumps(sorted(sys.modules)))\n"
     )
-    out = subprocess.run([sys.executable, "-c", script], check=True, capture_output=True, text=True)
+    root = os.path.dirname(os.path.dirname(STORAGE_DIR))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]))
+    out = subprocess.run(
+        [sys.executable, "-c", script], check=True, capture_output=True, text=True, env=env
+    )
     loaded = json.loads(out.stdout)
     assert "reduct_twisted.storage.query" in loaded
     bad = [m for m in loaded if any(m == f or m.startswith(f + ".") for f in FORBIDDEN)]

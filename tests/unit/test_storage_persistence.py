@@ -223,3 +223,24 @@ def test_unicode_metadata_round_trips(tmp_path):
     view = again.read("b", "e", 1)
     assert (view.labels, view.content_type) == (labels, "text/plain; charset=utf-8")
     assert again.bucket_info("b")["info"]["size"] == size
+
+
+def test_every_deletion_goes_through_discard(tmp_path):
+    """FIFO eviction, aborted private segments and dropped entries are renamed
+    into .trash and handed to discard; nothing is unlinked inline."""
+    discard = RecordingDiscard()
+    engine = _open(tmp_path, discard=discard)
+    engine.create_bucket("b", {"quota_type": "FIFO", "quota_size": 10**9, "max_block_records": 1})
+    write_record(engine, "b", "e", 1, b"x" * 10)
+    write_record(engine, "b", "e", 2, b"y" * 10)
+    alloc = engine.allocate("b", "e", 3, None, "t", {})
+    write_content(alloc, b"chunk")
+    engine.abort(alloc)
+    engine.update_bucket("b", {"quota_size": 1})
+    assert engine.enforce_quotas() == 2
+    trash = str(tmp_path / ".trash")
+    assert all(os.path.dirname(p) == trash for p in discard.paths)
+    names = sorted(os.path.basename(p).split("-", 1)[1] for p in discard.paths)
+    assert names == ["1.blk", "1.meta", "2.blk", "2.meta", "3-3.blk", "e"]
+    assert sorted(os.listdir(trash)) == sorted(os.path.basename(p) for p in discard.paths)
+    assert engine.bucket_info("b")["entries"] == []
