@@ -1,0 +1,101 @@
+"""
+Shared harness of the client scripts (runs inside a reduct-py venv, so it
+must only use the standard library and the installed ``reduct`` package).
+
+A script calls :func:`run` with its ``main(checks, args)`` coroutine.  The
+harness parses ``URL [--bucket NAME] [--timeout S]``, runs ``main`` under
+an asyncio timeout (and a hard ``faulthandler`` deadline in case the event
+loop itself hangs), then prints one JSON line to stdout::
+
+    {"ok": true, "client": "reduct-py", "version": "1.4.1",
+     "checks": ["server-info", ...], "facts": {...}}
+
+and exits 0; on any failure it prints the traceback to stderr, the same
+JSON with ``"ok": false`` and ``"error"``, and exits 1.
+"""
+
+import argparse
+import asyncio
+import faulthandler
+import importlib.metadata
+import json
+import sys
+import traceback
+import uuid
+
+
+class Checks:
+    """Collects the names of the checks that passed, in order."""
+
+    def __init__(self):
+        self.passed = []
+        self.facts = {}
+
+    def ok(self, name: str) -> None:
+        if name in self.passed:
+            raise AssertionError(f"check {name!r} recorded twice")
+        self.passed.append(name)
+
+    def fact(self, name: str, value) -> None:
+        self.facts[name] = value
+
+
+def eq(actual, expected, what: str) -> None:
+    """Assert ``actual == expected`` with both values in the message."""
+    if actual != expected:
+        raise AssertionError(f"{what}: expected {expected!r}, got {actual!r}")
+
+
+async def expect_error(awaitable, error_type, status: int, message: str):
+    """
+    Await ``awaitable`` and assert it raises ``error_type`` (reduct's
+    ``ReductError``) with ``status`` and exactly ``message``.
+
+    :return: the error.
+    """
+    try:
+        await awaitable
+    except error_type as err:
+        eq(err.status_code, status, f"status of error {err}")
+        eq(err.message, message, "error message")
+        eq(str(err), f"Status {status}: {message}", "str(error)")
+        return err
+    raise AssertionError(f"expected ReductError {status} {message!r}, nothing raised")
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser()
+    parser.add_argument("url", help="server URL, e.g. http://127.0.0.1:8383")
+    parser.add_argument("--bucket", default=None, help="bucket name (random by default)")
+    parser.add_argument("--timeout", type=float, default=45.0)
+    parser.add_argument(
+        "--shared-server",
+        action="store_true",
+        help="other clients use the server at the same time: skip server-wide counts",
+    )
+    args = parser.parse_args(argv)
+    if args.bucket is None:
+        args.bucket = "client-" + uuid.uuid4().hex[:12]
+    return args
+
+
+def run(main, argv=None) -> None:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    # If the event loop hangs so badly that wait_for cannot fire, still exit.
+    faulthandler.dump_traceback_later(args.timeout + 15, exit=True)
+    checks = Checks()
+    summary = {
+        "client": "reduct-py",
+        "version": importlib.metadata.version("reduct-py"),
+        "python": sys.version.split()[0],
+        "bucket": args.bucket,
+    }
+    try:
+        asyncio.run(asyncio.wait_for(main(checks, args), args.timeout))
+    except BaseException as exc:  # noqa: B902 - report everything, then fail
+        traceback.print_exc()
+        summary.update(ok=False, error=repr(exc), checks=checks.passed, facts=checks.facts)
+        print(json.dumps(summary), flush=True)
+        sys.exit(1)
+    summary.update(ok=True, checks=checks.passed, facts=checks.facts)
+    print(json.dumps(summary), flush=True)

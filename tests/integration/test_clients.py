@@ -1,0 +1,158 @@
+"""
+The official Python client, two generations, against the daemon.
+
+Each client runs in its own virtualenv (``tests/clients.py``; created under
+``.cache/clients/`` on first use, from PyPI) as a separate process executing
+a script from ``tests/client_scripts/``.  The daemon is the in-process
+``server`` fixture on a real socket; the script is started with
+``getProcessOutputAndValue`` so the reactor keeps serving while the client
+talks to it.  The script asserts everything itself and prints a JSON
+summary, checked here.
+"""
+
+import json
+
+import pytest
+import pytest_twisted
+from twisted.internet.defer import DeferredList, ensureDeferred
+from twisted.internet.utils import getProcessOutputAndValue
+
+from tests import clients
+
+#: Seconds a client script may run before it fails itself.
+SCRIPT_TIMEOUT = 45
+
+
+@pytest.fixture(scope="session")
+def reduct_py_oldest():
+    """The interpreter of a venv with reduct-py 1.4.1."""
+    return clients.client_python(clients.REDUCT_PY_OLDEST)
+
+
+@pytest.fixture(scope="session")
+def reduct_py_newest():
+    """The interpreter of a venv with the newest reduct-py."""
+    return clients.client_python(clients.REDUCT_PY_NEWEST)
+
+
+async def run_client_script(python, script: str, *args) -> dict:
+    """
+    Run ``tests/client_scripts/<script>`` with ``python`` and ``args``
+    without blocking the reactor; assert it exits 0 and return its JSON
+    summary (the last stdout line).
+    """
+    from twisted.internet import reactor
+
+    path = clients.script_path(script)
+    argv = [str(path), *args, "--timeout", str(SCRIPT_TIMEOUT)]
+    d = getProcessOutputAndValue(
+        str(python), argv, env=clients.script_env(), path=str(path.parent), reactor=reactor
+    )
+    # The script enforces its own deadline (asyncio + faulthandler); this one
+    # only guards against the process never exiting at all.
+    d.addTimeout(SCRIPT_TIMEOUT + 30, reactor)
+    out, err, code = await d
+    out_text = out.decode("utf-8", "replace")
+    err_text = err.decode("utf-8", "replace")
+    report = f"{script} exited {code}\n--- stdout ---\n{out_text}\n--- stderr ---\n{err_text}"
+    assert code == 0, report
+    lines = [line for line in out_text.splitlines() if line.strip()]
+    assert lines, report
+    try:
+        summary = json.loads(lines[-1])
+    except ValueError:
+        raise AssertionError("no JSON summary\n" + report) from None
+    assert summary["ok"] is True, report
+    return summary
+
+
+@pytest_twisted.ensureDeferred
+async def test_reduct_py_1_4(server, reduct_py_oldest):
+    """
+    reduct-py 1.4.1 creates, inspects, updates and removes a bucket; writes
+    and reads records with labels and content types; queries with include
+    and exclude; receives records written while it is subscribed; uploads a
+    record large enough for ``Expect: 100-continue`` and reads it back
+    byte-exact; and sees the server's error texts.
+    """
+    summary = await run_client_script(
+        reduct_py_oldest, "reduct_py_1_4.py", server.url, "--bucket", "py14"
+    )
+    assert summary["version"] == clients.REDUCT_PY_OLDEST
+    assert summary["checks"] == [
+        "server-info",
+        "create-bucket-with-settings",
+        "create-bucket-conflict-and-exist-ok",
+        "get-bucket-info",
+        "update-settings",
+        "write-read-labels-content-type",
+        "query-range",
+        "query-include-exclude",
+        "subscribe-continuous",
+        "large-write-100-continue",
+        "duplicate-writes-refused",
+        "server-info-and-list",
+        "errors-with-server-text",
+        "remove-bucket",
+    ]
+    # The client's view agrees with the server's: the bucket is gone.
+    resp = await server.http.get(server.api("/b/py14"))
+    await resp.content()
+    assert resp.code == 404
+
+
+@pytest_twisted.ensureDeferred
+async def test_reduct_py_newest(server, reduct_py_newest):
+    """
+    The newest reduct-py (which reads ``x-reduct-api``) manages buckets with
+    settings and ``exist_ok``, writes records with labels and content types,
+    reads them back byte-exact with GET and HEAD, and sees the 404 text of a
+    missing bucket.
+    """
+    summary = await run_client_script(
+        reduct_py_newest, "reduct_py_newest.py", server.url, "--bucket", "pynew"
+    )
+    assert summary["version"] == clients.REDUCT_PY_NEWEST
+    assert summary["checks"] == [
+        "server-info",
+        "create-bucket-settings-exist-ok",
+        "get-bucket-settings-info",
+        "write-read-head-labels-content-type",
+        "large-write-read",
+        "list-and-entry-stats",
+        "record-errors",
+        "remove-bucket",
+        "missing-bucket-error",
+    ]
+    resp = await server.http.get(server.api("/list"))
+    assert (await resp.json())["buckets"] == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_both_generations_at_once(server, reduct_py_oldest, reduct_py_newest):
+    """
+    The two client generations can use one daemon at the same time, each
+    in its own bucket.
+    """
+    runs = [
+        ensureDeferred(
+            run_client_script(
+                reduct_py_oldest, "reduct_py_1_4.py", server.url,
+                "--bucket", "both-old", "--shared-server",
+            )
+        ),
+        ensureDeferred(
+            run_client_script(
+                reduct_py_newest, "reduct_py_newest.py", server.url,
+                "--bucket", "both-new", "--shared-server",
+            )
+        ),
+    ]
+    results = await DeferredList(runs, consumeErrors=True)
+    for succeeded, result in results:
+        if not succeeded:
+            result.raiseException()
+    old, new = (result for _, result in results)
+    assert len(old["checks"]) == 14 and len(new["checks"]) == 9
+    resp = await server.http.get(server.api("/list"))
+    assert (await resp.json())["buckets"] == []
