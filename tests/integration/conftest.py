@@ -6,10 +6,10 @@ real data directory, reached over real sockets with treq.
 import attr
 import pytest
 import pytest_twisted
-import treq
+from treq.client import HTTPClient
 from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.python.threadpool import ThreadPool
-from twisted.web.client import HTTPConnectionPool
+from twisted.web.client import Agent, HTTPConnectionPool
 
 from reduct_twisted.config import Config
 from reduct_twisted.http.site import make_site
@@ -42,7 +42,7 @@ async def start_server(data_path, **config_kwargs):
     site = make_site(engine, config, reactor, pool)
     port = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(site)
     conn_pool = HTTPConnectionPool(reactor, persistent=True)
-    client = treq.HTTPClient.with_config(pool=conn_pool)
+    client = HTTPClient(Agent(reactor, pool=conn_pool))
     url = f"http://127.0.0.1:{port.getHost().port}"
     server = Server(url=url, engine=engine, data_path=data_path, http=client, site=site)
 

@@ -205,7 +205,7 @@ async def test_write_and_read_with_labels_and_content_type(server):
     assert await resp.content() == b"some data"
     h = resp.headers
     assert h.getRawHeaders("content-type") == ["text/plain; charset=utf-8"]
-    assert h.getRawHeaders("content-length") == ["9"]
+    assert resp.length == 9  # twisted.web.client keeps content-length for framing
     assert h.getRawHeaders("x-reduct-time") == ["1000"]
     assert h.getRawHeaders("x-reduct-last") == ["1"]
     assert h.getRawHeaders("x-reduct-label-camera") == ["front"]
@@ -291,7 +291,7 @@ async def test_empty_record(server):
     assert resp.code == 200
     resp = await server.http.get(server.api("/b/b/e"), params={"ts": "10"})
     assert await resp.content() == b""
-    assert resp.headers.getRawHeaders("content-length") == ["0"]
+    assert resp.length == 0
 
 
 # -- queries -----------------------------------------------------------------------
