@@ -149,6 +149,11 @@ class Bucket:
         if quota == "HARD" and self.size + content_size > self.settings.quota_size:
             raise BadRequest(f"Quota of '{self.name}' exceeded")
         if quota == "FIFO":
+            if content_size > self.settings.quota_size:
+                # It can never fit: refuse before evicting anything, so one
+                # oversized write does not empty the bucket (upstream evicts
+                # everything first and then fails with the same text).
+                raise InternalError(f"Failed to keep quota of '{self.name}'")
             self.make_room(content_size, strict=True)
 
     def make_room(self, content_size: int, strict: bool) -> int:

@@ -431,9 +431,12 @@ async def test_fifo_quota_removes_oldest_blocks(server):
     await assert_error(await server.http.get(server.api("/b/b/e"), params={"ts": "1"}), 404, "No record with timestamp 1")
     resp = await server.http.get(server.api("/b/b/e"), params={"ts": "6"})
     assert await resp.content() == b"x" * 700
+    before = json.loads(await (await server.http.get(server.api("/b/b"))).content())
     resp, _ = await write(server, 100, b"y" * 5000)
     assert resp.code == 500
     assert resp.headers.getRawHeaders("x-reduct-error") == ["Failed to keep quota of 'b'"]
+    after = json.loads(await (await server.http.get(server.api("/b/b"))).content())
+    assert after == before, "a record that can never fit must not evict anything"
 
 
 # -- legacy v0 paths ---------------------------------------------------------------

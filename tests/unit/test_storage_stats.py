@@ -164,14 +164,25 @@ def test_fifo_skips_blocks_being_written(engine):
     assert _entries(engine)["a"]["record_count"] == 2
 
 
-def test_fifo_impossible_is_500(engine):
-    """A record bigger than the quota empties the bucket and then fails."""
+def test_fifo_impossible_is_500_and_deletes_nothing(engine):
+    """A record bigger than the whole quota is refused before anything is evicted."""
     _fifo_bucket(engine, 100)
     write_record(engine, "b", "a", 1, b"x" * 10)
+    before = engine.bucket_info("b")
     with pytest.raises(InternalError) as e:
         engine.allocate("b", "a", 2, 101, OCTET, {})
     assert e.value.message == "Failed to keep quota of 'b'"
-    assert engine.bucket_info("b")["entries"] == []
+    assert engine.bucket_info("b") == before
+
+
+def test_fifo_impossible_when_blocks_are_busy_is_500(engine):
+    """When the only removable space is being written, FIFO gives up with a 500."""
+    _fifo_bucket(engine, 100)
+    busy = engine.allocate("b", "a", 1, 40, OCTET, {})
+    with pytest.raises(InternalError) as e:
+        engine.allocate("b", "a", 2, 80, OCTET, {})
+    assert e.value.message == "Failed to keep quota of 'b'"
+    engine.abort(busy)
 
 
 def test_hard_quota_is_400_and_deletes_nothing(engine):
