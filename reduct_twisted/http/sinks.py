@@ -140,27 +140,20 @@ class PrivateSegmentSink(_Sink):
         self._queued = 0
         self._busy = False
         self._paused = False
-        self._fd: Optional[int] = None
         self._drained: Optional[Deferred] = None
         self._closing = False
         #: Largest number of bytes ever queued (for tests and benchmarks).
         self.max_queued = 0
-        self._in_thread(self._open).addCallbacks(self._opened, self._failed)
-        self._busy = True
+        # Created here, on the reactor thread (a cheap metadata operation), so
+        # the file exists before an abort can trash it; opening it later in a
+        # thread could re-create it after the abort, or truncate the segment
+        # of a newer record at the same path.
+        self._fd: Optional[int] = os.open(
+            alloc.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644
+        )
 
     def _in_thread(self, f, *args) -> Deferred:
         return deferToThreadPool(self._reactor, self._pool, f, *args)
-
-    def _open(self) -> int:
-        return os.open(self.alloc.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-
-    def _opened(self, fd: int) -> None:
-        self._fd = fd
-        self._busy = False
-        if self.done:
-            self._close_fd()
-            return
-        self._pump()
 
     def write(self, data: bytes) -> None:
         if self.done or self.error is not None or self._check_overflow(len(data)):

@@ -153,3 +153,18 @@ def test_shared_sink_writes_in_place_and_refuses_overflow(tmp_path):
         assert engine.aborted == [alloc2]
     finally:
         os.close(fd)
+
+
+def test_private_segment_exists_before_any_thread_work(tmp_path):
+    """The segment is created synchronously, so an abort before any pool job
+    runs cannot be followed by a late re-creation of the file."""
+    pool = ManualPool()
+    path = tmp_path / "seg.blk"
+    path.write_bytes(b"stale bytes of an older record")
+    alloc = FakeAlloc(path=str(path), length=10)
+    sink = PrivateSegmentSink(FakeEngine(), alloc, ImmediateReactor(), pool, Transport())
+    assert path.exists() and path.stat().st_size == 0
+    os.unlink(path)  # what the engine's abort does (via the trash)
+    sink.abort()
+    pool.run_all()
+    assert not path.exists()
