@@ -172,6 +172,8 @@ class ReductAPI:
         """
         self._authorize(request, Policy.WRITE, bucket)
         ts = timestamp_param(args)
+        if request.malformed_length:
+            raise UnprocessableEntity("content-length header must be a number")
         if length == 0 and not request.requestHeaders.hasHeader(b"content-length"):
             raise UnprocessableEntity("content-length header is required")
         ctype = content_type(request)

@@ -32,7 +32,7 @@ from twisted.web import server
 from twisted.web.http import HTTPChannel
 
 from reduct_twisted import REDUCT_API, REDUCT_VERSION
-from reduct_twisted.errors import PayloadTooLarge, ReductError
+from reduct_twisted.errors import BadRequest, PayloadTooLarge, ReductError
 from reduct_twisted.http.errors import write_error_headers
 from reduct_twisted.http.sinks import DiscardSink
 
@@ -70,6 +70,17 @@ class ReductChannel(HTTPChannel):
         seq.append(b"\r\n")
         self.transport.writeSequence(seq)
 
+    def _maybeChooseTransferDecoder(self, header, data):
+        # Twisted answers a bare 400 to a non-numeric Content-Length before
+        # any resource runs; ReductStore answers 422 "content-length header
+        # must be a number" after its auth and ts checks.  Remember it on the
+        # request and let routing decide (the connection is closed after the
+        # answer, since the body's framing is unknown).
+        if header == b"Content-Length" and not data.isdigit():
+            self.requests[-1].malformed_length = True
+            return True
+        return super()._maybeChooseTransferDecoder(header, data)
+
     def timeoutConnection(self):
         # The idle timer only restarts when bytes arrive, so a long download
         # to a slow reader would be cut mid-body: while a request is being
@@ -106,6 +117,7 @@ class StreamingRequest(server.Request):
 
     defaultContentType = None
     sink = None
+    malformed_length = False
     early_error: Optional[ReductError] = None
     _answered = False
     _abort_call = None
@@ -128,6 +140,8 @@ class StreamingRequest(server.Request):
             return
         if self.sink is not None:
             self.content = BytesIO()
+        elif self.malformed_length:
+            self._refuse(BadRequest("Invalid content-length header"), None)
         elif length is None or length > MAX_BUFFERED_BODY:
             self._refuse(PayloadTooLarge("Request body is too large"), length)
         else:
@@ -156,6 +170,8 @@ class StreamingRequest(server.Request):
     # -- early refusal -----------------------------------------------------
 
     def _refuse(self, err: ReductError, length: Optional[int]) -> None:
+        if self.malformed_length:
+            length = None  # unknown framing: never try to drain it
         self.early_error = err
         self.sink = DiscardSink()
         self.content = BytesIO()

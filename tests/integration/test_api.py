@@ -465,3 +465,21 @@ async def test_legacy_unprefixed_paths(server):
                        "'start' must be an unix timestamp in microseconds")
     resp = await server.http.head(server.url + "/alive")
     assert resp.code == 200
+
+
+@pytest_twisted.ensureDeferred
+async def test_malformed_content_length(server):
+    """A non-numeric Content-Length on a write is upstream's 422; elsewhere a 400; the connection closes."""
+    await create_bucket(server)
+    raw = await raw_request(port_of(server), b"POST /api/v1/b/b/e?ts=1 HTTP/1.1\r\nHost: x\r\n"
+                            b"Content-Length: abc\r\n\r\nxyz", read_until_close=True)
+    assert raw.startswith(b"HTTP/1.1 422"), raw[:80]
+    assert b"x-reduct-error: content-length header must be a number" in raw
+    assert raw.count(b"HTTP/1.1 ") == 1
+    raw = await raw_request(port_of(server), b"POST /api/v1/b/c HTTP/1.1\r\nHost: x\r\n"
+                            b"Content-Length: 1x\r\n\r\n{}", read_until_close=True)
+    assert raw.startswith(b"HTTP/1.1 400")
+    assert b"x-reduct-error: Invalid content-length header" in raw
+    resp = await server.http.get(server.api("/b/b/e"), params={"ts": "1"})
+    assert resp.code == 404
+    await resp.content()
