@@ -38,19 +38,28 @@ async def start_server(data_path, **config_kwargs):
     engine.open()
     pool = ThreadPool(minthreads=1, maxthreads=4, name="reduct-test-io")
     pool.start()
-    config = Config(data_path=str(data_path), **config_kwargs)
-    site = make_site(engine, config, reactor, pool)
-    port = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(site)
+    try:
+        config = Config(data_path=str(data_path), **config_kwargs)
+        site = make_site(engine, config, reactor, pool)
+        port = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(site)
+    except BaseException:
+        # A pool thread left running keeps the interpreter alive forever at
+        # exit (and deaf to SIGTERM): never leave one behind.
+        pool.stop()
+        engine.close()
+        raise
     conn_pool = HTTPConnectionPool(reactor, persistent=True)
     client = HTTPClient(Agent(reactor, pool=conn_pool))
     url = f"http://127.0.0.1:{port.getHost().port}"
     server = Server(url=url, engine=engine, data_path=data_path, http=client, site=site)
 
     async def stop():
-        await conn_pool.closeCachedConnections()
-        await port.stopListening()
-        pool.stop()
-        engine.close()
+        try:
+            await conn_pool.closeCachedConnections()
+            await port.stopListening()
+        finally:
+            pool.stop()
+            engine.close()
 
     return server, stop
 
