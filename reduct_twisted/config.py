@@ -183,9 +183,7 @@ def _port(raw: Any) -> int:
 def _level(raw: Any) -> str:
     level = _canonical_level(str(raw))
     if level not in LOG_LEVELS:
-        raise ValueError(
-            "is not a log level; expected one of TRACE, DEBUG, INFO, WARN, ERROR"
-        )
+        raise ValueError("is not a log level; expected one of TRACE, DEBUG, INFO, WARN, ERROR")
     return level
 
 
@@ -265,9 +263,7 @@ def _is_empty(raw: Any) -> bool:
 
 def _ini_layer(ini_path: str) -> _Layer:
     where = f"config file {ini_path}"
-    parser = configparser.ConfigParser(
-        interpolation=None, default_section="\0no default section"
-    )
+    parser = configparser.ConfigParser(interpolation=None, default_section="\0no default section")
     try:
         with open(ini_path, encoding="utf-8") as f:
             parser.read_file(f)
@@ -279,8 +275,7 @@ def _ini_layer(ini_path: str) -> _Layer:
     for section in parser.sections():
         if section != INI_SECTION:
             raise ConfigError(
-                f"unknown section [{section}] ({where}); "
-                f"only [{INI_SECTION}] is allowed"
+                f"unknown section [{section}] ({where}); " f"only [{INI_SECTION}] is allowed"
             )
     values: dict[str, Any] = {}
     if parser.has_section(INI_SECTION):
@@ -344,9 +339,7 @@ def load_config(
     return Config(**chosen)
 
 
-def _check_certificates(
-    chosen: Mapping[str, Any], origin: Mapping[str, tuple[str, str]]
-) -> None:
+def _check_certificates(chosen: Mapping[str, Any], origin: Mapping[str, tuple[str, str]]) -> None:
     given = [f for f in ("cert_path", "cert_key_path") if chosen.get(f)]
     if len(given) == 1:
         (have,) = given

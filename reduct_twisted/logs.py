@@ -116,9 +116,7 @@ class LevelFilteredService(MultiService):
     :ivar level: the minimum level to let through.
     """
 
-    def __init__(
-        self, observer_factory: Callable[[], ILogObserver] | None, level: str
-    ) -> None:
+    def __init__(self, observer_factory: Callable[[], ILogObserver] | None, level: str) -> None:
         super().__init__()
         self.observer_factory = observer_factory
         self.level = level

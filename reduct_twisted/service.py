@@ -100,9 +100,7 @@ class StorageService(MultiService):
         self.engine = factory(config.data_path, reactor, discard=self.discard)
         self.engine.open()
         self._add_loop("quota", config.quota_interval, self._enforce_quotas)
-        self._add_loop(
-            "query-expiry", config.query_expiry_interval, self._expire_queries
-        )
+        self._add_loop("query-expiry", config.query_expiry_interval, self._expire_queries)
 
     def _add_loop(self, name: str, interval: float, step: Callable[[], None]) -> None:
         timer = TimerService(interval, step)

@@ -3,8 +3,9 @@
 
 ``Options`` parses the command line, then loads the whole configuration
 (defaults < ``--config`` ini file < ``RS_*`` environment < command line) and
-turns any :class:`~reduct_twisted.config.ConfigError` into a ``UsageError``,
-so twistd reports a bad setting in one line and exits non-zero.
+turns any :class:`~reduct_twisted.config.ConfigError` into a ``UsageError``:
+twistd then prints a one-line hint instead of the option table, the one-line
+message, and exits 1 without a traceback.
 
 ``makeService`` only wires things together::
 
@@ -96,6 +97,9 @@ class Options(usage.Options):
         """
         self["listen"].append(endpoint)
 
+    # usage.Options shows the docstring as it is; fold it into one paragraph.
+    opt_listen.__doc__ = " ".join((opt_listen.__doc__ or "").split())
+
     def opt_version(self) -> None:
         """Print the version and exit."""
         print(f"reduct-twisted {__version__} (ReductStore API {REDUCT_VERSION})")
@@ -136,8 +140,7 @@ def _check_endpoint(description: str) -> None:
         if description.startswith("systemd:"):
             hint = " (is the daemon started by a systemd .socket unit?)"
         raise ConfigError(
-            f"listen endpoint {description!r} is not usable: "
-            f"{type(e).__name__}: {e}{hint}"
+            f"listen endpoint {description!r} is not usable: " f"{type(e).__name__}: {e}{hint}"
         ) from None
 
 

@@ -57,9 +57,13 @@ class Daemon(protocol.ProcessProtocol):
 async def start(reactor, data_path, *extra):
     daemon = Daemon()
     argv = twistd_command() + [
-        "-n", "--pidfile=", "reduct",
-        "--data-path", str(data_path),
-        "--listen", "tcp:0:interface=127.0.0.1",
+        "-n",
+        "--pidfile=",
+        "reduct",
+        "--data-path",
+        str(data_path),
+        "--listen",
+        "tcp:0:interface=127.0.0.1",
         *extra,
     ]
     env = {k: v for k, v in os.environ.items() if not k.startswith("RS_")}
@@ -67,9 +71,7 @@ async def start(reactor, data_path, *extra):
     env["PYTHONPATH"] = os.pathsep.join(
         [str(REPO_ROOT)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])
     )
-    process = reactor.spawnProcess(
-        daemon, argv[0], argv, env=env, path=str(data_path.parent)
-    )
+    process = reactor.spawnProcess(daemon, argv[0], argv, env=env, path=str(data_path.parent))
     try:
         port = await daemon.port.addTimeout(START_TIMEOUT, reactor)
     except Exception:

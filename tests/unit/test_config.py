@@ -198,9 +198,19 @@ def test_unrelated_environment_ignored():
     "layer, field, value, message",
     [
         ("env", "port", "abc", "RS_PORT='abc' is not a port number (environment)"),
-        ("env", "port", "70000", "RS_PORT='70000' is not a port number (0 to 65535) (environment)"),
+        (
+            "env",
+            "port",
+            "70000",
+            "RS_PORT='70000' is not a port number (0 to 65535) (environment)",
+        ),
         ("cli", "port", "-1", "--port='-1' is not a port number (0 to 65535) (command line)"),
-        ("ini", "port", "8383 ; comment", "port='8383 ; comment' is not a port number (config file INI)"),
+        (
+            "ini",
+            "port",
+            "8383 ; comment",
+            "port='8383 ; comment' is not a port number (config file INI)",
+        ),
         (
             "cli",
             "log_level",
@@ -226,10 +236,25 @@ def test_unrelated_environment_ignored():
             "soon",
             "RS_QUERY_EXPIRY_INTERVAL='soon' is not a number of seconds (environment)",
         ),
-        ("env", "quota_interval", "nan", "RS_QUOTA_INTERVAL='nan' must be a positive number of seconds (environment)"),
-        ("env", "quota_interval", "inf", "RS_QUOTA_INTERVAL='inf' must be a positive number of seconds (environment)"),
+        (
+            "env",
+            "quota_interval",
+            "nan",
+            "RS_QUOTA_INTERVAL='nan' must be a positive number of seconds (environment)",
+        ),
+        (
+            "env",
+            "quota_interval",
+            "inf",
+            "RS_QUOTA_INTERVAL='inf' must be a positive number of seconds (environment)",
+        ),
         ("env", "threadpool_size", "0", "RS_THREADPOOL_SIZE='0' must be at least 1 (environment)"),
-        ("ini", "threadpool_size", "many", "threadpool_size='many' is not a whole number (config file INI)"),
+        (
+            "ini",
+            "threadpool_size",
+            "many",
+            "threadpool_size='many' is not a whole number (config file INI)",
+        ),
         ("env", "host", "a b", "RS_HOST='a b' must not contain white space (environment)"),
         (
             "cli",
@@ -237,8 +262,18 @@ def test_unrelated_environment_ignored():
             "/x?y",
             "--api-base-path='/x?y' must be a URL path without '?' or '#' (command line)",
         ),
-        ("env", "listen", "tcp:1 tcp:1", "RS_LISTEN='tcp:1 tcp:1' names the same endpoint twice (environment)"),
-        ("cli", "listen", ["tcp:1", "tcp:1"], "--listen='tcp:1 tcp:1' names the same endpoint twice (command line)"),
+        (
+            "env",
+            "listen",
+            "tcp:1 tcp:1",
+            "RS_LISTEN='tcp:1 tcp:1' names the same endpoint twice (environment)",
+        ),
+        (
+            "cli",
+            "listen",
+            ["tcp:1", "tcp:1"],
+            "--listen='tcp:1 tcp:1' names the same endpoint twice (command line)",
+        ),
     ],
 )
 def test_invalid_values(tmp_path, layer, field, value, message):

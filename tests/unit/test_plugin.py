@@ -1,13 +1,24 @@
-"""Tests for the twistd plugin and its packaging."""
+"""Tests for the twistd plugin, its packaging, and how we fit into twistd (options, logging)."""
 
+import shlex
+import signal
 import subprocess
 import sys
 
-from twisted.application.service import IServiceMaker
+import pytest
+from twisted.application.service import Application, IServiceMaker
+from twisted.internet.testing import MemoryReactorClock
+from twisted.logger import ILogObserver, LegacyLogObserverWrapper, LogLevel
 from twisted.plugin import getPlugins
+from twisted.python.logfile import LogFile
 
-from reduct_twisted import tap
+from reduct_twisted import logs, tap
+from reduct_twisted.config import Config
 from tests.conftest import REPO_ROOT
+from tests.unit.test_tap import FakeEngine, FakeSite, parse
+
+SYSTEMD_UNIT = REPO_ROOT / "systemd" / "reduct-twisted.service"
+SAMPLE_INI = REPO_ROOT / "etc" / "reduct-twisted.ini"
 
 
 def reduct_makers():
@@ -74,3 +85,109 @@ def test_packages_include_plugin_directory():
     assert "packages = find_namespace:" in setup_cfg
     for line in ("reduct_twisted\n", "reduct_twisted.*\n", "twisted.plugins\n"):
         assert "    " + line in setup_cfg
+
+
+def test_under_twistd_options(no_rs_environ, tmp_path, capsys):
+    """Parsed by twistd's own ServerOptions, the tree gets a level-filtered observer."""
+    from twisted.scripts.twistd import ServerOptions
+
+    config = ServerOptions()
+    config.parseOptions(
+        [
+            "--nodaemon",
+            "--pidfile=",
+            "reduct",
+            "--log-level",
+            "ERROR",
+            "--data-path",
+            str(tmp_path / "d"),
+        ]
+    )
+    assert config.subCommand == "reduct"
+    sub = config.subOptions
+    assert sub.config.log_level == "ERROR"
+    top = tap.makeService(
+        sub, MemoryReactorClock(), engine_factory=FakeEngine, site_factory=FakeSite
+    )
+    application = Application("reduct")
+    top.setServiceParent(application)
+    observer = application.getComponent(ILogObserver)
+    observer({"log_level": LogLevel.info, "log_format": "hidden", "log_time": 0})
+    observer({"log_level": LogLevel.error, "log_format": "shown", "log_time": 0})
+    text = capsys.readouterr().out
+    assert "shown" in text and "hidden" not in text
+
+
+def test_observer_factory_for():
+    """A factory exists only under twistd and only without --logger."""
+    assert logs.observer_factory_for(parse([])) is None
+
+    class Sub:
+        parent = {"logfile": None, "logger": None, "nodaemon": True}
+
+    assert logs.observer_factory_for(Sub()) is not None
+    Sub.parent = {"logfile": None, "logger": lambda: None, "nodaemon": True}
+    assert logs.observer_factory_for(Sub()) is None
+
+
+def test_twistd_observer_stdout(capsys):
+    """--nodaemon without --logfile (or --logfile -) writes to stdout, like twistd."""
+    for options in ({"nodaemon": True}, {"nodaemon": True, "logfile": "-"}):
+        observer = logs.twistd_observer(options)
+        observer({"log_level": LogLevel.info, "log_format": "hello {n}", "n": 1, "log_time": 0})
+        assert "hello 1" in capsys.readouterr().out
+
+
+def test_twistd_observer_daemon_stdout_refused():
+    """A daemon cannot log to stdout, as twistd says."""
+    with pytest.raises(SystemExit):
+        logs.twistd_observer({"nodaemon": False, "logfile": "-"})
+
+
+def test_twistd_observer_logfile(tmp_path, monkeypatch):
+    """A daemon without --logfile logs to twistd.log in the working directory."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(
+        LogFile, "fromFullPath", classmethod(lambda cls, path: opened.append(path) or sys.stdout)
+    )
+    opened = []
+    old = signal.getsignal(signal.SIGUSR1)
+    try:
+        logs.twistd_observer({"nodaemon": False})
+        assert signal.getsignal(signal.SIGUSR1) not in (old, signal.SIG_DFL)
+    finally:
+        signal.signal(signal.SIGUSR1, old)
+    assert opened == ["twistd.log"]
+
+
+def test_twistd_observer_syslog():
+    """--syslog gives a (wrapped) syslog observer."""
+    pytest.importorskip("syslog")
+    observer = logs.twistd_observer({"syslog": True, "prefix": "reduct"})
+    assert isinstance(observer, LegacyLogObserverWrapper)
+
+
+def test_systemd_execstart_parses(no_rs_environ):
+    """The sample unit's ExecStart parses with twistd's options and ours."""
+    from twisted.scripts.twistd import ServerOptions
+
+    text = SYSTEMD_UNIT.read_text()
+    [line] = [l for l in text.splitlines() if l.startswith("ExecStart=")]
+    argv = shlex.split(line[len("ExecStart=") :])
+    assert argv[0] == "/opt/reduct-twisted/venv/bin/twistd"
+    assert argv[argv.index("--config") + 1] == "/etc/reduct-twisted/reduct-twisted.ini"
+    # The installed ini file is the shipped sample.
+    argv[argv.index("--config") + 1] = str(SAMPLE_INI)
+    config = ServerOptions()
+    config.parseOptions(argv[1:])
+    assert config["nodaemon"] and config["pidfile"] == ""
+    assert config.subCommand == "reduct"
+    assert config.subOptions.config == Config()
+    for needed in [
+        "User=reduct",
+        "Group=reduct",
+        "Restart=always",
+        "StateDirectory=reduct-twisted",
+        "WorkingDirectory=/var/lib/reduct-twisted",
+    ]:
+        assert needed in text.splitlines()

@@ -1,9 +1,6 @@
-"""Tests for ``reduct_twisted.tap`` and ``reduct_twisted.logs``: options, service tree, log levels."""
+"""Tests for reduct_twisted.tap and the log filter: options, service tree, log levels."""
 
 import datetime
-import shlex
-import signal
-import sys
 
 import attrs
 import pytest
@@ -14,21 +11,15 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import (
     FilteringLogObserver,
     ILogObserver,
-    LegacyLogObserverWrapper,
     LogLevel,
     globalLogPublisher,
 )
 from twisted.python import usage
-from twisted.python.logfile import LogFile
 
 from reduct_twisted import logs
 from reduct_twisted.config import Config
 from reduct_twisted.service import StorageService
 from reduct_twisted.tap import AnnouncingEndpoint, Options, makeService
-from tests.conftest import REPO_ROOT
-
-SYSTEMD_UNIT = REPO_ROOT / "systemd" / "reduct-twisted.service"
-SAMPLE_INI = REPO_ROOT / "etc" / "reduct-twisted.ini"
 
 
 @attrs.define
@@ -103,12 +94,18 @@ def test_options_all_given(tmp_path):
     ini.write_text("[reduct]\nport = 1234\n")
     options = parse(
         [
-            "--config", str(ini),
-            "--data-path", "/srv/data",
-            "--api-base-path", "reduct",
-            "--log-level", "warning",
-            "--listen", "tcp:1:interface=127.0.0.1",
-            "--listen", "tcp:2:interface=127.0.0.1",
+            "--config",
+            str(ini),
+            "--data-path",
+            "/srv/data",
+            "--api-base-path",
+            "reduct",
+            "--log-level",
+            "warning",
+            "--listen",
+            "tcp:1:interface=127.0.0.1",
+            "--listen",
+            "tcp:2:interface=127.0.0.1",
         ]
     )
     assert dict(options) == {
@@ -230,8 +227,9 @@ def test_service_tree(tmp_path):
     assert storage.engine.opened  # opened while building, not at start
     listener = top.getServiceNamed("listen:tcp:8383:interface=0.0.0.0")
     site = listener.factory
-    assert site == FakeSite(storage.engine, parse(["--data-path", str(tmp_path)]).config,
-                            reactor, storage.threadpool)
+    assert site == FakeSite(
+        storage.engine, parse(["--data-path", str(tmp_path)]).config, reactor, storage.threadpool
+    )
     assert isinstance(listener.endpoint, AnnouncingEndpoint)
     inner = listener.endpoint.endpoint
     assert isinstance(inner, TCP4ServerEndpoint)
@@ -350,8 +348,9 @@ def test_engine_open_failure_propagates(tmp_path):
 
     options = parse([])
     with pytest.raises(PermissionError):
-        makeService(options, MemoryReactorClock(), engine_factory=Unopenable,
-                    site_factory=FakeSite)
+        makeService(
+            options, MemoryReactorClock(), engine_factory=Unopenable, site_factory=FakeSite
+        )
 
 
 # Log level filtering
@@ -402,100 +401,6 @@ def test_no_factory_no_component():
     application = Application("reduct")
     logs.LevelFilteredService(None, "ERROR").setServiceParent(application)
     assert application.getComponent(ILogObserver, None) is None
-
-
-def test_under_twistd_options(no_rs_environ, tmp_path, capsys):
-    """Parsed by twistd's own ServerOptions, the tree gets a level-filtered observer."""
-    from twisted.scripts.twistd import ServerOptions
-
-    config = ServerOptions()
-    config.parseOptions(
-        ["--nodaemon", "--pidfile=", "reduct",
-         "--log-level", "ERROR", "--data-path", str(tmp_path / "d")]
-    )
-    assert config.subCommand == "reduct"
-    sub = config.subOptions
-    assert sub.config.log_level == "ERROR"
-    top = makeService(sub, MemoryReactorClock(), engine_factory=FakeEngine,
-                      site_factory=FakeSite)
-    application = Application("reduct")
-    top.setServiceParent(application)
-    observer = application.getComponent(ILogObserver)
-    observer({"log_level": LogLevel.info, "log_format": "hidden", "log_time": 0})
-    observer({"log_level": LogLevel.error, "log_format": "shown", "log_time": 0})
-    text = capsys.readouterr().out
-    assert "shown" in text and "hidden" not in text
-
-
-def test_observer_factory_for():
-    """A factory exists only under twistd and only without --logger."""
-    assert logs.observer_factory_for(parse([])) is None
-
-    class Sub:
-        parent = {"logfile": None, "logger": None, "nodaemon": True}
-
-    assert logs.observer_factory_for(Sub()) is not None
-    Sub.parent = {"logfile": None, "logger": lambda: None, "nodaemon": True}
-    assert logs.observer_factory_for(Sub()) is None
-
-
-def test_twistd_observer_stdout(capsys):
-    """--nodaemon without --logfile (or --logfile -) writes to stdout, like twistd."""
-    for options in ({"nodaemon": True}, {"nodaemon": True, "logfile": "-"}):
-        observer = logs.twistd_observer(options)
-        observer({"log_level": LogLevel.info, "log_format": "hello {n}", "n": 1,
-                  "log_time": 0})
-        assert "hello 1" in capsys.readouterr().out
-
-
-def test_twistd_observer_daemon_stdout_refused():
-    """A daemon cannot log to stdout, as twistd says."""
-    with pytest.raises(SystemExit):
-        logs.twistd_observer({"nodaemon": False, "logfile": "-"})
-
-
-def test_twistd_observer_logfile(tmp_path, monkeypatch):
-    """A daemon without --logfile logs to twistd.log in the working directory."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(LogFile, "fromFullPath", classmethod(
-        lambda cls, path: opened.append(path) or sys.stdout))
-    opened = []
-    old = signal.getsignal(signal.SIGUSR1)
-    try:
-        logs.twistd_observer({"nodaemon": False})
-        assert signal.getsignal(signal.SIGUSR1) not in (old, signal.SIG_DFL)
-    finally:
-        signal.signal(signal.SIGUSR1, old)
-    assert opened == ["twistd.log"]
-
-
-def test_twistd_observer_syslog():
-    """--syslog gives a (wrapped) syslog observer."""
-    pytest.importorskip("syslog")
-    observer = logs.twistd_observer({"syslog": True, "prefix": "reduct"})
-    assert isinstance(observer, LegacyLogObserverWrapper)
-
-
-def test_systemd_execstart_parses(no_rs_environ):
-    """The sample unit's ExecStart parses with twistd's options and ours."""
-    from twisted.scripts.twistd import ServerOptions
-
-    text = SYSTEMD_UNIT.read_text()
-    [line] = [l for l in text.splitlines() if l.startswith("ExecStart=")]
-    argv = shlex.split(line[len("ExecStart="):])
-    assert argv[0] == "/opt/reduct-twisted/venv/bin/twistd"
-    assert argv[argv.index("--config") + 1] == "/etc/reduct-twisted/reduct-twisted.ini"
-    # The installed ini file is the shipped sample.
-    argv[argv.index("--config") + 1] = str(SAMPLE_INI)
-    config = ServerOptions()
-    config.parseOptions(argv[1:])
-    assert config["nodaemon"] and config["pidfile"] == ""
-    assert config.subCommand == "reduct"
-    assert config.subOptions.config == Config()
-    for needed in ["User=reduct", "Group=reduct", "Restart=always",
-                   "StateDirectory=reduct-twisted",
-                   "WorkingDirectory=/var/lib/reduct-twisted"]:
-        assert needed in text.splitlines()
 
 
 def test_events_without_level_pass():
