@@ -411,3 +411,23 @@ def test_events_without_level_pass():
     observer({"log_level": LogLevel.error, "log_format": "no namespace"})
     observer({"log_level": LogLevel.info, "log_namespace": "x"})
     assert [e["log_format"] for e in seen] == ["no level", "no namespace"]
+
+
+def test_real_parts_wire_up(tmp_path):
+    """With the default factories, the real engine and Site are built and run."""
+    from twisted.web.server import Site
+
+    from reduct_twisted.storage import StorageEngine
+
+    reactor = MemoryReactorClock()
+    options = parse(["--data-path", str(tmp_path / "data")])
+    top = makeService(options, reactor)
+    storage = top.getServiceNamed("storage")
+    assert isinstance(storage.engine, StorageEngine)
+    assert (tmp_path / "data").is_dir()
+    [listener] = [s for s in top if s.name.startswith("listen:")]
+    assert isinstance(listener.factory, Site)
+    top.startService()
+    assert reactor.tcpServers[0][1] is listener.factory
+    top.stopService()
+    assert reactor.getDelayedCalls() == []
