@@ -19,7 +19,7 @@ and the downloaded copy are compared with the source by sha256.  During
 each transfer the daemon's ``VmRSS`` is sampled every 50 ms (peak growth
 over the value just before the transfer; ``VmHWM`` is reported too) and
 ``/tmp``, ``/var/tmp`` (minus the data directory and the benchmark's own
-files) and the daemon's working directory are scanned every 250 ms for new
+files) and the daemon's working directory are walked every 2 s (its open files every 250 ms) for new
 files of at least half the body size; the daemon's open file descriptors are
 checked for such files too (an unlinked temp file would not show up in a
 directory scan).  Throughput is ``size / curl's %{time_total}`` in MB/s
@@ -49,6 +49,8 @@ GIB = 1 << 30
 MIB = 1 << 20
 RSS_INTERVAL = 0.05
 SCAN_INTERVAL = 0.25
+#: Walk the directory trees on every n-th scan only (see LargeFileScanner.run).
+WALK_EVERY = 8
 BUCKET = "bench"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -142,9 +144,9 @@ class RssSampler(threading.Thread):
 class LargeFileScanner(threading.Thread):
     """
     Every 250 ms, looks for files of at least ``threshold`` bytes that were
-    not there (or smaller) when the scan started: below ``roots`` (except
-    ``excluded``) and among the open descriptors of ``pid`` outside
-    ``data_dir``.
+    not there (or smaller) when the scan started among the open descriptors
+    of ``pid`` outside ``data_dir``, and every ``WALK_EVERY``-th time also
+    below ``roots`` (except ``excluded``).
     """
 
     def __init__(self, roots, excluded, threshold: int, pid: int, data_dir: Path) -> None:
@@ -195,17 +197,23 @@ class LargeFileScanner(threading.Thread):
             if size >= self.threshold:
                 out[f"fd {fd} -> {target}"] = size
 
-    def _large_files(self) -> dict:
+    def _large_files(self, walk: bool = True) -> dict:
         out = {}
-        for root in self.roots:
-            if os.path.realpath(root) not in self.excluded:
-                self._walk(root, out)
+        if walk:
+            for root in self.roots:
+                if os.path.realpath(root) not in self.excluded:
+                    self._walk(root, out)
         self._open_files(out)
         return out
 
     def run(self) -> None:
         while not self._halt.is_set():
-            for path, size in self._large_files().items():
+            # The daemon's open descriptors (which would show any spool file,
+            # deleted or not) are cheap to check every time; walking the temp
+            # directories costs a core on a busy /tmp, so it runs every
+            # WALK_EVERY-th pass (a spooled 2 GiB body lives for seconds).
+            walk = self.scans % WALK_EVERY == 0
+            for path, size in self._large_files(walk).items():
                 if size > self.baseline.get(path, -1):
                     self.found[path] = max(size, self.found.get(path, 0))
             self.scans += 1
