@@ -81,7 +81,7 @@ def twistd_observer(server_options: Mapping[str, Any]) -> ILogObserver:
     Make the observer twistd itself would make for ``server_options`` (see
     ``twisted.scripts._twistd_unix.UnixAppLogger``): syslog with ``--syslog``,
     stdout with ``--nodaemon`` and no ``--logfile`` (or ``--logfile -``),
-    otherwise a ``LogFile`` (``twistd.log`` by default) reopened on SIGUSR1.
+    otherwise a ``LogFile`` (``twistd.log`` by default) rotated on SIGUSR1.
     """
     if server_options.get("syslog"):
         from twisted.python.syslog import SyslogObserver
