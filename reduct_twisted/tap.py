@@ -173,13 +173,15 @@ class AnnouncingEndpoint:
         )
         return port
 
-    def _failed(self, failure: Failure) -> Failure:
+    def _failed(self, failure: Failure) -> None:
         log.critical(
             "Cannot listen on {endpoint}: {reason}",
             endpoint=self.description,
             reason=failure.getErrorMessage(),
         )
-        return failure
+        # The line above says it all; twistd would add a 30-line traceback
+        # of its own start-up code.  Stop start-up with a plain failure.
+        raise SystemExit(1)
 
 
 def makeService(
@@ -196,7 +198,8 @@ def makeService(
     :param engine_factory: see :class:`StorageService`; for tests.
     :param site_factory: ``make_site(engine, config, reactor, threadpool)``;
         ``reduct_twisted.http.site.make_site`` by default.
-    :raises OSError: if the data directory cannot be used.
+    :raises SystemExit: with a one-line message if the data directory cannot
+        be used.
     """
     if reactor is None:
         from twisted.internet import reactor
@@ -207,7 +210,13 @@ def makeService(
 
     top = LevelFilteredService(observer_factory_for(options), config.log_level)
     top.setName("reduct")
-    storage = StorageService(config, reactor, engine_factory)
+    try:
+        storage = StorageService(config, reactor, engine_factory)
+    except OSError as exc:
+        # Raised before twistd starts logging: a plain message on stderr and
+        # exit status 1 instead of a traceback.
+        reason = exc.strerror or str(exc)
+        raise SystemExit(f"reduct: cannot use data path {config.data_path!r}: {reason}")
     storage.setServiceParent(top)
     site = site_factory(storage.engine, config, reactor, storage.threadpool)
     for description in config.listen_endpoints():

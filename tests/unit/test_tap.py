@@ -268,7 +268,8 @@ def test_start_listens_and_logs(log_events):
 
 
 def test_listen_failure_logged(log_events):
-    """A listener that cannot listen logs one critical line before failing."""
+    """A listener that cannot listen logs one critical line and ends start-up
+    with SystemExit (no traceback of twistd's own start-up code)."""
     from twisted.internet.defer import fail
     from twisted.internet.error import CannotListenError
 
@@ -279,7 +280,7 @@ def test_listen_failure_logged(log_events):
     endpoint = AnnouncingEndpoint(Refusing(), "tcp:1", "http")
     failures = []
     endpoint.listen(object()).addErrback(failures.append)
-    assert failures[0].check(CannotListenError)
+    assert failures[0].check(SystemExit) and failures[0].value.code == 1
     [event] = [e for e in log_events if e.get("endpoint") == "tcp:1"]
     assert event["log_level"] == LogLevel.critical
     assert "Cannot listen on" in event["log_format"]
@@ -339,18 +340,19 @@ def test_bad_certificate_is_usage_error(tmp_path):
         parse([], environ)
 
 
-def test_engine_open_failure_propagates(tmp_path):
-    """If the engine cannot open its directory, makeService raises at once."""
+def test_engine_open_failure_stops_start_up(tmp_path):
+    """If the engine cannot open its directory, makeService stops at once with one line."""
 
     class Unopenable(FakeEngine):
         def open(self):
-            raise PermissionError("no")
+            raise PermissionError(13, "Permission denied")
 
     options = parse([])
-    with pytest.raises(PermissionError):
+    with pytest.raises(SystemExit) as e:
         makeService(
             options, MemoryReactorClock(), engine_factory=Unopenable, site_factory=FakeSite
         )
+    assert e.value.code == "reduct: cannot use data path 'reduct-data': Permission denied"
 
 
 # Log level filtering
@@ -431,3 +433,14 @@ def test_real_parts_wire_up(tmp_path):
     assert reactor.tcpServers[0][1] is listener.factory
     top.stopService()
     assert reactor.getDelayedCalls() == []
+
+
+def test_unusable_data_path_is_one_line(tmp_path):
+    """A data path that cannot be created stops start-up with one message, not a traceback."""
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    options = Options(environ={})
+    options.parseOptions(["--data-path", str(blocker / "data"), "--listen", "tcp:0"])
+    with pytest.raises(SystemExit) as e:
+        makeService(options, MemoryReactorClock())
+    assert e.value.code == f"reduct: cannot use data path {str(blocker / 'data')!r}: Not a directory"
