@@ -15,7 +15,7 @@ from urllib.parse import parse_qs, unquote_to_bytes
 from klein import Klein
 from twisted.internet.defer import Deferred
 from twisted.web.resource import Resource
-from werkzeug.exceptions import MethodNotAllowed, NotFound as RouteNotFound
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from reduct_twisted.auth import Policy
 from reduct_twisted.errors import NoContent, NotFound, ReductError, UnprocessableEntity
@@ -157,10 +157,10 @@ class ReductAPI:
             rule, kwargs = adapter.match(
                 path_info, method=channel._command.decode("ascii", "replace"), return_rule=True
             )
-        except RouteNotFound:
-            raise ReductError("Not found", 404)
         except MethodNotAllowed:
             return None
+        except HTTPException:
+            raise ReductError("Not found", 404)
         if rule.endpoint not in STREAMING_ENDPOINTS:
             return None
         args = parse_qs(query, keep_blank_values=True)

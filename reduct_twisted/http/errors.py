@@ -7,7 +7,7 @@ into the ``x-reduct-error`` header and a JSON ``{"detail": ...}`` body.
 """
 
 from twisted.logger import Logger
-from werkzeug.exceptions import MethodNotAllowed, NotFound as RouteNotFound
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from reduct_twisted.errors import ReductError
 from reduct_twisted.http.headers import header_safe, json_bytes
@@ -56,16 +56,18 @@ def install_error_handlers(app) -> None:
             return b""
         return write_error_headers(request, failure.value)
 
-    @app.handle_errors(RouteNotFound)
-    def route_not_found(self, request, failure):
-        return write_error_headers(request, ReductError("Not found", 404))
-
     @app.handle_errors(MethodNotAllowed)
     def method_not_allowed(self, request, failure):
         # Upstream answers 405 from its framework: empty body, no x-reduct-error.
         request.setResponseCode(405)
         request.setHeader(b"content-length", b"0")
         return b""
+
+    @app.handle_errors(HTTPException)
+    def route_not_found(self, request, failure):
+        # No route matched; werkzeug's slash redirects (``//x``, ``x/``)
+        # included: upstream has no such redirects and answers 404.
+        return write_error_headers(request, ReductError("Not found", 404))
 
     @app.handle_errors(Exception)
     def unexpected(self, request, failure):

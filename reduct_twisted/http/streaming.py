@@ -142,9 +142,10 @@ class StreamingRequest(server.Request):
             self.content = BytesIO()
         elif self.malformed_length:
             self._refuse(BadRequest("Invalid content-length header"), None)
-        elif length is None or length > MAX_BUFFERED_BODY:
+        elif length is not None and length > MAX_BUFFERED_BODY:
             self._refuse(PayloadTooLarge("Request body is too large"), length)
         else:
+            # Chunked bodies of unknown length are capped as they arrive.
             self.content = _BoundedBuffer(MAX_BUFFERED_BODY)
 
     def _has_declared_body(self) -> bool:

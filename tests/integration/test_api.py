@@ -483,3 +483,33 @@ async def test_malformed_content_length(server):
     resp = await server.http.get(server.api("/b/b/e"), params={"ts": "1"})
     assert resp.code == 404
     await resp.content()
+
+
+@pytest_twisted.ensureDeferred
+async def test_odd_paths_are_404_not_500(server):
+    """Trailing or doubled slashes match no route: 404 'Not found', never a redirect or a 500."""
+    for path in ("/api/v1/info/", "/api/v1//info", "/api/v1/b/x/"):
+        await assert_error(await server.http.get(server.url + path), 404, "Not found")
+    resp = await server.http.post(server.url + "/api/v1//b/x/e", params={"ts": "1"}, data=b"abc")
+    await assert_error(resp, 404, "Not found")
+
+
+@pytest_twisted.ensureDeferred
+async def test_chunked_json_body(server):
+    """A chunked JSON body is accepted on a JSON endpoint; a chunked one over 1 MiB is a 413."""
+    from io import BytesIO
+
+    from twisted.web.client import FileBodyProducer
+    from twisted.web.iweb import UNKNOWN_LENGTH
+
+    def chunked(data):
+        producer = FileBodyProducer(BytesIO(data))
+        producer.length = UNKNOWN_LENGTH
+        return producer
+
+    resp = await server.http.post(server.api("/b/cj"), data=chunked(b'{"quota_type": "FIFO"}'))
+    assert resp.code == 200, await resp.content()
+    settings = json.loads(await (await server.http.get(server.api("/b/cj"))).content())["settings"]
+    assert settings["quota_type"] == "FIFO"
+    resp = await server.http.post(server.api("/b/big"), data=chunked(b" " * (2 << 20)))
+    await assert_error(resp, 413, "Request body is too large")
