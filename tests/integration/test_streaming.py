@@ -249,3 +249,42 @@ async def test_api_base_path(tmp_path):
         await resp.content()
     finally:
         await stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_expect_continue_refusals_before_body(server):
+    """Bad ts, duplicate ts, HARD quota and a record larger than a FIFO quota are all
+    answered instead of '100 Continue', so the client never sends the body."""
+    for name, settings in (("hard", b'{"quota_type": "HARD", "quota_size": 1000}'),
+                           ("fifo", b'{"quota_type": "FIFO", "quota_size": 1000}')):
+        resp = await server.http.post(server.api(f"/b/{name}"), data=settings)
+        assert resp.code == 200
+        await resp.content()
+    resp = await server.http.post(server.api("/b/hard/e"), params={"ts": "5"}, data=b"x")
+    assert resp.code == 200
+    await resp.content()
+    cases = [
+        (b"/api/v1/b/hard/e?ts=abc", 10, b"422", b"'ts' must be an unix timestamp in microseconds"),
+        (b"/api/v1/b/hard/e?ts=5", 10, b"409", b"A record with timestamp 5 already exists"),
+        (b"/api/v1/b/hard/e?ts=6", 5000, b"400", b"Quota of 'hard' exceeded"),
+        (b"/api/v1/b/fifo/e?ts=6", 5000, b"500", b"Failed to keep quota of 'fifo'"),
+    ]
+    for target, length, status, message in cases:
+        raw = await raw_request(port_of(server), b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n"
+                                b"Expect: 100-continue\r\n\r\n" % (target, length), read_until_close=True)
+        assert raw.startswith(b"HTTP/1.1 " + status), (target, raw[:120])
+        assert b"100 Continue" not in raw
+        assert b"x-reduct-error: " + message in raw
+
+
+@pytest_twisted.ensureDeferred
+async def test_body_longer_than_content_length(server):
+    """Bytes beyond Content-Length are not part of the record: it holds exactly the
+    declared bytes, and the excess (parsed as a next request) is refused."""
+    await make_bucket(server)
+    raw = await raw_request(port_of(server), b"POST /api/v1/b/b/e?ts=1 HTTP/1.1\r\nHost: x\r\n"
+                            b"Content-Length: 3\r\n\r\nabcEXCESS BYTES\r\n\r\n", read_until_close=True)
+    assert raw.startswith(b"HTTP/1.1 200")
+    assert b"HTTP/1.1 400" in raw
+    resp = await server.http.get(server.api("/b/b/e"), params={"ts": "1"})
+    assert await resp.content() == b"abc"
