@@ -156,3 +156,27 @@ async def test_both_generations_at_once(server, reduct_py_oldest, reduct_py_newe
     assert len(old["checks"]) == 14 and len(new["checks"]) == 9
     resp = await server.http.get(server.api("/list"))
     assert (await resp.json())["buckets"] == []
+
+
+@pytest.mark.slow
+@pytest_twisted.ensureDeferred
+async def test_clients_against_real_twistd(tmp_path, reduct_py_oldest, reduct_py_newest):
+    """
+    Both client generations pass their scripts against the real
+    ``twistd -n reduct`` process started from the plugin (not only against
+    the in-process site), and the daemon then shuts down cleanly.
+    """
+    from twisted.internet import reactor
+
+    from tests.integration.test_twistd import start, stop
+
+    daemon, process, api = await start(reactor, tmp_path / "data")
+    try:
+        url = api[: -len("/api/v1")]
+        old = await run_client_script(reduct_py_oldest, "reduct_py_1_4.py", url, "--bucket", "t14")
+        new = await run_client_script(reduct_py_newest, "reduct_py_newest.py", url, "--bucket", "tnew")
+    finally:
+        log = await stop(reactor, daemon, process)
+    assert "subscribe-continuous" in old["checks"] and "large-write-100-continue" in old["checks"]
+    assert "write-read-head-labels-content-type" in new["checks"]
+    assert "Traceback" not in log
