@@ -29,7 +29,7 @@ from twisted.application.internet import TimerService
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred
 from twisted.internet.threads import deferToThreadPool
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
@@ -109,22 +109,34 @@ class StorageService(MultiService):
         timer.setServiceParent(self)
 
     def _enforce_quotas(self) -> None:
-        try:
-            removed = self.engine.enforce_quotas()
-        except Exception:
-            self.log.failure("Quota enforcement failed; will try again")
-        else:
-            if removed:
-                self.log.info("Quota enforcement removed {count} blocks", count=removed)
+        self._run_step(
+            "Quota enforcement",
+            self.engine.enforce_quotas,
+            LogLevel.info,
+            "Quota enforcement removed {count} blocks",
+        )
 
     def _expire_queries(self) -> None:
+        self._run_step(
+            "Query expiry", self.engine.expire_queries, LogLevel.debug, "Expired {count} queries"
+        )
+
+    def _run_step(self, what: str, step: Callable[[], int], level: LogLevel, done: str) -> None:
+        """
+        Run one maintenance step: a failure is logged and swallowed (see the
+        module docstring), a non-zero count is logged at ``level``.
+
+        :param what: names the step in the failure message.
+        :param step: does the work; returns how many things it handled.
+        :param done: the format of the count message (``{count}``).
+        """
         try:
-            expired = self.engine.expire_queries()
+            count = step()
         except Exception:
-            self.log.failure("Query expiry failed; will try again")
+            self.log.failure("{what} failed; will try again", what=what)
         else:
-            if expired:
-                self.log.debug("Expired {count} queries", count=expired)
+            if count:
+                self.log.emit(level, done, count=count)
 
     def discard(self, paths: list[str]) -> None:
         """
