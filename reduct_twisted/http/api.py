@@ -234,16 +234,18 @@ class ReductAPI:
 
     @route("/b/<bucket>", ["POST"])
     def create_bucket(self, request, bucket):
-        settings = parse_json_body(request.content.getvalue())
-        self._authorize(request, Policy.FULL_ACCESS)
-        self.engine.create_bucket(bucket, settings)
-        return respond_empty(request)
+        return self._apply_settings(request, self.engine.create_bucket, bucket)
 
     @route("/b/<bucket>", ["PUT"])
     def update_bucket(self, request, bucket):
+        return self._apply_settings(request, self.engine.update_bucket, bucket)
+
+    def _apply_settings(self, request, operation, bucket):
+        # A FULL_ACCESS bucket operation on a JSON settings body.  Spec order:
+        # a malformed body is refused before the token is looked at.
         settings = parse_json_body(request.content.getvalue())
         self._authorize(request, Policy.FULL_ACCESS)
-        self.engine.update_bucket(bucket, settings)
+        operation(bucket, settings)
         return respond_empty(request)
 
     @route("/b/<bucket>", ["DELETE"])
