@@ -27,47 +27,25 @@ class ReductError(Exception):
         return f"{type(self).__name__}({self.status}, {self.message!r})"
 
 
-class NoContent(ReductError):
-    """Nothing to return (a query with no more records); answered as 204."""
-
-    status = 204
-
-
-class BadRequest(ReductError):
-    status = 400
-
-
-class Unauthorized(ReductError):
-    status = 401
+def _status_error(name: str, status: int, doc: str) -> type:
+    """
+    :return: a :class:`ReductError` subclass called ``name`` whose instances
+        are answered with ``status``.
+    """
+    namespace = {"__doc__": doc, "__module__": __name__, "__qualname__": name, "status": status}
+    return type(name, (ReductError,), namespace)
 
 
-class Forbidden(ReductError):
-    status = 403
-
-
-class NotFound(ReductError):
-    status = 404
-
-
-class Conflict(ReductError):
-    status = 409
-
-
-class PayloadTooLarge(ReductError):
-    status = 413
-
-
-class UnprocessableEntity(ReductError):
-    status = 422
-
-
-class TooEarly(ReductError):
-    status = 425
-
-
-class InternalError(ReductError):
-    status = 500
-
-
-class InsufficientStorage(ReductError):
-    status = 507
+# The core raises a subclass per status, so callers can catch one kind
+# (``except NotFound``); the table below is all that tells them apart.
+NoContent = _status_error("NoContent", 204, "Nothing to return (a query with no more records).")
+BadRequest = _status_error("BadRequest", 400, "Malformed request or upload, or a HARD quota hit.")
+Unauthorized = _status_error("Unauthorized", 401, "No valid API token was given.")
+Forbidden = _status_error("Forbidden", 403, "The token lacks the permission required.")
+NotFound = _status_error("NotFound", 404, "No such bucket, entry, record or query.")
+Conflict = _status_error("Conflict", 409, "The bucket or the record already exists.")
+PayloadTooLarge = _status_error("PayloadTooLarge", 413, "The request body is over the limit.")
+UnprocessableEntity = _status_error("UnprocessableEntity", 422, "A bad name, parameter or header.")
+TooEarly = _status_error("TooEarly", 425, "The record is still being written.")
+InternalError = _status_error("InternalError", 500, "Corrupt metadata, or a FIFO quota not kept.")
+InsufficientStorage = _status_error("InsufficientStorage", 507, "Writing to the disk failed.")
