@@ -282,13 +282,14 @@ class ReductAPI:
         return self._answer_record(request, view, last=b"1" if view.last else b"0")
 
     def _answer_record(self, request, view, last: bytes):
+        record = view.record
         set_header = request.setHeader
-        set_header(b"content-type", view.content_type.encode("utf-8"))
-        set_header(b"content-length", b"%d" % view.size)
-        set_header(b"x-reduct-time", b"%d" % view.ts)
+        set_header(b"content-type", record.content_type.encode("utf-8"))
+        set_header(b"content-length", b"%d" % record.size)
+        set_header(b"x-reduct-time", b"%d" % record.ts)
         set_header(b"x-reduct-last", last)
         set_header(b"content-disposition", b"attachment")
-        for name, value in view.labels.items():
+        for name, value in record.labels.items():
             set_header(b"x-reduct-label-" + name.encode("utf-8"), value.encode("utf-8"))
         return send_record(request, view)
 

@@ -101,9 +101,10 @@ def send_record(request, view) -> "bytes | Deferred":
     The body of a record answer: bytes for small records and HEAD requests,
     otherwise a Deferred that fires once ``RecordSender`` has sent it all.
     """
-    if request.method == b"HEAD" or view.size == 0:
+    size, offset = view.record.size, view.record.offset
+    if request.method == b"HEAD" or size == 0:
         return b""
-    if view.size <= INLINE_MAX:
-        return read_range(view.path, view.offset, view.size)
-    sender = RecordSender(request, view.path, view.offset, view.size)
+    if size <= INLINE_MAX:
+        return read_range(view.path, offset, size)
+    sender = RecordSender(request, view.path, offset, size)
     return sender.start().addCallback(lambda _: b"")

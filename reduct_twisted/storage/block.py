@@ -160,15 +160,7 @@ class Block:
 
     def view(self, record: Record, last: bool = False) -> RecordView:
         """:return: a reader's view of ``record``."""
-        return RecordView(
-            record.ts,
-            record.size,
-            record.content_type,
-            dict(record.labels),
-            self.path(record.segment),
-            record.offset,
-            last,
-        )
+        return RecordView(record.copy(), self.path(record.segment), last)
 
     def reserve(self, ts: int, length, content_type: str, labels: dict, small: bool) -> Record:
         """

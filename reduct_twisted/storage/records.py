@@ -47,27 +47,28 @@ class Record:
     labels: dict = attr.ib()
     state: str = attr.ib(default=FINISHED)
 
+    def copy(self) -> "Record":
+        """:return: a copy with its own labels, which a reader may keep and change."""
+        return Record(
+            self.ts, self.segment, self.offset, self.size, self.content_type, dict(self.labels),
+            self.state,
+        )
+
 
 @attr.s(frozen=True, slots=True)
 class RecordView:
     """
-    What a reader needs to send one finished record.
+    What a reader needs to send one finished record: the record itself
+    (timestamp, size, content type, labels, offset) and where its content is.
 
-    :ivar ts: the record's timestamp (µs).
-    :ivar size: content length in bytes.
-    :ivar content_type: the stored content type.
-    :ivar labels: a private copy of the labels.
-    :ivar path: absolute path of the data file holding the content.
-    :ivar offset: where the content starts in ``path``.
+    :ivar record: a :meth:`~Record.copy` of the stored record.
+    :ivar path: absolute path of the data file holding the content (from
+        ``record.offset`` on).
     :ivar last: ``True`` for the final record of a ``limit`` query.
     """
 
-    ts: int = attr.ib()
-    size: int = attr.ib()
-    content_type: str = attr.ib()
-    labels: dict = attr.ib()
+    record: Record = attr.ib()
     path: str = attr.ib()
-    offset: int = attr.ib()
     last: bool = attr.ib(default=False)
 
 

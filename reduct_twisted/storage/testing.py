@@ -59,6 +59,6 @@ def read_content(view: RecordView) -> bytes:
     """
     fd = os.open(view.path, os.O_RDONLY)
     try:
-        return os.pread(fd, view.size, view.offset)
+        return os.pread(fd, view.record.size, view.record.offset)
     finally:
         os.close(fd)

@@ -4,6 +4,7 @@ import os
 
 from reduct_twisted.http import producers
 from reduct_twisted.http.producers import RecordSender, send_record
+from reduct_twisted.storage.records import Record, RecordView
 
 
 class FakeRequest:
@@ -63,7 +64,7 @@ def test_small_records_and_head_are_inline(tmp_path):
     """Small records come back as bytes; HEAD sends no body."""
     path = tmp_path / "blk"
     path.write_bytes(b"0123456789")
-    view = type("V", (), {"path": str(path), "offset": 2, "size": 3})()
+    view = RecordView(Record(1, "blk", 2, 3, "application/octet-stream", {}), str(path))
     assert send_record(FakeRequest(), view) == b"234"
     head = FakeRequest()
     head.method = b"HEAD"

@@ -39,8 +39,8 @@ def _drain(engine, qid, entry="e", budget=2000):
         if view is None:
             return found
         if view is not PENDING:
-            assert read_content(view) == b"%d" % view.ts
-            found.append(view.ts)
+            assert read_content(view) == b"%d" % view.record.ts
+            found.append(view.record.ts)
 
 
 def _query(engine, entry="e", **kwargs):
@@ -57,7 +57,7 @@ def test_range_and_lifecycle(engine):
     """[start, stop) in ascending order; the first empty read is None, the next 404."""
     _fill(engine, (5000, 1000, 3000, 2000, 4000))
     qid = engine.create_query("b", "e", start=2000, stop=4000)
-    assert [engine.query_next("b", "e", qid).ts for _ in range(2)] == [2000, 3000]
+    assert [engine.query_next("b", "e", qid).record.ts for _ in range(2)] == [2000, 3000]
     assert engine.query_next("b", "e", qid) is None
     assert _error(NotFound, engine.query_next, "b", "e", qid) == GONE.format(qid)
 
@@ -155,7 +155,7 @@ def test_limit_marks_last_and_ends(engine):
     _fill(engine)
     qid = engine.create_query("b", "e", limit=2)
     views = [engine.query_next("b", "e", qid) for _ in range(2)]
-    assert [(v.ts, v.last) for v in views] == [(1000, False), (2000, True)]
+    assert [(v.record.ts, v.last) for v in views] == [(1000, False), (2000, True)]
     assert engine.query_next("b", "e", qid) is None
     with pytest.raises(NotFound):
         engine.query_next("b", "e", qid)
@@ -176,7 +176,7 @@ def test_continuous_sees_later_writes(engine):
     records written later; stop is ignored."""
     _fill(engine, (1000,))
     qid = engine.create_query("b", "e", continuous=True, stop=1500)
-    assert engine.query_next("b", "e", qid).ts == 1000
+    assert engine.query_next("b", "e", qid).record.ts == 1000
     assert engine.query_next("b", "e", qid) is None
     assert engine.query_next("b", "e", qid) is None
     _fill(engine, (2000, 3000))
@@ -205,9 +205,9 @@ def test_ttl(engine, clock):
     _fill(engine, range(1000, 6000, 1000))
     qid = engine.create_query("b", "e", ttl=5)
     clock.advance(4)
-    assert engine.query_next("b", "e", qid).ts == 1000
+    assert engine.query_next("b", "e", qid).record.ts == 1000
     clock.advance(4)
-    assert engine.query_next("b", "e", qid).ts == 2000
+    assert engine.query_next("b", "e", qid).record.ts == 2000
     clock.advance(5)
     assert _error(NotFound, engine.query_next, "b", "e", qid) == GONE.format(qid)
 
@@ -220,7 +220,7 @@ def test_ttl_zero_and_default(engine, clock):
         engine.query_next("b", "e", qid)
     qid = engine.create_query("b", "e")
     clock.advance(59)
-    assert engine.query_next("b", "e", qid).ts == 1000
+    assert engine.query_next("b", "e", qid).record.ts == 1000
     clock.advance(60)
     with pytest.raises(NotFound):
         engine.query_next("b", "e", qid)
@@ -234,7 +234,7 @@ def test_expire_queries(engine, clock):
     clock.advance(2)
     assert engine.expire_queries() == 3
     assert engine.expire_queries() == 0
-    assert engine.query_next("b", "e", kept).ts == 1000
+    assert engine.query_next("b", "e", kept).record.ts == 1000
     with pytest.raises(NotFound):
         engine.query_next("b", "e", short[0])
 
@@ -247,7 +247,7 @@ def test_budget_returns_pending(engine):
     qid = engine.create_query("b", "e", include={"hit": "1"})
     answers = [engine.query_next("b", "e", qid, budget=2) for _ in range(4)]
     assert answers[:3] == [PENDING, PENDING, PENDING]
-    assert answers[3].ts == 7000
+    assert answers[3].record.ts == 7000
     assert engine.query_next("b", "e", qid, budget=2) is None
 
 
@@ -259,7 +259,7 @@ def test_query_loads_one_block_at_a_time(tmp_path):
     _fill(engine, range(1, 11))
     qid = engine.create_query("b", "e")
     for ts in range(1, 11):
-        assert engine.query_next("b", "e", qid).ts == ts
+        assert engine.query_next("b", "e", qid).record.ts == ts
         assert [b["id"] for b in engine.block_stats("b", "e") if b["loaded"]] == [ts]
 
 

@@ -57,14 +57,14 @@ def test_reopen_keeps_records_statistics_and_settings(tmp_path):
     assert (again.list_buckets(), again.bucket_info("b"), again.bucket_info("other")) == before
     assert again.block_stats("b", "e") == [dict(b, loaded=False) for b in blocks]
     view = again.read("b", "e", 1000)
-    assert (read_content(view), view.content_type) == (b"one", "text/plain")
-    assert list(view.labels.items()) == [("z", "1"), ("a", "2")]
+    assert (read_content(view), view.record.content_type) == (b"one", "text/plain")
+    assert list(view.record.labels.items()) == [("z", "1"), ("a", "2")]
     assert read_content(again.read("b", "e", 1500)) == b"belated"
-    assert again.read("b", "e", 3000).size == SMALL_RECORD_MAX + 5
+    assert again.read("b", "e", 3000).record.size == SMALL_RECORD_MAX + 5
     assert read_content(again.read("b", "f", 10)) == b"chunked"
     # The shared tail is recovered: a new record goes after the old ones.
     write_record(again, "b", "e", 1600, b"more")
-    assert again.read("b", "e", 1600).offset == len(b"one" + b"two" + b"belated")
+    assert again.read("b", "e", 1600).record.offset == len(b"one" + b"two" + b"belated")
 
 
 def test_meta_file_format(tmp_path):
@@ -221,7 +221,7 @@ def test_unicode_metadata_round_trips(tmp_path):
     engine.close()
     again = _open(tmp_path)
     view = again.read("b", "e", 1)
-    assert (view.labels, view.content_type) == (labels, "text/plain; charset=utf-8")
+    assert (view.record.labels, view.record.content_type) == (labels, "text/plain; charset=utf-8")
     assert again.bucket_info("b")["info"]["size"] == size
 
 

@@ -45,8 +45,9 @@ def test_round_trip_small_record(engine):
     write_content(alloc, b"llo")
     engine.commit(alloc)
     view = engine.read("b", "e", 1000)
-    assert (view.ts, view.size, view.content_type) == (1000, 5, "text/plain")
-    assert list(view.labels.items()) == [("x", "1"), ("a", "2")]
+    record = view.record
+    assert (record.ts, record.size, record.content_type) == (1000, 5, "text/plain")
+    assert list(record.labels.items()) == [("x", "1"), ("a", "2")]
     assert read_content(view) == b"hello"
     assert view.last is False
 
@@ -57,7 +58,7 @@ def test_small_records_share_one_segment_back_to_back(engine):
         write_record(engine, "b", "e", ts, data)
     views = [engine.read("b", "e", ts) for ts in (1, 2, 3)]
     assert {v.path for v in views} == {os.path.join(_entry_dir(engine), "1.blk")}
-    assert [(v.offset, v.size) for v in views] == [(0, 3), (3, 2), (5, 0)]
+    assert [(v.record.offset, v.record.size) for v in views] == [(0, 3), (3, 2), (5, 0)]
     assert [read_content(v) for v in views] == [b"aaa", b"bb", b""]
     assert os.path.getsize(views[0].path) == 5
 
@@ -65,8 +66,8 @@ def test_small_records_share_one_segment_back_to_back(engine):
 def test_labels_view_is_a_copy(engine):
     """Mutating a view's labels does not change the stored record."""
     write_record(engine, "b", "e", 1, b"x", labels={"k": "v"})
-    engine.read("b", "e", 1).labels["k"] = "changed"
-    assert engine.read("b", "e", 1).labels == {"k": "v"}
+    engine.read("b", "e", 1).record.labels["k"] = "changed"
+    assert engine.read("b", "e", 1).record.labels == {"k": "v"}
 
 
 @pytest.mark.parametrize("length", [SMALL_RECORD_MAX + 1, None])
@@ -79,7 +80,7 @@ def test_large_and_chunked_records_get_a_private_segment(engine, length):
     write_content(alloc, data)
     engine.commit(alloc)
     view = engine.read("b", "e", 7)
-    assert (view.path, view.offset, view.size) == (alloc.path, 0, len(data))
+    assert (view.path, view.record.offset, view.record.size) == (alloc.path, 0, len(data))
     assert read_content(view) == data
 
 
@@ -89,7 +90,7 @@ def test_chunked_commit_sets_size_and_statistics(engine):
     assert engine.bucket_info("b")["entries"][0]["size"] == 32 - 2  # end == 0 is omitted
     write_content(alloc, b"somedata")
     engine.commit(alloc)
-    assert engine.read("b", "e", None).size == 8
+    assert engine.read("b", "e", None).record.size == 8
     assert engine.bucket_info("b")["entries"][0]["size"] == 40
 
 
@@ -220,7 +221,7 @@ def test_abort_at_tail_truncates_and_leaves_no_trace(engine):
     assert os.path.getsize(os.path.join(_entry_dir(engine), "1.blk")) == 4
     assert engine.block_stats("b", "e")[0]["dead_bytes"] == 0
     write_record(engine, "b", "e", 2, b"zz")
-    assert engine.read("b", "e", 2).offset == 4
+    assert engine.read("b", "e", 2).record.offset == 4
 
 
 def test_abort_not_at_tail_leaves_dead_bytes(engine):
@@ -318,7 +319,7 @@ def test_table_cache_smaller_than_pinned_blocks(tmp_path):
     pinned = [engine.allocate("b", "e", ts, 1, "t", {}) for ts in (2, 3)]
     assert read_content(engine.read("b", "e", 1)) == b"one"
     qid = engine.create_query("b", "e")
-    assert engine.query_next("b", "e", qid).ts == 1
+    assert engine.query_next("b", "e", qid).record.ts == 1
     write_record(engine, "b", "e", 4, b"four")
     for alloc in pinned:
         write_content(alloc, b"p")
