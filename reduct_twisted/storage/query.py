@@ -16,6 +16,55 @@ from reduct_twisted.storage.records import FINISHED, PENDING
 
 
 @attr.s(eq=False)
+class RecordFilter:
+    """
+    Which records of a time-ordered stream to keep: by labels, then by
+    sampling (spec §3.5).  Stateful: sampling depends on what was kept
+    before, so one filter serves one stream.
+
+    :ivar include: labels that must all be equal.
+    :ivar exclude: labels that drop a record when all are equal.
+    :ivar each_n: keep every n-th record left by the other filters, or ``None``.
+    :ivar each_s: minimal distance in seconds between kept records, or ``None``.
+    :raises UnprocessableEntity: ``each_n`` or ``each_s`` not positive.
+    """
+
+    include: dict = attr.ib(factory=dict)
+    exclude: dict = attr.ib(factory=dict)
+    each_n = attr.ib(default=None)
+    each_s = attr.ib(default=None)
+    _each_n_seen: int = attr.ib(default=0)
+    _each_s_last = attr.ib(default=None)
+
+    def __attrs_post_init__(self) -> None:
+        if self.each_n is not None and self.each_n <= 0:
+            raise UnprocessableEntity("'each_n' must be greater than 0")
+        if self.each_s is not None and self.each_s <= 0:
+            raise UnprocessableEntity("Time must be greater than 0 seconds")
+
+    def accept(self, record) -> bool:
+        """
+        :param record: the next record of the stream (ascending timestamps).
+        :return: whether to keep it; a kept record counts for sampling.
+        """
+        # Filter order of spec §3.5: include, exclude, each_s, each_n.
+        labels = record.labels
+        if any(labels.get(k) != v for k, v in self.include.items()):
+            return False
+        if self.exclude and all(labels.get(k) == v for k, v in self.exclude.items()):
+            return False
+        if self.each_s is not None:
+            if self._each_s_last is not None and record.ts - self._each_s_last < self.each_s * 1e6:
+                return False
+            self._each_s_last = record.ts
+        if self.each_n is not None:
+            self._each_n_seen += 1
+            if (self._each_n_seen - 1) % self.each_n:
+                return False
+        return True
+
+
+@attr.s(eq=False)
 class Query:
     """
     The state of one query.
@@ -27,11 +76,9 @@ class Query:
     :ivar stop: exclusive upper bound, ``None`` for a continuous query.
     :ivar ttl: seconds the query survives without being read.
     :ivar last_access: ``now`` of its creation or its last read.
-    :ivar include: labels that must all be equal.
-    :ivar exclude: labels that drop a record when all are equal.
+    :ivar filter: the :class:`RecordFilter` records must pass.
     :ivar limit: how many records to return at most, or ``None``.
-    :ivar each_n: return every n-th match, or ``None``.
-    :ivar each_s: minimal distance in seconds between matches, or ``None``.
+    :ivar returned: how many records were returned so far.
     """
 
     qid: int = attr.ib()
@@ -41,14 +88,9 @@ class Query:
     stop = attr.ib()
     ttl: float = attr.ib()
     last_access: float = attr.ib()
-    include: dict = attr.ib(factory=dict)
-    exclude: dict = attr.ib(factory=dict)
+    filter: RecordFilter = attr.ib(factory=RecordFilter)
     limit = attr.ib(default=None)
-    each_n = attr.ib(default=None)
-    each_s = attr.ib(default=None)
     returned: int = attr.ib(default=0)
-    _each_n_seen: int = attr.ib(default=0)
-    _each_s_last = attr.ib(default=None)
 
     @property
     def continuous(self) -> bool:
@@ -95,20 +137,9 @@ class Query:
         return None
 
     def _accept(self, record) -> bool:
-        # Filter order of spec §3.5: include, exclude, each_s, each_n, limit.
-        labels = record.labels
-        if any(labels.get(k) != v for k, v in self.include.items()):
+        # limit comes last in spec §3.5, after the filter.
+        if not self.filter.accept(record):
             return False
-        if self.exclude and all(labels.get(k) == v for k, v in self.exclude.items()):
-            return False
-        if self.each_s is not None:
-            if self._each_s_last is not None and record.ts - self._each_s_last < self.each_s * 1e6:
-                return False
-            self._each_s_last = record.ts
-        if self.each_n is not None:
-            self._each_n_seen += 1
-            if (self._each_n_seen - 1) % self.each_n:
-                return False
         self.returned += 1
         return True
 
@@ -142,10 +173,7 @@ class QueryRegistry:
         :return: the new query's id.
         :raises UnprocessableEntity: ``start > stop``, ``each_n`` or ``each_s`` not positive.
         """
-        if each_n is not None and each_n <= 0:
-            raise UnprocessableEntity("'each_n' must be greater than 0")
-        if each_s is not None and each_s <= 0:
-            raise UnprocessableEntity("Time must be greater than 0 seconds")
+        record_filter = RecordFilter(dict(include or {}), dict(exclude or {}), each_n, each_s)
         # limit wins over continuous: upstream builds a plain limited query.
         continuous = continuous and limit is None
         start = entry.oldest_record if start is None else start
@@ -157,8 +185,7 @@ class QueryRegistry:
                 raise UnprocessableEntity("Start time must be before stop time")
         qid = next(self._ids)
         self._queries[qid] = Query(
-            qid, bucket, entry.name, start, stop, ttl, now,
-            dict(include or {}), dict(exclude or {}), limit, each_n, each_s,
+            qid, bucket, entry.name, start, stop, ttl, now, record_filter, limit
         )
         return qid
 
