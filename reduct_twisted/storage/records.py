@@ -83,14 +83,13 @@ class Allocation:
     records have ``private`` set and ``fd`` ``None``: the caller creates
     ``path`` itself, writes it and closes it before ``commit``.
 
+    The record's own fields (timestamp, offset, content type, labels) live
+    in the reserved :class:`Record`; ``ts`` and ``offset`` read through to it.
+
     :ivar bucket: bucket name.
     :ivar entry: entry name.
-    :ivar ts: record timestamp (µs).
     :ivar length: declared content length, or ``None`` for a chunked upload.
-    :ivar content_type: content type to store.
-    :ivar labels: labels to store.
     :ivar path: absolute path of the data file.
-    :ivar offset: where the content starts in ``path``.
     :ivar private: whether ``path`` holds this record alone.
     :ivar fd: the shared segment's descriptor, or ``None``.
     :ivar written: bytes written so far; maintained by the caller.
@@ -98,12 +97,8 @@ class Allocation:
 
     bucket: str = attr.ib()
     entry: str = attr.ib()
-    ts: int = attr.ib()
     length = attr.ib()
-    content_type: str = attr.ib()
-    labels: dict = attr.ib()
     path: str = attr.ib()
-    offset: int = attr.ib()
     private: bool = attr.ib()
     fd = attr.ib()
     written: int = attr.ib(default=0)
@@ -113,3 +108,13 @@ class Allocation:
     _record = attr.ib(default=None, repr=False)
     _slot = attr.ib(default=None, repr=False)
     _state: str = attr.ib(default=STARTED, repr=False)
+
+    @property
+    def ts(self) -> int:
+        """The record's timestamp (µs)."""
+        return self._record.ts
+
+    @property
+    def offset(self) -> int:
+        """Where the content starts in ``path``."""
+        return self._record.offset

@@ -41,8 +41,7 @@ def allocate(context, owner, entry: str, ts: int, length, content_type: str,
             _vanish(owner, series, block, record)
             raise
     return Allocation(
-        owner.name, entry, ts, length, content_type, dict(labels), path, record.offset,
-        private, None if slot is None else slot.fd,
+        owner.name, entry, length, path, private, None if slot is None else slot.fd,
         owner=(owner, series), block=block, record=record, slot=slot,
     )
 
