@@ -14,6 +14,10 @@ from reduct_twisted.storage.block import Block
 #: Records up to this many declared bytes share their block's data file.
 SMALL_RECORD_MAX = 1 << 20
 
+#: The fields of the EntryInfo object, in answer order; an entry has an
+#: attribute or property of each name, so the object is read off the entry.
+INFO_FIELDS = ("name", "size", "record_count", "block_count", "oldest_record", "latest_record")
+
 
 class Entry:
     """
@@ -84,14 +88,7 @@ class Entry:
 
     def info(self) -> dict:
         """:return: the EntryInfo object of a bucket answer."""
-        return {
-            "name": self.name,
-            "size": self.size,
-            "record_count": self.record_count,
-            "block_count": self.block_count,
-            "oldest_record": self.oldest_record,
-            "latest_record": self.latest_record,
-        }
+        return {field: getattr(self, field) for field in INFO_FIELDS}
 
     def block_for(self, ts: int):
         """
