@@ -42,6 +42,8 @@ class OpenAccess:
 
     def __init__(self, clock) -> None:
         self._clock = clock
+        self._token: dict = {}
+        self._token_second = -1
 
     def check(
         self, authorization: Optional[bytes], policy: Policy, bucket: Optional[str] = None
@@ -53,10 +55,18 @@ class OpenAccess:
         return self.anonymous_token()
 
     def anonymous_token(self) -> dict:
-        return {
-            "name": "AUTHENTICATION-DISABLED",
-            "value": "",
-            "created_at": iso_timestamp(self._clock.seconds()),
-            "permissions": {"full_access": True, "read": [], "write": []},
-            "is_provisioned": False,
-        }
+        """
+        The ``AUTHENTICATION-DISABLED`` pseudo-token, created "now" (it is
+        built once per second: every request asks for it).
+        """
+        second = int(self._clock.seconds())
+        if second != self._token_second:
+            self._token_second = second
+            self._token = {
+                "name": "AUTHENTICATION-DISABLED",
+                "value": "",
+                "created_at": iso_timestamp(second),
+                "permissions": {"full_access": True, "read": [], "write": []},
+                "is_provisioned": False,
+            }
+        return self._token

@@ -9,6 +9,7 @@ in shape, not in thinness: ``open_write`` runs from the streaming request's
 ``gotLength`` (before any body byte) and the route only finishes the sink.
 """
 
+from functools import partial
 from typing import Optional
 from urllib.parse import parse_qs, unquote_to_bytes
 
@@ -118,6 +119,7 @@ class ReductAPI:
         self.reactor = reactor
         self.threadpool = threadpool
         self.base_segments = [s.encode("utf-8") for s in base_path.strip("/").split("/") if s]
+        self._record_prefix = [b""] + self.base_segments + [b"api", b"v1", b"b"]
 
     def resource(self):
         """The site root: the Klein resource, mounted under the base path."""
@@ -147,6 +149,13 @@ class ReductAPI:
         """
         channel = request.channel
         raw_path, _, query = channel._path.partition(b"?")
+        if channel._command == b"POST":
+            names = self._record_names(raw_path)
+            if names is not None:
+                # The hot path: a plain record write needs no URL map.
+                request.route_args = {"bucket": names[0], "entry": names[1]}
+                args = parse_qs(query, keep_blank_values=True)
+                return self.open_write(request, length, args, *names)
         segments = [unquote_to_bytes(s) for s in raw_path.split(b"/")[1:]]
         base = self.base_segments
         if segments[: len(base)] != base:
@@ -164,7 +173,51 @@ class ReductAPI:
         if rule.endpoint not in STREAMING_ENDPOINTS:
             return None
         args = parse_qs(query, keep_blank_values=True)
-        return self.open_write(request, length, args, **kwargs)
+        sink = self.open_write(request, length, args, **kwargs)
+        request.route_args = kwargs
+        return sink
+
+    def _record_names(self, raw_path: bytes):
+        """
+        ``(bucket, entry)`` if ``raw_path`` is plainly
+        ``{base}api/v1/b/<bucket>/<entry>``, else None (Klein decides).
+        """
+        segments = raw_path.split(b"/")
+        prefix = self._record_prefix
+        if len(segments) != len(prefix) + 2 or segments[: len(prefix)] != prefix:
+            return None
+        try:
+            bucket = unquote_to_bytes(segments[-2]).decode("utf-8")
+            entry = unquote_to_bytes(segments[-1]).decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+        if not bucket or not entry:
+            return None
+        return bucket, entry
+
+    def direct_handler(self, request):
+        """
+        The handler for a request on the hot record routes, to be called
+        without Klein's per-request machinery, or None to go through Klein.
+
+        Record writes and reads are most of the traffic; resource traversal,
+        a second werkzeug match and Klein's Deferred plumbing cost about as
+        much as the work itself (issue #3).  These are the same handler
+        methods Klein routes to, with the same error mapping; any path that
+        is not plainly ``{base}api/v1/b/<bucket>/<entry>`` goes through Klein.
+        """
+        method = request.method
+        if method == b"POST":
+            if request.sink is None or request.route_args is None:
+                return None
+            return partial(self.write_record, request, **request.route_args)
+        if method != b"GET" and method != b"HEAD":
+            return None
+        names = self._record_names(request.path)
+        if names is None:
+            return None
+        bucket, entry = names
+        return partial(self.read_record, request, bucket, entry)
 
     def open_write(self, request, length: Optional[int], args, bucket: str, entry: str):
         """

@@ -45,38 +45,37 @@ def _abort_if_started(request) -> bool:
     return False
 
 
+def failure_body(request, failure) -> bytes:
+    """
+    Answer ``failure`` on ``request``: set status and headers, return the
+    body.  The one mapping used by the Klein app and by the direct record
+    routes (``StreamingRequest.process``).
+    """
+    error = failure.value
+    if isinstance(error, MethodNotAllowed):
+        # Upstream answers 405 from its framework: empty body, no x-reduct-error.
+        request.setResponseCode(405)
+        request.setHeader(b"content-length", b"0")
+        return b""
+    if isinstance(error, HTTPException):
+        # No route matched; werkzeug's slash redirects (``//x``, ``x/``)
+        # included: upstream has no such redirects and answers 404.
+        error = ReductError("Not found", 404)
+    elif not isinstance(error, ReductError):
+        log.failure(
+            "Unhandled error in {method} {uri}", failure, method=request.method, uri=request.uri
+        )
+        error = ReductError("Internal server error", 500)
+    if _abort_if_started(request):
+        return b""
+    return write_error_headers(request, error)
+
+
 def install_error_handlers(app) -> None:
     """
     Register the error mapping on a Klein app (class-bound handlers).
     """
 
-    @app.handle_errors(ReductError)
-    def reduct_error(self, request, failure):
-        if _abort_if_started(request):
-            return b""
-        return write_error_headers(request, failure.value)
-
-    @app.handle_errors(MethodNotAllowed)
-    def method_not_allowed(self, request, failure):
-        # Upstream answers 405 from its framework: empty body, no x-reduct-error.
-        request.setResponseCode(405)
-        request.setHeader(b"content-length", b"0")
-        return b""
-
-    @app.handle_errors(HTTPException)
-    def route_not_found(self, request, failure):
-        # No route matched; werkzeug's slash redirects (``//x``, ``x/``)
-        # included: upstream has no such redirects and answers 404.
-        return write_error_headers(request, ReductError("Not found", 404))
-
     @app.handle_errors(Exception)
-    def unexpected(self, request, failure):
-        log.failure(
-            "Unhandled error in {method} {uri}",
-            failure,
-            method=request.method,
-            uri=request.uri,
-        )
-        if _abort_if_started(request):
-            return b""
-        return write_error_headers(request, ReductError("Internal server error", 500))
+    def any_error(self, request, failure):
+        return failure_body(request, failure)

@@ -29,11 +29,12 @@ from typing import Optional
 
 from twisted.logger import Logger
 from twisted.web import server
-from twisted.web.http import HTTPChannel
+from twisted.internet.defer import CancelledError, maybeDeferred
+from twisted.web.http import HTTPChannel, datetimeToString
 
 from reduct_twisted import REDUCT_API, REDUCT_VERSION
 from reduct_twisted.errors import BadRequest, PayloadTooLarge, ReductError
-from reduct_twisted.http.errors import write_error_headers
+from reduct_twisted.http.errors import failure_body, write_error_headers
 from reduct_twisted.http.sinks import DiscardSink
 
 log = Logger()
@@ -49,6 +50,18 @@ HALF_CLOSE_GRACE = 2.0
 
 #: Largest body accepted by routes that read their (JSON) body whole.
 MAX_BUFFERED_BODY = 1 << 20
+
+
+_date_cache = [-1, b""]
+
+
+def _http_date(now: float) -> bytes:
+    """The ``Date`` header value, formatted once per second."""
+    second = int(now)
+    if second != _date_cache[0]:
+        _date_cache[1] = datetimeToString(second)
+        _date_cache[0] = second
+    return _date_cache[1]
 
 
 class ReductChannel(HTTPChannel):
@@ -118,6 +131,8 @@ class StreamingRequest(server.Request):
     defaultContentType = None
     sink = None
     malformed_length = False
+    #: Route arguments found by the router before the body arrived.
+    route_args = None
     early_error: Optional[ReductError] = None
     _answered = False
     _abort_call = None
@@ -224,7 +239,34 @@ class StreamingRequest(server.Request):
             self.write(body)
             self.finish()
             return
-        super().process()
+        router = getattr(self.channel.site, "router", None)
+        handler = router.direct_handler(self) if router is not None else None
+        if handler is None:
+            super().process()
+            return
+        # What server.Request.process and Klein would do for this request,
+        # minus traversal and routing (see ReductAPI.direct_handler).
+        self.site = self.channel.site
+        self.setHeader(b"date", _http_date(self.site.reactor.seconds()))
+        self.stamp()
+        d = maybeDeferred(handler)
+        self.notifyFinish().addErrback(lambda _: d.cancel())
+        d.addErrback(self._direct_failed)
+        d.addCallback(self._direct_answer)
+
+    def _direct_failed(self, failure):
+        if self._disconnected or self.finished:
+            if not failure.check(CancelledError):
+                log.failure("Error after the client went away", failure)
+            return None
+        return failure_body(self, failure)
+
+    def _direct_answer(self, body) -> None:
+        if body is None or self._disconnected or self.finished:
+            return
+        if body:
+            self.write(body)
+        self.finish()
 
     def render(self, resrc) -> None:
         self.stamp()

@@ -16,14 +16,19 @@ from reduct_twisted.storage import blockfile
 from reduct_twisted.storage.records import FINISHED, STARTED, Record, RecordView
 
 
-def _append(path: str, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+def _write_at(fds, path: str, offset: int, data: bytes) -> None:
+    """
+    Write all of ``data`` at ``offset`` of ``path`` through the descriptor
+    cache: a commit costs one ``pwrite``, not an open/write/close.
+    """
+    slot = fds.acquire(path)
     try:
         view = memoryview(data)
         while view:
-            view = view[os.write(fd, view) :]
+            written = os.pwrite(slot.fd, view, offset)
+            view, offset = view[written:], offset + written
     finally:
-        os.close(fd)
+        fds.release(slot)
 
 
 def _meta_size(record: Record) -> int:
@@ -183,12 +188,13 @@ class Block:
         self._count(record, +1)
         return record
 
-    def finish(self, record: Record, size: int) -> None:
+    def finish(self, record: Record, size: int, fds) -> None:
         """
         Mark a STARTED record FINISHED with its final size and append its line.
 
         :param record: a record of this block.
         :param size: the number of content bytes received.
+        :param fds: the engine's descriptor cache (the ``.meta`` file stays open).
         """
         data = blockfile.encode_record(record, size)
         if not self.meta_length:
@@ -197,7 +203,7 @@ class Block:
         # partly written line is cut off so later appends stay readable.
         meta_path = self.path(blockfile.meta_name(self.block_id))
         try:
-            _append(meta_path, data)
+            _write_at(fds, meta_path, self.meta_length, data)
         except OSError:
             if os.path.exists(meta_path):
                 os.truncate(meta_path, self.meta_length)

@@ -1,5 +1,5 @@
 """
-Bounded caches: open shared-segment descriptors and loaded record tables.
+Bounded caches: open descriptors (shared segments and block metadata) and loaded record tables.
 
 Both are least-recently-used maps that skip entries in use when they evict,
 so they may briefly hold more than their bound while everything is busy.
@@ -73,7 +73,8 @@ class FdSlot:
 
 class FdCache(_Lru):
     """
-    Shared-segment descriptors by path; a descriptor with users stays open.
+    Descriptors of shared segments and ``.meta`` files by path; a descriptor
+    with users stays open.
 
     :param capacity: how many idle descriptors to keep open.
     """
@@ -183,7 +184,7 @@ class Context:
     What every bucket and entry of one engine shares.
 
     :ivar tables: the loaded record tables.
-    :ivar fds: the open shared-segment descriptors.
+    :ivar fds: the open shared-segment and metadata descriptors.
     :ivar trash: ``trash(paths)`` moves files or directories out of the way
         at once and has them deleted later (see ``StorageEngine``).
     """

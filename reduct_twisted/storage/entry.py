@@ -176,7 +176,7 @@ class Entry:
         :param size: the bytes received.
         """
         with self._accounting(block):
-            block.finish(record, size)
+            block.finish(record, size, self.context.fds)
 
     def forget(self, block: Block, record) -> None:
         """
@@ -239,7 +239,8 @@ class Entry:
     def _release(self, block: Block) -> None:
         block.removed = True
         self.context.tables.discard(block)
-        self.context.fds.forget(block.path(blockfile.shared_name(block.block_id)))
+        for name in (blockfile.shared_name(block.block_id), blockfile.meta_name(block.block_id)):
+            self.context.fds.forget(block.path(name))
 
     def _insert(self, index: int, block: Block) -> None:
         self.blocks.insert(index, block)
