@@ -81,7 +81,8 @@ class ReductChannel(HTTPChannel):
             for value in values:
                 seq.extend((lname, b": ", value, b"\r\n"))
         seq.append(b"\r\n")
-        self.transport.writeSequence(seq)
+        # One joined write: writeSequence would type-check ~40 small pieces.
+        self.transport.write(b"".join(seq))
 
     def _maybeChooseTransferDecoder(self, header, data):
         # Twisted answers a bare 400 to a non-numeric Content-Length before
