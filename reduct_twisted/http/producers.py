@@ -11,7 +11,7 @@ needs no more memory than one chunk plus the socket buffer.
 import os
 from typing import Optional
 
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IPushProducer
 from zope.interface import implementer
 

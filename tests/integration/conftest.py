@@ -4,7 +4,6 @@ real data directory, reached over real sockets with treq.
 """
 
 import attr
-import pytest
 import pytest_twisted
 from treq.client import HTTPClient
 from twisted.internet.endpoints import TCP4ServerEndpoint

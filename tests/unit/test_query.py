@@ -13,17 +13,10 @@ GONE = "Query {} not found and it might have expired. Check TTL in your query re
 
 
 @pytest.fixture
-def clock():
-    return Clock()
-
-
-@pytest.fixture
-def engine(tmp_path, clock):
-    engine = StorageEngine(str(tmp_path), clock)
-    engine.open()
+def engine(engine):
+    """The shared engine with bucket ``b`` holding two records per block."""
     engine.create_bucket("b", {"max_block_records": 2})
-    yield engine
-    engine.close()
+    return engine
 
 
 def _fill(engine, stamps=(1000, 2000, 3000), labels=None, entry="e"):

@@ -6,7 +6,7 @@ import attrs
 import pytest
 from twisted.application.internet import TimerService
 from twisted.internet.task import Clock
-from twisted.logger import LogLevel, globalLogPublisher
+from twisted.logger import LogLevel
 
 from reduct_twisted.config import Config
 from reduct_twisted.service import StorageService, remove_paths
@@ -69,13 +69,6 @@ class FakeEngine:
         return [t for k, t in self.calls if k == kind]
 
 
-@pytest.fixture
-def log_events():
-    """Every log event emitted while the test runs."""
-    events = []
-    globalLogPublisher.addObserver(events.append)
-    yield events
-    globalLogPublisher.removeObserver(events.append)
 
 
 def make(tmp_path, clock=None, **config):

@@ -8,26 +8,13 @@ import os
 import pytest
 from twisted.internet.task import Clock
 
+from tests.unit.conftest import error_message
 from reduct_twisted.errors import Conflict, NotFound, UnprocessableEntity
 from reduct_twisted.storage import BucketSettings, StorageEngine, parse_settings
 from reduct_twisted.storage.settings import check_name
 
 NAME_ERROR = "Bucket or entry name can contain only letters, digests and [-,_] symbols"
 BASE = BucketSettings(max_block_size=10, max_block_records=20, quota_type="FIFO", quota_size=30)
-
-
-@pytest.fixture
-def engine(tmp_path):
-    engine = StorageEngine(str(tmp_path / "data"), Clock())
-    engine.open()
-    yield engine
-    engine.close()
-
-
-def _error(exc_type, fn, *args):
-    with pytest.raises(exc_type) as info:
-        fn(*args)
-    return info.value.message
 
 
 def test_defaults():
@@ -56,7 +43,7 @@ def test_given_fields_override_base():
 @pytest.mark.parametrize("obj", [[], "x", 1, True, [{"quota_size": 1}]])
 def test_non_object_is_422(obj):
     """A body that is not a JSON object is refused."""
-    assert _error(UnprocessableEntity, parse_settings, obj, BASE) == (
+    assert error_message(UnprocessableEntity, parse_settings, obj, BASE) == (
         "Invalid JSON: expected an object"
     )
 
@@ -65,7 +52,7 @@ def test_non_object_is_422(obj):
 @pytest.mark.parametrize("value", ["1", True, False, 1.0, -1, 2**64, [1], {}])
 def test_bad_integer_is_422(field, value):
     """Integers must be unsigned 64-bit JSON integers, not strings, bools or floats."""
-    assert _error(UnprocessableEntity, parse_settings, {field: value}, BASE) == (
+    assert error_message(UnprocessableEntity, parse_settings, {field: value}, BASE) == (
         f"Invalid JSON: '{field}' must be an unsigned integer"
     )
 
@@ -73,7 +60,7 @@ def test_bad_integer_is_422(field, value):
 @pytest.mark.parametrize("value", ["fifo", "", "NONE ", "SOFT"])
 def test_unknown_quota_type_is_422(value):
     """A quota type string other than NONE/FIFO/HARD is refused."""
-    assert _error(UnprocessableEntity, parse_settings, {"quota_type": value}, BASE) == (
+    assert error_message(UnprocessableEntity, parse_settings, {"quota_type": value}, BASE) == (
         "Invalid quota type"
     )
 
@@ -81,7 +68,7 @@ def test_unknown_quota_type_is_422(value):
 @pytest.mark.parametrize("value", [1, True, ["FIFO"], {"a": "b"}])
 def test_non_string_quota_type_is_422(value):
     """A non-string quota type is echoed as JSON in the message."""
-    assert _error(UnprocessableEntity, parse_settings, {"quota_type": value}, BASE) == (
+    assert error_message(UnprocessableEntity, parse_settings, {"quota_type": value}, BASE) == (
         f"Failed to parse quota type: {json.dumps(value)}"
     )
 
@@ -97,18 +84,18 @@ def test_good_names(name):
 )
 def test_bad_names(name):
     """Anything else, in particular path tricks, is refused with the 1.13+ text."""
-    assert _error(UnprocessableEntity, check_name, name) == NAME_ERROR
+    assert error_message(UnprocessableEntity, check_name, name) == NAME_ERROR
 
 
 def test_create_bucket_checks_settings_then_name_then_existence(engine):
     """Bad settings win over a bad name; a second create is a conflict."""
-    assert _error(UnprocessableEntity, engine.create_bucket, "bad name", "x") == (
+    assert error_message(UnprocessableEntity, engine.create_bucket, "bad name", "x") == (
         "Invalid JSON: expected an object"
     )
-    assert _error(UnprocessableEntity, engine.create_bucket, "../evil", None) == NAME_ERROR
+    assert error_message(UnprocessableEntity, engine.create_bucket, "../evil", None) == NAME_ERROR
     assert not os.path.exists(os.path.join(engine.data_path, "..", "evil"))
     engine.create_bucket("b", {"quota_type": "FIFO"})
-    assert _error(Conflict, engine.create_bucket, "b", None) == "Bucket 'b' already exists"
+    assert error_message(Conflict, engine.create_bucket, "b", None) == "Bucket 'b' already exists"
     assert engine.bucket_info("b")["settings"]["quota_type"] == "FIFO"
 
 
@@ -123,10 +110,10 @@ def test_create_bucket_uses_engine_defaults(tmp_path):
 
 def test_update_parses_before_404_and_keeps_missing_fields(engine):
     """PUT: parse errors precede the 404; missing/null fields keep current values."""
-    assert _error(UnprocessableEntity, engine.update_bucket, "nope", {"quota_type": 5}) == (
+    assert error_message(UnprocessableEntity, engine.update_bucket, "nope", {"quota_type": 5}) == (
         "Failed to parse quota type: 5"
     )
-    assert _error(NotFound, engine.update_bucket, "nope", {}) == "Bucket 'nope' is not found"
+    assert error_message(NotFound, engine.update_bucket, "nope", {}) == "Bucket 'nope' is not found"
     engine.create_bucket("b", {"max_block_records": 7, "quota_size": 3})
     engine.update_bucket("b", {"max_block_size": 1000, "quota_type": "FIFO", "quota_size": None})
     assert engine.bucket_info("b")["settings"] == {

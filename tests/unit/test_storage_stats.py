@@ -5,28 +5,14 @@ Statistics (spec §4.5, 1.11+) and quotas (spec §3.9, §4.6).
 import os
 
 import pytest
-from twisted.internet.task import Clock
 
 from reduct_twisted import REDUCT_VERSION
 from reduct_twisted.errors import BadRequest, InternalError, NotFound
-from reduct_twisted.storage import U64_MAX, StorageEngine
+from reduct_twisted.storage import U64_MAX
 from reduct_twisted.storage.blockfile import record_meta_size
 from reduct_twisted.storage.testing import write_content, write_record
 
 OCTET = "application/octet-stream"
-
-
-@pytest.fixture
-def clock():
-    return Clock()
-
-
-@pytest.fixture
-def engine(tmp_path, clock):
-    engine = StorageEngine(str(tmp_path), clock)
-    engine.open()
-    yield engine
-    engine.close()
 
 
 def _entries(engine, bucket="b"):

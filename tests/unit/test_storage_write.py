@@ -8,24 +8,17 @@ import os
 import pytest
 from twisted.internet.task import Clock
 
+from tests.unit.conftest import error_message
 from reduct_twisted.errors import BadRequest, Conflict, InternalError, NotFound, TooEarly
 from reduct_twisted.storage import SMALL_RECORD_MAX, StorageEngine
 from reduct_twisted.storage.testing import read_content, write_content, write_record
 
 
 @pytest.fixture
-def engine(tmp_path):
-    engine = StorageEngine(str(tmp_path / "data"), Clock())
-    engine.open()
+def engine(engine):
+    """The shared engine with an empty bucket ``b``."""
     engine.create_bucket("b", None)
-    yield engine
-    engine.close()
-
-
-def _error(exc_type, fn, *args):
-    with pytest.raises(exc_type) as info:
-        fn(*args)
-    return info.value.message
+    return engine
 
 
 def _block_ids(engine, entry="e"):
@@ -106,19 +99,19 @@ def test_read_latest_and_errors(engine):
     write_record(engine, "b", "e", 2000, b"new")
     write_record(engine, "b", "e", 1000, b"old")
     assert read_content(engine.read("b", "e", None)) == b"new"
-    assert _error(NotFound, engine.read, "x", "e", 1) == "Bucket 'x' is not found"
-    assert _error(NotFound, engine.read, "b", "x", 1) == "Entry 'x' not found in bucket 'b'"
-    assert _error(NotFound, engine.read, "b", "e", 1500) == "No record with timestamp 1500"
-    assert _error(NotFound, engine.read, "b", "e", 3000) == "No record with timestamp 3000"
+    assert error_message(NotFound, engine.read, "x", "e", 1) == "Bucket 'x' is not found"
+    assert error_message(NotFound, engine.read, "b", "x", 1) == "Entry 'x' not found in bucket 'b'"
+    assert error_message(NotFound, engine.read, "b", "e", 1500) == "No record with timestamp 1500"
+    assert error_message(NotFound, engine.read, "b", "e", 3000) == "No record with timestamp 3000"
 
 
 def test_started_record_is_too_early(engine):
     """Reading a record that is still being written answers 425, also as latest."""
     alloc = engine.allocate("b", "e", 10, 3, "t", {})
-    assert _error(TooEarly, engine.read, "b", "e", 10) == (
+    assert error_message(TooEarly, engine.read, "b", "e", 10) == (
         "Record with timestamp 10 is still being written"
     )
-    assert _error(TooEarly, engine.read, "b", "e", None) == (
+    assert error_message(TooEarly, engine.read, "b", "e", None) == (
         "Record with timestamp 10 is still being written"
     )
     write_content(alloc, b"abc")
@@ -128,10 +121,10 @@ def test_started_record_is_too_early(engine):
 
 def test_write_checks_bucket_then_entry_name(engine):
     """A missing bucket wins over a bad entry name; bad names create nothing."""
-    assert _error(NotFound, engine.allocate, "x", "bad name", 1, 1, "t", {}) == (
+    assert error_message(NotFound, engine.allocate, "x", "bad name", 1, 1, "t", {}) == (
         "Bucket 'x' is not found"
     )
-    assert _error(Exception, engine.allocate, "b", "../../escape", 1, 1, "t", {}).startswith(
+    assert error_message(Exception, engine.allocate, "b", "../../escape", 1, 1, "t", {}).startswith(
         "Bucket or entry name"
     )
     assert sorted(os.listdir(os.path.join(engine.data_path, "b"))) == ["settings.json"]
@@ -191,7 +184,7 @@ def test_duplicates_are_conflicts(engine, ts):
     engine.update_bucket("b", {"max_block_records": 2})
     for t in (1000, 1500, 2000):
         write_record(engine, "b", "e", t, b"x")
-    assert _error(Conflict, engine.allocate, "b", "e", ts, 1, "t", {}) == (
+    assert error_message(Conflict, engine.allocate, "b", "e", ts, 1, "t", {}) == (
         f"A record with timestamp {ts} already exists"
     )
 
@@ -199,7 +192,7 @@ def test_duplicates_are_conflicts(engine, ts):
 def test_in_flight_timestamp_is_reserved(engine):
     """A STARTED record's timestamp is taken until it is aborted."""
     alloc = engine.allocate("b", "e", 1000, 1, "t", {})
-    assert _error(Conflict, engine.allocate, "b", "e", 1000, 1, "t", {}) == (
+    assert error_message(Conflict, engine.allocate, "b", "e", 1000, 1, "t", {}) == (
         "A record with timestamp 1000 already exists"
     )
     engine.abort(alloc)
@@ -245,7 +238,7 @@ def test_abort_of_an_entrys_only_record_removes_the_entry(engine):
     engine.abort(alloc)
     assert engine.bucket_info("b")["entries"] == []
     assert not os.path.exists(_entry_dir(engine))
-    assert _error(NotFound, engine.read, "b", "e", 1) == "Entry 'e' not found in bucket 'b'"
+    assert error_message(NotFound, engine.read, "b", "e", 1) == "Entry 'e' not found in bucket 'b'"
 
 
 def test_abort_discards_private_segment(engine):
@@ -268,9 +261,9 @@ def test_commit_with_wrong_length_aborts(engine, data, message):
     """A length mismatch at commit is a 400 and the record vanishes."""
     alloc = engine.allocate("b", "e", 1, 4, "t", {})
     write_content(alloc, data)
-    assert _error(BadRequest, engine.commit, alloc) == message
+    assert error_message(BadRequest, engine.commit, alloc) == message
     assert engine.bucket_info("b")["entries"] == []
-    assert _error(InternalError, engine.commit, alloc).endswith("is not being written")
+    assert error_message(InternalError, engine.commit, alloc).endswith("is not being written")
 
 
 def test_fd_of_busy_allocation_survives_cache_pressure(tmp_path):

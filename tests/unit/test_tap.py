@@ -12,7 +12,6 @@ from twisted.logger import (
     FilteringLogObserver,
     ILogObserver,
     LogLevel,
-    globalLogPublisher,
 )
 from twisted.python import usage
 
@@ -66,13 +65,6 @@ def build(argv, reactor=None, environ=None):
     return top, reactor
 
 
-@pytest.fixture
-def log_events():
-    """Every log event emitted while the test runs."""
-    events = []
-    globalLogPublisher.addObserver(events.append)
-    yield events
-    globalLogPublisher.removeObserver(events.append)
 
 
 def test_options_defaults():
