@@ -1,0 +1,191 @@
+"""
+The measurement matrix: which cells run, in which order, with which bounds.
+
+Rounds are interleaved (round 1 of every cell, then round 2, ...), and in
+each round the targets of one (size, connections) pair run back to back, in
+an order that rotates from round to round, so compared cells run close in
+time.  A read always reads what the write of the same cell just wrote.
+
+Per round:
+
+- single records, sizes 1 KiB .. 1 MiB, 1 and 8 connections: write, then
+  read, against the daemon, the in-memory Twisted server and nginx WebDAV
+  (``loadgen``) and PostgreSQL (INSERT / SELECT, ``pgblob``);
+- batched 1 KiB: PostgreSQL binary COPY, then a time-range SELECT (the
+  daemon's batch API does not exist yet: issue #6);
+- one large record (1 GiB; small in quick mode) written and read with curl,
+  against the daemon and nginx, with the daemon's RSS sampled throughout.
+"""
+
+import os
+import time
+
+import loadgen
+import pgblob
+from measure import Tally, Window, background_pct
+from transfer import RssSampler, curl, http
+
+KiB, MiB, GiB = 1 << 10, 1 << 20, 1 << 30
+SIZES = (KiB, 10 * KiB, 100 * KiB, MiB)
+CONCS = (1, 8)
+BATCH = 100
+BUCKET = "bench"
+
+#: quiet_*: before each group of cells, wait while other work keeps more than
+#: quiet_pct % of a core busy, at most quiet_wait s per group, quiet_budget s in all
+FULL = dict(counts={KiB: 4000, 10 * KiB: 4000, 100 * KiB: 1500, MiB: 300}, batch_count=4000,
+            max_s=2.0, min_read_s=0.5, big=GiB, big_timeout=120.0,
+            quiet_pct=40, quiet_wait=10, quiet_budget=60)
+QUICK = dict(counts={s: 24 for s in SIZES}, batch_count=200,
+             max_s=0.25, min_read_s=0.0, big=8 * MiB, big_timeout=30.0,
+             quiet_pct=40, quiet_wait=0, quiet_budget=0)
+
+OURS, MOCK, NGINX, PG = "reduct-twisted", "twisted-mock", "nginx-webdav", "postgres"
+WRITE_METHOD = {OURS: "POST", MOCK: "POST", NGINX: "PUT"}
+
+
+class Matrix:
+    def __init__(self, peers: dict, work, bounds: dict, log=print) -> None:
+        self.peers, self.work, self.b, self.log = peers, work, bounds, log
+        self.rows, self.memory, self.background = [], [], []
+        self.waited = 0.0
+        self.payload = {size: os.urandom(size) for size in SIZES}
+        self.dsn = peers[PG].info["dsn"]
+        self.big_source = work / "big.bin"
+
+    def url(self, target: str, entry: str) -> str:
+        """The record URL template of ``entry`` on an HTTP target (field ``{ts}``)."""
+        host = f"http://127.0.0.1:{self.peers[target].port}"
+        if target == NGINX:
+            return f"{host}/dav/{BUCKET}/{entry}/{{ts}}"
+        return f"{host}/api/v1/b/{BUCKET}/{entry}?ts={{ts}}"
+
+    def prepare(self) -> None:
+        code, body = http("POST", f"{self.peers[OURS].info['base']}/api/v1/b/{BUCKET}")
+        if code != 200:
+            raise RuntimeError(f"creating bucket {BUCKET!r} failed: HTTP {code} {body!r}")
+        pgblob.setup(self.dsn)
+        block = self.payload[MiB]
+        with open(self.big_source, "wb") as f:
+            for _ in range(self.b["big"] // MiB):
+                f.write(block)
+
+    def add(self, target, op, size, conc, rnd, res) -> dict:
+        row = dict(target=target, op=op, size=size, conc=conc, round=rnd, **res)
+        self.rows.append(row)
+        err = f"  ERRORS {res['errors']}: {res['first_error']}" if res.get("errors") else ""
+        self.log(f"r{rnd} {target:15} {op:11} {size:>10} c{conc} {res['rec_per_s']:>10} rec/s "
+                 f"{res['mb_per_s']:>8} MB/s  cpu client {res['client_cpu_pct']}% "
+                 f"server {res['server_cpu_pct']}% other {res['other_cpu_pct']}%{err}")
+        return row
+
+    # -- cells -----------------------------------------------------------------
+
+    def single(self, target: str, size: int, conc: int, rnd: int) -> None:
+        entry = f"s{size}-c{conc}-r{rnd}"
+        count, max_s = self.b["counts"][size], self.b["max_s"]
+        pids = [self.peers[target].pid]
+        base = time.time_ns() // 1000
+        common = dict(payload=self.payload[size], concurrency=conc, base_ts=base,
+                      max_s=max_s, server_pids=pids)
+        os.sync()  # the previous cell's dirty pages are not this write's cost
+        if target == PG:
+            w = pgblob.single("write", self.dsn, entry, count=count, **common)
+        else:
+            url = self.url(target, entry)
+            w = loadgen.run_cell("write", url, method=WRITE_METHOD[target], count=count, **common)
+        self.add(target, "write", size, conc, rnd, w)
+        if not w["records"]:
+            return
+        common.update(count=w["records"], min_s=self.b["min_read_s"])
+        if target == PG:
+            r = pgblob.single("read", self.dsn, entry, **common)
+        else:
+            r = loadgen.run_cell("read", url, method="GET", **common)
+        self.add(target, "read", size, conc, rnd, r)
+
+    def batched(self, rnd: int) -> None:
+        entry, pids = f"batch-r{rnd}", [self.peers[PG].pid]
+        base = time.time_ns() // 1000
+        os.sync()
+        w = pgblob.copy(self.dsn, entry, payload=self.payload[KiB], count=self.b["batch_count"],
+                        batch=BATCH, base_ts=base, max_s=self.b["max_s"], server_pids=pids)
+        self.add(PG, "batch write", KiB, 1, rnd, w)
+        r = pgblob.read_range(self.dsn, entry, size=KiB, count=w["records"], batch=BATCH,
+                              base_ts=base, max_s=self.b["max_s"], min_s=self.b["min_read_s"],
+                              server_pids=pids)
+        self.add(PG, "batch read", KiB, 1, rnd, r)
+
+    def curl_cell(self, target: str, op: str, args, rnd: int) -> dict:
+        size = self.b["big"]
+        tally = Tally(1, self.b["big_timeout"])
+        with Window([self.peers[target].pid]) as window:
+            tally.start()
+            tally.next_index()
+            started = time.perf_counter()
+            try:
+                code, seconds, up, down, _ = curl(args, self.b["big_timeout"])
+            except RuntimeError as err:
+                tally.fail(str(err), started)
+                seconds = None
+            else:
+                moved = up if op == "big write" else down
+                if 200 <= code < 300 and moved == size:
+                    tally.ok(size, started)
+                else:
+                    tally.fail(f"HTTP {code}, {moved} bytes", started)
+            tally.stop()
+        extra = {}
+        if seconds and tally.records:  # curl's own clock, without its start-up
+            extra = dict(elapsed_s=seconds, rec_per_s=round(1 / seconds, 3),
+                         mb_per_s=round(size / seconds / 1e6, 1))
+        return self.add(target, op, size, 1, rnd, tally.result(window, **extra))
+
+    def big(self, rnd: int) -> None:
+        src = str(self.big_source)
+        put = ["-H", "Expect:", "-H", "Content-Type: application/octet-stream", "-T", src]
+        order = [OURS, NGINX][rnd % 2:] + [OURS, NGINX][:rnd % 2]
+        for target in order:
+            url, method = self.url(target, f"big-r{rnd}").format(ts=1), WRITE_METHOD[target]
+            os.sync()
+            sampler = RssSampler(self.peers[target].pid) if target == OURS else None
+            if sampler:
+                sampler.start()
+            try:
+                self.curl_cell(target, "big write", put + ["-X", method, url], rnd)
+                self.curl_cell(target, "big read", ["-o", "/dev/null", url], rnd)
+            finally:
+                if sampler:
+                    mem = sampler.stop()
+                    self.memory.append(dict(round=rnd, **mem))
+                    self.log(f"r{rnd} {OURS} RSS growth during the large record: "
+                             f"{mem['rss_growth'] / MiB:.1f} MiB "
+                             f"(before: {mem['rss_before'] / MiB:.1f} MiB)")
+
+    def quiet(self) -> None:
+        """Wait (bounded) until other work leaves the box; note its level."""
+        started = time.monotonic()
+        while True:
+            busy = background_pct()
+            waited = time.monotonic() - started
+            if (busy <= self.b["quiet_pct"] or waited >= self.b["quiet_wait"]
+                    or self.waited + waited >= self.b["quiet_budget"]):
+                break
+            time.sleep(1.0)
+        self.waited += waited
+        self.background.append(busy)
+
+    def run(self, rounds: int) -> None:
+        targets = [OURS, MOCK, NGINX, PG]
+        for rnd in range(1, rounds + 1):
+            turn = (rnd - 1) % len(targets)
+            order = targets[turn:] + targets[:turn]
+            for size in SIZES:
+                for conc in CONCS:
+                    self.quiet()
+                    for target in order:
+                        self.single(target, size, conc, rnd)
+            self.quiet()
+            self.batched(rnd)
+            self.quiet()
+            self.big(rnd)

@@ -1,0 +1,247 @@
+"""
+Turns the matrix's rows into the markdown report: the median of the rounds
+per cell, each of our cells as a ratio to the peer cell beside it, the
+targets of issue #3, the daemon's CPU per request, and every cell's CPU
+split (client / server / rest of the box) with what most likely limited it.
+"""
+
+import statistics
+
+from matrix import CONCS, KiB, MiB, MOCK, NGINX, OURS, PG, SIZES
+from measure import NCPU
+
+NO_BATCH = "n/a — batch API not implemented yet (issue #6)"
+OP_NAMES = {
+    NGINX: {"write": "PUT", "read": "GET", "big write": "curl PUT", "big read": "curl GET"},
+    PG: {"write": "INSERT", "read": "SELECT by ts",
+         "batch write": "COPY, 100 rows/txn", "batch read": "time-range SELECT, 100 rows/fetch"},
+}
+METRICS = ("rec_per_s", "mb_per_s", "lat_p50_ms", "lat_p99_ms", "client_cpu_pct",
+           "server_cpu_pct", "other_cpu_pct", "steal_pct", "us_per_request")
+
+
+def size_name(size: int) -> str:
+    if size >= 1 << 30:
+        return f"{size / (1 << 30):g} GiB"
+    if size >= MiB:
+        return f"{size / MiB:g} MiB"
+    return f"{size / KiB:g} KiB"
+
+
+def medians(rows) -> dict:
+    """(target, op, size, conc) -> the median of every metric over the rounds."""
+    cells = {}
+    for row in rows:
+        row = dict(row)
+        if row.get("requests"):
+            row["us_per_request"] = row["server_cpu_s"] / row["requests"] * 1e6
+        cells.setdefault((row["target"], row["op"], row["size"], row["conc"]), []).append(row)
+    out = {}
+    for key, runs in cells.items():
+        med = {m: statistics.median(r[m] for r in runs) for m in METRICS
+               if all(r.get(m) is not None for r in runs)}
+        rates = [r["rec_per_s"] for r in runs]
+        med.update(rounds=len(runs), errors=sum(r["errors"] for r in runs),
+                   first_error=next((r["first_error"] for r in runs if r["first_error"]), None),
+                   spread=(min(rates), max(rates)))
+        out[key] = med
+    return out
+
+
+def fmt_n(x) -> str:
+    if x is None:
+        return "–"
+    return f"{x:,.0f}" if x >= 100 else f"{x:,.3g}"
+
+
+def fmt_rate(cell) -> str:
+    if cell is None:
+        return "–"
+    bad = f" ({cell['errors']} errors)" if cell["errors"] else ""
+    return f"{fmt_n(cell['rec_per_s'])}/s, {fmt_n(cell['mb_per_s'])} MB/s{bad}"
+
+
+def ratio(ours, peer):
+    if not ours or not peer or not peer.get("mb_per_s"):
+        return None
+    return ours["mb_per_s"] / peer["mb_per_s"]
+
+
+def fmt_ratio(r) -> str:
+    return "–" if r is None else f"{r:.2f}×"
+
+
+def cpu(cell) -> str:
+    if cell is None:
+        return "–"
+    return " / ".join(f"{cell[k]:.0f}" for k in ("client_cpu_pct", "server_cpu_pct",
+                                                "other_cpu_pct", "steal_pct"))
+
+
+def limiter(cell) -> str:
+    client, server = cell["client_cpu_pct"], cell["server_cpu_pct"]
+    if client + server + cell["other_cpu_pct"] + cell["steal_pct"] >= 0.9 * 100 * NCPU:
+        return "box CPU (all cores busy)"
+    if client >= 85 and client >= server:
+        return "client CPU"
+    if server >= 85:
+        return "server CPU"
+    return "latency (no side saturated)"
+
+
+def main_table(cells, big_size) -> list:
+    out = [
+        "| operation | size | c | reduct-twisted | twisted-mock (in-memory) | nginx WebDAV "
+        "| PostgreSQL | ours ÷ mock | ours ÷ nginx | ours CPU % client / daemon / rest / steal |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for op in ("write", "read"):
+        for size in SIZES:
+            for conc in CONCS:
+                get = {t: cells.get((t, op, size, conc)) for t in (OURS, MOCK, NGINX, PG)}
+                ours = get[OURS]
+                out.append(
+                    f"| single {op} | {size_name(size)} | {conc} | {fmt_rate(ours)} "
+                    f"| {fmt_rate(get[MOCK])} | {fmt_rate(get[NGINX])} | {fmt_rate(get[PG])} "
+                    f"| {fmt_ratio(ratio(ours, get[MOCK]))} | {fmt_ratio(ratio(ours, get[NGINX]))} "
+                    f"| {cpu(ours)} |")
+    for op, word in (("batch write", "COPY"), ("batch read", "time-range SELECT")):
+        pg = cells.get((PG, op, KiB, 1))
+        out.append(f"| {op} (PostgreSQL: {word}) | 1 KiB | 1 | {NO_BATCH} | – | – "
+                   f"| {fmt_rate(pg)} | – | – | – |")
+    for op in ("big write", "big read"):
+        ours, nginx = cells.get((OURS, op, big_size, 1)), cells.get((NGINX, op, big_size, 1))
+        out.append(f"| {op} (curl) | {size_name(big_size)} | 1 | {fmt_rate(ours)} | – "
+                   f"| {fmt_rate(nginx)} | – | – | {fmt_ratio(ratio(ours, nginx))} "
+                   f"| {cpu(ours)} |")
+    return out
+
+
+def targets_table(cells, memory, big_size) -> list:
+    def row(name, value, goal, text=None):
+        if value is None:
+            verdict = "not measured"
+        else:
+            verdict = "met" if value >= goal else "**missed**"
+        return f"| {name} | {text or fmt_ratio(value)} | {verdict} |"
+
+    out = ["| target (issue #3) | measured | |", "|---|---|---|"]
+    for op in ("write", "read"):
+        r = ratio(cells.get((OURS, op, KiB, 8)), cells.get((MOCK, op, KiB, 8)))
+        out.append(row(f"1 KiB single {op}, 8 connections ≥ 0.8 × in-memory Twisted", r, 0.8))
+    for op in ("write", "read"):
+        for conc in CONCS:
+            r = ratio(cells.get((OURS, op, MiB, conc)), cells.get((NGINX, op, MiB, conc)))
+            out.append(row(f"1 MiB single {op}, {conc} connection(s) ≥ 0.8 × nginx WebDAV",
+                           r, 0.8))
+    for op in ("big write", "big read"):
+        r = ratio(cells.get((OURS, op, big_size, 1)), cells.get((NGINX, op, big_size, 1)))
+        out.append(row(f"{size_name(big_size)} record {op.split()[1]} (curl) "
+                       "≥ 0.8 × nginx WebDAV", r, 0.8))
+    out.append(f"| batched 1 KiB write ≥ 1.0 × PostgreSQL COPY | {NO_BATCH} | not measured |")
+    out.append(f"| batched 1 KiB query read ≥ 1.0 × PostgreSQL time-range SELECT | {NO_BATCH} "
+               "| not measured |")
+    if memory:
+        growth = max(m["rss_growth"] for m in memory) / MiB
+        verdict = "met" if growth < 32 else "**missed**"
+        out.append(f"| daemon peak RSS growth < 32 MiB while a {size_name(big_size)} record "
+                   f"goes in and comes out | {growth:.1f} MiB (max of {len(memory)} rounds) "
+                   f"| {verdict} |")
+    return out
+
+
+def cost_table(cells) -> list:
+    out = ["| 1 KiB single | c | reduct-twisted µs CPU/request | twisted-mock µs CPU/request "
+           "| daemon's own work µs/request |", "|---|---|---|---|---|"]
+    for op in ("write", "read"):
+        for conc in CONCS:
+            ours = cells.get((OURS, op, KiB, conc), {}).get("us_per_request")
+            mock = cells.get((MOCK, op, KiB, conc), {}).get("us_per_request")
+            own = ours - mock if ours is not None and mock is not None else None
+            out.append(f"| {op} | {conc} | {fmt_n(ours)} | {fmt_n(mock)} | {fmt_n(own)} |")
+    return out
+
+
+def detail_table(cells) -> list:
+    out = ["| target | operation | size | c | rec/s | MB/s | p50 ms | p99 ms | CPU % client "
+           "| CPU % server | CPU % rest | steal % | limited by | rec/s min – max | errors |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for (target, op, size, conc), c in cells.items():
+        name = OP_NAMES.get(target, {}).get(op, op)
+        err = f"{c['errors']}: {c['first_error']}" if c["errors"] else "0"
+        out.append(
+            f"| {target} | {name} | {size_name(size)} | {conc} | {fmt_n(c['rec_per_s'])} "
+            f"| {fmt_n(c['mb_per_s'])} | {fmt_n(c.get('lat_p50_ms'))} "
+            f"| {fmt_n(c.get('lat_p99_ms'))} "
+            f"| {c['client_cpu_pct']:.0f} | {c['server_cpu_pct']:.0f} | {c['other_cpu_pct']:.0f} "
+            f"| {c['steal_pct']:.0f} | {limiter(c)} "
+            f"| {fmt_n(c['spread'][0])} – {fmt_n(c['spread'][1])} | {err} |")
+    return out
+
+
+def render(rows, memory, background, waited, meta) -> str:
+    cells = medians(rows)
+    big = meta["bounds"]["big"]
+    b = meta["bounds"]
+    counts = ", ".join(f"{size_name(s)}: {n}" for s, n in b["counts"].items())
+    lines = [
+        f"# reduct-twisted benchmark — {meta['date']}",
+        "",
+        f"`{meta['command']}` on {meta['machine']}; commit {meta['commit']}. "
+        f"Median of **{meta['rounds']} round(s)**, rounds interleaved; whole run "
+        f"{meta['wall_s']:.0f} s. All traffic on 127.0.0.1; client and servers share the "
+        f"same {NCPU} cores.",
+        "",
+        f"Each measurement stops at its record count ({counts}; batches {b['batch_count']}) or "
+        f"after {b['max_s']} s; reads go over the records just written again for at least "
+        f"{b['min_read_s']} s (page cache hot). MB = 10^6 bytes of record payload; "
+        "c = keep-alive connections. Ratios compare MB/s (the same as records/s for one size).",
+        "",
+        f"Background CPU (other work, measured for 0.3 s before each group of cells): median "
+        f"{statistics.median(background):.0f} %, max {max(background):.0f} % of one core over "
+        f"{len(background)} groups; {waited:.0f} s spent waiting for it to drop below "
+        f"{b['quiet_pct']} %. The \"rest\" and \"steal\" columns below show it per cell.",
+        "",
+        "## Results",
+        "",
+        *main_table(cells, big),
+        "",
+        "## Targets",
+        "",
+        *targets_table(cells, memory, big),
+        "",
+        "## Daemon CPU per request (1 KiB)",
+        "",
+        "Server CPU seconds of the cell ÷ requests, median of the rounds; the in-memory "
+        "Twisted server is the framework's floor, the difference is what the daemon adds.",
+        "",
+        *cost_table(cells),
+        "",
+        "## Every cell: CPU split and what limited it",
+        "",
+        "CPU in percent of one core (the box has "
+        f"{100 * NCPU} %): client = the load generator (this Python process, or curl), "
+        "server = the target's process tree, rest = everything else busy on the box, "
+        "steal = time the hypervisor gave our virtual CPUs to someone else. "
+        "\"limited by\" is a rule of thumb: a side at ≥ 85 % of a core, or all cores busy "
+        "(steal counts as busy).",
+        "",
+        *detail_table(cells),
+        "",
+        "## Notes",
+        "",
+        "- Durability differs: the daemon and nginx leave records in the page cache (no "
+        "fsync per record); PostgreSQL INSERT flushes its WAL at every commit "
+        "(synchronous_commit=on), COPY once per 100-row transaction.",
+        "- nginx stores neither labels nor content type; the daemon, the in-memory server "
+        "and PostgreSQL store both.",
+        "- With 1 connection, a request is a ping-pong between two processes that are often "
+        "on different cores: those cells mostly measure wake-up latency. Compare c = 8 cells "
+        "first, and read the min – max spread before trusting a difference.",
+        "- Absolute numbers drift between runs on a shared virtual machine; the ratios, "
+        "measured minutes apart in the same run, are what to compare.",
+    ]
+    if meta.get("quick"):
+        lines[2:2] = ["**Quick mode (smoke test): counts and bounds are tiny and the large "
+                      "record is small; these numbers mean nothing.**", ""]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,135 @@
+"""
+``benchmarks/run.py --quick`` end to end, so that the benchmark cannot rot:
+it starts the daemon of this checkout, nginx, PostgreSQL and the in-memory
+Twisted server, runs every kind of cell once with tiny counts, writes the
+report, and stops everything it started.
+
+Needs nginx, PostgreSQL 15, curl, aiohttp and psycopg (``.ci/run`` installs
+them); without them the test is skipped, except in CI (``CI`` set), where
+it fails.
+"""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.conftest import REPO_ROOT
+
+pytestmark = pytest.mark.slow
+
+TIMEOUT = 180
+TARGETS = ("reduct-twisted", "twisted-mock", "nginx-webdav", "postgres")
+SIZES = (1 << 10, 10 << 10, 100 << 10, 1 << 20)
+STARTED = re.compile(r"^started (\S+) pid (\d+)", re.M)
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def stop_leftovers(pids) -> None:
+    """Stop, by PID, what a killed benchmark left behind."""
+    for pid in pids:
+        if alive(pid):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 10
+    while any(alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    for pid in pids:
+        if alive(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench") / "report.md"
+    proc = subprocess.Popen(
+        [sys.executable, str(REPO_ROOT / "benchmarks" / "run.py"), "--quick", "--out", str(out)],
+        cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
+    )
+    try:
+        stdout, stderr = proc.communicate(timeout=TIMEOUT)
+    except subprocess.TimeoutExpired:
+        os.kill(proc.pid, signal.SIGKILL)
+        stdout, stderr = proc.communicate()
+    started = [int(pid) for _, pid in STARTED.findall(stderr)]
+    try:
+        if proc.returncode == 2 and "prerequisites missing" in stderr and not os.environ.get("CI"):
+            pytest.skip(stderr.strip())
+        yield {
+            "rc": proc.returncode, "stdout": stdout, "stderr": stderr, "started": started,
+            "report": out.read_text() if out.exists() else "",
+            "raw": json.loads(out.with_suffix(".json").read_text())
+            if out.with_suffix(".json").exists() else None,
+        }
+    finally:
+        stop_leftovers(started)
+
+
+def expected_cells(target):
+    if target == "postgres":
+        cells = [(op, s, c) for op in ("write", "read") for s in SIZES for c in (1, 8)]
+        return cells + [("batch write", 1 << 10, 1), ("batch read", 1 << 10, 1)]
+    cells = [(op, s, c) for op in ("write", "read") for s in SIZES for c in (1, 8)]
+    if target in ("reduct-twisted", "nginx-webdav"):
+        cells += [("big write", 8 << 20, 1), ("big read", 8 << 20, 1)]
+    return cells
+
+
+def cells_of(raw, target) -> dict:
+    return {(r["op"], r["size"], r["conc"]): r for r in raw["rows"] if r["target"] == target}
+
+
+def test_runs_every_peer_and_writes_the_report(quick):
+    """The harness itself: every peer measured, the report written, nothing left running."""
+    assert quick["rc"] in (0, 1), quick["stderr"][-3000:]
+    raw = quick["raw"]
+    assert raw is not None, quick["stderr"][-3000:]
+    for target in TARGETS:
+        got = cells_of(raw, target)
+        assert sorted(got) == sorted(expected_cells(target)), target
+        for key, row in got.items():
+            assert row["elapsed_s"] > 0 and row["requests"] > 0, (target, key)
+            for field in ("client_cpu_pct", "server_cpu_pct", "other_cpu_pct", "steal_pct"):
+                assert row[field] >= 0, (target, key, field)
+            if target != "reduct-twisted":  # the peers must work; the daemon: see below
+                assert row["errors"] == 0 and row["records"] > 0, (target, key, row["first_error"])
+    assert len(raw["memory"]) == 1 and raw["memory"][0]["rss_growth"] >= 0
+    report = quick["report"]
+    assert "| operation | size | c | reduct-twisted |" in report
+    for heading in ("## Targets", "## Daemon CPU per request", "## Every cell"):
+        assert heading in report
+    assert "n/a — batch API not implemented yet (issue #6)" in report
+    assert report in quick["stdout"]
+    # every process the benchmark started is gone, each tree with its root
+    assert sorted(quick["started"]) == sorted(p[0] for p in raw["pids"].values())
+    assert raw["leftover_pids"] == []
+    every = [pid for pids in raw["pids"].values() for pid in pids]
+    assert len(every) > len(TARGETS)  # nginx workers and postgres backends were seen
+    assert [pid for pid in every if alive(pid)] == []
+
+
+@pytest.mark.xfail(
+    strict=True, raises=AssertionError,
+    reason="daemon bug: reading a record of 64 KiB < size that the socket takes without "
+           "pausing (100 KiB here) resets the connection: RecordSender.start() returns None "
+           "when it finishes synchronously (reduct_twisted/http/producers.py send_record)",
+)
+def test_daemon_cells_have_no_errors(quick):
+    raw = quick["raw"]
+    assert raw is not None
+    bad = {key: row["first_error"] for key, row in cells_of(raw, "reduct-twisted").items()
+           if row["errors"] or not row["records"]}
+    assert bad == {}
+    assert quick["rc"] == 0
