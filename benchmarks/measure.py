@@ -7,7 +7,8 @@ reached.  ``Window`` measures, over the same span, the CPU of
 
 - the client: this process plus the children it reaped meanwhile (curl),
 - the server: the process trees below the given root PIDs (twistd, the
-  nginx master and its workers, the postmaster and its backends),
+  nginx master and its workers, the postmaster and its backends), and how
+  much of it was spent in the kernel (system time: syscalls, page cache),
 - the rest of the box: everything else that was busy (kernel threads,
   other work on the machine),
 - steal: time the hypervisor gave the box's virtual CPUs to someone else,
@@ -56,14 +57,15 @@ def tree_pids(roots) -> list:
     return out
 
 
-def tree_cpu_s(roots) -> float:
-    """User + system CPU seconds of the live tree, reaped children included."""
-    ticks = 0
+def tree_cpu_s(roots):
+    """(user + system, system) CPU seconds of the live tree, reaped children included."""
+    total = system = 0
     for pid in tree_pids(roots):
         fields = _stat(pid)
         if fields is not None:
-            ticks += sum(int(x) for x in fields[11:15])
-    return ticks / CLK
+            total += sum(int(x) for x in fields[11:15])
+            system += int(fields[12]) + int(fields[14])
+    return total / CLK, system / CLK
 
 
 def box_s():
@@ -96,7 +98,7 @@ class Window:
 
     def _sample(self):
         return (time.perf_counter(), _self_cpu_s(),
-                tree_cpu_s(self.pids) if self.pids else 0.0, box_s())
+                tree_cpu_s(self.pids) if self.pids else (0.0, 0.0), box_s())
 
     def __enter__(self):
         self.before = self._sample()
@@ -108,13 +110,14 @@ class Window:
     def split(self) -> dict:
         (t0, c0, s0, box0), (t1, c1, s1, box1) = self.before, self.after
         wall = max(t1 - t0, 1e-9)
-        client, server = c1 - c0, s1 - s0
+        client, server, kernel = c1 - c0, s1[0] - s0[0], s1[1] - s0[1]
         # /proc/stat counts whole ticks: scale the box's shares to wall time
         scale = NCPU * wall / max(box1[2] - box0[2], 1e-9)
         busy, steal = (box1[0] - box0[0]) * scale, (box1[1] - box0[1]) * scale
         return {
             "client_cpu_pct": round(100 * client / wall),
             "server_cpu_pct": round(100 * server / wall),
+            "server_sys_pct": round(100 * kernel / wall),
             "other_cpu_pct": round(100 * max(busy - client - server, 0.0) / wall),
             "steal_pct": round(100 * steal / wall),
             "server_cpu_s": round(server, 3),
