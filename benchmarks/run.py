@@ -159,7 +159,7 @@ def main(argv=None) -> int:
         return 130 if failure == "interrupted" else 1
 
     meta = dict(date=datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
-                command="python benchmarks/run.py " + " ".join(argv or sys.argv[1:]),
+                command=" ".join(["python benchmarks/run.py", *(argv or sys.argv[1:])]),
                 machine=machine(), commit=commit(), versions=versions(), rounds=args.rounds,
                 quick=args.quick, bounds=bounds, wall_s=time.monotonic() - t0,
                 work_dir=str(work) if args.keep else None)
