@@ -55,10 +55,12 @@ class RecordSender:
 
     def start(self) -> Deferred:
         self._fd = os.open(self.path, os.O_RDONLY)
-        self._done = Deferred()
+        done = self._done = Deferred()
         self.request.registerProducer(self, True)
+        # This may send everything and finish (dropping self._done) before
+        # returning, when the transport never asks for a pause.
         self.resumeProducing()
-        return self._done
+        return done
 
     def resumeProducing(self) -> None:
         self.paused = False

@@ -288,3 +288,23 @@ async def test_body_longer_than_content_length(server):
     assert b"HTTP/1.1 400" in raw
     resp = await server.http.get(server.api("/b/b/e"), params={"ts": "1"})
     assert await resp.content() == b"abc"
+
+
+@pytest_twisted.ensureDeferred
+async def test_round_trip_across_read_path_boundaries(server):
+    """Sizes around the inline-read limit, the socket buffer and the small-record limit
+    all come back byte-exact (a body the socket takes in one go once reset the connection)."""
+    from reduct_twisted.http.producers import INLINE_MAX
+    from reduct_twisted.storage import SMALL_RECORD_MAX
+
+    await make_bucket(server)
+    sizes = [INLINE_MAX - 1, INLINE_MAX, INLINE_MAX + 1, 100_000, 102_400, 200_000,
+             SMALL_RECORD_MAX, SMALL_RECORD_MAX + 1, 3 << 20]
+    for ts, size in enumerate(sizes, start=1):
+        payload = os.urandom(size)
+        resp = await server.http.post(server.api("/b/b/e"), params={"ts": str(ts)}, data=payload)
+        assert resp.code == 200, (size, await resp.content())
+        await resp.content()
+        resp = await server.http.get(server.api("/b/b/e"), params={"ts": str(ts)})
+        assert resp.code == 200
+        assert await resp.content() == payload, size

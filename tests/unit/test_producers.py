@@ -69,3 +69,16 @@ def test_small_records_and_head_are_inline(tmp_path):
     head = FakeRequest()
     head.method = b"HEAD"
     assert send_record(head, view) == b""
+
+
+def test_sender_that_never_pauses_still_returns_its_deferred(tmp_path):
+    """When the consumer takes the whole body at once, start() returns a fired Deferred."""
+    payload = os.urandom(producers.INLINE_MAX + 12345)
+    path = tmp_path / "blk"
+    path.write_bytes(payload)
+    request = FakeRequest(pause_after_write=False)
+    done = []
+    RecordSender(request, str(path), 0, len(payload)).start().addCallback(done.append)
+    assert done == [None]
+    assert b"".join(request.data) == payload
+    assert request.producer is None
