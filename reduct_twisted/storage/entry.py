@@ -9,6 +9,7 @@ import os
 
 from reduct_twisted.errors import Conflict
 from reduct_twisted.storage import blockfile
+from reduct_twisted.storage.holes import punch_hole
 from reduct_twisted.storage.block import Block
 
 #: Records up to this many declared bytes share their block's data file.
@@ -183,7 +184,8 @@ class Entry:
         Make a STARTED record vanish; a block left empty is removed.
 
         Its private segment (if any) is trashed; a shared segment shrinks
-        when the record was at its tail.
+        when the record was at its tail, and otherwise gets a hole punched
+        where the record was (see :mod:`~reduct_twisted.storage.holes`).
 
         :param block: its block.
         :param record: the record.
@@ -193,10 +195,13 @@ class Entry:
             block.forget(record)
         if record.segment != blockfile.shared_name(block.block_id):
             self.context.trash([block.path(record.segment)])
-        elif block.tail < record.offset + record.size:
+        elif record.size:
             slot = self.context.fds.acquire(shared)
             try:
-                os.ftruncate(slot.fd, block.tail)
+                if block.tail < record.offset + record.size:
+                    os.ftruncate(slot.fd, block.tail)
+                else:
+                    punch_hole(slot.fd, record.offset, record.size)
             finally:
                 self.context.fds.release(slot)
         if not block.record_count:
