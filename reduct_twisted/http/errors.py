@@ -15,6 +15,10 @@ from reduct_twisted.http.headers import header_safe, json_bytes
 log = Logger()
 
 
+#: Reason phrases twisted.web does not know (it would send "Unknown Status").
+_REASONS = {422: b"Unprocessable Entity", 425: b"Too Early"}
+
+
 def write_error_headers(request, err: ReductError) -> bytes:
     """
     Set status and headers of ``err`` on ``request`` and return the body.
@@ -22,7 +26,7 @@ def write_error_headers(request, err: ReductError) -> bytes:
     A 204 (``NoContent``) carries the header but no body and no content type;
     every other error gets ``{"detail": message}``.
     """
-    request.setResponseCode(err.status)
+    request.setResponseCode(err.status, _REASONS.get(err.status))
     request.setHeader(b"x-reduct-error", header_safe(err.message))
     if err.status == 204:
         request.responseHeaders.removeHeader(b"content-type")

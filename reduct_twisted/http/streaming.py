@@ -187,24 +187,30 @@ class StreamingRequest(server.Request):
     # -- early refusal -----------------------------------------------------
 
     def _refuse(self, err: ReductError, length: Optional[int]) -> None:
+        # Twisted frames a body only for length None (chunked) or > 0; with 0
+        # it calls allContentReceived right after gotLength, so the request
+        # must still be there: never finish() it early in that case.
+        body_follows = length != 0 and not self.malformed_length
         if self.malformed_length:
             length = None  # unknown framing: never try to drain it
         self.early_error = err
         self.sink = DiscardSink()
         self.content = BytesIO()
         expect = self.requestHeaders.getRawHeaders(b"expect")
-        if expect and expect[0].lower() == b"100-continue":
+        if expect:
+            # Never invite a body that will be refused.
+            self.requestHeaders.removeHeader(b"expect")
+        if body_follows and expect and expect[0].lower() == b"100-continue":
             # The client waits for "100 Continue" before sending its body:
             # answer now and close, so not a byte of it is transferred.
-            self.requestHeaders.removeHeader(b"expect")
             self._answer_now(err)
             self.finish()
         elif length is not None and length <= DRAIN_LIMIT:
-            pass  # drain it; process() answers on the same connection
+            pass  # drain it (or there is none); process() answers
         else:
-            # Too big to drain: answer at once, half-close so the client can
-            # read the answer (a full close with unread data sends a RST), and
-            # cut the connection if the body keeps coming.
+            # Too big to drain, or framing unknown: answer at once, half-close
+            # so the client can read the answer (a full close with unread data
+            # sends a RST), and cut the connection if the body keeps coming.
             self._answer_now(err)
             self.channel.transport.loseWriteConnection()
             reactor = self.channel.site.reactor

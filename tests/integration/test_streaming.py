@@ -308,3 +308,25 @@ async def test_round_trip_across_read_path_boundaries(server):
         resp = await server.http.get(server.api("/b/b/e"), params={"ts": str(ts)})
         assert resp.code == 200
         assert await resp.content() == payload, size
+
+
+@pytest_twisted.ensureDeferred
+async def test_refusals_without_a_body_are_answered(server):
+    """A refused request that announces no body (Content-Length: 0, or a malformed
+    length) is answered even with Expect: 100-continue, never dropped."""
+    cases = [
+        (b"Content-Length: 0\r\nExpect: 100-continue\r\n", b"404 Not Found", b"Bucket 'missing' is not found"),
+        (b"Content-Length: abc\r\nExpect: 100-continue\r\n", b"422 Unprocessable Entity",
+         b"content-length header must be a number"),
+        (b"Content-Length: 0\r\n", b"404 Not Found", b"Bucket 'missing' is not found"),
+    ]
+    for extra, status, message in cases:
+        raw = await raw_request(port_of(server), b"POST /api/v1/b/missing/e?ts=1 HTTP/1.1\r\nHost: x\r\n"
+                                + extra + b"Connection: close\r\n\r\n", read_until_close=True)
+        assert raw.startswith(b"HTTP/1.1 " + status), (extra, raw[:100])
+        assert b"100 Continue" not in raw
+        assert b"x-reduct-error: " + message in raw
+    raw = await raw_request(port_of(server), b"POST /api/v1/b/zero HTTP/1.1\r\nHost: x\r\n"
+                            b"Content-Length: 0\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n",
+                            read_until_close=True)
+    assert b"HTTP/1.1 200 OK" in raw, raw[:100]
