@@ -98,7 +98,7 @@ class _NotFoundResource(Resource):
     isLeaf = True
 
     def render(self, request):
-        request.stamp()
+        # StreamingRequest.render has stamped the common headers already.
         return write_error_headers(request, ReductError("Not found", 404))
 
 

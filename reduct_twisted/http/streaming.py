@@ -139,9 +139,10 @@ class StreamingRequest(server.Request):
     _abort_call = None
 
     def stamp(self) -> None:
-        """Set the headers every ReductStore response carries."""
+        """Set the headers every response carries, on every answering path."""
         self.setHeader(b"server", SERVER_HEADER)
         self.setHeader(b"x-reduct-api", API_HEADER)
+        self.setHeader(b"date", _http_date(self.channel.site.reactor.seconds()))
 
     # -- body side ---------------------------------------------------------
 
@@ -254,7 +255,6 @@ class StreamingRequest(server.Request):
         # What server.Request.process and Klein would do for this request,
         # minus traversal and routing (see ReductAPI.direct_handler).
         self.site = self.channel.site
-        self.setHeader(b"date", _http_date(self.site.reactor.seconds()))
         self.stamp()
         d = maybeDeferred(handler)
         self.notifyFinish().addErrback(lambda _: d.cancel())
