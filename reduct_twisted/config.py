@@ -92,6 +92,9 @@ class Config:
     :ivar quota_interval: seconds between two quota enforcement passes.
     :ivar query_expiry_interval: seconds between two sweeps of expired queries.
     :ivar threadpool_size: worker threads for disk work (discards, fsync).
+    :ivar api_token: ``RS_API_TOKEN``: when set, authentication is on and
+        this is the value of the full-access ``init-token``.  Masked in the
+        repr (the configuration is logged at debug level).
     """
 
     data_path: str = "reduct-data"
@@ -105,6 +108,9 @@ class Config:
     quota_interval: float = 5.0
     query_expiry_interval: float = 1.0
     threadpool_size: int = 4
+    api_token: str | None = attrs.field(
+        default=None, repr=lambda value: "'***'" if value else "None"
+    )
 
     @property
     def tls(self) -> bool:
@@ -136,7 +142,8 @@ def _quote(value: str) -> str:
     return value.replace("\\", "\\\\").replace(":", "\\:")
 
 
-#: Environment variable for each field.  The first seven are upstream's.
+#: Environment variable for each field.  All are upstream's except
+#: RS_LISTEN, RS_QUOTA_INTERVAL, RS_QUERY_EXPIRY_INTERVAL and RS_THREADPOOL_SIZE.
 ENV_NAMES: Mapping[str, str] = {
     "data_path": "RS_DATA_PATH",
     "host": "RS_HOST",
@@ -149,6 +156,7 @@ ENV_NAMES: Mapping[str, str] = {
     "quota_interval": "RS_QUOTA_INTERVAL",
     "query_expiry_interval": "RS_QUERY_EXPIRY_INTERVAL",
     "threadpool_size": "RS_THREADPOOL_SIZE",
+    "api_token": "RS_API_TOKEN",
 }
 
 FIELDS: tuple[str, ...] = tuple(f.name for f in attrs.fields(Config))
@@ -214,6 +222,11 @@ def _threads(raw: Any) -> int:
     return count
 
 
+def _secret(raw: Any) -> str:
+    # Never raises: a ConfigError would print the value.
+    return str(raw).strip()
+
+
 def _endpoints(raw: Any) -> tuple[str, ...]:
     # One endpoint per line in the ini file, white-space separated in RS_LISTEN,
     # one per --listen on the command line.
@@ -236,6 +249,7 @@ _PARSERS: Mapping[str, Callable[[Any], Any]] = {
     "quota_interval": _seconds,
     "query_expiry_interval": _seconds,
     "threadpool_size": _threads,
+    "api_token": _secret,
 }
 assert set(_PARSERS) == set(FIELDS) == set(ENV_NAMES)
 

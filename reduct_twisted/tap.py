@@ -16,6 +16,7 @@ message, and exits 1 without a traceback.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import sys
 from typing import Any, Callable, Mapping
@@ -75,6 +76,14 @@ class Options(usage.Options):
             None,
             _help("TRACE, DEBUG, INFO, WARN or ERROR.", "log_level"),
         ],
+        [
+            "api-token",
+            None,
+            None,
+            "Turn authentication on; the value of the full-access init-token. "
+            "Visible to other users in the process list: prefer RS_API_TOKEN "
+            "or the config file. [default: none (open access); env RS_API_TOKEN]",
+        ],
     ]
 
     def __init__(self, environ: Mapping[str, str] | None = None) -> None:
@@ -111,6 +120,7 @@ class Options(usage.Options):
             "api_base_path": self["api-base-path"],
             "log_level": self["log-level"],
             "listen": self["listen"],
+            "api_token": self["api-token"],
         }
         given = {k: v for k, v in cli.items() if v}
         try:
@@ -144,17 +154,28 @@ def _check_endpoint(description: str) -> None:
         ) from None
 
 
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host.split("%")[0]).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
 @implementer(IStreamServerEndpoint)
 @attrs.define
 class AnnouncingEndpoint:
     """
     Wraps a server endpoint to log the address it listens on (a line with
     ``listening on host:port``), or one line saying why it could not.
+
+    :ivar open_access: authentication is off; warn if the address it binds is
+        reachable from beyond loopback.
     """
 
     endpoint: IStreamServerEndpoint
     description: str
     scheme: str
+    open_access: bool = False
 
     def listen(self, factory: IProtocolFactory) -> Deferred[IListeningPort]:
         d = self.endpoint.listen(factory)
@@ -171,6 +192,13 @@ class AnnouncingEndpoint:
             where=where,
             endpoint=self.description,
         )
+        if self.open_access and host is not None and not _is_loopback(host):
+            log.warn(
+                "Authentication is disabled (no RS_API_TOKEN) and the API listens on "
+                "{where}, beyond loopback: anyone who can reach it can read, write "
+                "and delete every bucket",
+                where=where,
+            )
         return port
 
     def _failed(self, failure: Failure) -> None:
@@ -225,7 +253,9 @@ def makeService(
         # with no port.
         listener = strports.service(description, site, reactor=reactor)
         scheme = "https" if description.startswith("ssl:") else "http"
-        listener.endpoint = AnnouncingEndpoint(listener.endpoint, description, scheme)
+        listener.endpoint = AnnouncingEndpoint(
+            listener.endpoint, description, scheme, open_access=not config.api_token
+        )
         listener.setName(f"listen:{description}")
         listener.setServiceParent(top)
     log.debug("Configuration: {config!r}", config=config)

@@ -38,6 +38,7 @@ def test_defaults_are_pinned():
         "quota_interval": 5.0,
         "query_expiry_interval": 1.0,
         "threadpool_size": 4,
+        "api_token": None,
     }
 
 
@@ -150,6 +151,7 @@ def precedence_cases(certs):
         "quota_interval": ("10", "0.5", "60", 10.0, 0.5, 60.0),
         "query_expiry_interval": ("2", "3.5", "4", 2.0, 3.5, 4.0),
         "threadpool_size": ("1", "8", "16", 1, 8, 16),
+        "api_token": ("tok-ini", " tok-env ", "tok-cli", "tok-ini", "tok-env", "tok-cli"),
     }
 
 
@@ -190,8 +192,16 @@ def test_empty_values_do_not_override(tmp_path):
 
 def test_unrelated_environment_ignored():
     """RS_* variables we do not know (upstream's other knobs) are ignored."""
-    environ = {"RS_API_TOKEN": "secret", "RS_BUCKET_1_NAME": "b", "PORT": "1"}
+    environ = {"RS_BUCKET_1_NAME": "b", "RS_CORS_ALLOW_ORIGIN": "*", "PORT": "1"}
     assert load_config({}, environ, None) == Config()
+
+
+def test_api_token_masked_in_repr():
+    """The configuration is logged at debug level: its repr never shows the token."""
+    config = load_config({}, {"RS_API_TOKEN": "s3cret"}, None)
+    assert config.api_token == "s3cret"
+    assert "s3cret" not in repr(config) and "api_token='***'" in repr(config)
+    assert "api_token=None" in repr(Config())
 
 
 @pytest.mark.parametrize(

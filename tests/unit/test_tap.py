@@ -6,6 +6,7 @@ import attrs
 import pytest
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import Application, IService
+from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.endpoints import SSL4ServerEndpoint, TCP4ServerEndpoint
 from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import (
@@ -76,6 +77,7 @@ def test_options_defaults():
         "api-base-path": None,
         "log-level": None,
         "listen": [],
+        "api-token": None,
     }
     assert options.config == Config()
 
@@ -98,6 +100,8 @@ def test_options_all_given(tmp_path):
             "tcp:1:interface=127.0.0.1",
             "--listen",
             "tcp:2:interface=127.0.0.1",
+            "--api-token",
+            "tok",
         ]
     )
     assert dict(options) == {
@@ -106,6 +110,7 @@ def test_options_all_given(tmp_path):
         "api-base-path": "reduct",
         "log-level": "warning",
         "listen": ["tcp:1:interface=127.0.0.1", "tcp:2:interface=127.0.0.1"],
+        "api-token": "tok",
     }
     assert options.config == Config(
         data_path="/srv/data",
@@ -113,6 +118,7 @@ def test_options_all_given(tmp_path):
         api_base_path="/reduct/",
         log_level="WARN",
         listen=("tcp:1:interface=127.0.0.1", "tcp:2:interface=127.0.0.1"),
+        api_token="tok",
     )
 
 
@@ -257,6 +263,38 @@ def test_start_listens_and_logs(log_events):
         top.stopService()
     assert reactor.getDelayedCalls() == []
     assert top.getServiceNamed("storage").engine.closed
+
+
+@pytest.mark.parametrize(
+    "argv, warned",
+    [
+        (["--listen", "tcp:8999:interface=0.0.0.0"], True),
+        (["--listen", "tcp6:8999:interface=\\:\\:"], True),
+        (["--listen", "tcp:8999:interface=127.0.0.1"], False),
+        (["--listen", "tcp6:8999:interface=\\:\\:1"], False),
+        (["--listen", "tcp:8999:interface=0.0.0.0", "--api-token", "t"], False),
+    ],
+)
+def test_open_access_beyond_loopback_warns(argv, warned, log_events):
+    """Without a token, listening beyond loopback logs a warning (once per port)."""
+
+    class BindingReactor(MemoryReactorClock):
+        # MemoryReactor's ports report 0.0.0.0 whatever the interface.
+        def listenTCP(self, port, factory, backlog=50, interface=""):
+            listening = super().listenTCP(port, factory, backlog, interface)
+            kind = IPv6Address if ":" in interface else IPv4Address
+            listening.getHost = lambda: kind("TCP", interface, port)
+            return listening
+
+    top, reactor = build(argv, BindingReactor())
+    top.startService()
+    try:
+        lines = [e for e in log_events if "Authentication is disabled" in e.get("log_format", "")]
+        assert len(lines) == (1 if warned else 0)
+        if warned:
+            assert lines[0]["log_level"] == LogLevel.warn
+    finally:
+        top.stopService()
 
 
 def test_listen_failure_logged(log_events):
