@@ -32,6 +32,9 @@ class Bucket:
     :param context: the engine-wide :class:`~reduct_twisted.storage.cache.Context`.
     :ivar entries: entries by name.
     :ivar removed: the bucket was removed.
+    :ivar provisioned: the bucket comes from the environment (spec §3.14)
+        and its settings cannot be changed nor the bucket removed; kept in
+        memory only, the environment decides it again at every start.
     """
 
     def __init__(self, name: str, directory: str, settings: BucketSettings, context) -> None:
@@ -41,6 +44,7 @@ class Bucket:
         self.context = context
         self.entries: dict = {}
         self.removed = False
+        self.provisioned = False
 
     @classmethod
     def load(cls, name: str, directory: str, defaults: BucketSettings, context) -> "Bucket":
@@ -84,6 +88,15 @@ class Bucket:
             json.dump(data, f)
         os.replace(path + ".tmp", path)
 
+    def update_settings(self, fields: dict) -> None:
+        """
+        Overwrite some settings and save them.
+
+        :param fields: checked fields, as ``parse_settings_fields`` returns them.
+        """
+        self.settings = parse_settings(fields, self.settings)
+        self.save_settings()
+
     @property
     def size(self) -> int:
         """The bucket's ``size`` statistics: the sum over its entries."""
@@ -98,7 +111,7 @@ class Bucket:
             "size": self.size,
             "oldest_record": min((e.oldest_record for e in entries), default=U64_MAX),
             "latest_record": max((e.latest_record for e in entries), default=0),
-            "is_provisioned": False,
+            "is_provisioned": self.provisioned,
         }
 
     def full_info(self) -> dict:

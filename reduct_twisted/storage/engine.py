@@ -23,6 +23,7 @@ of the same name can be created at once while ``discard`` (a thread pool in
 the daemon) unlinks the old one.
 """
 
+import contextlib
 import os
 import shutil
 
@@ -50,19 +51,13 @@ TRASH_DIR = ".trash"
 
 
 def remove_now(paths: list) -> None:
-    """
-    Delete files and directory trees synchronously (the default ``discard``).
-
-    :param paths: absolute paths; missing ones are ignored.
-    """
+    """Delete files and directory trees at once (the default ``discard``); skip missing ones."""
     for path in paths:
         if os.path.isdir(path) and not os.path.islink(path):
             shutil.rmtree(path, ignore_errors=True)
         else:
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
-            except FileNotFoundError:
-                pass
 
 
 class StorageEngine:
@@ -156,10 +151,12 @@ class StorageEngine:
 
     # -- buckets -----------------------------------------------------------
 
-    def _bucket(self, name: str) -> Bucket:
+    def _bucket(self, name: str, unless_provisioned: str = "") -> Bucket:
         bucket = self._buckets.get(name)
         if bucket is None:
             raise NotFound(f"Bucket '{name}' is not found")
+        if unless_provisioned and bucket.provisioned:
+            raise Conflict(f"Can't {unless_provisioned} provisioned bucket '{name}'")
         return bucket
 
     def has_bucket(self, name: str) -> bool:
@@ -202,11 +199,23 @@ class StorageEngine:
 
         :raises UnprocessableEntity: bad settings (checked first).
         :raises NotFound: no such bucket.
+        :raises Conflict: the bucket is provisioned.
         """
         fields = parse_settings_fields(settings)
-        bucket = self._bucket(name)
-        bucket.settings = parse_settings(fields, bucket.settings)
-        bucket.save_settings()
+        self._bucket(name, "change settings of").update_settings(fields)
+
+    def provision_bucket(self, name: str, settings: dict) -> None:
+        """
+        Create bucket ``name`` (as :meth:`create_bucket`) or overwrite the given
+        settings (as :meth:`update_bucket`), then mark it ``provisioned`` (§3.14).
+
+        :raises UnprocessableEntity: bad settings or name; nothing changes.
+        """
+        if name not in self._buckets:
+            self.create_bucket(name, settings)
+        else:
+            self._buckets[name].update_settings(parse_settings_fields(settings))
+        self._buckets[name].provisioned = True
 
     def remove_bucket(self, name: str) -> None:
         """
@@ -215,8 +224,9 @@ class StorageEngine:
         Writes still in flight fail on commit.
 
         :raises NotFound: no such bucket.
+        :raises Conflict: the bucket is provisioned.
         """
-        bucket = self._bucket(name)
+        bucket = self._bucket(name, "remove")
         del self._buckets[name]
         bucket.detach()
         self._queries.drop_bucket(name)

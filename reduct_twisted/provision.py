@@ -1,0 +1,301 @@
+"""
+Buckets and tokens provisioned through environment variables (spec §3.14).
+
+Each resource is a group of variables sharing an ``<ID>`` (any string); a
+group exists when its ``_NAME`` variable is set::
+
+    RS_BUCKET_<ID>_NAME               bucket name (required)
+    RS_BUCKET_<ID>_QUOTA_TYPE         NONE, FIFO or HARD (any case)
+    RS_BUCKET_<ID>_QUOTA_SIZE         byte size: 512, 1TB, 10.4 MB, 1 GiB
+    RS_BUCKET_<ID>_MAX_BLOCK_SIZE     byte size
+    RS_BUCKET_<ID>_MAX_BLOCK_RECORDS  whole number
+    RS_TOKEN_<ID>_NAME                token name (required)
+    RS_TOKEN_<ID>_VALUE               the secret (required)
+    RS_TOKEN_<ID>_FULL_ACCESS         true or false (default false)
+    RS_TOKEN_<ID>_READ, _WRITE        comma-separated bucket names
+
+As upstream, and unlike :mod:`reduct_twisted.config`, nothing here stops the
+daemon: an invalid value is logged and ignored (the default applies), and a
+resource without a usable name, or a token without a value, is logged and
+left out.  An empty variable counts as unset.  Two groups naming the same
+resource: the one whose ``<ID>`` sorts last wins.  Token values never reach
+a log line nor a ``repr``.  ``RS_REPLICATION_*`` is not handled here.
+
+Bucket settings are checked by the storage engine's own parser
+(:func:`~reduct_twisted.storage.settings.parse_settings_fields`), so the
+settings produced here are exactly what ``StorageEngine.provision_bucket``
+accepts.
+
+This module depends only on the standard library, attrs, ``twisted.logger``
+and the pure settings module of the storage core.
+"""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+from typing import Callable, Mapping
+
+import attrs
+from twisted.logger import Logger
+
+from reduct_twisted.errors import UnprocessableEntity
+from reduct_twisted.storage.settings import U64_MAX, is_valid_name, parse_settings_fields
+
+_log = Logger()
+
+_BUCKET_NAME = re.compile(r"RS_BUCKET_(.*)_NAME")
+_TOKEN_NAME = re.compile(r"RS_TOKEN_(.*)_NAME")
+
+#: Items of a token's read/write list: bucket names, or prefixes ending in
+#: ``*`` (the wildcards of ReductStore 1.16).
+_PERMISSION_ITEM = re.compile(r"[*A-Za-z0-9_-]+")
+
+_SIZE = re.compile(r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+) *([A-Za-z]*)")
+
+
+def _units() -> dict:
+    units = {"": 1, "b": 1}
+    for power, prefix in enumerate("kmgtp", start=1):
+        units[prefix] = units[prefix + "b"] = 1000**power
+        units[prefix + "i"] = units[prefix + "ib"] = 1024**power
+    return units
+
+
+#: Lower-case unit to its factor.
+_UNITS = _units()
+
+
+@attrs.frozen
+class ProvisionedBucket:
+    """
+    A bucket to create, or whose settings to overwrite, at start-up.
+
+    :ivar name: a valid bucket name.
+    :ivar settings: the settings the environment gives, as decoded JSON
+        (``quota_type``, ``quota_size``, ``max_block_size``,
+        ``max_block_records``; only those set).
+    """
+
+    name: str
+    settings: dict
+
+
+@attrs.frozen
+class ProvisionedToken:
+    """
+    A token to create, or overwrite, at start-up.  Its ``repr`` leaves out
+    the value.
+
+    :ivar name: a valid token name (the bucket name rule).
+    :ivar value: the secret, never empty.
+    :ivar permissions: ``{"full_access": bool, "read": [...], "write": [...]}``.
+    """
+
+    name: str
+    value: str = attrs.field(repr=False)
+    permissions: dict
+
+
+@attrs.frozen
+class Provisioning:
+    """
+    Everything the environment provisions, each list sorted by name.
+
+    :ivar buckets: :class:`ProvisionedBucket` items.
+    :ivar tokens: :class:`ProvisionedToken` items.
+    """
+
+    buckets: list
+    tokens: list
+
+
+def parse_byte_size(text: str) -> int:
+    """
+    Parse a byte size as upstream's ``RS_*`` variables accept it.
+
+    :param text: a whole number of bytes (``512``), or a number, possibly
+        fractional, with a unit and optional spaces between: ``B``, SI ``KB``
+        to ``PB`` (powers of 1000) or binary ``KiB`` to ``PiB`` (powers of
+        1024), in any case; the trailing ``B`` may be left out (``10k``).
+        A fractional result is rounded down.
+    :return: the size in bytes.
+    :raises ValueError: not a byte size, or larger than an unsigned 64-bit
+        integer; the text says why, fit to follow ``"<variable>=<value>: "``.
+    """
+    match = _SIZE.fullmatch(text.strip())
+    if match is None:
+        raise ValueError("not a byte size (such as 512, 10.4 MB or 1 GiB)")
+    number, unit = match.groups()
+    factor = _UNITS.get(unit.lower())
+    if factor is None:
+        raise ValueError("unknown unit; use B, KB, MB, GB, TB, PB or KiB to PiB")
+    if not unit and "." in number:
+        raise ValueError("not a whole number of bytes")
+    return _at_most_u64(int(Decimal(number) * factor))
+
+
+def _parse_count(text: str) -> int:
+    if not text.strip().isdigit() or not text.strip().isascii():
+        raise ValueError("not a whole number")
+    return _at_most_u64(int(text))
+
+
+def _at_most_u64(value: int) -> int:
+    if value > U64_MAX:
+        raise ValueError("too large for 64 bits")
+    return value
+
+
+def _parse_quota_type(text: str) -> str:
+    return text.strip().upper()
+
+
+#: Variable suffix of each bucket setting, its key and how its text is read.
+_BUCKET_SETTINGS: Mapping[str, tuple[str, Callable[[str], object]]] = {
+    "QUOTA_TYPE": ("quota_type", _parse_quota_type),
+    "QUOTA_SIZE": ("quota_size", parse_byte_size),
+    "MAX_BLOCK_SIZE": ("max_block_size", parse_byte_size),
+    "MAX_BLOCK_RECORDS": ("max_block_records", _parse_count),
+}
+
+_TOKEN_SUFFIXES = ("VALUE", "FULL_ACCESS", "READ", "WRITE")
+
+
+class _Reader:
+    """The environment, and the logger told about what is ignored."""
+
+    def __init__(self, environ: Mapping[str, str], log: Logger) -> None:
+        self.environ = environ
+        self.log = log
+
+    def get(self, variable: str) -> str | None:
+        """:return: the variable's value, ``None`` if unset or blank."""
+        value = self.environ.get(variable)
+        return value if value is not None and value.strip() else None
+
+    def ignore(self, variable: str, value: str | None, reason: str) -> None:
+        """
+        Log that ``variable`` is ignored.
+
+        :param value: shown in the message; ``None`` for secrets.
+        """
+        if value is None:
+            self.log.warn("Ignoring {variable}: {reason}", variable=variable, reason=reason)
+        else:
+            self.log.warn(
+                "Ignoring {variable}={value!r}: {reason}",
+                variable=variable, value=value, reason=reason,
+            )
+
+    def groups(self, pattern: re.Pattern, prefix: str, suffixes, kind: str) -> list:
+        """
+        :return: ``(id, name)`` of every group with a valid name, sorted by
+            ``<ID>``; invalid names and orphan variables are logged.
+        """
+        ids = sorted(m.group(1) for m in map(pattern.fullmatch, self.environ) if m)
+        found = []
+        for rid in ids:
+            variable = f"{prefix}{rid}_NAME"
+            name = self.environ[variable].strip()
+            if is_valid_name(name):
+                found.append((rid, name))
+            else:
+                self.ignore(variable, name, f"not a valid {kind} name (letters, digits, "
+                                            f"'-' and '_', at most 255); {kind} not provisioned")
+        known = set(ids)
+        for variable in sorted(self.environ):
+            for suffix in suffixes:
+                end = "_" + suffix
+                if (variable.startswith(prefix) and variable.endswith(end)
+                        and len(variable) >= len(prefix) + len(end)):
+                    rid = variable[len(prefix):-len(end)]
+                    if rid not in known:
+                        self.ignore(variable, None, f"{prefix}{rid}_NAME is not set")
+        return found
+
+
+def _unique(resources: list, prefix: str, kind: str, log: Logger) -> list:
+    # ``resources`` is ``(id, resource)`` in ``<ID>`` order: the last one wins.
+    chosen: dict = {}
+    for rid, resource in resources:
+        if resource.name in chosen:
+            log.warn(
+                "{later} names {kind} {name!r} again (also {earlier}); the later one wins",
+                later=f"{prefix}{rid}_NAME", earlier=f"{prefix}{chosen[resource.name][0]}_NAME",
+                kind=kind, name=resource.name,
+            )
+        chosen[resource.name] = (rid, resource)
+    return [chosen[name][1] for name in sorted(chosen)]
+
+
+def _bucket(env: _Reader, rid: str, name: str) -> ProvisionedBucket:
+    settings: dict = {}
+    for suffix, (key, parse) in _BUCKET_SETTINGS.items():
+        variable = f"RS_BUCKET_{rid}_{suffix}"
+        raw = env.get(variable)
+        if raw is None:
+            continue
+        try:
+            # The engine's parser, so both agree on what is valid.
+            settings.update(parse_settings_fields({key: parse(raw)}))
+        except ValueError as e:
+            env.ignore(variable, raw, f"{e}; using the default")
+        except UnprocessableEntity as e:
+            env.ignore(variable, raw, f"{e.message}; using the default")
+    return ProvisionedBucket(name, settings)
+
+
+def _token(env: _Reader, rid: str, name: str) -> ProvisionedToken | None:
+    prefix = f"RS_TOKEN_{rid}_"
+    value = env.get(prefix + "VALUE")
+    if value is None:
+        env.log.warn(
+            "{variable} is not set or empty; token {name!r} not provisioned",
+            variable=prefix + "VALUE", name=name,
+        )
+        return None
+    full_access = False
+    raw = env.get(prefix + "FULL_ACCESS")
+    if raw is not None:
+        if raw.strip().lower() in ("true", "false"):
+            full_access = raw.strip().lower() == "true"
+        else:
+            env.ignore(prefix + "FULL_ACCESS", raw, "expected true or false; using false")
+    permissions = {"full_access": full_access}
+    for key in ("read", "write"):
+        variable = prefix + key.upper()
+        items: list = []
+        for item in (env.get(variable) or "").split(","):
+            item = item.strip()
+            if item and _PERMISSION_ITEM.fullmatch(item) is None:
+                env.ignore(variable, item, "may contain only letters, digits, '-', '_' and '*'")
+            elif item and item not in items:
+                items.append(item)
+        permissions[key] = items
+    # Surrounding white space could never match: HTTP trims header values.
+    return ProvisionedToken(name, value.strip(), permissions)
+
+
+def parse_provisioning(environ: Mapping[str, str], log: Logger | None = None) -> Provisioning:
+    """
+    Read the provisioned buckets and tokens from the environment.
+
+    Never fails: whatever is invalid is logged as a warning and ignored.
+
+    :param environ: the process environment (``os.environ``).
+    :param log: where warnings go; this module's logger by default.
+    :return: the buckets and tokens, each sorted by name.
+    """
+    env = _Reader(environ, _log if log is None else log)
+    groups = env.groups(_BUCKET_NAME, "RS_BUCKET_", tuple(_BUCKET_SETTINGS), "bucket")
+    buckets = [(rid, _bucket(env, rid, name)) for rid, name in groups]
+    tokens = []
+    for rid, name in env.groups(_TOKEN_NAME, "RS_TOKEN_", _TOKEN_SUFFIXES, "token"):
+        token = _token(env, rid, name)
+        if token is not None:
+            tokens.append((rid, token))
+    return Provisioning(
+        _unique(buckets, "RS_BUCKET_", "bucket", env.log),
+        _unique(tokens, "RS_TOKEN_", "token", env.log),
+    )
