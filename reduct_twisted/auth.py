@@ -2,16 +2,46 @@
 """
 Who may do what: the single place every route asks.
 
-Policies follow ReductStore (spec §1.5).  ``OpenAccess`` is the policy
-engine when authentication is disabled (no ``RS_API_TOKEN``): every check
-passes, and the caller is the ``AUTHENTICATION-DISABLED`` pseudo-token.
+Policies follow ReductStore (spec §1.5).  Two classes answer the same
+questions, and the HTTP layer only uses what they have in common:
+
+* ``OpenAccess`` when authentication is disabled (no ``RS_API_TOKEN``):
+  every check passes, the caller is the ``AUTHENTICATION-DISABLED``
+  pseudo-token and the token API answers as spec §2.4.6 says;
+* ``TokenAccess`` when it is enabled: bearer tokens from a
+  :class:`reduct_twisted.tokens.TokenStore`.
+
+The common interface: ``enabled``, ``check(authorization, policy, bucket)``,
+``may_read(token, bucket)``, ``list_tokens()``, ``create_token(name, body)``,
+``get_token(name)``, ``remove_token(name)``, ``forget_bucket(bucket)``,
+``rename_bucket(old, new)`` and ``saved()`` (a Deferred: the last change is
+on disk).
+
 Nothing here knows about HTTP: the routes hand over the ``Authorization``
 header value.
 """
 
+from __future__ import annotations
+
 import enum
+import os
 from datetime import datetime, timezone
-from typing import Optional
+from typing import Any, Callable, Iterable, Optional
+
+from twisted.internet.defer import Deferred, succeed
+from twisted.logger import Logger
+
+from reduct_twisted.errors import BadRequest, Forbidden, ReductError, Unauthorized
+
+#: The name of the full-access token whose value is ``RS_API_TOKEN``.
+INIT_TOKEN_NAME = "init-token"
+
+_BEARER = b"Bearer "
+_NO_BEARER = "No bearer token in request header"
+_INVALID = "Invalid token"
+_DISABLED = "Authentication is disabled"
+
+log = Logger()
 
 
 class Policy(enum.Enum):
@@ -70,3 +100,181 @@ class OpenAccess:
                 "is_provisioned": False,
             }
         return self._token
+
+    def may_read(self, token: dict, bucket: str) -> bool:
+        """:return: ``True``: every bucket is readable."""
+        return True
+
+    def list_tokens(self) -> list:
+        """:return: no tokens (spec §2.4.6)."""
+        return []
+
+    def create_token(self, name: str, body: Any) -> dict:
+        """:raises BadRequest: ``Authentication is disabled``."""
+        raise BadRequest(_DISABLED)
+
+    def get_token(self, name: str) -> dict:
+        """:raises BadRequest: ``Authentication is disabled``."""
+        raise BadRequest(_DISABLED)
+
+    def remove_token(self, name: str) -> None:
+        """Nothing to remove: ``DELETE /tokens/<name>`` answers 200."""
+
+    def forget_bucket(self, bucket: str) -> None:
+        """No token refers to buckets."""
+
+    def rename_bucket(self, old: str, new: str) -> None:
+        """No token refers to buckets."""
+
+    def saved(self) -> Deferred:
+        """:return: a fired Deferred: there is nothing to save."""
+        return succeed(None)
+
+
+class TokenAccess:
+    """
+    Authorization with authentication enabled: bearer tokens.
+
+    :param store: a :class:`reduct_twisted.tokens.TokenStore`.
+    :ivar store: the same.
+    :ivar writer: the :class:`reduct_twisted.tokens.SnapshotWriter` saving
+        the token file, when :meth:`open` made one, else ``None``.
+    """
+
+    enabled = True
+
+    def __init__(self, store, writer=None) -> None:
+        self.store = store
+        self.writer = writer
+
+    def __repr__(self) -> str:
+        return f"<TokenAccess {self.store!r}>"
+
+    @classmethod
+    def open(
+        cls,
+        data_path: str,
+        clock,
+        api_token: str,
+        provisioned: Iterable = (),
+        run_in_thread: Optional[Callable] = None,
+    ) -> "TokenAccess":
+        """
+        Load the token file of a data directory and install the
+        provisioned tokens, ``init-token`` last (so it wins a name clash).
+
+        :param data_path: the data directory; tokens live in its ``.auth.json``.
+        :param clock: provides ``seconds()``.
+        :param api_token: ``RS_API_TOKEN``, the value of ``init-token``
+            (full access); must not be empty.
+        :param provisioned: for each ``RS_TOKEN_<ID>_*`` token, an object
+            with ``name``, ``value`` and ``permissions`` attributes (such as
+            ``provision.ProvisionedToken``) or a ``(name, value,
+            permissions)`` tuple, ``permissions`` being
+            ``{"full_access": bool, "read": [...], "write": [...]}``; a bad
+            one is logged and skipped, an empty value skips it.
+        :param run_in_thread: ``run_in_thread(f, *args) -> Deferred``; when
+            given, the file is written in a thread by a ``SnapshotWriter``
+            (see ``writer``), else synchronously.
+        :raises reduct_twisted.tokens.TokenStoreError: the token file is
+            unreadable or corrupt.
+        """
+        # tokens imports this module (iso_timestamp): import it only here.
+        from reduct_twisted.tokens import AUTH_FILE, SnapshotWriter, TokenStore
+
+        if not api_token:
+            raise ValueError("TokenAccess needs a non-empty API token")
+        path = os.path.join(data_path, AUTH_FILE)
+        writer = SnapshotWriter(path, run_in_thread) if run_in_thread is not None else None
+        store = TokenStore(path, clock, writer.write if writer is not None else None)
+        for item in provisioned:
+            if isinstance(item, tuple):
+                name, value, permissions = item
+            else:
+                name, value, permissions = item.name, item.value, item.permissions
+            try:
+                store.provision(name, value, permissions)
+            except ReductError as e:
+                log.warn("Token '{name}' is not provisioned: {reason}", name=name, reason=e.message)
+        store.provision(INIT_TOKEN_NAME, api_token, {"full_access": True})
+        return cls(store, writer)
+
+    def check(
+        self, authorization: Optional[bytes], policy: Policy, bucket: Optional[str] = None
+    ) -> dict:
+        """
+        Authenticate the caller, then authorize ``policy``.
+
+        :param authorization: the ``Authorization`` header value, or ``None``.
+        :param policy: what the operation needs.
+        :param bucket: the bucket, for ``READ`` and ``WRITE``.
+        :return: the caller's token object (shared: do not change it), or
+            ``{}`` for ``ANONYMOUS``.
+        :raises Unauthorized: no bearer token, or an unknown one.
+        :raises Forbidden: the token lacks the permission.
+        """
+        if policy is Policy.ANONYMOUS:
+            return {}
+        if authorization is None or not authorization.startswith(_BEARER):
+            raise Unauthorized(_NO_BEARER)
+        token = self.store.authenticate(authorization[len(_BEARER):])
+        if token is None:
+            raise Unauthorized(_INVALID)
+        permissions = token.permissions
+        if policy is Policy.AUTHENTICATED or permissions.full_access:
+            return token.public
+        if policy is Policy.READ:
+            if permissions.may_read(bucket):
+                return token.public
+            raise Forbidden(f"Token '{token.name}' doesn't have read access to bucket '{bucket}'")
+        if policy is Policy.WRITE:
+            if permissions.may_write(bucket):
+                return token.public
+            raise Forbidden(f"Token '{token.name}' doesn't have write access to bucket '{bucket}'")
+        raise Forbidden(f"Token '{token.name}' doesn't have full access")
+
+    def may_read(self, token: dict, bucket: str) -> bool:
+        """
+        :param token: a token object returned by :meth:`check`.
+        :return: whether that token may read ``bucket`` (for ``/list``).
+        """
+        stored = self.store.find(token.get("name"))
+        if stored is None:
+            return False
+        return stored.permissions.full_access or stored.permissions.may_read(bucket)
+
+    def list_tokens(self) -> list:
+        """:return: every token object, sorted by name, values hidden."""
+        return self.store.list()
+
+    def create_token(self, name: str, body: Any) -> dict:
+        """
+        :param body: the decoded JSON body, ``None`` if empty.
+        :return: ``{"value", "created_at"}``.
+        :raises UnprocessableEntity: bad name or permissions.
+        :raises Conflict: the name is taken.
+        """
+        return self.store.create(name, body)
+
+    def get_token(self, name: str) -> dict:
+        """:raises NotFound: no such token."""
+        return self.store.get(name)
+
+    def remove_token(self, name: str) -> None:
+        """:raises NotFound: no such token.  :raises Conflict: it is provisioned."""
+        self.store.remove(name)
+
+    def forget_bucket(self, bucket: str) -> None:
+        """A bucket was removed: drop it from the tokens' permission lists."""
+        self.store.forget_bucket(bucket)
+
+    def rename_bucket(self, old: str, new: str) -> None:
+        """A bucket was renamed: rename it in the tokens' permission lists."""
+        self.store.rename_bucket(old, new)
+
+    def saved(self) -> Deferred:
+        """
+        :return: a Deferred that fires once the token file holds the last
+            change, or fails with ``InsufficientStorage`` if writing it failed.
+        """
+        return self.store.saved()

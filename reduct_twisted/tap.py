@@ -40,7 +40,9 @@ from zope.interface import implementer
 from reduct_twisted import REDUCT_VERSION, __version__
 from reduct_twisted.config import ENV_NAMES, Config, ConfigError, load_config
 from reduct_twisted.logs import LevelFilteredService, observer_factory_for
+from reduct_twisted.provision import parse_provisioning
 from reduct_twisted.service import StorageService
+from reduct_twisted.tokens import TokenStoreError
 
 log = Logger()
 
@@ -93,7 +95,7 @@ class Options(usage.Options):
         """
         super().__init__()
         self["listen"] = []
-        self._environ = os.environ if environ is None else environ
+        self.environ = os.environ if environ is None else environ
         self.config: Config | None = None
         self._failed = False
 
@@ -124,7 +126,7 @@ class Options(usage.Options):
         }
         given = {k: v for k, v in cli.items() if v}
         try:
-            config = load_config(given, self._environ, self["config"])
+            config = load_config(given, self.environ, self["config"])
             for endpoint in config.listen_endpoints():
                 _check_endpoint(endpoint)
         except ConfigError as e:
@@ -224,10 +226,11 @@ def makeService(
 
     :param reactor: the reactor; the global one if ``None``.
     :param engine_factory: see :class:`StorageService`; for tests.
-    :param site_factory: ``make_site(engine, config, reactor, threadpool)``;
+    :param site_factory: ``make_site(engine, config, reactor, threadpool,
+        provisioning)``;
         ``reduct_twisted.http.site.make_site`` by default.
-    :raises SystemExit: with a one-line message if the data directory cannot
-        be used.
+    :raises SystemExit: with a one-line message if the data directory or
+        its token file cannot be used.
     """
     if reactor is None:
         from twisted.internet import reactor
@@ -246,7 +249,12 @@ def makeService(
         reason = exc.strerror or str(exc)
         raise SystemExit(f"reduct: cannot use data path {config.data_path!r}: {reason}")
     storage.setServiceParent(top)
-    site = site_factory(storage.engine, config, reactor, storage.threadpool)
+    provisioning = parse_provisioning(options.environ)
+    try:
+        site = site_factory(storage.engine, config, reactor, storage.threadpool, provisioning)
+    except TokenStoreError as exc:
+        storage.engine.close()
+        raise SystemExit(f"reduct: {exc}")
     for description in config.listen_endpoints():
         # strports.service: StreamServerEndpointService(serverFromString(...))
         # that raises at start-up if it cannot listen, instead of running on

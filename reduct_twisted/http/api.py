@@ -248,8 +248,10 @@ class ReductAPI:
 
     @route("/list", ["GET"])
     def list_buckets(self, request):
-        self._authorize(request, Policy.AUTHENTICATED)
-        return respond_json(request, {"buckets": self.engine.list_buckets()})
+        token = self._authorize(request, Policy.AUTHENTICATED)
+        may_read = self.auth.may_read
+        buckets = [b for b in self.engine.list_buckets() if may_read(token, b["name"])]
+        return respond_json(request, {"buckets": buckets})
 
     @route("/alive", ["GET", "HEAD"])
     def alive(self, request):
@@ -259,19 +261,47 @@ class ReductAPI:
     def me(self, request):
         return respond_json(request, self._authorize(request, Policy.AUTHENTICATED))
 
-    # -- tokens (authentication disabled: spec §2.4.6) -------------------------
+    @app.route("/auth/refresh", methods=["POST"])
+    def refresh(self, request):
+        """
+        Legacy v0 (≤ 0.9) access-token exchange.  Since 0.8 the API token
+        itself is a valid bearer, so it is handed back unchanged.
+        """
+        self._authorize(request, Policy.AUTHENTICATED)
+        header = request.getHeader(b"authorization") or b""
+        token = header[len(b"Bearer ") :].decode("utf-8", "replace") if self.auth.enabled else ""
+        expires = int(self.reactor.seconds()) + 300
+        return respond_json(request, {"access_token": token, "expired_at": expires})
+
+    # -- tokens (spec §2.4) --------------------------------------------------------
 
     @route("/tokens", ["GET"], legacy=False)
     def list_tokens(self, request):
         self._authorize(request, Policy.FULL_ACCESS)
-        return respond_json(request, {"tokens": []})
+        return respond_json(request, {"tokens": self.auth.list_tokens()})
 
-    @route("/tokens/<name>", ["GET", "POST", "DELETE"], legacy=False)
-    def token(self, request, name):
+    @route("/tokens/<name>", ["POST"], legacy=False)
+    def create_token(self, request, name):
+        # Spec order: a malformed body is refused before the token is looked at.
+        body = parse_json_body(request.content.getvalue())
         self._authorize(request, Policy.FULL_ACCESS)
-        if request.method == b"DELETE":
-            return respond_empty(request)
-        raise ReductError("Authentication is disabled", 400)
+        created = self.auth.create_token(name, body)
+        return self._when_saved(lambda: respond_json(request, created))
+
+    @route("/tokens/<name>", ["GET"], legacy=False)
+    def get_token(self, request, name):
+        self._authorize(request, Policy.FULL_ACCESS)
+        return respond_json(request, self.auth.get_token(name))
+
+    @route("/tokens/<name>", ["DELETE"], legacy=False)
+    def remove_token(self, request, name):
+        self._authorize(request, Policy.FULL_ACCESS)
+        self.auth.remove_token(name)
+        return self._when_saved(lambda: respond_empty(request))
+
+    def _when_saved(self, answer):
+        """Answer once the token file holds the change just made."""
+        return self.auth.saved().addCallback(lambda _: answer())
 
     # -- buckets -----------------------------------------------------------------
 
@@ -305,7 +335,8 @@ class ReductAPI:
     def remove_bucket(self, request, bucket):
         self._authorize(request, Policy.FULL_ACCESS)
         self.engine.remove_bucket(bucket)
-        return respond_empty(request)
+        self.auth.forget_bucket(bucket)
+        return self._when_saved(lambda: respond_empty(request))
 
     # -- records -----------------------------------------------------------------
 

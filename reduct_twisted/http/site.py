@@ -2,18 +2,67 @@
 ``make_site``: the web side of the daemon, assembled from its parts.
 """
 
-from reduct_twisted.auth import OpenAccess
+from twisted.internet.threads import deferToThreadPool
+from twisted.logger import Logger
+
+from reduct_twisted.auth import OpenAccess, TokenAccess
+from reduct_twisted.errors import ReductError
 from reduct_twisted.http.api import ReductAPI
 from reduct_twisted.http.streaming import ReductSite
+from reduct_twisted.provision import Provisioning
+
+log = Logger()
 
 
-def make_site(engine, config, reactor, threadpool) -> ReductSite:
+def make_site(engine, config, reactor, threadpool, provisioning=None) -> ReductSite:
     """
     Build the ``Site`` serving the ReductStore API for ``engine``.
 
-    :param config: the daemon's ``Config`` (base path, ...).
-    :param threadpool: a started ``ThreadPool`` for large-record file I/O.
+    :param config: the daemon's ``Config`` (base path, API token, ...).
+    :param threadpool: a started ``ThreadPool`` for file I/O off the reactor.
+    :param provisioning: buckets and tokens from ``RS_BUCKET_*`` /
+        ``RS_TOKEN_*`` (``provision.parse_provisioning``): the buckets are
+        created or updated in ``engine`` now, the tokens installed in the
+        token store.
+    :raises reduct_twisted.tokens.TokenStoreError: the token file of the
+        data directory is unreadable or corrupt.
     """
-    auth = OpenAccess(reactor)
+    provisioning = provisioning or Provisioning(buckets=[], tokens=[])
+    provision_buckets(engine, provisioning.buckets)
+    auth = make_auth(config, reactor, threadpool, provisioning.tokens)
     api = ReductAPI(engine, auth, reactor, threadpool, base_path=config.api_base_path)
     return ReductSite(api.resource(), api, reactor)
+
+
+def provision_buckets(engine, buckets) -> None:
+    """
+    Create or update each provisioned bucket; log (never raise) a failure.
+    A lowered FIFO quota applies at the storage service's first quota pass.
+    """
+    for bucket in buckets:
+        try:
+            engine.provision_bucket(bucket.name, bucket.settings)
+        except (ReductError, OSError) as e:
+            log.error("Cannot provision bucket {name}: {reason}", name=bucket.name, reason=str(e))
+        else:
+            log.info("Provisioned bucket {name}", name=bucket.name)
+
+
+def make_auth(config, reactor, threadpool, tokens=()):
+    """
+    ``OpenAccess`` without ``RS_API_TOKEN``; otherwise ``TokenAccess`` over
+    the data directory's token file, written in ``threadpool``.
+    """
+    if not config.api_token:
+        if tokens:
+            log.warn(
+                "RS_TOKEN_* variables are ignored: authentication is disabled (no RS_API_TOKEN)"
+            )
+        return OpenAccess(reactor)
+
+    def run_in_thread(f, *args):
+        return deferToThreadPool(reactor, threadpool, f, *args)
+
+    return TokenAccess.open(
+        config.data_path, reactor, config.api_token, tokens, run_in_thread=run_in_thread
+    )

@@ -33,9 +33,15 @@ from twisted.internet.defer import CancelledError, maybeDeferred
 from twisted.web.http import HTTPChannel, datetimeToString
 
 from reduct_twisted import REDUCT_API, REDUCT_VERSION
-from reduct_twisted.errors import BadRequest, PayloadTooLarge, ReductError
+from reduct_twisted.errors import (
+    BadRequest,
+    PayloadTooLarge,
+    ReductError,
+    UnprocessableEntity,
+)
 from reduct_twisted.http.errors import failure_body, write_error_headers
 from reduct_twisted.http.sinks import DiscardSink
+from reduct_twisted.storage.settings import NAME_ERROR
 
 log = Logger()
 
@@ -147,6 +153,13 @@ class StreamingRequest(server.Request):
     # -- body side ---------------------------------------------------------
 
     def gotLength(self, length: Optional[int]) -> None:
+        path = self.channel._path.partition(b"?")[0]
+        if b"%" in path and b"%2f" in path.lower():
+            # An encoded slash can only be part of a name (every segment of
+            # the API is a fixed word or a name); the routers would take it
+            # as a separator and address another bucket or entry.
+            self._refuse(UnprocessableEntity(NAME_ERROR), length)
+            return
         router = getattr(self.channel.site, "router", None)
         if router is None or (length == 0 and not self._has_declared_body()):
             return super().gotLength(length)

@@ -24,7 +24,7 @@ _INT_FIELDS = ("max_block_size", "max_block_records", "quota_size")
 
 _NAME_RE = re.compile(r"[A-Za-z0-9_-]{1,255}")
 
-_NAME_ERROR = "Bucket or entry name can contain only letters, digests and [-,_] symbols"
+NAME_ERROR = "Bucket or entry name can contain only letters, digests and [-,_] symbols"
 
 
 def check_name(name: str) -> None:
@@ -39,7 +39,7 @@ def check_name(name: str) -> None:
         characters or has a character other than letters, digits, ``-``, ``_``.
     """
     if not isinstance(name, str) or _NAME_RE.fullmatch(name) is None:
-        raise UnprocessableEntity(_NAME_ERROR)
+        raise UnprocessableEntity(NAME_ERROR)
 
 
 def is_valid_name(name: str) -> bool:

@@ -68,6 +68,7 @@ def parse_args(argv):
     parser.add_argument("url", help="server URL, e.g. http://127.0.0.1:8383")
     parser.add_argument("--bucket", default=None, help="bucket name (random by default)")
     parser.add_argument("--timeout", type=float, default=45.0)
+    parser.add_argument("--token", default=None, help="API token of the daemon (RS_API_TOKEN)")
     parser.add_argument(
         "--shared-server",
         action="store_true",

@@ -12,6 +12,7 @@ from twisted.web.client import Agent, HTTPConnectionPool
 
 from reduct_twisted.config import Config
 from reduct_twisted.http.site import make_site
+from reduct_twisted.provision import parse_provisioning
 from reduct_twisted.storage import StorageEngine
 
 
@@ -29,8 +30,12 @@ class Server:
         return self.url + "/api/v1" + path
 
 
-async def start_server(data_path, **config_kwargs):
-    """Start engine, thread pool and site; return (Server, stop coroutine)."""
+async def start_server(data_path, environ=None, **config_kwargs):
+    """
+    Start engine, thread pool and site; return (Server, stop coroutine).
+
+    :param environ: ``RS_BUCKET_*`` / ``RS_TOKEN_*`` provisioning variables.
+    """
     from twisted.internet import reactor
 
     engine = StorageEngine(str(data_path), reactor)
@@ -39,7 +44,7 @@ async def start_server(data_path, **config_kwargs):
     pool.start()
     try:
         config = Config(data_path=str(data_path), **config_kwargs)
-        site = make_site(engine, config, reactor, pool)
+        site = make_site(engine, config, reactor, pool, parse_provisioning(environ or {}))
         port = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(site)
     except BaseException:
         # A pool thread left running keeps the interpreter alive forever at

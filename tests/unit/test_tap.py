@@ -18,6 +18,7 @@ from twisted.python import usage
 
 from reduct_twisted import logs
 from reduct_twisted.config import Config
+from reduct_twisted.provision import Provisioning
 from reduct_twisted.service import StorageService
 from reduct_twisted.tap import AnnouncingEndpoint, Options, makeService
 
@@ -51,6 +52,7 @@ class FakeSite:
     config: object
     reactor: object
     threadpool: object
+    provisioning: object = None
 
 
 def parse(argv, environ=None):
@@ -226,7 +228,11 @@ def test_service_tree(tmp_path):
     listener = top.getServiceNamed("listen:tcp:8383:interface=0.0.0.0")
     site = listener.factory
     assert site == FakeSite(
-        storage.engine, parse(["--data-path", str(tmp_path)]).config, reactor, storage.threadpool
+        storage.engine,
+        parse(["--data-path", str(tmp_path)]).config,
+        reactor,
+        storage.threadpool,
+        Provisioning(buckets=[], tokens=[]),
     )
     assert isinstance(listener.endpoint, AnnouncingEndpoint)
     inner = listener.endpoint.endpoint
@@ -295,6 +301,34 @@ def test_open_access_beyond_loopback_warns(argv, warned, log_events):
             assert lines[0]["log_level"] == LogLevel.warn
     finally:
         top.stopService()
+
+
+def test_provisioning_read_from_the_options_environment(tmp_path):
+    """RS_BUCKET_* / RS_TOKEN_* of the environment twistd was started with reach the site."""
+    environ = {
+        "RS_DATA_PATH": str(tmp_path),
+        "RS_BUCKET_A_NAME": "provisioned",
+        "RS_BUCKET_A_QUOTA_TYPE": "FIFO",
+        "RS_TOKEN_A_NAME": "reader",
+        "RS_TOKEN_A_VALUE": "secret",
+        "RS_TOKEN_A_READ": "provisioned",
+    }
+    top, _ = build([], environ=environ)
+    site = top.getServiceNamed("listen:tcp:8383:interface=0.0.0.0").factory
+    [bucket] = site.provisioning.buckets
+    assert (bucket.name, bucket.settings) == ("provisioned", {"quota_type": "FIFO"})
+    [token] = site.provisioning.tokens
+    assert (token.name, token.permissions["read"]) == ("reader", ["provisioned"])
+
+
+def test_corrupt_token_file_is_one_line(tmp_path):
+    """An unreadable token file stops start-up with one line, no traceback."""
+    (tmp_path / ".auth.json").write_text("{not json")
+    options = parse(["--data-path", str(tmp_path)], {"RS_API_TOKEN": "t"})
+    with pytest.raises(SystemExit) as caught:
+        makeService(options, MemoryReactorClock(), engine_factory=FakeEngine)
+    message = str(caught.value.code)
+    assert message.startswith("reduct: ") and ".auth.json" in message and "\n" not in message
 
 
 def test_listen_failure_logged(log_events):
