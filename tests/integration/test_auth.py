@@ -464,3 +464,71 @@ async def test_names_cannot_escape_the_data_directory(tmp_path, auth_on):
         assert sorted(os.listdir(tmp_path / "data" / "ok")) == ["settings.json"]
     finally:
         await stop()
+
+
+PROVISIONING = {
+    "RS_BUCKET_A_NAME": "prov",
+    "RS_BUCKET_A_QUOTA_TYPE": "HARD",
+    "RS_BUCKET_A_QUOTA_SIZE": "1 KiB",
+    "RS_BUCKET_A_MAX_BLOCK_RECORDS": "not-a-number",
+    "RS_TOKEN_A_NAME": "prov-reader",
+    "RS_TOKEN_A_VALUE": "prov-reader-secret",
+    "RS_TOKEN_A_READ": "prov, other",
+    "RS_TOKEN_B_NAME": "no-value",
+}
+
+
+@pytest_twisted.ensureDeferred
+async def test_provisioned_buckets_and_tokens(tmp_path):
+    """
+    RS_BUCKET_* / RS_TOKEN_* create a bucket and a token marked
+    ``is_provisioned`` and protected from change and removal (spec §3.14);
+    an invalid value falls back to the default, a token without a value is
+    left out; a restart overwrites changed settings.
+    """
+    server, stop = await start_server(tmp_path / "data", environ=PROVISIONING, api_token=INIT)
+    try:
+        bucket = await json_of(server, "GET", "/b/prov")
+        assert bucket["info"]["is_provisioned"] is True
+        assert bucket["settings"]["quota_type"] == "HARD"
+        assert bucket["settings"]["quota_size"] == 1024
+        assert bucket["settings"]["max_block_records"] == 1024  # the default
+        listed = (await json_of(server, "GET", "/list"))["buckets"]
+        assert [(b["name"], b["is_provisioned"]) for b in listed] == [("prov", True)]
+        resp = await request(server, "PUT", "/b/prov", INIT, b'{"quota_size": 5}')
+        await assert_error(resp, 409, "Can't change settings of provisioned bucket 'prov'")
+        resp = await request(server, "DELETE", "/b/prov", INIT)
+        await assert_error(resp, 409, "Can't remove provisioned bucket 'prov'")
+        resp = await request(server, "POST", "/b/prov/e?ts=1", INIT, b"x" * 2048)
+        await assert_error(resp, 400, "Quota of 'prov' exceeded")
+
+        me = await json_of(server, "GET", "/me", "prov-reader-secret")
+        assert me == {
+            "name": "prov-reader",
+            "value": "",
+            "created_at": me["created_at"],
+            "permissions": {"full_access": False, "read": ["prov", "other"], "write": []},
+            "is_provisioned": True,
+        }
+        names = [t["name"] for t in (await json_of(server, "GET", "/tokens"))["tokens"]]
+        assert names == ["init-token", "prov-reader"]
+        resp = await request(server, "DELETE", "/tokens/prov-reader", INIT)
+        await assert_error(resp, 409, "Can't remove provisioned token 'prov-reader'")
+    finally:
+        await stop()
+    assert files_containing(tmp_path, ["prov-reader-secret", INIT]) == []
+    # without the variables the bucket is an ordinary one again, its data kept
+    server, stop = await start_server(tmp_path / "data")
+    try:
+        bucket = await json_of(server, "GET", "/b/prov")
+        assert bucket["info"]["is_provisioned"] is False
+        assert await json_of(server, "PUT", "/b/prov", body=b'{"quota_size": 4096}') is None
+    finally:
+        await stop()
+    # provisioning again overwrites the changed setting
+    server, stop = await start_server(tmp_path / "data", environ=PROVISIONING, api_token=INIT)
+    try:
+        bucket = await json_of(server, "GET", "/b/prov")
+        assert bucket["settings"]["quota_size"] == 1024
+    finally:
+        await stop()

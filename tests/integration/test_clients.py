@@ -180,3 +180,34 @@ async def test_clients_against_real_twistd(tmp_path, reduct_py_oldest, reduct_py
     assert "subscribe-continuous" in old["checks"] and "large-write-100-continue" in old["checks"]
     assert "write-read-head-labels-content-type" in new["checks"]
     assert "Traceback" not in log
+
+
+@pytest.mark.parametrize("generation", ["oldest", "newest"])
+@pytest_twisted.ensureDeferred
+async def test_reduct_py_tokens(tmp_path, generation, reduct_py_oldest, reduct_py_newest):
+    """
+    With RS_API_TOKEN set, reduct-py 1.4.1 and the newest release see the
+    init token in ``me()``, are refused without or with a wrong token,
+    create, show, list and remove tokens, and work within a read-only and a
+    write-only token's rights, with the server's exact error texts.
+    """
+    from tests.integration.conftest import start_server
+
+    python = reduct_py_oldest if generation == "oldest" else reduct_py_newest
+    server, stop = await start_server(tmp_path / "data", api_token="client-init-token")
+    try:
+        summary = await run_client_script(
+            python, "reduct_py_tokens.py", server.url, "--token", "client-init-token",
+            "--bucket", f"tok-{generation}",
+        )
+    finally:
+        await stop()
+    assert summary["checks"] == [
+        "me-init-token",
+        "unauthenticated-refused",
+        "create-tokens",
+        "get-and-list-tokens",
+        "read-only-token",
+        "write-only-token",
+        "remove-tokens",
+    ]

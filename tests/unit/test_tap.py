@@ -1,7 +1,5 @@
 """Tests for reduct_twisted.tap and the log filter: options, service tree, log levels."""
 
-import datetime
-
 import attrs
 import pytest
 from twisted.application.internet import StreamServerEndpointService
@@ -348,39 +346,6 @@ def test_listen_failure_logged(log_events):
     [event] = [e for e in log_events if e.get("endpoint") == "tcp:1"]
     assert event["log_level"] == LogLevel.critical
     assert "Cannot listen on" in event["log_format"]
-
-
-@pytest.fixture
-def certificate(tmp_path):
-    """A self-signed certificate and its key, as PEM files."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(1)
-        .not_valid_before(now)
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return str(cert_path), str(key_path)
 
 
 def test_certificate_gives_ssl_listener(certificate):
