@@ -63,6 +63,16 @@ def route(path: str, methods, legacy: bool = True):
 STREAMING_ENDPOINTS = frozenset({"write_record", "write_record_v0"})
 
 
+def _query_args(query: bytes) -> dict:
+    """
+    ``parse_qs(query, keep_blank_values=True)``, with a shortcut for the
+    usual record write query, a lone ``ts=<digits>``.
+    """
+    if query[:3] == b"ts=" and query[3:].isdigit():
+        return {b"ts": [query[3:]]}
+    return parse_qs(query, keep_blank_values=True)
+
+
 def drive(clock, step) -> Deferred:
     """
     Call ``step()`` until it returns something other than ``PENDING``,
@@ -154,8 +164,7 @@ class ReductAPI:
             if names is not None:
                 # The hot path: a plain record write needs no URL map.
                 request.route_args = {"bucket": names[0], "entry": names[1]}
-                args = parse_qs(query, keep_blank_values=True)
-                return self.open_write(request, length, args, *names)
+                return self.open_write(request, length, _query_args(query), *names)
         segments = [unquote_to_bytes(s) for s in raw_path.split(b"/")[1:]]
         base = self.base_segments
         if segments[: len(base)] != base:
@@ -347,6 +356,10 @@ class ReductAPI:
             # No body framing at all, so gotLength skipped routing: run the
             # same checks now; they end in "content-length header is required".
             sink = self.open_write(request, 0, request.args, bucket, entry)
+        if isinstance(sink, SharedSegmentSink):
+            # Nothing to flush: commit now and answer without a Deferred.
+            sink.finish_now()
+            return respond_empty(request)
         return sink.finish().addCallback(lambda _: respond_empty(request))
 
     @route("/b/<bucket>/<entry>", ["GET", "HEAD"])
@@ -375,7 +388,7 @@ class ReductAPI:
         set_header(b"content-disposition", b"attachment")
         for name, value in record.labels.items():
             set_header(b"x-reduct-label-" + name.encode("utf-8"), value.encode("utf-8"))
-        return send_record(request, view)
+        return send_record(request, view, self.engine.read_content)
 
     @route("/b/<bucket>/<entry>/q", ["GET"])
     def query(self, request, bucket, entry):

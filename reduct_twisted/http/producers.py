@@ -2,12 +2,20 @@
 """
 Streaming record contents out of block files.
 
-``send_record`` answers small records with one ``pread``; larger ones are
-sent by ``RecordSender``, a push producer that ``pread``-s 256 KiB at a time
-and stops as soon as the transport asks it to pause, so a multi-GB download
-needs no more memory than one chunk plus the socket buffer.
+``send_record`` answers small records with one ``pread`` (through the
+engine's descriptor cache when the caller passes its reader); larger ones
+are sent by ``RecordSender``, a push producer that stops as soon as the
+transport asks it to pause, so a multi-GB download needs no more memory than
+one chunk plus the socket buffer.
+
+On a plain TCP connection ``RecordSender`` hands the file to the kernel with
+``sendfile(2)`` whenever the transport's own buffer is empty (so the bytes
+stay in order): no copy through Python.  When the socket is full it falls
+back to one ``pread`` chunk written through the transport, which pauses the
+sender until the socket drains; TLS and other transports always get chunks.
 """
 
+import errno
 import os
 from typing import Optional
 
@@ -20,6 +28,42 @@ CHUNK = 256 << 10
 
 #: Records up to this size are read in one call and returned as bytes.
 INLINE_MAX = 64 << 10
+
+#: Bytes handed to one ``sendfile`` call at most (Linux caps a call at ~2 GiB).
+SENDFILE_MAX = 1 << 30
+
+
+def _sendfile_socket(request) -> Optional[int]:
+    """
+    The socket descriptor ``sendfile`` may write the body of ``request`` to,
+    or None: only a plain (non-TLS) TCP transport of twisted.internet.tcp,
+    only for an unencoded, non-chunked body.
+    """
+    if not hasattr(os, "sendfile") or getattr(request, "chunked", True):
+        return None
+    if getattr(request, "_encoder", None) is not None:
+        return None
+    channel = getattr(request, "channel", None)
+    transport = getattr(channel, "transport", None)
+    if transport is None or getattr(transport, "TLS", True):
+        return None
+    # The buffer attributes _transport_idle reads (twisted.internet.abstract).
+    if not all(hasattr(transport, a) for a in ("dataBuffer", "offset", "_tempDataLen")):
+        return None
+    try:
+        return transport.fileno()
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def _transport_idle(transport) -> bool:
+    """Whether the transport has no bytes of its own waiting to be sent."""
+    return (
+        transport.connected
+        and not transport.disconnecting
+        and not transport._tempDataLen
+        and len(transport.dataBuffer) == transport.offset
+    )
 
 
 def read_range(path: str, offset: int, size: int) -> bytes:
@@ -52,21 +96,68 @@ class RecordSender:
         self.paused = False
         self._fd: Optional[int] = None
         self._done: Optional[Deferred] = None
+        #: The socket for ``sendfile``, or None (see ``_sendfile_socket``).
+        self._socket: Optional[int] = None
 
     def start(self) -> Deferred:
         self._fd = os.open(self.path, os.O_RDONLY)
         done = self._done = Deferred()
         self.request.registerProducer(self, True)
+        self._socket = _sendfile_socket(self.request)
+        if self._socket is not None:
+            # Put the headers on the wire now, so the body can follow with
+            # sendfile at once instead of after a first copied chunk.
+            self.request.write(b"")
+            transport = self.request.channel.transport
+            if not transport.connected or transport.disconnecting:
+                self._socket = None
+            elif transport.doWrite() is not None:
+                self._socket = None  # the connection broke: the reactor will tell
         # This may send everything and finish (dropping self._done) before
         # returning, when the transport never asks for a pause.
         self.resumeProducing()
         return done
+
+    def _sendfile(self) -> bool:
+        """
+        Send as much as the socket takes with ``sendfile``.
+
+        :return: False if the caller should go on with a copied chunk (the
+            socket is full, or ``sendfile`` cannot be used).
+        """
+        transport = self.request.channel.transport
+        if not _transport_idle(transport):
+            return False
+        while self.remaining > 0 and self._fd is not None:
+            try:
+                sent = os.sendfile(
+                    self._socket, self._fd, self.position, min(self.remaining, SENDFILE_MAX)
+                )
+            except BlockingIOError:
+                return False
+            except OSError as exc:
+                if exc.errno == errno.EINTR:
+                    continue
+                if exc.errno in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+                    self._socket = None  # not for this file or socket: copy
+                    return False
+                # The connection broke (EPIPE, ECONNRESET, ...).
+                self._finish(exc)
+                return True
+            if sent == 0:
+                self._finish(OSError(f"unexpected end of {self.path}"))
+                return True
+            self.position += sent
+            self.remaining -= sent
+        return True
 
     def resumeProducing(self) -> None:
         self.paused = False
         # request.write may call pauseProducing (or, on disconnect,
         # stopProducing) re-entrantly: check both on every iteration.
         while not self.paused and self._fd is not None and self.remaining > 0:
+            if self._socket is not None and self._sendfile():
+                continue
             data = os.pread(self._fd, min(CHUNK, self.remaining), self.position)
             if not data:
                 self._finish(OSError(f"unexpected end of {self.path}"))
@@ -98,15 +189,21 @@ class RecordSender:
             done.callback(None)
 
 
-def send_record(request, view) -> "bytes | Deferred":
+def send_record(request, view, read=None) -> "bytes | Deferred":
     """
     The body of a record answer: bytes for small records and HEAD requests,
     otherwise a Deferred that fires once ``RecordSender`` has sent it all.
+
+    :param read: ``read(view) -> bytes`` reads a small record whole (the
+        engine's ``read_content``, which keeps descriptors open); default:
+        open, ``pread`` and close the file.
     """
     size, offset = view.record.size, view.record.offset
     if request.method == b"HEAD" or size == 0:
         return b""
     if size <= INLINE_MAX:
+        if read is not None:
+            return read(view)
         return read_range(view.path, offset, size)
     sender = RecordSender(request, view.path, offset, size)
     return sender.start().addCallback(lambda _: b"")

@@ -119,6 +119,25 @@ class SharedSegmentSink(_Sink):
     def _flush(self) -> Deferred:
         return succeed(None)
 
+    def finish_now(self) -> None:
+        """
+        ``finish`` without a Deferred: every chunk is already written, so
+        the record is committed at once.
+
+        :raises ReductError: the record was aborted (the same errors
+            ``finish`` fails with).
+        """
+        if self.done:
+            raise self.error or BadRequest("Upload was aborted")
+        try:
+            self._commit(None)
+        except OSError as exc:
+            self.abort()
+            raise _storage_error(exc) from None
+        except BaseException:
+            self.abort()
+            raise
+
     def _discard(self) -> None:
         pass
 

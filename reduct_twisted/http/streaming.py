@@ -29,7 +29,8 @@ from typing import Optional
 
 from twisted.logger import Logger
 from twisted.web import server
-from twisted.internet.defer import CancelledError, maybeDeferred
+from twisted.internet.defer import CancelledError, Deferred
+from twisted.python.failure import Failure
 from twisted.web.http import HTTPChannel, datetimeToString
 
 from reduct_twisted import REDUCT_API, REDUCT_VERSION
@@ -79,6 +80,16 @@ class ReductChannel(HTTPChannel):
 
     totalHeadersSize = 1 << 20
     maxHeaders = 2000
+    _host = None
+
+    def getHost(self):
+        # twisted.web.http.Request.__init__ asks for it on every request, and
+        # a TCP transport answers with a getsockname() system call each time;
+        # the local address of a connection never changes.
+        host = self._host
+        if host is None:
+            host = self._host = self.transport.getHost()
+        return host
 
     def writeHeaders(self, version, code, reason, headers):
         seq = [version, b" ", code, b" ", reason, b"\r\n"]
@@ -269,7 +280,15 @@ class StreamingRequest(server.Request):
         # minus traversal and routing (see ReductAPI.direct_handler).
         self.site = self.channel.site
         self.stamp()
-        d = maybeDeferred(handler)
+        try:
+            body = handler()
+        except BaseException:
+            body = self._direct_failed(Failure())
+        if not isinstance(body, Deferred):
+            # Answered synchronously (small records): no Deferred plumbing.
+            self._direct_answer(body)
+            return
+        d = body
         self.notifyFinish().addErrback(lambda _: d.cancel())
         d.addErrback(self._direct_failed)
         d.addCallback(self._direct_answer)

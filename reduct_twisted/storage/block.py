@@ -74,6 +74,15 @@ class Block:
     table = attr.ib(default=None)
     order = attr.ib(default=None)
     removed: bool = attr.ib(default=False)
+    # Derived from directory and block_id, computed once (hot paths use them).
+    shared_segment: str = attr.ib(init=False, default=None, repr=False)
+    shared_path: str = attr.ib(init=False, default=None, repr=False)
+    meta_path: str = attr.ib(init=False, default=None, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        self.shared_segment = blockfile.shared_name(self.block_id)
+        self.shared_path = os.path.join(self.directory, self.shared_segment)
+        self.meta_path = os.path.join(self.directory, blockfile.meta_name(self.block_id))
 
     @classmethod
     def new(cls, directory: str, block_id: int) -> "Block":
@@ -97,14 +106,14 @@ class Block:
         :raises InternalError: the metadata file is corrupt.
         """
         block = cls(directory, block_id)
-        meta_path = block.path(blockfile.meta_name(block_id))
+        meta_path = block.meta_path
         table, valid = blockfile.read_meta(meta_path, block_id)
         if os.path.getsize(meta_path) > valid:
             os.truncate(meta_path, valid)
         block.meta_length = valid
         for record in table.values():
             block._count(record, +1)
-        shared = block.path(blockfile.shared_name(block_id))
+        shared = block.shared_path
         if os.path.exists(shared) and os.path.getsize(shared) > block.tail:
             os.truncate(shared, block.tail)
         return block
@@ -143,8 +152,7 @@ class Block:
 
     def load(self) -> None:
         """Read the record table from the ``.meta`` file."""
-        meta_path = self.path(blockfile.meta_name(self.block_id))
-        self.table = blockfile.read_meta(meta_path, self.block_id)[0] if self.meta_length else {}
+        self.table = blockfile.read_meta(self.meta_path, self.block_id)[0] if self.meta_length else {}
         self.order = sorted(self.table)
 
     def unload(self) -> None:
@@ -165,7 +173,9 @@ class Block:
 
     def view(self, record: Record, last: bool = False) -> RecordView:
         """:return: a reader's view of ``record``."""
-        return RecordView(record.copy(), self.path(record.segment), last)
+        segment = record.segment
+        path = self.shared_path if segment == self.shared_segment else self.path(segment)
+        return RecordView(record.copy(), path, last)
 
     def reserve(self, ts: int, length, content_type: str, labels: dict, small: bool) -> Record:
         """
@@ -179,7 +189,7 @@ class Block:
         :return: the record.
         """
         if small:
-            segment, offset = blockfile.shared_name(self.block_id), self.tail
+            segment, offset = self.shared_segment, self.tail
         else:
             segment, offset = blockfile.private_name(self.block_id, ts), 0
         record = Record(ts, segment, offset, length or 0, content_type, dict(labels), STARTED)
@@ -201,7 +211,7 @@ class Block:
             data = blockfile.encode_header(self.block_id) + data
         # Disk first: if the append fails the record stays STARTED and a
         # partly written line is cut off so later appends stay readable.
-        meta_path = self.path(blockfile.meta_name(self.block_id))
+        meta_path = self.meta_path
         try:
             _write_at(fds, meta_path, self.meta_length, data)
         except OSError:
@@ -229,7 +239,7 @@ class Block:
         del self.table[record.ts]
         self.order.remove(record.ts)
         self._count(record, -1)
-        shared = blockfile.shared_name(self.block_id)
+        shared = self.shared_segment
         self.tail = max(
             (r.offset + r.size for r in self.table.values() if r.segment == shared), default=0
         )
@@ -243,7 +253,7 @@ class Block:
         self.meta_size += sign * _meta_size(record)
         if record.state == STARTED:
             self.started += sign
-        if record.segment == blockfile.shared_name(self.block_id):
+        if record.segment == self.shared_segment:
             self.shared_live += sign * record.size
             if sign > 0:
                 self.tail = max(self.tail, record.offset + record.size)

@@ -81,6 +81,10 @@ def classify(name: str):
     return int(block_id), (None if ts is None else int(ts)), suffix
 
 
+#: A string as compact ASCII-only JSON (what ``json.dumps`` uses).
+_json_str = json.encoder.encode_basestring_ascii
+
+
 def _line(obj: dict) -> bytes:
     # ASCII-only JSON: any string (even one with lone surrogates) round-trips.
     return (json.dumps(obj, separators=(",", ":")) + "\n").encode("ascii")
@@ -95,19 +99,18 @@ def encode_record(record: Record, size: int) -> bytes:
     """
     :param record: the record.
     :param size: its final content length.
-    :return: the ``"r"`` line describing the record once finished.
+    :return: the ``"r"`` line describing the record once finished (the
+        bytes :func:`_line` would make of it, built without ``json.dumps``:
+        this runs once per record written).
     """
-    return _line(
-        {
-            "k": "r",
-            "ts": record.ts,
-            "seg": record.segment,
-            "off": record.offset,
-            "size": size,
-            "ct": record.content_type,
-            "labels": [[name, value] for name, value in record.labels.items()],
-        }
+    labels = ",".join(
+        f"[{_json_str(name)},{_json_str(value)}]" for name, value in record.labels.items()
     )
+    return (
+        f'{{"k":"r","ts":{int(record.ts)},"seg":{_json_str(record.segment)},'
+        f'"off":{int(record.offset)},"size":{int(size)},"ct":{_json_str(record.content_type)},'
+        f'"labels":[{labels}]}}\n'
+    ).encode("ascii")
 
 
 def _uint(value) -> int:

@@ -79,16 +79,18 @@ class FdCache(_Lru):
     :param capacity: how many idle descriptors to keep open.
     """
 
-    def acquire(self, path: str) -> FdSlot:
+    def acquire(self, path: str, create: bool = True) -> FdSlot:
         """
         Open (or reuse) ``path`` read-write, creating it, and count one user.
 
         :param path: the segment file.
+        :param create: create the file if missing (else ``FileNotFoundError``).
         :return: the slot; give it back with :meth:`release`.
         """
         slot = self._items.get(path)
         if slot is None:
-            slot = FdSlot(path, os.open(path, os.O_RDWR | os.O_CREAT, 0o644))
+            flags = os.O_RDWR | os.O_CREAT if create else os.O_RDWR
+            slot = FdSlot(path, os.open(path, flags, 0o644))
         slot.users += 1
         self._touch(path, slot)
         return slot
@@ -192,3 +194,34 @@ class Context:
     tables: TableCache = attr.ib()
     fds: FdCache = attr.ib()
     trash = attr.ib()
+
+
+def read_whole(fds: FdCache, view) -> bytes:
+    """
+    The whole content of a finished record, in one ``pread``.
+
+    A shared segment is read through ``fds`` (no open/close per read); a
+    private one (``<block>-<ts>.blk``: its path may be reused by a later
+    record after a removal, so it is never cached) is opened for the read.
+
+    :param fds: the engine's descriptor cache.
+    :param view: a ``RecordView`` from the engine, used at once.
+    :raises OSError: the file is missing or shorter than the record.
+    """
+    record = view.record
+    size, offset = record.size, record.offset
+    if "-" in record.segment:
+        fd = os.open(view.path, os.O_RDONLY)
+        try:
+            data = os.pread(fd, size, offset)
+        finally:
+            os.close(fd)
+    else:
+        slot = fds.acquire(view.path, create=False)
+        try:
+            data = os.pread(slot.fd, size, offset)
+        finally:
+            fds.release(slot)
+    if len(data) != size:
+        raise OSError(f"short read from {view.path}: {len(data)} of {size} bytes")
+    return data

@@ -31,7 +31,7 @@ from reduct_twisted import REDUCT_VERSION
 from reduct_twisted.errors import Conflict, NotFound, TooEarly
 from reduct_twisted.storage import writer
 from reduct_twisted.storage.bucket import Bucket
-from reduct_twisted.storage.cache import Context, FdCache, TableCache
+from reduct_twisted.storage.cache import Context, FdCache, TableCache, read_whole
 from reduct_twisted.storage.query import QueryRegistry
 from reduct_twisted.storage.records import FINISHED, Allocation, RecordView
 from reduct_twisted.storage.settings import (
@@ -300,6 +300,10 @@ class StorageEngine:
         if record.state != FINISHED:
             raise TooEarly(f"Record with timestamp {ts} is still being written")
         return block.view(record)
+
+    def read_content(self, view: RecordView) -> bytes:
+        """The whole content of a small finished record, read at once (see ``read_whole``)."""
+        return read_whole(self._context.fds, view)
 
     def list_records(self, bucket: str, entry: str, start: int, stop: int, *,
                      limit: int = LIST_LIMIT) -> list:

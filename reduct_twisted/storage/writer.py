@@ -32,7 +32,7 @@ def allocate(context, owner, entry: str, ts: int, length, content_type: str,
             # Do not leave behind an entry created for a refused write.
             owner.drop_entry(series)
     private = not (length is not None and length <= SMALL_RECORD_MAX)
-    path = block.path(record.segment)
+    path = block.path(record.segment) if private else block.shared_path
     slot = None
     if not private:
         try:

@@ -168,3 +168,27 @@ def test_private_segment_exists_before_any_thread_work(tmp_path):
     sink.abort()
     pool.run_all()
     assert not path.exists()
+
+
+def test_shared_sink_finish_now_commits_or_raises(tmp_path):
+    """finish_now commits a complete small record at once; a short body
+    raises the same error finish() fails with, and the record vanishes."""
+    from twisted.internet.task import Clock
+
+    from reduct_twisted.storage import StorageEngine
+
+    engine = StorageEngine(str(tmp_path), Clock())
+    engine.open()
+    engine.create_bucket("b", None)
+    sink = SharedSegmentSink(engine, engine.allocate("b", "e", 1, 3, "text/plain", {}))
+    sink.write(b"abc")
+    sink.finish_now()
+    assert sink.done and engine.read_content(engine.read("b", "e", 1)) == b"abc"
+    short = SharedSegmentSink(engine, engine.allocate("b", "e", 2, 3, "text/plain", {}))
+    short.write(b"a")
+    with pytest.raises(BadRequest):
+        short.finish_now()
+    assert short.done
+    assert [r[0] for r in engine.list_records("b", "e", 0, 10)] == [1]
+    with pytest.raises(BadRequest):
+        short.finish_now()

@@ -340,3 +340,30 @@ def test_table_cache_smaller_than_pinned_blocks(tmp_path):
         write_content(alloc, b"p")
         engine.commit(alloc)
     assert engine.list_records("b", "e", 0, 10) == [(1, 3), (2, 1), (3, 1), (4, 4)]
+
+
+def test_read_content_shared_and_private(engine):
+    """read_content returns a record's bytes: shared segments through the
+    descriptor cache (kept open), private ones opened per read."""
+    write_record(engine, "b", "e", 1, b"first")
+    write_record(engine, "b", "e", 2, b"second")
+    alloc = engine.allocate("b", "e", 3, None, "text/plain", {})
+    with open(alloc.path, "wb") as f:
+        f.write(b"chunked")
+    alloc.written = 7
+    engine.commit(alloc)
+    assert engine.read_content(engine.read("b", "e", 2)) == b"second"
+    assert engine.read_content(engine.read("b", "e", 1)) == b"first"
+    assert engine.read_content(engine.read("b", "e", 3)) == b"chunked"
+    shared = engine.read("b", "e", 1).path
+    assert shared in engine._context.fds._items
+    assert engine.read("b", "e", 3).path not in engine._context.fds._items
+
+
+def test_read_content_short_file_is_an_error(engine):
+    """A segment shorter than the record is an OSError, not a short body."""
+    write_record(engine, "b", "e", 1, b"0123456789")
+    view = engine.read("b", "e", 1)
+    os.truncate(view.path, 4)
+    with pytest.raises(OSError):
+        engine.read_content(view)
