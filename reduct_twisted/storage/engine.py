@@ -314,17 +314,7 @@ class StorageEngine:
         :return: ``(ts, size)`` pairs in ascending order.
         :raises NotFound: no such bucket or entry.
         """
-        series = self._bucket(bucket).entry(entry)
-        found = []
-        for block in series.blocks_from(start):
-            if block.block_id >= stop:
-                break
-            for record in series.load_block(block).records_from(start):
-                if record.ts >= stop or len(found) >= limit:
-                    return found
-                if record.state == FINISHED:
-                    found.append((record.ts, record.size))
-        return found
+        return self._bucket(bucket).entry(entry).finished_in(start, stop, limit)
 
     def block_stats(self, bucket: str, entry: str) -> list:
         """

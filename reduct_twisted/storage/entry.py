@@ -11,6 +11,7 @@ from reduct_twisted.errors import Conflict
 from reduct_twisted.storage import blockfile
 from reduct_twisted.storage.holes import punch_hole
 from reduct_twisted.storage.block import Block
+from reduct_twisted.storage.records import FINISHED
 
 #: Records up to this many declared bytes share their block's data file.
 SMALL_RECORD_MAX = 1 << 20
@@ -116,6 +117,19 @@ class Entry:
         """
         self.context.tables.use(block)
         return block
+
+    def finished_in(self, start: int, stop: int, limit: int) -> list:
+        """:return: ``(ts, size)`` of at most ``limit`` finished records in ``[start, stop)``."""
+        found = []
+        for block in self.blocks_from(start):
+            if block.block_id >= stop:
+                break
+            for record in self.load_block(block).records_from(start):
+                if record.ts >= stop or len(found) >= limit:
+                    return found
+                if record.state == FINISHED:
+                    found.append((record.ts, record.size))
+        return found
 
     def find(self, ts: int):
         """
