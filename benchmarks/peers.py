@@ -163,7 +163,8 @@ def start_daemon_peer(root: Path) -> Peer:
     work = root / "daemon"
     work.mkdir()
     port = free_port()
-    proc, base, argv = start_daemon(work, work / "data", port)
+    # Like nginx and the in-memory server: answered once in the page cache.
+    proc, base, argv = start_daemon(work, work / "data", port, sync="none")
     return Daemon("reduct-twisted", proc, port, work / "twistd.log",
                   base=base, data=work / "data", argv=" ".join(argv))
 

@@ -235,8 +235,9 @@ def render(rows, memory, background, waited, meta) -> str:
         "",
         "## Notes",
         "",
-        "- Durability differs: the daemon and nginx leave records in the page cache (no "
-        "fsync per record); PostgreSQL INSERT flushes its WAL at every commit "
+        "- Durability differs: the daemon runs with `RS_SYNC=none` here and, like nginx, "
+        "answers once records are in the page cache (its default, `always`, answers after "
+        "a group-commit fsync); PostgreSQL INSERT flushes its WAL at every commit "
         "(synchronous_commit=on), COPY once per 100-row transaction.",
         "- nginx stores neither labels nor content type; the daemon, the in-memory server "
         "and PostgreSQL store both.",

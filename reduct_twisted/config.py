@@ -22,9 +22,9 @@ Differences from upstream, on purpose:
   Upstream's ``/data`` only works for root or inside its container image; a
   newcomer running ``twistd -n reduct`` as themselves gets a usable store.
   The sample systemd unit sets ``WorkingDirectory=/var/lib/reduct-twisted``.
-* ``listen``, ``quota_interval``, ``query_expiry_interval`` and
-  ``threadpool_size`` (and their ``RS_LISTEN``, ``RS_QUOTA_INTERVAL``,
-  ``RS_QUERY_EXPIRY_INTERVAL``, ``RS_THREADPOOL_SIZE`` variables) are ours.
+* ``listen``, ``quota_interval``, ``query_expiry_interval``,
+  ``threadpool_size``, ``sync``, ``idle_timeout`` and ``header_timeout``
+  (and their ``RS_*`` variables) are ours.
 * ``TRACE`` is accepted as a log level and treated as ``DEBUG``: Twisted's
   logger has no finer level.
 
@@ -92,6 +92,14 @@ class Config:
     :ivar quota_interval: seconds between two quota enforcement passes.
     :ivar query_expiry_interval: seconds between two sweeps of expired queries.
     :ivar threadpool_size: worker threads for disk work (discards, fsync).
+    :ivar sync: ``always`` (a write is answered once its data and metadata
+        are fsync'ed, in group-commit rounds) or ``none`` (answered once in
+        the page cache).  See README "Durability".
+    :ivar idle_timeout: seconds a connection may stay silent, between
+        requests or in the middle of an upload, before it is closed (an
+        upload cut this way leaves no record).
+    :ivar header_timeout: seconds a request's line and headers may take to
+        arrive in full (slow-loris guard).
     :ivar api_token: ``RS_API_TOKEN``: when set, authentication is on and
         this is the value of the full-access ``init-token``.  Masked in the
         repr (the configuration is logged at debug level).
@@ -108,6 +116,9 @@ class Config:
     quota_interval: float = 5.0
     query_expiry_interval: float = 1.0
     threadpool_size: int = 4
+    sync: str = "always"
+    idle_timeout: float = 60.0
+    header_timeout: float = 10.0
     api_token: str | None = attrs.field(
         default=None, repr=lambda value: "'***'" if value else "None"
     )
@@ -142,8 +153,9 @@ def _quote(value: str) -> str:
     return value.replace("\\", "\\\\").replace(":", "\\:")
 
 
-#: Environment variable for each field.  All are upstream's except
-#: RS_LISTEN, RS_QUOTA_INTERVAL, RS_QUERY_EXPIRY_INTERVAL and RS_THREADPOOL_SIZE.
+#: Environment variable for each field.  All are upstream's except RS_LISTEN,
+#: RS_QUOTA_INTERVAL, RS_QUERY_EXPIRY_INTERVAL, RS_THREADPOOL_SIZE, RS_SYNC,
+#: RS_IDLE_TIMEOUT and RS_HEADER_TIMEOUT.
 ENV_NAMES: Mapping[str, str] = {
     "data_path": "RS_DATA_PATH",
     "host": "RS_HOST",
@@ -156,6 +168,9 @@ ENV_NAMES: Mapping[str, str] = {
     "quota_interval": "RS_QUOTA_INTERVAL",
     "query_expiry_interval": "RS_QUERY_EXPIRY_INTERVAL",
     "threadpool_size": "RS_THREADPOOL_SIZE",
+    "sync": "RS_SYNC",
+    "idle_timeout": "RS_IDLE_TIMEOUT",
+    "header_timeout": "RS_HEADER_TIMEOUT",
     "api_token": "RS_API_TOKEN",
 }
 
@@ -222,6 +237,13 @@ def _threads(raw: Any) -> int:
     return count
 
 
+def _sync_policy(raw: Any) -> str:
+    value = str(raw).strip().lower()
+    if value not in ("always", "none"):
+        raise ValueError("is not a sync policy; expected always or none")
+    return value
+
+
 def _secret(raw: Any) -> str:
     # Never raises: a ConfigError would print the value.
     return str(raw).strip()
@@ -249,6 +271,9 @@ _PARSERS: Mapping[str, Callable[[Any], Any]] = {
     "quota_interval": _seconds,
     "query_expiry_interval": _seconds,
     "threadpool_size": _threads,
+    "sync": _sync_policy,
+    "idle_timeout": _seconds,
+    "header_timeout": _seconds,
     "api_token": _secret,
 }
 assert set(_PARSERS) == set(FIELDS) == set(ENV_NAMES)

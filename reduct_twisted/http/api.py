@@ -119,12 +119,17 @@ class ReductAPI:
     :param reactor: clock and ``callLater`` provider.
     :param threadpool: where large-record file I/O runs.
     :param base_path: ``RS_API_BASE_PATH``, normalised (``/`` or ``/x/``).
+    :param syncer: the ``GroupSync`` that makes committed changes durable
+        before they are answered (sync policy ``always``), or None (``none``).
     """
 
     app = app
 
-    def __init__(self, engine, auth, reactor, threadpool, base_path: str = "/") -> None:
+    def __init__(
+        self, engine, auth, reactor, threadpool, base_path: str = "/", syncer=None
+    ) -> None:
         self.engine = engine
+        self.syncer = syncer
         self.auth = auth
         self.reactor = reactor
         self.threadpool = threadpool
@@ -338,14 +343,14 @@ class ReductAPI:
         settings = parse_json_body(request.content.getvalue())
         self._authorize(request, Policy.FULL_ACCESS)
         operation(bucket, settings)
-        return respond_empty(request)
+        return self._durable(respond_empty, request)
 
     @route("/b/<bucket>", ["DELETE"])
     def remove_bucket(self, request, bucket):
         self._authorize(request, Policy.FULL_ACCESS)
         self.engine.remove_bucket(bucket)
         self.auth.forget_bucket(bucket)
-        return self._when_saved(lambda: respond_empty(request))
+        return self._when_saved(lambda: self._durable(respond_empty, request))
 
     # -- records -----------------------------------------------------------------
 
@@ -357,10 +362,20 @@ class ReductAPI:
             # same checks now; they end in "content-length header is required".
             sink = self.open_write(request, 0, request.args, bucket, entry)
         if isinstance(sink, SharedSegmentSink):
-            # Nothing to flush: commit now and answer without a Deferred.
+            # Nothing to flush: commit now (and, without fsync, answer
+            # without a Deferred).
             sink.finish_now()
-            return respond_empty(request)
-        return sink.finish().addCallback(lambda _: respond_empty(request))
+            return self._durable(respond_empty, request)
+        return sink.finish().addCallback(lambda _: self._durable(respond_empty, request))
+
+    def _durable(self, answer, request):
+        """
+        ``answer(request)`` once what was just committed is on stable storage
+        (sync policy ``always``), or at once (``none``).
+        """
+        if self.syncer is None:
+            return answer(request)
+        return self.syncer.wait().addCallback(lambda _: answer(request))
 
     @route("/b/<bucket>/<entry>", ["GET", "HEAD"])
     def read_record(self, request, bucket, entry):

@@ -81,6 +81,36 @@ class ReductChannel(HTTPChannel):
     totalHeadersSize = 1 << 20
     maxHeaders = 2000
     _host = None
+    _header_timer = None
+
+    # -- header deadline (slow loris) -----------------------------------------
+    # The idle timer restarts with every byte, so a client trickling a
+    # header line a second would hold a connection forever.  A request's
+    # line and headers must arrive within ``site.header_timeout`` of its
+    # first line.
+
+    def lineReceived(self, line):
+        if self._header_timer is None:
+            self._header_timer = self.callLater(self.site.header_timeout, self._headers_too_slow)
+        return super().lineReceived(line)
+
+    def allHeadersReceived(self):
+        self._stop_header_timer()
+        super().allHeadersReceived()
+
+    def connectionLost(self, reason):
+        self._stop_header_timer()
+        super().connectionLost(reason)
+
+    def _stop_header_timer(self):
+        timer, self._header_timer = self._header_timer, None
+        if timer is not None and timer.active():
+            timer.cancel()
+
+    def _headers_too_slow(self):
+        self._header_timer = None
+        log.debug("Closing a connection whose request headers took too long")
+        self.transport.abortConnection()
 
     def getHost(self):
         # twisted.web.http.Request.__init__ asks for it on every request, and
@@ -321,18 +351,24 @@ class ReductSite(server.Site):
 
     :ivar router: decides, from the request line and headers alone, where a
         body goes (``ReductAPI``).
+    :param timeout: seconds of silence after which a connection is closed
+        (``idle_timeout``).
+    :param header_timeout: seconds a request's line and headers may take.
     """
 
     requestFactory = StreamingRequest
     protocol = ReductChannel
     displayTracebacks = False
 
-    def __init__(self, resource, router, reactor, timeout: float = 120) -> None:
+    def __init__(
+        self, resource, router, reactor, timeout: float = 60, header_timeout: float = 10
+    ) -> None:
         super().__init__(
             resource, parsePOSTFormSubmission=False, reactor=reactor, timeout=timeout
         )
         self.router = router
         self.reactor = reactor
+        self.header_timeout = header_timeout
 
     def log(self, request) -> None:
         pass

@@ -38,6 +38,9 @@ def test_defaults_are_pinned():
         "quota_interval": 5.0,
         "query_expiry_interval": 1.0,
         "threadpool_size": 4,
+        "sync": "always",
+        "idle_timeout": 60.0,
+        "header_timeout": 10.0,
         "api_token": None,
     }
 
@@ -151,6 +154,9 @@ def precedence_cases(certs):
         "quota_interval": ("10", "0.5", "60", 10.0, 0.5, 60.0),
         "query_expiry_interval": ("2", "3.5", "4", 2.0, 3.5, 4.0),
         "threadpool_size": ("1", "8", "16", 1, 8, 16),
+        "sync": ("none", "ALWAYS", "none", "none", "always", "none"),
+        "idle_timeout": ("30", "45.5", "90", 30.0, 45.5, 90.0),
+        "header_timeout": ("5", "2", "1", 5.0, 2.0, 1.0),
         "api_token": ("tok-ini", " tok-env ", "tok-cli", "tok-ini", "tok-env", "tok-cli"),
     }
 
@@ -208,6 +214,18 @@ def test_api_token_masked_in_repr():
     "layer, field, value, message",
     [
         ("env", "port", "abc", "RS_PORT='abc' is not a port number (environment)"),
+        (
+            "env",
+            "sync",
+            "sometimes",
+            "RS_SYNC='sometimes' is not a sync policy; expected always or none (environment)",
+        ),
+        (
+            "env",
+            "header_timeout",
+            "0",
+            "RS_HEADER_TIMEOUT='0' must be a positive number of seconds (environment)",
+        ),
         (
             "env",
             "port",
