@@ -34,6 +34,7 @@ from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
 from reduct_twisted.config import Config
+from reduct_twisted.sync import fsync_paths
 
 
 def remove_paths(paths: list[str]) -> list[tuple[str, str]]:
@@ -85,8 +86,8 @@ class StorageService(MultiService):
 
         :param reactor: the clock for the loops and the engine, and where
             thread results are delivered (``callFromThread``).
-        :param engine_factory: called as ``(data_path, clock, discard=...)``;
-            the real ``StorageEngine`` by default.
+        :param engine_factory: called as ``(data_path, clock, discard=...,
+            sync=..., track_dirty=...)``; the real ``StorageEngine`` by default.
         :raises OSError: if the data directory cannot be used.
         """
         super().__init__()
@@ -97,10 +98,30 @@ class StorageService(MultiService):
             minthreads=0, maxthreads=config.threadpool_size, name="reduct-storage"
         )
         factory = engine_factory or _default_engine_factory
-        self.engine = factory(config.data_path, reactor, discard=self.discard)
+        self.engine = factory(
+            config.data_path,
+            reactor,
+            discard=self.discard,
+            sync=fsync_paths,
+            track_dirty=config.sync == "always",
+        )
         self.engine.open()
+        self._report_recovery(self.engine.recovery_report())
         self._add_loop("quota", config.quota_interval, self._enforce_quotas)
         self._add_loop("query-expiry", config.query_expiry_interval, self._expire_queries)
+
+    def _report_recovery(self, report: dict) -> None:
+        """Log what start-up recovery found (storage itself has no logger)."""
+        if report.get("unclean"):
+            self.log.warn(
+                "The previous run did not stop cleanly: verified {verified} records, "
+                "dropped {dropped} whose data was incomplete, quarantined {quarantined} blocks",
+                verified=report.get("verified_records", 0),
+                dropped=report.get("dropped_records", 0),
+                quarantined=len(report.get("quarantined_blocks", ())),
+            )
+        for problem in report.get("problems", ()):
+            self.log.error("Storage recovery: {problem}", problem=problem)
 
     def _add_loop(self, name: str, interval: float, step: Callable[[], None]) -> None:
         timer = TimerService(interval, step)

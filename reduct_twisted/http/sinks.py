@@ -13,20 +13,32 @@ the record's place in a block file, as the chunk arrives.
   socket is paused (TCP backpressure) until the queue drains below
   ``LOW_WATER``.  Opening, writing and closing the file all happen in the pool.
 
+Both keep ``alloc.crc``, the CRC-32 of the bytes written so far, which the
+engine stores with the record (checked after an unclean stop): the shared
+sink on the reactor after each ``pwrite``, the private sink in the thread,
+one batch after the other (batches never overlap, so the order holds
+across pause and resume).
+
 Both commit the record to the engine only once every byte is on its way to
 the disk, and abort it (nothing visible, nothing counted, space released) if
-the body falls short or the client goes away.
+the body falls short, the client goes away or the disk refuses: a full disk
+fails the write with 507, other disk errors with 500, the reason in
+``x-reduct-error``.
 """
 
+import errno
 import os
+import zlib
 from collections import deque
 from typing import Optional
 
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
-from reduct_twisted.errors import BadRequest, InsufficientStorage, ReductError
+from reduct_twisted.errors import BadRequest, ReductError
+from reduct_twisted.storage.durability import storage_error
 
 log = Logger()
 
@@ -39,7 +51,7 @@ MAX_BATCH = 4 << 20
 
 
 def _storage_error(exc: OSError) -> ReductError:
-    return InsufficientStorage(f"Failed to write record: {os.strerror(exc.errno or 0)}")
+    return storage_error(exc, "write record")
 
 
 class _Sink:
@@ -110,11 +122,19 @@ class SharedSegmentSink(_Sink):
             return
         alloc = self.alloc
         try:
-            os.pwrite(alloc.fd, data, alloc.offset + alloc.written)
+            view, offset = memoryview(data), alloc.offset + alloc.written
+            while view:
+                # A short write (the disk filling up) is retried, which
+                # then raises: never count bytes that were not written.
+                done = os.pwrite(alloc.fd, view, offset)
+                if not done:
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+                view, offset = view[done:], offset + done
         except OSError as exc:
             self.error = _storage_error(exc)
             return
         alloc.written += len(data)
+        alloc.crc = zlib.crc32(data, alloc.crc)
 
     def _flush(self) -> Deferred:
         return succeed(None)
@@ -167,9 +187,14 @@ class PrivateSegmentSink(_Sink):
         # the file exists before an abort can trash it; opening it later in a
         # thread could re-create it after the abort, or truncate the segment
         # of a newer record at the same path.
-        self._fd: Optional[int] = os.open(
-            alloc.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644
-        )
+        try:
+            self._fd: Optional[int] = os.open(
+                alloc.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644
+            )
+        except OSError as exc:
+            self.done = True
+            engine.abort(alloc)
+            raise _storage_error(exc) from None
 
     def _in_thread(self, f, *args) -> Deferred:
         return deferToThreadPool(self._reactor, self._pool, f, *args)
@@ -202,13 +227,14 @@ class PrivateSegmentSink(_Sink):
             batch.append(chunk)
             size += len(chunk)
         self._busy = True
-        self._in_thread(_writev_all, self._fd, batch).addCallbacks(
+        self._in_thread(_writev_all, self._fd, batch, self.alloc.crc).addCallbacks(
             self._written, self._failed, callbackArgs=(size,)
         )
 
-    def _written(self, _, size: int) -> None:
+    def _written(self, crc: int, size: int) -> None:
         self._busy = False
         self._queued -= size
+        self.alloc.crc = crc
         if self._paused and self._queued <= LOW_WATER:
             self._paused = False
             self._transport.resumeProducing()
@@ -221,7 +247,12 @@ class PrivateSegmentSink(_Sink):
                 _storage_error(failure.value) if failure.check(OSError) else
                 ReductError(f"Failed to write record: {failure.getErrorMessage()}")
             )
-        log.failure("Writing record {ts} failed", failure, ts=self.alloc.ts)
+        if failure.check(OSError):
+            # An expected condition (full disk, read-only file system): no traceback.
+            log.warn("Writing record {ts} failed: {reason}", ts=self.alloc.ts,
+                     reason=self.error.message)
+        else:
+            log.failure("Writing record {ts} failed", failure, ts=self.alloc.ts)
         self._queue.clear()
         if self._paused:
             self._paused = False
@@ -238,7 +269,16 @@ class PrivateSegmentSink(_Sink):
             drained.callback(None)
             return
         self._busy = True
-        self._in_thread(os.close, fd).addBoth(lambda r: drained.callback(None))
+        self._in_thread(os.close, fd).addBoth(self._closed, drained)
+
+    def _closed(self, result, drained: Deferred) -> None:
+        # Some file systems report a failed write only at close.
+        if isinstance(result, Failure) and self.error is None:
+            self.error = (
+                _storage_error(result.value) if result.check(OSError) else
+                ReductError(f"Failed to write record: {result.getErrorMessage()}")
+            )
+        drained.callback(None)
 
     def _flush(self) -> Deferred:
         self._drained = Deferred()
@@ -262,8 +302,15 @@ class PrivateSegmentSink(_Sink):
         # The engine discards the segment file itself (in the pool).
 
 
-def _writev_all(fd: int, chunks) -> None:
-    """Write every byte of ``chunks`` (``writev`` may write less)."""
+def _writev_all(fd: int, chunks, crc: int = 0) -> int:
+    """
+    Write every byte of ``chunks`` (``writev`` may write less).
+
+    :param crc: the CRC-32 of the content before these chunks.
+    :return: the CRC-32 including them.
+    """
+    for chunk in chunks:
+        crc = zlib.crc32(chunk, crc)
     while chunks:
         n = os.writev(fd, chunks)
         while chunks and n >= len(chunks[0]):
@@ -271,6 +318,7 @@ def _writev_all(fd: int, chunks) -> None:
             chunks.pop(0)
         if n:
             chunks[0] = memoryview(chunks[0])[n:]
+    return crc
 
 
 class DiscardSink:

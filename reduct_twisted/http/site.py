@@ -2,6 +2,8 @@
 ``make_site``: the web side of the daemon, assembled from its parts.
 """
 
+from functools import partial
+
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 
@@ -10,6 +12,7 @@ from reduct_twisted.errors import ReductError
 from reduct_twisted.http.api import ReductAPI
 from reduct_twisted.http.streaming import ReductSite
 from reduct_twisted.provision import Provisioning
+from reduct_twisted.sync import GroupSync
 
 log = Logger()
 
@@ -30,8 +33,19 @@ def make_site(engine, config, reactor, threadpool, provisioning=None) -> ReductS
     provisioning = provisioning or Provisioning(buckets=[], tokens=[])
     provision_buckets(engine, provisioning.buckets)
     auth = make_auth(config, reactor, threadpool, provisioning.tokens)
-    api = ReductAPI(engine, auth, reactor, threadpool, base_path=config.api_base_path)
-    return ReductSite(api.resource(), api, reactor)
+    syncer = None
+    if config.sync == "always":
+        syncer = GroupSync(engine.take_dirty, partial(deferToThreadPool, reactor, threadpool))
+    api = ReductAPI(
+        engine, auth, reactor, threadpool, base_path=config.api_base_path, syncer=syncer
+    )
+    return ReductSite(
+        api.resource(),
+        api,
+        reactor,
+        timeout=config.idle_timeout,
+        header_timeout=config.header_timeout,
+    )
 
 
 def provision_buckets(engine, buckets) -> None:
@@ -60,9 +74,10 @@ def make_auth(config, reactor, threadpool, tokens=()):
             )
         return OpenAccess(reactor)
 
-    def run_in_thread(f, *args):
-        return deferToThreadPool(reactor, threadpool, f, *args)
-
     return TokenAccess.open(
-        config.data_path, reactor, config.api_token, tokens, run_in_thread=run_in_thread
+        config.data_path,
+        reactor,
+        config.api_token,
+        tokens,
+        run_in_thread=partial(deferToThreadPool, reactor, threadpool),
     )

@@ -8,6 +8,7 @@ and is dropped again by the engine's :class:`~reduct_twisted.storage.cache.Table
 """
 
 import bisect
+import contextlib
 import os
 
 import attr
@@ -19,10 +20,14 @@ from reduct_twisted.storage.records import FINISHED, STARTED, Record, RecordView
 def _write_at(fds, path: str, offset: int, data: bytes) -> None:
     """
     Write all of ``data`` at ``offset`` of ``path`` through the descriptor
-    cache: a commit costs one ``pwrite``, not an open/write/close.
+    cache: a commit costs one ``pwrite``, not an open/write/close.  At
+    offset 0 the file is emptied first (a stale file of the same name must
+    not leave old lines behind the new ones).
     """
     slot = fds.acquire(path)
     try:
+        if not offset:
+            os.ftruncate(slot.fd, 0)
         view = memoryview(data)
         while view:
             written = os.pwrite(slot.fd, view, offset)
@@ -57,6 +62,8 @@ class Block:
     :ivar table: records by timestamp, or ``None`` when not loaded.
     :ivar order: the table's timestamps in ascending order.
     :ivar removed: the block was removed from its entry.
+    :ivar shared_known: the shared segment's creation was already reported
+        to the dirty set (or it existed at load).
     """
 
     directory: str = attr.ib()
@@ -74,6 +81,7 @@ class Block:
     table = attr.ib(default=None)
     order = attr.ib(default=None)
     removed: bool = attr.ib(default=False)
+    shared_known: bool = attr.ib(default=False)
     # Derived from directory and block_id, computed once (hot paths use them).
     shared_segment: str = attr.ib(init=False, default=None, repr=False)
     shared_path: str = attr.ib(init=False, default=None, repr=False)
@@ -92,30 +100,39 @@ class Block:
         return cls(directory, block_id, table={}, order=[])
 
     @classmethod
-    def from_disk(cls, directory: str, block_id: int) -> "Block":
+    def from_disk(cls, directory: str, block_id: int, recovery=None, stats=None) -> "Block":
         """
         Build the summary of a block from its ``.meta`` file.
 
         A torn last metadata line and shared-segment bytes past the last
-        committed record (writes cut short by a crash) are cut off.  The
-        record table is not kept.
+        committed record (writes cut short by a crash) are cut off; after
+        an unclean stop ``recovery`` drops records that fail their check.
+        The record table is not kept.
 
         :param directory: the entry directory.
         :param block_id: the id in the file name.
+        :param recovery: the engine's :class:`~reduct_twisted.storage.recovery.Recovery`.
+        :param stats: ``os.stat`` results of the entry's block files by name
+            (needed after an unclean stop).
         :return: the block; its ``record_count`` may be ``0``.
-        :raises InternalError: the metadata file is corrupt.
+        :raises DamagedMeta: the metadata file is damaged.
+        :raises UnsupportedMeta: it has a newer format version.
         """
         block = cls(directory, block_id)
         meta_path = block.meta_path
         table, valid = blockfile.read_meta(meta_path, block_id)
         if os.path.getsize(meta_path) > valid:
             os.truncate(meta_path, valid)
+        if recovery is not None and table:
+            valid = recovery.check_block(block, table, valid, stats or {})
         block.meta_length = valid
         for record in table.values():
             block._count(record, +1)
         shared = block.shared_path
-        if os.path.exists(shared) and os.path.getsize(shared) > block.tail:
-            os.truncate(shared, block.tail)
+        if os.path.exists(shared):
+            block.shared_known = True
+            if os.path.getsize(shared) > block.tail:
+                os.truncate(shared, block.tail)
         return block
 
     @property
@@ -198,14 +215,18 @@ class Block:
         self._count(record, +1)
         return record
 
-    def finish(self, record: Record, size: int, fds) -> None:
+    def finish(self, record: Record, size: int, fds, crc=None) -> None:
         """
         Mark a STARTED record FINISHED with its final size and append its line.
 
         :param record: a record of this block.
         :param size: the number of content bytes received.
         :param fds: the engine's descriptor cache (the ``.meta`` file stays open).
+        :param crc: ``zlib.crc32`` of the content.
+        :raises OSError: the append failed; the record stays STARTED and the
+            ``.meta`` file is as before (a partial line is cut off).
         """
+        record.crc = crc
         data = blockfile.encode_record(record, size)
         if not self.meta_length:
             data = blockfile.encode_header(self.block_id) + data
@@ -215,7 +236,8 @@ class Block:
         try:
             _write_at(fds, meta_path, self.meta_length, data)
         except OSError:
-            if os.path.exists(meta_path):
+            with contextlib.suppress(OSError):
+                # If this fails too, the next append overwrites the rest.
                 os.truncate(meta_path, self.meta_length)
             raise
         self.meta_length += len(data)

@@ -12,22 +12,27 @@ A block ``<id>`` of an entry is made of these files in the entry directory::
 escapes, each line ending in ``\\n``; every line has a kind key ``"k"`` the
 reader dispatches on)::
 
-    line 1      {"k":"h","format":"reduct-twisted-block","version":1,"block":<id>}
+    line 1      {"k":"h","format":"reduct-twisted-block","version":2,"block":<id>}
     line 2..n   {"k":"r","ts":<µs>,"seg":"<file name>","off":<bytes>,"size":<bytes>,
-                 "ct":"<content type>","labels":[["<name>","<value>"], ...]}
+                 "ct":"<content type>","labels":[["<name>","<value>"], ...],
+                 "crc":<CRC-32 of the content>}
 
 * ``"h"`` (header) is always the first line and names the format and its
   version (:data:`FORMAT_VERSION`) and repeats the block id.
 * ``"r"`` (record) is appended once per *finished* record, in commit order;
   ``seg`` is ``<id>.blk`` or ``<id>-<ts>.blk``, ``off`` the content's offset
-  in it, labels keep their insertion order.  Records being written are never
-  on disk.
+  in it, labels keep their insertion order, ``crc`` is ``zlib.crc32`` of the
+  ``size`` content bytes.  Records being written are never on disk.
+* Version 1 (before checksums) is still read: its lines have no ``crc`` and
+  their content is trusted.  Lines with ``crc`` may follow a version-1
+  header (records appended by this version); the header is not rewritten.
 * Later kinds (label updates, removals) are appended the same way and
-  replayed in file order; a reader meeting a kind it does not know refuses
-  the file rather than guess.
-* A last line without its ``\\n`` is a torn append (no fsync is done); it is
-  ignored and cut off when the block is opened.  Any other bad line makes
-  the file corrupt.
+  replayed in file order; a reader meeting a kind it does not know treats
+  the file as damaged rather than guess (a newer writer bumps the version).
+* A last line without its ``\\n`` is a torn append; it is ignored and cut off
+  when the block is opened.  Any other bad line, or a bad header, makes the
+  file damaged (:class:`DamagedMeta`: the engine quarantines the block); a
+  header of a newer version is refused (:class:`UnsupportedMeta`).
 """
 
 import json
@@ -39,12 +44,23 @@ from reduct_twisted.storage.records import FINISHED, Record
 #: The ``format`` value of a ``.meta`` header.
 FORMAT_NAME = "reduct-twisted-block"
 #: The version of the ``.meta`` line format written by this code.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: Header versions this code reads.
+READABLE_VERSIONS = (1, 2)
 
 #: Suffix of a block's metadata file.
 META_SUFFIX = ".meta"
 #: Suffix of a data (segment) file.
 DATA_SUFFIX = ".blk"
+
+
+class DamagedMeta(InternalError):
+    """A ``.meta`` file whose header or a complete line cannot be read."""
+
+
+class UnsupportedMeta(InternalError):
+    """A ``.meta`` file written by a newer format version."""
+
 
 _FILE_RE = re.compile(r"(\d{1,20})(?:-(\d{1,20}))?(\.meta|\.blk)")
 
@@ -97,7 +113,7 @@ def encode_header(block_id: int) -> bytes:
 
 def encode_record(record: Record, size: int) -> bytes:
     """
-    :param record: the record.
+    :param record: the record (its ``crc``, if not ``None``, is written).
     :param size: its final content length.
     :return: the ``"r"`` line describing the record once finished (the
         bytes :func:`_line` would make of it, built without ``json.dumps``:
@@ -106,11 +122,17 @@ def encode_record(record: Record, size: int) -> bytes:
     labels = ",".join(
         f"[{_json_str(name)},{_json_str(value)}]" for name, value in record.labels.items()
     )
+    crc = "" if record.crc is None else f',"crc":{int(record.crc)}'
     return (
         f'{{"k":"r","ts":{int(record.ts)},"seg":{_json_str(record.segment)},'
         f'"off":{int(record.offset)},"size":{int(size)},"ct":{_json_str(record.content_type)},'
-        f'"labels":[{labels}]}}\n'
+        f'"labels":[{labels}]{crc}}}\n'
     ).encode("ascii")
+
+
+def encode_meta(block_id: int, records) -> bytes:
+    """:return: a whole ``.meta`` file holding ``records`` (finished), in the given order."""
+    return encode_header(block_id) + b"".join(encode_record(r, r.size) for r in records)
 
 
 def _uint(value) -> int:
@@ -132,8 +154,12 @@ def _apply_record(table: dict, obj: dict, block_id: int) -> None:
     content_type = obj["ct"]
     if not isinstance(content_type, str):
         raise ValueError("content type")
+    crc = obj.get("crc")
+    if crc is not None and _uint(crc) > 0xFFFFFFFF:
+        raise ValueError(f"bad crc {crc!r}")
     table[ts] = Record(
-        ts, obj["seg"], _uint(obj["off"]), _uint(obj["size"]), content_type, labels, FINISHED
+        ts, obj["seg"], _uint(obj["off"]), _uint(obj["size"]), content_type, labels, FINISHED,
+        crc,
     )
 
 
@@ -141,11 +167,17 @@ def _apply_record(table: dict, obj: dict, block_id: int) -> None:
 _LINE_KINDS = {"h": _apply_header, "r": _apply_record}
 
 
-def _check_header(obj, block_id: int) -> None:
+def _check_header(obj, block_id: int, path: str) -> None:
     if not isinstance(obj, dict) or obj.get("k") != "h" or obj.get("format") != FORMAT_NAME:
         raise ValueError("not a block metadata file")
-    if obj.get("version") != FORMAT_VERSION:
-        raise ValueError(f"unsupported format version {obj.get('version')!r}")
+    version = obj.get("version")
+    if type(version) is int and version > FORMAT_VERSION:
+        raise UnsupportedMeta(
+            f"Block metadata '{path}' has format version {version}; "
+            f"this version reads {', '.join(map(str, READABLE_VERSIONS))}"
+        )
+    if version not in READABLE_VERSIONS:
+        raise ValueError(f"unsupported format version {version!r}")
     if obj.get("block") != block_id:
         raise ValueError(f"header names block {obj.get('block')!r}")
 
@@ -159,24 +191,24 @@ def read_meta(path: str, block_id: int):
     :return: ``(table, valid_length)``: the records by timestamp and the
         number of bytes up to the end of the last complete line (less than
         the file size if the last append was torn).
-    :raises InternalError: the file is not a block metadata file of this
-        format version, or a complete line is invalid.
+    :raises DamagedMeta: the header or a complete line is invalid.
+    :raises UnsupportedMeta: the header names a newer format version.
     """
     with open(path, "rb") as f:
         data = f.read()
     end = data.rfind(b"\n") + 1
     table: dict = {}
     try:
-        lines = data[:end].splitlines()
+        lines = data[:end].split(b"\n")[:-1]
         if not lines:
             # Not even a complete header: the block never got a record.
             return table, 0
-        _check_header(json.loads(lines[0]), block_id)
+        _check_header(json.loads(lines[0]), block_id, path)
         for raw in lines[1:]:
             obj = json.loads(raw)
             _LINE_KINDS[obj["k"]](table, obj, block_id)
-    except (ValueError, KeyError, TypeError, AttributeError) as e:
-        raise InternalError(f"Corrupt block metadata '{path}': {e!r}") from None
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as e:
+        raise DamagedMeta(f"Corrupt block metadata '{path}': {e!r}") from None
     return table, end
 
 

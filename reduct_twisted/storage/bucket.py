@@ -3,10 +3,12 @@ A bucket: settings, entries, statistics and quota enforcement (spec §2.2,
 §3.9, §4.5, §4.6).
 """
 
+import contextlib
 import json
 import os
 
 from reduct_twisted.errors import BadRequest, InternalError, NotFound
+from reduct_twisted.storage.durability import storage_error
 from reduct_twisted.storage.entry import Entry
 from reduct_twisted.storage.settings import (
     U64_MAX,
@@ -20,6 +22,27 @@ from reduct_twisted.storage.settings import (
 SETTINGS_FILE = "settings.json"
 #: The ``version`` key written into :data:`SETTINGS_FILE`.
 SETTINGS_VERSION = 1
+
+
+def write_settings(directory: str, settings: BucketSettings) -> str:
+    """
+    Write ``settings`` into ``directory`` atomically (temporary file, then
+    rename); on failure no temporary file is left.
+
+    :return: the settings file's path.
+    :raises OSError: writing failed; the old file (if any) is unchanged.
+    """
+    path = os.path.join(directory, SETTINGS_FILE)
+    data = json.dumps({"version": SETTINGS_VERSION, **settings.to_json()})
+    try:
+        with open(path + ".tmp", "w") as f:
+            f.write(data)
+        os.replace(path + ".tmp", path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(path + ".tmp")
+        raise
+    return path
 
 
 class Bucket:
@@ -47,25 +70,36 @@ class Bucket:
         self.provisioned = False
 
     @classmethod
-    def load(cls, name: str, directory: str, defaults: BucketSettings, context) -> "Bucket":
+    def load(cls, name: str, directory: str, defaults: BucketSettings, context):
         """
         Build a bucket from its directory (settings and every entry).
 
-        Entry directories without any record are trashed.
+        Entry directories without any record and a leftover temporary
+        settings file are trashed.
 
         :param name: the bucket name.
         :param directory: the bucket directory.
         :param defaults: settings used for fields the file lacks (or no file).
         :param context: the engine-wide context.
-        :return: the bucket.
+        :return: the bucket, or ``None`` if the directory has neither a
+            settings file nor records (a bucket whose creation never finished).
         :raises InternalError: the settings file is not valid JSON.
         """
         path = os.path.join(directory, SETTINGS_FILE)
+        if os.path.exists(path + ".tmp"):
+            context.trash([path + ".tmp"])
         settings = defaults
-        if os.path.exists(path):
+        has_settings = os.path.exists(path)
+        if has_settings:
             with open(path, "rb") as f:
+                data = f.read()
+            if not data.strip():
+                # What a crash right after a rename can leave on some file
+                # systems: the defaults are better than refusing to start.
+                context.recovery.problems.append(f"Empty bucket settings '{path}': defaults used")
+            else:
                 try:
-                    settings = parse_settings(json.loads(f.read()), defaults)
+                    settings = parse_settings(json.loads(data), defaults)
                 except ValueError as e:
                     raise InternalError(f"Corrupt bucket settings '{path}': {e}") from None
         bucket = cls(name, directory, settings, context)
@@ -78,24 +112,24 @@ class Bucket:
                 bucket.entries[entry_name] = entry
             else:
                 context.trash([entry_dir])
+        if not has_settings and not bucket.entries:
+            return None
         return bucket
-
-    def save_settings(self) -> None:
-        """Write the settings file atomically (temporary file, then rename)."""
-        path = os.path.join(self.directory, SETTINGS_FILE)
-        data = {"version": SETTINGS_VERSION, **self.settings.to_json()}
-        with open(path + ".tmp", "w") as f:
-            json.dump(data, f)
-        os.replace(path + ".tmp", path)
 
     def update_settings(self, fields: dict) -> None:
         """
-        Overwrite some settings and save them.
+        Overwrite some settings and save them; if saving fails nothing changes.
 
         :param fields: checked fields, as ``parse_settings_fields`` returns them.
+        :raises ReductError: the file could not be written (507 if the disk is full).
         """
-        self.settings = parse_settings(fields, self.settings)
-        self.save_settings()
+        settings = parse_settings(fields, self.settings)
+        try:
+            path = write_settings(self.directory, settings)
+        except OSError as exc:
+            raise storage_error(exc, f"update settings of bucket '{self.name}'") from None
+        self.context.dirty.created(path)
+        self.settings = settings
 
     @property
     def size(self) -> int:
@@ -137,11 +171,13 @@ class Bucket:
         """
         :param name: an entry name.
         :return: the entry, created (with its directory) if missing.
+        :raises OSError: the directory could not be created.
         """
         entry = self.entries.get(name)
         if entry is None:
             entry_dir = os.path.join(self.directory, name)
             os.makedirs(entry_dir, exist_ok=True)
+            self.context.dirty.new_dir(entry_dir)
             entry = self.entries[name] = Entry(name, entry_dir, self.context)
         return entry
 

@@ -189,11 +189,15 @@ class Context:
     :ivar fds: the open shared-segment and metadata descriptors.
     :ivar trash: ``trash(paths)`` moves files or directories out of the way
         at once and has them deleted later (see ``StorageEngine``).
+    :ivar dirty: the :class:`~reduct_twisted.storage.durability.DirtySet`.
+    :ivar recovery: the :class:`~reduct_twisted.storage.recovery.Recovery` of the open.
     """
 
     tables: TableCache = attr.ib()
     fds: FdCache = attr.ib()
     trash = attr.ib()
+    dirty = attr.ib()
+    recovery = attr.ib()
 
 
 def read_whole(fds: FdCache, view) -> bytes:

@@ -5,35 +5,56 @@ On-disk layout; everything lives below ``data_path`` and every directory
 name below it comes from a checked name (``[A-Za-z0-9_-]{1,255}``)::
 
     <data_path>/
+      .running                       run marker: exists while the engine is open
+                                     (an unclean stop leaves it; see recovery.py)
       .trash/                        things being removed: renamed here at once,
-        <n>-<old name>               deleted later by ``discard`` (emptied on open)
+        <n>-<old name>               deleted later by ``discard`` (emptied on open);
+                                     new buckets are staged here too (trash.py)
+      .quarantine/<bucket>/<entry>/  files of damaged blocks, moved aside at open
       <bucket>/                      one directory per bucket
         settings.json                {"version": 1, "max_block_size": ..., ...}
                                      (written to settings.json.tmp, then renamed)
         <entry>/                     one directory per entry
-          <block_id>.meta            block metadata: append-only JSON lines, one
-                                     per finished record (format: blockfile.py)
+          <block_id>.meta            block metadata: a versioned header, then one
+                                     JSON line per finished record with its
+                                     CRC-32 (format v2: blockfile.py)
           <block_id>.blk             shared segment: small records back to back
           <block_id>-<ts>.blk        private segment: one large or chunked record
 
 A block is named after the timestamp of the record that opened it.  Only
-finished records are on disk; records being written live in memory.  No file
-is ever deleted in place: it is renamed into ``.trash`` first, so a new file
-of the same name can be created at once while ``discard`` (a thread pool in
-the daemon) unlinks the old one.
+finished records are on disk; records being written live in memory.  Order
+of file operations, so that a crash at any instant leaves no partial record
+visible and the next open (``recovery.py``) tidies up:
+
+* A record's content is written first, then its ``.meta`` line is appended
+  (the first append of a block writes header and line at once).  Content
+  without a line (a block's segment without ``.meta`` included) is trashed
+  at open; a torn last line is cut off; after an unclean stop, records of
+  files changed during the run are checked against their size and CRC.
+* Removing a block (quota eviction, abort of its last record) trashes its
+  ``.meta`` first: leftover segments are then orphans.  Entries and buckets
+  are removed by renaming their directory into ``.trash`` (atomic).
+* A new bucket is built in ``.trash`` (directory and settings file) and
+  renamed into place; a bucket directory with neither settings nor records,
+  ``*.tmp`` leftovers and everything in ``.trash`` are discarded at open.
+
+The engine flushes nothing by itself: :meth:`StorageEngine.take_dirty` hands
+the files and directories changed since its last call to a sync policy
+(durability.py), and ``open``/``close`` call the injected ``sync``.
 """
 
-import contextlib
 import os
-import shutil
 
 from reduct_twisted import REDUCT_VERSION
-from reduct_twisted.errors import Conflict, NotFound, TooEarly
+from reduct_twisted.errors import Conflict, NotFound
 from reduct_twisted.storage import writer
-from reduct_twisted.storage.bucket import Bucket
-from reduct_twisted.storage.cache import Context, FdCache, TableCache, read_whole
+from reduct_twisted.storage.bucket import Bucket, write_settings
+from reduct_twisted.storage.cache import Context, FdCache, TableCache
+from reduct_twisted.storage.durability import DirtySet, storage_error
 from reduct_twisted.storage.query import QueryRegistry
-from reduct_twisted.storage.records import FINISHED, Allocation, RecordView
+from reduct_twisted.storage.reading import LIST_LIMIT, ReadMethods
+from reduct_twisted.storage.records import Allocation
+from reduct_twisted.storage.recovery import Recovery
 from reduct_twisted.storage.settings import (
     U64_MAX,
     BucketSettings,
@@ -42,27 +63,15 @@ from reduct_twisted.storage.settings import (
     parse_settings,
     parse_settings_fields,
 )
+from reduct_twisted.storage.trash import TRASH_DIR, Trash, remove_now
 
-#: Default cap of :meth:`StorageEngine.list_records` (no unbounded scans).
-LIST_LIMIT = 10_000
-
-#: Directory (below ``data_path``) where removed files wait for ``discard``.
-TRASH_DIR = ".trash"
+__all__ = ["LIST_LIMIT", "TRASH_DIR", "StorageEngine", "remove_now"]
 
 
-def remove_now(paths: list) -> None:
-    """Delete files and directory trees at once (the default ``discard``); skip missing ones."""
-    for path in paths:
-        if os.path.isdir(path) and not os.path.islink(path):
-            shutil.rmtree(path, ignore_errors=True)
-        else:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(path)
-
-
-class StorageEngine:
+class StorageEngine(ReadMethods):
     """
     The synchronous storage core; the HTTP layer calls it on the reactor thread.
+    Reads and queries come from :class:`~reduct_twisted.storage.reading.ReadMethods`.
 
     :param data_path: the data directory (created by :meth:`open`).
     :param clock: provides ``seconds()`` (a reactor or ``task.Clock``).
@@ -72,62 +81,99 @@ class StorageEngine:
     :param version: the version reported by :meth:`info`.
     :param table_cache_size: how many idle block record tables stay loaded.
     :param fd_cache_size: how many idle shared-segment descriptors stay open.
+    :param sync: ``sync(files, directories)`` flushes them to stable storage
+        (each file, then each directory) before returning; called only by
+        :meth:`open` and :meth:`close` (``None``: nothing is flushed).
+    :param track_dirty: record changed paths for :meth:`take_dirty`; pass
+        ``False`` when nobody calls it (:meth:`close` then flushes every file
+        changed during the run, found by modification time; a set never
+        taken also stops by itself at ``durability.UNTAKEN_LIMIT`` files).
     """
 
     def __init__(self, data_path: str, clock, *, defaults: BucketSettings = BucketSettings(),
                  discard=None, version: str = REDUCT_VERSION, table_cache_size: int = 64,
-                 fd_cache_size: int = 128) -> None:
+                 fd_cache_size: int = 128, sync=None, track_dirty: bool = True) -> None:
         self.data_path = os.path.abspath(data_path)
         self.clock = clock
         self.defaults = defaults
         self.version = version
-        self._discard = remove_now if discard is None else discard
-        self._context = Context(TableCache(table_cache_size), FdCache(fd_cache_size), self._trash)
+        self._sync = sync
+        self._dirty = DirtySet(track_dirty)
+        self._trash = Trash(self.data_path, remove_now if discard is None else discard,
+                            self._dirty)
+        self._recovery = Recovery(self.data_path, self._dirty)
+        self._context = Context(TableCache(table_cache_size), FdCache(fd_cache_size),
+                                self._trash, self._dirty, self._recovery)
         self._buckets: dict = {}
         self._queries = QueryRegistry()
-        self._trash_dir = os.path.join(self.data_path, TRASH_DIR)
-        self._trash_seq = 0
         self._opened_at = None
+        self._running = False
 
     # -- lifecycle ---------------------------------------------------------
 
     def open(self) -> None:
         """
-        Create the data directory if needed, empty ``.trash`` and load every
-        bucket (reading each block's metadata once).  Data files no metadata
-        refers to are discarded.
+        Create the data directory if needed, empty ``.trash``, load every
+        bucket (reading each block's metadata once) and recover from an
+        unclean stop (``recovery.py``): data no metadata refers to is
+        discarded, failing records are dropped, damaged blocks quarantined.
+
+        :raises UnsupportedMeta: a block was written by a newer format version.
+        :raises OSError: the data directory cannot be used.
         """
-        os.makedirs(self._trash_dir, exist_ok=True)
-        leftovers = sorted(os.listdir(self._trash_dir))
-        # New trash names must not collide with leftovers still being deleted.
-        numbers = [n.split("-", 1)[0] for n in leftovers]
-        self._trash_seq = 1 + max((int(n) for n in numbers if n.isdecimal()), default=0)
-        if leftovers:
-            self._discard([os.path.join(self._trash_dir, n) for n in leftovers])
+        if not os.path.isdir(self.data_path):
+            os.makedirs(self.data_path)
+            self._dirty.new_dir(self.data_path)
+        self._recovery.begin()
+        self._trash.empty()
         for name in sorted(os.listdir(self.data_path)):
             directory = os.path.join(self.data_path, name)
             if is_valid_name(name) and os.path.isdir(directory):
-                self._buckets[name] = Bucket.load(name, directory, self.defaults, self._context)
+                bucket = Bucket.load(name, directory, self.defaults, self._context)
+                if bucket is None:
+                    self._trash([directory])
+                else:
+                    self._buckets[name] = bucket
+        self._recovery.start_run(self._sync)
         self._opened_at = self.clock.seconds()
+        self._running = True
 
     def close(self) -> None:
-        """Close the cached descriptors."""
+        """
+        Close the cached descriptors, flush everything written (with
+        ``sync``) and remove the run marker: the next open is a clean one.
+        Only the first call after :meth:`open` does anything.
+        """
         self._context.fds.close()
+        if self._running:
+            self._running = False
+            self._recovery.end_run(self._sync)
 
-    def _trash(self, paths: list) -> None:
-        moved = []
-        for path in paths:
-            # The sequence number makes the name unique; cut to the file name limit.
-            name = f"{self._trash_seq}-{os.path.basename(path)}"[:255]
-            target = os.path.join(self._trash_dir, name)
-            self._trash_seq += 1
-            try:
-                os.rename(path, target)
-            except FileNotFoundError:
-                continue
-            moved.append(target)
-        if moved:
-            self._discard(moved)
+    def take_dirty(self) -> tuple:
+        """
+        What changed since the last call, for a sync policy (``GroupSync``);
+        call on the reactor thread.  Flushing each file (open read-only,
+        flush, close; a vanished file is fine) and then each directory makes
+        every change made before this call durable, e.g. every committed record.
+
+        :return: ``(files, directories)``: sets of absolute paths of files
+            whose content changed (segments, ``.meta``, settings) and of
+            directories whose entries changed (created, renamed, removed).
+        """
+        return self._dirty.take()
+
+    def recovery_report(self) -> dict:
+        """
+        What :meth:`open` found, to be logged by the caller.
+
+        :return: ``{"unclean": bool`` (the last run did not close),
+            ``"verified_records": int`` (CRCs checked), ``"dropped_records": int``
+            (records that failed their check and were removed),
+            ``"quarantined_blocks": [path of each moved .meta]``,
+            ``"problems": [one message per dropped record, quarantined
+            block or failed removal]}``.
+        """
+        return self._recovery.report(self._trash.problems)
 
     # -- server ------------------------------------------------------------
 
@@ -165,23 +211,31 @@ class StorageEngine:
 
     def create_bucket(self, name: str, settings) -> None:
         """
-        Create a bucket.
+        Create a bucket (built in ``.trash``, then renamed into place).
 
         :param name: the bucket name.
         :param settings: ``None`` or the decoded JSON settings; missing
             fields take the engine defaults.
         :raises UnprocessableEntity: bad settings or name.
         :raises Conflict: the bucket exists.
+        :raises ReductError: the disk refused (507 if full); nothing is left.
         """
         parsed = parse_settings(settings, self.defaults)
         check_name(name)
         if name in self._buckets:
             raise Conflict(f"Bucket '{name}' already exists")
         directory = os.path.join(self.data_path, name)
-        os.makedirs(directory, exist_ok=True)
-        bucket = Bucket(name, directory, parsed, self._context)
-        bucket.save_settings()
-        self._buckets[name] = bucket
+        staging = self._trash.place(name)
+        try:
+            os.mkdir(staging)
+            settings_file = os.path.basename(write_settings(staging, parsed))
+            os.rename(staging, directory)
+        except OSError as exc:
+            self._trash.discard([staging])
+            raise storage_error(exc, f"create bucket '{name}'") from None
+        self._dirty.created(os.path.join(directory, settings_file))
+        self._dirty.moved(staging, directory)
+        self._buckets[name] = Bucket(name, directory, parsed, self._context)
 
     def bucket_info(self, name: str) -> dict:
         """
@@ -225,12 +279,16 @@ class StorageEngine:
 
         :raises NotFound: no such bucket.
         :raises Conflict: the bucket is provisioned.
+        :raises ReductError: the directory could not be moved away (500).
         """
         bucket = self._bucket(name, "remove")
+        try:
+            self._trash([bucket.directory], strict=True)
+        except OSError as exc:
+            raise storage_error(exc, f"remove bucket '{name}'") from None
         del self._buckets[name]
         bucket.detach()
         self._queries.drop_bucket(name)
-        self._trash([bucket.directory])
 
     # -- writes ------------------------------------------------------------
 
@@ -255,6 +313,8 @@ class StorageEngine:
         :raises BadRequest: a HARD quota would be exceeded.
         :raises InternalError: FIFO cannot keep the quota.
         :raises Conflict: a record with ``ts`` exists or is being written.
+        :raises ReductError: a file or directory could not be created (507
+            if the disk is full, else 500); nothing is reserved.
         """
         return writer.allocate(
             self._context, self._bucket(bucket), entry, ts, length, content_type, labels
@@ -269,6 +329,10 @@ class StorageEngine:
             record is aborted).
         :raises NotFound: the bucket or entry was removed meanwhile (the
             data is discarded).
+        :raises InsufficientStorage: the disk is full (507); the record is
+            aborted, the ``.meta`` file left as it was.
+        :raises InternalError: another disk error (500, its reason in the
+            message); the record is aborted likewise.
         """
         writer.commit(self._context, alloc)
 
@@ -279,106 +343,6 @@ class StorageEngine:
         :param alloc: from :meth:`allocate`.
         """
         writer.abort(self._context, alloc)
-
-    # -- reads -------------------------------------------------------------
-
-    def read(self, bucket: str, entry: str, ts) -> RecordView:
-        """
-        Look up one finished record.
-
-        :param ts: its timestamp, or ``None`` for the entry's latest record.
-        :raises NotFound: no such bucket, entry or record.
-        :raises TooEarly: the record is still being written.
-        """
-        series = self._bucket(bucket).entry(entry)
-        if ts is None:
-            ts = series.latest_record
-        found = series.find(ts)
-        if found is None:
-            raise NotFound(f"No record with timestamp {ts}")
-        block, record = found
-        if record.state != FINISHED:
-            raise TooEarly(f"Record with timestamp {ts} is still being written")
-        return block.view(record)
-
-    def read_content(self, view: RecordView) -> bytes:
-        """The whole content of a small finished record, read at once (see ``read_whole``)."""
-        return read_whole(self._context.fds, view)
-
-    def list_records(self, bucket: str, entry: str, start: int, stop: int, *,
-                     limit: int = LIST_LIMIT) -> list:
-        """
-        The finished records in ``[start, stop)`` (legacy v0 ``/list``).
-
-        :param limit: return at most this many (the scan stops there).
-        :return: ``(ts, size)`` pairs in ascending order.
-        :raises NotFound: no such bucket or entry.
-        """
-        return self._bucket(bucket).entry(entry).finished_in(start, stop, limit)
-
-    def block_stats(self, bucket: str, entry: str) -> list:
-        """
-        Per-block summaries of an entry, for diagnostics and compaction.
-
-        :return: one mapping per block, ascending by id, with ``id``,
-            ``record_count``, ``data_size``, ``meta_size``, ``dead_bytes``
-            (reclaimable shared-segment bytes), ``started`` and ``loaded``
-            (whether its record table is in memory).
-        :raises NotFound: no such bucket or entry.
-        """
-        return [block.stats() for block in self._bucket(bucket).entry(entry).blocks]
-
-    # -- queries -----------------------------------------------------------
-
-    def create_query(self, bucket: str, entry: str, *, start=None, stop=None, ttl=60,
-                     continuous=False, include=None, exclude=None, limit=None, each_n=None,
-                     each_s=None) -> int:
-        """
-        Create a query over an existing entry (spec §2.3.4).
-
-        :param start: inclusive lower bound; default the entry's oldest record.
-        :param stop: exclusive upper bound; default latest record + 1;
-            ignored for continuous queries.
-        :param ttl: seconds the query survives without being read.
-        :param continuous: wait for new records instead of ending (not
-            together with ``limit``, which wins).
-        :param include: labels that must all be equal.
-        :param exclude: drop records where all of these are equal.
-        :param limit: return at most this many records.
-        :param each_n: return every n-th matching record.
-        :param each_s: return matching records at least this many seconds apart.
-        :return: the query id.
-        :raises NotFound: no such bucket or entry.
-        :raises UnprocessableEntity: ``start > stop`` (non-continuous),
-            ``each_n`` or ``each_s`` not positive.
-        """
-        series = self._bucket(bucket).entry(entry)
-        return self._queries.create(
-            bucket, series, self.clock.seconds(), start=start, stop=stop, ttl=ttl,
-            continuous=continuous, include=include, exclude=exclude, limit=limit,
-            each_n=each_n, each_s=each_s,
-        )
-
-    def query_next(self, bucket: str, entry: str, qid: int, budget: int = 2000):
-        """
-        The next record of query ``qid``; refreshes its TTL.
-
-        :param budget: how many records may be examined in this call.
-        :return: a :class:`RecordView`; ``None`` if nothing (more) matches now
-            (a non-continuous query is then dropped); ``PENDING`` if the
-            budget ran out first (call again later).
-        :raises NotFound: no such bucket, entry, or query of this entry.
-        """
-        series = self._bucket(bucket).entry(entry)
-        result = self._queries.next(bucket, series, qid, self.clock.seconds(), budget)
-        if not isinstance(result, tuple):
-            return result
-        block, record, last = result
-        return block.view(record, last)
-
-    def expire_queries(self) -> int:
-        """:return: how many expired queries were dropped."""
-        return self._queries.expire(self.clock.seconds())
 
     def enforce_quotas(self) -> int:
         """

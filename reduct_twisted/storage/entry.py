@@ -50,27 +50,43 @@ class Entry:
         Build an entry from its directory, reading every ``.meta`` file once.
 
         Block files no metadata refers to (data of records whose write never
-        finished) and blocks without records are trashed.
+        finished, halves of an interrupted removal), blocks without records
+        and ``*.tmp`` leftovers are trashed; damaged blocks are quarantined
+        (see :mod:`~reduct_twisted.storage.recovery`).
 
         :param name: the entry name.
         :param directory: the entry directory.
         :param context: the engine-wide context.
         :return: the entry, possibly without blocks.
+        :raises UnsupportedMeta: a block has a newer format version.
         """
         entry = cls(name, directory, context)
-        files = {}
-        for file_name in os.listdir(directory):
-            found = blockfile.classify(file_name)
-            if found is not None:
-                files[file_name] = found
-        referenced = set()
+        recovery = context.recovery
+        files, stats, stale = {}, {}, []
+        with os.scandir(directory) as items:
+            for item in items:
+                found = blockfile.classify(item.name)
+                if found is not None:
+                    files[item.name] = found
+                    if recovery.unclean:
+                        stats[item.name] = item.stat(follow_symlinks=False)
+                elif item.name.endswith(".tmp"):
+                    stale.append(item.name)
+        keep = set()
         metas = [found[0] for found in files.values() if found[2] == blockfile.META_SUFFIX]
         for block_id in sorted(metas):
-            block = Block.from_disk(directory, block_id)
+            try:
+                block = Block.from_disk(directory, block_id, recovery, stats)
+            except blockfile.DamagedMeta as exc:
+                names = {n for n, found in files.items() if found[0] == block_id}
+                keep |= names
+                recovery.quarantine(directory, block_id, names, exc.message)
+                continue
             if block.record_count:
                 entry._insert(len(entry.blocks), block)
-                referenced.update(os.path.basename(path) for path in block.files())
-        context.trash([os.path.join(directory, n) for n in sorted(files) if n not in referenced])
+                keep.update(os.path.basename(path) for path in block.files())
+        unused = [n for n in sorted(files) if n not in keep] + sorted(stale)
+        context.trash([os.path.join(directory, n) for n in unused])
         return entry
 
     @property
@@ -187,17 +203,19 @@ class Entry:
             return None
         return self.block_for(ts)
 
-    def finish(self, block: Block, record, size: int) -> None:
+    def finish(self, block: Block, record, size: int, crc=None) -> None:
         """
         Commit a STARTED record with ``size`` content bytes.
 
         :param block: its block.
         :param record: the record.
         :param size: the bytes received.
+        :param crc: ``zlib.crc32`` of those bytes.
+        :raises OSError: the ``.meta`` append failed (see ``Block.finish``).
         """
         before, count = block.size, block.record_count
         try:
-            block.finish(record, size, self.context.fds)
+            block.finish(record, size, self.context.fds, crc)
         finally:
             # What _accounting does, inline: this runs for every record.
             self.size += block.size - before
@@ -220,14 +238,16 @@ class Entry:
         if record.segment != blockfile.shared_name(block.block_id):
             self.context.trash([block.path(record.segment)])
         elif record.size:
-            slot = self.context.fds.acquire(shared)
-            try:
-                if block.tail < record.offset + record.size:
-                    os.ftruncate(slot.fd, block.tail)
-                else:
-                    punch_hole(slot.fd, record.offset, record.size)
-            finally:
-                self.context.fds.release(slot)
+            # Best effort: the bytes are unreferenced either way.
+            with contextlib.suppress(OSError):
+                slot = self.context.fds.acquire(shared)
+                try:
+                    if block.tail < record.offset + record.size:
+                        os.ftruncate(slot.fd, block.tail)
+                    else:
+                        punch_hole(slot.fd, record.offset, record.size)
+                finally:
+                    self.context.fds.release(slot)
         if not block.record_count:
             self.remove_block(block)
 
@@ -245,7 +265,9 @@ class Entry:
 
     def remove_block(self, block: Block) -> None:
         """
-        Remove ``block`` and trash its files.
+        Remove ``block`` and trash its files, the ``.meta`` first: once it is
+        gone the block no longer exists, and leftover segments of an
+        interrupted removal are orphans the next open trashes.
 
         :param block: a block of this entry without STARTED records.
         """

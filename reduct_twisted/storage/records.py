@@ -37,6 +37,8 @@ class Record:
     :ivar content_type: stored verbatim.
     :ivar labels: label name to value, in insertion order.
     :ivar state: :data:`STARTED` or :data:`FINISHED`.
+    :ivar crc: ``zlib.crc32`` of the content once finished; ``None`` if
+        unknown (a record of a version-1 ``.meta`` file).
     """
 
     ts: int = attr.ib()
@@ -46,12 +48,13 @@ class Record:
     content_type: str = attr.ib()
     labels: dict = attr.ib()
     state: str = attr.ib(default=FINISHED)
+    crc = attr.ib(default=None)
 
     def copy(self) -> "Record":
         """:return: a copy with its own labels, which a reader may keep and change."""
         return Record(
             self.ts, self.segment, self.offset, self.size, self.content_type, dict(self.labels),
-            self.state,
+            self.state, self.crc,
         )
 
 
@@ -93,6 +96,9 @@ class Allocation:
     :ivar private: whether ``path`` holds this record alone.
     :ivar fd: the shared segment's descriptor, or ``None``.
     :ivar written: bytes written so far; maintained by the caller.
+    :ivar crc: ``zlib.crc32`` of the bytes written so far, maintained by the
+        caller (``alloc.crc = zlib.crc32(chunk, alloc.crc)``, in content
+        order); stored with the record and checked after an unclean stop.
     """
 
     bucket: str = attr.ib()
@@ -102,6 +108,7 @@ class Allocation:
     private: bool = attr.ib()
     fd = attr.ib()
     written: int = attr.ib(default=0)
+    crc: int = attr.ib(default=0)
     # Engine-private links, so commit/abort need no lookups by name.
     _owner = attr.ib(default=None, repr=False)
     _block = attr.ib(default=None, repr=False)

@@ -7,6 +7,7 @@ created, written and closed by the caller before ``commit``.
 """
 
 import os
+import zlib
 
 from reduct_twisted.storage.records import Allocation, RecordView
 
@@ -16,7 +17,8 @@ DEFAULT_TYPE = "application/octet-stream"
 
 def write_content(alloc: Allocation, data: bytes) -> None:
     """
-    Write ``data`` for ``alloc`` as the HTTP layer does (no commit).
+    Write ``data`` for ``alloc`` as the HTTP layer does, checksum included
+    (no commit).
 
     :param alloc: from ``StorageEngine.allocate``.
     :param data: the content; its length may differ from ``alloc.length``.
@@ -30,6 +32,7 @@ def write_content(alloc: Allocation, data: bytes) -> None:
     else:
         os.pwrite(alloc.fd, data, alloc.offset + alloc.written)
     alloc.written += len(data)
+    alloc.crc = zlib.crc32(data, alloc.crc)
 
 
 def write_record(engine, bucket: str, entry: str, ts: int, data: bytes = b"",

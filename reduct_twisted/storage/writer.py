@@ -5,13 +5,21 @@ The write path: reserving a record, committing it, giving it up.
 STARTED (in memory only, its timestamp reserved, counted in the statistics)
 from :func:`allocate` until :func:`commit` appends its metadata line
 (FINISHED) or :func:`abort` makes it vanish.
+
+A disk error (full disk, read-only or unwritable directory) aborts the
+record and raises the ``ReductError`` of ``durability.storage_error``;
+nothing stored before is touched and the next write starts afresh.
 """
 
 import os
 
 from reduct_twisted.errors import BadRequest, InternalError, NotFound
+from reduct_twisted.storage.durability import storage_error
 from reduct_twisted.storage.entry import SMALL_RECORD_MAX
 from reduct_twisted.storage.records import ABORTED, FINISHED, STARTED, Allocation
+
+#: What the messages of failed writes say failed.
+WRITE = "write record"
 
 
 def allocate(context, owner, entry: str, ts: int, length, content_type: str,
@@ -24,7 +32,10 @@ def allocate(context, owner, entry: str, ts: int, length, content_type: str,
     :return: the allocation.
     """
     owner.check_quota(entry, length or 0)
-    series = owner.entry_for_write(entry)
+    try:
+        series = owner.entry_for_write(entry)
+    except OSError as exc:
+        raise storage_error(exc, WRITE) from None
     try:
         block, record = series.reserve(ts, length, content_type, labels, owner.settings)
     finally:
@@ -37,9 +48,12 @@ def allocate(context, owner, entry: str, ts: int, length, content_type: str,
     if not private:
         try:
             slot = context.fds.acquire(path)
-        except OSError:
+        except OSError as exc:
             _vanish(owner, series, block, record)
-            raise
+            raise storage_error(exc, WRITE) from None
+        if not block.shared_known:
+            block.shared_known = True
+            context.dirty.created(path)
     return Allocation(
         owner.name, entry, length, path, private, None if slot is None else slot.fd,
         owner=(owner, series), block=block, record=record, slot=slot,
@@ -52,6 +66,7 @@ def commit(context, alloc: Allocation) -> None:
 
     :param context: the engine-wide context.
     :param alloc: a STARTED allocation.
+    :raises ReductError: see ``StorageEngine.commit``.
     """
     if alloc._state != STARTED:
         raise InternalError(f"Record with timestamp {alloc.ts} is not being written")
@@ -68,10 +83,25 @@ def commit(context, alloc: Allocation) -> None:
         if alloc.written < alloc.length:
             raise BadRequest("Content is shorter than expected")
         raise BadRequest("Content is bigger than in content-length")
-    if alloc.private and not alloc.written:
-        # An empty upload may never have created its file.
-        os.close(os.open(alloc.path, os.O_WRONLY | os.O_CREAT, 0o644))
-    series.finish(alloc._block, alloc._record, alloc.written)
+    block = alloc._block
+    new_meta = not block.meta_length
+    try:
+        if alloc.private and not alloc.written:
+            # An empty upload may never have created its file.
+            os.close(os.open(alloc.path, os.O_WRONLY | os.O_CREAT, 0o644))
+        series.finish(block, alloc._record, alloc.written, alloc.crc)
+    except OSError as exc:
+        abort(context, alloc)
+        raise storage_error(exc, WRITE) from None
+    dirty = context.dirty
+    if alloc.private:
+        dirty.created(alloc.path)
+    else:
+        dirty.file(alloc.path)
+    if new_meta:
+        dirty.created(block.meta_path)
+    else:
+        dirty.file(block.meta_path)
     _release(context, alloc, FINISHED)
 
 

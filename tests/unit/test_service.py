@@ -38,13 +38,19 @@ class FakeEngine:
     data_path: str
     clock: object
     discard: object = None
+    sync: object = None
+    track_dirty: bool = True
     calls: list = attrs.Factory(list)
     fail_quota_at: set = attrs.Factory(set)
     fail_expiry_at: set = attrs.Factory(set)
     on_close: object = None
+    report: dict = attrs.Factory(lambda: {"unclean": False, "problems": []})
 
     def open(self):
         self.calls.append(("open", None))
+
+    def recovery_report(self):
+        return self.report
 
     def close(self):
         self.calls.append(("close", None))
@@ -252,3 +258,33 @@ def test_remove_paths(tmp_path):
     assert remove_paths([str(link), str(f), str(tmp_path / "none")]) == []
     assert not link.exists() and not f.exists()
     assert (target / "keep").exists()
+
+
+def test_engine_gets_fsync_and_dirty_tracking_per_sync_policy():
+    """sync=always tracks dirty paths for group commit; both policies flush at open/close."""
+    from reduct_twisted.sync import fsync_paths
+
+    svc = StorageService(Config(), Clock(), engine_factory=FakeEngine)
+    assert svc.engine.sync is fsync_paths and svc.engine.track_dirty is True
+    svc = StorageService(Config(sync="none"), Clock(), engine_factory=FakeEngine)
+    assert svc.engine.sync is fsync_paths and svc.engine.track_dirty is False
+
+
+def test_unclean_start_is_reported(log_events):
+    """What recovery found is logged: a warning with the counts, an error per problem."""
+
+    class Recovered(FakeEngine):
+        def recovery_report(self):
+            return {
+                "unclean": True,
+                "verified_records": 7,
+                "dropped_records": 2,
+                "quarantined_blocks": ["/d/.quarantine/b/e/1.meta"],
+                "problems": ["block b/e/1 quarantined: bad line 3"],
+            }
+
+    StorageService(Config(), Clock(), engine_factory=Recovered)
+    [warning] = [e for e in log_events if "did not stop cleanly" in e.get("log_format", "")]
+    assert (warning["verified"], warning["dropped"], warning["quarantined"]) == (7, 2, 1)
+    [error] = [e for e in log_events if e.get("problem")]
+    assert error["problem"] == "block b/e/1 quarantined: bad line 3"

@@ -21,6 +21,7 @@ class FakeAlloc:
     private = attr.ib(default=True)
     written = attr.ib(default=0)
     ts = attr.ib(default=1)
+    crc = attr.ib(default=0)
 
 
 class FakeEngine:

@@ -5,6 +5,7 @@ through ``.trash`` and the injected ``discard``.
 
 import json
 import os
+import zlib
 
 import pytest
 from twisted.internet.task import Clock
@@ -77,7 +78,7 @@ def test_meta_file_format(tmp_path):
     assert lines == [
         {"k": "h", "format": FORMAT_NAME, "version": FORMAT_VERSION, "block": 5},
         {"k": "r", "ts": 5, "seg": "5.blk", "off": 0, "size": 3, "ct": "t/x",
-         "labels": [["k", "v"]]},
+         "labels": [["k", "v"]], "crc": zlib.crc32(b"abc")},
     ]
 
 
@@ -111,33 +112,49 @@ def test_torn_metadata_line_is_ignored_and_cut(tmp_path):
     assert read_content(_open(tmp_path).read("b", "e", 2)) == b"y"
 
 
-@pytest.mark.parametrize(
-    "header",
-    [
-        {"k": "h", "format": FORMAT_NAME, "version": FORMAT_VERSION + 1, "block": 1},
-        {"k": "h", "format": "other", "version": FORMAT_VERSION, "block": 1},
-        {"k": "h", "format": FORMAT_NAME, "version": FORMAT_VERSION, "block": 2},
-    ],
-)
-def test_unknown_format_refuses_to_open(tmp_path, header):
-    """A header of another format, version or block makes open fail loudly."""
+def test_newer_format_version_refuses_to_open(tmp_path):
+    """A header of a newer format version makes open fail loudly (a newer
+    writer's data is neither guessed at nor moved away)."""
     entry = tmp_path / "b" / "e"
     entry.mkdir(parents=True)
+    header = {"k": "h", "format": FORMAT_NAME, "version": FORMAT_VERSION + 1, "block": 1}
     (entry / "1.meta").write_text(json.dumps(header) + "\n")
     with pytest.raises(InternalError) as info:
         _open(tmp_path)
-    assert "Corrupt block metadata" in info.value.message
+    assert f"has format version {FORMAT_VERSION + 1}" in info.value.message
 
 
-def test_unknown_line_kind_refuses_to_open(tmp_path):
-    """The reader dispatches on the line kind and refuses kinds it does not know."""
+@pytest.mark.parametrize(
+    "header",
+    [
+        {"k": "h", "format": "other", "version": FORMAT_VERSION, "block": 1},
+        {"k": "h", "format": FORMAT_NAME, "version": FORMAT_VERSION, "block": 2},
+        {"k": "h", "format": FORMAT_NAME, "version": 0, "block": 1},
+    ],
+)
+def test_foreign_header_quarantines_the_block(tmp_path, header):
+    """A header of another format or block is a damaged block: moved aside, not served."""
+    entry = tmp_path / "b" / "e"
+    entry.mkdir(parents=True)
+    (entry / "1.meta").write_text(json.dumps(header) + "\n")
+    engine = _open(tmp_path)
+    assert engine.list_buckets() == []
+    assert (tmp_path / ".quarantine" / "b" / "e" / "1.meta").exists()
+    assert engine.recovery_report()["quarantined_blocks"] == [
+        str(tmp_path / ".quarantine" / "b" / "e" / "1.meta")
+    ]
+
+
+def test_unknown_line_kind_quarantines_the_block(tmp_path):
+    """The reader dispatches on the line kind; a kind it does not know is damage."""
     engine = _open(tmp_path)
     engine.create_bucket("b", None)
     write_record(engine, "b", "e", 1, b"x")
     with open(tmp_path / "b" / "e" / "1.meta", "a") as f:
         f.write('{"k":"future","ts":1}\n')
-    with pytest.raises(InternalError):
-        _open(tmp_path)
+    again = _open(tmp_path)
+    assert again.bucket_info("b")["entries"] == []
+    assert sorted(os.listdir(tmp_path / ".quarantine" / "b" / "e")) == ["1.blk", "1.meta"]
 
 
 def test_open_discards_orphans_and_empties_trash(tmp_path):

@@ -28,8 +28,13 @@ class FakeEngine:
     data_path: str
     clock: object
     discard: object = None
+    sync: object = None
+    track_dirty: bool = True
     opened: bool = False
     closed: bool = False
+
+    def recovery_report(self):
+        return {"unclean": False, "problems": []}
 
     def open(self):
         self.opened = True

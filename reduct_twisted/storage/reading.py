@@ -1,0 +1,119 @@
+"""
+The read side of :class:`~reduct_twisted.storage.engine.StorageEngine`:
+record reads, the legacy record list, block statistics and queries.
+
+A mixin, so the engine module stays small; it uses the engine's
+``_bucket``, ``_context``, ``_queries`` and ``clock``.  Reads never write:
+they keep working while the disk is full or read-only.
+"""
+
+from reduct_twisted.errors import NotFound, TooEarly
+from reduct_twisted.storage.cache import read_whole
+from reduct_twisted.storage.records import FINISHED, RecordView
+
+#: Default cap of ``list_records`` (no unbounded scans).
+LIST_LIMIT = 10_000
+
+
+class ReadMethods:
+    """Reads and queries of a ``StorageEngine`` (see the module docstring)."""
+
+    # -- reads -------------------------------------------------------------
+
+    def read(self, bucket: str, entry: str, ts) -> RecordView:
+        """
+        Look up one finished record.
+
+        :param ts: its timestamp, or ``None`` for the entry's latest record.
+        :raises NotFound: no such bucket, entry or record.
+        :raises TooEarly: the record is still being written.
+        """
+        series = self._bucket(bucket).entry(entry)
+        if ts is None:
+            ts = series.latest_record
+        found = series.find(ts)
+        if found is None:
+            raise NotFound(f"No record with timestamp {ts}")
+        block, record = found
+        if record.state != FINISHED:
+            raise TooEarly(f"Record with timestamp {ts} is still being written")
+        return block.view(record)
+
+    def read_content(self, view: RecordView) -> bytes:
+        """The whole content of a small finished record, read at once (see ``read_whole``)."""
+        return read_whole(self._context.fds, view)
+
+    def list_records(self, bucket: str, entry: str, start: int, stop: int, *,
+                     limit: int = LIST_LIMIT) -> list:
+        """
+        The finished records in ``[start, stop)`` (legacy v0 ``/list``).
+
+        :param limit: return at most this many (the scan stops there).
+        :return: ``(ts, size)`` pairs in ascending order.
+        :raises NotFound: no such bucket or entry.
+        """
+        return self._bucket(bucket).entry(entry).finished_in(start, stop, limit)
+
+    def block_stats(self, bucket: str, entry: str) -> list:
+        """
+        Per-block summaries of an entry, for diagnostics and compaction.
+
+        :return: one mapping per block, ascending by id, with ``id``,
+            ``record_count``, ``data_size``, ``meta_size``, ``dead_bytes``
+            (reclaimable shared-segment bytes), ``started`` and ``loaded``
+            (whether its record table is in memory).
+        :raises NotFound: no such bucket or entry.
+        """
+        return [block.stats() for block in self._bucket(bucket).entry(entry).blocks]
+
+    # -- queries -----------------------------------------------------------
+
+    def create_query(self, bucket: str, entry: str, *, start=None, stop=None, ttl=60,
+                     continuous=False, include=None, exclude=None, limit=None, each_n=None,
+                     each_s=None) -> int:
+        """
+        Create a query over an existing entry (spec §2.3.4).
+
+        :param start: inclusive lower bound; default the entry's oldest record.
+        :param stop: exclusive upper bound; default latest record + 1;
+            ignored for continuous queries.
+        :param ttl: seconds the query survives without being read.
+        :param continuous: wait for new records instead of ending (not
+            together with ``limit``, which wins).
+        :param include: labels that must all be equal.
+        :param exclude: drop records where all of these are equal.
+        :param limit: return at most this many records.
+        :param each_n: return every n-th matching record.
+        :param each_s: return matching records at least this many seconds apart.
+        :return: the query id.
+        :raises NotFound: no such bucket or entry.
+        :raises UnprocessableEntity: ``start > stop`` (non-continuous),
+            ``each_n`` or ``each_s`` not positive.
+        """
+        series = self._bucket(bucket).entry(entry)
+        return self._queries.create(
+            bucket, series, self.clock.seconds(), start=start, stop=stop, ttl=ttl,
+            continuous=continuous, include=include, exclude=exclude, limit=limit,
+            each_n=each_n, each_s=each_s,
+        )
+
+    def query_next(self, bucket: str, entry: str, qid: int, budget: int = 2000):
+        """
+        The next record of query ``qid``; refreshes its TTL.
+
+        :param budget: how many records may be examined in this call.
+        :return: a :class:`RecordView`; ``None`` if nothing (more) matches now
+            (a non-continuous query is then dropped); ``PENDING`` if the
+            budget ran out first (call again later).
+        :raises NotFound: no such bucket, entry, or query of this entry.
+        """
+        series = self._bucket(bucket).entry(entry)
+        result = self._queries.next(bucket, series, qid, self.clock.seconds(), budget)
+        if not isinstance(result, tuple):
+            return result
+        block, record, last = result
+        return block.view(record, last)
+
+    def expire_queries(self) -> int:
+        """:return: how many expired queries were dropped."""
+        return self._queries.expire(self.clock.seconds())
