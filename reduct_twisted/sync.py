@@ -44,15 +44,17 @@ def fsync_paths(files: Iterable[str], directories: Iterable[str]) -> None:
 
     :raises OSError: the first failure other than a vanished path.
     """
-    for path, flags in [(f, os.O_RDONLY) for f in files] + [
-        (d, os.O_RDONLY | os.O_DIRECTORY) for d in directories
+    # fdatasync for files: their data and size (what a reader needs), not
+    # their timestamps; directories need fsync for their entries.
+    for path, flags, flush in [(f, os.O_RDONLY, os.fdatasync) for f in files] + [
+        (d, os.O_RDONLY | os.O_DIRECTORY, os.fsync) for d in directories
     ]:
         try:
             fd = os.open(path, flags)
         except FileNotFoundError:
             continue
         try:
-            os.fsync(fd)
+            flush(fd)
         finally:
             os.close(fd)
 

@@ -103,18 +103,21 @@ def test_take_dirty_raising_fails_the_waiters():
 
 
 def test_fsync_paths_syncs_files_and_directories_and_skips_vanished(tmp_path, monkeypatch):
-    """Each existing file and directory is opened and fsync'ed; a removed one is skipped."""
+    """Files are fdatasync'ed, directories fsync'ed (their entries); a removed path is skipped."""
     (tmp_path / "a").write_bytes(b"x")
     synced = []
-    real_fsync = os.fsync
 
-    def spy(fd):
-        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
-        real_fsync(fd)
+    def spy(name, real):
+        def flush(fd):
+            synced.append((name, os.readlink(f"/proc/self/fd/{fd}")))
+            real(fd)
 
-    monkeypatch.setattr(os, "fsync", spy)
+        return flush
+
+    monkeypatch.setattr(os, "fsync", spy("fsync", os.fsync))
+    monkeypatch.setattr(os, "fdatasync", spy("fdatasync", os.fdatasync))
     fsync_paths([str(tmp_path / "a"), str(tmp_path / "gone")], [str(tmp_path)])
-    assert synced == [str(tmp_path / "a"), str(tmp_path)]
+    assert synced == [("fdatasync", str(tmp_path / "a")), ("fsync", str(tmp_path))]
 
 
 def test_fsync_paths_raises_other_errors(tmp_path):
