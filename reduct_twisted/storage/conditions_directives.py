@@ -1,0 +1,191 @@
+"""
+Directives of the ``when`` language (spec §3.11): top-level keys starting
+with ``#``.  They are parsed and checked here; the query engine applies them.
+
+Parsing runs in two steps, in upstream's order: :func:`collect` (unknown
+directive, ``null``) before the expressions are parsed, :func:`interpret`
+(the values) after.
+"""
+
+import re
+
+import attr
+
+from reduct_twisted.errors import UnprocessableEntity
+from reduct_twisted.storage.conditions_parse import check_integer, compact_json
+from reduct_twisted.storage.conditions_values import (
+    ConditionEvalError,
+    Duration,
+    as_int,
+    parse_duration,
+)
+
+DIRECTIVES = (
+    "#ctx_before",
+    "#ctx_after",
+    "#select_labels",
+    "#ext",
+    "#batch_size",
+    "#batch_records",
+    "#batch_metadata_size",
+    "#batch_timeout",
+    "#record_timeout",
+    "#io_timeout",
+)
+
+_SIZE = re.compile(r"([0-9]+(?:\.[0-9]*)?)\s*([a-zA-Z]*)\Z")
+_SIZE_UNITS = {"": 1, "b": 1}
+for _i, _p in enumerate("kmgtp", start=1):
+    _SIZE_UNITS.update({_p: 1000**_i, _p + "b": 1000**_i, _p + "i": 1024**_i, _p + "ib": 1024**_i})
+
+
+@attr.s(frozen=True)
+class IoOverrides:
+    """
+    Per-query overrides of the ``RS_IO_*`` batch limits (``[1.17]``); ``None``
+    where the query keeps the server's setting.
+    """
+
+    batch_size: int = attr.ib(default=None)
+    batch_records: int = attr.ib(default=None)
+    batch_metadata_size: int = attr.ib(default=None)
+    batch_timeout_us: int = attr.ib(default=None)
+    record_timeout_us: int = attr.ib(default=None)
+    io_timeout_us: int = attr.ib(default=None)
+
+
+def _primitive(key: str, value):
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return check_integer(int(value))
+    if isinstance(value, float):
+        return value
+    if isinstance(value, str):
+        duration = parse_duration(value)
+        return value if duration is None else duration
+    raise UnprocessableEntity(f"Directive '{key}' has an unsupported value: {compact_json(value)}")
+
+
+def collect(when: dict) -> dict:
+    """
+    :return: directive name → ``(raw JSON, values)`` for the ``#`` keys of
+        ``when``; ``values`` is upstream's list of primitives (an object
+        becomes its JSON text, a string that is a duration literal a duration).
+    :raises UnprocessableEntity: an unknown directive or a ``null`` value.
+    """
+    found = {}
+    for key, raw in when.items():
+        if not (isinstance(key, str) and key.startswith("#")):
+            continue
+        if key not in DIRECTIVES:
+            raise UnprocessableEntity(f"Directive '{key}' is not supported")
+        if raw is None:
+            raise UnprocessableEntity(f"Directive '{key}' cannot be null")
+        if isinstance(raw, dict):
+            values = [compact_json(raw)]
+        elif isinstance(raw, (list, tuple)):
+            values = [_primitive(key, item) for item in raw]
+        else:
+            values = [_primitive(key, raw)]
+        found[key] = (raw, values)
+    return found
+
+
+def _padding(key: str, values: list):
+    """:return: ``(records, microseconds or None)`` of ``#ctx_before``/``#ctx_after``."""
+    if len(values) != 1:
+        raise UnprocessableEntity(f"{key} must be a single value")
+    (value,) = values
+    try:
+        n = as_int(value)
+    except ConditionEvalError as err:
+        raise UnprocessableEntity(f"{key} must be an integer or duration: {err.message}") from None
+    if n < 0:
+        raise UnprocessableEntity(f"{key} must be non-negative")
+    return (0, n) if value.__class__ is Duration else (n, None)
+
+
+def _select_labels(raw) -> list:
+    names = [raw] if isinstance(raw, str) else raw
+    if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) for n in names):
+        raise UnprocessableEntity("#select_labels must contain only string values")
+    if not names:
+        raise UnprocessableEntity("#select_labels must contain at least one label")
+    return list(dict.fromkeys(names))
+
+
+def _size(key: str, values: list) -> int:
+    if len(values) != 1:
+        raise UnprocessableEntity(f"{key} must be a single integer or string value")
+    (value,) = values
+    if value.__class__ is int and value >= 0:
+        return value
+    if value.__class__ is str:
+        match = _SIZE.match(value.strip())
+        unit = match and _SIZE_UNITS.get(match.group(2).lower())
+        if unit is None:
+            raise UnprocessableEntity(
+                f"{key} must be a positive integer or string: '{value}' is not a size"
+            )
+        number = match.group(1)
+        return int(float(number) * unit) if "." in number else int(number) * unit
+    raise UnprocessableEntity(
+        f"{key} must be a positive integer or string representing a positive integer"
+    )
+
+
+def _count(key: str, values: list) -> int:
+    if len(values) != 1:
+        raise UnprocessableEntity(f"{key} must be a single integer value")
+    (value,) = values
+    if value.__class__ is int and value >= 0:
+        return value
+    raise UnprocessableEntity(f"{key} must be a positive integer")
+
+
+def _timeout_us(key: str, values: list) -> int:
+    if len(values) != 1:
+        raise UnprocessableEntity(f"{key} must be a single integer or duration value")
+    (value,) = values
+    if value.__class__ is int and value >= 0:
+        return value * 1_000_000
+    if value.__class__ is Duration and value >= 0:
+        return int(value)
+    raise UnprocessableEntity(f"{key} must be a positive integer or duration")
+
+
+_IO = {
+    "#batch_size": ("batch_size", _size),
+    "#batch_records": ("batch_records", _count),
+    "#batch_metadata_size": ("batch_metadata_size", _size),
+    "#batch_timeout": ("batch_timeout_us", _timeout_us),
+    "#record_timeout": ("record_timeout_us", _timeout_us),
+    "#io_timeout": ("io_timeout_us", _timeout_us),
+}
+
+
+def interpret(found: dict) -> dict:
+    """
+    :param found: what :func:`collect` returned.
+    :return: the keyword arguments of :class:`Condition` the directives set.
+    :raises UnprocessableEntity: a value the directive cannot take.
+    """
+    fields = {}
+    io = {}
+    for key, (raw, values) in found.items():
+        if key in ("#ctx_before", "#ctx_after"):
+            records, us = _padding(key, values)
+            fields[f"{key[1:]}_records"] = records
+            fields[f"{key[1:]}_us"] = us
+        elif key == "#select_labels":
+            fields["select_labels"] = _select_labels(raw)
+        elif key == "#ext":
+            if not isinstance(raw, dict):
+                raise UnprocessableEntity("Directive '#ext' must be an object")
+            fields["ext"] = raw
+        else:
+            name, parse = _IO[key]
+            io[name] = parse(key, values)
+    fields["io"] = IoOverrides(**io)
+    return fields
