@@ -5,8 +5,9 @@ as one Klein app bound to ``ReductAPI`` instances.
 
 Handlers are thin: parse, ask ``auth`` (the one place permissions are
 checked), call the storage engine, answer.  Record writes are the exception
-in shape, not in thinness: ``open_write`` runs from the streaming request's
-``gotLength`` (before any body byte) and the route only finishes the sink.
+in shape, not in thinness: ``open_write`` (``open_batch_write`` for batches,
+see ``batch.py``) runs from the streaming request's ``gotLength`` (before
+any body byte) and the route only finishes the sink.
 """
 
 from functools import partial
@@ -20,6 +21,14 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from reduct_twisted.auth import Policy
 from reduct_twisted.errors import NoContent, NotFound, ReductError, UnprocessableEntity
+from reduct_twisted.http.batch import (
+    ERROR_PREFIX,
+    BatchReader,
+    BatchWriteSink,
+    batch_query_id,
+    error_header,
+    open_batch_write,
+)
 from reduct_twisted.http.errors import install_error_handlers, write_error_headers
 from reduct_twisted.http.headers import (
     content_type,
@@ -59,8 +68,8 @@ def route(path: str, methods, legacy: bool = True):
     return deco
 
 
-#: Endpoints whose body is streamed by ``ReductAPI.open_write``.
-STREAMING_ENDPOINTS = frozenset({"write_record", "write_record_v0"})
+#: Endpoints whose body is streamed into a sink opened by ``open_body``.
+STREAMING_ENDPOINTS = frozenset({"write_record", "write_record_v0", "write_batch"})
 
 
 def _query_args(query: bytes) -> dict:
@@ -186,8 +195,11 @@ class ReductAPI:
             raise ReductError("Not found", 404)
         if rule.endpoint not in STREAMING_ENDPOINTS:
             return None
-        args = parse_qs(query, keep_blank_values=True)
-        sink = self.open_write(request, length, args, **kwargs)
+        if rule.endpoint == "write_batch":
+            sink = self.open_batch_write(request, length, **kwargs)
+        else:
+            args = parse_qs(query, keep_blank_values=True)
+            sink = self.open_write(request, length, args, **kwargs)
         request.route_args = kwargs
         return sink
 
@@ -224,6 +236,8 @@ class ReductAPI:
         if method == b"POST":
             if request.sink is None or request.route_args is None:
                 return None
+            if isinstance(request.sink, BatchWriteSink):
+                return partial(self.write_batch, request, **request.route_args)
             return partial(self.write_record, request, **request.route_args)
         if method != b"GET" and method != b"HEAD":
             return None
@@ -252,6 +266,20 @@ class ReductAPI:
         if hasattr(transport, "bufferSize"):
             transport.bufferSize = LARGE_UPLOAD_RECV
         return PrivateSegmentSink(self.engine, alloc, self.reactor, self.threadpool, transport)
+
+    def open_batch_write(self, request, length: Optional[int], bucket: str, entry: str):
+        """
+        Validate a batched write and return the sink its body goes to
+        (spec §3.4; records are allocated as their bytes arrive).
+        """
+        self._authorize(request, Policy.WRITE, bucket)
+        sink = open_batch_write(
+            self.engine, self.reactor, self.threadpool, request, length, bucket, entry
+        )
+        transport = request.channel.transport
+        if sink.has_large and hasattr(transport, "bufferSize"):
+            transport.bufferSize = LARGE_UPLOAD_RECV
+        return sink
 
     # -- server --------------------------------------------------------------
 
@@ -404,6 +432,29 @@ class ReductAPI:
         for name, value in record.labels.items():
             set_header(b"x-reduct-label-" + name.encode("utf-8"), value.encode("utf-8"))
         return send_record(request, view, self.engine.read_content)
+
+    # -- batches (spec §3.3, §3.4) ---------------------------------------------------
+
+    @route("/b/<bucket>/<entry>/batch", ["POST"], legacy=False)
+    def write_batch(self, request, bucket, entry):
+        sink = request.sink
+        if sink is None:
+            # No body framing at all, so gotLength skipped routing: run the
+            # same checks now; they end in "content-length header is required".
+            sink = self.open_batch_write(request, 0, bucket, entry)
+        return sink.finish().addCallback(self._answer_batch_write, request)
+
+    def _answer_batch_write(self, errors, request):
+        for ts in sorted(errors):
+            request.setHeader(ERROR_PREFIX + b"%d" % ts, error_header(errors[ts]))
+        return self._durable(respond_empty, request)
+
+    @route("/b/<bucket>/<entry>/batch", ["GET", "HEAD"], legacy=False)
+    def read_batch(self, request, bucket, entry):
+        self._authorize(request, Policy.READ, bucket)
+        qid = batch_query_id(request.args)
+        reader = BatchReader(self.engine, bucket, entry, qid, request.method == b"HEAD")
+        return drive(self.reactor, reader.step).addBoth(reader.answer, request)
 
     @route("/b/<bucket>/<entry>/q", ["GET"])
     def query(self, request, bucket, entry):

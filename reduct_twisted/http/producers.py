@@ -6,9 +6,10 @@ Streaming record contents out of block files.
 engine's descriptor cache when the caller passes its reader); larger ones
 are sent by ``RecordSender``, a push producer that stops as soon as the
 transport asks it to pause, so a multi-GB download needs no more memory than
-one chunk plus the socket buffer.
+one chunk plus the socket buffer.  ``RangeSender``, its base, sends several
+ranges of open files back to back (the records of a batched read).
 
-On a plain TCP connection ``RecordSender`` hands the file to the kernel with
+On a plain TCP connection ``RangeSender`` hands the file to the kernel with
 ``sendfile(2)`` whenever the transport's own buffer is empty (so the bytes
 stay in order): no copy through Python.  When the socket is full it falls
 back to one ``pread`` chunk written through the transport, which pauses the
@@ -17,6 +18,7 @@ sender until the socket drains; TLS and other transports always get chunks.
 
 import errno
 import os
+from collections import deque
 from typing import Optional
 
 from twisted.internet.defer import Deferred
@@ -79,28 +81,42 @@ def read_range(path: str, offset: int, size: int) -> bytes:
 
 
 @implementer(IPushProducer)
-class RecordSender:
+class RangeSender:
     """
-    Writes ``size`` bytes from ``path`` at ``offset`` to ``request``.
+    Writes byte ranges of open files to ``request``, back to back, in order.
 
     ``start()`` returns a Deferred that fires when every byte was written or
     the client went away; finishing happens in exactly one place
-    (``_finish``), reached from completion and from ``stopProducing``.
+    (``_finish``), reached from completion and from ``stopProducing``.  The
+    sender owns ``fds`` from ``start()`` on and closes them when it finishes.
+
+    :param ranges: ``(fd, offset, size)`` triples, sent in this order.
+    :param fds: the descriptors to close at the end (each once).
+    :param name: what error messages call the source.
     """
 
-    def __init__(self, request, path: str, offset: int, size: int) -> None:
+    def __init__(self, request, ranges, fds, name: str = "record data") -> None:
         self.request = request
-        self.path = path
-        self.position = offset
-        self.remaining = size
-        self.paused = False
+        self.path = name
+        self._ranges: deque = deque(r for r in ranges if r[2] > 0)
+        self._fds = list(fds)
         self._fd: Optional[int] = None
+        self.position = 0
+        self.remaining = 0
+        self.paused = False
+        self._active = False
         self._done: Optional[Deferred] = None
         #: The socket for ``sendfile``, or None (see ``_sendfile_socket``).
         self._socket: Optional[int] = None
 
+    def _next_range(self) -> bool:
+        """Move on to the next non-empty range; False when none is left."""
+        while self.remaining == 0 and self._ranges:
+            self._fd, self.position, self.remaining = self._ranges.popleft()
+        return self.remaining > 0
+
     def start(self) -> Deferred:
-        self._fd = os.open(self.path, os.O_RDONLY)
+        self._active = True
         done = self._done = Deferred()
         self.request.registerProducer(self, True)
         self._socket = _sendfile_socket(self.request)
@@ -120,7 +136,7 @@ class RecordSender:
 
     def _sendfile(self) -> bool:
         """
-        Send as much as the socket takes with ``sendfile``.
+        Send as much of the current range as the socket takes with ``sendfile``.
 
         :return: False if the caller should go on with a copied chunk (the
             socket is full, or ``sendfile`` cannot be used).
@@ -128,7 +144,7 @@ class RecordSender:
         transport = self.request.channel.transport
         if not _transport_idle(transport):
             return False
-        while self.remaining > 0 and self._fd is not None:
+        while self.remaining > 0 and self._active:
             try:
                 sent = os.sendfile(
                     self._socket, self._fd, self.position, min(self.remaining, SENDFILE_MAX)
@@ -155,7 +171,7 @@ class RecordSender:
         self.paused = False
         # request.write may call pauseProducing (or, on disconnect,
         # stopProducing) re-entrantly: check both on every iteration.
-        while not self.paused and self._fd is not None and self.remaining > 0:
+        while not self.paused and self._active and (self.remaining > 0 or self._next_range()):
             if self._socket is not None and self._sendfile():
                 continue
             data = os.pread(self._fd, min(CHUNK, self.remaining), self.position)
@@ -165,7 +181,7 @@ class RecordSender:
             self.position += len(data)
             self.remaining -= len(data)
             self.request.write(data)
-        if self.remaining == 0:
+        if self.remaining == 0 and not self._ranges:
             self._finish(None)
 
     def pauseProducing(self) -> None:
@@ -175,10 +191,13 @@ class RecordSender:
         self._finish(None)
 
     def _finish(self, error: Optional[Exception]) -> None:
-        fd, self._fd = self._fd, None
-        if fd is None:
+        if not self._active:
             return
-        os.close(fd)
+        self._active = False
+        self._ranges.clear()
+        fds, self._fds = self._fds, []
+        for fd in fds:
+            os.close(fd)
         self.request.unregisterProducer()
         done, self._done = self._done, None
         if error is not None:
@@ -187,6 +206,25 @@ class RecordSender:
             self.request.channel.transport.abortConnection()
         if done is not None:
             done.callback(None)
+
+
+class RecordSender(RangeSender):
+    """
+    Writes ``size`` bytes from ``path`` at ``offset`` to ``request`` (the
+    file is opened by ``start()``).
+    """
+
+    def __init__(self, request, path: str, offset: int, size: int) -> None:
+        super().__init__(request, [], [], path)
+        self._range = (offset, size)
+
+    def start(self) -> Deferred:
+        fd = os.open(self.path, os.O_RDONLY)
+        self._fds.append(fd)
+        offset, size = self._range
+        if size > 0:
+            self._ranges.append((fd, offset, size))
+        return super().start()
 
 
 def send_record(request, view, read=None) -> "bytes | Deferred":

@@ -281,11 +281,13 @@ class PrivateSegmentSink(_Sink):
         drained.callback(None)
 
     def _flush(self) -> Deferred:
-        self._drained = Deferred()
+        # _pump may signal (and drop self._drained) before returning: after
+        # a failed write the queue is empty and the file is closed at once.
+        drained = self._drained = Deferred()
         self._closing = True
         if not self._busy:
             self._pump()
-        return self._drained
+        return drained
 
     def _close_fd(self) -> None:
         fd, self._fd = self._fd, None

@@ -211,3 +211,30 @@ async def test_reduct_py_tokens(tmp_path, generation, reduct_py_oldest, reduct_p
         "write-only-token",
         "remove-tokens",
     ]
+
+
+@pytest_twisted.ensureDeferred
+async def test_reduct_py_newest_batches(server, reduct_py_newest):
+    """
+    The newest reduct-py writes batches with ``Bucket.write_batch`` (mixed
+    sizes, a record above 1 MiB, labels, content types, added out of order)
+    and reads them back singly byte-exact; gets a duplicate as a per-record
+    409 while the rest of that batch is stored; and its own batched-read
+    parser (``parse_batched_records_v1``, the loop ``Bucket.query`` runs)
+    reads GET and HEAD batches, 85 records per batch.  The query itself is
+    created with ``GET …/q``: the client's ``POST …/q`` is not implemented.
+    """
+    summary = await run_client_script(
+        reduct_py_newest, "reduct_py_batch.py", server.url, "--bucket", "pybatch"
+    )
+    assert summary["version"] == clients.REDUCT_PY_NEWEST
+    assert summary["checks"] == [
+        "write-batch-read-singly",
+        "write-batch-per-record-errors",
+        "batched-read-parsed-by-client",
+        "batched-read-85-per-batch",
+        "write-batch-missing-bucket",
+        "remove-bucket",
+    ]
+    resp = await server.http.get(server.api("/list"))
+    assert (await resp.json())["buckets"] == []

@@ -1,0 +1,509 @@
+# -*- test-case-name: tests.unit.test_batch, tests.integration.test_batch -*-
+"""
+The batch protocol (v1): several records of one entry in one request.
+
+* Batched write, ``POST /api/v1/b/:bucket/:entry/batch`` [1.7], spec §3.4.
+  Every record is announced by a header
+  ``x-reduct-time-<ts>: <length>,<content type>[,<name>=<value>]…`` and
+  the body holds the contents back to back, in ascending timestamp order.
+  ``BatchWriteSink`` is opened from ``gotLength``, before the first body
+  byte, like a single-record sink: it cuts the records out of the stream by
+  their declared lengths as chunks arrive, allocates each record when its
+  bytes begin and writes them through the single-record sinks
+  (``SharedSegmentSink`` on the reactor, ``PrivateSegmentSink`` through
+  the thread pool with its water marks), so nothing is buffered whole.  A
+  record the engine refuses (duplicate, quota, bad entry name, disk) is
+  skipped in the stream and answered in an
+  ``x-reduct-error-<ts>: <status>,<message>`` header of the 200; records
+  completed before a client vanishes stay stored.
+
+* Batched read, ``GET|HEAD /api/v1/b/:bucket/:entry/batch?q=<id>`` [1.5],
+  spec §3.3.  ``BatchReader`` takes the next records of the query up to
+  the limits below, announces them in ``x-reduct-time-<ts>`` headers
+  (ascending, the body order) and streams their contents back to back from
+  the block files with a ``RangeSender``.
+"""
+
+import os
+import time
+from collections import deque
+from typing import Dict, List, Optional
+
+import attr
+from twisted.internet.defer import Deferred, DeferredList, fail
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from reduct_twisted.errors import (
+    BadRequest,
+    InternalError,
+    NoContent,
+    NotFound,
+    ReductError,
+    UnprocessableEntity,
+)
+from reduct_twisted.http.headers import DEFAULT_CONTENT_TYPE, header_safe, parse_u64, u64_param
+from reduct_twisted.http.producers import RangeSender
+from reduct_twisted.http.sinks import PrivateSegmentSink, SharedSegmentSink
+from reduct_twisted.storage import PENDING, SMALL_RECORD_MAX
+
+log = Logger()
+
+#: Records per batched read: upstream 1.17 stops at ``RS_IO_BATCH_MAX_RECORDS``
+#: (85), which keeps a response under the 100 headers Python's http.client takes.
+BATCH_MAX_RECORDS = 85
+#: A batched read (GET) is closed after the record that takes its body past
+#: this many bytes (``RS_IO_BATCH_MAX_SIZE``).
+BATCH_MAX_SIZE = 8_000_000
+#: ... or its record headers (name + value + 2 each) past this many bytes
+#: (``RS_IO_BATCH_MAX_METADATA_SIZE``).
+BATCH_MAX_METADATA_SIZE = 512_000
+#: Seconds a batched read may scan before it yields to the reactor.
+SCAN_SLICE = 0.005
+
+TIME_PREFIX = b"x-reduct-time-"
+ERROR_PREFIX = b"x-reduct-error-"
+
+
+# -- header format ---------------------------------------------------------------
+
+
+@attr.s(frozen=True, slots=True)
+class BatchedRecord:
+    """One record announced by a batched write: ``x-reduct-time-<ts>``."""
+
+    ts: int = attr.ib()
+    length: int = attr.ib()
+    content_type: str = attr.ib()
+    labels: dict = attr.ib()
+
+
+def parse_record_header(value: str):
+    """
+    Parse ``<length>,<content type>[,<name>=<value>]…`` (upstream 1.17).
+
+    A value starting with ``"`` runs to the next ``"`` (commas included; no
+    escapes; upstream does not allow blanks in front of the quote, we do);
+    names and values are trimmed; trailing text without ``=`` is
+    ignored; an empty content type is ``application/octet-stream``.
+
+    :return: ``(length, content_type, labels)``.
+    :raises UnprocessableEntity: no comma, a bad length, a name with ``@``.
+    """
+    length_text, sep, rest = value.partition(",")
+    if not sep:
+        raise UnprocessableEntity("Invalid batched header")
+    length = parse_u64(length_text.strip())
+    if length is None:
+        raise UnprocessableEntity("Invalid content length")
+    ctype, _, rest = rest.partition(",")
+    ctype = ctype.strip() or DEFAULT_CONTENT_TYPE
+    labels: Dict[str, str] = {}
+    while True:
+        name, sep, rest = rest.partition("=")
+        if not sep:
+            break
+        if rest.lstrip().startswith('"'):
+            label, _, rest = rest.lstrip()[1:].partition('"')
+            rest = rest.lstrip().removeprefix(",")
+        else:
+            label, _, rest = rest.partition(",")
+        name = name.strip()
+        if name.startswith("@"):
+            raise UnprocessableEntity(
+                "Label names must not start with '@': reserved for computed labels"
+            )
+        labels[name] = label.strip()
+    return length, ctype, labels
+
+
+def parse_batch_headers(raw_headers) -> List[BatchedRecord]:
+    """
+    The records announced in a batched write's headers, sorted by timestamp
+    (the order of their contents in the body).
+
+    :param raw_headers: ``request.requestHeaders.getAllRawHeaders()``; names
+        are matched case-insensitively, the last of repeated headers wins.
+    :raises UnprocessableEntity: a bad timestamp or header value.
+    """
+    records = {}
+    for name, values in raw_headers:
+        lname = name.lower()
+        if not lname.startswith(TIME_PREFIX) or not values:
+            continue
+        suffix = lname[len(TIME_PREFIX):].decode("latin-1")
+        ts = parse_u64(suffix)
+        if ts is None:
+            raise UnprocessableEntity(
+                f"Invalid header '{lname.decode('latin-1')}': "
+                "must be an unix timestamp in microseconds"
+            )
+        try:
+            value = values[-1].decode("utf-8")
+        except UnicodeDecodeError:
+            raise UnprocessableEntity("Invalid batched header") from None
+        records[ts] = BatchedRecord(ts, *parse_record_header(value))
+    return [records[ts] for ts in sorted(records)]
+
+
+def _quoted(value: str) -> str:
+    return f'"{value}"' if "," in value else value
+
+
+def format_record_header(record) -> bytes:
+    """
+    The ``x-reduct-time-<ts>`` value of a batched read (spec §3.3):
+    ``<size>,<content type>`` and the labels as ``name=value`` sorted by that
+    text, a value with a comma in double quotes, nothing escaped.
+    """
+    fields = [str(record.size), record.content_type]
+    fields += sorted(f"{name}={_quoted(value)}" for name, value in record.labels.items())
+    return ",".join(fields).encode("utf-8")
+
+
+def error_header(err: ReductError) -> bytes:
+    """An ``x-reduct-error-<ts>`` value: ``<status>,<message>``."""
+    return b"%d," % err.status + header_safe(err.message)
+
+
+# -- batched write -------------------------------------------------------------------
+
+
+class _PauseGate:
+    """
+    One transport paused on behalf of several sinks: it resumes only when
+    every sink that paused it has resumed (the records of a batch may
+    overlap in time: one still flushing while the next one arrives).
+    """
+
+    def __init__(self, transport) -> None:
+        self.transport = transport
+        self._pausers: set = set()
+
+    def handle(self) -> "_GateHandle":
+        """:return: a transport stand-in for one sink."""
+        return _GateHandle(self)
+
+    def pause(self, who) -> None:
+        if not self._pausers:
+            self.transport.pauseProducing()
+        self._pausers.add(who)
+
+    def resume(self, who) -> None:
+        if who in self._pausers:
+            self._pausers.discard(who)
+            if not self._pausers:
+                self.transport.resumeProducing()
+
+
+class _GateHandle:
+    def __init__(self, gate: _PauseGate) -> None:
+        self._gate = gate
+
+    def pauseProducing(self) -> None:
+        self._gate.pause(self)
+
+    def resumeProducing(self) -> None:
+        self._gate.resume(self)
+
+
+def open_batch_write(engine, reactor, threadpool, request, length: Optional[int],
+                     bucket: str, entry: str) -> "BatchWriteSink":
+    """
+    Check a batched write before its body arrives (after authorization)
+    and return the sink its body goes to.
+
+    :raises ReductError: the whole request is refused (422 headers or
+        content length, 404 bucket).
+    """
+    records = parse_batch_headers(request.requestHeaders.getAllRawHeaders())
+    if request.malformed_length:
+        raise UnprocessableEntity("content-length header must be a number")
+    if length is None or not request.requestHeaders.hasHeader(b"content-length"):
+        raise UnprocessableEntity("content-length header is required")
+    if sum(r.length for r in records) != length:
+        raise UnprocessableEntity(
+            "content-length header does not match the sum of the content-lengths in the headers"
+        )
+    if not engine.has_bucket(bucket):
+        raise NotFound(f"Bucket '{bucket}' is not found")
+    return BatchWriteSink(
+        engine, reactor, threadpool, request.channel.transport, bucket, entry, records
+    )
+
+
+class BatchWriteSink:
+    """
+    Cuts a batched write's body into its records as it arrives (see the
+    module docstring).
+
+    :ivar errors: ``ts -> ReductError`` of every refused or failed record.
+    :ivar has_large: whether a record goes to a private segment (the
+        caller may enlarge the receive buffer).
+    :ivar done: True once finished or aborted.
+    """
+
+    done = False
+
+    def __init__(self, engine, reactor, threadpool, transport, bucket: str, entry: str,
+                 records: List[BatchedRecord]) -> None:
+        self.engine = engine
+        self._reactor = reactor
+        self._pool = threadpool
+        self._gate = _PauseGate(transport)
+        self.bucket = bucket
+        self.entry = entry
+        self._records = deque(records)
+        self.has_large = any(r.length > SMALL_RECORD_MAX for r in records)
+        self.errors: Dict[int, ReductError] = {}
+        # The record whose bytes are arriving: its timestamp, its sink (None
+        # if refused: its bytes are skipped) and how many bytes are missing.
+        self._open = False
+        self._ts = 0
+        self._sink = None
+        self._left = 0
+        self._pending: List[Deferred] = []
+
+    def write(self, data: bytes) -> None:
+        if self.done:
+            return
+        size, pos = len(data), 0
+        while pos < size:
+            if not self._open and not self._begin_next():
+                return  # beyond the announced records (HTTP framing prevents it)
+            take = min(self._left, size - pos)
+            if self._sink is not None:
+                self._sink.write(data if take == size else memoryview(data)[pos:pos + take])
+            pos += take
+            self._left -= take
+            if not self._left:
+                self._end_current()
+
+    def _begin_next(self) -> bool:
+        """
+        Open the next record that has content; empty records on the way
+        are stored at once.
+
+        :return: False if no record is left.
+        """
+        while self._records:
+            record = self._records.popleft()
+            self._open, self._ts, self._left = True, record.ts, record.length
+            self._sink = self._allocate(record)
+            if record.length:
+                return True
+            self._end_current()
+        return False
+
+    def _allocate(self, record: BatchedRecord):
+        try:
+            alloc = self.engine.allocate(
+                self.bucket, self.entry, record.ts, record.length, record.content_type,
+                record.labels,
+            )
+            if not alloc.private:
+                return SharedSegmentSink(self.engine, alloc)
+            # (The sink aborts the allocation itself if it cannot start.)
+            return PrivateSegmentSink(
+                self.engine, alloc, self._reactor, self._pool, self._gate.handle()
+            )
+        except Exception as exc:
+            self._record_failed(Failure(exc), record.ts)
+            return None
+
+    def _end_current(self) -> None:
+        """The current record's bytes are complete: commit it."""
+        sink, ts = self._sink, self._ts
+        self._open, self._sink = False, None
+        if sink is None:
+            return
+        if isinstance(sink, SharedSegmentSink):
+            try:
+                sink.finish_now()
+            except Exception as exc:
+                self._record_failed(Failure(exc), ts)
+            return
+        d = sink.finish()
+        d.addErrback(self._record_failed, ts)
+        self._pending.append(d)
+
+    def _record_failed(self, failure: Failure, ts: int) -> None:
+        err = failure.value
+        if not isinstance(err, ReductError):
+            log.failure("Writing batched record {ts} failed", failure, ts=ts)
+            err = InternalError(f"Failed to write record: {failure.getErrorMessage()}")
+        self.errors[ts] = err
+
+    def finish(self) -> Deferred:
+        """
+        The body is complete: store what is left (empty records), wait for
+        the records still being flushed.
+
+        :return: a Deferred firing with :attr:`errors` once every record is
+            committed or failed.
+        """
+        if self.done:
+            return fail(BadRequest("Upload was aborted"))
+        if not self._open:
+            self._begin_next()
+        if self._open:
+            # Fewer bytes than announced (HTTP framing prevents it).
+            self.abort()
+            return fail(BadRequest("Content is shorter than expected"))
+        self.done = True
+        # A fresh Deferred: cancelling it (the client went away) must not
+        # cancel the flushes of records already received, which then commit.
+        answer: Deferred = Deferred()
+        DeferredList(self._pending).addCallback(lambda _: answer.callback(self.errors))
+        return answer
+
+    def abort(self) -> None:
+        """
+        The body ends short (the client went away): drop the record being
+        received and those not begun.  Complete records stay: those still
+        being flushed are committed when their flush ends.
+        """
+        if self.done:
+            return
+        self.done = True
+        sink, self._sink = self._sink, None
+        self._open = False
+        self._records.clear()
+        if sink is not None:
+            sink.abort()
+
+
+# -- batched read ------------------------------------------------------------------
+
+
+def batch_query_id(args) -> int:
+    """The ``q`` parameter of a batched read."""
+    qid = u64_param(
+        args, "q", "'query' must be a number",
+        required="'q' parameter is required for batched reads",
+    )
+    assert qid is not None
+    return qid
+
+
+class BatchReader:
+    """
+    The next records of query ``qid``, up to the batch limits, and the
+    answer that carries them.
+
+    Call :meth:`step` (through ``drive``) until it returns something other
+    than ``PENDING``, then :meth:`answer`.  For GET, the data file of each
+    record is opened as the record is taken (so a block removed later by
+    the quota cannot take it away) and the descriptors are handed to the
+    ``RangeSender``; :meth:`close` releases them if the answer is not sent.
+    """
+
+    def __init__(self, engine, bucket: str, entry: str, qid: int, head: bool, *,
+                 max_records: int = BATCH_MAX_RECORDS, max_size: int = BATCH_MAX_SIZE,
+                 max_metadata: int = BATCH_MAX_METADATA_SIZE) -> None:
+        self.engine = engine
+        self.bucket = bucket
+        self.entry = entry
+        self.qid = qid
+        self.head = head
+        self.max_records = max_records
+        self.max_size = max_size
+        self.max_metadata = max_metadata
+        #: ``(name, value)`` of each record header, ascending.
+        self.headers: list = []
+        #: Sum of the record sizes.
+        self.size = 0
+        self.metadata = 0
+        #: Whether the query said "no more records".
+        self.last = False
+        self._fds: Dict[str, int] = {}
+        self._ranges: list = []
+
+    def step(self):
+        """
+        Take records until the batch is full or the query has none left.
+
+        :return: ``PENDING`` (call again later) or ``self``.
+        """
+        deadline = time.monotonic() + SCAN_SLICE
+        while True:
+            try:
+                result = self.engine.query_next(self.bucket, self.entry, self.qid)
+            except ReductError:
+                if not self.headers:
+                    raise
+                return self  # send what was taken; the next read reports it
+            if result is PENDING:
+                return PENDING
+            if result is None:
+                self.last = True
+                return self
+            self._add(result)
+            if self._full():
+                return self
+            if time.monotonic() >= deadline:
+                return PENDING
+
+    def _full(self) -> bool:
+        return (
+            len(self.headers) >= self.max_records
+            or self.metadata > self.max_metadata
+            or (not self.head and self.size > self.max_size)
+        )
+
+    def _add(self, view) -> None:
+        record = view.record
+        name = TIME_PREFIX + b"%d" % record.ts
+        value = format_record_header(record)
+        if not self.head and record.size:
+            fd = self._fds.get(view.path)
+            if fd is None:
+                try:
+                    fd = self._fds[view.path] = os.open(view.path, os.O_RDONLY)
+                except OSError as exc:
+                    raise InternalError(
+                        f"Failed to read record {record.ts}: {exc.strerror or exc}"
+                    ) from None
+            previous = self._ranges[-1] if self._ranges else None
+            if previous is not None and previous[0] == fd and sum(previous[1:]) == record.offset:
+                # Back to back in the same file: one range.
+                self._ranges[-1] = (fd, previous[1], previous[2] + record.size)
+            else:
+                self._ranges.append((fd, record.offset, record.size))
+        self.headers.append((name, value))
+        self.metadata += len(name) + len(value) + 2
+        self.size += record.size
+
+    def close(self) -> None:
+        """Close the descriptors not handed to a sender."""
+        fds, self._fds = self._fds, {}
+        self._ranges = []
+        for fd in fds.values():
+            os.close(fd)
+
+    def answer(self, result, request):
+        """
+        Answer ``request`` with the batch (a ``drive`` callback or errback).
+
+        :return: the body (``b""``) or a Deferred firing with it once sent.
+        :raises NoContent: the query had no record.
+        """
+        if isinstance(result, Failure):
+            self.close()
+            return result
+        if not self.headers:
+            self.close()
+            raise NoContent("No content")
+        set_header = request.setHeader
+        set_header(b"content-type", b"application/octet-stream")
+        set_header(b"content-length", b"%d" % self.size)
+        set_header(b"x-reduct-last", b"true" if self.last else b"false")
+        for name, value in self.headers:
+            set_header(name, value)
+        if self.head or not self._ranges:
+            self.close()
+            return b""
+        fds = list(self._fds.values())
+        self._fds = {}
+        sender = RangeSender(request, self._ranges, fds, f"a batch of query {self.qid}")
+        return sender.start().addCallback(lambda _: b"")

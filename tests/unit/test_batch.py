@@ -1,0 +1,395 @@
+"""
+The batch protocol without sockets: header parsing and formatting, the
+batched-write sink over a real engine (records cut out of arbitrary chunks,
+per-record errors, backpressure, abort), the batched-read collector and the
+multi-range sender.
+"""
+
+import os
+import random
+import zlib
+
+import pytest
+
+from reduct_twisted.errors import UnprocessableEntity
+from reduct_twisted.http import batch, sinks
+from reduct_twisted.http.batch import (
+    BatchedRecord,
+    BatchReader,
+    BatchWriteSink,
+    format_record_header,
+    parse_batch_headers,
+    parse_record_header,
+)
+from reduct_twisted.http.producers import CHUNK, RangeSender
+from reduct_twisted.storage import PENDING, SMALL_RECORD_MAX
+from reduct_twisted.storage.records import Record
+from reduct_twisted.storage.testing import write_record
+from tests.unit.conftest import error_message
+from tests.unit.test_sinks import ImmediateReactor, ManualPool, Transport, results
+
+# -- header format -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        ("10,application/octet-stream", (10, "application/octet-stream", {})),
+        ("10", None),
+        ("0,", (0, "application/octet-stream", {})),
+        (" 7 , text/plain ", (7, "text/plain", {})),
+        ("3,text/plain,a=1,b=2", (3, "text/plain", {"a": "1", "b": "2"})),
+        ('3,,x="[a,b]",y=2', (3, "application/octet-stream", {"x": "[a,b]", "y": "2"})),
+        ('3,t, x = "a,b" , y = z ', (3, "t", {"x": "a,b", "y": "z"})),
+        ("3,t,a=1,junk", (3, "t", {"a": "1"})),
+        ("3,t,junk", (3, "t", {})),
+        ("3,t,a=,b=1", (3, "t", {"a": "", "b": "1"})),
+        ("3,t,a=x=y", (3, "t", {"a": "x=y"})),
+    ],
+)
+def test_parse_record_header(value, expected):
+    """Upstream 1.17's parsing of a batched write's record header."""
+    if expected is None:
+        assert error_message(UnprocessableEntity, parse_record_header, value) == (
+            "Invalid batched header"
+        )
+    else:
+        assert parse_record_header(value) == expected
+
+
+def test_parse_record_header_errors():
+    assert error_message(UnprocessableEntity, parse_record_header, "-1,x") == (
+        "Invalid content length"
+    )
+    assert error_message(UnprocessableEntity, parse_record_header, "abc,x") == (
+        "Invalid content length"
+    )
+    assert error_message(UnprocessableEntity, parse_record_header, "1,x,@a=1") == (
+        "Label names must not start with '@': reserved for computed labels"
+    )
+
+
+def test_parse_batch_headers_sorts_and_matches_names_case_insensitively():
+    raw = [
+        (b"Content-Type", [b"application/octet-stream"]),
+        (b"X-Reduct-Time-30", [b"1,a"]),
+        (b"x-reduct-time-10", [b"2,b,k=v"]),
+        (b"X-Reduct-Label-x", [b"ignored"]),
+        (b"X-REDUCT-TIME-20", [b"0,c", b"3,d"]),
+    ]
+    assert parse_batch_headers(raw) == [
+        BatchedRecord(10, 2, "b", {"k": "v"}),
+        BatchedRecord(20, 3, "d", {}),
+        BatchedRecord(30, 1, "a", {}),
+    ]
+    for name in (b"x-reduct-time-", b"x-reduct-time--1", b"x-reduct-time-18446744073709551616"):
+        message = error_message(UnprocessableEntity, parse_batch_headers, [(name, [b"1,"])])
+        assert message == (
+            f"Invalid header '{name.decode()}': must be an unix timestamp in microseconds"
+        )
+
+
+def test_format_record_header():
+    record = Record(5, "x.blk", 0, 12, "text/plain", {"z": "1", "a": "b,c", "m": '"q"'})
+    assert format_record_header(record) == b'12,text/plain,a="b,c",m="q",z=1'
+    bare = Record(5, "x.blk", 0, 0, "application/octet-stream", {})
+    assert format_record_header(bare) == b"0,application/octet-stream"
+    # what the header parser reads back (labels without commas round-trip)
+    assert parse_record_header(format_record_header(record).decode()) == (
+        12, "text/plain", {"a": "b,c", "m": "q", "z": "1"}
+    )
+
+
+# -- batched write ---------------------------------------------------------------------
+
+
+def make_sink(engine, records, pool=None, transport=None):
+    return BatchWriteSink(
+        engine, ImmediateReactor(), pool or ManualPool(), transport or Transport(),
+        "b", "e", sorted(records, key=lambda r: r.ts),
+    )
+
+
+def announce(contents):
+    """BatchedRecords for ``{ts: data}``, the body in ts order."""
+    records = [BatchedRecord(ts, len(data), "t", {"n": str(ts)}) for ts, data in contents.items()]
+    return records, b"".join(contents[ts] for ts in sorted(contents))
+
+
+def stored(engine, ts):
+    view = engine.read("b", "e", ts)
+    with open(view.path, "rb") as f:
+        f.seek(view.record.offset)
+        return f.read(view.record.size), view
+
+
+@pytest.mark.parametrize("chunking", ["1-byte", "7-byte", "random", "whole"])
+def test_records_are_cut_out_of_any_chunking(engine, chunking):
+    """Whatever the chunk boundaries, every record gets exactly its bytes and CRC."""
+    engine.create_bucket("b", None)
+    contents = {
+        1: b"", 2: b"abc", 3: b"", 4: os.urandom(5000), 5: b"z",
+        6: os.urandom(SMALL_RECORD_MAX + 1) if chunking != "1-byte" else b"q" * 3000, 7: b"",
+    }
+    records, body = announce(contents)
+    pool = ManualPool()
+    sink = make_sink(engine, records, pool)
+    rnd = random.Random(5)
+    pos = 0
+    while pos < len(body):
+        size = {"1-byte": 1, "7-byte": 7, "whole": len(body)}.get(chunking) or rnd.randint(1, 70000)
+        sink.write(body[pos:pos + size])
+        pos += size
+        pool.run_all()
+    d = sink.finish()
+    pool.run_all()
+    assert results(d) == {}
+    for ts, data in contents.items():
+        got, view = stored(engine, ts)
+        assert got == data, ts
+        assert view.record.crc == zlib.crc32(data)
+        assert view.record.labels == {"n": str(ts)} and view.record.content_type == "t"
+
+
+def test_refused_records_are_skipped_and_reported(engine):
+    """A duplicate (small or large) becomes an error; its bytes go nowhere."""
+    engine.create_bucket("b", None)
+    write_record(engine, "b", "e", 2, b"old")
+    write_record(engine, "b", "e", 3, b"old large")
+    contents = {1: b"one", 2: b"new", 3: os.urandom(SMALL_RECORD_MAX + 5), 4: b"four"}
+    records, body = announce(contents)
+    pool = ManualPool()
+    sink = make_sink(engine, records, pool)
+    sink.write(body)
+    d = sink.finish()
+    pool.run_all()
+    errors = results(d)
+    assert {ts: (e.status, e.message) for ts, e in errors.items()} == {
+        2: (409, "A record with timestamp 2 already exists"),
+        3: (409, "A record with timestamp 3 already exists"),
+    }
+    assert [stored(engine, ts)[0] for ts in (1, 2, 3, 4)] == [b"one", b"old", b"old large", b"four"]
+    assert batch.error_header(errors[2]) == b"409,A record with timestamp 2 already exists"
+
+
+def test_abort_keeps_complete_records_and_drops_the_rest(engine):
+    """
+    The client vanishes inside record 3: records 1 and 2 (2 still being
+    flushed in the pool) are stored, 3 is gone, 4 was never begun.
+    """
+    engine.create_bucket("b", None)
+    contents = {1: b"small", 2: os.urandom(SMALL_RECORD_MAX + 1), 3: os.urandom(100), 4: b"x"}
+    records, body = announce(contents)
+    pool = ManualPool()
+    sink = make_sink(engine, records, pool)
+    sink.write(body[:len(contents[1]) + len(contents[2]) + 50])
+    sink.abort()
+    assert sink.done
+    pool.run_all()  # record 2's flush ends after the abort: it commits
+    assert stored(engine, 1)[0] == b"small"
+    assert stored(engine, 2)[0] == contents[2]
+    assert [b["started"] for b in engine.block_stats("b", "e")] == [0] * len(
+        engine.block_stats("b", "e"))
+    for ts in (3, 4):
+        with pytest.raises(Exception) as info:
+            engine.read("b", "e", ts)
+        assert info.value.status == 404
+    sink.write(b"more")  # ignored after the abort
+    assert results(sink.finish()).check(Exception)
+
+
+def test_large_records_stream_with_backpressure(engine):
+    """
+    A record above the high-water mark pauses the client while its queue is
+    full; the gate resumes only when every pausing record has drained.
+    """
+    engine.create_bucket("b", None)
+    size = sinks.HIGH_WATER + (2 << 20)
+    contents = {1: b"a" * size, 2: b"b" * size}
+    records, body = announce(contents)
+    pool, transport = ManualPool(), Transport()
+    sink = make_sink(engine, records, pool, transport)
+    chunk = 1 << 20
+    for pos in range(0, size, chunk):
+        sink.write(body[pos:pos + chunk])
+    assert transport.events == ["pause"]
+    # the chunk that ends record 1 and begins record 2 (both sinks queue)
+    sink.write(body[size:size + chunk])
+    assert transport.events == ["pause"]
+    pool.run_all()
+    assert transport.events == ["pause", "resume"]
+    for pos in range(size + chunk, len(body), chunk):
+        sink.write(body[pos:pos + chunk])
+    d = sink.finish()
+    pool.run_all()
+    assert results(d) == {}
+    assert transport.events.count("pause") == transport.events.count("resume")
+    assert stored(engine, 2)[0] == contents[2]
+
+
+def test_disk_error_in_a_large_record_is_its_error(engine, monkeypatch):
+    """
+    A private segment the disk refuses (ENOSPC) fails its record with a 507
+    header; the records around it are stored and no descriptor is left.
+    """
+    import errno
+
+    engine.create_bucket("b", None)
+
+    def full_disk(fd, chunks, crc=0):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(sinks, "_writev_all", full_disk)
+    contents = {1: b"before", 2: os.urandom(SMALL_RECORD_MAX + 1), 3: b"after"}
+    records, body = announce(contents)
+    pool = ManualPool()
+    sink = make_sink(engine, records, pool)
+    sink.write(body[:1000])
+    pool.run_all()  # the first write of record 2 fails ...
+    sink.write(body[1000:])  # ... so its end closes the file at once
+    d = sink.finish()
+    pool.run_all()
+    errors = results(d)
+    assert {ts: (e.status, e.message) for ts, e in errors.items()} == {
+        2: (507, "Failed to write record: No space left on device")
+    }
+    assert stored(engine, 1)[0] == b"before" and stored(engine, 3)[0] == b"after"
+    assert not any(b["started"] for b in engine.block_stats("b", "e"))
+
+
+def test_pause_gate_waits_for_every_pauser():
+    transport = Transport()
+    gate = batch._PauseGate(transport)
+    a, b = gate.handle(), gate.handle()
+    a.pauseProducing()
+    b.pauseProducing()
+    a.resumeProducing()
+    assert transport.events == ["pause"]
+    a.resumeProducing()
+    b.resumeProducing()
+    b.resumeProducing()
+    assert transport.events == ["pause", "resume"]
+
+
+# -- batched read --------------------------------------------------------------------
+
+
+def fill(engine, count, size=3, entry="e"):
+    engine.create_bucket("b", None)
+    for ts in range(1, count + 1):
+        write_record(engine, "b", entry, ts, bytes([ts % 256]) * size, labels={"i": str(ts)})
+
+
+def test_reader_takes_up_to_the_record_cap(engine):
+    fill(engine, 10)
+    qid = engine.create_query("b", "e")
+    reader = BatchReader(engine, "b", "e", qid, head=False, max_records=4)
+    assert reader.step() is reader
+    assert [name for name, _ in reader.headers] == [b"x-reduct-time-%d" % ts for ts in (1, 2, 3, 4)]
+    assert reader.headers[0][1] == b"3,application/octet-stream,i=1"
+    assert reader.size == 12 and reader.last is False
+    # the four records are back to back in one shared segment: one range, one descriptor
+    assert len(reader._ranges) == 1 and reader._ranges[0][1:] == (0, 12)
+    assert len(reader._fds) == 1
+    reader.close()
+    assert reader._fds == {}
+    tail = BatchReader(engine, "b", "e", qid, head=False)
+    assert tail.step() is tail and len(tail.headers) == 6 and tail.last is True
+    tail.close()
+
+
+def test_reader_size_and_metadata_caps(engine):
+    fill(engine, 10, size=100)
+    qid = engine.create_query("b", "e")
+    reader = BatchReader(engine, "b", "e", qid, head=False, max_size=250)
+    reader.step()
+    assert len(reader.headers) == 3 and reader.size == 300  # closed after crossing
+    reader.close()
+    head = BatchReader(engine, "b", "e", qid, head=True, max_size=250, max_metadata=100)
+    head.step()
+    # HEAD ignores the size cap, not the metadata cap (closed after the
+    # header that crosses it, ~49 bytes each); it opens no file
+    assert len(head.headers) == 3 and head.metadata > 100 and head._fds == {}
+
+
+def test_reader_yields_to_the_reactor_on_long_scans(engine, monkeypatch):
+    """When its time slice is used up the reader returns PENDING and resumes later."""
+    fill(engine, 5)
+    qid = engine.create_query("b", "e")
+    monkeypatch.setattr(batch, "SCAN_SLICE", -1.0)
+    reader = BatchReader(engine, "b", "e", qid, head=True)
+    steps = 1
+    while reader.step() is PENDING:
+        steps += 1
+    assert steps == 6 and len(reader.headers) == 5 and reader.last
+
+
+def test_reader_errors_before_and_after_records(engine):
+    fill(engine, 3)
+    with pytest.raises(Exception) as info:
+        BatchReader(engine, "b", "e", 99, head=False).step()
+    assert info.value.status == 404
+    qid = engine.create_query("b", "e")
+    reader = BatchReader(engine, "b", "e", qid, head=False, max_records=1)
+    reader.step()
+    engine.remove_bucket("b")
+    # what was taken is still sent (descriptors stay valid); the next read reports the error
+    reader.max_records = 5
+    assert reader.step() is reader and len(reader.headers) == 1
+    reader.close()
+
+
+# -- multi-range sender --------------------------------------------------------------
+
+
+class FakeRequest:
+    method = b"GET"
+
+    def __init__(self):
+        self.data = []
+        self.producer = None
+
+    def registerProducer(self, producer, streaming):
+        self.producer = producer
+
+    def unregisterProducer(self):
+        self.producer = None
+
+    def write(self, data):
+        self.data.append(data)
+        if self.producer is not None:
+            self.producer.pauseProducing()
+
+
+def test_range_sender_sends_ranges_in_order_and_closes_descriptors(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.write_bytes(os.urandom(CHUNK * 2 + 5))
+    b.write_bytes(os.urandom(100))
+    fa, fb = os.open(a, os.O_RDONLY), os.open(b, os.O_RDONLY)
+    ranges = [(fa, 3, CHUNK + 10), (fb, 0, 0), (fb, 50, 50), (fa, 0, 3)]
+    request = FakeRequest()
+    done = []
+    RangeSender(request, ranges, [fa, fb]).start().addCallback(done.append)
+    while request.producer is not None:
+        request.producer.resumeProducing()
+    assert done == [None]
+    data_a, data_b = a.read_bytes(), b.read_bytes()
+    assert b"".join(request.data) == data_a[3:CHUNK + 13] + data_b[50:] + data_a[:3]
+    for fd in (fa, fb):
+        with pytest.raises(OSError):
+            os.fstat(fd)
+
+
+def test_range_sender_stopped_midway_closes_descriptors(tmp_path):
+    path = tmp_path / "a"
+    path.write_bytes(os.urandom(CHUNK * 3))
+    fd = os.open(path, os.O_RDONLY)
+    request = FakeRequest()
+    sender = RangeSender(request, [(fd, 0, CHUNK), (fd, CHUNK, CHUNK)], [fd])
+    done = []
+    sender.start().addCallback(done.append)
+    sender.stopProducing()
+    sender.resumeProducing()
+    assert done == [None] and len(request.data) == 1
+    with pytest.raises(OSError):
+        os.fstat(fd)
