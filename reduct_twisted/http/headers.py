@@ -34,7 +34,9 @@ def parse_u64(text: str) -> Optional[int]:
     """
     Parse an unsigned 64-bit decimal integer; None if ``text`` is not one.
     """
-    if not text or not text.isascii() or not text.isdigit():
+    # u64 has at most 20 digits; Python refuses to convert very long digit
+    # strings (a ValueError), so never try.
+    if not text or len(text) > 20 or not text.isascii() or not text.isdigit():
         return None
     value = int(text)
     if value > U64_MAX:
@@ -120,6 +122,8 @@ def parse_json_body(body: bytes):
         return json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise UnprocessableEntity(f"Invalid JSON: {exc}")
+    except RecursionError:
+        raise UnprocessableEntity("Invalid JSON: nested too deeply")
 
 
 def header_safe(message: str) -> bytes:

@@ -26,6 +26,7 @@ The hooks used (``gotLength``, ``handleContentChunk``, ``channel._command``,
 
 from io import BytesIO
 from typing import Optional
+from urllib.parse import unquote_to_bytes
 
 from twisted.logger import Logger
 from twisted.web import server
@@ -36,6 +37,7 @@ from twisted.web.http import HTTPChannel, datetimeToString
 from reduct_twisted import REDUCT_API, REDUCT_VERSION
 from reduct_twisted.errors import (
     BadRequest,
+    InternalError,
     PayloadTooLarge,
     ReductError,
     UnprocessableEntity,
@@ -80,8 +82,50 @@ class ReductChannel(HTTPChannel):
 
     totalHeadersSize = 1 << 20
     maxHeaders = 2000
+    #: Longest request line or header line (Twisted's default is 16 KiB; a
+    #: batch's record headers carry whole label sets).
+    MAX_LENGTH = 1 << 17
     _host = None
     _header_timer = None
+    _refused_call = None
+    _head_request = False
+
+    # -- malformed requests ----------------------------------------------------
+
+    def _respondToBadRequestAndDisconnect(self):
+        # Twisted writes a bare 400 and closes at once: with the client's
+        # request still unread, the close resets the connection and the
+        # client often never sees the answer.  Answer like every other
+        # error, half-close, ignore what still comes, and cut after a grace.
+        if self._refused_call is not None:
+            return
+        message = b"Bad request"
+        # No body for HEAD (the client would read it as the next response).
+        body = b"" if self._head_request else b'{"detail":"Bad request"}'
+        head = b"".join(
+            (
+                b"HTTP/1.1 400 Bad Request\r\nconnection: close\r\nserver: ",
+                SERVER_HEADER,
+                b"\r\nx-reduct-api: ",
+                API_HEADER,
+                b"\r\ndate: ",
+                _http_date(self.site.reactor.seconds()),
+                b"\r\nx-reduct-error: ",
+                message,
+                b"\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n" % len(body),
+            )
+        )
+        self._stop_header_timer()
+        self.transport.write(head + body)
+        self._refused_call = self.callLater(HALF_CLOSE_GRACE, self.transport.abortConnection)
+        if hasattr(self.transport, "loseWriteConnection"):
+            self.transport.loseWriteConnection()
+        else:
+            self.transport.loseConnection()
+
+    def dataReceived(self, data):
+        if self._refused_call is None:
+            super().dataReceived(data)
 
     # -- header deadline (slow loris) -----------------------------------------
     # The idle timer restarts with every byte, so a client trickling a
@@ -90,16 +134,35 @@ class ReductChannel(HTTPChannel):
     # first line.
 
     def lineReceived(self, line):
+        # After a refusal nothing more is parsed, not even the lines already
+        # buffered (a true value stops LineReceiver's loop).
+        if self._refused_call is not None:
+            return True
         if self._header_timer is None:
             self._header_timer = self.callLater(self.site.header_timeout, self._headers_too_slow)
-        return super().lineReceived(line)
+            # The request line: remember HEAD even if the line is malformed,
+            # so a refusal never sends it a body.
+            self._head_request = line.startswith(b"HEAD ")
+        return super().lineReceived(line) or self._refused_call is not None
+
+    def lineLengthExceeded(self, line):
+        # LineReceiver would close without a word.
+        self._respondToBadRequestAndDisconnect()
+        return True
+
+    def rawDataReceived(self, data):
+        if self._refused_call is None:
+            super().rawDataReceived(data)
 
     def allHeadersReceived(self):
         self._stop_header_timer()
-        super().allHeadersReceived()
+        if self._refused_call is None:
+            super().allHeadersReceived()
 
     def connectionLost(self, reason):
         self._stop_header_timer()
+        if self._refused_call is not None and self._refused_call.active():
+            self._refused_call.cancel()
         super().connectionLost(reason)
 
     def _stop_header_timer(self):
@@ -194,12 +257,9 @@ class StreamingRequest(server.Request):
     # -- body side ---------------------------------------------------------
 
     def gotLength(self, length: Optional[int]) -> None:
-        path = self.channel._path.partition(b"?")[0]
-        if b"%" in path and b"%2f" in path.lower():
-            # An encoded slash can only be part of a name (every segment of
-            # the API is a fixed word or a name); the routers would take it
-            # as a separator and address another bucket or entry.
-            self._refuse(UnprocessableEntity(NAME_ERROR), length)
+        refusal = self._malformed_target()
+        if refusal is not None:
+            self._refuse(refusal, length)
             return
         router = getattr(self.channel.site, "router", None)
         if router is None or (length == 0 and not self._has_declared_body()):
@@ -208,6 +268,10 @@ class StreamingRequest(server.Request):
             self.sink = router.open_body(self, length)
         except ReductError as err:
             self._refuse(err, length)
+            return
+        except Exception:
+            log.failure("Unexpected error while routing {path!r}", path=self.channel._path[:200])
+            self._refuse(InternalError("Internal server error"), length)
             return
         if self.sink is not None:
             self.content = BytesIO()
@@ -218,6 +282,32 @@ class StreamingRequest(server.Request):
         else:
             # Chunked bodies of unknown length are capped as they arrive.
             self.content = _BoundedBuffer(MAX_BUFFERED_BODY)
+
+    def _malformed_target(self) -> Optional[ReductError]:
+        """
+        The refusal for a request line or Host no route could handle, or None.
+
+        * An encoded slash can only be part of a name (every segment of the
+          API is a fixed word or a name); the routers would take it as a
+          separator and address another bucket or entry.
+        * A path or Host that is not UTF-8 once percent-decoded cannot name
+          anything (and the URL router cannot even decode it).
+        """
+        path = self.channel._path.partition(b"?")[0]
+        if b"%" in path:
+            if b"%2f" in path.lower():
+                return UnprocessableEntity(NAME_ERROR)
+            path = unquote_to_bytes(path)
+        try:
+            path.decode("utf-8")
+        except UnicodeDecodeError:
+            return UnprocessableEntity(NAME_ERROR)
+        for host in self.requestHeaders.getRawHeaders(b"host", ()):
+            try:
+                host.decode("ascii")
+            except UnicodeDecodeError:
+                return BadRequest("Invalid Host header")
+        return None
 
     def _has_declared_body(self) -> bool:
         return self.requestHeaders.hasHeader(b"content-length")

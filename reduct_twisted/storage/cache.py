@@ -6,6 +6,7 @@ so they may briefly hold more than their bound while everything is busy.
 """
 
 import collections
+import errno
 import os
 
 import attr
@@ -214,14 +215,22 @@ def read_whole(fds: FdCache, view) -> bytes:
     """
     record = view.record
     size, offset = record.size, record.offset
-    if "-" in record.segment:
+    slot = None
+    if "-" not in record.segment:
+        try:
+            slot = fds.acquire(view.path, create=False)
+        except PermissionError:
+            pass  # read-only file system or file: read it as a private one
+        except OSError as exc:
+            if exc.errno != errno.EROFS:
+                raise
+    if slot is None:
         fd = os.open(view.path, os.O_RDONLY)
         try:
             data = os.pread(fd, size, offset)
         finally:
             os.close(fd)
     else:
-        slot = fds.acquire(view.path, create=False)
         try:
             data = os.pread(slot.fd, size, offset)
         finally:

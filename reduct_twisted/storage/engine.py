@@ -43,6 +43,7 @@ the files and directories changed since its last call to a sync policy
 (durability.py), and ``open``/``close`` call the injected ``sync``.
 """
 
+import contextlib
 import os
 
 from reduct_twisted import REDUCT_VERSION
@@ -231,7 +232,8 @@ class StorageEngine(ReadMethods):
             settings_file = os.path.basename(write_settings(staging, parsed))
             os.rename(staging, directory)
         except OSError as exc:
-            self._trash.discard([staging])
+            with contextlib.suppress(OSError):  # e.g. a read-only file system
+                self._trash.discard([staging])  # else cleaned up at next open
             raise storage_error(exc, f"create bucket '{name}'") from None
         self._dirty.created(os.path.join(directory, settings_file))
         self._dirty.moved(staging, directory)

@@ -1,0 +1,59 @@
+"""
+Requests Twisted itself refuses (malformed framing, over-long lines) get an
+answer the client can read, and nothing more is parsed after it.
+"""
+
+import json
+
+import pytest
+
+from reduct_twisted.errors import UnprocessableEntity
+from reduct_twisted.http.headers import parse_json_body, parse_u64
+from tests.unit.test_timeouts import connect
+
+
+def answer(transport):
+    head, _, body = transport.value().partition(b"\r\n\r\n")
+    return head.split(b"\r\n"), body
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        b"GET /api/v1/info\x00 HTTP/1.1\r\nHost: a\r\n\r\n",
+        b"POST /x HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
+        b"GET /x HTTP/1.1\r\nX: " + b"y" * (1 << 18) + b"\r\n\r\n",
+    ],
+    ids=["bad-request-line", "two-lengths", "line-too-long"],
+)
+def test_refused_framing_is_answered_with_reduct_error_and_half_closed(request_bytes):
+    clock, channel, transport = connect()
+    channel.dataReceived(request_bytes + b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n")
+    head, body = answer(transport)
+    assert head[0] == b"HTTP/1.1 400 Bad Request"
+    assert b"x-reduct-error: Bad request" in head and b"connection: close" in head
+    assert json.loads(body) == {"detail": "Bad request"}
+    # one answer only: the pipelined request after it is not parsed
+    assert transport.value().count(b"HTTP/1.1") == 1
+    assert not transport.connected or transport.disconnecting or clock.getDelayedCalls()
+    clock.advance(10)
+    assert transport.disconnecting or transport.disconnected
+
+
+def test_refused_head_gets_no_body():
+    clock, channel, transport = connect()
+    channel.dataReceived(b"HEAD /\r/ HTTP/1.1\r\nHost: a\r\n\r\n")
+    head, body = answer(transport)
+    assert head[0] == b"HTTP/1.1 400 Bad Request" and body == b""
+
+
+def test_u64_with_thousands_of_digits_is_not_a_number():
+    """Python refuses int() on > 4300 digits; the parser must say 'not a u64', not raise."""
+    assert parse_u64("1" * 5000) is None
+    assert parse_u64("18446744073709551615") == 2**64 - 1
+    assert parse_u64("18446744073709551616") is None
+
+
+def test_deeply_nested_json_is_422():
+    with pytest.raises(UnprocessableEntity, match="Invalid JSON"):
+        parse_json_body(b"[" * 100_000 + b"]" * 100_000)
