@@ -1,0 +1,579 @@
+"""
+Crash consistency (issue #5): the real ``twistd -n reduct`` is SIGKILLed at
+random instants of a concurrent mixed workload and restarted on the same data
+directory, again and again.  After every restart the daemon's own answers
+(bucket list, bucket info, the v0 ``/list`` of every entry, reads by ``ts``
+and through queries) must show:
+
+* every acknowledged record (a 200 was received) is present and byte-exact,
+  unless its bucket was removed or FIFO may have evicted it: in a FIFO entry
+  an acknowledged record may only be missing if every acknowledged record
+  older than it that was acknowledged before it was even sent is missing too
+  (FIFO evicts the oldest block of an entry first; blocks split the time axis
+  in order);
+* a record whose upload was cut by the kill is absent or byte-exact, never
+  partial, and once absent it never comes back;
+* no record, bucket or entry appears that was never written, and a refused
+  write left nothing;
+* an acknowledged bucket removal or settings change survives;
+* the start-up after a kill logs no unhandled error.
+
+Record contents, sizes, content types and labels are pure functions of
+(bucket, entry, timestamp), so any record read back can be checked.
+
+``REDUCT_CRASH_SEED`` and ``REDUCT_CRASH_KILLS`` override the seed and the
+number of kills (the seed is printed; ``-s`` shows the counts).
+"""
+
+import json
+import os
+import random
+import re
+import shutil
+import threading
+import time
+from collections import defaultdict
+
+import pytest
+
+from tests.integration.daemon import (
+    U64_MAX,
+    Closed,
+    Connection,
+    Twistd,
+    content_type_of,
+    label_of,
+    payload,
+    record_size,
+)
+
+pytestmark = pytest.mark.slow
+
+SEED = int(os.environ.get("REDUCT_CRASH_SEED", "5"))
+KILLS = int(os.environ.get("REDUCT_CRASH_KILLS", "55"))
+#: Kill after this many seconds of workload (uniformly drawn).
+KILL_DELAY = (0.003, 0.3)
+WRITERS = 4
+
+KIB, MIB = 1 << 10, 1 << 20
+
+#: Mostly small records, some beyond the 1 MiB shared-segment limit.
+KEEP_SIZES = [(55, 0, 1 * KIB), (30, 1 * KIB, 32 * KIB), (12, 32 * KIB, MIB), (3, MIB, 4 * MIB)]
+FIFO_SIZES = [(40, 0, 16 * KIB), (30, 16 * KIB, 512 * KIB), (20, 512 * KIB, 2 * MIB),
+              (10, 2 * MIB, 4 * MIB)]
+TMP_SIZES = [(80, 0, 8 * KIB), (20, 8 * KIB, 1536 * KIB)]
+
+#: Buckets that live through the whole test: (settings, entries, sizes).
+BUCKETS = {
+    "keep": ({"max_block_size": 128 * KIB, "max_block_records": 8}, ["k0", "k1", "k2", "k3"],
+             KEEP_SIZES),
+    "fifo": ({"max_block_size": 512 * KIB, "max_block_records": 6, "quota_type": "FIFO",
+              "quota_size": 6 * MIB}, ["f0", "f1", "f2"], FIFO_SIZES),
+}
+TS_BASE = 1_700_000_000_000_000
+
+
+def sizes_of(bucket):
+    return BUCKETS[bucket][2] if bucket in BUCKETS else TMP_SIZES
+
+
+def expected(bucket, entry, ts):
+    """(size, content) of a record as the workload writes it."""
+    size = record_size(bucket, entry, ts, sizes_of(bucket))
+    return size, payload(bucket, entry, ts, size)
+
+
+class Dead(Exception):
+    """The daemon is gone: the worker stops."""
+
+
+class Model:
+    """What the clients know: every write, removal and settings change and its outcome."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.seq = 0
+        self.killed = threading.Event()
+        self.latest = {}                       # (b, e) -> greatest ts handed out
+        self.attempted = defaultdict(set)      # (b, e) -> every ts ever sent
+        self.acked = defaultdict(dict)         # (b, e) -> {ts: ack seq}
+        self.sent = {}                         # (b, e, ts) -> send seq
+        self.inflight = {}                     # (b, e, ts) -> send seq (outcome unknown)
+        self.refused = set()                   # answered with an error: must not exist
+        self.gone = set()                      # in flight at a kill, absent after it
+        self.evicted = set()                   # acknowledged, removed by FIFO
+        self.unchecked = set()                 # acknowledged, content not read back yet
+        self.buckets = {}                      # name -> live, deleted, creating, deleting
+        self.settings = {}                     # bucket -> acknowledged settings
+        self.settings_inflight = {}            # bucket -> settings of an unanswered PUT
+        self.failures = []
+        self.counts = defaultdict(int)
+
+    def tick(self):
+        self.seq += 1
+        return self.seq
+
+    def fail(self, text):
+        with self.lock:
+            self.failures.append(text)
+
+    def next_ts(self, rng, bucket, entry, belated_share):
+        """A fresh timestamp: usually the newest, sometimes belated (older than the latest)."""
+        with self.lock:
+            key = (bucket, entry)
+            latest = self.latest.get(key, TS_BASE)
+            while True:
+                if latest > TS_BASE + 10 and rng.random() < belated_share:
+                    ts = rng.randint(max(TS_BASE, latest - 40_000), latest - 1)
+                else:
+                    ts = latest + rng.randint(1, 2_000)
+                    latest = ts
+                if ts not in self.attempted[key]:
+                    break
+            self.latest[key] = latest
+            self.attempted[key].add(ts)
+            self.sent[(bucket, entry, ts)] = self.inflight[(bucket, entry, ts)] = self.tick()
+            return ts
+
+
+# -- workload -------------------------------------------------------------------
+
+
+def write(model, conn, rng, bucket, entry, belated_share):
+    try:
+        conn.connect()
+    except OSError as e:
+        if not model.killed.is_set():
+            model.fail(f"cannot connect before the kill: {e!r}")
+        raise Dead()
+    ts = model.next_ts(rng, bucket, entry, belated_share)
+    key = (bucket, entry, ts)
+    size, body = expected(bucket, entry, ts)
+    style = rng.random()
+    options = {}
+    if style < 0.2:
+        options = {"pieces": rng.randint(2, 5), "pause": rng.uniform(0.0005, 0.004)}
+    elif style < 0.3:
+        options = {"expect": True}
+    elif style < 0.35 and size > 64 * KIB:
+        options = {"chunked": True, "pieces": rng.randint(2, 4), "pause": 0.002}
+    headers = [("Content-Type", content_type_of(*key)), ("x-reduct-label-k", label_of(*key))]
+    try:
+        resp = conn.request("POST", f"/api/v1/b/{bucket}/{entry}?ts={ts}", body, headers,
+                            **options)
+    except (OSError, Closed) as e:
+        if not model.killed.is_set():
+            model.fail(f"POST {key} size {size} {options}: connection broke before the kill: {e!r}")
+        raise Dead()
+    with model.lock:
+        del model.inflight[key]
+        if resp.status == 200:
+            model.acked[(bucket, entry)][ts] = model.tick()
+            model.unchecked.add(key)
+            model.counts["acked"] += 1
+            model.counts["acked bytes"] += size
+            return
+        model.refused.add(key)
+        model.counts["refused"] += 1
+    if not (bucket == "fifo" and resp.status == 500
+            and resp.header("x-reduct-error") == "Failed to keep quota of 'fifo'"):
+        model.fail(f"POST {key} size {size} {options}: unexpected {resp!r}")
+
+
+def writer(model, port, seed):
+    rng = random.Random(seed)
+    conn = Connection(port, timeout=30)
+    try:
+        while True:
+            bucket = "keep" if rng.random() < 0.6 else "fifo"
+            entry = rng.choice(BUCKETS[bucket][1])
+            write(model, conn, rng, bucket, entry, 0.2)
+    except Dead:
+        pass
+    finally:
+        conn.close()
+
+
+def admin(model, port, seed, iteration):
+    """Temporary buckets (created, written, removed) and settings changes."""
+    rng = random.Random(seed)
+    conn = Connection(port, timeout=30)
+
+    def call(method, target, body=b""):
+        try:
+            return conn.request(method, target, body)
+        except (OSError, Closed) as e:
+            if not model.killed.is_set():
+                model.fail(f"{method} {target}: connection broke before the kill: {e!r}")
+            raise Dead()
+
+    try:
+        n = 0
+        while True:
+            # Remove a temporary bucket left over from an earlier run, if any.
+            with model.lock:
+                leftovers = sorted(b for b, s in model.buckets.items()
+                                   if s == "live" and b.startswith("tmp"))
+            if leftovers and rng.random() < 0.7:
+                name = rng.choice(leftovers)
+                with model.lock:
+                    model.buckets[name] = "deleting"
+                resp = call("DELETE", f"/api/v1/b/{name}")
+                with model.lock:
+                    if resp.status == 200:
+                        model.buckets[name] = "deleted"
+                        model.counts["buckets removed"] += 1
+                    else:
+                        model.buckets[name] = "live"
+                        model.fail(f"DELETE {name}: {resp!r}")
+            if rng.random() < 0.25:
+                bucket = "keep"
+                settings = {"max_block_size": rng.choice([64, 128, 256]) * KIB,
+                            "max_block_records": rng.randint(3, 12)}
+                with model.lock:
+                    model.settings_inflight[bucket] = settings
+                resp = call("PUT", f"/api/v1/b/{bucket}", json.dumps(settings).encode())
+                with model.lock:
+                    del model.settings_inflight[bucket]
+                    if resp.status == 200:
+                        model.settings[bucket].update(settings)
+                    else:
+                        model.fail(f"PUT {bucket} {settings}: {resp!r}")
+            name = f"tmp{iteration}x{n}"
+            n += 1
+            settings = {"max_block_size": rng.choice([16, 64]) * KIB,
+                        "max_block_records": rng.randint(2, 5)}
+            with model.lock:
+                model.buckets[name] = "creating"
+            resp = call("POST", f"/api/v1/b/{name}", json.dumps(settings).encode())
+            with model.lock:
+                if resp.status != 200:
+                    model.buckets[name] = "deleted"
+                    model.fail(f"POST bucket {name}: {resp!r}")
+                    continue
+                model.buckets[name] = "live"
+                model.settings[name] = settings
+                model.counts["buckets created"] += 1
+            for _ in range(rng.randint(1, 6)):
+                write(model, conn, rng, name, rng.choice(["a", "b"]), 0.3)
+    except Dead:
+        pass
+    finally:
+        conn.close()
+
+
+def run_until_killed(model, daemon, rng, iteration):
+    """Start the workload, SIGKILL the daemon after a random delay, wait for the clients."""
+    model.killed.clear()
+    threads = [threading.Thread(target=writer, args=(model, daemon.port, rng.random()))
+               for _ in range(WRITERS)]
+    threads.append(threading.Thread(target=admin,
+                                    args=(model, daemon.port, rng.random(), iteration)))
+    for t in threads:
+        t.start()
+    time.sleep(rng.uniform(*KILL_DELAY))
+    model.killed.set()
+    daemon.kill()
+    for t in threads:
+        t.join(60)
+        assert not t.is_alive(), "a client did not notice the kill"
+
+
+# -- verification ------------------------------------------------------------------
+
+
+def get_json(conn, target):
+    resp = conn.request("GET", target)
+    assert resp.status == 200, (target, resp)
+    return json.loads(resp.body)
+
+
+def listed(conn, bucket, entry):
+    """Every finished record of an entry as {ts: size}, through the v0 /list (paged)."""
+    found = {}
+    start = 0
+    while True:
+        resp = conn.request("GET", f"/b/{bucket}/{entry}/list?start={start}&stop={U64_MAX}")
+        if resp.status == 404:
+            return found
+        assert resp.status == 200, resp
+        records = json.loads(resp.body)["records"]
+        for item in records:
+            found[int(item["ts"])] = int(item["size"])
+        if len(records) < 10_000:
+            return found
+        start = int(records[-1]["ts"]) + 1
+
+
+def check_read(model, conn, bucket, entry, ts, why):
+    """Read one record by ts; it must be exactly what was written."""
+    resp = conn.request("GET", f"/api/v1/b/{bucket}/{entry}?ts={ts}")
+    key = (bucket, entry, ts)
+    if resp.status == 404 and bucket == "fifo":
+        # The periodic quota pass may evict between the listing and the read
+        # (a chunked upload is admitted against 0 bytes); the next
+        # verification holds the loss to the FIFO rule.
+        model.counts["evicted while verifying"] += 1
+        return
+    if resp.status != 200:
+        model.fail(f"{why} record {key}: GET answered {resp!r}")
+        return
+    check_record(model, key, resp, why)
+
+
+def check_record(model, key, resp, why):
+    size, body = expected(*key)
+    problems = []
+    if resp.body != body:
+        problems.append(f"content differs: {len(resp.body)} bytes, expected {size}")
+    if resp.header("x-reduct-time") != str(key[2]):
+        problems.append(f"x-reduct-time {resp.header('x-reduct-time')}")
+    if resp.header("content-type") != content_type_of(*key):
+        problems.append(f"content-type {resp.header('content-type')}")
+    if resp.header("x-reduct-label-k") != label_of(*key):
+        problems.append(f"label {resp.header('x-reduct-label-k')}")
+    if problems:
+        model.fail(f"{why} record {key}: " + "; ".join(problems))
+    model.counts["reads verified byte-exact"] += 1
+
+
+def check_query(model, conn, rng, bucket, entry, found):
+    """A query over a random range returns exactly the listed records, byte-exact."""
+    stamps = sorted(found)
+    if not stamps:
+        return
+    i = rng.randrange(len(stamps))
+    j = min(len(stamps), i + rng.randint(1, 40))
+    start, stop = stamps[i], (stamps[j] if j < len(stamps) else stamps[-1] + 1)
+    qid = get_json(conn, f"/api/v1/b/{bucket}/{entry}/q?start={start}&stop={stop}")["id"]
+    got = []
+    while True:
+        resp = conn.request("GET", f"/api/v1/b/{bucket}/{entry}?q={qid}")
+        if resp.status == 204:
+            break
+        if resp.status != 200:
+            model.fail(f"query {bucket}/{entry} [{start}, {stop}) read: {resp!r}")
+            return
+        ts = int(resp.header("x-reduct-time"))
+        got.append(ts)
+        check_record(model, (bucket, entry, ts), resp, "query")
+    want = [ts for ts in stamps if start <= ts < stop]
+    if got != want:
+        model.fail(f"query {bucket}/{entry} [{start}, {stop}) returned {got}, listed {want}")
+    model.counts["of them through queries"] += len(got)
+
+
+def verify(model, daemon, rng, full):
+    """Compare what the restarted daemon holds with what the clients know."""
+    with Connection(daemon.port, timeout=60) as conn:
+        present = {b["name"] for b in get_json(conn, "/api/v1/list")["buckets"]}
+        for name in sorted(present - set(model.buckets)):
+            model.fail(f"bucket {name} exists but was never created")
+        for name, state in sorted(model.buckets.items()):
+            if state == "live" and name not in present:
+                model.fail(f"bucket {name} (creation acknowledged) is missing")
+            elif state == "deleted" and name in present:
+                model.fail(f"bucket {name} (removal acknowledged) is back")
+            elif state == "creating":
+                model.buckets[name] = "live" if name in present else "deleted"
+            elif state == "deleting":
+                model.buckets[name] = "live" if name in present else "deleted"
+                model.counts["buckets removed" if name not in present else "removals undone"] += 1
+
+        sample, queryable = [], []
+        for name in sorted(present & set(model.buckets)):
+            info = get_json(conn, f"/api/v1/b/{name}")
+            settings = info["settings"]
+            want = [model.settings.get(name, {})]
+            if name in model.settings_inflight:
+                want.append({**want[0], **model.settings_inflight[name]})
+            if not any(all(settings[k] == v for k, v in w.items()) for w in want):
+                model.fail(f"bucket {name} settings {settings}, acknowledged {want}")
+            model.settings.setdefault(name, {}).update(
+                {k: settings[k] for k in ("max_block_size", "max_block_records")})
+            counts = {e["name"]: e["record_count"] for e in info["entries"]}
+            known = {e for (b, e) in model.attempted if b == name}
+            for entry in sorted(set(counts) - known):
+                model.fail(f"entry {name}/{entry} exists but was never written")
+            for entry in sorted(known):
+                found = listed(conn, name, entry) if entry in counts else {}
+                if counts.get(entry, 0) != len(found) and name == "fifo":
+                    # A quota pass may have run in between: look again.
+                    info = get_json(conn, f"/api/v1/b/{name}")
+                    counts = {e["name"]: e["record_count"] for e in info["entries"]}
+                    found = listed(conn, name, entry) if entry in counts else {}
+                if counts.get(entry, 0) != len(found):
+                    model.fail(f"{name}/{entry}: record_count {counts.get(entry)} "
+                               f"but /list has {len(found)}")
+                sample.extend(verify_entry(model, conn, name, entry, found, full))
+                if name != "fifo" and found:
+                    queryable.append((name, entry, found))
+        # Older acknowledged records, which were verified after an earlier
+        # kill: a sample is read again; and queries over random ranges.
+        for key in rng.sample(sample, min(len(sample), 15)):
+            check_read(model, conn, *key, "older acknowledged")
+        if not full:
+            queryable = rng.sample(queryable, min(len(queryable), 2))
+        for name, entry, found in queryable:
+            check_query(model, conn, rng, name, entry, found)
+
+        # Whatever was in flight in a bucket that is gone now is gone too.
+        for key in [k for k in model.inflight if model.buckets.get(k[0]) == "deleted"]:
+            del model.inflight[key]
+            model.gone.add(key)
+            model.counts["in flight at kill, bucket gone"] += 1
+        model.unchecked = {k for k in model.unchecked if model.buckets.get(k[0]) == "live"}
+        for what, keys in (("in flight", model.inflight), ("acknowledged", model.unchecked)):
+            if keys:  # their bucket vanished (reported above) or a bug in this test
+                model.fail(f"{len(keys)} {what} records not accounted for: {sorted(keys)[:5]}")
+        model.inflight.clear()
+        model.unchecked.clear()
+        model.settings_inflight.clear()
+
+
+def verify_entry(model, conn, bucket, entry, found, full):
+    key2 = (bucket, entry)
+    acked = model.acked.get(key2, {})
+    fifo = bucket == "fifo"
+    sample = []
+    for ts, size in sorted(found.items()):
+        key = (bucket, entry, ts)
+        want = record_size(bucket, entry, ts, sizes_of(bucket))
+        if size != want:
+            model.fail(f"record {key} listed with {size} bytes, written with {want}")
+        if key in model.inflight:
+            # Committed just before the kill, answer lost: it must be whole.
+            del model.inflight[key]
+            acked[ts] = model.tick()
+            model.acked[key2] = acked
+            model.counts["in flight at kill, present"] += 1
+            check_read(model, conn, bucket, entry, ts, "in-flight")
+        elif ts not in acked:
+            why = ("refused" if key in model.refused else "absent after an earlier kill"
+                   if key in model.gone else "evicted" if key in model.evicted else "never written")
+            model.fail(f"record {key} exists but was {why}")
+        elif key in model.unchecked or full:
+            model.unchecked.discard(key)
+            check_read(model, conn, bucket, entry, ts, "acknowledged")
+        else:
+            sample.append(key)
+    for key in [k for k in model.inflight if k[:2] == key2]:
+        del model.inflight[key]
+        model.gone.add(key)
+        model.counts["in flight at kill, absent"] += 1
+    missing = [ts for ts in acked if ts not in found and (bucket, entry, ts) not in model.evicted]
+    if not missing:
+        return sample
+    if not fifo:
+        for ts in sorted(missing):
+            model.fail(f"acknowledged record {(bucket, entry, ts)} is lost "
+                       f"(acked at step {acked[ts]}, now step {model.seq})")
+            del acked[ts]  # reported once
+            model.unchecked.discard((bucket, entry, ts))
+        return sample
+    survivors = [(ts, acked[ts]) for ts in found if ts in acked]
+    for ts in missing:
+        sent = model.sent[(bucket, entry, ts)]
+        older = [(y, s) for y, s in survivors if y < ts and s < sent]
+        if older:
+            model.fail(f"FIFO lost {(bucket, entry, ts)} (sent at step {sent}) but kept older "
+                       f"{older[:3]} (ts, acked at step): not an eviction of the oldest")
+        model.evicted.add((bucket, entry, ts))
+        model.unchecked.discard((bucket, entry, ts))
+        model.counts["evicted by FIFO"] += 1
+    return sample
+
+
+RECOVERY = re.compile(r"did not stop cleanly: verified (\d+) records, dropped (\d+) whose data "
+                      r"was incomplete, quarantined (\d+) blocks")
+
+
+def recovery_report(model, log):
+    """Tally what start-up recovery logged; a quarantine after a mere kill is a failure."""
+    for verified, dropped, quarantined in RECOVERY.findall(log):
+        model.counts["recovery: records checked"] += int(verified)
+        model.counts["recovery: records dropped"] += int(dropped)
+        model.counts["recovery: blocks quarantined"] += int(quarantined)
+    for line in log.splitlines():
+        if "Quarantined damaged block" in line or "Could not quarantine" in line:
+            # A killed process can only leave a torn tail, never a damaged middle.
+            model.fail(f"recovery after a kill quarantined a block: {line}")
+
+
+# -- the test ------------------------------------------------------------------------
+
+
+def test_sigkill_mid_workload_loses_no_acknowledged_record(tmp_path):
+    """
+    Across 50+ SIGKILLs landing mid-upload, mid-rotation and mid-eviction,
+    every acknowledged record survives byte-exact (FIFO may only have
+    evicted the oldest), and an interrupted upload is absent or whole.
+    """
+    print(f"\ncrash test seed {SEED} (REDUCT_CRASH_SEED), {KILLS} kills")
+    rng = random.Random(SEED)
+    model = Model()
+    data_path = tmp_path / "data"
+    started = time.monotonic()
+    daemon = Twistd(data_path)
+    daemon.start()
+    try:
+        with Connection(daemon.port) as conn:
+            for name, (settings, _, _) in BUCKETS.items():
+                resp = conn.request("POST", f"/api/v1/b/{name}", json.dumps(settings).encode())
+                assert resp.status == 200, resp
+                model.buckets[name] = "live"
+                model.settings[name] = dict(settings)
+        kills = 0
+        phases = defaultdict(float)
+        while kills < KILLS and len(model.failures) < 30:
+            t0 = time.monotonic()
+            run_until_killed(model, daemon, rng, kills)
+            kills += 1
+            for alarm in daemon.alarms()[:1]:
+                model.fail("unhandled error before the kill:\n" + alarm[:2000])
+            t1 = time.monotonic()
+            daemon = Twistd(data_path)
+            daemon.start()
+            t2 = time.monotonic()
+            verify(model, daemon, rng, full=False)
+            t3 = time.monotonic()
+            phases["workload and kill"] += t1 - t0
+            phases["restart"] += t2 - t1
+            phases["verification"] += t3 - t2
+            for alarm in daemon.alarms()[:1]:
+                model.fail("unhandled error in the start-up after a kill:\n" + alarm[:2000])
+            recovery_report(model, daemon.output)
+        t0 = time.monotonic()
+        verify(model, daemon, rng, full=True)
+        phases["final verification"] = time.monotonic() - t0
+        print("seconds spent: " + ", ".join(f"{k} {v:.1f}" for k, v in phases.items()))
+        daemon.stop()
+        for alarm in daemon.alarms()[:1]:
+            model.fail("unhandled error in the last run:\n" + alarm[:2000])
+    finally:
+        daemon.kill()
+    elapsed = time.monotonic() - started
+    counts = dict(model.counts)
+    acked_live = sum(
+        1 for (b, e), stamps in model.acked.items() if model.buckets.get(b) == "live"
+        for ts in stamps if (b, e, ts) not in model.evicted)
+    print(f"kills: {kills} in {elapsed:.1f}s")
+    for name in ("acked", "acked bytes", "refused", "in flight at kill, present",
+                 "in flight at kill, absent", "in flight at kill, bucket gone", "evicted by FIFO",
+                 "evicted while verifying", "buckets created", "buckets removed",
+                 "removals undone", "reads verified byte-exact", "of them through queries",
+                 "recovery: records checked", "recovery: records dropped",
+                 "recovery: blocks quarantined"):
+        print(f"  {name}: {counts.get(name, 0)}")
+    print(f"  acknowledged records still expected at the end: {acked_live}")
+    assert not model.failures, f"{len(model.failures)} failures:\n" + "\n".join(model.failures[:30])
+    shutil.rmtree(data_path)  # hundreds of MiB; kept when the test fails
+    # Enough useful work that the test cannot pass vacuously (scaled when
+    # REDUCT_CRASH_KILLS asks for fewer kills, for debugging).
+    scale = min(kills, 55) / 55
+    assert kills >= min(50, KILLS)
+    assert counts.get("acked", 0) >= 500 * scale
+    assert counts.get("evicted by FIFO", 0) >= 20 * scale
+    assert counts.get("in flight at kill, present", 0) + counts.get(
+        "in flight at kill, absent", 0) >= 50 * scale
+    assert counts.get("buckets removed", 0) >= 10 * scale
