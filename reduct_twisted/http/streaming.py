@@ -99,6 +99,14 @@ class ReductChannel(HTTPChannel):
         # error, half-close, ignore what still comes, and cut after a grace.
         if self._refused_call is not None:
             return
+        current = self.requests[-1] if self.requests else None
+        if current is not None and (current.startedWriting or current.finished):
+            # Its answer is out already (an early refusal, then a broken body):
+            # a second response would be read as the answer to the next request.
+            self._stop_header_timer()
+            self._refused_call = self.callLater(0, self.transport.abortConnection)
+            self.transport.loseConnection()
+            return
         message = b"Bad request"
         # No body for HEAD (the client would read it as the next response).
         body = b"" if self._head_request else b'{"detail":"Bad request"}'

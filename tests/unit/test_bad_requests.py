@@ -57,3 +57,25 @@ def test_u64_with_thousands_of_digits_is_not_a_number():
 def test_deeply_nested_json_is_422():
     with pytest.raises(UnprocessableEntity, match="Invalid JSON"):
         parse_json_body(b"[" * 100_000 + b"]" * 100_000)
+
+
+def test_broken_chunks_after_an_early_refusal_get_no_second_answer():
+    """A refused chunked request whose body then breaks the framing gets one answer only."""
+
+    class Refusing:
+        def open_body(self, request, length):
+            from reduct_twisted.errors import NotFound
+
+            raise NotFound("Not found")
+
+        def direct_handler(self, request):
+            return None
+
+    clock, channel, transport = connect()
+    transport.loseWriteConnection = lambda: None  # a TCP transport has it
+    channel.site.router = Refusing()
+    channel.dataReceived(
+        b"POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nnull\r\n\r\n"
+    )
+    assert transport.value().count(b"HTTP/1.1 ") == 1
+    assert transport.value().startswith(b"HTTP/1.1 404 ")
