@@ -40,7 +40,7 @@ from reduct_twisted.http.headers import (
     timestamp_param,
     u64_param,
 )
-from reduct_twisted.http.params import query_kwargs
+from reduct_twisted.http.params import json_query, query_kwargs, remove_kwargs
 from reduct_twisted.http.producers import send_record
 from reduct_twisted.http.sinks import PrivateSegmentSink, SharedSegmentSink
 from reduct_twisted.storage import PENDING
@@ -453,14 +453,61 @@ class ReductAPI:
     def read_batch(self, request, bucket, entry):
         self._authorize(request, Policy.READ, bucket)
         qid = batch_query_id(request.args)
-        reader = BatchReader(self.engine, bucket, entry, qid, request.method == b"HEAD")
-        return drive(self.reactor, reader.step).addBoth(reader.answer, request)
+        head = request.method == b"HEAD"
+        limits, metadata_only = self._batch_limits(bucket, entry, qid)
+        reader = BatchReader(self.engine, bucket, entry, qid, head or metadata_only, **limits)
+        d = drive(self.reactor, reader.step).addBoth(reader.answer, request)
+        if metadata_only and not head:
+            # A GET of an ``only_metadata`` query: the records' headers, no
+            # body (the sizes are in the x-reduct-time-* headers).
+            d.addCallback(self._no_body, request)
+        return d
+
+    def _batch_limits(self, bucket, entry, qid):
+        # The BatchReader limits a query's #batch_* directives override, and
+        # whether it was created with only_metadata.
+        options = self.engine.query_options(bucket, entry, qid)
+        if options is None:
+            return {}, False
+        limits, io = {}, options["io"]
+        if io is not None:
+            for name, value in (("max_records", io.batch_records), ("max_size", io.batch_size),
+                                ("max_metadata", io.batch_metadata_size)):
+                if value is not None:
+                    limits[name] = value
+        return limits, options["only_metadata"]
+
+    @staticmethod
+    def _no_body(body, request):
+        request.setHeader(b"content-length", b"0")
+        return b""
 
     @route("/b/<bucket>/<entry>/q", ["GET"])
     def query(self, request, bucket, entry):
         self._authorize(request, Policy.READ, bucket)
         qid = self.engine.create_query(bucket, entry, **query_kwargs(request.args))
         return respond_json(request, {"id": qid})
+
+    @route("/b/<bucket>/<entry>/q", ["POST"], legacy=False)
+    def post_query(self, request, bucket, entry):
+        """
+        ``POST …/q`` (spec §3.10): QUERY creates a query as ``GET …/q``
+        does; REMOVE removes the records it selects (§3.7).  A malformed
+        body is refused before the token is looked at.
+        """
+        query_type, kwargs = json_query(parse_json_body(request.content.getvalue()))
+        if query_type == "QUERY":
+            self._authorize(request, Policy.READ, bucket)
+            qid = self.engine.create_query(bucket, entry, **kwargs)
+            return respond_json(request, {"id": qid})
+        self._authorize(request, Policy.WRITE, bucket)
+        removal = self.engine.remove_records(bucket, entry, **remove_kwargs(kwargs))
+        d = drive(self.reactor, removal.step)
+        return d.addCallback(
+            lambda count: self._durable(
+                lambda req: respond_json(req, {"removed_records": count}), request
+            )
+        )
 
     @app.route("/b/<bucket>/<entry>/list", methods=["GET"])
     def list_records(self, request, bucket, entry):

@@ -1,8 +1,9 @@
 # -*- test-case-name: tests.unit.test_http_params -*-
 """
-Query-string parameters of ``GET .../q`` (spec §2.3.4), parsed into the
-keyword arguments of ``StorageEngine.create_query`` with upstream 1.10+
-error texts.
+Query parameters parsed into the keyword arguments of
+``StorageEngine.create_query``: the query string of ``GET .../q`` (spec
+§2.3.4, upstream 1.10+ error texts) and the JSON body of ``POST .../q``
+(spec §3.10).
 """
 
 import math
@@ -10,6 +11,7 @@ from typing import Mapping, Sequence
 
 from reduct_twisted.errors import UnprocessableEntity
 from reduct_twisted.http.headers import parse_u64, query_arg, u64_param
+from reduct_twisted.storage import U64_MAX
 
 DEFAULT_TTL = 60
 
@@ -76,3 +78,106 @@ def query_kwargs(args: Mapping[bytes, Sequence[bytes]]) -> dict:
         "each_n": _each_n(args),
         "each_s": _each_s(args),
     }
+
+
+#: The ``query_type`` values of a JSON query.
+QUERY_TYPES = ("QUERY", "REMOVE")
+
+
+def _invalid(message: str) -> UnprocessableEntity:
+    # The texts mimic serde's loosely; clients compare only the status (§1.4).
+    return UnprocessableEntity(f"Invalid JSON: {message}")
+
+
+def _u64_field(name: str, value) -> int:
+    if type(value) is not int or not 0 <= value <= U64_MAX:
+        raise _invalid(f"invalid value for `{name}`: expected u64")
+    return value
+
+
+def _float_field(name: str, value) -> float:
+    if type(value) not in (int, float) or not math.isfinite(value):
+        raise _invalid(f"invalid value for `{name}`: expected f64")
+    return float(value)
+
+
+def _bool_field(name: str, value) -> bool:
+    if type(value) is not bool:
+        raise _invalid(f"invalid value for `{name}`: expected a boolean")
+    return value
+
+
+def _labels_field(name: str, value) -> dict:
+    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+        raise _invalid(f"invalid value for `{name}`: expected a map of strings")
+    return dict(value)
+
+
+def _object_field(name: str, value) -> dict:
+    if not isinstance(value, dict):
+        raise _invalid(f"invalid value for `{name}`: expected an object")
+    return value
+
+
+def _any_field(name: str, value):
+    return value
+
+
+#: JSON field → its checker, in upstream's ``QueryEntry`` (1.17).
+_FIELDS = {
+    "start": _u64_field,
+    "stop": _u64_field,
+    "include": _labels_field,
+    "exclude": _labels_field,
+    "each_s": _float_field,
+    "each_n": _u64_field,
+    "limit": _u64_field,
+    "ttl": _u64_field,
+    "continuous": _bool_field,
+    "only_metadata": _bool_field,
+    "when": _any_field,
+    "strict": _bool_field,
+    "ext": _object_field,
+}
+
+#: Fields of which a REMOVE query needs at least one (spec §3.7).
+REMOVE_CRITERIA = ("start", "stop", "include", "exclude", "each_s", "each_n", "limit", "when")
+
+
+def json_query(body) -> tuple:
+    """
+    Check the decoded body of ``POST .../q`` (a ``QueryEntry``).
+
+    Unknown fields are ignored and ``null`` means "not set", as upstream.
+
+    :param body: the decoded JSON body (``None`` if empty).
+    :return: ``(query_type, kwargs)``: kwargs holds the fields that were
+        set, under the names of ``StorageEngine.create_query``.
+    :raises UnprocessableEntity: ``Invalid JSON: ...`` (not an object, no or
+        unknown ``query_type``, a field of the wrong type).
+    """
+    if not isinstance(body, dict):
+        raise _invalid("expected a query object")
+    query_type = body.get("query_type")
+    if query_type is None:
+        raise _invalid("missing field `query_type`")
+    if not isinstance(query_type, str) or query_type not in QUERY_TYPES:
+        raise _invalid("unknown variant for `query_type`, expected `QUERY` or `REMOVE`")
+    kwargs = {}
+    for name, check in _FIELDS.items():
+        value = body.get(name)
+        if value is not None:
+            kwargs[name] = check(name, value)
+    return query_type, kwargs
+
+
+def remove_kwargs(kwargs: dict) -> dict:
+    """
+    The arguments of ``StorageEngine.remove_records`` from those of a
+    REMOVE query (``continuous``, ``ttl`` and ``only_metadata`` do not apply).
+
+    :raises UnprocessableEntity: none of :data:`REMOVE_CRITERIA` is set.
+    """
+    if not any(name in kwargs for name in REMOVE_CRITERIA):
+        raise UnprocessableEntity("Define at least one query parameter to delete records")
+    return {k: v for k, v in kwargs.items() if k not in ("continuous", "ttl", "only_metadata")}

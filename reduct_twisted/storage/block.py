@@ -14,7 +14,7 @@ import os
 import attr
 
 from reduct_twisted.storage import blockfile
-from reduct_twisted.storage.records import FINISHED, STARTED, Record, RecordView
+from reduct_twisted.storage.records import FINISHED, REMOVED, STARTED, Record, RecordView
 
 
 def _write_at(fds, path: str, offset: int, data: bytes) -> None:
@@ -265,6 +265,23 @@ class Block:
         self.tail = max(
             (r.offset + r.size for r in self.table.values() if r.segment == shared), default=0
         )
+        if self.order:
+            self.first_ts, self.latest_ts = self.order[0], self.order[-1]
+
+    def drop(self, records) -> None:
+        """
+        Take FINISHED ``records`` out of the loaded table and the summary
+        (their ``.meta`` lines are already gone) and mark them REMOVED.
+        The shared tail stays where it is: a reader may still be sending
+        their bytes, which must not be overwritten by a new record.
+
+        :param records: records of this block.
+        """
+        for record in records:
+            del self.table[record.ts]
+            self._count(record, -1)
+            record.state = REMOVED
+        self.order = sorted(self.table)
         if self.order:
             self.first_ts, self.latest_ts = self.order[0], self.order[-1]
 

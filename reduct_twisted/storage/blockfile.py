@@ -26,7 +26,9 @@ reader dispatches on)::
 * Version 1 (before checksums) is still read: its lines have no ``crc`` and
   their content is trusted.  Lines with ``crc`` may follow a version-1
   header (records appended by this version); the header is not rewritten.
-* Later kinds (label updates, removals) are appended the same way and
+* Removing records rewrites the whole file without their lines
+  (:func:`replace_meta`: a temporary file renamed over the old one).
+* Later kinds (e.g. label updates) are appended the same way and
   replayed in file order; a reader meeting a kind it does not know treats
   the file as damaged rather than guess (a newer writer bumps the version).
 * A last line without its ``\\n`` is a torn append; it is ignored and cut off
@@ -35,7 +37,9 @@ reader dispatches on)::
   header of a newer version is refused (:class:`UnsupportedMeta`).
 """
 
+import contextlib
 import json
+import os
 import re
 
 from reduct_twisted.errors import InternalError
@@ -133,6 +137,39 @@ def encode_record(record: Record, size: int) -> bytes:
 def encode_meta(block_id: int, records) -> bytes:
     """:return: a whole ``.meta`` file holding ``records`` (finished), in the given order."""
     return encode_header(block_id) + b"".join(encode_record(r, r.size) for r in records)
+
+
+def replace_meta(path: str, block_id: int, records) -> int:
+    """
+    Replace a ``.meta`` file by one holding ``records`` (finished, written
+    in ascending timestamp order): written to ``<path>.tmp``, then renamed
+    over ``path``, so a crash leaves the old file or the new one.
+
+    :return: the new file's length.
+    :raises OSError: nothing was replaced (and no ``.tmp`` is left).
+    """
+    data = encode_meta(block_id, sorted(records, key=lambda r: r.ts))
+    replace_file(path, data)
+    return len(data)
+
+
+def replace_file(path: str, data: bytes) -> None:
+    """
+    Replace ``path`` by ``data`` at once: written to ``<path>.tmp``, then
+    renamed over ``path``, so a crash leaves the old file or the new one
+    (flushing is the group sync's job: the caller marks the file and its
+    directory dirty).
+
+    :raises OSError: nothing was replaced, and no ``.tmp`` is left.
+    """
+    try:
+        with open(path + ".tmp", "wb") as f:
+            f.write(data)
+        os.replace(path + ".tmp", path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(path + ".tmp")
+        raise
 
 
 def _uint(value) -> int:

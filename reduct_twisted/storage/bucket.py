@@ -3,11 +3,11 @@ A bucket: settings, entries, statistics and quota enforcement (spec §2.2,
 §3.9, §4.5, §4.6).
 """
 
-import contextlib
 import json
 import os
 
 from reduct_twisted.errors import BadRequest, InternalError, NotFound
+from reduct_twisted.storage.blockfile import replace_file
 from reduct_twisted.storage.durability import storage_error
 from reduct_twisted.storage.entry import Entry
 from reduct_twisted.storage.settings import (
@@ -34,14 +34,7 @@ def write_settings(directory: str, settings: BucketSettings) -> str:
     """
     path = os.path.join(directory, SETTINGS_FILE)
     data = json.dumps({"version": SETTINGS_VERSION, **settings.to_json()})
-    try:
-        with open(path + ".tmp", "w") as f:
-            f.write(data)
-        os.replace(path + ".tmp", path)
-    except OSError:
-        with contextlib.suppress(OSError):
-            os.unlink(path + ".tmp")
-        raise
+    replace_file(path, data.encode("utf-8"))
     return path
 
 

@@ -32,8 +32,10 @@ visible and the next open (``recovery.py``) tidies up:
   at open; a torn last line is cut off; after an unclean stop, records of
   files changed during the run are checked against their size and CRC.
 * Removing a block (quota eviction, abort of its last record) trashes its
-  ``.meta`` first: leftover segments are then orphans.  Entries and buckets
-  are removed by renaming their directory into ``.trash`` (atomic).
+  ``.meta`` first: leftover segments are then orphans.  Removing records
+  rewrites their block's ``.meta`` without them (a temporary file renamed
+  over it, removal.py), then trashes their private segments.  Entries and
+  buckets are removed by renaming their directory into ``.trash`` (atomic).
 * A new bucket is built in ``.trash`` (directory and settings file) and
   renamed into place; a bucket directory with neither settings nor records,
   ``*.tmp`` leftovers and everything in ``.trash`` are discarded at open.
@@ -56,6 +58,7 @@ from reduct_twisted.storage.query import QueryRegistry
 from reduct_twisted.storage.reading import LIST_LIMIT, ReadMethods
 from reduct_twisted.storage.records import Allocation
 from reduct_twisted.storage.recovery import Recovery
+from reduct_twisted.storage.removal import RecordRemoval, start_removal
 from reduct_twisted.storage.settings import (
     U64_MAX,
     BucketSettings,
@@ -345,6 +348,19 @@ class StorageEngine(ReadMethods):
         :param alloc: from :meth:`allocate`.
         """
         writer.abort(self._context, alloc)
+
+    def remove_records(self, bucket: str, entry: str, **query) -> RecordRemoval:
+        """
+        Prepare the removal of the records a query selects (spec §3.7,
+        ``removal.py``); drive its ``step()`` until it returns the count.
+
+        :param query: the keyword arguments of :meth:`create_query` but
+            ``continuous``, ``ttl`` and ``only_metadata``.
+        :raises NotFound: no such bucket (a missing entry is created empty).
+        :raises UnprocessableEntity: a bad entry name or query parameter.
+        """
+        return start_removal(self._context, self._queries, self._bucket(bucket), entry,
+                             self.clock.seconds(), query)
 
     def enforce_quotas(self) -> int:
         """

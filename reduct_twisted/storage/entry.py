@@ -251,6 +251,24 @@ class Entry:
         if not block.record_count:
             self.remove_block(block)
 
+    def drop_records(self, block: Block, records, meta_length: int) -> None:
+        """
+        Account for FINISHED ``records`` removed from ``block``, whose
+        ``.meta`` was just rewritten without them (``meta_length`` bytes):
+        they leave the table and the statistics, and their private
+        segments are trashed (shared-segment bytes stay, unreferenced).
+
+        :param block: a block of this entry.
+        :param records: records of its loaded table.
+        :param meta_length: the length of the new ``.meta``.
+        """
+        self.context.fds.forget(block.meta_path)
+        block.meta_length = meta_length
+        with self._accounting(block):
+            block.drop(records)
+        shared = block.shared_segment
+        self.context.trash([block.path(r.segment) for r in records if r.segment != shared])
+
     def remove_oldest_block(self):
         """
         Remove the first block unless a record of it is being written.

@@ -70,9 +70,10 @@ class ReadMethods:
 
     def create_query(self, bucket: str, entry: str, *, start=None, stop=None, ttl=60,
                      continuous=False, include=None, exclude=None, limit=None, each_n=None,
-                     each_s=None) -> int:
+                     each_s=None, when=None, strict=False, only_metadata=False,
+                     ext=None) -> int:
         """
-        Create a query over an existing entry (spec §2.3.4).
+        Create a query over an existing entry (spec §2.3.4, §3.10).
 
         :param start: inclusive lower bound; default the entry's oldest record.
         :param stop: exclusive upper bound; default latest record + 1;
@@ -85,16 +86,21 @@ class ReadMethods:
         :param limit: return at most this many records.
         :param each_n: return every n-th matching record.
         :param each_s: return matching records at least this many seconds apart.
+        :param when: a ``when`` condition (decoded JSON, spec §3.11), or ``None``.
+        :param strict: an evaluation error of ``when`` ends the query with it.
+        :param only_metadata: readers send the records' metadata only.
+        :param ext: extension parameters; any makes a 422 (there are none).
         :return: the query id.
         :raises NotFound: no such bucket or entry.
         :raises UnprocessableEntity: ``start > stop`` (non-continuous),
-            ``each_n`` or ``each_s`` not positive.
+            ``each_n`` or ``each_s`` not positive, a malformed ``when``, ``ext``.
         """
         series = self._bucket(bucket).entry(entry)
         return self._queries.create(
             bucket, series, self.clock.seconds(), start=start, stop=stop, ttl=ttl,
             continuous=continuous, include=include, exclude=exclude, limit=limit,
-            each_n=each_n, each_s=each_s,
+            each_n=each_n, each_s=each_s, when=when, strict=strict,
+            only_metadata=only_metadata, ext=ext,
         )
 
     def query_next(self, bucket: str, entry: str, qid: int, budget: int = 2000):
@@ -102,17 +108,41 @@ class ReadMethods:
         The next record of query ``qid``; refreshes its TTL.
 
         :param budget: how many records may be examined in this call.
-        :return: a :class:`RecordView`; ``None`` if nothing (more) matches now
-            (a non-continuous query is then dropped); ``PENDING`` if the
-            budget ran out first (call again later).
+        :return: a :class:`RecordView` (with only the ``#select_labels``
+            labels, if the query has them); ``None`` if nothing (more)
+            matches now (a non-continuous query is then dropped); ``PENDING``
+            if the budget ran out first (call again later).
         :raises NotFound: no such bucket, entry, or query of this entry.
+        :raises ConditionEvalError: the query's strict ``when`` failed on a
+            record (404 ``Reference 'x' not found``, 422 otherwise); every
+            later read answers the same until the query's TTL lapses.
         """
         series = self._bucket(bucket).entry(entry)
         result = self._queries.next(bucket, series, qid, self.clock.seconds(), budget)
         if not isinstance(result, tuple):
             return result
-        block, record, last = result
-        return block.view(record, last)
+        block, record, last, select = result
+        view = block.view(record, last)
+        if select is not None:
+            labels = view.record.labels
+            view.record.labels = {k: v for k, v in labels.items() if k in select}
+        return view
+
+    def query_options(self, bucket: str, entry: str, qid: int):
+        """
+        What readers of query ``qid`` must know before reading it.
+
+        :return: ``None`` if there is no such query (the read reports it),
+            else ``{"only_metadata": bool, "io":`` the
+            :class:`~reduct_twisted.storage.conditions.IoOverrides` of its
+            ``when`` or ``None}``.
+        """
+        query = self._queries.find(bucket, entry, qid)
+        if query is None:
+            return None
+        condition = query.condition
+        return {"only_metadata": query.only_metadata,
+                "io": None if condition is None else condition.io}
 
     def expire_queries(self) -> int:
         """:return: how many expired queries were dropped."""

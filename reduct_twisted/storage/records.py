@@ -10,6 +10,8 @@ STARTED = "started"
 FINISHED = "finished"
 #: The record was given up (only ever seen on an :class:`Allocation`).
 ABORTED = "aborted"
+#: The record was removed (set on the in-memory record a query may still hold).
+REMOVED = "removed"
 
 
 class _Pending:
@@ -36,7 +38,8 @@ class Record:
     :ivar size: content length; ``0`` while a chunked upload is in flight.
     :ivar content_type: stored verbatim.
     :ivar labels: label name to value, in insertion order.
-    :ivar state: :data:`STARTED` or :data:`FINISHED`.
+    :ivar state: :data:`STARTED` or :data:`FINISHED` (:data:`REMOVED` once
+        taken out of its block).
     :ivar crc: ``zlib.crc32`` of the content once finished; ``None`` if
         unknown (a record of a version-1 ``.meta`` file).
     """

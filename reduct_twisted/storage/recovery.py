@@ -213,18 +213,13 @@ class Recovery:
         return dropped
 
     def _rewrite(self, block, table: dict) -> int:
-        data = blockfile.encode_meta(block.block_id, sorted(table.values(), key=lambda r: r.ts))
         path = block.meta_path
         try:
-            with open(path + ".tmp", "wb") as f:
-                f.write(data)
-            os.replace(path + ".tmp", path)
+            length = blockfile.replace_meta(path, block.block_id, table.values())
         except OSError as exc:
-            with contextlib.suppress(OSError):
-                os.unlink(path + ".tmp")
             raise DamagedMeta(f"Could not rewrite block metadata '{path}': {exc}") from None
         self.dirty.created(path)
-        return len(data)
+        return length
 
     def quarantine(self, directory: str, block_id: int, names, reason: str) -> None:
         """

@@ -6,9 +6,9 @@ Usage: python reduct_py_batch.py URL [--bucket NAME] [--timeout S]
 ``Bucket.write_batch`` sends ``POST …/batch`` with ``x-reduct-time-*``
 headers and the contents in timestamp order, and returns the per-record
 errors from ``x-reduct-error-*``.  ``Bucket.query`` (and ``subscribe``) of
-this client create their query with ``POST …/q``, which the daemon does not
-implement yet; so the batched reads here create the query with ``GET …/q``
-and then do exactly what the client's query loop does after its POST: fetch
+this client create their query with ``POST …/q`` (see reduct_py_query.py);
+the batched reads here create the query with ``GET …/q`` and then do
+exactly what the client's query loop does after its POST: fetch
 ``GET|HEAD …/batch?q=ID`` until ``x-reduct-last: true`` or 204, parsing
 every response with the client's own ``parse_batched_records_v1``.
 """

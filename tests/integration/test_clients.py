@@ -222,7 +222,8 @@ async def test_reduct_py_newest_batches(server, reduct_py_newest):
     409 while the rest of that batch is stored; and its own batched-read
     parser (``parse_batched_records_v1``, the loop ``Bucket.query`` runs)
     reads GET and HEAD batches, 85 records per batch.  The query itself is
-    created with ``GET …/q``: the client's ``POST …/q`` is not implemented.
+    created with ``GET …/q`` (``Bucket.query``, with ``POST …/q``, is
+    exercised by ``test_reduct_py_newest_query``).
     """
     summary = await run_client_script(
         reduct_py_newest, "reduct_py_batch.py", server.url, "--bucket", "pybatch"
@@ -236,5 +237,34 @@ async def test_reduct_py_newest_batches(server, reduct_py_newest):
         "write-batch-missing-bucket",
         "remove-bucket",
     ]
+    resp = await server.http.get(server.api("/list"))
+    assert (await resp.json())["buckets"] == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_reduct_py_newest_query(server, reduct_py_newest):
+    """
+    The newest reduct-py's own ``Bucket.query`` (``POST …/q`` then batched
+    reads) with ranges and ``when`` conditions (``$or``/``$in``, missing
+    labels, ``$each_n``, ``$each_t``, ``$limit``), a strict query raising
+    ``Reference 'score' not found``, the 422s of a bad operator and an
+    extension, ``head=True`` (only_metadata) with ``#select_labels``;
+    ``remove_query`` (``REMOVE``) by range and ``when``; and ``subscribe``
+    receiving the matching records written while it is subscribed.
+    """
+    summary = await run_client_script(
+        reduct_py_newest, "reduct_py_query.py", server.url, "--bucket", "pyquery"
+    )
+    assert summary["version"] == clients.REDUCT_PY_NEWEST
+    assert summary["checks"] == [
+        "query-when",
+        "query-stateful-operators",
+        "query-strict-and-errors",
+        "query-head-select-labels",
+        "remove-query",
+        "subscribe-continuous",
+        "remove-bucket",
+    ]
+    assert summary["facts"]["strict_error"] == "Status 404: Reference 'score' not found"
     resp = await server.http.get(server.api("/list"))
     assert (await resp.json())["buckets"] == []
