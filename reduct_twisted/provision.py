@@ -41,15 +41,13 @@ from twisted.logger import Logger
 
 from reduct_twisted.errors import UnprocessableEntity
 from reduct_twisted.storage.settings import U64_MAX, is_valid_name, parse_settings_fields
+from reduct_twisted.tokens import is_permission_item
 
 _log = Logger()
 
 _BUCKET_NAME = re.compile(r"RS_BUCKET_(.*)_NAME")
 _TOKEN_NAME = re.compile(r"RS_TOKEN_(.*)_NAME")
 
-#: Items of a token's read/write list: bucket names, or prefixes ending in
-#: ``*`` (the wildcards of ReductStore 1.16).
-_PERMISSION_ITEM = re.compile(r"[*A-Za-z0-9_-]+")
 
 _SIZE = re.compile(r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+) *([A-Za-z]*)")
 
@@ -268,7 +266,7 @@ def _token(env: _Reader, rid: str, name: str) -> ProvisionedToken | None:
         items: list = []
         for item in (env.get(variable) or "").split(","):
             item = item.strip()
-            if item and _PERMISSION_ITEM.fullmatch(item) is None:
+            if item and not is_permission_item(item):
                 env.ignore(variable, item, "may contain only letters, digits, '-', '_' and '*'")
             elif item and item not in items:
                 items.append(item)

@@ -54,6 +54,7 @@ from twisted.python.failure import Failure
 
 from reduct_twisted.auth import iso_timestamp
 from reduct_twisted.errors import Conflict, InsufficientStorage, NotFound, UnprocessableEntity
+from reduct_twisted.storage.settings import is_valid_name
 
 #: The token file, below ``data_path``.
 AUTH_FILE = ".auth.json"
@@ -63,7 +64,6 @@ AUTH_FORMAT = 1
 
 _SALT_SIZE = 16
 
-_NAME_RE = re.compile(r"[A-Za-z0-9_-]{1,255}")
 _NAME_ERROR = "Token name can contain only letters, digests and [-,_] symbols"
 
 _PERMISSION_RE = re.compile(r"[*a-zA-Z0-9_\-]+")
@@ -84,8 +84,13 @@ def check_token_name(name: str) -> None:
     :raises UnprocessableEntity: it is empty, over 255 characters or has a
         character other than letters, digits, ``-`` and ``_``.
     """
-    if not isinstance(name, str) or _NAME_RE.fullmatch(name) is None:
+    if not is_valid_name(name):  # the bucket and entry name rule
         raise UnprocessableEntity(_NAME_ERROR)
+
+
+def is_permission_item(item: str) -> bool:
+    """Whether ``item`` may stand in a read/write list: a bucket name or a wildcard."""
+    return _PERMISSION_RE.fullmatch(item) is not None
 
 
 class BucketMatcher:
@@ -200,7 +205,7 @@ def _permission_list(body: dict, field: str) -> list:
     if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
         raise UnprocessableEntity(f"'{field}' must be a list of bucket names")
     for item in items:
-        if _PERMISSION_RE.fullmatch(item) is None:
+        if not is_permission_item(item):
             raise UnprocessableEntity(
                 f"Permission can contain only bucket names or wildcard '*', got '{item}'"
             )
@@ -284,7 +289,7 @@ class StoredToken:
         if not isinstance(item, dict):
             raise ValueError("a token is not an object")
         name = item.get("name")
-        if not isinstance(name, str) or _NAME_RE.fullmatch(name) is None:
+        if not is_valid_name(name):
             raise ValueError(f"bad token name {name!r}")
         try:
             salt = bytes.fromhex(item["salt"])
