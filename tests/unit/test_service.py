@@ -2,7 +2,6 @@
 
 import queue
 
-import attrs
 import pytest
 from twisted.application.internet import TimerService
 from twisted.internet.task import Clock
@@ -10,6 +9,7 @@ from twisted.logger import LogLevel
 
 from reduct_twisted.config import Config
 from reduct_twisted.service import StorageService, remove_paths
+from tests.unit.fakes import FakeEngine
 
 
 class ThreadedClock(Clock):
@@ -31,48 +31,6 @@ class ThreadedClock(Clock):
             f(*args, **kwargs)
 
 
-@attrs.define
-class FakeEngine:
-    """Records when each periodic step ran; can be told to fail."""
-
-    data_path: str
-    clock: object
-    discard: object = None
-    sync: object = None
-    track_dirty: bool = True
-    calls: list = attrs.Factory(list)
-    fail_quota_at: set = attrs.Factory(set)
-    fail_expiry_at: set = attrs.Factory(set)
-    on_close: object = None
-    report: dict = attrs.Factory(lambda: {"unclean": False, "problems": []})
-
-    def open(self):
-        self.calls.append(("open", None))
-
-    def recovery_report(self):
-        return self.report
-
-    def close(self):
-        self.calls.append(("close", None))
-        if self.on_close:
-            self.on_close()
-
-    def enforce_quotas(self):
-        now = self.clock.seconds()
-        self.calls.append(("quota", now))
-        if now in self.fail_quota_at:
-            raise RuntimeError(f"quota failed at {now}")
-        return 2
-
-    def expire_queries(self):
-        now = self.clock.seconds()
-        self.calls.append(("expiry", now))
-        if now in self.fail_expiry_at:
-            raise ValueError(f"expiry failed at {now}")
-        return 0
-
-    def times(self, kind):
-        return [t for k, t in self.calls if k == kind]
 
 
 

@@ -19,34 +19,7 @@ from reduct_twisted.config import Config
 from reduct_twisted.provision import Provisioning
 from reduct_twisted.service import StorageService
 from reduct_twisted.tap import AnnouncingEndpoint, Options, makeService
-
-
-@attrs.define
-class FakeEngine:
-    """Just enough of StorageEngine for wiring tests."""
-
-    data_path: str
-    clock: object
-    discard: object = None
-    sync: object = None
-    track_dirty: bool = True
-    opened: bool = False
-    closed: bool = False
-
-    def recovery_report(self):
-        return {"unclean": False, "problems": []}
-
-    def open(self):
-        self.opened = True
-
-    def close(self):
-        self.closed = True
-
-    def enforce_quotas(self):
-        return 0
-
-    def expire_queries(self):
-        return 0
+from tests.unit.fakes import FakeEngine
 
 
 @attrs.define
