@@ -100,3 +100,17 @@ def run(main, argv=None) -> None:
         sys.exit(1)
     summary.update(ok=True, checks=checks.passed, facts=checks.facts)
     print(json.dumps(summary), flush=True)
+
+
+def run_with_client(exercise, argv=None) -> None:
+    """
+    :func:`run` for a script whose checks need one session-bound client:
+    ``exercise(checks, args, client)``.
+    """
+    from reduct import Client
+
+    async def main(checks, args):
+        async with Client(args.url, timeout=30) as client:
+            await exercise(checks, args, client)
+
+    run(main, argv)

@@ -16,8 +16,8 @@ every response with the client's own ``parse_batched_records_v1``.
 import json
 import os
 
-from _harness import eq, expect_error, run
-from reduct import Batch, Client, ReductError
+from _harness import eq, expect_error, run_with_client
+from reduct import Batch, ReductError
 from reduct.batch.batch_v1 import parse_batched_records_v1
 
 T0 = 1_700_000_000_000_000
@@ -44,11 +44,6 @@ async def query_batches(bucket, entry, head=False, **params):
                                 record.labels, data))
                 last = record.last
     return records, batches
-
-
-async def main(checks, args):
-    async with Client(args.url, timeout=30) as client:
-        await exercise(checks, args, client)
 
 
 async def exercise(checks, args, client):
@@ -140,4 +135,4 @@ async def exercise(checks, args, client):
 
 
 if __name__ == "__main__":
-    run(main)
+    run_with_client(exercise)

@@ -16,8 +16,8 @@ polls through 204s); ``remove_query`` posts a ``REMOVE`` query and reads
 import asyncio
 import contextlib
 
-from _harness import eq, expect_error, run
-from reduct import Batch, Client, ReductError
+from _harness import eq, expect_error, run_with_client
+from reduct import Batch, ReductError
 
 T0 = 1_700_000_000_000_000
 STEP = 1000  # µs between records
@@ -39,11 +39,6 @@ async def collect(records):
 
 def indices(found):
     return [i for i, _, _ in found]
-
-
-async def main(checks, args):
-    async with Client(args.url, timeout=30) as client:
-        await exercise(checks, args, client)
 
 
 async def exercise(checks, args, client):
@@ -150,4 +145,4 @@ async def exercise(checks, args, client):
 
 
 if __name__ == "__main__":
-    run(main)
+    run_with_client(exercise)
