@@ -328,7 +328,7 @@ class ReductAPI:
         body = parse_json_body(request.content.getvalue())
         self._authorize(request, Policy.FULL_ACCESS)
         created = self.auth.create_token(name, body)
-        return self._when_saved(lambda: respond_json(request, created))
+        return self._when_saved(respond_json, request, created)
 
     @route("/tokens/<name>", ["GET"], legacy=False)
     def get_token(self, request, name):
@@ -339,11 +339,11 @@ class ReductAPI:
     def remove_token(self, request, name):
         self._authorize(request, Policy.FULL_ACCESS)
         self.auth.remove_token(name)
-        return self._when_saved(lambda: respond_empty(request))
+        return self._when_saved(respond_empty, request)
 
-    def _when_saved(self, answer):
-        """Answer once the token file holds the change just made."""
-        return self.auth.saved().addCallback(lambda _: answer())
+    def _when_saved(self, answer, *args):
+        """``answer(*args)`` once the token file holds the change just made."""
+        return self.auth.saved().addCallback(lambda _: answer(*args))
 
     # -- buckets -----------------------------------------------------------------
 
@@ -378,7 +378,7 @@ class ReductAPI:
         self._authorize(request, Policy.FULL_ACCESS)
         self.engine.remove_bucket(bucket)
         self.auth.forget_bucket(bucket)
-        return self._when_saved(lambda: self._durable(respond_empty, request))
+        return self._when_saved(self._durable, respond_empty, request)
 
     # -- records -----------------------------------------------------------------
 
@@ -396,14 +396,14 @@ class ReductAPI:
             return self._durable(respond_empty, request)
         return sink.finish().addCallback(lambda _: self._durable(respond_empty, request))
 
-    def _durable(self, answer, request):
+    def _durable(self, answer, *args):
         """
-        ``answer(request)`` once what was just committed is on stable storage
+        ``answer(*args)`` once what was just committed is on stable storage
         (sync policy ``always``), or at once (``none``).
         """
         if self.syncer is None:
-            return answer(request)
-        return self.syncer.wait().addCallback(lambda _: answer(request))
+            return answer(*args)
+        return self.syncer.wait().addCallback(lambda _: answer(*args))
 
     @route("/b/<bucket>/<entry>", ["GET", "HEAD"])
     def read_record(self, request, bucket, entry):
@@ -504,9 +504,7 @@ class ReductAPI:
         removal = self.engine.remove_records(bucket, entry, **remove_kwargs(kwargs))
         d = drive(self.reactor, removal.step)
         return d.addCallback(
-            lambda count: self._durable(
-                lambda req: respond_json(req, {"removed_records": count}), request
-            )
+            lambda count: self._durable(respond_json, request, {"removed_records": count})
         )
 
     @app.route("/b/<bucket>/<entry>/list", methods=["GET"])
