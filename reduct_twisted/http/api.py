@@ -28,6 +28,8 @@ from reduct_twisted.http.batch import (
     batch_query_id,
     error_header,
     open_batch_write,
+    parse_batch_headers,
+    time_headers,
 )
 from reduct_twisted.http.errors import install_error_handlers, write_error_headers
 from reduct_twisted.http.headers import (
@@ -40,7 +42,13 @@ from reduct_twisted.http.headers import (
     timestamp_param,
     u64_param,
 )
-from reduct_twisted.http.params import json_query, query_kwargs, remove_kwargs
+from reduct_twisted.http.params import (
+    delete_query_kwargs,
+    json_query,
+    query_kwargs,
+    remove_kwargs,
+    rename_target,
+)
 from reduct_twisted.http.producers import send_record
 from reduct_twisted.http.sinks import PrivateSegmentSink, SharedSegmentSink
 from reduct_twisted.storage import PENDING
@@ -501,11 +509,73 @@ class ReductAPI:
             qid = self.engine.create_query(bucket, entry, **kwargs)
             return respond_json(request, {"id": qid})
         self._authorize(request, Policy.WRITE, bucket)
-        removal = self.engine.remove_records(bucket, entry, **remove_kwargs(kwargs))
+        return self._remove_by_query(request, bucket, entry, remove_kwargs(kwargs))
+
+    @route("/b/<bucket>/<entry>/q", ["DELETE"], legacy=False)
+    def remove_query(self, request, bucket, entry):
+        """``DELETE …/q`` (spec §3.7; deprecated in 1.13, still served)."""
+        self._authorize(request, Policy.WRITE, bucket)
+        return self._remove_by_query(request, bucket, entry, delete_query_kwargs(request.args))
+
+    def _remove_by_query(self, request, bucket, entry, kwargs):
+        removal = self.engine.remove_records(bucket, entry, **kwargs)
         d = drive(self.reactor, removal.step)
         return d.addCallback(
             lambda count: self._durable(respond_json, request, {"removed_records": count})
         )
+
+    # -- label updates, removals, renames (spec §3.5–§3.8) ---------------------------
+
+    @route("/b/<bucket>/<entry>", ["PATCH"], legacy=False)
+    def update_record(self, request, bucket, entry):
+        self._authorize(request, Policy.WRITE, bucket)
+        ts = timestamp_param(request.args)
+        labels = record_labels(request.requestHeaders.getAllRawHeaders())
+        return self._answer_single(self.engine.update_labels(bucket, entry, {ts: labels}), request)
+
+    @route("/b/<bucket>/<entry>/batch", ["PATCH"], legacy=False)
+    def update_batch(self, request, bucket, entry):
+        self._authorize(request, Policy.WRITE, bucket)
+        records = parse_batch_headers(request.requestHeaders.getAllRawHeaders())
+        errors = self.engine.update_labels(bucket, entry, {r.ts: r.labels for r in records})
+        return self._answer_batch_write(errors, request)
+
+    @route("/b/<bucket>/<entry>", ["DELETE"], legacy=False)
+    def remove_entry(self, request, bucket, entry):
+        """Without parameters the whole entry (§3.5), else the record ``ts`` (§3.7)."""
+        self._authorize(request, Policy.WRITE, bucket)
+        if not request.args:
+            self.engine.remove_entry(bucket, entry)
+            return self._durable(respond_empty, request)
+        ts = timestamp_param(request.args)
+        return self._answer_single(self.engine.remove_stamps(bucket, entry, [ts]), request)
+
+    @route("/b/<bucket>/<entry>/batch", ["DELETE"], legacy=False)
+    def remove_batch(self, request, bucket, entry):
+        self._authorize(request, Policy.WRITE, bucket)
+        stamps = [ts for ts, _ in time_headers(request.requestHeaders.getAllRawHeaders())]
+        return self._answer_batch_write(self.engine.remove_stamps(bucket, entry, stamps), request)
+
+    def _answer_single(self, errors, request):
+        # A one-record change: its error, if any, is the answer.
+        for error in errors.values():
+            raise error
+        return self._durable(respond_empty, request)
+
+    @route("/b/<bucket>/rename", ["PUT"], legacy=False)
+    def rename_bucket(self, request, bucket):
+        new_name = rename_target(request)
+        self._authorize(request, Policy.FULL_ACCESS)
+        self.engine.rename_bucket(bucket, new_name)
+        self.auth.rename_bucket(bucket, new_name)
+        return self._when_saved(self._durable, respond_empty, request)
+
+    @route("/b/<bucket>/<entry>/rename", ["PUT"], legacy=False)
+    def rename_entry(self, request, bucket, entry):
+        new_name = rename_target(request)
+        self._authorize(request, Policy.WRITE, bucket)
+        self.engine.rename_entry(bucket, entry, new_name)
+        return self._durable(respond_empty, request)
 
     @app.route("/b/<bucket>/<entry>/list", methods=["GET"])
     def list_records(self, request, bucket, entry):

@@ -117,33 +117,46 @@ def parse_record_header(value: str):
     return length, ctype, labels
 
 
-def parse_batch_headers(raw_headers) -> List[BatchedRecord]:
+def time_headers(raw_headers) -> list:
     """
-    The records announced in a batched write's headers, sorted by timestamp
-    (the order of their contents in the body).
+    The ``x-reduct-time-<ts>`` headers of a request: ``(ts, raw value)``
+    sorted by timestamp (names are matched case-insensitively, the last of
+    repeated headers wins).
 
-    :param raw_headers: ``request.requestHeaders.getAllRawHeaders()``; names
-        are matched case-insensitively, the last of repeated headers wins.
-    :raises UnprocessableEntity: a bad timestamp or header value.
+    :param raw_headers: ``request.requestHeaders.getAllRawHeaders()``.
+    :raises UnprocessableEntity: a bad timestamp.
     """
-    records = {}
+    found = {}
     for name, values in raw_headers:
         lname = name.lower()
         if not lname.startswith(TIME_PREFIX) or not values:
             continue
-        suffix = lname[len(TIME_PREFIX):].decode("latin-1")
-        ts = parse_u64(suffix)
+        ts = parse_u64(lname[len(TIME_PREFIX):].decode("latin-1"))
         if ts is None:
             raise UnprocessableEntity(
                 f"Invalid header '{lname.decode('latin-1')}': "
                 "must be an unix timestamp in microseconds"
             )
+        found[ts] = values[-1]
+    return sorted(found.items())
+
+
+def parse_batch_headers(raw_headers) -> List[BatchedRecord]:
+    """
+    The records announced in a batched write's (or label update's) headers,
+    sorted by timestamp (the order of their contents in the body).
+
+    :param raw_headers: ``request.requestHeaders.getAllRawHeaders()``.
+    :raises UnprocessableEntity: a bad timestamp or header value.
+    """
+    records = []
+    for ts, raw in time_headers(raw_headers):
         try:
-            value = values[-1].decode("utf-8")
+            value = raw.decode("utf-8")
         except UnicodeDecodeError:
             raise UnprocessableEntity("Invalid batched header") from None
-        records[ts] = BatchedRecord(ts, *parse_record_header(value))
-    return [records[ts] for ts in sorted(records)]
+        records.append(BatchedRecord(ts, *parse_record_header(value)))
+    return records
 
 
 def _quoted(value: str) -> str:

@@ -3,13 +3,15 @@
 Query parameters parsed into the keyword arguments of
 ``StorageEngine.create_query``: the query string of ``GET .../q`` (spec
 §2.3.4, upstream 1.10+ error texts) and the JSON body of ``POST .../q``
-(spec §3.10).
+(spec §3.10); the query string of ``DELETE .../q`` and the body of a
+rename (§3.7, §3.8).
 """
 
+import json
 import math
 from typing import Mapping, Sequence
 
-from reduct_twisted.errors import UnprocessableEntity
+from reduct_twisted.errors import BadRequest, ReductError, UnprocessableEntity
 from reduct_twisted.http.headers import parse_u64, query_arg, u64_param
 from reduct_twisted.storage import U64_MAX
 
@@ -181,3 +183,37 @@ def remove_kwargs(kwargs: dict) -> dict:
     if not any(name in kwargs for name in REMOVE_CRITERIA):
         raise UnprocessableEntity("Define at least one query parameter to delete records")
     return {k: v for k, v in kwargs.items() if k not in ("continuous", "ttl", "only_metadata")}
+
+
+def delete_query_kwargs(args: Mapping[bytes, Sequence[bytes]]) -> dict:
+    """
+    The arguments of ``StorageEngine.remove_records`` from the query string
+    of ``DELETE .../q`` (spec §3.7): the criteria of ``GET .../q`` that
+    were given.
+
+    :raises UnprocessableEntity: a bad parameter, or none given.
+    """
+    given = {
+        name: value for name, value in query_kwargs(args).items()
+        if name in REMOVE_CRITERIA and value not in (None, {})
+    }
+    return remove_kwargs(given)
+
+
+def rename_target(request) -> str:
+    """
+    The ``new_name`` of a rename's JSON body (spec §3.8): an explicit
+    non-JSON content type is 415, a syntax error 400, a body without a
+    string ``new_name`` 422 (what upstream's JSON extractor answers).
+    """
+    ctype = request.getHeader(b"content-type")
+    if ctype is not None and ctype.split(b";")[0].strip().lower() != b"application/json":
+        raise ReductError("Expected request with `Content-Type: application/json`", 415)
+    try:
+        body = json.loads(request.content.getvalue())
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise BadRequest(f"Invalid JSON: {exc}") from None
+    new_name = body.get("new_name") if isinstance(body, dict) else None
+    if not isinstance(new_name, str):
+        raise _invalid("missing field `new_name`")
+    return new_name

@@ -92,6 +92,11 @@ class Block:
         self.shared_path = os.path.join(self.directory, self.shared_segment)
         self.meta_path = os.path.join(self.directory, blockfile.meta_name(self.block_id))
 
+    def relocate(self, directory: str) -> None:
+        """The entry directory was renamed to ``directory``: recompute the paths."""
+        self.directory = directory
+        self.__attrs_post_init__()
+
     @classmethod
     def new(cls, directory: str, block_id: int) -> "Block":
         """
@@ -284,6 +289,19 @@ class Block:
         self.order = sorted(self.table)
         if self.order:
             self.first_ts, self.latest_ts = self.order[0], self.order[-1]
+
+    def relabel(self, record: Record, labels: dict) -> None:
+        """
+        Give a FINISHED ``record`` new ``labels`` (its ``.meta`` line was
+        already rewritten); the metadata statistics follow.
+
+        :param record: a record of the loaded table.
+        :param labels: the complete new label set, in order.
+        """
+        self.meta_size += blockfile.record_meta_size(
+            record.ts, record.offset, record.offset + record.size, record.content_type, labels
+        ) - _meta_size(record)
+        record.labels = labels
 
     def _count(self, record: Record, sign: int) -> None:
         # Adds (+1) or subtracts (-1) a record's share of the summary.

@@ -245,6 +245,17 @@ class Bucket:
         entry.detach()
         self.context.trash([entry.directory])
 
+    def relocate(self, name: str, directory: str) -> None:
+        """
+        The bucket's directory was renamed: take the new name and paths.
+
+        :param name: the new bucket name.
+        :param directory: the new bucket directory.
+        """
+        self.name, self.directory = name, directory
+        for entry in self.entries.values():
+            entry.relocate(entry.name, os.path.join(directory, entry.name))
+
     def detach(self) -> None:
         """
         Mark the bucket and everything in it removed and release cached

@@ -54,6 +54,7 @@ from reduct_twisted.storage import writer
 from reduct_twisted.storage.bucket import Bucket, write_settings
 from reduct_twisted.storage.cache import Context, FdCache, TableCache
 from reduct_twisted.storage.durability import DirtySet, storage_error
+from reduct_twisted.storage.edits import EditMethods
 from reduct_twisted.storage.query import QueryRegistry
 from reduct_twisted.storage.reading import LIST_LIMIT, ReadMethods
 from reduct_twisted.storage.records import Allocation
@@ -72,10 +73,11 @@ from reduct_twisted.storage.trash import TRASH_DIR, Trash, remove_now
 __all__ = ["LIST_LIMIT", "TRASH_DIR", "StorageEngine", "remove_now"]
 
 
-class StorageEngine(ReadMethods):
+class StorageEngine(ReadMethods, EditMethods):
     """
     The synchronous storage core; the HTTP layer calls it on the reactor thread.
-    Reads and queries come from :class:`~reduct_twisted.storage.reading.ReadMethods`.
+    Reads and queries come from :class:`~reduct_twisted.storage.reading.ReadMethods`,
+    label updates, removals and renames from :class:`~reduct_twisted.storage.edits.EditMethods`.
 
     :param data_path: the data directory (created by :meth:`open`).
     :param clock: provides ``seconds()`` (a reactor or ``task.Clock``).
@@ -293,7 +295,7 @@ class StorageEngine(ReadMethods):
             raise storage_error(exc, f"remove bucket '{name}'") from None
         del self._buckets[name]
         bucket.detach()
-        self._queries.drop_bucket(name)
+        self._queries.drop(name)
 
     # -- writes ------------------------------------------------------------
 

@@ -269,6 +269,32 @@ class Entry:
         shared = block.shared_segment
         self.context.trash([block.path(r.segment) for r in records if r.segment != shared])
 
+    def relabel_records(self, block: Block, labels: dict, meta_length: int) -> None:
+        """
+        Give FINISHED records of ``block`` new label sets; its ``.meta`` was
+        just rewritten with them (``meta_length`` bytes).
+
+        :param block: a block of this entry, its table loaded.
+        :param labels: ts -> the complete new label set.
+        :param meta_length: the length of the new ``.meta``.
+        """
+        self.context.fds.forget(block.meta_path)
+        block.meta_length = meta_length
+        with self._accounting(block):
+            for ts, new in labels.items():
+                block.relabel(block.table[ts], new)
+
+    def relocate(self, name: str, directory: str) -> None:
+        """
+        The entry's directory was renamed: take the new name and paths.
+
+        :param name: the new entry name.
+        :param directory: the new entry directory.
+        """
+        self.name, self.directory = name, directory
+        for block in self.blocks:
+            block.relocate(directory)
+
     def remove_oldest_block(self):
         """
         Remove the first block unless a record of it is being written.

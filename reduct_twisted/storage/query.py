@@ -337,11 +337,14 @@ class QueryRegistry:
             del self._queries[qid]
         return len(expired)
 
-    def drop_bucket(self, bucket: str) -> None:
+    def drop(self, bucket: str, entry=None) -> None:
         """
-        Drop every query of ``bucket`` (it was removed).
+        Drop every query of ``bucket`` (or of one entry of it): it was
+        removed or renamed.
 
         :param bucket: the bucket name.
+        :param entry: an entry name, or ``None`` for all entries.
         """
-        for qid in [qid for qid, q in self._queries.items() if q.bucket == bucket]:
-            del self._queries[qid]
+        for qid, q in list(self._queries.items()):
+            if q.bucket == bucket and entry in (None, q.entry):
+                del self._queries[qid]

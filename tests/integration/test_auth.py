@@ -74,6 +74,26 @@ async def next_ts(server, ctx):
     ctx["ts"] = ctx.get("ts", TS) + 1
 
 
+async def next_ts_written(server, ctx):
+    await next_ts(server, ctx)
+    code, body = await admin(server, "POST", f"/api/v1/b/{BUCKET}/{ENTRY}?ts={ctx['ts']}", b"x")
+    assert code == 200, body
+
+
+async def ensure_victim_entry(server, ctx):
+    await admin(server, "POST", f"/api/v1/b/{BUCKET}/matrix-victim?ts=1", b"x")
+
+
+async def ensure_entry_rename(server, ctx):
+    await admin(server, "DELETE", f"/api/v1/b/{BUCKET}/matrix-to")
+    await ensure_victim_entry(server, ctx)
+
+
+async def ensure_bucket_rename(server, ctx):
+    await admin(server, "DELETE", "/api/v1/b/matrix-renamed")
+    await ensure_victim_bucket(server, ctx)
+
+
 async def fresh_query(server, ctx):
     code, body = await admin(server, "GET", f"/api/v1/b/{BUCKET}/{ENTRY}/q?start=0")
     assert code == 200, body
@@ -107,6 +127,18 @@ ROWS = [
     Row("record-latest", "GET", V1 + f"/b/{BUCKET}/{ENTRY}", READ),
     Row("query-create", "GET", V1 + f"/b/{BUCKET}/{ENTRY}/q?start=0", READ),
     Row("query-read", "GET", V1 + f"/b/{BUCKET}/{ENTRY}?q={{qid}}", READ, prepare=fresh_query),
+    Row("record-labels", "PATCH", V1 + f"/b/{BUCKET}/{ENTRY}?ts={TS}", WRITE),
+    Row("batch-labels", "PATCH", V1 + f"/b/{BUCKET}/{ENTRY}/batch", WRITE),
+    Row("record-remove", "DELETE", V1 + f"/b/{BUCKET}/{ENTRY}?ts={{ts}}", WRITE,
+        prepare=next_ts_written),
+    Row("batch-remove", "DELETE", V1 + f"/b/{BUCKET}/{ENTRY}/batch", WRITE),
+    Row("query-remove", "DELETE", V1 + f"/b/{BUCKET}/{ENTRY}/q?start=1&stop=2", WRITE),
+    Row("entry-remove", "DELETE", V1 + f"/b/{BUCKET}/matrix-victim", WRITE,
+        prepare=ensure_victim_entry),
+    Row("entry-rename", "PUT", V1 + f"/b/{BUCKET}/matrix-victim/rename", WRITE,
+        body=b'{"new_name": "matrix-to"}', prepare=ensure_entry_rename),
+    Row("bucket-rename", "PUT", V1 + "/b/matrix-victim/rename", FULL,
+        body=b'{"new_name": "matrix-renamed"}', prepare=ensure_bucket_rename),
     Row("v0-info", "GET", "/info", AUTHENTICATED),
     Row("v0-record-write", "POST", f"/b/{BUCKET}/{ENTRY}?ts={{ts}}", WRITE, body=b"abc",
         prepare=next_ts),

@@ -1,0 +1,213 @@
+"""
+Changes to what is stored, other than writes and queries (spec §3.5–§3.8):
+label updates, removal of records by timestamp and of whole entries, and
+renaming buckets and entries.
+
+A mixin of :class:`~reduct_twisted.storage.engine.StorageEngine`, like
+``ReadMethods``; it uses the engine's ``_bucket``, ``_buckets``,
+``_context``, ``_queries``, ``_dirty``, ``_trash`` and ``data_path``.
+
+Crash safety, by operation:
+
+* A label update rewrites the ``.meta`` of each block concerned with the
+  new label sets (``blockfile.replace_meta``: a temporary file renamed over
+  the old one), then changes the records in memory: a crash leaves the old
+  labels or the new ones, never a mix within a block.
+* Removing records by timestamp is :func:`removal.remove_from_block`.
+* Removing an entry renames its directory into ``.trash`` (atomic).
+* Renaming is one ``rename(2)`` of the directory; the blocks' paths are
+  then changed in memory.  A bucket or entry with records being written is
+  not renamed (409): their writers hold the old paths.
+
+Every change is reported to the dirty set, so a sync round makes it
+durable before it is answered.
+"""
+
+import os
+
+from reduct_twisted.errors import Conflict, NotFound, TooEarly
+from reduct_twisted.storage import blockfile
+from reduct_twisted.storage.durability import storage_error
+from reduct_twisted.storage.records import FINISHED
+from reduct_twisted.storage.removal import remove_from_block
+from reduct_twisted.storage.settings import check_name
+
+
+def _locate(entry, stamps):
+    """
+    Group ``stamps`` by the block holding a finished record at each.
+
+    :return: ``(errors, by_block)``: ts -> error for the stamps without a
+        finished record, and block -> timestamps (ascending) for the others.
+    """
+    errors, by_block = {}, {}
+    for ts in sorted(stamps):
+        found = entry.find(ts)
+        if found is None:
+            errors[ts] = NotFound(f"No record with timestamp {ts}")
+        elif found[1].state != FINISHED:
+            errors[ts] = TooEarly(f"Record with timestamp {ts} is still being written")
+        else:
+            by_block.setdefault(found[0], []).append(ts)
+    return errors, by_block
+
+
+def merge_labels(labels: dict, changes: dict) -> dict:
+    """
+    Apply a label update (spec §3.6): a name with an empty value is removed,
+    others are set; untouched labels keep their place, new ones are appended.
+
+    :return: the new label set (``labels`` is not changed).
+    """
+    merged = dict(labels)
+    for name, value in changes.items():
+        if value == "":
+            merged.pop(name, None)
+        else:
+            merged[name] = value
+    return merged
+
+
+def relabel_block(context, entry, block, changes: dict) -> dict:
+    """
+    Update the labels of finished records of ``block``.
+
+    :param changes: ts -> label changes (see :func:`merge_labels`); stamps
+        without a finished record are skipped.
+    :return: ts -> the complete new label set, for the records changed.
+    :raises ReductError: the ``.meta`` could not be rewritten; nothing changed.
+    """
+    table = entry.load_block(block).table
+    new = {}
+    for ts, update in changes.items():
+        record = table.get(ts)
+        if record is not None and record.state == FINISHED:
+            new[ts] = merge_labels(record.labels, update)
+    if not new:
+        return new
+    lines = []
+    for record in table.values():
+        if record.state == FINISHED:
+            if record.ts in new:
+                record = record.copy()
+                record.labels = new[record.ts]
+            lines.append(record)
+    try:
+        length = blockfile.replace_meta(block.meta_path, block.block_id, lines)
+    except OSError as exc:
+        raise storage_error(exc, "update labels") from None
+    context.dirty.created(block.meta_path)
+    entry.relabel_records(block, new, length)
+    return new
+
+
+class EditMethods:
+    """Label updates, removals and renames of a ``StorageEngine`` (see the module docstring)."""
+
+    def update_labels(self, bucket: str, entry: str, changes: dict) -> dict:
+        """
+        Update the labels of records (spec §3.6).
+
+        :param changes: ts -> label changes: ``{name: value}``, an empty
+            value removes the label.
+        :return: ts -> error (404 no record, 425 still being written) for
+            the records not updated.
+        :raises NotFound: no such bucket or entry.
+        :raises ReductError: a ``.meta`` could not be rewritten (507 if the
+            disk is full); blocks done before stay done.
+        """
+        series = self._bucket(bucket).entry(entry)
+        errors, by_block = _locate(series, changes)
+        for block, stamps in by_block.items():
+            relabel_block(self._context, series, block, {ts: changes[ts] for ts in stamps})
+        return errors
+
+    def remove_stamps(self, bucket: str, entry: str, stamps) -> dict:
+        """
+        Remove records by timestamp (spec §3.7).
+
+        :return: ts -> error (as :meth:`update_labels`) for those not removed.
+        :raises NotFound: no such bucket or entry.
+        :raises ReductError: a ``.meta`` could not be rewritten.
+        """
+        series = self._bucket(bucket).entry(entry)
+        errors, by_block = _locate(series, stamps)
+        for block, found in by_block.items():
+            remove_from_block(self._context, series, block, found)
+        return errors
+
+    def remove_entry(self, bucket: str, entry: str) -> None:
+        """
+        Remove an entry with all its records and queries (spec §3.5);
+        writes still in flight fail on commit.
+
+        :raises NotFound: no such bucket or entry.
+        :raises ReductError: the directory could not be moved away.
+        """
+        owner = self._bucket(bucket)
+        series = owner.entry(entry)
+        try:
+            self._trash([series.directory], strict=True)
+        except OSError as exc:
+            raise storage_error(exc, f"remove entry '{entry}'") from None
+        del owner.entries[entry]
+        series.detach()
+        self._queries.drop(bucket, entry)
+
+    def rename_bucket(self, old: str, new: str) -> None:
+        """
+        Rename a bucket (spec §3.8); its queries are dropped.
+
+        :raises NotFound: no bucket ``old``.
+        :raises Conflict: it is provisioned, ``new`` exists, or records of
+            it are being written.
+        :raises UnprocessableEntity: ``new`` is not a valid name.
+        :raises ReductError: the directory could not be renamed.
+        """
+        bucket = self._bucket(old, "rename")
+        check_name(new)
+        if new in self._buckets:
+            raise Conflict(f"Bucket '{new}' already exists")
+        _refuse_busy(bucket.entries.values(), f"Bucket '{old}'")
+        target = os.path.join(self.data_path, new)
+        self._rename_dir(bucket.directory, target, f"rename bucket '{old}'")
+        bucket.relocate(new, target)
+        self._buckets[new] = self._buckets.pop(old)
+        self._queries.drop(old)
+
+    def rename_entry(self, bucket: str, old: str, new: str) -> None:
+        """
+        Rename an entry of a bucket (spec §3.8); its queries are dropped.
+
+        :raises NotFound: no such bucket or entry.
+        :raises Conflict: ``new`` exists or records of ``old`` are being written.
+        :raises UnprocessableEntity: ``new`` is not a valid name.
+        :raises ReductError: the directory could not be renamed.
+        """
+        owner = self._bucket(bucket)
+        series = owner.entry(old)
+        check_name(new)
+        if new in owner.entries:
+            raise Conflict(f"Entry '{new}' already exists in bucket '{bucket}'")
+        _refuse_busy([series], f"Entry '{old}'")
+        target = os.path.join(owner.directory, new)
+        self._rename_dir(series.directory, target, f"rename entry '{old}'")
+        series.relocate(new, target)
+        owner.entries[new] = owner.entries.pop(old)
+        self._queries.drop(bucket, old)
+
+    def _rename_dir(self, source: str, target: str, doing: str) -> None:
+        if os.path.lexists(target):
+            # A leftover the engine does not know; never merge into it.
+            raise Conflict(f"Can't {doing}: '{os.path.basename(target)}' exists on disk")
+        try:
+            os.rename(source, target)
+        except OSError as exc:
+            raise storage_error(exc, doing) from None
+        self._dirty.moved(source, target)
+        self._context.fds.forget_under(source)
+
+
+def _refuse_busy(entries, what: str) -> None:
+    if any(block.started for entry in entries for block in entry.blocks):
+        raise Conflict(f"{what} has records being written; try again when they are finished")
