@@ -39,6 +39,11 @@ SCRIPTS_DIR = Path(__file__).resolve().parent / "client_scripts"
 #: the newest release (reads ``x-reduct-api``, pydantic 2).
 REDUCT_PY_OLDEST = "1.4.1"
 REDUCT_PY_NEWEST = "1.21.0"
+#: The middle generation: parses ``x-reduct-api`` into ``(major, minor)`` and,
+#: at minor ≥ 5, queries with ``GET …/q`` (``each_n``/``each_s``/``limit``)
+#: read through ``GET|HEAD …/batch``; has ``write_batch`` and
+#: ``remove_entry`` but no label updates, record removal, rename or HARD quota.
+REDUCT_PY_MIDDLE = "1.10.0"
 
 #: Seconds allowed for creating one venv (pip from PyPI on a slow CI runner).
 INSTALL_TIMEOUT = 600
