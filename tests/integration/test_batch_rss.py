@@ -1,0 +1,87 @@
+"""
+Issue #6, "Done when": a batched read of 100 000 records of 1 KiB keeps the
+daemon's RSS growth under 32 MiB.
+
+Runs ``benchmarks/batch_rss.py`` (a real ``twistd`` process; see
+``benchmarks/README.md``) with the full 100 000 records and checks its JSON
+result: exit status 0, every record read back and checked, and the growth
+(peak RSS during the read minus the RSS after the writes) below 32 MiB.
+"""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO_ROOT
+
+pytestmark = pytest.mark.slow
+
+RECORDS = 100_000
+SIZE = 1024
+LIMIT_MIB = 32
+#: The run takes about 16 s on the 2-core development VM.
+TIMEOUT = 240
+STARTED = re.compile(r"^started twistd pid (\d+)", re.M)
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def result():
+    proc = subprocess.Popen(
+        [sys.executable, str(REPO_ROOT / "benchmarks" / "batch_rss.py"),
+         "--records", str(RECORDS), "--size", str(SIZE), "--json"],
+        cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
+    )
+    try:
+        stdout, stderr = proc.communicate(timeout=TIMEOUT)
+    except subprocess.TimeoutExpired:
+        os.kill(proc.pid, signal.SIGKILL)
+        stdout, stderr = proc.communicate()
+    daemons = [int(pid) for pid in STARTED.findall(stderr)]
+    try:
+        lines = [line for line in stdout.splitlines() if line.strip()]
+        yield {
+            "rc": proc.returncode, "stderr": stderr, "daemons": daemons,
+            "json": json.loads(lines[-1]) if lines else None,
+        }
+    finally:
+        for pid in daemons:  # only if the benchmark was killed before it stopped them
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+def test_batched_read_of_100000_records_keeps_rss_growth_under_32_mib(result):
+    out = result["json"]
+    assert out is not None, result["stderr"][-3000:]
+    assert (out["records"], out["size"], out["restart"]) == (RECORDS, SIZE, False)
+    assert out["problems"] == [], out
+    # every record came back, checked, in 85-record batches
+    assert out["records_read"] == RECORDS
+    assert out["bytes_read"] == RECORDS * SIZE
+    assert out["batches"] == -(-RECORDS // 85) and out["max_batch"] == 85
+    # the sampler ran through the read and saw at least the baseline
+    assert out["rss_samples"] >= 10
+    assert out["rss_peak_read"] >= out["rss_baseline"] > 0
+    assert out["rss_growth"] == out["rss_peak_read"] - out["rss_baseline"]
+    assert out["rss_growth_mib"] < LIMIT_MIB, out
+    assert out["ok"] is True and result["rc"] == 0, result["stderr"][-3000:]
+
+
+def test_the_daemon_is_stopped(result):
+    """The benchmark stops the daemon it started, by its PID."""
+    assert len(result["daemons"]) == 1, result["stderr"][-3000:]
+    assert result["json"]["daemon_pid"] == result["daemons"][0]
+    assert not alive(result["daemons"][0])
