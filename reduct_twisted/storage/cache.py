@@ -152,8 +152,20 @@ class TableCache(_Lru):
     Evicting a block drops its table (``block.unload()``); blocks with
     records being written are never evicted.
 
+    Scans (queries, removals, record lists) load tables through
+    :meth:`scan` instead: such a table is kept apart, at most
+    :attr:`scan_capacity` of them, and does not push the tables of blocks
+    being written and read out of the LRU order.  A query over a cold
+    entry thus holds one table at a time, whatever its length.
+
     :param capacity: how many idle tables to keep loaded.
+    :param scan_capacity: how many tables loaded only by scans to keep.
     """
+
+    def __init__(self, capacity: int, scan_capacity: int = 1) -> None:
+        super().__init__(capacity)
+        self.scan_capacity = scan_capacity
+        self._scanned: collections.OrderedDict = collections.OrderedDict()
 
     def use(self, block) -> None:
         """
@@ -163,7 +175,31 @@ class TableCache(_Lru):
         """
         if block.table is None:
             block.load()
+        self._scanned.pop(block, None)
         self._touch(block, block)
+
+    def scan(self, block) -> None:
+        """
+        Make sure ``block``'s table is loaded for a scan: a table already
+        cached stays where it is in the LRU order; one loaded now is kept
+        with the last few scanned tables only.
+
+        :param block: a :class:`~reduct_twisted.storage.block.Block`.
+        """
+        if block in self._items:
+            return
+        if block.table is None:
+            block.load()
+        self._scanned[block] = block
+        self._scanned.move_to_end(block)
+        while len(self._scanned) > self.scan_capacity:
+            oldest = next(iter(self._scanned))
+            del self._scanned[oldest]
+            if oldest.started:
+                # Being written (a scan never gets here first; be safe).
+                self._touch(oldest, oldest)
+            else:
+                oldest.unload()
 
     def discard(self, block) -> None:
         """
@@ -172,6 +208,7 @@ class TableCache(_Lru):
         :param block: a block that may or may not be cached.
         """
         self._items.pop(block, None)
+        self._scanned.pop(block, None)
         block.unload()
 
     def _busy(self, block) -> bool:

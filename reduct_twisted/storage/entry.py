@@ -134,13 +134,23 @@ class Entry:
         self.context.tables.use(block)
         return block
 
+    def scan_block(self, block: Block) -> Block:
+        """
+        Load ``block``'s record table for a scan (see ``TableCache.scan``).
+
+        :param block: a block of this entry.
+        :return: ``block``.
+        """
+        self.context.tables.scan(block)
+        return block
+
     def finished_in(self, start: int, stop: int, limit: int) -> list:
         """:return: ``(ts, size)`` of at most ``limit`` finished records in ``[start, stop)``."""
         found = []
         for block in self.blocks_from(start):
             if block.block_id >= stop:
                 break
-            for record in self.load_block(block).records_from(start):
+            for record in self.scan_block(block).records_from(start):
                 if record.ts >= stop or len(found) >= limit:
                     return found
                 if record.state == FINISHED:

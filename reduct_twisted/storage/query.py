@@ -162,7 +162,7 @@ class Query:
                 return None
             if block.latest_ts < self.cursor:
                 continue
-            for record in entry.load_block(block).records_from(self.cursor):
+            for record in entry.scan_block(block).records_from(self.cursor):
                 if self.stop is not None and record.ts >= self.stop:
                     return None
                 if record.state != FINISHED and self.continuous:

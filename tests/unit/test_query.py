@@ -245,15 +245,30 @@ def test_budget_returns_pending(engine):
 
 
 def test_query_loads_one_block_at_a_time(tmp_path):
-    """A query over many blocks keeps the number of loaded tables bounded."""
-    engine = StorageEngine(str(tmp_path), Clock(), table_cache_size=1)
+    """A query keeps one table loaded at a time, however large the table
+    cache: on a cold engine it loads each block's table and drops it again;
+    a table already cached (the block last written) stays cached."""
+    engine = StorageEngine(str(tmp_path), Clock())
     engine.open()
     engine.create_bucket("b", {"max_block_records": 1})
     _fill(engine, range(1, 11))
+    engine.close()
+    engine = StorageEngine(str(tmp_path), Clock(), table_cache_size=64)
+    engine.open()
+    engine.read("b", "e", 10)  # cached the ordinary way
     qid = engine.create_query("b", "e")
     for ts in range(1, 11):
         assert engine.query_next("b", "e", qid).record.ts == ts
-        assert [b["id"] for b in engine.block_stats("b", "e") if b["loaded"]] == [ts]
+        loaded = {b["id"] for b in engine.block_stats("b", "e") if b["loaded"]}
+        assert ts in loaded and 10 in loaded and len(loaded - {10}) == 1, loaded
+    # A read of a block the scan loaded moves it into the cache proper.
+    engine.read("b", "e", 3)
+    qid = engine.create_query("b", "e")
+    for ts in range(1, 11):
+        engine.query_next("b", "e", qid)
+    # 3 and 10 cached, plus the one table the scan holds (9, its last but one).
+    assert [b["id"] for b in engine.block_stats("b", "e") if b["loaded"]] == [3, 9, 10]
+    engine.close()
 
 
 def test_removing_bucket_drops_its_queries(engine):
