@@ -4,6 +4,7 @@ real data directory, reached over real sockets with treq.
 """
 
 import attr
+import pytest
 import pytest_twisted
 from treq.client import HTTPClient
 from twisted.internet.endpoints import TCP4ServerEndpoint
@@ -14,6 +15,7 @@ from reduct_twisted.config import Config
 from reduct_twisted.http.site import make_site
 from reduct_twisted.provision import parse_provisioning
 from reduct_twisted.storage import StorageEngine
+from tests import clients
 
 
 @attr.s
@@ -73,3 +75,24 @@ async def server(tmp_path):
     srv, stop = await start_server(tmp_path / "data")
     yield srv
     await stop()
+
+
+# -- official client virtualenvs (tests/clients.py), one per generation --------
+
+
+@pytest.fixture(scope="session")
+def reduct_py_oldest():
+    """The interpreter of a venv with reduct-py 1.4.1."""
+    return clients.client_python(clients.REDUCT_PY_OLDEST)
+
+
+@pytest.fixture(scope="session")
+def reduct_py_middle():
+    """The interpreter of a venv with reduct-py 1.10.0 (a middle generation)."""
+    return clients.client_python(clients.REDUCT_PY_MIDDLE)
+
+
+@pytest.fixture(scope="session")
+def reduct_py_newest():
+    """The interpreter of a venv with the newest reduct-py."""
+    return clients.client_python(clients.REDUCT_PY_NEWEST)

@@ -53,3 +53,12 @@ def raw_request(port: int, payload: bytes, read_until_close=False, timeout=2.0):
 
 def port_of(server) -> int:
     return int(server.url.rsplit(":", 1)[1])
+
+
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False

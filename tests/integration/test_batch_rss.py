@@ -20,6 +20,7 @@ import sys
 import pytest
 
 from tests.conftest import REPO_ROOT
+from tests.integration.helpers import alive
 
 pytestmark = pytest.mark.slow
 
@@ -29,14 +30,6 @@ LIMIT_MIB = 32
 #: The run takes about 16 s on the 2-core development VM.
 TIMEOUT = 240
 STARTED = re.compile(r"^started twistd pid (\d+)", re.M)
-
-
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 @pytest.fixture(scope="module", params=[False, True], ids=["warm", "restarted"])

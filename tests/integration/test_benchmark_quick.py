@@ -20,6 +20,7 @@ import time
 import pytest
 
 from tests.conftest import REPO_ROOT
+from tests.integration.helpers import alive
 
 pytestmark = pytest.mark.slow
 
@@ -27,14 +28,6 @@ TIMEOUT = 180
 TARGETS = ("reduct-twisted", "twisted-mock", "nginx-webdav", "postgres")
 SIZES = (1 << 10, 10 << 10, 100 << 10, 1 << 20)
 STARTED = re.compile(r"^started (\S+) pid (\d+)", re.M)
-
-
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def stop_leftovers(pids) -> None:

@@ -10,12 +10,11 @@ daemon started with an API token; the script asserts everything itself and
 prints a JSON summary, checked here.
 """
 
-import pytest
 import pytest_twisted
 
 from tests import clients
 from tests.integration.conftest import start_server
-from tests.integration.test_clients import reduct_py_newest, run_client_script  # noqa: F401
+from tests.integration.test_clients import run_client_script
 
 INIT_TOKEN = "generations-init-token"
 
@@ -37,12 +36,6 @@ CHECKS_1_10 = [
     "hard-quota-write-refused",
     "errors-with-server-text",
 ]
-
-
-@pytest.fixture(scope="session")
-def reduct_py_middle():
-    """The interpreter of a venv with reduct-py 1.10.0."""
-    return clients.client_python(clients.REDUCT_PY_MIDDLE)
 
 
 async def bucket_names(server) -> list:
@@ -92,32 +85,7 @@ async def test_reduct_py_1_10_with_token(tmp_path, reduct_py_middle):
 
 
 @pytest_twisted.ensureDeferred
-async def test_reduct_py_1_10_token_script(tmp_path, reduct_py_middle):
-    """
-    ``reduct_py_tokens.py``, which 1.4.1 and the newest release pass, with
-    reduct-py 1.10.0 too.
-    """
-    server, stop = await start_server(tmp_path / "data", api_token=INIT_TOKEN)
-    try:
-        summary = await run_client_script(
-            reduct_py_middle, "reduct_py_tokens.py", server.url, "--token", INIT_TOKEN,
-            "--bucket", "tok-middle",
-        )
-    finally:
-        await stop()
-    assert summary["checks"] == [
-        "me-init-token",
-        "unauthenticated-refused",
-        "create-tokens",
-        "get-and-list-tokens",
-        "read-only-token",
-        "write-only-token",
-        "remove-tokens",
-    ]
-
-
-@pytest_twisted.ensureDeferred
-async def test_reduct_py_newest_edits(server, reduct_py_newest):  # noqa: F811
+async def test_reduct_py_newest_edits(server, reduct_py_newest):
     """
     The newest reduct-py's editing calls: ``update`` and ``update_batch``
     (labels merged: empty value removes, others kept, new ones appended;

@@ -23,18 +23,6 @@ from tests import clients
 SCRIPT_TIMEOUT = 45
 
 
-@pytest.fixture(scope="session")
-def reduct_py_oldest():
-    """The interpreter of a venv with reduct-py 1.4.1."""
-    return clients.client_python(clients.REDUCT_PY_OLDEST)
-
-
-@pytest.fixture(scope="session")
-def reduct_py_newest():
-    """The interpreter of a venv with the newest reduct-py."""
-    return clients.client_python(clients.REDUCT_PY_NEWEST)
-
-
 async def run_client_script(python, script: str, *args) -> dict:
     """
     Run ``tests/client_scripts/<script>`` with ``python`` and ``args``
@@ -182,18 +170,18 @@ async def test_clients_against_real_twistd(tmp_path, reduct_py_oldest, reduct_py
     assert "Traceback" not in log
 
 
-@pytest.mark.parametrize("generation", ["oldest", "newest"])
+@pytest.mark.parametrize("generation", ["oldest", "middle", "newest"])
 @pytest_twisted.ensureDeferred
-async def test_reduct_py_tokens(tmp_path, generation, reduct_py_oldest, reduct_py_newest):
+async def test_reduct_py_tokens(tmp_path, generation, request):
     """
-    With RS_API_TOKEN set, reduct-py 1.4.1 and the newest release see the
+    With RS_API_TOKEN set, reduct-py 1.4.1, 1.10.0 and the newest release see the
     init token in ``me()``, are refused without or with a wrong token,
     create, show, list and remove tokens, and work within a read-only and a
     write-only token's rights, with the server's exact error texts.
     """
     from tests.integration.conftest import start_server
 
-    python = reduct_py_oldest if generation == "oldest" else reduct_py_newest
+    python = request.getfixturevalue(f"reduct_py_{generation}")
     server, stop = await start_server(tmp_path / "data", api_token="client-init-token")
     try:
         summary = await run_client_script(
