@@ -146,10 +146,7 @@ class EditMethods:
         """
         owner = self._bucket(bucket)
         series = owner.entry(entry)
-        try:
-            self._trash([series.directory], strict=True)
-        except OSError as exc:
-            raise storage_error(exc, f"remove entry '{entry}'") from None
+        self._move_away(series.directory, f"remove entry '{entry}'")
         del owner.entries[entry]
         series.detach()
         self._queries.drop(bucket, entry)
@@ -195,6 +192,13 @@ class EditMethods:
         series.relocate(new, target)
         owner.entries[new] = owner.entries.pop(old)
         self._queries.drop(bucket, old)
+
+    def _move_away(self, directory: str, doing: str) -> None:
+        # Into the trash at once (atomic), or a 500/507 naming ``doing``.
+        try:
+            self._trash([directory], strict=True)
+        except OSError as exc:
+            raise storage_error(exc, doing) from None
 
     def _rename_dir(self, source: str, target: str, doing: str) -> None:
         if os.path.lexists(target):

@@ -289,10 +289,7 @@ class StorageEngine(ReadMethods, EditMethods):
         :raises ReductError: the directory could not be moved away (500).
         """
         bucket = self._bucket(name, "remove")
-        try:
-            self._trash([bucket.directory], strict=True)
-        except OSError as exc:
-            raise storage_error(exc, f"remove bucket '{name}'") from None
+        self._move_away(bucket.directory, f"remove bucket '{name}'")
         del self._buckets[name]
         bucket.detach()
         self._queries.drop(name)
