@@ -25,6 +25,8 @@ Differences from upstream, on purpose:
 * ``listen``, ``quota_interval``, ``query_expiry_interval``,
   ``threadpool_size``, ``sync``, ``idle_timeout`` and ``header_timeout``
   (and their ``RS_*`` variables) are ours.
+* ``RS_IO_BATCH_RECORDS_TIMEOUT`` is also read under its name before 1.17,
+  ``RS_IO_BATCH_RECORDS_TIMEOUT_S``; the new name wins when both are set.
 * ``TRACE`` is accepted as a log level and treated as ``DEBUG``: Twisted's
   logger has no finer level.
 
@@ -36,6 +38,8 @@ from __future__ import annotations
 import configparser
 import math
 import os
+import re
+from decimal import Decimal
 from typing import Any, Callable, Mapping
 
 import attrs
@@ -103,6 +107,26 @@ class Config:
     :ivar api_token: ``RS_API_TOKEN``: when set, authentication is on and
         this is the value of the full-access ``init-token``.  Masked in the
         repr (the configuration is logged at debug level).
+    :ivar cors_allow_origin: origins whose browser pages may use the API
+        (``access-control-allow-origin``); ``("*",)`` allows any.  Empty:
+        none (preflight ``OPTIONS`` requests are still answered).
+    :ivar io_batch_max_size: a batched read (GET) is closed after the record
+        that takes its body past this many bytes.
+    :ivar io_batch_max_records: records per batched read; with 15 more it is
+        also the number of request headers accepted (never fewer than
+        ``ReductChannel`` allows anyway).
+    :ivar io_batch_max_metadata_size: a batched read is closed after the
+        record whose header takes its record headers past this many bytes;
+        it also sizes the request header buffer (never below
+        ``ReductChannel``'s own).
+    :ivar io_batch_timeout: seconds a batched read holding records may go on
+        scanning for more before it answers with what it has.
+    :ivar io_batch_records_timeout: seconds a batched read holding records
+        may look for the next one before it answers; an empty batched read
+        of a continuous query waits this long for a new record.
+    :ivar io_operation_timeout: seconds a request body may stall (no byte
+        arriving) before the connection is closed; a cut upload leaves no
+        record.  Between requests ``idle_timeout`` applies.
     """
 
     data_path: str = "reduct-data"
@@ -122,6 +146,13 @@ class Config:
     api_token: str | None = attrs.field(
         default=None, repr=lambda value: "'***'" if value else "None"
     )
+    cors_allow_origin: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    io_batch_max_size: int = 8_000_000
+    io_batch_max_records: int = 85
+    io_batch_max_metadata_size: int = 512_000
+    io_batch_timeout: float = 5.0
+    io_batch_records_timeout: float = 1.0
+    io_operation_timeout: float = 30.0
 
     @property
     def tls(self) -> bool:
@@ -172,9 +203,82 @@ ENV_NAMES: Mapping[str, str] = {
     "idle_timeout": "RS_IDLE_TIMEOUT",
     "header_timeout": "RS_HEADER_TIMEOUT",
     "api_token": "RS_API_TOKEN",
+    "cors_allow_origin": "RS_CORS_ALLOW_ORIGIN",
+    "io_batch_max_size": "RS_IO_BATCH_MAX_SIZE",
+    "io_batch_max_records": "RS_IO_BATCH_MAX_RECORDS",
+    "io_batch_max_metadata_size": "RS_IO_BATCH_MAX_METADATA_SIZE",
+    "io_batch_timeout": "RS_IO_BATCH_TIMEOUT",
+    "io_batch_records_timeout": "RS_IO_BATCH_RECORDS_TIMEOUT",
+    "io_operation_timeout": "RS_IO_OPERATION_TIMEOUT",
+}
+
+#: Older names still read when the variable of :data:`ENV_NAMES` is unset.
+ENV_ALIASES: Mapping[str, str] = {
+    "io_batch_records_timeout": "RS_IO_BATCH_RECORDS_TIMEOUT_S",
 }
 
 FIELDS: tuple[str, ...] = tuple(f.name for f in attrs.fields(Config))
+
+
+_U64_MAX = 2**64 - 1
+
+_BYTE_SIZE = re.compile(r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+) *([A-Za-z]*)")
+
+
+def _byte_units() -> dict:
+    units = {"": 1, "b": 1}
+    for power, prefix in enumerate("kmgtp", start=1):
+        units[prefix] = units[prefix + "b"] = 1000**power
+        units[prefix + "i"] = units[prefix + "ib"] = 1024**power
+    return units
+
+
+#: Lower-case unit to its factor.
+_BYTE_UNITS = _byte_units()
+
+
+def parse_byte_size(text: str) -> int:
+    """
+    Parse a byte size as upstream's ``RS_*`` variables accept it
+    (``RS_IO_BATCH_MAX_SIZE``, ``RS_BUCKET_<ID>_QUOTA_SIZE``, ...).
+
+    :param text: a whole number of bytes (``512``), or a number, possibly
+        fractional, with a unit and optional spaces between: ``B``, SI ``KB``
+        to ``PB`` (powers of 1000) or binary ``KiB`` to ``PiB`` (powers of
+        1024), in any case; the trailing ``B`` may be left out (``10k``).
+        A fractional result is rounded down.
+    :return: the size in bytes.
+    :raises ValueError: not a byte size, or larger than an unsigned 64-bit
+        integer; the text says why, fit to follow ``"<variable>=<value> is "``.
+    """
+    match = _BYTE_SIZE.fullmatch(text.strip())
+    if match is None:
+        raise ValueError("not a byte size (such as 512, 10.4 MB or 1 GiB)")
+    number, unit = match.groups()
+    factor = _BYTE_UNITS.get(unit.lower())
+    if factor is None:
+        raise ValueError("not a byte size: unknown unit; use B, KB, MB, GB, TB, PB or KiB to PiB")
+    if not unit and "." in number:
+        raise ValueError("not a whole number of bytes")
+    return _at_most_u64(int(Decimal(number) * factor))
+
+
+def parse_whole_number(text: str) -> int:
+    """
+    :return: ``text`` as a whole number of at most 64 bits (digits only,
+        white space around them ignored).
+    :raises ValueError: anything else; the text fits after ``"... is "``.
+    """
+    text = text.strip()
+    if not text.isdigit() or not text.isascii():
+        raise ValueError("not a whole number")
+    return _at_most_u64(int(text))
+
+
+def _at_most_u64(value: int) -> int:
+    if value > _U64_MAX:
+        raise ValueError("too large for 64 bits")
+    return value
 
 
 # Value parsers: take the raw value of one layer (a string, or for ``listen``
@@ -227,14 +331,41 @@ def _seconds(raw: Any) -> float:
     return seconds
 
 
-def _threads(raw: Any) -> int:
-    try:
-        count = int(str(raw).strip())
-    except ValueError:
-        raise ValueError("is not a whole number") from None
-    if count < 1:
-        raise ValueError("must be at least 1")
-    return count
+def _at_least_one(parse: Callable[[str], int], unit: str) -> Callable[[Any], int]:
+    """A value parser: ``parse`` (whose errors follow "is "), then at least 1."""
+
+    def parser(raw: Any) -> int:
+        try:
+            value = parse(str(raw))
+        except ValueError as e:
+            raise ValueError(f"is {e}") from None
+        if value < 1:
+            raise ValueError(f"must be at least 1{unit}")
+        return value
+
+    return parser
+
+
+_positive_count = _at_least_one(parse_whole_number, "")
+_bytes = _at_least_one(parse_byte_size, " byte")
+
+
+def _origins(raw: Any) -> tuple[str, ...]:
+    # Comma-separated, white space around each trimmed (upstream); an origin
+    # is sent back verbatim as a header value, so only visible ASCII.
+    origins: list[str] = []
+    for item in str(raw).split(","):
+        origin = item.strip()
+        if not origin:
+            continue
+        if not all("!" <= c <= "~" for c in origin):
+            raise ValueError(
+                f"is not a comma-separated list of origins: {origin!r} "
+                "has white space or a character outside printable ASCII"
+            )
+        if origin not in origins:
+            origins.append(origin)
+    return tuple(origins)
 
 
 def _sync_policy(raw: Any) -> str:
@@ -270,11 +401,18 @@ _PARSERS: Mapping[str, Callable[[Any], Any]] = {
     "cert_key_path": _path,
     "quota_interval": _seconds,
     "query_expiry_interval": _seconds,
-    "threadpool_size": _threads,
+    "threadpool_size": _positive_count,
     "sync": _sync_policy,
     "idle_timeout": _seconds,
     "header_timeout": _seconds,
     "api_token": _secret,
+    "cors_allow_origin": _origins,
+    "io_batch_max_size": _bytes,
+    "io_batch_max_records": _positive_count,
+    "io_batch_max_metadata_size": _bytes,
+    "io_batch_timeout": _seconds,
+    "io_batch_records_timeout": _seconds,
+    "io_operation_timeout": _seconds,
 }
 assert set(_PARSERS) == set(FIELDS) == set(ENV_NAMES)
 
@@ -329,8 +467,12 @@ def _ini_layer(ini_path: str) -> _Layer:
 
 
 def _env_layer(environ: Mapping[str, str]) -> _Layer:
-    values = {f: environ[n] for f, n in ENV_NAMES.items() if n in environ}
-    return _Layer("environment", ENV_NAMES, values)
+    names = dict(ENV_NAMES)
+    for field, old in ENV_ALIASES.items():
+        if _is_empty(environ.get(names[field], "")) and old in environ:
+            names[field] = old
+    values = {f: environ[n] for f, n in names.items() if n in environ}
+    return _Layer("environment", names, values)
 
 
 def _cli_layer(cli: Mapping[str, Any]) -> _Layer:

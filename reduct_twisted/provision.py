@@ -26,42 +26,28 @@ Bucket settings are checked by the storage engine's own parser
 settings produced here are exactly what ``StorageEngine.provision_bucket``
 accepts.
 
-This module depends only on the standard library, attrs, ``twisted.logger``
-and the pure settings module of the storage core.
+This module depends only on the standard library, attrs, ``twisted.logger``,
+the pure settings module of the storage core and the byte-size and number
+parsers of :mod:`reduct_twisted.config`.
 """
 
 from __future__ import annotations
 
 import re
-from decimal import Decimal
 from typing import Callable, Mapping
 
 import attrs
 from twisted.logger import Logger
 
+from reduct_twisted.config import parse_byte_size, parse_whole_number
 from reduct_twisted.errors import UnprocessableEntity
-from reduct_twisted.storage.settings import U64_MAX, is_valid_name, parse_settings_fields
+from reduct_twisted.storage.settings import is_valid_name, parse_settings_fields
 from reduct_twisted.tokens import is_permission_item
 
 _log = Logger()
 
 _BUCKET_NAME = re.compile(r"RS_BUCKET_(.*)_NAME")
 _TOKEN_NAME = re.compile(r"RS_TOKEN_(.*)_NAME")
-
-
-_SIZE = re.compile(r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+) *([A-Za-z]*)")
-
-
-def _units() -> dict:
-    units = {"": 1, "b": 1}
-    for power, prefix in enumerate("kmgtp", start=1):
-        units[prefix] = units[prefix + "b"] = 1000**power
-        units[prefix + "i"] = units[prefix + "ib"] = 1024**power
-    return units
-
-
-#: Lower-case unit to its factor.
-_UNITS = _units()
 
 
 @attrs.frozen
@@ -108,43 +94,6 @@ class Provisioning:
     tokens: list
 
 
-def parse_byte_size(text: str) -> int:
-    """
-    Parse a byte size as upstream's ``RS_*`` variables accept it.
-
-    :param text: a whole number of bytes (``512``), or a number, possibly
-        fractional, with a unit and optional spaces between: ``B``, SI ``KB``
-        to ``PB`` (powers of 1000) or binary ``KiB`` to ``PiB`` (powers of
-        1024), in any case; the trailing ``B`` may be left out (``10k``).
-        A fractional result is rounded down.
-    :return: the size in bytes.
-    :raises ValueError: not a byte size, or larger than an unsigned 64-bit
-        integer; the text says why, fit to follow ``"<variable>=<value>: "``.
-    """
-    match = _SIZE.fullmatch(text.strip())
-    if match is None:
-        raise ValueError("not a byte size (such as 512, 10.4 MB or 1 GiB)")
-    number, unit = match.groups()
-    factor = _UNITS.get(unit.lower())
-    if factor is None:
-        raise ValueError("unknown unit; use B, KB, MB, GB, TB, PB or KiB to PiB")
-    if not unit and "." in number:
-        raise ValueError("not a whole number of bytes")
-    return _at_most_u64(int(Decimal(number) * factor))
-
-
-def _parse_count(text: str) -> int:
-    if not text.strip().isdigit() or not text.strip().isascii():
-        raise ValueError("not a whole number")
-    return _at_most_u64(int(text))
-
-
-def _at_most_u64(value: int) -> int:
-    if value > U64_MAX:
-        raise ValueError("too large for 64 bits")
-    return value
-
-
 def _parse_quota_type(text: str) -> str:
     return text.strip().upper()
 
@@ -154,7 +103,7 @@ _BUCKET_SETTINGS: Mapping[str, tuple[str, Callable[[str], object]]] = {
     "QUOTA_TYPE": ("quota_type", _parse_quota_type),
     "QUOTA_SIZE": ("quota_size", parse_byte_size),
     "MAX_BLOCK_SIZE": ("max_block_size", parse_byte_size),
-    "MAX_BLOCK_RECORDS": ("max_block_records", _parse_count),
+    "MAX_BLOCK_RECORDS": ("max_block_records", parse_whole_number),
 }
 
 _TOKEN_SUFFIXES = ("VALUE", "FULL_ACCESS", "READ", "WRITE")

@@ -86,7 +86,72 @@ class Options(usage.Options):
             "Visible to other users in the process list: prefer RS_API_TOKEN "
             "or the config file. [default: none (open access); env RS_API_TOKEN]",
         ],
+        [
+            "cors-allow-origin",
+            None,
+            None,
+            _help(
+                "Comma-separated origins whose browser pages may use the API; * for any.",
+                "cors_allow_origin",
+            ),
+        ],
+        [
+            "io-batch-max-size",
+            None,
+            None,
+            _help("Body bytes after which a batched read is closed (512, 8MB, 1GiB).",
+                  "io_batch_max_size"),
+        ],
+        [
+            "io-batch-max-records",
+            None,
+            None,
+            _help("Records per batched read.", "io_batch_max_records"),
+        ],
+        [
+            "io-batch-max-metadata-size",
+            None,
+            None,
+            _help("Record header bytes after which a batched read is closed.",
+                  "io_batch_max_metadata_size"),
+        ],
+        [
+            "io-batch-timeout",
+            None,
+            None,
+            _help("Seconds a batched read may gather records.", "io_batch_timeout"),
+        ],
+        [
+            "io-batch-records-timeout",
+            None,
+            None,
+            _help("Seconds a batched read may wait for its next record.",
+                  "io_batch_records_timeout"),
+        ],
+        [
+            "io-operation-timeout",
+            None,
+            None,
+            _help("Seconds a request body may stall before the connection is closed.",
+                  "io_operation_timeout"),
+        ],
     ]
+
+    #: Config fields given by the parameters above (``--data-path`` is
+    #: ``data_path``); ``--listen`` is collected by :meth:`opt_listen`.
+    _FIELD_OPTIONS = (
+        "data_path",
+        "api_base_path",
+        "log_level",
+        "api_token",
+        "cors_allow_origin",
+        "io_batch_max_size",
+        "io_batch_max_records",
+        "io_batch_max_metadata_size",
+        "io_batch_timeout",
+        "io_batch_records_timeout",
+        "io_operation_timeout",
+    )
 
     def __init__(self, environ: Mapping[str, str] | None = None) -> None:
         """
@@ -117,13 +182,8 @@ class Options(usage.Options):
         sys.exit(0)
 
     def postOptions(self) -> None:
-        cli = {
-            "data_path": self["data-path"],
-            "api_base_path": self["api-base-path"],
-            "log_level": self["log-level"],
-            "listen": self["listen"],
-            "api_token": self["api-token"],
-        }
+        cli = {field: self[field.replace("_", "-")] for field in self._FIELD_OPTIONS}
+        cli["listen"] = self["listen"]
         given = {k: v for k, v in cli.items() if v}
         try:
             config = load_config(given, self.environ, self["config"])

@@ -23,8 +23,10 @@ from reduct_twisted.auth import Policy
 from reduct_twisted.errors import NoContent, NotFound, ReductError, UnprocessableEntity
 from reduct_twisted.http.batch import (
     ERROR_PREFIX,
+    BatchLimits,
     BatchReader,
     BatchWriteSink,
+    Wait,
     batch_query_id,
     error_header,
     open_batch_write,
@@ -92,8 +94,9 @@ def _query_args(query: bytes) -> dict:
 
 def drive(clock, step) -> Deferred:
     """
-    Call ``step()`` until it returns something other than ``PENDING``,
-    yielding to the reactor between calls, so a long scan never blocks it.
+    Call ``step()`` until it returns something other than ``PENDING`` or a
+    ``Wait``, yielding to the reactor between calls (for ``Wait(s)``, for
+    ``s`` seconds), so a long scan never blocks it.
     """
     pending = []
 
@@ -112,6 +115,8 @@ def drive(clock, step) -> Deferred:
             return
         if result is PENDING:
             pending.append(clock.callLater(0, attempt))
+        elif isinstance(result, Wait):
+            pending.append(clock.callLater(result.seconds, attempt))
         else:
             d.callback(result)
 
@@ -138,14 +143,18 @@ class ReductAPI:
     :param base_path: ``RS_API_BASE_PATH``, normalised (``/`` or ``/x/``).
     :param syncer: the ``GroupSync`` that makes committed changes durable
         before they are answered (sync policy ``always``), or None (``none``).
+    :param batch_limits: the server's ``BatchLimits`` of batched reads
+        (``RS_IO_BATCH_*``); a query's directives override them.
     """
 
     app = app
 
     def __init__(
-        self, engine, auth, reactor, threadpool, base_path: str = "/", syncer=None
+        self, engine, auth, reactor, threadpool, base_path: str = "/", syncer=None,
+        batch_limits: BatchLimits = BatchLimits(),
     ) -> None:
         self.engine = engine
+        self.batch_limits = batch_limits
         self.syncer = syncer
         self.auth = auth
         self.reactor = reactor
@@ -463,7 +472,7 @@ class ReductAPI:
         qid = batch_query_id(request.args)
         head = request.method == b"HEAD"
         limits, metadata_only = self._batch_limits(bucket, entry, qid)
-        reader = BatchReader(self.engine, bucket, entry, qid, head or metadata_only, **limits)
+        reader = BatchReader(self.engine, bucket, entry, qid, head or metadata_only, limits)
         d = drive(self.reactor, reader.step).addBoth(reader.answer, request)
         if metadata_only and not head:
             # A GET of an ``only_metadata`` query: the records' headers, no
@@ -472,18 +481,12 @@ class ReductAPI:
         return d
 
     def _batch_limits(self, bucket, entry, qid):
-        # The BatchReader limits a query's #batch_* directives override, and
+        # The server's BatchLimits with the query's directives applied, and
         # whether it was created with only_metadata.
         options = self.engine.query_options(bucket, entry, qid)
         if options is None:
-            return {}, False
-        limits, io = {}, options["io"]
-        if io is not None:
-            for name, value in (("max_records", io.batch_records), ("max_size", io.batch_size),
-                                ("max_metadata", io.batch_metadata_size)):
-                if value is not None:
-                    limits[name] = value
-        return limits, options["only_metadata"]
+            return self.batch_limits, False
+        return self.batch_limits.overridden(options["io"]), options["only_metadata"]
 
     @staticmethod
     def _no_body(body, request):

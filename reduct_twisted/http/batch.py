@@ -21,7 +21,9 @@ The batch protocol (v1): several records of one entry in one request.
   spec §3.3.  ``BatchReader`` takes the next records of the query up to
   the limits below, announces them in ``x-reduct-time-<ts>`` headers
   (ascending, the body order) and streams their contents back to back from
-  the block files with a ``RangeSender``.
+  the block files with a ``RangeSender``.  Its :class:`BatchLimits` are the
+  server's ``RS_IO_BATCH_*`` settings, which a query's ``#batch_*``,
+  ``#batch_timeout`` and ``#record_timeout`` directives override.
 """
 
 import os
@@ -34,6 +36,7 @@ from twisted.internet.defer import Deferred, DeferredList, fail
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from reduct_twisted.config import Config
 from reduct_twisted.errors import (
     BadRequest,
     InternalError,
@@ -49,17 +52,21 @@ from reduct_twisted.storage import PENDING, SMALL_RECORD_MAX
 
 log = Logger()
 
+_DEFAULTS = Config()
 #: Records per batched read: upstream 1.17 stops at ``RS_IO_BATCH_MAX_RECORDS``
 #: (85), which keeps a response under the 100 headers Python's http.client takes.
-BATCH_MAX_RECORDS = 85
+BATCH_MAX_RECORDS = _DEFAULTS.io_batch_max_records
 #: A batched read (GET) is closed after the record that takes its body past
 #: this many bytes (``RS_IO_BATCH_MAX_SIZE``).
-BATCH_MAX_SIZE = 8_000_000
+BATCH_MAX_SIZE = _DEFAULTS.io_batch_max_size
 #: ... or its record headers (name + value + 2 each) past this many bytes
 #: (``RS_IO_BATCH_MAX_METADATA_SIZE``).
-BATCH_MAX_METADATA_SIZE = 512_000
+BATCH_MAX_METADATA_SIZE = _DEFAULTS.io_batch_max_metadata_size
 #: Seconds a batched read may scan before it yields to the reactor.
 SCAN_SLICE = 0.005
+#: Seconds between two looks for a new record while an empty batched read of
+#: a continuous query waits for one.
+WAIT_POLL = 0.05
 
 TIME_PREFIX = b"x-reduct-time-"
 ERROR_PREFIX = b"x-reduct-error-"
@@ -389,6 +396,62 @@ class BatchWriteSink:
 # -- batched read ------------------------------------------------------------------
 
 
+@attr.s(frozen=True, slots=True)
+class BatchLimits:
+    """
+    When a batched read is closed (spec §3.3, §3.16): after the record that
+    reaches ``max_records`` or takes the body past ``max_size`` (GET only)
+    or the record headers past ``max_metadata``; or, once it holds a
+    record, when it has gathered for ``timeout`` seconds or looked for the
+    next record for ``record_timeout`` seconds.  An empty batched read of a
+    continuous query waits up to ``record_timeout`` for a new record.
+    """
+
+    max_records: int = attr.ib(default=BATCH_MAX_RECORDS)
+    max_size: int = attr.ib(default=BATCH_MAX_SIZE)
+    max_metadata: int = attr.ib(default=BATCH_MAX_METADATA_SIZE)
+    timeout: float = attr.ib(default=_DEFAULTS.io_batch_timeout)
+    record_timeout: float = attr.ib(default=_DEFAULTS.io_batch_records_timeout)
+
+    @classmethod
+    def from_config(cls, config: Config) -> "BatchLimits":
+        """The server's limits: the ``io_batch_*`` settings."""
+        return cls(
+            config.io_batch_max_records,
+            config.io_batch_max_size,
+            config.io_batch_max_metadata_size,
+            config.io_batch_timeout,
+            config.io_batch_records_timeout,
+        )
+
+    def overridden(self, io) -> "BatchLimits":
+        """
+        These limits with a query's directives applied.
+
+        :param io: the query's ``IoOverrides`` (``None`` where a directive
+            is absent), or ``None`` for none.
+        """
+        if io is None:
+            return self
+        changes = {}
+        for name, value in (("max_records", io.batch_records), ("max_size", io.batch_size),
+                            ("max_metadata", io.batch_metadata_size)):
+            if value is not None:
+                changes[name] = value
+        for name, us in (("timeout", io.batch_timeout_us),
+                         ("record_timeout", io.record_timeout_us)):
+            if us is not None:
+                changes[name] = us / 1e6
+        return attr.evolve(self, **changes) if changes else self
+
+
+@attr.s(frozen=True, slots=True)
+class Wait:
+    """What a step returns to be called again in ``seconds`` (``api.drive``)."""
+
+    seconds: float = attr.ib()
+
+
 def batch_query_id(args) -> int:
     """The ``q`` parameter of a batched read."""
     qid = u64_param(
@@ -405,23 +468,23 @@ class BatchReader:
     answer that carries them.
 
     Call :meth:`step` (through ``drive``) until it returns something other
-    than ``PENDING``, then :meth:`answer`.  For GET, the data file of each
+    than ``PENDING`` or a :class:`Wait`, then :meth:`answer`.  The time
+    limits are measured on the engine's clock.  For GET, the data file of each
     record is opened as the record is taken (so a block removed later by
     the quota cannot take it away) and the descriptors are handed to the
     ``RangeSender``; :meth:`close` releases them if the answer is not sent.
     """
 
-    def __init__(self, engine, bucket: str, entry: str, qid: int, head: bool, *,
-                 max_records: int = BATCH_MAX_RECORDS, max_size: int = BATCH_MAX_SIZE,
-                 max_metadata: int = BATCH_MAX_METADATA_SIZE) -> None:
+    def __init__(self, engine, bucket: str, entry: str, qid: int, head: bool,
+                 limits: BatchLimits = BatchLimits()) -> None:
         self.engine = engine
         self.bucket = bucket
         self.entry = entry
         self.qid = qid
         self.head = head
-        self.max_records = max_records
-        self.max_size = max_size
-        self.max_metadata = max_metadata
+        self.limits = limits
+        self._started = self._found_at = engine.clock.seconds()
+        self._found = 0
         #: ``(name, value)`` of each record header, ascending.
         self.headers: list = []
         #: Sum of the record sizes.
@@ -434,9 +497,10 @@ class BatchReader:
 
     def step(self):
         """
-        Take records until the batch is full or the query has none left.
+        Take records until the batch is full, has gathered long enough, or
+        the query has none left.
 
-        :return: ``PENDING`` (call again later) or ``self``.
+        :return: ``PENDING`` (call again soon), a :class:`Wait` or ``self``.
         """
         deadline = time.monotonic() + SCAN_SLICE
         while True:
@@ -446,23 +510,53 @@ class BatchReader:
                 if not self.headers:
                     raise
                 return self  # send what was taken; the next read reports it
-            if result is PENDING:
-                return PENDING
             if result is None:
+                if not self.headers:
+                    return self._nothing_yet()
                 self.last = True
                 return self
-            self._add(result)
-            if self._full():
-                return self
-            if time.monotonic() >= deadline:
-                return PENDING
+            if result is not PENDING:
+                self._add(result)
+                if self._full():
+                    return self
+                if time.monotonic() < deadline:
+                    continue
+            # The time slice, or the engine's budget of examined records, is
+            # used up: yield to the reactor, unless the batch is done waiting.
+            return self if self._gathered_long_enough() else PENDING
 
     def _full(self) -> bool:
+        limits = self.limits
         return (
-            len(self.headers) >= self.max_records
-            or self.metadata > self.max_metadata
-            or (not self.head and self.size > self.max_size)
+            len(self.headers) >= limits.max_records
+            or self.metadata > limits.max_metadata
+            or (not self.head and self.size > limits.max_size)
         )
+
+    def _gathered_long_enough(self) -> bool:
+        # Checked between scan slices (SCAN_SLICE apart at most); an empty
+        # batch goes on: a 204 would end a non-continuous client's reading.
+        if not self.headers:
+            return False
+        now = self.engine.clock.seconds()
+        if len(self.headers) != self._found:
+            self._found, self._found_at = len(self.headers), now
+        limits = self.limits
+        return (now - self._started >= limits.timeout
+                or now - self._found_at >= limits.record_timeout)
+
+    def _nothing_yet(self):
+        """
+        The query has no record now and the batch is empty: ``self`` (204)
+        if the query ended; a continuous query (still there) is polled again
+        until ``record_timeout`` has passed.
+        """
+        if self.engine.query_options(self.bucket, self.entry, self.qid) is None:
+            return self
+        left = self.limits.record_timeout - (self.engine.clock.seconds() - self._started)
+        if left <= 0:
+            return self
+        return Wait(min(WAIT_POLL, left))
 
     def _add(self, view) -> None:
         record = view.record

@@ -10,6 +10,8 @@ from twisted.logger import Logger
 from reduct_twisted.auth import OpenAccess, TokenAccess
 from reduct_twisted.errors import ReductError
 from reduct_twisted.http.api import ReductAPI
+from reduct_twisted.http.batch import BatchLimits
+from reduct_twisted.http.cors import CorsPolicy
 from reduct_twisted.http.streaming import ReductSite
 from reduct_twisted.provision import Provisioning
 from reduct_twisted.sync import GroupSync
@@ -37,7 +39,13 @@ def make_site(engine, config, reactor, threadpool, provisioning=None) -> ReductS
     if config.sync == "always":
         syncer = GroupSync(engine.take_dirty, partial(deferToThreadPool, reactor, threadpool))
     api = ReductAPI(
-        engine, auth, reactor, threadpool, base_path=config.api_base_path, syncer=syncer
+        engine,
+        auth,
+        reactor,
+        threadpool,
+        base_path=config.api_base_path,
+        syncer=syncer,
+        batch_limits=BatchLimits.from_config(config),
     )
     return ReductSite(
         api.resource(),
@@ -45,6 +53,10 @@ def make_site(engine, config, reactor, threadpool, provisioning=None) -> ReductS
         reactor,
         timeout=config.idle_timeout,
         header_timeout=config.header_timeout,
+        io_timeout=config.io_operation_timeout,
+        cors=CorsPolicy.from_origins(config.cors_allow_origin),
+        max_batch_records=config.io_batch_max_records,
+        max_batch_metadata=config.io_batch_max_metadata_size,
     )
 
 

@@ -12,6 +12,10 @@ duplicates first), and every chunk then goes straight to the sink from
 ``handleContentChunk``.  Klein renders the route as usual once the body is
 complete, and the handler only finishes the sink.
 
+An ``OPTIONS`` request is a CORS preflight (``cors.py``): it is never
+routed nor authorized, its body (if any) is discarded, and ``process``
+answers it.
+
 A request that will fail anyway is refused right in ``gotLength``: with
 ``Expect: 100-continue`` the client never sends its body (Twisted sends
 ``100 Continue`` only after ``gotLength`` returns, and only if the header is
@@ -42,6 +46,7 @@ from reduct_twisted.errors import (
     ReductError,
     UnprocessableEntity,
 )
+from reduct_twisted.http.cors import NO_ORIGINS, CorsPolicy
 from reduct_twisted.http.errors import failure_body, write_error_headers
 from reduct_twisted.http.sinks import DiscardSink
 from reduct_twisted.storage.settings import NAME_ERROR
@@ -60,6 +65,10 @@ HALF_CLOSE_GRACE = 2.0
 #: Largest body accepted by routes that read their (JSON) body whole.
 MAX_BUFFERED_BODY = 1 << 20
 
+#: Header bytes allowed beyond a batch's record metadata (the request line,
+#: Host, Authorization, content headers, and each record header's name).
+HEADER_SLACK = 64 << 10
+
 
 _date_cache = [-1, b""]
 
@@ -77,11 +86,16 @@ class ReductChannel(HTTPChannel):
     """
     HTTPChannel that writes header names in lowercase, as upstream (hyper)
     does: clients match ``x-reduct-*`` names case-sensitively.  It also
-    allows the large header sets of batched requests.
+    allows the large header sets of batched requests (``ReductSite`` raises
+    the three limits below further when the batch settings need more), and
+    gives a request body ``site.io_timeout`` seconds of silence instead of
+    the idle timeout.
     """
 
     totalHeadersSize = 1 << 20
     maxHeaders = 2000
+    #: Header lines written after a response's own (``CorsPolicy``'s).
+    cors_lines = b""
     #: Longest request line or header line (Twisted's default is 16 KiB; a
     #: batch's record headers carry whole label sets).
     MAX_LENGTH = 1 << 17
@@ -89,6 +103,8 @@ class ReductChannel(HTTPChannel):
     _header_timer = None
     _refused_call = None
     _head_request = False
+    #: The timeout is ``site.io_timeout``: a request body is arriving.
+    _body_timeout = False
 
     # -- malformed requests ----------------------------------------------------
 
@@ -134,6 +150,14 @@ class ReductChannel(HTTPChannel):
     def dataReceived(self, data):
         if self._refused_call is None:
             super().dataReceived(data)
+            if (
+                not self.line_mode
+                and self._transferDecoder is not None
+                and not self._body_timeout
+                and self.timeOut
+            ):
+                self._body_timeout = True
+                self.setTimeout(self.site.io_timeout)
 
     # -- header deadline (slow loris) -----------------------------------------
     # The idle timer restarts with every byte, so a client trickling a
@@ -167,6 +191,20 @@ class ReductChannel(HTTPChannel):
         if self._refused_call is None:
             super().allHeadersReceived()
 
+    # -- body deadline ---------------------------------------------------------
+    # A request body may stall for ``site.io_timeout`` seconds, not the idle
+    # timeout.  The switch is made only once a read ends in the middle of a
+    # body: a small request that arrives whole never moves the timer (moving
+    # a timer sooner costs a search through the reactor's pending calls).
+
+    def allContentReceived(self):
+        if self._body_timeout:
+            # Back to the idle timeout, which Twisted saves and suspends while
+            # the request is answered and restores for the next one.
+            self._body_timeout = False
+            self.setTimeout(self.site.timeOut)
+        super().allContentReceived()
+
     def connectionLost(self, reason):
         self._stop_header_timer()
         if self._refused_call is not None and self._refused_call.active():
@@ -198,6 +236,7 @@ class ReductChannel(HTTPChannel):
             lname = name.lower()
             for value in values:
                 seq.extend((lname, b": ", value, b"\r\n"))
+        seq.append(self.cors_lines)
         seq.append(b"\r\n")
         # One joined write: writeSequence would type-check ~40 small pieces.
         self.transport.write(b"".join(seq))
@@ -257,14 +296,25 @@ class StreamingRequest(server.Request):
     _abort_call = None
 
     def stamp(self) -> None:
-        """Set the headers every response carries, on every answering path."""
+        """
+        Set the headers every response carries, on every answering path
+        (the constant CORS lines are added by ``ReductChannel.writeHeaders``).
+        """
+        site = self.channel.site
+        self._stamp_common(site)
+        site.cors.echo(self)
+
+    def _stamp_common(self, site) -> None:
         self.setHeader(b"server", SERVER_HEADER)
         self.setHeader(b"x-reduct-api", API_HEADER)
-        self.setHeader(b"date", _http_date(self.channel.site.reactor.seconds()))
+        self.setHeader(b"date", _http_date(site.reactor.seconds()))
 
     # -- body side ---------------------------------------------------------
 
     def gotLength(self, length: Optional[int]) -> None:
+        if self.channel._command == b"OPTIONS":
+            self._preflight_body(length)
+            return
         refusal = self._malformed_target()
         if refusal is not None:
             self._refuse(refusal, length)
@@ -290,6 +340,17 @@ class StreamingRequest(server.Request):
         else:
             # Chunked bodies of unknown length are capped as they arrive.
             self.content = _BoundedBuffer(MAX_BUFFERED_BODY)
+
+    def _preflight_body(self, length: Optional[int]) -> None:
+        # A preflight is answered whatever its path, headers or body: the
+        # body is read and dropped (unless its framing is unknown).
+        if self.malformed_length:
+            self._refuse(BadRequest("Invalid content-length header"), None)
+        elif length == 0 and not self._has_declared_body():
+            super().gotLength(length)
+        else:
+            self.sink = DiscardSink()
+            self.content = BytesIO()
 
     def _malformed_target(self) -> Optional[ReductError]:
         """
@@ -393,6 +454,9 @@ class StreamingRequest(server.Request):
                 self._abort_call.cancel()
             self.channel.transport.loseConnection()
             return
+        if self.method == b"OPTIONS":
+            self._answer_preflight()
+            return
         if self.early_error is not None:
             self.stamp()
             body = write_error_headers(self, self.early_error)
@@ -420,6 +484,19 @@ class StreamingRequest(server.Request):
         self.notifyFinish().addErrback(lambda _: d.cancel())
         d.addErrback(self._direct_failed)
         d.addCallback(self._direct_answer)
+
+    def _answer_preflight(self) -> None:
+        channel = self.channel
+        self.site = site = channel.site
+        self._stamp_common(site)
+        site.cors.echo(self)
+        self.setHeader(b"content-length", b"0")
+        # finish() writes the headers at once: with the preflight's lines.
+        channel.cors_lines = site.cors.preflight_lines
+        try:
+            self.finish()
+        finally:
+            channel.cors_lines = site.cors.response_lines
 
     def _direct_failed(self, failure):
         if self._disconnected or self.finished:
@@ -449,9 +526,18 @@ class ReductSite(server.Site):
 
     :ivar router: decides, from the request line and headers alone, where a
         body goes (``ReductAPI``).
-    :param timeout: seconds of silence after which a connection is closed
-        (``idle_timeout``).
+    :param timeout: seconds of silence after which a connection between
+        requests is closed (``idle_timeout``).
     :param header_timeout: seconds a request's line and headers may take.
+    :param io_timeout: seconds of silence after which a connection in the
+        middle of a request body is closed (``io_operation_timeout``).
+    :param cors: the CORS policy (``cors_allow_origin``); no origin allowed
+        by default.
+    :param max_batch_records: ``io_batch_max_records``: requests may carry
+        15 more headers than this (at least ``ReductChannel.maxHeaders``).
+    :param max_batch_metadata: ``io_batch_max_metadata_size``: the request
+        header buffer, and the longest header line, hold this much plus
+        :data:`HEADER_SLACK` (at least ``ReductChannel``'s own limits).
     """
 
     requestFactory = StreamingRequest
@@ -459,7 +545,16 @@ class ReductSite(server.Site):
     displayTracebacks = False
 
     def __init__(
-        self, resource, router, reactor, timeout: float = 60, header_timeout: float = 10
+        self,
+        resource,
+        router,
+        reactor,
+        timeout: float = 60,
+        header_timeout: float = 10,
+        io_timeout: float = 30,
+        cors: CorsPolicy = NO_ORIGINS,
+        max_batch_records: int = 0,
+        max_batch_metadata: int = 0,
     ) -> None:
         super().__init__(
             resource, parsePOSTFormSubmission=False, reactor=reactor, timeout=timeout
@@ -467,6 +562,25 @@ class ReductSite(server.Site):
         self.router = router
         self.reactor = reactor
         self.header_timeout = header_timeout
+        self.io_timeout = io_timeout
+        self.cors = cors
+        # Upstream caps a request at io_batch_max_records + 15 headers and
+        # io_batch_max_metadata_size header bytes.  Ours are higher already
+        # (batches of more records work today); raise them only when the
+        # batch settings need more.
+        self.max_headers = max(ReductChannel.maxHeaders, max_batch_records + 15)
+        self.total_headers_size = max(
+            ReductChannel.totalHeadersSize, max_batch_metadata + HEADER_SLACK
+        )
+        self.max_line_length = max(ReductChannel.MAX_LENGTH, max_batch_metadata + HEADER_SLACK)
+
+    def buildProtocol(self, addr):
+        channel = super().buildProtocol(addr)
+        channel.cors_lines = self.cors.response_lines
+        channel.maxHeaders = self.max_headers
+        channel.totalHeadersSize = self.total_headers_size
+        channel.MAX_LENGTH = self.max_line_length
+        return channel
 
     def log(self, request) -> None:
         pass

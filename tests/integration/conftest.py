@@ -3,6 +3,8 @@ Fixtures for integration tests: the real site on 127.0.0.1, port 0, over a
 real data directory, reached over real sockets with treq.
 """
 
+import contextlib
+
 import attr
 import pytest
 import pytest_twisted
@@ -68,6 +70,16 @@ async def start_server(data_path, environ=None, **config_kwargs):
             engine.close()
 
     return server, stop
+
+
+@contextlib.asynccontextmanager
+async def running_server(data_path, environ=None, **config_kwargs):
+    """:func:`start_server` for ``async with``: stopped when the block ends."""
+    server, stop = await start_server(data_path, environ, **config_kwargs)
+    try:
+        yield server
+    finally:
+        await stop()
 
 
 @pytest_twisted.async_yield_fixture()

@@ -44,7 +44,7 @@ def misbehave(port: int, kind: str, ts: int) -> None:
             sock.sendall(b"POST /api/v1/b/b/e?ts=%d HTTP/1.1\r\nHost: x\r\n"
                          b"Content-Length: 2000000\r\n\r\n" % ts + b"z" * 500_000)
             sock.settimeout(10)
-            assert sock.recv(1) == b"", "a stalled upload must be cut by the idle timeout"
+            assert sock.recv(1) == b"", "a stalled upload must be cut by the I/O timeout"
         elif kind == "trickle":
             sock.sendall(b"GET /api/v1/info HTTP/1.1\r\n")
             sock.settimeout(0.2)
@@ -67,15 +67,18 @@ def misbehave(port: int, kind: str, ts: int) -> None:
 async def test_misbehaving_clients_leak_nothing(tmp_path):
     """
     Ten rounds of 20 clients each: 5 vanish mid-way through a small upload,
-    5 through a large one, 5 stall mid-upload until the idle timeout cuts
-    them, 5 trickle header lines until the header deadline does.  Afterwards
+    5 through a large one, 5 stall mid-upload until the I/O timeout
+    (``io_operation_timeout``) cuts them, 5 trickle header lines until the
+    header deadline does.  Afterwards
     the open descriptors are back to what they were, no disk space is
     allocated beyond the one real record, memory stopped growing, and only
     the real record exists.
     """
     from twisted.internet import reactor
 
-    server, stop = await start_server(tmp_path / "data", idle_timeout=1.0, header_timeout=1.0)
+    server, stop = await start_server(
+        tmp_path / "data", idle_timeout=60.0, io_operation_timeout=1.0, header_timeout=1.0
+    )
     port = int(server.url.rsplit(":", 1)[1])
     try:
         resp = await server.http.post(server.api("/b/b"))

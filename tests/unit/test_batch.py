@@ -11,19 +11,26 @@ import zlib
 
 import pytest
 
-from reduct_twisted.errors import UnprocessableEntity
+from twisted.internet.defer import CancelledError
+
+from reduct_twisted.config import Config
+from reduct_twisted.errors import NoContent, UnprocessableEntity
 from reduct_twisted.http import batch, sinks
+from reduct_twisted.http.api import drive
 from reduct_twisted.http.batch import (
     BatchedRecord,
+    BatchLimits,
     BatchReader,
     BatchWriteSink,
+    Wait,
     format_record_header,
     parse_batch_headers,
     parse_record_header,
 )
 from reduct_twisted.http.producers import CHUNK, RangeSender
 from reduct_twisted.storage import PENDING, SMALL_RECORD_MAX
-from reduct_twisted.storage.records import Record
+from reduct_twisted.storage.conditions import IoOverrides
+from reduct_twisted.storage.records import Record, RecordView
 from reduct_twisted.storage.testing import write_record
 from tests.unit.conftest import error_message
 from tests.unit.test_sinks import ImmediateReactor, ManualPool, Transport, results
@@ -283,7 +290,7 @@ def fill(engine, count, size=3, entry="e"):
 def test_reader_takes_up_to_the_record_cap(engine):
     fill(engine, 10)
     qid = engine.create_query("b", "e")
-    reader = BatchReader(engine, "b", "e", qid, head=False, max_records=4)
+    reader = BatchReader(engine, "b", "e", qid, head=False, limits=BatchLimits(max_records=4))
     assert reader.step() is reader
     assert [name for name, _ in reader.headers] == [b"x-reduct-time-%d" % ts for ts in (1, 2, 3, 4)]
     assert reader.headers[0][1] == b"3,application/octet-stream,i=1"
@@ -301,11 +308,12 @@ def test_reader_takes_up_to_the_record_cap(engine):
 def test_reader_size_and_metadata_caps(engine):
     fill(engine, 10, size=100)
     qid = engine.create_query("b", "e")
-    reader = BatchReader(engine, "b", "e", qid, head=False, max_size=250)
+    reader = BatchReader(engine, "b", "e", qid, head=False, limits=BatchLimits(max_size=250))
     reader.step()
     assert len(reader.headers) == 3 and reader.size == 300  # closed after crossing
     reader.close()
-    head = BatchReader(engine, "b", "e", qid, head=True, max_size=250, max_metadata=100)
+    head = BatchReader(engine, "b", "e", qid, head=True,
+                       limits=BatchLimits(max_size=250, max_metadata=100))
     head.step()
     # HEAD ignores the size cap, not the metadata cap (closed after the
     # header that crosses it, ~49 bytes each); it opens no file
@@ -330,13 +338,154 @@ def test_reader_errors_before_and_after_records(engine):
         BatchReader(engine, "b", "e", 99, head=False).step()
     assert info.value.status == 404
     qid = engine.create_query("b", "e")
-    reader = BatchReader(engine, "b", "e", qid, head=False, max_records=1)
+    reader = BatchReader(engine, "b", "e", qid, head=False, limits=BatchLimits(max_records=1))
     reader.step()
     engine.remove_bucket("b")
     # what was taken is still sent (descriptors stay valid); the next read reports the error
-    reader.max_records = 5
+    reader.limits = BatchLimits(max_records=5)
     assert reader.step() is reader and len(reader.headers) == 1
     reader.close()
+
+
+class ScriptedEngine:
+    """
+    ``query_next`` answers from a script (views, ``PENDING``, ``None``), on
+    a Clock: drives the reader's time limits without a real scan.
+    """
+
+    def __init__(self, clock, script, alive=True) -> None:
+        self.clock = clock
+        self.script = list(script)
+        self.alive = alive
+
+    def query_next(self, bucket, entry, qid):
+        return self.script.pop(0) if self.script else None
+
+    def query_options(self, bucket, entry, qid):
+        return {"only_metadata": False, "io": None} if self.alive else None
+
+
+def view(ts):
+    return RecordView(Record(ts, "seg", 0, 3, "text/plain", {}), "/nonexistent")
+
+
+def test_limits_from_config_and_directives():
+    """The server's io_batch_* settings, with a query's directives (µs timeouts) on top."""
+    config = Config(io_batch_max_records=3, io_batch_max_size=100, io_batch_max_metadata_size=50,
+                    io_batch_timeout=2.0, io_batch_records_timeout=0.5)
+    limits = BatchLimits.from_config(config)
+    assert limits == BatchLimits(3, 100, 50, 2.0, 0.5)
+    assert BatchLimits.from_config(Config()) == BatchLimits()
+    assert limits.overridden(None) is limits
+    assert limits.overridden(IoOverrides()) is limits
+    io = IoOverrides(batch_records=7, batch_size=9, batch_timeout_us=250_000,
+                     record_timeout_us=0, io_timeout_us=5)
+    assert limits.overridden(io) == BatchLimits(7, 9, 50, 0.25, 0.0)
+
+
+def test_batch_timeout_answers_what_was_gathered(clock):
+    """Once a batch holding records has gathered for ``timeout`` seconds, it is answered."""
+    script = [view(1), PENDING, view(2), PENDING, view(3), PENDING, view(4)]
+    engine = ScriptedEngine(clock, script)
+    reader = BatchReader(engine, "b", "e", 1, head=True,
+                         limits=BatchLimits(timeout=5.0, record_timeout=10.0))
+    assert reader.step() is PENDING
+    clock.advance(3)
+    assert reader.step() is PENDING
+    clock.advance(2.5)
+    assert reader.step() is reader
+    assert [name for name, _ in reader.headers] == [b"x-reduct-time-%d" % t for t in (1, 2, 3)]
+    assert reader.last is False
+
+
+def test_record_timeout_answers_a_batch_whose_next_record_is_slow(clock):
+    """A batch holding records that scans ``record_timeout`` seconds without a match answers."""
+    engine = ScriptedEngine(clock, [view(1)] + [PENDING] * 10)
+    reader = BatchReader(engine, "b", "e", 1, head=True,
+                         limits=BatchLimits(timeout=100.0, record_timeout=1.0))
+    clock.advance(7)  # time before the first record counts for neither limit
+    assert reader.step() is PENDING
+    clock.advance(0.6)
+    assert reader.step() is PENDING
+    clock.advance(0.6)
+    assert reader.step() is reader and len(reader.headers) == 1
+
+
+def test_empty_batch_scans_on(clock):
+    """Without a record the scan goes on past both limits (a 204 ends a client's reading)."""
+    engine = ScriptedEngine(clock, [PENDING] * 3 + [view(9)])
+    reader = BatchReader(engine, "b", "e", 1, head=True,
+                         limits=BatchLimits(timeout=1.0, record_timeout=1.0))
+    for _ in range(3):
+        assert reader.step() is PENDING
+        clock.advance(10)
+    assert reader.step() is reader and reader.last is True
+    assert [name for name, _ in reader.headers] == [b"x-reduct-time-9"]
+
+
+def test_continuous_query_waits_for_a_new_record(engine, clock):
+    """
+    An empty batched read of a continuous query polls for up to
+    ``record_timeout`` seconds; a record written meanwhile is answered.
+    """
+    fill(engine, 2)
+    qid = engine.create_query("b", "e", continuous=True)
+    limits = BatchLimits(record_timeout=1.0)
+    first = BatchReader(engine, "b", "e", qid, head=True, limits=limits)
+    assert first.step() is first and len(first.headers) == 2 and first.last is True
+
+    reader = BatchReader(engine, "b", "e", qid, head=True, limits=limits)
+    assert reader.step() == Wait(batch.WAIT_POLL)
+    clock.advance(0.5)
+    write_record(engine, "b", "e", 3, b"new")
+    assert reader.step() is reader
+    assert [name for name, _ in reader.headers] == [b"x-reduct-time-3"]
+
+    idle = BatchReader(engine, "b", "e", qid, head=True, limits=limits)
+    assert idle.step() == Wait(batch.WAIT_POLL)
+    clock.advance(0.98)
+    assert idle.step() == Wait(pytest.approx(0.02))
+    clock.advance(0.02)
+    assert idle.step() is idle and idle.headers == []
+    with pytest.raises(NoContent):
+        idle.answer(idle, None)
+    # the continuous query stays for the next read
+    assert engine.query_options("b", "e", qid) is not None
+
+
+def test_ended_query_answers_at_once(engine):
+    """A query that is not continuous and has nothing left answers (204) without waiting."""
+    fill(engine, 1)
+    qid = engine.create_query("b", "e", start=5, stop=9)
+    reader = BatchReader(engine, "b", "e", qid, head=True)
+    assert reader.step() is reader and reader.headers == []
+
+
+def test_drive_waits_as_told(clock):
+    """``drive`` calls a step again at once after PENDING, after ``s`` seconds after Wait(s)."""
+    script = [PENDING, Wait(2.0), "done"]
+    calls = []
+
+    def step():
+        calls.append(clock.seconds())
+        return script.pop(0)
+
+    d = drive(clock, step)
+    assert calls == [0.0]
+    clock.advance(0)
+    assert calls == [0.0, 0.0]
+    clock.advance(1.9)
+    assert not d.called
+    clock.advance(0.1)
+    assert calls == [0.0, 0.0, 2.0] and results(d) == "done"
+
+
+def test_drive_cancel_drops_the_wait(clock):
+    """Cancelling (the client went away) leaves no delayed call behind."""
+    d = drive(clock, lambda: Wait(5.0))
+    d.addErrback(lambda f: f.trap(CancelledError))
+    d.cancel()
+    assert clock.getDelayedCalls() == []
 
 
 # -- multi-range sender --------------------------------------------------------------

@@ -12,6 +12,7 @@ from reduct_twisted.config import (
     ConfigError,
     load_config,
     normalise_base_path,
+    parse_whole_number,
 )
 from tests.conftest import REPO_ROOT
 
@@ -42,6 +43,13 @@ def test_defaults_are_pinned():
         "idle_timeout": 60.0,
         "header_timeout": 10.0,
         "api_token": None,
+        "cors_allow_origin": (),
+        "io_batch_max_size": 8_000_000,
+        "io_batch_max_records": 85,
+        "io_batch_max_metadata_size": 512_000,
+        "io_batch_timeout": 5.0,
+        "io_batch_records_timeout": 1.0,
+        "io_operation_timeout": 30.0,
     }
 
 
@@ -158,6 +166,20 @@ def precedence_cases(certs):
         "idle_timeout": ("30", "45.5", "90", 30.0, 45.5, 90.0),
         "header_timeout": ("5", "2", "1", 5.0, 2.0, 1.0),
         "api_token": ("tok-ini", " tok-env ", "tok-cli", "tok-ini", "tok-env", "tok-cli"),
+        "cors_allow_origin": (
+            "https://a.example,\n https://b.example",
+            " https://c.example , https://d.example:8443 ",
+            "*",
+            ("https://a.example", "https://b.example"),
+            ("https://c.example", "https://d.example:8443"),
+            ("*",),
+        ),
+        "io_batch_max_size": ("1000", "10.4 MB", "1KiB", 1000, 10_400_000, 1024),
+        "io_batch_max_records": ("3", " 200 ", "1", 3, 200, 1),
+        "io_batch_max_metadata_size": ("6000", "1mb", "64 KiB", 6000, 1_000_000, 65536),
+        "io_batch_timeout": ("1", "0.5", "10", 1.0, 0.5, 10.0),
+        "io_batch_records_timeout": ("2", "0.25", "3", 2.0, 0.25, 3.0),
+        "io_operation_timeout": ("10", "2.5", "120", 10.0, 2.5, 120.0),
     }
 
 
@@ -198,7 +220,7 @@ def test_empty_values_do_not_override(tmp_path):
 
 def test_unrelated_environment_ignored():
     """RS_* variables we do not know (upstream's other knobs) are ignored."""
-    environ = {"RS_BUCKET_1_NAME": "b", "RS_CORS_ALLOW_ORIGIN": "*", "PORT": "1"}
+    environ = {"RS_BUCKET_1_NAME": "b", "RS_REPLICATION_TIMEOUT": "9", "PORT": "1"}
     assert load_config({}, environ, None) == Config()
 
 
@@ -302,6 +324,78 @@ def test_api_token_masked_in_repr():
             ["tcp:1", "tcp:1"],
             "--listen='tcp:1 tcp:1' names the same endpoint twice (command line)",
         ),
+        (
+            "env",
+            "cors_allow_origin",
+            "https://a.example, https://b .example",
+            "RS_CORS_ALLOW_ORIGIN='https://a.example, https://b .example' is not a "
+            "comma-separated list of origins: 'https://b .example' has white space or a "
+            "character outside printable ASCII (environment)",
+        ),
+        (
+            "ini",
+            "cors_allow_origin",
+            "https://ü.example",
+            "cors_allow_origin='https://ü.example' is not a comma-separated list of origins: "
+            "'https://ü.example' has white space or a character outside printable ASCII "
+            "(config file INI)",
+        ),
+        (
+            "env",
+            "io_batch_max_size",
+            "lots",
+            "RS_IO_BATCH_MAX_SIZE='lots' is not a byte size (such as 512, 10.4 MB or 1 GiB) "
+            "(environment)",
+        ),
+        (
+            "cli",
+            "io_batch_max_size",
+            "8 XB",
+            "--io-batch-max-size='8 XB' is not a byte size: unknown unit; use B, KB, MB, GB, "
+            "TB, PB or KiB to PiB (command line)",
+        ),
+        (
+            "env",
+            "io_batch_max_metadata_size",
+            "0",
+            "RS_IO_BATCH_MAX_METADATA_SIZE='0' must be at least 1 byte (environment)",
+        ),
+        (
+            "ini",
+            "io_batch_max_metadata_size",
+            "1.5",
+            "io_batch_max_metadata_size='1.5' is not a whole number of bytes (config file INI)",
+        ),
+        (
+            "env",
+            "io_batch_max_records",
+            "-3",
+            "RS_IO_BATCH_MAX_RECORDS='-3' is not a whole number (environment)",
+        ),
+        (
+            "cli",
+            "io_batch_max_records",
+            "0",
+            "--io-batch-max-records='0' must be at least 1 (command line)",
+        ),
+        (
+            "env",
+            "io_batch_timeout",
+            "0",
+            "RS_IO_BATCH_TIMEOUT='0' must be a positive number of seconds (environment)",
+        ),
+        (
+            "env",
+            "io_batch_records_timeout",
+            "1s",
+            "RS_IO_BATCH_RECORDS_TIMEOUT='1s' is not a number of seconds (environment)",
+        ),
+        (
+            "ini",
+            "io_operation_timeout",
+            "-5",
+            "io_operation_timeout='-5' must be a positive number of seconds (config file INI)",
+        ),
     ],
 )
 def test_invalid_values(tmp_path, layer, field, value, message):
@@ -319,6 +413,51 @@ def test_invalid_values(tmp_path, layer, field, value, message):
         load_config(cli, environ, ini_path)
     assert str(e.value) == message
     assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize(
+    "value, origins",
+    [
+        ("https://first-allowed-origin.com, https://second-allowed-origin.com",
+         ("https://first-allowed-origin.com", "https://second-allowed-origin.com")),
+        ("*", ("*",)),
+        ("https://a.example,*", ("https://a.example", "*")),
+        ("  https://a.example  ", ("https://a.example",)),
+        ("https://a.example,,https://a.example, ,", ("https://a.example",)),
+        ("http://localhost:3000", ("http://localhost:3000",)),
+        (" , ", ()),
+    ],
+)
+def test_cors_origins_parsed(value, origins):
+    """RS_CORS_ALLOW_ORIGIN is split at commas and trimmed; empty items and repeats go."""
+    assert load_config({}, {"RS_CORS_ALLOW_ORIGIN": value}, None).cors_allow_origin == origins
+
+
+def test_records_timeout_old_name():
+    """RS_IO_BATCH_RECORDS_TIMEOUT_S (before 1.17) is read; the new name wins over it."""
+    old = {"RS_IO_BATCH_RECORDS_TIMEOUT_S": "3"}
+    assert load_config({}, old, None).io_batch_records_timeout == 3.0
+    both = dict(old, RS_IO_BATCH_RECORDS_TIMEOUT="4")
+    assert load_config({}, both, None).io_batch_records_timeout == 4.0
+    blank = dict(old, RS_IO_BATCH_RECORDS_TIMEOUT=" ")
+    assert load_config({}, blank, None).io_batch_records_timeout == 3.0
+    with pytest.raises(ConfigError) as e:
+        load_config({}, {"RS_IO_BATCH_RECORDS_TIMEOUT_S": "x"}, None)
+    assert str(e.value) == (
+        "RS_IO_BATCH_RECORDS_TIMEOUT_S='x' is not a number of seconds (environment)"
+    )
+
+
+@pytest.mark.parametrize("text, number", [("0", 0), (" 85 ", 85), (str(2**64 - 1), 2**64 - 1)])
+def test_whole_numbers(text, number):
+    """parse_whole_number takes digits only, up to 64 bits."""
+    assert parse_whole_number(text) == number
+
+
+@pytest.mark.parametrize("text", ["", "-1", "+1", "1.0", "1e3", "١٢", str(2**64)])
+def test_whole_number_garbage(text):
+    with pytest.raises(ValueError):
+        parse_whole_number(text)
 
 
 def test_cert_without_key(tmp_path, certs):

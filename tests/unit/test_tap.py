@@ -56,6 +56,13 @@ def test_options_defaults():
         "log-level": None,
         "listen": [],
         "api-token": None,
+        "cors-allow-origin": None,
+        "io-batch-max-size": None,
+        "io-batch-max-records": None,
+        "io-batch-max-metadata-size": None,
+        "io-batch-timeout": None,
+        "io-batch-records-timeout": None,
+        "io-operation-timeout": None,
     }
     assert options.config == Config()
 
@@ -80,6 +87,20 @@ def test_options_all_given(tmp_path):
             "tcp:2:interface=127.0.0.1",
             "--api-token",
             "tok",
+            "--cors-allow-origin",
+            "https://a.example, https://b.example",
+            "--io-batch-max-size",
+            "1 MiB",
+            "--io-batch-max-records",
+            "10",
+            "--io-batch-max-metadata-size",
+            "4KB",
+            "--io-batch-timeout",
+            "2",
+            "--io-batch-records-timeout",
+            "0.5",
+            "--io-operation-timeout",
+            "7",
         ]
     )
     assert dict(options) == {
@@ -89,6 +110,13 @@ def test_options_all_given(tmp_path):
         "log-level": "warning",
         "listen": ["tcp:1:interface=127.0.0.1", "tcp:2:interface=127.0.0.1"],
         "api-token": "tok",
+        "cors-allow-origin": "https://a.example, https://b.example",
+        "io-batch-max-size": "1 MiB",
+        "io-batch-max-records": "10",
+        "io-batch-max-metadata-size": "4KB",
+        "io-batch-timeout": "2",
+        "io-batch-records-timeout": "0.5",
+        "io-operation-timeout": "7",
     }
     assert options.config == Config(
         data_path="/srv/data",
@@ -97,6 +125,13 @@ def test_options_all_given(tmp_path):
         log_level="WARN",
         listen=("tcp:1:interface=127.0.0.1", "tcp:2:interface=127.0.0.1"),
         api_token="tok",
+        cors_allow_origin=("https://a.example", "https://b.example"),
+        io_batch_max_size=1024**2,
+        io_batch_max_records=10,
+        io_batch_max_metadata_size=4000,
+        io_batch_timeout=2.0,
+        io_batch_records_timeout=0.5,
+        io_operation_timeout=7.0,
     )
 
 

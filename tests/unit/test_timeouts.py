@@ -1,13 +1,17 @@
 """
 Connection deadlines of ``ReductChannel``/``ReductSite``, on a Clock: the
-header deadline (slow loris) and the idle timeout.
+header deadline (slow loris), the idle timeout between requests and the
+I/O timeout of a request body; and the header limits the batch settings
+raise.
 """
 
+from twisted.internet.error import ConnectionDone
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
+from twisted.python.failure import Failure
 from twisted.web.resource import Resource
 
-from reduct_twisted.http.streaming import ReductSite
+from reduct_twisted.http.streaming import HEADER_SLACK, ReductChannel, ReductSite
 
 
 class Leaf(Resource):
@@ -17,13 +21,22 @@ class Leaf(Resource):
         return b"ok"
 
 
-def connect(idle=60.0, header=10.0):
+def connect(idle=60.0, header=10.0, io=30.0):
     clock = Clock()
-    site = ReductSite(Leaf(), router=None, reactor=clock, timeout=idle, header_timeout=header)
+    site = ReductSite(Leaf(), router=None, reactor=clock, timeout=idle, header_timeout=header,
+                      io_timeout=io)
     channel = site.buildProtocol(None)
     transport = StringTransport()
     channel.makeConnection(transport)
     return clock, channel, transport
+
+
+def assert_cut_after(seconds, clock, transport):
+    """The connection is still open just before ``seconds`` and closed just after."""
+    clock.advance(seconds - 0.1)
+    assert not transport.disconnecting
+    clock.advance(0.2)
+    assert transport.disconnecting or transport.disconnected
 
 
 def test_trickled_headers_are_cut_at_the_header_deadline():
@@ -56,25 +69,63 @@ def test_each_request_gets_its_own_header_deadline():
     channel.dataReceived(b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n")
     clock.advance(100)
     channel.dataReceived(b"GET /x HTTP/1.1\r\n")
-    clock.advance(4.9)
-    assert not transport.disconnecting
-    clock.advance(0.2)
-    assert transport.disconnecting or transport.disconnected
+    assert_cut_after(5.0, clock, transport)
 
 
 def test_idle_connection_is_closed_after_idle_timeout():
     clock, channel, transport = connect(idle=3.0, header=10.0)
-    clock.advance(2.9)
-    assert not transport.disconnecting
-    clock.advance(0.2)
-    assert transport.disconnecting or transport.disconnected
+    assert_cut_after(3.0, clock, transport)
 
 
 def test_no_timer_left_after_the_connection_is_gone():
-    from twisted.internet.error import ConnectionDone
-    from twisted.python.failure import Failure
-
     clock, channel, transport = connect()
     channel.dataReceived(b"GET /x HTTP/1.1\r\n")
     channel.connectionLost(Failure(ConnectionDone()))
     assert clock.getDelayedCalls() == []
+
+
+def test_stalled_body_is_cut_at_the_io_timeout():
+    """A request body that stops arriving is cut after io_timeout, not idle_timeout."""
+    clock, channel, transport = connect(idle=60.0, io=5.0)
+    channel.dataReceived(b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nabc")
+    for _ in range(3):
+        clock.advance(4.9)  # every byte restarts the timer
+        channel.dataReceived(b"d")
+    assert_cut_after(5.0, clock, transport)
+    assert b"200 OK" not in transport.value()
+
+
+def test_idle_timeout_again_after_a_body():
+    """Once the body is complete, the connection waits idle_timeout for the next request."""
+    clock, channel, transport = connect(idle=60.0, io=5.0)
+    channel.dataReceived(b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc")
+    assert b"200 OK" in transport.value()
+    assert [c.getTime() for c in clock.getDelayedCalls()] == [60.0]
+    assert_cut_after(60.0, clock, transport)
+
+
+def test_chunked_body_gets_the_io_timeout():
+    """A chunked body (no Content-Length) is a body too."""
+    clock, channel, transport = connect(idle=60.0, io=2.0)
+    channel.dataReceived(
+        b"POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n"
+    )
+    assert_cut_after(2.0, clock, transport)
+    # twisted.web buffers a chunked body of a plain resource in a temporary file
+    request = channel.requests[-1]
+    channel.connectionLost(Failure(ConnectionDone()))
+    request.content.close()
+
+
+def test_header_limits_follow_the_batch_settings():
+    """Batch settings beyond ReductChannel's limits raise them; smaller ones never lower them."""
+    site = ReductSite(Leaf(), None, Clock(), max_batch_records=5000,
+                      max_batch_metadata=2_000_000)
+    channel = site.buildProtocol(None)
+    assert channel.maxHeaders == 5015
+    assert channel.totalHeadersSize == channel.MAX_LENGTH == 2_000_000 + HEADER_SLACK
+    small = ReductSite(Leaf(), None, Clock(), max_batch_records=85,
+                       max_batch_metadata=512_000).buildProtocol(None)
+    assert small.maxHeaders == ReductChannel.maxHeaders == 2000
+    assert small.totalHeadersSize == ReductChannel.totalHeadersSize
+    assert small.MAX_LENGTH == 512_000 + HEADER_SLACK > ReductChannel.MAX_LENGTH
