@@ -11,7 +11,11 @@ message, and exits 1 without a traceback.
 
     LevelFilteredService "reduct"        (log level filter for twistd, see logs.py)
     ├── StorageService "storage"         (engine, thread pool, quota + query-expiry loops)
+    ├── ReplicationManager "replication" (senders of the replications; the site's)
     └── StreamServerEndpointService "listen:<endpoint>"   one per listen endpoint
+
+Services stop in reverse order: listeners, then replication senders, then
+storage.
 """
 
 from __future__ import annotations
@@ -79,6 +83,24 @@ class Options(usage.Options):
             _help("TRACE, DEBUG, INFO, WARN or ERROR.", "log_level"),
         ],
         [
+            "replication-timeout",
+            None,
+            None,
+            _help(
+                "Seconds a request to a replication destination may go without progress.",
+                "replication_timeout",
+            ),
+        ],
+        [
+            "replication-log-size",
+            None,
+            None,
+            _help(
+                "Most records waiting in one replication log; when full, the oldest is dropped.",
+                "replication_log_size",
+            ),
+        ],
+        [
             "api-token",
             None,
             None,
@@ -123,6 +145,8 @@ class Options(usage.Options):
             "log_level": self["log-level"],
             "listen": self["listen"],
             "api_token": self["api-token"],
+            "replication_timeout": self["replication-timeout"],
+            "replication_log_size": self["replication-log-size"],
         }
         given = {k: v for k, v in cli.items() if v}
         try:
@@ -255,6 +279,9 @@ def makeService(
     except TokenStoreError as exc:
         storage.engine.close()
         raise SystemExit(f"reduct: {exc}")
+    replications = getattr(site, "replications", None)
+    if replications is not None:
+        replications.setServiceParent(top)
     for description in config.listen_endpoints():
         # strports.service: StreamServerEndpointService(serverFromString(...))
         # that raises at start-up if it cannot listen, instead of running on

@@ -130,14 +130,18 @@ class ReductAPI:
     :param base_path: ``RS_API_BASE_PATH``, normalised (``/`` or ``/x/``).
     :param syncer: the ``GroupSync`` that makes committed changes durable
         before they are answered (sync policy ``always``), or None (``none``).
+    :param replications: the ``ReplicationManager`` behind
+        ``/api/v1/replications`` (routes in ``replications.py``).
     """
 
     app = app
 
     def __init__(
-        self, engine, auth, reactor, threadpool, base_path: str = "/", syncer=None
+        self, engine, auth, reactor, threadpool, base_path: str = "/", syncer=None,
+        replications=None,
     ) -> None:
         self.engine = engine
+        self.replications = replications
         self.syncer = syncer
         self.auth = auth
         self.reactor = reactor
@@ -519,3 +523,7 @@ class ReductAPI:
         return respond_json(
             request, {"records": [{"ts": str(ts), "size": str(size)} for ts, size in records]}
         )
+
+
+# The replication routes register themselves on ``app`` (they need ``route``).
+from reduct_twisted.http import replications as _replications  # noqa: E402,F401

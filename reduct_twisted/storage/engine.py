@@ -112,6 +112,11 @@ class StorageEngine(ReadMethods):
         self._queries = QueryRegistry()
         self._opened_at = None
         self._running = False
+        #: Told of every committed record: ``record_written(bucket, entry,
+        #: record)`` runs right after the commit, on the calling thread; the
+        #: ``Record`` is the engine's own (read it there, never keep or change
+        #: it).  A listener must not raise (replication, ``replication/``).
+        self.listeners: list = []
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -340,6 +345,9 @@ class StorageEngine(ReadMethods):
             message); the record is aborted likewise.
         """
         writer.commit(self._context, alloc)
+        if self.listeners:
+            for listener in self.listeners:
+                listener.record_written(alloc.bucket, alloc.entry, alloc._record)
 
     def abort(self, alloc: Allocation) -> None:
         """

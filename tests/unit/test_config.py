@@ -41,6 +41,8 @@ def test_defaults_are_pinned():
         "sync": "always",
         "idle_timeout": 60.0,
         "header_timeout": 10.0,
+        "replication_timeout": 5.0,
+        "replication_log_size": 1_000_000,
         "api_token": None,
     }
 
@@ -157,6 +159,8 @@ def precedence_cases(certs):
         "sync": ("none", "ALWAYS", "none", "none", "always", "none"),
         "idle_timeout": ("30", "45.5", "90", 30.0, 45.5, 90.0),
         "header_timeout": ("5", "2", "1", 5.0, 2.0, 1.0),
+        "replication_timeout": ("2", "7.5", "30", 2.0, 7.5, 30.0),
+        "replication_log_size": ("10", "1000", "5", 10, 1000, 5),
         "api_token": ("tok-ini", " tok-env ", "tok-cli", "tok-ini", "tok-env", "tok-cli"),
     }
 
@@ -277,6 +281,18 @@ def test_api_token_masked_in_repr():
             "RS_QUOTA_INTERVAL='inf' must be a positive number of seconds (environment)",
         ),
         ("env", "threadpool_size", "0", "RS_THREADPOOL_SIZE='0' must be at least 1 (environment)"),
+        (
+            "env",
+            "replication_log_size",
+            "0",
+            "RS_REPLICATION_LOG_SIZE='0' must be at least 1 (environment)",
+        ),
+        (
+            "cli",
+            "replication_timeout",
+            "0",
+            "--replication-timeout='0' must be a positive number of seconds (command line)",
+        ),
         (
             "ini",
             "threadpool_size",

@@ -370,9 +370,10 @@ def test_token_values_never_logged(log_events):
 
 
 def test_nothing_to_provision(log_events):
-    """No RS_BUCKET_* or RS_TOKEN_* variables: nothing, silently."""
+    """No RS_BUCKET_*, RS_TOKEN_* or RS_REPLICATION_<ID>_* variables:
+    nothing, silently (the RS_REPLICATION_* settings are not resources)."""
     environ = {"RS_API_TOKEN": "x", "RS_DATA_PATH": "/d", "PATH": "/bin",
-               "RS_REPLICATION_R_NAME": "r", "RS_REPLICATION_R_SRC_BUCKET": "b"}
+               "RS_REPLICATION_TIMEOUT": "3", "RS_REPLICATION_LOG_SIZE": "10"}
     assert parse_provisioning(environ) == Provisioning([], [])
     assert parse_provisioning({}) == Provisioning([], [])
     assert _warnings(log_events) == []

@@ -56,6 +56,8 @@ def test_options_defaults():
         "log-level": None,
         "listen": [],
         "api-token": None,
+        "replication-timeout": None,
+        "replication-log-size": None,
     }
     assert options.config == Config()
 
@@ -80,6 +82,10 @@ def test_options_all_given(tmp_path):
             "tcp:2:interface=127.0.0.1",
             "--api-token",
             "tok",
+            "--replication-timeout",
+            "2.5",
+            "--replication-log-size",
+            "100",
         ]
     )
     assert dict(options) == {
@@ -89,6 +95,8 @@ def test_options_all_given(tmp_path):
         "log-level": "warning",
         "listen": ["tcp:1:interface=127.0.0.1", "tcp:2:interface=127.0.0.1"],
         "api-token": "tok",
+        "replication-timeout": "2.5",
+        "replication-log-size": "100",
     }
     assert options.config == Config(
         data_path="/srv/data",
@@ -97,6 +105,8 @@ def test_options_all_given(tmp_path):
         log_level="WARN",
         listen=("tcp:1:interface=127.0.0.1", "tcp:2:interface=127.0.0.1"),
         api_token="tok",
+        replication_timeout=2.5,
+        replication_log_size=100,
     )
 
 
