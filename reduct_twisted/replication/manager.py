@@ -153,6 +153,7 @@ class ReplicationManager(Service):
             from twisted.web.client import Agent, HTTPConnectionPool
 
             self._pool = HTTPConnectionPool(self.clock, persistent=True)
+            self._pool._factory = _quiet_factory()
             agent = Agent(self.clock, connectTimeout=self.timeout, pool=self._pool)
             self._http = HTTPClient(agent)
         return RemoteBucket(self._http, self.clock, settings.dst_host, settings.dst_bucket,
@@ -344,3 +345,14 @@ class ReplicationManager(Service):
 
 def _remove_tree(path: str) -> None:
     shutil.rmtree(path, ignore_errors=True)
+
+
+def _quiet_factory():
+    from twisted.web.client import _HTTP11ClientFactory
+
+    class QuietFactory(_HTTP11ClientFactory):
+        # One "Starting factory" line per connection, and per retry while a
+        # destination is down, would flood the log.
+        noisy = False
+
+    return QuietFactory

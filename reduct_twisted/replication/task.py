@@ -250,15 +250,25 @@ class ReplicationTask:
     def _probed(self, _) -> None:
         # The back-off grows on: only a batch delivered resets it.
         self._needs_probe = False
-        self.active = True
+        self._set_active(True)
         if self.pending:
             self._schedule(0)
 
     def _sent(self, _) -> None:
-        self.active = True
+        self._set_active(True)
         self._failures = 0
         if self.pending:
             self._schedule(0)
+
+    def _set_active(self, active: bool, reason: str = "") -> None:
+        if active != self.active:
+            if active:
+                log.info("Replication {name}: destination {host} available again",
+                         name=self.name, host=self.settings.dst_host)
+            else:
+                log.warn("Replication {name}: destination {host} unavailable ({reason}); "
+                         "retrying", name=self.name, host=self.settings.dst_host, reason=reason)
+        self.active = active
 
     def _failed(self, error, records) -> None:
         if isinstance(error, CancelledError):
@@ -271,7 +281,7 @@ class ReplicationTask:
             error = _Attempt(RemoteError(500, str(error), retry=True), records or 1)
         remote = error.error
         self.diagnostics.errored(remote.status, remote.message, error.records)
-        self.active = False
+        self._set_active(False, f"{remote.status}: {remote.message}")
         self._needs_probe = True
         self._failures += 1
         self._schedule(min(MAX_BACKOFF, BASE_BACKOFF * 2 ** (self._failures - 1)))

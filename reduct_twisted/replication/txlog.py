@@ -26,8 +26,8 @@ never flushed: a cursor lost in a crash only means sending items again,
 which the destination answers with 409 for records it has (taken as
 delivered), so nothing is duplicated.
 
-Crash safety: a torn last line (no newline) or a damaged line at the end
-of the last segment (zeros after a power loss) is cut off when the log is
+Crash safety: a torn last line (no newline) and damaged lines at the end
+of the last segment (zeros after a power loss) are cut off when the log is
 opened; the appends are recorded in a ``DirtySet``, so the daemon's group
 commit flushes them before the write that caused them is answered.
 
@@ -171,15 +171,15 @@ class EntryLog:
         self._forget_done()
 
     def _repair(self, path: str) -> int:
-        # Cut the last segment after its last whole, readable line.
+        # Cut the last segment after its last whole, readable line; a
+        # damaged line before a good one stays (peek reports it).
         with open(path, "rb") as f:
             data = f.read()
-        good = count = 0
-        for line in data.split(b"\n")[:-1]:
-            if parse_item(line) is None:
-                break
-            good += len(line) + 1
-            count += 1
+        lines = data.split(b"\n")[:-1]
+        while lines and parse_item(lines[-1]) is None:
+            lines.pop()
+        count = len(lines)
+        good = sum(len(line) + 1 for line in lines)
         if good != len(data):
             os.truncate(path, good)
             self._dirty.file(path)
