@@ -525,5 +525,8 @@ class ReductAPI:
         )
 
 
-# The replication routes register themselves on ``app`` (they need ``route``).
-from reduct_twisted.http import replications as _replications  # noqa: E402,F401
+# Importing a route module registers its routes on ``app`` (it needs ``route``).
+from reduct_twisted.http import replications  # noqa: E402
+
+#: The modules whose routes are on ``app`` besides this one.
+ROUTE_MODULES = (replications,)

@@ -7,6 +7,7 @@ their label updates, flow to a bucket of another ReductStore instance.
 * ``txlog.py``: the persistent transaction log of what is still to send;
 * ``remote.py``: the destination, over HTTP with treq (v1 batch protocol);
 * ``task.py``: one replication: logging and sending, retries, diagnostics;
+* ``shipping.py``: one request to the destination, from the front of a log;
 * ``diagnostics.py``: the hourly ok/errored counts;
 * ``manager.py``: all replications: the API's registry, the storage
   engine's listener, the service.

@@ -41,7 +41,8 @@ from twisted.logger import Logger
 from reduct_twisted.errors import ReductError
 from reduct_twisted.replication.diagnostics import DiagnosticsCounter
 from reduct_twisted.replication.filters import TransactionFilter
-from reduct_twisted.replication.remote import BATCH_MAX_RECORDS, OutgoingBatch, RemoteError
+from reduct_twisted.replication.remote import BATCH_MAX_RECORDS, RemoteError
+from reduct_twisted.replication.shipping import Attempt, Shipment
 from reduct_twisted.replication.txlog import LABELS, WRITE, EntryLog
 from reduct_twisted.storage.settings import is_valid_name
 
@@ -274,11 +275,11 @@ class ReplicationTask:
         if isinstance(error, CancelledError):
             return
         if isinstance(error, RemoteError):  # a probe
-            error = _Attempt(error, records)
-        elif not isinstance(error, _Attempt):
+            error = Attempt(error, records)
+        elif not isinstance(error, Attempt):
             log.error("Replication {name}: sending failed: {error!r}", name=self.name,
                       error=error)
-            error = _Attempt(RemoteError(500, str(error), retry=True), records or 1)
+            error = Attempt(RemoteError(500, str(error), retry=True), records or 1)
         remote = error.error
         self.diagnostics.errored(remote.status, remote.message, error.records)
         self._set_active(False, f"{remote.status}: {remote.message}")
@@ -296,27 +297,13 @@ class ReplicationTask:
         items = entry_log.peek(BATCH_MAX_RECORDS)
         if not items:
             return None
-        return self._ship(entry, entry_log, items)
+        shipment = Shipment(self._engine, self.settings.src_bucket, self.remote, entry)
+        return self._ship(shipment, entry_log, items)
 
-    def _read(self, entry: str, item, errors: list):
-        try:
-            return self._engine.read(self.settings.src_bucket, entry, item.ts)
-        except ReductError as exc:
-            errors.append((exc.status, exc.message))
-            return None
-
-    async def _ship(self, entry: str, entry_log: EntryLog, items: list) -> None:
+    async def _ship(self, shipment, entry_log: EntryLog, items: list) -> None:
         # Send the longest run of items of one kind from the front of the
-        # log, then acknowledge it.  Raises _Attempt to retry later.
-        errors: list = []
-        kind = items[0].kind
-        if kind is None:
-            errors.append((500, f"Damaged transaction log line of entry '{entry}'"))
-            run = items[:1]
-        elif kind == WRITE:
-            run = await self._ship_writes(entry, items, errors)
-        else:
-            run = await self._ship_labels(entry, items, errors)
+        # log, then acknowledge it.  Raises Attempt to retry later.
+        run, errors = await shipment.send(items)
         if self._stopped:
             raise CancelledError()
         cursor = entry_log.cursor
@@ -325,92 +312,3 @@ class ReplicationTask:
         for status, message in errors:
             self.diagnostics.errored(status, message)
         entry_log.ack(run[-1])
-
-    async def _ship_writes(self, entry: str, items: list, errors: list) -> list:
-        batch = OutgoingBatch()
-        run: list = []
-        try:
-            for item in _run_of(items, WRITE):
-                view = self._read(entry, item, errors)
-                if view is not None and not _add(batch, view, errors):
-                    break
-                run.append(item)
-                if batch.full():
-                    break
-            if batch.headers:
-                await self._write(entry, batch, errors)
-        finally:
-            batch.close()
-        return run
-
-    async def _write(self, entry: str, batch: OutgoingBatch, errors: list) -> None:
-        try:
-            refused = await self.remote.write(entry, batch)
-        except RemoteError as exc:
-            if exc.retry:
-                raise _Attempt(exc, len(batch.headers)) from None
-            refused = {ts: (exc.status, exc.message) for ts, _ in batch.headers}
-        errors.extend(answer for answer in refused.values() if answer[0] != 409)
-
-    async def _ship_labels(self, entry: str, items: list, errors: list) -> list:
-        run = _run_of(items, LABELS)
-        updates, views = [], {}
-        for item in run:
-            view = self._read(entry, item, errors)
-            if view is not None:
-                labels = view.record.labels
-                views[item.ts] = view
-                updates.append((item.ts, labels, [n for n in item.removed if n not in labels]))
-        if not updates:
-            return run
-        try:
-            refused = await self.remote.update(entry, updates)
-        except RemoteError as exc:
-            if exc.status == 404:  # the entry is missing on the destination
-                refused = {ts: (404, exc.message) for ts, _, _ in updates}
-            elif exc.retry:
-                raise _Attempt(exc, len(updates)) from None
-            else:
-                refused = {ts: (exc.status, exc.message) for ts, _, _ in updates}
-        missing = [views[ts] for ts, answer in sorted(refused.items()) if answer[0] == 404]
-        errors.extend(answer for answer in refused.values() if answer[0] != 404)
-        # Records the destination does not have are written in full.
-        while missing:
-            batch = OutgoingBatch()
-            try:
-                while missing and not batch.full() and _add(batch, missing[0], errors):
-                    missing.pop(0)
-                if batch.headers:
-                    await self._write(entry, batch, errors)
-            finally:
-                batch.close()
-        return run
-
-
-def _add(batch: OutgoingBatch, view, errors: list) -> bool:
-    """``batch.add(view)``; a file that cannot be opened is an error of its record."""
-    try:
-        return batch.add(view)
-    except OSError as exc:
-        errors.append((500, f"Failed to read record {view.record.ts}: {exc.strerror or exc}"))
-        return True
-
-
-class _Attempt(Exception):
-    """A request failed as a whole, to be retried: its error and how many records it carried."""
-
-    def __init__(self, error: RemoteError, records: int) -> None:
-        super().__init__(error.message)
-        self.error = error
-        self.records = records
-
-
-def _run_of(items: list, kind: str) -> list:
-    """The items of ``kind`` at the front of ``items``, up to a repeated timestamp."""
-    run, seen = [], set()
-    for item in items:
-        if item.kind != kind or item.ts in seen:
-            break
-        seen.add(item.ts)
-        run.append(item)
-    return run

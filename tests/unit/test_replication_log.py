@@ -22,6 +22,14 @@ def _open(path, capacity=1000, segment_items=4, dirty=None):
     return EntryLog(str(path), capacity, dirty or DirtySet(), segment_items=segment_items)
 
 
+def _written(path, stamps, segment_items=4):
+    """A log at ``path`` with a WRITE item per timestamp, closed again."""
+    log = _open(path, segment_items=segment_items)
+    for ts in stamps:
+        log.append(WRITE, ts)
+    log.close()
+
+
 def _pending(log):
     return [(i.kind, i.ts, i.removed) for i in log.peek(10_000)]
 
@@ -95,10 +103,7 @@ def test_done_segments_are_deleted(tmp_path):
 def test_torn_last_line_is_cut(tmp_path):
     """A crash in the middle of an append leaves a partial line: it is cut off."""
     path = tmp_path / "e"
-    log = _open(path, segment_items=100)
-    log.append(WRITE, 1)
-    log.append(WRITE, 2)
-    log.close()
+    _written(path, (1, 2), segment_items=100)
     segment = path / ("%020d.log" % 0)
     with open(segment, "ab") as f:
         f.write(b"W 12")
@@ -114,9 +119,7 @@ def test_torn_last_line_is_cut(tmp_path):
 def test_zeros_after_power_loss_are_cut(tmp_path):
     """A tail of zeros (the size grew, the data did not land) is cut from there."""
     path = tmp_path / "e"
-    log = _open(path, segment_items=100)
-    log.append(WRITE, 1)
-    log.close()
+    _written(path, (1,), segment_items=100)
     segment = path / ("%020d.log" % 0)
     with open(segment, "ab") as f:
         f.write(b"\0" * 10 + b"\n" + b"\0" * 4000)
@@ -128,10 +131,7 @@ def test_zeros_after_power_loss_are_cut(tmp_path):
 def test_damaged_line_before_good_ones_stays(tmp_path):
     """A damaged line followed by good ones is kept and reported (kind None)."""
     path = tmp_path / "e"
-    log = _open(path, segment_items=100)
-    for ts in (1, 2, 3):
-        log.append(WRITE, ts)
-    log.close()
+    _written(path, (1, 2, 3), segment_items=100)
     segment = path / ("%020d.log" % 0)
     segment.write_bytes(b"W 1\n? 2\nW 3\n")
     assert [(i.kind, i.ts) for i in _open(path, segment_items=100).peek(9)] == [
@@ -142,10 +142,7 @@ def test_damaged_line_before_good_ones_stays(tmp_path):
 def test_damaged_line_in_older_segment_is_reported(tmp_path):
     """A line that cannot be read in an older segment comes back as kind None."""
     path = tmp_path / "e"
-    log = _open(path, segment_items=2)
-    for ts in (1, 2, 3):
-        log.append(WRITE, ts)
-    log.close()
+    _written(path, (1, 2, 3), segment_items=2)
     (path / ("%020d.log" % 0)).write_bytes(b"W 1\n??\n")
     again = _open(path, segment_items=2)
     assert [(i.kind, i.ts) for i in again.peek(5)] == [(WRITE, 1), (None, 0), (WRITE, 3)]

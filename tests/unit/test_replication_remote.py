@@ -191,71 +191,64 @@ class Consumer:
             self.producer.pauseProducing()
 
 
-def _ranges(tmp_path):
+@pytest.fixture
+def ranges(tmp_path):
+    """Four ranges of one file (one of them empty); the file is closed afterwards."""
     path = tmp_path / "blk"
     path.write_bytes(bytes(range(256)) * 1000)
     fd = os.open(path, os.O_RDONLY)
-    return fd, [(fd, 10, 150_000), (fd, 0, 5), (fd, 200_000, 0), (fd, 255_000, 1000)]
+    yield [(fd, 10, 150_000), (fd, 0, 5), (fd, 200_000, 0), (fd, 255_000, 1000)]
+    os.close(fd)
 
 
-def test_producer_streams_ranges_in_slices(tmp_path):
+def test_producer_streams_ranges_in_slices(ranges):
     """The ranges go out in order, one slice per reactor turn."""
     clock = Clock()
     turns = []
     call_later = clock.callLater
     clock.callLater = lambda *a: turns.append(a) or call_later(*a)
-    fd, ranges = _ranges(tmp_path)
-    try:
-        producer = RangeBodyProducer(ranges, clock, slice_size=65_536)
-        assert producer.length == 151_005
-        consumer = Consumer()
-        d = producer.startProducing(consumer)
-        assert consumer.data == []
-        clock.advance(0)
-        assert d.called
-        source = bytes(range(256)) * 1000
-        assert b"".join(consumer.data) == source[10:150_010] + source[:5] + source[255_000:]
-        assert [len(c) for c in consumer.data] == [65_536, 65_536, 18_928, 5, 1000]
-        assert len(turns) == 6  # one per slice, one to finish
-    finally:
-        os.close(fd)
+    producer = RangeBodyProducer(ranges, clock, slice_size=65_536)
+    assert producer.length == 151_005
+    consumer = Consumer()
+    d = producer.startProducing(consumer)
+    assert consumer.data == []
+    clock.advance(0)
+    assert d.called
+    source = bytes(range(256)) * 1000
+    assert b"".join(consumer.data) == source[10:150_010] + source[:5] + source[255_000:]
+    assert [len(c) for c in consumer.data] == [65_536, 65_536, 18_928, 5, 1000]
+    assert len(turns) == 6  # one per slice, one to finish
 
 
-def test_producer_pauses_and_resumes(tmp_path):
+def _paused(ranges):
+    """A producer the consumer paused (inside write) after two slices."""
+    clock = Clock()
+    producer = RangeBodyProducer(ranges, clock, slice_size=1000)
+    consumer = Consumer(producer, pause_after=2)
+    d = producer.startProducing(consumer)
+    clock.advance(0)
+    assert len(consumer.data) == 2 and clock.getDelayedCalls() == []
+    return clock, producer, consumer, d
+
+
+def test_producer_pauses_and_resumes(ranges):
     """Paused (by the transport, even inside write), nothing is read until resumed."""
-    clock = Clock()
-    fd, ranges = _ranges(tmp_path)
-    try:
-        producer = RangeBodyProducer(ranges, clock, slice_size=1000)
-        consumer = Consumer(producer, pause_after=2)
-        d = producer.startProducing(consumer)
-        clock.advance(0)
-        assert len(consumer.data) == 2 and clock.getDelayedCalls() == []
-        producer.resumeProducing()
-        clock.advance(0)
-        assert d.called and sum(map(len, consumer.data)) == producer.length
-    finally:
-        os.close(fd)
+    clock, producer, consumer, d = _paused(ranges)
+    producer.resumeProducing()
+    clock.advance(0)
+    assert d.called and sum(map(len, consumer.data)) == producer.length
 
 
-def test_producer_stop_and_finish(tmp_path):
+def test_producer_stop_and_finish(ranges):
     """Stopped, it fails with TaskStopped and never reads again."""
-    clock = Clock()
-    fd, ranges = _ranges(tmp_path)
-    try:
-        producer = RangeBodyProducer(ranges, clock, slice_size=1000)
-        consumer = Consumer(producer, pause_after=2)
-        d = producer.startProducing(consumer)
-        clock.advance(0)
-        producer.stopProducing()
-        failures = []
-        d.addErrback(failures.append)
-        assert failures[0].check(TaskStopped)
-        producer.resumeProducing()
-        assert clock.getDelayedCalls() == []
-        assert len(consumer.data) == 2
-    finally:
-        os.close(fd)
+    clock, producer, consumer, d = _paused(ranges)
+    producer.stopProducing()
+    failures = []
+    d.addErrback(failures.append)
+    assert failures[0].check(TaskStopped)
+    producer.resumeProducing()
+    assert clock.getDelayedCalls() == []
+    assert len(consumer.data) == 2
 
 
 def test_batch_limits(engine):

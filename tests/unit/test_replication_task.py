@@ -251,20 +251,25 @@ def test_request_errors(setup, engine, clock, destination, status, retried):
     assert _hourly(manager)["errors"][str(status)] == {"count": 1, "last_message": "no"}
 
 
-def test_restart_resumes_pending(engine, clock, destination):
-    """Items still pending when the service stops are sent after a restart."""
+def _stopped_with_pending(engine, clock, destination, stamps):
+    """Run a manager whose destination is down, write ``stamps``, stop it."""
     engine.create_bucket("src", None)
     destination.down = RemoteError(-3, "Connection refused", retry=True)
     first = _manager(engine, clock, destination)
     first.create("r", dict(BODY))
-    for ts in (1, 2, 3):
+    for ts in stamps:
         _write(engine, ts)
     clock.advance(1)
-    assert _info(first)["pending_records"] == 3
+    assert _info(first)["pending_records"] == len(stamps)
     first.stopService()
     engine.listeners.remove(first)
     assert clock.getDelayedCalls() == []
     destination.down = None
+
+
+def test_restart_resumes_pending(engine, clock, destination):
+    """Items still pending when the service stops are sent after a restart."""
+    _stopped_with_pending(engine, clock, destination, (1, 2, 3))
     second = _manager(engine, clock, destination)
     assert _info(second)["pending_records"] == 3
     clock.advance(0)
@@ -449,19 +454,11 @@ def test_stop_cancels_request_in_flight(setup, engine, clock, destination):
 
 def test_damaged_log_line_is_skipped(engine, clock, destination):
     """A damaged line is counted as errored and skipped; the rest goes on."""
-    engine.create_bucket("src", None)
-    destination.down = RemoteError(-3, "down", retry=True)
-    first = _manager(engine, clock, destination)
-    first.create("r", dict(BODY))
-    for ts in (1, 2, 3):
-        _write(engine, ts)
-    first.stopService()
-    engine.listeners.remove(first)
+    _stopped_with_pending(engine, clock, destination, (1, 2, 3))
     segment = os.path.join(engine.data_path, ".replications", "r", "e", "%020d.log" % 0)
     with open(segment, "r+b") as f:
         f.seek(4)
         f.write(b"?")  # "W 2" -> "? 2"
-    destination.down = None
     second = _manager(engine, clock, destination)
     clock.advance(0)
     assert sorted(destination.store["e"]) == [1, 3]
