@@ -174,8 +174,9 @@ class ReplicationTask:
         """Stop sending; a request in flight is cancelled (its items stay pending)."""
         self._stopped = True
         self._cancel_call()
-        if self._in_flight is not None:
-            self._in_flight.cancel()
+        in_flight, self._in_flight = self._in_flight, None
+        if in_flight is not None:
+            in_flight.cancel()
         return succeed(None)
 
     def update(self, settings, keep_logs: bool) -> None:
@@ -202,9 +203,8 @@ class ReplicationTask:
         return directories
 
     def kick(self) -> None:
-        """Send soon, unless busy or waiting out a back-off."""
-        if not self._stopped and self._call is None and self._in_flight is None \
-                and not self._failures:
+        """Send soon, unless busy or waiting out a back-off (a call is scheduled)."""
+        if not self._stopped and self._call is None and self._in_flight is None:
             self._schedule(0)
 
     def _schedule(self, delay: float) -> None:
@@ -237,9 +237,9 @@ class ReplicationTask:
         self._in_flight = d
 
         def settled(result):
-            self._in_flight = None
-            if self._stopped:
+            if self._in_flight is not d:  # stopped (or restarted) meanwhile
                 return None
+            self._in_flight = None
             if isinstance(result, BaseException):
                 self._failed(result, records)
             else:

@@ -228,6 +228,7 @@ class EntryLog:
                 self.ack(dropped)
         if not self._segments or self._next - self._segments[-1] >= self._segment_items:
             self._rotate()
+        self._ensure_append_fd()
         os.write(self._append_fd, format_item(kind, ts, removed))
         self._dirty.file(self._path(self._segments[-1]))
         self._next += 1
@@ -244,7 +245,8 @@ class EntryLog:
 
     def _ensure_append_fd(self) -> None:
         if self._append_fd is None and self._segments:
-            self._append_fd = os.open(self._path(self._segments[-1]), os.O_WRONLY | os.O_APPEND)
+            self._append_fd = os.open(self._path(self._segments[-1]),
+                                      os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
 
     # -- reading ---------------------------------------------------------------
 
@@ -277,6 +279,8 @@ class EntryLog:
         self.cursor = item.seq + 1
         self._pos = item.end
         self._forget_done()
+        if self._cursor_fd is None:
+            self._cursor_fd = os.open(os.path.join(self.directory, CURSOR_FILE), os.O_WRONLY)
         os.pwrite(self._cursor_fd, b"%020d\n" % self.cursor, 0)
 
     def _forget_done(self) -> None:
@@ -296,7 +300,7 @@ class EntryLog:
             self._append_fd = None
 
     def close(self) -> None:
-        """Close the files (the log can be opened again)."""
+        """Close the files; a later append or ack opens them again."""
         self._close_append()
         if self._cursor_fd is not None:
             os.close(self._cursor_fd)

@@ -115,7 +115,9 @@ class StorageEngine(ReadMethods):
         #: Told of every committed record: ``record_written(bucket, entry,
         #: record)`` runs right after the commit, on the calling thread; the
         #: ``Record`` is the engine's own (read it there, never keep or change
-        #: it).  A listener must not raise (replication, ``replication/``).
+        #: it).  After a label update, ``labels_updated(bucket, entry, ts,
+        #: changes)`` (name → new value, ``""`` removed).  A listener must not
+        #: raise (replication, ``replication/manager.py``).
         self.listeners: list = []
 
     # -- lifecycle ---------------------------------------------------------

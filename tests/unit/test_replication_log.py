@@ -226,3 +226,14 @@ def test_many_items_through_small_segments(tmp_path, capacity):
     sent.extend(i.ts for i in log.peek(10_000))
     assert sent == list(range(1, 501))
     assert len(_segments(tmp_path / "e")) <= 500 // capacity + 1
+
+
+def test_closed_log_opens_its_files_again(tmp_path):
+    """After close, an append or an ack opens the files again."""
+    log = _open(tmp_path / "e")
+    log.append(WRITE, 1)
+    log.close()
+    log.append(WRITE, 2)
+    log.ack(log.peek(1)[0])
+    log.close()
+    assert [i.ts for i in _open(tmp_path / "e").peek(5)] == [2]

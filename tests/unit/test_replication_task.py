@@ -465,3 +465,31 @@ def test_damaged_log_line_is_skipped(engine, clock, destination):
     assert _hourly(second)["errors"]["500"]["last_message"] == \
         "Damaged transaction log line of entry 'e'"
     second.stopService()
+
+
+def test_unreachable_at_creation_then_first_write(setup, engine, clock, destination):
+    """A destination down when the replication is made: the first write later still goes."""
+    destination.down = RemoteError(-3, "down", retry=True)
+    manager = setup()
+    clock.advance(MAX_BACKOFF)  # the retry finds nothing to send: idle
+    assert clock.getDelayedCalls() == [] and _info(manager)["is_active"] is False
+    destination.down = None
+    _write(engine, 1)
+    clock.advance(0)
+    assert sorted(destination.store["e"]) == [1]
+    assert _info(manager)["is_active"] is True
+
+
+def test_update_restarts_the_sender(setup, engine, clock, destination):
+    """PUT while a request is in flight: it is dropped, the items go with the new settings."""
+    manager = setup()
+    destination.hold = True
+    _write(engine, 1)
+    clock.advance(0)
+    [(old, _)] = destination.held
+    manager.update("r", dict(BODY, dst_bucket="other"))
+    assert old.called
+    destination.hold = False
+    clock.advance(0)
+    assert sorted(destination.store["e"]) == [1]
+    assert _info(manager)["pending_records"] == 0
