@@ -40,7 +40,8 @@ def update_replication(self, request, name):
 def _apply(api, request, operation, name):
     settings = parse_json_body(request.content.getvalue())
     api._authorize(request, Policy.FULL_ACCESS)
-    saved = operation(name, settings, request.getHost().port)
+    # The port the request came in on is ours (not there on a UNIX socket).
+    saved = operation(name, settings, getattr(request.getHost(), "port", None))
     return saved.addCallback(lambda _: respond_empty(request))
 
 
