@@ -174,3 +174,44 @@ def test_kill_destination_then_source_mid_stream(tmp_path):
                 conn.close()
         src.kill()
         dst.kill()
+
+
+def test_orderly_stop_keeps_pending_records(tmp_path):
+    """SIGTERM with a destination down stops at once; the records wait for the next run."""
+    dst_port = _free_port()
+    src = Twistd(tmp_path / "src")
+    dst = Twistd(tmp_path / "dst", "--listen", f"tcp:{dst_port}:interface=127.0.0.1")
+    work = Workload()
+    conn = None
+    try:
+        conn = Connection(src.start())
+        _json(conn, "POST", "/api/v1/b/src")
+        settings = {"src_bucket": "src", "dst_bucket": "dst",
+                    "dst_host": f"http://127.0.0.1:{dst_port}"}
+        _json(conn, "POST", "/api/v1/replications/r", json.dumps(settings).encode())
+        work.write(conn, 12)
+        assert _pending(conn) == 12
+        conn.close()
+        started = time.monotonic()
+        log = src.stop()
+        assert time.monotonic() - started < 10
+        assert "Traceback" not in log
+
+        src = Twistd(tmp_path / "src")
+        conn = Connection(src.start())
+        assert _pending(conn) == 12
+        _start_on(dst, dst_port)
+        dst_conn = Connection(dst_port)
+        _json(dst_conn, "POST", "/api/v1/b/dst")
+        deadline = time.monotonic() + DRAIN_DEADLINE
+        while _pending(conn):
+            assert time.monotonic() < deadline, "replication did not drain in time"
+            time.sleep(0.1)
+        info = _json(dst_conn, "GET", "/api/v1/b/dst")
+        dst_conn.close()
+        assert sum(e["record_count"] for e in info["entries"]) == 12
+    finally:
+        if conn is not None:
+            conn.close()
+        src.kill()
+        dst.kill()

@@ -10,8 +10,10 @@ import stat
 
 import pytest
 
+from reduct_twisted.config import Config
 from reduct_twisted.errors import Conflict, NotFound, UnprocessableEntity
 from reduct_twisted.provision import ProvisionedReplication
+from reduct_twisted.replication import make_replications
 from reduct_twisted.replication.diagnostics import DiagnosticsCounter
 from reduct_twisted.replication.manager import REGISTRY_FILE, ReplicationManager
 from reduct_twisted.replication.remote import RemoteBucket
@@ -226,6 +228,15 @@ def test_default_remote_is_treq(engine, clock):
     manager.create("r", dict(BODY))
     assert isinstance(manager._tasks["r"].remote, RemoteBucket)
     assert manager._pool is not None and manager._pool._factory.noisy is False
+
+
+def test_daemon_settings_reach_the_manager(engine, clock):
+    """RS_REPLICATION_LOG_SIZE, RS_REPLICATION_TIMEOUT, RS_PORT and the sync policy apply."""
+    config = Config(replication_log_size=7, replication_timeout=2.5, port=1234, sync="none")
+    made = make_replications(engine, config, clock, threadpool=None)
+    _MADE.append(made)
+    assert (made.capacity, made.timeout, made.ports) == (7, 2.5, frozenset({1234}))
+    assert made.dirty.enabled is False
 
 
 # -- diagnostics ------------------------------------------------------------

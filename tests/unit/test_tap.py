@@ -446,6 +446,10 @@ def test_real_parts_wire_up(tmp_path):
     assert (tmp_path / "data").is_dir()
     [listener] = [s for s in top if s.name.startswith("listen:")]
     assert isinstance(listener.factory, Site)
+    # The replication senders stop after the listeners, before the storage.
+    assert [s.name for s in top][:2] == ["storage", "replication"]
+    assert top.getServiceNamed("replication") is listener.factory.replications
+    assert storage.engine.listeners == [listener.factory.replications]
     top.startService()
     assert reactor.tcpServers[0][1] is listener.factory
     top.stopService()
