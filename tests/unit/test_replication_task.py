@@ -439,13 +439,19 @@ def test_writes_never_wait_for_the_destination(setup, engine, clock, destination
     assert len(destination.held) == 1
 
 
-def test_stop_cancels_request_in_flight(setup, engine, clock, destination):
-    """Stopping cancels the request in flight; its items stay pending."""
+def _one_in_flight(setup, engine, clock, destination):
+    """A replication whose request carrying record 1 is still unanswered."""
     manager = setup()
     destination.hold = True
     _write(engine, 1)
     clock.advance(0)
     [(d, _)] = destination.held
+    return manager, d
+
+
+def test_stop_cancels_request_in_flight(setup, engine, clock, destination):
+    """Stopping cancels the request in flight; its items stay pending."""
+    manager, d = _one_in_flight(setup, engine, clock, destination)
     manager.stopService()
     assert d.called  # cancelled
     assert clock.getDelayedCalls() == []
@@ -482,11 +488,7 @@ def test_unreachable_at_creation_then_first_write(setup, engine, clock, destinat
 
 def test_update_restarts_the_sender(setup, engine, clock, destination):
     """PUT while a request is in flight: it is dropped, the items go with the new settings."""
-    manager = setup()
-    destination.hold = True
-    _write(engine, 1)
-    clock.advance(0)
-    [(old, _)] = destination.held
+    manager, old = _one_in_flight(setup, engine, clock, destination)
     manager.update("r", dict(BODY, dst_bucket="other"))
     assert old.called
     destination.hold = False
