@@ -11,7 +11,7 @@ import stat
 import pytest
 
 from reduct_twisted.config import Config
-from reduct_twisted.errors import Conflict, NotFound, UnprocessableEntity
+from reduct_twisted.errors import Conflict, NotFound, ReductError, UnprocessableEntity
 from reduct_twisted.provision import ProvisionedReplication
 from reduct_twisted.replication import make_replications
 from reduct_twisted.replication.diagnostics import DiagnosticsCounter
@@ -271,3 +271,27 @@ def test_diagnostics_errors_by_status(clock):
     assert hourly["errored"] == 360
     clock.advance(3600)
     assert counter.hourly() == {"ok": 0, "errored": 0, "errors": {}}
+
+
+def test_engine_tells_listeners_of_commits_only(engine):
+    """StorageEngine.listeners hear each committed record once; aborts and refusals never."""
+    from reduct_twisted.storage.testing import write_content
+
+    heard = []
+
+    class Listener:
+        def record_written(self, bucket, entry, record):
+            heard.append((bucket, entry, record.ts, record.size, dict(record.labels)))
+
+    engine.listeners.append(Listener())
+    engine.create_bucket("b", None)
+    write_record(engine, "b", "e", 1, b"abc", labels={"k": "v"})
+    alloc = engine.allocate("b", "e", 2, 3, "text/plain", {})
+    write_content(alloc, b"ab")
+    with pytest.raises(ReductError):
+        engine.commit(alloc)  # shorter than declared: aborted
+    aborted = engine.allocate("b", "e", 3, 1, "text/plain", {})
+    engine.abort(aborted)
+    with pytest.raises(Conflict):
+        engine.allocate("b", "e", 1, 1, "text/plain", {})
+    assert heard == [("b", "e", 1, 3, {"k": "v"})]
