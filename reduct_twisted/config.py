@@ -104,6 +104,12 @@ class Config:
         upload cut this way leaves no record).
     :ivar header_timeout: seconds a request's line and headers may take to
         arrive in full (slow-loris guard).
+    :ivar replication_timeout: seconds a request to a replication's
+        destination may go without progress before it is given up and
+        retried (``RS_REPLICATION_TIMEOUT``).
+    :ivar replication_log_size: most records waiting in one replication
+        transaction log (one per replication and entry); when full, the
+        oldest is dropped (``RS_REPLICATION_LOG_SIZE``).
     :ivar api_token: ``RS_API_TOKEN``: when set, authentication is on and
         this is the value of the full-access ``init-token``.  Masked in the
         repr (the configuration is logged at debug level).
@@ -143,6 +149,8 @@ class Config:
     sync: str = "always"
     idle_timeout: float = 60.0
     header_timeout: float = 10.0
+    replication_timeout: float = 5.0
+    replication_log_size: int = 1_000_000
     api_token: str | None = attrs.field(
         default=None, repr=lambda value: "'***'" if value else "None"
     )
@@ -202,6 +210,8 @@ ENV_NAMES: Mapping[str, str] = {
     "sync": "RS_SYNC",
     "idle_timeout": "RS_IDLE_TIMEOUT",
     "header_timeout": "RS_HEADER_TIMEOUT",
+    "replication_timeout": "RS_REPLICATION_TIMEOUT",
+    "replication_log_size": "RS_REPLICATION_LOG_SIZE",
     "api_token": "RS_API_TOKEN",
     "cors_allow_origin": "RS_CORS_ALLOW_ORIGIN",
     "io_batch_max_size": "RS_IO_BATCH_MAX_SIZE",
@@ -405,6 +415,8 @@ _PARSERS: Mapping[str, Callable[[Any], Any]] = {
     "sync": _sync_policy,
     "idle_timeout": _seconds,
     "header_timeout": _seconds,
+    "replication_timeout": _seconds,
+    "replication_log_size": _positive_count,
     "api_token": _secret,
     "cors_allow_origin": _origins,
     "io_batch_max_size": _bytes,

@@ -13,13 +13,24 @@ group exists when its ``_NAME`` variable is set::
     RS_TOKEN_<ID>_VALUE               the secret (required)
     RS_TOKEN_<ID>_FULL_ACCESS         true or false (default false)
     RS_TOKEN_<ID>_READ, _WRITE        comma-separated bucket names
+    RS_REPLICATION_<ID>_NAME          replication name (required)
+    RS_REPLICATION_<ID>_SRC_BUCKET, _DST_BUCKET, _DST_HOST    (required)
+    RS_REPLICATION_<ID>_DST_TOKEN     token for the destination
+    RS_REPLICATION_<ID>_ENTRIES       comma-separated entry names
+    RS_REPLICATION_<ID>_INCLUDE_<label>, _EXCLUDE_<label>     label values
+    RS_REPLICATION_<ID>_EACH_N        whole number > 0
+    RS_REPLICATION_<ID>_EACH_S        seconds > 0
+    RS_REPLICATION_<ID>_WHEN          a JSON ``when`` condition
 
 As upstream, and unlike :mod:`reduct_twisted.config`, nothing here stops the
 daemon: an invalid value is logged and ignored (the default applies), and a
-resource without a usable name, or a token without a value, is logged and
-left out.  An empty variable counts as unset.  Two groups naming the same
-resource: the one whose ``<ID>`` sorts last wins.  Token values never reach
-a log line nor a ``repr``.  ``RS_REPLICATION_*`` is not handled here.
+resource without a usable name, a token without a value, or a replication
+without its source bucket, destination bucket or host, is logged and left
+out.  An empty variable counts as unset.  Two groups naming the same
+resource: the one whose ``<ID>`` sorts last wins.  Token values (ours and
+replication destination tokens) never reach a log line nor a ``repr``.
+Replication settings are checked against the storage engine when they are
+applied (``ReplicationManager.provision``).
 
 Bucket settings are checked by the storage engine's own parser
 (:func:`~reduct_twisted.storage.settings.parse_settings_fields`), so the
@@ -33,6 +44,8 @@ parsers of :mod:`reduct_twisted.config`.
 
 from __future__ import annotations
 
+import json
+import math
 import re
 from typing import Callable, Mapping
 
@@ -48,6 +61,7 @@ _log = Logger()
 
 _BUCKET_NAME = re.compile(r"RS_BUCKET_(.*)_NAME")
 _TOKEN_NAME = re.compile(r"RS_TOKEN_(.*)_NAME")
+_REPLICATION_NAME = re.compile(r"RS_REPLICATION_(.*)_NAME")
 
 
 @attrs.frozen
@@ -82,16 +96,32 @@ class ProvisionedToken:
 
 
 @attrs.frozen
+class ProvisionedReplication:
+    """
+    A replication to create, or whose settings to overwrite, at start-up.
+    Its ``repr`` leaves out the settings (they hold the destination token).
+
+    :ivar name: a valid replication name.
+    :ivar settings: the settings as the API takes them (decoded JSON).
+    """
+
+    name: str
+    settings: dict = attrs.field(repr=False)
+
+
+@attrs.frozen
 class Provisioning:
     """
     Everything the environment provisions, each list sorted by name.
 
     :ivar buckets: :class:`ProvisionedBucket` items.
     :ivar tokens: :class:`ProvisionedToken` items.
+    :ivar replications: :class:`ProvisionedReplication` items.
     """
 
     buckets: list
     tokens: list
+    replications: list = attrs.Factory(list)
 
 
 def _parse_quota_type(text: str) -> str:
@@ -107,6 +137,9 @@ _BUCKET_SETTINGS: Mapping[str, tuple[str, Callable[[str], object]]] = {
 }
 
 _TOKEN_SUFFIXES = ("VALUE", "FULL_ACCESS", "READ", "WRITE")
+_REPLICATION_SUFFIXES = (
+    "SRC_BUCKET", "DST_BUCKET", "DST_HOST", "DST_TOKEN", "ENTRIES", "EACH_N", "EACH_S", "WHEN",
+)
 
 
 class _Reader:
@@ -224,15 +257,77 @@ def _token(env: _Reader, rid: str, name: str) -> ProvisionedToken | None:
     return ProvisionedToken(name, value.strip(), permissions)
 
 
+def _positive_seconds(text: str) -> float:
+    value = float(text.strip())
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError("not a positive number of seconds")
+    return value
+
+
+def _positive_count(text: str) -> int:
+    value = parse_whole_number(text)
+    if not value:
+        raise ValueError("must be greater than 0")
+    return value
+
+
+def _condition(text: str) -> dict:
+    value = json.loads(text)
+    if not isinstance(value, dict):
+        raise ValueError("not a JSON object")
+    return value
+
+
+#: Variable suffix of each optional replication setting, its key and parser.
+_REPLICATION_SETTINGS: Mapping[str, tuple[str, Callable[[str], object]]] = {
+    "EACH_N": ("each_n", _positive_count),
+    "EACH_S": ("each_s", _positive_seconds),
+    "WHEN": ("when", _condition),
+}
+
+
+def _replication(env: _Reader, rid: str, name: str) -> ProvisionedReplication | None:
+    prefix = f"RS_REPLICATION_{rid}_"
+    settings: dict = {}
+    for key in ("src_bucket", "dst_bucket", "dst_host"):
+        value = env.get(prefix + key.upper())
+        if value is None:
+            env.log.warn(
+                "{variable} is not set or empty; replication {name!r} not provisioned",
+                variable=prefix + key.upper(), name=name,
+            )
+            return None
+        settings[key] = value.strip()
+    settings["dst_token"] = (env.get(prefix + "DST_TOKEN") or "").strip()
+    entries = (env.get(prefix + "ENTRIES") or "").split(",")
+    settings["entries"] = [e.strip() for e in entries if e.strip()]
+    for key in ("include", "exclude"):
+        start = f"{prefix}{key.upper()}_"
+        settings[key] = {
+            variable[len(start):]: env.environ[variable].strip()
+            for variable in sorted(env.environ)
+            if variable.startswith(start) and len(variable) > len(start)
+        }
+    for suffix, (key, parse) in _REPLICATION_SETTINGS.items():
+        raw = env.get(prefix + suffix)
+        if raw is None:
+            continue
+        try:
+            settings[key] = parse(raw)
+        except ValueError as e:
+            env.ignore(prefix + suffix, raw, f"{e}; using the default")
+    return ProvisionedReplication(name, settings)
+
+
 def parse_provisioning(environ: Mapping[str, str], log: Logger | None = None) -> Provisioning:
     """
-    Read the provisioned buckets and tokens from the environment.
+    Read the provisioned buckets, tokens and replications from the environment.
 
     Never fails: whatever is invalid is logged as a warning and ignored.
 
     :param environ: the process environment (``os.environ``).
     :param log: where warnings go; this module's logger by default.
-    :return: the buckets and tokens, each sorted by name.
+    :return: the buckets, tokens and replications, each sorted by name.
     """
     env = _Reader(environ, _log if log is None else log)
     groups = env.groups(_BUCKET_NAME, "RS_BUCKET_", tuple(_BUCKET_SETTINGS), "bucket")
@@ -242,7 +337,14 @@ def parse_provisioning(environ: Mapping[str, str], log: Logger | None = None) ->
         token = _token(env, rid, name)
         if token is not None:
             tokens.append((rid, token))
+    replications = []
+    for rid, name in env.groups(_REPLICATION_NAME, "RS_REPLICATION_", _REPLICATION_SUFFIXES,
+                                "replication"):
+        replication = _replication(env, rid, name)
+        if replication is not None:
+            replications.append((rid, replication))
     return Provisioning(
         _unique(buckets, "RS_BUCKET_", "bucket", env.log),
         _unique(tokens, "RS_TOKEN_", "token", env.log),
+        _unique(replications, "RS_REPLICATION_", "replication", env.log),
     )

@@ -11,7 +11,11 @@ message, and exits 1 without a traceback.
 
     LevelFilteredService "reduct"        (log level filter for twistd, see logs.py)
     ├── StorageService "storage"         (engine, thread pool, quota + query-expiry loops)
+    ├── ReplicationManager "replication" (senders of the replications; the site's)
     └── StreamServerEndpointService "listen:<endpoint>"   one per listen endpoint
+
+Services stop in reverse order: listeners, then replication senders, then
+storage.
 """
 
 from __future__ import annotations
@@ -77,6 +81,24 @@ class Options(usage.Options):
             None,
             None,
             _help("TRACE, DEBUG, INFO, WARN or ERROR.", "log_level"),
+        ],
+        [
+            "replication-timeout",
+            None,
+            None,
+            _help(
+                "Seconds a request to a replication destination may go without progress.",
+                "replication_timeout",
+            ),
+        ],
+        [
+            "replication-log-size",
+            None,
+            None,
+            _help(
+                "Most records waiting in one replication log; when full, the oldest is dropped.",
+                "replication_log_size",
+            ),
         ],
         [
             "api-token",
@@ -151,6 +173,8 @@ class Options(usage.Options):
         "io_batch_timeout",
         "io_batch_records_timeout",
         "io_operation_timeout",
+        "replication_timeout",
+        "replication_log_size",
     )
 
     def __init__(self, environ: Mapping[str, str] | None = None) -> None:
@@ -315,6 +339,9 @@ def makeService(
     except TokenStoreError as exc:
         storage.engine.close()
         raise SystemExit(f"reduct: {exc}")
+    replications = getattr(site, "replications", None)
+    if replications is not None:
+        replications.setServiceParent(top)
     for description in config.listen_endpoints():
         # strports.service: StreamServerEndpointService(serverFromString(...))
         # that raises at start-up if it cannot listen, instead of running on

@@ -145,6 +145,8 @@ class ReductAPI:
         before they are answered (sync policy ``always``), or None (``none``).
     :param batch_limits: the server's ``BatchLimits`` of batched reads
         (``RS_IO_BATCH_*``); a query's directives override them.
+    :param replications: the ``ReplicationManager`` behind
+        ``/api/v1/replications`` (routes in ``replications.py``).
     """
 
     app = app
@@ -152,9 +154,11 @@ class ReductAPI:
     def __init__(
         self, engine, auth, reactor, threadpool, base_path: str = "/", syncer=None,
         batch_limits: BatchLimits = BatchLimits(),
+        replications=None,
     ) -> None:
         self.engine = engine
         self.batch_limits = batch_limits
+        self.replications = replications
         self.syncer = syncer
         self.auth = auth
         self.reactor = reactor
@@ -592,3 +596,10 @@ class ReductAPI:
         return respond_json(
             request, {"records": [{"ts": str(ts), "size": str(size)} for ts, size in records]}
         )
+
+
+# Importing a route module registers its routes on ``app`` (it needs ``route``).
+from reduct_twisted.http import replications  # noqa: E402
+
+#: The modules whose routes are on ``app`` besides this one.
+ROUTE_MODULES = (replications,)

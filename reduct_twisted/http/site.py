@@ -14,6 +14,7 @@ from reduct_twisted.http.batch import BatchLimits
 from reduct_twisted.http.cors import CorsPolicy
 from reduct_twisted.http.streaming import ReductSite
 from reduct_twisted.provision import Provisioning
+from reduct_twisted.replication import make_replications
 from reduct_twisted.sync import GroupSync
 
 log = Logger()
@@ -25,19 +26,29 @@ def make_site(engine, config, reactor, threadpool, provisioning=None) -> ReductS
 
     :param config: the daemon's ``Config`` (base path, API token, ...).
     :param threadpool: a started ``ThreadPool`` for file I/O off the reactor.
-    :param provisioning: buckets and tokens from ``RS_BUCKET_*`` /
-        ``RS_TOKEN_*`` (``provision.parse_provisioning``): the buckets are
-        created or updated in ``engine`` now, the tokens installed in the
-        token store.
+    :param provisioning: buckets, tokens and replications from
+        ``RS_BUCKET_*``, ``RS_TOKEN_*``, ``RS_REPLICATION_*``
+        (``provision.parse_provisioning``): the buckets are created or
+        updated in ``engine`` now, the tokens installed in the token store,
+        the replications in the replication manager.
+    :return: the site; its ``replications`` (the ``ReplicationManager``, a
+        service) must be started and stopped with the daemon.
     :raises reduct_twisted.tokens.TokenStoreError: the token file of the
         data directory is unreadable or corrupt.
     """
     provisioning = provisioning or Provisioning(buckets=[], tokens=[])
     provision_buckets(engine, provisioning.buckets)
     auth = make_auth(config, reactor, threadpool, provisioning.tokens)
+    replications = make_replications(engine, config, reactor, threadpool)
+    replications.provision(provisioning.replications)
     syncer = None
     if config.sync == "always":
-        syncer = GroupSync(engine.take_dirty, partial(deferToThreadPool, reactor, threadpool))
+        # Replication log appends are flushed in the same rounds as the
+        # records that caused them.
+        syncer = GroupSync(
+            partial(_take_dirty, engine, replications),
+            partial(deferToThreadPool, reactor, threadpool),
+        )
     api = ReductAPI(
         engine,
         auth,
@@ -46,8 +57,9 @@ def make_site(engine, config, reactor, threadpool, provisioning=None) -> ReductS
         base_path=config.api_base_path,
         syncer=syncer,
         batch_limits=BatchLimits.from_config(config),
+        replications=replications,
     )
-    return ReductSite(
+    site = ReductSite(
         api.resource(),
         api,
         reactor,
@@ -58,6 +70,14 @@ def make_site(engine, config, reactor, threadpool, provisioning=None) -> ReductS
         max_batch_records=config.io_batch_max_records,
         max_batch_metadata=config.io_batch_max_metadata_size,
     )
+    site.replications = replications
+    return site
+
+
+def _take_dirty(engine, replications) -> tuple:
+    files, directories = engine.take_dirty()
+    more_files, more_directories = replications.take_dirty()
+    return files | more_files, directories | more_directories
 
 
 def provision_buckets(engine, buckets) -> None:

@@ -5,7 +5,8 @@ renaming buckets and entries.
 
 A mixin of :class:`~reduct_twisted.storage.engine.StorageEngine`, like
 ``ReadMethods``; it uses the engine's ``_bucket``, ``_buckets``,
-``_context``, ``_queries``, ``_dirty``, ``_trash`` and ``data_path``.
+``_context``, ``_queries``, ``_dirty``, ``_trash``, ``listeners`` and
+``data_path``.  Listeners hear each label update once it is stored.
 
 Crash safety, by operation:
 
@@ -119,7 +120,10 @@ class EditMethods:
         series = self._bucket(bucket).entry(entry)
         errors, by_block = _locate(series, changes)
         for block, stamps in by_block.items():
-            relabel_block(self._context, series, block, {ts: changes[ts] for ts in stamps})
+            done = relabel_block(self._context, series, block, {ts: changes[ts] for ts in stamps})
+            for ts in done:
+                for listener in self.listeners:
+                    listener.labels_updated(bucket, entry, ts, changes[ts])
         return errors
 
     def remove_stamps(self, bucket: str, entry: str, stamps) -> dict:

@@ -114,6 +114,13 @@ class StorageEngine(ReadMethods, EditMethods):
         self._queries = QueryRegistry()
         self._opened_at = None
         self._running = False
+        #: Told of every committed record: ``record_written(bucket, entry,
+        #: record)`` runs right after the commit, on the calling thread; the
+        #: ``Record`` is the engine's own (read it there, never keep or change
+        #: it).  After a label update, ``labels_updated(bucket, entry, ts,
+        #: changes)`` (name → new value, ``""`` removed).  A listener must not
+        #: raise (replication, ``replication/manager.py``).
+        self.listeners: list = []
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -339,6 +346,9 @@ class StorageEngine(ReadMethods, EditMethods):
             message); the record is aborted likewise.
         """
         writer.commit(self._context, alloc)
+        if self.listeners:
+            for listener in self.listeners:
+                listener.record_written(alloc.bucket, alloc.entry, alloc._record)
 
     def abort(self, alloc: Allocation) -> None:
         """

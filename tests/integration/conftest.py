@@ -50,6 +50,7 @@ async def start_server(data_path, environ=None, **config_kwargs):
         config = Config(data_path=str(data_path), **config_kwargs)
         site = make_site(engine, config, reactor, pool, parse_provisioning(environ or {}))
         port = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(site)
+        site.replications.startService()
     except BaseException:
         # A pool thread left running keeps the interpreter alive forever at
         # exit (and deaf to SIGTERM): never leave one behind.
@@ -65,6 +66,7 @@ async def start_server(data_path, environ=None, **config_kwargs):
         try:
             await conn_pool.closeCachedConnections()
             await port.stopListening()
+            await site.replications.stopService()
         finally:
             pool.stop()
             engine.close()

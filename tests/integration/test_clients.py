@@ -256,3 +256,33 @@ async def test_reduct_py_newest_query(server, reduct_py_newest):
     assert summary["facts"]["strict_error"] == "Status 404: Reference 'score' not found"
     resp = await server.http.get(server.api("/list"))
     assert (await resp.json())["buckets"] == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_reduct_py_newest_replications(server, reduct_py_newest):
+    """
+    The newest reduct-py creates a replication between two buckets of the
+    daemon (``dst_host`` is the daemon itself) with ``entries`` and a
+    ``when`` filter, lists it, reads its details (``when`` echoed,
+    ``dst_token`` null), sees the matching records arrive byte-exact in the
+    destination, updates it, meets the error texts of a duplicate, a bad
+    host, a missing source bucket, a bad condition, a copy onto itself and
+    a missing replication, and deletes it (then ``Replication '<name>' does
+    not exist``).
+    """
+    summary = await run_client_script(
+        reduct_py_newest, "reduct_py_replication.py", server.url, "--bucket", "pyrepl"
+    )
+    assert summary["version"] == clients.REDUCT_PY_NEWEST
+    assert summary["checks"] == [
+        "create",
+        "list",
+        "get-detail",
+        "records-replicated",
+        "update",
+        "errors",
+        "delete",
+        "remove-buckets",
+    ]
+    resp = await server.http.get(server.api("/replications"))
+    assert (await resp.json())["replications"] == []

@@ -42,6 +42,8 @@ def test_defaults_are_pinned():
         "sync": "always",
         "idle_timeout": 60.0,
         "header_timeout": 10.0,
+        "replication_timeout": 5.0,
+        "replication_log_size": 1_000_000,
         "api_token": None,
         "cors_allow_origin": (),
         "io_batch_max_size": 8_000_000,
@@ -165,6 +167,8 @@ def precedence_cases(certs):
         "sync": ("none", "ALWAYS", "none", "none", "always", "none"),
         "idle_timeout": ("30", "45.5", "90", 30.0, 45.5, 90.0),
         "header_timeout": ("5", "2", "1", 5.0, 2.0, 1.0),
+        "replication_timeout": ("2", "7.5", "30", 2.0, 7.5, 30.0),
+        "replication_log_size": ("10", "1000", "5", 10, 1000, 5),
         "api_token": ("tok-ini", " tok-env ", "tok-cli", "tok-ini", "tok-env", "tok-cli"),
         "cors_allow_origin": (
             "https://a.example,\n https://b.example",
@@ -220,7 +224,7 @@ def test_empty_values_do_not_override(tmp_path):
 
 def test_unrelated_environment_ignored():
     """RS_* variables we do not know (upstream's other knobs) are ignored."""
-    environ = {"RS_BUCKET_1_NAME": "b", "RS_REPLICATION_TIMEOUT": "9", "PORT": "1"}
+    environ = {"RS_BUCKET_1_NAME": "b", "RS_EXT_PATH": "/ext", "PORT": "1"}
     assert load_config({}, environ, None) == Config()
 
 
@@ -299,6 +303,18 @@ def test_api_token_masked_in_repr():
             "RS_QUOTA_INTERVAL='inf' must be a positive number of seconds (environment)",
         ),
         ("env", "threadpool_size", "0", "RS_THREADPOOL_SIZE='0' must be at least 1 (environment)"),
+        (
+            "env",
+            "replication_log_size",
+            "0",
+            "RS_REPLICATION_LOG_SIZE='0' must be at least 1 (environment)",
+        ),
+        (
+            "cli",
+            "replication_timeout",
+            "0",
+            "--replication-timeout='0' must be a positive number of seconds (command line)",
+        ),
         (
             "ini",
             "threadpool_size",

@@ -370,9 +370,10 @@ def test_token_values_never_logged(log_events):
 
 
 def test_nothing_to_provision(log_events):
-    """No RS_BUCKET_* or RS_TOKEN_* variables: nothing, silently."""
+    """No RS_BUCKET_*, RS_TOKEN_* or RS_REPLICATION_<ID>_* variables:
+    nothing, silently (the RS_REPLICATION_* settings are not resources)."""
     environ = {"RS_API_TOKEN": "x", "RS_DATA_PATH": "/d", "PATH": "/bin",
-               "RS_REPLICATION_R_NAME": "r", "RS_REPLICATION_R_SRC_BUCKET": "b"}
+               "RS_REPLICATION_TIMEOUT": "3", "RS_REPLICATION_LOG_SIZE": "10"}
     assert parse_provisioning(environ) == Provisioning([], [])
     assert parse_provisioning({}) == Provisioning([], [])
     assert _warnings(log_events) == []
@@ -404,3 +405,94 @@ def test_custom_logger(log_events):
         "Ignoring RS_BUCKET_A_QUOTA_TYPE='x': Invalid quota type; using the default",
     ]
     assert _warnings(log_events) == []
+
+
+# -- replications (RS_REPLICATION_<ID>_*) ---------------------------------------
+
+
+def _replications(environ) -> dict:
+    return {r.name: r.settings for r in parse_provisioning(environ).replications}
+
+
+REPLICATION = {
+    "RS_REPLICATION_A_NAME": "to-central",
+    "RS_REPLICATION_A_SRC_BUCKET": "cams",
+    "RS_REPLICATION_A_DST_BUCKET": "cams-all",
+    "RS_REPLICATION_A_DST_HOST": "https://central:8383",
+}
+
+
+def test_replication_minimal():
+    """Name, source, destination bucket and host: the rest takes its default."""
+    assert _replications(REPLICATION) == {"to-central": {
+        "src_bucket": "cams", "dst_bucket": "cams-all", "dst_host": "https://central:8383",
+        "dst_token": "", "entries": [], "include": {}, "exclude": {},
+    }}
+
+
+def test_replication_every_setting(log_events):
+    """Token, entries, include/exclude labels, each_n, each_s and when are read."""
+    environ = dict(
+        REPLICATION,
+        RS_REPLICATION_A_DST_TOKEN=SECRET,
+        RS_REPLICATION_A_ENTRIES=" front, rear-* ,",
+        RS_REPLICATION_A_INCLUDE_kind="keep",
+        RS_REPLICATION_A_EXCLUDE_debug="true",
+        RS_REPLICATION_A_EACH_N="10",
+        RS_REPLICATION_A_EACH_S="0.5",
+        RS_REPLICATION_A_WHEN='{"&score": {"$gt": 0.5}}',
+    )
+    [replication] = parse_provisioning(environ).replications
+    assert replication.settings == {
+        "src_bucket": "cams", "dst_bucket": "cams-all", "dst_host": "https://central:8383",
+        "dst_token": SECRET, "entries": ["front", "rear-*"], "include": {"kind": "keep"},
+        "exclude": {"debug": "true"}, "each_n": 10, "each_s": 0.5,
+        "when": {"&score": {"$gt": 0.5}},
+    }
+    assert SECRET not in repr(replication)
+    assert _warnings(log_events) == []
+
+
+@pytest.mark.parametrize("variable, value", [
+    ("RS_REPLICATION_A_EACH_N", "0"),
+    ("RS_REPLICATION_A_EACH_N", "many"),
+    ("RS_REPLICATION_A_EACH_S", "-1"),
+    ("RS_REPLICATION_A_EACH_S", "nan"),
+    ("RS_REPLICATION_A_WHEN", "{not json"),
+    ("RS_REPLICATION_A_WHEN", "[1]"),
+])
+def test_replication_invalid_values_ignored(variable, value, log_events):
+    """An invalid optional value is logged and ignored; the replication stays."""
+    settings = _replications(dict(REPLICATION, **{variable: value}))["to-central"]
+    key = variable[len("RS_REPLICATION_A_"):].lower()
+    assert key not in settings
+    [warning] = _warnings(log_events)
+    assert warning.startswith(f"Ignoring {variable}=")
+
+
+@pytest.mark.parametrize("missing", ["SRC_BUCKET", "DST_BUCKET", "DST_HOST"])
+def test_replication_without_required_setting(missing, log_events):
+    """Without its source, destination bucket or host, a replication is left out."""
+    environ = dict(REPLICATION)
+    del environ[f"RS_REPLICATION_A_{missing}"]
+    assert _replications(environ) == {}
+    assert _warnings(log_events) == [
+        f"RS_REPLICATION_A_{missing} is not set or empty; replication 'to-central' "
+        "not provisioned"
+    ]
+
+
+def test_replication_token_never_logged(log_events):
+    """An orphan DST_TOKEN is reported without its value."""
+    parse_provisioning({"RS_REPLICATION_X_DST_TOKEN": SECRET})
+    [warning] = _warnings(log_events)
+    assert "RS_REPLICATION_X_NAME is not set" in warning and SECRET not in warning
+
+
+def test_replication_bad_name_and_duplicates(log_events):
+    """An invalid name is ignored; of two groups with one name the later <ID> wins."""
+    environ = dict(REPLICATION, RS_REPLICATION_B_NAME="to-central",
+                   RS_REPLICATION_B_SRC_BUCKET="other", RS_REPLICATION_B_DST_BUCKET="d",
+                   RS_REPLICATION_B_DST_HOST="http://h", RS_REPLICATION_C_NAME="a/b")
+    assert _replications(environ)["to-central"]["src_bucket"] == "other"
+    assert len(_warnings(log_events)) == 2

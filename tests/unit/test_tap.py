@@ -63,6 +63,8 @@ def test_options_defaults():
         "io-batch-timeout": None,
         "io-batch-records-timeout": None,
         "io-operation-timeout": None,
+        "replication-timeout": None,
+        "replication-log-size": None,
     }
     assert options.config == Config()
 
@@ -101,6 +103,10 @@ def test_options_all_given(tmp_path):
             "0.5",
             "--io-operation-timeout",
             "7",
+            "--replication-timeout",
+            "2.5",
+            "--replication-log-size",
+            "100",
         ]
     )
     assert dict(options) == {
@@ -117,6 +123,8 @@ def test_options_all_given(tmp_path):
         "io-batch-timeout": "2",
         "io-batch-records-timeout": "0.5",
         "io-operation-timeout": "7",
+        "replication-timeout": "2.5",
+        "replication-log-size": "100",
     }
     assert options.config == Config(
         data_path="/srv/data",
@@ -132,6 +140,8 @@ def test_options_all_given(tmp_path):
         io_batch_timeout=2.0,
         io_batch_records_timeout=0.5,
         io_operation_timeout=7.0,
+        replication_timeout=2.5,
+        replication_log_size=100,
     )
 
 
@@ -471,6 +481,10 @@ def test_real_parts_wire_up(tmp_path):
     assert (tmp_path / "data").is_dir()
     [listener] = [s for s in top if s.name.startswith("listen:")]
     assert isinstance(listener.factory, Site)
+    # The replication senders stop after the listeners, before the storage.
+    assert [s.name for s in top][:2] == ["storage", "replication"]
+    assert top.getServiceNamed("replication") is listener.factory.replications
+    assert storage.engine.listeners == [listener.factory.replications]
     top.startService()
     assert reactor.tcpServers[0][1] is listener.factory
     top.stopService()

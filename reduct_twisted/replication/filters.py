@@ -1,0 +1,68 @@
+"""
+Which records of the source bucket a replication takes (spec §3.13).
+
+The same filters as a query, in the same order (spec §3.5): ``entries``,
+then ``include``/``exclude``/``each_s``/``each_n``
+(:class:`~reduct_twisted.storage.query.RecordFilter`), then ``when``
+(:mod:`reduct_twisted.storage.conditions`).  As upstream, each entry has its
+own filter state (``each_n`` counts per entry; ``$each_n``, ``$each_t`` and
+``$limit`` too), label updates pass through the same filters as writes,
+and an evaluation error of ``when`` (a missing label, say) leaves the
+record out.  The state lives in memory: after a restart sampling starts
+afresh.  Directives of ``when`` (``#ctx_before``, ``#select_labels``…)
+are accepted and have no effect on replication.
+"""
+
+from __future__ import annotations
+
+from reduct_twisted.storage.conditions import RecordContext, compile_condition
+from reduct_twisted.storage.query import RecordFilter
+
+
+class _Sample:
+    """The ``ts`` and ``labels`` a :class:`RecordFilter` looks at."""
+
+    __slots__ = ("ts", "labels")
+
+    def __init__(self, ts: int, labels: dict) -> None:
+        self.ts = ts
+        self.labels = labels
+
+
+class TransactionFilter:
+    """
+    The filters of one replication, with one state per entry.
+
+    :param settings: the replication's
+        :class:`~reduct_twisted.replication.settings.ReplicationSettings`
+        (already validated: ``when`` compiles).
+    """
+
+    def __init__(self, settings) -> None:
+        self.settings = settings
+        self._entries: dict = {}
+
+    def _state(self, entry: str):
+        state = self._entries.get(entry)
+        if state is None:
+            s = self.settings
+            sampler = None
+            if s.include or s.exclude or s.each_n is not None or s.each_s is not None:
+                sampler = RecordFilter(dict(s.include), dict(s.exclude), s.each_n, s.each_s)
+            condition = None if s.when is None else compile_condition(s.when)
+            state = self._entries[entry] = (s.matches_entry(entry), sampler, condition)
+        return state
+
+    def accept(self, entry: str, ts: int, labels: dict) -> bool:
+        """
+        :param entry: the entry of the record.
+        :param ts: its timestamp.
+        :param labels: its labels (after the change, for a label update).
+        :return: whether the change is replicated; counts for sampling.
+        """
+        wanted, sampler, condition = self._state(entry)
+        if not wanted:
+            return False
+        if sampler is not None and not sampler.accept(_Sample(ts, labels)):
+            return False
+        return condition is None or condition.evaluate(RecordContext(ts, labels))

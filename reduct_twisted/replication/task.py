@@ -1,0 +1,314 @@
+# -*- test-case-name: tests.unit.test_replication_task -*-
+"""
+One replication at work: the changes of its source bucket that pass its
+filters go into its transaction logs (one per entry, ``txlog.py``); its
+sender ships them to the destination (``remote.py``), oldest first, one
+request at a time, and moves a log's cursor only once the destination
+answered for them.
+
+What the sender does with an answer:
+
+* 200: every record is delivered, except those named in
+  ``x-reduct-error-<ts>``.  A 409 (the destination already has the record)
+  counts as delivered: that is how items sent again after a crash or a lost
+  answer end up stored once.  Other per-record errors are counted as
+  errored and given up, as upstream does.
+* no answer, a timeout, 5xx, 408, 425, 429, 401, 403, 404: nothing moves;
+  ``is_active`` turns false, and the sender probes the destination bucket
+  and sends the same items again after a back-off (0.25 s, doubling, at
+  most :data:`MAX_BACKOFF` s).
+* other 4xx: the items are counted as errored and given up.
+
+A label update is sent as ``PATCH …/batch`` with the record's labels as
+they are when it is sent, and an empty value for each label the update
+removed; a record the destination does not have (404) is written in full
+instead, as upstream does.  A record removed from the source before it
+was sent is counted as errored (404) and skipped.  Record removals are not
+replicated (upstream neither).
+
+Writes to the source never wait for any of this: appending to a log is a
+short write to a file, and a full log drops its oldest item (``txlog.py``),
+reported in the diagnostics as errored with status 507.
+"""
+
+from __future__ import annotations
+
+import os
+
+from twisted.internet.defer import CancelledError, Deferred, succeed
+from twisted.logger import Logger
+
+from reduct_twisted.errors import ReductError
+from reduct_twisted.replication.diagnostics import DiagnosticsCounter
+from reduct_twisted.replication.filters import TransactionFilter
+from reduct_twisted.replication.remote import BATCH_MAX_RECORDS, RemoteError
+from reduct_twisted.replication.shipping import Attempt, Shipment
+from reduct_twisted.replication.txlog import LABELS, WRITE, EntryLog
+from reduct_twisted.storage.settings import is_valid_name
+
+log = Logger()
+
+#: Seconds of the first back-off, and the most it grows to.
+BASE_BACKOFF = 0.25
+MAX_BACKOFF = 5.0
+
+#: Diagnostics status of items dropped from a full log.
+LOG_FULL = 507
+
+
+class ReplicationTask:
+    """
+    :param name: the replication's name.
+    :param settings: its validated ``ReplicationSettings``.
+    :param engine: the ``StorageEngine`` records are read from.
+    :param directory: its log directory (``.replications/<name>``).
+    :param capacity: ``RS_REPLICATION_LOG_SIZE``, per entry log.
+    :param dirty: the ``DirtySet`` log appends are recorded in.
+    :param clock: ``seconds`` and ``callLater``.
+    :param remote_factory: ``(settings) -> RemoteBucket`` (or a fake).
+    :param provisioned: it comes from ``RS_REPLICATION_*``.
+    """
+
+    def __init__(self, name: str, settings, *, engine, directory: str, capacity: int, dirty,
+                 clock, remote_factory, provisioned: bool = False) -> None:
+        self.name = name
+        self.provisioned = provisioned
+        self.directory = directory
+        self.diagnostics = DiagnosticsCounter(clock)
+        self._engine = engine
+        self._capacity = capacity
+        self._dirty = dirty
+        self._clock = clock
+        self._remote_factory = remote_factory
+        self._logs: dict = {}
+        self._call = None
+        self._in_flight = None
+        self._stopped = True
+        self._turn = 0
+        self._use(settings)
+        if os.path.isdir(directory):
+            for entry in sorted(os.listdir(directory)):
+                if is_valid_name(entry):
+                    self._log(entry)
+
+    def _use(self, settings) -> None:
+        self.settings = settings
+        self._filter = TransactionFilter(settings)
+        self.remote = self._remote_factory(settings)
+        #: 1.15+: true from creation until the destination fails to answer.
+        self.active = True
+        self._first_probe = True
+        self._needs_probe = True
+        self._failures = 0
+
+    def _log(self, entry: str) -> EntryLog:
+        entry_log = self._logs.get(entry)
+        if entry_log is None:
+            entry_log = EntryLog(os.path.join(self.directory, entry), self._capacity, self._dirty)
+            self._logs[entry] = entry_log
+        return entry_log
+
+    # -- what the engine tells -------------------------------------------------
+
+    def record_written(self, entry: str, record) -> None:
+        """A record of the source bucket was committed."""
+        if self._filter.accept(entry, record.ts, record.labels):
+            self._append(entry, WRITE, record.ts)
+
+    def labels_updated(self, entry: str, ts: int, changes: dict) -> None:
+        """
+        The labels of a record of the source bucket were changed.
+
+        :param changes: the update as applied (name → value, ``""`` removed).
+        """
+        try:
+            labels = self._engine.read(self.settings.src_bucket, entry, ts).record.labels
+        except ReductError:
+            return
+        if self._filter.accept(entry, ts, labels):
+            removed = tuple(n for n, v in changes.items() if v == "" and n not in labels)
+            self._append(entry, LABELS, ts, removed)
+
+    def _append(self, entry: str, kind: str, ts: int, removed=()) -> None:
+        try:
+            dropped = self._log(entry).append(kind, ts, removed)
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+            log.error("Replication {name}: cannot log record {ts} of {entry}: {reason}",
+                      name=self.name, ts=ts, entry=entry, reason=reason)
+            self.diagnostics.errored(500, f"Failed to log record {ts} of entry '{entry}': {reason}")
+            return
+        if dropped is not None:
+            self.diagnostics.errored(
+                LOG_FULL,
+                f"Transaction log of entry '{entry}' is full ({self._capacity} records): "
+                f"record {dropped.ts} dropped without replication",
+            )
+        self.kick()
+
+    # -- state -----------------------------------------------------------------
+
+    @property
+    def pending(self) -> int:
+        """Items waiting in all logs."""
+        return sum(entry_log.pending for entry_log in self._logs.values())
+
+    def info(self) -> dict:
+        """:return: the ``ReplicationInfo`` JSON."""
+        return {"name": self.name, "is_active": self.active,
+                "is_provisioned": self.provisioned, "pending_records": self.pending}
+
+    def full_info(self) -> dict:
+        """:return: the ``GET /replications/:name`` answer."""
+        return {"info": self.info(), "settings": self.settings.to_json(),
+                "diagnostics": {"hourly": self.diagnostics.hourly()}}
+
+    # -- life cycle -------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start sending (and probe the destination once)."""
+        self._stopped = False
+        self._schedule(0)
+
+    def stop(self) -> Deferred:
+        """Stop sending; a request in flight is cancelled (its items stay pending)."""
+        self._stopped = True
+        self._cancel_call()
+        in_flight, self._in_flight = self._in_flight, None
+        if in_flight is not None:
+            in_flight.cancel()
+        return succeed(None)
+
+    def update(self, settings, keep_logs: bool) -> None:
+        """
+        Take new settings; the sender starts over with them.
+
+        :param keep_logs: keep the pending items (else they are dropped).
+        """
+        running = not self._stopped
+        self.stop()
+        if not keep_logs:
+            self.close_logs(delete=True)
+        self._use(settings)
+        if running:
+            self.start()
+
+    def close_logs(self, delete: bool = False) -> list:
+        """Close the logs; :return: their directories (to delete, if ``delete``)."""
+        directories = [entry_log.directory for entry_log in self._logs.values()]
+        for entry_log in self._logs.values():
+            entry_log.close()
+        if delete:
+            self._logs = {}
+        return directories
+
+    def kick(self) -> None:
+        """Send soon, unless busy or waiting out a back-off (a call is scheduled)."""
+        if not self._stopped and self._call is None and self._in_flight is None:
+            self._schedule(0)
+
+    def _schedule(self, delay: float) -> None:
+        self._cancel_call()
+        self._call = self._clock.callLater(delay, self._run)
+
+    def _cancel_call(self) -> None:
+        if self._call is not None and self._call.active():
+            self._call.cancel()
+        self._call = None
+
+    # -- the sender ---------------------------------------------------------------
+
+    def _run(self) -> None:
+        self._call = None
+        if self._stopped:
+            return
+        if self._needs_probe and (self._first_probe or self.pending):
+            self._first_probe = False
+            self._track(self.remote.probe(), self._probed, self._waiting_records())
+            return
+        job = self._next_job()
+        if job is not None:
+            self._track(Deferred.fromCoroutine(job), self._sent, None)
+
+    def _waiting_records(self) -> int:
+        return max(1, min(self.pending, BATCH_MAX_RECORDS))
+
+    def _track(self, d: Deferred, on_success, records) -> None:
+        self._in_flight = d
+
+        def settled(result):
+            if self._in_flight is not d:  # stopped (or restarted) meanwhile
+                return None
+            self._in_flight = None
+            if isinstance(result, BaseException):
+                self._failed(result, records)
+            else:
+                on_success(result)
+            return None
+
+        d.addCallbacks(settled, lambda f: settled(f.value))
+
+    def _probed(self, _) -> None:
+        # The back-off grows on: only a batch delivered resets it.
+        self._needs_probe = False
+        self._set_active(True)
+        if self.pending:
+            self._schedule(0)
+
+    def _sent(self, _) -> None:
+        self._set_active(True)
+        self._failures = 0
+        if self.pending:
+            self._schedule(0)
+
+    def _set_active(self, active: bool, reason: str = "") -> None:
+        if active != self.active:
+            if active:
+                log.info("Replication {name}: destination {host} available again",
+                         name=self.name, host=self.settings.dst_host)
+            else:
+                log.warn("Replication {name}: destination {host} unavailable ({reason}); "
+                         "retrying", name=self.name, host=self.settings.dst_host, reason=reason)
+        self.active = active
+
+    def _failed(self, error, records) -> None:
+        if isinstance(error, CancelledError):
+            return
+        if isinstance(error, RemoteError):  # a probe
+            error = Attempt(error, records)
+        elif not isinstance(error, Attempt):
+            log.error("Replication {name}: sending failed: {error!r}", name=self.name,
+                      error=error)
+            error = Attempt(RemoteError(500, str(error), retry=True), records or 1)
+        remote = error.error
+        self.diagnostics.errored(remote.status, remote.message, error.records)
+        self._set_active(False, f"{remote.status}: {remote.message}")
+        self._needs_probe = True
+        self._failures += 1
+        self._schedule(min(MAX_BACKOFF, BASE_BACKOFF * 2 ** (self._failures - 1)))
+
+    def _next_job(self):
+        entries = sorted(e for e, entry_log in self._logs.items() if entry_log.pending)
+        if not entries:
+            return None
+        entry = entries[self._turn % len(entries)]
+        self._turn += 1
+        entry_log = self._logs[entry]
+        items = entry_log.peek(BATCH_MAX_RECORDS)
+        if not items:
+            return None
+        shipment = Shipment(self._engine, self.settings.src_bucket, self.remote, entry)
+        return self._ship(shipment, entry_log, items)
+
+    async def _ship(self, shipment, entry_log: EntryLog, items: list) -> None:
+        # Send the longest run of items of one kind from the front of the
+        # log, then acknowledge it.  Raises Attempt to retry later.
+        run, errors = await shipment.send(items)
+        if self._stopped:
+            raise CancelledError()
+        cursor = entry_log.cursor
+        ok = sum(1 for item in run if item.seq >= cursor) - len(errors)
+        self.diagnostics.ok(max(0, ok))
+        for status, message in errors:
+            self.diagnostics.errored(status, message)
+        entry_log.ack(run[-1])

@@ -1,0 +1,242 @@
+"""
+The replication API against the in-process daemon over real sockets
+(spec §3.13): its answers and error texts, masking, authorization,
+provisioning, and records really flowing between two in-process daemons.
+"""
+
+import json
+import os
+
+import pytest_twisted
+from twisted.internet import task
+
+from tests.integration.conftest import start_server
+from tests.integration.helpers import assert_error, port_of
+
+TOKEN = "replication-init-token"
+
+
+def _body(server, **changes):
+    settings = {"src_bucket": "src", "dst_bucket": "dst",
+                "dst_host": "http://127.0.0.1:9", "dst_token": "remote-secret"}
+    settings.update(changes)
+    return json.dumps(settings).encode()
+
+
+async def _call(server, method, path, body=b"", token=None):
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return await server.http.request(method, server.api(path), data=body or None,
+                                     headers=headers)
+
+
+async def _json(resp, status=200):
+    body = await resp.content()
+    assert resp.code == status, (resp.code, body)
+    assert resp.headers.getRawHeaders("content-type") == ["application/json"]
+    return json.loads(body)
+
+
+async def _ok(resp):
+    body = await resp.content()
+    assert (resp.code, body) == (200, b""), body
+
+
+@pytest_twisted.ensureDeferred
+async def test_crud_and_masking(server):
+    """Create, list, get (token as null), update keeping the token, delete."""
+    assert await _json(await _call(server, "GET", "/replications")) == {"replications": []}
+    await _ok(await _call(server, "POST", "/b/src"))
+    await _ok(await _call(server, "POST", "/replications/r1", _body(server)))
+    listed = await _json(await _call(server, "GET", "/replications"))
+    assert listed == {"replications": [{"name": "r1", "is_active": True,
+                                        "is_provisioned": False, "pending_records": 0}]}
+    detail = await _json(await _call(server, "GET", "/replications/r1"))
+    assert detail["settings"] == {
+        "src_bucket": "src", "dst_bucket": "dst", "dst_host": "http://127.0.0.1:9",
+        "dst_token": None, "entries": [], "include": {}, "exclude": {}, "each_n": None,
+        "each_s": None, "when": None,
+    }
+    assert set(detail["diagnostics"]["hourly"]) == {"ok", "errored", "errors"}
+    # PUT without dst_token (as reduct-py sends it: null) keeps the stored one.
+    body = json.loads(_body(server, entries=["a"], each_s=0.5))
+    body["dst_token"] = None
+    await _ok(await _call(server, "PUT", "/replications/r1", json.dumps(body).encode()))
+    with open(os.path.join(str(server.data_path), ".replications.json")) as f:
+        [stored] = json.load(f)["replications"]
+    assert stored["settings"]["dst_token"] == "remote-secret"
+    assert stored["settings"]["entries"] == ["a"]
+    await _ok(await _call(server, "DELETE", "/replications/r1"))
+    await assert_error(await _call(server, "GET", "/replications/r1"), 404,
+                       "Replication 'r1' does not exist")
+
+
+@pytest_twisted.ensureDeferred
+async def test_error_texts(server):
+    """Every refusal carries upstream's status and text."""
+    await _ok(await _call(server, "POST", "/b/src"))
+    await _ok(await _call(server, "POST", "/replications/r", _body(server)))
+    own = f"http://127.0.0.1:{port_of(server)}"
+    cases = [
+        ("POST", "r", _body(server), 409, "Replication 'r' already exists"),
+        ("PUT", "nope", _body(server), 404, "Replication 'nope' does not exist"),
+        ("DELETE", "nope", b"", 404, "Replication 'nope' does not exist"),
+        ("GET", "nope", b"", 404, "Replication 'nope' does not exist"),
+        ("POST", "x", _body(server, dst_host="no-url"), 422, "Invalid destination host 'no-url'"),
+        ("POST", "x", _body(server, src_bucket="none"), 404,
+         "Source bucket 'none' for replication 'x' does not exist"),
+        ("POST", "x", _body(server, dst_bucket="src", dst_host=own), 422,
+         "Source and destination buckets must be different"),
+        ("POST", "x", _body(server, when={"$nope": [1]}), 422,
+         "Invalid replication condition: Operator '$nope' not supported"),
+        ("POST", "x", b"{", 422, None),
+        ("POST", "x", b"", 422,
+         "Invalid JSON: expected an object with src_bucket, dst_bucket and dst_host"),
+        ("POST", "x", json.dumps({"src_bucket": "src"}).encode(), 422,
+         "Invalid JSON: missing field 'dst_bucket'"),
+    ]
+    for method, name, body, status, text in cases:
+        resp = await _call(server, method, f"/replications/{name}", body)
+        if text is None:
+            await resp.content()
+            assert resp.code == status
+            assert resp.headers.getRawHeaders("x-reduct-error")[0].startswith("Invalid JSON")
+        else:
+            await assert_error(resp, status, text)
+    names = [r["name"] for r in (await _json(await _call(server, "GET", "/replications")))[
+        "replications"]]
+    assert names == ["r"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_full_access_required(tmp_path):
+    """All routes need full access; a malformed body is refused before the token."""
+    server, stop = await start_server(tmp_path / "data", api_token=TOKEN)
+    try:
+        await _ok(await _call(server, "POST", "/b/src", token=TOKEN))
+        resp = await _call(server, "POST", "/tokens/reader", b'{"read": ["src"]}', TOKEN)
+        reader = (await _json(resp))["value"]
+        for method, path in [("GET", "/replications"), ("GET", "/replications/r"),
+                             ("POST", "/replications/r"), ("PUT", "/replications/r"),
+                             ("DELETE", "/replications/r")]:
+            body = _body(server) if method in ("POST", "PUT") else b""
+            await assert_error(await _call(server, method, path, body), 401,
+                               "No bearer token in request header")
+            await assert_error(await _call(server, method, path, body, reader), 403,
+                               "Token 'reader' doesn't have full access")
+        resp = await _call(server, "POST", "/replications/r", b"[1,")
+        await resp.content()
+        assert resp.code == 422
+        await _ok(await _call(server, "POST", "/replications/r", _body(server), TOKEN))
+    finally:
+        await stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_provisioned_replication(tmp_path):
+    """RS_REPLICATION_* makes a protected replication (after RS_BUCKET_* made its bucket)."""
+    environ = {
+        "RS_BUCKET_S_NAME": "src",
+        "RS_REPLICATION_P_NAME": "prov",
+        "RS_REPLICATION_P_SRC_BUCKET": "src",
+        "RS_REPLICATION_P_DST_BUCKET": "dst",
+        "RS_REPLICATION_P_DST_HOST": "http://127.0.0.1:9",
+        "RS_REPLICATION_P_DST_TOKEN": "never-shown",
+        "RS_REPLICATION_P_WHEN": '{"&k": {"$eq": "v"}}',
+    }
+    server, stop = await start_server(tmp_path / "data", environ=environ)
+    try:
+        detail = await _json(await _call(server, "GET", "/replications/prov"))
+        assert detail["info"]["is_provisioned"] is True
+        assert detail["settings"]["when"] == {"&k": {"$eq": "v"}}
+        assert detail["settings"]["dst_token"] is None
+        await assert_error(await _call(server, "PUT", "/replications/prov", _body(server)), 409,
+                           "Can't update provisioned replication 'prov'")
+        await assert_error(await _call(server, "DELETE", "/replications/prov"), 409,
+                           "Can't remove provisioned replication 'prov'")
+    finally:
+        await stop()
+
+
+async def _until(predicate, timeout=20.0):
+    from twisted.internet import reactor
+
+    for _ in range(int(timeout / 0.05)):
+        if await predicate():
+            return
+        await task.deferLater(reactor, 0.05, lambda: None)
+    raise AssertionError("condition not reached in time")
+
+
+@pytest_twisted.ensureDeferred
+async def test_records_flow_between_two_daemons(tmp_path):
+    """Records written to the source reach the destination byte-exact, labels too."""
+    src, stop_src = await start_server(tmp_path / "src")
+    dst, stop_dst = await start_server(tmp_path / "dst", api_token=TOKEN)
+    try:
+        await _ok(await _call(src, "POST", "/b/src"))
+        await _ok(await _call(dst, "POST", "/b/dst", token=TOKEN))
+        body = _body(src, dst_host=dst.url, dst_token=TOKEN, when={"&kind": {"$ne": "skip"}})
+        await _ok(await _call(src, "POST", "/replications/r", body))
+        payloads = {ts: os.urandom(ts * 1000) for ts in range(1, 6)}
+        payloads[6] = os.urandom(2_500_000)
+        for ts, data in payloads.items():
+            kind = "skip" if ts == 4 else "keep"
+            resp = await src.http.post(src.api(f"/b/src/e?ts={ts}"), data=data,
+                                       headers={"x-reduct-label-kind": kind,
+                                                "content-type": "app/x-test"})
+            await _ok(resp)
+
+        async def drained():
+            detail = await _json(await _call(src, "GET", "/replications/r"))
+            return detail["info"]["pending_records"] == 0
+
+        await _until(drained)
+        for ts, data in payloads.items():
+            resp = await _call(dst, "GET", f"/b/dst/e?ts={ts}", token=TOKEN)
+            content = await resp.content()
+            if ts == 4:
+                assert resp.code == 404
+                continue
+            assert (resp.code, content == data) == (200, True)
+            assert resp.headers.getRawHeaders("x-reduct-label-kind") == ["keep"]
+            assert resp.headers.getRawHeaders("content-type") == ["app/x-test"]
+        detail = await _json(await _call(src, "GET", "/replications/r"))
+        assert detail["info"]["is_active"] is True
+        assert detail["diagnostics"]["hourly"]["errors"] == {}
+        assert detail["diagnostics"]["hourly"]["ok"] > 0
+    finally:
+        await stop_src()
+        await stop_dst()
+
+
+@pytest_twisted.ensureDeferred
+async def test_missing_destination_bucket_is_reported(tmp_path):
+    """The destination bucket is never created: its 404 shows in the diagnostics."""
+    src, stop_src = await start_server(tmp_path / "src")
+    dst, stop_dst = await start_server(tmp_path / "dst")
+    try:
+        await _ok(await _call(src, "POST", "/b/src"))
+        await _ok(await _call(src, "POST", "/replications/r", _body(src, dst_host=dst.url)))
+        await _ok(await src.http.post(src.api("/b/src/e?ts=1"), data=b"x"))
+
+        async def reported():
+            detail = await _json(await _call(src, "GET", "/replications/r"))
+            return "404" in detail["diagnostics"]["hourly"]["errors"]
+
+        await _until(reported)
+        detail = await _json(await _call(src, "GET", "/replications/r"))
+        assert detail["info"]["is_active"] is False
+        assert detail["info"]["pending_records"] == 1
+        assert detail["diagnostics"]["hourly"]["errors"]["404"]["last_message"] == \
+            "Bucket 'dst' is not found"
+        await _ok(await _call(dst, "POST", "/b/dst"))
+
+        async def delivered():
+            resp = await _call(dst, "GET", "/b/dst/e?ts=1")
+            await resp.content()
+            return resp.code == 200
+
+        await _until(delivered)
+    finally:
+        await stop_src()
+        await stop_dst()
