@@ -240,3 +240,52 @@ async def test_missing_destination_bucket_is_reported(tmp_path):
     finally:
         await stop_src()
         await stop_dst()
+
+
+@pytest_twisted.ensureDeferred
+async def test_label_updates_follow_the_records(tmp_path):
+    """
+    ``PATCH`` on the source (single and batch) reaches the destination after
+    the records: changed and new labels set, removed ones removed; a record
+    the ``when`` filter let through only after its update is written whole.
+    """
+    src, stop_src = await start_server(tmp_path / "src")
+    dst, stop_dst = await start_server(tmp_path / "dst")
+    try:
+        await _ok(await _call(src, "POST", "/b/src"))
+        await _ok(await _call(dst, "POST", "/b/dst"))
+        body = _body(src, dst_host=dst.url, when={"&kind": {"$ne": "skip"}})
+        await _ok(await _call(src, "POST", "/replications/r", body))
+        for ts, kind in ((1, "keep"), (2, "keep"), (3, "skip")):
+            await _ok(await src.http.post(
+                src.api(f"/b/src/e?ts={ts}"), data=b"rec-%d" % ts,
+                headers={"x-reduct-label-kind": kind, "x-reduct-label-gone": "soon"}))
+        await _ok(await src.http.request("PATCH", src.api("/b/src/e?ts=1"), headers={
+            "x-reduct-label-gone": "", "x-reduct-label-new": "yes"}))
+        await _ok(await src.http.request("PATCH", src.api("/b/src/e/batch"), headers={
+            "x-reduct-time-2": "0,,kind=changed", "x-reduct-time-3": "0,,kind=now-kept"}))
+
+        async def drained():
+            detail = await _json(await _call(src, "GET", "/replications/r"))
+            return detail["info"]["pending_records"] == 0
+
+        await _until(drained)
+        expected = {
+            1: {"kind": "keep", "new": "yes"},
+            2: {"kind": "changed", "gone": "soon"},
+            3: {"kind": "now-kept", "gone": "soon"},
+        }
+        for ts, labels in expected.items():
+            resp = await _call(dst, "GET", f"/b/dst/e?ts={ts}")
+            assert (resp.code, await resp.content()) == (200, b"rec-%d" % ts)
+            found = {
+                name.decode().lower()[len("x-reduct-label-"):]: values[-1].decode()
+                for name, values in resp.headers.getAllRawHeaders()
+                if name.lower().startswith(b"x-reduct-label-")
+            }
+            assert found == labels, ts
+        detail = await _json(await _call(src, "GET", "/replications/r"))
+        assert detail["diagnostics"]["hourly"]["errors"] == {}
+    finally:
+        await stop_src()
+        await stop_dst()
