@@ -16,6 +16,7 @@ JSON with ``"ok": false`` and ``"error"``, and exits 1.
 
 import argparse
 import asyncio
+import contextlib
 import faulthandler
 import importlib.metadata
 import json
@@ -114,3 +115,34 @@ def run_with_client(exercise, argv=None) -> None:
             await exercise(checks, args, client)
 
     run(main, argv)
+
+
+async def check_subscribe(bucket, ts, step: int, no: str, yes: str, poll_interval: float,
+                          **selection) -> None:
+    """
+    Subscribe to entry ``live`` from ``ts(100)`` with ``selection`` (the
+    client's filter arguments), write 101..104 labelled ``keep`` = ``no``,
+    ``yes``, ``no``, ``yes`` while subscribed, and check the subscriber
+    gets the record written before (labelled ``yes``) and the two matching.
+    """
+    await bucket.write("live", b"before", timestamp=ts(100), labels={"keep": yes})
+    received = []
+    t0 = ts(0)
+
+    async def subscriber():
+        records = bucket.subscribe("live", start=ts(100), poll_interval=poll_interval,
+                                   **selection)
+        async with contextlib.aclosing(records) as it:
+            async for record in it:
+                received.append(((record.timestamp - t0) // step, await record.read_all()))
+                if len(received) == 3:
+                    return
+
+    task = asyncio.create_task(subscriber())
+    await asyncio.sleep(0.3)
+    for i, keep in ((101, no), (102, yes), (103, no), (104, yes)):
+        await bucket.write("live", b"live-%d" % i, timestamp=ts(i), labels={"keep": keep})
+        await asyncio.sleep(0.1)
+    await asyncio.wait_for(task, 15)
+    eq(received, [(100, b"before"), (102, b"live-102"), (104, b"live-104")],
+       "records written while subscribed")

@@ -27,11 +27,10 @@ manages real tokens; without it the section checks the token API of a
 daemon without authentication (spec §2.4.6).
 """
 
-import asyncio
 import contextlib
 import re
 
-from _harness import eq, expect_error, run
+from _harness import check_subscribe, eq, expect_error, run
 from pydantic import ValidationError
 from reduct import Batch, BucketSettings, Client, Permissions, QuotaType, ReductError
 
@@ -272,26 +271,7 @@ async def exercise(checks, args, client):
     eq([m for m, _ in log.calls], ["GET", "HEAD", "HEAD", "HEAD"], "methods of a head query")
     checks.ok("batched-read-via-query")
 
-    await bucket.write("live", b"before", timestamp=ts(100), labels={"keep": "1"})
-    received = []
-
-    async def subscriber():
-        records = bucket.subscribe("live", start=ts(100), poll_interval=0.3,
-                                   include={"keep": "1"})
-        async with contextlib.aclosing(records) as it:
-            async for record in it:
-                received.append(((record.timestamp - T0) // STEP, await record.read_all()))
-                if len(received) == 3:
-                    return
-
-    task = asyncio.create_task(subscriber())
-    await asyncio.sleep(0.3)
-    for i, keep in ((101, "0"), (102, "1"), (103, "0"), (104, "1")):
-        await bucket.write("live", b"live-%d" % i, timestamp=ts(i), labels={"keep": keep})
-        await asyncio.sleep(0.1)
-    await asyncio.wait_for(task, 15)
-    eq(received, [(100, b"before"), (102, b"live-102"), (104, b"live-104")],
-       "records written while subscribed")
+    await check_subscribe(bucket, ts, STEP, "0", "1", 0.3, include={"keep": "1"})
     checks.ok("subscribe-continuous")
 
     # -- entries and statistics ------------------------------------------------------

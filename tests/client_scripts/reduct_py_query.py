@@ -13,10 +13,9 @@ polls through 204s); ``remove_query`` posts a ``REMOVE`` query and reads
 ``removed_records``.
 """
 
-import asyncio
 import contextlib
 
-from _harness import eq, expect_error, run_with_client
+from _harness import check_subscribe, eq, expect_error, run_with_client
 from reduct import Batch, ReductError
 
 T0 = 1_700_000_000_000_000
@@ -118,26 +117,7 @@ async def exercise(checks, args, client):
                        "Define at least one query parameter to delete records")
     checks.ok("remove-query")
 
-    await bucket.write("live", b"before", timestamp=ts(100), labels={"keep": "true"})
-    received = []
-
-    async def subscriber():
-        records = bucket.subscribe("live", start=ts(100), poll_interval=0.5,
-                                   when={"&keep": {"$eq": True}})
-        async with contextlib.aclosing(records) as it:
-            async for record in it:
-                received.append(((record.timestamp - T0) // STEP, await record.read_all()))
-                if len(received) == 3:
-                    return
-
-    task = asyncio.create_task(subscriber())
-    await asyncio.sleep(0.3)
-    for i, keep in ((101, "false"), (102, "true"), (103, "false"), (104, "true")):
-        await bucket.write("live", b"live-%d" % i, timestamp=ts(i), labels={"keep": keep})
-        await asyncio.sleep(0.1)
-    await asyncio.wait_for(task, 15)
-    eq(received, [(100, b"before"), (102, b"live-102"), (104, b"live-104")],
-       "records written while subscribed")
+    await check_subscribe(bucket, ts, STEP, "false", "true", 0.5, when={"&keep": {"$eq": True}})
     checks.ok("subscribe-continuous")
 
     await bucket.remove()
