@@ -69,18 +69,29 @@ def _each_n_value(value) -> int:
     return n
 
 
-def _each_n(name, operands):
+def _operand(name, operands, convert):
+    """
+    The one operand of a stateful operator as ``value(ctx)``, converted by
+    ``convert``; a constant is converted once, here (so a bad one fails
+    when the condition is compiled).
+    """
     exactly(name, operands, 1)
     (a,) = operands
-    fixed = _each_n_value(a.value) if a.is_constant else None
+    if a.is_constant:
+        fixed = convert(a.value)
+        return lambda ctx: fixed
     f = a.fn
+    return lambda ctx: convert(f(ctx))
+
+
+def _each_n(name, operands):
+    operand = _operand(name, operands, _each_n_value)
     count = 0
 
     def each_n(ctx):
         nonlocal count
         count += 1
-        n = fixed if fixed is not None else _each_n_value(f(ctx))
-        return count % n == 0
+        return count % operand(ctx) == 0
 
     return each_n
 
@@ -95,10 +106,7 @@ def _each_t_threshold(value) -> int:
 
 
 def _each_t(name, operands):
-    exactly(name, operands, 1)
-    (a,) = operands
-    fixed = _each_t_threshold(a.value) if a.is_constant else None
-    f = a.fn
+    operand = _operand(name, operands, _each_t_threshold)
     last = None
 
     def each_t(ctx):
@@ -106,8 +114,7 @@ def _each_t(name, operands):
         ts = ctx.timestamp
         if last is None:
             last = ts  # the first record is the reference
-        threshold = fixed if fixed is not None else _each_t_threshold(f(ctx))
-        if ts - last >= threshold:
+        if ts - last >= operand(ctx):
             last = ts
             return True
         return False
@@ -116,16 +123,13 @@ def _each_t(name, operands):
 
 
 def _limit(name, operands):
-    exactly(name, operands, 1)
-    (a,) = operands
-    fixed = as_int(a.value) if a.is_constant else None
-    f = a.fn
+    operand = _operand(name, operands, as_int)
     count = 0
 
     def limit(ctx):
         nonlocal count
         count += 1
-        if count > (fixed if fixed is not None else as_int(f(ctx))):
+        if count > operand(ctx):
             raise LimitReached()
         return True
 
