@@ -146,3 +146,24 @@ async def check_subscribe(bucket, ts, step: int, no: str, yes: str, poll_interva
     await asyncio.wait_for(task, 15)
     eq(received, [(100, b"before"), (102, b"live-102"), (104, b"live-104")],
        "records written while subscribed")
+
+
+def series_helpers(t0: int, step: int):
+    """
+    ``(collect, indices)`` for a script whose record ``i`` has timestamp
+    ``t0 + i * step``: ``await collect(records)`` gives ``(i, data, labels)``
+    of every record a query iterator yields, ``indices(found)`` the ``i``s.
+    """
+
+    async def collect(records):
+        found = []
+        async with contextlib.aclosing(records) as it:
+            async for record in it:
+                data = await record.read_all()
+                found.append(((record.timestamp - t0) // step, data, record.labels))
+        return found
+
+    def indices(found):
+        return [i for i, _, _ in found]
+
+    return collect, indices

@@ -30,7 +30,7 @@ daemon without authentication (spec §2.4.6).
 import contextlib
 import re
 
-from _harness import check_subscribe, eq, expect_error, run
+from _harness import check_subscribe, eq, expect_error, run, series_helpers
 from pydantic import ValidationError
 from reduct import Batch, BucketSettings, Client, Permissions, QuotaType, ReductError
 
@@ -47,18 +47,7 @@ async def read_record(bucket, entry, timestamp=None, head=False):
         return rec, await rec.read_all()
 
 
-async def collect(records):
-    """``(index, data, labels)`` of every record a query iterator yields."""
-    found = []
-    async with contextlib.aclosing(records) as it:
-        async for record in it:
-            data = await record.read_all()
-            found.append(((record.timestamp - T0) // STEP, data, record.labels))
-    return found
-
-
-def indices(found):
-    return [i for i, _, _ in found]
+collect, indices = series_helpers(T0, STEP)
 
 
 class RequestLog:

@@ -13,9 +13,8 @@ polls through 204s); ``remove_query`` posts a ``REMOVE`` query and reads
 ``removed_records``.
 """
 
-import contextlib
 
-from _harness import check_subscribe, eq, expect_error, run_with_client
+from _harness import check_subscribe, eq, expect_error, run_with_client, series_helpers
 from reduct import Batch, ReductError
 
 T0 = 1_700_000_000_000_000
@@ -26,18 +25,7 @@ def ts(i: int) -> int:
     return T0 + i * STEP
 
 
-async def collect(records):
-    """``(index, data, labels)`` of every record an iterator yields."""
-    found = []
-    async with contextlib.aclosing(records) as it:
-        async for record in it:
-            data = await record.read_all()
-            found.append(((record.timestamp - T0) // STEP, data, record.labels))
-    return found
-
-
-def indices(found):
-    return [i for i, _, _ in found]
+collect, indices = series_helpers(T0, STEP)
 
 
 async def exercise(checks, args, client):
