@@ -133,6 +133,11 @@ class Config:
     :ivar io_operation_timeout: seconds a request body may stall (no byte
         arriving) before the connection is closed; a cut upload leaves no
         record.  Between requests ``idle_timeout`` applies.
+    :ivar shutdown_timeout: seconds a stopping daemon (SIGTERM) lets
+        in-flight requests finish before it aborts them.
+    :ivar lock_file_timeout: seconds a daemon waits for the data directory's
+        lock held by another process before it gives up (0: at once).
+    :ivar table_cache_size: bytes of block record tables kept loaded.
     """
 
     data_path: str = "reduct-data"
@@ -161,6 +166,9 @@ class Config:
     io_batch_timeout: float = 5.0
     io_batch_records_timeout: float = 1.0
     io_operation_timeout: float = 30.0
+    shutdown_timeout: float = 10.0
+    lock_file_timeout: float = 0.0
+    table_cache_size: int = 64 << 20
 
     @property
     def tls(self) -> bool:
@@ -194,7 +202,7 @@ def _quote(value: str) -> str:
 
 #: Environment variable for each field.  All are upstream's except RS_LISTEN,
 #: RS_QUOTA_INTERVAL, RS_QUERY_EXPIRY_INTERVAL, RS_THREADPOOL_SIZE, RS_SYNC,
-#: RS_IDLE_TIMEOUT and RS_HEADER_TIMEOUT.
+#: RS_IDLE_TIMEOUT, RS_HEADER_TIMEOUT, RS_SHUTDOWN_TIMEOUT and RS_TABLE_CACHE_SIZE.
 ENV_NAMES: Mapping[str, str] = {
     "data_path": "RS_DATA_PATH",
     "host": "RS_HOST",
@@ -220,6 +228,9 @@ ENV_NAMES: Mapping[str, str] = {
     "io_batch_timeout": "RS_IO_BATCH_TIMEOUT",
     "io_batch_records_timeout": "RS_IO_BATCH_RECORDS_TIMEOUT",
     "io_operation_timeout": "RS_IO_OPERATION_TIMEOUT",
+    "shutdown_timeout": "RS_SHUTDOWN_TIMEOUT",
+    "lock_file_timeout": "RS_LOCK_FILE_TIMEOUT",
+    "table_cache_size": "RS_TABLE_CACHE_SIZE",
 }
 
 #: Older names still read when the variable of :data:`ENV_NAMES` is unset.
@@ -341,6 +352,16 @@ def _seconds(raw: Any) -> float:
     return seconds
 
 
+def _wait_seconds(raw: Any) -> float:
+    try:
+        seconds = float(str(raw).strip())
+    except ValueError:
+        raise ValueError("is not a number of seconds") from None
+    if not (math.isfinite(seconds) and seconds >= 0):
+        raise ValueError("must be 0 or a positive number of seconds")
+    return seconds
+
+
 def _at_least_one(parse: Callable[[str], int], unit: str) -> Callable[[Any], int]:
     """A value parser: ``parse`` (whose errors follow "is "), then at least 1."""
 
@@ -425,6 +446,9 @@ _PARSERS: Mapping[str, Callable[[Any], Any]] = {
     "io_batch_timeout": _seconds,
     "io_batch_records_timeout": _seconds,
     "io_operation_timeout": _seconds,
+    "shutdown_timeout": _seconds,
+    "lock_file_timeout": _wait_seconds,
+    "table_cache_size": _bytes,
 }
 assert set(_PARSERS) == set(FIELDS) == set(ENV_NAMES)
 

@@ -157,6 +157,20 @@ class Options(usage.Options):
             _help("Seconds a request body may stall before the connection is closed.",
                   "io_operation_timeout"),
         ],
+        [
+            "shutdown-timeout",
+            None,
+            None,
+            _help("Seconds in-flight requests may take to finish after SIGTERM.",
+                  "shutdown_timeout"),
+        ],
+        [
+            "lock-file-timeout",
+            None,
+            None,
+            _help("Seconds to wait for the data directory lock held by another daemon.",
+                  "lock_file_timeout"),
+        ],
     ]
 
     #: Config fields given by the parameters above (``--data-path`` is
@@ -175,6 +189,8 @@ class Options(usage.Options):
         "io_operation_timeout",
         "replication_timeout",
         "replication_log_size",
+        "shutdown_timeout",
+        "lock_file_timeout",
     )
 
     def __init__(self, environ: Mapping[str, str] | None = None) -> None:

@@ -52,6 +52,9 @@ def test_defaults_are_pinned():
         "io_batch_timeout": 5.0,
         "io_batch_records_timeout": 1.0,
         "io_operation_timeout": 30.0,
+        "shutdown_timeout": 10.0,
+        "lock_file_timeout": 0.0,
+        "table_cache_size": 64 << 20,
     }
 
 
@@ -184,6 +187,9 @@ def precedence_cases(certs):
         "io_batch_timeout": ("1", "0.5", "10", 1.0, 0.5, 10.0),
         "io_batch_records_timeout": ("2", "0.25", "3", 2.0, 0.25, 3.0),
         "io_operation_timeout": ("10", "2.5", "120", 10.0, 2.5, 120.0),
+        "shutdown_timeout": ("3", "0.5", "20", 3.0, 0.5, 20.0),
+        "lock_file_timeout": ("0", "2.5", "60", 0.0, 2.5, 60.0),
+        "table_cache_size": ("1000", "1 MiB", "8MB", 1000, 1 << 20, 8_000_000),
     }
 
 

@@ -65,6 +65,8 @@ def test_options_defaults():
         "io-operation-timeout": None,
         "replication-timeout": None,
         "replication-log-size": None,
+        "shutdown-timeout": None,
+        "lock-file-timeout": None,
     }
     assert options.config == Config()
 
@@ -107,6 +109,10 @@ def test_options_all_given(tmp_path):
             "2.5",
             "--replication-log-size",
             "100",
+            "--shutdown-timeout",
+            "3",
+            "--lock-file-timeout",
+            "5",
         ]
     )
     assert dict(options) == {
@@ -125,6 +131,8 @@ def test_options_all_given(tmp_path):
         "io-operation-timeout": "7",
         "replication-timeout": "2.5",
         "replication-log-size": "100",
+        "shutdown-timeout": "3",
+        "lock-file-timeout": "5",
     }
     assert options.config == Config(
         data_path="/srv/data",
@@ -138,6 +146,8 @@ def test_options_all_given(tmp_path):
         io_batch_max_records=10,
         io_batch_max_metadata_size=4000,
         io_batch_timeout=2.0,
+        shutdown_timeout=3.0,
+        lock_file_timeout=5.0,
         io_batch_records_timeout=0.5,
         io_operation_timeout=7.0,
         replication_timeout=2.5,
