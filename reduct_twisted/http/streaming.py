@@ -21,7 +21,8 @@ A request that will fail anyway is refused right in ``gotLength``: with
 ``100 Continue`` only after ``gotLength`` returns, and only if the header is
 still there); without it a small body is drained and the error answered on
 the same keep-alive connection, and a large one is answered at once followed
-by a half-close.
+by a half-close.  A sink may also refuse mid-body (a chunked upload crossing
+a HARD quota, ``refusal``): answered at once, then the same half-close.
 
 The hooks used (``gotLength``, ``handleContentChunk``, ``channel._command``,
 ``_path``, ``_version``) are documented as internal; the integration tests in
