@@ -21,7 +21,8 @@ A request that will fail anyway is refused right in ``gotLength``: with
 ``100 Continue`` only after ``gotLength`` returns, and only if the header is
 still there); without it a small body is drained and the error answered on
 the same keep-alive connection, and a large one is answered at once followed
-by a half-close.
+by a half-close.  A sink may also refuse mid-body (a chunked upload crossing
+a HARD quota, ``refusal``): answered at once, then the same half-close.
 
 The hooks used (``gotLength``, ``handleContentChunk``, ``channel._command``,
 ``_path``, ``_version``) are documented as internal; the integration tests in
@@ -48,7 +49,7 @@ from reduct_twisted.errors import (
 )
 from reduct_twisted.http.cors import NO_ORIGINS, CorsPolicy
 from reduct_twisted.http.errors import failure_body, write_error_headers
-from reduct_twisted.http.sinks import DiscardSink
+from reduct_twisted.http.sinks import BoundedBuffer, DiscardSink
 from reduct_twisted.storage.settings import NAME_ERROR
 
 log = Logger()
@@ -262,21 +263,6 @@ class ReductChannel(HTTPChannel):
         super().timeoutConnection()
 
 
-class _BoundedBuffer(BytesIO):
-    """In-memory body of a non-streaming route; refuses to grow past a cap."""
-
-    def __init__(self, limit: int) -> None:
-        super().__init__()
-        self.limit = limit
-        self.overflow = False
-
-    def write(self, data) -> int:
-        if self.overflow or self.tell() + len(data) > self.limit:
-            self.overflow = True
-            return 0
-        return super().write(data)
-
-
 class StreamingRequest(server.Request):
     """
     ``server.Request`` that streams bodies of streaming routes into a sink
@@ -339,7 +325,7 @@ class StreamingRequest(server.Request):
             self._refuse(PayloadTooLarge("Request body is too large"), length)
         else:
             # Chunked bodies of unknown length are capped as they arrive.
-            self.content = _BoundedBuffer(MAX_BUFFERED_BODY)
+            self.content = BoundedBuffer(MAX_BUFFERED_BODY)
 
     def _preflight_body(self, length: Optional[int]) -> None:
         # A preflight is answered whatever its path, headers or body: the
@@ -382,8 +368,13 @@ class StreamingRequest(server.Request):
         return self.requestHeaders.hasHeader(b"content-length")
 
     def handleContentChunk(self, data: bytes) -> None:
-        if self.sink is not None:
-            self.sink.write(data)
+        sink = self.sink
+        if sink is not None:
+            sink.write(data)
+            refusal = getattr(sink, "refusal", None)
+            if refusal is not None:
+                # Refused mid-body (a HARD quota): answer now, drop the rest.
+                self._refuse(refusal, None, mid_body=True)
         else:
             super().handleContentChunk(data)
             content = self.content
@@ -400,11 +391,12 @@ class StreamingRequest(server.Request):
 
     # -- early refusal -----------------------------------------------------
 
-    def _refuse(self, err: ReductError, length: Optional[int]) -> None:
+    def _refuse(self, err: ReductError, length: Optional[int], mid_body=False) -> None:
         # Twisted frames a body only for length None (chunked) or > 0; with 0
         # it calls allContentReceived right after gotLength, so the request
         # must still be there: never finish() it early in that case.
-        body_follows = length != 0 and not self.malformed_length
+        # Mid-body, the rest may be long or endless: answer and half-close.
+        body_follows = length != 0 and not self.malformed_length and not mid_body
         if self.malformed_length:
             length = None  # unknown framing: never try to drain it
         self.early_error = err

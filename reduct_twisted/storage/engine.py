@@ -331,12 +331,25 @@ class StorageEngine(ReadMethods, EditMethods):
             self._context, self._bucket(bucket), entry, ts, length, content_type, labels
         )
 
+    def claim(self, alloc: Allocation, size: int) -> None:
+        """
+        Count ``size`` more bytes of a chunked record (``length`` ``None``)
+        against its bucket's quota before they are written; a no-op for a
+        record of declared length (counted whole by :meth:`allocate`).
+
+        :raises BadRequest: a HARD quota would be exceeded by the bytes
+            stored, the records being written and these; nothing is
+            counted, and the caller aborts the record.
+        """
+        writer.claim(alloc, size)
+
     def commit(self, alloc: Allocation) -> None:
         """
         Finish a record whose ``alloc.written`` bytes the caller has written.
 
         :param alloc: from :meth:`allocate`; a private segment must be closed.
-        :raises BadRequest: ``written`` differs from the declared length (the
+        :raises BadRequest: ``written`` differs from the declared length, or
+            unclaimed bytes of a chunked record exceed a HARD quota (the
             record is aborted).
         :raises NotFound: the bucket or entry was removed meanwhile (the
             data is discarded).

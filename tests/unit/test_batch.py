@@ -28,7 +28,7 @@ from reduct_twisted.http.batch import (
     parse_record_header,
 )
 from reduct_twisted.http.producers import CHUNK, RangeSender
-from reduct_twisted.storage import PENDING, SMALL_RECORD_MAX
+from reduct_twisted.storage import PENDING, SMALL_RECORD_MAX, writer
 from reduct_twisted.storage.conditions import IoOverrides
 from reduct_twisted.storage.records import Record, RecordView
 from reduct_twisted.storage.testing import write_record
@@ -246,7 +246,7 @@ def test_disk_error_in_a_large_record_is_its_error(engine, monkeypatch):
     def full_disk(fd, chunks, crc=0):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(sinks, "_writev_all", full_disk)
+    monkeypatch.setattr(writer, "write_chunks", full_disk)
     contents = {1: b"before", 2: os.urandom(SMALL_RECORD_MAX + 1), 3: b"after"}
     records, body = announce(contents)
     pool = ManualPool()

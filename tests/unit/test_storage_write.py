@@ -367,3 +367,112 @@ def test_read_content_short_file_is_an_error(engine):
     os.truncate(view.path, 4)
     with pytest.raises(OSError):
         engine.read_content(view)
+
+
+# -- the content writers and the quota of chunked records (issue #12) ---------------
+
+
+def test_write_chunks_takes_more_buffers_than_iov_max(tmp_path, monkeypatch):
+    """
+    ``write_chunks`` writes any number of buffers (bytes, memoryviews,
+    empty ones) in order, never handing one ``writev`` more than IOV_MAX,
+    going on after short writes; it returns the running CRC-32.
+    """
+    import zlib
+
+    from reduct_twisted.storage import writer
+
+    chunks = [os.urandom(i % 5) for i in range(3 * writer.IOV_MAX + 17)]
+    chunks[7] = memoryview(b"view" * 10)[3:25]
+    expected = b"".join(bytes(c) for c in chunks)
+    calls = []
+    real_writev = os.writev
+
+    def short_writev(fd, buffers):
+        # Like a disk that takes at most 1000 bytes a call.
+        calls.append(len(buffers))
+        taken, size = [], 0
+        for buffer in buffers:
+            piece = bytes(buffer)[: 1000 - size]
+            taken.append(piece)
+            size += len(piece)
+            if size == 1000:
+                break
+        return real_writev(fd, taken)
+
+    path = tmp_path / "seg.blk"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        copy = list(chunks)
+        crc = writer.write_chunks(fd, copy, 123)
+        with monkeypatch.context() as patch:
+            patch.setattr(os, "writev", short_writev)
+            crc2 = writer.write_chunks(fd, chunks, crc)
+    finally:
+        os.close(fd)
+    assert copy == chunks  # the caller's list is left alone
+    assert path.read_bytes() == expected * 2
+    assert crc == zlib.crc32(expected, 123)
+    assert crc2 == zlib.crc32(expected, crc)
+    assert max(calls) <= writer.IOV_MAX and len(calls) > 3
+
+
+def _hard(engine, quota=1000):
+    engine.update_bucket("b", {"quota_type": "HARD", "quota_size": quota})
+
+
+def test_chunked_bytes_in_flight_count_against_hard_quota(engine):
+    """
+    Chunked records claim their bytes as they arrive: the claims of all
+    records in flight and the declared lengths of new ones share the
+    quota; commit moves a claim into the statistics, abort gives it back.
+    """
+    _hard(engine)
+    a = engine.allocate("b", "e", 1, None, "x", {})
+    b = engine.allocate("b", "e", 2, None, "x", {})
+    size = engine.bucket_info("b")["info"]["size"]  # the metadata of a and b
+    engine.claim(a, 500)
+    engine.claim(b, 300)
+    with pytest.raises(BadRequest) as exc:
+        engine.claim(b, 1000 - size - 800 + 1)
+    assert exc.value.message == "Quota of 'b' exceeded"
+    with pytest.raises(BadRequest):
+        engine.allocate("b", "e", 3, 1000 - size - 800 + 1, "x", {})
+    assert engine.bucket_info("b")["info"]["size"] == size  # claims are not statistics
+    engine.abort(b)
+    write_content(a, b"a" * 500)
+    engine.commit(a)
+    assert engine._bucket("b").in_flight == 0
+    stored = engine.bucket_info("b")["info"]["size"]
+    assert 500 < stored < 500 + size
+    # b's claim was given back: 300 bytes more fit again
+    c = engine.allocate("b", "e", 3, None, "x", {})
+    engine.claim(c, 1000 - engine.bucket_info("b")["info"]["size"])
+    engine.abort(c)
+    assert engine._bucket("b").in_flight == 0
+
+
+def test_unclaimed_chunked_bytes_are_checked_at_commit(engine):
+    """A chunked record written without claims is still held to a HARD
+    quota: its commit fails and nothing of it stays."""
+    _hard(engine)
+    alloc = engine.allocate("b", "e", 1, None, "x", {})
+    write_content(alloc, b"z" * 2000)
+    with pytest.raises(BadRequest):
+        engine.commit(alloc)
+    assert engine.bucket_info("b")["info"]["size"] == 0
+    assert engine._bucket("b").in_flight == 0
+    with pytest.raises(NotFound):
+        engine.read("b", "e", 1)
+
+
+def test_claims_never_refuse_under_fifo_or_none(engine):
+    """FIFO and NONE buckets take any chunked size (FIFO evicts instead)."""
+    for quota in ("NONE", "FIFO"):
+        engine.update_bucket("b", {"quota_type": quota, "quota_size": 10})
+        alloc = engine.allocate("b", "e", 1, None, "x", {})
+        engine.claim(alloc, 5000)
+        write_content(alloc, b"y" * 5000)
+        engine.commit(alloc)
+        engine.remove_entry("b", "e")
+        assert engine._bucket("b").in_flight == 0
