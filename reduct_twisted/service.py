@@ -87,7 +87,8 @@ class StorageService(MultiService):
         :param reactor: the clock for the loops and the engine, and where
             thread results are delivered (``callFromThread``).
         :param engine_factory: called as ``(data_path, clock, discard=...,
-            sync=..., track_dirty=...)``; the real ``StorageEngine`` by default.
+            sync=..., track_dirty=..., table_cache_size=...)``; the real
+            ``StorageEngine`` by default.
         :raises OSError: if the data directory cannot be used.
         """
         super().__init__()
@@ -104,6 +105,7 @@ class StorageService(MultiService):
             discard=self.discard,
             sync=fsync_paths,
             track_dirty=config.sync == "always",
+            table_cache_size=config.table_cache_size,
         )
         self.engine.open()
         self._report_recovery(self.engine.recovery_report())

@@ -85,7 +85,8 @@ class StorageEngine(ReadMethods, EditMethods):
     :param discard: ``discard(paths)`` deletes trashed files and directories,
         possibly later and in another thread; the default deletes at once.
     :param version: the version reported by :meth:`info`.
-    :param table_cache_size: how many idle block record tables stay loaded.
+    :param table_cache_size: how many bytes of block record tables stay
+        loaded (estimated, see ``cache.TableCache``; ``RS_TABLE_CACHE_SIZE``).
     :param fd_cache_size: how many idle shared-segment descriptors stay open.
     :param sync: ``sync(files, directories)`` flushes them to stable storage
         (each file, then each directory) before returning; called only by
@@ -97,7 +98,7 @@ class StorageEngine(ReadMethods, EditMethods):
     """
 
     def __init__(self, data_path: str, clock, *, defaults: BucketSettings = BucketSettings(),
-                 discard=None, version: str = REDUCT_VERSION, table_cache_size: int = 64,
+                 discard=None, version: str = REDUCT_VERSION, table_cache_size: int = 64 << 20,
                  fd_cache_size: int = 128, sync=None, track_dirty: bool = True) -> None:
         self.data_path = os.path.abspath(data_path)
         self.clock = clock
