@@ -87,7 +87,8 @@ class StorageService(MultiService):
         :param reactor: the clock for the loops and the engine, and where
             thread results are delivered (``callFromThread``).
         :param engine_factory: called as ``(data_path, clock, discard=...,
-            sync=..., track_dirty=..., table_cache_size=...)``; the real
+            sync=..., track_dirty=..., table_cache_size=...,
+            reserve_size=...)``; the real
             ``StorageEngine`` by default.
         :raises OSError: if the data directory cannot be used.
         """
@@ -98,6 +99,8 @@ class StorageService(MultiService):
         self.threadpool = ThreadPool(
             minthreads=0, maxthreads=config.threadpool_size, name="reduct-storage"
         )
+        from reduct_twisted.storage.reserve import DEFAULT_SIZE as RESERVE_SIZE
+
         factory = engine_factory or _default_engine_factory
         self.engine = factory(
             config.data_path,
@@ -106,6 +109,7 @@ class StorageService(MultiService):
             sync=fsync_paths,
             track_dirty=config.sync == "always",
             table_cache_size=config.table_cache_size,
+            reserve_size=RESERVE_SIZE,
         )
         self.engine.open()
         self._report_recovery(self.engine.recovery_report())

@@ -279,6 +279,8 @@ class Context:
         at once and has them deleted later (see ``StorageEngine``).
     :ivar dirty: the :class:`~reduct_twisted.storage.durability.DirtySet`.
     :ivar recovery: the :class:`~reduct_twisted.storage.recovery.Recovery` of the open.
+    :ivar reserve: the :class:`~reduct_twisted.storage.reserve.Reserve` (space
+        for removals on a full disk).
     """
 
     tables: TableCache = attr.ib()
@@ -286,6 +288,7 @@ class Context:
     trash = attr.ib()
     dirty = attr.ib()
     recovery = attr.ib()
+    reserve = attr.ib()
 
 
 def read_whole(fds: FdCache, view) -> bytes:
