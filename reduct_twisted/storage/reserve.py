@@ -76,6 +76,10 @@ class Reserve:
         """
         if self.held or not self.size:
             return True
+        fallocate = getattr(os, "posix_fallocate", None)
+        if fallocate is None:  # not on this platform: do without
+            self.size = 0
+            return True
         try:
             fd = os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600)
         except OSError as exc:
@@ -83,7 +87,7 @@ class Reserve:
         try:
             if os.fstat(fd).st_size > self.size:
                 os.ftruncate(fd, self.size)
-            os.posix_fallocate(fd, 0, self.size)
+            fallocate(fd, 0, self.size)
         except OSError as exc:
             # Give back what a failed allocation may have taken.
             with contextlib.suppress(OSError):
