@@ -143,3 +143,16 @@ def test_scan_holds_one_table_beside_the_lru(tmp_path):
         assert _loaded(engine, "hot") == [1]
         assert engine._context.tables.total == total
     engine.close()
+
+
+def test_aborted_record_leaves_the_size_as_before(tmp_path):
+    """A record reserved and given up adds and then removes its bytes."""
+    engine = _engine(tmp_path, 1 << 20, max_block_records=100)
+    tables = engine._context.tables
+    write_record(engine, "b", "e", 1, b"x", labels=_big(1))
+    before = tables.total
+    alloc = engine.allocate("b", "e", 2, 1, "t", _big(2))
+    assert tables.total == before + record_bytes(alloc._record) > before + 10 * KIB
+    engine.abort(alloc)
+    assert tables.total == before == _blocks(engine)[1].table_bytes
+    engine.close()
