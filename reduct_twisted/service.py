@@ -87,7 +87,9 @@ class StorageService(MultiService):
         :param reactor: the clock for the loops and the engine, and where
             thread results are delivered (``callFromThread``).
         :param engine_factory: called as ``(data_path, clock, discard=...,
-            sync=..., track_dirty=...)``; the real ``StorageEngine`` by default.
+            sync=..., track_dirty=..., table_cache_size=...,
+            reserve_size=...)``; the real
+            ``StorageEngine`` by default.
         :raises OSError: if the data directory cannot be used.
         """
         super().__init__()
@@ -97,6 +99,8 @@ class StorageService(MultiService):
         self.threadpool = ThreadPool(
             minthreads=0, maxthreads=config.threadpool_size, name="reduct-storage"
         )
+        from reduct_twisted.storage.reserve import DEFAULT_SIZE as RESERVE_SIZE
+
         factory = engine_factory or _default_engine_factory
         self.engine = factory(
             config.data_path,
@@ -104,6 +108,8 @@ class StorageService(MultiService):
             discard=self.discard,
             sync=fsync_paths,
             track_dirty=config.sync == "always",
+            table_cache_size=config.table_cache_size,
+            reserve_size=RESERVE_SIZE,
         )
         self.engine.open()
         self._report_recovery(self.engine.recovery_report())

@@ -7,6 +7,9 @@ name below it comes from a checked name (``[A-Za-z0-9_-]{1,255}``)::
     <data_path>/
       .running                       run marker: exists while the engine is open
                                      (an unclean stop leaves it; see recovery.py)
+      .reserve                       space reserve (a few MiB, no data): emptied for
+                                     a removal's .meta rewrite on a full disk,
+                                     allocated again later (reserve.py)
       .trash/                        things being removed: renamed here at once,
         <n>-<old name>               deleted later by ``discard`` (emptied on open);
                                      new buckets are staged here too (trash.py)
@@ -34,7 +37,8 @@ visible and the next open (``recovery.py``) tidies up:
 * Removing a block (quota eviction, abort of its last record) trashes its
   ``.meta`` first: leftover segments are then orphans.  Removing records
   rewrites their block's ``.meta`` without them (a temporary file renamed
-  over it, removal.py), then trashes their private segments.  Entries and
+  over it, removal.py; on a full disk after the space reserve is released),
+  then trashes their private segments.  Entries and
   buckets are removed by renaming their directory into ``.trash`` (atomic).
 * A new bucket is built in ``.trash`` (directory and settings file) and
   renamed into place; a bucket directory with neither settings nor records,
@@ -60,6 +64,7 @@ from reduct_twisted.storage.reading import LIST_LIMIT, ReadMethods
 from reduct_twisted.storage.records import Allocation
 from reduct_twisted.storage.recovery import Recovery
 from reduct_twisted.storage.removal import RecordRemoval, start_removal
+from reduct_twisted.storage.reserve import Reserve
 from reduct_twisted.storage.settings import (
     U64_MAX,
     BucketSettings,
@@ -85,11 +90,14 @@ class StorageEngine(ReadMethods, EditMethods):
     :param discard: ``discard(paths)`` deletes trashed files and directories,
         possibly later and in another thread; the default deletes at once.
     :param version: the version reported by :meth:`info`.
-    :param table_cache_size: how many idle block record tables stay loaded.
+    :param table_cache_size: how many bytes of block record tables stay
+        loaded (estimated, see ``cache.TableCache``; ``RS_TABLE_CACHE_SIZE``).
     :param fd_cache_size: how many idle shared-segment descriptors stay open.
     :param sync: ``sync(files, directories)`` flushes them to stable storage
         (each file, then each directory) before returning; called only by
         :meth:`open` and :meth:`close` (``None``: nothing is flushed).
+    :param reserve_size: bytes of ``.reserve`` kept for removals on a full
+        disk (``reserve.py``; the daemon's: ``DEFAULT_SIZE``); ``0``: none.
     :param track_dirty: record changed paths for :meth:`take_dirty`; pass
         ``False`` when nobody calls it (:meth:`close` then flushes every file
         changed during the run, found by modification time; a set never
@@ -97,8 +105,9 @@ class StorageEngine(ReadMethods, EditMethods):
     """
 
     def __init__(self, data_path: str, clock, *, defaults: BucketSettings = BucketSettings(),
-                 discard=None, version: str = REDUCT_VERSION, table_cache_size: int = 64,
-                 fd_cache_size: int = 128, sync=None, track_dirty: bool = True) -> None:
+                 discard=None, version: str = REDUCT_VERSION, table_cache_size: int = 64 << 20,
+                 fd_cache_size: int = 128, sync=None, track_dirty: bool = True,
+                 reserve_size: int = 0) -> None:
         self.data_path = os.path.abspath(data_path)
         self.clock = clock
         self.defaults = defaults
@@ -108,8 +117,9 @@ class StorageEngine(ReadMethods, EditMethods):
         self._trash = Trash(self.data_path, remove_now if discard is None else discard,
                             self._dirty)
         self._recovery = Recovery(self.data_path, self._dirty)
+        self._reserve = Reserve(self.data_path, reserve_size)
         self._context = Context(TableCache(table_cache_size), FdCache(fd_cache_size),
-                                self._trash, self._dirty, self._recovery)
+                                self._trash, self._dirty, self._recovery, self._reserve)
         self._buckets: dict = {}
         self._queries = QueryRegistry()
         self._opened_at = None
@@ -139,6 +149,7 @@ class StorageEngine(ReadMethods, EditMethods):
             self._dirty.new_dir(self.data_path)
         self._recovery.begin()
         self._trash.empty()
+        self._reserve.open()
         for name in sorted(os.listdir(self.data_path)):
             directory = os.path.join(self.data_path, name)
             if is_valid_name(name) and os.path.isdir(directory):
@@ -325,7 +336,8 @@ class StorageEngine(ReadMethods, EditMethods):
         :raises InternalError: FIFO cannot keep the quota.
         :raises Conflict: a record with ``ts`` exists or is being written.
         :raises ReductError: a file or directory could not be created (507
-            if the disk is full, else 500); nothing is reserved.
+            if the disk is full, or has no room left for the space reserve
+            a removal used: ``reserve.py``; else 500); nothing is reserved.
         """
         return writer.allocate(
             self._context, self._bucket(bucket), entry, ts, length, content_type, labels
@@ -387,7 +399,8 @@ class StorageEngine(ReadMethods, EditMethods):
     def enforce_quotas(self) -> int:
         """
         Bring every FIFO bucket back under its quota (after settings changes
-        or chunked records), as far as blocks not being written allow.
+        or chunked records), as far as blocks not being written allow; then
+        allocate the space reserve again if a removal used it.
 
         :return: the number of blocks removed.
         """
@@ -395,4 +408,5 @@ class StorageEngine(ReadMethods, EditMethods):
         for bucket in list(self._buckets.values()):
             if bucket.settings.quota_type == "FIFO":
                 removed += bucket.make_room(0, strict=False)
+        self._reserve.ensure()
         return removed

@@ -197,6 +197,7 @@ class Entry:
             # What _accounting does, inline: this runs for every record.
             self.size += block.size - size
             self.record_count += block.record_count - count
+        self.context.tables.resized(block)
         return block, record
 
     def _place(self, ts: int, content_size: int, settings):
@@ -245,6 +246,7 @@ class Entry:
         shared = block.path(blockfile.shared_name(block.block_id))
         with self._accounting(block):
             block.forget(record)
+        self.context.tables.resized(block)
         if record.segment != blockfile.shared_name(block.block_id):
             self.context.trash([block.path(record.segment)])
         elif record.size:
@@ -276,6 +278,7 @@ class Entry:
         block.meta_length = meta_length
         with self._accounting(block):
             block.drop(records)
+        self.context.tables.resized(block)
         shared = block.shared_segment
         self.context.trash([block.path(r.segment) for r in records if r.segment != shared])
 
@@ -293,6 +296,7 @@ class Entry:
         with self._accounting(block):
             for ts, new in labels.items():
                 block.relabel(block.table[ts], new)
+        self.context.tables.resized(block)
 
     def relocate(self, name: str, directory: str) -> None:
         """

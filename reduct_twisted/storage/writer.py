@@ -30,6 +30,7 @@ from reduct_twisted.errors import BadRequest, InternalError, NotFound
 from reduct_twisted.storage.durability import storage_error
 from reduct_twisted.storage.entry import SMALL_RECORD_MAX
 from reduct_twisted.storage.records import ABORTED, FINISHED, STARTED, Allocation
+from reduct_twisted.storage.reserve import no_space
 
 #: What the messages of failed writes say failed.
 WRITE = "write record"
@@ -57,6 +58,9 @@ def allocate(context, owner, entry: str, ts: int, length, content_type: str,
     :return: the allocation.
     """
     owner.check_quota(entry, length or 0)
+    if not context.reserve.ensure():
+        # Records never take the place of the space reserve.
+        raise no_space(WRITE)
     try:
         series = owner.entry_for_write(entry)
     except OSError as exc:

@@ -305,15 +305,20 @@ def test_fd_of_busy_allocation_survives_cache_pressure(tmp_path):
         os.fstat(allocs[0].fd)
 
 
+#: The estimated table size of a block holding one record of content type
+#: "t" without labels (``block.record_bytes``).
+ONE_RECORD = 401
+
+
 def test_record_table_lru_is_bounded_and_pins_started_blocks(tmp_path):
-    """At most table_cache_size idle record tables stay loaded; a block with a
-    record in flight is never evicted."""
-    engine = StorageEngine(str(tmp_path), Clock(), table_cache_size=2)
+    """At most table_cache_size bytes of idle record tables stay loaded; a
+    block with a record in flight is never evicted but counts."""
+    engine = StorageEngine(str(tmp_path), Clock(), table_cache_size=2 * ONE_RECORD)
     engine.open()
     engine.create_bucket("b", {"max_block_records": 1})
     pinned = engine.allocate("b", "e", 0, 1, "t", {})
     for ts in range(1, 9):
-        write_record(engine, "b", "e", ts, b"x")
+        write_record(engine, "b", "e", ts, b"x", content_type="t")
     for ts in range(1, 9):
         engine.read("b", "e", ts)
         assert [b["id"] for b in engine.block_stats("b", "e") if b["loaded"]] == [0, ts]
@@ -322,12 +327,13 @@ def test_record_table_lru_is_bounded_and_pins_started_blocks(tmp_path):
     engine.read("b", "e", 5)
     engine.read("b", "e", 6)
     assert [b["id"] for b in engine.block_stats("b", "e") if b["loaded"]] == [5, 6]
+    assert engine._context.tables.total == 2 * ONE_RECORD
 
 
 def test_table_cache_smaller_than_pinned_blocks(tmp_path):
-    """Even with every cache slot pinned by writes, the block being read or
-    written is kept loaded while it is used."""
-    engine = StorageEngine(str(tmp_path), Clock(), table_cache_size=1)
+    """Even with the byte budget taken by tables of blocks being written, the
+    block being read or written is kept loaded while it is used."""
+    engine = StorageEngine(str(tmp_path), Clock(), table_cache_size=ONE_RECORD)
     engine.open()
     engine.create_bucket("b", {"max_block_records": 1})
     write_record(engine, "b", "e", 1, b"one")
