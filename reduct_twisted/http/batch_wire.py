@@ -23,21 +23,25 @@ into fields; then:
   that starts with ``"`` is a quoted one if a later field ends with ``"``
   and is followed by the end or by the start of a label (a field with a
   non-empty name before ``=`` that holds no ``"``): the shortest such run,
-  quotes removed.  A quoted value therefore always holds a comma, as the
-  encoders make it; ``"x"`` without a comma is the literal text ``"x"``
-  (upstream would strip the quotes, but no encoder quotes such a value,
-  and reduct-py and reduct-js send the value ``"x"`` that way);
+  quotes removed.  If the first field is already ``"..."`` the run must
+  not cross the start of a label (reduct-py sends ``a="x",b="y"`` for the
+  values ``"x"`` and ``"y"``).  A quoted value therefore always holds a
+  comma, as the encoders make it; ``"x"`` without a comma is the literal
+  text ``"x"`` (upstream would strip the quotes, but no encoder quotes such
+  a value, and reduct-py and reduct-js send the value ``"x"`` that way);
 * otherwise the value runs up to the next field that starts a label:
   fields without ``=`` continue the value before them (that is how
   reduct-py sends a value with a comma; upstream drops such fields);
 * names and values are trimmed; a name starting with ``@`` is refused.
 
-What cannot be told apart (README, "Limits"): a value whose text after a
-comma looks like ``name=...`` (reduct-py sends ``a=1,b=2`` for the value
-``1,b=2``, which reads as two labels), a quoted value holding ``"`` and a
-comma followed by ``name=`` (``x,a",b=c``), a content type holding a comma
-followed by ``name=``, and a value starting with ``"`` written before one
-ending with ``"``.
+What cannot be told apart (README, "Limits"): a value sent unquoted whose
+text after a comma looks like ``name=`` (reduct-py sends ``a=1,b=2`` for
+the value ``1,b=2``, which reads as two labels); a quoted value where a
+``"`` just before a comma is followed by ``name=`` (``a",b=c``, sent as
+``k="a",b=c"``, reads as ``k`` = ``"a"`` and ``b`` = ``c"``); a content type
+sent with a comma followed by ``name=``; and a value sent unquoted that
+starts with ``"`` but does not end with one, followed by a label whose
+value ends with ``"`` (read as one quoted value).
 """
 
 from typing import Dict, List, Mapping, Tuple
@@ -102,7 +106,12 @@ def _take_value(fields: List[str], i: int, first: str) -> Tuple[str, int]:
     """
     if first.lstrip().startswith('"'):
         opened = first.lstrip()[1:]
+        # A first field closed on its own (``"x"``) is a whole value unless
+        # the quotes run on to a later field before any label starts.
+        whole = opened.rstrip().endswith('"')
         for j in range(i + 1, len(fields)):
+            if whole and _starts_label(fields[j]):
+                break
             if fields[j].rstrip().endswith('"') and (
                 j + 1 == len(fields) or _starts_label(fields[j + 1])
             ):
