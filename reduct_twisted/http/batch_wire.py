@@ -40,8 +40,9 @@ the value ``1,b=2``, which reads as two labels); a quoted value where a
 ``"`` just before a comma is followed by ``name=`` (``a",b=c``, sent as
 ``k="a",b=c"``, reads as ``k`` = ``"a"`` and ``b`` = ``c"``); a content type
 sent with a comma followed by ``name=``; and a value sent unquoted that
-starts with ``"`` but does not end with one, followed by a label whose
-value ends with ``"`` (read as one quoted value).
+starts with ``"`` but does not end with one, followed by a field ending
+with ``"`` and then a label (read as one quoted value; our encoder writes
+such labels last, reduct-py in the caller's order).
 """
 
 from typing import Dict, List, Mapping, Tuple
@@ -73,13 +74,26 @@ def encode_value(value: str) -> str:
     return f'"{value}"' if "," in value else value
 
 
+def _place(value: str) -> int:
+    # Written as it is, a value starting with " that nothing closes would
+    # take a later field ending with " as its closing quote: such values go
+    # last, a lone " (which also ends with one) just before them.
+    if "," in value or not value.startswith('"'):
+        return 0
+    return 1 if value == '"' else 2 if not value.endswith('"') else 0
+
+
 def format_record_header(size: int, content_type: str, labels: Mapping[str, str]) -> bytes:
     """
     An ``x-reduct-time-<ts>`` value: ``<size>,<content type>`` and the
-    labels as ``name=value`` sorted by that text (upstream's order), UTF-8.
+    labels as ``name=value`` sorted by that text (upstream's order), UTF-8;
+    labels whose value starts with an unclosed ``"`` go last, where no
+    later field can close it.
     """
     fields = [str(size), encode_value(content_type)]
-    fields += sorted(f"{name}={encode_value(value)}" for name, value in labels.items())
+    fields += [text for _, text in sorted(
+        (_place(value), f"{name}={encode_value(value)}") for name, value in labels.items()
+    )]
     return ",".join(fields).encode("utf-8")
 
 

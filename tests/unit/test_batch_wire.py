@@ -116,6 +116,15 @@ def test_label_round_trip(value):
     )
 
 
+def test_all_tricky_labels_in_one_header_round_trip():
+    """All of them at once, whatever their order: none closes another's quote."""
+    labels = {f"n{i}": value for i, value in enumerate(TRICKY)}
+    labels.update({"zz": 'end"', "aa": '"start'})
+    header = format_record_header(5, "text/plain", labels)
+    assert parse_record_header(header.decode("utf-8")) == (5, "text/plain", labels)
+    assert header.endswith(b',n17=",aa="start,n4="open')
+
+
 @pytest.mark.parametrize(
     "value, read",
     [
