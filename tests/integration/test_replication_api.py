@@ -210,6 +210,41 @@ async def test_records_flow_between_two_daemons(tmp_path):
 
 
 @pytest_twisted.ensureDeferred
+async def test_tricky_labels_and_content_types_replicate_intact(tmp_path):
+    """
+    Label values with quotes, commas and ``=``, unicode, and content types
+    with commas reach the destination unchanged through the sender's batch
+    headers: none is cut short or split into extra labels (#12).
+    """
+    labels = {"mixed": 'a",b', "quoted": '"q"', "open": '"open', "list": "[1, 2, 3]",
+              "pairs": "x,y=1", "eq": "k=v", "uni": "grüße €"}
+    ctypes = {1: "app/x; a=1,b=2", 2: 'multipart/mixed; boundary="p,q"', 3: "text/plain"}
+    src, stop_src = await start_server(tmp_path / "src")
+    dst, stop_dst = await start_server(tmp_path / "dst")
+    try:
+        await _ok(await _call(src, "POST", "/b/src"))
+        await _ok(await _call(dst, "POST", "/b/dst"))
+        await _ok(await _call(src, "POST", "/replications/r", _body(src, dst_host=dst.url)))
+        for ts, ctype in ctypes.items():
+            headers = {f"x-reduct-label-{name}": value for name, value in labels.items()}
+            resp = await src.http.post(src.api(f"/b/src/e?ts={ts}"), data=b"x",
+                                       headers={**headers, "content-type": ctype})
+            await _ok(resp)
+
+        async def drained():
+            detail = await _json(await _call(src, "GET", "/replications/r"))
+            return detail["info"]["pending_records"] == 0
+
+        await _until(drained)
+        for ts, ctype in ctypes.items():
+            record = dst.engine.read("dst", "e", ts).record
+            assert (record.content_type, record.labels) == (ctype, labels)
+    finally:
+        await stop_src()
+        await stop_dst()
+
+
+@pytest_twisted.ensureDeferred
 async def test_missing_destination_bucket_is_reported(tmp_path):
     """The destination bucket is never created: its 404 shows in the diagnostics."""
     src, stop_src = await start_server(tmp_path / "src")
