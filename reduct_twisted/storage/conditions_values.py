@@ -20,6 +20,12 @@ from reduct_twisted.errors import NotFound, ReductError, UnprocessableEntity
 
 I64_MIN = -(2**63)
 I64_MAX = 2**63 - 1
+#: Digits of the longest i64 (without sign or leading zeros).  Python refuses
+#: ``int()`` of a string of more than 4300 digits (a ValueError): digit strings
+#: are measured before they are converted, and a longer one is no i64.
+I64_DIGITS = 19
+#: Longest value quoted whole in an error text; a longer one is abbreviated.
+QUOTE_LIMIT = 100
 
 
 class ConditionEvalError(ReductError):
@@ -73,13 +79,30 @@ def wrap(n: int) -> int:
     return (n - I64_MIN) % 2**64 + I64_MIN
 
 
+def excerpt(text: str) -> str:
+    """:return: ``text`` for an error text, abbreviated if it is long."""
+    if len(text) <= QUOTE_LIMIT:
+        return text
+    return f"{text[:40]}… ({len(text)} characters)"
+
+
+def parse_digits(text: str):
+    """
+    :param text: an optional sign and ASCII digits (already matched).
+    :return: their value if it fits in an i64, else ``None``; never
+        converts more than :data:`I64_DIGITS` digits.
+    """
+    sign = "-" if text[:1] == "-" else ""
+    digits = text.lstrip("+-").lstrip("0") or "0"
+    if len(digits) > I64_DIGITS:
+        return None
+    n = int(sign + digits)
+    return n if I64_MIN <= n <= I64_MAX else None
+
+
 def _parse_int(text: str):
     """:return: ``text`` as an i64 (Rust's grammar), or ``None``."""
-    if _INT.match(text):
-        n = int(text)
-        if I64_MIN <= n <= I64_MAX:
-            return n
-    return None
+    return parse_digits(text) if _INT.match(text) else None
 
 
 def _parse_float(text: str):
@@ -118,7 +141,10 @@ def parse_duration(text: str):
         match = _DURATION_PART.match(part)
         if match is None:
             return None
-        total += int(match.group(1)) * _UNITS[match.group(2)]
+        number = parse_digits(match.group(1))
+        if number is None:  # upstream's i64 parse of the part fails: a string
+            return None
+        total += number * _UNITS[match.group(2)]
     return Duration(total) if I64_MIN <= total <= I64_MAX else None
 
 
@@ -187,7 +213,7 @@ def as_int(value) -> int:
     if cls is str:
         n = _parse_int(value)
         if n is None:
-            raise EvaluationError(f"Value '{value}' could not be parsed as integer")
+            raise EvaluationError(f"Value '{excerpt(value)}' could not be parsed as integer")
         return n
     if cls is float:
         return float_to_int(value)
@@ -199,7 +225,7 @@ def as_float(value) -> float:
     if value.__class__ is str:
         x = _parse_float(value)
         if x is None:
-            raise EvaluationError(f"Value '{value}' could not be parsed as float")
+            raise EvaluationError(f"Value '{excerpt(value)}' could not be parsed as float")
         return x
     return float(value)
 
@@ -320,4 +346,4 @@ def caster(name: str):
     try:
         return CASTS[name]
     except KeyError:
-        raise EvaluationError(f"Unknown type '{name}'") from None
+        raise EvaluationError(f"Unknown type '{excerpt(name)}'") from None
