@@ -217,9 +217,10 @@ def test_dead_destination_backs_off_and_recovers(setup, engine, clock, destinati
     """No answer: nothing is lost, is_active turns false, retries back off, then all arrive."""
     destination.down = RemoteError(-3, "Connection refused", retry=True)
     manager = setup()
-    assert _info(manager)["is_active"] is False
     for ts in (1, 2):
         _write(engine, ts)
+    clock.advance(0)
+    assert _info(manager)["is_active"] is False
     delays = []
     for _ in range(8):
         [call] = clock.getDelayedCalls()
@@ -241,12 +242,14 @@ def test_dead_destination_backs_off_and_recovers(setup, engine, clock, destinati
 def test_request_errors(setup, engine, clock, destination, status, retried):
     """5xx, 404, 401, 429 are retried; a 422 for the request gives its records up."""
     manager = setup()
+    _write(engine, 0)
+    clock.advance(0)  # probed and delivered: the next write goes straight to POST
     destination.down = RemoteError(status, "no", retry=status != 422)
     _write(engine, 1)
     clock.advance(0)
     destination.down = None
     clock.advance(MAX_BACKOFF)
-    assert ("e" in destination.store) == retried
+    assert (1 in destination.store["e"]) == retried
     assert _info(manager)["pending_records"] == 0
     assert _hourly(manager)["errors"][str(status)] == {"count": 1, "last_message": "no"}
 
@@ -284,10 +287,10 @@ def test_resend_after_lost_answer_is_not_duplicated(engine, clock, destination):
     destination.hold = True
     first = _manager(engine, clock, destination)
     first.create("r", dict(BODY))
-    clock.advance(0)
-    destination.release()  # the probe
     _write(engine, 1)
     _write(engine, 2)
+    clock.advance(0)
+    destination.release()  # the probe
     clock.advance(0)
     [(d, make)] = destination.held
     make()  # the destination stored them; the answer never comes back
@@ -445,7 +448,10 @@ def _one_in_flight(setup, engine, clock, destination):
     destination.hold = True
     _write(engine, 1)
     clock.advance(0)
+    destination.release()  # the probe
+    clock.advance(0)
     [(d, _)] = destination.held
+    assert destination.requests[-1] == ("POST", "e", [1])
     return manager, d
 
 
@@ -473,17 +479,81 @@ def test_damaged_log_line_is_skipped(engine, clock, destination):
     second.stopService()
 
 
-def test_unreachable_at_creation_then_first_write(setup, engine, clock, destination):
-    """A destination down when the replication is made: the first write later still goes."""
-    destination.down = RemoteError(-3, "down", retry=True)
+@pytest.mark.parametrize("down", [RemoteError(-3, "Connection refused", retry=True),
+                                  RemoteError(401, "No bearer token in request header",
+                                              retry=True)])
+def test_new_replication_asks_nothing_of_its_destination(setup, engine, clock, destination,
+                                                         down):
+    """
+    A new replication with nothing to send makes no request, not even a
+    probe, so an unreachable destination or one wanting a token (no
+    ``dst_token``) does not show: active (1.15+), no errors, nothing
+    scheduled.  The first write is what contacts the destination.
+    """
+    destination.down = down
     manager = setup()
-    clock.advance(MAX_BACKOFF)  # the retry finds nothing to send: idle
-    assert clock.getDelayedCalls() == [] and _info(manager)["is_active"] is False
-    destination.down = None
+    clock.advance(60)
+    assert destination.requests == []
+    assert clock.getDelayedCalls() == []
+    assert _info(manager) == {"name": "r", "is_active": True, "is_provisioned": False,
+                              "pending_records": 0}
+    assert _hourly(manager) == {"ok": 0, "errored": 0, "errors": {}}
+    # A restart of the service, or a PUT, does not probe either.
+    manager.stopService()
+    manager.startService()
+    manager.update("r", dict(BODY, dst_bucket="other"))
+    clock.advance(60)
+    assert destination.requests == [] and _info(manager)["is_active"] is True
     _write(engine, 1)
     clock.advance(0)
+    assert destination.requests == [("HEAD", None, [])]
+    assert _info(manager)["is_active"] is False
+    assert _hourly(manager)["errors"][str(down.status)]["count"] == 1
+    destination.down = None
+    clock.advance(MAX_BACKOFF)
     assert sorted(destination.store["e"]) == [1]
     assert _info(manager)["is_active"] is True
+
+
+def test_when_failure_is_counted_and_logged_once(setup, engine, clock, destination):
+    """
+    A record whose ``when`` fails (a missing label, a type error) is not
+    replicated, and is counted as errored with the condition's status and
+    text; the log says so once, not per record.
+    """
+    from twisted.logger import globalLogPublisher
+
+    seen = []
+    globalLogPublisher.addObserver(seen.append)
+    try:
+        manager = setup(when={"&n": {"$gt": 2}})
+        _write(engine, 1, labels={"n": "5"})
+        _write(engine, 2, labels={"other": "x"})
+        _write(engine, 3, labels={"other": "y"})
+        _write(engine, 4, labels={"n": "1"})
+        _write(engine, 5, labels={"n": "1" * 5000})  # a float (+inf): fine
+        clock.advance(0)
+    finally:
+        globalLogPublisher.removeObserver(seen.append)
+    assert sorted(destination.store["e"]) == [1, 5]
+    hourly = _hourly(manager)
+    assert hourly["errored"] == 120  # 2 in the first minute, scaled to the hour
+    assert hourly["errors"] == {"404": {
+        "count": 2,
+        "last_message": "Condition failed on record 3 of entry 'e': Reference 'n' not found",
+    }}
+    warnings = [e for e in seen if "Condition failed" in str(e.get("message", ""))]
+    assert len(warnings) == 1
+    assert warnings[0]["message"] == \
+        "Condition failed on record 2 of entry 'e': Reference 'n' not found"
+    # A type error is a 422, counted the same way.
+    manager.update("r", dict(BODY, when={"$gt": [{"$sub": ["&n", 1]}, 0]}))
+    _write(engine, 7, labels={"n": "x"})
+    assert _hourly(manager)["errors"]["422"] == {
+        "count": 1,
+        "last_message": "Condition failed on record 7 of entry 'e': "
+                        "Cannot subtract string from integer",
+    }
 
 
 def test_update_restarts_the_sender(setup, engine, clock, destination):
