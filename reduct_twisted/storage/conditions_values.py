@@ -55,8 +55,10 @@ class Duration(int):
 
 
 _INT = re.compile(r"[+-]?[0-9]+\Z")
+# Unambiguous (``[0-9]+(?:\.[0-9]*)?``, not ``[0-9]+\.?[0-9]*``): a long
+# digit string that is no float fails in linear time, not quadratic.
 _FLOAT = re.compile(
-    r"[+-]?(?:(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|inf|infinity|nan)\Z",
+    r"[+-]?(?:(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|inf|infinity|nan)\Z",
     re.IGNORECASE,
 )
 _DURATION_PART = re.compile(r"(-?[0-9]+)(us|ms|s|m|h|d)\Z")
