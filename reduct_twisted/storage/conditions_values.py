@@ -112,13 +112,23 @@ def _parse_float(text: str):
     return float(text) if _FLOAT.match(text) else None
 
 
-@functools.lru_cache(maxsize=8192)
+#: Label values longer than this are typed afresh each time, not cached:
+#: the cache holds at most 8192 × 256 characters, whatever is written.
+CACHED_LABEL_LENGTH = 256
+
+
 def parse_label(text: str):
     """
     Type a label value on the fly: ``"true"``/``"false"`` → bool, an i64
     literal → int, a float literal → float, anything else stays a string.
     Never a duration.
     """
+    if len(text) > CACHED_LABEL_LENGTH:
+        return _type_label(text)
+    return _cached_label(text)
+
+
+def _type_label(text: str):
     if text == "true":
         return True
     if text == "false":
@@ -128,6 +138,9 @@ def parse_label(text: str):
         return n
     x = _parse_float(text)
     return text if x is None else x
+
+
+_cached_label = functools.lru_cache(maxsize=8192)(_type_label)
 
 
 def parse_duration(text: str):

@@ -180,8 +180,16 @@ def test_typing_a_long_digit_string_takes_linear_time():
     import time
 
     labels = ["7" * 16_000 + "x", "7" * 16_000 + "e", "7" * 8_000 + "." + "7" * 8_000 + "e+"]
-    values.parse_label.cache_clear()
     started = time.process_time()
     assert [values.parse_label(text) for text in labels] == labels
     assert _both({"&n": {"$gt": 10}}, {"n": "9" * 16_000 + "_"}) is False
     assert time.process_time() - started < 2.0
+
+
+def test_long_label_values_are_not_cached():
+    """The typing cache keeps short values only: long ones cannot fill memory."""
+    values._cached_label.cache_clear()
+    for i in range(20):
+        assert values.parse_label(str(i) + "1" * 5000) == math.inf
+    assert values.parse_label("42") == 42
+    assert values._cached_label.cache_info().currsize == 1
