@@ -16,10 +16,12 @@ from reduct_twisted.errors import UnprocessableEntity
 from reduct_twisted.storage.conditions_ops import PURE_OPERATORS, Node, constant
 from reduct_twisted.storage.conditions_record import RECORD_OPERATORS
 from reduct_twisted.storage.conditions_values import (
+    CACHED_LABEL_LENGTH,
     I64_MAX,
     I64_MIN,
     ConditionEvalError,
     ReferenceNotFound,
+    cached_label,
     parse_duration,
     parse_label,
 )
@@ -98,13 +100,15 @@ def make_operator(name: str, operands: list) -> Node:
 
 def _label(name: str) -> Node:
     missing = f"Reference '{name}' not found"
+    cached, limit = cached_label, CACHED_LABEL_LENGTH
 
     def label(ctx):
         try:
             text = ctx.labels[name]
         except KeyError:
             raise ReferenceNotFound(missing) from None
-        return parse_label(text)
+        # parse_label, inlined: this runs once per label read per record.
+        return cached(text) if len(text) <= limit else parse_label(text)
 
     return Node(label)
 

@@ -125,7 +125,7 @@ def parse_label(text: str):
     """
     if len(text) > CACHED_LABEL_LENGTH:
         return _type_label(text)
-    return _cached_label(text)
+    return cached_label(text)
 
 
 def _type_label(text: str):
@@ -140,7 +140,8 @@ def _type_label(text: str):
     return text if x is None else x
 
 
-_cached_label = functools.lru_cache(maxsize=8192)(_type_label)
+#: :func:`parse_label` of values up to :data:`CACHED_LABEL_LENGTH` characters.
+cached_label = functools.lru_cache(maxsize=8192)(_type_label)
 
 
 def parse_duration(text: str):

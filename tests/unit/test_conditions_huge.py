@@ -188,8 +188,8 @@ def test_typing_a_long_digit_string_takes_linear_time():
 
 def test_long_label_values_are_not_cached():
     """The typing cache keeps short values only: long ones cannot fill memory."""
-    values._cached_label.cache_clear()
+    values.cached_label.cache_clear()
     for i in range(20):
         assert values.parse_label(str(i) + "1" * 5000) == math.inf
     assert values.parse_label("42") == 42
-    assert values._cached_label.cache_info().currsize == 1
+    assert values.cached_label.cache_info().currsize == 1
