@@ -368,3 +368,45 @@ async def test_new_replication_contacts_no_one_until_it_has_records(tmp_path):
         await stop_src()
         await stop_dst()
         await fake.port.stopListening()
+
+
+@pytest_twisted.ensureDeferred
+async def test_when_failures_show_in_the_diagnostics(tmp_path):
+    """
+    A record on which the replication's ``when`` fails (here a missing
+    label) is not sent and is counted as errored with the condition's text;
+    a record whose label has 5,000 digits is compared (it is +inf), and sent.
+    """
+    src, stop_src = await start_server(tmp_path / "src")
+    dst, stop_dst = await start_server(tmp_path / "dst")
+    try:
+        await _ok(await _call(src, "POST", "/b/src"))
+        await _ok(await _call(dst, "POST", "/b/dst"))
+        body = _body(src, dst_host=dst.url, when={"&n": {"$gt": 1}})
+        await _ok(await _call(src, "POST", "/replications/r", body))
+        for ts, labels in ((1, {"n": "1" * 5000}), (2, {"other": "x"}), (3, {"n": "0"})):
+            headers = {f"x-reduct-label-{k}": v for k, v in labels.items()}
+            await _ok(await src.http.post(src.api(f"/b/src/e?ts={ts}"), data=b"r%d" % ts,
+                                          headers=headers))
+
+        async def delivered():
+            resp = await _call(dst, "GET", "/b/dst/e?ts=1")
+            await resp.content()
+            return resp.code == 200
+
+        await _until(delivered)
+        detail = await _json(await _call(src, "GET", "/replications/r"))
+        assert detail["info"]["pending_records"] == 0
+        hourly = detail["diagnostics"]["hourly"]
+        assert hourly["errored"] > 0
+        assert hourly["errors"] == {"404": {
+            "count": 1,
+            "last_message": "Condition failed on record 2 of entry 'e': Reference 'n' not found",
+        }}
+        for ts in (2, 3):
+            resp = await _call(dst, "GET", f"/b/dst/e?ts={ts}")
+            await resp.content()
+            assert resp.code == 404
+    finally:
+        await stop_src()
+        await stop_dst()
