@@ -139,6 +139,24 @@ def test_invalid_when():
     assert e.value.message == "Invalid replication condition: Operator '$UNKNOWN_OP' not supported"
 
 
+@pytest.mark.parametrize("when, reason", [
+    ({"$each_t": "1" * 5000 + "s"},
+     "Value '1111111111111111111111111111111111111111… (5001 characters)' "
+     "could not be parsed as float"),
+    ({"#batch_size": "1" * 5000, "&x": {"$eq": 1}},
+     "#batch_size must be a positive integer or string: "
+     "'1111111111111111111111111111111111111111… (5000 characters)' "
+     "is out of the 64-bit integer range"),
+    ({"&x": {"$gt": 10**5000}},
+     "Number <a number of about 5001 digits> is out of the 64-bit integer range"),
+])
+def test_when_with_huge_numbers_is_invalid(when, reason):
+    """5,000-digit durations, directive values and literals: a 422, not a crash (issue #12)."""
+    with pytest.raises(UnprocessableEntity) as e:
+        _validate(_settings(when=when))
+    assert e.value.message == f"Invalid replication condition: {reason}"
+
+
 def test_validation_order():
     """Host first, then source bucket, then the loop check, then when (upstream's order)."""
     bad = _settings(dst_host="x", src_bucket="nope", when={"$x": 1})
