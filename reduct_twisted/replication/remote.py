@@ -241,11 +241,14 @@ def record_errors(response) -> dict:
         if not name.startswith(ERROR_PREFIX) or not values:
             continue
         suffix = name[len(ERROR_PREFIX):]
-        if not suffix.isdigit():
+        # A u64 has at most 20 digits; never hand int() a longer string (it
+        # refuses more than 4300 digits with a ValueError).
+        if not suffix.isdigit() or len(suffix) > 20:
             continue
         status, _, message = values[-1].decode("utf-8", "replace").partition(",")
-        errors[int(suffix)] = (int(status) if status.strip().lstrip("-").isdigit() else -1,
-                               message)
+        code = status.strip()
+        valid = code.lstrip("-").isdigit() and code.lstrip("-").isascii() and len(code) <= 6
+        errors[int(suffix)] = (int(code) if valid else -1, message)
     return errors
 
 
