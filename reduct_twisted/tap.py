@@ -29,7 +29,7 @@ the previous one's ``stopService`` Deferred has fired (Twisted's own
    logs already);
 4. the storage: queued disk work finishes, the engine syncs and closes.
 
-The reactor then stops and twistd exits 0.
+The reactor then stops and twistd exits 0 (not by SIGTERM: see shutdown.py).
 """
 
 from __future__ import annotations
@@ -355,7 +355,7 @@ def makeService(
     config = options.config
     assert config is not None, "parseOptions() has not been called"
 
-    top = DaemonService(observer_factory_for(options), config.log_level)
+    top = DaemonService(observer_factory_for(options), config.log_level, reactor)
     top.setName("reduct")
     try:
         storage = StorageService(config, reactor, engine_factory)

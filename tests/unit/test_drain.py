@@ -5,6 +5,7 @@ Stopping the daemon with requests in flight (issue #12, item 3), on a Clock:
 """
 
 import json
+import signal
 
 import pytest
 from twisted.application.service import Service
@@ -326,3 +327,18 @@ def test_continuous_query_ends_when_stopping(engine):
     assert engine.query_next("b", "e", qid) is None
     assert engine.query_options("b", "e", qid) is None
     assert engine.query_next("b", "e", plain) is not None  # a plain query goes on
+
+
+@pytest.mark.parametrize("fail, left", [(False, None), (True, signal.SIGTERM)])
+def test_orderly_stop_after_sigterm_exits_0(fail, left):
+    """An orderly stop clears the reactor's captured SIGTERM (twistd then exits 0); a failed one does not."""
+    reactor = MemoryReactorClock()
+    reactor._exitSignal = signal.SIGTERM
+    top = DaemonService(None, "INFO", reactor)
+    child = Recording("child", [])
+    if fail:
+        child.stopService = lambda: 1 / 0
+    child.setServiceParent(top)
+    top.startService()
+    top.stopService()
+    assert reactor._exitSignal == left
