@@ -342,3 +342,14 @@ def test_orderly_stop_after_sigterm_exits_0(fail, left):
     top.startService()
     top.stopService()
     assert reactor._exitSignal == left
+
+
+def test_systemd_waits_longer_than_the_drain():
+    """The sample unit's TimeoutStopSec leaves room for shutdown_timeout and the final sync."""
+    from reduct_twisted.config import Config
+    from tests.conftest import REPO_ROOT
+
+    text = (REPO_ROOT / "systemd" / "reduct-twisted.service").read_text()
+    [value] = [line.split("=", 1)[1] for line in text.splitlines()
+               if line.startswith("TimeoutStopSec=")]
+    assert float(value) >= Config().shutdown_timeout + 10
