@@ -6,7 +6,9 @@ Letting requests in flight finish when the daemon stops (issue #12, item 3).
 listeners first (no new connection is accepted), then
 :class:`DrainService` asks the site's :class:`ConnectionDrain` to drain:
 
-* an idle keep-alive connection (no request on it) is closed at once;
+* an idle keep-alive connection (no request on it) is closed at once (once
+  the end of its last answer, possibly still in the socket's buffer, is
+  sent);
 * a connection with a request in progress is waited for: it may finish the
   request (an upload, a batched write or read, a download), gets
   ``connection: close`` on its answer if not written yet, and is closed
@@ -21,7 +23,8 @@ listeners first (no new connection is accepted), then
 
 Draining is over when the last of those connections is gone (its answer
 flushed to the socket: ``connectionLost``, not just ``finish``, or the
-reactor would drop the unsent bytes).  After ``shutdown_timeout`` seconds
+reactor would drop the unsent bytes; a connection opened meanwhile, which
+the stopped listeners make impossible, is not waited for).  After ``shutdown_timeout`` seconds
 the connections left are aborted: an unfinished upload's sink aborts its
 allocation there (``StreamingRequest.connectionLost``), so it leaves no
 record.  Only then do the replication senders and the storage stop.
@@ -29,7 +32,7 @@ record.  Only then do the replication senders and the storage stop.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, succeed
@@ -68,8 +71,9 @@ class ConnectionDrain:
         self.draining = False
         self.on_start: list[Callable[[], object]] = []
 
-    def __len__(self) -> int:
-        """The number of open connections."""
+    @property
+    def open_connections(self) -> int:
+        """How many connections of the site are open."""
         return len(self._channels)
 
     def connection_made(self, channel: Any) -> None:
@@ -107,9 +111,11 @@ class ConnectionDrain:
         if self.draining:
             return done
         self.draining = True
+        busy = 0
         for channel in list(self._channels):
+            self._waiting.add(channel)
             if channel.requests:
-                self._waiting.add(channel)
+                busy += 1
                 self._close_after_answer(channel)
             else:
                 channel.transport.loseConnection()
@@ -122,10 +128,11 @@ class ConnectionDrain:
             self._finish()
             return done
         log.info(
-            "Stopping: waiting up to {timeout}s for {count} connection(s) with a request "
-            "in progress",
+            "Stopping: waiting up to {timeout}s for {count} request(s) in progress; "
+            "closing {idle} idle connection(s)",
             timeout=timeout,
-            count=len(self._waiting),
+            count=busy,
+            idle=len(self._waiting) - busy,
         )
         self._calls.append(self._clock.callLater(timeout, self._abort_rest, timeout))
         return done
