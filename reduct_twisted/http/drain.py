@@ -24,10 +24,11 @@ listeners first (no new connection is accepted), then
 Draining is over when the last of those connections is gone (its answer
 flushed to the socket: ``connectionLost``, not just ``finish``, or the
 reactor would drop the unsent bytes; a connection opened meanwhile, which
-the stopped listeners make impossible, is not waited for).  After ``shutdown_timeout`` seconds
-the connections left are aborted: an unfinished upload's sink aborts its
-allocation there (``StreamingRequest.connectionLost``), so it leaves no
-record.  Only then do the replication senders and the storage stop.
+the stopped listeners make impossible, is not waited for).  After
+``shutdown_timeout`` seconds the connections left are aborted: an
+unfinished upload's sink aborts its allocation there
+(``StreamingRequest.connectionLost``), so it leaves no record.  Only then
+do the replication senders and the storage stop.
 """
 
 from __future__ import annotations
@@ -148,7 +149,7 @@ class ConnectionDrain:
 
     def _abort_rest(self, timeout: float) -> None:
         log.warn(
-            "Stopping: aborting {count} connection(s) still busy after {timeout}s "
+            "Stopping: aborting {count} connection(s) still open after {timeout}s "
             "(unfinished uploads are dropped)",
             count=len(self._waiting),
             timeout=timeout,
