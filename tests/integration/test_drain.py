@@ -33,13 +33,14 @@ class Upload(threading.Thread):
         self.connection = Connection(port, timeout=60)
         self.connection.connect()
         self.args = (target, body, pieces, pause)
+        self.headers = ()
         self.response = self.error = None
 
     def run(self):
         target, body, pieces, pause = self.args
         try:
             self.response = self.connection.request(
-                "POST", target, body, pieces=pieces, pause=pause
+                "POST", target, body, self.headers, pieces=pieces, pause=pause
             )
         except (Closed, OSError) as exc:
             self.error = exc
@@ -126,6 +127,90 @@ def test_upload_in_flight_finishes_after_sigterm(tmp_path):
             read = conn.request("GET", f"{API}/b/drain/e?ts=1")
         assert read.status == 200
         assert read.body == body
+        again.stop()
+    finally:
+        again.kill()
+
+
+class SlowDownload(threading.Thread):
+    """Reads the answer to a GET of ``target`` at ``rate`` bytes a second, into ``data``."""
+
+    def __init__(self, port, target, rate):
+        super().__init__(daemon=True)
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=60)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 << 10)
+        self.sock.sendall(f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+        self.rate = rate
+        self.data = b""
+        self.started = threading.Event()
+
+    def run(self):
+        began = time.monotonic()
+        try:
+            while True:
+                chunk = self.sock.recv(256 << 10)
+                if not chunk:
+                    break
+                self.data += chunk
+                self.started.set()
+                ahead = began + len(self.data) / self.rate - time.monotonic()
+                if ahead > 0:
+                    time.sleep(ahead)
+        except OSError:
+            pass
+        finally:
+            self.started.set()
+            self.sock.close()
+
+
+def test_batched_write_and_download_in_flight_finish(tmp_path):
+    """
+    A batched write whose body is still arriving and a 16 MB download read
+    slowly both complete after SIGTERM: the batch gets its 200 and is
+    there after a restart, the download gets every byte, the daemon exits 0.
+    """
+    data_path = tmp_path / "data"
+    big = os.urandom(16 * MB)
+    records = [(10, os.urandom(MB)), (20, os.urandom(MB))]
+    daemon = Twistd(data_path)
+    port = daemon.start()
+    try:
+        with Connection(port) as conn:
+            assert conn.request("POST", f"{API}/b/drain").status == 200
+            assert conn.request("POST", f"{API}/b/drain/big?ts=1", big).status == 200
+        download = SlowDownload(port, f"{API}/b/drain/big?ts=1", rate=8 * MB)
+        download.start()
+        assert download.started.wait(10)
+        headers = [(f"x-reduct-time-{ts}", f"{len(body)},application/octet-stream")
+                   for ts, body in records]
+        batch = Upload(port, f"{API}/b/drain/batch/batch", b"".join(b for _, b in records),
+                       pieces=20, pause=0.1)
+        batch.headers = headers
+        batch.start()
+        time.sleep(0.5)
+        os.kill(daemon.pid, signal.SIGTERM)
+        batch.join(30)
+        download.join(30)
+        assert batch.error is None, batch.error
+        assert batch.response.status == 200, batch.response
+        assert batch.response.header("connection") == "close"
+        head, _, body = download.data.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200 OK\r\n"), head
+        assert len(body) == len(big) and body == big, (len(body), daemon.output)
+        assert wait_exit(daemon) == 0, daemon.output
+        assert "waiting up to 10.0s for 2 request(s) in progress" in daemon.output
+        assert "aborting" not in daemon.output
+        assert daemon.alarms() == []
+    finally:
+        daemon.kill()
+
+    again = Twistd(data_path)
+    port = again.start()
+    try:
+        with Connection(port) as conn:
+            for ts, body in records:
+                read = conn.request("GET", f"{API}/b/drain/batch?ts={ts}")
+                assert (read.status, read.body == body) == (200, True)
         again.stop()
     finally:
         again.kill()
