@@ -235,7 +235,7 @@ def test_upload_cut_after_the_shutdown_timeout(tmp_path):
         stopped_at = time.monotonic()
         assert wait_exit(daemon) == 0, daemon.output
         took = time.monotonic() - stopped_at
-        assert 0.9 < took < 4, took
+        assert 0.9 < took < 6, took
         upload.join(30)
         assert upload.response is None or upload.response.status != 200, upload.response
         assert "aborting 1 connection(s)" in daemon.output
@@ -284,9 +284,9 @@ def test_waiting_continuous_read_ends_at_sigterm(tmp_path):
         os.kill(daemon.pid, signal.SIGTERM)
         stopped_at = time.monotonic()
         assert wait_exit(daemon) == 0, daemon.output
-        assert time.monotonic() - stopped_at < 3
+        assert time.monotonic() - stopped_at < 8  # not the 10 s shutdown_timeout
         poller.join(10)
         assert result["response"].status == 204, result["response"]
-        assert result["took"] < 5
+        assert result["took"] < 8
     finally:
         daemon.kill()
