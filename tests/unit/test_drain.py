@@ -87,6 +87,7 @@ class Router:
 
 @pytest.fixture
 def site():
+    """A ``ReductSite`` on a Clock (``site.clock``) with the slow resource and the router."""
     clock = Clock()
     site = ReductSite(Slow(), Router(), clock, timeout=60.0)
     site.clock = clock
@@ -273,6 +274,8 @@ def test_on_start_callbacks_run_when_draining_starts(site):
 
 
 class Recording(Service):
+    """A service that notes when it is stopped and returns ``result`` from stopService."""
+
     def __init__(self, name, events, result=None):
         self.setName(name)
         self.events = events
