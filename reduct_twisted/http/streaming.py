@@ -48,6 +48,7 @@ from reduct_twisted.errors import (
     UnprocessableEntity,
 )
 from reduct_twisted.http.cors import NO_ORIGINS, CorsPolicy
+from reduct_twisted.http.drain import ConnectionDrain
 from reduct_twisted.http.errors import failure_body, write_error_headers
 from reduct_twisted.http.sinks import BoundedBuffer, DiscardSink
 from reduct_twisted.storage.settings import NAME_ERROR
@@ -211,6 +212,7 @@ class ReductChannel(HTTPChannel):
         if self._refused_call is not None and self._refused_call.active():
             self._refused_call.cancel()
         super().connectionLost(reason)
+        self.site.drain.connection_lost(self)  # the daemon may be waiting for it (drain.py)
 
     def _stop_header_timer(self):
         timer, self._header_timer = self._header_timer, None
@@ -298,6 +300,10 @@ class StreamingRequest(server.Request):
     # -- body side ---------------------------------------------------------
 
     def gotLength(self, length: Optional[int]) -> None:
+        drain = getattr(self.channel.site, "drain", None)
+        if drain is not None and drain.draining:  # 503: the daemon is stopping
+            self._refuse(drain.refusal(self), 0 if length == 0 else None)
+            return
         if self.channel._command == b"OPTIONS":
             self._preflight_body(length)
             return
@@ -565,6 +571,8 @@ class ReductSite(server.Site):
             ReductChannel.totalHeadersSize, max_batch_metadata + HEADER_SLACK
         )
         self.max_line_length = max(ReductChannel.MAX_LENGTH, max_batch_metadata + HEADER_SLACK)
+        #: Open connections, drained when the daemon stops (``drain.py``).
+        self.drain = ConnectionDrain(reactor)
 
     def buildProtocol(self, addr):
         channel = super().buildProtocol(addr)
@@ -572,6 +580,7 @@ class ReductSite(server.Site):
         channel.maxHeaders = self.max_headers
         channel.totalHeadersSize = self.total_headers_size
         channel.MAX_LENGTH = self.max_line_length
+        self.drain.connection_made(channel)
         return channel
 
     def log(self, request) -> None:

@@ -170,6 +170,15 @@ class StorageEngine(BucketMethods, ReadMethods, EditMethods):
             self._running = False
             self._recovery.end_run(self._sync)
 
+    def end_continuous_queries(self) -> None:
+        """
+        From now on a continuous query ends like a plain one when it has no
+        record left: the daemon is stopping and takes no new requests, so a
+        batched read waiting for a new record is answered now (204) instead
+        of holding the stop for its whole ``record_timeout``.
+        """
+        self._queries.end_continuous()
+
     def take_dirty(self) -> tuple:
         """
         What changed since the last call, for a sync policy (``GroupSync``);
