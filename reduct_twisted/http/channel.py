@@ -55,6 +55,8 @@ class ReductChannel(HTTPChannel):
     _header_timer = None
     _refused_call = None
     _head_request = False
+    #: The next line is a request line (the first of a request).
+    _awaiting_request_line = True
     #: The timeout is ``site.io_timeout``: a request body is arriving.
     _body_timeout = False
 
@@ -101,7 +103,21 @@ class ReductChannel(HTTPChannel):
 
     def dataReceived(self, data):
         if self._refused_call is None:
+            if self._header_timer is None and self.line_mode and not self._handlingRequest:
+                # The first byte of a request (and of the connection): the
+                # header deadline runs from here, not from a complete line.
+                self._start_header_timer()
             super().dataReceived(data)
+            if (
+                self._header_timer is None
+                and self._buffer
+                and self.line_mode
+                and not self._handlingRequest
+                and self._refused_call is None
+            ):
+                # The start of a next request, left over after the ones
+                # before it were answered in this same read.
+                self._start_header_timer()
             if (
                 not self.line_mode
                 and self._transferDecoder is not None
@@ -113,9 +129,14 @@ class ReductChannel(HTTPChannel):
 
     # -- header deadline (slow loris) -----------------------------------------
     # The idle timer restarts with every byte, so a client trickling a
-    # header line a second would hold a connection forever.  A request's
-    # line and headers must arrive within ``site.header_timeout`` of its
-    # first line.
+    # header line (or its request line) a byte a second would hold a
+    # connection forever.  A request's line and headers must arrive within
+    # ``site.header_timeout`` of its first byte (issue #12): on a new
+    # connection, the first byte it sends; on a keep-alive connection, the
+    # first byte of the next request (or the end of the previous response,
+    # if the next request's bytes came while it was being answered).  A
+    # connection that sends nothing is the idle timeout's, as between
+    # requests: a keep-alive connection may idle for ``idle_timeout``.
 
     def lineReceived(self, line):
         # After a refusal nothing more is parsed, not even the lines already
@@ -123,9 +144,13 @@ class ReductChannel(HTTPChannel):
         if self._refused_call is not None:
             return True
         if self._header_timer is None:
-            self._header_timer = self.callLater(self.site.header_timeout, self._headers_too_slow)
+            # A pipelined request, replayed from the buffer once the one
+            # before it was answered.
+            self._start_header_timer()
+        if self._awaiting_request_line and line:
             # The request line: remember HEAD even if the line is malformed,
             # so a refusal never sends it a body.
+            self._awaiting_request_line = False
             self._head_request = line.startswith(b"HEAD ")
         return super().lineReceived(line) or self._refused_call is not None
 
@@ -140,6 +165,7 @@ class ReductChannel(HTTPChannel):
 
     def allHeadersReceived(self):
         self._stop_header_timer()
+        self._awaiting_request_line = True
         if self._refused_call is None:
             super().allHeadersReceived()
 
@@ -162,6 +188,9 @@ class ReductChannel(HTTPChannel):
         if self._refused_call is not None and self._refused_call.active():
             self._refused_call.cancel()
         super().connectionLost(reason)
+
+    def _start_header_timer(self) -> None:
+        self._header_timer = self.callLater(self.site.header_timeout, self._headers_too_slow)
 
     def _stop_header_timer(self):
         timer, self._header_timer = self._header_timer, None
