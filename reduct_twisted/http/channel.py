@@ -9,9 +9,15 @@ deadline against slow clients, the I/O timeout of a request body).
 """
 
 from twisted.logger import Logger
-from twisted.web.http import HTTPChannel, datetimeToString
+from twisted.web.http import (
+    HTTPChannel,
+    _ChunkedTransferDecoder,
+    _MalformedChunkedDataError,
+    datetimeToString,
+)
 
 from reduct_twisted import REDUCT_API, REDUCT_VERSION
+from reduct_twisted.http.headers import U64_MAX, parse_content_length
 
 log = Logger()
 
@@ -32,6 +38,20 @@ def _http_date(now: float) -> bytes:
         _date_cache[1] = datetimeToString(second)
         _date_cache[0] = second
     return _date_cache[1]
+
+
+class _U64ChunkedDecoder(_ChunkedTransferDecoder):
+    """
+    Twisted's chunked-body decoder, refusing a chunk size beyond u64 (it
+    accepts any of up to 1 KiB of hex digits and waits for that many bytes;
+    hyper refuses it).
+    """
+
+    def _dataReceived_CHUNK_LENGTH(self) -> bool:
+        done = super()._dataReceived_CHUNK_LENGTH()
+        if done and self.length > U64_MAX:
+            raise _MalformedChunkedDataError("Chunk-size out of range.")
+        return done
 
 
 class ReductChannel(HTTPChannel):
@@ -73,9 +93,12 @@ class ReductChannel(HTTPChannel):
         if current is not None and (current.startedWriting or current.finished):
             # Its answer is out already (an early refusal, then a broken body):
             # a second response would be read as the answer to the next request.
+            # Half-close as below: an abort now would reset the connection
+            # with the client's bytes unread, and the client could lose the
+            # answer it has not read yet (issue #12).
             self._stop_header_timer()
-            self._refused_call = self.callLater(0, self.transport.abortConnection)
-            self.transport.loseConnection()
+            self._refused_call = self.callLater(HALF_CLOSE_GRACE, self.transport.abortConnection)
+            self._half_close()
             return
         message = b"Bad request"
         # No body for HEAD (the client would read it as the next response).
@@ -96,6 +119,9 @@ class ReductChannel(HTTPChannel):
         self._stop_header_timer()
         self.transport.write(head + body)
         self._refused_call = self.callLater(HALF_CLOSE_GRACE, self.transport.abortConnection)
+        self._half_close()
+
+    def _half_close(self) -> None:
         if hasattr(self.transport, "loseWriteConnection"):
             self.transport.loseWriteConnection()
         else:
@@ -228,10 +254,19 @@ class ReductChannel(HTTPChannel):
         # must be a number" after its auth and ts checks.  Remember it on the
         # request and let routing decide (the connection is closed after the
         # answer, since the body's framing is unknown).
-        if header == b"Content-Length" and not data.isdigit():
-            self.requests[-1].malformed_length = True
-            return True
-        return super()._maybeChooseTransferDecoder(header, data)
+        # A length beyond u64 is no number either (issue #12): Twisted would
+        # take any digit string, and int() raises on more than 4300 digits.
+        if header == b"Content-Length":
+            length = parse_content_length(data)
+            if length is None:
+                self.requests[-1].malformed_length = True
+                return True
+            data = b"%d" % length
+        ok = super()._maybeChooseTransferDecoder(header, data)
+        decoder = self._transferDecoder
+        if ok and type(decoder) is _ChunkedTransferDecoder:
+            self._transferDecoder = _U64ChunkedDecoder(decoder.dataCallback, decoder.finishCallback)
+        return ok
 
     def timeoutConnection(self):
         # The idle timer only restarts when bytes arrive, so a long download

@@ -44,6 +44,23 @@ def parse_u64(text: str) -> Optional[int]:
     return value
 
 
+def parse_content_length(value: bytes) -> Optional[int]:
+    """
+    A ``Content-Length`` header value as a u64; None if it is not one.
+
+    Plain ASCII digits as twisted.web takes them (leading zeros allowed);
+    a value beyond u64, however long, is no number, as upstream (hyper)
+    reads it.  Never hands Python's ``int()`` more digits than a u64 has.
+    """
+    if not value.isdigit():
+        return None
+    digits = value.lstrip(b"0") or b"0"
+    if len(digits) > 20:
+        return None
+    length = int(digits)
+    return length if length <= U64_MAX else None
+
+
 def u64_param(
     args: Mapping[bytes, Sequence[bytes]],
     name: str,

@@ -186,6 +186,18 @@ class StreamingRequest(server.Request):
                 return BadRequest("Invalid Host header")
         return None
 
+    def getRequestHostname(self) -> bytes:
+        # Klein hands the Host to werkzeug, whose IDNA encoding raises on an
+        # empty or over-long label (``a..b``, ``.``, 64 letters): a 500 and a
+        # critical traceback (issue #12).  The Host means nothing to the API:
+        # answer such a request as one without a Host header.
+        host = super().getRequestHostname()
+        try:
+            host.decode("ascii").encode("idna")
+        except UnicodeError:
+            return self.getHost().host.encode("ascii")
+        return host
+
     def _has_declared_body(self) -> bool:
         return self.requestHeaders.hasHeader(b"content-length")
 
