@@ -127,6 +127,28 @@ def content_type(request) -> str:
     return value.decode("latin-1")
 
 
+#: Digits of the longest integer literal a JSON body may hold: Python's
+#: ``int()`` refuses more than 4300 (``sys.get_int_max_str_digits()``), and
+#: far fewer already overflow every 64-bit field.
+JSON_INT_MAX_DIGITS = 4000
+
+
+def _json_int(text: str) -> int:
+    if len(text) > JSON_INT_MAX_DIGITS:
+        # What serde_json says of an integer no number type can hold.
+        raise ValueError("number out of range")
+    return int(text)
+
+
+def loads_json(body):
+    """
+    ``json.loads`` for request bodies: an integer literal too long for
+    Python to convert raises ``ValueError("number out of range")``, never
+    the interpreter's own limit message (issue #12).
+    """
+    return json.loads(body, parse_int=_json_int)
+
+
 def parse_json_body(body: bytes):
     """
     Parse a JSON request body; an empty body is None.
@@ -136,7 +158,7 @@ def parse_json_body(body: bytes):
     if not body.strip():
         return None
     try:
-        return json.loads(body)
+        return loads_json(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise UnprocessableEntity(f"Invalid JSON: {exc}")
     except RecursionError:

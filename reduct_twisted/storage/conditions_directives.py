@@ -129,6 +129,11 @@ def _size(key: str, values: list) -> int:
                 f"{key} must be a positive integer or string: '{value}' is not a size"
             )
         number = match.group(1)
+        if len(number.partition(".")[0].lstrip("0")) > 20:
+            # Beyond every u64 size: as much as u64 holds, as upstream's
+            # saturating cast gives (float() would be inf, int() raise on
+            # 4300 digits: issue #12).
+            return 2**64 - 1
         return int(float(number) * unit) if "." in number else int(number) * unit
     raise UnprocessableEntity(
         f"{key} must be a positive integer or string representing a positive integer"

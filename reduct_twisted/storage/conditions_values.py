@@ -73,10 +73,26 @@ def wrap(n: int) -> int:
     return (n - I64_MIN) % 2**64 + I64_MIN
 
 
+def _short_int(digits: str):
+    """
+    ``int(digits)`` (an optional sign, then ASCII digits), or None when it
+    has more than 19 significant digits and so fits no i64: int() must never
+    see thousands of digits, it raises past 4300 (issue #12: label values
+    and condition literals are request input).
+    """
+    sign = digits[:1] if digits[:1] in ("+", "-") else ""
+    significant = digits[len(sign):].lstrip("0") or "0"
+    if len(significant) > 19:
+        return None
+    return int(sign + significant)
+
+
 def _parse_int(text: str):
     """:return: ``text`` as an i64 (Rust's grammar), or ``None``."""
     if _INT.match(text):
-        n = int(text)
+        n = _short_int(text)
+        if n is None:
+            return None
         if I64_MIN <= n <= I64_MAX:
             return n
     return None
@@ -116,9 +132,10 @@ def parse_duration(text: str):
     total = 0
     for part in parts:
         match = _DURATION_PART.match(part)
-        if match is None:
+        n = None if match is None else _short_int(match.group(1))
+        if n is None:
             return None
-        total += int(match.group(1)) * _UNITS[match.group(2)]
+        total += n * _UNITS[match.group(2)]
     return Duration(total) if I64_MIN <= total <= I64_MAX else None
 
 

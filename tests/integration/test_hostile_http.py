@@ -1,6 +1,6 @@
 """
 Hostile HTTP input (issue #12), over real sockets to the in-process daemon:
-lengths longer than Python converts or beyond u64, Host headers the
+numbers longer than Python converts, lengths beyond u64, Host headers the
 IDNA codec refuses, a refused chunked batch whose framing then breaks, a
 request line trickled a byte at a time.  Each gets a clear answer (never a
 5xx, a reset or silence) and leaves no failure in the log.
@@ -164,6 +164,61 @@ async def test_refused_chunked_batch_with_broken_framing_keeps_its_422(server, l
                               b"\r\nzz\r\nab\r\n0\r\n\r\n")
     assert_refused(raw, how, 422,
                    b"Invalid header 'x-reduct-time-abc': must be an unix timestamp in microseconds")
+    assert logged_failures == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_json_integers_of_thousands_of_digits(server, logged_failures):
+    """A JSON integer too long for int() is 'Invalid JSON: number out of range' (422; 400
+    on a rename, as its other syntax errors): the interpreter's limit never shows."""
+    await make_bucket(server)
+    cases = [
+        ("POST", "/b/q", b'{"quota_type": "FIFO", "quota_size": ' + HUGE + b"}", 422),
+        ("POST", "/b/b/e/q", b'{"query_type": "QUERY", "limit": ' + HUGE + b"}", 422),
+        ("POST", "/tokens/t", b'{"full_access": ' + HUGE + b"}", 422),
+        ("PUT", "/b/b/rename", b'{"new_name": -' + HUGE + b"}", 400),
+    ]
+    for method, path, body, status in cases:
+        resp = await server.http.request(method, server.api(path), data=body,
+                                         headers={"content-type": "application/json"})
+        detail = json.loads(await resp.content())["detail"]
+        assert resp.code == status, (path, detail)
+        assert detail == "Invalid JSON: number out of range", path
+    resp = await server.http.get(server.api("/b/q"))
+    assert resp.code == 404
+    await resp.content()
+    assert logged_failures == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_conditions_with_numbers_of_thousands_of_digits(server, logged_failures):
+    """Condition literals and label values of thousands of digits are evaluated as upstream
+    types them (too big for i64: a float, not a duration) instead of failing with a 500."""
+    await make_bucket(server)
+    resp = await server.http.post(server.api("/b/b/e"), params={"ts": "1"}, data=b"x",
+                                  headers={"x-reduct-label-n": "9" * 5000})
+    assert resp.code == 200
+    await resp.content()
+    whens = [
+        {"&n": {"$gt": 1}},
+        {"&n": {"$gt": "1" * 5000 + "s"}},
+        {"#batch_size": "1" * 400 + ".5KB", "&n": {"$gt": 1}},
+        {"#batch_size": "1" * 5000 + "KB", "&n": {"$gt": 1}},
+    ]
+    for when in whens:
+        resp = await server.http.post(server.api("/b/b/e/q"),
+                                      data=json.dumps({"query_type": "QUERY", "when": when}).encode())
+        text = await resp.content()
+        assert resp.code == 200, (when, text[:200])
+        qid = json.loads(text)["id"]
+        resp = await server.http.get(server.api("/b/b/e"), params={"q": str(qid)})
+        body = await resp.content()
+        if "#batch_size" in when or when is whens[0]:
+            # 9...9 (5000 digits) is a float, inf: greater than 1.
+            assert (resp.code, body) == (200, b"x"), when
+        else:
+            # A number against a string that is no duration: no match.
+            assert resp.code == 204, (when, body[:200])
     assert logged_failures == []
 
 

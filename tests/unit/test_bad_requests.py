@@ -79,3 +79,34 @@ def test_broken_chunks_after_an_early_refusal_get_no_second_answer():
     )
     assert transport.value().count(b"HTTP/1.1 ") == 1
     assert transport.value().startswith(b"HTTP/1.1 404 ")
+
+
+def test_content_length_beyond_u64_is_not_a_number():
+    """Content-Length parses as a u64 however many digits it has; past u64 it is None."""
+    from reduct_twisted.http.headers import parse_content_length
+
+    assert parse_content_length(b"18446744073709551615") == 2**64 - 1
+    assert parse_content_length(b"0" * 5000 + b"7") == 7
+    for bad in (b"18446744073709551616", b"1" * 5000, b"", b"-1", b"+1", b"1 ", b"\xd9\xa1"):
+        assert parse_content_length(bad) is None, bad
+
+
+def test_json_integer_of_thousands_of_digits_is_out_of_range():
+    """Python's int-string limit never shows: such a literal is 'number out of range'."""
+    with pytest.raises(UnprocessableEntity) as info:
+        parse_json_body(b'{"quota_size": ' + b"1" * 5000 + b"}")
+    assert info.value.message == "Invalid JSON: number out of range"
+    assert parse_json_body(b'{"n": -' + b"9" * 3000 + b"}") == {"n": -int("9" * 3000)}
+
+
+def test_condition_numbers_of_thousands_of_digits():
+    """Label values and literals too long for int() are typed as upstream types them."""
+    from reduct_twisted.storage.conditions import compile_condition
+    from reduct_twisted.storage.conditions_values import parse_duration, parse_label
+
+    assert parse_label("1" * 5000) == float("inf")
+    assert parse_label("-" + "0" * 5000 + "12") == -12
+    assert parse_duration("1" * 5000 + "s") is None
+    assert parse_duration("0" * 5000 + "5s") == 5_000_000
+    for size in ("1" * 5000 + "KB", "1" * 400 + ".5KB"):
+        assert compile_condition({"#batch_size": size}).io.batch_size == 2**64 - 1
