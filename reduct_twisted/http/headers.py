@@ -7,6 +7,7 @@ exact texts ReductStore clients match.
 """
 
 import json
+import math
 from typing import Dict, Mapping, Optional, Sequence
 
 from reduct_twisted.errors import UnprocessableEntity
@@ -140,13 +141,28 @@ def _json_int(text: str) -> int:
     return int(text)
 
 
+def _json_float(text: str) -> float:
+    value = float(text)
+    if value in (math.inf, -math.inf):
+        raise ValueError("number out of range")
+    return value
+
+
+def _json_constant(name: str):
+    raise ValueError(f"{name} is not a JSON value")
+
+
 def loads_json(body):
     """
-    ``json.loads`` for request bodies: an integer literal too long for
-    Python to convert raises ``ValueError("number out of range")``, never
-    the interpreter's own limit message (issue #12).
+    ``json.loads`` for request bodies, as strict as upstream's serde_json:
+    a number no float holds (an integer literal too long for Python to
+    convert, ``1e400``) raises ``ValueError("number out of range")``, never
+    the interpreter's own limit message, and ``NaN``/``Infinity`` are no
+    JSON (they would be stored, then answered as invalid JSON): issue #12.
     """
-    return json.loads(body, parse_int=_json_int)
+    return json.loads(
+        body, parse_int=_json_int, parse_float=_json_float, parse_constant=_json_constant
+    )
 
 
 def parse_json_body(body: bytes):

@@ -256,3 +256,20 @@ async def test_request_line_trickled_over_a_socket_is_cut(tmp_path, logged_failu
     assert cut_after is not None, "the whole request line went through"
     assert 0.9 <= cut_after < 3.0, cut_after
     assert logged_failures == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_json_nan_and_infinity_are_refused(server, logged_failures):
+    """NaN, Infinity and 1e400 are no JSON: refused (422) instead of stored in a
+    replication's condition and answered back as invalid JSON."""
+    await make_bucket(server)
+    for literal in (b"NaN", b"-Infinity", b"1e400"):
+        body = (b'{"src_bucket": "b", "dst_bucket": "x", "dst_host": "http://127.0.0.1:1",'
+                b' "when": {"&a": {"$gt": ' + literal + b"}}}")
+        resp = await server.http.post(server.api("/replications/r"), data=body)
+        detail = json.loads(await resp.content())["detail"]
+        assert resp.code == 422 and detail.startswith("Invalid JSON: "), (literal, detail)
+        resp = await server.http.get(server.api("/replications/r"))
+        assert resp.code == 404
+        await resp.content()
+    assert logged_failures == []

@@ -110,3 +110,17 @@ def test_condition_numbers_of_thousands_of_digits():
     assert parse_duration("0" * 5000 + "5s") == 5_000_000
     for size in ("1" * 5000 + "KB", "1" * 400 + ".5KB"):
         assert compile_condition({"#batch_size": size}).io.batch_size == 2**64 - 1
+
+
+@pytest.mark.parametrize(
+    "literal, message",
+    [(b"1e400", "number out of range"), (b"-1E+999", "number out of range"),
+     (b"NaN", "NaN is not a JSON value"), (b"-Infinity", "-Infinity is not a JSON value")],
+)
+def test_json_numbers_no_float_holds_are_invalid(literal, message):
+    """Bodies are as strict as serde_json: no NaN, no Infinity, no float overflowing to inf
+    (Python accepts them; stored in a replication's 'when', they came back as invalid JSON)."""
+    with pytest.raises(UnprocessableEntity) as info:
+        parse_json_body(b'{"when": {"&a": {"$gt": ' + literal + b"}}}")
+    assert info.value.message == "Invalid JSON: " + message
+    assert parse_json_body(b"[1e308, -2.5e-320]") == [1e308, -2.5e-320]
