@@ -8,6 +8,7 @@ exact texts ReductStore clients match.
 
 import json
 import math
+import sys
 from typing import Dict, Mapping, Optional, Sequence
 
 from reduct_twisted.errors import UnprocessableEntity
@@ -128,17 +129,18 @@ def content_type(request) -> str:
     return value.decode("latin-1")
 
 
-#: Digits of the longest integer literal a JSON body may hold: Python's
-#: ``int()`` refuses more than 4300 (``sys.get_int_max_str_digits()``), and
-#: far fewer already overflow every 64-bit field.
-JSON_INT_MAX_DIGITS = 4000
+#: Largest magnitude of a JSON number: serde_json reads an integer beyond
+#: 64 bits as an f64, and one beyond the f64 range is "out of range".
+#: Checking it also keeps ``int()`` away from literals longer than it
+#: converts (4300 digits) and ``math.isfinite`` from ints it cannot take.
+JSON_NUMBER_MAX = int(sys.float_info.max)
 
 
 def _json_int(text: str) -> int:
-    if len(text) > JSON_INT_MAX_DIGITS:
-        # What serde_json says of an integer no number type can hold.
+    value = int(text) if len(text) <= 400 else JSON_NUMBER_MAX + 1
+    if not -JSON_NUMBER_MAX <= value <= JSON_NUMBER_MAX:
         raise ValueError("number out of range")
-    return int(text)
+    return value
 
 
 def _json_float(text: str) -> float:
@@ -155,9 +157,9 @@ def _json_constant(name: str):
 def loads_json(body):
     """
     ``json.loads`` for request bodies, as strict as upstream's serde_json:
-    a number no float holds (an integer literal too long for Python to
-    convert, ``1e400``) raises ``ValueError("number out of range")``, never
-    the interpreter's own limit message, and ``NaN``/``Infinity`` are no
+    a number no f64 holds (``1e400``, an integer beyond ``1.8e308``, one of
+    more digits than Python converts) raises ``ValueError("number out of
+    range")``, never the interpreter's own limit message, and ``NaN``/``Infinity`` are no
     JSON (they would be stored, then answered as invalid JSON): issue #12.
     """
     return json.loads(

@@ -169,14 +169,19 @@ async def test_refused_chunked_batch_with_broken_framing_keeps_its_422(server, l
 
 @pytest_twisted.ensureDeferred
 async def test_json_integers_of_thousands_of_digits(server, logged_failures):
-    """A JSON integer too long for int() is 'Invalid JSON: number out of range' (422; 400
-    on a rename, as its other syntax errors): the interpreter's limit never shows."""
+    """A JSON integer too long for int(), or beyond the f64 range, is 'Invalid JSON: number
+    out of range' (422; 400 on a rename, as its other syntax errors): the interpreter's
+    limit never shows, and no field check overflows."""
     await make_bucket(server)
     cases = [
         ("POST", "/b/q", b'{"quota_type": "FIFO", "quota_size": ' + HUGE + b"}", 422),
         ("POST", "/b/b/e/q", b'{"query_type": "QUERY", "limit": ' + HUGE + b"}", 422),
         ("POST", "/tokens/t", b'{"full_access": ' + HUGE + b"}", 422),
         ("PUT", "/b/b/rename", b'{"new_name": -' + HUGE + b"}", 400),
+        # Beyond f64 but converted by int(): math.isfinite() raised OverflowError (a 500).
+        ("POST", "/replications/r", b'{"src_bucket": "b", "dst_bucket": "x", "dst_host": '
+         b'"http://127.0.0.1:1", "each_s": ' + b"9" * 1000 + b"}", 422),
+        ("POST", "/b/b/e/q", b'{"query_type": "QUERY", "each_s": ' + b"9" * 1000 + b"}", 422),
     ]
     for method, path, body, status in cases:
         resp = await server.http.request(method, server.api(path), data=body,

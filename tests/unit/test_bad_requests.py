@@ -92,11 +92,15 @@ def test_content_length_beyond_u64_is_not_a_number():
 
 
 def test_json_integer_of_thousands_of_digits_is_out_of_range():
-    """Python's int-string limit never shows: such a literal is 'number out of range'."""
+    """Python's int-string limit never shows: such a literal, like any integer beyond
+    the f64 range, is 'number out of range'."""
     with pytest.raises(UnprocessableEntity) as info:
         parse_json_body(b'{"quota_size": ' + b"1" * 5000 + b"}")
     assert info.value.message == "Invalid JSON: number out of range"
-    assert parse_json_body(b'{"n": -' + b"9" * 3000 + b"}") == {"n": -int("9" * 3000)}
+    for literal in (b"-" + b"9" * 3000, b"2" + b"0" * 308):
+        with pytest.raises(UnprocessableEntity, match="Invalid JSON: number out of range"):
+            parse_json_body(b'{"each_s": ' + literal + b"}")
+    assert parse_json_body(b'{"n": -1' + b"0" * 308 + b"}") == {"n": -10**308}
 
 
 def test_condition_numbers_of_thousands_of_digits():
