@@ -145,7 +145,7 @@ def _json_int(text: str) -> int:
 
 def _json_float(text: str) -> float:
     value = float(text)
-    if value in (math.inf, -math.inf):
+    if math.isinf(value):
         raise ValueError("number out of range")
     return value
 
@@ -156,11 +156,12 @@ def _json_constant(name: str):
 
 def loads_json(body):
     """
-    ``json.loads`` for request bodies, as strict as upstream's serde_json:
-    a number no f64 holds (``1e400``, an integer beyond ``1.8e308``, one of
-    more digits than Python converts) raises ``ValueError("number out of
-    range")``, never the interpreter's own limit message, and ``NaN``/``Infinity`` are no
-    JSON (they would be stored, then answered as invalid JSON): issue #12.
+    ``json.loads`` for request bodies, as strict as upstream's serde_json
+    (issue #12): a number no f64 holds (``1e400``, an integer beyond
+    ``1.8e308``, or of more digits than Python converts) raises
+    ``ValueError("number out of range")``, never the interpreter's own
+    limit message; ``NaN`` and ``Infinity`` are no JSON (they would be
+    stored, then answered as invalid JSON).
     """
     return json.loads(
         body, parse_int=_json_int, parse_float=_json_float, parse_constant=_json_constant

@@ -190,12 +190,12 @@ class StreamingRequest(server.Request):
         # Klein hands the Host to werkzeug, whose IDNA encoding raises on an
         # empty or over-long label (``a..b``, ``.``, 64 letters): a 500 and a
         # critical traceback (issue #12).  The Host means nothing to the API:
-        # answer such a request as one without a Host header.
+        # answer such a request as if it named this server.
         host = super().getRequestHostname()
         try:
             host.decode("ascii").encode("idna")
         except UnicodeError:
-            return self.getHost().host.encode("ascii")
+            return b"localhost"
         return host
 
     def _has_declared_body(self) -> bool:
