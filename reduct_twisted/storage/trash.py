@@ -13,8 +13,9 @@ import contextlib
 import os
 import shutil
 
-#: Directory (below ``data_path``) where removed files wait for ``discard``.
-TRASH_DIR = ".trash"
+from reduct_twisted.storage.layout import TRASH_DIR
+
+__all__ = ["MAX_PROBLEMS", "TRASH_DIR", "Trash", "remove_now"]
 
 #: How many failed renames :attr:`Trash.problems` keeps.
 MAX_PROBLEMS = 100
