@@ -261,7 +261,7 @@ class Bucket:
         """
         del self.entries[entry.name]
         entry.detach()
-        self.context.trash([entry.directory])
+        self.context.trash.tree(entry.directory, bucket=False)
 
     def relocate(self, name: str, directory: str) -> None:
         """

@@ -121,6 +121,28 @@ def unknown_in_bucket(directory: str) -> list:
     return unknown
 
 
+def own_files(directory: str, bucket: bool) -> list:
+    """
+    :param bucket: ``directory`` is a bucket (else an entry).
+    :return: the paths of our files in it (and its entries): block
+        metadata first, then the other block files, then bucket settings.
+    """
+    if not bucket:
+        with os.scandir(directory) as items:
+            names = [i.name for i in items
+                     if not i.is_dir(follow_symlinks=False) and is_entry_file(i.name)]
+        names.sort(key=lambda n: (not n.endswith(".meta"), n))
+        return [os.path.join(directory, n) for n in names]
+    entries, settings = [], []
+    with os.scandir(directory) as items:
+        for item in sorted(items, key=lambda i: i.name):
+            if item.is_dir(follow_symlinks=False) and is_valid_name(item.name):
+                entries += own_files(item.path, False)
+            elif not item.is_dir(follow_symlinks=False) and is_bucket_file(item.name):
+                settings.append(item.path)
+    return sorted(entries, key=lambda p: not p.endswith(".meta")) + settings
+
+
 def read_marker(data_path: str) -> bool:
     """
     :return: whether ``data_path`` has a marker (``False`` if none).

@@ -13,7 +13,12 @@ import contextlib
 import os
 import shutil
 
-from reduct_twisted.storage.layout import TRASH_DIR
+from reduct_twisted.storage.layout import (
+    TRASH_DIR,
+    own_files,
+    unknown_in_bucket,
+    unknown_in_entry,
+)
 
 __all__ = ["MAX_PROBLEMS", "TRASH_DIR", "Trash", "remove_now"]
 
@@ -91,6 +96,23 @@ class Trash:
         finally:
             if moved:
                 self.discard(moved)
+
+    def tree(self, directory: str, bucket: bool, strict: bool = False) -> list:
+        """
+        Trash a bucket or entry ``directory``: in one rename if everything
+        in it is ours (``layout.py``); else only our files, one by one,
+        leaving the directories and the names that are not ours in place.
+
+        :param bucket: ``directory`` is a bucket (else an entry).
+        :param strict: as for :meth:`__call__`.
+        :return: the names left in place, relative to ``directory``.
+        """
+        try:
+            unknown = (unknown_in_bucket if bucket else unknown_in_entry)(directory)
+        except FileNotFoundError:
+            return []
+        self(own_files(directory, bucket) if unknown else [directory], strict)
+        return unknown
 
     def _move(self, path: str, target: str) -> bool:
         # False if ``path`` is gone; re-creates a vanished ``.trash`` once.
