@@ -341,8 +341,6 @@ def makeService(
     """
     if reactor is None:
         from twisted.internet import reactor
-    if site_factory is None:
-        from reduct_twisted.http.site import make_site as site_factory
     config = options.config
     assert config is not None, "parseOptions() has not been called"
 
@@ -363,6 +361,8 @@ def makeService(
         reason = exc.strerror or str(exc)
         raise SystemExit(f"reduct: cannot use data path {config.data_path!r}: {reason}")
     storage.setServiceParent(top)
+    if site_factory is None:  # after the lock: a refused start stays quick
+        from reduct_twisted.http.site import make_site as site_factory
     provisioning = parse_provisioning(options.environ)
     try:
         site = site_factory(storage.engine, config, reactor, storage.threadpool, provisioning)
