@@ -7,6 +7,9 @@ crash leaves either the old name or the trashed one), and the injected
 ``discard`` (a thread pool in the daemon) deletes it later.  Whatever is left
 in ``.trash`` at open is discarded again.  New buckets are staged there too
 (see ``StorageEngine.create_bucket``), so a half-made one is swept away.
+Callers trash only names of our own layout (``layout.py``); a bucket or
+entry directory holding anything else is emptied of our files only
+(:meth:`Trash.tree`).
 """
 
 import contextlib

@@ -654,8 +654,10 @@ def test_sigkill_during_the_first_start(tmp_path):
     directory, lock and marker appear): each directory opens afterwards."""
     probe = Twistd(tmp_path / "probe")
     t0 = time.monotonic()
-    probe.start()
+    port = probe.start()
     ready = time.monotonic() - t0
+    with Connection(port) as conn:  # the reactor runs: SIGTERM is handled
+        assert conn.request("GET", "/api/v1/info").status == 200
     probe.stop()
     assert marker_problem(tmp_path / "probe") is None
     rng = random.Random(SEED)
@@ -664,7 +666,7 @@ def test_sigkill_during_the_first_start(tmp_path):
         data_path = tmp_path / f"first{i}"
         daemon = Twistd(data_path)
         daemon.spawn()
-        time.sleep(rng.uniform(0.2, 1.2) * ready)
+        time.sleep(rng.uniform(0.05, 1.1) * ready)
         daemon.kill()
         seen[tuple(sorted(os.listdir(data_path))) if data_path.exists() else None] += 1
         _starts_and_is_marked(data_path, f"kill {i}")
