@@ -5,6 +5,7 @@ wait, no stale lock after SIGKILL), a foreign directory left untouched, and
 a directory written before the format marker existed still opening.
 """
 
+import json
 import os
 import re
 import subprocess
@@ -44,7 +45,11 @@ def run_to_exit(data_path, *extra, timeout=30.0):
     daemon = Twistd(data_path, *extra)
     started = time.monotonic()
     daemon.spawn()
-    code = daemon.proc.wait(timeout)
+    try:
+        code = daemon.proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        daemon.kill()
+        raise AssertionError("the daemon did not exit:\n" + daemon.output) from None
     elapsed = time.monotonic() - started
     daemon.kill()  # joins the output reader
     return code, daemon.output, elapsed
@@ -124,6 +129,7 @@ def test_no_stale_lock_after_sigkill(tmp_path):
     try:
         assert read(second.start()) == RECORD
         assert "held by" not in second.output
+        assert json.loads((data / ".lock").read_text())["pid"] == second.pid
     finally:
         second.stop()
 
