@@ -246,3 +246,18 @@ def test_unclean_start_is_reported(log_events):
     assert (warning["verified"], warning["dropped"], warning["quarantined"]) == (7, 2, 1)
     [error] = [e for e in log_events if e.get("problem")]
     assert error["problem"] == "block b/e/1 quarantined: bad line 3"
+
+
+def test_names_left_in_place_are_warned_once_each(log_events):
+    """Each line about names that are not ours (one per directory) is one warning."""
+
+    class WithUnknown(FakeEngine):
+        def recovery_report(self):
+            return {"unclean": False, "problems": [],
+                    "left_in_place": ["Left in place in b/e: 1 not written by reduct-twisted: "
+                                      "'blocks.idx'"]}
+
+    StorageService(Config(), Clock(), engine_factory=WithUnknown)
+    [warning] = [e for e in log_events if e.get("line")]
+    assert warning["log_level"] == LogLevel.warn
+    assert warning["line"].startswith("Left in place in b/e: 1 ")
