@@ -103,7 +103,7 @@ class Config:
         requests or in the middle of an upload, before it is closed (an
         upload cut this way leaves no record).
     :ivar header_timeout: seconds a request's line and headers may take to
-        arrive in full (slow-loris guard).
+        arrive in full, from the request's first byte (slow-loris guard).
     :ivar replication_timeout: seconds a request to a replication's
         destination may go without progress before it is given up and
         retried (``RS_REPLICATION_TIMEOUT``).

@@ -48,4 +48,5 @@ PayloadTooLarge = _status_error("PayloadTooLarge", 413, "The request body is ove
 UnprocessableEntity = _status_error("UnprocessableEntity", 422, "A bad name, parameter or header.")
 TooEarly = _status_error("TooEarly", 425, "The record is still being written.")
 InternalError = _status_error("InternalError", 500, "Corrupt metadata, or a FIFO quota not kept.")
+ServiceUnavailable = _status_error("ServiceUnavailable", 503, "The daemon is shutting down.")
 InsufficientStorage = _status_error("InsufficientStorage", 507, "Writing to the disk failed.")

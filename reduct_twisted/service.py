@@ -88,7 +88,8 @@ class StorageService(MultiService):
         :param reactor: the clock for the loops and the engine, and where
             thread results are delivered (``callFromThread``).
         :param engine_factory: called as ``(data_path, clock, discard=...,
-            sync=..., track_dirty=...)``; the real ``StorageEngine`` by default.
+            sync=..., track_dirty=..., table_cache_size=...,
+            reserve_size=...)``; the real ``StorageEngine`` by default.
         :param lock: the held data directory lock (``datadir.DataDirLock``),
             or ``None``; its owner is written again at start (after twistd
             daemonised) and it is released at the end of the stop.
@@ -103,6 +104,8 @@ class StorageService(MultiService):
         self.threadpool = ThreadPool(
             minthreads=0, maxthreads=config.threadpool_size, name="reduct-storage"
         )
+        from reduct_twisted.storage.reserve import DEFAULT_SIZE as RESERVE_SIZE
+
         factory = engine_factory or _default_engine_factory
         self.engine = factory(
             config.data_path,
@@ -110,6 +113,8 @@ class StorageService(MultiService):
             discard=self.discard,
             sync=fsync_paths,
             track_dirty=config.sync == "always",
+            table_cache_size=config.table_cache_size,
+            reserve_size=RESERVE_SIZE,
         )
         self.engine.open()
         self._report_recovery(self.engine.recovery_report())

@@ -9,13 +9,27 @@ message, and exits 1 without a traceback.
 
 ``makeService`` only wires things together::
 
-    LevelFilteredService "reduct"        (log level filter for twistd, see logs.py)
+    DaemonService "reduct"               (log level filter for twistd, see logs.py;
+    │                                     children stop in sequence, see shutdown.py)
     ├── StorageService "storage"         (engine, thread pool, quota + query-expiry loops)
     ├── ReplicationManager "replication" (senders of the replications; the site's)
+    ├── DrainService "drain"             (the site's open connections, http/drain.py)
     └── StreamServerEndpointService "listen:<endpoint>"   one per listen endpoint
 
-Services stop in reverse order: listeners, then replication senders, then
-storage.
+On SIGTERM twistd stops the reactor, whose "before shutdown" trigger stops
+this tree.  The children stop one at a time, last added first, each once
+the previous one's ``stopService`` Deferred has fired (Twisted's own
+``MultiService`` would start them all at once):
+
+1. the listeners: no new connection is accepted;
+2. the drain: idle keep-alive connections are closed, new requests on open
+   ones answered 503, requests in progress given up to ``shutdown_timeout``
+   seconds to finish, then aborted (an unfinished upload leaves no record);
+3. the replication senders (records committed while draining are in their
+   logs already);
+4. the storage: queued disk work finishes, the engine syncs and closes.
+
+The reactor then stops and twistd exits 0 (not by SIGTERM: see shutdown.py).
 """
 
 from __future__ import annotations
@@ -44,9 +58,11 @@ from zope.interface import implementer
 from reduct_twisted import REDUCT_VERSION, __version__
 from reduct_twisted.config import ENV_NAMES, Config, ConfigError, load_config
 from reduct_twisted.datadir import DataDirLocked, claim_data_dir
-from reduct_twisted.logs import LevelFilteredService, observer_factory_for
+from reduct_twisted.http.drain import DrainService
+from reduct_twisted.logs import observer_factory_for
 from reduct_twisted.provision import parse_provisioning
 from reduct_twisted.service import StorageService
+from reduct_twisted.shutdown import DaemonService
 from reduct_twisted.storage.layout import DataDirRefused
 from reduct_twisted.tokens import TokenStoreError
 
@@ -344,7 +360,7 @@ def makeService(
     config = options.config
     assert config is not None, "parseOptions() has not been called"
 
-    top = LevelFilteredService(observer_factory_for(options), config.log_level)
+    top = DaemonService(observer_factory_for(options), config.log_level, reactor)
     top.setName("reduct")
     if lock_data_dir is None:
         lock_data_dir = engine_factory is None
@@ -372,6 +388,9 @@ def makeService(
     replications = getattr(site, "replications", None)
     if replications is not None:
         replications.setServiceParent(top)
+    drain = getattr(site, "drain", None)
+    if drain is not None:
+        DrainService(drain, config.shutdown_timeout).setServiceParent(top)
     for description in config.listen_endpoints():
         # strports.service: StreamServerEndpointService(serverFromString(...))
         # that raises at start-up if it cannot listen, instead of running on

@@ -10,9 +10,9 @@ tokens): it is never written to disk, logged or shown by ``repr``.
 
 Looking a value up must be cheap (every request does it), so:
 
-* values made by :meth:`TokenStore.create` are ``<name>-<32 hex>``: the name
-  is the part before the last ``-``, and only that token is checked;
-* provisioned tokens (few, any value) are each checked as well;
+* values made by :meth:`TokenStore.create` are ``<name>-<32 hex>``: only the
+  token named by the part before the last ``-`` (a decoy if none, so timing
+  shows no names) and the provisioned ones (few, any value) are checked;
 * a value that matched is remembered under ``sha256(value)`` (never under
   the value itself) until the tokens next change.
 
@@ -460,6 +460,7 @@ class TokenStore:
         self._tokens: dict = {}
         self._provisioned_tokens: tuple = ()
         self._verified: dict = {}
+        self._decoy = StoredToken.new("", secrets.token_hex(16), "", Permissions())
         self._last_save: Optional[_Save] = None
         self._refresh()
         _remove_temporaries(path)
@@ -519,15 +520,14 @@ class TokenStore:
             return None
         if not text:
             return None
-        # A value made by create() is "<name>-<hex>": only <name> can match
-        # among the stored tokens.  Provisioned values can be anything.
-        named = self._tokens.get(text.rpartition("-")[0])
-        if named is not None and named.verify(value):
-            return named
-        for token in self._provisioned_tokens:
-            if token is not named and token.verify(value):
-                return token
-        return None
+        # Same checks whether <name> exists or not (the decoy), none skipped,
+        # so the time taken does not tell which names exist (#12).
+        named = self._tokens.get(text.rpartition("-")[0], self._decoy)
+        found = None
+        for token in (named, *self._provisioned_tokens):
+            if token.verify(value) and found is None:
+                found = token
+        return found if found is not self._decoy else None
 
     def get(self, name: str) -> dict:
         """

@@ -15,9 +15,14 @@ and the test using it fails with pip's output.
 
 The client scripts in ``tests/client_scripts/`` are run with the venv's
 interpreter (see ``tests/integration/test_clients.py``).
+
+The JavaScript client (reduct-js, pinned by ``tests/js/package-lock.json``)
+is installed the same way with ``npm ci`` under ``<repo>/.cache/js/`` and
+its scripts in ``tests/js/`` run with ``node`` (``test_js_client.py``).
 """
 
 import fcntl
+import json
 import os
 import shutil
 import subprocess
@@ -77,10 +82,11 @@ def _locked(path: Path) -> Iterator[None]:
             fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
 
 
-def _run(args, log: list) -> None:
+def _run(args, log: list, cwd: Optional[Path] = None) -> None:
     log.append("$ " + " ".join(str(a) for a in args))
     proc = subprocess.run(
         [str(a) for a in args],
+        cwd=cwd,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         timeout=INSTALL_TIMEOUT,
@@ -167,4 +173,62 @@ def script_env() -> Dict[str, str]:
     env = _install_env()
     env["PYTHONUNBUFFERED"] = "1"
     env["PYTHONDONTWRITEBYTECODE"] = "1"
+    return env
+
+
+# -- reduct-js ---------------------------------------------------------------------
+
+#: The pinned JavaScript client: ``tests/js/package.json`` and its lock file.
+REDUCT_JS_VERSION = "1.20.0"
+
+#: The Node project of the JavaScript client scripts.
+JS_DIR = Path(__file__).resolve().parent / "js"
+
+
+def js_dir() -> Path:
+    """:return: where ``npm ci`` installs ``tests/js``'s lock file (under ``.cache/``)."""
+    return REPO_ROOT / ".cache" / "js" / f"reduct-js-{REDUCT_JS_VERSION}"
+
+
+def js_node_modules() -> Path:
+    """
+    Return the ``node_modules`` holding reduct-js (``NODE_PATH`` for the
+    scripts in ``tests/js/``), running ``npm ci`` first if it is missing,
+    incomplete or installed from another lock file.  Same pattern as the
+    reduct-py venvs: a lock file serialises test processes, a marker holding
+    the lock file's contents tells a finished install from an interrupted
+    or outdated one.
+
+    :raises ClientEnvError: ``npm ci`` failed or installed another version.
+    """
+    target = js_dir()
+    lock_text = (JS_DIR / "package-lock.json").read_text()
+    with _locked(target.parent / f"{target.name}.lock"):
+        marker = target / _MARKER
+        if marker.exists() and marker.read_text() == lock_text:
+            return target / "node_modules"
+        if target.exists():
+            shutil.rmtree(target)
+        target.mkdir(parents=True)
+        for name in ("package.json", "package-lock.json"):
+            shutil.copyfile(JS_DIR / name, target / name)
+        log: list = []
+        # (run inside target: ``npm ci --prefix`` reads another package.json)
+        _run(["npm", "ci", "--no-audit", "--no-fund"], log, cwd=target)
+        installed = json.loads(
+            (target / "node_modules" / "reduct-js" / "package.json").read_text()
+        )["version"]
+        if installed != REDUCT_JS_VERSION:
+            raise ClientEnvError(
+                f"reduct-js {REDUCT_JS_VERSION} expected in {target}, found {installed!r}\n"
+                + "\n".join(log)
+            )
+        marker.write_text(lock_text)
+    return target / "node_modules"
+
+
+def js_env(node_modules: Path) -> Dict[str, str]:
+    """The environment a ``tests/js`` script runs in: reduct-js on ``NODE_PATH``."""
+    env = _install_env()
+    env["NODE_PATH"] = str(node_modules)
     return env

@@ -22,16 +22,10 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from reduct_twisted.auth import Policy
 from reduct_twisted.errors import NoContent, NotFound, ReductError, UnprocessableEntity
 from reduct_twisted.http.batch import (
-    ERROR_PREFIX,
-    BatchLimits,
-    BatchReader,
-    BatchWriteSink,
-    Wait,
-    batch_query_id,
-    error_header,
-    open_batch_write,
-    parse_batch_headers,
-    time_headers,
+    BatchLimits, BatchReader, BatchWriteSink, Wait, batch_query_id, open_batch_write,
+)
+from reduct_twisted.http.batch_wire import (
+    ERROR_PREFIX, error_header, parse_batch_headers, time_headers,
 )
 from reduct_twisted.http.errors import install_error_handlers, write_error_headers
 from reduct_twisted.http.headers import (

@@ -45,7 +45,13 @@ from reduct_twisted.errors import (
     ReductError,
     UnprocessableEntity,
 )
-from reduct_twisted.http.headers import DEFAULT_CONTENT_TYPE, header_safe, parse_u64, u64_param
+from reduct_twisted.http.batch_wire import (
+    TIME_PREFIX,
+    BatchedRecord,
+    format_record_header,
+    parse_batch_headers,
+)
+from reduct_twisted.http.headers import u64_param
 from reduct_twisted.http.producers import RangeSender
 from reduct_twisted.http.sinks import PrivateSegmentSink, SharedSegmentSink
 from reduct_twisted.storage import PENDING, SMALL_RECORD_MAX
@@ -67,124 +73,6 @@ SCAN_SLICE = 0.005
 #: Seconds between two looks for a new record while an empty batched read of
 #: a continuous query waits for one.
 WAIT_POLL = 0.05
-
-TIME_PREFIX = b"x-reduct-time-"
-ERROR_PREFIX = b"x-reduct-error-"
-
-
-# -- header format ---------------------------------------------------------------
-
-
-@attr.s(frozen=True, slots=True)
-class BatchedRecord:
-    """One record announced by a batched write: ``x-reduct-time-<ts>``."""
-
-    ts: int = attr.ib()
-    length: int = attr.ib()
-    content_type: str = attr.ib()
-    labels: dict = attr.ib()
-
-
-def parse_record_header(value: str):
-    """
-    Parse ``<length>,<content type>[,<name>=<value>]…`` (upstream 1.17).
-
-    A value starting with ``"`` runs to the next ``"`` (commas included; no
-    escapes; upstream does not allow blanks in front of the quote, we do);
-    names and values are trimmed; trailing text without ``=`` is
-    ignored; an empty content type is ``application/octet-stream``.
-
-    :return: ``(length, content_type, labels)``.
-    :raises UnprocessableEntity: no comma, a bad length, a name with ``@``.
-    """
-    length_text, sep, rest = value.partition(",")
-    if not sep:
-        raise UnprocessableEntity("Invalid batched header")
-    length = parse_u64(length_text.strip())
-    if length is None:
-        raise UnprocessableEntity("Invalid content length")
-    ctype, _, rest = rest.partition(",")
-    ctype = ctype.strip() or DEFAULT_CONTENT_TYPE
-    labels: Dict[str, str] = {}
-    while True:
-        name, sep, rest = rest.partition("=")
-        if not sep:
-            break
-        if rest.lstrip().startswith('"'):
-            label, _, rest = rest.lstrip()[1:].partition('"')
-            rest = rest.lstrip().removeprefix(",")
-        else:
-            label, _, rest = rest.partition(",")
-        name = name.strip()
-        if name.startswith("@"):
-            raise UnprocessableEntity(
-                "Label names must not start with '@': reserved for computed labels"
-            )
-        labels[name] = label.strip()
-    return length, ctype, labels
-
-
-def time_headers(raw_headers) -> list:
-    """
-    The ``x-reduct-time-<ts>`` headers of a request: ``(ts, raw value)``
-    sorted by timestamp (names are matched case-insensitively, the last of
-    repeated headers wins).
-
-    :param raw_headers: ``request.requestHeaders.getAllRawHeaders()``.
-    :raises UnprocessableEntity: a bad timestamp.
-    """
-    found = {}
-    for name, values in raw_headers:
-        lname = name.lower()
-        if not lname.startswith(TIME_PREFIX) or not values:
-            continue
-        ts = parse_u64(lname[len(TIME_PREFIX):].decode("latin-1"))
-        if ts is None:
-            raise UnprocessableEntity(
-                f"Invalid header '{lname.decode('latin-1')}': "
-                "must be an unix timestamp in microseconds"
-            )
-        found[ts] = values[-1]
-    return sorted(found.items())
-
-
-def parse_batch_headers(raw_headers) -> List[BatchedRecord]:
-    """
-    The records announced in a batched write's (or label update's) headers,
-    sorted by timestamp (the order of their contents in the body).
-
-    :param raw_headers: ``request.requestHeaders.getAllRawHeaders()``.
-    :raises UnprocessableEntity: a bad timestamp or header value.
-    """
-    records = []
-    for ts, raw in time_headers(raw_headers):
-        try:
-            value = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            raise UnprocessableEntity("Invalid batched header") from None
-        records.append(BatchedRecord(ts, *parse_record_header(value)))
-    return records
-
-
-def _quoted(value: str) -> str:
-    return f'"{value}"' if "," in value else value
-
-
-def format_record_header(record) -> bytes:
-    """
-    The ``x-reduct-time-<ts>`` value of a batched read (spec §3.3):
-    ``<size>,<content type>`` and the labels as ``name=value`` sorted by that
-    text, a value with a comma in double quotes, nothing escaped.
-    """
-    fields = [str(record.size), record.content_type]
-    fields += sorted(f"{name}={_quoted(value)}" for name, value in record.labels.items())
-    return ",".join(fields).encode("utf-8")
-
-
-def error_header(err: ReductError) -> bytes:
-    """An ``x-reduct-error-<ts>`` value: ``<status>,<message>``."""
-    return b"%d," % err.status + header_safe(err.message)
-
 
 # -- batched write -------------------------------------------------------------------
 
@@ -561,7 +449,7 @@ class BatchReader:
     def _add(self, view) -> None:
         record = view.record
         name = TIME_PREFIX + b"%d" % record.ts
-        value = format_record_header(record)
+        value = format_record_header(record.size, record.content_type, record.labels)
         if not self.head and record.size:
             fd = self._fds.get(view.path)
             if fd is None:

@@ -7,12 +7,11 @@ Query parameters parsed into the keyword arguments of
 rename (§3.7, §3.8).
 """
 
-import json
 import math
 from typing import Mapping, Sequence
 
 from reduct_twisted.errors import BadRequest, ReductError, UnprocessableEntity
-from reduct_twisted.http.headers import parse_u64, query_arg, u64_param
+from reduct_twisted.http.headers import loads_json, parse_u64, query_arg, u64_param
 from reduct_twisted.storage import U64_MAX
 
 DEFAULT_TTL = 60
@@ -210,7 +209,7 @@ def rename_target(request) -> str:
     if ctype is not None and ctype.split(b";")[0].strip().lower() != b"application/json":
         raise ReductError("Expected request with `Content-Type: application/json`", 415)
     try:
-        body = json.loads(request.content.getvalue())
+        body = loads_json(request.content.getvalue())
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise BadRequest(f"Invalid JSON: {exc}") from None
     new_name = body.get("new_name") if isinstance(body, dict) else None

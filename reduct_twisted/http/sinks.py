@@ -4,20 +4,26 @@ Where request bodies go: sinks that move each received chunk straight into
 the record's place in a block file, as the chunk arrives.
 
 * ``SharedSegmentSink``: small records (declared length <= the engine's
-  ``SMALL_RECORD_MAX``).  Each chunk is ``os.pwrite``-n into the block's
-  shared segment at the offset the engine reserved, on the reactor thread: a
-  page-cache write is cheaper than a thread hop for small bodies.
+  ``SMALL_RECORD_MAX``).  Each chunk goes into the block's shared segment
+  at the offset the engine reserved (``writer.write_at``), on the reactor
+  thread: a page-cache write is cheaper than a thread hop for small bodies.
 * ``PrivateSegmentSink``: large records and chunked uploads.  Chunks queue up
-  and one ``writev`` at a time runs in the thread pool, so a slow disk never
-  stalls the reactor; when more than ``HIGH_WATER`` bytes are queued, the
-  socket is paused (TCP backpressure) until the queue drains below
-  ``LOW_WATER``.  Opening, writing and closing the file all happen in the pool.
+  and one ``writer.write_chunks`` call at a time (one ``writev`` per
+  ``IOV_MAX`` chunks) runs in the thread pool, so a slow disk never stalls
+  the reactor; when more than ``HIGH_WATER`` bytes are queued, the socket
+  is paused (TCP backpressure) until the queue drains below ``LOW_WATER``.
+  The file is created on the reactor thread, written and closed in the pool.
 
-Both keep ``alloc.crc``, the CRC-32 of the bytes written so far, which the
-engine stores with the record (checked after an unclean stop): the shared
-sink on the reactor after each ``pwrite``, the private sink in the thread,
-one batch after the other (batches never overlap, so the order holds
-across pause and resume).
+Storage does every disk operation and keeps ``alloc.crc``, the CRC-32 of the
+bytes written so far, which the engine stores with the record (checked after
+an unclean stop): for the shared sink on the reactor after each chunk, for
+the private sink in the thread, one batch after the other (batches never
+overlap, so the order holds across pause and resume).
+
+A chunked upload's bytes are claimed against the bucket's quota as they
+arrive (``engine.claim``).  Crossing a HARD quota aborts the record at once
+and sets ``refusal``: the request answers it without waiting for the rest of
+the body (``StreamingRequest.handleContentChunk``).
 
 Both commit the record to the engine only once every byte is on its way to
 the disk, and abort it (nothing visible, nothing counted, space released) if
@@ -26,10 +32,8 @@ fails the write with 507, other disk errors with 500, the reason in
 ``x-reduct-error``.
 """
 
-import errno
-import os
-import zlib
 from collections import deque
+from io import BytesIO
 from typing import Optional
 
 from twisted.internet.defer import Deferred, fail, succeed
@@ -38,6 +42,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from reduct_twisted.errors import BadRequest, ReductError
+from reduct_twisted.storage import writer
 from reduct_twisted.storage.durability import storage_error
 
 log = Logger()
@@ -60,7 +65,11 @@ class _Sink:
     outcome.  Subclasses implement ``write``, ``_flush`` and ``_discard``.
 
     :ivar done: True once committed or aborted; further calls are no-ops.
+    :ivar refusal: the error to answer at once, before the body ends (a
+        chunked upload crossed a HARD quota); the record is aborted already.
     """
+
+    refusal: Optional[ReductError] = None
 
     def __init__(self, engine, alloc) -> None:
         self.engine = engine
@@ -120,21 +129,10 @@ class SharedSegmentSink(_Sink):
     def write(self, data: bytes) -> None:
         if self.done or self.error is not None or self._check_overflow(len(data)):
             return
-        alloc = self.alloc
         try:
-            view, offset = memoryview(data), alloc.offset + alloc.written
-            while view:
-                # A short write (the disk filling up) is retried, which
-                # then raises: never count bytes that were not written.
-                done = os.pwrite(alloc.fd, view, offset)
-                if not done:
-                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-                view, offset = view[done:], offset + done
+            writer.write_at(self.alloc, data)
         except OSError as exc:
             self.error = _storage_error(exc)
-            return
-        alloc.written += len(data)
-        alloc.crc = zlib.crc32(data, alloc.crc)
 
     def _flush(self) -> Deferred:
         return succeed(None)
@@ -188,9 +186,7 @@ class PrivateSegmentSink(_Sink):
         # thread could re-create it after the abort, or truncate the segment
         # of a newer record at the same path.
         try:
-            self._fd: Optional[int] = os.open(
-                alloc.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644
-            )
+            self._fd: Optional[int] = writer.open_segment(alloc)
         except OSError as exc:
             self.done = True
             engine.abort(alloc)
@@ -202,6 +198,12 @@ class PrivateSegmentSink(_Sink):
     def write(self, data: bytes) -> None:
         if self.done or self.error is not None or self._check_overflow(len(data)):
             return
+        if self.alloc.length is None:
+            try:
+                self.engine.claim(self.alloc, len(data))
+            except ReductError as err:
+                self._refuse(err)
+                return
         self.alloc.written += len(data)
         self._queue.append(data)
         self._queued += len(data)
@@ -227,9 +229,18 @@ class PrivateSegmentSink(_Sink):
             batch.append(chunk)
             size += len(chunk)
         self._busy = True
-        self._in_thread(_writev_all, self._fd, batch, self.alloc.crc).addCallbacks(
+        self._in_thread(writer.write_chunks, self._fd, batch, self.alloc.crc).addCallbacks(
             self._written, self._failed, callbackArgs=(size,)
         )
+
+    def _refuse(self, err: ReductError) -> None:
+        # The rest of the body is read and dropped by the request: never
+        # leave the socket paused on its behalf.
+        self.error = self.refusal = err
+        if self._paused:
+            self._paused = False
+            self._transport.resumeProducing()
+        self.abort()
 
     def _written(self, crc: int, size: int) -> None:
         self._busy = False
@@ -269,7 +280,7 @@ class PrivateSegmentSink(_Sink):
             drained.callback(None)
             return
         self._busy = True
-        self._in_thread(os.close, fd).addBoth(self._closed, drained)
+        self._in_thread(writer.close_segment, fd).addBoth(self._closed, drained)
 
     def _closed(self, result, drained: Deferred) -> None:
         # Some file systems report a failed write only at close.
@@ -292,7 +303,7 @@ class PrivateSegmentSink(_Sink):
     def _close_fd(self) -> None:
         fd, self._fd = self._fd, None
         if fd is not None:
-            self._in_thread(os.close, fd)
+            self._in_thread(writer.close_segment, fd)
 
     def _discard(self) -> None:
         self._queue.clear()
@@ -302,25 +313,6 @@ class PrivateSegmentSink(_Sink):
         if not self._busy:
             self._close_fd()
         # The engine discards the segment file itself (in the pool).
-
-
-def _writev_all(fd: int, chunks, crc: int = 0) -> int:
-    """
-    Write every byte of ``chunks`` (``writev`` may write less).
-
-    :param crc: the CRC-32 of the content before these chunks.
-    :return: the CRC-32 including them.
-    """
-    for chunk in chunks:
-        crc = zlib.crc32(chunk, crc)
-    while chunks:
-        n = os.writev(fd, chunks)
-        while chunks and n >= len(chunks[0]):
-            n -= len(chunks[0])
-            chunks.pop(0)
-        if n:
-            chunks[0] = memoryview(chunks[0])[n:]
-    return crc
 
 
 class DiscardSink:
@@ -336,3 +328,18 @@ class DiscardSink:
 
     def abort(self) -> None:
         self.done = True
+
+
+class BoundedBuffer(BytesIO):
+    """In-memory body of a non-streaming route; refuses to grow past a cap."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit = limit
+        self.overflow = False
+
+    def write(self, data) -> int:
+        if self.overflow or self.tell() + len(data) > self.limit:
+            self.overflow = True
+            return 0
+        return super().write(data)

@@ -32,7 +32,8 @@ def make_site(engine, config, reactor, threadpool, provisioning=None) -> ReductS
         updated in ``engine`` now, the tokens installed in the token store,
         the replications in the replication manager.
     :return: the site; its ``replications`` (the ``ReplicationManager``, a
-        service) must be started and stopped with the daemon.
+        service) must be started and stopped with the daemon, and its
+        ``drain`` drained before they stop (``drain.DrainService``).
     :raises reduct_twisted.tokens.TokenStoreError: the token file of the
         data directory is unreadable or corrupt.
     """
@@ -71,6 +72,8 @@ def make_site(engine, config, reactor, threadpool, provisioning=None) -> ReductS
         max_batch_metadata=config.io_batch_max_metadata_size,
     )
     site.replications = replications
+    # A stopping daemon answers the batched reads waiting for new records.
+    site.drain.on_start.append(engine.end_continuous_queries)
     return site
 
 

@@ -21,7 +21,8 @@ A request that will fail anyway is refused right in ``gotLength``: with
 ``100 Continue`` only after ``gotLength`` returns, and only if the header is
 still there); without it a small body is drained and the error answered on
 the same keep-alive connection, and a large one is answered at once followed
-by a half-close.
+by a half-close.  A sink may also refuse mid-body (a chunked upload crossing
+a HARD quota, ``refusal``): answered at once, then the same half-close.
 
 The hooks used (``gotLength``, ``handleContentChunk``, ``channel._command``,
 ``_path``, ``_version``) are documented as internal; the integration tests in
@@ -36,9 +37,7 @@ from twisted.logger import Logger
 from twisted.web import server
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.python.failure import Failure
-from twisted.web.http import HTTPChannel, datetimeToString
 
-from reduct_twisted import REDUCT_API, REDUCT_VERSION
 from reduct_twisted.errors import (
     BadRequest,
     InternalError,
@@ -46,21 +45,24 @@ from reduct_twisted.errors import (
     ReductError,
     UnprocessableEntity,
 )
+# ReductChannel and its helpers live in channel.py; re-exported for old imports.
+from reduct_twisted.http.channel import (  # noqa: F401
+    API_HEADER,
+    HALF_CLOSE_GRACE,
+    SERVER_HEADER,
+    ReductChannel,
+    _http_date,
+)
 from reduct_twisted.http.cors import NO_ORIGINS, CorsPolicy
+from reduct_twisted.http.drain import ConnectionDrain
 from reduct_twisted.http.errors import failure_body, write_error_headers
-from reduct_twisted.http.sinks import DiscardSink
+from reduct_twisted.http.sinks import BoundedBuffer, DiscardSink
 from reduct_twisted.storage.settings import NAME_ERROR
 
 log = Logger()
 
-SERVER_HEADER = f"ReductStore {REDUCT_VERSION}".encode("ascii")
-API_HEADER = REDUCT_API.encode("ascii")
-
 #: A refused body up to this size is drained so the connection can be reused.
 DRAIN_LIMIT = 8 << 20
-
-#: Seconds a half-closed connection may keep sending a refused body.
-HALF_CLOSE_GRACE = 2.0
 
 #: Largest body accepted by routes that read their (JSON) body whole.
 MAX_BUFFERED_BODY = 1 << 20
@@ -68,198 +70,6 @@ MAX_BUFFERED_BODY = 1 << 20
 #: Header bytes allowed beyond a batch's record metadata (the request line,
 #: Host, Authorization, content headers, and each record header's name).
 HEADER_SLACK = 64 << 10
-
-
-_date_cache = [-1, b""]
-
-
-def _http_date(now: float) -> bytes:
-    """The ``Date`` header value, formatted once per second."""
-    second = int(now)
-    if second != _date_cache[0]:
-        _date_cache[1] = datetimeToString(second)
-        _date_cache[0] = second
-    return _date_cache[1]
-
-
-class ReductChannel(HTTPChannel):
-    """
-    HTTPChannel that writes header names in lowercase, as upstream (hyper)
-    does: clients match ``x-reduct-*`` names case-sensitively.  It also
-    allows the large header sets of batched requests (``ReductSite`` raises
-    the three limits below further when the batch settings need more), and
-    gives a request body ``site.io_timeout`` seconds of silence instead of
-    the idle timeout.
-    """
-
-    totalHeadersSize = 1 << 20
-    maxHeaders = 2000
-    #: Header lines written after a response's own (``CorsPolicy``'s).
-    cors_lines = b""
-    #: Longest request line or header line (Twisted's default is 16 KiB; a
-    #: batch's record headers carry whole label sets).
-    MAX_LENGTH = 1 << 17
-    _host = None
-    _header_timer = None
-    _refused_call = None
-    _head_request = False
-    #: The timeout is ``site.io_timeout``: a request body is arriving.
-    _body_timeout = False
-
-    # -- malformed requests ----------------------------------------------------
-
-    def _respondToBadRequestAndDisconnect(self):
-        # Twisted writes a bare 400 and closes at once: with the client's
-        # request still unread, the close resets the connection and the
-        # client often never sees the answer.  Answer like every other
-        # error, half-close, ignore what still comes, and cut after a grace.
-        if self._refused_call is not None:
-            return
-        current = self.requests[-1] if self.requests else None
-        if current is not None and (current.startedWriting or current.finished):
-            # Its answer is out already (an early refusal, then a broken body):
-            # a second response would be read as the answer to the next request.
-            self._stop_header_timer()
-            self._refused_call = self.callLater(0, self.transport.abortConnection)
-            self.transport.loseConnection()
-            return
-        message = b"Bad request"
-        # No body for HEAD (the client would read it as the next response).
-        body = b"" if self._head_request else b'{"detail":"Bad request"}'
-        head = b"".join(
-            (
-                b"HTTP/1.1 400 Bad Request\r\nconnection: close\r\nserver: ",
-                SERVER_HEADER,
-                b"\r\nx-reduct-api: ",
-                API_HEADER,
-                b"\r\ndate: ",
-                _http_date(self.site.reactor.seconds()),
-                b"\r\nx-reduct-error: ",
-                message,
-                b"\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n" % len(body),
-            )
-        )
-        self._stop_header_timer()
-        self.transport.write(head + body)
-        self._refused_call = self.callLater(HALF_CLOSE_GRACE, self.transport.abortConnection)
-        if hasattr(self.transport, "loseWriteConnection"):
-            self.transport.loseWriteConnection()
-        else:
-            self.transport.loseConnection()
-
-    def dataReceived(self, data):
-        if self._refused_call is None:
-            super().dataReceived(data)
-            if (
-                not self.line_mode
-                and self._transferDecoder is not None
-                and not self._body_timeout
-                and self.timeOut
-            ):
-                self._body_timeout = True
-                self.setTimeout(self.site.io_timeout)
-
-    # -- header deadline (slow loris) -----------------------------------------
-    # The idle timer restarts with every byte, so a client trickling a
-    # header line a second would hold a connection forever.  A request's
-    # line and headers must arrive within ``site.header_timeout`` of its
-    # first line.
-
-    def lineReceived(self, line):
-        # After a refusal nothing more is parsed, not even the lines already
-        # buffered (a true value stops LineReceiver's loop).
-        if self._refused_call is not None:
-            return True
-        if self._header_timer is None:
-            self._header_timer = self.callLater(self.site.header_timeout, self._headers_too_slow)
-            # The request line: remember HEAD even if the line is malformed,
-            # so a refusal never sends it a body.
-            self._head_request = line.startswith(b"HEAD ")
-        return super().lineReceived(line) or self._refused_call is not None
-
-    def lineLengthExceeded(self, line):
-        # LineReceiver would close without a word.
-        self._respondToBadRequestAndDisconnect()
-        return True
-
-    def rawDataReceived(self, data):
-        if self._refused_call is None:
-            super().rawDataReceived(data)
-
-    def allHeadersReceived(self):
-        self._stop_header_timer()
-        if self._refused_call is None:
-            super().allHeadersReceived()
-
-    # -- body deadline ---------------------------------------------------------
-    # A request body may stall for ``site.io_timeout`` seconds, not the idle
-    # timeout.  The switch is made only once a read ends in the middle of a
-    # body: a small request that arrives whole never moves the timer (moving
-    # a timer sooner costs a search through the reactor's pending calls).
-
-    def allContentReceived(self):
-        if self._body_timeout:
-            # Back to the idle timeout, which Twisted saves and suspends while
-            # the request is answered and restores for the next one.
-            self._body_timeout = False
-            self.setTimeout(self.site.timeOut)
-        super().allContentReceived()
-
-    def connectionLost(self, reason):
-        self._stop_header_timer()
-        if self._refused_call is not None and self._refused_call.active():
-            self._refused_call.cancel()
-        super().connectionLost(reason)
-
-    def _stop_header_timer(self):
-        timer, self._header_timer = self._header_timer, None
-        if timer is not None and timer.active():
-            timer.cancel()
-
-    def _headers_too_slow(self):
-        self._header_timer = None
-        log.debug("Closing a connection whose request headers took too long")
-        self.transport.abortConnection()
-
-    def getHost(self):
-        # twisted.web.http.Request.__init__ asks for it on every request, and
-        # a TCP transport answers with a getsockname() system call each time;
-        # the local address of a connection never changes.
-        host = self._host
-        if host is None:
-            host = self._host = self.transport.getHost()
-        return host
-
-    def writeHeaders(self, version, code, reason, headers):
-        seq = [version, b" ", code, b" ", reason, b"\r\n"]
-        for name, values in headers.getAllRawHeaders():
-            lname = name.lower()
-            for value in values:
-                seq.extend((lname, b": ", value, b"\r\n"))
-        seq.append(self.cors_lines)
-        seq.append(b"\r\n")
-        # One joined write: writeSequence would type-check ~40 small pieces.
-        self.transport.write(b"".join(seq))
-
-    def _maybeChooseTransferDecoder(self, header, data):
-        # Twisted answers a bare 400 to a non-numeric Content-Length before
-        # any resource runs; ReductStore answers 422 "content-length header
-        # must be a number" after its auth and ts checks.  Remember it on the
-        # request and let routing decide (the connection is closed after the
-        # answer, since the body's framing is unknown).
-        if header == b"Content-Length" and not data.isdigit():
-            self.requests[-1].malformed_length = True
-            return True
-        return super()._maybeChooseTransferDecoder(header, data)
-
-    def timeoutConnection(self):
-        # The idle timer only restarts when bytes arrive, so a long download
-        # to a slow reader would be cut mid-body: while a request is being
-        # answered the connection is not idle.
-        if self._handlingRequest:
-            self.resetTimeout()
-            return
-        super().timeoutConnection()
 
 
 class _BoundedBuffer(BytesIO):
@@ -312,6 +122,10 @@ class StreamingRequest(server.Request):
     # -- body side ---------------------------------------------------------
 
     def gotLength(self, length: Optional[int]) -> None:
+        drain = getattr(self.channel.site, "drain", None)
+        if drain is not None and drain.draining:  # 503: the daemon is stopping
+            self._refuse(drain.refusal(self), 0 if length == 0 else None)
+            return
         if self.channel._command == b"OPTIONS":
             self._preflight_body(length)
             return
@@ -339,7 +153,7 @@ class StreamingRequest(server.Request):
             self._refuse(PayloadTooLarge("Request body is too large"), length)
         else:
             # Chunked bodies of unknown length are capped as they arrive.
-            self.content = _BoundedBuffer(MAX_BUFFERED_BODY)
+            self.content = BoundedBuffer(MAX_BUFFERED_BODY)
 
     def _preflight_body(self, length: Optional[int]) -> None:
         # A preflight is answered whatever its path, headers or body: the
@@ -378,12 +192,29 @@ class StreamingRequest(server.Request):
                 return BadRequest("Invalid Host header")
         return None
 
+    def getRequestHostname(self) -> bytes:
+        # Klein hands the Host to werkzeug, whose IDNA encoding raises on an
+        # empty or over-long label (``a..b``, ``.``, 64 letters): a 500 and a
+        # critical traceback (issue #12).  The Host means nothing to the API:
+        # answer such a request as if it named this server.
+        host = super().getRequestHostname()
+        try:
+            host.decode("ascii").encode("idna")
+        except UnicodeError:
+            return b"localhost"
+        return host
+
     def _has_declared_body(self) -> bool:
         return self.requestHeaders.hasHeader(b"content-length")
 
     def handleContentChunk(self, data: bytes) -> None:
-        if self.sink is not None:
-            self.sink.write(data)
+        sink = self.sink
+        if sink is not None:
+            sink.write(data)
+            refusal = getattr(sink, "refusal", None)
+            if refusal is not None:
+                # Refused mid-body (a HARD quota): answer now, drop the rest.
+                self._refuse(refusal, None, mid_body=True)
         else:
             super().handleContentChunk(data)
             content = self.content
@@ -400,11 +231,12 @@ class StreamingRequest(server.Request):
 
     # -- early refusal -----------------------------------------------------
 
-    def _refuse(self, err: ReductError, length: Optional[int]) -> None:
+    def _refuse(self, err: ReductError, length: Optional[int], mid_body=False) -> None:
         # Twisted frames a body only for length None (chunked) or > 0; with 0
         # it calls allContentReceived right after gotLength, so the request
         # must still be there: never finish() it early in that case.
-        body_follows = length != 0 and not self.malformed_length
+        # Mid-body, the rest may be long or endless: answer and half-close.
+        body_follows = length != 0 and not self.malformed_length and not mid_body
         if self.malformed_length:
             length = None  # unknown framing: never try to drain it
         self.early_error = err
@@ -573,6 +405,8 @@ class ReductSite(server.Site):
             ReductChannel.totalHeadersSize, max_batch_metadata + HEADER_SLACK
         )
         self.max_line_length = max(ReductChannel.MAX_LENGTH, max_batch_metadata + HEADER_SLACK)
+        #: Open connections, drained when the daemon stops (``drain.py``).
+        self.drain = ConnectionDrain(reactor)
 
     def buildProtocol(self, addr):
         channel = super().buildProtocol(addr)
@@ -580,6 +414,7 @@ class ReductSite(server.Site):
         channel.maxHeaders = self.max_headers
         channel.totalHeadersSize = self.total_headers_size
         channel.MAX_LENGTH = self.max_line_length
+        self.drain.connection_made(channel)
         return channel
 
     def log(self, request) -> None:

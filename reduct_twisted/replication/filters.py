@@ -6,17 +6,38 @@ then ``include``/``exclude``/``each_s``/``each_n``
 (:class:`~reduct_twisted.storage.query.RecordFilter`), then ``when``
 (:mod:`reduct_twisted.storage.conditions`).  As upstream, each entry has its
 own filter state (``each_n`` counts per entry; ``$each_n``, ``$each_t`` and
-``$limit`` too), label updates pass through the same filters as writes,
-and an evaluation error of ``when`` (a missing label, say) leaves the
-record out.  The state lives in memory: after a restart sampling starts
+``$limit`` too) and label updates pass through the same filters as writes.
+``when`` is evaluated strictly, as upstream's replication does: an
+evaluation error (a missing label, a type error…) leaves the record out
+and raises :class:`FilterFailed`, which the task counts in its
+diagnostics.  The state lives in memory: after a restart sampling starts
 afresh.  Directives of ``when`` (``#ctx_before``, ``#select_labels``…)
 are accepted and have no effect on replication.
 """
 
 from __future__ import annotations
 
-from reduct_twisted.storage.conditions import RecordContext, compile_condition
+from reduct_twisted.storage.conditions import (
+    ConditionEvalError,
+    RecordContext,
+    compile_condition,
+)
 from reduct_twisted.storage.query import RecordFilter
+
+
+class FilterFailed(Exception):
+    """
+    Evaluating ``when`` on a record failed: the record is left out.
+
+    :ivar status: the error's status (404 for a missing label, 422 for a
+        type error, 500 for anything unforeseen).
+    :ivar message: the condition's error text.
+    """
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
 
 
 class _Sample:
@@ -49,7 +70,7 @@ class TransactionFilter:
             sampler = None
             if s.include or s.exclude or s.each_n is not None or s.each_s is not None:
                 sampler = RecordFilter(dict(s.include), dict(s.exclude), s.each_n, s.each_s)
-            condition = None if s.when is None else compile_condition(s.when)
+            condition = None if s.when is None else compile_condition(s.when, strict=True)
             state = self._entries[entry] = (s.matches_entry(entry), sampler, condition)
         return state
 
@@ -59,10 +80,18 @@ class TransactionFilter:
         :param ts: its timestamp.
         :param labels: its labels (after the change, for a label update).
         :return: whether the change is replicated; counts for sampling.
+        :raises FilterFailed: ``when`` could not be evaluated on the record.
         """
         wanted, sampler, condition = self._state(entry)
         if not wanted:
             return False
         if sampler is not None and not sampler.accept(_Sample(ts, labels)):
             return False
-        return condition is None or condition.evaluate(RecordContext(ts, labels))
+        if condition is None:
+            return True
+        try:
+            return condition.evaluate(RecordContext(ts, labels))
+        except ConditionEvalError as exc:
+            raise FilterFailed(exc.status, exc.message) from None
+        except Exception as exc:  # a fault of the evaluator: still no silent skip
+            raise FilterFailed(500, f"Failed to evaluate the condition: {exc!r}") from exc

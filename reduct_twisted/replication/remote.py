@@ -27,7 +27,6 @@ A request is cancelled when nothing moved for ``timeout`` seconds
 from __future__ import annotations
 
 import os
-from types import SimpleNamespace
 from urllib.parse import quote
 
 import attr
@@ -37,12 +36,8 @@ from twisted.internet.task import TaskStopped
 from twisted.web.iweb import IBodyProducer
 from zope.interface import implementer
 
-from reduct_twisted.http.batch import (
-    BATCH_MAX_METADATA_SIZE,
-    BATCH_MAX_RECORDS,
-    BATCH_MAX_SIZE,
-    format_record_header,
-)
+from reduct_twisted.http.batch import BATCH_MAX_METADATA_SIZE, BATCH_MAX_RECORDS, BATCH_MAX_SIZE
+from reduct_twisted.http.batch_wire import ERROR_PREFIX, format_record_header
 from reduct_twisted.replication.diagnostics import CONNECTION_ERROR, TIMEOUT
 
 #: Bytes read from a block file per reactor turn.
@@ -50,8 +45,6 @@ SLICE = 1 << 16
 
 #: Request-level answers after which the same items may be sent again.
 RETRY_STATUSES = frozenset({401, 403, 404, 408, 425, 429})
-
-_ERROR_PREFIX = b"x-reduct-error-"
 
 
 class RemoteError(Exception):
@@ -100,7 +93,7 @@ class OutgoingBatch:
         :raises OSError: the file cannot be opened.
         """
         record = view.record
-        value = format_record_header(record)
+        value = format_record_header(record.size, record.content_type, record.labels)
         cost = len(value) + 40
         if self.headers and self.metadata + cost > BATCH_MAX_METADATA_SIZE:
             return False
@@ -245,14 +238,17 @@ def record_errors(response) -> dict:
     errors = {}
     for name, values in response.headers.getAllRawHeaders():
         name = name.lower()
-        if not name.startswith(_ERROR_PREFIX) or not values:
+        if not name.startswith(ERROR_PREFIX) or not values:
             continue
-        suffix = name[len(_ERROR_PREFIX):]
-        if not suffix.isdigit():
+        suffix = name[len(ERROR_PREFIX):]
+        # A u64 has at most 20 digits; never hand int() a longer string (it
+        # refuses more than 4300 digits with a ValueError).
+        if not suffix.isdigit() or len(suffix) > 20:
             continue
         status, _, message = values[-1].decode("utf-8", "replace").partition(",")
-        errors[int(suffix)] = (int(status) if status.strip().lstrip("-").isdigit() else -1,
-                               message)
+        code = status.strip()
+        valid = code.lstrip("-").isdigit() and code.lstrip("-").isascii() and len(code) <= 6
+        errors[int(suffix)] = (int(code) if valid else -1, message)
     return errors
 
 
@@ -362,8 +358,7 @@ class RemoteBucket:
             fields = dict.fromkeys(removed, "")  # an empty value removes the label
             fields.update(labels)
             # ``0,,<labels>``: length and content type are ignored by PATCH.
-            record = SimpleNamespace(size=0, content_type="", labels=fields)
-            headers[b"x-reduct-time-%d" % ts] = [format_record_header(record)]
+            headers[b"x-reduct-time-%d" % ts] = [format_record_header(0, "", fields)]
         url = f"{self._base}/{quote(entry, safe='')}/batch"
         return self._request("PATCH", url, headers).addCallback(record_errors)
 

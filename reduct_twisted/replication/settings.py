@@ -162,7 +162,10 @@ def _each_s(body: dict):
     value = body.get("each_s")
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if (isinstance(value, bool) or not isinstance(value, (int, float))
+            # an int float() cannot take (OverflowError) is no f64 either
+            or (isinstance(value, int) and value.bit_length() > 1023)
+            or not math.isfinite(value)):
         raise _invalid("'each_s' must be a number")
     if value <= 0:
         raise UnprocessableEntity("Time must be greater than 0 seconds")

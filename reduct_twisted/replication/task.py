@@ -28,7 +28,16 @@ replicated (upstream neither).
 
 Writes to the source never wait for any of this: appending to a log is a
 short write to a file, and a full log drops its oldest item (``txlog.py``),
-reported in the diagnostics as errored with status 507.
+reported in the diagnostics as errored with status 507.  A record whose
+``when`` cannot be evaluated (strictly, as upstream does: a missing label,
+a type error) is not logged; it is counted as errored with the condition's
+status and text (404, 422), and the first such failure of a replication's
+settings is logged.
+
+Nothing goes to the destination, not even a probe, until there is
+something to send: a new (or restarted, or updated) replication with empty
+logs makes no request, stays ``is_active`` (1.15+ reports a replication
+that has not met a failure as active) and its diagnostics stay empty.
 """
 
 from __future__ import annotations
@@ -40,7 +49,7 @@ from twisted.logger import Logger
 
 from reduct_twisted.errors import ReductError
 from reduct_twisted.replication.diagnostics import DiagnosticsCounter
-from reduct_twisted.replication.filters import TransactionFilter
+from reduct_twisted.replication.filters import FilterFailed, TransactionFilter
 from reduct_twisted.replication.remote import BATCH_MAX_RECORDS, RemoteError
 from reduct_twisted.replication.shipping import Attempt, Shipment
 from reduct_twisted.replication.txlog import LABELS, WRITE, EntryLog
@@ -97,9 +106,10 @@ class ReplicationTask:
         self.remote = self._remote_factory(settings)
         #: 1.15+: true from creation until the destination fails to answer.
         self.active = True
-        self._first_probe = True
+        #: Probe the destination before the next request (once there is one).
         self._needs_probe = True
         self._failures = 0
+        self._filter_failure_logged = False
 
     def _log(self, entry: str) -> EntryLog:
         entry_log = self._logs.get(entry)
@@ -110,9 +120,23 @@ class ReplicationTask:
 
     # -- what the engine tells -------------------------------------------------
 
+    def _accept(self, entry: str, ts: int, labels: dict) -> bool:
+        """Whether the filters take the change; a ``when`` failure is counted."""
+        try:
+            return self._filter.accept(entry, ts, labels)
+        except FilterFailed as exc:
+            message = f"Condition failed on record {ts} of entry '{entry}': {exc.message}"
+            self.diagnostics.errored(exc.status, message)
+            if not self._filter_failure_logged:
+                self._filter_failure_logged = True
+                log.warn("Replication {name}: {message}; such records are not replicated "
+                         "(counted in the diagnostics, logged once)",
+                         name=self.name, message=message)
+            return False
+
     def record_written(self, entry: str, record) -> None:
         """A record of the source bucket was committed."""
-        if self._filter.accept(entry, record.ts, record.labels):
+        if self._accept(entry, record.ts, record.labels):
             self._append(entry, WRITE, record.ts)
 
     def labels_updated(self, entry: str, ts: int, changes: dict) -> None:
@@ -125,7 +149,7 @@ class ReplicationTask:
             labels = self._engine.read(self.settings.src_bucket, entry, ts).record.labels
         except ReductError:
             return
-        if self._filter.accept(entry, ts, labels):
+        if self._accept(entry, ts, labels):
             removed = tuple(n for n, v in changes.items() if v == "" and n not in labels)
             self._append(entry, LABELS, ts, removed)
 
@@ -166,7 +190,7 @@ class ReplicationTask:
     # -- life cycle -------------------------------------------------------------
 
     def start(self) -> None:
-        """Start sending (and probe the destination once)."""
+        """Start sending what is pending (nothing is asked of the destination before)."""
         self._stopped = False
         self._schedule(0)
 
@@ -222,8 +246,9 @@ class ReplicationTask:
         self._call = None
         if self._stopped:
             return
-        if self._needs_probe and (self._first_probe or self.pending):
-            self._first_probe = False
+        if not self.pending:
+            return  # idle: no request, not even a probe, until a record is logged
+        if self._needs_probe:
             self._track(self.remote.probe(), self._probed, self._waiting_records())
             return
         job = self._next_job()

@@ -36,6 +36,28 @@ def _write_at(fds, path: str, offset: int, data: bytes) -> None:
         fds.release(slot)
 
 
+#: Estimated bytes of one loaded record besides its labels: the ``Record``,
+#: its strings and numbers, its slots in the table and the sorted order
+#: (measured with ``tracemalloc`` on CPython 3: about 400 bytes).
+RECORD_OVERHEAD = 400
+#: Estimated bytes of one label besides the characters of its name and
+#: value: two ``str`` objects and a slot in the record's ``dict``.
+LABEL_OVERHEAD = 140
+
+
+def record_bytes(record: Record) -> int:
+    """
+    The memory a loaded record is estimated to take (its share of
+    ``Block.table_bytes``): cheap, no ``sys.getsizeof`` walk.
+
+    :param record: a record of a table.
+    """
+    size = RECORD_OVERHEAD + len(record.content_type)
+    for name, value in record.labels.items():
+        size += LABEL_OVERHEAD + len(name) + len(value)
+    return size
+
+
 def _meta_size(record: Record) -> int:
     return blockfile.record_meta_size(
         record.ts, record.offset, record.offset + record.size, record.content_type, record.labels
@@ -60,6 +82,9 @@ class Block:
     :ivar started: records still being written (they pin the table).
     :ivar meta_length: bytes in the ``.meta`` file (``0``: not created yet).
     :ivar table: records by timestamp, or ``None`` when not loaded.
+    :ivar table_bytes: the estimated memory of the loaded table (the sum of
+        :func:`record_bytes` of its records; ``0`` when not loaded), kept up
+        to date as records are added, relabelled and removed.
     :ivar order: the table's timestamps in ascending order.
     :ivar removed: the block was removed from its entry.
     :ivar shared_known: the shared segment's creation was already reported
@@ -80,6 +105,7 @@ class Block:
     meta_length: int = attr.ib(default=0)
     table = attr.ib(default=None)
     order = attr.ib(default=None)
+    table_bytes: int = attr.ib(default=0)
     removed: bool = attr.ib(default=False)
     shared_known: bool = attr.ib(default=False)
     # Derived from directory and block_id, computed once (hot paths use them).
@@ -176,10 +202,12 @@ class Block:
         """Read the record table from the ``.meta`` file."""
         self.table = blockfile.read_meta(self.meta_path, self.block_id)[0] if self.meta_length else {}
         self.order = sorted(self.table)
+        self.table_bytes = sum(map(record_bytes, self.table.values()))
 
     def unload(self) -> None:
         """Drop the record table (the summary stays)."""
         self.table = self.order = None
+        self.table_bytes = 0
 
     def get(self, ts: int):
         """:return: the loaded record ``ts``, or ``None``."""
@@ -217,6 +245,7 @@ class Block:
         record = Record(ts, segment, offset, length or 0, content_type, dict(labels), STARTED)
         self.table[ts] = record
         bisect.insort(self.order, ts)
+        self.table_bytes += record_bytes(record)
         self._count(record, +1)
         return record
 
@@ -265,6 +294,7 @@ class Block:
         """
         del self.table[record.ts]
         self.order.remove(record.ts)
+        self.table_bytes -= record_bytes(record)
         self._count(record, -1)
         shared = self.shared_segment
         self.tail = max(
@@ -284,6 +314,7 @@ class Block:
         """
         for record in records:
             del self.table[record.ts]
+            self.table_bytes -= record_bytes(record)
             self._count(record, -1)
             record.state = REMOVED
         self.order = sorted(self.table)
@@ -301,7 +332,9 @@ class Block:
         self.meta_size += blockfile.record_meta_size(
             record.ts, record.offset, record.offset + record.size, record.content_type, labels
         ) - _meta_size(record)
+        self.table_bytes -= record_bytes(record)
         record.labels = labels
+        self.table_bytes += record_bytes(record)
 
     def _count(self, record: Record, sign: int) -> None:
         # Adds (+1) or subtracts (-1) a record's share of the summary.

@@ -46,6 +46,8 @@ class Bucket:
     :param settings: its :class:`BucketSettings`.
     :param context: the engine-wide :class:`~reduct_twisted.storage.cache.Context`.
     :ivar entries: entries by name.
+    :ivar in_flight: bytes received so far by chunked records still being
+        written (not yet in :attr:`size`); a HARD quota counts them.
     :ivar removed: the bucket was removed.
     :ivar provisioned: the bucket comes from the environment (spec §3.14)
         and its settings cannot be changed nor the bucket removed; kept in
@@ -58,6 +60,7 @@ class Bucket:
         self.settings = settings
         self.context = context
         self.entries: dict = {}
+        self.in_flight = 0
         self.removed = False
         self.provisioned = False
 
@@ -200,13 +203,16 @@ class Bucket:
             would be created.
         :param content_size: the new record's declared length (``0`` if unknown).
         :raises UnprocessableEntity: the entry would be created with a bad name.
-        :raises BadRequest: a HARD quota would be exceeded.
+        :raises BadRequest: a HARD quota would be exceeded (counting the
+            bytes of chunked records in flight).
         :raises InternalError: FIFO could not free enough space.
         """
         if entry_name not in self.entries:
             check_name(entry_name)
         quota = self.settings.quota_type
-        if quota == "HARD" and self.size + content_size > self.settings.quota_size:
+        if quota == "HARD" and (
+            self.size + self.in_flight + content_size > self.settings.quota_size
+        ):
             raise BadRequest(f"Quota of '{self.name}' exceeded")
         if quota == "FIFO":
             if content_size > self.settings.quota_size:

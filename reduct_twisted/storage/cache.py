@@ -147,25 +147,38 @@ class FdCache(_Lru):
 
 class TableCache(_Lru):
     """
-    Which blocks have their record table in memory, by recency of use.
+    Which blocks have their record table in memory, by recency of use,
+    bounded by bytes: the sum of the tables' estimated memory
+    (``Block.table_bytes``: records × a per-record overhead plus their
+    label and content-type characters) stays within :attr:`capacity`.
 
     Evicting a block drops its table (``block.unload()``); blocks with
-    records being written are never evicted.
+    records being written are never evicted, but their tables count toward
+    the total (so they push idle tables out first).  A table's size is
+    taken when it is used and again when the engine changes it
+    (:meth:`resized`: a record reserved, relabelled or removed).
 
     Scans (queries, removals, record lists) load tables through
     :meth:`scan` instead: such a table is kept apart, at most
     :attr:`scan_capacity` of them, and does not push the tables of blocks
     being written and read out of the LRU order.  A query over a cold
-    entry thus holds one table at a time, whatever its length.
+    entry thus holds one table at a time, whatever its length; the memory
+    of loaded tables is about ``capacity`` plus those few scanned tables
+    (plus tables being written beyond the bound, if ever).
 
-    :param capacity: how many idle tables to keep loaded.
+    :param capacity: how many bytes of tables to keep loaded.
     :param scan_capacity: how many tables loaded only by scans to keep.
+    :ivar total: the estimated bytes of the tables in the LRU (as of their
+        last use or change; scanned tables are not counted).
     """
 
     def __init__(self, capacity: int, scan_capacity: int = 1) -> None:
         super().__init__(capacity)
         self.scan_capacity = scan_capacity
         self._scanned: collections.OrderedDict = collections.OrderedDict()
+        #: block -> the bytes counted for it in ``total``.
+        self._sizes: dict = {}
+        self.total = 0
 
     def use(self, block) -> None:
         """
@@ -177,6 +190,17 @@ class TableCache(_Lru):
             block.load()
         self._scanned.pop(block, None)
         self._touch(block, block)
+
+    def resized(self, block) -> None:
+        """
+        ``block``'s table changed (records added, relabelled or removed):
+        count its new size, evicting other idle tables if over the bound.
+
+        :param block: a block whose table is loaded.
+        """
+        if block in self._sizes:
+            self._count(block)
+            self._shrink(keep=block)
 
     def scan(self, block) -> None:
         """
@@ -207,15 +231,41 @@ class TableCache(_Lru):
 
         :param block: a block that may or may not be cached.
         """
-        self._items.pop(block, None)
+        self._forget(block)
         self._scanned.pop(block, None)
         block.unload()
 
-    def _busy(self, block) -> bool:
-        return block.started > 0
+    def _count(self, block) -> None:
+        size = block.table_bytes
+        self.total += size - self._sizes.get(block, 0)
+        self._sizes[block] = size
 
-    def _drop(self, block) -> None:
-        block.unload()
+    def _forget(self, block) -> None:
+        if self._items.pop(block, None) is not None:
+            self.total -= self._sizes.pop(block)
+
+    def _touch(self, key, value) -> None:
+        self._items[key] = value
+        self._items.move_to_end(key)
+        self._count(key)
+        # The table just used is about to be used by the caller: keep it.
+        self._shrink(keep=key)
+
+    def _shrink(self, keep=None) -> None:
+        excess = self.total - self.capacity
+        if excess <= 0:
+            return
+        victims = []
+        # Oldest first; stop as soon as enough is found (no copy of the map).
+        for block in self._items:
+            if excess <= 0:
+                break
+            if block is not keep and not block.started:
+                victims.append(block)
+                excess -= self._sizes[block]
+        for block in victims:
+            self._forget(block)
+            block.unload()
 
 
 @attr.s(eq=False, slots=True)
@@ -229,6 +279,8 @@ class Context:
         at once and has them deleted later (see ``StorageEngine``).
     :ivar dirty: the :class:`~reduct_twisted.storage.durability.DirtySet`.
     :ivar recovery: the :class:`~reduct_twisted.storage.recovery.Recovery` of the open.
+    :ivar reserve: the :class:`~reduct_twisted.storage.reserve.Reserve` (space
+        for removals on a full disk).
     """
 
     tables: TableCache = attr.ib()
@@ -236,6 +288,7 @@ class Context:
     trash = attr.ib()
     dirty = attr.ib()
     recovery = attr.ib()
+    reserve = attr.ib()
 
 
 def read_whole(fds: FdCache, view) -> bytes:

@@ -33,13 +33,19 @@ Decisions where the spec is silent (upstream behaviour unless noted):
     ``when`` may also be a scalar (one expression); ``{}`` matches all.
 2.  ``"$$x"`` escapes (upstream 1.19) are not supported: as in 1.17 a
     ``$`` string is an operator without operands.
-3.  Integer literals outside i64 are a 422 (upstream panics on them).
+3.  Integer literals outside i64 are a 422 (upstream panics on them),
+    however many digits they have (the text then gives their size only).
 4.  Duration literals are parts ``-?<digits><unit>`` (a minus sign is
-    accepted, as upstream does); a total outside i64 keeps the string.
+    accepted, as upstream does); a part whose number or a total outside
+    i64 keeps the string (so ``"1111…1s"`` of 5,000 digits is a string
+    constant, and a 422 where a number or duration is required).
     Label values are never durations (``"5s"`` in a label is a string).
 5.  Label typing follows Rust's parsers: ``true``/``false`` exactly, i64
     (a ``+`` sign allowed), f64 (``1.``, ``.5``, ``1e3``, ``inf``, ``NaN``;
-    no blanks or ``_``).  Values out of i64 are floats.
+    no blanks or ``_``).  Values out of i64 are floats, however long: a
+    label of 5,000 digits is ``inf``, as Rust's f64 parser makes it.  Digit
+    strings are never handed whole to ``int()`` (Python refuses more than
+    4,300 digits); error texts abbreviate values over 100 characters.
 6.  Text forms (string operators, ``$exists``, ``$ref``, ``$cast`` to
     string) are Rust's Display: ``1.0`` → ``"1"``, no exponent, booleans
     ``true``/``false``, durations ``"1h 30m"``.  So a label ``"1.50"`` is
@@ -78,7 +84,8 @@ Decisions where the spec is silent (upstream behaviour unless noted):
 17. ``#ext`` must be an object; it is exposed as is.
 18. ``#batch_size``/``#batch_metadata_size``: a non-negative int or a size
     string (``"8MB"`` = 8·10⁶, ``"1KiB"`` = 1024, units b k m g t p with
-    optional ``i``/``b``); ``"8m"`` is a duration literal and so rejected.
+    optional ``i``/``b``); ``"8m"`` is a duration literal and so rejected;
+    a size beyond i64 is a 422 as an integer literal beyond it is.
     Timeouts: non-negative int seconds or a duration.  Errors name the
     directive (upstream always says ``#batch_size``).
 19. A value's truthiness after evaluation: bool as is, numbers ≠ 0 (NaN is

@@ -14,9 +14,13 @@ import attr
 from reduct_twisted.errors import UnprocessableEntity
 from reduct_twisted.storage.conditions_parse import check_integer, compact_json
 from reduct_twisted.storage.conditions_values import (
+    I64_DIGITS,
+    I64_MAX,
     ConditionEvalError,
     Duration,
     as_int,
+    excerpt,
+    parse_digits,
     parse_duration,
 )
 
@@ -115,6 +119,20 @@ def _select_labels(raw) -> list:
     return list(dict.fromkeys(names))
 
 
+def _size_value(number: str, unit: int):
+    """:return: ``number`` (digits, maybe a fraction) times ``unit`` if it fits in an i64."""
+    if "." in number:
+        whole = number.split(".", 1)[0].lstrip("0")
+        if len(whole) > I64_DIGITS:  # float() would give a huge or infinite value
+            return None
+        size = float(number) * unit
+        return int(size) if size < 2.0**63 else None
+    n = parse_digits(number)
+    if n is None or n * unit > I64_MAX:
+        return None
+    return n * unit
+
+
 def _size(key: str, values: list) -> int:
     if len(values) != 1:
         raise UnprocessableEntity(f"{key} must be a single integer or string value")
@@ -126,10 +144,15 @@ def _size(key: str, values: list) -> int:
         unit = match and _SIZE_UNITS.get(match.group(2).lower())
         if unit is None:
             raise UnprocessableEntity(
-                f"{key} must be a positive integer or string: '{value}' is not a size"
+                f"{key} must be a positive integer or string: '{excerpt(value)}' is not a size"
             )
-        number = match.group(1)
-        return int(float(number) * unit) if "." in number else int(number) * unit
+        size = _size_value(match.group(1), unit)
+        if size is None:
+            raise UnprocessableEntity(
+                f"{key} must be a positive integer or string: '{excerpt(value)}' is out of "
+                "the 64-bit integer range"
+            )
+        return size
     raise UnprocessableEntity(
         f"{key} must be a positive integer or string representing a positive integer"
     )

@@ -23,6 +23,7 @@ from reduct_twisted.storage.conditions_values import (
     caster,
     div,
     div_num,
+    excerpt,
     mult,
     ordered,
     rem,
@@ -196,7 +197,7 @@ def _binary(test, check=None):
 def _no_string_constant(name, operands):
     for o in operands:
         if o.is_constant and o.value.__class__ is str:
-            raise UnprocessableEntity(f"{name} cannot take the string '{o.value}'")
+            raise UnprocessableEntity(f"{name} cannot take the string '{excerpt(o.value)}'")
 
 
 def _no_zero_divisor(convert):

@@ -10,15 +10,18 @@ operands (``$``), duration literals or string constants.
 """
 
 import json
+import math
 
 from reduct_twisted.errors import UnprocessableEntity
 from reduct_twisted.storage.conditions_ops import PURE_OPERATORS, Node, constant
 from reduct_twisted.storage.conditions_record import RECORD_OPERATORS
 from reduct_twisted.storage.conditions_values import (
+    CACHED_LABEL_LENGTH,
     I64_MAX,
     I64_MIN,
     ConditionEvalError,
     ReferenceNotFound,
+    cached_label,
     parse_duration,
     parse_label,
 )
@@ -30,15 +33,46 @@ OPERATORS = {name: (build, True) for name, build in PURE_OPERATORS.items()}
 OPERATORS.update({name: (build, False) for name, build in RECORD_OPERATORS.items()})
 
 
+#: Integers of more bits than this are not printed whole in error texts
+#: (Python refuses to print one of more than 4300 digits: a ValueError).
+_PRINTABLE_BITS = 256
+
+
+def integer_text(value: int) -> str:
+    """:return: ``value`` in decimal, or a description of its size if it is huge."""
+    if value.bit_length() <= _PRINTABLE_BITS:
+        return str(value)
+    digits = int(math.log10(abs(value))) + 1
+    return f"{'-' if value < 0 else ''}<a number of about {digits} digits>"
+
+
+def _printable(value):
+    # ``value`` with every huge integer replaced by the text describing it.
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return value if value.bit_length() <= _PRINTABLE_BITS else integer_text(value)
+    if isinstance(value, dict):
+        return {k: _printable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_printable(v) for v in value]
+    return value
+
+
 def compact_json(value) -> str:
-    """:return: ``value`` as compact JSON, as serde's ``to_string`` writes it."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    """
+    :return: ``value`` as compact JSON, as serde's ``to_string`` writes it
+        (for error texts: a huge integer is described, not printed).
+    """
+    return json.dumps(_printable(value), separators=(",", ":"), ensure_ascii=False)
 
 
 def check_integer(value: int) -> int:
     """:raises UnprocessableEntity: ``value`` does not fit in an i64."""
     if not I64_MIN <= value <= I64_MAX:
-        raise UnprocessableEntity(f"Number {value} is out of the 64-bit integer range")
+        raise UnprocessableEntity(
+            f"Number {integer_text(value)} is out of the 64-bit integer range"
+        )
     return value
 
 
@@ -66,13 +100,15 @@ def make_operator(name: str, operands: list) -> Node:
 
 def _label(name: str) -> Node:
     missing = f"Reference '{name}' not found"
+    cached, limit = cached_label, CACHED_LABEL_LENGTH
 
     def label(ctx):
         try:
             text = ctx.labels[name]
         except KeyError:
             raise ReferenceNotFound(missing) from None
-        return parse_label(text)
+        # parse_label, inlined: this runs once per label read per record.
+        return cached(text) if len(text) <= limit else parse_label(text)
 
     return Node(label)
 

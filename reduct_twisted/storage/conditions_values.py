@@ -20,6 +20,12 @@ from reduct_twisted.errors import NotFound, ReductError, UnprocessableEntity
 
 I64_MIN = -(2**63)
 I64_MAX = 2**63 - 1
+#: Digits of the longest i64 (without sign or leading zeros).  Python refuses
+#: ``int()`` of a string of more than 4300 digits (a ValueError): digit strings
+#: are measured before they are converted, and a longer one is no i64.
+I64_DIGITS = 19
+#: Longest value quoted whole in an error text; a longer one is abbreviated.
+QUOTE_LIMIT = 100
 
 
 class ConditionEvalError(ReductError):
@@ -49,8 +55,10 @@ class Duration(int):
 
 
 _INT = re.compile(r"[+-]?[0-9]+\Z")
+# Unambiguous (``[0-9]+(?:\.[0-9]*)?``, not ``[0-9]+\.?[0-9]*``): a long
+# digit string that is no float fails in linear time, not quadratic.
 _FLOAT = re.compile(
-    r"[+-]?(?:(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|inf|infinity|nan)\Z",
+    r"[+-]?(?:(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|inf|infinity|nan)\Z",
     re.IGNORECASE,
 )
 _DURATION_PART = re.compile(r"(-?[0-9]+)(us|ms|s|m|h|d)\Z")
@@ -73,13 +81,30 @@ def wrap(n: int) -> int:
     return (n - I64_MIN) % 2**64 + I64_MIN
 
 
+def excerpt(text: str) -> str:
+    """:return: ``text`` for an error text, abbreviated if it is long."""
+    if len(text) <= QUOTE_LIMIT:
+        return text
+    return f"{text[:40]}… ({len(text)} characters)"
+
+
+def parse_digits(text: str):
+    """
+    :param text: an optional sign and ASCII digits (already matched).
+    :return: their value if it fits in an i64, else ``None``; never
+        converts more than :data:`I64_DIGITS` digits.
+    """
+    sign = "-" if text[:1] == "-" else ""
+    digits = text.lstrip("+-").lstrip("0") or "0"
+    if len(digits) > I64_DIGITS:
+        return None
+    n = int(sign + digits)
+    return n if I64_MIN <= n <= I64_MAX else None
+
+
 def _parse_int(text: str):
     """:return: ``text`` as an i64 (Rust's grammar), or ``None``."""
-    if _INT.match(text):
-        n = int(text)
-        if I64_MIN <= n <= I64_MAX:
-            return n
-    return None
+    return parse_digits(text) if _INT.match(text) else None
 
 
 def _parse_float(text: str):
@@ -87,13 +112,23 @@ def _parse_float(text: str):
     return float(text) if _FLOAT.match(text) else None
 
 
-@functools.lru_cache(maxsize=8192)
+#: Label values longer than this are typed afresh each time, not cached:
+#: the cache holds at most 8192 × 256 characters, whatever is written.
+CACHED_LABEL_LENGTH = 256
+
+
 def parse_label(text: str):
     """
     Type a label value on the fly: ``"true"``/``"false"`` → bool, an i64
     literal → int, a float literal → float, anything else stays a string.
     Never a duration.
     """
+    if len(text) > CACHED_LABEL_LENGTH:
+        return _type_label(text)
+    return cached_label(text)
+
+
+def _type_label(text: str):
     if text == "true":
         return True
     if text == "false":
@@ -103,6 +138,10 @@ def parse_label(text: str):
         return n
     x = _parse_float(text)
     return text if x is None else x
+
+
+#: :func:`parse_label` of values up to :data:`CACHED_LABEL_LENGTH` characters.
+cached_label = functools.lru_cache(maxsize=8192)(_type_label)
 
 
 def parse_duration(text: str):
@@ -118,7 +157,10 @@ def parse_duration(text: str):
         match = _DURATION_PART.match(part)
         if match is None:
             return None
-        total += int(match.group(1)) * _UNITS[match.group(2)]
+        number = parse_digits(match.group(1))
+        if number is None:  # upstream's i64 parse of the part fails: a string
+            return None
+        total += number * _UNITS[match.group(2)]
     return Duration(total) if I64_MIN <= total <= I64_MAX else None
 
 
@@ -187,7 +229,7 @@ def as_int(value) -> int:
     if cls is str:
         n = _parse_int(value)
         if n is None:
-            raise EvaluationError(f"Value '{value}' could not be parsed as integer")
+            raise EvaluationError(f"Value '{excerpt(value)}' could not be parsed as integer")
         return n
     if cls is float:
         return float_to_int(value)
@@ -199,7 +241,7 @@ def as_float(value) -> float:
     if value.__class__ is str:
         x = _parse_float(value)
         if x is None:
-            raise EvaluationError(f"Value '{value}' could not be parsed as float")
+            raise EvaluationError(f"Value '{excerpt(value)}' could not be parsed as float")
         return x
     return float(value)
 
@@ -320,4 +362,4 @@ def caster(name: str):
     try:
         return CASTS[name]
     except KeyError:
-        raise EvaluationError(f"Unknown type '{name}'") from None
+        raise EvaluationError(f"Unknown type '{excerpt(name)}'") from None

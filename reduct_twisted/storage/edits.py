@@ -13,7 +13,9 @@ Crash safety, by operation:
 * A label update rewrites the ``.meta`` of each block concerned with the
   new label sets (``blockfile.replace_meta``: a temporary file renamed over
   the old one), then changes the records in memory: a crash leaves the old
-  labels or the new ones, never a mix within a block.
+  labels or the new ones, never a mix within a block.  On a full disk an
+  update that does not make the ``.meta`` longer may use the space reserve
+  (``reserve.rewrite_meta``); one that grows it is refused (507).
 * Removing records by timestamp is :func:`removal.remove_from_block`.
 * Removing an entry renames its directory into ``.trash`` (atomic); if it
   holds names that are not ours, only our files go and the rest stays.
@@ -28,10 +30,10 @@ durable before it is answered.
 import os
 
 from reduct_twisted.errors import Conflict, NotFound, TooEarly
-from reduct_twisted.storage import blockfile
 from reduct_twisted.storage.durability import storage_error
 from reduct_twisted.storage.records import FINISHED
 from reduct_twisted.storage.removal import remove_from_block
+from reduct_twisted.storage.reserve import rewrite_meta
 from reduct_twisted.storage.settings import check_name
 
 
@@ -94,11 +96,7 @@ def relabel_block(context, entry, block, changes: dict) -> dict:
                 record = record.copy()
                 record.labels = new[record.ts]
             lines.append(record)
-    try:
-        length = blockfile.replace_meta(block.meta_path, block.block_id, lines)
-    except OSError as exc:
-        raise storage_error(exc, "update labels") from None
-    context.dirty.created(block.meta_path)
+    length = rewrite_meta(context, block, lines, "update labels")
     entry.relabel_records(block, new, length)
     return new
 

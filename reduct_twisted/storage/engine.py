@@ -10,6 +10,9 @@ name below it comes from a checked name (``[A-Za-z0-9_-]{1,255}``)::
       .lock                          flock of the daemon using it: PID, start (datadir.py)
       .running                       run marker: exists while the engine is open
                                      (an unclean stop leaves it; see recovery.py)
+      .reserve                       space reserve (a few MiB, no data): emptied for
+                                     a removal's .meta rewrite on a full disk,
+                                     allocated again later (reserve.py)
       .trash/                        things being removed: renamed here at once,
         <n>-<old name>               deleted later by ``discard`` (emptied on open);
                                      new buckets are staged here too (trash.py)
@@ -37,7 +40,8 @@ visible and the next open (``recovery.py``) tidies up:
 * Removing a block (quota eviction, abort of its last record) trashes its
   ``.meta`` first: leftover segments are then orphans.  Removing records
   rewrites their block's ``.meta`` without them (a temporary file renamed
-  over it, removal.py), then trashes their private segments.  Entries and
+  over it, removal.py; on a full disk after the space reserve is released),
+  then trashes their private segments.  Entries and
   buckets are removed by renaming their directory into ``.trash`` (atomic).
 * A new bucket is built in ``.trash`` (directory and settings file) and
   renamed into place; ``*.tmp`` leftovers of our files, empty entry
@@ -51,38 +55,36 @@ the files and directories changed since its last call to a sync policy
 (durability.py), and ``open``/``close`` call the injected ``sync``.
 """
 
-import contextlib
 import os
 
 from reduct_twisted import REDUCT_VERSION
-from reduct_twisted.errors import Conflict, NotFound
 from reduct_twisted.storage import layout, writer
-from reduct_twisted.storage.bucket import Bucket, write_settings
+from reduct_twisted.storage.bucket import Bucket
+from reduct_twisted.storage.buckets import BucketMethods
 from reduct_twisted.storage.cache import Context, FdCache, TableCache
-from reduct_twisted.storage.durability import DirtySet, storage_error
+from reduct_twisted.storage.durability import DirtySet
 from reduct_twisted.storage.edits import EditMethods
 from reduct_twisted.storage.query import QueryRegistry
 from reduct_twisted.storage.reading import LIST_LIMIT, ReadMethods
 from reduct_twisted.storage.records import Allocation
 from reduct_twisted.storage.recovery import Recovery
 from reduct_twisted.storage.removal import RecordRemoval, start_removal
+from reduct_twisted.storage.reserve import Reserve
 from reduct_twisted.storage.settings import (
     U64_MAX,
     BucketSettings,
-    check_name,
     is_valid_name,
-    parse_settings,
-    parse_settings_fields,
 )
 from reduct_twisted.storage.trash import TRASH_DIR, Trash, remove_now
 
 __all__ = ["LIST_LIMIT", "TRASH_DIR", "StorageEngine", "remove_now"]
 
 
-class StorageEngine(ReadMethods, EditMethods):
+class StorageEngine(BucketMethods, ReadMethods, EditMethods):
     """
     The synchronous storage core; the HTTP layer calls it on the reactor thread.
-    Reads and queries come from :class:`~reduct_twisted.storage.reading.ReadMethods`,
+    Bucket management comes from :class:`~reduct_twisted.storage.buckets.BucketMethods`,
+    reads and queries from :class:`~reduct_twisted.storage.reading.ReadMethods`,
     label updates, removals and renames from :class:`~reduct_twisted.storage.edits.EditMethods`.
 
     :param data_path: the data directory (created by :meth:`open`).
@@ -91,11 +93,14 @@ class StorageEngine(ReadMethods, EditMethods):
     :param discard: ``discard(paths)`` deletes trashed files and directories,
         possibly later and in another thread; the default deletes at once.
     :param version: the version reported by :meth:`info`.
-    :param table_cache_size: how many idle block record tables stay loaded.
+    :param table_cache_size: how many bytes of block record tables stay
+        loaded (estimated, see ``cache.TableCache``; ``RS_TABLE_CACHE_SIZE``).
     :param fd_cache_size: how many idle shared-segment descriptors stay open.
     :param sync: ``sync(files, directories)`` flushes them to stable storage
         (each file, then each directory) before returning; called only by
         :meth:`open` and :meth:`close` (``None``: nothing is flushed).
+    :param reserve_size: bytes of ``.reserve`` kept for removals on a full
+        disk (``reserve.py``; the daemon's: ``DEFAULT_SIZE``); ``0``: none.
     :param track_dirty: record changed paths for :meth:`take_dirty`; pass
         ``False`` when nobody calls it (:meth:`close` then flushes every file
         changed during the run, found by modification time; a set never
@@ -103,8 +108,9 @@ class StorageEngine(ReadMethods, EditMethods):
     """
 
     def __init__(self, data_path: str, clock, *, defaults: BucketSettings = BucketSettings(),
-                 discard=None, version: str = REDUCT_VERSION, table_cache_size: int = 64,
-                 fd_cache_size: int = 128, sync=None, track_dirty: bool = True) -> None:
+                 discard=None, version: str = REDUCT_VERSION, table_cache_size: int = 64 << 20,
+                 fd_cache_size: int = 128, sync=None, track_dirty: bool = True,
+                 reserve_size: int = 0) -> None:
         self.data_path = os.path.abspath(data_path)
         self.clock = clock
         self.defaults = defaults
@@ -114,8 +120,9 @@ class StorageEngine(ReadMethods, EditMethods):
         self._trash = Trash(self.data_path, remove_now if discard is None else discard,
                             self._dirty)
         self._recovery = Recovery(self.data_path, self._dirty)
+        self._reserve = Reserve(self.data_path, reserve_size)
         self._context = Context(TableCache(table_cache_size), FdCache(fd_cache_size),
-                                self._trash, self._dirty, self._recovery)
+                                self._trash, self._dirty, self._recovery, self._reserve)
         self._buckets: dict = {}
         self._queries = QueryRegistry()
         self._opened_at = None
@@ -150,6 +157,7 @@ class StorageEngine(ReadMethods, EditMethods):
             layout.write_marker(self.data_path, self._sync, self._dirty)
         self._recovery.begin()
         self._trash.empty()
+        self._reserve.open()
         unknown = []
         for name in sorted(os.listdir(self.data_path)):
             directory = os.path.join(self.data_path, name)
@@ -175,6 +183,15 @@ class StorageEngine(ReadMethods, EditMethods):
         if self._running:
             self._running = False
             self._recovery.end_run(self._sync)
+
+    def end_continuous_queries(self) -> None:
+        """
+        From now on a continuous query ends like a plain one when it has no
+        record left: the daemon is stopping and takes no new requests, so a
+        batched read waiting for a new record is answered now (204) instead
+        of holding the stop for its whole ``record_timeout``.
+        """
+        self._queries.end_continuous()
 
     def take_dirty(self) -> tuple:
         """
@@ -223,99 +240,6 @@ class StorageEngine(ReadMethods, EditMethods):
         """:return: the BucketInfo of every bucket, sorted by name."""
         return [self._buckets[name].info() for name in sorted(self._buckets)]
 
-    # -- buckets -----------------------------------------------------------
-
-    def _bucket(self, name: str, unless_provisioned: str = "") -> Bucket:
-        bucket = self._buckets.get(name)
-        if bucket is None:
-            raise NotFound(f"Bucket '{name}' is not found")
-        if unless_provisioned and bucket.provisioned:
-            raise Conflict(f"Can't {unless_provisioned} provisioned bucket '{name}'")
-        return bucket
-
-    def has_bucket(self, name: str) -> bool:
-        """:return: whether bucket ``name`` exists."""
-        return name in self._buckets
-
-    def create_bucket(self, name: str, settings) -> None:
-        """
-        Create a bucket (built in ``.trash``, then renamed into place).
-
-        :param name: the bucket name.
-        :param settings: ``None`` or the decoded JSON settings; missing
-            fields take the engine defaults.
-        :raises UnprocessableEntity: bad settings or name.
-        :raises Conflict: the bucket exists.
-        :raises ReductError: the disk refused (507 if full); nothing is left.
-        """
-        parsed = parse_settings(settings, self.defaults)
-        check_name(name)
-        if name in self._buckets:
-            raise Conflict(f"Bucket '{name}' already exists")
-        directory = os.path.join(self.data_path, name)
-        staging = self._trash.place(name)
-        try:
-            os.mkdir(staging)
-            settings_file = os.path.basename(write_settings(staging, parsed))
-            os.rename(staging, directory)
-        except OSError as exc:
-            with contextlib.suppress(OSError):  # e.g. a read-only file system
-                self._trash.discard([staging])  # else cleaned up at next open
-            raise storage_error(exc, f"create bucket '{name}'") from None
-        self._dirty.created(os.path.join(directory, settings_file))
-        self._dirty.moved(staging, directory)
-        self._buckets[name] = Bucket(name, directory, parsed, self._context)
-
-    def bucket_info(self, name: str) -> dict:
-        """
-        :return: the ``GET /b/:bucket`` answer (settings, info, entries).
-        :raises NotFound: no such bucket.
-        """
-        return self._bucket(name).full_info()
-
-    def update_bucket(self, name: str, settings) -> None:
-        """
-        Change a bucket's settings; missing or null fields keep their values.
-
-        New block limits apply to future rotations; a lowered FIFO quota is
-        applied by :meth:`enforce_quotas`.
-
-        :raises UnprocessableEntity: bad settings (checked first).
-        :raises NotFound: no such bucket.
-        :raises Conflict: the bucket is provisioned.
-        """
-        fields = parse_settings_fields(settings)
-        self._bucket(name, "change settings of").update_settings(fields)
-
-    def provision_bucket(self, name: str, settings: dict) -> None:
-        """
-        Create bucket ``name`` (as :meth:`create_bucket`) or overwrite the given
-        settings (as :meth:`update_bucket`), then mark it ``provisioned`` (§3.14).
-
-        :raises UnprocessableEntity: bad settings or name; nothing changes.
-        """
-        if name not in self._buckets:
-            self.create_bucket(name, settings)
-        else:
-            self._buckets[name].update_settings(parse_settings_fields(settings))
-        self._buckets[name].provisioned = True
-
-    def remove_bucket(self, name: str) -> None:
-        """
-        Remove a bucket with all its data and queries.
-
-        Writes still in flight fail on commit.
-
-        :raises NotFound: no such bucket.
-        :raises Conflict: the bucket is provisioned.
-        :raises ReductError: the directory could not be moved away (500).
-        """
-        bucket = self._bucket(name, "remove")
-        self._move_away(bucket.directory, f"remove bucket '{name}'", bucket=True)
-        del self._buckets[name]
-        bucket.detach()
-        self._queries.drop(name)
-
     # -- writes ------------------------------------------------------------
 
     def allocate(self, bucket: str, entry: str, ts: int, length, content_type: str,
@@ -340,18 +264,32 @@ class StorageEngine(ReadMethods, EditMethods):
         :raises InternalError: FIFO cannot keep the quota.
         :raises Conflict: a record with ``ts`` exists or is being written.
         :raises ReductError: a file or directory could not be created (507
-            if the disk is full, else 500); nothing is reserved.
+            if the disk is full, or has no room left for the space reserve
+            a removal used: ``reserve.py``; else 500); nothing is reserved.
         """
         return writer.allocate(
             self._context, self._bucket(bucket), entry, ts, length, content_type, labels
         )
+
+    def claim(self, alloc: Allocation, size: int) -> None:
+        """
+        Count ``size`` more bytes of a chunked record (``length`` ``None``)
+        against its bucket's quota before they are written; a no-op for a
+        record of declared length (counted whole by :meth:`allocate`).
+
+        :raises BadRequest: a HARD quota would be exceeded by the bytes
+            stored, the records being written and these; nothing is
+            counted, and the caller aborts the record.
+        """
+        writer.claim(alloc, size)
 
     def commit(self, alloc: Allocation) -> None:
         """
         Finish a record whose ``alloc.written`` bytes the caller has written.
 
         :param alloc: from :meth:`allocate`; a private segment must be closed.
-        :raises BadRequest: ``written`` differs from the declared length (the
+        :raises BadRequest: ``written`` differs from the declared length, or
+            unclaimed bytes of a chunked record exceed a HARD quota (the
             record is aborted).
         :raises NotFound: the bucket or entry was removed meanwhile (the
             data is discarded).
@@ -389,7 +327,8 @@ class StorageEngine(ReadMethods, EditMethods):
     def enforce_quotas(self) -> int:
         """
         Bring every FIFO bucket back under its quota (after settings changes
-        or chunked records), as far as blocks not being written allow.
+        or chunked records), as far as blocks not being written allow; then
+        allocate the space reserve again if a removal used it.
 
         :return: the number of blocks removed.
         """
@@ -397,4 +336,5 @@ class StorageEngine(ReadMethods, EditMethods):
         for bucket in list(self._buckets.values()):
             if bucket.settings.quota_type == "FIFO":
                 removed += bucket.make_room(0, strict=False)
+        self._reserve.ensure()
         return removed

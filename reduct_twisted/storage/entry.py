@@ -203,6 +203,7 @@ class Entry:
             # What _accounting does, inline: this runs for every record.
             self.size += block.size - size
             self.record_count += block.record_count - count
+        self.context.tables.resized(block)
         return block, record
 
     def _place(self, ts: int, content_size: int, settings):
@@ -251,6 +252,7 @@ class Entry:
         shared = block.path(blockfile.shared_name(block.block_id))
         with self._accounting(block):
             block.forget(record)
+        self.context.tables.resized(block)
         if record.segment != blockfile.shared_name(block.block_id):
             self.context.trash([block.path(record.segment)])
         elif record.size:
@@ -282,6 +284,7 @@ class Entry:
         block.meta_length = meta_length
         with self._accounting(block):
             block.drop(records)
+        self.context.tables.resized(block)
         shared = block.shared_segment
         self.context.trash([block.path(r.segment) for r in records if r.segment != shared])
 
@@ -299,6 +302,7 @@ class Entry:
         with self._accounting(block):
             for ts, new in labels.items():
                 block.relabel(block.table[ts], new)
+        self.context.tables.resized(block)
 
     def relocate(self, name: str, directory: str) -> None:
         """

@@ -244,6 +244,8 @@ class QueryRegistry:
     def __init__(self) -> None:
         self._queries: dict = {}
         self._ids = itertools.count(1)
+        #: Continuous queries end like plain ones (``end_continuous``).
+        self._ending = False
 
     def __len__(self) -> int:
         return len(self._queries)
@@ -303,7 +305,8 @@ class QueryRegistry:
         """
         Step query ``qid`` of ``entry`` and refresh its TTL.
 
-        A query that is not continuous is dropped when it has nothing more.
+        A query that is not continuous (or any, after :meth:`end_continuous`)
+        is dropped when it has nothing more.
 
         :return: as :meth:`Query.step`, a match with the query's
             ``select_labels`` appended: ``(block, record, last, select_labels)``.
@@ -319,11 +322,15 @@ class QueryRegistry:
             raise _not_found(qid)
         query.last_access = now
         result = query.step(entry, budget)
-        if result is None and not query.continuous:
+        if result is None and (not query.continuous or self._ending):
             del self._queries[qid]
         elif isinstance(result, tuple):
             return result + (query.select_labels,)
         return result
+
+    def end_continuous(self) -> None:
+        """From now on a continuous query is dropped when it has nothing more."""
+        self._ending = True
 
     def expire(self, now: float) -> int:
         """

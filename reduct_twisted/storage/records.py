@@ -83,11 +83,14 @@ class Allocation:
     """
     A record reserved by ``StorageEngine.allocate`` and not yet committed.
 
-    Small records (known length up to ``SMALL_RECORD_MAX``) are written by the
-    caller with ``os.pwrite(fd, chunk, offset + written)``; ``fd`` belongs to
-    the engine's descriptor cache and must not be closed.  Large and chunked
-    records have ``private`` set and ``fd`` ``None``: the caller creates
-    ``path`` itself, writes it and closes it before ``commit``.
+    Small records (known length up to ``SMALL_RECORD_MAX``) are written
+    with ``writer.write_at`` into ``fd``, which belongs to the engine's
+    descriptor cache and must not be closed.  Large and chunked records have
+    ``private`` set and ``fd`` ``None``: the caller creates ``path`` with
+    ``writer.open_segment``, fills it with ``writer.write_chunks`` and
+    closes it with ``writer.close_segment`` before ``commit``.  A chunked
+    record's bytes are claimed (``StorageEngine.claim``) before they are
+    accepted, so a HARD quota holds while it is written.
 
     The record's own fields (timestamp, offset, content type, labels) live
     in the reserved :class:`Record`; ``ts`` and ``offset`` read through to it.
@@ -102,6 +105,8 @@ class Allocation:
     :ivar crc: ``zlib.crc32`` of the bytes written so far, maintained by the
         caller (``alloc.crc = zlib.crc32(chunk, alloc.crc)``, in content
         order); stored with the record and checked after an unclean stop.
+    :ivar claimed: bytes of a chunked record counted against the quota so
+        far (``StorageEngine.claim``); given back on commit or abort.
     """
 
     bucket: str = attr.ib()
@@ -112,6 +117,7 @@ class Allocation:
     fd = attr.ib()
     written: int = attr.ib(default=0)
     crc: int = attr.ib(default=0)
+    claimed: int = attr.ib(default=0)
     # Engine-private links, so commit/abort need no lookups by name.
     _owner = attr.ib(default=None, repr=False)
     _block = attr.ib(default=None, repr=False)

@@ -10,7 +10,8 @@ matching records per block (in slices: :meth:`RecordRemoval.step` returns
   its ``.meta`` trashed first (``Entry.remove_block``);
 * otherwise its ``.meta`` is rewritten without their lines
   (``blockfile.replace_meta``: a temporary file renamed over the old one;
-  the format is unchanged), then the records leave the table and the
+  the format is unchanged; on a full disk the space reserve is released
+  for it, ``reserve.rewrite_meta``), then the records leave the table and the
   statistics, and their private segments are trashed.  Their bytes in the
   shared segment stay unreferenced (``dead_bytes`` of the block statistics)
   until the block goes; a later open cuts them off only at its end.
@@ -26,10 +27,10 @@ timestamp: only records still finished are removed.
 
 import os
 
-from reduct_twisted.storage import blockfile
 from reduct_twisted.storage.durability import storage_error
 from reduct_twisted.storage.entry import Entry
 from reduct_twisted.storage.records import FINISHED, PENDING
+from reduct_twisted.storage.reserve import rewrite_meta
 from reduct_twisted.storage.settings import check_name
 
 #: What the message of a failed removal says failed.
@@ -134,10 +135,6 @@ def remove_from_block(context, entry, block, stamps) -> int:
     if not kept and not block.started:
         entry.remove_block(block)
         return len(doomed)
-    try:
-        length = blockfile.replace_meta(block.meta_path, block.block_id, kept)
-    except OSError as exc:
-        raise storage_error(exc, REMOVE) from None
-    context.dirty.created(block.meta_path)
+    length = rewrite_meta(context, block, kept, REMOVE)
     entry.drop_records(block, doomed, length)
     return len(doomed)

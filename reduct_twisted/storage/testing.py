@@ -1,14 +1,16 @@
 """
 Helpers for tests of code built on the storage core.
 
-They follow the writing protocol the HTTP layer uses: small records are
-written with ``os.pwrite`` into the engine's descriptor, private segments are
-created, written and closed by the caller before ``commit``.
+They follow the writing protocol the HTTP layer uses (the ``writer``
+functions): small records are written in place into the engine's
+descriptor, private segments are created, written and closed before
+``commit``.  They claim nothing (``StorageEngine.claim``): ``commit``
+checks a chunked record against a HARD quota.
 """
 
 import os
-import zlib
 
+from reduct_twisted.storage import writer
 from reduct_twisted.storage.records import Allocation, RecordView
 
 #: The content type upstream stores when a write has none.
@@ -24,15 +26,14 @@ def write_content(alloc: Allocation, data: bytes) -> None:
     :param data: the content; its length may differ from ``alloc.length``.
     """
     if alloc.private:
-        fd = os.open(alloc.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        fd = writer.open_segment(alloc)
         try:
-            os.write(fd, data)
+            alloc.crc = writer.write_chunks(fd, [data], alloc.crc)
         finally:
-            os.close(fd)
+            writer.close_segment(fd)
+        alloc.written += len(data)
     else:
-        os.pwrite(alloc.fd, data, alloc.offset + alloc.written)
-    alloc.written += len(data)
-    alloc.crc = zlib.crc32(data, alloc.crc)
+        writer.write_at(alloc, data)
 
 
 def write_record(engine, bucket: str, entry: str, ts: int, data: bytes = b"",

@@ -6,20 +6,46 @@ STARTED (in memory only, its timestamp reserved, counted in the statistics)
 from :func:`allocate` until :func:`commit` appends its metadata line
 (FINISHED) or :func:`abort` makes it vanish.
 
+Storage also writes the content itself; the HTTP layer only feeds bytes:
+:func:`write_at` puts a small record's chunk into its shared segment,
+:func:`open_segment` / :func:`write_chunks` / :func:`close_segment` fill a
+private segment (``write_chunks`` and ``close_segment`` may run in a worker
+thread), each keeping the CRC-32 the record is stored with.
+
+A chunked record (length unknown at :func:`allocate`) is counted against
+its bucket's quota as its bytes arrive: :func:`claim` before each chunk is
+accepted.  The bucket's ``in_flight`` holds the bytes claimed by records not
+yet committed, so a HARD quota holds against every write in progress.
+
 A disk error (full disk, read-only or unwritable directory) aborts the
 record and raises the ``ReductError`` of ``durability.storage_error``;
 nothing stored before is touched and the next write starts afresh.
 """
 
+import errno
 import os
+import zlib
 
 from reduct_twisted.errors import BadRequest, InternalError, NotFound
 from reduct_twisted.storage.durability import storage_error
 from reduct_twisted.storage.entry import SMALL_RECORD_MAX
 from reduct_twisted.storage.records import ABORTED, FINISHED, STARTED, Allocation
+from reduct_twisted.storage.reserve import no_space
 
 #: What the messages of failed writes say failed.
 WRITE = "write record"
+
+
+def _iov_max() -> int:
+    try:
+        value = os.sysconf("SC_IOV_MAX")
+    except (AttributeError, ValueError, OSError):
+        value = -1
+    return value if value > 0 else 1024
+
+
+#: Most buffers one ``writev`` takes (more fail with EINVAL).
+IOV_MAX = _iov_max()
 
 
 def allocate(context, owner, entry: str, ts: int, length, content_type: str,
@@ -32,6 +58,9 @@ def allocate(context, owner, entry: str, ts: int, length, content_type: str,
     :return: the allocation.
     """
     owner.check_quota(entry, length or 0)
+    if not context.reserve.ensure():
+        # Records never take the place of the space reserve.
+        raise no_space(WRITE)
     try:
         series = owner.entry_for_write(entry)
     except OSError as exc:
@@ -83,6 +112,13 @@ def commit(context, alloc: Allocation) -> None:
         if alloc.written < alloc.length:
             raise BadRequest("Content is shorter than expected")
         raise BadRequest("Content is bigger than in content-length")
+    if alloc.length is None and alloc.written > alloc.claimed:
+        # Bytes written without a claim (not through the HTTP sinks).
+        try:
+            claim(alloc, alloc.written - alloc.claimed)
+        except BadRequest:
+            abort(context, alloc)
+            raise
     block = alloc._block
     new_meta = not block.meta_length
     try:
@@ -128,6 +164,122 @@ def _vanish(owner, series, block, record) -> None:
 
 def _release(context, alloc: Allocation, state: str) -> None:
     alloc._state = state
+    if alloc.claimed:
+        # Committed bytes are in the statistics now; aborted ones are gone.
+        alloc._owner[0].in_flight -= alloc.claimed
+        alloc.claimed = 0
     if alloc._slot is not None:
         context.fds.release(alloc._slot)
         alloc._slot = None
+
+
+# -- quota of chunked records --------------------------------------------------
+
+
+def claim(alloc: Allocation, size: int) -> None:
+    """
+    Count ``size`` more bytes of a chunked record against its bucket's
+    quota, before they are accepted (see ``StorageEngine.claim``).
+
+    A record of declared length was counted whole at :func:`allocate`:
+    nothing to do.  The bytes stay in the bucket's ``in_flight`` until the
+    record is committed (then they are in its ``size``) or aborted.
+
+    :param alloc: a STARTED allocation.
+    :param size: the number of bytes about to be written.
+    :raises BadRequest: a HARD quota would be exceeded; nothing is counted
+        (the caller aborts the record).
+    """
+    if alloc.length is not None or alloc._state != STARTED:
+        return
+    owner = alloc._owner[0]
+    settings = owner.settings
+    if settings.quota_type == "HARD" and (
+        owner.size + owner.in_flight + size > settings.quota_size
+    ):
+        raise BadRequest(f"Quota of '{owner.name}' exceeded")
+    owner.in_flight += size
+    alloc.claimed += size
+
+
+# -- content -------------------------------------------------------------------
+
+
+def write_at(alloc: Allocation, data) -> None:
+    """
+    Write the next chunk of a small record into its shared segment, in
+    place (``pwrite`` at ``offset + written``); ``written`` and ``crc``
+    follow.  Runs on the calling thread (a page-cache write).
+
+    :param alloc: a STARTED allocation with ``fd`` (not ``private``).
+    :param data: bytes or a memoryview.
+    :raises OSError: the disk refused (a short write on a full disk is
+        retried, which then raises); nothing is counted.
+    """
+    view, offset = memoryview(data), alloc.offset + alloc.written
+    while view:
+        done = os.pwrite(alloc.fd, view, offset)
+        if not done:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        view, offset = view[done:], offset + done
+    alloc.written += len(data)
+    alloc.crc = zlib.crc32(data, alloc.crc)
+
+
+def open_segment(alloc: Allocation) -> int:
+    """
+    Create (or empty) a private segment; call on the thread that may abort
+    the record, so the file exists before an abort can trash it (created
+    later in a thread it could reappear after the abort, or truncate the
+    segment of a newer record at the same path).
+
+    :param alloc: a STARTED ``private`` allocation.
+    :return: a descriptor for :func:`write_chunks`; close it with
+        :func:`close_segment` before ``commit``.
+    :raises OSError: the file could not be created.
+    """
+    return os.open(alloc.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+
+
+def write_chunks(fd: int, chunks: list, crc: int = 0) -> int:
+    """
+    Append every byte of ``chunks`` to a private segment, in order.  Safe in
+    a worker thread (it touches no engine state).
+
+    One ``writev`` per :data:`IOV_MAX` buffers; a short write goes on
+    from where it stopped.
+
+    :param fd: from :func:`open_segment`.
+    :param chunks: bytes or memoryviews (the list is not changed).
+    :param crc: the CRC-32 of the content before these chunks.
+    :return: the CRC-32 including them (the caller stores it in ``alloc.crc``).
+    :raises OSError: the disk refused.
+    """
+    for chunk in chunks:
+        crc = zlib.crc32(chunk, crc)
+    count, start, head = len(chunks), 0, None
+    while start < count:
+        group = chunks[start:start + IOV_MAX]
+        if head is not None:
+            group[0] = head
+        n = os.writev(fd, group)
+        if not n and any(len(buffer) for buffer in group):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        head = None
+        for buffer in group:
+            if n < len(buffer):
+                # Partly written: the rest leads the next group.
+                head = memoryview(buffer)[n:]
+                break
+            n -= len(buffer)
+            start += 1
+    return crc
+
+
+def close_segment(fd: int) -> None:
+    """
+    Close a private segment's descriptor (may run in a worker thread).
+
+    :raises OSError: some file systems report a failed write only here.
+    """
+    os.close(fd)

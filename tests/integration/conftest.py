@@ -34,15 +34,17 @@ class Server:
         return self.url + "/api/v1" + path
 
 
-async def start_server(data_path, environ=None, **config_kwargs):
+async def start_server(data_path, environ=None, engine_kwargs=None, **config_kwargs):
     """
     Start engine, thread pool and site; return (Server, stop coroutine).
 
     :param environ: ``RS_BUCKET_*`` / ``RS_TOKEN_*`` provisioning variables.
+    :param engine_kwargs: more ``StorageEngine`` arguments (e.g. the
+        ``reserve_size`` the daemon uses; none by default).
     """
     from twisted.internet import reactor
 
-    engine = StorageEngine(str(data_path), reactor)
+    engine = StorageEngine(str(data_path), reactor, **(engine_kwargs or {}))
     engine.open()
     pool = ThreadPool(minthreads=1, maxthreads=4, name="reduct-test-io")
     pool.start()

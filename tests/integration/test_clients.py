@@ -230,6 +230,25 @@ async def test_reduct_py_newest_batches(server, reduct_py_newest):
 
 
 @pytest_twisted.ensureDeferred
+async def test_reduct_py_newest_tricky_labels(server, reduct_py_newest):
+    """
+    Label values with quotes and ``=`` (``"quoted"``, ``"open``, ``x=y``,
+    unicode) written by the newest reduct-py's ``write_batch`` come back
+    unchanged through its ``Bucket.query`` batched reads; values and content
+    types with commas are stored intact (read singly) and, in a batch, turn
+    into no extra labels (#12).
+    """
+    summary = await run_client_script(
+        reduct_py_newest, "reduct_py_labels.py", server.url, "--bucket", "pylabels"
+    )
+    assert summary["checks"] == [
+        "write-batch-read-singly",
+        "batched-read-no-extra-labels",
+        "remove-bucket",
+    ]
+
+
+@pytest_twisted.ensureDeferred
 async def test_reduct_py_newest_query(server, reduct_py_newest):
     """
     The newest reduct-py's own ``Bucket.query`` (``POST …/q`` then batched

@@ -21,6 +21,7 @@ import pytest_twisted
 from twisted.logger import globalLogPublisher
 from twisted.web._newclient import ResponseFailed, ResponseNeverReceived
 
+from reduct_twisted.storage.reserve import DEFAULT_SIZE
 from tests.integration.conftest import start_server
 from tests.integration.daemon import payload
 
@@ -89,10 +90,11 @@ class Client:
     def __init__(self, server):
         self.server = server
 
-    async def call(self, method, path, data=b"", params=None):
+    async def call(self, method, path, data=b"", params=None, headers=None):
         try:
             resp = await self.server.http.request(
-                method, self.server.api(path), data=data, params=params, timeout=TIMEOUT
+                method, self.server.api(path), data=data, params=params, headers=headers,
+                timeout=TIMEOUT,
             )
             return resp, await resp.content()
         except (ResponseNeverReceived, ResponseFailed) as e:
@@ -156,6 +158,17 @@ async def check_absent(client, refused):
         assert resp.code == 404, ("a refused write left a record", entry, ts, resp.code, body)
 
 
+def take_the_rest(path):
+    """Fill the last free bytes of the file system with the file ``path``."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        with contextlib.suppress(OSError):
+            while os.write(fd, b"\1" * 4096):
+                pass
+    finally:
+        os.close(fd)
+
+
 async def fill(client, acked, bucket, entry, sizes, ts):
     """
     Write records (cycling through ``sizes``) until one fails; return that
@@ -211,13 +224,7 @@ async def test_full_disk(tmpfs, log_errors):
         # Fill the last free bytes with a file outside the store, then try
         # everything that writes: a 5xx with the error contract, or success.
         topup = tmpfs / "topup"
-        fd = os.open(topup, os.O_WRONLY | os.O_CREAT, 0o644)
-        try:
-            with contextlib.suppress(OSError):
-                while os.write(fd, b"\1" * 4096):
-                    pass
-        finally:
-            os.close(fd)
+        take_the_rest(topup)
         outcomes = {}
         for what, method, path, data in [
             ("empty record", "POST", "/b/b/small?ts=%d" % ts, b""),
@@ -291,6 +298,93 @@ async def test_full_disk(tmpfs, log_errors):
             await stop()
     print(f"\nfull disk: {len(acked)} records acknowledged and verified; "
           f"refusals: {first!r}, {second!r}; on a full disk: {outcomes}")
+    assert not log_errors, describe(log_errors)
+
+
+#: The space reserve of the daemon (``StorageService``): 1/64 of the tmpfs here.
+RESERVED = {"reserve_size": DEFAULT_SIZE}
+
+
+@pytest_twisted.ensureDeferred
+async def test_removals_on_a_full_disk(tmpfs, log_errors):
+    """
+    Issue #12: with the disk full to the last byte, ``DELETE …?ts=``,
+    ``DELETE …/batch``, ``DELETE …/q`` and ``POST …/q`` REMOVE each answer
+    200 (the space reserve lets the first ``.meta`` rewrite through), as
+    does a label PATCH that does not grow the metadata, while one that
+    grows it gets 507; the records are gone after a restart, and then a
+    write that fits in the space freed succeeds.
+    """
+    data_path = tmpfs / "data"
+    srv, stop = await start_server(data_path, engine_kwargs=RESERVED)
+    stopped = False
+    acked = {}
+    try:
+        assert (data_path / ".reserve").stat().st_size == 64 * KIB  # 4 MiB / 64
+        client = Client(srv)
+        resp, body = await client.call("POST", "/b/b",
+                                       json.dumps({"max_block_records": 4}).encode())
+        assert resp.code == 200, body
+        for ts in (1, 2):  # one block of two large records (private segments)
+            resp, body = await client.write("b", "big", ts, 1100 * KIB)
+            assert resp.code == 200, body
+            acked[("b", "big", ts)] = 1100 * KIB
+        resp, body, _ = await fill(client, acked, "b", "e", [30 * KIB], 1000)
+        assert_server_error(resp, body, "small record on a full disk", 507)
+        take_the_rest(tmpfs / "topup")
+        small = sorted(ts for b, e, ts in acked if e == "e")
+        assert len(small) >= 12, small
+        # Blocks of four: 1000-1003, 1004-1007, ...; each removal keeps others.
+        gone = {("b", "e", 1001), ("b", "e", 1005), ("b", "e", 1006),
+                ("b", "e", 1009), ("b", "e", 1010), ("b", "big", 1)}
+        resp, body = await client.call("PATCH", "/b/b/e", params={"ts": "1002"},
+                                       headers={"x-reduct-label-new": "grows the metadata"})
+        assert_server_error(resp, body, "a label PATCH that needs space", 507)
+        assert (data_path / ".reserve").stat().st_size == 64 * KIB  # kept for removals
+        answers = {}
+        resp, body = await client.call("DELETE", "/b/b/e", params={"ts": "1001"})
+        answers["DELETE ?ts="] = resp.code, body
+        resp, body = await client.call("DELETE", "/b/b/e/batch", headers={
+            "x-reduct-time-1005": "", "x-reduct-time-1006": ""})
+        answers["DELETE /batch"] = resp.code, body
+        resp, body = await client.call("DELETE", "/b/b/e/q",
+                                       params={"start": "1009", "stop": "1011"})
+        answers["DELETE /q"] = resp.code, body
+        resp, body = await client.call("POST", "/b/b/big/q", json.dumps(
+            {"query_type": "REMOVE", "start": 1, "stop": 2}).encode())
+        answers["POST /q REMOVE"] = resp.code, body
+        resp, body = await client.call("PATCH", "/b/b/e", params={"ts": "1002"},
+                                       headers={"x-reduct-label-none": ""})
+        answers["PATCH removing a label"] = resp.code, body
+        assert answers == {
+            "DELETE ?ts=": (200, b""), "DELETE /batch": (200, b""),
+            "DELETE /q": (200, b'{"removed_records":2}'),
+            "POST /q REMOVE": (200, b'{"removed_records":1}'),
+            "PATCH removing a label": (200, b""),
+        }, answers
+        for key in gone:
+            del acked[key]
+        await check_absent(client, sorted(gone))
+        await check_all(client, acked)
+        stopped = True
+        await stop()
+
+        srv, stop = await start_server(data_path, engine_kwargs=RESERVED)
+        stopped = False
+        client = Client(srv)
+        await check_absent(client, sorted(gone))
+        await check_all(client, acked)
+        # The large record's 1100 KiB are free again (the reserve is back):
+        # a write that fits succeeds.
+        assert (data_path / ".reserve").stat().st_size == 64 * KIB
+        resp, body = await client.write("b", "big", 3, 900 * KIB)
+        assert resp.code == 200, ("a write in the freed space", resp.code, body)
+        acked[("b", "big", 3)] = 900 * KIB
+        await check_all(client, acked)
+    finally:
+        if not stopped:
+            await stop()
+    print(f"\nremovals on a full disk: {answers}")
     assert not log_errors, describe(log_errors)
 
 

@@ -180,6 +180,7 @@ ODD_HEADERS = [
     (b"Transfer-Encoding", b"gzip"), (b"Transfer-Encoding", b"identity"), (b"Cookie", b"\x00"),
     (b"X-Reduct-Time", b"-1"), (b"Content-Length", b"abc"), (b"Content-Length", b"-1"),
     (b"x-reduct-label-" + b"n" * 300, b"v"), (b"Content-Type", b"text/plain\r\nX-Injected: 1"),
+    (b"Host", b"a..b"), (b"Host", b"a" * 64), (b"Host", b"."),
 ]
 #: How the body is framed: mostly right, otherwise in one of many wrong ways.
 FRAMINGS = ["cl"] * 22 + ["chunked"] * 3 + [
@@ -272,7 +273,7 @@ def request(rng, json_pool, token_share=0.0) -> Req:
     elif framing == "cl_huge":
         headers.append((b"Content-Length", rng.choice(
             [b"99999999999999999999999", b"18446744073709551616", b"9223372036854775807",
-             b"4294967296"])))
+             b"4294967296", b"1" * 5000])))
         incomplete = True
     elif framing == "cl_plus":
         headers.append((b"Content-Length", b"+%d" % n))

@@ -210,6 +210,41 @@ async def test_records_flow_between_two_daemons(tmp_path):
 
 
 @pytest_twisted.ensureDeferred
+async def test_tricky_labels_and_content_types_replicate_intact(tmp_path):
+    """
+    Label values with quotes, commas and ``=``, unicode, and content types
+    with commas reach the destination unchanged through the sender's batch
+    headers: none is cut short or split into extra labels (#12).
+    """
+    labels = {"mixed": 'a",b', "quoted": '"q"', "open": '"open', "list": "[1, 2, 3]",
+              "pairs": "x,y=1", "eq": "k=v", "uni": "grüße €"}
+    ctypes = {1: "app/x; a=1,b=2", 2: 'multipart/mixed; boundary="p,q"', 3: "text/plain"}
+    src, stop_src = await start_server(tmp_path / "src")
+    dst, stop_dst = await start_server(tmp_path / "dst")
+    try:
+        await _ok(await _call(src, "POST", "/b/src"))
+        await _ok(await _call(dst, "POST", "/b/dst"))
+        await _ok(await _call(src, "POST", "/replications/r", _body(src, dst_host=dst.url)))
+        for ts, ctype in ctypes.items():
+            headers = {f"x-reduct-label-{name}": value for name, value in labels.items()}
+            resp = await src.http.post(src.api(f"/b/src/e?ts={ts}"), data=b"x",
+                                       headers={**headers, "content-type": ctype})
+            await _ok(resp)
+
+        async def drained():
+            detail = await _json(await _call(src, "GET", "/replications/r"))
+            return detail["info"]["pending_records"] == 0
+
+        await _until(drained)
+        for ts, ctype in ctypes.items():
+            record = dst.engine.read("dst", "e", ts).record
+            assert (record.content_type, record.labels) == (ctype, labels)
+    finally:
+        await stop_src()
+        await stop_dst()
+
+
+@pytest_twisted.ensureDeferred
 async def test_missing_destination_bucket_is_reported(tmp_path):
     """The destination bucket is never created: its 404 shows in the diagnostics."""
     src, stop_src = await start_server(tmp_path / "src")
@@ -286,6 +321,127 @@ async def test_label_updates_follow_the_records(tmp_path):
             assert found == labels, ts
         detail = await _json(await _call(src, "GET", "/replications/r"))
         assert detail["diagnostics"]["hourly"]["errors"] == {}
+    finally:
+        await stop_src()
+        await stop_dst()
+
+
+class _CountingDestination:
+    """An HTTP server on 127.0.0.1 that counts requests and answers 401, as a
+    destination with authentication does to a replication without a token."""
+
+    def __init__(self):
+        self.requests = []
+
+    async def start(self):
+        from twisted.internet import reactor
+        from twisted.internet.endpoints import TCP4ServerEndpoint
+        from twisted.web.resource import Resource
+        from twisted.web.server import Site
+
+        requests = self.requests
+
+        class Refuse(Resource):
+            isLeaf = True
+
+            def render(self, request):
+                requests.append((request.method, request.path))
+                request.setResponseCode(401)
+                request.setHeader(b"x-reduct-error", b"No bearer token in request header")
+                return b'{"detail": "No bearer token in request header"}'
+
+        self.port = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(
+            Site(Refuse()))
+        return f"http://127.0.0.1:{self.port.getHost().port}"
+
+
+@pytest_twisted.ensureDeferred
+async def test_new_replication_contacts_no_one_until_it_has_records(tmp_path):
+    """
+    Created without ``dst_token`` towards a destination with authentication
+    (reduct-js's replication test): no request at all while nothing is
+    written, ``is_active`` true (1.15+), no errors.  The first record is
+    what reaches the destination, and its 401 then shows.
+    """
+    from twisted.internet import reactor
+
+    fake = _CountingDestination()
+    fake_url = await fake.start()
+    src, stop_src = await start_server(tmp_path / "src")
+    dst, stop_dst = await start_server(tmp_path / "dst", api_token=TOKEN)
+    try:
+        await _ok(await _call(src, "POST", "/b/src"))
+        await _ok(await _call(dst, "POST", "/b/dst", token=TOKEN))
+        for name, host in (("to-fake", fake_url), ("to-auth", dst.url)):
+            body = json.loads(_body(src, dst_host=host))
+            del body["dst_token"]
+            await _ok(await _call(src, "POST", f"/replications/{name}",
+                                  json.dumps(body).encode()))
+        await task.deferLater(reactor, 0.5, lambda: None)
+        assert fake.requests == []
+        for name in ("to-fake", "to-auth"):
+            detail = await _json(await _call(src, "GET", f"/replications/{name}"))
+            assert detail["info"] == {"name": name, "is_active": True, "is_provisioned": False,
+                                      "pending_records": 0}
+            assert detail["diagnostics"]["hourly"] == {"ok": 0, "errored": 0, "errors": {}}
+        listed = await _json(await _call(src, "GET", "/replications"))
+        assert [r["is_active"] for r in listed["replications"]] == [True, True]
+
+        await _ok(await src.http.post(src.api("/b/src/e?ts=1"), data=b"x"))
+
+        async def refused():
+            details = [await _json(await _call(src, "GET", f"/replications/{name}"))
+                       for name in ("to-fake", "to-auth")]
+            return all("401" in d["diagnostics"]["hourly"]["errors"] for d in details)
+
+        await _until(refused)
+        assert fake.requests[0] == (b"HEAD", b"/api/v1/b/dst")
+        detail = await _json(await _call(src, "GET", "/replications/to-auth"))
+        assert detail["info"]["is_active"] is False
+        assert detail["info"]["pending_records"] == 1
+    finally:
+        await stop_src()
+        await stop_dst()
+        await fake.port.stopListening()
+
+
+@pytest_twisted.ensureDeferred
+async def test_when_failures_show_in_the_diagnostics(tmp_path):
+    """
+    A record on which the replication's ``when`` fails (here a missing
+    label) is not sent and is counted as errored with the condition's text;
+    a record whose label has 5,000 digits is compared (it is +inf), and sent.
+    """
+    src, stop_src = await start_server(tmp_path / "src")
+    dst, stop_dst = await start_server(tmp_path / "dst")
+    try:
+        await _ok(await _call(src, "POST", "/b/src"))
+        await _ok(await _call(dst, "POST", "/b/dst"))
+        body = _body(src, dst_host=dst.url, when={"&n": {"$gt": 1}})
+        await _ok(await _call(src, "POST", "/replications/r", body))
+        for ts, labels in ((1, {"n": "1" * 5000}), (2, {"other": "x"}), (3, {"n": "0"})):
+            headers = {f"x-reduct-label-{k}": v for k, v in labels.items()}
+            await _ok(await src.http.post(src.api(f"/b/src/e?ts={ts}"), data=b"r%d" % ts,
+                                          headers=headers))
+
+        async def delivered():
+            resp = await _call(dst, "GET", "/b/dst/e?ts=1")
+            await resp.content()
+            return resp.code == 200
+
+        await _until(delivered)
+        detail = await _json(await _call(src, "GET", "/replications/r"))
+        assert detail["info"]["pending_records"] == 0
+        hourly = detail["diagnostics"]["hourly"]
+        assert hourly["errored"] > 0
+        assert hourly["errors"] == {"404": {
+            "count": 1,
+            "last_message": "Condition failed on record 2 of entry 'e': Reference 'n' not found",
+        }}
+        for ts in (2, 3):
+            resp = await _call(dst, "GET", f"/b/dst/e?ts={ts}")
+            await resp.content()
+            assert resp.code == 404
     finally:
         await stop_src()
         await stop_dst()

@@ -12,6 +12,8 @@ class FakeEngine:
     discard: object = None
     sync: object = None
     track_dirty: bool = True
+    table_cache_size: int = None
+    reserve_size: int = None
     calls: list = attrs.Factory(list)
     fail_quota_at: set = attrs.Factory(set)
     fail_expiry_at: set = attrs.Factory(set)

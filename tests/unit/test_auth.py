@@ -269,7 +269,7 @@ def test_bucket_changes_apply_at_once(access):
 
 
 def test_check_is_cheap(access, monkeypatch):
-    """Repeated checks with one token do a single HMAC."""
+    """Only the first check of a value runs HMACs (one per candidate token); repeats run none."""
     header = make(access, "t", read=["a*"])
     calls = []
     original = StoredToken.verify
@@ -277,7 +277,8 @@ def test_check_is_cheap(access, monkeypatch):
     for i in range(1000):
         access.check(header, Policy.READ, f"a{i}")
         access.check(INIT, Policy.FULL_ACCESS)
-    assert len(calls) <= 3
+    # each value: its named token (or the decoy) and the one provisioned token
+    assert len(calls) <= 4
 
 
 # -- TokenAccess.open ----------------------------------------------------------------

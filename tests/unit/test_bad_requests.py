@@ -79,3 +79,55 @@ def test_broken_chunks_after_an_early_refusal_get_no_second_answer():
     )
     assert transport.value().count(b"HTTP/1.1 ") == 1
     assert transport.value().startswith(b"HTTP/1.1 404 ")
+
+
+def test_content_length_beyond_u64_is_not_a_number():
+    """Content-Length parses as a u64 however many digits it has; past u64 it is None."""
+    from reduct_twisted.http.headers import parse_content_length
+
+    assert parse_content_length(b"18446744073709551615") == 2**64 - 1
+    assert parse_content_length(b"0" * 5000 + b"7") == 7
+    for bad in (b"18446744073709551616", b"1" * 5000, b"", b"-1", b"+1", b"1 ", b"\xd9\xa1"):
+        assert parse_content_length(bad) is None, bad
+
+
+def test_json_integer_of_thousands_of_digits_is_out_of_range():
+    """Python's int-string limit never shows: such a literal, like any integer beyond
+    the f64 range, is 'number out of range'."""
+    with pytest.raises(UnprocessableEntity) as info:
+        parse_json_body(b'{"quota_size": ' + b"1" * 5000 + b"}")
+    assert info.value.message == "Invalid JSON: number out of range"
+    for literal in (b"-" + b"9" * 3000, b"2" + b"0" * 308):
+        with pytest.raises(UnprocessableEntity, match="Invalid JSON: number out of range"):
+            parse_json_body(b'{"each_s": ' + literal + b"}")
+    assert parse_json_body(b'{"n": -1' + b"0" * 308 + b"}") == {"n": -10**308}
+
+
+def test_condition_numbers_of_thousands_of_digits():
+    """Label values and literals too long for int() are typed as upstream types them."""
+    from reduct_twisted.storage.conditions import compile_condition
+    from reduct_twisted.storage.conditions_values import parse_duration, parse_label
+
+    assert parse_label("1" * 5000) == float("inf")
+    assert parse_label("-" + "0" * 5000 + "12") == -12
+    assert parse_duration("1" * 5000 + "s") is None
+    assert parse_duration("0" * 5000 + "5s") == 5_000_000
+    for size in ("1" * 5000 + "KB", "1" * 400 + ".5KB"):
+        # Beyond u64: refused like any other out-of-range size, never a 500.
+        with pytest.raises(UnprocessableEntity) as info:
+            compile_condition({"#batch_size": size})
+        assert "out of the 64-bit integer range" in info.value.message
+
+
+@pytest.mark.parametrize(
+    "literal, message",
+    [(b"1e400", "number out of range"), (b"-1E+999", "number out of range"),
+     (b"NaN", "NaN is not a JSON value"), (b"-Infinity", "-Infinity is not a JSON value")],
+)
+def test_json_numbers_no_float_holds_are_invalid(literal, message):
+    """Bodies are as strict as serde_json: no NaN, no Infinity, no float overflowing to inf
+    (Python accepts them; stored in a replication's 'when', they came back as invalid JSON)."""
+    with pytest.raises(UnprocessableEntity) as info:
+        parse_json_body(b'{"when": {"&a": {"$gt": ' + literal + b"}}}")
+    assert info.value.message == "Invalid JSON: " + message
+    assert parse_json_body(b"[1e308, -2.5e-320]") == [1e308, -2.5e-320]

@@ -1,5 +1,5 @@
 """
-The batch protocol without sockets: header parsing and formatting, the
+The batch protocol without sockets (its headers: test_batch_wire): the
 batched-write sink over a real engine (records cut out of arbitrary chunks,
 per-record errors, backpressure, abort), the batched-read collector and the
 multi-range sender.
@@ -14,98 +14,17 @@ import pytest
 from twisted.internet.defer import CancelledError
 
 from reduct_twisted.config import Config
-from reduct_twisted.errors import NoContent, UnprocessableEntity
+from reduct_twisted.errors import NoContent
 from reduct_twisted.http import batch, sinks
 from reduct_twisted.http.api import drive
-from reduct_twisted.http.batch import (
-    BatchedRecord,
-    BatchLimits,
-    BatchReader,
-    BatchWriteSink,
-    Wait,
-    format_record_header,
-    parse_batch_headers,
-    parse_record_header,
-)
+from reduct_twisted.http.batch import BatchLimits, BatchReader, BatchWriteSink, Wait
+from reduct_twisted.http.batch_wire import BatchedRecord, error_header
 from reduct_twisted.http.producers import CHUNK, RangeSender
-from reduct_twisted.storage import PENDING, SMALL_RECORD_MAX
+from reduct_twisted.storage import PENDING, SMALL_RECORD_MAX, writer
 from reduct_twisted.storage.conditions import IoOverrides
 from reduct_twisted.storage.records import Record, RecordView
 from reduct_twisted.storage.testing import write_record
-from tests.unit.conftest import error_message
 from tests.unit.test_sinks import ImmediateReactor, ManualPool, Transport, results
-
-# -- header format -------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    "value, expected",
-    [
-        ("10,application/octet-stream", (10, "application/octet-stream", {})),
-        ("10", None),
-        ("0,", (0, "application/octet-stream", {})),
-        (" 7 , text/plain ", (7, "text/plain", {})),
-        ("3,text/plain,a=1,b=2", (3, "text/plain", {"a": "1", "b": "2"})),
-        ('3,,x="[a,b]",y=2', (3, "application/octet-stream", {"x": "[a,b]", "y": "2"})),
-        ('3,t, x = "a,b" , y = z ', (3, "t", {"x": "a,b", "y": "z"})),
-        ("3,t,a=1,junk", (3, "t", {"a": "1"})),
-        ("3,t,junk", (3, "t", {})),
-        ("3,t,a=,b=1", (3, "t", {"a": "", "b": "1"})),
-        ("3,t,a=x=y", (3, "t", {"a": "x=y"})),
-    ],
-)
-def test_parse_record_header(value, expected):
-    """Upstream 1.17's parsing of a batched write's record header."""
-    if expected is None:
-        assert error_message(UnprocessableEntity, parse_record_header, value) == (
-            "Invalid batched header"
-        )
-    else:
-        assert parse_record_header(value) == expected
-
-
-def test_parse_record_header_errors():
-    assert error_message(UnprocessableEntity, parse_record_header, "-1,x") == (
-        "Invalid content length"
-    )
-    assert error_message(UnprocessableEntity, parse_record_header, "abc,x") == (
-        "Invalid content length"
-    )
-    assert error_message(UnprocessableEntity, parse_record_header, "1,x,@a=1") == (
-        "Label names must not start with '@': reserved for computed labels"
-    )
-
-
-def test_parse_batch_headers_sorts_and_matches_names_case_insensitively():
-    raw = [
-        (b"Content-Type", [b"application/octet-stream"]),
-        (b"X-Reduct-Time-30", [b"1,a"]),
-        (b"x-reduct-time-10", [b"2,b,k=v"]),
-        (b"X-Reduct-Label-x", [b"ignored"]),
-        (b"X-REDUCT-TIME-20", [b"0,c", b"3,d"]),
-    ]
-    assert parse_batch_headers(raw) == [
-        BatchedRecord(10, 2, "b", {"k": "v"}),
-        BatchedRecord(20, 3, "d", {}),
-        BatchedRecord(30, 1, "a", {}),
-    ]
-    for name in (b"x-reduct-time-", b"x-reduct-time--1", b"x-reduct-time-18446744073709551616"):
-        message = error_message(UnprocessableEntity, parse_batch_headers, [(name, [b"1,"])])
-        assert message == (
-            f"Invalid header '{name.decode()}': must be an unix timestamp in microseconds"
-        )
-
-
-def test_format_record_header():
-    record = Record(5, "x.blk", 0, 12, "text/plain", {"z": "1", "a": "b,c", "m": '"q"'})
-    assert format_record_header(record) == b'12,text/plain,a="b,c",m="q",z=1'
-    bare = Record(5, "x.blk", 0, 0, "application/octet-stream", {})
-    assert format_record_header(bare) == b"0,application/octet-stream"
-    # what the header parser reads back (labels without commas round-trip)
-    assert parse_record_header(format_record_header(record).decode()) == (
-        12, "text/plain", {"a": "b,c", "m": "q", "z": "1"}
-    )
-
 
 # -- batched write ---------------------------------------------------------------------
 
@@ -176,7 +95,7 @@ def test_refused_records_are_skipped_and_reported(engine):
         3: (409, "A record with timestamp 3 already exists"),
     }
     assert [stored(engine, ts)[0] for ts in (1, 2, 3, 4)] == [b"one", b"old", b"old large", b"four"]
-    assert batch.error_header(errors[2]) == b"409,A record with timestamp 2 already exists"
+    assert error_header(errors[2]) == b"409,A record with timestamp 2 already exists"
 
 
 def test_abort_keeps_complete_records_and_drops_the_rest(engine):
@@ -246,7 +165,7 @@ def test_disk_error_in_a_large_record_is_its_error(engine, monkeypatch):
     def full_disk(fd, chunks, crc=0):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(sinks, "_writev_all", full_disk)
+    monkeypatch.setattr(writer, "write_chunks", full_disk)
     contents = {1: b"before", 2: os.urandom(SMALL_RECORD_MAX + 1), 3: b"after"}
     records, body = announce(contents)
     pool = ManualPool()

@@ -253,7 +253,7 @@ def test_query_loads_one_block_at_a_time(tmp_path):
     engine.create_bucket("b", {"max_block_records": 1})
     _fill(engine, range(1, 11))
     engine.close()
-    engine = StorageEngine(str(tmp_path), Clock(), table_cache_size=64)
+    engine = StorageEngine(str(tmp_path), Clock(), table_cache_size=1 << 20)
     engine.open()
     engine.read("b", "e", 10)  # cached the ordinary way
     qid = engine.create_query("b", "e")

@@ -111,6 +111,18 @@ def test_write_sends_a_batch(engine, clock, stub, destination):
     assert _header(headers, "x-reduct-time-7") == "0,application/octet-stream"
 
 
+def test_per_record_errors_with_huge_numbers(clock, stub, destination):
+    """A destination answering with 5,000-digit numbers: skipped or -1, never a ValueError."""
+    destination.headers = {
+        b"x-reduct-error-" + b"1" * 5000: b"409,huge timestamp",
+        b"x-reduct-error-3": b"4" * 5000 + b",huge status",
+        b"x-reduct-error-4": b"\xd9\xa4\xd9\xa0\xd9\xa9,arabic digits",
+        b"x-reduct-error-5": b" 409 ,padded",
+    }
+    errors = _wait(_remote(stub, clock).update("e", [(3, {}, []), (4, {}, [])]), clock, stub)
+    assert errors == {3: (-1, "huge status"), 4: (-1, "arabic digits"), 5: (409, "padded")}
+
+
 def test_update_sends_labels_and_removals(clock, stub, destination):
     """PATCH …/batch: ``0,,<labels>``, removed labels with an empty value."""
     remote = _remote(stub, clock, token="")

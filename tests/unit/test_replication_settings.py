@@ -7,7 +7,7 @@ and which records pass.
 import pytest
 
 from reduct_twisted.errors import NotFound, UnprocessableEntity
-from reduct_twisted.replication.filters import TransactionFilter
+from reduct_twisted.replication.filters import FilterFailed, TransactionFilter
 from reduct_twisted.replication.settings import (
     ReplicationSettings,
     check_replication_name,
@@ -74,6 +74,8 @@ def test_put_without_token_keeps_it():
     (dict(BASE, each_n=0), "'each_n' must be greater than 0"),
     (dict(BASE, each_s="1"), "Invalid JSON: 'each_s' must be a number"),
     (dict(BASE, each_s=0), "Time must be greater than 0 seconds"),
+    (dict(BASE, each_s=10**400), "Invalid JSON: 'each_s' must be a number"),
+    (dict(BASE, each_s=-(10**5000)), "Invalid JSON: 'each_s' must be a number"),
     (dict(BASE, when=[1]), "Invalid JSON: 'when' must be an object"),
 ])
 def test_bad_shapes(body, message):
@@ -137,6 +139,24 @@ def test_invalid_when():
     assert e.value.message == "Invalid replication condition: Operator '$UNKNOWN_OP' not supported"
 
 
+@pytest.mark.parametrize("when, reason", [
+    ({"$each_t": "1" * 5000 + "s"},
+     "Value '1111111111111111111111111111111111111111… (5001 characters)' "
+     "could not be parsed as float"),
+    ({"#batch_size": "1" * 5000, "&x": {"$eq": 1}},
+     "#batch_size must be a positive integer or string: "
+     "'1111111111111111111111111111111111111111… (5000 characters)' "
+     "is out of the 64-bit integer range"),
+    ({"&x": {"$gt": 10**5000}},
+     "Number <a number of about 5001 digits> is out of the 64-bit integer range"),
+])
+def test_when_with_huge_numbers_is_invalid(when, reason):
+    """5,000-digit durations, directive values and literals: a 422, not a crash (issue #12)."""
+    with pytest.raises(UnprocessableEntity) as e:
+        _validate(_settings(when=when))
+    assert e.value.message == f"Invalid replication condition: {reason}"
+
+
 def test_validation_order():
     """Host first, then source bucket, then the loop check, then when (upstream's order)."""
     bad = _settings(dst_host="x", src_bucket="nope", when={"$x": 1})
@@ -181,9 +201,32 @@ def test_filter_entries_and_wildcards():
 
 
 def test_filter_when():
-    """when selects records by their labels; an evaluation error leaves the record out."""
+    """when selects records by their labels."""
     assert _accepts(_settings(when={"&kind": {"$eq": "keep"}}), RECORDS) == [1, 3, 5, 7]
-    assert _accepts(_settings(when={"&missing": {"$eq": "x"}}), RECORDS) == []
+
+
+@pytest.mark.parametrize("when, status, message", [
+    ({"&missing": {"$eq": "x"}}, 404, "Reference 'missing' not found"),
+    ({"$gt": [{"$sub": ["&kind", 1]}, 0]}, 422, "Cannot subtract string from integer"),
+])
+def test_filter_when_error_is_raised_not_swallowed(when, status, message):
+    """
+    An evaluation error of ``when`` (strict, as upstream's replication
+    evaluates it) leaves the record out by raising ``FilterFailed``, so the
+    task can count it; the filter goes on with the next record.
+    """
+    f = TransactionFilter(_settings(when=when))
+    for ts, labels in RECORDS[:2]:
+        with pytest.raises(FilterFailed) as info:
+            f.accept("e", ts, labels)
+        assert (info.value.status, info.value.message) == (status, message)
+
+
+def test_filter_when_on_a_huge_label():
+    """A 5,000-digit label is a float (+inf): compared, never an error (issue #12)."""
+    f = TransactionFilter(_settings(when={"&n": {"$gt": 10}}))
+    assert f.accept("e", 1, {"n": "1" * 5000}) is True
+    assert f.accept("e", 2, {"n": "-" + "1" * 5000}) is False
 
 
 def test_filter_include_exclude_each_n_each_s():

@@ -261,3 +261,19 @@ def test_names_left_in_place_are_warned_once_each(log_events):
     [warning] = [e for e in log_events if e.get("line")]
     assert warning["log_level"] == LogLevel.warn
     assert warning["line"].startswith("Left in place in b/e: 1 ")
+
+
+def test_engine_gets_the_table_cache_size_in_bytes():
+    """table_cache_size (RS_TABLE_CACHE_SIZE, bytes) reaches the engine factory."""
+    svc = StorageService(Config(), Clock(), engine_factory=FakeEngine)
+    assert svc.engine.table_cache_size == 64 << 20
+    svc = StorageService(Config(table_cache_size=8 << 20), Clock(), engine_factory=FakeEngine)
+    assert svc.engine.table_cache_size == 8 << 20
+
+
+def test_engine_gets_a_space_reserve():
+    """The daemon's engine keeps a space reserve for removals on a full disk."""
+    from reduct_twisted.storage.reserve import DEFAULT_SIZE
+
+    svc = StorageService(Config(), Clock(), engine_factory=FakeEngine)
+    assert svc.engine.reserve_size == DEFAULT_SIZE > 0

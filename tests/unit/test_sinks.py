@@ -193,3 +193,37 @@ def test_shared_sink_finish_now_commits_or_raises(tmp_path):
     assert [r[0] for r in engine.list_records("b", "e", 0, 10)] == [1]
     with pytest.raises(BadRequest):
         short.finish_now()
+
+
+def test_chunked_upload_crossing_hard_quota_is_refused_at_once(tmp_path):
+    """
+    A chunked upload whose bytes cross a HARD quota: the chunk that crosses
+    is not accepted, the record is aborted at once (nothing counted, no
+    file), ``refusal`` carries the quota error for the request to answer,
+    and a paused client is resumed so the rest of its body can be dropped.
+    """
+    from twisted.internet.task import Clock
+
+    from reduct_twisted.storage import StorageEngine
+
+    engine = StorageEngine(str(tmp_path / "data"), Clock())
+    engine.open()
+    engine.create_bucket("b", {"quota_type": "HARD", "quota_size": sinks.HIGH_WATER + 1000})
+    alloc = engine.allocate("b", "e", 1, None, "x", {})
+    pool, transport = ManualPool(), Transport()
+    sink = PrivateSegmentSink(engine, alloc, ImmediateReactor(), pool, transport)
+    chunk = b"q" * 65536
+    for _ in range(sinks.HIGH_WATER // len(chunk)):
+        sink.write(chunk)
+    assert sink.refusal is None and transport.events == ["pause"]
+    sink.write(chunk)
+    assert sink.refusal is not None and sink.refusal.status == 400
+    assert sink.refusal.message == "Quota of 'b' exceeded"
+    assert sink.done and transport.events == ["pause", "resume"]
+    sink.write(chunk)  # the rest is ignored
+    pool.run_all()
+    assert engine.bucket_info("b")["info"]["size"] == 0
+    assert engine._bucket("b").in_flight == 0
+    assert not any(name.endswith(".blk") for _, _, names in os.walk(tmp_path) for name in names)
+    assert results(sink.finish()).check(BadRequest)
+    engine.close()

@@ -305,15 +305,20 @@ def test_fd_of_busy_allocation_survives_cache_pressure(tmp_path):
         os.fstat(allocs[0].fd)
 
 
+#: The estimated table size of a block holding one record of content type
+#: "t" without labels (``block.record_bytes``).
+ONE_RECORD = 401
+
+
 def test_record_table_lru_is_bounded_and_pins_started_blocks(tmp_path):
-    """At most table_cache_size idle record tables stay loaded; a block with a
-    record in flight is never evicted."""
-    engine = StorageEngine(str(tmp_path), Clock(), table_cache_size=2)
+    """At most table_cache_size bytes of idle record tables stay loaded; a
+    block with a record in flight is never evicted but counts."""
+    engine = StorageEngine(str(tmp_path), Clock(), table_cache_size=2 * ONE_RECORD)
     engine.open()
     engine.create_bucket("b", {"max_block_records": 1})
     pinned = engine.allocate("b", "e", 0, 1, "t", {})
     for ts in range(1, 9):
-        write_record(engine, "b", "e", ts, b"x")
+        write_record(engine, "b", "e", ts, b"x", content_type="t")
     for ts in range(1, 9):
         engine.read("b", "e", ts)
         assert [b["id"] for b in engine.block_stats("b", "e") if b["loaded"]] == [0, ts]
@@ -322,12 +327,13 @@ def test_record_table_lru_is_bounded_and_pins_started_blocks(tmp_path):
     engine.read("b", "e", 5)
     engine.read("b", "e", 6)
     assert [b["id"] for b in engine.block_stats("b", "e") if b["loaded"]] == [5, 6]
+    assert engine._context.tables.total == 2 * ONE_RECORD
 
 
 def test_table_cache_smaller_than_pinned_blocks(tmp_path):
-    """Even with every cache slot pinned by writes, the block being read or
-    written is kept loaded while it is used."""
-    engine = StorageEngine(str(tmp_path), Clock(), table_cache_size=1)
+    """Even with the byte budget taken by tables of blocks being written, the
+    block being read or written is kept loaded while it is used."""
+    engine = StorageEngine(str(tmp_path), Clock(), table_cache_size=ONE_RECORD)
     engine.open()
     engine.create_bucket("b", {"max_block_records": 1})
     write_record(engine, "b", "e", 1, b"one")
@@ -367,3 +373,112 @@ def test_read_content_short_file_is_an_error(engine):
     os.truncate(view.path, 4)
     with pytest.raises(OSError):
         engine.read_content(view)
+
+
+# -- the content writers and the quota of chunked records (issue #12) ---------------
+
+
+def test_write_chunks_takes_more_buffers_than_iov_max(tmp_path, monkeypatch):
+    """
+    ``write_chunks`` writes any number of buffers (bytes, memoryviews,
+    empty ones) in order, never handing one ``writev`` more than IOV_MAX,
+    going on after short writes; it returns the running CRC-32.
+    """
+    import zlib
+
+    from reduct_twisted.storage import writer
+
+    chunks = [os.urandom(i % 5) for i in range(3 * writer.IOV_MAX + 17)]
+    chunks[7] = memoryview(b"view" * 10)[3:25]
+    expected = b"".join(bytes(c) for c in chunks)
+    calls = []
+    real_writev = os.writev
+
+    def short_writev(fd, buffers):
+        # Like a disk that takes at most 1000 bytes a call.
+        calls.append(len(buffers))
+        taken, size = [], 0
+        for buffer in buffers:
+            piece = bytes(buffer)[: 1000 - size]
+            taken.append(piece)
+            size += len(piece)
+            if size == 1000:
+                break
+        return real_writev(fd, taken)
+
+    path = tmp_path / "seg.blk"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        copy = list(chunks)
+        crc = writer.write_chunks(fd, copy, 123)
+        with monkeypatch.context() as patch:
+            patch.setattr(os, "writev", short_writev)
+            crc2 = writer.write_chunks(fd, chunks, crc)
+    finally:
+        os.close(fd)
+    assert copy == chunks  # the caller's list is left alone
+    assert path.read_bytes() == expected * 2
+    assert crc == zlib.crc32(expected, 123)
+    assert crc2 == zlib.crc32(expected, crc)
+    assert max(calls) <= writer.IOV_MAX and len(calls) > 3
+
+
+def _hard(engine, quota=1000):
+    engine.update_bucket("b", {"quota_type": "HARD", "quota_size": quota})
+
+
+def test_chunked_bytes_in_flight_count_against_hard_quota(engine):
+    """
+    Chunked records claim their bytes as they arrive: the claims of all
+    records in flight and the declared lengths of new ones share the
+    quota; commit moves a claim into the statistics, abort gives it back.
+    """
+    _hard(engine)
+    a = engine.allocate("b", "e", 1, None, "x", {})
+    b = engine.allocate("b", "e", 2, None, "x", {})
+    size = engine.bucket_info("b")["info"]["size"]  # the metadata of a and b
+    engine.claim(a, 500)
+    engine.claim(b, 300)
+    with pytest.raises(BadRequest) as exc:
+        engine.claim(b, 1000 - size - 800 + 1)
+    assert exc.value.message == "Quota of 'b' exceeded"
+    with pytest.raises(BadRequest):
+        engine.allocate("b", "e", 3, 1000 - size - 800 + 1, "x", {})
+    assert engine.bucket_info("b")["info"]["size"] == size  # claims are not statistics
+    engine.abort(b)
+    write_content(a, b"a" * 500)
+    engine.commit(a)
+    assert engine._bucket("b").in_flight == 0
+    stored = engine.bucket_info("b")["info"]["size"]
+    assert 500 < stored < 500 + size
+    # b's claim was given back: 300 bytes more fit again
+    c = engine.allocate("b", "e", 3, None, "x", {})
+    engine.claim(c, 1000 - engine.bucket_info("b")["info"]["size"])
+    engine.abort(c)
+    assert engine._bucket("b").in_flight == 0
+
+
+def test_unclaimed_chunked_bytes_are_checked_at_commit(engine):
+    """A chunked record written without claims is still held to a HARD
+    quota: its commit fails and nothing of it stays."""
+    _hard(engine)
+    alloc = engine.allocate("b", "e", 1, None, "x", {})
+    write_content(alloc, b"z" * 2000)
+    with pytest.raises(BadRequest):
+        engine.commit(alloc)
+    assert engine.bucket_info("b")["info"]["size"] == 0
+    assert engine._bucket("b").in_flight == 0
+    with pytest.raises(NotFound):
+        engine.read("b", "e", 1)
+
+
+def test_claims_never_refuse_under_fifo_or_none(engine):
+    """FIFO and NONE buckets take any chunked size (FIFO evicts instead)."""
+    for quota in ("NONE", "FIFO"):
+        engine.update_bucket("b", {"quota_type": quota, "quota_size": 10})
+        alloc = engine.allocate("b", "e", 1, None, "x", {})
+        engine.claim(alloc, 5000)
+        write_content(alloc, b"y" * 5000)
+        engine.commit(alloc)
+        engine.remove_entry("b", "e")
+        assert engine._bucket("b").in_flight == 0

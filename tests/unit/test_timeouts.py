@@ -129,3 +129,48 @@ def test_header_limits_follow_the_batch_settings():
     assert small.maxHeaders == ReductChannel.maxHeaders == 2000
     assert small.totalHeadersSize == ReductChannel.totalHeadersSize
     assert small.MAX_LENGTH == 512_000 + HEADER_SLACK > ReductChannel.MAX_LENGTH
+
+
+def test_request_line_trickled_a_byte_a_second_is_cut():
+    """The header deadline runs from a connection's first byte, not from a complete
+    request line: a request line sent a byte a second is cut (issue #12)."""
+    clock, channel, transport = connect(idle=60.0, header=10.0)
+    line = b"GET /api/v1/info HTTP/1.1\r\n"
+    channel.dataReceived(line[:1])
+    for i, byte in enumerate(line[1:10], start=1):
+        clock.advance(1)
+        assert not transport.disconnecting, i
+        channel.dataReceived(bytes([byte]))
+    clock.advance(0.99)
+    assert not transport.disconnecting
+    clock.advance(0.02)
+    assert transport.disconnecting or transport.disconnected
+
+
+def test_next_request_deadline_runs_from_its_first_byte():
+    """On a keep-alive connection the next request's deadline starts with its first
+    byte, however long the connection idled before it (within idle_timeout)."""
+    clock, channel, transport = connect(idle=600.0, header=5.0)
+    channel.dataReceived(b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n")
+    assert b"200 OK" in transport.value()
+    clock.advance(100)
+    assert not transport.disconnecting
+    channel.dataReceived(b"G")
+    clock.advance(3)
+    channel.dataReceived(b"E")  # a byte resets the idle timer, not the deadline
+    clock.advance(1.9)
+    assert not transport.disconnecting
+    clock.advance(0.2)
+    assert transport.disconnecting or transport.disconnected
+
+
+def test_pipelined_request_deadline_runs_from_the_previous_answer():
+    """A request whose bytes came while the one before it was answered gets its
+    deadline once it is parsed, and is answered in time."""
+    clock, channel, transport = connect(idle=600.0, header=5.0)
+    channel.dataReceived(b"GET /x HTTP/1.1\r\nHost: a\r\n\r\nGET /x HTTP/1.1\r\nHost: a\r\n\r\nGE")
+    assert transport.value().count(b"200 OK") == 2
+    clock.advance(4.9)
+    assert not transport.disconnecting
+    clock.advance(0.2)
+    assert transport.disconnecting or transport.disconnected

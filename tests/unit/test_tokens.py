@@ -240,6 +240,34 @@ def test_looked_up_values_are_remembered(store, monkeypatch):
     assert len(calls) == 2
 
 
+def test_wrong_secret_and_unknown_name_take_the_same_path(store, monkeypatch):
+    """
+    A wrong secret under an existing name runs exactly the HMACs and digest
+    comparisons (same sizes, same order) as an unknown name, so the answer
+    time does not tell which token names exist (#12).
+    """
+    from reduct_twisted import tokens
+
+    store.create("tok", {})
+    store.provision("init-token", "some provisioned secret")
+    store.provision("pro", "another one")
+    calls = []
+    digest, compare = tokens._digest, tokens.hmac.compare_digest
+    monkeypatch.setattr(
+        tokens, "_digest", lambda salt, v: calls.append(("hmac", len(salt), len(v))) or digest(salt, v)
+    )
+    monkeypatch.setattr(
+        tokens.hmac, "compare_digest", lambda a, b: calls.append(("compare", len(a), len(b))) or compare(a, b)
+    )
+    paths = {}
+    for value in (b"tok-" + b"0" * 32, b"nop-" + b"0" * 32, b"pro-" + b"0" * 32):
+        calls.clear()
+        assert store.authenticate(value) is None
+        paths[value[:3]] = list(calls)
+    assert paths[b"tok"] == paths[b"nop"] == paths[b"pro"]
+    assert paths[b"tok"] == [("hmac", 16, 36), ("compare", 32, 32)] * 3
+
+
 def test_unknown_values_are_not_remembered(store):
     """Failed lookups leave nothing behind (no unbounded memory)."""
     store.create("tok", {})

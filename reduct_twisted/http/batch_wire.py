@@ -1,0 +1,208 @@
+# -*- test-case-name: tests.unit.test_batch_wire -*-
+"""
+The wire format of the v1 batch protocol (spec §3.3, §3.4), shared by the
+batched endpoints (``http/batch.py``, ``http/api.py``) and the replication
+sender (``replication/remote.py``).
+
+A record is announced by a header
+``x-reduct-time-<ts>: <length>,<content type>[,<name>=<value>]…``.
+
+Encoding (:func:`format_record_header`), as upstream: a content type or a
+label value is written as it is unless it holds a comma; then it is wrapped
+in double quotes.  Nothing is escaped: the protocol has no escape, so a
+quote inside a value stays a plain quote.  Every encoder we know (the
+upstream server, reduct-js, reduct-cpp) quotes only values with a comma;
+reduct-py (up to 1.21) quotes nothing but values of labels whose *name*
+holds ``,`` or ``=``, and writes other values, commas included, as they are.
+
+Decoding (:func:`parse_record_header`) reads upstream's format and what
+those clients send.  The text after the length is split at every comma
+into fields; then:
+
+* a value (the content type or the text after a label's first ``=``)
+  that starts with ``"`` is a quoted one if a later field ends with ``"``
+  and is followed by the end or by the start of a label (a field with a
+  non-empty name before ``=`` that holds no ``"``): the shortest such run,
+  quotes removed.  If the first field is already ``"..."`` the run must
+  not cross the start of a label (reduct-py sends ``a="x",b="y"`` for the
+  values ``"x"`` and ``"y"``).  A quoted value therefore always holds a
+  comma, as the encoders make it; ``"x"`` without a comma is the literal
+  text ``"x"`` (upstream would strip the quotes, but no encoder quotes such
+  a value, and reduct-py and reduct-js send the value ``"x"`` that way);
+* otherwise the value runs up to the next field that starts a label:
+  fields without ``=`` continue the value before them (that is how
+  reduct-py sends a value with a comma; upstream drops such fields);
+* names and values are trimmed; a name starting with ``@`` is refused.
+
+What cannot be told apart (README, "Limits"): a value sent unquoted whose
+text after a comma looks like ``name=`` (reduct-py sends ``a=1,b=2`` for
+the value ``1,b=2``, which reads as two labels); a quoted value where a
+``"`` just before a comma is followed by ``name=`` (``a",b=c``, sent as
+``k="a",b=c"``, reads as ``k`` = ``"a"`` and ``b`` = ``c"``); a content type
+sent with a comma followed by ``name=``; and a value sent unquoted that
+starts with ``"`` but does not end with one, followed by a field ending
+with ``"`` and then a label (read as one quoted value; our encoder writes
+such labels last, reduct-py in the caller's order).
+"""
+
+from typing import Dict, List, Mapping, Tuple
+
+import attr
+
+from reduct_twisted.errors import ReductError, UnprocessableEntity
+from reduct_twisted.http.headers import DEFAULT_CONTENT_TYPE, header_safe, parse_u64
+
+TIME_PREFIX = b"x-reduct-time-"
+ERROR_PREFIX = b"x-reduct-error-"
+
+
+@attr.s(frozen=True, slots=True)
+class BatchedRecord:
+    """One record announced by a batched write: ``x-reduct-time-<ts>``."""
+
+    ts: int = attr.ib()
+    length: int = attr.ib()
+    content_type: str = attr.ib()
+    labels: dict = attr.ib()
+
+
+# -- encoding -----------------------------------------------------------------------
+
+
+def encode_value(value: str) -> str:
+    """A content type or label value as a field: quoted if it holds a comma."""
+    return f'"{value}"' if "," in value else value
+
+
+def _place(value: str) -> int:
+    # Written as it is, a value starting with " that nothing closes would
+    # take a later field ending with " as its closing quote: such values go
+    # last, a lone " (which also ends with one) just before them.
+    if "," in value or not value.startswith('"'):
+        return 0
+    return 1 if value == '"' else 2 if not value.endswith('"') else 0
+
+
+def format_record_header(size: int, content_type: str, labels: Mapping[str, str]) -> bytes:
+    """
+    An ``x-reduct-time-<ts>`` value: ``<size>,<content type>`` and the
+    labels as ``name=value`` sorted by that text (upstream's order), UTF-8;
+    labels whose value starts with an unclosed ``"`` go last, where no
+    later field can close it.
+    """
+    fields = [str(size), encode_value(content_type)]
+    fields += [text for _, text in sorted(
+        (_place(value), f"{name}={encode_value(value)}") for name, value in labels.items()
+    )]
+    return ",".join(fields).encode("utf-8")
+
+
+def error_header(err: ReductError) -> bytes:
+    """An ``x-reduct-error-<ts>`` value: ``<status>,<message>``."""
+    return b"%d," % err.status + header_safe(err.message)
+
+
+# -- decoding -----------------------------------------------------------------------
+
+
+def _starts_label(field: str) -> bool:
+    name, sep, _ = field.partition("=")
+    name = name.strip()
+    return bool(sep) and bool(name) and '"' not in name
+
+
+def _take_value(fields: List[str], i: int, first: str) -> Tuple[str, int]:
+    """
+    The value whose first field is ``fields[i]`` (``first`` is its part
+    after the label's ``=``, or the whole content type field).
+
+    :return: the value and the index of the field after it.
+    """
+    if first.lstrip().startswith('"'):
+        opened = first.lstrip()[1:]
+        # A first field closed on its own (``"x"``) is a whole value unless
+        # the quotes run on to a later field before any label starts.
+        whole = opened.rstrip().endswith('"')
+        for j in range(i + 1, len(fields)):
+            if whole and _starts_label(fields[j]):
+                break
+            if fields[j].rstrip().endswith('"') and (
+                j + 1 == len(fields) or _starts_label(fields[j + 1])
+            ):
+                inner = ",".join([opened] + fields[i + 1:j + 1]).rstrip()[:-1]
+                return inner.strip(), j + 1
+    j = i + 1
+    while j < len(fields) and not _starts_label(fields[j]):
+        j += 1
+    return ",".join([first] + fields[i + 1:j]).strip(), j
+
+
+def parse_record_header(value: str) -> Tuple[int, str, Dict[str, str]]:
+    """
+    Parse ``<length>,<content type>[,<name>=<value>]…`` (see the module
+    docstring); an empty content type is ``application/octet-stream``.
+
+    :return: ``(length, content_type, labels)``.
+    :raises UnprocessableEntity: no comma, a bad length, a name with ``@``.
+    """
+    length_text, sep, rest = value.partition(",")
+    if not sep:
+        raise UnprocessableEntity("Invalid batched header")
+    length = parse_u64(length_text.strip())
+    if length is None:
+        raise UnprocessableEntity("Invalid content length")
+    fields = rest.split(",")
+    ctype, i = _take_value(fields, 0, fields[0])
+    labels: Dict[str, str] = {}
+    while i < len(fields):
+        # Every field reached here starts a label: _take_value stops at one.
+        name, _, first = fields[i].partition("=")
+        name = name.strip()
+        if name.startswith("@"):
+            raise UnprocessableEntity(
+                "Label names must not start with '@': reserved for computed labels"
+            )
+        labels[name], i = _take_value(fields, i, first)
+    return length, ctype or DEFAULT_CONTENT_TYPE, labels
+
+
+def time_headers(raw_headers) -> list:
+    """
+    The ``x-reduct-time-<ts>`` headers of a request: ``(ts, raw value)``
+    sorted by timestamp (names are matched case-insensitively, the last of
+    repeated headers wins).
+
+    :param raw_headers: ``request.requestHeaders.getAllRawHeaders()``.
+    :raises UnprocessableEntity: a bad timestamp.
+    """
+    found = {}
+    for name, values in raw_headers:
+        lname = name.lower()
+        if not lname.startswith(TIME_PREFIX) or not values:
+            continue
+        ts = parse_u64(lname[len(TIME_PREFIX):].decode("latin-1"))
+        if ts is None:
+            raise UnprocessableEntity(
+                f"Invalid header '{lname.decode('latin-1')}': "
+                "must be an unix timestamp in microseconds"
+            )
+        found[ts] = values[-1]
+    return sorted(found.items())
+
+
+def parse_batch_headers(raw_headers) -> List[BatchedRecord]:
+    """
+    The records announced in a batched write's (or label update's) headers,
+    sorted by timestamp (the order of their contents in the body).
+
+    :param raw_headers: ``request.requestHeaders.getAllRawHeaders()``.
+    :raises UnprocessableEntity: a bad timestamp or header value.
+    """
+    records = []
+    for ts, raw in time_headers(raw_headers):
+        try:
+            value = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise UnprocessableEntity("Invalid batched header") from None
+        records.append(BatchedRecord(ts, *parse_record_header(value)))
+    return records

@@ -1,0 +1,279 @@
+# -*- test-case-name: tests.unit.test_timeouts,tests.unit.test_bad_requests -*-
+"""
+The daemon's ``HTTPChannel``: lowercase header names, room for batched
+requests' large header sets, ReductStore-style answers to requests
+twisted.web's parser refuses, and the connection deadlines (the header
+deadline against slow clients, the I/O timeout of a request body).
+
+``ReductSite`` (``streaming.py``) builds one per connection.
+"""
+
+from twisted.logger import Logger
+from twisted.web.http import (
+    HTTPChannel,
+    _ChunkedTransferDecoder,
+    _MalformedChunkedDataError,
+    datetimeToString,
+)
+
+from reduct_twisted import REDUCT_API, REDUCT_VERSION
+from reduct_twisted.http.headers import U64_MAX, parse_content_length
+
+log = Logger()
+
+SERVER_HEADER = f"ReductStore {REDUCT_VERSION}".encode("ascii")
+API_HEADER = REDUCT_API.encode("ascii")
+
+#: Seconds a half-closed connection may keep sending a refused body.
+HALF_CLOSE_GRACE = 2.0
+
+
+_date_cache = [-1, b""]
+
+
+def _http_date(now: float) -> bytes:
+    """The ``Date`` header value, formatted once per second."""
+    second = int(now)
+    if second != _date_cache[0]:
+        _date_cache[1] = datetimeToString(second)
+        _date_cache[0] = second
+    return _date_cache[1]
+
+
+class _U64ChunkedDecoder(_ChunkedTransferDecoder):
+    """
+    Twisted's chunked-body decoder, refusing a chunk size beyond u64 (it
+    accepts any of up to 1 KiB of hex digits and waits for that many bytes;
+    hyper refuses it).
+    """
+
+    def _dataReceived_CHUNK_LENGTH(self) -> bool:
+        done = super()._dataReceived_CHUNK_LENGTH()
+        if done and self.length > U64_MAX:
+            raise _MalformedChunkedDataError("Chunk-size out of range.")
+        return done
+
+
+class ReductChannel(HTTPChannel):
+    """
+    HTTPChannel that writes header names in lowercase, as upstream (hyper)
+    does: clients match ``x-reduct-*`` names case-sensitively.  It also
+    allows the large header sets of batched requests (``ReductSite`` raises
+    the three limits below further when the batch settings need more), and
+    gives a request body ``site.io_timeout`` seconds of silence instead of
+    the idle timeout.
+    """
+
+    totalHeadersSize = 1 << 20
+    maxHeaders = 2000
+    #: Header lines written after a response's own (``CorsPolicy``'s).
+    cors_lines = b""
+    #: Longest request line or header line (Twisted's default is 16 KiB; a
+    #: batch's record headers carry whole label sets).
+    MAX_LENGTH = 1 << 17
+    _host = None
+    _header_timer = None
+    _refused_call = None
+    _head_request = False
+    #: The next line is a request line (the first of a request).
+    _awaiting_request_line = True
+    #: The timeout is ``site.io_timeout``: a request body is arriving.
+    _body_timeout = False
+
+    # -- malformed requests ----------------------------------------------------
+
+    def _respondToBadRequestAndDisconnect(self):
+        # Twisted writes a bare 400 and closes at once: with the client's
+        # request still unread, the close resets the connection and the
+        # client often never sees the answer.  Answer like every other
+        # error, half-close, ignore what still comes, and cut after a grace.
+        if self._refused_call is not None:
+            return
+        current = self.requests[-1] if self.requests else None
+        if current is not None and (current.startedWriting or current.finished):
+            # Its answer is out already (an early refusal, then a broken body):
+            # a second response would be read as the answer to the next request.
+            # Half-close as below: an abort now would reset the connection
+            # with the client's bytes unread, and the client could lose the
+            # answer it has not read yet (issue #12).
+            self._stop_header_timer()
+            self._refused_call = self.callLater(HALF_CLOSE_GRACE, self.transport.abortConnection)
+            self._half_close()
+            return
+        message = b"Bad request"
+        # No body for HEAD (the client would read it as the next response).
+        body = b"" if self._head_request else b'{"detail":"Bad request"}'
+        head = b"".join(
+            (
+                b"HTTP/1.1 400 Bad Request\r\nconnection: close\r\nserver: ",
+                SERVER_HEADER,
+                b"\r\nx-reduct-api: ",
+                API_HEADER,
+                b"\r\ndate: ",
+                _http_date(self.site.reactor.seconds()),
+                b"\r\nx-reduct-error: ",
+                message,
+                b"\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n" % len(body),
+            )
+        )
+        self._stop_header_timer()
+        self.transport.write(head + body)
+        self._refused_call = self.callLater(HALF_CLOSE_GRACE, self.transport.abortConnection)
+        self._half_close()
+
+    def _half_close(self) -> None:
+        if hasattr(self.transport, "loseWriteConnection"):
+            self.transport.loseWriteConnection()
+        else:
+            self.transport.loseConnection()
+
+    def dataReceived(self, data):
+        if self._refused_call is None:
+            if self._header_timer is None and self.line_mode and not self._handlingRequest:
+                # The first byte of a request (and of the connection): the
+                # header deadline runs from here, not from a complete line.
+                self._start_header_timer()
+            super().dataReceived(data)
+            if (
+                self._header_timer is None
+                and self._buffer
+                and self.line_mode
+                and not self._handlingRequest
+                and self._refused_call is None
+            ):
+                # The start of a next request, left over after the ones
+                # before it were answered in this same read.
+                self._start_header_timer()
+            if (
+                not self.line_mode
+                and self._transferDecoder is not None
+                and not self._body_timeout
+                and self.timeOut
+            ):
+                self._body_timeout = True
+                self.setTimeout(self.site.io_timeout)
+
+    # -- header deadline (slow loris) -----------------------------------------
+    # The idle timer restarts with every byte, so a client trickling a
+    # header line (or its request line) a byte a second would hold a
+    # connection forever.  A request's line and headers must arrive within
+    # ``site.header_timeout`` of its first byte (issue #12): on a new
+    # connection, the first byte it sends; on a keep-alive connection, the
+    # first byte of the next request (or the end of the previous response,
+    # if the next request's bytes came while it was being answered).  A
+    # connection that sends nothing is the idle timeout's, as between
+    # requests: a keep-alive connection may idle for ``idle_timeout``.
+
+    def lineReceived(self, line):
+        # After a refusal nothing more is parsed, not even the lines already
+        # buffered (a true value stops LineReceiver's loop).
+        if self._refused_call is not None:
+            return True
+        if self._header_timer is None:
+            # A pipelined request, replayed from the buffer once the one
+            # before it was answered.
+            self._start_header_timer()
+        if self._awaiting_request_line and line:
+            # The request line: remember HEAD even if the line is malformed,
+            # so a refusal never sends it a body.
+            self._awaiting_request_line = False
+            self._head_request = line.startswith(b"HEAD ")
+        return super().lineReceived(line) or self._refused_call is not None
+
+    def lineLengthExceeded(self, line):
+        # LineReceiver would close without a word.
+        self._respondToBadRequestAndDisconnect()
+        return True
+
+    def rawDataReceived(self, data):
+        if self._refused_call is None:
+            super().rawDataReceived(data)
+
+    def allHeadersReceived(self):
+        self._stop_header_timer()
+        self._awaiting_request_line = True
+        if self._refused_call is None:
+            super().allHeadersReceived()
+
+    # -- body deadline ---------------------------------------------------------
+    # A request body may stall for ``site.io_timeout`` seconds, not the idle
+    # timeout.  The switch is made only once a read ends in the middle of a
+    # body: a small request that arrives whole never moves the timer (moving
+    # a timer sooner costs a search through the reactor's pending calls).
+
+    def allContentReceived(self):
+        if self._body_timeout:
+            # Back to the idle timeout, which Twisted saves and suspends while
+            # the request is answered and restores for the next one.
+            self._body_timeout = False
+            self.setTimeout(self.site.timeOut)
+        super().allContentReceived()
+
+    def connectionLost(self, reason):
+        self._stop_header_timer()
+        if self._refused_call is not None and self._refused_call.active():
+            self._refused_call.cancel()
+        super().connectionLost(reason)
+        self.site.drain.connection_lost(self)  # the daemon may be waiting for it (drain.py)
+
+    def _start_header_timer(self) -> None:
+        self._header_timer = self.callLater(self.site.header_timeout, self._headers_too_slow)
+
+    def _stop_header_timer(self):
+        timer, self._header_timer = self._header_timer, None
+        if timer is not None and timer.active():
+            timer.cancel()
+
+    def _headers_too_slow(self):
+        self._header_timer = None
+        log.debug("Closing a connection whose request headers took too long")
+        self.transport.abortConnection()
+
+    def getHost(self):
+        # twisted.web.http.Request.__init__ asks for it on every request, and
+        # a TCP transport answers with a getsockname() system call each time;
+        # the local address of a connection never changes.
+        host = self._host
+        if host is None:
+            host = self._host = self.transport.getHost()
+        return host
+
+    def writeHeaders(self, version, code, reason, headers):
+        seq = [version, b" ", code, b" ", reason, b"\r\n"]
+        for name, values in headers.getAllRawHeaders():
+            lname = name.lower()
+            for value in values:
+                seq.extend((lname, b": ", value, b"\r\n"))
+        seq.append(self.cors_lines)
+        seq.append(b"\r\n")
+        # One joined write: writeSequence would type-check ~40 small pieces.
+        self.transport.write(b"".join(seq))
+
+    def _maybeChooseTransferDecoder(self, header, data):
+        # Twisted answers a bare 400 to a non-numeric Content-Length before
+        # any resource runs; ReductStore answers 422 "content-length header
+        # must be a number" after its auth and ts checks.  Remember it on the
+        # request and let routing decide (the connection is closed after the
+        # answer, since the body's framing is unknown).
+        # A length beyond u64 is no number either (issue #12): Twisted would
+        # take any digit string, and int() raises on more than 4300 digits.
+        if header == b"Content-Length":
+            length = parse_content_length(data)
+            if length is None:
+                self.requests[-1].malformed_length = True
+                return True
+            data = b"%d" % length
+        ok = super()._maybeChooseTransferDecoder(header, data)
+        decoder = self._transferDecoder
+        if ok and type(decoder) is _ChunkedTransferDecoder:
+            self._transferDecoder = _U64ChunkedDecoder(decoder.dataCallback, decoder.finishCallback)
+        return ok
+
+    def timeoutConnection(self):
+        # The idle timer only restarts when bytes arrive, so a long download
+        # to a slow reader would be cut mid-body: while a request is being
+        # answered the connection is not idle.
+        if self._handlingRequest:
+            self.resetTimeout()
+            return
+        super().timeoutConnection()

@@ -1,0 +1,75 @@
+"""
+The official JavaScript client (reduct-js, pinned in ``tests/js/``) against
+the daemon, through Node.
+
+``npm ci`` installs ``tests/js/package-lock.json`` once under ``.cache/js/``
+(``tests/clients.py``); the scripts of ``tests/js/`` run with ``node`` and
+find reduct-js through ``NODE_PATH``.  The daemon is the in-process
+``server`` fixture on a real socket; the script runs as a child process so
+the reactor keeps serving, asserts everything itself and prints a JSON
+summary, checked here.  Nothing skips: without ``node``/``npm`` the test
+fails.
+"""
+
+import json
+import shutil
+
+import pytest
+import pytest_twisted
+from twisted.internet.utils import getProcessOutputAndValue
+
+from tests import clients
+
+#: Seconds a script may run.
+SCRIPT_TIMEOUT = 60
+
+
+@pytest.fixture(scope="session")
+def reduct_js():
+    """The ``node_modules`` with the pinned reduct-js (installed on first use)."""
+    return clients.js_node_modules()
+
+
+async def run_js_script(node_modules, script: str, *args) -> dict:
+    """Run ``tests/js/<script>`` with node; assert it exits 0 and return its summary."""
+    from twisted.internet import reactor
+
+    node = shutil.which("node")
+    assert node, "node is not installed (see .ci/run)"
+    path = clients.JS_DIR / script
+    d = getProcessOutputAndValue(
+        node, [str(path), *args], env=clients.js_env(node_modules), path=str(path.parent),
+        reactor=reactor,
+    )
+    d.addTimeout(SCRIPT_TIMEOUT, reactor)
+    out, err, code = await d
+    report = (f"{script} exited {code}\n--- stdout ---\n{out.decode('utf-8', 'replace')}"
+              f"\n--- stderr ---\n{err.decode('utf-8', 'replace')}")
+    assert code == 0, report
+    lines = [line for line in out.decode("utf-8", "replace").splitlines() if line.strip()]
+    assert lines, report
+    summary = json.loads(lines[-1])
+    assert summary["ok"] is True, report
+    return summary
+
+
+@pytest_twisted.ensureDeferred
+async def test_reduct_js_tricky_labels(server, reduct_js):
+    """
+    reduct-js 1.20.0 writes a batch with label values holding quotes
+    (``"quoted"``, ``"open``, ``a",b``), commas and ``=`` and content types
+    with commas; every value reads back unchanged singly, the comma-free ones
+    also through its batched query, where the others add no labels; a
+    non-ASCII value is refused (by fetch above U+00FF, else by the daemon:
+    Latin-1 bytes are not UTF-8) (#12).
+    """
+    summary = await run_js_script(reduct_js, "labels.js", server.url, "jslabels")
+    assert summary["checks"] == [
+        "write-batch-read-singly",
+        "batched-read-no-extra-labels",
+        "non-ascii-refused",
+        "remove-bucket",
+    ]
+    assert "greater than 255" in summary["facts"]["euro_error"]
+    resp = await server.http.get(server.api("/list"))
+    assert (await resp.json())["buckets"] == []
