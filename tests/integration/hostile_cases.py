@@ -12,6 +12,7 @@ order in which concurrent requests reach the daemon.
 
 import itertools
 import json
+import threading
 
 from tests.integration import test_fuzz
 from tests.integration.daemon import U64_MAX
@@ -78,6 +79,15 @@ class Context:
     def __init__(self, auth: bool):
         self.auth = auth
         self.ts = itertools.count(1_000_000)
+        self._once = set()
+        self._lock = threading.Lock()
+
+    def once(self, name: str) -> bool:
+        """True the first time ``name`` is asked for in this run."""
+        with self._lock:
+            first = name not in self._once
+            self._once.add(name)
+            return first
 
     def authorization(self):
         return [(b"Authorization", b"Bearer " + TOKEN.encode())] if self.auth else []
@@ -143,6 +153,7 @@ DIRECTIVES = ["#batch_size", "#batch_records", "#batch_metadata_size", "#batch_t
 DIRECTIVE_VALUES = [BIG_INT, str(10**30), json.dumps(DIGITS), json.dumps(DIGITS + "MB"),
                     json.dumps(DIGITS + "s"), "1e400", "-" + BIG_INT, json.dumps("1" * 4400 + "KB"),
                     HUGE_INT, str(U64_MAX + 1)]
+OPERATOR_VALUES = [v for v in DIRECTIVE_VALUES if "B" not in v]
 PARAMS = ["ts", "q", "start", "stop", "ttl", "limit", "each_n", "each_s"]
 
 
@@ -154,7 +165,16 @@ def _raw_json(template: str, value: str) -> bytes:
 def gen_digits(rng, ctx):
     pick = rng.randrange(7)
     bucket, entry = "dg", f"e{rng.randrange(3)}"
-    if pick == 0:
+    if ctx.auth and ctx.once("float literal"):
+        # Once a run (each costs seconds): a float-literal check that
+        # backtracks over a long digit string, as an operand and as a label.
+        body = query_body(rng, "QUERY", {"$each_t": "9" * 10_000 + "MB"})
+        yield build(ctx, "POST", f"/api/v1/b/{bucket}/{entry}/q", body=body)
+        yield build(ctx, "POST", f"/api/v1/b/{bucket}/fl?ts=1", [("x-reduct-label-f", DIGITS + "x")])
+        answer = yield build(ctx, "POST", f"/api/v1/b/{bucket}/fl/q", body=query_body(
+            rng, "QUERY", {"$gt": [{"$cast": ["&f", "float"]}, 0]}))
+        yield from read_batches(ctx, rng, bucket, "fl", answer)
+    elif pick == 0:
         ts = next(ctx.ts)
         yield build(ctx, "POST", f"/api/v1/b/{bucket}/{entry}?ts={ts}",
                     [("x-reduct-label-big", rng.choice(BIG_VALUES[:4])),
@@ -180,8 +200,10 @@ def gen_digits(rng, ctx):
         if query_type == "QUERY":
             yield from read_batches(ctx, rng, bucket, entry, answer)
     elif pick == 2:
-        value = rng.choice(DIRECTIVE_VALUES)
         key = rng.choice(DIRECTIVES + ["$limit", "$each_n", "$each_t"])
+        # A number with a unit only where a size or time is due: elsewhere
+        # it is a float literal that backtracks (the "once" case above).
+        value = rng.choice(DIRECTIVE_VALUES if key[0] == "#" else OPERATOR_VALUES)
         extra = ', "&x": {"$ne": "y"}' if rng.random() < 0.5 else ""
         body = _raw_json('{"query_type": "QUERY", "ttl": 5, "when": {"%s": @%s}}'
                          % (key, extra), value)
@@ -264,10 +286,10 @@ BAD_BATCH_HEADERS = [("x-reduct-time-abc", "1,a"), ("x-reduct-time-1", "zz"),
 
 
 def tiny_chunks(data: bytes, rng) -> bytes:
-    """``data`` in 1- and 2-byte chunks (more than 1 024 of them), some with extensions."""
+    """``data`` in 1-byte chunks (more than 1 024 of them), some with extensions."""
     out, pos = [], 0
     while pos < len(data):
-        size = rng.choice([1, 1, 2])
+        size = 1
         piece = data[pos:pos + size]
         ext = b";e=1" if rng.random() < 0.05 else b""
         out.append(b"%x%s\r\n%s\r\n" % (len(piece), ext, piece))
@@ -284,7 +306,7 @@ def gen_chunked(rng, ctx):
     pick = rng.randrange(6)
     te = [("Transfer-Encoding", "chunked")]
     if pick == 0:
-        data = rng.randbytes(rng.randint(1100, 3000))
+        data = rng.randbytes(rng.randint(1030, 1500))
         target = f"/api/v1/b/ck/e{rng.randrange(3)}?ts={next(ctx.ts)}"
         yield build(ctx, "POST", target, te, tiny_chunks(data, rng), framing="raw", keep=True)
     elif pick == 1:
@@ -294,13 +316,13 @@ def gen_chunked(rng, ctx):
             ("POST", "/api/v1/b/ck/e0/q", {"query_type": "QUERY", "ttl": 2}),
             ("POST", f"/api/v1/tokens/ck{rng.randrange(10**6)}", {"read": ["ck"]}),
             ("PUT", "/api/v1/b/ck/e9/rename", {"new_name": "e9"})])
-        body = tiny_chunks(_padded_json(obj, rng.randint(1100, 2500)), rng)
+        body = tiny_chunks(_padded_json(obj, rng.randint(1030, 1500)), rng)
         yield build(ctx, method, target, te + [("Content-Type", "application/json")], body,
                     framing="raw", keep=True)
     elif pick in (2, 3):
         # Into the HARD-quota bucket, beyond its quota (single and batched).
         bucket = "hq" if pick == 2 else "ck"
-        data = rng.randbytes(rng.randint(1100, 4000) if bucket == "ck" else 30_000)
+        data = rng.randbytes(rng.randint(1030, 1500) if bucket == "ck" else 30_000)
         ts = next(ctx.ts)
         if rng.random() < 0.5:
             target = f"/api/v1/b/{bucket}/e?ts={ts}"

@@ -140,7 +140,7 @@ def gen_bodies(rng, ctx):
     ts = next(ctx.ts)
     if pick == 0:
         # Oversized for a route that buffers its (JSON) body.
-        size = rng.choice([(1 << 20) + 1, 2 << 20, 9 << 20])
+        size = rng.choice([(1 << 20) + 1, 2 << 20] * 6 + [9 << 20])
         method, target = rng.choice([("PUT", "/api/v1/b/bd"), ("POST", "/api/v1/b/bd/e/q"),
                                      ("POST", "/api/v1/tokens/bdt"), ("GET", "/api/v1/info")])
         yield build(ctx, method, target, body=b"{" + b" " * (size - 2) + b"}")

@@ -36,9 +36,13 @@ class Tally:
         self.rows = {}
         self.examples = {}
         self.hangs = {}
+        self.connections = 0
         #: Per class: answers by status, and seconds spent.
         self.statuses = {}
         self.seconds = {}
+        self.probe_worst = {}
+        #: Per class: the slowest exchanges, ``[(seconds, request head)]``.
+        self.slowest = {}
 
     def row(self, cls):
         return self.rows.setdefault(cls, dict.fromkeys(COLUMNS, 0))
@@ -66,6 +70,14 @@ class Tally:
             for status in statuses:
                 counts[status] = counts.get(status, 0) + 1
 
+    def took(self, cls, seconds, raw):
+        with self.lock:
+            slowest = self.slowest.setdefault(cls, [])
+            if len(slowest) < 3 or seconds > slowest[-1][0]:
+                slowest.append((seconds, raw[:150]))
+                slowest.sort(key=lambda x: -x[0])
+                del slowest[3:]
+
     def timeout(self, cls):
         return SHORT_TIMEOUT if self.hangs.get(cls, 0) >= HANGS_BEFORE_SHORT else ANSWER_TIMEOUT
 
@@ -86,8 +98,11 @@ class Tally:
                 for c in COLUMNS:
                     total[c] += row[c]
         lines.append("seconds: " + ", ".join(f"{c} {t:.1f}" for c, t in self.seconds.items()))
+        lines.append("worst probe: " + ", ".join(
+            f"{c} {t:.2f}" for c, t in self.probe_worst.items()))
         for cls, counts in self.statuses.items():
-            lines.append(f"statuses {cls}: {dict(sorted(counts.items()))}")
+            lines.append(f"statuses {cls}: {dict(sorted(counts.items(), key=str))}")
+            lines += [f"    slow {t:.2f}s: {raw!r}" for t, raw in self.slowest.get(cls, ())]
         return "\n".join(lines)
 
     def report(self):
