@@ -168,9 +168,9 @@ def gen_digits(rng, ctx):
     if ctx.auth and ctx.once("float literal"):
         # Once a run (each costs seconds): a float-literal check that
         # backtracks over a long digit string, as an operand and as a label.
-        body = query_body(rng, "QUERY", {"$each_t": "9" * 10_000 + "MB"})
-        yield build(ctx, "POST", f"/api/v1/b/{bucket}/{entry}/q", body=body)
         yield build(ctx, "POST", f"/api/v1/b/{bucket}/fl?ts=1", [("x-reduct-label-f", DIGITS + "x")])
+        body = query_body(rng, "QUERY", {"$each_t": "9" * 9000 + "MB"})
+        yield build(ctx, "POST", f"/api/v1/b/{bucket}/fl/q", body=body)
         answer = yield build(ctx, "POST", f"/api/v1/b/{bucket}/fl/q", body=query_body(
             rng, "QUERY", {"$gt": [{"$cast": ["&f", "float"]}, 0]}))
         yield from read_batches(ctx, rng, bucket, "fl", answer)

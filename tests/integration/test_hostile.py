@@ -160,7 +160,7 @@ def judge(case, data, how, tally, cls, label):
         names = dict(headers)
         error = names.get(b"x-reduct-error", names.get(b"content-type", b"")).decode("latin-1")
         if status >= 500:
-            bad("5xx", f"{status} {error!r} to {route}: {data[:300]!r}", f"{status} {error} {route}")
+            bad("5xx", f"{status} {error!r} to {route}: {data[:300]!r}", f"{status} {error} " + (route if error == "Internal server error" else ""))
         elif 400 <= status < 500 and status != 405 and not (
                 b"/rename" in case.raw.split(b"\r\n", 1)[0] and status in (400, 415)):
             problem = None
