@@ -120,6 +120,7 @@ def build(ctx, method, target, headers=(), body=b"", *, framing="cl", chunks=1, 
         lines.append(b"Connection: close")
     raw = b"\r\n".join(lines) + b"\r\n\r\n" + body
     kw.setdefault("keep", framing != "raw" and not close)
+    kw["keep"] = kw["keep"] and version == b"HTTP/1.1"  # 1.0: closed after the answer
     return Case(raw, (method,), **kw)
 
 

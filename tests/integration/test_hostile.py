@@ -220,7 +220,11 @@ class Link:
             data, how, sent = transact(self.sock, case, tally.timeout(cls))
             tally.took(cls, time.monotonic() - started, case.raw)
             if reused and not data and how in ("eof", "reset") and not attempt:
-                self.close()  # the server closed the idle connection first: retry
+                # The server closed a keep-alive connection it had not announced
+                # closing, before any idle timeout: a client would retry.
+                tally.add(cls, "other", case.raw, f"keep-alive connection closed unannounced "
+                          f"({how}) before {route_of(case.raw)} [{label}]")
+                self.close()
                 continue
             break
         if how == "vanished":
