@@ -10,6 +10,7 @@ The requests are a pure function of the seed; only the answers depend on the
 order in which concurrent requests reach the daemon.
 """
 
+import copy
 import itertools
 import json
 import threading
@@ -81,6 +82,12 @@ class Context:
         self.ts = itertools.count(1_000_000)
         self._once = set()
         self._lock = threading.Lock()
+
+    def scenario(self, class_no: int, index: int) -> "Context":
+        """A view for one scenario: its own timestamps, the same for the same seed."""
+        view = copy.copy(self)
+        view.ts = itertools.count(1_000_000 + class_no * 10**8 + index * 64)
+        return view
 
     def once(self, name: str) -> bool:
         """True the first time ``name`` is asked for in this run."""
@@ -169,7 +176,8 @@ def gen_digits(rng, ctx):
     if ctx.auth and ctx.once("float literal"):
         # Once a run (each costs seconds): a float-literal check that
         # backtracks over a long digit string, as an operand and as a label.
-        yield build(ctx, "POST", f"/api/v1/b/{bucket}/fl?ts=1", [("x-reduct-label-f", DIGITS + "x")])
+        yield build(ctx, "POST", f"/api/v1/b/{bucket}/fl?ts=1",
+                    [("x-reduct-label-f", DIGITS + "x")])
         body = query_body(rng, "QUERY", {"$each_t": "9" * 9000 + "MB"})
         yield build(ctx, "POST", f"/api/v1/b/{bucket}/fl/q", body=body)
         answer = yield build(ctx, "POST", f"/api/v1/b/{bucket}/fl/q", body=query_body(
@@ -264,7 +272,8 @@ def gen_digits(rng, ctx):
             body = _raw_json('{"src_bucket": "repsrc", "dst_bucket": "x", "dst_host": '
                              '"http://127.0.0.1:9", "%s": @}'
                              % rng.choice(["each_n", "each_s", "entries"]), value)
-            method, target = rng.choice(["POST", "PUT"]), f"/api/v1/replications/r{rng.randrange(4)}"
+            method = rng.choice(["POST", "PUT"])
+            target = f"/api/v1/replications/r{rng.randrange(4)}"
         else:
             key = rng.choice(["start", "stop", "ttl", "limit", "each_n", "each_s"])
             body = _raw_json('{"query_type": "%s", "%s": @}'

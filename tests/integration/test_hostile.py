@@ -44,8 +44,8 @@ import pytest
 
 from tests.integration import hostile_cases as hc
 from tests.integration import hostile_malformed as hm
-from tests.integration.hostile_report import Tally, log_alarms, route_of
 from tests.integration.daemon import Connection, Malformed, Twistd, parse_responses, payload
+from tests.integration.hostile_report import Tally, log_alarms, route_of
 
 pytestmark = pytest.mark.slow
 
@@ -144,7 +144,10 @@ def transact(sock, case, timeout):
 
 
 def judge(case, data, how, tally, cls, label):
-    """Check one exchange; return the last final ``Answer`` (or None) and whether to keep the socket."""
+    """
+    Check one exchange: record its violations; return the last final
+    ``Answer`` (or None) and whether its socket may be kept.
+    """
     route = route_of(case.raw)
 
     def bad(kind, detail, key):
@@ -162,7 +165,9 @@ def judge(case, data, how, tally, cls, label):
         names = dict(headers)
         error = names.get(b"x-reduct-error", names.get(b"content-type", b"")).decode("latin-1")
         if status >= 500:
-            bad("5xx", f"{status} {error!r} to {route}: {data[:300]!r}", f"{status} {error} " + (route if error == "Internal server error" else ""))
+            generic = error == "Internal server error"
+            bad("5xx", f"{status} {error!r} to {route}: {data[:300]!r}",
+                f"{status} {error} {route if generic else ''}")
         elif 400 <= status < 500 and status != 405 and not (
                 b"/rename" in case.raw.split(b"\r\n", 1)[0] and status in (400, 415)):
             problem = None
@@ -391,8 +396,9 @@ def run_barrage(data_path, auth: bool, tally, scale=1.0):
         def one(cls, gen, index):
             if not hasattr(local, "link"):
                 local.link = Link(port)
-            drive(local.link, gen(hm.make_rng(SEED, f"{cls}/{label}", index), ctx), tally, cls,
-                  label)
+            rng = hm.make_rng(SEED, f"{cls}/{label}", index)
+            view = ctx.scenario([p[0] for p in PLAN].index(cls), index)
+            drive(local.link, gen(rng, view), tally, cls, label)
 
         only = os.environ.get("HOSTILE_ONLY", "").split(",")
         for cls, gen, with_auth, without in PLAN:
@@ -429,7 +435,8 @@ def run_barrage(data_path, auth: bool, tally, scale=1.0):
         daemon.kill()
     text = daemon.log_bytes()
     if os.environ.get("HOSTILE_LOG_DIR"):
-        Path(os.environ["HOSTILE_LOG_DIR"], f"twistd-{label.replace(' ', '-')}.log").write_bytes(text)
+        name = f"twistd-{label.replace(' ', '-')}.log"
+        Path(os.environ["HOSTILE_LOG_DIR"], name).write_bytes(text)
     bounds = offsets + [("end", len(text))]
     for (cls, start), (_, end) in zip(bounds, bounds[1:]):
         for event, exc in log_alarms(text[start:end].decode("utf-8", "replace")):
