@@ -16,7 +16,7 @@ step catches and logs its own failure and the next step runs as usual.
 
 Stopping: wait for an in-flight step (the timers' own ``stopService``), stop
 the thread pool (it finishes queued discards and any other queued disk work
-first), then close the engine.
+first), close the engine, then release the data directory lock (``datadir.py``).
 """
 
 from __future__ import annotations
@@ -80,6 +80,7 @@ class StorageService(MultiService):
         config: Config,
         reactor: Any,
         engine_factory: Callable[..., Any] | None = None,
+        lock: Any = None,
     ) -> None:
         """
         Create the pool, then create and open the engine.
@@ -88,14 +89,18 @@ class StorageService(MultiService):
             thread results are delivered (``callFromThread``).
         :param engine_factory: called as ``(data_path, clock, discard=...,
             sync=..., track_dirty=..., table_cache_size=...,
-            reserve_size=...)``; the real
-            ``StorageEngine`` by default.
+            reserve_size=...)``; the real ``StorageEngine`` by default.
+        :param lock: the held data directory lock (``datadir.DataDirLock``),
+            or ``None``; its owner is written again at start (after twistd
+            daemonised) and it is released at the end of the stop.
         :raises OSError: if the data directory cannot be used.
+        :raises DataDirRefused: the data directory is not ours.
         """
         super().__init__()
         self.setName("storage")
         self._reactor = reactor
         self._config = config
+        self._lock = lock
         self.threadpool = ThreadPool(
             minthreads=0, maxthreads=config.threadpool_size, name="reduct-storage"
         )
@@ -128,6 +133,8 @@ class StorageService(MultiService):
             )
         for problem in report.get("problems", ()):
             self.log.error("Storage recovery: {problem}", problem=problem)
+        for line in report.get("left_in_place", ()):
+            self.log.warn("Storage: {line}", line=line)
 
     def _add_loop(self, name: str, interval: float, step: Callable[[], None]) -> None:
         timer = TimerService(interval, step)
@@ -190,6 +197,8 @@ class StorageService(MultiService):
         self.log.failure("Discarding files failed", failure)
 
     def startService(self) -> None:
+        if self._lock is not None:
+            self._lock.record_owner()
         self.threadpool.start()
         super().startService()
         self.log.info(
@@ -204,6 +213,11 @@ class StorageService(MultiService):
 
         def shut_down(_: object) -> None:
             self.threadpool.stop()
-            self.engine.close()
+            try:
+                self.engine.close()
+            finally:
+                # Last: another daemon may take the directory over now.
+                if self._lock is not None:
+                    self._lock.release()
 
         return d.addCallback(shut_down)

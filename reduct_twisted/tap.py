@@ -57,11 +57,13 @@ from zope.interface import implementer
 
 from reduct_twisted import REDUCT_VERSION, __version__
 from reduct_twisted.config import ENV_NAMES, Config, ConfigError, load_config
+from reduct_twisted.datadir import DataDirLocked, claim_data_dir
 from reduct_twisted.http.drain import DrainService
 from reduct_twisted.logs import observer_factory_for
 from reduct_twisted.provision import parse_provisioning
 from reduct_twisted.service import StorageService
 from reduct_twisted.shutdown import DaemonService
+from reduct_twisted.storage.layout import DataDirRefused
 from reduct_twisted.tokens import TokenStoreError
 
 log = Logger()
@@ -336,6 +338,7 @@ def makeService(
     *,
     engine_factory: Callable[..., Any] | None = None,
     site_factory: Callable[..., Any] | None = None,
+    lock_data_dir: bool | None = None,
 ) -> IService:
     """
     Build the service tree for ``options`` (see the module docstring).
@@ -345,26 +348,37 @@ def makeService(
     :param site_factory: ``make_site(engine, config, reactor, threadpool,
         provisioning)``;
         ``reduct_twisted.http.site.make_site`` by default.
-    :raises SystemExit: with a one-line message if the data directory or
-        its token file cannot be used.
+    :param lock_data_dir: check and lock the data directory first
+        (``datadir.py``); by default only with the real engine (a test's
+        ``engine_factory`` does not touch the disk).
+    :raises SystemExit: with a one-line message if the data directory is
+        not ours, is used by another daemon, or it or its token file cannot
+        be used.
     """
     if reactor is None:
         from twisted.internet import reactor
-    if site_factory is None:
-        from reduct_twisted.http.site import make_site as site_factory
     config = options.config
     assert config is not None, "parseOptions() has not been called"
 
     top = DaemonService(observer_factory_for(options), config.log_level, reactor)
     top.setName("reduct")
+    if lock_data_dir is None:
+        lock_data_dir = engine_factory is None
     try:
-        storage = StorageService(config, reactor, engine_factory)
-    except OSError as exc:
         # Raised before twistd starts logging: a plain message on stderr and
         # exit status 1 instead of a traceback.
+        lock = None
+        if lock_data_dir:
+            lock = claim_data_dir(config.data_path, config.lock_file_timeout)
+        storage = StorageService(config, reactor, engine_factory, lock=lock)
+    except (DataDirRefused, DataDirLocked) as exc:
+        raise SystemExit(f"reduct: {exc}")
+    except OSError as exc:
         reason = exc.strerror or str(exc)
         raise SystemExit(f"reduct: cannot use data path {config.data_path!r}: {reason}")
     storage.setServiceParent(top)
+    if site_factory is None:  # after the lock: a refused start stays quick
+        from reduct_twisted.http.site import make_site as site_factory
     provisioning = parse_provisioning(options.environ)
     try:
         site = site_factory(storage.engine, config, reactor, storage.threadpool, provisioning)

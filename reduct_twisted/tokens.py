@@ -54,10 +54,10 @@ from twisted.python.failure import Failure
 
 from reduct_twisted.auth import iso_timestamp
 from reduct_twisted.errors import Conflict, InsufficientStorage, NotFound, UnprocessableEntity
+# AUTH_FILE: the token file below ``data_path`` (named with the other
+# names of the data directory in storage/layout.py).
+from reduct_twisted.storage.layout import AUTH_FILE  # noqa: F401
 from reduct_twisted.storage.settings import is_valid_name
-
-#: The token file, below ``data_path``.
-AUTH_FILE = ".auth.json"
 
 #: Version of the token file layout.
 AUTH_FORMAT = 1

@@ -41,13 +41,14 @@ from reduct_twisted.replication.remote import RemoteBucket
 from reduct_twisted.replication.settings import check_replication_name, parse_settings, validate
 from reduct_twisted.replication.task import ReplicationTask
 from reduct_twisted.storage.durability import DirtySet
+from reduct_twisted.storage.layout import REGISTRY_FILE
+from reduct_twisted.storage.layout import REPLICATION_LOG_DIR as LOG_DIR
 from reduct_twisted.tokens import write_atomically
 
 log = Logger()
 
-#: The registry file and the log directory, below ``data_path``.
-REGISTRY_FILE = ".replications.json"
-LOG_DIR = ".replications"
+#: The registry file (``REGISTRY_FILE``) and the log directory (``LOG_DIR``)
+#: below ``data_path`` are named in ``storage/layout.py``.
 #: Where removed logs wait for deletion, below ``LOG_DIR``.
 TRASH_DIR = ".trash"
 REGISTRY_FORMAT = 1

@@ -10,6 +10,7 @@ from reduct_twisted.errors import BadRequest, InternalError, NotFound
 from reduct_twisted.storage.blockfile import replace_file
 from reduct_twisted.storage.durability import storage_error
 from reduct_twisted.storage.entry import Entry
+from reduct_twisted.storage.layout import SETTINGS_FILE, is_bucket_file, unknown_in_bucket
 from reduct_twisted.storage.settings import (
     U64_MAX,
     BucketSettings,
@@ -18,8 +19,6 @@ from reduct_twisted.storage.settings import (
     parse_settings,
 )
 
-#: The settings file inside a bucket directory.
-SETTINGS_FILE = "settings.json"
 #: The ``version`` key written into :data:`SETTINGS_FILE`.
 SETTINGS_VERSION = 1
 
@@ -70,45 +69,64 @@ class Bucket:
         """
         Build a bucket from its directory (settings and every entry).
 
-        Entry directories without any record and a leftover temporary
-        settings file are trashed.
+        Entry directories without any record (and nothing but our files)
+        and a leftover temporary settings file are trashed; anything not
+        ours (``layout.py``) is reported and left in place.
 
         :param name: the bucket name.
         :param directory: the bucket directory.
         :param defaults: settings used for fields the file lacks (or no file).
         :param context: the engine-wide context.
-        :return: the bucket, or ``None`` if the directory has neither a
-            settings file nor records (a bucket whose creation never finished).
+        :return: the bucket, or ``None`` if the directory has no settings
+            file and either no records (a bucket whose creation never
+            finished: trashed) or names that are not ours (reported and
+            left untouched).
         :raises InternalError: the settings file is not valid JSON.
         """
         path = os.path.join(directory, SETTINGS_FILE)
+        has_settings = os.path.isfile(path)
+        if not has_settings:
+            unknown = unknown_in_bucket(directory)
+            if unknown:
+                context.recovery.leave(directory, unknown, f"names in a directory without "
+                                       f"{SETTINGS_FILE}, so not loaded as a bucket")
+                return None
         if os.path.exists(path + ".tmp"):
             context.trash([path + ".tmp"])
         settings = defaults
-        has_settings = os.path.exists(path)
+        data = b"{}"
         if has_settings:
             with open(path, "rb") as f:
                 data = f.read()
-            if not data.strip():
-                # What a crash right after a rename can leave on some file
-                # systems: the defaults are better than refusing to start.
-                context.recovery.problems.append(f"Empty bucket settings '{path}': defaults used")
-            else:
-                try:
-                    settings = parse_settings(json.loads(data), defaults)
-                except ValueError as e:
-                    raise InternalError(f"Corrupt bucket settings '{path}': {e}") from None
+        if not data.strip():
+            # What a crash right after a rename can leave on some file
+            # systems: the defaults are better than refusing to start.
+            context.recovery.problems.append(f"Empty bucket settings '{path}': defaults used")
+        else:
+            try:
+                settings = parse_settings(json.loads(data), defaults)
+            except ValueError as e:
+                raise InternalError(f"Corrupt bucket settings '{path}': {e}") from None
         bucket = cls(name, directory, settings, context)
+        unknown = []
         for entry_name in sorted(os.listdir(directory)):
             entry_dir = os.path.join(directory, entry_name)
-            if not is_valid_name(entry_name) or not os.path.isdir(entry_dir):
+            if not os.path.isdir(entry_dir) or os.path.islink(entry_dir):
+                if not is_bucket_file(entry_name):
+                    unknown.append(entry_name)
+                continue
+            if not is_valid_name(entry_name):
+                unknown.append(entry_name)
                 continue
             entry = Entry.load(entry_name, entry_dir, context)
             if entry.blocks:
                 bucket.entries[entry_name] = entry
-            else:
+            elif not os.listdir(entry_dir):
                 context.trash([entry_dir])
+        if unknown:
+            context.recovery.leave(directory, unknown)
         if not has_settings and not bucket.entries:
+            context.trash([directory])  # only our names were in it
             return None
         return bucket
 
@@ -249,7 +267,7 @@ class Bucket:
         """
         del self.entries[entry.name]
         entry.detach()
-        self.context.trash([entry.directory])
+        self.context.trash.tree(entry.directory, bucket=False)
 
     def relocate(self, name: str, directory: str) -> None:
         """

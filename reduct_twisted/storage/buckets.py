@@ -108,7 +108,7 @@ class BucketMethods:
         :raises ReductError: the directory could not be moved away (500).
         """
         bucket = self._bucket(name, "remove")
-        self._move_away(bucket.directory, f"remove bucket '{name}'")
+        self._move_away(bucket.directory, f"remove bucket '{name}'", bucket=True)
         del self._buckets[name]
         bucket.detach()
         self._queries.drop(name)

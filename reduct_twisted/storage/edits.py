@@ -5,7 +5,7 @@ renaming buckets and entries.
 
 A mixin of :class:`~reduct_twisted.storage.engine.StorageEngine`, like
 ``ReadMethods``; it uses the engine's ``_bucket``, ``_buckets``,
-``_context``, ``_queries``, ``_dirty``, ``_trash``, ``listeners`` and
+``_context``, ``_queries``, ``_dirty``, ``_trash``, ``_recovery``, ``listeners`` and
 ``data_path``.  Listeners hear each label update once it is stored.
 
 Crash safety, by operation:
@@ -17,7 +17,8 @@ Crash safety, by operation:
   update that does not make the ``.meta`` longer may use the space reserve
   (``reserve.rewrite_meta``); one that grows it is refused (507).
 * Removing records by timestamp is :func:`removal.remove_from_block`.
-* Removing an entry renames its directory into ``.trash`` (atomic).
+* Removing an entry renames its directory into ``.trash`` (atomic); if it
+  holds names that are not ours, only our files go and the rest stays.
 * Renaming is one ``rename(2)`` of the directory; the blocks' paths are
   then changed in memory.  A bucket or entry with records being written is
   not renamed (409): their writers hold the old paths.
@@ -195,12 +196,15 @@ class EditMethods:
         owner.entries[new] = owner.entries.pop(old)
         self._queries.drop(bucket, old)
 
-    def _move_away(self, directory: str, doing: str) -> None:
-        # Into the trash at once (atomic), or a 500/507 naming ``doing``.
+    def _move_away(self, directory: str, doing: str, bucket: bool = False) -> None:
+        # Into the trash at once (atomic), or a 500/507 naming ``doing``;
+        # names that are not ours stay (reported by the next open).
         try:
-            self._trash([directory], strict=True)
+            left = self._trash.tree(directory, bucket, strict=True)
         except OSError as exc:
             raise storage_error(exc, doing) from None
+        if left:
+            self._recovery.leave(directory, left, f"names not ours (after: {doing})")
 
     def _rename_dir(self, source: str, target: str, doing: str) -> None:
         if os.path.lexists(target):

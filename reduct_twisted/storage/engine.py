@@ -5,6 +5,9 @@ On-disk layout; everything lives below ``data_path`` and every directory
 name below it comes from a checked name (``[A-Za-z0-9_-]{1,255}``)::
 
     <data_path>/
+      .reduct-twisted                format marker {"format": "reduct-twisted", "version": 1}
+                                     written at the first open (layout.py)
+      .lock                          flock of the daemon using it: PID, start (datadir.py)
       .running                       run marker: exists while the engine is open
                                      (an unclean stop leaves it; see recovery.py)
       .reserve                       space reserve (a few MiB, no data): emptied for
@@ -41,8 +44,11 @@ visible and the next open (``recovery.py``) tidies up:
   then trashes their private segments.  Entries and
   buckets are removed by renaming their directory into ``.trash`` (atomic).
 * A new bucket is built in ``.trash`` (directory and settings file) and
-  renamed into place; a bucket directory with neither settings nor records,
-  ``*.tmp`` leftovers and everything in ``.trash`` are discarded at open.
+  renamed into place; ``*.tmp`` leftovers of our files, empty entry
+  directories and everything in ``.trash`` are discarded at open.
+* Only names listed in ``layout.py`` are ever moved or removed: a directory
+  neither empty, marked nor laid out as ours is refused at open; any other
+  name in it is reported (``recovery_report``) and left in place.
 
 The engine flushes nothing by itself: :meth:`StorageEngine.take_dirty` hands
 the files and directories changed since its last call to a sync policy
@@ -52,7 +58,7 @@ the files and directories changed since its last call to a sync policy
 import os
 
 from reduct_twisted import REDUCT_VERSION
-from reduct_twisted.storage import writer
+from reduct_twisted.storage import layout, writer
 from reduct_twisted.storage.bucket import Bucket
 from reduct_twisted.storage.buckets import BucketMethods
 from reduct_twisted.storage.cache import Context, FdCache, TableCache
@@ -133,28 +139,36 @@ class StorageEngine(BucketMethods, ReadMethods, EditMethods):
 
     def open(self) -> None:
         """
-        Create the data directory if needed, empty ``.trash``, load every
+        Check that the data directory is ours (``layout.py``), create it
+        and its format marker if needed, empty ``.trash``, load every
         bucket (reading each block's metadata once) and recover from an
         unclean stop (``recovery.py``): data no metadata refers to is
         discarded, failing records are dropped, damaged blocks quarantined.
 
+        :raises DataDirRefused: not ours, or newer; nothing was changed.
         :raises UnsupportedMeta: a block was written by a newer format version.
         :raises OSError: the data directory cannot be used.
         """
+        state = layout.classify(self.data_path)
         if not os.path.isdir(self.data_path):
             os.makedirs(self.data_path)
             self._dirty.new_dir(self.data_path)
+        if state != layout.MARKED:
+            layout.write_marker(self.data_path, self._sync, self._dirty)
         self._recovery.begin()
         self._trash.empty()
         self._reserve.open()
+        unknown = []
         for name in sorted(os.listdir(self.data_path)):
             directory = os.path.join(self.data_path, name)
-            if is_valid_name(name) and os.path.isdir(directory):
+            if is_valid_name(name) and os.path.isdir(directory) and not os.path.islink(directory):
                 bucket = Bucket.load(name, directory, self.defaults, self._context)
-                if bucket is None:
-                    self._trash([directory])
-                else:
+                if bucket is not None:
                     self._buckets[name] = bucket
+            elif not layout.is_top_level_name(name):
+                unknown.append(name)
+        if unknown:  # not ours: reported, left in place
+            self._recovery.leave(self.data_path, unknown)
         self._recovery.start_run(self._sync)
         self._opened_at = self.clock.seconds()
         self._running = True
@@ -201,7 +215,8 @@ class StorageEngine(BucketMethods, ReadMethods, EditMethods):
             (records that failed their check and were removed),
             ``"quarantined_blocks": [path of each moved .meta]``,
             ``"problems": [one message per dropped record, quarantined
-            block or failed removal]}``.
+            block or failed removal]``, ``"left_in_place": [one message per
+            directory holding names that are not ours]}``.
         """
         return self._recovery.report(self._trash.problems)
 

@@ -10,6 +10,7 @@ import os
 from reduct_twisted.errors import Conflict
 from reduct_twisted.storage import blockfile
 from reduct_twisted.storage.holes import punch_hole
+from reduct_twisted.storage.layout import is_entry_file
 from reduct_twisted.storage.block import Block
 from reduct_twisted.storage.records import FINISHED
 
@@ -51,8 +52,9 @@ class Entry:
 
         Block files no metadata refers to (data of records whose write never
         finished, halves of an interrupted removal), blocks without records
-        and ``*.tmp`` leftovers are trashed; damaged blocks are quarantined
-        (see :mod:`~reduct_twisted.storage.recovery`).
+        and ``<block file>.tmp`` leftovers are trashed; damaged blocks are
+        quarantined (see :mod:`~reduct_twisted.storage.recovery`).  Any
+        other name is not ours (``layout.py``): it is reported and left.
 
         :param name: the entry name.
         :param directory: the entry directory.
@@ -62,16 +64,20 @@ class Entry:
         """
         entry = cls(name, directory, context)
         recovery = context.recovery
-        files, stats, stale = {}, {}, []
+        files, stats, stale, unknown = {}, {}, [], []
         with os.scandir(directory) as items:
             for item in items:
                 found = blockfile.classify(item.name)
-                if found is not None:
+                if item.is_dir(follow_symlinks=False) or not is_entry_file(item.name):
+                    unknown.append(item.name)
+                elif found is not None:
                     files[item.name] = found
                     if recovery.unclean:
                         stats[item.name] = item.stat(follow_symlinks=False)
-                elif item.name.endswith(".tmp"):
+                else:
                     stale.append(item.name)
+        if unknown:
+            recovery.leave(directory, unknown)
         keep = set()
         metas = [found[0] for found in files.values() if found[2] == blockfile.META_SUFFIX]
         for block_id in sorted(metas):

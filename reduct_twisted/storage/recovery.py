@@ -42,11 +42,10 @@ import zlib
 
 from reduct_twisted.storage import blockfile
 from reduct_twisted.storage.blockfile import DamagedMeta
+from reduct_twisted.storage.layout import QUARANTINE_DIR, RUN_MARKER
 
-#: The run marker, below ``data_path``.
-MARKER = ".running"
-#: Where damaged blocks are moved, below ``data_path``.
-QUARANTINE_DIR = ".quarantine"
+#: The run marker, below ``data_path`` (named in ``layout.py``).
+MARKER = RUN_MARKER
 #: Seconds before the marker's ``mtime`` that still count as "changed".
 MTIME_MARGIN = 60.0
 #: Bytes read at a time when checking a CRC.
@@ -110,6 +109,7 @@ class Recovery:
         self.dropped_records = 0
         self.quarantined: list = []
         self.problems: list = []
+        self.left_in_place: list = []
 
     def begin(self) -> None:
         """Look for the marker of an unclean stop (before anything is loaded)."""
@@ -248,6 +248,16 @@ class Recovery:
         self.quarantined.append(moved_meta)
         self.problems.append(f"Quarantined damaged block {relative}/{block_id}: {reason}")
 
+    def leave(self, directory: str, names, why: str = "not written by reduct-twisted") -> None:
+        """
+        Note (one line for ``directory``) that ``names`` in it are not ours
+        and were left in place (``layout.py``: nothing unknown is moved).
+        """
+        where = os.path.relpath(directory, self.data_path)
+        names = sorted(names)
+        shown = ", ".join(repr(n) for n in names[:5]) + (", ..." if len(names) > 5 else "")
+        self.left_in_place.append(f"Left in place in {where}: {len(names)} {why}: {shown}")
+
     def report(self, trash_problems=()) -> dict:
         """:return: see ``StorageEngine.recovery_report``."""
         problems = self.problems + [f"Could not trash {p}: {r}" for p, r in trash_problems]
@@ -257,4 +267,5 @@ class Recovery:
             "dropped_records": self.dropped_records,
             "quarantined_blocks": list(self.quarantined),
             "problems": problems,
+            "left_in_place": list(self.left_in_place),
         }

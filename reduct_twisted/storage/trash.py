@@ -7,14 +7,23 @@ crash leaves either the old name or the trashed one), and the injected
 ``discard`` (a thread pool in the daemon) deletes it later.  Whatever is left
 in ``.trash`` at open is discarded again.  New buckets are staged there too
 (see ``StorageEngine.create_bucket``), so a half-made one is swept away.
+Callers trash only names of our own layout (``layout.py``); a bucket or
+entry directory holding anything else is emptied of our files only
+(:meth:`Trash.tree`).
 """
 
 import contextlib
 import os
 import shutil
 
-#: Directory (below ``data_path``) where removed files wait for ``discard``.
-TRASH_DIR = ".trash"
+from reduct_twisted.storage.layout import (
+    TRASH_DIR,
+    own_files,
+    unknown_in_bucket,
+    unknown_in_entry,
+)
+
+__all__ = ["MAX_PROBLEMS", "TRASH_DIR", "Trash", "remove_now"]
 
 #: How many failed renames :attr:`Trash.problems` keeps.
 MAX_PROBLEMS = 100
@@ -90,6 +99,23 @@ class Trash:
         finally:
             if moved:
                 self.discard(moved)
+
+    def tree(self, directory: str, bucket: bool, strict: bool = False) -> list:
+        """
+        Trash a bucket or entry ``directory``: in one rename if everything
+        in it is ours (``layout.py``); else only our files, one by one,
+        leaving the directories and the names that are not ours in place.
+
+        :param bucket: ``directory`` is a bucket (else an entry).
+        :param strict: as for :meth:`__call__`.
+        :return: the names left in place, relative to ``directory``.
+        """
+        try:
+            unknown = (unknown_in_bucket if bucket else unknown_in_entry)(directory)
+        except FileNotFoundError:
+            return []
+        self(own_files(directory, bucket) if unknown else [directory], strict)
+        return unknown
 
     def _move(self, path: str, target: str) -> bool:
         # False if ``path`` is gone; re-creates a vanished ``.trash`` once.

@@ -105,6 +105,11 @@ class Twistd:
         with self._lock:
             return b"".join(self._chunks).decode("utf-8", "replace")
 
+    def log_bytes(self) -> bytes:
+        """The raw log so far; byte offsets into it stay valid as it grows."""
+        with self._lock:
+            return b"".join(self._chunks)
+
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 

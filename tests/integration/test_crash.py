@@ -488,6 +488,21 @@ RECOVERY = re.compile(r"did not stop cleanly: verified (\d+) records, dropped (\
                       r"was incomplete, quarantined (\d+) blocks")
 
 
+#: What the format marker of a data directory holds (storage/layout.py).
+MARKER_TEXT = '{"format": "reduct-twisted", "version": 1}\n'
+
+
+def marker_problem(data_path):
+    """``None`` if ``data_path`` has a valid format marker and no stray temporary one."""
+    try:
+        text = (data_path / ".reduct-twisted").read_text()
+    except OSError as exc:
+        return f"no readable format marker: {exc}"
+    if text != MARKER_TEXT:
+        return f"format marker holds {text!r}"
+    return None
+
+
 def recovery_report(model, log):
     """Tally what start-up recovery logged; a quarantine after a mere kill is a failure."""
     for verified, dropped, quarantined in RECOVERY.findall(log):
@@ -516,6 +531,7 @@ def test_sigkill_mid_workload_loses_no_acknowledged_record(tmp_path):
     started = time.monotonic()
     daemon = Twistd(data_path)
     daemon.start()
+    assert marker_problem(data_path) is None
     try:
         with Connection(daemon.port) as conn:
             for name, (settings, _, _) in BUCKETS.items():
@@ -536,6 +552,9 @@ def test_sigkill_mid_workload_loses_no_acknowledged_record(tmp_path):
             daemon.start()
             t2 = time.monotonic()
             verify(model, daemon, rng, full=False)
+            problem = marker_problem(data_path)
+            if problem:
+                model.fail(f"after kill {kills}: {problem}")
             t3 = time.monotonic()
             phases["workload and kill"] += t1 - t0
             phases["restart"] += t2 - t1
@@ -577,3 +596,78 @@ def test_sigkill_mid_workload_loses_no_acknowledged_record(tmp_path):
     assert counts.get("in flight at kill, present", 0) + counts.get(
         "in flight at kill, absent", 0) >= 50 * scale
     assert counts.get("buckets removed", 0) >= 10 * scale
+
+
+# -- a kill during the first start ---------------------------------------------------
+
+#: What a first start killed at some instant can leave: the directory (or
+#: not), the lock file, the marker's temporary file (flushed before the
+#: rename, so whole or not at all once renamed), the marker, the run marker.
+FIRST_START_STATES = {
+    "nothing": {},
+    "empty directory": {".": None},
+    "lock file created": {".lock": ""},
+    "owner written": {".lock": '{"pid": 1, "started": "2026-01-01T00:00:00Z"}\n'},
+    "empty marker tmp": {".lock": "", ".reduct-twisted.tmp": ""},
+    "torn marker tmp": {".lock": "", ".reduct-twisted.tmp": '{"format": "red'},
+    "whole marker tmp": {".lock": "", ".reduct-twisted.tmp": MARKER_TEXT},
+    "marker, run marker": {".lock": "", ".reduct-twisted": MARKER_TEXT, ".running": "",
+                           ".trash/": None},
+}
+
+
+def _build(root, files):
+    if files:
+        root.mkdir()
+    for name, text in files.items():
+        if name.endswith("/"):
+            (root / name).mkdir()
+        elif text is not None:
+            (root / name).write_text(text)
+
+
+def _starts_and_is_marked(data_path, why):
+    daemon = Twistd(data_path)
+    try:
+        port = daemon.start()
+        with Connection(port) as conn:
+            assert conn.request("POST", "/api/v1/b/b").status == 200, why
+            assert conn.request("POST", "/api/v1/b/b/e?ts=1", b"x").status == 200, why
+        assert marker_problem(data_path) is None, why
+        assert not (data_path / ".reduct-twisted.tmp").exists(), why
+        assert daemon.alarms() == [], why
+    finally:
+        daemon.stop()
+
+
+@pytest.mark.parametrize("state", sorted(FIRST_START_STATES))
+def test_what_a_kill_during_the_first_start_leaves_opens(tmp_path, state):
+    """Every state a first start killed at any instant can leave opens,
+    ends with a valid marker and takes writes."""
+    data_path = tmp_path / "data"
+    _build(data_path, FIRST_START_STATES[state])
+    _starts_and_is_marked(data_path, state)
+
+
+def test_sigkill_during_the_first_start(tmp_path):
+    """SIGKILLs spread over a first start (before, during and after the
+    directory, lock and marker appear): each directory opens afterwards."""
+    probe = Twistd(tmp_path / "probe")
+    t0 = time.monotonic()
+    port = probe.start()
+    ready = time.monotonic() - t0
+    with Connection(port) as conn:  # the reactor runs: SIGTERM is handled
+        assert conn.request("GET", "/api/v1/info").status == 200
+    probe.stop()
+    assert marker_problem(tmp_path / "probe") is None
+    rng = random.Random(SEED)
+    seen = defaultdict(int)
+    for i in range(6):
+        data_path = tmp_path / f"first{i}"
+        daemon = Twistd(data_path)
+        daemon.spawn()
+        time.sleep(rng.uniform(0.05, 1.1) * ready)
+        daemon.kill()
+        seen[tuple(sorted(os.listdir(data_path))) if data_path.exists() else None] += 1
+        _starts_and_is_marked(data_path, f"kill {i}")
+    print(f"\nstates left by the kills: {dict(seen)}")

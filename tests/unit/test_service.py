@@ -248,6 +248,21 @@ def test_unclean_start_is_reported(log_events):
     assert error["problem"] == "block b/e/1 quarantined: bad line 3"
 
 
+def test_names_left_in_place_are_warned_once_each(log_events):
+    """Each line about names that are not ours (one per directory) is one warning."""
+
+    class WithUnknown(FakeEngine):
+        def recovery_report(self):
+            return {"unclean": False, "problems": [],
+                    "left_in_place": ["Left in place in b/e: 1 not written by reduct-twisted: "
+                                      "'blocks.idx'"]}
+
+    StorageService(Config(), Clock(), engine_factory=WithUnknown)
+    [warning] = [e for e in log_events if e.get("line")]
+    assert warning["log_level"] == LogLevel.warn
+    assert warning["line"].startswith("Left in place in b/e: 1 ")
+
+
 def test_engine_gets_the_table_cache_size_in_bytes():
     """table_cache_size (RS_TABLE_CACHE_SIZE, bytes) reaches the engine factory."""
     svc = StorageService(Config(), Clock(), engine_factory=FakeEngine)

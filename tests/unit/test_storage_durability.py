@@ -133,12 +133,15 @@ class RecordingSync:
 
 
 def test_open_and_close_flush_through_the_injected_sync(data):
-    """Open makes the run marker durable; close flushes everything written,
-    then removes the marker and flushes the data directory."""
+    """Open makes the format marker of a new directory durable (its
+    temporary file, then the directory after the rename) and the run marker;
+    close flushes everything written, then removes the run marker and
+    flushes the data directory."""
     sync = RecordingSync()
     engine = _open(data, sync=sync)
     marker = _j(data, MARKER)
-    assert sync.calls == [(set(), {os.path.dirname(data), data}), ({marker}, {data})]
+    assert sync.calls == [({_j(data, ".reduct-twisted.tmp")}, set()), (set(), {data}),
+                          (set(), {os.path.dirname(data), data}), ({marker}, {data})]
     engine.create_bucket("b", None)
     write_record(engine, "b", "e", 1, b"one")
     sync.calls.clear()
@@ -434,7 +437,7 @@ def test_bucket_creation_on_a_full_disk_leaves_nothing(data, monkeypatch):
         engine.create_bucket("b", None)
     assert info.value.message == "Failed to create bucket 'b': No space left on device"
     assert not engine.has_bucket("b")
-    assert sorted(os.listdir(data)) == [MARKER, ".trash"]
+    assert sorted(os.listdir(data)) == [".reduct-twisted", MARKER, ".trash"]
     assert os.listdir(_j(data, ".trash")) == []
     disk.active = False
     engine.create_bucket("b", {"quota_size": 7})
@@ -446,7 +449,7 @@ def test_bucket_creation_failing_at_mkdir(data, monkeypatch):
     FailingDisk(monkeypatch, suffixes=("-b",))
     with pytest.raises(InsufficientStorage):
         engine.create_bucket("b", None)
-    assert sorted(os.listdir(data)) == [MARKER, ".trash"]
+    assert sorted(os.listdir(data)) == [".reduct-twisted", MARKER, ".trash"]
 
 
 def test_settings_update_on_a_full_disk_changes_nothing(stored, monkeypatch):

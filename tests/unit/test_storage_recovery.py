@@ -137,7 +137,7 @@ def test_open_after_a_clean_close_checks_nothing(tmp_path):
     again = _open(tmp_path)
     assert again.recovery_report() == {
         "unclean": False, "verified_records": 0, "dropped_records": 0,
-        "quarantined_blocks": [], "problems": [],
+        "quarantined_blocks": [], "problems": [], "left_in_place": [],
     }
     assert (tmp_path / MARKER).exists()
 
@@ -346,8 +346,9 @@ def test_leftover_temporary_files_are_trashed(tmp_path):
 
 
 def test_half_created_buckets_do_not_appear(tmp_path):
-    """A bucket staged in .trash, or a bucket directory without settings or
-    records, is gone after open; a bucket with records but no settings stays."""
+    """A bucket staged in .trash, or a bucket directory with neither
+    settings nor records (and only our names), is gone after open; a bucket
+    with records but no settings stays."""
     (tmp_path / ".trash" / "4-staged").mkdir(parents=True)
     (tmp_path / ".trash" / "4-staged" / "settings.json").write_text("{}")
     (tmp_path / "empty").mkdir()
@@ -355,7 +356,7 @@ def test_half_created_buckets_do_not_appear(tmp_path):
     _write_v1_block(str(tmp_path / "nosettings" / "e"), [(1, b"x")])
     engine = _open(tmp_path)
     assert [b["name"] for b in engine.list_buckets()] == ["nosettings"]
-    assert sorted(os.listdir(tmp_path)) == [MARKER, ".trash", "nosettings"]
+    assert sorted(os.listdir(tmp_path)) == [".reduct-twisted", MARKER, ".trash", "nosettings"]
     assert os.listdir(tmp_path / ".trash") == []
 
 

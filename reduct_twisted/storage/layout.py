@@ -1,0 +1,229 @@
+"""
+Which files are ours: the names this daemon writes below a data directory,
+the format marker, and the read-only classification of a directory at start.
+
+The daemon deletes or moves only files it can prove it wrote.  The proof is
+the name: every file and directory the engine, the token store and the
+replication registry create has a name listed here, and a data directory
+holding anything else is not opened (top level) or the odd file is left in
+place and reported (inside buckets and entries).
+
+**Format marker.**  ``<data_path>/.reduct-twisted`` holds one JSON line
+``{"format": "reduct-twisted", "version": 1}``.  It is written when a
+directory is first initialised (empty, or laid out by an earlier version
+without the marker): ``.reduct-twisted.tmp`` is written and flushed, renamed
+over the marker and the directory flushed, so a crash leaves either no
+marker (the directory is still recognised by its layout and the marker
+written at the next start) or the whole one.  A marker of another format,
+a newer version or that does not parse is refused.
+
+Classification (:func:`classify`) reads only; it returns :data:`EMPTY`
+(missing or empty), :data:`MARKED` or :data:`LEGACY` (our layout, no
+marker), and raises :class:`DataDirRefused` for anything else.
+"""
+
+import json
+import os
+import re
+
+from reduct_twisted.storage.blockfile import classify as classify_block_file
+from reduct_twisted.storage.settings import is_valid_name
+
+#: The format marker, below ``data_path``.
+MARKER_FILE = ".reduct-twisted"
+#: The ``format`` value of the marker.
+MARKER_FORMAT = "reduct-twisted"
+#: The marker version written by this code (and the newest it opens).
+MARKER_VERSION = 1
+#: The run marker (``recovery.py``).
+RUN_MARKER = ".running"
+#: Removed files wait here (``trash.py``).
+TRASH_DIR = ".trash"
+#: Damaged blocks are moved here (``recovery.py``).
+QUARANTINE_DIR = ".quarantine"
+#: The data directory lock (``reduct_twisted/datadir.py``).
+LOCK_FILE = ".lock"
+#: A space-reserve file.
+RESERVE_FILE = ".reserve"
+#: The token file (``reduct_twisted/tokens.py``).
+AUTH_FILE = ".auth.json"
+#: The replication registry and its log directory (``replication/manager.py``).
+REGISTRY_FILE = ".replications.json"
+REPLICATION_LOG_DIR = ".replications"
+#: The settings file inside a bucket directory (``bucket.py``).
+SETTINGS_FILE = "settings.json"
+#: Suffix of a file being replaced (written, then renamed over its target).
+TMP_SUFFIX = ".tmp"
+
+#: Every name this daemon creates directly below ``data_path``, but buckets.
+TOP_LEVEL_NAMES = frozenset({
+    MARKER_FILE, RUN_MARKER, TRASH_DIR, QUARANTINE_DIR, LOCK_FILE, RESERVE_FILE,
+    AUTH_FILE, REGISTRY_FILE, REPLICATION_LOG_DIR,
+})
+
+#: The token file and the registry are written to ``<name>.<random>.tmp``.
+_SNAPSHOT_TMP = re.compile(
+    "(?:%s)\\.[^/]*\\.tmp" % "|".join(re.escape(n) for n in (AUTH_FILE, REGISTRY_FILE))
+)
+
+#: :func:`classify` results.
+EMPTY, MARKED, LEGACY = "empty", "marked", "legacy"
+
+
+class DataDirRefused(Exception):
+    """
+    The data directory is not ours (or of a newer version): it is not opened
+    and nothing in it is changed.  ``str()`` is one line naming the reason.
+    """
+
+
+def is_top_level_name(name: str) -> bool:
+    """:return: whether ``name`` directly below ``data_path`` is one of ours (buckets aside)."""
+    return (name in TOP_LEVEL_NAMES or name == MARKER_FILE + TMP_SUFFIX
+            or _SNAPSHOT_TMP.fullmatch(name) is not None)
+
+
+def is_bucket_file(name: str) -> bool:
+    """:return: whether file ``name`` in a bucket directory is one of ours."""
+    return name in (SETTINGS_FILE, SETTINGS_FILE + TMP_SUFFIX)
+
+
+def is_entry_file(name: str) -> bool:
+    """
+    :return: whether file ``name`` in an entry directory is one of ours: a
+        block file (``<id>.meta``, ``<id>.blk``, ``<id>-<ts>.blk``) or one
+        being replaced (the same with ``.tmp``).
+    """
+    if name.endswith(TMP_SUFFIX):
+        name = name[: -len(TMP_SUFFIX)]
+    return classify_block_file(name) is not None
+
+
+def unknown_in_entry(directory: str) -> list:
+    """:return: the sorted names in entry ``directory`` that are not ours."""
+    with os.scandir(directory) as items:
+        return sorted(i.name for i in items
+                      if i.is_dir(follow_symlinks=False) or not is_entry_file(i.name))
+
+
+def unknown_in_bucket(directory: str) -> list:
+    """
+    :return: the sorted paths, relative to bucket ``directory``, of what is
+        not ours in it and in its entry directories.
+    """
+    unknown = []
+    with os.scandir(directory) as items:
+        for item in sorted(items, key=lambda i: i.name):
+            if item.is_dir(follow_symlinks=False) and is_valid_name(item.name):
+                unknown += [f"{item.name}/{n}" for n in unknown_in_entry(item.path)]
+            elif item.is_dir(follow_symlinks=False) or not is_bucket_file(item.name):
+                unknown.append(item.name)
+    return unknown
+
+
+def own_files(directory: str, bucket: bool) -> list:
+    """
+    :param bucket: ``directory`` is a bucket (else an entry).
+    :return: the paths of our files in it (and its entries): block
+        metadata first, then the other block files, then bucket settings.
+    """
+    if not bucket:
+        with os.scandir(directory) as items:
+            names = [i.name for i in items
+                     if not i.is_dir(follow_symlinks=False) and is_entry_file(i.name)]
+        names.sort(key=lambda n: (not n.endswith(".meta"), n))
+        return [os.path.join(directory, n) for n in names]
+    entries, settings = [], []
+    with os.scandir(directory) as items:
+        for item in sorted(items, key=lambda i: i.name):
+            if item.is_dir(follow_symlinks=False) and is_valid_name(item.name):
+                entries += own_files(item.path, False)
+            elif not item.is_dir(follow_symlinks=False) and is_bucket_file(item.name):
+                settings.append(item.path)
+    return sorted(entries, key=lambda p: not p.endswith(".meta")) + settings
+
+
+def read_marker(data_path: str) -> bool:
+    """
+    :return: whether ``data_path`` has a marker (``False`` if none).
+    :raises DataDirRefused: the marker is not ours, unreadable or too new.
+    """
+    path = os.path.join(data_path, MARKER_FILE)
+    try:
+        with open(path, "rb") as f:
+            data = f.read(4096)
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        raise DataDirRefused(f"cannot read the format marker {path}: {exc.strerror}") from None
+    try:
+        marker = json.loads(data)
+        fmt, version = marker["format"], marker["version"]
+    except (ValueError, TypeError, KeyError):
+        raise DataDirRefused(f"the format marker {path} is not valid: refusing to open") from None
+    if fmt != MARKER_FORMAT or not isinstance(version, int) or isinstance(version, bool):
+        raise DataDirRefused(f"the format marker {path} names format {fmt!r} version "
+                             f"{version!r}, not {MARKER_FORMAT!r}: refusing to open")
+    if version > MARKER_VERSION:
+        raise DataDirRefused(f"{data_path} was written by a newer reduct-twisted (format "
+                             f"version {version}, this one reads up to {MARKER_VERSION}): "
+                             f"refusing to open")
+    return True
+
+
+def classify(data_path: str) -> str:
+    """
+    Decide, reading only, whether ``data_path`` may be opened.
+
+    :return: :data:`EMPTY` (missing or empty), :data:`MARKED` (our marker)
+        or :data:`LEGACY` (no marker but only our names: what an earlier
+        version, or a first start killed before its marker, leaves).
+    :raises DataDirRefused: anything else, with the first foreign path.
+    :raises OSError: ``data_path`` cannot be read.
+    """
+    try:
+        names = sorted(os.listdir(data_path))
+    except FileNotFoundError:
+        return EMPTY
+    if not names:
+        return EMPTY
+    if read_marker(data_path):
+        return MARKED
+    for name in names:
+        path = os.path.join(data_path, name)
+        if is_top_level_name(name):
+            continue
+        if is_valid_name(name) and os.path.isdir(path) and not os.path.islink(path):
+            if not unknown_in_bucket(path):
+                continue
+        raise DataDirRefused(
+            f"{data_path} is not a reduct-twisted data directory (no {MARKER_FILE} marker, "
+            f"and {path} is not ours): refusing to open it so nothing in it is changed; "
+            f"point --data-path/RS_DATA_PATH at an empty or new directory"
+        )
+    return LEGACY
+
+
+def write_marker(data_path: str, sync, dirty) -> None:
+    """
+    Write the marker crash-safely (see the module docstring).
+
+    :param sync: ``sync(files, directories)``, or ``None`` (then the marker
+        and the directory are left in ``dirty`` for a later flush).
+    :param dirty: the engine's :class:`~reduct_twisted.storage.durability.DirtySet`.
+    """
+    path = os.path.join(data_path, MARKER_FILE)
+    tmp = path + TMP_SUFFIX
+    data = json.dumps({"format": MARKER_FORMAT, "version": MARKER_VERSION}) + "\n"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        os.write(fd, data.encode("ascii"))
+    finally:
+        os.close(fd)
+    if sync is not None:
+        sync([tmp], [])
+    os.rename(tmp, path)
+    if sync is not None:
+        sync([], [data_path])
+    else:
+        dirty.created(path)
