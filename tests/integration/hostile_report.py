@@ -5,6 +5,8 @@ violation, and the per-class table a human reads.
 """
 
 import re
+import subprocess
+import sys
 import threading
 
 COLUMNS = ["sent", "5xx", "unanswered", "no x-reduct-error", "other", "probe>1s", "tracebacks"]
@@ -135,3 +137,65 @@ def log_alarms(text: str) -> list:
         event = re.sub(r"^\S+ ", "", line.strip())
         found.append((event[:200], exc[:300]))
     return found
+
+
+#: Seconds between probes, and the longest a probe may wait for its answer.
+PROBE_EVERY, PROBE_LIMIT = 0.1, 1.0
+
+#: The probe runs in a process of its own: this one's threads, GIL and garbage
+#: collector (the whole suite's heap) must not count as the daemon's delay.
+PROBE_SCRIPT = r"""
+import socket, sys, time
+port, every = int(sys.argv[1]), float(sys.argv[2])
+raw = b"GET /api/v1/alive HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+while True:
+    started, problem = time.monotonic(), ""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            sock.sendall(raw)
+            data = b""
+            while b"\r\n\r\n" not in data:
+                chunk = sock.recv(4096)
+                if not chunk:
+                    problem = "closed without an answer: %r" % data[:60]
+                    break
+                data += chunk
+            if not problem and not data.startswith(b"HTTP/1.1 200"):
+                problem = "answered %r" % data[:60]
+    except OSError as e:
+        problem = "failed: %r" % e
+    took = time.monotonic() - started
+    print("%.4f %s" % (took, problem), flush=True)
+    time.sleep(max(0.0, every - took))
+"""
+
+
+class Probe(threading.Thread):
+    """``GET /api/v1/alive`` on a fresh connection every 100 ms, timed by a child process."""
+
+    def __init__(self, port, tally, phase):
+        super().__init__(daemon=True)
+        self.port, self.tally, self.phase = port, tally, phase
+        self.stop = threading.Event()
+        self.worst, self.count = 0.0, 0
+
+    def run(self):
+        raw = b"GET /api/v1/alive HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        child = subprocess.Popen([sys.executable, "-c", PROBE_SCRIPT, str(self.port),
+                                  str(PROBE_EVERY)], stdout=subprocess.PIPE, text=True)
+        try:
+            for line in child.stdout:
+                if self.stop.is_set():
+                    break
+                took_text, _, problem = line.rstrip("\n").partition(" ")
+                took = float(took_text)
+                self.worst, self.count = max(self.worst, took), self.count + 1
+                worst = self.tally.probe_worst
+                worst[self.phase[0]] = max(worst.get(self.phase[0], 0.0), took)
+                if problem or took > PROBE_LIMIT:
+                    self.tally.add(self.phase[0], "probe", raw,
+                                   f"probe took {took:.2f}s {problem} [{self.phase[1]}]")
+        finally:
+            child.kill()
+            child.wait()
+            child.stdout.close()

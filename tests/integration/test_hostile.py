@@ -45,14 +45,13 @@ import pytest
 from tests.integration import hostile_cases as hc
 from tests.integration import hostile_malformed as hm
 from tests.integration.daemon import Connection, Malformed, Twistd, parse_responses, payload
-from tests.integration.hostile_report import Tally, log_alarms, route_of
+from tests.integration.hostile_report import Probe, Tally, log_alarms, route_of
 
 pytestmark = pytest.mark.slow
 
 SEED = 12
 PARALLEL = 8
 HEADER_TIMEOUT = 2.0
-PROBE_EVERY, PROBE_LIMIT = 0.1, 1.0
 #: ``(class, generator, scenarios with auth, scenarios without)``.
 PLAN = [
     ("digits", hc.gen_digits, 2000, 300), ("chunked", hc.gen_chunked, 500, 100),
@@ -258,44 +257,6 @@ def drive(link, scenario, tally, cls, label):
 
 
 # -- around the barrage --------------------------------------------------------------------
-
-
-class Probe(threading.Thread):
-    """``GET /api/v1/alive`` on a fresh connection every 100 ms, timed."""
-
-    def __init__(self, port, tally, phase):
-        super().__init__(daemon=True)
-        self.port, self.tally, self.phase = port, tally, phase
-        self.stop = threading.Event()
-        self.worst, self.count = 0.0, 0
-
-    def run(self):
-        raw = b"GET /api/v1/alive HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-        while not self.stop.is_set():
-            started = time.monotonic()
-            problem = None
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=5) as sock:
-                    sock.sendall(raw)
-                    data = b""
-                    while b"\r\n\r\n" not in data:
-                        chunk = sock.recv(4096)
-                        if not chunk:
-                            problem = f"closed without an answer: {data!r}"
-                            break
-                        data += chunk
-                    if not problem and not data.startswith(b"HTTP/1.1 200"):
-                        problem = f"answered {data[:60]!r}"
-            except OSError as e:
-                problem = f"failed: {e!r}"
-            took = time.monotonic() - started
-            self.worst, self.count = max(self.worst, took), self.count + 1
-            worst = self.tally.probe_worst
-            worst[self.phase[0]] = max(worst.get(self.phase[0], 0.0), took)
-            if problem or took > PROBE_LIMIT:
-                self.tally.add(self.phase[0], "probe", raw,
-                               f"probe took {took:.2f}s {problem or ''} [{self.phase[1]}]")
-            self.stop.wait(max(0.0, PROBE_EVERY - took))
 
 
 def trickle(port, name, fast, slow, tally, label):
