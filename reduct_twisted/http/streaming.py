@@ -72,21 +72,6 @@ MAX_BUFFERED_BODY = 1 << 20
 HEADER_SLACK = 64 << 10
 
 
-class _BoundedBuffer(BytesIO):
-    """In-memory body of a non-streaming route; refuses to grow past a cap."""
-
-    def __init__(self, limit: int) -> None:
-        super().__init__()
-        self.limit = limit
-        self.overflow = False
-
-    def write(self, data) -> int:
-        if self.overflow or self.tell() + len(data) > self.limit:
-            self.overflow = True
-            return 0
-        return super().write(data)
-
-
 class StreamingRequest(server.Request):
     """
     ``server.Request`` that streams bodies of streaming routes into a sink
