@@ -39,7 +39,7 @@ from twisted.python.components import Componentized
 from twisted.python.logfile import LogFile
 from zope.interface import implementer
 
-#: Our level names (see ``reduct_twisted.config.LOG_LEVELS``) to Twisted's.
+#: Our level names (see ``reduct_twisted.config_values.LOG_LEVELS``) to Twisted's.
 #: Twisted has nothing below ``debug``, so ``TRACE`` is ``debug``.
 TWISTED_LEVELS: Mapping[str, LogLevel] = {
     "TRACE": LogLevel.debug,
@@ -71,7 +71,7 @@ def filtered(observer: ILogObserver, level: str) -> ILogObserver:
     """
     Wrap ``observer`` so it only sees events at ``level`` or above.
 
-    :param level: one of ``reduct_twisted.config.LOG_LEVELS``.
+    :param level: one of ``reduct_twisted.config_values.LOG_LEVELS``.
     """
     return FilteringLogObserver(observer, [MinimumLevel(TWISTED_LEVELS[level])])
 

@@ -52,7 +52,7 @@ from typing import Callable, Mapping
 import attrs
 from twisted.logger import Logger
 
-from reduct_twisted.config import parse_byte_size, parse_whole_number
+from reduct_twisted.config_values import parse_byte_size, parse_whole_number
 from reduct_twisted.errors import UnprocessableEntity
 from reduct_twisted.storage.settings import is_valid_name, parse_settings_fields
 from reduct_twisted.tokens import is_permission_item

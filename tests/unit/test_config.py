@@ -11,9 +11,8 @@ from reduct_twisted.config import (
     Config,
     ConfigError,
     load_config,
-    normalise_base_path,
-    parse_whole_number,
 )
+from reduct_twisted.config_values import normalise_base_path, parse_whole_number
 from tests.conftest import REPO_ROOT
 
 SAMPLE_INI = REPO_ROOT / "etc" / "reduct-twisted.ini"
