@@ -53,7 +53,7 @@ from reduct_twisted.http.batch_wire import (
 )
 from reduct_twisted.http.headers import u64_param
 from reduct_twisted.http.producers import RangeSender
-from reduct_twisted.http.sinks import PrivateSegmentSink, SharedSegmentSink
+from reduct_twisted.http.sinks import PauseGate, PrivateSegmentSink, SharedSegmentSink
 from reduct_twisted.storage import PENDING, SMALL_RECORD_MAX
 
 log = Logger()
@@ -75,44 +75,6 @@ SCAN_SLICE = 0.005
 WAIT_POLL = 0.05
 
 # -- batched write -------------------------------------------------------------------
-
-
-class _PauseGate:
-    """
-    One transport paused on behalf of several sinks: it resumes only when
-    every sink that paused it has resumed (the records of a batch may
-    overlap in time: one still flushing while the next one arrives).
-    """
-
-    def __init__(self, transport) -> None:
-        self.transport = transport
-        self._pausers: set = set()
-
-    def handle(self) -> "_GateHandle":
-        """:return: a transport stand-in for one sink."""
-        return _GateHandle(self)
-
-    def pause(self, who) -> None:
-        if not self._pausers:
-            self.transport.pauseProducing()
-        self._pausers.add(who)
-
-    def resume(self, who) -> None:
-        if who in self._pausers:
-            self._pausers.discard(who)
-            if not self._pausers:
-                self.transport.resumeProducing()
-
-
-class _GateHandle:
-    def __init__(self, gate: _PauseGate) -> None:
-        self._gate = gate
-
-    def pauseProducing(self) -> None:
-        self._gate.pause(self)
-
-    def resumeProducing(self) -> None:
-        self._gate.resume(self)
 
 
 def open_batch_write(engine, reactor, threadpool, request, length: Optional[int],
@@ -158,7 +120,7 @@ class BatchWriteSink:
         self.engine = engine
         self._reactor = reactor
         self._pool = threadpool
-        self._gate = _PauseGate(transport)
+        self._gate = PauseGate(transport)
         self.bucket = bucket
         self.entry = entry
         self._records = deque(records)

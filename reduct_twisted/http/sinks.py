@@ -343,3 +343,41 @@ class BoundedBuffer(BytesIO):
             self.overflow = True
             return 0
         return super().write(data)
+
+
+class PauseGate:
+    """
+    One transport paused on behalf of several sinks: it resumes only when
+    every sink that paused it has resumed (the records of a batch may
+    overlap in time: one still flushing while the next one arrives).
+    """
+
+    def __init__(self, transport) -> None:
+        self.transport = transport
+        self._pausers: set = set()
+
+    def handle(self) -> "_GateHandle":
+        """:return: a transport stand-in for one sink."""
+        return _GateHandle(self)
+
+    def pause(self, who) -> None:
+        if not self._pausers:
+            self.transport.pauseProducing()
+        self._pausers.add(who)
+
+    def resume(self, who) -> None:
+        if who in self._pausers:
+            self._pausers.discard(who)
+            if not self._pausers:
+                self.transport.resumeProducing()
+
+
+class _GateHandle:
+    def __init__(self, gate: PauseGate) -> None:
+        self._gate = gate
+
+    def pauseProducing(self) -> None:
+        self._gate.pause(self)
+
+    def resumeProducing(self) -> None:
+        self._gate.resume(self)

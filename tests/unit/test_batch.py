@@ -185,7 +185,7 @@ def test_disk_error_in_a_large_record_is_its_error(engine, monkeypatch):
 
 def test_pause_gate_waits_for_every_pauser():
     transport = Transport()
-    gate = batch._PauseGate(transport)
+    gate = sinks.PauseGate(transport)
     a, b = gate.handle(), gate.handle()
     a.pauseProducing()
     b.pauseProducing()
