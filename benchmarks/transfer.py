@@ -252,7 +252,7 @@ def stored_copy(data_dir: Path, entry: str, size: int) -> Path:
 # -- the benchmark -----------------------------------------------------------
 
 
-def start_daemon(work: Path, data_dir: Path, port: int, sync: str = "always"):
+def start_daemon(work: Path, data_dir: Path, port: int, sync: str = "always", root: Path = None):
     twistd = Path(sys.executable).parent / "twistd"
     if not twistd.exists():
         raise SystemExit(f"no twistd next to {sys.executable}")
@@ -269,7 +269,7 @@ def start_daemon(work: Path, data_dir: Path, port: int, sync: str = "always"):
     env = dict(os.environ)
     env["RS_SYNC"] = sync
     env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (str(REPO_ROOT), env.get("PYTHONPATH")) if p
+        p for p in (str(root or REPO_ROOT), env.get("PYTHONPATH")) if p
     )
     proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
