@@ -85,9 +85,13 @@ class ConfigError(Exception):
 @attrs.frozen(kw_only=True)
 class Config:
     """
-    Every setting of the daemon, already parsed and validated.  Each field
-    is declared once, below; the list of instance variables at the end of
-    this docstring is made from the declarations.
+    Every setting of the daemon, already parsed and validated.
+
+    Each field is declared once, below: ``name: type = setting(default,
+    parser, env="RS_...", doc=..., [env_alias=..., cli=Cli(help, ...),
+    converter=..., repeated=True, secret=True])``; the keywords are those
+    of :class:`~reduct_twisted.config_setting.Setting`.  The list of instance
+    variables at the end of this docstring is made from the declarations.
     """
 
     data_path: str = setting(

@@ -37,19 +37,19 @@ class Cli:
 @attrs.frozen
 class Setting:
     """
-    How one :class:`Config` field is given; made by :func:`setting`, kept
-    in the field's metadata.
+    How one :class:`~reduct_twisted.config.Config` field is given; made by
+    :func:`setting`, kept in the field's metadata.
 
     :ivar parse: turns the raw value of one layer into the field's value, or
         raises ``ValueError`` (see ``config_values.py``).
     :ivar env: the environment variable.
-    :ivar doc: what the setting means, for :class:`Config`'s docstring.
+    :ivar doc: what the setting means, for ``Config``'s docstring.
     :ivar env_alias: an older variable, read when ``env`` is unset or empty.
     :ivar cli: the command-line option, or ``None`` for none.
     :ivar repeated: the value is a list of items: one per line in the ini
         file, one per option on the command line (``--listen a --listen
         b``); from the environment ``parse`` gets the string.
-    :ivar secret: the value never appears in :class:`Config`'s repr.
+    :ivar secret: the value never appears in ``Config``'s repr.
     """
 
     parse: Callable[[Any], Any]
@@ -61,7 +61,7 @@ class Setting:
     secret: bool = False
 
 
-_SETTING = "reduct_twisted.config.Setting"
+_SETTING = "reduct_twisted.config_setting.Setting"
 
 
 def _masked(value: Any) -> str:
@@ -81,12 +81,14 @@ def setting(
     converter: Callable[[Any], Any] | None = None,
 ) -> Any:
     """
-    Declare a :class:`Config` field and how it is given (see :class:`Setting`
+    Declare a ``Config`` field and how it is given (see :class:`Setting`
     for the keyword arguments).
 
     :param default: the built-in default.
     :param converter: applied to every value the field is given, the default
         and direct ``Config(...)`` arguments included.
+    :return: an attrs field, typed ``Any`` so that the annotation in the
+        class body is the field's type for readers and type checkers.
     """
     declared = Setting(parse, env, doc, env_alias, cli, repeated, secret)
     return attrs.field(
@@ -109,9 +111,12 @@ def declarations(cls: type) -> dict[str, Setting]:
         if not isinstance(declared, Setting):
             raise TypeError(f"{cls.__name__}.{field.name} is not declared with setting()")
         found[field.name] = declared
-    envs = [s.env for s in found.values()] + [s.env_alias for s in found.values() if s.env_alias]
-    if len(set(envs)) != len(envs):
-        raise TypeError(f"{cls.__name__}: an environment variable is declared twice")
+    seen: set[str] = set()
+    for declared in found.values():
+        for env in filter(None, (declared.env, declared.env_alias)):
+            if env in seen:
+                raise TypeError(f"{cls.__name__}: {env} is declared twice")
+            seen.add(env)
     return found
 
 

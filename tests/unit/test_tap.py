@@ -15,8 +15,7 @@ from twisted.logger import (
 from twisted.python import usage
 
 from reduct_twisted import logs
-from reduct_twisted.config import FIELDS, SETTINGS, Config
-from reduct_twisted.config_setting import option_name
+from reduct_twisted.config import Config
 from reduct_twisted.provision import Provisioning
 from reduct_twisted.service import StorageService
 from reduct_twisted.tap import AnnouncingEndpoint, Options, makeService
@@ -228,132 +227,6 @@ def test_usage_lists_options():
         ("--listen", "RS_LISTEN"),
     ]:
         assert flag in text and env in text
-
-
-# The option table as it was written out by hand before each setting was
-# declared once (issue #13); now it is made from the declarations.
-OPT_PARAMETERS_BEFORE = [
-    ["config", "c", None,
-        "Read settings from this ini file ([reduct] section)."
-    ],
-    ["data-path", "d", None,
-        "Directory holding the data. [default: reduct-data; env RS_DATA_PATH]"
-    ],
-    ["api-base-path", None, None,
-        "URL prefix of the API. [default: /; env RS_API_BASE_PATH]"
-    ],
-    ["log-level", None, None,
-        "TRACE, DEBUG, INFO, WARN or ERROR. [default: INFO; env RS_LOG_LEVEL]"
-    ],
-    ["replication-timeout", None, None,
-        "Seconds a request to a replication destination may go without progress. "
-        "[default: 5.0; env RS_REPLICATION_TIMEOUT]"
-    ],
-    ["replication-log-size", None, None,
-        "Most records waiting in one replication log; when full, the oldest is dropped. "
-        "[default: 1000000; env RS_REPLICATION_LOG_SIZE]"
-    ],
-    ["api-token", None, None,
-        "Turn authentication on; the value of the full-access init-token. Visible to "
-        "other users in the process list: prefer RS_API_TOKEN or the config file. "
-        "[default: none (open access); env RS_API_TOKEN]"
-    ],
-    ["cors-allow-origin", None, None,
-        "Comma-separated origins whose browser pages may use the API; * for any. "
-        "[default: none; env RS_CORS_ALLOW_ORIGIN]"
-    ],
-    ["io-batch-max-size", None, None,
-        "Body bytes after which a batched read is closed (512, 8MB, 1GiB). [default: "
-        "8000000; env RS_IO_BATCH_MAX_SIZE]"
-    ],
-    ["io-batch-max-records", None, None,
-        "Records per batched read. [default: 85; env RS_IO_BATCH_MAX_RECORDS]"
-    ],
-    ["io-batch-max-metadata-size", None, None,
-        "Record header bytes after which a batched read is closed. [default: 512000; "
-        "env RS_IO_BATCH_MAX_METADATA_SIZE]"
-    ],
-    ["io-batch-timeout", None, None,
-        "Seconds a batched read may gather records. [default: 5.0; env "
-        "RS_IO_BATCH_TIMEOUT]"
-    ],
-    ["io-batch-records-timeout", None, None,
-        "Seconds a batched read may wait for its next record. [default: 1.0; env "
-        "RS_IO_BATCH_RECORDS_TIMEOUT]"
-    ],
-    ["io-operation-timeout", None, None,
-        "Seconds a request body may stall before the connection is closed. [default: "
-        "30.0; env RS_IO_OPERATION_TIMEOUT]"
-    ],
-    ["shutdown-timeout", None, None,
-        "Seconds in-flight requests may take to finish after SIGTERM. [default: 10.0; "
-        "env RS_SHUTDOWN_TIMEOUT]"
-    ],
-    ["lock-file-timeout", None, None,
-        "Seconds to wait for the data directory lock held by another daemon. [default: "
-        "none; env RS_LOCK_FILE_TIMEOUT]"
-    ],
-]
-
-LISTEN_HELP_BEFORE = (
-    "Listen on this Twisted server endpoint, e.g. tcp:8383:interface=127.0.0.1, "
-    "ssl:8443:privateKey=key.pem:certKey=cert.pem or systemd:domain=INET:index=0. "
-    "Repeat to listen on several. [default: tcp:<host>:<port> from the host and "
-    "port settings, ssl: when a certificate is set; env RS_LISTEN]"
-)
-
-FIELD_OPTIONS_BEFORE = {
-    "data_path",
-    "api_base_path",
-    "log_level",
-    "api_token",
-    "cors_allow_origin",
-    "io_batch_max_size",
-    "io_batch_max_records",
-    "io_batch_max_metadata_size",
-    "io_batch_timeout",
-    "io_batch_records_timeout",
-    "io_operation_timeout",
-    "replication_timeout",
-    "replication_log_size",
-    "shutdown_timeout",
-    "lock_file_timeout",
-}
-
-
-def test_option_table_derived_from_declarations():
-    """optParameters, with every --help text, equals the former hand-written table."""
-    assert Options.optParameters == OPT_PARAMETERS_BEFORE
-
-
-def test_listen_option_derived_from_declaration():
-    """--listen (repeatable) is collected by a generated opt_listen with the former help."""
-    assert Options.opt_listen.__doc__ == LISTEN_HELP_BEFORE
-    options = parse(["--listen", "tcp:1", "--listen", "tcp:2"])
-    assert options["listen"] == ["tcp:1", "tcp:2"]
-    assert options.config.listen == ("tcp:1", "tcp:2")
-
-
-def test_options_are_the_declared_ones():
-    """Every setting declared with a command-line option has it, and no other does;
-    the field list postOptions reads is the single-value ones, in field order."""
-    declared = [f for f in FIELDS if SETTINGS[f].cli is not None]
-    options = dict(parse([]))
-    assert set(options) == {"config"} | {option_name(f) for f in declared}
-    assert set(Options._FIELD_OPTIONS) == FIELD_OPTIONS_BEFORE
-    assert list(Options._FIELD_OPTIONS) == [f for f in declared if f != "listen"]
-    text = Options(environ={}).getUsage(width=1000)
-    for field in declared:
-        assert f"--{option_name(field)}=" in text
-        assert f"env {SETTINGS[field].env}]" in text
-
-
-def test_first_invalid_option_in_field_order_reported():
-    """With several invalid options, the first in Config's field order is reported."""
-    with pytest.raises(usage.UsageError, match="^--replication-timeout="):
-        parse(["--io-batch-timeout", "0", "--replication-timeout", "0"])
-    with pytest.raises(usage.UsageError, match="^--api-base-path="):
-        parse(["--listen", "tcp:1", "--listen", "tcp:1", "--api-base-path", "/x?"])
 
 
 def test_version(capsys):
