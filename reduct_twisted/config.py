@@ -5,6 +5,16 @@ Settings come from four layers; a later layer wins field by field::
 
     built-in defaults  <  ini file (--config)  <  environment (RS_*)  <  command line
 
+Each setting is declared once, as a field of :class:`Config` made by
+:func:`setting`: its type, default, parser, ``RS_*`` variable (and an older
+name still read), its command-line option if it has one (:class:`Cli`) and
+what it means.  Everything else is derived from these declarations:
+:data:`FIELDS`, :data:`ENV_NAMES`, :data:`ENV_ALIASES`, the parsers the
+loader uses, and ``twistd reduct``'s options and ``--help`` text
+(``tap.py``).  Adding a setting takes one declaration here, plus its entry
+in ``etc/reduct-twisted.ini`` (a test insists on it) and a row of the
+README's table.
+
 The ini file has a single ``[reduct]`` section whose keys are the field names
 of :class:`Config` (``etc/reduct-twisted.ini`` documents every one).  Unknown
 sections and keys are errors, as are values that do not parse: unlike
@@ -23,8 +33,9 @@ Differences from upstream, on purpose:
   newcomer running ``twistd -n reduct`` as themselves gets a usable store.
   The sample systemd unit sets ``WorkingDirectory=/var/lib/reduct-twisted``.
 * ``listen``, ``quota_interval``, ``query_expiry_interval``,
-  ``threadpool_size``, ``sync``, ``idle_timeout`` and ``header_timeout``
-  (and their ``RS_*`` variables) are ours.
+  ``threadpool_size``, ``sync``, ``idle_timeout``, ``header_timeout``,
+  ``shutdown_timeout`` and ``table_cache_size`` (and their ``RS_*``
+  variables) are ours.
 * ``RS_IO_BATCH_RECORDS_TIMEOUT`` is also read under its name before 1.17,
   ``RS_IO_BATCH_RECORDS_TIMEOUT_S``; the new name wins when both are set.
 * ``TRACE`` is accepted as a log level and treated as ``DEBUG``: Twisted's
@@ -41,6 +52,7 @@ from typing import Any, Callable, Mapping
 
 import attrs
 
+from reduct_twisted.config_setting import Cli, Setting, declarations, document, option_name, setting
 from reduct_twisted.config_values import (
     normalise_base_path,
     _base_path,
@@ -75,94 +87,172 @@ class Config:
     """
     Every setting of the daemon, already parsed and validated.
 
-    :ivar data_path: directory holding the buckets; created if missing.
-    :ivar host: address to listen on when ``listen`` is empty.
-    :ivar port: TCP port to listen on when ``listen`` is empty.
-    :ivar listen: Twisted server endpoint strings (``tcp:``, ``ssl:``,
-        ``systemd:``…); when non-empty they replace ``host``/``port``/``cert_*``
-        as the listening addresses.
-    :ivar api_base_path: URL prefix in front of ``api/v1/``; always starts and
-        ends with ``/``.
-    :ivar log_level: one of :data:`~reduct_twisted.config_values.LOG_LEVELS`.
-    :ivar cert_path: PEM certificate; with ``cert_key_path`` it turns the
-        derived endpoint into HTTPS.
-    :ivar cert_key_path: PEM private key for ``cert_path``.
-    :ivar quota_interval: seconds between two quota enforcement passes.
-    :ivar query_expiry_interval: seconds between two sweeps of expired queries.
-    :ivar threadpool_size: worker threads for disk work (discards, fsync).
-    :ivar sync: ``always`` (a write is answered once its data and metadata
-        are fsync'ed, in group-commit rounds) or ``none`` (answered once in
-        the page cache).  See README "Durability".
-    :ivar idle_timeout: seconds a connection may stay silent, between
-        requests or in the middle of an upload, before it is closed (an
-        upload cut this way leaves no record).
-    :ivar header_timeout: seconds a request's line and headers may take to
-        arrive in full, from the request's first byte (slow-loris guard).
-    :ivar replication_timeout: seconds a request to a replication's
-        destination may go without progress before it is given up and
-        retried (``RS_REPLICATION_TIMEOUT``).
-    :ivar replication_log_size: most records waiting in one replication
-        transaction log (one per replication and entry); when full, the
-        oldest is dropped (``RS_REPLICATION_LOG_SIZE``).
-    :ivar api_token: ``RS_API_TOKEN``: when set, authentication is on and
-        this is the value of the full-access ``init-token``.  Masked in the
-        repr (the configuration is logged at debug level).
-    :ivar cors_allow_origin: origins whose browser pages may use the API
-        (``access-control-allow-origin``); ``("*",)`` allows any.  Empty:
-        none (preflight ``OPTIONS`` requests are still answered).
-    :ivar io_batch_max_size: a batched read (GET) is closed after the record
-        that takes its body past this many bytes.
-    :ivar io_batch_max_records: records per batched read; with 15 more it is
-        also the number of request headers accepted (never fewer than
-        ``ReductChannel`` allows anyway).
-    :ivar io_batch_max_metadata_size: a batched read is closed after the
-        record whose header takes its record headers past this many bytes;
-        it also sizes the request header buffer (never below
-        ``ReductChannel``'s own).
-    :ivar io_batch_timeout: seconds a batched read holding records may go on
-        scanning for more before it answers with what it has.
-    :ivar io_batch_records_timeout: seconds a batched read holding records
-        may look for the next one before it answers; an empty batched read
-        of a continuous query waits this long for a new record.
-    :ivar io_operation_timeout: seconds a request body may stall (no byte
-        arriving) before the connection is closed; a cut upload leaves no
-        record.  Between requests ``idle_timeout`` applies.
-    :ivar shutdown_timeout: seconds a stopping daemon (SIGTERM) lets
-        in-flight requests finish before it aborts them.
-    :ivar lock_file_timeout: seconds a daemon waits for the data directory's
-        lock held by another process before it gives up (0: at once).
-    :ivar table_cache_size: bytes of block record tables kept loaded.
+    Each field is declared once, below: ``name: type = setting(default,
+    parser, env="RS_...", doc=..., [env_alias=..., cli=Cli(help, ...),
+    converter=..., repeated=True, secret=True])``; the keywords are those
+    of :class:`~reduct_twisted.config_setting.Setting`.  The list of instance
+    variables at the end of this docstring is made from the declarations.
     """
 
-    data_path: str = "reduct-data"
-    host: str = "0.0.0.0"
-    port: int = 8383
-    listen: tuple[str, ...] = attrs.field(default=(), converter=tuple)
-    api_base_path: str = attrs.field(default="/", converter=normalise_base_path)
-    log_level: str = attrs.field(default="INFO", converter=_canonical_level)
-    cert_path: str | None = None
-    cert_key_path: str | None = None
-    quota_interval: float = 5.0
-    query_expiry_interval: float = 1.0
-    threadpool_size: int = 4
-    sync: str = "always"
-    idle_timeout: float = 60.0
-    header_timeout: float = 10.0
-    replication_timeout: float = 5.0
-    replication_log_size: int = 1_000_000
-    api_token: str | None = attrs.field(
-        default=None, repr=lambda value: "'***'" if value else "None"
+    data_path: str = setting(
+        "reduct-data", _path, env="RS_DATA_PATH",
+        doc="directory holding the buckets; created if missing.",
+        cli=Cli("Directory holding the data.", short="d"),
     )
-    cors_allow_origin: tuple[str, ...] = attrs.field(default=(), converter=tuple)
-    io_batch_max_size: int = 8_000_000
-    io_batch_max_records: int = 85
-    io_batch_max_metadata_size: int = 512_000
-    io_batch_timeout: float = 5.0
-    io_batch_records_timeout: float = 1.0
-    io_operation_timeout: float = 30.0
-    shutdown_timeout: float = 10.0
-    lock_file_timeout: float = 0.0
-    table_cache_size: int = 64 << 20
+    host: str = setting(
+        "0.0.0.0", _text, env="RS_HOST",
+        doc="address to listen on when ``listen`` is empty.",
+    )
+    port: int = setting(
+        8383, _port, env="RS_PORT",
+        doc="TCP port to listen on when ``listen`` is empty.",
+    )
+    listen: tuple[str, ...] = setting(
+        (), _endpoints, env="RS_LISTEN", converter=tuple, repeated=True,
+        doc="Twisted server endpoint strings (``tcp:``, ``ssl:``, ``systemd:``...); "
+        "when non-empty they replace ``host``/``port``/``cert_*`` as the listening "
+        "addresses.",
+        cli=Cli(
+            "Listen on this Twisted server endpoint, e.g. tcp:8383:interface=127.0.0.1, "
+            "ssl:8443:privateKey=key.pem:certKey=cert.pem or systemd:domain=INET:index=0. "
+            "Repeat to listen on several.",
+            shown_default="tcp:<host>:<port> from the host and port settings, "
+            "ssl: when a certificate is set",
+        ),
+    )
+    api_base_path: str = setting(
+        "/", _base_path, env="RS_API_BASE_PATH", converter=normalise_base_path,
+        doc="URL prefix in front of ``api/v1/``; always starts and ends with ``/``.",
+        cli=Cli("URL prefix of the API."),
+    )
+    log_level: str = setting(
+        "INFO", _level, env="RS_LOG_LEVEL", converter=_canonical_level,
+        doc="one of :data:`~reduct_twisted.config_values.LOG_LEVELS`.",
+        cli=Cli("TRACE, DEBUG, INFO, WARN or ERROR."),
+    )
+    cert_path: str | None = setting(
+        None, _path, env="RS_CERT_PATH",
+        doc="PEM certificate; with ``cert_key_path`` it turns the derived endpoint "
+        "into HTTPS.",
+    )
+    cert_key_path: str | None = setting(
+        None, _path, env="RS_CERT_KEY_PATH",
+        doc="PEM private key for ``cert_path``.",
+    )
+    quota_interval: float = setting(
+        5.0, _seconds, env="RS_QUOTA_INTERVAL",
+        doc="seconds between two quota enforcement passes.",
+    )
+    query_expiry_interval: float = setting(
+        1.0, _seconds, env="RS_QUERY_EXPIRY_INTERVAL",
+        doc="seconds between two sweeps of expired queries.",
+    )
+    threadpool_size: int = setting(
+        4, _positive_count, env="RS_THREADPOOL_SIZE",
+        doc="worker threads for disk work (discards, fsync).",
+    )
+    sync: str = setting(
+        "always", _sync_policy, env="RS_SYNC",
+        doc="``always`` (a write is answered once its data and metadata are fsync'ed, "
+        "in group-commit rounds) or ``none`` (answered once in the page cache).  "
+        'See README "Durability".',
+    )
+    idle_timeout: float = setting(
+        60.0, _seconds, env="RS_IDLE_TIMEOUT",
+        doc="seconds a connection may stay silent, between requests or in the middle "
+        "of an upload, before it is closed (an upload cut this way leaves no record).",
+    )
+    header_timeout: float = setting(
+        10.0, _seconds, env="RS_HEADER_TIMEOUT",
+        doc="seconds a request's line and headers may take to arrive in full, from "
+        "the request's first byte (slow-loris guard).",
+    )
+    replication_timeout: float = setting(
+        5.0, _seconds, env="RS_REPLICATION_TIMEOUT",
+        doc="seconds a request to a replication's destination may go without "
+        "progress before it is given up and retried.",
+        cli=Cli("Seconds a request to a replication destination may go without progress."),
+    )
+    replication_log_size: int = setting(
+        1_000_000, _positive_count, env="RS_REPLICATION_LOG_SIZE",
+        doc="most records waiting in one replication transaction log (one per "
+        "replication and entry); when full, the oldest is dropped.",
+        cli=Cli("Most records waiting in one replication log; when full, the oldest is dropped."),
+    )
+    api_token: str | None = setting(
+        None, _secret, env="RS_API_TOKEN", secret=True,
+        doc="when set, authentication is on and this is the value of the full-access "
+        "``init-token``.  Masked in the repr (the configuration is logged at debug "
+        "level).",
+        cli=Cli(
+            "Turn authentication on; the value of the full-access init-token. Visible "
+            "to other users in the process list: prefer RS_API_TOKEN or the config file.",
+            shown_default="none (open access)",
+        ),
+    )
+    cors_allow_origin: tuple[str, ...] = setting(
+        (), _origins, env="RS_CORS_ALLOW_ORIGIN", converter=tuple,
+        doc="origins whose browser pages may use the API (``access-control-allow-origin``); "
+        '``("*",)`` allows any.  Empty: none (preflight ``OPTIONS`` requests are still '
+        "answered).",
+        cli=Cli("Comma-separated origins whose browser pages may use the API; * for any."),
+    )
+    io_batch_max_size: int = setting(
+        8_000_000, _bytes, env="RS_IO_BATCH_MAX_SIZE",
+        doc="a batched read (GET) is closed after the record that takes its body past "
+        "this many bytes.",
+        cli=Cli("Body bytes after which a batched read is closed (512, 8MB, 1GiB)."),
+    )
+    io_batch_max_records: int = setting(
+        85, _positive_count, env="RS_IO_BATCH_MAX_RECORDS",
+        doc="records per batched read; with 15 more it is also the number of request "
+        "headers accepted (never fewer than ``ReductChannel`` allows anyway).",
+        cli=Cli("Records per batched read."),
+    )
+    io_batch_max_metadata_size: int = setting(
+        512_000, _bytes, env="RS_IO_BATCH_MAX_METADATA_SIZE",
+        doc="a batched read is closed after the record whose header takes its record "
+        "headers past this many bytes; it also sizes the request header buffer (never "
+        "below ``ReductChannel``'s own).",
+        cli=Cli("Record header bytes after which a batched read is closed."),
+    )
+    io_batch_timeout: float = setting(
+        5.0, _seconds, env="RS_IO_BATCH_TIMEOUT",
+        doc="seconds a batched read holding records may go on scanning for more "
+        "before it answers with what it has.",
+        cli=Cli("Seconds a batched read may gather records."),
+    )
+    io_batch_records_timeout: float = setting(
+        1.0, _seconds, env="RS_IO_BATCH_RECORDS_TIMEOUT",
+        env_alias="RS_IO_BATCH_RECORDS_TIMEOUT_S",  # its name before 1.17
+        doc="seconds a batched read holding records may look for the next one before "
+        "it answers; an empty batched read of a continuous query waits this long for "
+        "a new record.",
+        cli=Cli("Seconds a batched read may wait for its next record."),
+    )
+    io_operation_timeout: float = setting(
+        30.0, _seconds, env="RS_IO_OPERATION_TIMEOUT",
+        doc="seconds a request body may stall (no byte arriving) before the "
+        "connection is closed; a cut upload leaves no record.  Between requests "
+        "``idle_timeout`` applies.",
+        cli=Cli("Seconds a request body may stall before the connection is closed."),
+    )
+    shutdown_timeout: float = setting(
+        10.0, _seconds, env="RS_SHUTDOWN_TIMEOUT",
+        doc="seconds a stopping daemon (SIGTERM) lets in-flight requests finish "
+        "before it aborts them.",
+        cli=Cli("Seconds in-flight requests may take to finish after SIGTERM."),
+    )
+    lock_file_timeout: float = setting(
+        0.0, _wait_seconds, env="RS_LOCK_FILE_TIMEOUT",
+        doc="seconds a daemon waits for the data directory's lock held by another "
+        "process before it gives up (0: at once).",
+        cli=Cli("Seconds to wait for the data directory lock held by another daemon."),
+    )
+    table_cache_size: int = setting(
+        64 << 20, _bytes, env="RS_TABLE_CACHE_SIZE",
+        doc="bytes of block record tables kept loaded.",
+    )
 
     @property
     def tls(self) -> bool:
@@ -194,77 +284,22 @@ def _quote(value: str) -> str:
     return value.replace("\\", "\\\\").replace(":", "\\:")
 
 
-#: Environment variable for each field.  All are upstream's except RS_LISTEN,
-#: RS_QUOTA_INTERVAL, RS_QUERY_EXPIRY_INTERVAL, RS_THREADPOOL_SIZE, RS_SYNC,
-#: RS_IDLE_TIMEOUT, RS_HEADER_TIMEOUT, RS_SHUTDOWN_TIMEOUT and RS_TABLE_CACHE_SIZE.
-ENV_NAMES: Mapping[str, str] = {
-    "data_path": "RS_DATA_PATH",
-    "host": "RS_HOST",
-    "port": "RS_PORT",
-    "api_base_path": "RS_API_BASE_PATH",
-    "log_level": "RS_LOG_LEVEL",
-    "cert_path": "RS_CERT_PATH",
-    "cert_key_path": "RS_CERT_KEY_PATH",
-    "listen": "RS_LISTEN",
-    "quota_interval": "RS_QUOTA_INTERVAL",
-    "query_expiry_interval": "RS_QUERY_EXPIRY_INTERVAL",
-    "threadpool_size": "RS_THREADPOOL_SIZE",
-    "sync": "RS_SYNC",
-    "idle_timeout": "RS_IDLE_TIMEOUT",
-    "header_timeout": "RS_HEADER_TIMEOUT",
-    "replication_timeout": "RS_REPLICATION_TIMEOUT",
-    "replication_log_size": "RS_REPLICATION_LOG_SIZE",
-    "api_token": "RS_API_TOKEN",
-    "cors_allow_origin": "RS_CORS_ALLOW_ORIGIN",
-    "io_batch_max_size": "RS_IO_BATCH_MAX_SIZE",
-    "io_batch_max_records": "RS_IO_BATCH_MAX_RECORDS",
-    "io_batch_max_metadata_size": "RS_IO_BATCH_MAX_METADATA_SIZE",
-    "io_batch_timeout": "RS_IO_BATCH_TIMEOUT",
-    "io_batch_records_timeout": "RS_IO_BATCH_RECORDS_TIMEOUT",
-    "io_operation_timeout": "RS_IO_OPERATION_TIMEOUT",
-    "shutdown_timeout": "RS_SHUTDOWN_TIMEOUT",
-    "lock_file_timeout": "RS_LOCK_FILE_TIMEOUT",
-    "table_cache_size": "RS_TABLE_CACHE_SIZE",
-}
+#: Each field's declaration, in field order.
+SETTINGS: Mapping[str, Setting] = declarations(Config)
+document(Config, SETTINGS)
+
+#: The field names, in declaration order.
+FIELDS: tuple[str, ...] = tuple(SETTINGS)
+
+#: Environment variable for each field.
+ENV_NAMES: Mapping[str, str] = {name: s.env for name, s in SETTINGS.items()}
 
 #: Older names still read when the variable of :data:`ENV_NAMES` is unset.
 ENV_ALIASES: Mapping[str, str] = {
-    "io_batch_records_timeout": "RS_IO_BATCH_RECORDS_TIMEOUT_S",
+    name: s.env_alias for name, s in SETTINGS.items() if s.env_alias is not None
 }
 
-FIELDS: tuple[str, ...] = tuple(f.name for f in attrs.fields(Config))
-
-
-_PARSERS: Mapping[str, Callable[[Any], Any]] = {
-    "data_path": _path,
-    "host": _text,
-    "port": _port,
-    "listen": _endpoints,
-    "api_base_path": _base_path,
-    "log_level": _level,
-    "cert_path": _path,
-    "cert_key_path": _path,
-    "quota_interval": _seconds,
-    "query_expiry_interval": _seconds,
-    "threadpool_size": _positive_count,
-    "sync": _sync_policy,
-    "idle_timeout": _seconds,
-    "header_timeout": _seconds,
-    "replication_timeout": _seconds,
-    "replication_log_size": _positive_count,
-    "api_token": _secret,
-    "cors_allow_origin": _origins,
-    "io_batch_max_size": _bytes,
-    "io_batch_max_records": _positive_count,
-    "io_batch_max_metadata_size": _bytes,
-    "io_batch_timeout": _seconds,
-    "io_batch_records_timeout": _seconds,
-    "io_operation_timeout": _seconds,
-    "shutdown_timeout": _seconds,
-    "lock_file_timeout": _wait_seconds,
-    "table_cache_size": _bytes,
-}
-assert set(_PARSERS) == set(FIELDS) == set(ENV_NAMES)
+_PARSERS: Mapping[str, Callable[[Any], Any]] = {name: s.parse for name, s in SETTINGS.items()}
 
 
 @attrs.frozen
@@ -312,7 +347,7 @@ def _ini_layer(ini_path: str) -> _Layer:
                     f"unknown option {key!r} in [{INI_SECTION}] ({where}); "
                     f"known options: {', '.join(FIELDS)}"
                 )
-            values[key] = value.splitlines() if key == "listen" else value
+            values[key] = value.splitlines() if SETTINGS[key].repeated else value
     return _Layer(where, {f: f for f in FIELDS}, values)
 
 
@@ -329,7 +364,7 @@ def _cli_layer(cli: Mapping[str, Any]) -> _Layer:
     for key in cli:
         if key not in _PARSERS:
             raise ConfigError(f"unknown option {key!r} (command line)")
-    names = {f: "--" + f.replace("_", "-") for f in FIELDS}
+    names = {f: "--" + option_name(f) for f in FIELDS}
     return _Layer("command line", names, dict(cli))
 
 

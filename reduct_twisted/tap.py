@@ -56,7 +56,8 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from reduct_twisted import REDUCT_VERSION, __version__
-from reduct_twisted.config import ENV_NAMES, Config, ConfigError, load_config
+from reduct_twisted.config import SETTINGS, Config, ConfigError, load_config
+from reduct_twisted.config_setting import option_name
 from reduct_twisted.datadir import DataDirLocked, claim_data_dir
 from reduct_twisted.http.drain import DrainService
 from reduct_twisted.logs import observer_factory_for
@@ -71,16 +72,61 @@ log = Logger()
 _DEFAULTS = Config()
 
 
-def _help(text: str, field: str) -> str:
-    default = getattr(_DEFAULTS, field)
-    shown = " ".join(default) if isinstance(default, tuple) else default
-    return f"{text} [default: {shown or 'none'}; env {ENV_NAMES[field]}]"
+def _help(field: str) -> str:
+    """The ``--help`` text of ``field``'s option: its help, default and variable."""
+    declared = SETTINGS[field]
+    assert declared.cli is not None, field
+    shown = declared.cli.shown_default
+    if shown is None:
+        default = getattr(_DEFAULTS, field)
+        shown = (" ".join(default) if isinstance(default, tuple) else default) or "none"
+    return f"{declared.cli.help} [default: {shown}; env {declared.env}]"
 
 
+def _parameter(field: str) -> list[str | None]:
+    """``field``'s entry in :attr:`Options.optParameters`."""
+    cli = SETTINGS[field].cli
+    assert cli is not None, field
+    return [option_name(field), cli.short, None, _help(field)]
+
+
+def _with_repeated_options(cls: type[Options]) -> type[Options]:
+    """
+    Give ``cls`` an ``opt_<field>`` method for each setting whose option may
+    be repeated (``opt_listen``): each use appends its value to a list.
+    """
+    for field in _REPEATED_OPTIONS:
+        setattr(cls, "opt_" + field, _collector(field))
+    return cls
+
+
+def _collector(field: str) -> Callable[[Options, str], None]:
+    # usage.Options wants exactly (self, value): no default argument.
+    name = option_name(field)
+
+    def collect(self: Options, value: str) -> None:
+        self[name].append(value)
+
+    collect.__doc__ = _help(field)
+    return collect
+
+
+#: Config fields with a command-line option taking one value (``--data-path``
+#: is ``data_path``), and those whose option may be repeated (``--listen``).
+_SINGLE_OPTIONS = tuple(f for f, s in SETTINGS.items() if s.cli and not s.repeated)
+_REPEATED_OPTIONS = tuple(f for f, s in SETTINGS.items() if s.cli and s.repeated)
+
+
+@_with_repeated_options
 class Options(usage.Options):
     """
     ``twistd reduct`` options.  After parsing, ``self.config`` holds the
     loaded :class:`~reduct_twisted.config.Config`.
+
+    Besides ``--config`` and ``--version``, the options are made from the
+    settings' declarations in :class:`~reduct_twisted.config.Config`: a
+    parameter each, or an ``opt_`` method collecting a list for a repeated
+    one (``--listen``, see :func:`_with_repeated_options`).
     """
 
     synopsis = "[options]"
@@ -92,124 +138,11 @@ class Options(usage.Options):
 
     optParameters = [
         ["config", "c", None, "Read settings from this ini file ([reduct] section)."],
-        ["data-path", "d", None, _help("Directory holding the data.", "data_path")],
-        ["api-base-path", None, None, _help("URL prefix of the API.", "api_base_path")],
-        [
-            "log-level",
-            None,
-            None,
-            _help("TRACE, DEBUG, INFO, WARN or ERROR.", "log_level"),
-        ],
-        [
-            "replication-timeout",
-            None,
-            None,
-            _help(
-                "Seconds a request to a replication destination may go without progress.",
-                "replication_timeout",
-            ),
-        ],
-        [
-            "replication-log-size",
-            None,
-            None,
-            _help(
-                "Most records waiting in one replication log; when full, the oldest is dropped.",
-                "replication_log_size",
-            ),
-        ],
-        [
-            "api-token",
-            None,
-            None,
-            "Turn authentication on; the value of the full-access init-token. "
-            "Visible to other users in the process list: prefer RS_API_TOKEN "
-            "or the config file. [default: none (open access); env RS_API_TOKEN]",
-        ],
-        [
-            "cors-allow-origin",
-            None,
-            None,
-            _help(
-                "Comma-separated origins whose browser pages may use the API; * for any.",
-                "cors_allow_origin",
-            ),
-        ],
-        [
-            "io-batch-max-size",
-            None,
-            None,
-            _help("Body bytes after which a batched read is closed (512, 8MB, 1GiB).",
-                  "io_batch_max_size"),
-        ],
-        [
-            "io-batch-max-records",
-            None,
-            None,
-            _help("Records per batched read.", "io_batch_max_records"),
-        ],
-        [
-            "io-batch-max-metadata-size",
-            None,
-            None,
-            _help("Record header bytes after which a batched read is closed.",
-                  "io_batch_max_metadata_size"),
-        ],
-        [
-            "io-batch-timeout",
-            None,
-            None,
-            _help("Seconds a batched read may gather records.", "io_batch_timeout"),
-        ],
-        [
-            "io-batch-records-timeout",
-            None,
-            None,
-            _help("Seconds a batched read may wait for its next record.",
-                  "io_batch_records_timeout"),
-        ],
-        [
-            "io-operation-timeout",
-            None,
-            None,
-            _help("Seconds a request body may stall before the connection is closed.",
-                  "io_operation_timeout"),
-        ],
-        [
-            "shutdown-timeout",
-            None,
-            None,
-            _help("Seconds in-flight requests may take to finish after SIGTERM.",
-                  "shutdown_timeout"),
-        ],
-        [
-            "lock-file-timeout",
-            None,
-            None,
-            _help("Seconds to wait for the data directory lock held by another daemon.",
-                  "lock_file_timeout"),
-        ],
-    ]
+    ] + [_parameter(field) for field in _SINGLE_OPTIONS]
 
-    #: Config fields given by the parameters above (``--data-path`` is
-    #: ``data_path``); ``--listen`` is collected by :meth:`opt_listen`.
-    _FIELD_OPTIONS = (
-        "data_path",
-        "api_base_path",
-        "log_level",
-        "api_token",
-        "cors_allow_origin",
-        "io_batch_max_size",
-        "io_batch_max_records",
-        "io_batch_max_metadata_size",
-        "io_batch_timeout",
-        "io_batch_records_timeout",
-        "io_operation_timeout",
-        "replication_timeout",
-        "replication_log_size",
-        "shutdown_timeout",
-        "lock_file_timeout",
-    )
+    #: Config fields given by the parameters above; the repeated ones are
+    #: collected by their ``opt_`` methods.
+    _FIELD_OPTIONS = _SINGLE_OPTIONS
 
     def __init__(self, environ: Mapping[str, str] | None = None) -> None:
         """
@@ -217,22 +150,11 @@ class Options(usage.Options):
             by default (twistd calls us without arguments).
         """
         super().__init__()
-        self["listen"] = []
+        for field in _REPEATED_OPTIONS:
+            self[option_name(field)] = []
         self.environ = os.environ if environ is None else environ
         self.config: Config | None = None
         self._failed = False
-
-    def opt_listen(self, endpoint: str) -> None:
-        """
-        Listen on this Twisted server endpoint, e.g. tcp:8383:interface=127.0.0.1,
-        ssl:8443:privateKey=key.pem:certKey=cert.pem or systemd:domain=INET:index=0.
-        Repeat to listen on several. [default: tcp:<host>:<port> from the
-        host and port settings, ssl: when a certificate is set; env RS_LISTEN]
-        """
-        self["listen"].append(endpoint)
-
-    # usage.Options shows the docstring as it is; fold it into one paragraph.
-    opt_listen.__doc__ = " ".join((opt_listen.__doc__ or "").split())
 
     def opt_version(self) -> None:
         """Print the version and exit."""
@@ -240,8 +162,8 @@ class Options(usage.Options):
         sys.exit(0)
 
     def postOptions(self) -> None:
-        cli = {field: self[field.replace("_", "-")] for field in self._FIELD_OPTIONS}
-        cli["listen"] = self["listen"]
+        fields = self._FIELD_OPTIONS + _REPEATED_OPTIONS
+        cli = {field: self[option_name(field)] for field in fields}
         given = {k: v for k, v in cli.items() if v}
         try:
             config = load_config(given, self.environ, self["config"])
