@@ -247,7 +247,8 @@ class Config:
         0.0, _wait_seconds, env="RS_LOCK_FILE_TIMEOUT",
         doc="seconds a daemon waits for the data directory's lock held by another "
         "process before it gives up (0: at once).",
-        cli=Cli("Seconds to wait for the data directory lock held by another daemon."),
+        cli=Cli("Seconds to wait for the data directory lock held by another daemon.",
+                shown_default="0"),
     )
     table_cache_size: int = setting(
         64 << 20, _bytes, env="RS_TABLE_CACHE_SIZE",

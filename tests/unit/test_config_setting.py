@@ -253,7 +253,7 @@ OPT_PARAMETERS_BEFORE = [
     ],
     ["lock-file-timeout", None, None,
         "Seconds to wait for the data directory lock held by another daemon. [default: "
-        "none; env RS_LOCK_FILE_TIMEOUT]"
+        "0; env RS_LOCK_FILE_TIMEOUT]"
     ],
 ]
 
