@@ -5,6 +5,9 @@ the attributes, on objects built as the code and the other tests build them,
 the test fakes included, so neither side of a seam can drift.
 """
 
+import os
+import re
+
 import pytest
 from twisted.internet.task import Clock
 from zope.interface.verify import verifyClass, verifyObject
@@ -64,13 +67,26 @@ def test_interfaces_import_nothing_of_the_daemon():
 
 
 def test_every_interface_method_is_declared_without_self():
-    """No declared method takes ``self`` (it would make verifyObject refuse every implementation)."""
+    """No declared method takes ``self`` (verifyObject would refuse every implementation)."""
     for name in interfaces.__all__:
         iface = getattr(interfaces, name)
         for attr_name in iface.names(all=True):
             description = iface[attr_name]
             positional = getattr(description, "positional", ())
             assert "self" not in positional, f"{name}.{attr_name}"
+
+
+def test_engine_seam_declares_everything_http_and_replication_use():
+    """Every ``engine.<name>`` the HTTP layer and replication use is declared in IStorageEngine."""
+    root = os.path.dirname(interfaces.__file__)
+    used = set()
+    for package in ("http", "replication"):
+        for name in os.listdir(os.path.join(root, package)):
+            if name.endswith(".py"):
+                with open(os.path.join(root, package, name)) as f:
+                    used.update(re.findall(r"\b_?engine\.([A-Za-z_]\w*)", f.read()))
+    assert "allocate" in used and "listeners" in used
+    assert sorted(used - set(IStorageEngine.names(all=True))) == []
 
 
 def test_storage_engine_provides_both_engine_seams(engine):
@@ -81,7 +97,7 @@ def test_storage_engine_provides_both_engine_seams(engine):
 
 
 def test_fake_engine_provides_the_lifecycle():
-    """The service tests' FakeEngine, built by StorageService as those tests do, is a lifecycle engine."""
+    """The service tests' FakeEngine, built by StorageService as they build it, is one."""
     svc = StorageService(Config(), Clock(), engine_factory=FakeEngine)
     assert isinstance(svc.engine, FakeEngine)
     assert verifyObject(IEngineLifecycle, svc.engine)
@@ -153,12 +169,12 @@ def token_access(tmp_path, clock):
 
 
 def test_open_access_has_the_access_policy_shape(open_access):
-    """OpenAccess offers every method and attribute IAccessPolicy declares, with compatible signatures."""
+    """OpenAccess has every method (compatible signature) and attribute of IAccessPolicy."""
     assert verifyObject(IAccessPolicy, open_access, tentative=True)
 
 
 def test_token_access_has_the_access_policy_shape(token_access):
-    """TokenAccess offers every method and attribute IAccessPolicy declares, with compatible signatures."""
+    """TokenAccess has every method (compatible signature) and attribute of IAccessPolicy."""
     assert verifyObject(IAccessPolicy, token_access, tentative=True)
 
 

@@ -278,7 +278,7 @@ def test_chunk_size_line_is_parsed_by_its_own_step():
 
 
 def test_malformed_chunk_error_becomes_a_bad_request():
-    """A _MalformedChunkedDataError raised while decoding is answered through the bad-request hook."""
+    """A _MalformedChunkedDataError raised while decoding goes to the bad-request hook."""
     channel = _channel()
 
     class Refusing(http._ChunkedTransferDecoder):
