@@ -89,6 +89,18 @@ def test_engine_seam_declares_everything_http_and_replication_use():
     assert sorted(used - set(IStorageEngine.names(all=True))) == []
 
 
+def test_access_seam_declares_everything_the_routes_use():
+    """Every ``auth.<name>`` the HTTP layer uses is declared in IAccessPolicy."""
+    root = os.path.join(os.path.dirname(interfaces.__file__), "http")
+    used = set()
+    for name in os.listdir(root):
+        if name.endswith(".py"):
+            with open(os.path.join(root, name)) as f:
+                used.update(re.findall(r"\bself\.auth\.([A-Za-z_]\w*)", f.read()))
+    assert "check" in used
+    assert sorted(used - set(IAccessPolicy.names(all=True))) == []
+
+
 def test_storage_engine_provides_both_engine_seams(engine):
     """The real engine is what the HTTP layer, replication and the storage service expect."""
     assert verifyObject(IStorageEngine, engine)
