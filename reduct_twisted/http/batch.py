@@ -35,6 +35,7 @@ import attr
 from twisted.internet.defer import Deferred, DeferredList, fail
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from reduct_twisted.config import Config
 from reduct_twisted.errors import (
@@ -54,6 +55,7 @@ from reduct_twisted.http.batch_wire import (
 from reduct_twisted.http.headers import u64_param
 from reduct_twisted.http.producers import RangeSender
 from reduct_twisted.http.sinks import PauseGate, PrivateSegmentSink, SharedSegmentSink
+from reduct_twisted.interfaces import IRecordSink
 from reduct_twisted.storage import PENDING, SMALL_RECORD_MAX
 
 log = Logger()
@@ -102,6 +104,7 @@ def open_batch_write(engine, reactor, threadpool, request, length: Optional[int]
     )
 
 
+@implementer(IRecordSink)
 class BatchWriteSink:
     """
     Cuts a batched write's body into its records as it arrives (see the

@@ -40,8 +40,10 @@ from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from reduct_twisted.errors import BadRequest, ReductError
+from reduct_twisted.interfaces import IRecordSink, IUploadSink
 from reduct_twisted.storage import writer
 from reduct_twisted.storage.durability import storage_error
 
@@ -123,6 +125,7 @@ class _Sink:
         self.engine.abort(self.alloc)
 
 
+@implementer(IRecordSink)
 class SharedSegmentSink(_Sink):
     """Writes a small record's chunks into the shared segment, in place."""
 
@@ -160,6 +163,7 @@ class SharedSegmentSink(_Sink):
         pass
 
 
+@implementer(IRecordSink)
 class PrivateSegmentSink(_Sink):
     """
     Streams a large record into its own segment file through a thread pool,
@@ -315,6 +319,7 @@ class PrivateSegmentSink(_Sink):
         # The engine discards the segment file itself (in the pool).
 
 
+@implementer(IUploadSink)
 class DiscardSink:
     """Swallows a body that will be refused anyway (counting its size)."""
 

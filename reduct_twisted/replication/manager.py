@@ -35,8 +35,10 @@ from typing import Optional
 from twisted.application.service import Service
 from twisted.internet.defer import DeferredList, maybeDeferred
 from twisted.logger import Logger
+from zope.interface import implementer
 
 from reduct_twisted.errors import Conflict, InternalError, NotFound, ReductError
+from reduct_twisted.interfaces import IEngineListener
 from reduct_twisted.replication.remote import RemoteBucket
 from reduct_twisted.replication.settings import check_replication_name, parse_settings, validate
 from reduct_twisted.replication.task import ReplicationTask
@@ -54,6 +56,7 @@ TRASH_DIR = ".trash"
 REGISTRY_FORMAT = 1
 
 
+@implementer(IEngineListener)
 class ReplicationManager(Service):
     """
     :param engine: the open ``StorageEngine``; the manager adds itself to

@@ -57,7 +57,10 @@ the files and directories changed since its last call to a sync policy
 
 import os
 
+from zope.interface import implementer
+
 from reduct_twisted import REDUCT_VERSION
+from reduct_twisted.interfaces import IEngineLifecycle, IStorageEngine
 from reduct_twisted.storage import layout, writer
 from reduct_twisted.storage.bucket import Bucket
 from reduct_twisted.storage.buckets import BucketMethods
@@ -80,6 +83,7 @@ from reduct_twisted.storage.trash import TRASH_DIR, Trash, remove_now
 __all__ = ["LIST_LIMIT", "TRASH_DIR", "StorageEngine", "remove_now"]
 
 
+@implementer(IStorageEngine, IEngineLifecycle)
 class StorageEngine(BucketMethods, ReadMethods, EditMethods):
     """
     The synchronous storage core; the HTTP layer calls it on the reactor thread.

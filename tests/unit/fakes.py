@@ -1,8 +1,12 @@
 """Stand-ins shared by the unit tests of the service tree (service, tap, plugin)."""
 
 import attrs
+from zope.interface import implementer
+
+from reduct_twisted.interfaces import IEngineLifecycle
 
 
+@implementer(IEngineLifecycle)
 @attrs.define
 class FakeEngine:
     """Records when each periodic step ran; can be told to fail."""

@@ -1,0 +1,390 @@
+# -*- test-case-name: tests.unit.test_interfaces -*-
+"""
+The seams between the parts of the daemon, as zope.interface declarations.
+
+Each interface says what one side may rely on from the other, written from
+the caller's side; ``tests/unit/test_interfaces.py`` checks every
+implementation (test fakes included) with ``verifyObject``.
+
+* :class:`IAccessPolicy`: who may do what, as the HTTP routes ask it
+  (``auth.OpenAccess``, ``auth.TokenAccess``).
+* :class:`IStorageEngine`: the storage engine as ``http/`` and
+  ``replication/`` use it (``storage.StorageEngine``).
+* :class:`IEngineLifecycle`: the engine as ``StorageService`` drives it
+  (``storage.StorageEngine``, the service tests' ``FakeEngine``).
+* :class:`IEngineListener`: told of committed records and label updates
+  (``replication.ReplicationManager``).
+* :class:`IUploadSink`, :class:`IRecordSink`: where a streamed request body
+  goes (``http/sinks.py``, ``http/batch.py``).
+
+Methods are declared without ``self`` (a declared ``self`` makes
+``verifyObject`` fail).  This module imports nothing from the rest of
+``reduct_twisted``, so anything may import it.
+"""
+
+from zope.interface import Attribute, Interface
+
+__all__ = [
+    "IAccessPolicy",
+    "IEngineLifecycle",
+    "IEngineListener",
+    "IRecordSink",
+    "IStorageEngine",
+    "IUploadSink",
+]
+
+
+class IAccessPolicy(Interface):
+    """
+    Who may do what: the one place every route asks.  Nothing in it knows
+    about HTTP; routes hand over the ``Authorization`` header value.
+    """
+
+    enabled = Attribute(
+        "``True`` if callers are told apart by bearer tokens; ``False`` when "
+        "authentication is disabled (every check passes)."
+    )
+
+    def check(authorization, policy, bucket=None):
+        """
+        Authenticate the caller, then authorize what the operation needs.
+
+        :param authorization: the ``Authorization`` header value (bytes), or
+            ``None`` if the request had none.
+        :param policy: an ``auth.Policy`` member.
+        :param bucket: the bucket, for ``Policy.READ`` and ``Policy.WRITE``.
+        :return: the caller's token object (a dict, shared: do not change
+            it); what ``GET /me`` answers.
+        :raises Unauthorized: no bearer token, or an unknown one.
+        :raises Forbidden: the token lacks the permission.
+        """
+
+    def may_read(token, bucket):
+        """
+        :param token: a token object returned by :meth:`check`.
+        :return: whether that token may read ``bucket`` (``GET /list``
+            shows only those).
+        """
+
+    def list_tokens():
+        """:return: every token object, sorted by name, values hidden."""
+
+    def create_token(name, body):
+        """
+        :param body: the decoded JSON body, ``None`` if it was empty.
+        :return: ``{"value", "created_at"}`` of the new token; wait for
+            :meth:`saved` before answering.
+        :raises BadRequest: authentication is disabled.
+        :raises UnprocessableEntity: bad name or permissions.
+        :raises Conflict: the name is taken.
+        """
+
+    def get_token(name):
+        """
+        :return: the token object ``name``, its value hidden.
+        :raises BadRequest: authentication is disabled.
+        :raises NotFound: no such token.
+        """
+
+    def remove_token(name):
+        """
+        Remove token ``name``; wait for :meth:`saved` before answering.
+
+        :raises NotFound: no such token.
+        :raises Conflict: it is provisioned.
+        """
+
+    def forget_bucket(bucket):
+        """Bucket ``bucket`` was removed: drop it from every permission list."""
+
+    def rename_bucket(old, new):
+        """Bucket ``old`` is now ``new``: rename it in every permission list."""
+
+    def saved():
+        """
+        :return: a Deferred firing once the last change is on disk, or
+            failing with ``InsufficientStorage`` if writing it failed.
+        """
+
+
+class IEngineListener(Interface):
+    """
+    Told by the storage engine of every change other parts must follow
+    (replication).  Called on the engine's thread right after the change;
+    a listener must not raise and must not keep what it is handed.
+    """
+
+    def record_written(bucket, entry, record):
+        """
+        A record was committed (never called for aborted or refused ones).
+
+        :param record: the engine's own ``Record``: read its ``ts``, size,
+            content type and labels during the call, never change it.
+        """
+
+    def labels_updated(bucket, entry, ts, labels):
+        """
+        The labels of record ``ts`` were changed and the change is stored.
+
+        :param labels: the update as applied: name to new value, ``""`` for
+            a removed label.
+        """
+
+
+class IUploadSink(Interface):
+    """
+    Where a request body goes as it arrives: what ``StreamingRequest`` needs
+    to hand chunks over and to give up when the client goes away.
+
+    A sink may also have a ``refusal`` attribute: once it is not ``None``
+    (after a ``write``), the request answers that error at once and drops
+    the rest of the body; the sink has aborted itself already.
+    """
+
+    done = Attribute(
+        "``True`` once the sink is finished or aborted; the request aborts a "
+        "sink that is not done when the connection is lost."
+    )
+
+    def write(data):
+        """
+        Take the next chunk of the body (bytes or a memoryview).  Never
+        raises for a bad body: the error is kept and reported when the
+        sink is finished.
+        """
+
+    def abort():
+        """
+        The body ends short (the client went away, or the request was
+        refused): drop what it would have stored.  Idempotent.
+        """
+
+
+class IRecordSink(IUploadSink):
+    """
+    A sink whose body becomes stored records (one record, or a batch): the
+    route finishes it once the whole body has arrived.
+    """
+
+    def finish():
+        """
+        The whole body has arrived: store what is left.
+
+        :return: a Deferred firing once stored (with ``None`` for a single
+            record, with ``{ts: ReductError}`` of the refused records for a
+            batch), or failing with a ``ReductError`` after the sink aborted
+            what it held.  A sink already done fails it at once.
+        """
+
+
+class IEngineLifecycle(Interface):
+    """
+    The storage engine as ``StorageService`` drives it: opened and closed
+    with the daemon, and two periodic upkeep steps.
+    """
+
+    def open():
+        """
+        Load the data directory (recovering from an unclean stop).
+
+        :raises OSError: the data directory cannot be used.
+        :raises DataDirRefused: it is not ours, or newer.
+        """
+
+    def recovery_report():
+        """
+        :return: what :meth:`open` found, to be logged: a dict with at least
+            ``"unclean"`` (bool) and ``"problems"`` (list of messages).
+        """
+
+    def close():
+        """Flush what was written and release the files; only the first call acts."""
+
+    def enforce_quotas():
+        """:return: how many blocks were removed to keep FIFO quotas."""
+
+    def expire_queries():
+        """:return: how many queries whose TTL lapsed were dropped."""
+
+
+class IStorageEngine(Interface):
+    """
+    The storage engine as the HTTP layer and replication use it.  Every
+    method is synchronous and runs on the reactor thread; failures are
+    ``reduct_twisted.errors.ReductError`` subclasses, ready to be answered.
+    """
+
+    data_path = Attribute("The absolute path of the data directory.")
+    clock = Attribute("Provides ``seconds()``: the time queries and batches are measured on.")
+    listeners = Attribute(
+        "A list of :class:`IEngineListener` providers; append to be told of changes."
+    )
+
+    # -- server and buckets -------------------------------------------------
+
+    def info():
+        """:return: the ``GET /info`` answer (a JSON-ready dict)."""
+
+    def list_buckets():
+        """:return: the info of every bucket (dicts with ``name``), sorted by name."""
+
+    def has_bucket(name):
+        """:return: whether bucket ``name`` exists."""
+
+    def bucket_info(name):
+        """
+        :return: the ``GET /b/:bucket`` answer (settings, info, entries).
+        :raises NotFound: no such bucket.
+        """
+
+    def create_bucket(name, settings):
+        """
+        :param settings: the decoded JSON settings, or ``None`` for defaults.
+        :raises UnprocessableEntity: bad settings or name.
+        :raises Conflict: the bucket exists.
+        """
+
+    def update_bucket(name, settings):
+        """
+        Change the given settings; missing or null fields keep their values.
+
+        :raises UnprocessableEntity: bad settings.
+        :raises NotFound: no such bucket.
+        :raises Conflict: the bucket is provisioned.
+        """
+
+    def provision_bucket(name, settings):
+        """
+        Create bucket ``name`` or overwrite the given settings, then mark it
+        provisioned (it can no longer be changed or removed through the API).
+
+        :raises UnprocessableEntity: bad settings or name; nothing changes.
+        """
+
+    def remove_bucket(name):
+        """
+        :raises NotFound: no such bucket.
+        :raises Conflict: the bucket is provisioned.
+        """
+
+    def rename_bucket(old, new):
+        """
+        :raises NotFound: no bucket ``old``.
+        :raises Conflict: provisioned, ``new`` exists, or records are being written.
+        :raises UnprocessableEntity: ``new`` is not a valid name.
+        """
+
+    # -- record writes ------------------------------------------------------
+
+    def allocate(bucket, entry, ts, length, content_type, labels):
+        """
+        Reserve a new record; the caller writes its content (through a sink)
+        and ends with :meth:`commit` or :meth:`abort`.
+
+        :param length: the declared content length, ``None`` if chunked.
+        :return: an ``Allocation`` (``private`` says which sink writes it).
+        :raises NotFound: no such bucket.
+        :raises UnprocessableEntity: bad entry name.
+        :raises BadRequest: a HARD quota would be exceeded.
+        :raises Conflict: a record with ``ts`` exists or is being written.
+        """
+
+    def claim(alloc, size):
+        """
+        Count ``size`` more bytes of a chunked record against the quota
+        before writing them (a no-op for a declared length).
+
+        :raises BadRequest: a HARD quota would be exceeded; the caller aborts.
+        """
+
+    def commit(alloc):
+        """
+        Finish a record whose ``alloc.written`` bytes are written; tells the
+        listeners.
+
+        :raises ReductError: length mismatch, bucket gone, disk error: the
+            record is aborted already.
+        """
+
+    def abort(alloc):
+        """Give up a record: it vanishes as if never written.  Idempotent."""
+
+    # -- reads and queries ----------------------------------------------------
+
+    def read(bucket, entry, ts):
+        """
+        :param ts: the timestamp, or ``None`` for the entry's latest record.
+        :return: a ``RecordView`` of a finished record.
+        :raises NotFound: no such bucket, entry or record.
+        :raises TooEarly: the record is still being written.
+        """
+
+    def read_content(view):
+        """:return: the whole content of a small record, as bytes."""
+
+    def list_records(bucket, entry, start, stop):
+        """:return: ``(ts, size)`` of the finished records in ``[start, stop)``."""
+
+    def create_query(bucket, entry, *, start=None, stop=None, ttl=60, continuous=False,
+                     include=None, exclude=None, limit=None, each_n=None, each_s=None,
+                     when=None, strict=False, only_metadata=False, ext=None):
+        """
+        Create a query over an existing entry (spec §2.3.4, §3.10); the
+        options are those of ``GET …/q`` and ``POST …/q`` (``when`` decoded).
+
+        :return: the query id.
+        :raises NotFound: no such bucket or entry.
+        :raises UnprocessableEntity: a bad option.
+        """
+
+    def query_next(bucket, entry, qid, budget=2000):
+        """
+        :return: the next ``RecordView``; ``None`` if nothing (more) matches
+            now; ``PENDING`` if ``budget`` records were examined first (call
+            again after yielding to the reactor).
+        :raises NotFound: no such bucket, entry or query.
+        """
+
+    def query_options(bucket, entry, qid):
+        """
+        :return: ``None`` if there is no such query, else
+            ``{"only_metadata": bool, "io": IoOverrides or None}``.
+        """
+
+    def end_continuous_queries():
+        """From now on continuous queries end when no record is left (the daemon is stopping)."""
+
+    # -- edits ----------------------------------------------------------------
+
+    def update_labels(bucket, entry, changes):
+        """
+        :param changes: ``{ts: {name: value}}``; an empty value removes a label.
+        :return: ``{ts: ReductError}`` of the records not updated.
+        :raises NotFound: no such bucket or entry.
+        """
+
+    def remove_stamps(bucket, entry, stamps):
+        """:return: ``{ts: ReductError}`` of the records not removed."""
+
+    def remove_records(bucket, entry, **query):
+        """
+        :return: a removal whose ``step()`` is called (yielding between
+            calls) until it returns the count instead of ``PENDING``.
+        """
+
+    def remove_entry(bucket, entry):
+        """:raises NotFound: no such bucket or entry."""
+
+    def rename_entry(bucket, old, new):
+        """
+        :raises NotFound: no such bucket or entry.
+        :raises Conflict: ``new`` exists or records are being written.
+        """
+
+    # -- durability -------------------------------------------------------------
+
+    def take_dirty():
+        """
+        :return: ``(files, directories)``: sets of paths changed since the
+            last call; flushing them makes every committed change durable.
+        """
