@@ -425,9 +425,12 @@ async def test_when_failures_show_in_the_diagnostics(tmp_path):
                                           headers=headers))
 
         async def delivered():
+            # On the destination, and its answer taken in by the source (the
+            # cursor moves once the answer is read, a moment after).
             resp = await _call(dst, "GET", "/b/dst/e?ts=1")
             await resp.content()
-            return resp.code == 200
+            detail = await _json(await _call(src, "GET", "/replications/r"))
+            return resp.code == 200 and detail["info"]["pending_records"] == 0
 
         await _until(delivered)
         detail = await _json(await _call(src, "GET", "/replications/r"))
