@@ -446,7 +446,7 @@ class ReductAPI:
         set_header(b"content-disposition", b"attachment")
         for name, value in record.labels.items():
             set_header(b"x-reduct-label-" + name.encode("utf-8"), value.encode("utf-8"))
-        return send_record(request, view, self.engine.read_content)
+        return send_record(request, view, self.engine)
 
     # -- batches (spec §3.3, §3.4) ---------------------------------------------------
 
