@@ -52,7 +52,7 @@ from reduct_twisted.http.batch_wire import (
 )
 from reduct_twisted.http.headers import u64_param
 from reduct_twisted.http.producers import RangeSender
-from reduct_twisted.http.sinks import PauseGate, PrivateSegmentSink, SharedSegmentSink
+from reduct_twisted.http.sinks import PauseGate, PrivateSegmentSink, SharedSegmentSink, in_pool
 from reduct_twisted.storage import PENDING, SMALL_RECORD_MAX
 
 log = Logger()
@@ -117,8 +117,7 @@ class BatchWriteSink:
     def __init__(self, engine, reactor, threadpool, transport, bucket: str, entry: str,
                  records: List[BatchedRecord]) -> None:
         self.engine = engine
-        self._reactor = reactor
-        self._pool = threadpool
+        self._in_thread = in_pool(reactor, threadpool)
         self._gate = PauseGate(transport)
         self.bucket = bucket
         self.entry = entry
@@ -166,16 +165,13 @@ class BatchWriteSink:
 
     def _allocate(self, record: BatchedRecord):
         try:
-            alloc = self.engine.allocate(
+            upload = self.engine.upload(
                 self.bucket, self.entry, record.ts, record.length, record.content_type,
-                record.labels,
+                record.labels, self._in_thread,
             )
-            if not alloc.private:
-                return SharedSegmentSink(self.engine, alloc)
-            # (The sink aborts the allocation itself if it cannot start.)
-            return PrivateSegmentSink(
-                self.engine, alloc, self._reactor, self._pool, self._gate.handle()
-            )
+            if not upload.private:
+                return SharedSegmentSink(upload)
+            return PrivateSegmentSink(upload, self._gate.handle())
         except Exception as exc:
             self._record_failed(Failure(exc), record.ts)
             return None
