@@ -276,38 +276,19 @@ class IStorageEngine(Interface):
 
     # -- record writes ------------------------------------------------------
 
-    def allocate(bucket, entry, ts, length, content_type, labels):
+    def upload(bucket, entry, ts, length, content_type, labels, run_in_thread=None):
         """
-        Reserve a new record; the caller writes its content (through a sink)
-        and ends with :meth:`commit` or :meth:`abort`.
+        Reserve a new record and return the ``RecordWriter`` (``storage/upload.py``)
+        its bytes go through: ``write``/``admit``/``write_chunks``, then
+        ``commit`` (which tells the listeners) or ``abort``.
 
         :param length: the declared content length, ``None`` if chunked.
-        :return: an ``Allocation`` (``private`` says which sink writes it).
+        :param run_in_thread: where a large record's disk work runs.
         :raises NotFound: no such bucket.
         :raises UnprocessableEntity: bad entry name.
         :raises BadRequest: a HARD quota would be exceeded.
         :raises Conflict: a record with ``ts`` exists or is being written.
         """
-
-    def claim(alloc, size):
-        """
-        Count ``size`` more bytes of a chunked record against the quota
-        before writing them (a no-op for a declared length).
-
-        :raises BadRequest: a HARD quota would be exceeded; the caller aborts.
-        """
-
-    def commit(alloc):
-        """
-        Finish a record whose ``alloc.written`` bytes are written; tells the
-        listeners.
-
-        :raises ReductError: length mismatch, bucket gone, disk error: the
-            record is aborted already.
-        """
-
-    def abort(alloc):
-        """Give up a record: it vanishes as if never written.  Idempotent."""
 
     # -- reads and queries ----------------------------------------------------
 
@@ -321,6 +302,13 @@ class IStorageEngine(Interface):
 
     def read_content(view):
         """:return: the whole content of a small record, as bytes."""
+
+    def open_reader(views):
+        """
+        :return: a ``ContentReader`` (``storage/content.py``) over the data of
+            the records ``views``: its ``ranges`` offer ``read(offset, length)``
+            and ``send_to(socket, offset, count)``; ``close()`` when done.
+        """
 
     def list_records(bucket, entry, start, stop):
         """:return: ``(ts, size)`` of the finished records in ``[start, stop)``."""

@@ -46,7 +46,7 @@ from reduct_twisted.http.params import (
     rename_target,
 )
 from reduct_twisted.http.producers import send_record
-from reduct_twisted.http.sinks import PrivateSegmentSink, SharedSegmentSink
+from reduct_twisted.http.sinks import PrivateSegmentSink, SharedSegmentSink, in_pool
 from reduct_twisted.storage import PENDING
 
 app = Klein()
@@ -274,13 +274,15 @@ class ReductAPI:
             raise UnprocessableEntity("content-length header is required")
         ctype = content_type(request)
         labels = record_labels(request.requestHeaders.getAllRawHeaders())
-        alloc = self.engine.allocate(bucket, entry, ts, length, ctype, labels)
-        if not alloc.private:
-            return SharedSegmentSink(self.engine, alloc)
+        upload = self.engine.upload(
+            bucket, entry, ts, length, ctype, labels, in_pool(self.reactor, self.threadpool)
+        )
+        if not upload.private:
+            return SharedSegmentSink(upload)
         transport = request.channel.transport
         if hasattr(transport, "bufferSize"):
             transport.bufferSize = LARGE_UPLOAD_RECV
-        return PrivateSegmentSink(self.engine, alloc, self.reactor, self.threadpool, transport)
+        return PrivateSegmentSink(upload, transport)
 
     def open_batch_write(self, request, length: Optional[int], bucket: str, entry: str):
         """
@@ -446,7 +448,7 @@ class ReductAPI:
         set_header(b"content-disposition", b"attachment")
         for name, value in record.labels.items():
             set_header(b"x-reduct-label-" + name.encode("utf-8"), value.encode("utf-8"))
-        return send_record(request, view, self.engine.read_content)
+        return send_record(request, view, self.engine)
 
     # -- batches (spec §3.3, §3.4) ---------------------------------------------------
 

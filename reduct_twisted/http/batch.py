@@ -20,13 +20,12 @@ The batch protocol (v1): several records of one entry in one request.
 * Batched read, ``GET|HEAD /api/v1/b/:bucket/:entry/batch?q=<id>`` [1.5],
   spec §3.3.  ``BatchReader`` takes the next records of the query up to
   the limits below, announces them in ``x-reduct-time-<ts>`` headers
-  (ascending, the body order) and streams their contents back to back from
-  the block files with a ``RangeSender``.  Its :class:`BatchLimits` are the
+  (ascending, the body order) and streams their contents back to back
+  through a storage ``ContentReader`` with a ``RangeSender``.  Its :class:`BatchLimits` are the
   server's ``RS_IO_BATCH_*`` settings, which a query's ``#batch_*``,
   ``#batch_timeout`` and ``#record_timeout`` directives override.
 """
 
-import os
 import time
 from collections import deque
 from typing import Dict, List, Optional
@@ -54,7 +53,7 @@ from reduct_twisted.http.batch_wire import (
 )
 from reduct_twisted.http.headers import u64_param
 from reduct_twisted.http.producers import RangeSender
-from reduct_twisted.http.sinks import PauseGate, PrivateSegmentSink, SharedSegmentSink
+from reduct_twisted.http.sinks import PauseGate, PrivateSegmentSink, SharedSegmentSink, in_pool
 from reduct_twisted.interfaces import IRecordSink
 from reduct_twisted.storage import PENDING, SMALL_RECORD_MAX
 
@@ -121,8 +120,7 @@ class BatchWriteSink:
     def __init__(self, engine, reactor, threadpool, transport, bucket: str, entry: str,
                  records: List[BatchedRecord]) -> None:
         self.engine = engine
-        self._reactor = reactor
-        self._pool = threadpool
+        self._in_thread = in_pool(reactor, threadpool)
         self._gate = PauseGate(transport)
         self.bucket = bucket
         self.entry = entry
@@ -170,16 +168,13 @@ class BatchWriteSink:
 
     def _allocate(self, record: BatchedRecord):
         try:
-            alloc = self.engine.allocate(
+            upload = self.engine.upload(
                 self.bucket, self.entry, record.ts, record.length, record.content_type,
-                record.labels,
+                record.labels, self._in_thread,
             )
-            if not alloc.private:
-                return SharedSegmentSink(self.engine, alloc)
-            # (The sink aborts the allocation itself if it cannot start.)
-            return PrivateSegmentSink(
-                self.engine, alloc, self._reactor, self._pool, self._gate.handle()
-            )
+            if not upload.private:
+                return SharedSegmentSink(upload)
+            return PrivateSegmentSink(upload, self._gate.handle())
         except Exception as exc:
             self._record_failed(Failure(exc), record.ts)
             return None
@@ -322,10 +317,11 @@ class BatchReader:
 
     Call :meth:`step` (through ``drive``) until it returns something other
     than ``PENDING`` or a :class:`Wait`, then :meth:`answer`.  The time
-    limits are measured on the engine's clock.  For GET, the data file of each
-    record is opened as the record is taken (so a block removed later by
-    the quota cannot take it away) and the descriptors are handed to the
-    ``RangeSender``; :meth:`close` releases them if the answer is not sent.
+    limits are measured on the engine's clock.  For GET, each record is
+    added to a storage ``ContentReader`` as it is taken (its data file is
+    opened then, so a block removed later by the quota cannot take it away)
+    and the reader is handed to the ``RangeSender``; :meth:`close` releases
+    it if the answer is not sent.
     """
 
     def __init__(self, engine, bucket: str, entry: str, qid: int, head: bool,
@@ -345,8 +341,7 @@ class BatchReader:
         self.metadata = 0
         #: Whether the query said "no more records".
         self.last = False
-        self._fds: Dict[str, int] = {}
-        self._ranges: list = []
+        self._reader = None if head else engine.open_reader()
 
     def step(self):
         """
@@ -415,31 +410,22 @@ class BatchReader:
         record = view.record
         name = TIME_PREFIX + b"%d" % record.ts
         value = format_record_header(record.size, record.content_type, record.labels)
-        if not self.head and record.size:
-            fd = self._fds.get(view.path)
-            if fd is None:
-                try:
-                    fd = self._fds[view.path] = os.open(view.path, os.O_RDONLY)
-                except OSError as exc:
-                    raise InternalError(
-                        f"Failed to read record {record.ts}: {exc.strerror or exc}"
-                    ) from None
-            previous = self._ranges[-1] if self._ranges else None
-            if previous is not None and previous[0] == fd and sum(previous[1:]) == record.offset:
-                # Back to back in the same file: one range.
-                self._ranges[-1] = (fd, previous[1], previous[2] + record.size)
-            else:
-                self._ranges.append((fd, record.offset, record.size))
+        if self._reader is not None and record.size:
+            try:
+                self._reader.add(view)
+            except OSError as exc:
+                raise InternalError(
+                    f"Failed to read record {record.ts}: {exc.strerror or exc}"
+                ) from None
         self.headers.append((name, value))
         self.metadata += len(name) + len(value) + 2
         self.size += record.size
 
     def close(self) -> None:
-        """Close the descriptors not handed to a sender."""
-        fds, self._fds = self._fds, {}
-        self._ranges = []
-        for fd in fds.values():
-            os.close(fd)
+        """Close the reader if it was not handed to a sender."""
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            reader.close()
 
     def answer(self, result, request):
         """
@@ -460,10 +446,10 @@ class BatchReader:
         set_header(b"x-reduct-last", b"true" if self.last else b"false")
         for name, value in self.headers:
             set_header(name, value)
-        if self.head or not self._ranges:
+        reader = self._reader
+        if reader is None or not reader.ranges:
             self.close()
             return b""
-        fds = list(self._fds.values())
-        self._fds = {}
-        sender = RangeSender(request, self._ranges, fds, f"a batch of query {self.qid}")
+        self._reader = None
+        sender = RangeSender(request, reader, f"a batch of query {self.qid}")
         return sender.start().addCallback(lambda _: b"")

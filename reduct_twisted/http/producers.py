@@ -1,29 +1,32 @@
 # -*- test-case-name: tests.unit.test_producers -*-
 """
-Streaming record contents out of block files.
+Streaming record contents to the client, read through storage's readers.
 
-``send_record`` answers small records with one ``pread`` (through the
-engine's descriptor cache when the caller passes its reader); larger ones
-are sent by ``RecordSender``, a push producer that stops as soon as the
-transport asks it to pause, so a multi-GB download needs no more memory than
-one chunk plus the socket buffer.  ``RangeSender``, its base, sends several
-ranges of open files back to back (the records of a batched read).
+``send_record`` answers small records with one read through the engine
+(``read_content``, which keeps descriptors cached); larger ones are sent
+by a ``RangeSender`` over a ``ContentReader`` (``engine.open_reader``): a
+push producer that stops as soon as the transport asks it to pause, so a
+multi-GB download needs no more memory than one chunk plus the socket
+buffer.  It also sends the records of a batched read back to back.
 
-On a plain TCP connection ``RangeSender`` hands the file to the kernel with
-``sendfile(2)`` whenever the transport's own buffer is empty (so the bytes
-stay in order): no copy through Python.  When the socket is full it falls
-back to one ``pread`` chunk written through the transport, which pauses the
-sender until the socket drains; TLS and other transports always get chunks.
+On a plain TCP connection ``RangeSender`` lets storage hand the bytes to
+the kernel (``DataFile.send_to``, ``sendfile(2)``) whenever the transport's
+own buffer is empty (so the bytes stay in order): no copy through Python.
+When the socket is full it falls back to one chunk read
+(``DataFile.read``) written through the transport, which pauses the sender
+until the socket drains; TLS and other transports always get chunks.
+This module never touches a file itself.
 """
 
 import errno
-import os
 from collections import deque
 from typing import Optional
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IPushProducer
 from zope.interface import implementer
+
+from reduct_twisted.storage.content import CAN_SEND
 
 #: Bytes read per ``pread`` while streaming.
 CHUNK = 256 << 10
@@ -41,7 +44,7 @@ def _sendfile_socket(request) -> Optional[int]:
     or None: only a plain (non-TLS) TCP transport of twisted.internet.tcp,
     only for an unencoded, non-chunked body.
     """
-    if not hasattr(os, "sendfile") or getattr(request, "chunked", True):
+    if not CAN_SEND or getattr(request, "chunked", True):
         return None
     if getattr(request, "_encoder", None) is not None:
         return None
@@ -68,39 +71,27 @@ def _transport_idle(transport) -> bool:
     )
 
 
-def read_range(path: str, offset: int, size: int) -> bytes:
-    """Read ``size`` bytes at ``offset`` of ``path`` (short read = error)."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        data = os.pread(fd, size, offset)
-    finally:
-        os.close(fd)
-    if len(data) != size:
-        raise OSError(f"short read from {path}: {len(data)} of {size} bytes")
-    return data
-
-
 @implementer(IPushProducer)
 class RangeSender:
     """
-    Writes byte ranges of open files to ``request``, back to back, in order.
+    Writes the byte ranges of a storage ``ContentReader`` to ``request``,
+    back to back, in order.
 
     ``start()`` returns a Deferred that fires when every byte was written or
     the client went away; finishing happens in exactly one place
     (``_finish``), reached from completion and from ``stopProducing``.  The
-    sender owns ``fds`` from ``start()`` on and closes them when it finishes.
+    sender owns ``reader`` from ``start()`` on and closes it when it finishes.
 
-    :param ranges: ``(fd, offset, size)`` triples, sent in this order.
-    :param fds: the descriptors to close at the end (each once).
+    :param reader: a ``ContentReader`` (``engine.open_reader``).
     :param name: what error messages call the source.
     """
 
-    def __init__(self, request, ranges, fds, name: str = "record data") -> None:
+    def __init__(self, request, reader, name: str = "record data") -> None:
         self.request = request
         self.path = name
-        self._ranges: deque = deque(r for r in ranges if r[2] > 0)
-        self._fds = list(fds)
-        self._fd: Optional[int] = None
+        self._reader = reader
+        self._ranges: deque = deque(r for r in reader.ranges if r[2] > 0)
+        self._file = None
         self.position = 0
         self.remaining = 0
         self.paused = False
@@ -112,7 +103,7 @@ class RangeSender:
     def _next_range(self) -> bool:
         """Move on to the next non-empty range; False when none is left."""
         while self.remaining == 0 and self._ranges:
-            self._fd, self.position, self.remaining = self._ranges.popleft()
+            self._file, self.position, self.remaining = self._ranges.popleft()
         return self.remaining > 0
 
     def start(self) -> Deferred:
@@ -146,8 +137,8 @@ class RangeSender:
             return False
         while self.remaining > 0 and self._active:
             try:
-                sent = os.sendfile(
-                    self._socket, self._fd, self.position, min(self.remaining, SENDFILE_MAX)
+                sent = self._file.send_to(
+                    self._socket, self.position, min(self.remaining, SENDFILE_MAX)
                 )
             except BlockingIOError:
                 return False
@@ -174,7 +165,7 @@ class RangeSender:
         while not self.paused and self._active and (self.remaining > 0 or self._next_range()):
             if self._socket is not None and self._sendfile():
                 continue
-            data = os.pread(self._fd, min(CHUNK, self.remaining), self.position)
+            data = self._file.read(self.position, min(CHUNK, self.remaining))
             if not data:
                 self._finish(OSError(f"unexpected end of {self.path}"))
                 return
@@ -195,9 +186,8 @@ class RangeSender:
             return
         self._active = False
         self._ranges.clear()
-        fds, self._fds = self._fds, []
-        for fd in fds:
-            os.close(fd)
+        self._file = None
+        self._reader.close()
         self.request.unregisterProducer()
         done, self._done = self._done, None
         if error is not None:
@@ -208,40 +198,19 @@ class RangeSender:
             done.callback(None)
 
 
-class RecordSender(RangeSender):
-    """
-    Writes ``size`` bytes from ``path`` at ``offset`` to ``request`` (the
-    file is opened by ``start()``).
-    """
-
-    def __init__(self, request, path: str, offset: int, size: int) -> None:
-        super().__init__(request, [], [], path)
-        self._range = (offset, size)
-
-    def start(self) -> Deferred:
-        fd = os.open(self.path, os.O_RDONLY)
-        self._fds.append(fd)
-        offset, size = self._range
-        if size > 0:
-            self._ranges.append((fd, offset, size))
-        return super().start()
-
-
-def send_record(request, view, read=None) -> "bytes | Deferred":
+def send_record(request, view, source) -> "bytes | Deferred":
     """
     The body of a record answer: bytes for small records and HEAD requests,
-    otherwise a Deferred that fires once ``RecordSender`` has sent it all.
+    otherwise a Deferred that fires once a ``RangeSender`` has sent it all.
 
-    :param read: ``read(view) -> bytes`` reads a small record whole (the
-        engine's ``read_content``, which keeps descriptors open); default:
-        open, ``pread`` and close the file.
+    :param view: the record (a ``RecordView``).
+    :param source: the engine: ``read_content(view)`` reads a small record
+        whole, ``open_reader([view])`` opens a large one for streaming.
     """
-    size, offset = view.record.size, view.record.offset
+    size = view.record.size
     if request.method == b"HEAD" or size == 0:
         return b""
     if size <= INLINE_MAX:
-        if read is not None:
-            return read(view)
-        return read_range(view.path, offset, size)
-    sender = RecordSender(request, view.path, offset, size)
+        return source.read_content(view)
+    sender = RangeSender(request, source.open_reader((view,)))
     return sender.start().addCallback(lambda _: b"")

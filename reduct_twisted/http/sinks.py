@@ -1,38 +1,37 @@
 # -*- test-case-name: tests.unit.test_sinks -*-
 """
-Where request bodies go: sinks that move each received chunk straight into
-the record's place in a block file, as the chunk arrives.
+Where request bodies go: sinks that hand each received chunk to the
+record's storage writer (``storage.upload.RecordWriter``, from
+``engine.upload``) as the chunk arrives.  Storage does every disk
+operation, keeps the CRC-32 and checks the length; a sink decides only when
+bytes move and what the request answers.
 
 * ``SharedSegmentSink``: small records (declared length <= the engine's
-  ``SMALL_RECORD_MAX``).  Each chunk goes into the block's shared segment
-  at the offset the engine reserved (``writer.write_at``), on the reactor
-  thread: a page-cache write is cheaper than a thread hop for small bodies.
+  ``SMALL_RECORD_MAX``).  Each chunk is written at once
+  (``RecordWriter.write``: into the block's shared segment, on the reactor
+  thread; a page-cache write is cheaper than a thread hop for small bodies).
 * ``PrivateSegmentSink``: large records and chunked uploads.  Chunks queue up
-  and one ``writer.write_chunks`` call at a time (one ``writev`` per
-  ``IOV_MAX`` chunks) runs in the thread pool, so a slow disk never stalls
-  the reactor; when more than ``HIGH_WATER`` bytes are queued, the socket
-  is paused (TCP backpressure) until the queue drains below ``LOW_WATER``.
-  The file is created on the reactor thread, written and closed in the pool.
-
-Storage does every disk operation and keeps ``alloc.crc``, the CRC-32 of the
-bytes written so far, which the engine stores with the record (checked after
-an unclean stop): for the shared sink on the reactor after each chunk, for
-the private sink in the thread, one batch after the other (batches never
-overlap, so the order holds across pause and resume).
+  and one ``RecordWriter.write_chunks`` call at a time (one ``writev`` per
+  ``IOV_MAX`` chunks) runs in the writer's thread pool, so a slow disk never
+  stalls the reactor; when more than ``HIGH_WATER`` bytes are queued, the
+  socket is paused (TCP backpressure) until the queue drains below
+  ``LOW_WATER``.  Batches never overlap, so the CRC follows the content
+  order across pause and resume.
 
 A chunked upload's bytes are claimed against the bucket's quota as they
-arrive (``engine.claim``).  Crossing a HARD quota aborts the record at once
-and sets ``refusal``: the request answers it without waiting for the rest of
-the body (``StreamingRequest.handleContentChunk``).
+arrive (``RecordWriter.admit``).  Crossing a HARD quota aborts the record at
+once and sets ``refusal``: the request answers it without waiting for the
+rest of the body (``StreamingRequest.handleContentChunk``).
 
-Both commit the record to the engine only once every byte is on its way to
-the disk, and abort it (nothing visible, nothing counted, space released) if
-the body falls short, the client goes away or the disk refuses: a full disk
-fails the write with 507, other disk errors with 500, the reason in
+Both commit the record only once every byte is on its way to the disk, and
+abort it (nothing visible, nothing counted, space released) if the body
+falls short, the client goes away or the disk refuses: a full disk fails
+the write with 507, other disk errors with 500, the reason in
 ``x-reduct-error``.
 """
 
 from collections import deque
+from functools import partial
 from io import BytesIO
 from typing import Optional
 
@@ -44,7 +43,6 @@ from zope.interface import implementer
 
 from reduct_twisted.errors import BadRequest, ReductError
 from reduct_twisted.interfaces import IRecordSink, IUploadSink
-from reduct_twisted.storage import writer
 from reduct_twisted.storage.durability import storage_error
 
 log = Logger()
@@ -57,15 +55,24 @@ LOW_WATER = 2 << 20
 MAX_BATCH = 4 << 20
 
 
+def in_pool(reactor, threadpool):
+    """
+    :return: the ``run_in_thread`` a storage writer runs its disk work with:
+        ``deferToThreadPool`` on ``threadpool``, results back on ``reactor``.
+    """
+    return partial(deferToThreadPool, reactor, threadpool)
+
+
 def _storage_error(exc: OSError) -> ReductError:
     return storage_error(exc, "write record")
 
 
 class _Sink:
     """
-    The part both sinks share: bookkeeping of the allocation and of the
-    outcome.  Subclasses implement ``write``, ``_flush`` and ``_discard``.
+    The part both sinks share: the record's writer and the outcome.
+    Subclasses implement ``write``, ``_flush`` and ``_discard``.
 
+    :param upload: the record's ``RecordWriter`` (``engine.upload``).
     :ivar done: True once committed or aborted; further calls are no-ops.
     :ivar refusal: the error to answer at once, before the body ends (a
         chunked upload crossed a HARD quota); the record is aborted already.
@@ -73,15 +80,13 @@ class _Sink:
 
     refusal: Optional[ReductError] = None
 
-    def __init__(self, engine, alloc) -> None:
-        self.engine = engine
-        self.alloc = alloc
+    def __init__(self, upload) -> None:
+        self._writer = upload
         self.done = False
         self.error: Optional[ReductError] = None
 
     def _check_overflow(self, size: int) -> bool:
-        length = self.alloc.length
-        if length is not None and self.alloc.written + size > length:
+        if self._writer.overflows(size):
             self.error = BadRequest("Content is bigger than in content-length")
             return True
         return False
@@ -108,7 +113,7 @@ class _Sink:
         # From here on the engine owns the outcome: on a length mismatch or
         # a vanished bucket it aborts the record itself before raising.
         self.done = True
-        self.engine.commit(self.alloc)
+        self._writer.commit()
 
     def _finish_failed(self, failure):
         self.abort()
@@ -122,7 +127,7 @@ class _Sink:
             return
         self.done = True
         self._discard()
-        self.engine.abort(self.alloc)
+        self._writer.abort()
 
 
 @implementer(IRecordSink)
@@ -133,7 +138,7 @@ class SharedSegmentSink(_Sink):
         if self.done or self.error is not None or self._check_overflow(len(data)):
             return
         try:
-            writer.write_at(self.alloc, data)
+            self._writer.write(data)
         except OSError as exc:
             self.error = _storage_error(exc)
 
@@ -166,16 +171,15 @@ class SharedSegmentSink(_Sink):
 @implementer(IRecordSink)
 class PrivateSegmentSink(_Sink):
     """
-    Streams a large record into its own segment file through a thread pool,
-    pausing the client above ``HIGH_WATER`` queued bytes.
+    Streams a large record into its own segment through its writer's thread
+    pool, pausing the client above ``HIGH_WATER`` queued bytes.
 
+    :param upload: a private ``RecordWriter`` (its segment is created).
     :param transport: the connection to pause and resume (``IPushProducer``).
     """
 
-    def __init__(self, engine, alloc, reactor, threadpool, transport) -> None:
-        super().__init__(engine, alloc)
-        self._reactor = reactor
-        self._pool = threadpool
+    def __init__(self, upload, transport) -> None:
+        super().__init__(upload)
         self._transport = transport
         self._queue: deque = deque()
         self._queued = 0
@@ -185,30 +189,15 @@ class PrivateSegmentSink(_Sink):
         self._closing = False
         #: Largest number of bytes ever queued (for tests and benchmarks).
         self.max_queued = 0
-        # Created here, on the reactor thread (a cheap metadata operation), so
-        # the file exists before an abort can trash it; opening it later in a
-        # thread could re-create it after the abort, or truncate the segment
-        # of a newer record at the same path.
-        try:
-            self._fd: Optional[int] = writer.open_segment(alloc)
-        except OSError as exc:
-            self.done = True
-            engine.abort(alloc)
-            raise _storage_error(exc) from None
-
-    def _in_thread(self, f, *args) -> Deferred:
-        return deferToThreadPool(self._reactor, self._pool, f, *args)
 
     def write(self, data: bytes) -> None:
         if self.done or self.error is not None or self._check_overflow(len(data)):
             return
-        if self.alloc.length is None:
-            try:
-                self.engine.claim(self.alloc, len(data))
-            except ReductError as err:
-                self._refuse(err)
-                return
-        self.alloc.written += len(data)
+        try:
+            self._writer.admit(len(data))
+        except ReductError as err:
+            self._refuse(err)
+            return
         self._queue.append(data)
         self._queued += len(data)
         self.max_queued = max(self.max_queued, self._queued)
@@ -218,10 +207,10 @@ class PrivateSegmentSink(_Sink):
         self._pump()
 
     def _pump(self) -> None:
-        if self._busy or self._fd is None:
+        if self._busy or not self._writer.is_open:
             return
         if self.done:
-            self._close_fd()
+            self._writer.close()
             return
         if not self._queue:
             if self._closing:
@@ -233,7 +222,7 @@ class PrivateSegmentSink(_Sink):
             batch.append(chunk)
             size += len(chunk)
         self._busy = True
-        self._in_thread(writer.write_chunks, self._fd, batch, self.alloc.crc).addCallbacks(
+        self._writer.write_chunks(batch).addCallbacks(
             self._written, self._failed, callbackArgs=(size,)
         )
 
@@ -246,10 +235,9 @@ class PrivateSegmentSink(_Sink):
             self._transport.resumeProducing()
         self.abort()
 
-    def _written(self, crc: int, size: int) -> None:
+    def _written(self, _, size: int) -> None:
         self._busy = False
         self._queued -= size
-        self.alloc.crc = crc
         if self._paused and self._queued <= LOW_WATER:
             self._paused = False
             self._transport.resumeProducing()
@@ -264,10 +252,10 @@ class PrivateSegmentSink(_Sink):
             )
         if failure.check(OSError):
             # An expected condition (full disk, read-only file system): no traceback.
-            log.warn("Writing record {ts} failed: {reason}", ts=self.alloc.ts,
+            log.warn("Writing record {ts} failed: {reason}", ts=self._writer.ts,
                      reason=self.error.message)
         else:
-            log.failure("Writing record {ts} failed", failure, ts=self.alloc.ts)
+            log.failure("Writing record {ts} failed", failure, ts=self._writer.ts)
         self._queue.clear()
         if self._paused:
             self._paused = False
@@ -277,14 +265,14 @@ class PrivateSegmentSink(_Sink):
 
     def _close_and_signal(self) -> None:
         drained, self._drained = self._drained, None
-        fd, self._fd = self._fd, None
         if drained is None:
             return
-        if fd is None:
+        closed = self._writer.close()
+        if closed is None:
             drained.callback(None)
             return
         self._busy = True
-        self._in_thread(writer.close_segment, fd).addBoth(self._closed, drained)
+        closed.addBoth(self._closed, drained)
 
     def _closed(self, result, drained: Deferred) -> None:
         # Some file systems report a failed write only at close.
@@ -304,18 +292,13 @@ class PrivateSegmentSink(_Sink):
             self._pump()
         return drained
 
-    def _close_fd(self) -> None:
-        fd, self._fd = self._fd, None
-        if fd is not None:
-            self._in_thread(writer.close_segment, fd)
-
     def _discard(self) -> None:
         self._queue.clear()
         self._queued = 0
         if self._paused:
             self._paused = False
         if not self._busy:
-            self._close_fd()
+            self._writer.close()
         # The engine discards the segment file itself (in the pool).
 
 

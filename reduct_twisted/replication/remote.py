@@ -7,7 +7,7 @@ upstream) reached over HTTP with treq, with the v1 batch protocol.
   reads the bucket with ``GET``, which needs read access since 1.16; HEAD
   needs only a valid token).
 * :meth:`RemoteBucket.write`: ``POST /api/v1/b/<dst_bucket>/<entry>/batch``
-  (spec §3.4), the contents streamed from the source's block files by a
+  (spec §3.4), the contents read through a storage ``ContentReader`` by a
   :class:`RangeBodyProducer`, one slice per reactor turn.
 * :meth:`RemoteBucket.update`: ``PATCH /api/v1/b/<dst_bucket>/<entry>/batch``
   (spec §3.6), ``x-reduct-time-<ts>: 0,,<labels>`` per record; an empty
@@ -26,7 +26,6 @@ A request is cancelled when nothing moved for ``timeout`` seconds
 
 from __future__ import annotations
 
-import os
 from urllib.parse import quote
 
 import attr
@@ -39,6 +38,7 @@ from zope.interface import implementer
 from reduct_twisted.http.batch import BATCH_MAX_METADATA_SIZE, BATCH_MAX_RECORDS, BATCH_MAX_SIZE
 from reduct_twisted.http.batch_wire import ERROR_PREFIX, format_record_header
 from reduct_twisted.replication.diagnostics import CONNECTION_ERROR, TIMEOUT
+from reduct_twisted.storage.content import ContentReader
 
 #: Bytes read from a block file per reactor turn.
 SLICE = 1 << 16
@@ -67,18 +67,22 @@ class RemoteError(Exception):
 @attr.s(eq=False)
 class OutgoingBatch:
     """
-    Records to write in one request, their files open.
+    Records to write in one request, their contents open for reading.
 
     :ivar headers: ``[(ts, x-reduct-time value)]`` in timestamp order.
-    :ivar ranges: ``[(fd, offset, size)]``: the contents, in the same order.
+    :ivar reader: the ``ContentReader`` of the contents, in the same order.
     :ivar size: the body length.
     """
 
     headers: list = attr.ib(factory=list)
-    ranges: list = attr.ib(factory=list)
+    reader: ContentReader = attr.ib(factory=ContentReader)
     size: int = attr.ib(default=0)
     metadata: int = attr.ib(default=0)
-    _fds: dict = attr.ib(factory=dict)
+
+    @property
+    def ranges(self) -> list:
+        """The contents' ``(DataFile, offset, size)`` ranges, in order."""
+        return self.reader.ranges
 
     def full(self) -> bool:
         """Whether the batch reached a limit (85 records, 8 MB of contents)."""
@@ -86,7 +90,7 @@ class OutgoingBatch:
 
     def add(self, view) -> bool:
         """
-        Take the record of ``view`` (a ``RecordView``) and open its file.
+        Take the record of ``view`` (a ``RecordView``) and open its content.
 
         :return: ``False`` if its header would take the batch past the
             metadata limit (it is not taken then, unless the batch is empty).
@@ -97,11 +101,7 @@ class OutgoingBatch:
         cost = len(value) + 40
         if self.headers and self.metadata + cost > BATCH_MAX_METADATA_SIZE:
             return False
-        if record.size:
-            fd = self._fds.get(view.path)
-            if fd is None:
-                fd = self._fds[view.path] = os.open(view.path, os.O_RDONLY)
-            self.ranges.append((fd, record.offset, record.size))
+        self.reader.add(view)
         self.headers.append((record.ts, value))
         self.metadata += cost
         self.size += record.size
@@ -109,19 +109,17 @@ class OutgoingBatch:
 
     def close(self) -> None:
         """Close the files (after the request, whatever its outcome)."""
-        fds, self._fds = self._fds, {}
-        for fd in fds.values():
-            os.close(fd)
+        self.reader.close()
 
 
 @implementer(IBodyProducer)
 class RangeBodyProducer:
     """
-    A request body made of file ranges, read one slice per reactor turn
-    (``os.pread`` of a page-cached block file), paused and resumed by the
-    transport.  :meth:`finish` stops it for good before its files close.
+    A request body made of record contents, read one slice per reactor turn
+    (``DataFile.read`` of a page-cached block file), paused and resumed by
+    the transport.  :meth:`finish` stops it for good before its files close.
 
-    :param ranges: ``[(fd, offset, size)]``.
+    :param ranges: ``[(DataFile, offset, size)]`` (``ContentReader.ranges``).
     :param clock: provides ``callLater``.
     :param progress: called after every slice written.
     """
@@ -155,7 +153,7 @@ class RangeBodyProducer:
         if self._paused or self._finished:
             return
         while self._index < len(self._ranges):
-            fd, offset, size = self._ranges[self._index]
+            data_file, offset, size = self._ranges[self._index]
             if self._done_in_range < size:
                 break
             self._index += 1
@@ -165,7 +163,7 @@ class RangeBodyProducer:
             self._deferred.callback(None)
             return
         want = min(self._slice, size - self._done_in_range)
-        data = os.pread(fd, want, offset + self._done_in_range)
+        data = data_file.read(offset + self._done_in_range, want)
         if not data:
             self.finish()
             self._deferred.errback(OSError(f"record file ended {want} bytes early"))

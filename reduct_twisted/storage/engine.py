@@ -28,7 +28,10 @@ name below it comes from a checked name (``[A-Za-z0-9_-]{1,255}``)::
           <block_id>-<ts>.blk        private segment: one large or chunked record
 
 A block is named after the timestamp of the record that opened it.  Only
-finished records are on disk; records being written live in memory.  Order
+finished records are on disk; records being written live in memory.  The
+engine writes and reads every byte itself: a record's content arrives
+through its ``RecordWriter`` (``upload.py``) and leaves through a
+``ContentReader`` (``content.py``) or ``read_content``.  Order
 of file operations, so that a crash at any instant leaves no partial record
 visible and the next open (``recovery.py``) tidies up:
 
@@ -65,7 +68,7 @@ from reduct_twisted.storage import layout, writer
 from reduct_twisted.storage.bucket import Bucket
 from reduct_twisted.storage.buckets import BucketMethods
 from reduct_twisted.storage.cache import Context, FdCache, TableCache
-from reduct_twisted.storage.durability import DirtySet
+from reduct_twisted.storage.durability import DirtySet, storage_error
 from reduct_twisted.storage.edits import EditMethods
 from reduct_twisted.storage.query import QueryRegistry
 from reduct_twisted.storage.reading import LIST_LIMIT, ReadMethods
@@ -79,6 +82,7 @@ from reduct_twisted.storage.settings import (
     is_valid_name,
 )
 from reduct_twisted.storage.trash import TRASH_DIR, Trash, remove_now
+from reduct_twisted.storage.upload import RecordWriter, run_now
 
 __all__ = ["LIST_LIMIT", "TRASH_DIR", "StorageEngine", "remove_now"]
 
@@ -274,6 +278,24 @@ class StorageEngine(BucketMethods, ReadMethods, EditMethods):
         return writer.allocate(
             self._context, self._bucket(bucket), entry, ts, length, content_type, labels
         )
+
+    def upload(self, bucket: str, entry: str, ts: int, length, content_type: str,
+               labels: dict, run_in_thread=run_now) -> RecordWriter:
+        """
+        :meth:`allocate` a record and return the writer its bytes go
+        through (``upload.py``); the writer commits or aborts it.
+
+        :param run_in_thread: where a large record's disk work runs
+            (``run_in_thread(f, *args)`` returning a Deferred).
+        :raises ReductError: as :meth:`allocate`, or the private segment
+            cannot be created (507/500; nothing is reserved).
+        """
+        alloc = self.allocate(bucket, entry, ts, length, content_type, labels)
+        try:
+            return RecordWriter(self, alloc, run_in_thread)
+        except OSError as exc:
+            self.abort(alloc)
+            raise storage_error(exc, writer.WRITE) from None
 
     def claim(self, alloc: Allocation, size: int) -> None:
         """

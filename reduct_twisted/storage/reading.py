@@ -9,6 +9,7 @@ they keep working while the disk is full or read-only.
 
 from reduct_twisted.errors import NotFound, TooEarly
 from reduct_twisted.storage.cache import read_whole
+from reduct_twisted.storage.content import ContentReader
 from reduct_twisted.storage.records import FINISHED, RecordView
 
 #: Default cap of ``list_records`` (no unbounded scans).
@@ -42,6 +43,15 @@ class ReadMethods:
     def read_content(self, view: RecordView) -> bytes:
         """The whole content of a small finished record, read at once (see ``read_whole``)."""
         return read_whole(self._context.fds, view)
+
+    def open_reader(self, views=()) -> ContentReader:
+        """
+        A reader over the contents of the records of ``views`` (more may be
+        added with its ``add``), their data files open until its ``close``.
+
+        :raises OSError: a data file cannot be opened (none is left open).
+        """
+        return ContentReader.of(views)
 
     def list_records(self, bucket: str, entry: str, start: int, stop: int, *,
                      limit: int = LIST_LIMIT) -> list:

@@ -66,6 +66,8 @@ class RecordView:
     """
     What a reader needs to send one finished record: the record itself
     (timestamp, size, content type, labels, offset) and where its content is.
+    The content is read through the engine (``read_content``,
+    ``open_reader``); ``path`` is for storage and its tests only.
 
     :ivar record: a :meth:`~Record.copy` of the stored record.
     :ivar path: absolute path of the data file holding the content (from
@@ -83,14 +85,17 @@ class Allocation:
     """
     A record reserved by ``StorageEngine.allocate`` and not yet committed.
 
-    Small records (known length up to ``SMALL_RECORD_MAX``) are written
-    with ``writer.write_at`` into ``fd``, which belongs to the engine's
-    descriptor cache and must not be closed.  Large and chunked records have
-    ``private`` set and ``fd`` ``None``: the caller creates ``path`` with
-    ``writer.open_segment``, fills it with ``writer.write_chunks`` and
-    closes it with ``writer.close_segment`` before ``commit``.  A chunked
-    record's bytes are claimed (``StorageEngine.claim``) before they are
-    accepted, so a HARD quota holds while it is written.
+    Storage's own: outside storage, a record is written through its
+    :class:`~reduct_twisted.storage.upload.RecordWriter` (``engine.upload``),
+    which holds the allocation.  Small records (known length up to
+    ``SMALL_RECORD_MAX``) are written with ``writer.write_at`` into ``fd``,
+    which belongs to the engine's descriptor cache and must not be closed.
+    Large and chunked records have ``private`` set and ``fd`` ``None``:
+    ``path`` is created with ``writer.open_segment``, filled with
+    ``writer.write_chunks`` and closed with ``writer.close_segment`` before
+    ``commit``.  A chunked record's bytes are claimed
+    (``StorageEngine.claim``) before they are accepted, so a HARD quota
+    holds while it is written.
 
     The record's own fields (timestamp, offset, content type, labels) live
     in the reserved :class:`Record`; ``ts`` and ``offset`` read through to it.
@@ -101,10 +106,11 @@ class Allocation:
     :ivar path: absolute path of the data file.
     :ivar private: whether ``path`` holds this record alone.
     :ivar fd: the shared segment's descriptor, or ``None``.
-    :ivar written: bytes written so far; maintained by the caller.
+    :ivar written: bytes written (or admitted to be written) so far;
+        maintained by the writer.
     :ivar crc: ``zlib.crc32`` of the bytes written so far, maintained by the
-        caller (``alloc.crc = zlib.crc32(chunk, alloc.crc)``, in content
-        order); stored with the record and checked after an unclean stop.
+        writer in content order; stored with the record and checked after
+        an unclean stop.
     :ivar claimed: bytes of a chunked record counted against the quota so
         far (``StorageEngine.claim``); given back on commit or abort.
     """

@@ -1,17 +1,16 @@
 """
 Helpers for tests of code built on the storage core.
 
-They follow the writing protocol the HTTP layer uses (the ``writer``
-functions): small records are written in place into the engine's
-descriptor, private segments are created, written and closed before
-``commit``.  They claim nothing (``StorageEngine.claim``): ``commit``
-checks a chunked record against a HARD quota.
+They write through the same :class:`~reduct_twisted.storage.upload.RecordWriter`
+the HTTP layer feeds, its disk work run at once (``run_now``): small
+records in place into their shared segment, private segments created,
+written and closed before ``commit``.  They claim nothing as they write:
+``commit`` checks a chunked record against a HARD quota.
 """
 
-import os
-
-from reduct_twisted.storage import writer
+from reduct_twisted.storage.content import ContentReader
 from reduct_twisted.storage.records import Allocation, RecordView
+from reduct_twisted.storage.upload import RecordWriter
 
 #: The content type upstream stores when a write has none.
 DEFAULT_TYPE = "application/octet-stream"
@@ -25,15 +24,15 @@ def write_content(alloc: Allocation, data: bytes) -> None:
     :param alloc: from ``StorageEngine.allocate``.
     :param data: the content; its length may differ from ``alloc.length``.
     """
-    if alloc.private:
-        fd = writer.open_segment(alloc)
+    upload = RecordWriter(None, alloc, claim=False)
+    if upload.private:
         try:
-            alloc.crc = writer.write_chunks(fd, [data], alloc.crc)
+            upload.write_chunks([data])
+            upload.admit(len(data))
         finally:
-            writer.close_segment(fd)
-        alloc.written += len(data)
+            upload.close()
     else:
-        writer.write_at(alloc, data)
+        upload.write(data)
 
 
 def write_record(engine, bucket: str, entry: str, ts: int, data: bytes = b"",
@@ -59,10 +58,11 @@ def write_record(engine, bucket: str, entry: str, ts: int, data: bytes = b"",
 def read_content(view: RecordView) -> bytes:
     """
     :param view: from ``read`` or ``query_next``.
-    :return: the record's bytes, read as a response producer would.
+    :return: the record's bytes, read as a response producer would
+        (through a ``ContentReader``).
     """
-    fd = os.open(view.path, os.O_RDONLY)
+    reader = ContentReader.of((view,))
     try:
-        return os.pread(fd, view.record.size, view.record.offset)
+        return b"".join(data_file.read(offset, size) for data_file, offset, size in reader.ranges)
     finally:
-        os.close(fd)
+        reader.close()

@@ -6,11 +6,13 @@ STARTED (in memory only, its timestamp reserved, counted in the statistics)
 from :func:`allocate` until :func:`commit` appends its metadata line
 (FINISHED) or :func:`abort` makes it vanish.
 
-Storage also writes the content itself; the HTTP layer only feeds bytes:
+Storage also writes the content itself, below the
+:class:`~reduct_twisted.storage.upload.RecordWriter` the HTTP layer feeds:
 :func:`write_at` puts a small record's chunk into its shared segment,
 :func:`open_segment` / :func:`write_chunks` / :func:`close_segment` fill a
 private segment (``write_chunks`` and ``close_segment`` may run in a worker
-thread), each keeping the CRC-32 the record is stored with.
+thread), each keeping the CRC-32 the record is stored with.  Nothing
+outside storage calls them.
 
 A chunked record (length unknown at :func:`allocate`) is counted against
 its bucket's quota as its bytes arrive: :func:`claim` before each chunk is

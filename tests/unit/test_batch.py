@@ -22,6 +22,7 @@ from reduct_twisted.http.batch_wire import BatchedRecord, error_header
 from reduct_twisted.http.producers import CHUNK, RangeSender
 from reduct_twisted.storage import PENDING, SMALL_RECORD_MAX, writer
 from reduct_twisted.storage.conditions import IoOverrides
+from reduct_twisted.storage.content import ContentReader
 from reduct_twisted.storage.records import Record, RecordView
 from reduct_twisted.storage.testing import write_record
 from tests.unit.test_sinks import ImmediateReactor, ManualPool, Transport, results
@@ -215,10 +216,11 @@ def test_reader_takes_up_to_the_record_cap(engine):
     assert reader.headers[0][1] == b"3,application/octet-stream,i=1"
     assert reader.size == 12 and reader.last is False
     # the four records are back to back in one shared segment: one range, one descriptor
-    assert len(reader._ranges) == 1 and reader._ranges[0][1:] == (0, 12)
-    assert len(reader._fds) == 1
+    content = reader._reader
+    assert len(content.ranges) == 1 and content.ranges[0][1:] == (0, 12)
+    assert content.file_count == 1
     reader.close()
-    assert reader._fds == {}
+    assert reader._reader is None and content.file_count == 0
     tail = BatchReader(engine, "b", "e", qid, head=False)
     assert tail.step() is tail and len(tail.headers) == 6 and tail.last is True
     tail.close()
@@ -236,7 +238,7 @@ def test_reader_size_and_metadata_caps(engine):
     head.step()
     # HEAD ignores the size cap, not the metadata cap (closed after the
     # header that crosses it, ~49 bytes each); it opens no file
-    assert len(head.headers) == 3 and head.metadata > 100 and head._fds == {}
+    assert len(head.headers) == 3 and head.metadata > 100 and head._reader is None
 
 
 def test_reader_yields_to_the_reactor_on_long_scans(engine, monkeypatch):
@@ -429,21 +431,29 @@ class FakeRequest:
             self.producer.pauseProducing()
 
 
+def _content(*ranges):
+    """A storage reader over ``(path, offset, size)`` ranges, and its descriptors."""
+    views = [RecordView(Record(i, "blk", offset, size, "t", {}), str(path))
+             for i, (path, offset, size) in enumerate(ranges)]
+    reader = ContentReader.of(views)
+    return reader, [f._fd for f in reader._files.values()]
+
+
 def test_range_sender_sends_ranges_in_order_and_closes_descriptors(tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
     a.write_bytes(os.urandom(CHUNK * 2 + 5))
     b.write_bytes(os.urandom(100))
-    fa, fb = os.open(a, os.O_RDONLY), os.open(b, os.O_RDONLY)
-    ranges = [(fa, 3, CHUNK + 10), (fb, 0, 0), (fb, 50, 50), (fa, 0, 3)]
+    reader, fds = _content((a, 3, CHUNK + 10), (b, 0, 0), (b, 50, 50), (a, 0, 3))
     request = FakeRequest()
     done = []
-    RangeSender(request, ranges, [fa, fb]).start().addCallback(done.append)
+    RangeSender(request, reader).start().addCallback(done.append)
     while request.producer is not None:
         request.producer.resumeProducing()
     assert done == [None]
     data_a, data_b = a.read_bytes(), b.read_bytes()
     assert b"".join(request.data) == data_a[3:CHUNK + 13] + data_b[50:] + data_a[:3]
-    for fd in (fa, fb):
+    assert len(fds) == 2
+    for fd in fds:
         with pytest.raises(OSError):
             os.fstat(fd)
 
@@ -451,9 +461,9 @@ def test_range_sender_sends_ranges_in_order_and_closes_descriptors(tmp_path):
 def test_range_sender_stopped_midway_closes_descriptors(tmp_path):
     path = tmp_path / "a"
     path.write_bytes(os.urandom(CHUNK * 3))
-    fd = os.open(path, os.O_RDONLY)
+    reader, [fd] = _content((path, 0, CHUNK), (path, CHUNK * 2, CHUNK))
     request = FakeRequest()
-    sender = RangeSender(request, [(fd, 0, CHUNK), (fd, CHUNK, CHUNK)], [fd])
+    sender = RangeSender(request, reader)
     done = []
     sender.start().addCallback(done.append)
     sender.stopProducing()

@@ -85,7 +85,7 @@ def test_engine_seam_declares_everything_http_and_replication_use():
             if name.endswith(".py"):
                 with open(os.path.join(root, package, name)) as f:
                     used.update(re.findall(r"\b_?engine\.([A-Za-z_]\w*)", f.read()))
-    assert "allocate" in used and "listeners" in used
+    assert "upload" in used and "listeners" in used
     assert sorted(used - set(IStorageEngine.names(all=True))) == []
 
 
@@ -124,9 +124,9 @@ def test_replication_manager_is_an_engine_listener(engine, clock):
 
 def test_shared_segment_sink_is_a_record_sink(engine, bucket):
     """The small-record sink provides IRecordSink (and so IUploadSink)."""
-    alloc = engine.allocate(bucket, "e", 1, 3, "text/plain", {})
-    assert not alloc.private
-    sink = SharedSegmentSink(engine, alloc)
+    upload = engine.upload(bucket, "e", 1, 3, "text/plain", {})
+    assert not upload.private
+    sink = SharedSegmentSink(upload)
     assert verifyObject(IRecordSink, sink)
     assert verifyObject(IUploadSink, sink)
     sink.abort()
@@ -134,9 +134,9 @@ def test_shared_segment_sink_is_a_record_sink(engine, bucket):
 
 def test_private_segment_sink_is_a_record_sink(engine, bucket):
     """The large-record sink provides IRecordSink (and so IUploadSink)."""
-    alloc = engine.allocate(bucket, "e", 1, SMALL_RECORD_MAX + 1, "text/plain", {})
-    assert alloc.private
-    sink = PrivateSegmentSink(engine, alloc, _Reactor(), _Pool(), _Transport())
+    upload = engine.upload(bucket, "e", 1, SMALL_RECORD_MAX + 1, "text/plain", {})
+    assert upload.private
+    sink = PrivateSegmentSink(upload, _Transport())
     assert verifyObject(IRecordSink, sink)
     assert verifyObject(IUploadSink, sink)
     sink.abort()

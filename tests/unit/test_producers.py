@@ -1,10 +1,28 @@
-"""RecordSender: chunked, pausable, re-entrancy safe."""
+"""RangeSender over a storage reader: chunked, pausable, re-entrancy safe."""
 
 import os
 
 from reduct_twisted.http import producers
-from reduct_twisted.http.producers import RecordSender, send_record
+from reduct_twisted.http.producers import RangeSender, send_record
+from reduct_twisted.storage.content import ContentReader
 from reduct_twisted.storage.records import Record, RecordView
+from reduct_twisted.storage.testing import read_content
+
+
+def _view(path, offset, size):
+    return RecordView(Record(1, "blk", offset, size, "application/octet-stream", {}), str(path))
+
+
+def RecordSender(request, path, offset, size):
+    """A sender of one record's range, as ``send_record`` makes for a large record."""
+    return RangeSender(request, ContentReader.of([_view(path, offset, size)]))
+
+
+class Source:
+    """What ``send_record`` reads through (the engine's two read methods)."""
+
+    read_content = staticmethod(read_content)
+    open_reader = staticmethod(ContentReader.of)
 
 
 class FakeRequest:
@@ -64,11 +82,11 @@ def test_small_records_and_head_are_inline(tmp_path):
     """Small records come back as bytes; HEAD sends no body."""
     path = tmp_path / "blk"
     path.write_bytes(b"0123456789")
-    view = RecordView(Record(1, "blk", 2, 3, "application/octet-stream", {}), str(path))
-    assert send_record(FakeRequest(), view) == b"234"
+    view = _view(path, 2, 3)
+    assert send_record(FakeRequest(), view, Source()) == b"234"
     head = FakeRequest()
     head.method = b"HEAD"
-    assert send_record(head, view) == b""
+    assert send_record(head, view, Source()) == b""
 
 
 def test_sender_that_never_pauses_still_returns_its_deferred(tmp_path):

@@ -4,8 +4,6 @@ The destination client (``replication/remote.py``): the requests it sends
 answers, its timeout, and the streaming body producer.
 """
 
-import os
-
 import pytest
 from treq.client import HTTPClient
 from treq.testing import RequestTraversalAgent
@@ -22,6 +20,8 @@ from reduct_twisted.replication.remote import (
     RemoteError,
     failure_error,
 )
+from reduct_twisted.storage.content import ContentReader
+from reduct_twisted.storage.records import Record, RecordView
 from reduct_twisted.storage.testing import write_record
 
 
@@ -208,9 +208,12 @@ def ranges(tmp_path):
     """Four ranges of one file (one of them empty); the file is closed afterwards."""
     path = tmp_path / "blk"
     path.write_bytes(bytes(range(256)) * 1000)
-    fd = os.open(path, os.O_RDONLY)
-    yield [(fd, 10, 150_000), (fd, 0, 5), (fd, 200_000, 0), (fd, 255_000, 1000)]
-    os.close(fd)
+    views = [RecordView(Record(i, "blk", offset, size, "t", {}), str(path))
+             for i, (offset, size) in enumerate([(10, 150_000), (0, 5), (200_000, 0),
+                                                 (255_000, 1000)])]
+    reader = ContentReader.of(views)
+    yield reader.ranges
+    reader.close()
 
 
 def test_producer_streams_ranges_in_slices(ranges):

@@ -60,11 +60,12 @@ class FakeDestination:
         stamps = [ts for ts, _ in batch.headers]
         self.requests.append(("POST", entry, stamps))
         # Read the bodies now, as the request would, before the files close.
-        contents = [os.pread(fd, size, offset) for fd, offset, size in batch.ranges]
-        records = []
+        body = b"".join(f.read(offset, size) for f, offset, size in batch.ranges)
+        records, position = [], 0
         for ts, value in batch.headers:
             length, ctype, labels = parse_record_header(value.decode())
-            records.append((ts, contents.pop(0) if length else b"", ctype, labels))
+            records.append((ts, body[position:position + length], ctype, labels))
+            position += length
 
         def answer():
             errors = {}

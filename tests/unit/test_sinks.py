@@ -9,7 +9,8 @@ import pytest
 
 from reduct_twisted.errors import BadRequest
 from reduct_twisted.http import sinks
-from reduct_twisted.http.sinks import PrivateSegmentSink, SharedSegmentSink
+from reduct_twisted.http.sinks import PrivateSegmentSink, SharedSegmentSink, in_pool
+from reduct_twisted.storage.upload import RecordWriter
 
 
 @attr.s
@@ -37,6 +38,16 @@ class FakeEngine:
 
     def abort(self, alloc):
         self.aborted.append(alloc)
+
+
+def private_sink(engine, alloc, reactor, pool, transport):
+    """A private sink over the storage writer of ``alloc``, its disk work in ``pool``."""
+    return PrivateSegmentSink(RecordWriter(engine, alloc, in_pool(reactor, pool)), transport)
+
+
+def shared_sink(engine, alloc):
+    """A shared sink over the storage writer of ``alloc``."""
+    return SharedSegmentSink(RecordWriter(engine, alloc))
 
 
 class ManualPool:
@@ -89,7 +100,7 @@ def test_private_sink_pauses_above_high_water_and_resumes_below_low(tmp_path):
     pool, transport, engine = ManualPool(), Transport(), FakeEngine()
     total = sinks.HIGH_WATER + (1 << 20)
     alloc = FakeAlloc(path=str(tmp_path / "seg.blk"), length=total)
-    sink = PrivateSegmentSink(engine, alloc, ImmediateReactor(), pool, transport)
+    sink = private_sink(engine, alloc, ImmediateReactor(), pool, transport)
     pool.run_all()  # the open
     chunk = b"q" * 65536
     for _ in range(total // len(chunk)):
@@ -108,9 +119,9 @@ def test_private_sink_abort_while_writing_closes_file(tmp_path):
     """Aborting with a write in flight aborts the record and leaks no descriptor."""
     pool, engine = ManualPool(), FakeEngine()
     alloc = FakeAlloc(path=str(tmp_path / "seg.blk"), length=10)
-    sink = PrivateSegmentSink(engine, alloc, ImmediateReactor(), pool, Transport())
+    sink = private_sink(engine, alloc, ImmediateReactor(), pool, Transport())
     pool.run_all()
-    fd = sink._fd
+    fd = sink._writer._fd
     sink.write(b"12345")
     sink.abort()
     pool.run_all()
@@ -123,7 +134,7 @@ def test_private_sink_short_body_fails_finish(tmp_path):
     """A body shorter than declared fails with a 400 and the record is aborted."""
     pool, engine = ManualPool(), FakeEngine()
     alloc = FakeAlloc(path=str(tmp_path / "seg.blk"), length=10)
-    sink = PrivateSegmentSink(engine, alloc, ImmediateReactor(), pool, Transport())
+    sink = private_sink(engine, alloc, ImmediateReactor(), pool, Transport())
     sink.write(b"123")
     d = sink.finish()
     pool.run_all()
@@ -140,13 +151,13 @@ def test_shared_sink_writes_in_place_and_refuses_overflow(tmp_path):
     try:
         engine = FakeEngine()
         alloc = FakeAlloc(path=str(path), length=3, offset=4, fd=fd, private=False)
-        sink = SharedSegmentSink(engine, alloc)
+        sink = shared_sink(engine, alloc)
         sink.write(b"xy")
         sink.write(b"z")
         assert results(sink.finish()) is None
         assert path.read_bytes() == b"AAAAxyz"
         alloc2 = FakeAlloc(path=str(path), length=1, offset=7, fd=fd, private=False)
-        sink2 = SharedSegmentSink(engine, alloc2)
+        sink2 = shared_sink(engine, alloc2)
         sink2.write(b"toolong")
         failure = results(sink2.finish())
         assert failure.check(BadRequest)
@@ -163,7 +174,7 @@ def test_private_segment_exists_before_any_thread_work(tmp_path):
     path = tmp_path / "seg.blk"
     path.write_bytes(b"stale bytes of an older record")
     alloc = FakeAlloc(path=str(path), length=10)
-    sink = PrivateSegmentSink(FakeEngine(), alloc, ImmediateReactor(), pool, Transport())
+    sink = private_sink(FakeEngine(), alloc, ImmediateReactor(), pool, Transport())
     assert path.exists() and path.stat().st_size == 0
     os.unlink(path)  # what the engine's abort does (via the trash)
     sink.abort()
@@ -181,11 +192,11 @@ def test_shared_sink_finish_now_commits_or_raises(tmp_path):
     engine = StorageEngine(str(tmp_path), Clock())
     engine.open()
     engine.create_bucket("b", None)
-    sink = SharedSegmentSink(engine, engine.allocate("b", "e", 1, 3, "text/plain", {}))
+    sink = shared_sink(engine, engine.allocate("b", "e", 1, 3, "text/plain", {}))
     sink.write(b"abc")
     sink.finish_now()
     assert sink.done and engine.read_content(engine.read("b", "e", 1)) == b"abc"
-    short = SharedSegmentSink(engine, engine.allocate("b", "e", 2, 3, "text/plain", {}))
+    short = shared_sink(engine, engine.allocate("b", "e", 2, 3, "text/plain", {}))
     short.write(b"a")
     with pytest.raises(BadRequest):
         short.finish_now()
@@ -211,7 +222,7 @@ def test_chunked_upload_crossing_hard_quota_is_refused_at_once(tmp_path):
     engine.create_bucket("b", {"quota_type": "HARD", "quota_size": sinks.HIGH_WATER + 1000})
     alloc = engine.allocate("b", "e", 1, None, "x", {})
     pool, transport = ManualPool(), Transport()
-    sink = PrivateSegmentSink(engine, alloc, ImmediateReactor(), pool, transport)
+    sink = private_sink(engine, alloc, ImmediateReactor(), pool, transport)
     chunk = b"q" * 65536
     for _ in range(sinks.HIGH_WATER // len(chunk)):
         sink.write(chunk)

@@ -16,11 +16,18 @@ import pytest
 from twisted.internet.task import Clock
 
 from reduct_twisted.errors import InsufficientStorage, InternalError, NotFound, ReductError
-from reduct_twisted.http.sinks import PrivateSegmentSink, SharedSegmentSink
+from reduct_twisted.http.sinks import in_pool
 from reduct_twisted.storage import SMALL_RECORD_MAX, StorageEngine, durability
 from reduct_twisted.storage.recovery import MARKER
 from reduct_twisted.storage.testing import read_content, write_content, write_record
-from tests.unit.test_sinks import ImmediateReactor, ManualPool, Transport, results
+from tests.unit.test_sinks import (
+    ImmediateReactor,
+    ManualPool,
+    Transport,
+    private_sink,
+    results,
+    shared_sink,
+)
 
 
 def _open(path, **kwargs):
@@ -339,7 +346,7 @@ def test_full_disk_on_shared_data_fails_the_sink(stored, monkeypatch, partial):
     disk = FailingDisk(monkeypatch, suffixes=(".blk",))
     disk.partial = partial
     alloc = stored.allocate("b", "e", 4, 6, "t", {})
-    sink = SharedSegmentSink(stored, alloc)
+    sink = shared_sink(stored, alloc)
     sink.write(b"abcdef")
     with pytest.raises(InsufficientStorage) as info:
         sink.finish_now()
@@ -348,7 +355,7 @@ def test_full_disk_on_shared_data_fails_the_sink(stored, monkeypatch, partial):
     disk.active = False
     alloc = stored.allocate("b", "e", 4, 6, "t", {})
     assert alloc.offset == len(b"record 3")
-    sink = SharedSegmentSink(stored, alloc)
+    sink = shared_sink(stored, alloc)
     sink.write(b"abc")
     sink.write(b"def")
     sink.finish_now()
@@ -357,12 +364,11 @@ def test_full_disk_on_shared_data_fails_the_sink(stored, monkeypatch, partial):
 
 
 def test_full_disk_creating_a_private_segment(stored, monkeypatch):
-    """The private sink cannot create its file: 507 and the record is gone."""
+    """The upload's writer cannot create its private file: 507 and the record is gone."""
     before = _state(stored)
     FailingDisk(monkeypatch, suffixes=(".blk",))
-    alloc = stored.allocate("b", "e", 4, None, "t", {})
     with pytest.raises(InsufficientStorage):
-        PrivateSegmentSink(stored, alloc, ImmediateReactor(), ManualPool(), Transport())
+        stored.upload("b", "e", 4, None, "t", {}, in_pool(ImmediateReactor(), ManualPool()))
     assert _state(stored) == before
 
 
@@ -372,7 +378,7 @@ def test_full_disk_writing_a_private_segment(stored, monkeypatch):
     disk.active = False
     pool = ManualPool()
     alloc = stored.allocate("b", "e", 4, None, "t", {})
-    sink = PrivateSegmentSink(stored, alloc, ImmediateReactor(), pool, Transport())
+    sink = private_sink(stored, alloc, ImmediateReactor(), pool, Transport())
     disk.active = True
     sink.write(b"chunk")
     failure = results(_finish(sink, pool))
@@ -393,7 +399,7 @@ def test_private_sink_crc_survives_pause_and_resume(stored):
 
     pool, transport = ManualPool(), Transport()
     alloc = stored.allocate("b", "e", 4, None, "t", {})
-    sink = PrivateSegmentSink(stored, alloc, ImmediateReactor(), pool, transport)
+    sink = private_sink(stored, alloc, ImmediateReactor(), pool, transport)
     body = b"".join(bytes([i % 251]) * 65536 for i in range(200))
     for i in range(0, len(body), 65536):
         sink.write(body[i: i + 65536])

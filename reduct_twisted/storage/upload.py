@@ -1,0 +1,161 @@
+"""
+The write side of record contents: one :class:`RecordWriter` per upload.
+
+Storage owns every byte it stores (in the shape of Tahoe-LAFS's
+``BucketWriter``): the HTTP layer feeds a record's bytes to its writer and
+then commits or aborts it; the writer does the ``pwrite``/``writev``, keeps
+the CRC-32 and the byte count, checks them against the declared length, and
+runs the disk work of a large record in the thread pool it was given.
+Nothing outside storage sees the record's descriptor or path.
+
+* A small record (declared length up to ``SMALL_RECORD_MAX``) goes into
+  its block's shared segment with :meth:`RecordWriter.write`, in place, on
+  the calling thread: a page-cache write is cheaper than a thread hop.
+* A large or chunked record gets a private segment, created by the
+  constructor on the calling thread (so it exists before an abort can trash
+  it).  The caller counts each chunk with :meth:`RecordWriter.admit` as it
+  accepts it, then hands batches of chunks to :meth:`RecordWriter.write_chunks`
+  (one ``writev`` per ``IOV_MAX`` buffers, in the pool; batches must not
+  overlap, which keeps the CRC in content order) and finally closes the
+  file with :meth:`RecordWriter.close` before :meth:`RecordWriter.commit`.
+
+How many chunks to queue and when to pause the client stays with the caller
+(``http/sinks.py``).
+"""
+
+from reduct_twisted.storage import writer
+
+#: What the messages of failed writes say failed.
+WRITE = writer.WRITE
+
+
+def run_now(f, *args):
+    """A ``run_in_thread`` that runs ``f`` at once (tests, tools); its result is returned as is."""
+    return f(*args)
+
+
+class RecordWriter:
+    """
+    One record being uploaded: its allocation, its file and its checksum.
+
+    :param engine: the ``StorageEngine`` (``claim``, ``commit``, ``abort``).
+    :param alloc: from ``engine.allocate``; the writer owns it from now on.
+    :param run_in_thread: ``run_in_thread(f, *args)`` runs ``f`` off the
+        calling thread and returns a Deferred of its result (the daemon's
+        ``deferToThreadPool``); only a private segment's disk work uses it.
+    :param claim: count a chunked record's bytes against its bucket's quota
+        as they are admitted (``False``: ``commit`` checks them at once).
+    :raises OSError: a private segment cannot be created (the caller
+        aborts the record).
+    """
+
+    __slots__ = ("_engine", "_alloc", "_run", "_fd", "_claim")
+
+    def __init__(self, engine, alloc, run_in_thread=run_now, claim: bool = True) -> None:
+        self._engine = engine
+        self._alloc = alloc
+        self._run = run_in_thread
+        self._claim = claim
+        self._fd = None
+        if alloc.private:
+            self._fd = writer.open_segment(alloc)
+
+    @property
+    def private(self) -> bool:
+        """Whether the record has a segment of its own (large or chunked)."""
+        return self._alloc.private
+
+    @property
+    def ts(self) -> int:
+        """The record's timestamp."""
+        return self._alloc.ts
+
+    @property
+    def length(self):
+        """The declared content length, or ``None`` (chunked)."""
+        return self._alloc.length
+
+    @property
+    def written(self) -> int:
+        """Bytes written (small) or admitted (private) so far."""
+        return self._alloc.written
+
+    def overflows(self, size: int) -> bool:
+        """Whether ``size`` more bytes would exceed the declared length."""
+        alloc = self._alloc
+        length = alloc.length
+        return length is not None and alloc.written + size > length
+
+    # -- small records ------------------------------------------------------
+
+    def write(self, data) -> None:
+        """
+        Write the next chunk of a small record into its shared segment, now.
+
+        :param data: bytes or a memoryview.
+        :raises OSError: the disk refused; nothing is counted.
+        """
+        writer.write_at(self._alloc, data)
+
+    # -- private segments ---------------------------------------------------
+
+    def admit(self, size: int) -> None:
+        """
+        Count ``size`` more bytes of a private segment, accepted to be
+        written (by a later :meth:`write_chunks`).
+
+        :raises BadRequest: a chunked record would exceed a HARD quota;
+            nothing is counted (the caller aborts the record).
+        """
+        alloc = self._alloc
+        if self._claim and alloc.length is None:
+            self._engine.claim(alloc, size)
+        alloc.written += size
+
+    def write_chunks(self, chunks: list):
+        """
+        Append ``chunks`` (bytes or memoryviews, admitted already) to the
+        private segment, in the thread pool.  Calls must not overlap.
+
+        :return: ``run_in_thread``'s Deferred: fires with None once written
+            (the CRC then includes them), or fails with the ``OSError``.
+        """
+        return self._run(self._write_chunks, chunks)
+
+    def _write_chunks(self, chunks: list) -> None:
+        # In a worker thread: the reactor reads ``crc`` only at commit,
+        # after the last batch, and batches never overlap.
+        alloc = self._alloc
+        alloc.crc = writer.write_chunks(self._fd, chunks, alloc.crc)
+
+    @property
+    def is_open(self) -> bool:
+        """Whether the private segment's file is still open."""
+        return self._fd is not None
+
+    def close(self):
+        """
+        Close the private segment's file, in the thread pool (before
+        :meth:`commit`; after an abort, to release it).
+
+        :return: ``None`` if it is closed already, else ``run_in_thread``'s
+            Deferred (it fails with the ``OSError`` some file systems report
+            only at close).
+        """
+        fd, self._fd = self._fd, None
+        if fd is None:
+            return None
+        return self._run(writer.close_segment, fd)
+
+    # -- outcome ------------------------------------------------------------
+
+    def commit(self) -> None:
+        """
+        Store the record (see ``StorageEngine.commit``: its errors, raised
+        after the engine aborted the record).
+        """
+        self._engine.commit(self._alloc)
+
+    def abort(self) -> None:
+        """Make the record vanish (see ``StorageEngine.abort``); idempotent."""
+        self._engine.abort(self._alloc)
