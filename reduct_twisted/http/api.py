@@ -24,7 +24,7 @@ from reduct_twisted.errors import NoContent, NotFound, ReductError, Unprocessabl
 from reduct_twisted.http.batch import (
     BatchLimits, BatchReader, BatchWriteSink, Wait, batch_query_id, open_batch_write,
 )
-from reduct_twisted.http.batch_wire import (
+from reduct_twisted.wire import (
     ERROR_PREFIX, error_header, parse_batch_headers, time_headers,
 )
 from reduct_twisted.http.errors import install_error_handlers, write_error_headers
