@@ -19,7 +19,7 @@ from twisted.internet.defer import Deferred
 from twisted.web.resource import Resource
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
-from reduct_twisted.auth import Policy
+from reduct_twisted.auth.policy import Policy
 from reduct_twisted.errors import NoContent, NotFound, ReductError, UnprocessableEntity
 from reduct_twisted.http.batch import (
     BatchLimits, BatchReader, BatchWriteSink, Wait, batch_query_id, open_batch_write,

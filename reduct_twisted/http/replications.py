@@ -10,7 +10,7 @@ token is looked at, as for the other JSON endpoints (spec §1.4).  Changes
 are answered once the registry file holds them.
 """
 
-from reduct_twisted.auth import Policy
+from reduct_twisted.auth.policy import Policy
 from reduct_twisted.http.api import route
 from reduct_twisted.http.headers import parse_json_body, respond_empty, respond_json
 
