@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from reduct_twisted.tokens import TokenStore  # noqa: E402
+from reduct_twisted.auth.tokens import TokenStore  # noqa: E402
 
 
 class _Clock:

@@ -55,7 +55,7 @@ from twisted.logger import Logger
 from reduct_twisted.config_values import parse_byte_size, parse_whole_number
 from reduct_twisted.errors import UnprocessableEntity
 from reduct_twisted.storage.settings import is_valid_name, parse_settings_fields
-from reduct_twisted.tokens import is_permission_item
+from reduct_twisted.auth.model import is_permission_item
 
 _log = Logger()
 

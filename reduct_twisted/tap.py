@@ -65,7 +65,7 @@ from reduct_twisted.provision import parse_provisioning
 from reduct_twisted.service import StorageService
 from reduct_twisted.shutdown import DaemonService
 from reduct_twisted.storage.layout import DataDirRefused
-from reduct_twisted.tokens import TokenStoreError
+from reduct_twisted.auth.tokens import TokenStoreError
 
 log = Logger()
 

@@ -45,30 +45,24 @@ from reduct_twisted.errors import (
     ReductError,
     UnprocessableEntity,
 )
-from reduct_twisted.http.batch_wire import (
-    TIME_PREFIX,
-    BatchedRecord,
-    format_record_header,
-    parse_batch_headers,
-)
 from reduct_twisted.http.headers import u64_param
 from reduct_twisted.http.producers import RangeSender
 from reduct_twisted.http.sinks import PauseGate, PrivateSegmentSink, SharedSegmentSink, in_pool
 from reduct_twisted.interfaces import IRecordSink
 from reduct_twisted.storage import PENDING, SMALL_RECORD_MAX
+from reduct_twisted.wire import (
+    BATCH_MAX_METADATA_SIZE,
+    BATCH_MAX_RECORDS,
+    BATCH_MAX_SIZE,
+    TIME_PREFIX,
+    BatchedRecord,
+    format_record_header,
+    parse_batch_headers,
+)
 
 log = Logger()
 
 _DEFAULTS = Config()
-#: Records per batched read: upstream 1.17 stops at ``RS_IO_BATCH_MAX_RECORDS``
-#: (85), which keeps a response under the 100 headers Python's http.client takes.
-BATCH_MAX_RECORDS = _DEFAULTS.io_batch_max_records
-#: A batched read (GET) is closed after the record that takes its body past
-#: this many bytes (``RS_IO_BATCH_MAX_SIZE``).
-BATCH_MAX_SIZE = _DEFAULTS.io_batch_max_size
-#: ... or its record headers (name + value + 2 each) past this many bytes
-#: (``RS_IO_BATCH_MAX_METADATA_SIZE``).
-BATCH_MAX_METADATA_SIZE = _DEFAULTS.io_batch_max_metadata_size
 #: Seconds a batched read may scan before it yields to the reactor.
 SCAN_SLICE = 0.005
 #: Seconds between two looks for a new record while an empty batched read of

@@ -17,7 +17,8 @@ from twisted.web.http import (
 )
 
 from reduct_twisted import REDUCT_API, REDUCT_VERSION
-from reduct_twisted.http.headers import U64_MAX, parse_content_length
+from reduct_twisted.http.headers import parse_content_length
+from reduct_twisted.wire import U64_MAX
 
 log = Logger()
 

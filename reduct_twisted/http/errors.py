@@ -10,7 +10,8 @@ from twisted.logger import Logger
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from reduct_twisted.errors import ReductError
-from reduct_twisted.http.headers import header_safe, json_bytes
+from reduct_twisted.http.headers import json_bytes
+from reduct_twisted.wire import header_safe
 
 log = Logger()
 

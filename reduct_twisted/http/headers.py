@@ -12,12 +12,7 @@ import sys
 from typing import Dict, Mapping, Optional, Sequence
 
 from reduct_twisted.errors import UnprocessableEntity
-
-U64_MAX = 2**64 - 1
-
-LABEL_PREFIX = b"x-reduct-label-"
-
-DEFAULT_CONTENT_TYPE = "application/octet-stream"
+from reduct_twisted.wire import DEFAULT_CONTENT_TYPE, LABEL_PREFIX, U64_MAX, parse_u64
 
 
 def query_arg(args: Mapping[bytes, Sequence[bytes]], name: str) -> Optional[str]:
@@ -30,20 +25,6 @@ def query_arg(args: Mapping[bytes, Sequence[bytes]], name: str) -> Optional[str]
     if not values:
         return None
     return values[-1].decode("utf-8", "replace")
-
-
-def parse_u64(text: str) -> Optional[int]:
-    """
-    Parse an unsigned 64-bit decimal integer; None if ``text`` is not one.
-    """
-    # u64 has at most 20 digits; Python refuses to convert very long digit
-    # strings (a ValueError), so never try.
-    if not text or len(text) > 20 or not text.isascii() or not text.isdigit():
-        return None
-    value = int(text)
-    if value > U64_MAX:
-        return None
-    return value
 
 
 def parse_content_length(value: bytes) -> Optional[int]:
@@ -182,16 +163,6 @@ def parse_json_body(body: bytes):
         raise UnprocessableEntity(f"Invalid JSON: {exc}")
     except RecursionError:
         raise UnprocessableEntity("Invalid JSON: nested too deeply")
-
-
-def header_safe(message: str) -> bytes:
-    """
-    ``message`` as an ``x-reduct-error`` value, or ``Unparsable message`` if
-    it cannot be one (control characters, newlines), as upstream 1.17 does.
-    """
-    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in message):
-        return b"Unparsable message"
-    return message.encode("utf-8")
 
 
 def json_bytes(obj) -> bytes:

@@ -11,8 +11,9 @@ import math
 from typing import Mapping, Sequence
 
 from reduct_twisted.errors import BadRequest, ReductError, UnprocessableEntity
-from reduct_twisted.http.headers import loads_json, parse_u64, query_arg, u64_param
+from reduct_twisted.http.headers import loads_json, query_arg, u64_param
 from reduct_twisted.storage import U64_MAX
+from reduct_twisted.wire import parse_u64
 
 DEFAULT_TTL = 60
 

@@ -7,7 +7,7 @@ from functools import partial
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 
-from reduct_twisted.auth import OpenAccess, TokenAccess
+from reduct_twisted.auth.policy import OpenAccess, TokenAccess
 from reduct_twisted.errors import ReductError
 from reduct_twisted.http.api import ReductAPI
 from reduct_twisted.http.batch import BatchLimits
@@ -34,7 +34,7 @@ def make_site(engine, config, reactor, threadpool, provisioning=None) -> ReductS
     :return: the site; its ``replications`` (the ``ReplicationManager``, a
         service) must be started and stopped with the daemon, and its
         ``drain`` drained before they stop (``drain.DrainService``).
-    :raises reduct_twisted.tokens.TokenStoreError: the token file of the
+    :raises reduct_twisted.auth.tokens.TokenStoreError: the token file of the
         data directory is unreadable or corrupt.
     """
     provisioning = provisioning or Provisioning(buckets=[], tokens=[])

@@ -22,7 +22,7 @@ from functools import partial
 from twisted.internet.threads import deferToThreadPool
 
 from reduct_twisted.replication.manager import REGISTRY_FILE, ReplicationManager
-from reduct_twisted.tokens import SnapshotWriter
+from reduct_twisted.persist import SnapshotWriter
 
 __all__ = ["ReplicationManager", "make_replications"]
 

@@ -45,7 +45,7 @@ from reduct_twisted.replication.task import ReplicationTask
 from reduct_twisted.storage.durability import DirtySet
 from reduct_twisted.storage.layout import REGISTRY_FILE
 from reduct_twisted.storage.layout import REPLICATION_LOG_DIR as LOG_DIR
-from reduct_twisted.tokens import write_atomically
+from reduct_twisted.persist import write_atomically
 
 log = Logger()
 

@@ -35,10 +35,11 @@ from twisted.internet.task import TaskStopped
 from twisted.web.iweb import IBodyProducer
 from zope.interface import implementer
 
-from reduct_twisted.http.batch import BATCH_MAX_METADATA_SIZE, BATCH_MAX_RECORDS, BATCH_MAX_SIZE
-from reduct_twisted.http.batch_wire import ERROR_PREFIX, format_record_header
 from reduct_twisted.replication.diagnostics import CONNECTION_ERROR, TIMEOUT
 from reduct_twisted.storage.content import ContentReader
+from reduct_twisted.wire import (
+    BATCH_MAX_METADATA_SIZE, BATCH_MAX_RECORDS, BATCH_MAX_SIZE, ERROR_PREFIX, format_record_header,
+)
 
 #: Bytes read from a block file per reactor turn.
 SLICE = 1 << 16

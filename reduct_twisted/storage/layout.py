@@ -45,7 +45,7 @@ QUARANTINE_DIR = ".quarantine"
 LOCK_FILE = ".lock"
 #: A space-reserve file.
 RESERVE_FILE = ".reserve"
-#: The token file (``reduct_twisted/tokens.py``).
+#: The token file (``reduct_twisted/auth/tokens.py``).
 AUTH_FILE = ".auth.json"
 #: The replication registry and its log directory (``replication/manager.py``).
 REGISTRY_FILE = ".replications.json"

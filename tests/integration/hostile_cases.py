@@ -15,7 +15,7 @@ import itertools
 import json
 import threading
 
-from reduct_twisted.http.batch_wire import parse_record_header
+from reduct_twisted.wire import parse_record_header
 from tests.integration import test_fuzz
 from tests.integration.daemon import U64_MAX
 
@@ -418,7 +418,7 @@ def _expect_batch(records):
     def check(answer):
         if answer is None or answer.status != 200:
             return f"batched read: expected 200, got {answer and answer.status}"
-        # Decoded with the batch protocol's own parser (http/batch_wire.py):
+        # Decoded with the batch protocol's own parser (wire.py):
         # every value must come back as written, commas and quotes included.
         times = [(k, parse_record_header(v.decode("utf-8", "replace")))
                  for k, v in answer.headers if k.startswith(b"x-reduct-time-")]

@@ -1,4 +1,4 @@
-"""Tests for ``reduct_twisted.auth``: policies, header parsing, both access classes."""
+"""Tests for ``reduct_twisted.auth.policy``: policies, header parsing, both access classes."""
 
 import itertools
 import re
@@ -6,9 +6,10 @@ import re
 import pytest
 from twisted.internet.defer import Deferred
 
-from reduct_twisted.auth import INIT_TOKEN_NAME, OpenAccess, Policy, TokenAccess, iso_timestamp
+from reduct_twisted.auth.model import BucketMatcher, StoredToken, iso_timestamp
+from reduct_twisted.auth.policy import INIT_TOKEN_NAME, OpenAccess, Policy, TokenAccess
+from reduct_twisted.auth.tokens import AUTH_FILE, TokenStoreError
 from reduct_twisted.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized
-from reduct_twisted.tokens import AUTH_FILE, BucketMatcher, StoredToken, TokenStoreError
 from tests.unit.conftest import error_message
 
 INIT = b"Bearer init-secret"

@@ -8,7 +8,8 @@ import json
 import pytest
 
 from reduct_twisted.errors import UnprocessableEntity
-from reduct_twisted.http.headers import parse_json_body, parse_u64
+from reduct_twisted.http.headers import parse_json_body
+from reduct_twisted.wire import parse_u64
 from tests.unit.test_timeouts import connect
 
 

@@ -16,9 +16,9 @@ from twisted.internet.defer import CancelledError
 from reduct_twisted.config import Config
 from reduct_twisted.errors import NoContent
 from reduct_twisted.http import batch, sinks
-from reduct_twisted.http.api import drive
+from reduct_twisted.http.routes_records import drive
 from reduct_twisted.http.batch import BatchLimits, BatchReader, BatchWriteSink, Wait
-from reduct_twisted.http.batch_wire import BatchedRecord, error_header
+from reduct_twisted.wire import BatchedRecord, error_header
 from reduct_twisted.http.producers import CHUNK, RangeSender
 from reduct_twisted.storage import PENDING, SMALL_RECORD_MAX, writer
 from reduct_twisted.storage.conditions import IoOverrides

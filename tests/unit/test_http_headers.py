@@ -3,7 +3,8 @@
 import pytest
 
 from reduct_twisted.errors import UnprocessableEntity
-from reduct_twisted.http.headers import header_safe, parse_u64, record_labels, timestamp_param
+from reduct_twisted.http.headers import record_labels, timestamp_param
+from reduct_twisted.wire import header_safe, parse_u64
 from reduct_twisted.http.params import query_kwargs
 
 

@@ -10,7 +10,7 @@ import os
 import pytest
 from twisted.internet.defer import Deferred, fail, succeed
 
-from reduct_twisted.http.batch_wire import parse_record_header
+from reduct_twisted.wire import parse_record_header
 from reduct_twisted.replication.manager import ReplicationManager
 from reduct_twisted.replication.remote import RemoteError
 from reduct_twisted.replication.task import MAX_BACKOFF

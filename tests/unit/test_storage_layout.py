@@ -16,7 +16,7 @@ from reduct_twisted.storage import StorageEngine, layout
 from reduct_twisted.storage.layout import DataDirRefused
 from reduct_twisted.storage.recovery import MARKER
 from reduct_twisted.storage.testing import read_content, write_record
-from reduct_twisted.tokens import AUTH_FILE
+from reduct_twisted.auth.tokens import AUTH_FILE
 
 
 def _open(path, **kwargs):

@@ -1,4 +1,4 @@
-"""Tests for ``reduct_twisted.tokens``: the token store, its file and its writer."""
+"""Tests for ``reduct_twisted.auth.tokens``: the token store, its file and its writer (``reduct_twisted.persist``)."""
 
 import hashlib
 import hmac
@@ -10,17 +10,10 @@ import stat
 import pytest
 from twisted.internet.defer import Deferred, fail
 
-from reduct_twisted.auth import iso_timestamp
+from reduct_twisted.auth.model import Permissions, StoredToken, iso_timestamp
+from reduct_twisted.auth.tokens import AUTH_FILE, TokenStore, TokenStoreError
 from reduct_twisted.errors import Conflict, InsufficientStorage, NotFound, UnprocessableEntity
-from reduct_twisted.tokens import (
-    AUTH_FILE,
-    Permissions,
-    SnapshotWriter,
-    StoredToken,
-    TokenStore,
-    TokenStoreError,
-    write_atomically,
-)
+from reduct_twisted.persist import SnapshotWriter, write_atomically
 from tests.unit.conftest import error_message
 
 NAME_ERROR = "Token name can contain only letters, digests and [-,_] symbols"
@@ -246,7 +239,8 @@ def test_wrong_secret_and_unknown_name_take_the_same_path(store, monkeypatch):
     comparisons (same sizes, same order) as an unknown name, so the answer
     time does not tell which token names exist (#12).
     """
-    from reduct_twisted import tokens
+    # StoredToken.verify hashes and compares in the token model module.
+    from reduct_twisted.auth import model as tokens
 
     store.create("tok", {})
     store.provision("init-token", "some provisioned secret")

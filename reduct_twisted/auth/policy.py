@@ -9,7 +9,7 @@ questions, and the HTTP layer only uses what they have in common:
   every check passes, the caller is the ``AUTHENTICATION-DISABLED``
   pseudo-token and the token API answers as spec §2.4.6 says;
 * ``TokenAccess`` when it is enabled: bearer tokens from a
-  :class:`reduct_twisted.tokens.TokenStore`.
+  :class:`reduct_twisted.auth.tokens.TokenStore`.
 
 The common interface: ``enabled``, ``check(authorization, policy, bucket)``,
 ``may_read(token, bucket)``, ``list_tokens()``, ``create_token(name, body)``,
@@ -25,13 +25,17 @@ from __future__ import annotations
 
 import enum
 import os
-from datetime import datetime, timezone
 from typing import Any, Callable, Iterable, Optional
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
+from zope.interface import implementer
 
+from reduct_twisted.auth.model import iso_timestamp
+from reduct_twisted.auth.tokens import AUTH_FILE, TokenStore
 from reduct_twisted.errors import BadRequest, Forbidden, ReductError, Unauthorized
+from reduct_twisted.interfaces import IAccessPolicy
+from reduct_twisted.persist import SnapshotWriter
 
 #: The name of the full-access token whose value is ``RS_API_TOKEN``.
 INIT_TOKEN_NAME = "init-token"
@@ -54,12 +58,7 @@ class Policy(enum.Enum):
     WRITE = "write"
 
 
-def iso_timestamp(seconds: float) -> str:
-    """RFC 3339 UTC with microseconds and a ``Z``, stable for a given value."""
-    moment = datetime.fromtimestamp(seconds, tz=timezone.utc)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
+@implementer(IAccessPolicy)
 class OpenAccess:
     """
     Authorization with authentication disabled: every check passes.
@@ -131,13 +130,14 @@ class OpenAccess:
         return succeed(None)
 
 
+@implementer(IAccessPolicy)
 class TokenAccess:
     """
     Authorization with authentication enabled: bearer tokens.
 
-    :param store: a :class:`reduct_twisted.tokens.TokenStore`.
+    :param store: a :class:`reduct_twisted.auth.tokens.TokenStore`.
     :ivar store: the same.
-    :ivar writer: the :class:`reduct_twisted.tokens.SnapshotWriter` saving
+    :ivar writer: the :class:`reduct_twisted.persist.SnapshotWriter` saving
         the token file, when :meth:`open` made one, else ``None``.
     """
 
@@ -176,12 +176,9 @@ class TokenAccess:
         :param run_in_thread: ``run_in_thread(f, *args) -> Deferred``; when
             given, the file is written in a thread by a ``SnapshotWriter``
             (see ``writer``), else synchronously.
-        :raises reduct_twisted.tokens.TokenStoreError: the token file is
+        :raises reduct_twisted.auth.tokens.TokenStoreError: the token file is
             unreadable or corrupt.
         """
-        # tokens imports this module (iso_timestamp): import it only here.
-        from reduct_twisted.tokens import AUTH_FILE, SnapshotWriter, TokenStore
-
         if not api_token:
             raise ValueError("TokenAccess needs a non-empty API token")
         path = os.path.join(data_path, AUTH_FILE)

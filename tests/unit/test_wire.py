@@ -6,7 +6,7 @@ them, as reduct-py and reduct-js send them, and our own values read back.
 import pytest
 
 from reduct_twisted.errors import UnprocessableEntity
-from reduct_twisted.http.batch_wire import (
+from reduct_twisted.wire import (
     BatchedRecord,
     format_record_header,
     parse_batch_headers,

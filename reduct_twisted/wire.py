@@ -1,10 +1,11 @@
-# -*- test-case-name: tests.unit.test_batch_wire -*-
+# -*- test-case-name: tests.unit.test_wire -*-
 """
-The wire format of the v1 batch protocol (spec §3.3, §3.4), shared by the
-batched endpoints (``http/batch.py``, ``http/api.py``) and the replication
-sender (``replication/remote.py``).
+The wire formats shared by the server (``http/``) and the replication
+client (``replication/remote.py``): u64 values, the ``x-reduct-error``
+header value, and the v1 batch protocol (spec §3.3, §3.4) with its default
+limits.  Nothing here knows about twisted.web: values in, values out.
 
-A record is announced by a header
+In the batch protocol, a record is announced by a header
 ``x-reduct-time-<ts>: <length>,<content type>[,<name>=<value>]…``.
 
 Encoding (:func:`format_record_header`), as upstream: a content type or a
@@ -45,15 +46,55 @@ with ``"`` and then a label (read as one quoted value; our encoder writes
 such labels last, reduct-py in the caller's order).
 """
 
-from typing import Dict, List, Mapping, Tuple
+from typing import Dict, List, Mapping, Optional, Tuple
 
 import attr
 
+from reduct_twisted.config import Config
 from reduct_twisted.errors import ReductError, UnprocessableEntity
-from reduct_twisted.http.headers import DEFAULT_CONTENT_TYPE, header_safe, parse_u64
 
+U64_MAX = 2**64 - 1
+
+DEFAULT_CONTENT_TYPE = "application/octet-stream"
+
+LABEL_PREFIX = b"x-reduct-label-"
 TIME_PREFIX = b"x-reduct-time-"
 ERROR_PREFIX = b"x-reduct-error-"
+
+_DEFAULTS = Config()
+#: Records per batched read: upstream 1.17 stops at ``RS_IO_BATCH_MAX_RECORDS``
+#: (85), which keeps a response under the 100 headers Python's http.client takes.
+BATCH_MAX_RECORDS = _DEFAULTS.io_batch_max_records
+#: A batched read (GET) is closed after the record that takes its body past
+#: this many bytes (``RS_IO_BATCH_MAX_SIZE``).
+BATCH_MAX_SIZE = _DEFAULTS.io_batch_max_size
+#: ... or its record headers (name + value + 2 each) past this many bytes
+#: (``RS_IO_BATCH_MAX_METADATA_SIZE``).
+BATCH_MAX_METADATA_SIZE = _DEFAULTS.io_batch_max_metadata_size
+
+
+def parse_u64(text: str) -> Optional[int]:
+    """
+    Parse an unsigned 64-bit decimal integer; None if ``text`` is not one.
+    """
+    # u64 has at most 20 digits; Python refuses to convert very long digit
+    # strings (a ValueError), so never try.
+    if not text or len(text) > 20 or not text.isascii() or not text.isdigit():
+        return None
+    value = int(text)
+    if value > U64_MAX:
+        return None
+    return value
+
+
+def header_safe(message: str) -> bytes:
+    """
+    ``message`` as an ``x-reduct-error`` value, or ``Unparsable message`` if
+    it cannot be one (control characters, newlines), as upstream 1.17 does.
+    """
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in message):
+        return b"Unparsable message"
+    return message.encode("utf-8")
 
 
 @attr.s(frozen=True, slots=True)

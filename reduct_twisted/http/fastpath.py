@@ -1,0 +1,129 @@
+# -*- test-case-name: tests.integration.test_streaming -*-
+"""
+Routing outside Klein, in one place: what the streaming request asks the
+API before a body arrives (:meth:`FastPath.open_body`, from ``gotLength``)
+and the hot record routes it calls without Klein
+(:meth:`FastPath.direct_handler`).
+
+Record writes and reads are most of the traffic; resource traversal, a
+second werkzeug match and Klein's Deferred plumbing cost about as much as
+the work itself (issue #3).  So a plain ``{base}api/v1/b/<bucket>/<entry>``
+is recognised by hand here and goes straight to the same handlers Klein
+routes to (``routes_records.py``), with the same error mapping; every
+other path is matched against the Klein app's own URL map (bound once), and
+anything odd goes through Klein.
+"""
+
+from functools import partial
+from typing import Optional
+from urllib.parse import parse_qs, unquote_to_bytes
+
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
+
+from reduct_twisted.errors import ReductError
+from reduct_twisted.http.batch import BatchWriteSink
+from reduct_twisted.http.routes_records import (
+    open_batch_write,
+    open_write,
+    read_record,
+    write_batch,
+    write_record,
+)
+
+#: Endpoints whose body is streamed into a sink opened by ``open_body``.
+STREAMING_ENDPOINTS = frozenset({"write_record", "write_record_v0", "write_batch"})
+
+
+def _query_args(query: bytes) -> dict:
+    """
+    ``parse_qs(query, keep_blank_values=True)``, with a shortcut for the
+    usual record write query, a lone ``ts=<digits>``.
+    """
+    if query[:3] == b"ts=" and query[3:].isdigit():
+        return {b"ts": [query[3:]]}
+    return parse_qs(query, keep_blank_values=True)
+
+
+class FastPath:
+    """
+    The routing done before and beside Klein; mixed into ``ReductAPI``,
+    which provides ``base_segments``, ``_record_prefix`` and ``_url_adapter``
+    (its Klein app's URL map, bound once).
+    """
+
+    def open_body(self, request, length: Optional[int]):
+        """
+        Decide where the body of ``request`` goes, before it arrives.
+
+        :return: a sink for streaming routes; None for routes that take a
+            small buffered body.
+        :raises ReductError: the request is refused before its body is read.
+        """
+        channel = request.channel
+        raw_path, _, query = channel._path.partition(b"?")
+        if channel._command == b"POST":
+            names = self._record_names(raw_path)
+            if names is not None:
+                # The hot path: a plain record write needs no URL map.
+                request.route_args = {"bucket": names[0], "entry": names[1]}
+                return open_write(self, request, length, _query_args(query), *names)
+        segments = [unquote_to_bytes(s) for s in raw_path.split(b"/")[1:]]
+        base = self.base_segments
+        if segments[: len(base)] != base:
+            raise ReductError("Not found", 404)
+        path_info = "/" + "/".join(s.decode("utf-8", "replace") for s in segments[len(base) :])
+        try:
+            rule, kwargs = self._url_adapter.match(
+                path_info, method=channel._command.decode("ascii", "replace"), return_rule=True
+            )
+        except MethodNotAllowed:
+            return None
+        except HTTPException:
+            raise ReductError("Not found", 404)
+        if rule.endpoint not in STREAMING_ENDPOINTS:
+            return None
+        if rule.endpoint == "write_batch":
+            sink = open_batch_write(self, request, length, **kwargs)
+        else:
+            args = parse_qs(query, keep_blank_values=True)
+            sink = open_write(self, request, length, args, **kwargs)
+        request.route_args = kwargs
+        return sink
+
+    def _record_names(self, raw_path: bytes):
+        """
+        ``(bucket, entry)`` if ``raw_path`` is plainly
+        ``{base}api/v1/b/<bucket>/<entry>``, else None (Klein decides).
+        """
+        segments = raw_path.split(b"/")
+        prefix = self._record_prefix
+        if len(segments) != len(prefix) + 2 or segments[: len(prefix)] != prefix:
+            return None
+        try:
+            bucket = unquote_to_bytes(segments[-2]).decode("utf-8")
+            entry = unquote_to_bytes(segments[-1]).decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+        if not bucket or not entry:
+            return None
+        return bucket, entry
+
+    def direct_handler(self, request):
+        """
+        The handler for a request on the hot record routes, to be called
+        without Klein's per-request machinery, or None to go through Klein.
+        """
+        method = request.method
+        if method == b"POST":
+            if request.sink is None or request.route_args is None:
+                return None
+            if isinstance(request.sink, BatchWriteSink):
+                return partial(write_batch, self, request, **request.route_args)
+            return partial(write_record, self, request, **request.route_args)
+        if method != b"GET" and method != b"HEAD":
+            return None
+        names = self._record_names(request.path)
+        if names is None:
+            return None
+        bucket, entry = names
+        return partial(read_record, self, request, bucket, entry)

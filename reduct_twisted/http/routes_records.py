@@ -1,0 +1,217 @@
+# -*- test-case-name: tests.integration.test_api -*-
+"""
+Record routes (spec §2.3, §3.3, §3.4): write and read one record, write and
+read batches, and the legacy v0 record list.
+
+Writes are checked before their body arrives: :func:`open_write` and
+:func:`open_batch_write` run from the streaming request's ``gotLength``
+(through ``fastpath.py``) and the route only finishes the sink.  Each
+handler takes the ``ReductAPI`` first; the table is in ``api.py``.
+"""
+
+from typing import Optional
+
+from twisted.internet.defer import Deferred
+
+from reduct_twisted.auth.policy import Policy
+from reduct_twisted.errors import NoContent, NotFound, UnprocessableEntity
+from reduct_twisted.http.authz import authorize
+from reduct_twisted.http.batch import BatchReader, Wait, batch_query_id, open_batch_write as _open_batch
+from reduct_twisted.http.headers import (
+    content_type,
+    query_arg,
+    record_labels,
+    respond_empty,
+    respond_json,
+    timestamp_param,
+    u64_param,
+)
+from reduct_twisted.http.producers import send_record
+from reduct_twisted.http.sinks import PrivateSegmentSink, SharedSegmentSink, in_pool
+from reduct_twisted.storage import PENDING
+from reduct_twisted.wire import ERROR_PREFIX, error_header
+
+#: Receive buffer for connections streaming a large record (fewer, larger
+#: chunks: about 2x upload throughput with the thread-pool writer).
+LARGE_UPLOAD_RECV = 1 << 20
+
+
+def drive(clock, step) -> Deferred:
+    """
+    Call ``step()`` until it returns something other than ``PENDING`` or a
+    ``Wait``, yielding to the reactor between calls (for ``Wait(s)``, for
+    ``s`` seconds), so a long scan never blocks it.
+    """
+    pending = []
+
+    def cancel(d):
+        if pending and pending[0].active():
+            pending[0].cancel()
+
+    d = Deferred(cancel)
+
+    def attempt():
+        pending.clear()
+        try:
+            result = step()
+        except Exception as exc:
+            d.errback(exc)
+            return
+        if result is PENDING:
+            pending.append(clock.callLater(0, attempt))
+        elif isinstance(result, Wait):
+            pending.append(clock.callLater(result.seconds, attempt))
+        else:
+            d.callback(result)
+
+    attempt()
+    return d
+
+
+# -- before the body (called from StreamingRequest.gotLength) ----------------------
+
+
+def open_write(api, request, length: Optional[int], args, bucket: str, entry: str):
+    """
+    Validate a record write and allocate its place (spec §2.3.1 order).
+    """
+    authorize(api, request, Policy.WRITE, bucket)
+    ts = timestamp_param(args)
+    if request.malformed_length:
+        raise UnprocessableEntity("content-length header must be a number")
+    if length == 0 and not request.requestHeaders.hasHeader(b"content-length"):
+        raise UnprocessableEntity("content-length header is required")
+    ctype = content_type(request)
+    labels = record_labels(request.requestHeaders.getAllRawHeaders())
+    upload = api.engine.upload(
+        bucket, entry, ts, length, ctype, labels, in_pool(api.reactor, api.threadpool)
+    )
+    if not upload.private:
+        return SharedSegmentSink(upload)
+    transport = request.channel.transport
+    if hasattr(transport, "bufferSize"):
+        transport.bufferSize = LARGE_UPLOAD_RECV
+    return PrivateSegmentSink(upload, transport)
+
+
+def open_batch_write(api, request, length: Optional[int], bucket: str, entry: str):
+    """
+    Validate a batched write and return the sink its body goes to
+    (spec §3.4; records are allocated as their bytes arrive).
+    """
+    authorize(api, request, Policy.WRITE, bucket)
+    sink = _open_batch(api.engine, api.reactor, api.threadpool, request, length, bucket, entry)
+    transport = request.channel.transport
+    if sink.has_large and hasattr(transport, "bufferSize"):
+        transport.bufferSize = LARGE_UPLOAD_RECV
+    return sink
+
+
+# -- one record ----------------------------------------------------------------------
+
+
+def write_record(api, request, bucket, entry):
+    sink = request.sink
+    if sink is None:
+        # No body framing at all, so gotLength skipped routing: run the
+        # same checks now; they end in "content-length header is required".
+        sink = open_write(api, request, 0, request.args, bucket, entry)
+    if isinstance(sink, SharedSegmentSink):
+        # Nothing to flush: commit now (and, without fsync, answer
+        # without a Deferred).
+        sink.finish_now()
+        return api.durable(respond_empty, request)
+    return sink.finish().addCallback(lambda _: api.durable(respond_empty, request))
+
+
+def read_record(api, request, bucket, entry):
+    authorize(api, request, Policy.READ, bucket)
+    ts = u64_param(request.args, "ts")
+    if ts is None and query_arg(request.args, "q") is not None:
+        qid = u64_param(request.args, "q", "'query' must be a number")
+        d = drive(api.reactor, lambda: api.engine.query_next(bucket, entry, qid))
+        return d.addCallback(_answer_query_read, api, request)
+    view = api.engine.read(bucket, entry, ts)
+    return _answer_record(api, request, view, last=b"1")
+
+
+def _answer_query_read(view, api, request):
+    if view is None:
+        raise NoContent("No content")
+    return _answer_record(api, request, view, last=b"1" if view.last else b"0")
+
+
+def _answer_record(api, request, view, last: bytes):
+    record = view.record
+    set_header = request.setHeader
+    set_header(b"content-type", record.content_type.encode("utf-8"))
+    set_header(b"content-length", b"%d" % record.size)
+    set_header(b"x-reduct-time", b"%d" % record.ts)
+    set_header(b"x-reduct-last", last)
+    set_header(b"content-disposition", b"attachment")
+    for name, value in record.labels.items():
+        set_header(b"x-reduct-label-" + name.encode("utf-8"), value.encode("utf-8"))
+    return send_record(request, view, api.engine)
+
+
+# -- batches (spec §3.3, §3.4) ---------------------------------------------------------
+
+
+def write_batch(api, request, bucket, entry):
+    sink = request.sink
+    if sink is None:
+        # No body framing at all, so gotLength skipped routing: run the
+        # same checks now; they end in "content-length header is required".
+        sink = open_batch_write(api, request, 0, bucket, entry)
+    return sink.finish().addCallback(answer_batch_errors, api, request)
+
+
+def answer_batch_errors(errors, api, request):
+    """Answer a batched change: one ``x-reduct-error-<ts>`` per failed record."""
+    for ts in sorted(errors):
+        request.setHeader(ERROR_PREFIX + b"%d" % ts, error_header(errors[ts]))
+    return api.durable(respond_empty, request)
+
+
+def read_batch(api, request, bucket, entry):
+    authorize(api, request, Policy.READ, bucket)
+    qid = batch_query_id(request.args)
+    head = request.method == b"HEAD"
+    limits, metadata_only = _batch_limits(api, bucket, entry, qid)
+    reader = BatchReader(api.engine, bucket, entry, qid, head or metadata_only, limits)
+    d = drive(api.reactor, reader.step).addBoth(reader.answer, request)
+    if metadata_only and not head:
+        # A GET of an ``only_metadata`` query: the records' headers, no
+        # body (the sizes are in the x-reduct-time-* headers).
+        d.addCallback(_no_body, request)
+    return d
+
+
+def _batch_limits(api, bucket, entry, qid):
+    # The server's BatchLimits with the query's directives applied, and
+    # whether it was created with only_metadata.
+    options = api.engine.query_options(bucket, entry, qid)
+    if options is None:
+        return api.batch_limits, False
+    return api.batch_limits.overridden(options["io"]), options["only_metadata"]
+
+
+def _no_body(body, request):
+    request.setHeader(b"content-length", b"0")
+    return b""
+
+
+# -- legacy ------------------------------------------------------------------------------
+
+
+def list_records(api, request, bucket, entry):
+    """Legacy v0 record list: uint64 values as JSON strings."""
+    authorize(api, request, Policy.READ, bucket)
+    start = u64_param(request.args, "start", required="'start' parameter is required")
+    stop = u64_param(request.args, "stop", required="'stop' parameter is required")
+    records = api.engine.list_records(bucket, entry, start, stop)
+    if not records:
+        raise NotFound(f"No records for time interval [{start}, {stop})")
+    return respond_json(
+        request, {"records": [{"ts": str(ts), "size": str(size)} for ts, size in records]}
+    )
