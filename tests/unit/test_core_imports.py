@@ -50,6 +50,7 @@ def test_storage_modules_import_no_reactor_or_http():
     loaded = json.loads(out.stdout)
     assert "reduct_twisted.storage.query" in loaded
     assert "reduct_twisted.storage.when.parse" in loaded
+    assert "reduct_twisted.storage.disk.recovery" in loaded
     bad = [m for m in loaded if any(m == f or m.startswith(f + ".") for f in FORBIDDEN)]
     assert bad == []
 
