@@ -6,7 +6,7 @@ One daemon per data directory: the exclusive lock on ``<data_path>/.lock``.
 opens, so neither recovery, the trash nor anything else touches a directory
 another daemon is using:
 
-1. the directory is classified, reading only (``storage/layout.py``): one
+1. the directory is classified, reading only (``storage/disk/layout.py``): one
    that is not ours is refused before anything, not even ``.lock``, is
    created in it;
 2. ``.lock`` is opened (created if missing, never truncated) and locked with
@@ -41,7 +41,7 @@ from typing import Any, Callable
 
 from twisted.logger import Logger
 
-from reduct_twisted.storage import layout
+from reduct_twisted.storage.disk import layout
 
 log = Logger()
 

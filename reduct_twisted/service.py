@@ -104,7 +104,7 @@ class StorageService(MultiService):
         self.threadpool = ThreadPool(
             minthreads=0, maxthreads=config.threadpool_size, name="reduct-storage"
         )
-        from reduct_twisted.storage.reserve import DEFAULT_SIZE as RESERVE_SIZE
+        from reduct_twisted.storage.disk.reserve import DEFAULT_SIZE as RESERVE_SIZE
 
         factory = engine_factory or _default_engine_factory
         self.engine = factory(

@@ -64,7 +64,7 @@ from reduct_twisted.logs import observer_factory_for
 from reduct_twisted.provision import parse_provisioning
 from reduct_twisted.service import StorageService
 from reduct_twisted.shutdown import DaemonService
-from reduct_twisted.storage.layout import DataDirRefused
+from reduct_twisted.storage.disk.layout import DataDirRefused
 from reduct_twisted.auth.tokens import TokenStoreError
 
 log = Logger()

@@ -51,8 +51,8 @@ from reduct_twisted.auth.model import Permissions, StoredToken, check_token_name
 from reduct_twisted.errors import Conflict, InsufficientStorage, NotFound
 from reduct_twisted.persist import remove_temporaries, write_atomically
 # AUTH_FILE: the token file below ``data_path`` (named with the other
-# names of the data directory in storage/layout.py).
-from reduct_twisted.storage.layout import AUTH_FILE  # noqa: F401
+# names of the data directory in storage/disk/layout.py).
+from reduct_twisted.storage.disk.layout import AUTH_FILE  # noqa: F401
 
 #: Version of the token file layout.
 AUTH_FORMAT = 1

@@ -43,7 +43,7 @@ from zope.interface import implementer
 
 from reduct_twisted.errors import BadRequest, ReductError
 from reduct_twisted.interfaces import IRecordSink, IUploadSink
-from reduct_twisted.storage.durability import storage_error
+from reduct_twisted.storage.disk.durability import storage_error
 
 log = Logger()
 

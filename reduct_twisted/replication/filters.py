@@ -4,7 +4,7 @@ Which records of the source bucket a replication takes (spec §3.13).
 The same filters as a query, in the same order (spec §3.5): ``entries``,
 then ``include``/``exclude``/``each_s``/``each_n``
 (:class:`~reduct_twisted.storage.query.RecordFilter`), then ``when``
-(:mod:`reduct_twisted.storage.conditions`).  As upstream, each entry has its
+(:mod:`reduct_twisted.storage.when`).  As upstream, each entry has its
 own filter state (``each_n`` counts per entry; ``$each_n``, ``$each_t`` and
 ``$limit`` too) and label updates pass through the same filters as writes.
 ``when`` is evaluated strictly, as upstream's replication does: an
@@ -17,7 +17,7 @@ are accepted and have no effect on replication.
 
 from __future__ import annotations
 
-from reduct_twisted.storage.conditions import (
+from reduct_twisted.storage.when import (
     ConditionEvalError,
     RecordContext,
     compile_condition,

@@ -42,15 +42,15 @@ from reduct_twisted.interfaces import IEngineListener
 from reduct_twisted.replication.remote import RemoteBucket
 from reduct_twisted.replication.settings import check_replication_name, parse_settings, validate
 from reduct_twisted.replication.task import ReplicationTask
-from reduct_twisted.storage.durability import DirtySet
-from reduct_twisted.storage.layout import REGISTRY_FILE
-from reduct_twisted.storage.layout import REPLICATION_LOG_DIR as LOG_DIR
+from reduct_twisted.storage.disk.durability import DirtySet
+from reduct_twisted.storage.disk.layout import REGISTRY_FILE
+from reduct_twisted.storage.disk.layout import REPLICATION_LOG_DIR as LOG_DIR
 from reduct_twisted.persist import write_atomically
 
 log = Logger()
 
 #: The registry file (``REGISTRY_FILE``) and the log directory (``LOG_DIR``)
-#: below ``data_path`` are named in ``storage/layout.py``.
+#: below ``data_path`` are named in ``storage/disk/layout.py``.
 #: Where removed logs wait for deletion, below ``LOG_DIR``.
 TRASH_DIR = ".trash"
 REGISTRY_FORMAT = 1

@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 import attr
 
 from reduct_twisted.errors import NotFound, UnprocessableEntity
-from reduct_twisted.storage.conditions import compile_condition
+from reduct_twisted.storage.when import compile_condition
 from reduct_twisted.storage.settings import is_valid_name
 
 #: Port of a ReductStore server when the URL of an unknown scheme has none.

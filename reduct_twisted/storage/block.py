@@ -13,7 +13,7 @@ import os
 
 import attr
 
-from reduct_twisted.storage import blockfile
+from reduct_twisted.storage.disk import blockfile
 from reduct_twisted.storage.records import FINISHED, REMOVED, STARTED, Record, RecordView
 
 
@@ -142,7 +142,7 @@ class Block:
 
         :param directory: the entry directory.
         :param block_id: the id in the file name.
-        :param recovery: the engine's :class:`~reduct_twisted.storage.recovery.Recovery`.
+        :param recovery: the engine's :class:`~reduct_twisted.storage.disk.recovery.Recovery`.
         :param stats: ``os.stat`` results of the entry's block files by name
             (needed after an unclean stop).
         :return: the block; its ``record_count`` may be ``0``.

@@ -7,10 +7,10 @@ import json
 import os
 
 from reduct_twisted.errors import BadRequest, InternalError, NotFound
-from reduct_twisted.storage.blockfile import replace_file
-from reduct_twisted.storage.durability import storage_error
+from reduct_twisted.storage.disk.blockfile import replace_file
+from reduct_twisted.storage.disk.durability import storage_error
+from reduct_twisted.storage.disk.layout import SETTINGS_FILE, is_bucket_file, unknown_in_bucket
 from reduct_twisted.storage.entry import Entry
-from reduct_twisted.storage.layout import SETTINGS_FILE, is_bucket_file, unknown_in_bucket
 from reduct_twisted.storage.settings import (
     U64_MAX,
     BucketSettings,
@@ -71,7 +71,7 @@ class Bucket:
 
         Entry directories without any record (and nothing but our files)
         and a leftover temporary settings file are trashed; anything not
-        ours (``layout.py``) is reported and left in place.
+        ours (``disk/layout.py``) is reported and left in place.
 
         :param name: the bucket name.
         :param directory: the bucket directory.

@@ -15,7 +15,7 @@ import os
 
 from reduct_twisted.errors import Conflict, NotFound
 from reduct_twisted.storage.bucket import Bucket, write_settings
-from reduct_twisted.storage.durability import storage_error
+from reduct_twisted.storage.disk.durability import storage_error
 from reduct_twisted.storage.settings import check_name, parse_settings, parse_settings_fields
 
 

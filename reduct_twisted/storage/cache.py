@@ -277,9 +277,9 @@ class Context:
     :ivar fds: the open shared-segment and metadata descriptors.
     :ivar trash: ``trash(paths)`` moves files or directories out of the way
         at once and has them deleted later (see ``StorageEngine``).
-    :ivar dirty: the :class:`~reduct_twisted.storage.durability.DirtySet`.
-    :ivar recovery: the :class:`~reduct_twisted.storage.recovery.Recovery` of the open.
-    :ivar reserve: the :class:`~reduct_twisted.storage.reserve.Reserve` (space
+    :ivar dirty: the :class:`~reduct_twisted.storage.disk.durability.DirtySet`.
+    :ivar recovery: the :class:`~reduct_twisted.storage.disk.recovery.Recovery` of the open.
+    :ivar reserve: the :class:`~reduct_twisted.storage.disk.reserve.Reserve` (space
         for removals on a full disk).
     """
 

@@ -30,10 +30,10 @@ durable before it is answered.
 import os
 
 from reduct_twisted.errors import Conflict, NotFound, TooEarly
-from reduct_twisted.storage.durability import storage_error
+from reduct_twisted.storage.disk.durability import storage_error
+from reduct_twisted.storage.disk.reserve import rewrite_meta
 from reduct_twisted.storage.records import FINISHED
 from reduct_twisted.storage.removal import remove_from_block
-from reduct_twisted.storage.reserve import rewrite_meta
 from reduct_twisted.storage.settings import check_name
 
 

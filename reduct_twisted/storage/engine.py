@@ -6,16 +6,16 @@ name below it comes from a checked name (``[A-Za-z0-9_-]{1,255}``)::
 
     <data_path>/
       .reduct-twisted                format marker {"format": "reduct-twisted", "version": 1}
-                                     written at the first open (layout.py)
+                                     written at the first open (disk/layout.py)
       .lock                          flock of the daemon using it: PID, start (datadir.py)
       .running                       run marker: exists while the engine is open
-                                     (an unclean stop leaves it; see recovery.py)
+                                     (an unclean stop leaves it; see disk/recovery.py)
       .reserve                       space reserve (a few MiB, no data): emptied for
                                      a removal's .meta rewrite on a full disk,
-                                     allocated again later (reserve.py)
+                                     allocated again later (disk/reserve.py)
       .trash/                        things being removed: renamed here at once,
         <n>-<old name>               deleted later by ``discard`` (emptied on open);
-                                     new buckets are staged here too (trash.py)
+                                     new buckets are staged here too (disk/trash.py)
       .quarantine/<bucket>/<entry>/  files of damaged blocks, moved aside at open
       <bucket>/                      one directory per bucket
         settings.json                {"version": 1, "max_block_size": ..., ...}
@@ -23,7 +23,7 @@ name below it comes from a checked name (``[A-Za-z0-9_-]{1,255}``)::
         <entry>/                     one directory per entry
           <block_id>.meta            block metadata: a versioned header, then one
                                      JSON line per finished record with its
-                                     CRC-32 (format v2: blockfile.py)
+                                     CRC-32 (format v2: disk/blockfile.py)
           <block_id>.blk             shared segment: small records back to back
           <block_id>-<ts>.blk        private segment: one large or chunked record
 
@@ -33,7 +33,7 @@ engine writes and reads every byte itself: a record's content arrives
 through its ``RecordWriter`` (``upload.py``) and leaves through a
 ``ContentReader`` (``content.py``) or ``read_content``.  Order
 of file operations, so that a crash at any instant leaves no partial record
-visible and the next open (``recovery.py``) tidies up:
+visible and the next open (``disk/recovery.py``) tidies up:
 
 * A record's content is written first, then its ``.meta`` line is appended
   (the first append of a block writes header and line at once).  Content
@@ -49,13 +49,13 @@ visible and the next open (``recovery.py``) tidies up:
 * A new bucket is built in ``.trash`` (directory and settings file) and
   renamed into place; ``*.tmp`` leftovers of our files, empty entry
   directories and everything in ``.trash`` are discarded at open.
-* Only names listed in ``layout.py`` are ever moved or removed: a directory
+* Only names listed in ``disk/layout.py`` are ever moved or removed: a directory
   neither empty, marked nor laid out as ours is refused at open; any other
   name in it is reported (``recovery_report``) and left in place.
 
 The engine flushes nothing by itself: :meth:`StorageEngine.take_dirty` hands
 the files and directories changed since its last call to a sync policy
-(durability.py), and ``open``/``close`` call the injected ``sync``.
+(disk/durability.py), and ``open``/``close`` call the injected ``sync``.
 """
 
 import os
@@ -64,24 +64,25 @@ from zope.interface import implementer
 
 from reduct_twisted import REDUCT_VERSION
 from reduct_twisted.interfaces import IEngineLifecycle, IStorageEngine
-from reduct_twisted.storage import layout, writer
+from reduct_twisted.storage import writer
 from reduct_twisted.storage.bucket import Bucket
 from reduct_twisted.storage.buckets import BucketMethods
 from reduct_twisted.storage.cache import Context, FdCache, TableCache
-from reduct_twisted.storage.durability import DirtySet, storage_error
+from reduct_twisted.storage.disk import layout
+from reduct_twisted.storage.disk.durability import DirtySet, storage_error
+from reduct_twisted.storage.disk.recovery import Recovery
+from reduct_twisted.storage.disk.reserve import Reserve
+from reduct_twisted.storage.disk.trash import TRASH_DIR, Trash, remove_now
 from reduct_twisted.storage.edits import EditMethods
 from reduct_twisted.storage.query import QueryRegistry
 from reduct_twisted.storage.reading import LIST_LIMIT, ReadMethods
 from reduct_twisted.storage.records import Allocation
-from reduct_twisted.storage.recovery import Recovery
 from reduct_twisted.storage.removal import RecordRemoval, start_removal
-from reduct_twisted.storage.reserve import Reserve
 from reduct_twisted.storage.settings import (
     U64_MAX,
     BucketSettings,
     is_valid_name,
 )
-from reduct_twisted.storage.trash import TRASH_DIR, Trash, remove_now
 from reduct_twisted.storage.upload import RecordWriter, run_now
 
 __all__ = ["LIST_LIMIT", "TRASH_DIR", "StorageEngine", "remove_now"]
@@ -108,7 +109,7 @@ class StorageEngine(BucketMethods, ReadMethods, EditMethods):
         (each file, then each directory) before returning; called only by
         :meth:`open` and :meth:`close` (``None``: nothing is flushed).
     :param reserve_size: bytes of ``.reserve`` kept for removals on a full
-        disk (``reserve.py``; the daemon's: ``DEFAULT_SIZE``); ``0``: none.
+        disk (``disk/reserve.py``; the daemon's: ``DEFAULT_SIZE``); ``0``: none.
     :param track_dirty: record changed paths for :meth:`take_dirty`; pass
         ``False`` when nobody calls it (:meth:`close` then flushes every file
         changed during the run, found by modification time; a set never
@@ -147,10 +148,10 @@ class StorageEngine(BucketMethods, ReadMethods, EditMethods):
 
     def open(self) -> None:
         """
-        Check that the data directory is ours (``layout.py``), create it
+        Check that the data directory is ours (``disk/layout.py``), create it
         and its format marker if needed, empty ``.trash``, load every
         bucket (reading each block's metadata once) and recover from an
-        unclean stop (``recovery.py``): data no metadata refers to is
+        unclean stop (``disk/recovery.py``): data no metadata refers to is
         discarded, failing records are dropped, damaged blocks quarantined.
 
         :raises DataDirRefused: not ours, or newer; nothing was changed.
@@ -273,7 +274,7 @@ class StorageEngine(BucketMethods, ReadMethods, EditMethods):
         :raises Conflict: a record with ``ts`` exists or is being written.
         :raises ReductError: a file or directory could not be created (507
             if the disk is full, or has no room left for the space reserve
-            a removal used: ``reserve.py``; else 500); nothing is reserved.
+            a removal used: ``disk/reserve.py``; else 500); nothing is reserved.
         """
         return writer.allocate(
             self._context, self._bucket(bucket), entry, ts, length, content_type, labels

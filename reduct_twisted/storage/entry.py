@@ -8,10 +8,10 @@ import contextlib
 import os
 
 from reduct_twisted.errors import Conflict
-from reduct_twisted.storage import blockfile
-from reduct_twisted.storage.holes import punch_hole
-from reduct_twisted.storage.layout import is_entry_file
 from reduct_twisted.storage.block import Block
+from reduct_twisted.storage.disk import blockfile
+from reduct_twisted.storage.disk.holes import punch_hole
+from reduct_twisted.storage.disk.layout import is_entry_file
 from reduct_twisted.storage.records import FINISHED
 
 #: Records up to this many declared bytes share their block's data file.
@@ -53,8 +53,8 @@ class Entry:
         Block files no metadata refers to (data of records whose write never
         finished, halves of an interrupted removal), blocks without records
         and ``<block file>.tmp`` leftovers are trashed; damaged blocks are
-        quarantined (see :mod:`~reduct_twisted.storage.recovery`).  Any
-        other name is not ours (``layout.py``): it is reported and left.
+        quarantined (see :mod:`~reduct_twisted.storage.disk.recovery`).  Any
+        other name is not ours (``disk/layout.py``): it is reported and left.
 
         :param name: the entry name.
         :param directory: the entry directory.
@@ -244,7 +244,7 @@ class Entry:
 
         Its private segment (if any) is trashed; a shared segment shrinks
         when the record was at its tail, and otherwise gets a hole punched
-        where the record was (see :mod:`~reduct_twisted.storage.holes`).
+        where the record was (see :mod:`~reduct_twisted.storage.disk.holes`).
 
         :param block: its block.
         :param record: the record.

@@ -8,7 +8,7 @@ directive holds back); each step walks the entry's blocks from the cursor,
 loading one block's record table at a time, and gives up after a budget of
 examined records.  Time comes in as ``now`` values.
 
-A ``when`` condition (``conditions.py``) is evaluated after the other
+A ``when`` condition (``storage/when/``) is evaluated after the other
 filters.  Non-strict, a record whose evaluation fails does not match;
 strict, the error ends the query: the step that meets it raises it, and so
 does every later step until the query's TTL lapses (a batched read that
@@ -22,7 +22,7 @@ import itertools
 import attr
 
 from reduct_twisted.errors import NotFound, UnprocessableEntity
-from reduct_twisted.storage.conditions import ConditionEvalError, RecordContext, compile_condition
+from reduct_twisted.storage.when import ConditionEvalError, RecordContext, compile_condition
 from reduct_twisted.storage.records import FINISHED, PENDING
 
 
@@ -96,7 +96,7 @@ class Query:
     :ivar limit: how many records to return at most, or ``None``.
     :ivar returned: how many records were returned so far.
     :ivar condition: the compiled ``when``
-        (:class:`~reduct_twisted.storage.conditions.Condition`), or ``None``.
+        (:class:`~reduct_twisted.storage.when.Condition`), or ``None``.
     :ivar only_metadata: readers send the records' metadata only.
     :ivar error: the evaluation error that ended a strict query; every
         later step raises it again.

@@ -144,7 +144,7 @@ class ReadMethods:
 
         :return: ``None`` if there is no such query (the read reports it),
             else ``{"only_metadata": bool, "io":`` the
-            :class:`~reduct_twisted.storage.conditions.IoOverrides` of its
+            :class:`~reduct_twisted.storage.when.IoOverrides` of its
             ``when`` or ``None}``.
         """
         query = self._queries.find(bucket, entry, qid)

@@ -27,10 +27,10 @@ timestamp: only records still finished are removed.
 
 import os
 
-from reduct_twisted.storage.durability import storage_error
+from reduct_twisted.storage.disk.durability import storage_error
+from reduct_twisted.storage.disk.reserve import rewrite_meta
 from reduct_twisted.storage.entry import Entry
 from reduct_twisted.storage.records import FINISHED, PENDING
-from reduct_twisted.storage.reserve import rewrite_meta
 from reduct_twisted.storage.settings import check_name
 
 #: What the message of a failed removal says failed.

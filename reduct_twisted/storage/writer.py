@@ -29,10 +29,10 @@ import os
 import zlib
 
 from reduct_twisted.errors import BadRequest, InternalError, NotFound
-from reduct_twisted.storage.durability import storage_error
+from reduct_twisted.storage.disk.durability import storage_error
+from reduct_twisted.storage.disk.reserve import no_space
 from reduct_twisted.storage.entry import SMALL_RECORD_MAX
 from reduct_twisted.storage.records import ABORTED, FINISHED, STARTED, Allocation
-from reduct_twisted.storage.reserve import no_space
 
 #: What the messages of failed writes say failed.
 WRITE = "write record"

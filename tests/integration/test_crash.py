@@ -488,7 +488,7 @@ RECOVERY = re.compile(r"did not stop cleanly: verified (\d+) records, dropped (\
                       r"was incomplete, quarantined (\d+) blocks")
 
 
-#: What the format marker of a data directory holds (storage/layout.py).
+#: What the format marker of a data directory holds (storage/disk/layout.py).
 MARKER_TEXT = '{"format": "reduct-twisted", "version": 1}\n'
 
 

@@ -12,7 +12,7 @@ import socket
 import pytest_twisted
 from twisted.internet.threads import deferToThread
 
-from reduct_twisted.storage.blockfile import record_meta_size
+from reduct_twisted.storage.disk.blockfile import record_meta_size
 from tests.integration.conftest import start_server
 from tests.integration.helpers import assert_error, body_of, port_of
 

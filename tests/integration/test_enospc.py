@@ -21,7 +21,7 @@ import pytest_twisted
 from twisted.logger import globalLogPublisher
 from twisted.web._newclient import ResponseFailed, ResponseNeverReceived
 
-from reduct_twisted.storage.reserve import DEFAULT_SIZE
+from reduct_twisted.storage.disk.reserve import DEFAULT_SIZE
 from tests.integration.conftest import start_server
 from tests.integration.daemon import payload
 

@@ -106,8 +106,8 @@ def test_json_integer_of_thousands_of_digits_is_out_of_range():
 
 def test_condition_numbers_of_thousands_of_digits():
     """Label values and literals too long for int() are typed as upstream types them."""
-    from reduct_twisted.storage.conditions import compile_condition
-    from reduct_twisted.storage.conditions_values import parse_duration, parse_label
+    from reduct_twisted.storage.when import compile_condition
+    from reduct_twisted.storage.when.values import parse_duration, parse_label
 
     assert parse_label("1" * 5000) == float("inf")
     assert parse_label("-" + "0" * 5000 + "12") == -12

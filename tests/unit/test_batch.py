@@ -21,7 +21,7 @@ from reduct_twisted.http.batch import BatchLimits, BatchReader, BatchWriteSink, 
 from reduct_twisted.wire import BatchedRecord, error_header
 from reduct_twisted.http.producers import CHUNK, RangeSender
 from reduct_twisted.storage import PENDING, SMALL_RECORD_MAX, writer
-from reduct_twisted.storage.conditions import IoOverrides
+from reduct_twisted.storage.when import IoOverrides
 from reduct_twisted.storage.content import ContentReader
 from reduct_twisted.storage.records import Record, RecordView
 from reduct_twisted.storage.testing import write_record

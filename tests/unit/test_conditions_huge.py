@@ -10,8 +10,8 @@ import math
 import pytest
 
 from reduct_twisted.errors import UnprocessableEntity
-from reduct_twisted.storage import conditions_values as values
-from reduct_twisted.storage.conditions import (
+from reduct_twisted.storage.when import values
+from reduct_twisted.storage.when import (
     ConditionEvalError,
     Duration,
     RecordContext,

@@ -13,7 +13,7 @@ import re
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from reduct_twisted.storage.conditions import ConditionEvalError, RecordContext, compile_condition
+from reduct_twisted.storage.when import ConditionEvalError, RecordContext, compile_condition
 
 NAMES = ["a", "b", "c", "d"]
 LABEL_VALUES = [

@@ -15,7 +15,7 @@ from twisted.internet.testing import MemoryReactorClock
 from reduct_twisted.config import Config
 from reduct_twisted.datadir import DataDirLock, DataDirLocked, claim_data_dir
 from reduct_twisted.service import StorageService
-from reduct_twisted.storage.layout import DataDirRefused
+from reduct_twisted.storage.disk.layout import DataDirRefused
 from reduct_twisted.tap import Options, makeService
 from tests.unit.fakes import FakeEngine
 from tests.unit.test_storage_layout import snapshot, upstream_like

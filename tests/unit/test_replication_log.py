@@ -15,7 +15,7 @@ from reduct_twisted.replication.txlog import (
     format_item,
     parse_item,
 )
-from reduct_twisted.storage.durability import DirtySet
+from reduct_twisted.storage.disk.durability import DirtySet
 
 
 def _open(path, capacity=1000, segment_items=4, dirty=None):

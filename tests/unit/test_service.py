@@ -273,7 +273,7 @@ def test_engine_gets_the_table_cache_size_in_bytes():
 
 def test_engine_gets_a_space_reserve():
     """The daemon's engine keeps a space reserve for removals on a full disk."""
-    from reduct_twisted.storage.reserve import DEFAULT_SIZE
+    from reduct_twisted.storage.disk.reserve import DEFAULT_SIZE
 
     svc = StorageService(Config(), Clock(), engine_factory=FakeEngine)
     assert svc.engine.reserve_size == DEFAULT_SIZE > 0

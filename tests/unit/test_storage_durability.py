@@ -17,8 +17,9 @@ from twisted.internet.task import Clock
 
 from reduct_twisted.errors import InsufficientStorage, InternalError, NotFound, ReductError
 from reduct_twisted.http.sinks import in_pool
-from reduct_twisted.storage import SMALL_RECORD_MAX, StorageEngine, durability
-from reduct_twisted.storage.recovery import MARKER
+from reduct_twisted.storage import SMALL_RECORD_MAX, StorageEngine
+from reduct_twisted.storage.disk import durability
+from reduct_twisted.storage.disk.recovery import MARKER
 from reduct_twisted.storage.testing import read_content, write_content, write_record
 from tests.unit.test_sinks import (
     ImmediateReactor,

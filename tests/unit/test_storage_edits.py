@@ -12,7 +12,8 @@ import pytest
 from twisted.internet.task import Clock
 
 from reduct_twisted.errors import Conflict, InsufficientStorage, NotFound, UnprocessableEntity
-from reduct_twisted.storage import SMALL_RECORD_MAX, StorageEngine, blockfile
+from reduct_twisted.storage import SMALL_RECORD_MAX, StorageEngine
+from reduct_twisted.storage.disk import blockfile
 from reduct_twisted.storage.edits import merge_labels
 from reduct_twisted.storage.testing import read_content, write_content, write_record
 

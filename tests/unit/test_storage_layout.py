@@ -1,5 +1,5 @@
 """
-Which files are ours (``storage/layout.py``): the format marker, the
+Which files are ours (``storage/disk/layout.py``): the format marker, the
 read-only classification of a data directory, and names that are not ours
 left in place by open, recovery and removals (issue #12).
 """
@@ -11,12 +11,13 @@ import os
 import pytest
 from twisted.internet.task import Clock
 
-from reduct_twisted.replication.manager import LOG_DIR, REGISTRY_FILE
-from reduct_twisted.storage import StorageEngine, layout
-from reduct_twisted.storage.layout import DataDirRefused
-from reduct_twisted.storage.recovery import MARKER
-from reduct_twisted.storage.testing import read_content, write_record
 from reduct_twisted.auth.tokens import AUTH_FILE
+from reduct_twisted.replication.manager import LOG_DIR, REGISTRY_FILE
+from reduct_twisted.storage import StorageEngine
+from reduct_twisted.storage.disk import layout
+from reduct_twisted.storage.disk.layout import DataDirRefused
+from reduct_twisted.storage.disk.recovery import MARKER
+from reduct_twisted.storage.testing import read_content, write_record
 
 
 def _open(path, **kwargs):

@@ -12,7 +12,7 @@ from twisted.internet.task import Clock
 
 from reduct_twisted.errors import InternalError, NotFound
 from reduct_twisted.storage import SMALL_RECORD_MAX, StorageEngine
-from reduct_twisted.storage.blockfile import FORMAT_NAME, FORMAT_VERSION
+from reduct_twisted.storage.disk.blockfile import FORMAT_NAME, FORMAT_VERSION
 from reduct_twisted.storage.testing import read_content, write_content, write_record
 
 

@@ -1,6 +1,6 @@
 """
 Checksums, format versions and start-up recovery: what an open after a
-crash keeps, drops, quarantines and tidies up (storage/recovery.py).
+crash keeps, drops, quarantines and tidies up (storage/disk/recovery.py).
 
 A "crash" is an engine that is never closed: its run marker stays, so the
 next open is unclean.  Intermediate on-disk states of interrupted
@@ -16,8 +16,8 @@ from twisted.internet.task import Clock
 
 from reduct_twisted.errors import NotFound
 from reduct_twisted.storage import SMALL_RECORD_MAX, StorageEngine
-from reduct_twisted.storage.blockfile import FORMAT_NAME, FORMAT_VERSION
-from reduct_twisted.storage.recovery import MARKER, MTIME_MARGIN
+from reduct_twisted.storage.disk.blockfile import FORMAT_NAME, FORMAT_VERSION
+from reduct_twisted.storage.disk.recovery import MARKER, MTIME_MARGIN
 from reduct_twisted.storage.testing import read_content, write_content, write_record
 
 BIG = b"L" * (SMALL_RECORD_MAX + 5)

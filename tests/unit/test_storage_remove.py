@@ -16,9 +16,10 @@ import pytest
 from twisted.internet.task import Clock
 
 from reduct_twisted.errors import InsufficientStorage, NotFound, UnprocessableEntity
-from reduct_twisted.storage import PENDING, SMALL_RECORD_MAX, StorageEngine, blockfile
-from reduct_twisted.storage.conditions import ReferenceNotFound
+from reduct_twisted.storage import PENDING, SMALL_RECORD_MAX, StorageEngine
+from reduct_twisted.storage.disk import blockfile
 from reduct_twisted.storage.testing import read_content, write_content, write_record
+from reduct_twisted.storage.when import ReferenceNotFound
 
 BIG = b"B" * (SMALL_RECORD_MAX + 7)
 

@@ -16,9 +16,10 @@ import pytest
 from twisted.internet.task import Clock
 
 from reduct_twisted.errors import InsufficientStorage
-from reduct_twisted.storage import StorageEngine, blockfile
+from reduct_twisted.storage import StorageEngine
+from reduct_twisted.storage.disk import blockfile
+from reduct_twisted.storage.disk.reserve import RESERVE_NAME
 from reduct_twisted.storage.records import PENDING
-from reduct_twisted.storage.reserve import RESERVE_NAME
 from reduct_twisted.storage.testing import write_record
 
 SIZE = 64 << 10

@@ -9,7 +9,7 @@ import pytest
 from reduct_twisted import REDUCT_VERSION
 from reduct_twisted.errors import BadRequest, InternalError, NotFound
 from reduct_twisted.storage import U64_MAX
-from reduct_twisted.storage.blockfile import record_meta_size
+from reduct_twisted.storage.disk.blockfile import record_meta_size
 from reduct_twisted.storage.testing import write_content, write_record
 
 OCTET = "application/octet-stream"

@@ -1,7 +1,7 @@
 """
 Values of the ``when`` language (spec §3.11): typing, text forms, casts,
 ordering and arithmetic, with upstream's error texts.  The decisions taken
-where the spec is silent are listed in :mod:`reduct_twisted.storage.conditions`.
+where the spec is silent are listed in :mod:`reduct_twisted.storage.when`.
 
 Values are plain Python objects: ``bool``, ``int``, ``float``, ``str`` and
 :class:`Duration` (an ``int`` of microseconds that remembers it is one).

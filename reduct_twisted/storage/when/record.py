@@ -2,14 +2,14 @@
 The operators of the ``when`` language (spec §3.11) that read the record
 (``$exists``, ``$ref``, ``$timestamp``) or keep state across the records of
 one query (``$each_n``, ``$each_t``, ``$limit``); never folded into
-constants.  Built like those of :mod:`.conditions_ops`: each build gets
+constants.  Built like those of :mod:`.ops`: each build gets
 fresh counters in its closure.
 """
 
 import math
 
-from reduct_twisted.storage.conditions_ops import at_least, exactly
-from reduct_twisted.storage.conditions_values import (
+from reduct_twisted.storage.when.ops import at_least, exactly
+from reduct_twisted.storage.when.values import (
     Duration,
     EvaluationError,
     LimitReached,

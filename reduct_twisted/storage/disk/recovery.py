@@ -40,9 +40,9 @@ import contextlib
 import os
 import zlib
 
-from reduct_twisted.storage import blockfile
-from reduct_twisted.storage.blockfile import DamagedMeta
-from reduct_twisted.storage.layout import QUARANTINE_DIR, RUN_MARKER
+from reduct_twisted.storage.disk import blockfile
+from reduct_twisted.storage.disk.blockfile import DamagedMeta
+from reduct_twisted.storage.disk.layout import QUARANTINE_DIR, RUN_MARKER
 
 #: The run marker, below ``data_path`` (named in ``layout.py``).
 MARKER = RUN_MARKER
@@ -94,7 +94,7 @@ class Recovery:
     The engine's start-up state and what recovery found (see the module docstring).
 
     :param data_path: the data directory.
-    :param dirty: the engine's :class:`~reduct_twisted.storage.durability.DirtySet`.
+    :param dirty: the engine's :class:`~reduct_twisted.storage.disk.durability.DirtySet`.
     :ivar unclean: the last run did not close cleanly.
     :ivar since: files changed at or after this ``mtime`` are checked.
     """

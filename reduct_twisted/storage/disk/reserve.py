@@ -26,8 +26,8 @@ import contextlib
 import errno
 import os
 
-from reduct_twisted.storage import blockfile
-from reduct_twisted.storage.durability import NO_SPACE, storage_error
+from reduct_twisted.storage.disk import blockfile
+from reduct_twisted.storage.disk.durability import NO_SPACE, storage_error
 
 #: The reserve's file name below ``data_path`` (not a valid bucket name).
 RESERVE_NAME = ".reserve"

@@ -26,7 +26,7 @@ import json
 import os
 import re
 
-from reduct_twisted.storage.blockfile import classify as classify_block_file
+from reduct_twisted.storage.disk.blockfile import classify as classify_block_file
 from reduct_twisted.storage.settings import is_valid_name
 
 #: The format marker, below ``data_path``.
@@ -210,7 +210,7 @@ def write_marker(data_path: str, sync, dirty) -> None:
 
     :param sync: ``sync(files, directories)``, or ``None`` (then the marker
         and the directory are left in ``dirty`` for a later flush).
-    :param dirty: the engine's :class:`~reduct_twisted.storage.durability.DirtySet`.
+    :param dirty: the engine's :class:`~reduct_twisted.storage.disk.durability.DirtySet`.
     """
     path = os.path.join(data_path, MARKER_FILE)
     tmp = path + TMP_SUFFIX

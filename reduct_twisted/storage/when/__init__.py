@@ -94,10 +94,10 @@ Decisions where the spec is silent (upstream behaviour unless noted):
 
 import attr
 
-from reduct_twisted.storage import conditions_directives
-from reduct_twisted.storage.conditions_directives import IoOverrides
-from reduct_twisted.storage.conditions_parse import parse_root
-from reduct_twisted.storage.conditions_values import (
+from reduct_twisted.storage.when import directives
+from reduct_twisted.storage.when.directives import IoOverrides
+from reduct_twisted.storage.when.parse import parse_root
+from reduct_twisted.storage.when.values import (
     ConditionEvalError,
     Duration,
     EvaluationError,
@@ -202,8 +202,8 @@ def compile_condition(when, strict: bool = False) -> Condition:
         ``Array type is not supported: […]``, ``Directive '#x' is not
         supported``.
     """
-    found = conditions_directives.collect(when) if isinstance(when, dict) else {}
+    found = directives.collect(when) if isinstance(when, dict) else {}
     expressions = {k: v for k, v in when.items() if k not in found} if found else when
     root = parse_root(expressions)
-    fields = conditions_directives.interpret(found)
+    fields = directives.interpret(found)
     return Condition(when, bool(strict), root.fn, **fields)

@@ -16,7 +16,7 @@ import contextlib
 import os
 import shutil
 
-from reduct_twisted.storage.layout import (
+from reduct_twisted.storage.disk.layout import (
     TRASH_DIR,
     own_files,
     unknown_in_bucket,
@@ -46,7 +46,7 @@ class Trash:
 
     :param data_path: the data directory.
     :param discard: ``discard(paths)`` deletes them, possibly later.
-    :param dirty: the engine's :class:`~reduct_twisted.storage.durability.DirtySet`.
+    :param dirty: the engine's :class:`~reduct_twisted.storage.disk.durability.DirtySet`.
     :ivar problems: ``(path, reason)`` of renames that failed (the file
         stayed where it was), at most :data:`MAX_PROBLEMS`.
     """

@@ -1,7 +1,7 @@
 """
 The pure operators of the ``when`` language (spec §3.11), compiled to
 closures: logical, comparison, arithmetic, string and ``$cast``.  Those that
-read the record or keep state are in :mod:`.conditions_record`.
+read the record or keep state are in :mod:`.record`.
 
 An operand is a :class:`Node`: a function of the record context and, for a
 constant, its value.  Every builder takes the operator name as written (for
@@ -16,7 +16,7 @@ those met at compile time into a 422 too).
 import operator
 
 from reduct_twisted.errors import UnprocessableEntity
-from reduct_twisted.storage.conditions_values import (
+from reduct_twisted.storage.when.values import (
     absolute,
     add,
     as_int,

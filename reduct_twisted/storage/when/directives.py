@@ -12,8 +12,8 @@ import re
 import attr
 
 from reduct_twisted.errors import UnprocessableEntity
-from reduct_twisted.storage.conditions_parse import check_integer, compact_json
-from reduct_twisted.storage.conditions_values import (
+from reduct_twisted.storage.when.parse import check_integer, compact_json
+from reduct_twisted.storage.when.values import (
     I64_DIGITS,
     I64_MAX,
     ConditionEvalError,

@@ -13,9 +13,9 @@ import json
 import math
 
 from reduct_twisted.errors import UnprocessableEntity
-from reduct_twisted.storage.conditions_ops import PURE_OPERATORS, Node, constant
-from reduct_twisted.storage.conditions_record import RECORD_OPERATORS
-from reduct_twisted.storage.conditions_values import (
+from reduct_twisted.storage.when.ops import PURE_OPERATORS, Node, constant
+from reduct_twisted.storage.when.record import RECORD_OPERATORS
+from reduct_twisted.storage.when.values import (
     CACHED_LABEL_LENGTH,
     I64_MAX,
     I64_MIN,
