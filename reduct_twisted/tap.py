@@ -315,22 +315,27 @@ def makeService(
     top = DaemonService(observer_factory_for(options), config.log_level, reactor)
     top.setName("reduct")
     with _refusing_data_dir(config):
-        lock = _lock_data_dir(config) if lock_data_dir else None  # 1
-        storage = StorageService(config, reactor, engine_factory, lock=lock)  # 2
+        # 1. the data directory lock
+        lock = _lock_data_dir(config) if lock_data_dir else None
+        # 2. the storage service
+        storage = StorageService(config, reactor, engine_factory, lock=lock)
     storage.setServiceParent(top)
+    # 3. the provisioned buckets, 4. the access policy, 5. the replication
+    # manager and its provisioned replications, 6. the group sync, 7. the
+    # ReductAPI, 8. the site: wiring.assemble, shared with the test servers.
     if assemble is None:  # after the lock: a refused start stays quick
         from reduct_twisted.wiring import assemble
     provisioning = parse_provisioning(options.environ)
     try:
-        parts = assemble(  # 3 to 8
-            storage.engine, config, reactor, storage.threadpool, provisioning
-        )
+        parts = assemble(storage.engine, config, reactor, storage.threadpool, provisioning)
     except TokenStoreError as exc:
         storage.engine.close()
         raise SystemExit(f"reduct: {exc}")
     parts.replications.setServiceParent(top)
-    DrainService(parts.site.drain, config.shutdown_timeout).setServiceParent(top)  # 9
-    for description in config.listen_endpoints():  # 10
+    # 9. the drain service
+    DrainService(parts.site.drain, config.shutdown_timeout).setServiceParent(top)
+    # 10. the listeners
+    for description in config.listen_endpoints():
         _listener(description, parts.site, reactor, config).setServiceParent(top)
     log.debug("Configuration: {config!r}", config=config)
     return top
