@@ -68,8 +68,8 @@ class StorageService(MultiService):
     """
     Owns the storage engine and the thread pool its disk work runs in.
 
-    :ivar engine: the open ``StorageEngine`` (give it to ``make_site``).
-    :ivar threadpool: the disk ``ThreadPool`` (give it to ``make_site``);
+    :ivar engine: the open ``StorageEngine`` (give it to ``wiring.assemble``).
+    :ivar threadpool: the disk ``ThreadPool`` (give it to ``wiring.assemble``);
         running between ``startService`` and ``stopService``.
     """
 

@@ -7,14 +7,30 @@ turns any :class:`~reduct_twisted.config.ConfigError` into a ``UsageError``:
 twistd then prints a one-line hint instead of the option table, the one-line
 message, and exits 1 without a traceback.
 
-``makeService`` only wires things together::
+``makeService`` builds the whole service tree, in one function::
 
     DaemonService "reduct"               (log level filter for twistd, see logs.py;
     │                                     children stop in sequence, see shutdown.py)
     ├── StorageService "storage"         (engine, thread pool, quota + query-expiry loops)
-    ├── ReplicationManager "replication" (senders of the replications; the site's)
+    ├── ReplicationManager "replication" (senders of the replications; the API's)
     ├── DrainService "drain"             (the site's open connections, http/drain.py)
     └── StreamServerEndpointService "listen:<endpoint>"   one per listen endpoint
+
+in ten steps, in this order:
+
+1. the data directory lock (``datadir.py``), held by the storage service;
+2. the storage service: the engine, opened at once, and its thread pool;
+3. the provisioned buckets (``RS_BUCKET_*``), created or updated;
+4. the access policy (``auth/policy.py``), with the ``RS_TOKEN_*`` tokens;
+5. the replication manager, with the ``RS_REPLICATION_*`` replications;
+6. the group sync of sync policy ``always`` (``sync.py``);
+7. the ``ReductAPI`` (``http/api.py``) over all of the above;
+8. the site serving it (``http/site.py``);
+9. the drain service, over the site's open connections;
+10. the listeners, one per listen endpoint.
+
+Steps 3 to 8 are ``wiring.assemble``, which the in-process servers of the
+integration tests call too, so the two assemblies cannot drift.
 
 On SIGTERM twistd stops the reactor, whose "before shutdown" trigger stops
 this tree.  The children stop one at a time, last added first, each once
@@ -37,7 +53,8 @@ from __future__ import annotations
 import ipaddress
 import os
 import sys
-from typing import Any, Callable, Mapping
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator, Mapping
 
 import attrs
 from twisted.application import strports
@@ -259,17 +276,28 @@ def makeService(
     reactor: Any = None,
     *,
     engine_factory: Callable[..., Any] | None = None,
-    site_factory: Callable[..., Any] | None = None,
+    assemble: Callable[..., Any] | None = None,
     lock_data_dir: bool | None = None,
 ) -> IService:
     """
-    Build the service tree for ``options`` (see the module docstring).
+    Build the service tree for ``options`` (see the module docstring), in
+    this order:
+
+    1. the data directory lock (``datadir.py``);
+    2. the storage service: the engine, opened now, and its thread pool;
+    3. to 8. ``wiring.assemble``: the provisioned buckets, the access
+       policy, the replication manager and its provisioned replications,
+       the group sync, the ``ReductAPI`` and the site; the replication
+       manager is attached here;
+    9. the drain service, over the site's open connections;
+    10. the listeners, one per endpoint.
 
     :param reactor: the reactor; the global one if ``None``.
     :param engine_factory: see :class:`StorageService`; for tests.
-    :param site_factory: ``make_site(engine, config, reactor, threadpool,
-        provisioning)``;
-        ``reduct_twisted.http.site.make_site`` by default.
+    :param assemble: steps 3 to 8, called as ``(engine, config, reactor,
+        threadpool, provisioning)`` and returning a ``wiring.Parts`` (or
+        anything with its ``replications`` service and ``site``);
+        ``reduct_twisted.wiring.assemble`` by default.
     :param lock_data_dir: check and lock the data directory first
         (``datadir.py``); by default only with the real engine (a test's
         ``engine_factory`` does not touch the disk).
@@ -281,48 +309,72 @@ def makeService(
         from twisted.internet import reactor
     config = options.config
     assert config is not None, "parseOptions() has not been called"
+    if lock_data_dir is None:
+        lock_data_dir = engine_factory is None
 
     top = DaemonService(observer_factory_for(options), config.log_level, reactor)
     top.setName("reduct")
-    if lock_data_dir is None:
-        lock_data_dir = engine_factory is None
-    try:
-        # Raised before twistd starts logging: a plain message on stderr and
-        # exit status 1 instead of a traceback.
-        lock = None
-        if lock_data_dir:
-            lock = claim_data_dir(config.data_path, config.lock_file_timeout)
+    with _refusing_data_dir(config):
+        # 1. the data directory lock
+        lock = _lock_data_dir(config) if lock_data_dir else None
+        # 2. the storage service
         storage = StorageService(config, reactor, engine_factory, lock=lock)
+    storage.setServiceParent(top)
+    # 3. the provisioned buckets, 4. the access policy, 5. the replication
+    # manager and its provisioned replications, 6. the group sync, 7. the
+    # ReductAPI, 8. the site: wiring.assemble, shared with the test servers.
+    if assemble is None:  # after the lock: a refused start stays quick
+        from reduct_twisted.wiring import assemble
+    provisioning = parse_provisioning(options.environ)
+    try:
+        parts = assemble(storage.engine, config, reactor, storage.threadpool, provisioning)
+    except TokenStoreError as exc:
+        storage.engine.close()
+        raise SystemExit(f"reduct: {exc}")
+    parts.replications.setServiceParent(top)
+    # 9. the drain service
+    DrainService(parts.site.drain, config.shutdown_timeout).setServiceParent(top)
+    # 10. the listeners
+    for description in config.listen_endpoints():
+        _listener(description, parts.site, reactor, config).setServiceParent(top)
+    log.debug("Configuration: {config!r}", config=config)
+    return top
+
+
+def _lock_data_dir(config: Config) -> Any:
+    """Step 1: check and lock the data directory (``datadir.claim_data_dir``)."""
+    return claim_data_dir(config.data_path, config.lock_file_timeout)
+
+
+@contextmanager
+def _refusing_data_dir(config: Config) -> Iterator[None]:
+    """
+    Turn a data directory that cannot be used (steps 1 and 2) into
+    ``SystemExit`` with a one-line message: raised before twistd starts
+    logging, it is printed on stderr and the exit status is 1, without a
+    traceback.
+    """
+    try:
+        yield
     except (DataDirRefused, DataDirLocked) as exc:
         raise SystemExit(f"reduct: {exc}")
     except OSError as exc:
         reason = exc.strerror or str(exc)
         raise SystemExit(f"reduct: cannot use data path {config.data_path!r}: {reason}")
-    storage.setServiceParent(top)
-    if site_factory is None:  # after the lock: a refused start stays quick
-        from reduct_twisted.http.site import make_site as site_factory
-    provisioning = parse_provisioning(options.environ)
-    try:
-        site = site_factory(storage.engine, config, reactor, storage.threadpool, provisioning)
-    except TokenStoreError as exc:
-        storage.engine.close()
-        raise SystemExit(f"reduct: {exc}")
-    replications = getattr(site, "replications", None)
-    if replications is not None:
-        replications.setServiceParent(top)
-    drain = getattr(site, "drain", None)
-    if drain is not None:
-        DrainService(drain, config.shutdown_timeout).setServiceParent(top)
-    for description in config.listen_endpoints():
-        # strports.service: StreamServerEndpointService(serverFromString(...))
-        # that raises at start-up if it cannot listen, instead of running on
-        # with no port.
-        listener = strports.service(description, site, reactor=reactor)
-        scheme = "https" if description.startswith("ssl:") else "http"
-        listener.endpoint = AnnouncingEndpoint(
-            listener.endpoint, description, scheme, open_access=not config.api_token
-        )
-        listener.setName(f"listen:{description}")
-        listener.setServiceParent(top)
-    log.debug("Configuration: {config!r}", config=config)
-    return top
+
+
+def _listener(description: str, site: Any, reactor: Any, config: Config) -> IService:
+    """
+    Step 10: the listener service of endpoint ``description`` for ``site``,
+    named ``listen:<description>``, announcing its address.
+    """
+    # strports.service: StreamServerEndpointService(serverFromString(...))
+    # that raises at start-up if it cannot listen, instead of running on
+    # with no port.
+    listener = strports.service(description, site, reactor=reactor)
+    scheme = "https" if description.startswith("ssl:") else "http"
+    listener.endpoint = AnnouncingEndpoint(
+        listener.endpoint, description, scheme, open_access=not config.api_token
+    )
+    listener.setName(f"listen:{description}")
+    return listener

@@ -14,15 +14,15 @@ from twisted.python.threadpool import ThreadPool
 from twisted.web.client import Agent, HTTPConnectionPool
 
 from reduct_twisted.config import Config
-from reduct_twisted.http.site import make_site
 from reduct_twisted.provision import parse_provisioning
 from reduct_twisted.storage import StorageEngine
+from reduct_twisted.wiring import assemble
 from tests import clients
 
 
 @attr.s
 class Server:
-    """A running daemon: its URL, engine, data path and a treq client."""
+    """A running daemon: its URL, engine, data path, a treq client and its site."""
 
     url = attr.ib()
     engine = attr.ib()
@@ -36,7 +36,8 @@ class Server:
 
 async def start_server(data_path, environ=None, engine_kwargs=None, **config_kwargs):
     """
-    Start engine, thread pool and site; return (Server, stop coroutine).
+    Start engine, thread pool, the parts ``wiring.assemble`` builds (as
+    ``makeService`` does) and a listener; return (Server, stop coroutine).
 
     :param environ: ``RS_BUCKET_*`` / ``RS_TOKEN_*`` provisioning variables.
     :param engine_kwargs: more ``StorageEngine`` arguments (e.g. the
@@ -50,9 +51,10 @@ async def start_server(data_path, environ=None, engine_kwargs=None, **config_kwa
     pool.start()
     try:
         config = Config(data_path=str(data_path), **config_kwargs)
-        site = make_site(engine, config, reactor, pool, parse_provisioning(environ or {}))
+        parts = assemble(engine, config, reactor, pool, parse_provisioning(environ or {}))
+        site = parts.site
         port = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(site)
-        site.replications.startService()
+        parts.replications.startService()
     except BaseException:
         # A pool thread left running keeps the interpreter alive forever at
         # exit (and deaf to SIGTERM): never leave one behind.
@@ -68,7 +70,7 @@ async def start_server(data_path, environ=None, engine_kwargs=None, **config_kwa
         try:
             await conn_pool.closeCachedConnections()
             await port.stopListening()
-            await site.replications.stopService()
+            await parts.replications.stopService()
         finally:
             pool.stop()
             engine.close()

@@ -7,7 +7,7 @@ exceptions are mapped too; a HEAD answer never carries a body.
 What this covers: ``treq.testing.StubTreq`` drives the Klein resources in
 memory, (1) a tiny Klein app that raises each error through
 ``install_error_handlers``, and (2) the real API resource built by
-``make_site`` on a ``tmp_path`` engine and a ``task.Clock`` (404 bucket, 409,
+``wiring.assemble`` on a ``tmp_path`` engine and a ``task.Clock`` (404 bucket, 409,
 422 bad name, 401/403 with ``TokenAccess``, unknown route, 405).
 
 What it cannot cover: StubTreq wraps the resource in its own
@@ -41,8 +41,8 @@ from reduct_twisted import errors
 from reduct_twisted.config import Config
 from reduct_twisted.errors import Conflict, ReductError, UnprocessableEntity
 from reduct_twisted.http.errors import install_error_handlers
-from reduct_twisted.http.site import make_site
 from reduct_twisted.provision import parse_provisioning
+from reduct_twisted.wiring import assemble
 from tests.unit.conftest import error_message
 
 #: Every error class the core may raise: ReductError's subclasses.
@@ -279,11 +279,11 @@ READER = {
 
 def api_stub(engine, clock, environ=None, **config):
     """
-    StubTreq over the Klein resource of the site ``make_site`` builds.  No
+    StubTreq over the Klein resource of the site ``wiring.assemble`` builds.  No
     thread pool: sync policy ``none``, and nothing here writes the token file.
     """
     config = Config(data_path=engine.data_path, sync="none", **config)
-    site = make_site(engine, config, clock, None, parse_provisioning(environ or {}))
+    site = assemble(engine, config, clock, None, parse_provisioning(environ or {})).site
     return StubTreq(site.resource)
 
 

@@ -15,7 +15,7 @@ from twisted.python.logfile import LogFile
 from reduct_twisted import logs, tap
 from reduct_twisted.config import Config
 from tests.conftest import REPO_ROOT
-from tests.unit.test_tap import FakeEngine, FakeSite, parse
+from tests.unit.test_tap import FakeEngine, fake_assemble, parse
 
 SYSTEMD_UNIT = REPO_ROOT / "systemd" / "reduct-twisted.service"
 SAMPLE_INI = REPO_ROOT / "etc" / "reduct-twisted.ini"
@@ -107,7 +107,7 @@ def test_under_twistd_options(no_rs_environ, tmp_path, capsys):
     sub = config.subOptions
     assert sub.config.log_level == "ERROR"
     top = tap.makeService(
-        sub, MemoryReactorClock(), engine_factory=FakeEngine, site_factory=FakeSite
+        sub, MemoryReactorClock(), engine_factory=FakeEngine, assemble=fake_assemble
     )
     application = Application("reduct")
     top.setServiceParent(application)

@@ -3,7 +3,7 @@
 import attrs
 import pytest
 from twisted.application.internet import StreamServerEndpointService
-from twisted.application.service import Application, IService
+from twisted.application.service import Application, IService, Service
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.endpoints import SSL4ServerEndpoint, TCP4ServerEndpoint
 from twisted.internet.testing import MemoryReactorClock
@@ -16,19 +16,39 @@ from twisted.python import usage
 
 from reduct_twisted import logs
 from reduct_twisted.config import Config
+from reduct_twisted.http.drain import ConnectionDrain, DrainService
 from reduct_twisted.provision import Provisioning
 from reduct_twisted.service import StorageService
 from reduct_twisted.tap import AnnouncingEndpoint, Options, makeService
+from reduct_twisted.wiring import Parts
 from tests.unit.fakes import FakeEngine
 
 
 @attrs.define
 class FakeSite:
+    """The site of :func:`fake_assemble`: what it was built from, and a drain."""
+
     engine: object
     config: object
     reactor: object
     threadpool: object
     provisioning: object = None
+    drain: ConnectionDrain = attrs.field(
+        default=attrs.Factory(lambda self: ConnectionDrain(self.reactor), takes_self=True),
+        eq=False,
+    )
+
+
+class FakeReplications(Service):
+    """The replication service of :func:`fake_assemble`: does nothing."""
+
+    name = "replication"
+
+
+def fake_assemble(engine, config, reactor, threadpool, provisioning):
+    """``wiring.assemble`` for tests: a ``FakeSite`` and ``FakeReplications``."""
+    site = FakeSite(engine, config, reactor, threadpool, provisioning)
+    return Parts(auth=None, replications=FakeReplications(), syncer=None, api=None, site=site)
 
 
 def parse(argv, environ=None):
@@ -40,7 +60,7 @@ def parse(argv, environ=None):
 def build(argv, reactor=None, environ=None):
     reactor = reactor or MemoryReactorClock()
     options = parse(argv, environ)
-    top = makeService(options, reactor, engine_factory=FakeEngine, site_factory=FakeSite)
+    top = makeService(options, reactor, engine_factory=FakeEngine, assemble=fake_assemble)
     return top, reactor
 
 
@@ -242,7 +262,8 @@ def test_version(capsys):
 
 
 def test_service_tree(tmp_path):
-    """makeService builds the top service, the storage service and one listener."""
+    """makeService builds the top service, the storage service, the assembled
+    replication service, the drain of the assembled site and one listener."""
     top, reactor = build(["--data-path", str(tmp_path)])
     assert IService.providedBy(top)
     assert isinstance(top, logs.LevelFilteredService)
@@ -250,6 +271,8 @@ def test_service_tree(tmp_path):
     names = [(s.name, type(s)) for s in top]
     assert names == [
         ("storage", StorageService),
+        ("replication", FakeReplications),
+        ("drain", DrainService),
         ("listen:tcp:8383:interface=0.0.0.0", StreamServerEndpointService),
     ]
     storage = top.getServiceNamed("storage")
@@ -265,6 +288,7 @@ def test_service_tree(tmp_path):
         storage.threadpool,
         Provisioning(buckets=[], tokens=[]),
     )
+    assert top.getServiceNamed("drain").drain is site.drain
     assert isinstance(listener.endpoint, AnnouncingEndpoint)
     inner = listener.endpoint.endpoint
     assert isinstance(inner, TCP4ServerEndpoint)
@@ -278,6 +302,8 @@ def test_one_listener_per_endpoint():
     )
     assert [s.name for s in top] == [
         "storage",
+        "replication",
+        "drain",
         "listen:tcp:1:interface=127.0.0.1",
         "listen:tcp6:2:interface=\\:\\:1",
     ]
@@ -412,7 +438,7 @@ def test_engine_open_failure_stops_start_up(tmp_path):
     options = parse([])
     with pytest.raises(SystemExit) as e:
         makeService(
-            options, MemoryReactorClock(), engine_factory=Unopenable, site_factory=FakeSite
+            options, MemoryReactorClock(), engine_factory=Unopenable, assemble=fake_assemble
         )
     assert e.value.code == "reduct: cannot use data path 'reduct-data': Permission denied"
 
@@ -481,6 +507,7 @@ def test_real_parts_wire_up(tmp_path):
     """With the default factories, the real engine and Site are built and run."""
     from twisted.web.server import Site
 
+    from reduct_twisted.replication import ReplicationManager
     from reduct_twisted.storage import StorageEngine
 
     reactor = MemoryReactorClock()
@@ -493,8 +520,10 @@ def test_real_parts_wire_up(tmp_path):
     assert isinstance(listener.factory, Site)
     # The replication senders stop after the listeners, before the storage.
     assert [s.name for s in top][:2] == ["storage", "replication"]
-    assert top.getServiceNamed("replication") is listener.factory.replications
-    assert storage.engine.listeners == [listener.factory.replications]
+    replications = top.getServiceNamed("replication")
+    assert isinstance(replications, ReplicationManager)
+    assert replications is listener.factory.router.replications
+    assert storage.engine.listeners == [replications]
     top.startService()
     assert reactor.tcpServers[0][1] is listener.factory
     top.stopService()
