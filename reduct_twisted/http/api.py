@@ -60,16 +60,19 @@ WRITE_STREAMED = WRITE.on_open()
 ROUTES = (
     # server and tokens (spec §2)
     ("/info", ["GET"], server.info, BOTH, AUTHENTICATED),
-    ("/list", ["GET"], server.list_buckets, BOTH, IN_HANDLER),  # AUTHENTICATED; needs the token
+    # AUTHENTICATED, then may_read(token, ...) per bucket: checked in the handler
+    ("/list", ["GET"], server.list_buckets, BOTH, IN_HANDLER),
     ("/alive", ["GET", "HEAD"], server.alive, BOTH, OPEN),
-    ("/me", ["GET"], server.me, V1, IN_HANDLER),  # AUTHENTICATED; answers the token
+    # AUTHENTICATED, and the answer is the token: checked in the handler
+    ("/me", ["GET"], server.me, V1, IN_HANDLER),
     ("/auth/refresh", ["POST"], server.refresh, V0, AUTHENTICATED),
     ("/tokens", ["GET"], server.list_tokens, V1, FULL),
     ("/tokens/<name>", ["POST"], server.create_token, V1, FULL_JSON),
     ("/tokens/<name>", ["GET"], server.get_token, V1, FULL),
     ("/tokens/<name>", ["DELETE"], server.remove_token, V1, FULL),
     # buckets (spec §3.1, §3.2)
-    ("/b/<bucket>", ["GET", "HEAD"], buckets.get_bucket, BOTH, IN_HANDLER),  # GET READ, HEAD AUTHENTICATED
+    # GET needs READ, HEAD only AUTHENTICATED: checked in the handler
+    ("/b/<bucket>", ["GET", "HEAD"], buckets.get_bucket, BOTH, IN_HANDLER),
     ("/b/<bucket>", ["POST"], buckets.create_bucket, BOTH, FULL_JSON),
     ("/b/<bucket>", ["PUT"], buckets.update_bucket, BOTH, FULL_JSON),
     ("/b/<bucket>", ["DELETE"], buckets.remove_bucket, BOTH, FULL),
@@ -80,7 +83,8 @@ ROUTES = (
     ("/b/<bucket>/<entry>/batch", ["GET", "HEAD"], records.read_batch, V1, READ),
     # queries (spec §3.7, §3.10)
     ("/b/<bucket>/<entry>/q", ["GET"], entries.query, BOTH, READ),
-    ("/b/<bucket>/<entry>/q", ["POST"], entries.post_query, V1, IN_HANDLER),  # body first; QUERY READ, REMOVE WRITE
+    # body first, then QUERY needs READ, REMOVE WRITE: checked in the handler
+    ("/b/<bucket>/<entry>/q", ["POST"], entries.post_query, V1, IN_HANDLER),
     ("/b/<bucket>/<entry>/q", ["DELETE"], entries.remove_query, V1, WRITE),
     # label updates, removals, renames (spec §3.5-§3.8)
     ("/b/<bucket>/<entry>", ["PATCH"], entries.update_record, V1, WRITE),

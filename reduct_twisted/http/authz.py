@@ -148,9 +148,14 @@ def checked(handler, permission: Permission):
             f"{handler.__name__}: permission {permission!r} needs a route "
             f"argument {permission.bucket!r}, not {names}"
         )
-    wrapper = wraps(handler)(_compile(names, permission)(handler, permission.check, permission.parse))
+    make = _compile(names, permission)
+    wrapper = wraps(handler)(make(handler, permission.check, permission.parse))
     wrapper.permission = permission
     return wrapper
+
+
+#: Names the generated wrapper uses itself.
+_RESERVED = frozenset({"api", "request", "handler", "check", "parse", "body"})
 
 
 def _compile(names: tuple, permission: Permission):
@@ -161,7 +166,7 @@ def _compile(names: tuple, permission: Permission):
     from the route table's paths).
     """
     for name in names:
-        if not name.isidentifier() or name in ("api", "request", "handler", "check", "parse", "body"):
+        if not name.isidentifier() or name in _RESERVED:
             raise ValueError(f"unusable route argument name {name!r}")
     args = "".join(", " + name for name in names)
     bucket = permission.bucket or "None"

@@ -24,9 +24,8 @@ from reduct_twisted.http.fastpath import STREAMING_ENDPOINTS
 
 def _calls_authorize(function) -> bool:
     source = textwrap.dedent(inspect.getsource(function))
-    return any(
-        isinstance(node, ast.Name) and node.id == "authorize" for node in ast.walk(ast.parse(source))
-    )
+    nodes = ast.walk(ast.parse(source))
+    return any(isinstance(node, ast.Name) and node.id == "authorize" for node in nodes)
 
 
 def _endpoint_names(row):
