@@ -7,8 +7,11 @@ fills it (:data:`ROUTES`).
 Handlers live in the route modules, one per group (``routes_server.py``,
 ``routes_buckets.py``, ``routes_records.py``, ``routes_entries.py``,
 ``routes_replications.py``); each takes the ``ReductAPI`` instance first
-(Klein binds it), parses, asks the access policy through
-``authz.authorize``, calls the storage engine and answers.  The two hot
+(Klein binds it), parses, calls the storage engine and answers.  Who may
+call a route is the table's last column (``authz.py``), applied around the
+handler when the routes are registered; the few routes whose permission
+depends on the method or body, or which need the caller's token, are marked
+``IN_HANDLER`` and call ``authz.authorize`` themselves.  The two hot
 record routes are also reached without Klein, through ``fastpath.py``.
 """
 
@@ -23,67 +26,104 @@ from reduct_twisted.http import (
     routes_replications as replications,
     routes_server as server,
 )
+from reduct_twisted.http.authz import (
+    AUTHENTICATED,
+    FULL,
+    IN_HANDLER,
+    OPEN,
+    READ,
+    WRITE,
+    checked,
+)
 from reduct_twisted.http.batch import BatchLimits
 from reduct_twisted.http.errors import install_error_handlers, write_error_headers
 from reduct_twisted.http.fastpath import FastPath
+from reduct_twisted.http.headers import json_body
+from reduct_twisted.http.params import rename_target
 
 #: Where a route is served: under ``/api/v1`` only, also under the
 #: unprefixed pre-1.0 path (``<name>_v0`` endpoints), or only there.
 V1, BOTH, V0 = "v1", "v1+v0", "v0"
 
-#: The route table: path (below ``/api/v1``), methods, handler, where served.
-#: Handler names are the Klein endpoint names.
+#: Body-first permissions: the body (a JSON document, a rename's
+#: ``new_name``) is refused before the token is looked at, as upstream does;
+#: the handler gets it as its last argument.
+FULL_JSON = FULL.body_first(json_body)
+FULL_RENAME = FULL.body_first(rename_target)
+WRITE_RENAME = WRITE.body_first(rename_target)
+#: A streamed upload: checked when its body is opened (``fastpath.py``).
+WRITE_STREAMED = WRITE.on_open()
+
+#: The route table: path (below ``/api/v1``), methods, handler, where
+#: served, who may call it (``authz.py``: READ and WRITE concern the
+#: route's ``<bucket>``).  Handler names are the Klein endpoint names.
 ROUTES = (
     # server and tokens (spec §2)
-    ("/info", ["GET"], server.info, BOTH),
-    ("/list", ["GET"], server.list_buckets, BOTH),
-    ("/alive", ["GET", "HEAD"], server.alive, BOTH),
-    ("/me", ["GET"], server.me, V1),
-    ("/auth/refresh", ["POST"], server.refresh, V0),
-    ("/tokens", ["GET"], server.list_tokens, V1),
-    ("/tokens/<name>", ["POST"], server.create_token, V1),
-    ("/tokens/<name>", ["GET"], server.get_token, V1),
-    ("/tokens/<name>", ["DELETE"], server.remove_token, V1),
+    ("/info", ["GET"], server.info, BOTH, AUTHENTICATED),
+    # AUTHENTICATED, then may_read(token, ...) per bucket: checked in the handler
+    ("/list", ["GET"], server.list_buckets, BOTH, IN_HANDLER),
+    ("/alive", ["GET", "HEAD"], server.alive, BOTH, OPEN),
+    # AUTHENTICATED, and the answer is the token: checked in the handler
+    ("/me", ["GET"], server.me, V1, IN_HANDLER),
+    ("/auth/refresh", ["POST"], server.refresh, V0, AUTHENTICATED),
+    ("/tokens", ["GET"], server.list_tokens, V1, FULL),
+    ("/tokens/<name>", ["POST"], server.create_token, V1, FULL_JSON),
+    ("/tokens/<name>", ["GET"], server.get_token, V1, FULL),
+    ("/tokens/<name>", ["DELETE"], server.remove_token, V1, FULL),
     # buckets (spec §3.1, §3.2)
-    ("/b/<bucket>", ["GET", "HEAD"], buckets.get_bucket, BOTH),
-    ("/b/<bucket>", ["POST"], buckets.create_bucket, BOTH),
-    ("/b/<bucket>", ["PUT"], buckets.update_bucket, BOTH),
-    ("/b/<bucket>", ["DELETE"], buckets.remove_bucket, BOTH),
+    # GET needs READ, HEAD only AUTHENTICATED: checked in the handler
+    ("/b/<bucket>", ["GET", "HEAD"], buckets.get_bucket, BOTH, IN_HANDLER),
+    ("/b/<bucket>", ["POST"], buckets.create_bucket, BOTH, FULL_JSON),
+    ("/b/<bucket>", ["PUT"], buckets.update_bucket, BOTH, FULL_JSON),
+    ("/b/<bucket>", ["DELETE"], buckets.remove_bucket, BOTH, FULL),
     # records and batches (spec §2.3, §3.3, §3.4)
-    ("/b/<bucket>/<entry>", ["POST"], records.write_record, BOTH),
-    ("/b/<bucket>/<entry>", ["GET", "HEAD"], records.read_record, BOTH),
-    ("/b/<bucket>/<entry>/batch", ["POST"], records.write_batch, V1),
-    ("/b/<bucket>/<entry>/batch", ["GET", "HEAD"], records.read_batch, V1),
+    ("/b/<bucket>/<entry>", ["POST"], records.write_record, BOTH, WRITE_STREAMED),
+    ("/b/<bucket>/<entry>", ["GET", "HEAD"], records.read_record, BOTH, READ),
+    ("/b/<bucket>/<entry>/batch", ["POST"], records.write_batch, V1, WRITE_STREAMED),
+    ("/b/<bucket>/<entry>/batch", ["GET", "HEAD"], records.read_batch, V1, READ),
     # queries (spec §3.7, §3.10)
-    ("/b/<bucket>/<entry>/q", ["GET"], entries.query, BOTH),
-    ("/b/<bucket>/<entry>/q", ["POST"], entries.post_query, V1),
-    ("/b/<bucket>/<entry>/q", ["DELETE"], entries.remove_query, V1),
+    ("/b/<bucket>/<entry>/q", ["GET"], entries.query, BOTH, READ),
+    # body first, then QUERY needs READ, REMOVE WRITE: checked in the handler
+    ("/b/<bucket>/<entry>/q", ["POST"], entries.post_query, V1, IN_HANDLER),
+    ("/b/<bucket>/<entry>/q", ["DELETE"], entries.remove_query, V1, WRITE),
     # label updates, removals, renames (spec §3.5-§3.8)
-    ("/b/<bucket>/<entry>", ["PATCH"], entries.update_record, V1),
-    ("/b/<bucket>/<entry>/batch", ["PATCH"], entries.update_batch, V1),
-    ("/b/<bucket>/<entry>", ["DELETE"], entries.remove_entry, V1),
-    ("/b/<bucket>/<entry>/batch", ["DELETE"], entries.remove_batch, V1),
-    ("/b/<bucket>/rename", ["PUT"], buckets.rename_bucket, V1),
-    ("/b/<bucket>/<entry>/rename", ["PUT"], entries.rename_entry, V1),
-    ("/b/<bucket>/<entry>/list", ["GET"], records.list_records, V0),
+    ("/b/<bucket>/<entry>", ["PATCH"], entries.update_record, V1, WRITE),
+    ("/b/<bucket>/<entry>/batch", ["PATCH"], entries.update_batch, V1, WRITE),
+    ("/b/<bucket>/<entry>", ["DELETE"], entries.remove_entry, V1, WRITE),
+    ("/b/<bucket>/<entry>/batch", ["DELETE"], entries.remove_batch, V1, WRITE),
+    ("/b/<bucket>/rename", ["PUT"], buckets.rename_bucket, V1, FULL_RENAME),
+    ("/b/<bucket>/<entry>/rename", ["PUT"], entries.rename_entry, V1, WRITE_RENAME),
+    ("/b/<bucket>/<entry>/list", ["GET"], records.list_records, V0, READ),
     # replications (spec §3.13)
-    ("/replications", ["GET"], replications.list_replications, V1),
-    ("/replications/<name>", ["GET"], replications.get_replication, V1),
-    ("/replications/<name>", ["POST"], replications.create_replication, V1),
-    ("/replications/<name>", ["PUT"], replications.update_replication, V1),
-    ("/replications/<name>", ["DELETE"], replications.remove_replication, V1),
+    ("/replications", ["GET"], replications.list_replications, V1, FULL),
+    ("/replications/<name>", ["GET"], replications.get_replication, V1, FULL),
+    ("/replications/<name>", ["POST"], replications.create_replication, V1, FULL_JSON),
+    ("/replications/<name>", ["PUT"], replications.update_replication, V1, FULL_JSON),
+    ("/replications/<name>", ["DELETE"], replications.remove_replication, V1, FULL),
 )
 
 
-def add_routes(app: Klein, routes) -> None:
-    """Register each ``(path, methods, handler, where)`` of ``routes`` on ``app``."""
-    for path, methods, handler, where in routes:
+def add_routes(app: Klein, routes) -> dict:
+    """
+    Register each ``(path, methods, handler, where, permission)`` of
+    ``routes`` on ``app``, the handler behind its permission
+    (``authz.checked``).
+
+    :return: ``{endpoint: handler behind its permission}`` (its
+        ``permission`` attribute, for those the layer checks, is the row's).
+    """
+    endpoints = {}
+    for path, methods, handler, where, permission in routes:
+        route = checked(handler, permission)
         name = handler.__name__
         if where != V1:
             legacy_name = name if where == V0 else name + "_v0"
-            app.route(path, methods=methods, endpoint=legacy_name)(handler)
+            app.route(path, methods=methods, endpoint=legacy_name)(route)
+            endpoints[legacy_name] = route
         if where != V0:
-            app.route("/api/v1" + path, methods=methods, endpoint=name)(handler)
+            app.route("/api/v1" + path, methods=methods, endpoint=name)(route)
+            endpoints[name] = route
+    return endpoints
 
 
 class _NotFoundResource(Resource):
@@ -114,7 +154,11 @@ class ReductAPI(FastPath):
 
     app = Klein()
     install_error_handlers(app)
-    add_routes(app, ROUTES)
+    #: ``{endpoint: handler behind its permission}``, as registered.
+    endpoints = add_routes(app, ROUTES)
+    # What the fast path (fastpath.py) applies on the hot record routes.
+    _write_record_permission = endpoints["write_record"].permission
+    _read_record = staticmethod(endpoints["read_record"])
 
     def __init__(
         self, engine, auth, reactor, threadpool, base_path: str = "/", syncer=None,

@@ -12,6 +12,10 @@ is recognised by hand here and goes straight to the same handlers Klein
 routes to (``routes_records.py``), with the same error mapping; every
 other path is matched against the Klein app's own URL map (bound once), and
 anything odd goes through Klein.
+
+Permissions are the route table's (``api.py``), never restated here: a
+streamed upload's row permission is applied before its body is opened, and
+a direct read calls the handler as registered, behind its permission.
 """
 
 from functools import partial
@@ -25,7 +29,6 @@ from reduct_twisted.http.batch import BatchWriteSink
 from reduct_twisted.http.routes_records import (
     open_batch_write,
     open_write,
-    read_record,
     write_batch,
     write_record,
 )
@@ -47,8 +50,11 @@ def _query_args(query: bytes) -> dict:
 class FastPath:
     """
     The routing done before and beside Klein; mixed into ``ReductAPI``,
-    which provides ``base_segments``, ``_record_prefix`` and ``_url_adapter``
-    (its Klein app's URL map, bound once).
+    which provides ``base_segments``, ``_record_prefix``, ``_url_adapter``
+    (its Klein app's URL map, bound once), and from its route table
+    ``endpoints`` (``{endpoint: handler behind its permission}``),
+    ``_write_record_permission`` and ``_read_record`` (the registered
+    ``read_record``, behind its permission).
     """
 
     def open_body(self, request, length: Optional[int]):
@@ -66,6 +72,7 @@ class FastPath:
             if names is not None:
                 # The hot path: a plain record write needs no URL map.
                 request.route_args = {"bucket": names[0], "entry": names[1]}
+                self._write_record_permission.check(self, request, names[0])
                 return open_write(self, request, length, _query_args(query), *names)
         segments = [unquote_to_bytes(s) for s in raw_path.split(b"/")[1:]]
         base = self.base_segments
@@ -82,6 +89,8 @@ class FastPath:
             raise ReductError("Not found", 404)
         if rule.endpoint not in STREAMING_ENDPOINTS:
             return None
+        permission = self.endpoints[rule.endpoint].permission
+        permission.check(self, request, kwargs[permission.bucket])
         if rule.endpoint == "write_batch":
             sink = open_batch_write(self, request, length, **kwargs)
         else:
@@ -126,4 +135,4 @@ class FastPath:
         if names is None:
             return None
         bucket, entry = names
-        return partial(read_record, self, request, bucket, entry)
+        return partial(self._read_record, self, request, bucket, entry)

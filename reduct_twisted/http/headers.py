@@ -149,6 +149,11 @@ def loads_json(body):
     )
 
 
+def json_body(request):
+    """The request's JSON body, parsed (:func:`parse_json_body`)."""
+    return parse_json_body(request.content.getvalue())
+
+
 def parse_json_body(body: bytes):
     """
     Parse a JSON request body; an empty body is None.

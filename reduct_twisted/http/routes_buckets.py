@@ -1,15 +1,15 @@
 # -*- test-case-name: tests.integration.test_api -*-
 """
 Bucket routes (spec §3.1, §3.2, §3.8): read, create, update, remove and
-rename a bucket.  Each handler takes the ``ReductAPI`` first; the table is
-in ``api.py``.
+rename a bucket.  Each handler takes the ``ReductAPI`` first; the table, with
+who may call each route, is in ``api.py``.  ``get_bucket`` checks the token
+itself: HEAD needs any token, GET read access.
 """
 
 from reduct_twisted.auth.policy import Policy
 from reduct_twisted.errors import NotFound
 from reduct_twisted.http.authz import authorize
-from reduct_twisted.http.headers import parse_json_body, respond_empty, respond_json
-from reduct_twisted.http.params import rename_target
+from reduct_twisted.http.headers import respond_empty, respond_json
 
 
 def get_bucket(api, request, bucket):
@@ -22,33 +22,23 @@ def get_bucket(api, request, bucket):
     return respond_json(request, api.engine.bucket_info(bucket))
 
 
-def create_bucket(api, request, bucket):
-    return _apply_settings(api, request, api.engine.create_bucket, bucket)
+def create_bucket(api, request, bucket, settings):
+    api.engine.create_bucket(bucket, settings)
+    return api.durable(respond_empty, request)
 
 
-def update_bucket(api, request, bucket):
-    return _apply_settings(api, request, api.engine.update_bucket, bucket)
-
-
-def _apply_settings(api, request, operation, bucket):
-    # A FULL_ACCESS bucket operation on a JSON settings body.  Spec order:
-    # a malformed body is refused before the token is looked at.
-    settings = parse_json_body(request.content.getvalue())
-    authorize(api, request, Policy.FULL_ACCESS)
-    operation(bucket, settings)
+def update_bucket(api, request, bucket, settings):
+    api.engine.update_bucket(bucket, settings)
     return api.durable(respond_empty, request)
 
 
 def remove_bucket(api, request, bucket):
-    authorize(api, request, Policy.FULL_ACCESS)
     api.engine.remove_bucket(bucket)
     api.auth.forget_bucket(bucket)
     return api.when_saved(api.durable, respond_empty, request)
 
 
-def rename_bucket(api, request, bucket):
-    new_name = rename_target(request)
-    authorize(api, request, Policy.FULL_ACCESS)
+def rename_bucket(api, request, bucket, new_name):
     api.engine.rename_bucket(bucket, new_name)
     api.auth.rename_bucket(bucket, new_name)
     return api.when_saved(api.durable, respond_empty, request)

@@ -3,7 +3,8 @@
 Entry routes beyond single records (spec §3.5–§3.10): queries
 (``…/q``), label updates, removals of records, of a query's records and of
 the entry, and entry renames.  Each handler takes the ``ReductAPI`` first;
-the table is in ``api.py``.
+the table, with who may call each route, is in ``api.py``.  ``POST …/q``
+checks the token itself: its body says whether it reads or removes.
 """
 
 from reduct_twisted.auth.policy import Policy
@@ -20,7 +21,6 @@ from reduct_twisted.http.params import (
     json_query,
     query_kwargs,
     remove_kwargs,
-    rename_target,
 )
 from reduct_twisted.http.routes_records import answer_batch_errors, drive
 from reduct_twisted.wire import parse_batch_headers, time_headers
@@ -29,7 +29,6 @@ from reduct_twisted.wire import parse_batch_headers, time_headers
 
 
 def query(api, request, bucket, entry):
-    authorize(api, request, Policy.READ, bucket)
     qid = api.engine.create_query(bucket, entry, **query_kwargs(request.args))
     return respond_json(request, {"id": qid})
 
@@ -51,7 +50,6 @@ def post_query(api, request, bucket, entry):
 
 def remove_query(api, request, bucket, entry):
     """``DELETE …/q`` (spec §3.7; deprecated in 1.13, still served)."""
-    authorize(api, request, Policy.WRITE, bucket)
     return _remove_by_query(api, request, bucket, entry, delete_query_kwargs(request.args))
 
 
@@ -67,14 +65,12 @@ def _remove_by_query(api, request, bucket, entry, kwargs):
 
 
 def update_record(api, request, bucket, entry):
-    authorize(api, request, Policy.WRITE, bucket)
     ts = timestamp_param(request.args)
     labels = record_labels(request.requestHeaders.getAllRawHeaders())
     return _answer_single(api, api.engine.update_labels(bucket, entry, {ts: labels}), request)
 
 
 def update_batch(api, request, bucket, entry):
-    authorize(api, request, Policy.WRITE, bucket)
     records = parse_batch_headers(request.requestHeaders.getAllRawHeaders())
     errors = api.engine.update_labels(bucket, entry, {r.ts: r.labels for r in records})
     return answer_batch_errors(errors, api, request)
@@ -82,7 +78,6 @@ def update_batch(api, request, bucket, entry):
 
 def remove_entry(api, request, bucket, entry):
     """Without parameters the whole entry (§3.5), else the record ``ts`` (§3.7)."""
-    authorize(api, request, Policy.WRITE, bucket)
     if not request.args:
         api.engine.remove_entry(bucket, entry)
         return api.durable(respond_empty, request)
@@ -91,7 +86,6 @@ def remove_entry(api, request, bucket, entry):
 
 
 def remove_batch(api, request, bucket, entry):
-    authorize(api, request, Policy.WRITE, bucket)
     stamps = [ts for ts, _ in time_headers(request.requestHeaders.getAllRawHeaders())]
     return answer_batch_errors(api.engine.remove_stamps(bucket, entry, stamps), api, request)
 
@@ -103,8 +97,6 @@ def _answer_single(api, errors, request):
     return api.durable(respond_empty, request)
 
 
-def rename_entry(api, request, bucket, entry):
-    new_name = rename_target(request)
-    authorize(api, request, Policy.WRITE, bucket)
+def rename_entry(api, request, bucket, entry, new_name):
     api.engine.rename_entry(bucket, entry, new_name)
     return api.durable(respond_empty, request)

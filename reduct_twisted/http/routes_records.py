@@ -5,17 +5,16 @@ read batches, and the legacy v0 record list.
 
 Writes are checked before their body arrives: :func:`open_write` and
 :func:`open_batch_write` run from the streaming request's ``gotLength``
-(through ``fastpath.py``) and the route only finishes the sink.  Each
-handler takes the ``ReductAPI`` first; the table is in ``api.py``.
+(through ``fastpath.py``, which applies the table's permission first) and
+the route only finishes the sink.  Each handler takes the ``ReductAPI``
+first; the table, with who may call each route, is in ``api.py``.
 """
 
 from typing import Optional
 
 from twisted.internet.defer import Deferred
 
-from reduct_twisted.auth.policy import Policy
 from reduct_twisted.errors import NoContent, NotFound, UnprocessableEntity
-from reduct_twisted.http.authz import authorize
 from reduct_twisted.http.batch import BatchReader, Wait, batch_query_id, open_batch_write as _open_batch
 from reduct_twisted.http.headers import (
     content_type,
@@ -73,9 +72,9 @@ def drive(clock, step) -> Deferred:
 
 def open_write(api, request, length: Optional[int], args, bucket: str, entry: str):
     """
-    Validate a record write and allocate its place (spec §2.3.1 order).
+    Validate a record write and allocate its place (spec §2.3.1 order; the
+    caller has applied the route's permission).
     """
-    authorize(api, request, Policy.WRITE, bucket)
     ts = timestamp_param(args)
     if request.malformed_length:
         raise UnprocessableEntity("content-length header must be a number")
@@ -97,9 +96,9 @@ def open_write(api, request, length: Optional[int], args, bucket: str, entry: st
 def open_batch_write(api, request, length: Optional[int], bucket: str, entry: str):
     """
     Validate a batched write and return the sink its body goes to
-    (spec §3.4; records are allocated as their bytes arrive).
+    (spec §3.4; records are allocated as their bytes arrive; the caller
+    has applied the route's permission).
     """
-    authorize(api, request, Policy.WRITE, bucket)
     sink = _open_batch(api.engine, api.reactor, api.threadpool, request, length, bucket, entry)
     transport = request.channel.transport
     if sink.has_large and hasattr(transport, "bufferSize"):
@@ -114,7 +113,8 @@ def write_record(api, request, bucket, entry):
     sink = request.sink
     if sink is None:
         # No body framing at all, so gotLength skipped routing: run the
-        # same checks now; they end in "content-length header is required".
+        # same checks now (the table's layer has applied the permission);
+        # they end in "content-length header is required".
         sink = open_write(api, request, 0, request.args, bucket, entry)
     if isinstance(sink, SharedSegmentSink):
         # Nothing to flush: commit now (and, without fsync, answer
@@ -125,7 +125,6 @@ def write_record(api, request, bucket, entry):
 
 
 def read_record(api, request, bucket, entry):
-    authorize(api, request, Policy.READ, bucket)
     ts = u64_param(request.args, "ts")
     if ts is None and query_arg(request.args, "q") is not None:
         qid = u64_param(request.args, "q", "'query' must be a number")
@@ -161,7 +160,8 @@ def write_batch(api, request, bucket, entry):
     sink = request.sink
     if sink is None:
         # No body framing at all, so gotLength skipped routing: run the
-        # same checks now; they end in "content-length header is required".
+        # same checks now (the table's layer has applied the permission);
+        # they end in "content-length header is required".
         sink = open_batch_write(api, request, 0, bucket, entry)
     return sink.finish().addCallback(answer_batch_errors, api, request)
 
@@ -174,7 +174,6 @@ def answer_batch_errors(errors, api, request):
 
 
 def read_batch(api, request, bucket, entry):
-    authorize(api, request, Policy.READ, bucket)
     qid = batch_query_id(request.args)
     head = request.method == b"HEAD"
     limits, metadata_only = _batch_limits(api, bucket, entry, qid)
@@ -206,7 +205,6 @@ def _no_body(body, request):
 
 def list_records(api, request, bucket, entry):
     """Legacy v0 record list: uint64 values as JSON strings."""
-    authorize(api, request, Policy.READ, bucket)
     start = u64_param(request.args, "start", required="'start' parameter is required")
     stop = u64_param(request.args, "stop", required="'stop' parameter is required")
     records = api.engine.list_records(bucket, entry, start, stop)

@@ -5,42 +5,35 @@ first, whose ``replications`` is the
 :class:`~reduct_twisted.replication.manager.ReplicationManager`; the table
 is in ``api.py``.
 
-Every route needs full access.  A malformed body is refused before the
-token is looked at, as for the other JSON endpoints (spec §1.4).  Changes
-are answered once the registry file holds them.
+Every route needs full access (the table's column).  A malformed body is
+refused before the token is looked at, as for the other JSON endpoints
+(spec §1.4).  Changes are answered once the registry file holds them.
 """
 
-from reduct_twisted.auth.policy import Policy
-from reduct_twisted.http.authz import authorize
-from reduct_twisted.http.headers import parse_json_body, respond_empty, respond_json
+from reduct_twisted.http.headers import respond_empty, respond_json
 
 
 def list_replications(api, request):
-    authorize(api, request, Policy.FULL_ACCESS)
     return respond_json(request, {"replications": api.replications.list()})
 
 
 def get_replication(api, request, name):
-    authorize(api, request, Policy.FULL_ACCESS)
     return respond_json(request, api.replications.get(name))
 
 
-def create_replication(api, request, name):
-    return _apply(api, request, api.replications.create, name)
+def create_replication(api, request, name, settings):
+    return _apply(api, request, api.replications.create, name, settings)
 
 
-def update_replication(api, request, name):
-    return _apply(api, request, api.replications.update, name)
+def update_replication(api, request, name, settings):
+    return _apply(api, request, api.replications.update, name, settings)
 
 
-def _apply(api, request, operation, name):
-    settings = parse_json_body(request.content.getvalue())
-    authorize(api, request, Policy.FULL_ACCESS)
+def _apply(api, request, operation, name, settings):
     # The port the request came in on is ours (not there on a UNIX socket).
     saved = operation(name, settings, getattr(request.getHost(), "port", None))
     return saved.addCallback(lambda _: respond_empty(request))
 
 
 def remove_replication(api, request, name):
-    authorize(api, request, Policy.FULL_ACCESS)
     return api.replications.remove(name).addCallback(lambda _: respond_empty(request))
