@@ -8,10 +8,10 @@ For a change that must not slow anything down (a restructuring, say): the
 daemon of ``DIR`` (``base``: another checkout, e.g. ``git worktree add
 /tmp/base main``) and the daemon of this checkout (``head``) are started side
 by side with ``RS_SYNC=none``, like ``run.py``'s daemon, each over a fresh
-directory under /var/tmp.  Every cell of ``run.py``'s daemon matrix but the
-1 GiB record (single records of 1 KiB to 1 MiB at 1 and 8 connections,
-written then read; batched 1 KiB written then read through a query) runs
-against both, back to back, the order alternating from round to round, and
+directory under /var/tmp.  Every cell of ``run.py``'s daemon matrix (single
+records of 1 KiB to 1 MiB at 1 and 8 connections, written then read; batched
+1 KiB written then read through a query; one 1 GiB record written and read
+with curl) runs against both, back to back, the order alternating from round to round, and
 the report gives per cell the median records/s and server CPU per record of
 each and their ratio.  A cell of ``head`` more than 5 % slower than ``base``
 (records/s) is marked.
@@ -38,7 +38,7 @@ import batchgen  # noqa: E402
 import loadgen  # noqa: E402
 import matrix  # noqa: E402
 from measure import background_pct  # noqa: E402
-from transfer import free_port, http, start_daemon, stop_daemon  # noqa: E402
+from transfer import curl, free_port, http, start_daemon, stop_daemon  # noqa: E402
 
 SLOWER = 0.95
 
@@ -82,6 +82,25 @@ def batched(daemon: dict, rnd: int, bounds: dict, payload: bytes) -> list:
     return rows
 
 
+def big(daemon: dict, rnd: int, bounds: dict, source: Path) -> list:
+    """The large record (1 GiB; 8 MiB with --quick) written then read with curl."""
+    size, limit = bounds["big"], bounds["big_timeout"]
+    url = f"{daemon['base']}/api/v1/b/{matrix.BUCKET}/big-r{rnd}?ts=1"
+    rows = []
+    os.sync()
+    for op, args in (("big write", ["-H", "Expect:", "-H", "Content-Type: application/octet-stream",
+                                    "-T", str(source), "-X", "POST", url]),
+                     ("big read", ["-o", "/dev/null", url])):
+        code, seconds, up, down, _ = curl(args, limit)
+        moved = up if op == "big write" else down
+        ok = 200 <= code < 300 and moved == size
+        rows.append((op, size, 1, dict(rec_per_s=round(1 / seconds, 3) if ok else 0,
+                                       mb_per_s=round(size / seconds / 1e6, 1) if ok else 0,
+                                       records=1 if ok else 0, errors=0 if ok else 1,
+                                       elapsed_s=seconds)))
+    return rows
+
+
 def server_us(res: dict):
     """Server CPU per record in µs, or None."""
     pct, records, elapsed = res.get("server_cpu_pct"), res.get("records"), res.get("elapsed_s")
@@ -99,7 +118,7 @@ def quiet(bounds: dict) -> float:
     return busy
 
 
-def run(daemons: list, rounds: int, bounds: dict, log) -> list:
+def run(daemons: list, rounds: int, bounds: dict, log, source: Path) -> list:
     payload = {size: os.urandom(size) for size in matrix.SIZES}
     rows = []
     for rnd in range(1, rounds + 1):
@@ -119,6 +138,11 @@ def run(daemons: list, rounds: int, bounds: dict, log) -> list:
                 rows.append(dict(target=d["name"], op=op, size=sz, conc=c, round=rnd, **res))
                 log(f"r{rnd} {d['name']:5} {op:11} {sz:>8} c{c} "
                     f"{res['rec_per_s']:>10} rec/s  errors {res['errors']}")
+        for d in order:
+            for op, sz, c, res in big(d, rnd, bounds, source):
+                rows.append(dict(target=d["name"], op=op, size=sz, conc=c, round=rnd, **res))
+                log(f"r{rnd} {d['name']:5} {op:11} {sz:>8} {res['mb_per_s']:>8} MB/s  "
+                    f"errors {res['errors']}")
     return rows
 
 
@@ -142,7 +166,8 @@ def report(rows: list, meta: dict) -> str:
         bc, hc = med("base", server_us), med("head", server_us)
         ratio = h / b if b and h else None
         mark = " **slower**" if ratio is not None and ratio < SLOWER else ""
-        label = f"{op} {size // 1024} KiB" if size < matrix.MiB else f"{op} 1 MiB"
+        label = (f"{op} {size // 1024} KiB" if size < matrix.MiB
+                 else f"{op} {size // matrix.MiB} MiB")
         out.append(f"| {label} | {conc} | {b or 0:,.0f} | {h or 0:,.0f} | "
                    f"{ratio or 0:.2f}×{mark} | {bc or 0:.0f} | {hc or 0:.0f} |")
     errors = sum(r.get("errors") or 0 for r in rows)
@@ -174,9 +199,14 @@ def main(argv=None) -> int:
     daemons = []
     t0 = time.monotonic()
     try:
+        source = work / "big.bin"
+        with open(source, "wb") as f:
+            block = os.urandom(matrix.MiB)
+            for _ in range(bounds["big"] // matrix.MiB):
+                f.write(block)
         daemons = [start("base", args.base.resolve(), work), start("head", head_root, work)]
         rows = run(daemons, args.rounds, bounds,
-                   log=lambda line: print(line, file=sys.stderr, flush=True))
+                   log=lambda line: print(line, file=sys.stderr, flush=True), source=source)
     finally:
         for d in daemons:
             stop_daemon(d["proc"])
