@@ -155,14 +155,16 @@ def report(rows: list, meta: dict) -> str:
            f"base: `{meta['base']}` ({meta['base_commit']}); head: `{meta['head']}` "
            f"({meta['head_commit']}); {meta['rounds']} interleaved rounds, medians; "
            f"RS_SYNC=none; {meta['seconds']:.0f} s.", "",
-           "| cell | c | base rec/s | head rec/s | head/base | base µs CPU/rec | "
-           "head µs CPU/rec |", "|---|---|---|---|---|---|---|"]
+           "| cell | c | base rec/s (MB/s: big) | head rec/s (MB/s: big) | head/base | "
+           "base µs CPU/rec | head µs CPU/rec |", "|---|---|---|---|---|---|---|"]
     for (op, size, conc), by in cells.items():
         def med(target, key):
             values = [v for r in by.get(target, []) if (v := key(r)) is not None]
             return statistics.median(values) if values else None
 
-        b, h = med("base", lambda r: r["rec_per_s"]), med("head", lambda r: r["rec_per_s"])
+        # The large record: MB/s (one record a cell); the others: records/s.
+        key = "mb_per_s" if op.startswith("big") else "rec_per_s"
+        b, h = med("base", lambda r: r[key]), med("head", lambda r: r[key])
         bc, hc = med("base", server_us), med("head", server_us)
         ratio = h / b if b and h else None
         mark = " **slower**" if ratio is not None and ratio < SLOWER else ""
