@@ -120,14 +120,25 @@ def test_upload_in_flight_finishes_after_sigterm(tmp_path):
     finally:
         daemon.kill()
 
+    [read], _ = read_after_restart(data_path, ["e?ts=1"])
+    assert read.status == 200
+    assert read.body == body
+
+
+def read_after_restart(data_path, targets):
+    """
+    Start a new daemon on ``data_path``, GET each ``/b/drain/<target>`` on one
+    connection, stop it cleanly.
+
+    :return: the responses and the daemon's output.
+    """
     again = Twistd(data_path)
     port = again.start()
     try:
         with Connection(port) as conn:
-            read = conn.request("GET", f"{API}/b/drain/e?ts=1")
-        assert read.status == 200
-        assert read.body == body
+            reads = [conn.request("GET", f"{API}/b/drain/{target}") for target in targets]
         again.stop()
+        return reads, again.output
     finally:
         again.kill()
 
@@ -204,16 +215,9 @@ def test_batched_write_and_download_in_flight_finish(tmp_path):
     finally:
         daemon.kill()
 
-    again = Twistd(data_path)
-    port = again.start()
-    try:
-        with Connection(port) as conn:
-            for ts, body in records:
-                read = conn.request("GET", f"{API}/b/drain/batch?ts={ts}")
-                assert (read.status, read.body == body) == (200, True)
-        again.stop()
-    finally:
-        again.kill()
+    reads, _ = read_after_restart(data_path, [f"batch?ts={ts}" for ts, _ in records])
+    for read, (ts, body) in zip(reads, records):
+        assert (read.status, read.body == body) == (200, True), ts
 
 
 def test_upload_cut_after_the_shutdown_timeout(tmp_path):
@@ -243,16 +247,9 @@ def test_upload_cut_after_the_shutdown_timeout(tmp_path):
     finally:
         daemon.kill()
 
-    again = Twistd(data_path)
-    port = again.start()
-    try:
-        with Connection(port) as conn:
-            read = conn.request("GET", f"{API}/b/drain/e?ts=1")
-        assert read.status == 404, read
-        assert "unclean" not in again.output.lower()
-        again.stop()
-    finally:
-        again.kill()
+    [read], output = read_after_restart(data_path, ["e?ts=1"])
+    assert read.status == 404, read
+    assert "unclean" not in output.lower()
 
 
 def test_waiting_continuous_read_ends_at_sigterm(tmp_path):
