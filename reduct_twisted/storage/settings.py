@@ -50,6 +50,50 @@ def is_valid_name(name: str) -> bool:
     return isinstance(name, str) and _NAME_RE.fullmatch(name) is not None
 
 
+#: The last path segment of an attachment entry (spec 1.20 §3).
+META_SEGMENT = "$meta"
+
+ENTRY_PATH_ERROR = "Entry name must be non-empty and must not contain empty path segments"
+ENTRY_NAME_ERROR = (
+    "Entry name can contain only letters, digits and [-,_,/] symbols or end with '/$meta'"
+)
+
+
+def is_meta_entry(name: str) -> bool:
+    """:return: whether entry ``name`` is an attachment (``$meta``) entry (spec 1.20 §3)."""
+    return name == META_SEGMENT or name.endswith("/" + META_SEGMENT)
+
+
+def entry_segments_valid(name: str) -> bool:
+    """
+    :param name: an entry name, possibly a path ``a/b/c`` (spec 1.20 §2.1).
+    :return: whether :func:`check_entry_name` would accept it: non-empty
+        ``/``-separated segments of the bucket-name alphabet, the last one
+        possibly ``$meta``.  No segment can be ``.`` or ``..``.
+    """
+    if not isinstance(name, str) or not name:
+        return False
+    segments = name.split("/")
+    if segments[-1] == META_SEGMENT:
+        segments = segments[:-1]
+    return all(_NAME_RE.fullmatch(s) is not None for s in segments)
+
+
+def check_entry_name(name: str) -> None:
+    """
+    Refuse an entry name a write, a creation or a rename target may not use
+    (spec 1.20 §2.1, the exact upstream texts).
+
+    :raises UnprocessableEntity: empty name or segment, leading or trailing
+        ``/``; any other character than letters, digits, ``-``, ``_``, ``/``
+        (a final ``/$meta`` or a bare ``$meta`` aside).
+    """
+    if not isinstance(name, str) or not name or "" in name.split("/"):
+        raise UnprocessableEntity(ENTRY_PATH_ERROR)
+    if not entry_segments_valid(name):
+        raise UnprocessableEntity(ENTRY_NAME_ERROR)
+
+
 @attr.s(frozen=True, slots=True)
 class BucketSettings:
     """

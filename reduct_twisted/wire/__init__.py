@@ -4,6 +4,8 @@ The wire formats shared by the server (``http/``) and the replication
 client (``replication/remote.py``): u64 values, the ``x-reduct-error``
 header value, and the v1 batch protocol (spec §3.3, §3.4) with its default
 limits.  Nothing here knows about twisted.web: values in, values out.
+The package is the one home of wire formats: the batch protocol v2 of the
+I/O API (spec 1.20 §1) lives beside this in ``wire/v2.py``.
 
 In the batch protocol, a record is announced by a header
 ``x-reduct-time-<ts>: <length>,<content type>[,<name>=<value>]…``.
