@@ -31,7 +31,7 @@ collect, indices = series_helpers(T0, STEP)
 async def exercise(checks, args, client):
     name = args.bucket
     bucket = await client.create_bucket(name, exist_ok=True)
-    eq(client._http.api_version, (1, 17), "x-reduct-api as seen by the client")
+    eq(client._http.api_version, (1, 18), "x-reduct-api as seen by the client")
 
     batch = Batch()
     for i in range(20):

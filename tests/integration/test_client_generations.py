@@ -46,7 +46,7 @@ async def bucket_names(server) -> list:
 @pytest_twisted.ensureDeferred
 async def test_reduct_py_1_10(server, reduct_py_middle):
     """
-    reduct-py 1.10.0 parses ``x-reduct-api: 1.17`` into ``(1, 17)``; manages
+    reduct-py 1.10.0 parses ``x-reduct-api: 1.18`` into ``(1, 18)``; manages
     a bucket with settings (partial updates keep the rest); writes single
     records (also from an async iterator) and batches with per-record 409s;
     queries with ``GET …/q`` (range, include/exclude, ``each_n``,
