@@ -1,0 +1,144 @@
+"""
+The newest reduct-py (1.21.0) against the 1.18–1.19 data plane of a daemon
+that advertises ``x-reduct-api: 1.18`` (spec 1.20 §1.9, §3.2, §10.1, §10.4):
+multi-entry batches and queries through the I/O API, nested entry paths,
+attachments, replication modes.
+
+Same pattern as ``test_clients.py`` (whose runner this module uses): each
+script runs in the client's own virtualenv as a separate process against
+the in-process ``server`` fixture on a real socket, asserts everything
+itself and prints a JSON summary, checked here together with what the
+server itself says afterwards.
+"""
+
+import pytest_twisted
+
+from tests import clients
+from tests.integration.test_clients import run_client_script
+
+
+async def bucket_names(server) -> list:
+    resp = await server.http.get(server.api("/list"))
+    return [b["name"] for b in (await resp.json())["buckets"]]
+
+
+@pytest_twisted.ensureDeferred
+async def test_reduct_py_record_batches(server, reduct_py_newest):
+    """
+    reduct-py 1.21.0's ``write_record_batch`` writes records of three entries
+    in one ``POST /io/:bucket/write`` (labels, content types, a label removed
+    between records, a value with a comma, an empty record, a 2 MiB record in
+    the middle) and every record reads back byte-exact; a record with a bad
+    entry name (first in the body) and a duplicate come back as per-record
+    422 and 409 keyed by entry and timestamp while the records around them
+    are stored; a batch into a missing bucket gets one 404 per record;
+    ``update_record_batch`` changes and removes labels across entries (404s
+    for an unknown record and entry); ``remove_record_batch`` removes across
+    entries (404 for an unknown record); empty batches are accepted; nested
+    names (``site/line-1/cell``) are written, updated and removed through
+    the same calls.
+    """
+    summary = await run_client_script(
+        reduct_py_newest, "reduct_py_io_batches.py", server.url, "--bucket", "pyio"
+    )
+    assert summary["version"] == clients.REDUCT_PY_NEWEST
+    assert summary["checks"] == [
+        "write-record-batch-multi-entry",
+        "write-record-batch-per-record-errors",
+        "write-record-batch-missing-bucket",
+        "update-record-batch",
+        "remove-record-batch",
+        "empty-batches",
+        "nested-entry-names",
+        "remove-bucket",
+    ]
+    assert await bucket_names(server) == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_reduct_py_multi_entry_query(server, reduct_py_newest):
+    """
+    reduct-py 1.21.0 queries through ``POST /io/:bucket/q`` and
+    ``GET|HEAD /io/:bucket/read``: several entries by name (unknown names
+    ignored), patterns ``cam*``, ``cam-1*`` and ``*``, ranges, ``when``,
+    ``$limit`` counted per entry, a strict error, HEAD-only reads; 320+
+    records of four entries interleaved in time (runs, round-robin stretches,
+    shared timestamps), each with its own content, labels and content type,
+    all read back exactly (the server never sends an interleaved batch,
+    §1.9 rule 2), and 360 records in several full batches; a subscription
+    over two entries; remove queries over two entries, over a pattern with
+    ``when``, and of a whole entry.
+    """
+    summary = await run_client_script(
+        reduct_py_newest, "reduct_py_io_query.py", server.url, "--bucket", "pyioq"
+    )
+    assert summary["checks"] == [
+        "query-multi-entry",
+        "query-wildcards",
+        "query-when-limit",
+        "query-head",
+        "query-interleaved",
+        "query-many-batches",
+        "subscribe-multi-entry",
+        "remove-query-multi-entry",
+        "remove-bucket",
+    ]
+    assert summary["facts"]["interleaved_records"] >= 320
+    assert await bucket_names(server) == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_reduct_py_nested_and_attachments(server, reduct_py_newest):
+    """
+    reduct-py 1.21.0 writes and reads ``factory-1/line-2/cell-3`` (single
+    and v1 batch writes), sees the parents listed with ``status: READY``
+    and counted, queries nested entries by name and pattern; writes,
+    reads, upserts and removes attachments (a key starting with ``$``,
+    a removal that matches nothing, removing all), never sees ``$meta`` in
+    the entry list or a pattern's results, cannot remove a ``$meta`` entry;
+    renames a parent with its children and attachments, moves a child under
+    a new parent, and removes a parent with its children.
+    """
+    summary = await run_client_script(
+        reduct_py_newest, "reduct_py_nested.py", server.url, "--bucket", "pynested"
+    )
+    assert summary["checks"] == [
+        "write-read-nested",
+        "bucket-info-nested-status",
+        "query-nested",
+        "attachments-write-read",
+        "attachments-upsert",
+        "attachments-remove-nothing-matches",
+        "attachments-remove",
+        "meta-entry-not-removable",
+        "rename-parent-with-children",
+        "remove-parent-with-children",
+        "remove-bucket",
+    ]
+    assert await bucket_names(server) == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_reduct_py_replication_mode(server, reduct_py_newest):
+    """
+    reduct-py 1.21.0 creates a replication (sending the 1.21-dev
+    ``dst_prefix``/``compression``, not echoed), pauses it with
+    ``set_replication_mode`` (records are logged, not sent), enables it
+    (the log is sent), disables it (nothing logged, inactive), sets the mode
+    through an update and back to ``enabled`` with an update without
+    ``mode``, and meets the 404 of a missing replication.
+    """
+    summary = await run_client_script(
+        reduct_py_newest, "reduct_py_replication_mode.py", server.url, "--bucket", "pymode"
+    )
+    assert summary["checks"] == [
+        "create-enabled",
+        "paused-logs-and-holds",
+        "enabled-sends-the-log",
+        "disabled-drops",
+        "update-and-errors",
+        "remove",
+    ]
+    resp = await server.http.get(server.api("/replications"))
+    assert (await resp.json())["replications"] == []
+    assert await bucket_names(server) == []
