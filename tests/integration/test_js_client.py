@@ -73,3 +73,43 @@ async def test_reduct_js_tricky_labels(server, reduct_js):
     assert "greater than 255" in summary["facts"]["euro_error"]
     resp = await server.http.get(server.api("/list"))
     assert (await resp.json())["buckets"] == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_reduct_js_io_api(server, reduct_js):
+    """
+    reduct-js 1.20.0 against API 1.18: a ``RecordBatch`` into three entries
+    (one nested) written in one ``POST /io/:bucket/write`` and read back
+    singly, a duplicate as a per-record 409 beside stored records; queries
+    over several entries, ``js-*``/``js*``/``*`` patterns, a range with
+    ``when``, HEAD only, and 210 records of three entries interleaved in
+    time read back exactly; update and remove batches across entries with
+    per-record 404s and a remove query over two entries; attachments
+    (written, read, a removal matching nothing, a ``$`` key, all); a
+    stream-bodied single write (chunked with ``x-reduct-content-length``)
+    byte-exact; ``setReplicationMode`` paused / disabled and its 404.
+
+    Multi-entry write batches here never interleave entries in time:
+    reduct-js ≥ 1.19.2 writes such a body timestamp-first while every
+    correct server reads it entry-first (spec 1.20 §1.9), so an interleaved
+    write batch from this client is stored with contents swapped — a client
+    limit no server can repair.
+    """
+    summary = await run_js_script(reduct_js, "io.js", server.url, "jsio")
+    assert summary["checks"] == [
+        "record-batch-write",
+        "record-batch-per-record-errors",
+        "query-multi-entry",
+        "query-interleaved",
+        "record-batch-update",
+        "record-batch-remove-and-remove-query",
+        "attachments",
+        "stream-write-chunked",
+        "replication-mode",
+        "remove-bucket",
+    ]
+    assert summary["facts"]["interleaved_records"] == 210
+    resp = await server.http.get(server.api("/list"))
+    assert (await resp.json())["buckets"] == []
+    resp = await server.http.get(server.api("/replications"))
+    assert (await resp.json())["replications"] == []
