@@ -19,6 +19,10 @@ batch, which is why the server must close a batch before such a record
 four entries whose records interleave (runs of 1–9, strict round-robin
 stretches and shared timestamps), 320+ records in many batches.
 
+``limit=`` is no longer a field of this client's ``QueryEntry`` (pydantic
+drops it silently), so limits are ``$limit`` in ``when``, counted per entry
+(§1.4).
+
 The records are written with the v1 batch endpoint (``write_batch``), so
 these checks depend only on the query side of the I/O API.
 """
