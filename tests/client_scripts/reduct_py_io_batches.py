@@ -184,7 +184,7 @@ async def exercise(checks, args, client):
     _, body = await read_record(bucket, "lidar", T0 + 3)
     eq(body, b"after the big one", "a record kept beside removed ones")
     counts = {e.name: e.record_count for e in await bucket.get_entry_list()}
-    eq((counts["cam-1"], counts["lidar"], counts.get("cam-3", 0)), (5, 2, 0),
+    eq((counts["cam-1"], counts["lidar"], counts.get("cam-3", 0)), (6, 2, 0),
        "record counts after the remove batch")
     checks.ok("remove-record-batch")
 

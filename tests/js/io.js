@@ -105,7 +105,7 @@ async function main() {
       i < 2n ? { i: `${i}`, hot: "yes" } : { i: `${i}` });
   }
   for (let i = 0n; i < 3n; i++) {
-    put("js/nested/cell", T0 + 20n + i, `nested ${i}`, "application/json", { note: "a,b" });
+    put("js/nested/cell", T0 + 20n + i, `nested ${i}`, "application/x-cell", { note: "a,b" });
   }
   const writeErrors = await batch.send();
   assert.deepEqual(errorsOf(writeErrors), {}, "errors of a clean multi-entry batch");
