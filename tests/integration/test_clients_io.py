@@ -11,6 +11,7 @@ itself and prints a JSON summary, checked here together with what the
 server itself says afterwards.
 """
 
+import pytest
 import pytest_twisted
 
 from tests import clients
@@ -142,3 +143,32 @@ async def test_reduct_py_replication_mode(server, reduct_py_newest):
     resp = await server.http.get(server.api("/replications"))
     assert (await resp.json())["replications"] == []
     assert await bucket_names(server) == []
+
+
+@pytest.mark.slow
+@pytest_twisted.ensureDeferred
+async def test_reduct_py_io_against_real_twistd(tmp_path, reduct_py_newest):
+    """
+    The multi-entry batch and query scripts pass against the real
+    ``twistd -n reduct`` process too (the plugin's service tree, its own
+    thread pool and syncer), which then shuts down cleanly with no
+    traceback in its log.
+    """
+    from twisted.internet import reactor
+
+    from tests.integration.test_twistd import start, stop
+
+    daemon, process, api = await start(reactor, tmp_path / "data")
+    try:
+        url = api[: -len("/api/v1")]
+        batches = await run_client_script(
+            reduct_py_newest, "reduct_py_io_batches.py", url, "--bucket", "tio"
+        )
+        query = await run_client_script(
+            reduct_py_newest, "reduct_py_io_query.py", url, "--bucket", "tioq"
+        )
+    finally:
+        log = await stop(reactor, daemon, process)
+    assert batches["checks"][-1] == "remove-bucket" and len(batches["checks"]) == 8
+    assert "query-interleaved" in query["checks"] and query["checks"][-1] == "remove-bucket"
+    assert "Traceback" not in log
