@@ -87,7 +87,8 @@ async def test_reduct_js_io_api(server, reduct_js):
     singly, a duplicate as a per-record 409 beside stored records; queries
     over several entries, ``js-*``/``js*``/``*`` patterns, a range with
     ``when``, HEAD only, and 210 records of three entries interleaved in
-    time read back exactly; update and remove batches across entries with
+    time read back exactly, a continuous query over two entries with
+    ``when`` receiving what is written meanwhile; update and remove batches across entries with
     per-record 404s and a remove query over two entries; attachments
     (written, read, a removal matching nothing, a ``$`` key, all); a
     stream-bodied single write (chunked with ``x-reduct-content-length``)
@@ -105,6 +106,7 @@ async def test_reduct_js_io_api(server, reduct_js):
         "record-batch-per-record-errors",
         "query-multi-entry",
         "query-interleaved",
+        "continuous-query",
         "record-batch-update",
         "record-batch-remove-and-remove-query",
         "attachments",

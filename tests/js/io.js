@@ -169,6 +169,32 @@ async function main() {
   facts.interleaved_records = mixedRead.length;
   checks.push("query-interleaved");
 
+  // a continuous query over two entries (both exist when it is created)
+  await (await bucket.beginWrite("live-a", { ts: T0 + 2000n, labels: { keep: "yes" } })).write("a-before");
+  await (await bucket.beginWrite("live-b", { ts: T0 + 2001n, labels: { keep: "no" } })).write("b-before");
+  const live = [];
+  const consumer = (async () => {
+    const it = bucket.query(["live-*"], T0 + 2000n, undefined,
+      { continuous: true, pollInterval: 0.2, when: { "&keep": { $eq: "yes" } } });
+    for await (const record of it) {
+      live.push([record.entry, Number(record.time - T0), (await record.read()).toString()]);
+      if (live.length === 3) break;
+    }
+  })();
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  for (const [entry, ts, keep] of [["live-b", 2002n, "yes"], ["live-a", 2003n, "no"], ["live-a", 2004n, "yes"]]) {
+    await (await bucket.beginWrite(entry, { ts: T0 + ts, labels: { keep } })).write(`${entry}-${ts}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  let timer;
+  await Promise.race([consumer, new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`continuous query got only ${JSON.stringify(live)}`)), 15000);
+  })]);
+  clearTimeout(timer);
+  assert.deepEqual(live, [["live-a", 2000, "a-before"], ["live-b", 2002, "live-b-2002"],
+    ["live-a", 2004, "live-a-2004"]], "records of two entries written while subscribed");
+  checks.push("continuous-query");
+
   // -- update and remove across entries ------------------------------------
   const upd = bucket.beginUpdateRecordBatch();
   upd.addOnlyLabels("js-a", T0, { side: "left", i: "" });
@@ -206,7 +232,7 @@ async function main() {
   assert.deepEqual(await bucket.readAttachments("js/nested/cell"), meta, "attachments read back");
   const listed = (await bucket.getEntryList()).map((e) => e.name).sort();
   assert.deepEqual(listed, ["js", "js-a", "js-b", "js-c", "js/nested", "js/nested/cell",
-    "mix-a", "mix-b", "mix-c"], "entries ($meta hidden, parents listed)");
+    "live-a", "live-b", "mix-a", "mix-b", "mix-c"], "entries ($meta hidden, parents listed)");
   await bucket.removeAttachments("js/nested/cell", ["absent"]);
   assert.deepEqual(await bucket.readAttachments("js/nested/cell"), meta, "nothing matched");
   await bucket.removeAttachments("js/nested/cell", ["$plugin"]);
