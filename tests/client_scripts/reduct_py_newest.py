@@ -4,11 +4,13 @@ The newest reduct-py (1.21.x) against a running daemon.
 Usage: python reduct_py_newest.py URL [--bucket NAME] [--timeout S]
 
 Runs inside a venv with the newest ``reduct-py`` (see ``tests/clients.py``).
-This client reads ``x-reduct-api`` on every response.  With the daemon at
-API 1.17 it would use ``POST …/q`` + batched reads for queries, which the
-daemon does not implement yet, so only the per-record and bucket calls are
-exercised here (no query/subscribe/batch/update/remove-record).  Signatures
-follow the installed ``reduct/client.py``, ``bucket.py`` and ``record.py``.
+This client reads ``x-reduct-api`` on every response (at API 1.18 its
+queries and multi-entry batches go through ``/io/``).  Only the per-record
+and bucket calls are exercised here; queries, batches, edits, replications,
+nested entries and attachments have their own scripts (reduct_py_query.py,
+reduct_py_batch.py, reduct_py_edits.py, reduct_py_replication*.py,
+reduct_py_io_*.py, reduct_py_nested.py).  Signatures follow the installed
+``reduct/client.py``, ``bucket.py`` and ``record.py``.
 """
 
 import hashlib
