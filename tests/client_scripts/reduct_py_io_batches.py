@@ -188,6 +188,22 @@ async def exercise(checks, args, client):
        "record counts after the remove batch")
     checks.ok("remove-record-batch")
 
+    # -- a full batch: 80 records over 4 entries, interleaved in time --------
+    batch, many = RecordBatch(), {}
+    for i in range(80):
+        entry, ts = f"many-{i % 4}", T0 + 1000 + i
+        data = b"%d:" % i + bytes([i]) * (i * 37 % 500)
+        batch.add(entry, ts, data, content_type="text/plain", labels={"i": str(i)})
+        many[(entry, ts)] = (data, "text/plain", {"i": str(i)})
+    eq(await bucket.write_record_batch(batch), {}, "errors of an 80-record batch")
+    found = {}
+    async for rec in bucket.query(["many-*"]):
+        found[(rec.entry, rec.timestamp)] = (await rec.read_all(), rec.content_type, rec.labels)
+    eq(len(found), 80, "records of the 80-record batch")
+    for key, value in many.items():
+        eq(found.get(key), value, f"{key} written in a full batch, read with a query")
+    checks.ok("write-record-batch-80-records")
+
     # -- empty batches (reduct-py sends them, e.g. remove_attachments) -------
     eq(await bucket.write_record_batch(RecordBatch()), {}, "empty write batch")
     eq(await bucket.update_record_batch(RecordBatch()), {}, "empty update batch")

@@ -35,7 +35,9 @@ async def test_reduct_py_record_batches(server, reduct_py_newest):
     are stored; a batch into a missing bucket gets one 404 per record;
     ``update_record_batch`` changes and removes labels across entries (404s
     for an unknown record and entry); ``remove_record_batch`` removes across
-    entries (404 for an unknown record); empty batches are accepted; nested
+    entries (404 for an unknown record); 80 records of four entries
+    interleaved in time in one batch (reduct-py writes entry by entry) read
+    back with a query; empty batches are accepted; nested
     names (``site/line-1/cell``) are written, updated and removed through
     the same calls.
     """
@@ -49,6 +51,7 @@ async def test_reduct_py_record_batches(server, reduct_py_newest):
         "write-record-batch-missing-bucket",
         "update-record-batch",
         "remove-record-batch",
+        "write-record-batch-80-records",
         "empty-batches",
         "nested-entry-names",
         "remove-bucket",
@@ -169,6 +172,6 @@ async def test_reduct_py_io_against_real_twistd(tmp_path, reduct_py_newest):
         )
     finally:
         log = await stop(reactor, daemon, process)
-    assert batches["checks"][-1] == "remove-bucket" and len(batches["checks"]) == 8
+    assert batches["checks"][-1] == "remove-bucket" and len(batches["checks"]) == 9
     assert "query-interleaved" in query["checks"] and query["checks"][-1] == "remove-bucket"
     assert "Traceback" not in log
