@@ -5,7 +5,7 @@ On-disk layout; everything lives below ``data_path`` and every directory
 name below it comes from a checked name (``[A-Za-z0-9_-]{1,255}``)::
 
     <data_path>/
-      .reduct-twisted                format marker {"format": "reduct-twisted", "version": 1}
+      .reduct-twisted                format marker {"format": "reduct-twisted", "version": 2}
                                      written at the first open (disk/layout.py)
       .lock                          flock of the daemon using it: PID, start (datadir.py)
       .running                       run marker: exists while the engine is open

@@ -63,14 +63,16 @@ def allocate(context, owner, entry: str, ts: int, length, content_type: str,
     if not context.reserve.ensure():
         # Records never take the place of the space reserve.
         raise no_space(WRITE)
+    created = entry not in owner.entries
     try:
         series = owner.entry_for_write(entry)
     except OSError as exc:
         raise storage_error(exc, WRITE) from None
     try:
-        block, record = series.reserve(ts, length, content_type, labels, owner.settings)
+        block, record = series.reserve(ts, length, content_type, labels,
+                                       owner.settings_for(series))
     finally:
-        if not series.record_count:
+        if created and not series.record_count:
             # Do not leave behind an entry created for a refused write.
             owner.drop_entry(series)
     private = not (length is not None and length <= SMALL_RECORD_MAX)
