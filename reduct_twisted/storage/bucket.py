@@ -188,7 +188,9 @@ class Bucket:
             ``oldest_record``/``latest_record`` over the visible entries
             with records (spec 1.20 §5.9).
         """
-        entries = self.visible() if visible is None else visible
+        if visible is None:  # no need to sort
+            visible = [e for n, e in self.entries.items() if not is_meta_entry(n)]
+        entries = visible
         filled = [e for e in entries if e.record_count]
         return {
             "name": self.name,

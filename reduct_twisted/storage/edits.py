@@ -34,14 +34,14 @@ durable before it is answered.
 import os
 
 from reduct_twisted.errors import Conflict, NotFound, TooEarly, UnprocessableEntity
+from reduct_twisted.storage.bucket import parents_of
+from reduct_twisted.storage.disk.durability import storage_error
+from reduct_twisted.storage.disk.reserve import rewrite_meta
 from reduct_twisted.storage.meta import (
     is_meta_entry,
     refuse_entry_removal,
     refuse_record_removal,
 )
-from reduct_twisted.storage.bucket import parents_of
-from reduct_twisted.storage.disk.durability import storage_error
-from reduct_twisted.storage.disk.reserve import rewrite_meta
 from reduct_twisted.storage.records import FINISHED
 from reduct_twisted.storage.removal import remove_from_block
 from reduct_twisted.storage.settings import ENTRY_NAME_ERROR, check_entry_name, check_name
@@ -212,9 +212,11 @@ class EditMethods:
         """
         owner = self._bucket(bucket)
         check_entry_name(new)
-        exists = "Entry '{}' already exists in bucket '%s'" % bucket
+        def exists(name):
+            return Conflict(f"Entry '{name}' already exists in bucket '{bucket}'")
+
         if new == old or new.startswith(old + "/"):
-            raise Conflict(exists.format(new))
+            raise exists(new)
         family = sorted(owner.family(old))
         if not family:
             raise NotFound(f"Entry '{old}' not found in bucket '{bucket}'")
@@ -224,7 +226,7 @@ class EditMethods:
         targets = {name: new + name[len(old):] for name in family}
         for target in targets.values():
             if target in owner.entries:
-                raise Conflict(exists.format(target))
+                raise exists(target)
         _refuse_busy([owner.entries[name] for name in family], f"Entry '{old}'")
         for parent in parents_of(new):
             if parent not in owner.entries:
