@@ -255,13 +255,15 @@ async def test_reduct_py_newest_tricky_labels(server, reduct_py_newest):
 @pytest_twisted.ensureDeferred
 async def test_reduct_py_newest_query(server, reduct_py_newest):
     """
-    The newest reduct-py's own ``Bucket.query`` (``POST …/q`` then batched
-    reads) with ranges and ``when`` conditions (``$or``/``$in``, missing
-    labels, ``$each_n``, ``$each_t``, ``$limit``), a strict query raising
+    The newest reduct-py's own ``Bucket.query`` (at API 1.18 ``POST
+    /io/:bucket/q`` then ``/io/:bucket/read`` batches, also for one entry)
+    with ranges and ``when`` conditions (``$or``/``$in``, missing labels,
+    ``$each_n``, ``$each_t``, ``$limit``), a strict query raising
     ``Reference 'score' not found``, the 422s of a bad operator and an
     extension, ``head=True`` (only_metadata) with ``#select_labels``;
-    ``remove_query`` (``REMOVE``) by range and ``when``; and ``subscribe``
-    receiving the matching records written while it is subscribed.
+    ``remove_query`` (``REMOVE``) by range and ``when``, and with only the
+    entry (all of it, spec 1.20 §1.4); and ``subscribe`` receiving the
+    matching records written while it is subscribed.
     """
     summary = await run_client_script(
         reduct_py_newest, "reduct_py_query.py", server.url, "--bucket", "pyquery"
