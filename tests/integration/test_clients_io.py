@@ -97,11 +97,13 @@ async def test_reduct_py_nested_and_attachments(server, reduct_py_newest):
     reduct-py 1.21.0 writes and reads ``factory-1/line-2/cell-3`` (single
     and v1 batch writes), sees the parents listed with ``status: READY``
     and counted, queries nested entries by name and pattern; writes,
-    reads, upserts and removes attachments (a key starting with ``$``,
-    a removal that matches nothing, removing all), never sees ``$meta`` in
-    the entry list or a pattern's results, cannot remove a ``$meta`` entry;
-    renames a parent with its children and attachments, moves a child under
-    a new parent, and removes a parent with its children.
+    reads, upserts and removes attachments (a removal that matches nothing,
+    one key, all), never sees ``$meta`` in the entry list or a pattern's
+    results, cannot remove a ``$meta`` entry; renames a parent with its
+    children and attachments, moves a child under a new parent, and removes
+    a parent with its children; last, removes attachments whose keys start
+    with ``$`` and ``$$`` (the client sends them as ``$$…`` / ``$$$…``
+    literals in ``when``, spec 1.20 §6.3).
     """
     summary = await run_client_script(
         reduct_py_newest, "reduct_py_nested.py", server.url, "--bucket", "pynested"
@@ -117,6 +119,7 @@ async def test_reduct_py_nested_and_attachments(server, reduct_py_newest):
         "meta-entry-not-removable",
         "rename-parent-with-children",
         "remove-parent-with-children",
+        "attachments-remove-dollar-keys",
         "remove-bucket",
     ]
     assert await bucket_names(server) == []

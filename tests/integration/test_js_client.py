@@ -90,9 +90,11 @@ async def test_reduct_js_io_api(server, reduct_js):
     time read back exactly, a continuous query over two entries with
     ``when`` receiving what is written meanwhile; update and remove batches across entries with
     per-record 404s and a remove query over two entries; attachments
-    (written, read, a removal matching nothing, a ``$`` key, all); a
+    (written, read, a removal matching nothing, one key, all); a
     stream-bodied single write (chunked with ``x-reduct-content-length``)
-    byte-exact; ``setReplicationMode`` paused / disabled and its 404.
+    byte-exact; ``setReplicationMode`` paused / disabled and its 404; last,
+    the removal of an attachment whose key starts with ``$`` (sent as a
+    ``$$…`` literal, spec 1.20 §6.3).
 
     Multi-entry write batches here never interleave entries in time:
     reduct-js ≥ 1.19.2 writes such a body timestamp-first while every
@@ -112,6 +114,7 @@ async def test_reduct_js_io_api(server, reduct_js):
         "attachments",
         "stream-write-chunked",
         "replication-mode",
+        "attachments-dollar-key",
         "remove-bucket",
     ]
     assert summary["facts"]["interleaved_records"] == 210
