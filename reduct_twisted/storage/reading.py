@@ -155,5 +155,6 @@ class ReadMethods:
                 "io": None if condition is None else condition.io}
 
     def expire_queries(self) -> int:
-        """:return: how many expired queries were dropped."""
-        return self._queries.expire(self.clock.seconds())
+        """:return: how many expired queries (v1 and multi-entry) were dropped."""
+        now = self.clock.seconds()
+        return self._queries.expire(now) + self._multi.expire(now)
