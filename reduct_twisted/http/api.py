@@ -20,6 +20,8 @@ from twisted.web.resource import Resource
 
 from reduct_twisted.errors import ReductError
 from reduct_twisted.http import (
+    io,
+    io_read,
     routes_buckets as buckets,
     routes_entries as entries,
     routes_records as records,
@@ -94,6 +96,13 @@ ROUTES = (
     ("/b/<bucket>/rename", ["PUT"], buckets.rename_bucket, V1, FULL_RENAME),
     ("/b/<bucket>/<entry>/rename", ["PUT"], entries.rename_entry, V1, WRITE_RENAME),
     ("/b/<bucket>/<entry>/list", ["GET"], records.list_records, V0, READ),
+    # the I/O API, batch protocol v2 (spec 1.20 §1)
+    ("/io/<bucket>/write", ["POST"], io.io_write, V1, WRITE_STREAMED),
+    # body first, then QUERY needs READ, REMOVE WRITE: checked in the handler
+    ("/io/<bucket>/q", ["POST"], io.io_query, V1, IN_HANDLER),
+    ("/io/<bucket>/read", ["GET", "HEAD"], io_read.io_read, V1, READ),
+    ("/io/<bucket>/update", ["PATCH"], io.io_update, V1, WRITE),
+    ("/io/<bucket>/remove", ["DELETE"], io.io_remove, V1, WRITE),
     # replications (spec §3.13)
     ("/replications", ["GET"], replications.list_replications, V1, FULL),
     ("/replications/<name>", ["GET"], replications.get_replication, V1, FULL),

@@ -57,7 +57,7 @@ def test_exactly_one_place_checks(row):
 def test_in_handler_routes():
     """The routes that check in the handler are the few whose permission a column cannot say."""
     assert sorted(row[2].__name__ for row in ROUTES if row[4] is IN_HANDLER) == [
-        "get_bucket", "list_buckets", "me", "post_query",
+        "get_bucket", "io_query", "list_buckets", "me", "post_query",
     ]
     assert [row[0] for row in ROUTES if row[4] is OPEN] == ["/alive"]
 
