@@ -46,9 +46,11 @@ class IoBatchReader(BatchReader):
     driven like ``BatchReader``.
     """
 
-    def __init__(self, engine, bucket: str, qid: int, head: bool, limits) -> None:
+    def __init__(self, engine, bucket: str, qid: int, head: bool, limits,
+                 continuous: bool = False) -> None:
         super().__init__(engine, bucket, None, qid, head, limits)
         self.encoder = BatchEncoder()
+        self.continuous = continuous
         self._last_entry = None
 
     def _accept(self, entry: str) -> bool:
@@ -78,6 +80,8 @@ class IoBatchReader(BatchReader):
         self.size += record.size
 
     def answer(self, result, request):
+        if self.continuous:
+            self.last = False  # a continuous merge never ends (§1.5)
         if self.headers and not isinstance(result, Failure):
             for name, value in self.encoder.headers():
                 request.setHeader(name, value)
@@ -89,11 +93,11 @@ def io_read(api, request, bucket):
     qid = query_id(request)
     head = request.method == b"HEAD"
     options = api.engine.multi_options(bucket, qid)
-    limits, metadata_only = api.batch_limits, False
+    limits, metadata_only, continuous = api.batch_limits, False, False
     if options is not None:
         limits = limits.overridden(options["io"])
-        metadata_only = options["only_metadata"]
-    reader = IoBatchReader(api.engine, bucket, qid, head or metadata_only, limits)
+        metadata_only, continuous = options["only_metadata"], options["continuous"]
+    reader = IoBatchReader(api.engine, bucket, qid, head or metadata_only, limits, continuous)
     d = drive(api.reactor, reader.step).addBoth(reader.answer, request)
     if metadata_only and not head:
         # A GET of an only_metadata query: the headers, no body.

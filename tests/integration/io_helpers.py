@@ -30,8 +30,13 @@ def v2_write(records, labels=None):
                "x-reduct-start-ts": [str(start)]}
     if labels is not None:
         headers["x-reduct-labels"] = [",".join(labels)]
+    previous = {}
     for entry, ts, data, ctype, lbls in ordered:
-        items = ",".join(f'{k}="{v}"' if "," in v else f"{k}={v}" for k, v in lbls.items())
+        # a delta applies to the entry's previous labels: say what went away
+        gone = [k for k in previous.get(entry, {}) if k not in lbls]
+        previous[entry] = lbls
+        items = ",".join([f'{k}="{v}"' if "," in v else f"{k}={v}" for k, v in lbls.items()]
+                         + [f"{k}=" for k in gone])
         value = f"{len(data)},{ctype}" + (f",{items}" if items else "")
         headers[f"x-reduct-{entries.index(entry)}-{ts - start}"] = [value]
     return headers, b"".join(r[2] for r in ordered)
