@@ -145,8 +145,8 @@ class MultiQuery:
             empty, self._empty = self._empty, []
             for i, position in enumerate(empty):
                 name, entry, query = self.parts[position]
-                if entry.removed:
-                    continue  # finished: its entry is gone
+                if entry.removed or entry.name != name:
+                    continue  # finished: its entry is gone or renamed
                 if used >= budget:
                     self._empty.extend(empty[i:])
                     return PENDING

@@ -169,3 +169,21 @@ async def test_write_policy(tmp_path):
         assert resp.code == 200 and errors_of(resp) == {}
     finally:
         await stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_refused_update_and_removal_change_nothing(server):
+    """A 422 anywhere in the headers: no record of the request is touched."""
+    await create_bucket(server)
+    await post_write(server, [("e", 1, b"x", "t", {"a": "1"}), ("f", 2, b"y", "t", {})])
+    update = {"x-reduct-entries": ["e,f"], "x-reduct-start-ts": ["1"],
+              "x-reduct-labels": ["a"], "x-reduct-0-0": ["0,,0=changed"],
+              "x-reduct-1-1": ["0,,3=oops"]}
+    resp = await send(server, "PATCH", "update", update)
+    await assert_error(resp, 422, "Label index '3' is out of range")
+    remove = {"x-reduct-entries": ["e,f"], "x-reduct-start-ts": ["1"], "x-reduct-0-0": [""],
+              "x-reduct-1-x1": [""], "x-reduct-f-1": [""]}
+    resp = await send(server, "DELETE", "remove", remove)
+    await assert_error(resp, 422, "Invalid header 'x-reduct-f-1': entry index must be a number")
+    assert await labels(server, "e", 1) == {"a": "1"}
+    assert await labels(server, "f", 2) == {}

@@ -157,6 +157,12 @@ def test_removed_entry_ends_its_part(filled):
     assert [n for n, _, _ in drain(filled, "b", qid)] == ["cam-1"] * 4
 
 
+def test_renamed_entry_ends_its_part(filled):
+    qid = filled.create_multi_query("b", ["cam*"])
+    filled.rename_entry("b", "cam-2", "moved")
+    assert [n for n, _, _ in drain(filled, "b", qid)] == ["cam-1"] * 4
+
+
 def test_removed_bucket(filled):
     qid = filled.create_multi_query("b", None)
     filled.remove_bucket("b")
