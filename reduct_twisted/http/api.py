@@ -72,6 +72,13 @@ ROUTES = (
     ("/tokens/<name>", ["POST"], server.create_token, V1, FULL_JSON),
     ("/tokens/<name>", ["GET"], server.get_token, V1, FULL),
     ("/tokens/<name>", ["DELETE"], server.remove_token, V1, FULL),
+    # the I/O API, batch protocol v2 (spec 1.20 §1)
+    ("/io/<bucket>/write", ["POST"], io.io_write, V1, WRITE_STREAMED),
+    # body first, then QUERY needs READ, REMOVE WRITE: checked in the handler
+    ("/io/<bucket>/q", ["POST"], io.io_query, V1, IN_HANDLER),
+    ("/io/<bucket>/read", ["GET", "HEAD"], io_read.io_read, V1, READ),
+    ("/io/<bucket>/update", ["PATCH"], io.io_update, V1, WRITE),
+    ("/io/<bucket>/remove", ["DELETE"], io.io_remove, V1, WRITE),
     # buckets (spec §3.1, §3.2)
     # GET needs READ, HEAD only AUTHENTICATED: checked in the handler
     ("/b/<bucket>", ["GET", "HEAD"], buckets.get_bucket, BOTH, IN_HANDLER),
@@ -96,13 +103,6 @@ ROUTES = (
     ("/b/<bucket>/rename", ["PUT"], buckets.rename_bucket, V1, FULL_RENAME),
     ("/b/<bucket>/<entry>/rename", ["PUT"], entries.rename_entry, V1, WRITE_RENAME),
     ("/b/<bucket>/<entry>/list", ["GET"], records.list_records, V0, READ),
-    # the I/O API, batch protocol v2 (spec 1.20 §1)
-    ("/io/<bucket>/write", ["POST"], io.io_write, V1, WRITE_STREAMED),
-    # body first, then QUERY needs READ, REMOVE WRITE: checked in the handler
-    ("/io/<bucket>/q", ["POST"], io.io_query, V1, IN_HANDLER),
-    ("/io/<bucket>/read", ["GET", "HEAD"], io_read.io_read, V1, READ),
-    ("/io/<bucket>/update", ["PATCH"], io.io_update, V1, WRITE),
-    ("/io/<bucket>/remove", ["DELETE"], io.io_remove, V1, WRITE),
     # replications (spec §3.13)
     ("/replications", ["GET"], replications.list_replications, V1, FULL),
     ("/replications/<name>", ["GET"], replications.get_replication, V1, FULL),
