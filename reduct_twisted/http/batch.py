@@ -71,9 +71,8 @@ WAIT_POLL = 0.05
 
 # -- batched write -------------------------------------------------------------------
 
-
-def _by_ts(record) -> int:
-    return record.ts
+#: The answer to a batched write whose body ends before its last record [1.17.4].
+SHORT_BODY = "Content is shorter than expected: no more data to read"
 
 
 def open_batch_write(engine, reactor, threadpool, request, length: Optional[int],
@@ -120,9 +119,7 @@ class BatchWriteSink:
     """
 
     done = False
-
-    #: Bytes arrived beyond the announced records (only a chunked body can).
-    overflow = False
+    _excess = False
 
     def __init__(self, engine, reactor, threadpool, transport, bucket: str,
                  entry: Optional[str], records: list, key=None) -> None:
@@ -131,7 +128,7 @@ class BatchWriteSink:
         self._gate = PauseGate(transport)
         self.bucket = bucket
         self.entry = entry
-        self._key = _by_ts if key is None else key
+        self._key = key if key is not None else (lambda record: record.ts)
         self._records = deque(records)
         self.has_large = any(r.length > SMALL_RECORD_MAX for r in records)
         self.errors: Dict = {}
@@ -149,7 +146,9 @@ class BatchWriteSink:
         size, pos = len(data), 0
         while pos < size:
             if not self._open and not self._begin_next():
-                self.overflow = True  # beyond the announced records (a chunked body)
+                # Beyond the announced records: only a chunked body held to
+                # x-reduct-content-length can be longer; the rest is dropped.
+                self._excess = True
                 return
             take = min(self._left, size - pos)
             if self._sink is not None:
@@ -226,13 +225,15 @@ class BatchWriteSink:
         if not self._open:
             self._begin_next()
         if self._open:
-            # Fewer bytes than announced (only a chunked body can end so).
+            # Fewer bytes than announced (a chunked body held to
+            # x-reduct-content-length; Content-Length framing prevents it).
             self.abort()
-            return fail(BadRequest("Content is shorter than expected: no more data to read"))
-        if self.overflow:
-            self.abort()
-            return fail(BadRequest("Content is bigger than in content-length"))
+            return fail(BadRequest(SHORT_BODY))
         self.done = True
+        if self._excess:
+            # Records complete before the excess stay stored, as after a
+            # client gone mid-body.
+            return fail(BadRequest("Content is bigger than in content-length"))
         # A fresh Deferred: cancelling it (the client went away) must not
         # cancel the flushes of records already received, which then commit.
         answer: Deferred = Deferred()

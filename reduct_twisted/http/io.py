@@ -29,7 +29,7 @@ from reduct_twisted.errors import NotFound, UnprocessableEntity
 from reduct_twisted.http.authz import authorize
 from reduct_twisted.http.batch import BatchWriteSink
 from reduct_twisted.http.headers import (
-    parse_content_length,
+    announced_length,
     parse_json_body,
     respond_empty,
     respond_json,
@@ -43,28 +43,6 @@ from reduct_twisted.wire.v2 import error_name, parse_request
 
 def _key(record) -> tuple:
     return record.index, record.delta
-
-
-def announced_length(request, length: Optional[int]) -> int:
-    """
-    The body length a write announces (spec 1.20 §5.2): ``Content-Length``,
-    or ``x-reduct-content-length`` when there is none (a chunked body).
-
-    :param length: what the framing said (None: chunked).
-    :raises UnprocessableEntity: not a number, or neither header.
-    """
-    headers = request.requestHeaders
-    if headers.hasHeader(b"content-length"):
-        if request.malformed_length or length is None:
-            raise UnprocessableEntity("content-length header must be a number")
-        return length
-    alternative = headers.getRawHeaders(b"x-reduct-content-length")
-    if not alternative:
-        raise UnprocessableEntity("content-length header is required")
-    value = parse_content_length(alternative[-1].strip())
-    if value is None:
-        raise UnprocessableEntity("x-reduct-content-length header must be a number")
-    return value
 
 
 # -- write (spec 1.20 §1.3) --------------------------------------------------------------
@@ -92,7 +70,11 @@ def open_io_write(api, request, length: Optional[int], bucket: str) -> IoWriteSi
         does not match the records.
     """
     plan = parse_request(request.requestHeaders.getAllRawHeaders())
-    if plan.total_length != announced_length(request, length):
+    # Content-Length, or x-reduct-content-length [1.20] for a chunked body.
+    length = announced_length(request, length)
+    if length is None:
+        raise UnprocessableEntity("content-length header is required")
+    if plan.total_length != length:
         raise UnprocessableEntity(
             "content-length header does not match the sum of the content-lengths in the headers"
         )
