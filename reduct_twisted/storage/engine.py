@@ -136,7 +136,7 @@ class StorageEngine(BucketMethods, ReadMethods, EditMethods, MultiMethods):
                                 self._trash, self._dirty, self._recovery, self._reserve)
         self._buckets: dict = {}
         self._queries = QueryRegistry()
-        self._multi = MultiRegistry(self._queries)
+        self._multi = MultiRegistry(self._queries, self._context.tables)
         self._opened_at = None
         self._running = False
         #: Told of every committed record: ``record_written(bucket, entry,

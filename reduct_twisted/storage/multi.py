@@ -47,6 +47,10 @@ HELD = _Held()
 
 _START_AFTER_STOP = "Start time must be before stop time"
 
+#: Record tables a merge keeps loaded for its scans, at most (two per entry;
+#: about half a MiB each at 1024 records a block).
+SCAN_TABLES = 32
+
 
 def meta_exclude(entry_name: str, include, exclude) -> dict:
     """
@@ -181,11 +185,6 @@ class MultiQuery:
             self._empty.append(position)
             return name, block, record
 
-    @property
-    def finished(self) -> bool:
-        """Whether a non-continuous query has nothing left at all."""
-        return not self.continuous and not self._heap and not self._empty
-
 
 class MultiRegistry:
     """
@@ -193,14 +192,13 @@ class MultiRegistry:
 
     :param queries: the engine's ``QueryRegistry``: its id counter and
         whether continuous queries end now.
+    :param tables: the engine's ``TableCache``, or None.
     """
 
-    def __init__(self, queries) -> None:
+    def __init__(self, queries, tables=None) -> None:
         self._queries = queries
+        self._tables = tables
         self._live: dict = {}
-
-    def __len__(self) -> int:
-        return len(self._live)
 
     def create(self, bucket, patterns, now: float, *, ttl=60, continuous=False,
                only_metadata=False, **options) -> int:
@@ -263,7 +261,13 @@ class MultiRegistry:
             del self._live[qid]
             raise _not_found(qid)
         query.last_access = now
-        result = query.step(budget, accept)
+        if self._tables is None:
+            result = query.step(budget, accept)
+        else:
+            # Each entry's current table (and the one it just left) stays
+            # loaded while the merge runs: scans evict by recency.
+            with self._tables.scans(min(2 * len(query.parts), SCAN_TABLES)):
+                result = query.step(budget, accept)
         if result is None and (not query.continuous or self._queries.ending):
             del self._live[qid]
         return result

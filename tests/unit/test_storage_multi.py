@@ -6,6 +6,9 @@ TTL and expiry, held records, REMOVE across entries.
 
 import pytest
 
+from reduct_twisted.storage import StorageEngine
+from reduct_twisted.storage.block import Block
+
 from reduct_twisted.errors import NotFound, UnprocessableEntity
 from reduct_twisted.storage import PENDING
 from reduct_twisted.storage.multi import HELD, meta_exclude, select_entries
@@ -197,3 +200,29 @@ def test_remove_across_entries(filled):
         ("log", 3), ("other", 5), ("cam-1", 7), ("cam-2", 8), ("log", 9), ("cam-1", 10)]
     with pytest.raises(NotFound):
         filled.remove_multi("nope", None)
+
+
+def test_a_cold_merge_loads_each_block_once(tmp_path, clock, monkeypatch):
+    """
+    The merge scans one block of each entry in turn: the table cache keeps
+    two scanned tables per entry meanwhile (the current one and the one just
+    left), so no table is loaded twice.
+    """
+    engine = StorageEngine(str(tmp_path / "data"), clock)
+    engine.open()
+    engine.create_bucket("b", {"max_block_records": 10})
+    for ts in range(400):  # 4 entries taking turns in runs of 5: 10 blocks each
+        write_record(engine, "b", f"e{(ts // 5) % 4}", ts, b"x")
+    engine.close()
+    engine = StorageEngine(str(tmp_path / "data"), clock)
+    engine.open()
+    loads = []
+    original = Block.load
+    monkeypatch.setattr(Block, "load", lambda self: (loads.append(self), original(self))[1])
+    qid = engine.create_multi_query("b", None)
+    got = drain(engine, "b", qid)
+    assert [ts for _, ts, _ in got] == list(range(400))
+    assert len(loads) == len(set(loads)) == 40
+    # and scans keep one table again afterwards
+    assert engine._context.tables.scan_capacity == 1
+    engine.close()
