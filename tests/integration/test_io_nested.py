@@ -133,3 +133,23 @@ async def test_empty_parents_do_not_fail_a_query_with_start(server):
     qid = await qid_of(server, {"query_type": "QUERY", "start": 4000})
     found, _ = await read_all(server, qid)
     assert [(e, ts) for e, ts, *_ in found] == [("p/q/r", 5000)]
+
+
+@pytest_twisted.ensureDeferred
+async def test_meta_write_rules_per_record(server):
+    """§1.3/§3.1: a v2 write follows the $meta rules record by record (key, no remove=true, upsert)."""
+    await create_bucket(server)
+    resp = await post_write(server, [
+        ("a/$meta", 1, b"{}", "application/json", {}),
+        ("a/$meta", 2, b"{}", "application/json", {"key": "k", "remove": "true"}),
+        ("a/$meta", 3, b'{"v":3}', "application/json", {"key": "k"}),
+        ("a/$meta", 4, b'{"v":4}', "application/json", {"key": "k"})])
+    assert errors_of(resp) == {
+        "x-reduct-error-0-0": "422,System entry 'a/$meta' records must contain label 'key'",
+        "x-reduct-error-0-1": "422,System entry 'a/$meta' does not support writing records "
+                              "with label 'remove=true'; use record update",
+    }
+    old = await server.http.get(server.api(f"/b/{BUCKET}/a/$meta?ts=3"))
+    await body_of(old)
+    new = await server.http.get(server.api(f"/b/{BUCKET}/a/$meta?ts=4"))
+    assert (old.code, await body_of(new)) == (404, b'{"v":4}')  # upsert by key
