@@ -27,6 +27,7 @@ it uses the engine's ``_bucket``, ``_context``, ``_queries``, ``_multi`` and
 import heapq
 
 from reduct_twisted.errors import UnprocessableEntity
+from reduct_twisted.storage.meta import effective_exclude
 from reduct_twisted.storage.query import _not_found
 from reduct_twisted.storage.records import FINISHED, PENDING
 from reduct_twisted.storage.removal import start_removal
@@ -50,21 +51,6 @@ _START_AFTER_STOP = "Start time must be before stop time"
 #: Record tables a merge keeps loaded for its scans, at most (two per entry;
 #: about half a MiB each at 1024 records a block).
 SCAN_TABLES = 32
-
-
-def meta_exclude(entry_name: str, include, exclude) -> dict:
-    """
-    The ``exclude`` a query over ``entry_name`` applies (spec 1.20 §3.1): a
-    ``$meta`` entry's tombstoned attachments are left out, i.e. ``remove``
-    = ``true`` is added to the exclusion, unless ``include`` mentions
-    ``remove``.  Shared with the v1 ``/q`` routes.
-
-    :return: a new dict (``exclude`` is not changed).
-    """
-    exclude = dict(exclude or {})
-    if is_meta_entry(entry_name) and "remove" not in (include or {}):
-        exclude["remove"] = "true"
-    return exclude
 
 
 def select_entries(bucket, patterns, remove: bool = False) -> list:
@@ -218,7 +204,7 @@ class MultiRegistry:
         parts = []
         for entry in select_entries(bucket, patterns):
             kwargs = dict(options)
-            exclude = meta_exclude(entry.name, kwargs.get("include"), kwargs.get("exclude"))
+            exclude = effective_exclude(entry.name, kwargs.get("include"), kwargs.get("exclude"))
             if exclude:
                 kwargs["exclude"] = exclude
             try:

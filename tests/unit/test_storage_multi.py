@@ -11,7 +11,7 @@ from reduct_twisted.storage.block import Block
 
 from reduct_twisted.errors import NotFound, UnprocessableEntity
 from reduct_twisted.storage import PENDING
-from reduct_twisted.storage.multi import HELD, meta_exclude, select_entries
+from reduct_twisted.storage.multi import HELD, select_entries
 from reduct_twisted.storage.testing import read_content, write_record
 
 
@@ -80,13 +80,6 @@ def test_meta_entries_only_by_exact_name(engine):
     assert [e.name for e in select_entries(bucket, ["$*"])] == []
     assert [e.name for e in select_entries(bucket, ["$meta"])] == ["$meta"]
     assert [e.name for e in select_entries(bucket, ["$meta"], remove=True)] == []
-
-
-def test_meta_exclude():
-    assert meta_exclude("a/$meta", None, None) == {"remove": "true"}
-    assert meta_exclude("$meta", {}, {"x": "1"}) == {"x": "1", "remove": "true"}
-    assert meta_exclude("a/$meta", {"remove": "true"}, None) == {}
-    assert meta_exclude("a", None, {"x": "1"}) == {"x": "1"}
 
 
 def test_options_act_per_entry(filled):
