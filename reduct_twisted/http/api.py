@@ -63,6 +63,7 @@ ROUTES = (
     # AUTHENTICATED, then may_read(token, ...) per bucket: checked in the handler
     ("/list", ["GET"], server.list_buckets, BOTH, IN_HANDLER),
     ("/alive", ["GET", "HEAD"], server.alive, BOTH, OPEN),
+    ("/ready", ["GET", "HEAD"], server.ready, BOTH, OPEN),
     # AUTHENTICATED, and the answer is the token: checked in the handler
     ("/me", ["GET"], server.me, V1, IN_HANDLER),
     ("/auth/refresh", ["POST"], server.refresh, V0, AUTHENTICATED),

@@ -59,7 +59,7 @@ def test_in_handler_routes():
     assert sorted(row[2].__name__ for row in ROUTES if row[4] is IN_HANDLER) == [
         "get_bucket", "list_buckets", "me", "post_query",
     ]
-    assert [row[0] for row in ROUTES if row[4] is OPEN] == ["/alive"]
+    assert [row[0] for row in ROUTES if row[4] is OPEN] == ["/alive", "/ready"]
 
 
 @pytest.mark.parametrize("row", ROUTES, ids=lambda row: f"{row[1]} {row[0]}")
