@@ -45,7 +45,7 @@ from reduct_twisted.errors import (
     ReductError,
     UnprocessableEntity,
 )
-from reduct_twisted.http.headers import u64_param
+from reduct_twisted.http.headers import announced_length, u64_param
 from reduct_twisted.http.producers import RangeSender
 from reduct_twisted.http.sinks import PauseGate, PrivateSegmentSink, SharedSegmentSink, in_pool
 from reduct_twisted.interfaces import IRecordSink
@@ -71,6 +71,9 @@ WAIT_POLL = 0.05
 
 # -- batched write -------------------------------------------------------------------
 
+#: The answer to a batched write whose body ends before its last record [1.17.4].
+SHORT_BODY = "Content is shorter than expected: no more data to read"
+
 
 def open_batch_write(engine, reactor, threadpool, request, length: Optional[int],
                      bucket: str, entry: str) -> "BatchWriteSink":
@@ -82,9 +85,9 @@ def open_batch_write(engine, reactor, threadpool, request, length: Optional[int]
         content length, 404 bucket).
     """
     records = parse_batch_headers(request.requestHeaders.getAllRawHeaders())
-    if request.malformed_length:
-        raise UnprocessableEntity("content-length header must be a number")
-    if length is None or not request.requestHeaders.hasHeader(b"content-length"):
+    # Content-Length, or x-reduct-content-length [1.20] for a chunked body.
+    length = announced_length(request, length)
+    if length is None:
         raise UnprocessableEntity("content-length header is required")
     if sum(r.length for r in records) != length:
         raise UnprocessableEntity(
@@ -110,6 +113,7 @@ class BatchWriteSink:
     """
 
     done = False
+    _excess = False
 
     def __init__(self, engine, reactor, threadpool, transport, bucket: str, entry: str,
                  records: List[BatchedRecord]) -> None:
@@ -135,7 +139,10 @@ class BatchWriteSink:
         size, pos = len(data), 0
         while pos < size:
             if not self._open and not self._begin_next():
-                return  # beyond the announced records (HTTP framing prevents it)
+                # Beyond the announced records: only a chunked body held to
+                # x-reduct-content-length can be longer; the rest is dropped.
+                self._excess = True
+                return
             take = min(self._left, size - pos)
             if self._sink is not None:
                 self._sink.write(data if take == size else memoryview(data)[pos:pos + take])
@@ -209,10 +216,15 @@ class BatchWriteSink:
         if not self._open:
             self._begin_next()
         if self._open:
-            # Fewer bytes than announced (HTTP framing prevents it).
+            # Fewer bytes than announced (a chunked body held to
+            # x-reduct-content-length; Content-Length framing prevents it).
             self.abort()
-            return fail(BadRequest("Content is shorter than expected"))
+            return fail(BadRequest(SHORT_BODY))
         self.done = True
+        if self._excess:
+            # Records complete before the excess stay stored, as after a
+            # client gone mid-body.
+            return fail(BadRequest("Content is bigger than in content-length"))
         # A fresh Deferred: cancelling it (the client went away) must not
         # cancel the flushes of records already received, which then commit.
         answer: Deferred = Deferred()
