@@ -356,8 +356,11 @@ async def exercise(checks, args, client):
                        "Time must be greater than 0 seconds")
     gone = await client.get_bucket(name)
     gone.name = missing
-    await expect_error(gone.write_batch("e", batch), ReductError, 404,
-                       f"Bucket '{missing}' is not found")
+    # Since API 1.18 (spec 1.20 §5.8) a missing bucket fails each record of
+    # a batch, not the request: the client hands back one error per record.
+    eq(await gone.write_batch("e", batch),
+       {stamp: ReductError(404, f"Bucket '{missing}' is not found") for stamp in expected},
+       "per-record errors of a batch to a missing bucket")
     checks.ok("errors-with-server-text")
 
     # -- tokens ----------------------------------------------------------------------------

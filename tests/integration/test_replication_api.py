@@ -266,15 +266,40 @@ async def test_missing_destination_bucket_is_reported(tmp_path):
             "Bucket 'dst' is not found"
         await _ok(await _call(dst, "POST", "/b/dst"))
 
-        async def delivered():
-            resp = await _call(dst, "GET", "/b/dst/e?ts=1")
+        async def delivered(ts=1):
+            resp = await _call(dst, "GET", f"/b/dst/e?ts={ts}")
             await resp.content()
             return resp.code == 200
 
         await _until(delivered)
+        await _until(lambda: _pending_is(src, 0))
+
+        # Removed while the sender needs no probe: the destination (1.18+)
+        # answers each record of the batch with 404, and the record waits.
+        detail = await _json(await _call(src, "GET", "/replications/r"))
+        before = detail["diagnostics"]["hourly"]["errors"]["404"]["count"]
+        await _ok(await _call(dst, "DELETE", "/b/dst"))
+        await _ok(await src.http.post(src.api("/b/src/e?ts=2"), data=b"y"))
+
+        async def refused_per_record():
+            detail = await _json(await _call(src, "GET", "/replications/r"))
+            return detail["diagnostics"]["hourly"]["errors"]["404"]["count"] > before
+
+        await _until(refused_per_record)
+        detail = await _json(await _call(src, "GET", "/replications/r"))
+        assert detail["info"]["is_active"] is False
+        assert detail["info"]["pending_records"] == 1
+        await _ok(await _call(dst, "POST", "/b/dst"))
+        await _until(lambda: delivered(2))
+        await _until(lambda: _pending_is(src, 0))
     finally:
         await stop_src()
         await stop_dst()
+
+
+async def _pending_is(server, count: int) -> bool:
+    detail = await _json(await _call(server, "GET", "/replications/r"))
+    return detail["info"]["pending_records"] == count
 
 
 @pytest_twisted.ensureDeferred

@@ -214,6 +214,28 @@ def test_per_record_errors_are_counted_and_given_up(setup, engine, clock, destin
     assert [r for r in destination.requests if r[0] == "POST"] == [("POST", "e", [1, 2, 3])]
 
 
+def test_missing_bucket_per_record_is_retried(setup, engine, clock, destination):
+    """
+    A 1.18+ destination answers a missing bucket per record (200 with
+    ``404,Bucket '<b>' is not found`` each): retried like its old
+    request-level 404, nothing given up; delivered once the bucket exists.
+    """
+    manager = setup()
+    gone = (404, "Bucket 'dst' is not found")
+    destination.refuse = {1: gone, 2: gone}
+    for ts in (1, 2):
+        _write(engine, ts)
+    clock.advance(0)
+    assert _info(manager)["is_active"] is False
+    assert _info(manager)["pending_records"] == 2
+    assert _hourly(manager)["errors"]["404"]["last_message"] == "Bucket 'dst' is not found"
+    assert "e" not in destination.store or destination.store["e"] == {}
+    destination.refuse = {}
+    clock.advance(MAX_BACKOFF)
+    assert sorted(destination.store["e"]) == [1, 2]
+    assert _info(manager)["pending_records"] == 0 and _info(manager)["is_active"] is True
+
+
 def test_dead_destination_backs_off_and_recovers(setup, engine, clock, destination):
     """No answer: nothing is lost, is_active turns false, retries back off, then all arrive."""
     destination.down = RemoteError(-3, "Connection refused", retry=True)
