@@ -338,7 +338,7 @@ async def exercise(checks, args, client):
     await expect_error(client.get_bucket(missing), ReductError, 404,
                        f"Bucket '{missing}' is not found")
     await expect_error(read_record(bucket, "single", T0 + 1), ReductError, 404,
-                       f"No record with timestamp {T0 + 1}")
+                       f"Record {T0 + 1} not found in entry {name}/single")  # API 1.18
     await expect_error(read_record(bucket, "nope"), ReductError, 404,
                        f"Entry 'nope' not found in bucket '{name}'")
     await expect_error(collect(bucket.query("nope")), ReductError, 404,

@@ -358,7 +358,7 @@ def test_record_removed_before_sending(setup, engine, clock, destination):
     clock.advance(0)
     assert sorted(destination.store["e"]) == [2]
     assert _hourly(manager)["errors"] == {
-        "404": {"count": 1, "last_message": "No record with timestamp 1"},
+        "404": {"count": 1, "last_message": "Record 1 not found in block src/e/1"},
     }
 
 
