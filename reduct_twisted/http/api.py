@@ -101,6 +101,8 @@ ROUTES = (
     ("/replications/<name>", ["POST"], replications.create_replication, V1, FULL_JSON),
     ("/replications/<name>", ["PUT"], replications.update_replication, V1, FULL_JSON),
     ("/replications/<name>", ["DELETE"], replications.remove_replication, V1, FULL),
+    ("/replications/<name>/mode", ["PATCH"], replications.set_replication_mode, V1,
+     FULL.body_first(replications.mode_body)),
 )
 
 
