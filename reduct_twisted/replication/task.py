@@ -43,7 +43,8 @@ when the replication is enabled again.
 
 Entries may be paths ``a/b/c`` [1.19]: a log's directory is the entry name
 percent-encoded into one file name (``a%2Fb%2Fc``, ``a%2F%24meta``; plain
-names stay as they are), so logs never nest into each other.
+names stay as they are), so logs never nest into each other; a path too
+long for a file name gets a hashed one and an ``entry`` file naming it.
 
 Nothing goes to the destination, not even a probe, until there is
 something to send: a new (or restarted, or updated) replication with empty
@@ -53,6 +54,7 @@ that has not met a failure as active) and its diagnostics stay empty.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from urllib.parse import quote, unquote
 
@@ -83,14 +85,34 @@ LOG_FULL = 507
 PAUSED_PROBE = 5.0
 
 
+#: Longest log directory name spelling its entry; longer paths are hashed.
+LOG_DIR_NAME_MAX = 200
+#: In a hashed log directory: the entry's name.
+ENTRY_NAME_FILE = "entry"
+
+
 def log_dir_name(entry: str) -> str:
-    """The directory name of an entry's log: ``entry`` percent-encoded, ``/`` included."""
-    return quote(entry, safe="")
+    """
+    The directory name of an entry's log: ``entry`` percent-encoded, ``/``
+    included; for a path too long for one file name, ``~`` and its SHA-256
+    (the name is then in the directory's :data:`ENTRY_NAME_FILE`).
+    """
+    name = quote(entry, safe="")
+    if len(name) <= LOG_DIR_NAME_MAX:
+        return name
+    return "~" + hashlib.sha256(entry.encode("utf-8")).hexdigest()
 
 
-def log_dir_entry(name: str):
-    """:return: the entry whose log directory is ``name``, or None (not one of ours)."""
-    entry = unquote(name)
+def log_dir_entry(directory: str, name: str):
+    """:return: the entry whose log directory is ``directory``/``name``, or None (not ours)."""
+    if name.startswith("~"):
+        try:
+            with open(os.path.join(directory, name, ENTRY_NAME_FILE), "rb") as f:
+                entry = f.read(1 << 16).decode("utf-8")
+        except (OSError, UnicodeDecodeError):
+            return None
+    else:
+        entry = unquote(name)
     if entry_segments_valid(entry) and log_dir_name(entry) == name:
         return entry
     return None
@@ -128,7 +150,7 @@ class ReplicationTask:
         self._use(settings)
         if os.path.isdir(directory):
             for name in sorted(os.listdir(directory)):
-                entry = log_dir_entry(name)
+                entry = log_dir_entry(directory, name)
                 if entry is not None:
                     self._log(entry)
 
@@ -146,10 +168,27 @@ class ReplicationTask:
     def _log(self, entry: str) -> EntryLog:
         entry_log = self._logs.get(entry)
         if entry_log is None:
-            entry_log = EntryLog(os.path.join(self.directory, log_dir_name(entry)),
-                                 self._capacity, self._dirty)
+            path = os.path.join(self.directory, log_dir_name(entry))
+            if os.path.basename(path).startswith("~"):
+                self._name_log_dir(path, entry)
+            entry_log = EntryLog(path, self._capacity, self._dirty)
             self._logs[entry] = entry_log
         return entry_log
+
+    def _name_log_dir(self, path: str, entry: str) -> None:
+        # A hashed log directory gets its entry's name before its first item
+        # (flushed with it): without the name, a directory is not loaded.
+        target = os.path.join(path, ENTRY_NAME_FILE)
+        if os.path.exists(target):
+            return
+        if not os.path.isdir(path):
+            os.makedirs(path)
+            self._dirty.new_dir(path)
+        temporary = target + ".tmp"
+        with open(temporary, "wb") as f:
+            f.write(entry.encode("utf-8"))
+        os.replace(temporary, target)
+        self._dirty.created(target)
 
     # -- what the engine tells -------------------------------------------------
 

@@ -5,6 +5,7 @@ a real storage engine, fake time and a fake destination: order, filters,
 label updates, the log bound.
 """
 
+import hashlib
 import os
 from types import SimpleNamespace
 
@@ -617,22 +618,30 @@ def test_nested_entries_have_flat_log_directories(engine, clock, destination):
     destination.down = RemoteError(-3, "Connection refused", retry=True)
     first = _manager(engine, clock, destination)
     first.create("r", dict(BODY))
-    entries = ["e", "a/b/c", "a/b/$meta", "$meta", "a"]
+    long = "/".join(["x" * 255] * 3)  # too long for one file name: hashed
+    entries = ["e", "a/b/c", "a/b/$meta", "$meta", "a", long]
     for entry in entries:
         for ts in (1, 2):
             first.record_written("src", entry, _Committed(ts=ts, labels={}))
     clock.advance(1)
-    assert _info(first)["pending_records"] == 10
+    assert _info(first)["pending_records"] == 12
     logs = os.path.join(engine.data_path, ".replications", "r")
-    assert sorted(os.listdir(logs)) == ["%24meta", "a", "a%2Fb%2F%24meta", "a%2Fb%2Fc", "e"]
+    hashed = "~" + hashlib.sha256(long.encode()).hexdigest()
+    assert sorted(os.listdir(logs)) == [
+        "%24meta", "a", "a%2Fb%2F%24meta", "a%2Fb%2Fc", "e", hashed]
     assert all(os.path.isfile(os.path.join(logs, name, "cursor")) for name in os.listdir(logs))
+    with open(os.path.join(logs, hashed, "entry")) as f:
+        assert f.read() == long
     first.stopService()
     engine.listeners.remove(first)
-    # a directory not made by us is left alone
+    # directories not made by us are left alone: not loaded, not removed
     os.makedirs(os.path.join(logs, "a%2F..%2Fx"))
+    os.makedirs(os.path.join(logs, "~" + "0" * 64))
     second = _manager(engine, clock, destination)
-    assert _info(second)["pending_records"] == 10
+    assert _info(second)["pending_records"] == 12
+    assert sorted(second._tasks["r"]._logs) == sorted(entries)
     second.stopService()
+    assert os.path.isdir(os.path.join(logs, "a%2F..%2Fx"))
 
 
 def test_meta_records_skip_the_filters(setup, engine, clock, destination):
