@@ -320,6 +320,8 @@ class IStorageEngine(Interface):
         """
         Create a query over an existing entry (spec §2.3.4, §3.10); the
         options are those of ``GET …/q`` and ``POST …/q`` (``when`` decoded).
+        A ``$meta`` entry's query leaves out tombstones unless ``include``
+        names ``remove`` (``storage.meta.effective_exclude``, spec 1.20 §3.1).
 
         :return: the query id.
         :raises NotFound: no such bucket or entry.
@@ -353,21 +355,35 @@ class IStorageEngine(Interface):
         """
 
     def remove_stamps(bucket, entry, stamps):
-        """:return: ``{ts: ReductError}`` of the records not removed."""
+        """
+        :return: ``{ts: ReductError}`` of the records not removed.
+        :raises UnprocessableEntity: ``entry`` is a ``$meta`` entry (spec 1.20 §3.1).
+        """
 
     def remove_records(bucket, entry, **query):
         """
         :return: a removal whose ``step()`` is called (yielding between
             calls) until it returns the count instead of ``PENDING``.
+        :raises UnprocessableEntity: ``entry`` is a ``$meta`` entry (spec 1.20 §3.1).
         """
 
     def remove_entry(bucket, entry):
-        """:raises NotFound: no such bucket or entry."""
+        """
+        Remove ``entry`` and every entry below it (``entry/…``, spec 1.20 §2.4).
+
+        :raises NotFound: no such bucket, and neither the entry nor one below it.
+        :raises UnprocessableEntity: ``entry`` is a ``$meta`` entry (spec 1.20 §3.1).
+        """
 
     def rename_entry(bucket, old, new):
         """
-        :raises NotFound: no such bucket or entry.
-        :raises Conflict: ``new`` exists or records are being written.
+        Rename ``old`` and every entry below it; missing parents of ``new``
+        are created (spec 1.20 §2.4, whose check order it follows).
+
+        :raises UnprocessableEntity: ``new`` is not a valid entry name.
+        :raises NotFound: no such bucket, nothing to rename.
+        :raises Conflict: ``new`` is ``old`` or below it, ``new`` or a renamed
+            name exists, or records are being written.
         """
 
     # -- durability -------------------------------------------------------------

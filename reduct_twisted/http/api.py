@@ -17,6 +17,7 @@ record routes are also reached without Klein, through ``fastpath.py``.
 
 from klein import Klein
 from twisted.web.resource import Resource
+from werkzeug.routing import PathConverter
 
 from reduct_twisted.errors import ReductError
 from reduct_twisted.http import (
@@ -39,7 +40,7 @@ from reduct_twisted.http.batch import BatchLimits
 from reduct_twisted.http.errors import install_error_handlers, write_error_headers
 from reduct_twisted.http.fastpath import FastPath
 from reduct_twisted.http.headers import json_body
-from reduct_twisted.http.params import rename_target
+from reduct_twisted.http.params import entry_rename_target, rename_target
 
 #: Where a route is served: under ``/api/v1`` only, also under the
 #: unprefixed pre-1.0 path (``<name>_v0`` endpoints), or only there.
@@ -50,7 +51,7 @@ V1, BOTH, V0 = "v1", "v1+v0", "v0"
 #: the handler gets it as its last argument.
 FULL_JSON = FULL.body_first(json_body)
 FULL_RENAME = FULL.body_first(rename_target)
-WRITE_RENAME = WRITE.body_first(rename_target)
+WRITE_RENAME = WRITE.body_first(entry_rename_target)
 #: A streamed upload: checked when its body is opened (``fastpath.py``).
 WRITE_STREAMED = WRITE.on_open()
 
@@ -77,24 +78,29 @@ ROUTES = (
     ("/b/<bucket>", ["POST"], buckets.create_bucket, BOTH, FULL_JSON),
     ("/b/<bucket>", ["PUT"], buckets.update_bucket, BOTH, FULL_JSON),
     ("/b/<bucket>", ["DELETE"], buckets.remove_bucket, BOTH, FULL),
+    # Entry routes (spec 1.20 §2.2): <entry_path:entry> takes the rest of the
+    # path, a/b/c included; the more specific rows (…/batch, …/q,
+    # …/rename, the bucket rename) win where their suffix follows a "/".
     # records and batches (spec §2.3, §3.3, §3.4)
-    ("/b/<bucket>/<entry>", ["POST"], records.write_record, BOTH, WRITE_STREAMED),
-    ("/b/<bucket>/<entry>", ["GET", "HEAD"], records.read_record, BOTH, READ),
-    ("/b/<bucket>/<entry>/batch", ["POST"], records.write_batch, V1, WRITE_STREAMED),
-    ("/b/<bucket>/<entry>/batch", ["GET", "HEAD"], records.read_batch, V1, READ),
+    ("/b/<bucket>/<entry_path:entry>", ["POST"], records.write_record, BOTH, WRITE_STREAMED),
+    ("/b/<bucket>/<entry_path:entry>", ["GET", "HEAD"], records.read_record, BOTH, READ),
+    ("/b/<bucket>/<entry_path:entry>/batch", ["POST"], records.write_batch, V1, WRITE_STREAMED),
+    ("/b/<bucket>/<entry_path:entry>/batch", ["GET", "HEAD"], records.read_batch, V1, READ),
     # queries (spec §3.7, §3.10)
-    ("/b/<bucket>/<entry>/q", ["GET"], entries.query, BOTH, READ),
+    ("/b/<bucket>/<entry_path:entry>/q", ["GET"], entries.query, BOTH, READ),
     # body first, then QUERY needs READ, REMOVE WRITE: checked in the handler
-    ("/b/<bucket>/<entry>/q", ["POST"], entries.post_query, V1, IN_HANDLER),
-    ("/b/<bucket>/<entry>/q", ["DELETE"], entries.remove_query, V1, WRITE),
+    ("/b/<bucket>/<entry_path:entry>/q", ["POST"], entries.post_query, V1, IN_HANDLER),
+    ("/b/<bucket>/<entry_path:entry>/q", ["DELETE"], entries.remove_query, V1, WRITE),
     # label updates, removals, renames (spec §3.5-§3.8)
-    ("/b/<bucket>/<entry>", ["PATCH"], entries.update_record, V1, WRITE),
-    ("/b/<bucket>/<entry>/batch", ["PATCH"], entries.update_batch, V1, WRITE),
-    ("/b/<bucket>/<entry>", ["DELETE"], entries.remove_entry, V1, WRITE),
-    ("/b/<bucket>/<entry>/batch", ["DELETE"], entries.remove_batch, V1, WRITE),
+    ("/b/<bucket>/<entry_path:entry>", ["PATCH"], entries.update_record, V1, WRITE),
+    ("/b/<bucket>/<entry_path:entry>/batch", ["PATCH"], entries.update_batch, V1, WRITE),
+    # WRITE, after refusing a $meta entry (spec 1.20 §3.1): checked in the handler
+    ("/b/<bucket>/<entry_path:entry>", ["DELETE"], entries.remove_entry, V1, IN_HANDLER),
+    ("/b/<bucket>/<entry_path:entry>/batch", ["DELETE"], entries.remove_batch, V1, WRITE),
     ("/b/<bucket>/rename", ["PUT"], buckets.rename_bucket, V1, FULL_RENAME),
-    ("/b/<bucket>/<entry>/rename", ["PUT"], entries.rename_entry, V1, WRITE_RENAME),
-    ("/b/<bucket>/<entry>/list", ["GET"], records.list_records, V0, READ),
+    ("/b/<bucket>/<entry_path:entry>/rename", ["PUT"], entries.rename_entry, V1, WRITE_RENAME),
+    ("/b/<bucket>/<entry_path:entry>", ["PUT"], entries.no_such_put, V1, OPEN),
+    ("/b/<bucket>/<entry_path:entry>/list", ["GET"], records.list_records, V0, READ),
     # replications (spec §3.13)
     ("/replications", ["GET"], replications.list_replications, V1, FULL),
     ("/replications/<name>", ["GET"], replications.get_replication, V1, FULL),
@@ -104,6 +110,17 @@ ROUTES = (
     ("/replications/<name>/mode", ["PATCH"], replications.set_replication_mode, V1,
      FULL.body_first(replications.mode_body)),
 )
+
+
+class EntryPathConverter(PathConverter):
+    """
+    The rest of the path as an entry name, ``/`` included (spec 1.20 §2.2):
+    werkzeug's ``path`` but also with a leading ``/``, so that ``/b/x//a``
+    reaches the handler and its 422 instead of a 404.
+    """
+
+    regex = ".+?"
+    part_isolating = False  # spans segments (werkzeug guesses from "/" in the regex)
 
 
 def add_routes(app: Klein, routes) -> dict:
@@ -156,6 +173,10 @@ class ReductAPI(FastPath):
     """
 
     app = Klein()
+    # ``a//b`` and ``/a`` are entry names to refuse (422), not paths to
+    # redirect or miss (spec 1.20 §2.1).
+    app.url_map.merge_slashes = False
+    app.url_map.converters["entry_path"] = EntryPathConverter
     install_error_handlers(app)
     #: ``{endpoint: handler behind its permission}``, as registered.
     endpoints = add_routes(app, ROUTES)

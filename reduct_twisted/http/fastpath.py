@@ -8,7 +8,7 @@ and the hot record routes it calls without Klein
 Record writes and reads are most of the traffic; resource traversal, a
 second werkzeug match and Klein's Deferred plumbing cost about as much as
 the work itself (issue #3).  So a plain ``{base}api/v1/b/<bucket>/<entry>``
-is recognised by hand here and goes straight to the same handlers Klein
+(the entry possibly a path ``a/b/c``) is recognised by hand here and goes straight to the same handlers Klein
 routes to (``routes_records.py``), with the same error mapping; every
 other path is matched against the Klein app's own URL map (bound once), and
 anything odd goes through Klein.
@@ -32,6 +32,10 @@ from reduct_twisted.http.routes_records import (
     write_batch,
     write_record,
 )
+
+#: What an entry path may end with to name another route than the record
+#: itself (after a ``/``; spec 1.20 §2.2).
+ROUTE_SUFFIXES = ("/batch", "/q", "/rename")
 
 #: Endpoints whose body is streamed into a sink opened by ``open_body``.
 STREAMING_ENDPOINTS = frozenset({"write_record", "write_record_v0", "write_batch"})
@@ -102,20 +106,44 @@ class FastPath:
     def _record_names(self, raw_path: bytes):
         """
         ``(bucket, entry)`` if ``raw_path`` is plainly
-        ``{base}api/v1/b/<bucket>/<entry>``, else None (Klein decides).
+        ``{base}api/v1/b/<bucket>/<entry path>`` and names the
+        single-record route (no ``/batch``, ``/q`` or ``/rename`` suffix
+        after a ``/``, spec 1.20 §2.2), else None (Klein decides).
         """
         segments = raw_path.split(b"/")
         prefix = self._record_prefix
-        if len(segments) != len(prefix) + 2 or segments[: len(prefix)] != prefix:
+        count = len(prefix)
+        if len(segments) < count + 2 or segments[:count] != prefix:
             return None
         try:
-            bucket = unquote_to_bytes(segments[-2]).decode("utf-8")
-            entry = unquote_to_bytes(segments[-1]).decode("utf-8")
+            bucket = unquote_to_bytes(segments[count]).decode("utf-8")
+            if len(segments) == count + 2:
+                entry = unquote_to_bytes(segments[-1]).decode("utf-8")
+            else:
+                entry = unquote_to_bytes(b"/".join(segments[count + 1 :])).decode("utf-8")
         except UnicodeDecodeError:
             return None
-        if not bucket or not entry:
+        if not bucket or not entry or "/" in bucket:
+            return None
+        if "/" in entry and entry.endswith(ROUTE_SUFFIXES):
             return None
         return bucket, entry
+
+    def encoded_slash_ok(self, raw_path: bytes) -> bool:
+        """
+        Whether every encoded slash (``%2F``) of ``raw_path`` is in the
+        entry path of ``{base}[api/v1/]b/<bucket>/<entry path>``, where it
+        is a separator like ``/`` (spec 1.20 §2.2).  Anywhere else it would
+        make the router address something else than the client named.
+        """
+        segments = raw_path.split(b"/")
+        base = [b""] + self.base_segments
+        if segments[: len(base)] != base:
+            return False
+        rest = segments[len(base) :]
+        if rest[:2] == [b"api", b"v1"]:
+            rest = rest[2:]
+        return len(rest) >= 3 and rest[0] == b"b" and b"%2f" not in rest[1].lower()
 
     def direct_handler(self, request):
         """

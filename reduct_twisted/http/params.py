@@ -4,7 +4,7 @@ Query parameters parsed into the keyword arguments of
 ``StorageEngine.create_query``: the query string of ``GET .../q`` (spec
 §2.3.4, upstream 1.10+ error texts) and the JSON body of ``POST .../q``
 (spec §3.10); the query string of ``DELETE .../q`` and the body of a
-rename (§3.7, §3.8).
+rename (§3.7, §3.8; an entry rename's as API 1.19 reads it, spec 1.20 §2.4).
 """
 
 import math
@@ -198,6 +198,22 @@ def delete_query_kwargs(args: Mapping[bytes, Sequence[bytes]]) -> dict:
         if name in REMOVE_CRITERIA and value not in (None, {})
     }
     return remove_kwargs(given)
+
+
+def entry_rename_target(request) -> str:
+    """
+    The ``new_name`` of an entry rename's JSON body (spec 1.20 §2.4): read
+    whatever the ``Content-Type``; a body that is not JSON or has no string
+    ``new_name`` is ``422 "Invalid JSON: ..."``.
+    """
+    try:
+        body = loads_json(request.content.getvalue())
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise _invalid(str(exc)) from None
+    new_name = body.get("new_name") if isinstance(body, dict) else None
+    if not isinstance(new_name, str):
+        raise _invalid("missing field `new_name`")
+    return new_name
 
 
 def rename_target(request) -> str:

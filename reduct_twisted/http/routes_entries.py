@@ -8,6 +8,7 @@ checks the token itself: its body says whether it reads or removes.
 """
 
 from reduct_twisted.auth.policy import Policy
+from reduct_twisted.errors import NotFound
 from reduct_twisted.http.authz import authorize
 from reduct_twisted.http.headers import (
     parse_json_body,
@@ -23,6 +24,7 @@ from reduct_twisted.http.params import (
     remove_kwargs,
 )
 from reduct_twisted.http.routes_records import answer_batch_errors, drive
+from reduct_twisted.storage.meta import refuse_entry_removal
 from reduct_twisted.wire import parse_batch_headers, time_headers
 
 # -- queries (spec §3.7, §3.10) ---------------------------------------------------------
@@ -77,7 +79,14 @@ def update_batch(api, request, bucket, entry):
 
 
 def remove_entry(api, request, bucket, entry):
-    """Without parameters the whole entry (§3.5), else the record ``ts`` (§3.7)."""
+    """
+    Without parameters the whole entry and its descendants (§3.5, 1.20
+    §2.4), else the record ``ts`` (§3.7).  An attachment entry is refused
+    before the token is looked at, as upstream (1.20 §3.1).
+    """
+    if not request.args:
+        refuse_entry_removal(entry)
+    authorize(api, request, Policy.WRITE, bucket)
     if not request.args:
         api.engine.remove_entry(bucket, entry)
         return api.durable(respond_empty, request)
@@ -100,3 +109,8 @@ def _answer_single(api, errors, request):
 def rename_entry(api, request, bucket, entry, new_name):
     api.engine.rename_entry(bucket, entry, new_name)
     return api.durable(respond_empty, request)
+
+
+def no_such_put(api, request, bucket, entry):
+    """Any ``PUT /b/<bucket>/<entry path>`` but a rename (spec 1.20 §2.2)."""
+    raise NotFound("Not found")

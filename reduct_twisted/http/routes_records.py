@@ -129,24 +129,27 @@ def read_record(api, request, bucket, entry):
     if ts is None and query_arg(request.args, "q") is not None:
         qid = u64_param(request.args, "q", "'query' must be a number")
         d = drive(api.reactor, lambda: api.engine.query_next(bucket, entry, qid))
-        return d.addCallback(_answer_query_read, api, request)
+        return d.addCallback(_answer_query_read, api, request, entry)
     view = api.engine.read(bucket, entry, ts)
-    return _answer_record(api, request, view, last=b"1")
+    return _answer_record(api, request, view, b"1", entry)
 
 
-def _answer_query_read(view, api, request):
+def _answer_query_read(view, api, request, entry):
     if view is None:
         raise NoContent("No content")
-    return _answer_record(api, request, view, last=b"1" if view.last else b"0")
+    return _answer_record(api, request, view, b"1" if view.last else b"0", entry)
 
 
-def _answer_record(api, request, view, last: bytes):
+def _answer_record(api, request, view, last: bytes, entry: str):
+    # x-reduct-last: dropped upstream in 1.16, still read by old clients
+    # (spec 1.20 §10.3); x-reduct-entry: the raw name (§5.7).
     record = view.record
     set_header = request.setHeader
     set_header(b"content-type", record.content_type.encode("utf-8"))
     set_header(b"content-length", b"%d" % record.size)
     set_header(b"x-reduct-time", b"%d" % record.ts)
     set_header(b"x-reduct-last", last)
+    set_header(b"x-reduct-entry", entry.encode("utf-8"))
     set_header(b"content-disposition", b"attachment")
     for name, value in record.labels.items():
         try:

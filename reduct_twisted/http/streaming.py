@@ -155,16 +155,20 @@ class StreamingRequest(server.Request):
         """
         The refusal for a request line or Host no route could handle, or None.
 
-        * An encoded slash can only be part of a name (every segment of the
-          API is a fixed word or a name); the routers would take it as a
-          separator and address another bucket or entry.
+        * An encoded slash outside an entry path can only be part of a
+          name (every segment of the API is a fixed word or a name); the
+          routers would take it as a separator and address another bucket.
+          In an entry path it is a separator (``a%2Fb`` is ``a/b``, spec
+          1.20 §2.2).
         * A path or Host that is not UTF-8 once percent-decoded cannot name
           anything (and the URL router cannot even decode it).
         """
         path = self.channel._path.partition(b"?")[0]
         if b"%" in path:
             if b"%2f" in path.lower():
-                return UnprocessableEntity(NAME_ERROR)
+                router = getattr(self.channel.site, "router", None)
+                if router is None or not router.encoded_slash_ok(path):
+                    return UnprocessableEntity(NAME_ERROR)
             path = unquote_to_bytes(path)
         try:
             path.decode("utf-8")

@@ -6,18 +6,34 @@ A bucket: settings, entries, statistics and quota enforcement (spec §2.2,
 import json
 import os
 
+import attr
+
 from reduct_twisted.errors import BadRequest, InternalError, NotFound
 from reduct_twisted.storage.disk.blockfile import replace_file
 from reduct_twisted.storage.disk.durability import storage_error
-from reduct_twisted.storage.disk.layout import SETTINGS_FILE, is_bucket_file, unknown_in_bucket
+from reduct_twisted.storage.disk.layout import (
+    SETTINGS_FILE,
+    is_bucket_file,
+    is_child_entry_dir,
+    unknown_in_bucket,
+)
 from reduct_twisted.storage.entry import Entry
 from reduct_twisted.storage.settings import (
     U64_MAX,
     BucketSettings,
-    check_name,
-    is_valid_name,
+    check_entry_name,
+    is_meta_entry,
     parse_settings,
 )
+
+#: The largest block of a new attachment (``$meta``) entry (spec 1.20 §3.1).
+META_MAX_BLOCK_SIZE = 128 * 1024
+
+
+def parents_of(name: str) -> list:
+    """:return: the names of the parent entries of entry ``name``, outermost first."""
+    segments = name.split("/")
+    return ["/".join(segments[:i]) for i in range(1, len(segments))]
 
 #: The ``version`` key written into :data:`SETTINGS_FILE`.
 SETTINGS_VERSION = 1
@@ -69,9 +85,11 @@ class Bucket:
         """
         Build a bucket from its directory (settings and every entry).
 
-        Entry directories without any record (and nothing but our files)
-        and a leftover temporary settings file are trashed; anything not
-        ours (``disk/layout.py``) is reported and left in place.
+        Entry directories are loaded at any depth (``a/b/c`` is the
+        directory ``<bucket>/a/b/c``); one without records is an empty entry
+        (kept, spec 1.20 §2.3, §5.9).  A leftover temporary settings file
+        is trashed; anything not ours (``disk/layout.py``) is reported and
+        left in place.
 
         :param name: the bucket name.
         :param directory: the bucket directory.
@@ -114,21 +132,28 @@ class Bucket:
             if not os.path.isdir(entry_dir) or os.path.islink(entry_dir):
                 if not is_bucket_file(entry_name):
                     unknown.append(entry_name)
-                continue
-            if not is_valid_name(entry_name):
+            elif is_child_entry_dir(entry_name):
+                bucket._load_tree(entry_name, entry_dir)
+            else:
                 unknown.append(entry_name)
-                continue
-            entry = Entry.load(entry_name, entry_dir, context)
-            if entry.blocks:
-                bucket.entries[entry_name] = entry
-            elif not os.listdir(entry_dir):
-                context.trash([entry_dir])
         if unknown:
             context.recovery.leave(directory, unknown)
-        if not has_settings and not bucket.entries:
+        if not has_settings and not any(e.record_count for e in bucket.entries.values()):
             context.trash([directory])  # only our names were in it
             return None
         return bucket
+
+    def _load_tree(self, name: str, directory: str) -> None:
+        # Entry ``name`` and, below it, its child entries (Entry.load leaves
+        # their directories to us).
+        entry = Entry.load(name, directory, self.context)
+        self.entries[name] = entry
+        if is_meta_entry(name):
+            return
+        for child in sorted(os.listdir(directory)):
+            path = os.path.join(directory, child)
+            if os.path.isdir(path) and not os.path.islink(path) and is_child_entry_dir(child):
+                self._load_tree(f"{name}/{child}", path)
 
     def update_settings(self, fields: dict) -> None:
         """
@@ -147,28 +172,49 @@ class Bucket:
 
     @property
     def size(self) -> int:
-        """The bucket's ``size`` statistics: the sum over its entries."""
+        """The bucket's ``size`` statistics: the sum over its entries, ``$meta`` included."""
         return sum(entry.size for entry in self.entries.values())
 
-    def info(self) -> dict:
-        """:return: the BucketInfo object of ``/list`` and bucket answers."""
-        entries = self.entries.values()
+    def visible(self) -> list:
+        """:return: the entries but attachment (``$meta``) ones, sorted by name (byte order)."""
+        names = sorted((n for n in self.entries if not is_meta_entry(n)),
+                       key=lambda n: n.encode("utf-8"))
+        return [self.entries[n] for n in names]
+
+    def info(self, visible=None) -> dict:
+        """
+        :param visible: :meth:`visible`, if the caller has it.
+        :return: the BucketInfo object of ``/list`` and bucket answers;
+            ``oldest_record``/``latest_record`` over the visible entries
+            with records (spec 1.20 §5.9).
+        """
+        if visible is None:  # no need to sort
+            visible = [e for n, e in self.entries.items() if not is_meta_entry(n)]
+        entries = visible
+        filled = [e for e in entries if e.record_count]
         return {
             "name": self.name,
-            "entry_count": len(self.entries),
+            "entry_count": len(entries),
             "size": self.size,
-            "oldest_record": min((e.oldest_record for e in entries), default=U64_MAX),
-            "latest_record": max((e.latest_record for e in entries), default=0),
+            "oldest_record": min((e.oldest_record for e in filled), default=U64_MAX),
+            "latest_record": max((e.latest_record for e in filled), default=0),
             "is_provisioned": self.provisioned,
+            "status": "READY",
         }
 
     def full_info(self) -> dict:
-        """:return: the ``GET /b/:bucket`` answer."""
+        """:return: the ``GET /b/:bucket`` answer (``$meta`` entries hidden)."""
+        visible = self.visible()
         return {
             "settings": self.settings.to_json(),
-            "info": self.info(),
-            "entries": [self.entries[name].info() for name in sorted(self.entries)],
+            "info": self.info(visible),
+            "entries": [entry.info() for entry in visible],
         }
+
+    def family(self, name: str) -> list:
+        """:return: the names of entry ``name`` (if it exists) and of its descendants."""
+        prefix = name + "/"
+        return [n for n in self.entries if n == name or n.startswith(prefix)]
 
     def entry(self, name: str) -> Entry:
         """
@@ -183,24 +229,48 @@ class Bucket:
 
     def entry_for_write(self, name: str) -> Entry:
         """
-        :param name: an entry name.
-        :return: the entry, created (with its directory) if missing.
-        :raises OSError: the directory could not be created.
+        :param name: a checked entry name (``check_entry_name``).
+        :return: the entry, created (with its directory) if missing, and
+            with it every missing parent entry (``a`` and ``a/b`` for
+            ``a/b/c``, spec 1.20 §2.3), each its own directory.
+        :raises OSError: a directory could not be created (the parents made
+            before stay, as empty entries).
         """
         entry = self.entries.get(name)
         if entry is None:
-            entry_dir = os.path.join(self.directory, name)
-            os.makedirs(entry_dir, exist_ok=True)
-            self.context.dirty.new_dir(entry_dir)
-            entry = self.entries[name] = Entry(name, entry_dir, self.context)
+            for parent in parents_of(name):
+                if parent not in self.entries:
+                    self._new_entry(parent)
+            entry = self._new_entry(name)
         return entry
+
+    def _new_entry(self, name: str) -> Entry:
+        entry_dir = os.path.join(self.directory, name)
+        try:
+            os.mkdir(entry_dir)
+        except FileExistsError:
+            if not os.path.isdir(entry_dir) or os.path.islink(entry_dir):
+                raise
+        self.context.dirty.new_dir(entry_dir)
+        entry = self.entries[name] = Entry(name, entry_dir, self.context)
+        return entry
+
+    def settings_for(self, entry: Entry) -> BucketSettings:
+        """
+        :return: the settings a new block of ``entry`` is cut by: the
+            bucket's, with at most 128 KiB blocks for ``$meta`` entries.
+        """
+        settings = self.settings
+        if is_meta_entry(entry.name) and settings.max_block_size > META_MAX_BLOCK_SIZE:
+            return attr.evolve(settings, max_block_size=META_MAX_BLOCK_SIZE)
+        return settings
 
     def check_quota(self, entry_name: str, content_size: int) -> None:
         """
         Apply the quota before a record of ``content_size`` bytes is accepted.
 
         :param entry_name: the entry to be written; its name is checked if it
-            would be created.
+            would be created (spec 1.20 §2.1).
         :param content_size: the new record's declared length (``0`` if unknown).
         :raises UnprocessableEntity: the entry would be created with a bad name.
         :raises BadRequest: a HARD quota would be exceeded (counting the
@@ -208,7 +278,7 @@ class Bucket:
         :raises InternalError: FIFO could not free enough space.
         """
         if entry_name not in self.entries:
-            check_name(entry_name)
+            check_entry_name(entry_name)
         quota = self.settings.quota_type
         if quota == "HARD" and (
             self.size + self.in_flight + content_size > self.settings.quota_size
@@ -227,8 +297,9 @@ class Bucket:
         FIFO: remove whole oldest blocks until ``content_size`` more bytes fit.
 
         Each round removes the first block of the entry with the smallest
-        ``oldest_record`` whose first block has no record being written.
-        Entries left without records are dropped afterwards.
+        ``oldest_record`` whose first block has no record being written;
+        ``$meta`` entries are never evicted.  Entries left without records
+        are kept (spec 1.20 §5.9).
 
         :param content_size: bytes that must fit in addition.
         :param strict: raise if the quota cannot be kept.
@@ -236,35 +307,32 @@ class Bucket:
         :raises InternalError: ``strict`` and nothing more could be removed.
         """
         removed = 0
-        try:
-            while self.size + content_size > self.settings.quota_size:
-                if not self._remove_oldest_block():
-                    if strict:
-                        raise InternalError(f"Failed to keep quota of '{self.name}'")
-                    break
-                removed += 1
-        finally:
-            if removed:
-                self.drop_empty_entries()
+        while self.size + content_size > self.settings.quota_size:
+            if not self._remove_oldest_block():
+                if strict:
+                    raise InternalError(f"Failed to keep quota of '{self.name}'")
+                break
+            removed += 1
         return removed
 
     def _remove_oldest_block(self) -> bool:
         candidates = sorted(
-            (e for e in self.entries.values() if e.blocks), key=lambda e: (e.oldest_record, e.name)
+            (e for e in self.entries.values() if e.blocks and not is_meta_entry(e.name)),
+            key=lambda e: (e.oldest_record, e.name),
         )
         return any(entry.remove_oldest_block() is not None for entry in candidates)
 
-    def drop_empty_entries(self) -> None:
-        """Drop every entry without records (and trash its directory)."""
-        for entry in [e for e in self.entries.values() if not e.record_count]:
-            self.drop_entry(entry)
-
     def drop_entry(self, entry: Entry) -> None:
         """
-        Drop ``entry`` from the bucket and trash its directory.
+        Drop ``entry``, made for a write that failed and left without
+        records, from the bucket and trash its directory; an entry with
+        child entries stays (empty).
 
         :param entry: an entry without records being written.
         """
+        prefix = entry.name + "/"
+        if any(n.startswith(prefix) for n in self.entries):
+            return
         del self.entries[entry.name]
         entry.detach()
         self.context.trash.tree(entry.directory, bucket=False)

@@ -17,11 +17,15 @@ Crash safety, by operation:
   update that does not make the ``.meta`` longer may use the space reserve
   (``reserve.rewrite_meta``); one that grows it is refused (507).
 * Removing records by timestamp is :func:`removal.remove_from_block`.
-* Removing an entry renames its directory into ``.trash`` (atomic); if it
-  holds names that are not ours, only our files go and the rest stays.
-* Renaming is one ``rename(2)`` of the directory; the blocks' paths are
-  then changed in memory.  A bucket or entry with records being written is
-  not renamed (409): their writers hold the old paths.
+* Removing an entry renames its directory into ``.trash`` (atomic): its
+  child entries (``a/b``, ``a/$meta``: directories inside it) go with it in
+  the same step (spec 1.20 §2.4).  If the tree holds names that are not
+  ours, only our files go and the rest stays.
+* Renaming is one ``rename(2)`` of the directory, children included; the
+  missing parents of the new name are created first (``mkdir``: a crash
+  between leaves them as empty entries, harmless), the entries' and blocks'
+  paths are then changed in memory.  A bucket or entry with records being
+  written is not renamed (409): their writers hold the old paths.
 
 Every change is reported to the dirty set, so a sync round makes it
 durable before it is answered.
@@ -29,12 +33,18 @@ durable before it is answered.
 
 import os
 
-from reduct_twisted.errors import Conflict, NotFound, TooEarly
+from reduct_twisted.errors import Conflict, NotFound, TooEarly, UnprocessableEntity
+from reduct_twisted.storage.bucket import parents_of
 from reduct_twisted.storage.disk.durability import storage_error
 from reduct_twisted.storage.disk.reserve import rewrite_meta
+from reduct_twisted.storage.meta import (
+    is_meta_entry,
+    refuse_entry_removal,
+    refuse_record_removal,
+)
 from reduct_twisted.storage.records import FINISHED
 from reduct_twisted.storage.removal import remove_from_block
-from reduct_twisted.storage.settings import check_name
+from reduct_twisted.storage.settings import ENTRY_NAME_ERROR, check_entry_name, check_name
 
 
 def _locate(entry, stamps, where: str):
@@ -133,9 +143,12 @@ class EditMethods:
 
         :return: ts -> error (as :meth:`update_labels`) for those not removed.
         :raises NotFound: no such bucket or entry.
+        :raises UnprocessableEntity: ``entry`` is an attachment entry (§3.1).
         :raises ReductError: a ``.meta`` could not be rewritten.
         """
-        series = self._bucket(bucket).entry(entry)
+        owner = self._bucket(bucket)
+        refuse_record_removal(entry)
+        series = owner.entry(entry)
         errors, by_block = _locate(series, stamps, f"{bucket}/{entry}")
         for block, found in by_block.items():
             remove_from_block(self._context, series, block, found)
@@ -143,18 +156,24 @@ class EditMethods:
 
     def remove_entry(self, bucket: str, entry: str) -> None:
         """
-        Remove an entry with all its records and queries (spec §3.5);
-        writes still in flight fail on commit.
+        Remove an entry and every entry below it (``a`` takes ``a/b``,
+        ``a/$meta``…) with all their records and queries (spec §3.5, 1.20
+        §2.4); writes still in flight fail on commit.
 
-        :raises NotFound: no such bucket or entry.
+        :raises NotFound: no such bucket, and no such entry nor one below it.
+        :raises UnprocessableEntity: ``entry`` is an attachment entry (§3.1).
         :raises ReductError: the directory could not be moved away.
         """
         owner = self._bucket(bucket)
-        series = owner.entry(entry)
-        self._move_away(series.directory, f"remove entry '{entry}'")
-        del owner.entries[entry]
-        series.detach()
-        self._queries.drop(bucket, entry)
+        refuse_entry_removal(entry)
+        family = owner.family(entry)
+        if not family:
+            raise NotFound(f"Entry '{entry}' not found in bucket '{bucket}'")
+        directory = os.path.join(owner.directory, entry)
+        self._move_away(directory, f"remove entry '{entry}'")
+        for name in family:
+            owner.entries.pop(name).detach()
+            self._queries.drop(bucket, name)
 
     def rename_bucket(self, old: str, new: str) -> None:
         """
@@ -179,24 +198,52 @@ class EditMethods:
 
     def rename_entry(self, bucket: str, old: str, new: str) -> None:
         """
-        Rename an entry of a bucket (spec §3.8); its queries are dropped.
+        Rename an entry and every entry below it (``a/b/c`` becomes
+        ``new/b/c``; spec §3.8, 1.20 §2.4); missing parents of ``new`` are
+        created; the queries of every renamed entry are dropped.
 
-        :raises NotFound: no such bucket or entry.
-        :raises Conflict: ``new`` exists or records of ``old`` are being written.
-        :raises UnprocessableEntity: ``new`` is not a valid name.
-        :raises ReductError: the directory could not be renamed.
+        Checks in the order of spec 1.20 §2.4.
+
+        :raises NotFound: no such bucket, or nothing to rename.
+        :raises UnprocessableEntity: ``new`` is not a valid entry name, or
+            would move an attachment entry out of its place (or into one).
+        :raises Conflict: ``new`` is ``old`` or below it, ``new`` or a
+            renamed descendant's new name exists, or records of a renamed
+            entry are being written.
+        :raises ReductError: a directory could not be created or renamed.
         """
         owner = self._bucket(bucket)
-        series = owner.entry(old)
-        check_name(new)
-        if new in owner.entries:
-            raise Conflict(f"Entry '{new}' already exists in bucket '{bucket}'")
-        _refuse_busy([series], f"Entry '{old}'")
-        target = os.path.join(owner.directory, new)
-        self._rename_dir(series.directory, target, f"rename entry '{old}'")
-        series.relocate(new, target)
-        owner.entries[new] = owner.entries.pop(old)
-        self._queries.drop(bucket, old)
+        check_entry_name(new)
+        def exists(name):
+            return Conflict(f"Entry '{name}' already exists in bucket '{bucket}'")
+
+        if new == old or new.startswith(old + "/"):
+            raise exists(new)
+        family = sorted(owner.family(old))
+        if not family:
+            raise NotFound(f"Entry '{old}' not found in bucket '{bucket}'")
+        if is_meta_entry(new) != is_meta_entry(old):
+            # $meta has no children on disk; an attachment belongs to its parent.
+            raise UnprocessableEntity(ENTRY_NAME_ERROR)
+        targets = {name: new + name[len(old):] for name in family}
+        for target in targets.values():
+            if target in owner.entries:
+                raise exists(target)
+        _refuse_busy([owner.entries[name] for name in family], f"Entry '{old}'")
+        for parent in parents_of(new):
+            if parent not in owner.entries:
+                try:
+                    owner.entry_for_write(parent)
+                except OSError as exc:
+                    raise storage_error(exc, f"rename entry '{old}'") from None
+        source, target_dir = (os.path.join(owner.directory, n) for n in (old, new))
+        self._rename_dir(source, target_dir, f"rename entry '{old}'")
+        moved = {name: owner.entries.pop(name) for name in family}
+        for name, series in moved.items():
+            target = targets[name]
+            series.relocate(target, os.path.join(owner.directory, target))
+            owner.entries[target] = series
+            self._queries.drop(bucket, name)
 
     def _move_away(self, directory: str, doing: str, bucket: bool = False) -> None:
         # Into the trash at once (atomic), or a 500/507 naming ``doing``;

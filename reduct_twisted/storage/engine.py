@@ -2,10 +2,11 @@
 The storage engine: buckets, record writes and reads, queries, quotas.
 
 On-disk layout; everything lives below ``data_path`` and every directory
-name below it comes from a checked name (``[A-Za-z0-9_-]{1,255}``)::
+name below it comes from a checked name (``[A-Za-z0-9_-]{1,255}``, or
+``$meta`` for an attachment entry)::
 
     <data_path>/
-      .reduct-twisted                format marker {"format": "reduct-twisted", "version": 1}
+      .reduct-twisted                format marker {"format": "reduct-twisted", "version": 2}
                                      written at the first open (disk/layout.py)
       .lock                          flock of the daemon using it: PID, start (datadir.py)
       .running                       run marker: exists while the engine is open
@@ -20,7 +21,10 @@ name below it comes from a checked name (``[A-Za-z0-9_-]{1,255}``)::
       <bucket>/                      one directory per bucket
         settings.json                {"version": 1, "max_block_size": ..., ...}
                                      (written to settings.json.tmp, then renamed)
-        <entry>/                     one directory per entry
+        <entry>/                     one directory per entry; entry a/b/c is the
+                                     directory a/b/c (format v2): an entry directory
+                                     holds its child entries' directories and, as
+                                     $meta/, its attachment entry (spec 1.20 §2, §3)
           <block_id>.meta            block metadata: a versioned header, then one
                                      JSON line per finished record with its
                                      CRC-32 (format v2: disk/blockfile.py)
@@ -44,11 +48,14 @@ visible and the next open (``disk/recovery.py``) tidies up:
   ``.meta`` first: leftover segments are then orphans.  Removing records
   rewrites their block's ``.meta`` without them (a temporary file renamed
   over it, removal.py; on a full disk after the space reserve is released),
-  then trashes their private segments.  Entries and
-  buckets are removed by renaming their directory into ``.trash`` (atomic).
+  then trashes their private segments.  Entries (with every
+  entry below them) and buckets are removed by renaming their directory into
+  ``.trash`` (atomic); an entry is renamed, with its descendants, by one
+  ``rename`` after the target's missing parents are made (edits.py).
 * A new bucket is built in ``.trash`` (directory and settings file) and
-  renamed into place; ``*.tmp`` leftovers of our files, empty entry
-  directories and everything in ``.trash`` are discarded at open.
+  renamed into place; ``*.tmp`` leftovers of our files and everything in
+  ``.trash`` are discarded at open (an entry directory without records is an
+  empty entry, kept: spec 1.20 §5.9).
 * Only names listed in ``disk/layout.py`` are ever moved or removed: a directory
   neither empty, marked nor laid out as ours is refused at open; any other
   name in it is reported (``recovery_report``) and left in place.

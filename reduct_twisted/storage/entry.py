@@ -11,15 +11,17 @@ from reduct_twisted.errors import Conflict
 from reduct_twisted.storage.block import Block
 from reduct_twisted.storage.disk import blockfile
 from reduct_twisted.storage.disk.holes import punch_hole
-from reduct_twisted.storage.disk.layout import is_entry_file
+from reduct_twisted.storage.disk.layout import is_child_entry_dir, is_entry_file
 from reduct_twisted.storage.records import FINISHED
+from reduct_twisted.storage.settings import is_meta_entry
 
 #: Records up to this many declared bytes share their block's data file.
 SMALL_RECORD_MAX = 1 << 20
 
 #: The fields of the EntryInfo object, in answer order; an entry has an
 #: attribute or property of each name, so the object is read off the entry.
-INFO_FIELDS = ("name", "size", "record_count", "block_count", "oldest_record", "latest_record")
+INFO_FIELDS = ("name", "size", "record_count", "block_count", "oldest_record", "latest_record",
+               "status")
 
 
 class Entry:
@@ -45,6 +47,10 @@ class Entry:
         self.record_count = 0
         self.removed = False
 
+    #: ``READY``: removal is synchronous, nothing is ever seen ``DELETING``
+    #: (spec 1.20 §5.4).
+    status = "READY"
+
     @classmethod
     def load(cls, name: str, directory: str, context) -> "Entry":
         """
@@ -53,8 +59,9 @@ class Entry:
         Block files no metadata refers to (data of records whose write never
         finished, halves of an interrupted removal), blocks without records
         and ``<block file>.tmp`` leftovers are trashed; damaged blocks are
-        quarantined (see :mod:`~reduct_twisted.storage.disk.recovery`).  Any
-        other name is not ours (``disk/layout.py``): it is reported and left.
+        quarantined (see :mod:`~reduct_twisted.storage.disk.recovery`).  Child
+        entry directories are skipped (the bucket loads them).  Any other
+        name is not ours (``disk/layout.py``): it is reported and left.
 
         :param name: the entry name.
         :param directory: the entry directory.
@@ -63,11 +70,14 @@ class Entry:
         :raises UnsupportedMeta: a block has a newer format version.
         """
         entry = cls(name, directory, context)
+        meta = is_meta_entry(name)
         recovery = context.recovery
         files, stats, stale, unknown = {}, {}, [], []
         with os.scandir(directory) as items:
             for item in items:
                 found = blockfile.classify(item.name)
+                if item.is_dir(follow_symlinks=False) and is_child_entry_dir(item.name, meta):
+                    continue  # a child entry (``Bucket.load`` loads it)
                 if item.is_dir(follow_symlinks=False) or not is_entry_file(item.name):
                     unknown.append(item.name)
                 elif found is not None:

@@ -11,6 +11,7 @@ from reduct_twisted.errors import NotFound, TooEarly
 from reduct_twisted.storage.cache import read_whole
 from reduct_twisted.storage.content import ContentReader
 from reduct_twisted.storage.records import FINISHED, RecordView
+from reduct_twisted.storage.meta import effective_exclude
 
 #: Default cap of ``list_records`` (no unbounded scans).
 LIST_LIMIT = 10_000
@@ -104,7 +105,9 @@ class ReadMethods:
         :param continuous: wait for new records instead of ending (not
             together with ``limit``, which wins).
         :param include: labels that must all be equal.
-        :param exclude: drop records where all of these are equal.
+        :param exclude: drop records where all of these are equal (an
+            attachment entry adds ``remove=true`` unless ``include`` names
+            ``remove``: ``meta.effective_exclude``, spec 1.20 §3.1).
         :param limit: return at most this many records.
         :param each_n: return every n-th matching record.
         :param each_s: return matching records at least this many seconds apart.
@@ -120,7 +123,8 @@ class ReadMethods:
         series = self._bucket(bucket).entry(entry)
         return self._queries.create(
             bucket, series, self.clock.seconds(), start=start, stop=stop, ttl=ttl,
-            continuous=continuous, include=include, exclude=exclude, limit=limit,
+            continuous=continuous, include=include,
+            exclude=effective_exclude(entry, include, exclude), limit=limit,
             each_n=each_n, each_s=each_s, when=when, strict=strict,
             only_metadata=only_metadata, ext=ext,
         )

@@ -31,7 +31,8 @@ from reduct_twisted.storage.disk.durability import storage_error
 from reduct_twisted.storage.disk.reserve import rewrite_meta
 from reduct_twisted.storage.entry import Entry
 from reduct_twisted.storage.records import FINISHED, PENDING
-from reduct_twisted.storage.settings import check_name
+from reduct_twisted.storage.meta import refuse_record_removal
+from reduct_twisted.storage.settings import check_entry_name
 
 #: What the message of a failed removal says failed.
 REMOVE = "remove records"
@@ -42,7 +43,7 @@ def start_removal(context, queries, owner, entry: str, now: float, query: dict):
     Check a REMOVE query and prepare its :class:`RecordRemoval`.
 
     A missing entry is created, empty, as upstream does (it then removes
-    nothing; like any entry without records it is not kept over a restart).
+    nothing), with its missing parents.  Attachment entries refuse (spec 1.20 §3.1).
 
     :param context: the engine-wide :class:`~reduct_twisted.storage.cache.Context`.
     :param queries: the engine's :class:`~reduct_twisted.storage.query.QueryRegistry`.
@@ -51,13 +52,15 @@ def start_removal(context, queries, owner, entry: str, now: float, query: dict):
     :param now: the current time in seconds.
     :param query: keyword arguments of ``QueryRegistry.build`` (``continuous``
         and ``ttl`` are ignored).
-    :raises UnprocessableEntity: a bad entry name or query parameter.
+    :raises UnprocessableEntity: an attachment entry, a bad entry name or
+        query parameter.
     :raises ReductError: the entry directory could not be created.
     """
+    refuse_record_removal(entry)
     query = dict(query, continuous=False, ttl=0)
     series = owner.entries.get(entry)
     if series is None:
-        check_name(entry)
+        check_entry_name(entry)
         # Check the query before anything is created.
         queries.build(owner.name, Entry(entry, os.path.join(owner.directory, entry), context),
                       now, **query)

@@ -32,7 +32,10 @@ from reduct_twisted.errors import BadRequest, InternalError, NotFound
 from reduct_twisted.storage.disk.durability import storage_error
 from reduct_twisted.storage.disk.reserve import no_space
 from reduct_twisted.storage.entry import SMALL_RECORD_MAX
+from reduct_twisted.storage.meta import check_write, superseded
 from reduct_twisted.storage.records import ABORTED, FINISHED, STARTED, Allocation
+from reduct_twisted.storage.removal import remove_from_block
+from reduct_twisted.storage.settings import check_entry_name, is_meta_entry
 
 #: What the messages of failed writes say failed.
 WRITE = "write record"
@@ -59,18 +62,24 @@ def allocate(context, owner, entry: str, ts: int, length, content_type: str,
     :param owner: the :class:`~reduct_twisted.storage.bucket.Bucket`.
     :return: the allocation.
     """
+    if is_meta_entry(entry):
+        if entry not in owner.entries:
+            check_entry_name(entry)
+        check_write(entry, labels)
     owner.check_quota(entry, length or 0)
     if not context.reserve.ensure():
         # Records never take the place of the space reserve.
         raise no_space(WRITE)
+    created = entry not in owner.entries
     try:
         series = owner.entry_for_write(entry)
     except OSError as exc:
         raise storage_error(exc, WRITE) from None
     try:
-        block, record = series.reserve(ts, length, content_type, labels, owner.settings)
+        block, record = series.reserve(ts, length, content_type, labels,
+                                       owner.settings_for(series))
     finally:
-        if not series.record_count:
+        if created and not series.record_count:
             # Do not leave behind an entry created for a refused write.
             owner.drop_entry(series)
     private = not (length is not None and length <= SMALL_RECORD_MAX)
@@ -121,6 +130,8 @@ def commit(context, alloc: Allocation) -> None:
         except BadRequest:
             abort(context, alloc)
             raise
+    if is_meta_entry(alloc.entry):
+        _supersede(context, alloc, series)
     block = alloc._block
     new_meta = not block.meta_length
     try:
@@ -141,6 +152,18 @@ def commit(context, alloc: Allocation) -> None:
     else:
         dirty.file(block.meta_path)
     _release(context, alloc, FINISHED)
+
+
+def _supersede(context, alloc: Allocation, series) -> None:
+    # Upsert by key (spec 1.20 §3.1): the live attachments with the new
+    # record's key go before it is committed; if that fails, it is aborted.
+    key = alloc._record.labels.get("key")
+    try:
+        for block, stamps in superseded(series, key, alloc.ts).items():
+            remove_from_block(context, series, block, stamps)
+    except Exception:
+        abort(context, alloc)
+        raise
 
 
 def abort(context, alloc: Allocation) -> None:

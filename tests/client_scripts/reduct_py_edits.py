@@ -33,6 +33,9 @@ from reduct import Batch, BucketSettings, QuotaType, ReductError
 
 T0 = 1_700_000_000_000_000
 NAME_ERROR = "Bucket or entry name can contain only letters, digests and [-,_] symbols"
+#: Entry names are paths since API 1.19 (spec 1.20 §2.1): their own text.
+ENTRY_NAME_ERROR = ("Entry name can contain only letters, digits and [-,_,/] symbols or end "
+                    "with '/$meta'")
 
 
 async def read(bucket, entry, ts, head=False):
@@ -188,7 +191,7 @@ async def exercise(checks, args, client):
     await expect_error(bucket.rename_entry("old-entry", "newer"), ReductError, 404,
                        f"Entry 'old-entry' not found in bucket '{name}'")
     await expect_error(bucket.rename_entry("new-entry", "bad name"), ReductError, 422,
-                       NAME_ERROR)
+                       ENTRY_NAME_ERROR)
     eq((await read(bucket, "other-entry", T0))[2], b"stays", "the conflicting entry is intact")
     eq((await read(bucket, "new-entry", T0))[2], b"moved", "the refused rename changed nothing")
     await bucket.write("new-entry", b"after", timestamp=T0 + 1)

@@ -115,7 +115,7 @@ async def test_stats_include_metadata_overhead(server):
     listing = json.loads(await (await server.http.get(server.api("/list"))).content())
     assert listing == {"buckets": [{
         "name": "bucket_1", "entry_count": 2, "size": 83, "oldest_record": 1_000_000,
-        "latest_record": 2_000_000, "is_provisioned": False}]}
+        "latest_record": 2_000_000, "is_provisioned": False, "status": "READY"}]}
     bucket = json.loads(await (await server.http.get(server.api("/b/bucket_1"))).content())
     assert [(e["name"], e["size"], e["record_count"], e["block_count"]) for e in bucket["entries"]] == [
         ("entry_1", 40, 1, 1), ("entry_2", 43, 1, 1)]
@@ -153,8 +153,9 @@ async def test_bucket_lifecycle(server):
     await create_bucket(server, "b", {"max_block_size": 1000, "quota_type": None})
     data = json.loads(await (await server.http.get(server.api("/b/b"))).content())
     assert data["settings"] == {"max_block_size": 1000, "max_block_records": 1024, "quota_type": "NONE", "quota_size": 0}
+    # status: spec 1.20 §5.4/§10.5 (the 1.20 behaviour wins over the 1.17 dict)
     assert data["info"] == {"name": "b", "entry_count": 0, "size": 0, "oldest_record": U64_MAX,
-                            "latest_record": 0, "is_provisioned": False}
+                            "latest_record": 0, "is_provisioned": False, "status": "READY"}
     assert data["entries"] == []
     resp = await server.http.put(server.api("/b/b"), data=json.dumps({"quota_type": "FIFO", "quota_size": 500, "max_block_size": None}).encode())
     assert resp.code == 200 and await resp.content() == b""
@@ -246,7 +247,8 @@ async def test_write_errors(server):
     resp = await server.http.get(server.api("/b/b/e"), params={"ts": "7"})
     assert await resp.content() == b"first", "a refused duplicate must not touch the stored record"
     resp = await server.http.post(server.api("/b/b/bad%20entry"), params={"ts": "1"}, data=b"x")
-    await assert_error(resp, 422, "Bucket or entry name can contain only letters, digests and [-,_] symbols")
+    # The entry text of API 1.19 (spec 1.20 §2.1, §12): entry names are paths now.
+    await assert_error(resp, 422, "Entry name can contain only letters, digits and [-,_,/] symbols or end with \'/$meta\'")
 
 
 @pytest_twisted.ensureDeferred

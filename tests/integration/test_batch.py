@@ -241,7 +241,8 @@ async def test_write_batch_entry_errors_and_quota(server):
     await create_bucket(server, settings={"quota_type": "HARD", "quota_size": 1000})
     resp = await write_batch(server, "bad.name", [(1, b"a", None, {}), (2, b"b", None, {})])
     assert resp.code == 200
-    name_error = "422,Bucket or entry name can contain only letters, digests and [-,_] symbols"
+    # The entry text of API 1.19 (spec 1.20 §2.1, §12).
+    name_error = "422,Entry name can contain only letters, digits and [-,_,/] symbols or end with \'/$meta\'"
     assert error_headers(resp) == {"x-reduct-error-1": name_error, "x-reduct-error-2": name_error}
 
     records = [(10, b"a" * 400, None, {}), (11, b"b" * 400, None, {}), (12, b"c" * 400, None, {})]

@@ -489,7 +489,7 @@ RECOVERY = re.compile(r"did not stop cleanly: verified (\d+) records, dropped (\
 
 
 #: What the format marker of a data directory holds (storage/disk/layout.py).
-MARKER_TEXT = '{"format": "reduct-twisted", "version": 1}\n'
+MARKER_TEXT = '{"format": "reduct-twisted", "version": 2}\n'
 
 
 def marker_problem(data_path):
@@ -739,3 +739,177 @@ def test_sigkill_while_replication_modes_change(tmp_path):
         assert registry["replications"][0]["settings"]["mode"] == mode
         assert daemon.alarms() == [], daemon.output
     daemon.stop()
+
+
+# -- kills while parents with children are renamed and removed --------------------------
+
+TREE_KILLS = int(os.environ.get("REDUCT_CRASH_TREE_KILLS", "30"))
+
+
+class Tree:
+    """
+    What the client knows of bucket ``tree``: entry name -> {ts: content}
+    (empty dict: an empty entry), ``$meta`` entries included.
+    """
+
+    def __init__(self):
+        self.entries = {}
+        self.pending = None  # the state if the operation in flight took effect
+        self.seq = 0
+        self.done = defaultdict(int)
+
+    def family(self, name):
+        return sorted(n for n in self.entries if n == name or n.startswith(name + "/"))
+
+    def with_write(self, state, name, ts, content):
+        new = {n: dict(r) for n, r in state.items()}
+        parts = name.split("/")
+        for i in range(1, len(parts)):
+            new.setdefault("/".join(parts[:i]), {})
+        new.setdefault(name, {})[ts] = content
+        return new
+
+    def with_rename(self, state, old, target):
+        new = {n: dict(r) for n, r in state.items() if not (n == old or n.startswith(old + "/"))}
+        parts = target.split("/")
+        for i in range(1, len(parts)):
+            new.setdefault("/".join(parts[:i]), {})
+        for n in self.family(old):
+            new[target + n[len(old):]] = dict(state[n])
+        return new
+
+    def with_removal(self, state, name):
+        return {n: dict(r) for n, r in state.items() if not (n == name or n.startswith(name + "/"))}
+
+
+def tree_workload(tree, port, rng, killed):
+    """Grow trees and rename and remove their roots until the kill."""
+    conn = Connection(port, timeout=30)
+
+    def call(method, target, body=b"", headers=()):
+        try:
+            resp = conn.request(method, target, body, headers)
+        except (OSError, Closed):
+            raise Dead()
+        if resp.status != 200:
+            raise AssertionError(f"{method} {target}: {resp!r}")
+        return resp
+
+    try:
+        while not killed.is_set():
+            roots = sorted({n.split("/")[0] for n in tree.entries})
+            tree.seq += 1
+            pick = rng.random()
+            if len(roots) < 3 or pick < 0.3:
+                root = f"t{tree.seq}"
+                for name, ts, labels in ((f"{root}/x/y", 1, ()), (f"{root}/x/$meta", 2,
+                                         (("x-reduct-label-key", "k"),)), (root, 3, ())):
+                    content = f"{name}@{ts}#{tree.seq}".encode()
+                    tree.pending = tree.with_write(tree.entries, name, ts, content)
+                    call("POST", f"/api/v1/b/tree/{name}?ts={ts}", content, labels)
+                    tree.entries, tree.pending = tree.pending, None
+                tree.done["trees written"] += 1
+            elif pick < 0.75:
+                old = rng.choice(roots)
+                target = f"r{tree.seq}" if rng.random() < 0.5 else f"n{tree.seq}/s"
+                tree.pending = tree.with_rename(tree.entries, old, target)
+                call("PUT", f"/api/v1/b/tree/{old}/rename",
+                     json.dumps({"new_name": target}).encode())
+                tree.entries, tree.pending = tree.pending, None
+                tree.done["renames"] += 1
+            else:
+                name = rng.choice(roots)
+                tree.pending = tree.with_removal(tree.entries, name)
+                call("DELETE", f"/api/v1/b/tree/{name}")
+                tree.entries, tree.pending = tree.pending, None
+                tree.done["removals"] += 1
+    except Dead:
+        pass
+    finally:
+        conn.close()
+
+
+def tree_state(conn, data_path, candidates):
+    """
+    What the restarted daemon holds: visible entries from ``GET /b/tree``
+    (with every record read back), ``$meta`` entries found on disk (the
+    only way to list them) and read back through the API.
+    """
+    info = get_json(conn, "/api/v1/b/tree")
+    state = {}
+    for entry in info["entries"]:
+        state[entry["name"]] = {}
+    root = data_path / "tree"
+    for dirpath, dirnames, _ in os.walk(root):
+        if os.path.basename(dirpath) == "$meta":
+            state[os.path.relpath(dirpath, root).replace(os.sep, "/")] = {}
+    for name in state:
+        for ts in sorted({ts for c in candidates for ts in c.get(name, {})} | {1, 2, 3}):
+            resp = conn.request("GET", f"/api/v1/b/tree/{name}?ts={ts}")
+            if resp.status == 200:
+                state[name][ts] = resp.body
+            else:
+                assert resp.status == 404, (name, ts, resp)
+    return state
+
+
+def old_or_new(actual, old, new):
+    """
+    Whether ``actual`` is ``new``, or ``old`` plus empty entries that ``new``
+    has (directories made before the change: new parents, a written entry).
+    """
+    if actual == new:
+        return True
+    extra = set(actual) - set(old)
+    return ({n: r for n, r in actual.items() if n in old} == old
+            and all(n in new and not actual[n] for n in extra))
+
+
+def test_sigkill_while_renaming_and_removing_parents_leaves_old_or_new(tmp_path):
+    """
+    Spec 1.20 §2.4: renaming or removing an entry with children (records,
+    child entries, ``$meta``) is one directory move, so a SIGKILL at any
+    instant leaves the whole tree as it was or as it became (plus, at most,
+    the new empty parents of a rename target); every acknowledged change
+    holds, no record is lost or duplicated, and the start-up reports nothing
+    left in place.
+    """
+    rng = random.Random(SEED)
+    data_path = tmp_path / "data"
+    tree = Tree()
+    daemon = Twistd(data_path)
+    daemon.start()
+    try:
+        with Connection(daemon.port) as conn:
+            assert conn.request("POST", "/api/v1/b/tree").status == 200
+        mid_operation = 0
+        for kill in range(TREE_KILLS):
+            killed = threading.Event()
+            worker = threading.Thread(target=tree_workload,
+                                      args=(tree, daemon.port, random.Random(rng.random()),
+                                            killed))
+            worker.start()
+            time.sleep(rng.uniform(0.003, 0.15))
+            killed.set()
+            daemon.kill()
+            worker.join(60)
+            assert not worker.is_alive()
+            daemon = Twistd(data_path)
+            daemon.start()
+            old, new = tree.entries, tree.pending
+            with Connection(daemon.port) as conn:
+                actual = tree_state(conn, data_path, [old] + ([new] if new else []))
+            assert old_or_new(actual, old, new if new is not None else old), (
+                f"after kill {kill}: neither the old nor the new state\nold {sorted(old)}\n"
+                f"new {sorted(new or old)}\nactual {sorted(actual)}")
+            mid_operation += new is not None and actual != old
+            tree.entries, tree.pending = actual, None
+            assert "left in place" not in daemon.output, daemon.output[-2000:]
+            assert daemon.alarms() == []
+        assert marker_problem(data_path) is None
+        daemon.stop()
+    finally:
+        daemon.kill()
+    print(f"tree kills: {TREE_KILLS}, {dict(tree.done)}, {mid_operation} kills changed state "
+          f"mid-operation")
+    assert tree.done["renames"] >= TREE_KILLS and tree.done["removals"] >= TREE_KILLS // 2

@@ -476,6 +476,7 @@ async def test_remove_queries_survive_a_restart(tmp_path):
         assert offsets(await query_stamps(server, {"query_type": "QUERY"})) == [2, 3, 4, 7, 9, 11]
         resp = await server.http.get(server.api(f"/b/{BUCKET}/e?ts={T0 + 3}"))
         assert await body_of(resp) == b"again"
-        assert await entry_info(server, "ghost") is None  # empty entries are not kept
+        # Empty entries are kept (spec 1.20 §5.9; they used not to be).
+        assert (await entry_info(server, "ghost"))["record_count"] == 0
     finally:
         await stop()

@@ -100,9 +100,40 @@ def test_an_opened_directory_is_marked(tmp_path):
     """The first open writes the marker: JSON with format and version."""
     _open(tmp_path / "data").close()
     with open(tmp_path / "data" / ".reduct-twisted") as f:
-        assert json.load(f) == {"format": "reduct-twisted", "version": 1}
+        assert json.load(f) == {"format": "reduct-twisted", "version": 2}
     assert not (tmp_path / "data" / ".reduct-twisted.tmp").exists()
     assert layout.classify(str(tmp_path / "data")) == layout.MARKED
+
+
+def test_a_version_1_directory_opens_and_is_marked_2(tmp_path):
+    """Version 1 (flat entries) is a subset of version 2: it opens, keeps its
+    records and gets the version-2 marker."""
+    engine = _open(tmp_path)
+    engine.create_bucket("b", None)
+    write_record(engine, "b", "e", 1, b"one")
+    engine.close()
+    (tmp_path / ".reduct-twisted").write_text('{"format": "reduct-twisted", "version": 1}\n')
+    assert layout.classify(str(tmp_path)) == layout.OUTDATED
+    again = _open(tmp_path)
+    assert read_content(again.read("b", "e", 1)) == b"one"
+    with open(tmp_path / ".reduct-twisted") as f:
+        assert json.load(f) == {"format": "reduct-twisted", "version": 2}
+    assert layout.classify(str(tmp_path)) == layout.MARKED
+
+
+def test_nested_entry_directories_are_ours(tmp_path):
+    """Version 2: child entry directories (valid segments, ``$meta``) inside
+    entry directories are ours at any depth; other directories are not, and
+    a ``$meta`` entry has no children."""
+    build = _files("b/settings.json", "b/a/1.meta", "b/a/b/c/2.meta", "b/a/$meta/3.meta",
+                   "b/$meta/4.meta", "b/a/b/x.y/", "b/a/$meta/sub/", "b/a/b/c/notes.txt")
+    build(tmp_path)
+    assert layout.unknown_in_bucket(str(tmp_path / "b")) == [
+        "a/$meta/sub", "a/b/c/notes.txt", "a/b/x.y"]
+    assert layout.unknown_in_entry(str(tmp_path / "b" / "a" / "b")) == ["c/notes.txt", "x.y"]
+    assert sorted(layout.own_files(str(tmp_path / "b"), True)) == sorted(
+        str(tmp_path / "b" / p) for p in (
+            "$meta/4.meta", "a/1.meta", "a/$meta/3.meta", "a/b/c/2.meta", "settings.json"))
 
 
 def test_our_layout_without_marker_is_legacy_and_gets_the_marker(tmp_path):
@@ -150,7 +181,7 @@ def _files(*paths):
     _files(".git/"),
     _files("b/settings.json", "b/photo.jpg"),
     _files("b/settings.json", "b/e/x"),
-    _files("b/e/sub/"),
+    _files("b/e/sub.x/"),
     _files("b/settings.json", "b/e/1.meta", "b/e/blocks.idx"),
 ], ids=["upstream", "top file", "top dot dir", "bucket file", "entry file", "entry dir",
         "upstream index"])
@@ -168,7 +199,7 @@ def test_anything_else_is_refused_and_left_untouched(tmp_path, build):
 
 
 @pytest.mark.parametrize("content, reason", [
-    ('{"format": "reduct-twisted", "version": 2}', "newer reduct-twisted"),
+    ('{"format": "reduct-twisted", "version": 3}', "newer reduct-twisted"),
     ('{"format": "reductstore", "version": 1}', "not 'reduct-twisted'"),
     ('{"format": "reduct-twisted", "version": "1"}', "not 'reduct-twisted'"),
     ("", "not valid"),
@@ -257,8 +288,10 @@ def test_an_entry_without_records_but_unknown_files_stays(tmp_path):
     (bucket / "y").mkdir()
     engine = _open(tmp_path)
     assert (bucket / "x" / "keep.me").read_text() == "mine"
-    assert not (bucket / "y").exists()  # empty: ours to tidy
-    assert [e["name"] for e in engine.bucket_info("b")["entries"]] == ["e"]
+    # Spec 1.20 §2.3/§5.9: an entry without records is an entry, kept (it
+    # used to be tidied away).
+    assert (bucket / "y").is_dir()
+    assert [e["name"] for e in engine.bucket_info("b")["entries"]] == ["e", "x", "y"]
 
 
 def test_a_damaged_block_moves_without_its_unknown_siblings(tmp_path):
@@ -292,13 +325,15 @@ def test_removing_leaves_unknown_files_and_trashes_ours(tmp_path, remove):
     assert (entry / "notes.txt").read_text() == "mine"
 
 
-def test_fifo_dropping_an_entry_leaves_unknown_files(tmp_path):
-    """An entry emptied by FIFO eviction is dropped; its unknown files stay."""
+def test_fifo_emptying_an_entry_leaves_unknown_files(tmp_path):
+    """An entry emptied by FIFO eviction is kept, empty (spec 1.20 §5.9;
+    it used to be dropped); its unknown files stay."""
     engine = _open(tmp_path)
     engine.create_bucket("b", {"quota_type": "FIFO", "quota_size": 1000})
     write_record(engine, "b", "old", 1, b"x" * 400)
     (tmp_path / "b" / "old" / "notes.txt").write_text("mine")
     write_record(engine, "b", "new", 2, b"y" * 400)
     write_record(engine, "b", "new", 3, b"z" * 400)
-    assert [e["name"] for e in engine.bucket_info("b")["entries"]] == ["new"]
+    entries = engine.bucket_info("b")["entries"]
+    assert [(e["name"], e["record_count"]) for e in entries] == [("new", 2), ("old", 0)]
     assert os.listdir(tmp_path / "b" / "old") == ["notes.txt"]

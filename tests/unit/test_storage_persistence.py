@@ -153,7 +153,9 @@ def test_unknown_line_kind_quarantines_the_block(tmp_path):
     with open(tmp_path / "b" / "e" / "1.meta", "a") as f:
         f.write('{"k":"future","ts":1}\n')
     again = _open(tmp_path)
-    assert again.bucket_info("b")["entries"] == []
+    # The entry stays, empty (spec 1.20 §5.9: entries without records are kept).
+    assert [(e["name"], e["record_count"]) for e in again.bucket_info("b")["entries"]] == [
+        ("e", 0)]
     assert sorted(os.listdir(tmp_path / ".quarantine" / "b" / "e")) == ["1.blk", "1.meta"]
 
 
@@ -172,9 +174,10 @@ def test_open_discards_orphans_and_empties_trash(tmp_path):
     again = _open(tmp_path, discard=discard)
     assert discard.calls[0] == [str(tmp_path / ".trash" / "3-old")]
     trashed = sorted(os.path.basename(p) for p in discard.paths[1:])
-    assert trashed == ["4-1-7.blk", "5-9.blk", "6-empty"]
+    assert trashed == ["4-1-7.blk", "5-9.blk"]
     assert sorted(os.listdir(entry)) == ["1-2.blk", "1.blk", "1.meta"]
-    assert again.bucket_info("b")["info"]["entry_count"] == 1
+    # An empty entry directory is an empty entry (spec 1.20 §2.3, §5.9), kept.
+    assert again.bucket_info("b")["info"]["entry_count"] == 2
 
 
 def test_remove_bucket_goes_through_trash(tmp_path):
@@ -243,8 +246,9 @@ def test_unicode_metadata_round_trips(tmp_path):
 
 
 def test_every_deletion_goes_through_discard(tmp_path):
-    """FIFO eviction, aborted private segments and dropped entries are renamed
-    into .trash and handed to discard; nothing is unlinked inline."""
+    """FIFO eviction and aborted private segments are renamed into .trash and
+    handed to discard; nothing is unlinked inline.  The entry FIFO empties
+    stays (spec 1.20 §5.9)."""
     discard = RecordingDiscard()
     engine = _open(tmp_path, discard=discard)
     engine.create_bucket("b", {"quota_type": "FIFO", "quota_size": 10**9, "max_block_records": 1})
@@ -258,6 +262,6 @@ def test_every_deletion_goes_through_discard(tmp_path):
     trash = str(tmp_path / ".trash")
     assert all(os.path.dirname(p) == trash for p in discard.paths)
     names = sorted(os.path.basename(p).split("-", 1)[1] for p in discard.paths)
-    assert names == ["1.blk", "1.meta", "2.blk", "2.meta", "3-3.blk", "e"]
+    assert names == ["1.blk", "1.meta", "2.blk", "2.meta", "3-3.blk"]
     assert sorted(os.listdir(trash)) == sorted(os.path.basename(p) for p in discard.paths)
-    assert engine.bucket_info("b")["entries"] == []
+    assert [e["record_count"] for e in engine.bucket_info("b")["entries"]] == [0]

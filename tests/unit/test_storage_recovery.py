@@ -199,14 +199,16 @@ def test_unclean_open_drops_records_whose_content_is_missing(tmp_path, damage):
 
 
 def test_every_record_of_an_entire_block_dropped_removes_the_block(tmp_path):
-    """A block left without records is gone, and the entry with it."""
+    """A block left without records is gone; the entry stays, empty (spec
+    1.20 §5.9: entries without records are kept)."""
     engine = _open(tmp_path)
     engine.create_bucket("b", None)
     write_record(engine, "b", "e", 1, b"only")
     _flip_byte(tmp_path / "b" / "e" / "1.blk", 0)
     again = _open(tmp_path)
-    assert again.bucket_info("b")["entries"] == []
-    assert not (tmp_path / "b" / "e").exists()
+    assert [(e["name"], e["record_count"]) for e in again.bucket_info("b")["entries"]] == [
+        ("e", 0)]
+    assert os.listdir(tmp_path / "b" / "e") == []
 
 
 def test_only_blocks_changed_since_the_marker_are_checked(tmp_path):

@@ -197,13 +197,14 @@ def test_strict_error_removes_nothing_and_bad_queries_are_refused(tmp_path):
 
 def test_missing_entry_is_created_empty(tmp_path):
     """As upstream: a remove on a missing entry creates it (no records);
-    like every entry without records it is not kept over a restart."""
+    like every entry without records it is kept over a restart (spec 1.20
+    §5.9; it used not to be)."""
     engine = _populate(tmp_path)
     assert _remove(engine, entry="ghost", start=0)[0] == 0
     assert _entry(engine, "ghost")["record_count"] == 0
     engine.close()
     reopened = _open(tmp_path)
-    assert [e["name"] for e in reopened.bucket_info("b")["entries"]] == ["e"]
+    assert [e["name"] for e in reopened.bucket_info("b")["entries"]] == ["e", "ghost"]
     reopened.close()
 
 

@@ -27,13 +27,13 @@ def test_upstream_size_example(engine, clock):
     info = engine.bucket_info("b")
     assert info["info"] == {
         "name": "b", "entry_count": 2, "size": 83, "oldest_record": 1_000_000,
-        "latest_record": 2_000_000, "is_provisioned": False,
+        "latest_record": 2_000_000, "is_provisioned": False, "status": "READY",
     }
     assert info["entries"] == [
         {"name": "entry_1", "size": 40, "record_count": 1, "block_count": 1,
-         "oldest_record": 1_000_000, "latest_record": 1_000_000},
+         "oldest_record": 1_000_000, "latest_record": 1_000_000, "status": "READY"},
         {"name": "entry_2", "size": 43, "record_count": 1, "block_count": 1,
-         "oldest_record": 2_000_000, "latest_record": 2_000_000},
+         "oldest_record": 2_000_000, "latest_record": 2_000_000, "status": "READY"},
     ]
     clock.advance(12.7)
     assert engine.info() == {
@@ -66,7 +66,7 @@ def test_empty_server_and_bucket(engine):
     engine.create_bucket("b", None)
     assert engine.list_buckets() == [
         {"name": "b", "entry_count": 0, "size": 0, "oldest_record": U64_MAX,
-         "latest_record": 0, "is_provisioned": False},
+         "latest_record": 0, "is_provisioned": False, "status": "READY"},
     ]
     assert engine.info()["oldest_record"] == U64_MAX
     with pytest.raises(NotFound) as e:
@@ -117,7 +117,8 @@ def _fifo_bucket(engine, quota):
 
 def test_fifo_removes_oldest_blocks_first(engine):
     """FIFO removes whole blocks of the entry with the smallest oldest_record,
-    one at a time, until the new record fits, and drops emptied entries."""
+    one at a time, until the new record fits; emptied entries are kept
+    (spec 1.20 §5.9; they used to be dropped)."""
     _fifo_bucket(engine, 10**6)
     for ts in (1000, 1001, 3000):
         write_record(engine, "b", "a", ts, b"x" * 100)
@@ -128,12 +129,12 @@ def test_fifo_removes_oldest_blocks_first(engine):
     entries = _entries(engine)
     assert (entries["a"]["oldest_record"], entries["a"]["record_count"]) == (3000, 2)
     assert entries["c"]["record_count"] == 1
-    write_record(engine, "b", "a", 5000, b"x" * 200)  # now c (2000) is oldest: dropped
-    assert sorted(_entries(engine)) == ["a"]
+    write_record(engine, "b", "a", 5000, b"x" * 200)  # now c (2000) is oldest: emptied
+    assert {n: e["record_count"] for n, e in _entries(engine).items()} == {"a": 3, "c": 0}
     with pytest.raises(NotFound) as e:
         engine.read("b", "c", 2000)
-    assert e.value.message == "Entry 'c' not found in bucket 'b'"
-    assert not os.path.exists(os.path.join(engine.data_path, "b", "c"))
+    assert e.value.message == "Record 2000 not found in entry b/c"  # 1.18 text (§5.5)
+    assert os.listdir(os.path.join(engine.data_path, "b", "c")) == []
     assert engine.bucket_info("b")["info"]["size"] <= sum(sizes.values())
 
 
@@ -144,7 +145,7 @@ def test_fifo_skips_blocks_being_written(engine):
     write_record(engine, "b", "c", 2000, b"x" * 10)
     engine.update_bucket("b", {"quota_size": engine.bucket_info("b")["info"]["size"]})
     write_record(engine, "b", "a", 3000, b"x" * 5)
-    assert sorted(_entries(engine)) == ["a"]
+    assert _entries(engine)["c"]["record_count"] == 0  # evicted, kept (spec 1.20 §5.9)
     write_content(busy, b"y" * 10)
     engine.commit(busy)
     assert _entries(engine)["a"]["record_count"] == 2
@@ -198,7 +199,7 @@ def test_chunked_writes_pass_and_enforce_quotas_catches_up(engine):
     write_record(engine, "b", "a", 1, b"x" * 500, chunked=True)
     assert engine.bucket_info("b")["info"]["size"] > 100
     assert engine.enforce_quotas() == 1
-    assert engine.bucket_info("b")["entries"] == []
+    assert _entries(engine)["a"]["record_count"] == 0  # kept, empty (spec 1.20 §5.9)
     assert engine.enforce_quotas() == 0
     engine.update_bucket("b", {"quota_size": 10**6})
     for ts in (2, 3, 4):

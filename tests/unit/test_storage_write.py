@@ -133,9 +133,14 @@ def test_write_checks_bucket_then_entry_name(engine):
     assert error_message(NotFound, engine.allocate, "x", "bad name", 1, 1, "t", {}) == (
         "Bucket 'x' is not found"
     )
-    assert error_message(Exception, engine.allocate, "b", "../../escape", 1, 1, "t", {}).startswith(
-        "Bucket or entry name"
+    # Entry names are paths since API 1.19 (spec 1.20 §2.1): the entry texts.
+    assert error_message(Exception, engine.allocate, "b", "../../escape", 1, 1, "t", {}) == (
+        "Entry name can contain only letters, digits and [-,_,/] symbols or end with '/$meta'"
     )
+    for bad in ("a//b", "/a", "a/", ""):
+        assert error_message(Exception, engine.allocate, "b", bad, 1, 1, "t", {}) == (
+            "Entry name must be non-empty and must not contain empty path segments"
+        )
     assert sorted(os.listdir(os.path.join(engine.data_path, "b"))) == ["settings.json"]
 
 

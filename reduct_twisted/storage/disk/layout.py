@@ -9,7 +9,13 @@ holding anything else is not opened (top level) or the odd file is left in
 place and reported (inside buckets and entries).
 
 **Format marker.**  ``<data_path>/.reduct-twisted`` holds one JSON line
-``{"format": "reduct-twisted", "version": 1}``.  It is written when a
+``{"format": "reduct-twisted", "version": 2}``.  Version 2 (API 1.19
+hierarchical entries): an entry directory may hold child entry directories
+(``<bucket>/a/b/c/`` is entry ``a/b/c``; an attachment entry ``a/$meta`` is
+the directory ``$meta`` in ``a``'s, a top-level ``$meta`` is in the bucket)
+besides its block files.  Version 1 directories (flat entries) are a
+subset and are opened and re-marked 2; a build that reads only version 1
+refuses a version-2 directory, whose nesting it would take for foreign names.  It is written when a
 directory is first initialised (empty, or laid out by an earlier version
 without the marker): ``.reduct-twisted.tmp`` is written and flushed, renamed
 over the marker and the directory flushed, so a crash leaves either no
@@ -18,8 +24,8 @@ written at the next start) or the whole one.  A marker of another format,
 a newer version or that does not parse is refused.
 
 Classification (:func:`classify`) reads only; it returns :data:`EMPTY`
-(missing or empty), :data:`MARKED` or :data:`LEGACY` (our layout, no
-marker), and raises :class:`DataDirRefused` for anything else.
+(missing or empty), :data:`MARKED`, :data:`OUTDATED` (a version-1 marker)
+or :data:`LEGACY` (our layout, no marker), and raises :class:`DataDirRefused` for anything else.
 """
 
 import json
@@ -27,14 +33,17 @@ import os
 import re
 
 from reduct_twisted.storage.disk.blockfile import classify as classify_block_file
-from reduct_twisted.storage.settings import is_valid_name
+from reduct_twisted.storage.settings import META_SEGMENT, is_valid_name
 
 #: The format marker, below ``data_path``.
 MARKER_FILE = ".reduct-twisted"
 #: The ``format`` value of the marker.
 MARKER_FORMAT = "reduct-twisted"
-#: The marker version written by this code (and the newest it opens).
-MARKER_VERSION = 1
+#: The marker version written by this code (and the newest it opens);
+#: 2: entry directories may hold child entry directories.
+MARKER_VERSION = 2
+#: The marker versions this code opens (an older one is rewritten).
+MARKER_VERSIONS = (1, 2)
 #: The run marker (``recovery.py``).
 RUN_MARKER = ".running"
 #: Removed files wait here (``trash.py``).
@@ -67,7 +76,7 @@ _SNAPSHOT_TMP = re.compile(
 )
 
 #: :func:`classify` results.
-EMPTY, MARKED, LEGACY = "empty", "marked", "legacy"
+EMPTY, MARKED, LEGACY, OUTDATED = "empty", "marked", "legacy", "outdated"
 
 
 class DataDirRefused(Exception):
@@ -99,53 +108,76 @@ def is_entry_file(name: str) -> bool:
     return classify_block_file(name) is not None
 
 
-def unknown_in_entry(directory: str) -> list:
-    """:return: the sorted names in entry ``directory`` that are not ours."""
+def is_child_entry_dir(name: str, meta: bool = False) -> bool:
+    """
+    :param name: a directory name in a bucket or entry directory.
+    :param meta: the directory it is in is an attachment (``$meta``) entry,
+        which has no children.
+    :return: whether it is one of our entry directories (a valid segment or
+        ``$meta``).
+    """
+    return not meta and (name == META_SEGMENT or is_valid_name(name))
+
+
+def unknown_in_entry(directory: str, meta: bool = False) -> list:
+    """
+    :param meta: ``directory`` is an attachment (``$meta``) entry.
+    :return: the sorted paths, relative to entry ``directory``, of what is
+        not ours in it and in its child entry directories.
+    """
+    unknown = []
     with os.scandir(directory) as items:
-        return sorted(i.name for i in items
-                      if i.is_dir(follow_symlinks=False) or not is_entry_file(i.name))
+        for item in sorted(items, key=lambda i: i.name):
+            if item.is_dir(follow_symlinks=False):
+                if is_child_entry_dir(item.name, meta):
+                    child = unknown_in_entry(item.path, item.name == META_SEGMENT)
+                    unknown += [f"{item.name}/{n}" for n in child]
+                else:
+                    unknown.append(item.name)
+            elif not is_entry_file(item.name):
+                unknown.append(item.name)
+    return unknown
 
 
 def unknown_in_bucket(directory: str) -> list:
     """
     :return: the sorted paths, relative to bucket ``directory``, of what is
-        not ours in it and in its entry directories.
+        not ours in it and in its entry directories (at any depth).
     """
     unknown = []
     with os.scandir(directory) as items:
         for item in sorted(items, key=lambda i: i.name):
-            if item.is_dir(follow_symlinks=False) and is_valid_name(item.name):
-                unknown += [f"{item.name}/{n}" for n in unknown_in_entry(item.path)]
+            if item.is_dir(follow_symlinks=False) and is_child_entry_dir(item.name):
+                child = unknown_in_entry(item.path, item.name == META_SEGMENT)
+                unknown += [f"{item.name}/{n}" for n in child]
             elif item.is_dir(follow_symlinks=False) or not is_bucket_file(item.name):
                 unknown.append(item.name)
     return unknown
 
 
-def own_files(directory: str, bucket: bool) -> list:
+def own_files(directory: str, bucket: bool, meta: bool = False) -> list:
     """
     :param bucket: ``directory`` is a bucket (else an entry).
-    :return: the paths of our files in it (and its entries): block
-        metadata first, then the other block files, then bucket settings.
+    :param meta: ``directory`` is an attachment entry (no children).
+    :return: the paths of our files in it (and its entries, at any depth):
+        block metadata first, then the other block files, then bucket settings.
     """
-    if not bucket:
-        with os.scandir(directory) as items:
-            names = [i.name for i in items
-                     if not i.is_dir(follow_symlinks=False) and is_entry_file(i.name)]
-        names.sort(key=lambda n: (not n.endswith(".meta"), n))
-        return [os.path.join(directory, n) for n in names]
-    entries, settings = [], []
+    files, settings = [], []
     with os.scandir(directory) as items:
         for item in sorted(items, key=lambda i: i.name):
-            if item.is_dir(follow_symlinks=False) and is_valid_name(item.name):
-                entries += own_files(item.path, False)
-            elif not item.is_dir(follow_symlinks=False) and is_bucket_file(item.name):
+            if item.is_dir(follow_symlinks=False):
+                if is_child_entry_dir(item.name, meta and not bucket):
+                    files += own_files(item.path, False, item.name == META_SEGMENT)
+            elif bucket and is_bucket_file(item.name):
                 settings.append(item.path)
-    return sorted(entries, key=lambda p: not p.endswith(".meta")) + settings
+            elif not bucket and is_entry_file(item.name):
+                files.append(item.path)
+    return sorted(files, key=lambda p: (not p.endswith(".meta"), p)) + settings
 
 
-def read_marker(data_path: str) -> bool:
+def read_marker(data_path: str) -> int:
     """
-    :return: whether ``data_path`` has a marker (``False`` if none).
+    :return: the version of ``data_path``'s marker (``0`` if none).
     :raises DataDirRefused: the marker is not ours, unreadable or too new.
     """
     path = os.path.join(data_path, MARKER_FILE)
@@ -153,7 +185,7 @@ def read_marker(data_path: str) -> bool:
         with open(path, "rb") as f:
             data = f.read(4096)
     except FileNotFoundError:
-        return False
+        return 0
     except OSError as exc:
         raise DataDirRefused(f"cannot read the format marker {path}: {exc.strerror}") from None
     try:
@@ -161,21 +193,23 @@ def read_marker(data_path: str) -> bool:
         fmt, version = marker["format"], marker["version"]
     except (ValueError, TypeError, KeyError):
         raise DataDirRefused(f"the format marker {path} is not valid: refusing to open") from None
-    if fmt != MARKER_FORMAT or not isinstance(version, int) or isinstance(version, bool):
+    if (fmt != MARKER_FORMAT or not isinstance(version, int) or isinstance(version, bool)
+            or version < 1):
         raise DataDirRefused(f"the format marker {path} names format {fmt!r} version "
                              f"{version!r}, not {MARKER_FORMAT!r}: refusing to open")
     if version > MARKER_VERSION:
         raise DataDirRefused(f"{data_path} was written by a newer reduct-twisted (format "
                              f"version {version}, this one reads up to {MARKER_VERSION}): "
                              f"refusing to open")
-    return True
+    return version
 
 
 def classify(data_path: str) -> str:
     """
     Decide, reading only, whether ``data_path`` may be opened.
 
-    :return: :data:`EMPTY` (missing or empty), :data:`MARKED` (our marker)
+    :return: :data:`EMPTY` (missing or empty), :data:`MARKED` (our marker),
+        :data:`OUTDATED` (our marker of an older version, to be rewritten)
         or :data:`LEGACY` (no marker but only our names: what an earlier
         version, or a first start killed before its marker, leaves).
     :raises DataDirRefused: anything else, with the first foreign path.
@@ -187,8 +221,9 @@ def classify(data_path: str) -> str:
         return EMPTY
     if not names:
         return EMPTY
-    if read_marker(data_path):
-        return MARKED
+    version = read_marker(data_path)
+    if version:
+        return MARKED if version == MARKER_VERSION else OUTDATED
     for name in names:
         path = os.path.join(data_path, name)
         if is_top_level_name(name):

@@ -17,6 +17,7 @@ import os
 import shutil
 
 from reduct_twisted.storage.disk.layout import (
+    META_SEGMENT,
     TRASH_DIR,
     own_files,
     unknown_in_bucket,
@@ -111,10 +112,14 @@ class Trash:
         :return: the names left in place, relative to ``directory``.
         """
         try:
-            unknown = (unknown_in_bucket if bucket else unknown_in_entry)(directory)
+            if bucket:
+                unknown = unknown_in_bucket(directory)
+            else:
+                unknown = unknown_in_entry(directory, os.path.basename(directory) == META_SEGMENT)
         except FileNotFoundError:
             return []
-        self(own_files(directory, bucket) if unknown else [directory], strict)
+        meta = not bucket and os.path.basename(directory) == META_SEGMENT
+        self(own_files(directory, bucket, meta) if unknown else [directory], strict)
         return unknown
 
     def _move(self, path: str, target: str) -> bool:
