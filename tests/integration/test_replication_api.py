@@ -305,8 +305,8 @@ async def test_missing_destination_bucket_is_reported(tmp_path):
         await stop_dst()
 
 
-async def _pending_is(server, count: int) -> bool:
-    detail = await _json(await _call(server, "GET", "/replications/r"))
+async def _pending_is(server, count: int, name: str = "r") -> bool:
+    detail = await _json(await _call(server, "GET", f"/replications/{name}"))
     return detail["info"]["pending_records"] == count
 
 
@@ -746,3 +746,51 @@ async def test_provisioned_mode(tmp_path):
         registry = json.load(f)
     assert registry["replications"] == []
     assert registry["provisioned_modes"] == {"prov": "enabled"}
+
+
+@pytest_twisted.ensureDeferred
+async def test_nested_entries_and_meta_replicate(tmp_path):
+    """
+    Entry paths (1.19) replicate to the same paths (pushed raw to
+    ``/b/<dst>/a/b/batch``); ``entries: ["a/b"]`` takes ``a/b`` and its
+    ``a/b/$meta``, not ``a/b/c``; the ``when`` filter leaves ``a/b``'s
+    ``drop`` records out but never applies to ``$meta`` records; label
+    updates of nested records follow.
+    """
+    src, stop_src = await start_server(tmp_path / "src")
+    dst, stop_dst = await start_server(tmp_path / "dst")
+    try:
+        await _ok(await _call(src, "POST", "/b/src"))
+        await _ok(await _call(dst, "POST", "/b/dst"))
+        await _ok(await _call(src, "POST", "/replications/r", _body(
+            src, dst_host=dst.url, entries=["a/b"], when={"&kind": {"$eq": "keep"}})))
+        await _ok(await _call(src, "POST", "/replications/all", _body(
+            src, dst_host=dst.url, dst_bucket="all")))
+        await _ok(await _call(dst, "POST", "/b/all"))
+        writes = [("a/b", 1, {"kind": "keep"}), ("a/b", 2, {"kind": "drop"}),
+                  ("a/b/$meta", 3, {"key": "schema"}), ("a/b/c", 4, {"kind": "keep"}),
+                  ("a/b/$meta", 5, {"key": "units"})]
+        for entry, ts, labels in writes:
+            headers = {f"x-reduct-label-{k}": v for k, v in labels.items()}
+            resp = await src.http.post(src.api(f"/b/src/{entry}?ts={ts}"),
+                                       data=b"%s:%d" % (entry.encode(), ts), headers=headers)
+            await _ok(resp)
+        resp = await src.http.patch(src.api("/b/src/a/b?ts=1"),
+                                    headers={"x-reduct-label-extra": "yes"})
+        await _ok(resp)
+        for name in ("r", "all"):
+            await _until(lambda name=name: _pending_is(src, 0, name))
+        stored = {(e, ts) for e, ts, _ in writes if await _has(dst, ts, entry=e)}
+        assert stored == {("a/b", 1), ("a/b/$meta", 3), ("a/b/$meta", 5)}
+        record = dst.engine.read("dst", "a/b", 1).record
+        assert record.labels == {"kind": "keep", "extra": "yes"}
+        assert {(e, ts) for e, ts, _ in writes
+                if await _has(dst, ts, bucket="all", entry=e)} == {(e, ts) for e, ts, _ in writes}
+        resp = await _call(dst, "GET", "/b/all/a/b/c?ts=4")
+        assert await resp.content() == b"a/b/c:4"
+        for name in ("r", "all"):
+            detail = await _json(await _call(src, "GET", f"/replications/{name}"))
+            assert detail["diagnostics"]["hourly"]["errors"] == {}, name
+    finally:
+        await stop_src()
+        await stop_dst()
