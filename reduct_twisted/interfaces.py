@@ -219,6 +219,7 @@ class IStorageEngine(Interface):
     listeners = Attribute(
         "A list of :class:`IEngineListener` providers; append to be told of changes."
     )
+    is_open = Attribute("Whether the storage is loaded (``open`` done, ``close`` not yet).")
 
     # -- server and buckets -------------------------------------------------
 

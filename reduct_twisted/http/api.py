@@ -66,6 +66,7 @@ ROUTES = (
     # AUTHENTICATED, then may_read(token, ...) per bucket: checked in the handler
     ("/list", ["GET"], server.list_buckets, BOTH, IN_HANDLER),
     ("/alive", ["GET", "HEAD"], server.alive, BOTH, OPEN),
+    ("/ready", ["GET", "HEAD"], server.ready, BOTH, OPEN),
     # AUTHENTICATED, and the answer is the token: checked in the handler
     ("/me", ["GET"], server.me, V1, IN_HANDLER),
     ("/auth/refresh", ["POST"], server.refresh, V0, AUTHENTICATED),
@@ -115,6 +116,8 @@ ROUTES = (
     ("/replications/<name>", ["POST"], replications.create_replication, V1, FULL_JSON),
     ("/replications/<name>", ["PUT"], replications.update_replication, V1, FULL_JSON),
     ("/replications/<name>", ["DELETE"], replications.remove_replication, V1, FULL),
+    ("/replications/<name>/mode", ["PATCH"], replications.set_replication_mode, V1,
+     FULL.body_first(replications.mode_body)),
 )
 
 

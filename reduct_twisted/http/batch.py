@@ -12,8 +12,8 @@ The batch protocol (v1): several records of one entry in one request.
   bytes begin and writes them through the single-record sinks
   (``SharedSegmentSink`` on the reactor, ``PrivateSegmentSink`` through
   the thread pool with its water marks), so nothing is buffered whole.  A
-  record the engine refuses (duplicate, quota, bad entry name, disk) is
-  skipped in the stream and answered in an
+  record the engine refuses (missing bucket [1.18], duplicate, quota, bad
+  entry name, disk) is skipped in the stream and answered in an
   ``x-reduct-error-<ts>: <status>,<message>`` header of the 200; records
   completed before a client vanishes stay stored.
 
@@ -41,11 +41,10 @@ from reduct_twisted.errors import (
     BadRequest,
     InternalError,
     NoContent,
-    NotFound,
     ReductError,
     UnprocessableEntity,
 )
-from reduct_twisted.http.headers import u64_param
+from reduct_twisted.http.headers import announced_length, u64_param
 from reduct_twisted.http.producers import RangeSender
 from reduct_twisted.http.sinks import PauseGate, PrivateSegmentSink, SharedSegmentSink, in_pool
 from reduct_twisted.interfaces import IRecordSink
@@ -82,19 +81,19 @@ def open_batch_write(engine, reactor, threadpool, request, length: Optional[int]
     and return the sink its body goes to.
 
     :raises ReductError: the whole request is refused (422 headers or
-        content length, 404 bucket).
+        content length).
     """
-    records = parse_batch_headers(request.requestHeaders.getAllRawHeaders())
-    if request.malformed_length:
-        raise UnprocessableEntity("content-length header must be a number")
-    if length is None or not request.requestHeaders.hasHeader(b"content-length"):
+    records = parse_batch_headers(request.requestHeaders.getAllRawHeaders(), at_labels=True)
+    # Content-Length, or x-reduct-content-length [1.20] for a chunked body.
+    length = announced_length(request, length)
+    if length is None:
         raise UnprocessableEntity("content-length header is required")
     if sum(r.length for r in records) != length:
         raise UnprocessableEntity(
             "content-length header does not match the sum of the content-lengths in the headers"
         )
-    if not engine.has_bucket(bucket):
-        raise NotFound(f"Bucket '{bucket}' is not found")
+    # A missing bucket is no refusal of the request [1.18]: each record
+    # answers it in its x-reduct-error-<ts> header (spec 1.20 §5.8).
     return BatchWriteSink(
         engine, reactor, threadpool, request.channel.transport, bucket, entry, records
     )

@@ -192,6 +192,11 @@ class StorageEngine(BucketMethods, ReadMethods, EditMethods, MultiMethods):
         self._opened_at = self.clock.seconds()
         self._running = True
 
+    @property
+    def is_open(self) -> bool:
+        """Whether :meth:`open` has loaded the storage and :meth:`close` not run yet."""
+        return self._running
+
     def close(self) -> None:
         """
         Close the cached descriptors, flush everything written (with

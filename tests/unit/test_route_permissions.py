@@ -62,7 +62,8 @@ def test_in_handler_routes():
     ]
     # The PUT of an entry path but a rename: 404 whoever asks, as upstream's
     # router (spec 1.20 §2.2).
-    assert [row[0] for row in ROUTES if row[4] is OPEN] == ["/alive", "/b/<bucket>/<entry_path:entry>"]
+    assert [row[0] for row in ROUTES if row[4] is OPEN] == [
+        "/alive", "/ready", "/b/<bucket>/<entry_path:entry>"]
 
 
 @pytest.mark.parametrize("row", ROUTES, ids=lambda row: f"{row[1]} {row[0]}")
