@@ -32,6 +32,15 @@ next to ``sys.executable``, this checkout on its ``PYTHONPATH``; see
    ``content-length`` must be the sum of its records, and the read must end
    with exactly ``--records`` records.
 
+With ``--io`` the same goes through the I/O API (batch protocol v2, spec
+1.20 §1): the records are spread over ``--entries`` entries ``e-0`` …
+(record ``i`` in entry ``(i // run) % entries``, ``run`` = ``--batch`` ÷
+``--entries``: the entries take turns in runs of consecutive timestamps),
+written with ``POST /api/v1/io/rss/write`` and read with one multi-entry
+query (``POST …/io/rss/q``) and ``GET …/io/rss/read`` (``x-reduct-query-id``);
+each record is checked for its entry as well.  A batch never interleaves
+entries (§1.9 rule 2), so batches hold up to ``run`` × ``entries`` records.
+
 Prints a markdown table and a JSON line (``--json``: only the JSON), stops
 the daemon by its PID and removes the work directory (``--keep`` keeps it).
 Exit status: 0 when every record came back right and the RSS growth (peak
@@ -117,10 +126,31 @@ def request(conn, method, path, body=None, headers=None):
     return resp.status, resp.getheaders(), resp.read()
 
 
-def write_all(port: int, records: int, size: int, batch: int, connections: int, fill: bytes):
+def io_entry(i: int, run: int, entries: int) -> int:
+    """The entry index of the ``i``-th record of an ``--io`` run."""
+    return (i // run) % entries
+
+
+def io_headers(stamps, size: int, run: int, entries: int) -> dict:
+    """A v2 write's headers (spec 1.20 §1.2) for records ``stamps`` (consecutive)."""
+    first = stamps[0]
+    headers = {"x-reduct-entries": ",".join(f"{ENTRY}-{e}" for e in range(entries)),
+               "x-reduct-start-ts": str(first)}
+    seen = set()
+    for ts in sorted(stamps, key=lambda t: (io_entry(t - T0, run, entries), t)):
+        index = io_entry(ts - T0, run, entries)
+        headers[f"x-reduct-{index}-{ts - first}"] = (
+            str(size) if index in seen else f"{size},{CONTENT_TYPE}")
+        seen.add(index)
+    return headers
+
+
+def write_all(port: int, records: int, size: int, batch: int, connections: int, fill: bytes,
+              entries: int = 0):
     """
     ``records`` records from ``T0`` on, ``batch`` a request, over
-    ``connections`` keep-alive connections.
+    ``connections`` keep-alive connections (``entries``: through the I/O
+    API, over that many entries).
 
     :return: ``(seconds, problems)``.
     """
@@ -128,8 +158,9 @@ def write_all(port: int, records: int, size: int, batch: int, connections: int, 
     lock = threading.Lock()
     state = {"next": 0}
     problems = []
-    path = f"/api/v1/b/{BUCKET}/{ENTRY}/batch"
+    path = f"/api/v1/io/{BUCKET}/write" if entries else f"/api/v1/b/{BUCKET}/{ENTRY}/batch"
     value = f"{size},{CONTENT_TYPE}"
+    run = max(1, batch // entries) if entries else 0
 
     def worker():
         conn = connect(port)
@@ -143,7 +174,11 @@ def write_all(port: int, records: int, size: int, batch: int, connections: int, 
                 first = T0 + b * batch
                 n = min(batch, records - b * batch)
                 stamps = range(first, first + n)
-                headers = {f"{TIME_PREFIX}{ts}": value for ts in stamps}
+                if entries:
+                    headers = io_headers(stamps, size, run, entries)
+                    stamps = sorted(stamps, key=lambda t: (io_entry(t - T0, run, entries), t))
+                else:
+                    headers = {f"{TIME_PREFIX}{ts}": value for ts in stamps}
                 headers["Content-Type"] = CONTENT_TYPE
                 body = b"".join(content(ts, size, fill) for ts in stamps)
                 status, answer, text = request(conn, "POST", path, body, headers)
@@ -180,6 +215,86 @@ def create_query(conn, records: int, how: str) -> int:
     if status != 200:
         raise RuntimeError(f"query -> HTTP {status} {text[:200]!r}")
     return json.loads(text)["id"]
+
+
+def io_records(headers) -> list:
+    """``(ts, entry, size)`` of the records of a v2 read answer, in ts order."""
+    lower = {name.lower(): value for name, value in headers}
+    names = lower.get("x-reduct-entries", "").split(",")
+    start = int(lower.get("x-reduct-start-ts", "0"))
+    found = []
+    for name, value in lower.items():
+        index, _, delta = name[len("x-reduct-"):].rpartition("-")
+        if name.startswith("x-reduct-") and index.isdigit() and delta.isdigit():
+            found.append((start + int(delta), names[int(index)], int(value.split(",")[0])))
+    return sorted(found)
+
+
+def read_all_io(port: int, records: int, size: int, fill: bytes, entries: int,
+                run: int) -> dict:
+    """
+    The ``--io`` read: one multi-entry query, ``GET …/io/rss/read`` until
+    ``x-reduct-last: true`` (or 204), each record streamed and checked.
+    """
+    conn = connect(port)
+    result = {"records_read": 0, "batches": 0, "max_batch": 0, "bytes_read": 0,
+              "problem": None}
+    expected_ts = T0
+    started = time.perf_counter()
+    try:
+        body = json.dumps({"query_type": "QUERY", "start": T0, "stop": T0 + records,
+                           "entries": [f"{ENTRY}-{e}" for e in range(entries)]}).encode()
+        status, _, text = request(conn, "POST", f"/api/v1/io/{BUCKET}/q", body,
+                                  {"Content-Type": "application/json"})
+        if status != 200:
+            raise RuntimeError(f"query -> HTTP {status} {text[:200]!r}")
+        qid = json.loads(text)["id"]
+        while True:
+            conn.request("GET", f"/api/v1/io/{BUCKET}/read",
+                         headers={"x-reduct-query-id": str(qid)})
+            resp = conn.getresponse()
+            if resp.status == 204:
+                resp.read()
+                break
+            if resp.status != 200:
+                raise RuntimeError(f"read of query {qid} -> HTTP {resp.status} "
+                                   f"{resp.read()[:200]!r}")
+            announced = int(resp.getheader("content-length"))
+            in_batch = total = 0
+            for ts, entry, length in io_records(resp.getheaders()):
+                want = f"{ENTRY}-{io_entry(expected_ts - T0, run, entries)}"
+                if (ts, entry) != (expected_ts, want):
+                    raise RuntimeError(f"record {entry}@{ts} where {want}@{expected_ts} "
+                                       "was expected")
+                if length != size:
+                    raise RuntimeError(f"record {ts}: size {length}, expected {size}")
+                data = resp.read(length)
+                if data != content(ts, size, fill):
+                    raise RuntimeError(f"record {ts}: content differs ({len(data)} bytes)")
+                expected_ts += 1
+                in_batch += 1
+                total += length
+            rest = resp.read()
+            if rest or total != announced:
+                raise RuntimeError(f"batch {result['batches']}: content-length {announced}, "
+                                   f"records {total}, {len(rest)} bytes beyond them")
+            result["batches"] += 1
+            result["records_read"] += in_batch
+            result["bytes_read"] += total
+            result["max_batch"] = max(result["max_batch"], in_batch)
+            if in_batch == 0:
+                raise RuntimeError(f"batch {result['batches']} without records")
+            if resp.getheader("x-reduct-last") == "true":
+                break
+        if result["records_read"] != records:
+            raise RuntimeError(f"the query returned {result['records_read']} of {records} "
+                               "records")
+    except (RuntimeError, OSError, ValueError, http.client.HTTPException) as exc:
+        result["problem"] = f"{type(exc).__name__}: {exc}"
+    finally:
+        conn.close()
+        result["read_seconds"] = time.perf_counter() - started
+    return result
 
 
 def read_all(port: int, records: int, size: int, fill: bytes, how: str) -> dict:
@@ -287,11 +402,15 @@ def parse_args(argv=None):
                              "the read starts cold (no record table loaded)")
     parser.add_argument("--settle", type=float, default=1.0,
                         help="with --restart: seconds between the start and the baseline")
+    parser.add_argument("--io", action="store_true",
+                        help="write and read through the I/O API (batch protocol v2)")
+    parser.add_argument("--entries", type=int, default=4, help="with --io: entries")
     parser.add_argument("--json", action="store_true", help="print only the JSON result")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     args = parser.parse_args(argv)
-    if args.records < 1 or args.size < 8 or args.batch < 1 or args.connections < 1:
-        parser.error("--records, --batch and --connections must be ≥ 1, --size ≥ 8")
+    if args.records < 1 or args.size < 8 or args.batch < 1 or args.connections < 1 \
+            or args.entries < 1:
+        parser.error("--records, --batch, --connections and --entries must be ≥ 1, --size ≥ 8")
     return args
 
 
@@ -324,8 +443,9 @@ def main(argv=None) -> int:
 
         write_sampler = RssSampler(daemon)
         write_sampler.start()
+        entries = args.entries if args.io else 0
         write_seconds, problems = write_all(port, args.records, args.size, args.batch,
-                                            args.connections, fill)
+                                            args.connections, fill, entries)
         rss_peak_write = write_sampler.stop()
         rss_after_write = daemon.memory_info().rss
         if args.restart and not problems:
@@ -351,7 +471,10 @@ def main(argv=None) -> int:
         read_sampler.start()
         read = {"records_read": 0, "batches": 0, "max_batch": 0, "bytes_read": 0,
                 "read_seconds": 0.0, "problem": None}
-        if not problems:
+        if not problems and args.io:
+            read = read_all_io(port, args.records, args.size, fill, args.entries,
+                               max(1, args.batch // args.entries))
+        elif not problems:
             read = read_all(port, args.records, args.size, fill, args.query)
         peak = max(read_sampler.stop(), baseline)
         after = daemon.memory_info().rss
@@ -363,6 +486,7 @@ def main(argv=None) -> int:
         result = {
             "records": args.records, "size": args.size, "batch": args.batch,
             "connections": args.connections, "query": args.query, "sync": args.sync,
+            "io": args.io, "entries": entries,
             "write_seconds": write_seconds,
             "write_records_per_s": args.records / write_seconds if write_seconds else 0.0,
             "restart": args.restart,

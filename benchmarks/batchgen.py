@@ -15,6 +15,23 @@ counterpart of ``pgblob.copy`` and ``pgblob.read_range``.
   sequence, size, content type, labels) and its bytes; a pass must return
   every record written.
 
+The I/O API (batch protocol v2, spec 1.20 §1) has its own two cells:
+
+- ``write_v2``: ``POST /api/v1/io/<bucket>/write`` with ``batch`` records
+  per request spread over ``entries`` entries (record ``k`` of the run goes
+  to entry ``(k // run) % entries``, ``run`` = ``batch // entries``: the
+  entries take turns in runs of 20 consecutive timestamps), headers ``x-reduct-<I>-<D>`` in the form
+  reduct-py sends (full content type and labels on an entry's first record
+  of the request, the bare length after), the body in (entry, ts) order;
+  failed when not 200 or an ``x-reduct-error-<I>-<D>`` header comes back.
+- ``read_v2``: one multi-entry query over those entries (``POST …/io/<bucket>/q``
+  with ``entries`` and the time range), then ``GET …/io/<bucket>/read`` until
+  ``x-reduct-last: true`` or 204, repeated until ``min_s``.  The daemon
+  closes a batch before an entry comes back (§1.9 rule 2), so runs of 20
+  give batches of about 80 records; records interleaved one by one would
+  give batches of 4 (more requests per record, by design).  Every record's
+  entry, timestamp, size and bytes are checked.
+
 Like the other cells, records/s counts records, a batch is one request, and
 the CPU split comes from ``measure.Window``.
 """
@@ -162,5 +179,144 @@ def read(base: str, bucket: str, entry: str, *, payload: bytes, count: int, base
                     tally.fail(f"{type(err).__name__}: {err}", time.perf_counter())
             tally.stop()
         return tally.result(window, loop=LOOP)
+
+    return _run(_session(base, job))
+
+
+# -- the I/O API (batch protocol v2) ---------------------------------------------------
+
+
+def write_v2(base: str, bucket: str, entry: str, *, payload: bytes, count: int, batch: int,
+             base_ts: int, max_s: float, entries: int = 4, server_pids=()) -> dict:
+    """``count`` records over ``entries`` entries ``<entry>-<i>``, ``batch`` a POST."""
+    url = f"{base}/api/v1/io/{bucket}/write"
+    names = [f"{entry}-{i}" for i in range(entries)]
+    first_value = f"{len(payload)},{CONTENT_TYPE},{LABELS}"
+    run = max(1, batch // entries)
+    tally = Tally(-(-count // batch), max_s)
+
+    async def job(session):
+        with Window(server_pids) as window:
+            tally.start()
+            while (b := tally.next_index()) is not None:
+                first = b * batch
+                n = min(batch, count - first)
+                # (entry index, ts) order: the body order of §1.3
+                order = sorted(range(first, first + n), key=lambda k: ((k // run) % entries, k))
+                headers = {"x-reduct-entries": ",".join(names),
+                           "x-reduct-start-ts": str(base_ts + first),
+                           "Content-Type": CONTENT_TYPE}
+                seen = set()
+                for k in order:
+                    index = (k // run) % entries
+                    headers[f"x-reduct-{index}-{k - first}"] = (
+                        str(len(payload)) if index in seen else first_value)
+                    seen.add(index)
+                started = time.perf_counter()
+                try:
+                    async with session.post(url, data=payload * n, headers=headers) as resp:
+                        await resp.read()
+                        status = resp.status
+                        errors = [f"{k}: {v}" for k, v in resp.headers.items()
+                                  if k.lower().startswith(ERROR_PREFIX)]
+                except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as err:
+                    tally.fail(f"{type(err).__name__}: {err}", started)
+                    continue
+                if status != 200 or errors:
+                    tally.fail(f"batch {b} -> HTTP {status}; {len(errors)} record errors, "
+                               f"first: {errors[:1]}", started)
+                else:
+                    tally.ok(n * len(payload), started, records=n)
+            tally.stop()
+        return tally.result(window, batch=batch, loop=LOOP, entries=entries, run=run)
+
+    return _run(_session(base, job))
+
+
+def check_batch_v2(headers, body: bytes, payload: bytes, names: list, next_k: int, run: int):
+    """
+    The records of one v2 read (§1.5), checked: the k-th record written is
+    ``base + k`` in entry ``(k // run) % len(names)``; a batch is never
+    interleaved, so its body in (entry index, ts) order is in ts order.
+
+    :return: ``(records, None)`` or ``(records so far, problem)``.
+    """
+    entries = headers.get("x-reduct-entries", "").split(",")
+    start = int(headers.get("x-reduct-start-ts", "0"))
+    found = []
+    for name, value in headers.items():
+        suffix = name.lower()[len("x-reduct-"):]
+        index, _, delta = suffix.rpartition("-")
+        if not name.lower().startswith("x-reduct-") or not index.isdigit() \
+                or not delta.isdigit():
+            continue
+        found.append((start + int(delta), entries[int(index)], int(value.split(",")[0])))
+    found.sort()
+    size, offset = len(payload), 0
+    for n, (ts, entry, length) in enumerate(found):
+        k = next_k + n
+        expected = names[(k // run) % len(names)]
+        if (entry, length) != (expected, size):
+            return n, f"record {ts}: {entry} {length} B, expected {expected}"
+        if body[offset:offset + size] != payload:
+            return n, f"record {ts}: content differs"
+        offset += size
+    if offset != len(body):
+        return len(found), f"{len(body) - offset} body bytes beyond the announced records"
+    return len(found), None
+
+
+def read_v2(base: str, bucket: str, entry: str, *, payload: bytes, count: int, base_ts: int,
+            max_s: float, min_s: float = 0.0, entries: int = 4, run: int = 20,
+            server_pids=()) -> dict:
+    """Multi-entry queries of what ``write_v2`` wrote, read in v2 batches until ``min_s``."""
+    names = [f"{entry}-{i}" for i in range(entries)]
+    q_url = f"{base}/api/v1/io/{bucket}/q"
+    read_url = f"{base}/api/v1/io/{bucket}/read"
+    query = json.dumps({"query_type": "QUERY", "entries": names, "start": base_ts,
+                        "stop": base_ts + count})
+    tally = Tally(1, max_s, min_s, cycle=True)
+
+    async def one_pass(session):
+        started = time.perf_counter()
+        async with session.post(q_url, data=query) as resp:
+            body = await resp.read()
+            if resp.status != 200:
+                tally.fail(f"query -> HTTP {resp.status} {body[:200]!r}", started)
+                return
+        qid = str(json.loads(body)["id"])
+        k = 0
+        while True:
+            async with session.get(read_url, headers={"x-reduct-query-id": qid}) as resp:
+                body = await resp.read()
+                status, headers = resp.status, resp.headers
+            if status == 204:
+                break
+            if status != 200:
+                tally.fail(f"read of query {qid} -> HTTP {status} {body[:200]!r}", started)
+                return
+            n, problem = check_batch_v2(headers, body, payload, names, k, run)
+            if problem:
+                tally.fail(problem, started)
+                return
+            tally.ok(len(body), started, records=n)
+            k += n
+            if headers.get("x-reduct-last") == "true":
+                break
+            started = time.perf_counter()
+        if k != count:
+            tally.fail(f"query {qid} returned {k} of {count} records", started)
+
+    async def job(session):
+        with Window(server_pids) as window:
+            tally.start()
+            while tally.next_index() is not None:
+                try:
+                    await one_pass(session)
+                except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError,
+                        KeyError, IndexError) as err:
+                    tally.fail(f"{type(err).__name__}: {err}", time.perf_counter())
+            tally.stop()
+        return tally.result(window, loop=LOOP, entries=entries, run=run)
 
     return _run(_session(base, job))

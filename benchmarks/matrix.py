@@ -15,7 +15,10 @@ Per round:
   POST …/batch of 80 records, then a query read with GET …/batch, up to 85
   records a response) and PostgreSQL (binary COPY of 100 rows a
   transaction, then a time-range SELECT fetching 100 rows at a time), the
-  same record count for both;
+  same record count for both; and the same through the I/O API
+  (``batchgen.write_v2``/``read_v2``: POST /io/…/write of 80 records over 4
+  entries taking turns in runs of 20, then a multi-entry query read with
+  GET /io/…/read), daemon only;
 - one large record (1 GiB; small in quick mode) written and read with curl,
   against the daemon and nginx, with the daemon's RSS sampled throughout.
 """
@@ -36,6 +39,8 @@ BATCH = 100  # PostgreSQL: rows per COPY transaction and per fetch
 #: The daemon: records per batched POST (80 headers stay under the 100 that
 #: common HTTP stacks accept; a batched GET returns up to 85)
 OUR_BATCH = 80
+#: Entries of the I/O API's batched cells.
+IO_ENTRIES = 4
 BUCKET = "bench"
 
 #: quiet_*: before each group of cells, wait while other work keeps more than
@@ -135,6 +140,22 @@ class Matrix:
             else:
                 r = batchgen.read(base, BUCKET, entry, **common)
             self.add(target, "batch read", KiB, 1, rnd, r)
+            if target == OURS:
+                self.io_batched(rnd)
+
+    def io_batched(self, rnd: int) -> None:
+        """The I/O API's batched cells (spec 1.20 §1): 4 entries, interleaved in time."""
+        base, pids = self.peers[OURS].info["base"], [self.peers[OURS].pid]
+        common = dict(payload=self.payload[KiB], base_ts=time.time_ns() // 1000,
+                      max_s=self.b["max_s"], server_pids=pids, entries=IO_ENTRIES)
+        os.sync()
+        entry = f"io-r{rnd}"
+        w = batchgen.write_v2(base, BUCKET, entry, count=self.b["batch_count"],
+                              batch=OUR_BATCH, **common)
+        self.add(OURS, "io write", KiB, 1, rnd, w)
+        if w["records"]:
+            common.update(count=w["records"], min_s=self.b["min_read_s"], run=w["run"])
+            self.add(OURS, "io read", KiB, 1, rnd, batchgen.read_v2(base, BUCKET, entry, **common))
 
     def curl_cell(self, target: str, op: str, args, rnd: int) -> dict:
         size = self.b["big"]

@@ -12,7 +12,9 @@ from measure import NCPU
 
 OP_NAMES = {
     OURS: {"batch write": "POST …/batch, 80 records/request",
-           "batch read": "query + GET …/batch, ≤ 85 records/response"},
+           "batch read": "query + GET …/batch, ≤ 85 records/response",
+           "io write": "POST /io/…/write, 80 records over 4 entries/request",
+           "io read": "multi-entry query + GET /io/…/read, 4 interleaved entries"},
     NGINX: {"write": "PUT", "read": "GET", "big write": "curl PUT", "big read": "curl GET"},
     PG: {"write": "INSERT", "read": "SELECT by ts",
          "batch write": "COPY, 100 rows/txn", "batch read": "time-range SELECT, 100 rows/fetch"},
@@ -119,6 +121,11 @@ def main_table(cells, big_size) -> list:
         ours, pg = cells.get((OURS, op, KiB, 1)), cells.get((PG, op, KiB, 1))
         out.append(f"| {op} (PostgreSQL: {word}) | 1 KiB | 1 | {fmt_rate(ours)} | – | – "
                    f"| {fmt_rate(pg)} | – | – | {fmt_ratio(ratio(ours, pg))} | {cpu(ours)} |")
+    for op in ("io write", "io read"):
+        ours = cells.get((OURS, op, KiB, 1))
+        if ours:
+            out.append(f"| {op} (I/O API, 4 entries) | 1 KiB | 1 | {fmt_rate(ours)} | – | – "
+                       f"| – | – | – | – | {cpu(ours)} |")
     for op in ("big write", "big read"):
         ours, nginx = cells.get((OURS, op, big_size, 1)), cells.get((NGINX, op, big_size, 1))
         out.append(f"| {op} (curl) | {size_name(big_size)} | 1 | {fmt_rate(ours)} | – "
@@ -184,6 +191,14 @@ def batch_cost_table(cells) -> list:
                    f"| {fmt_n(pg.get('us_per_record'))} "
                    f"| {fmt_n(ours.get('client_us_per_record'))} "
                    f"| {fmt_n(pg.get('client_us_per_record'))} |")
+    for op, v1 in (("io write", "batch write"), ("io read", "batch read")):
+        ours = cells.get((OURS, op, KiB, 1), {})
+        if ours:  # the I/O API against the v1 batch path (PostgreSQL columns: n/a)
+            base = cells.get((OURS, v1, KiB, 1), {}).get("us_per_record")
+            mine = ours.get("us_per_record")
+            rel = f" ({mine / base:.2f} × v1)" if mine and base else ""
+            out.append(f"| {op} (I/O API, 4 entries) | {fmt_n(mine)}{rel} | – "
+                       f"| {fmt_n(ours.get('client_us_per_record'))} | – |")
     return out
 
 

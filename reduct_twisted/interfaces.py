@@ -219,6 +219,7 @@ class IStorageEngine(Interface):
     listeners = Attribute(
         "A list of :class:`IEngineListener` providers; append to be told of changes."
     )
+    is_open = Attribute("Whether the storage is loaded (``open`` done, ``close`` not yet).")
 
     # -- server and buckets -------------------------------------------------
 
@@ -339,6 +340,38 @@ class IStorageEngine(Interface):
         """
         :return: ``None`` if there is no such query, else
             ``{"only_metadata": bool, "io": IoOverrides or None}``.
+        """
+
+    def create_multi_query(bucket, entries=None, **options):
+        """
+        Create a query over the entries of ``bucket`` that ``entries``
+        selects (spec 1.20 §1.4; ``None``: all but ``$meta``), with the
+        options of :meth:`create_query`.
+
+        :return: the query id (from the same counter, in a table of its own).
+        :raises NotFound: no such bucket.
+        """
+
+    def multi_next(bucket, qid, budget=2000, accept=None):
+        """
+        :param accept: ``accept(entry name) -> bool``; a refused record stays next.
+        :return: ``(entry name, RecordView)`` in (timestamp, entry name)
+            order; ``None``; ``PENDING``; ``HELD`` (``accept`` refused).
+        :raises NotFound: no such bucket or multi-entry query.
+        """
+
+    def multi_options(bucket, qid):
+        """
+        :return: ``None`` if there is no such multi-entry query, else
+            ``{"only_metadata": bool, "io": IoOverrides or None, "continuous": bool}``.
+        """
+
+    def remove_multi(bucket, entries=None, **query):
+        """
+        A REMOVE query over several entries (``$meta`` never touched): an
+        object whose ``step()`` returns ``PENDING`` or the count removed.
+
+        :raises NotFound: no such bucket.
         """
 
     def end_continuous_queries():

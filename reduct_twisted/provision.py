@@ -21,6 +21,9 @@ group exists when its ``_NAME`` variable is set::
     RS_REPLICATION_<ID>_EACH_N        whole number > 0
     RS_REPLICATION_<ID>_EACH_S        seconds > 0
     RS_REPLICATION_<ID>_WHEN          a JSON ``when`` condition
+    RS_REPLICATION_<ID>_MODE          enabled, paused or disabled (API 1.19;
+                                      unset: the mode it had, else enabled;
+                                      anything else: not provisioned)
 
 As upstream, and unlike :mod:`reduct_twisted.config`, nothing here stops the
 daemon: an invalid value is logged and ignored (the default applies), and a
@@ -56,6 +59,7 @@ from reduct_twisted.config_values import parse_byte_size, parse_whole_number
 from reduct_twisted.errors import UnprocessableEntity
 from reduct_twisted.storage.settings import is_valid_name, parse_settings_fields
 from reduct_twisted.auth.model import is_permission_item
+from reduct_twisted.replication.settings import MODES as REPLICATION_MODES
 
 _log = Logger()
 
@@ -139,6 +143,7 @@ _BUCKET_SETTINGS: Mapping[str, tuple[str, Callable[[str], object]]] = {
 _TOKEN_SUFFIXES = ("VALUE", "FULL_ACCESS", "READ", "WRITE")
 _REPLICATION_SUFFIXES = (
     "SRC_BUCKET", "DST_BUCKET", "DST_HOST", "DST_TOKEN", "ENTRIES", "EACH_N", "EACH_S", "WHEN",
+    "MODE",
 )
 
 
@@ -316,6 +321,13 @@ def _replication(env: _Reader, rid: str, name: str) -> ProvisionedReplication | 
             settings[key] = parse(raw)
         except ValueError as e:
             env.ignore(prefix + suffix, raw, f"{e}; using the default")
+    mode = env.get(prefix + "MODE")
+    if mode is not None:
+        if mode.strip().lower() not in REPLICATION_MODES:
+            env.ignore(prefix + "MODE", mode, "not one of enabled, paused, disabled; "
+                                              f"replication {name!r} not provisioned")
+            return None
+        settings["mode"] = mode.strip().lower()
     return ProvisionedReplication(name, settings)
 
 

@@ -21,6 +21,8 @@ from werkzeug.routing import PathConverter
 
 from reduct_twisted.errors import ReductError
 from reduct_twisted.http import (
+    io,
+    io_read,
     routes_buckets as buckets,
     routes_entries as entries,
     routes_records as records,
@@ -64,6 +66,7 @@ ROUTES = (
     # AUTHENTICATED, then may_read(token, ...) per bucket: checked in the handler
     ("/list", ["GET"], server.list_buckets, BOTH, IN_HANDLER),
     ("/alive", ["GET", "HEAD"], server.alive, BOTH, OPEN),
+    ("/ready", ["GET", "HEAD"], server.ready, BOTH, OPEN),
     # AUTHENTICATED, and the answer is the token: checked in the handler
     ("/me", ["GET"], server.me, V1, IN_HANDLER),
     ("/auth/refresh", ["POST"], server.refresh, V0, AUTHENTICATED),
@@ -71,6 +74,13 @@ ROUTES = (
     ("/tokens/<name>", ["POST"], server.create_token, V1, FULL_JSON),
     ("/tokens/<name>", ["GET"], server.get_token, V1, FULL),
     ("/tokens/<name>", ["DELETE"], server.remove_token, V1, FULL),
+    # the I/O API, batch protocol v2 (spec 1.20 §1)
+    ("/io/<bucket>/write", ["POST"], io.io_write, V1, WRITE_STREAMED),
+    # body first, then QUERY needs READ, REMOVE WRITE: checked in the handler
+    ("/io/<bucket>/q", ["POST"], io.io_query, V1, IN_HANDLER),
+    ("/io/<bucket>/read", ["GET", "HEAD"], io_read.io_read, V1, READ),
+    ("/io/<bucket>/update", ["PATCH"], io.io_update, V1, WRITE),
+    ("/io/<bucket>/remove", ["DELETE"], io.io_remove, V1, WRITE),
     # buckets (spec §3.1, §3.2)
     # GET needs READ, HEAD only AUTHENTICATED: checked in the handler
     ("/b/<bucket>", ["GET", "HEAD"], buckets.get_bucket, BOTH, IN_HANDLER),
@@ -106,6 +116,8 @@ ROUTES = (
     ("/replications/<name>", ["POST"], replications.create_replication, V1, FULL_JSON),
     ("/replications/<name>", ["PUT"], replications.update_replication, V1, FULL_JSON),
     ("/replications/<name>", ["DELETE"], replications.remove_replication, V1, FULL),
+    ("/replications/<name>/mode", ["PATCH"], replications.set_replication_mode, V1,
+     FULL.body_first(replications.mode_body)),
 )
 
 

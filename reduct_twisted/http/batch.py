@@ -12,8 +12,8 @@ The batch protocol (v1): several records of one entry in one request.
   bytes begin and writes them through the single-record sinks
   (``SharedSegmentSink`` on the reactor, ``PrivateSegmentSink`` through
   the thread pool with its water marks), so nothing is buffered whole.  A
-  record the engine refuses (duplicate, quota, bad entry name, disk) is
-  skipped in the stream and answered in an
+  record the engine refuses (missing bucket [1.18], duplicate, quota, bad
+  entry name, disk) is skipped in the stream and answered in an
   ``x-reduct-error-<ts>: <status>,<message>`` header of the 200; records
   completed before a client vanishes stay stored.
 
@@ -41,21 +41,20 @@ from reduct_twisted.errors import (
     BadRequest,
     InternalError,
     NoContent,
-    NotFound,
     ReductError,
     UnprocessableEntity,
 )
-from reduct_twisted.http.headers import u64_param
+from reduct_twisted.http.headers import announced_length, u64_param
 from reduct_twisted.http.producers import RangeSender
 from reduct_twisted.http.sinks import PauseGate, PrivateSegmentSink, SharedSegmentSink, in_pool
 from reduct_twisted.interfaces import IRecordSink
 from reduct_twisted.storage import PENDING, SMALL_RECORD_MAX
+from reduct_twisted.storage.multi import HELD
 from reduct_twisted.wire import (
     BATCH_MAX_METADATA_SIZE,
     BATCH_MAX_RECORDS,
     BATCH_MAX_SIZE,
     TIME_PREFIX,
-    BatchedRecord,
     format_record_header,
     parse_batch_headers,
 )
@@ -71,6 +70,9 @@ WAIT_POLL = 0.05
 
 # -- batched write -------------------------------------------------------------------
 
+#: The answer to a batched write whose body ends before its last record [1.17.4].
+SHORT_BODY = "Content is shorter than expected: no more data to read"
+
 
 def open_batch_write(engine, reactor, threadpool, request, length: Optional[int],
                      bucket: str, entry: str) -> "BatchWriteSink":
@@ -79,19 +81,19 @@ def open_batch_write(engine, reactor, threadpool, request, length: Optional[int]
     and return the sink its body goes to.
 
     :raises ReductError: the whole request is refused (422 headers or
-        content length, 404 bucket).
+        content length).
     """
-    records = parse_batch_headers(request.requestHeaders.getAllRawHeaders())
-    if request.malformed_length:
-        raise UnprocessableEntity("content-length header must be a number")
-    if length is None or not request.requestHeaders.hasHeader(b"content-length"):
+    records = parse_batch_headers(request.requestHeaders.getAllRawHeaders(), at_labels=True)
+    # Content-Length, or x-reduct-content-length [1.20] for a chunked body.
+    length = announced_length(request, length)
+    if length is None:
         raise UnprocessableEntity("content-length header is required")
     if sum(r.length for r in records) != length:
         raise UnprocessableEntity(
             "content-length header does not match the sum of the content-lengths in the headers"
         )
-    if not engine.has_bucket(bucket):
-        raise NotFound(f"Bucket '{bucket}' is not found")
+    # A missing bucket is no refusal of the request [1.18]: each record
+    # answers it in its x-reduct-error-<ts> header (spec 1.20 §5.8).
     return BatchWriteSink(
         engine, reactor, threadpool, request.channel.transport, bucket, entry, records
     )
@@ -103,26 +105,34 @@ class BatchWriteSink:
     Cuts a batched write's body into its records as it arrives (see the
     module docstring).
 
-    :ivar errors: ``ts -> ReductError`` of every refused or failed record.
+    :param entry: the entry of every record (v1), or None: each record
+        names its own in ``record.entry`` (the I/O API, ``io.py``).
+    :param records: what ``wire`` parsed (``BatchedRecord`` or
+        ``v2.PlannedRecord``), in the order of their contents in the body.
+    :param key: ``key(record)``: what :attr:`errors` is keyed by; default
+        the timestamp.
+    :ivar errors: ``key -> ReductError`` of every refused or failed record.
     :ivar has_large: whether a record goes to a private segment (the
         caller may enlarge the receive buffer).
     :ivar done: True once finished or aborted.
     """
 
     done = False
+    _excess = False
 
-    def __init__(self, engine, reactor, threadpool, transport, bucket: str, entry: str,
-                 records: List[BatchedRecord]) -> None:
+    def __init__(self, engine, reactor, threadpool, transport, bucket: str,
+                 entry: Optional[str], records: list, key=None) -> None:
         self.engine = engine
         self._in_thread = in_pool(reactor, threadpool)
         self._gate = PauseGate(transport)
         self.bucket = bucket
         self.entry = entry
+        self._key = key if key is not None else (lambda record: record.ts)
         self._records = deque(records)
         self.has_large = any(r.length > SMALL_RECORD_MAX for r in records)
-        self.errors: Dict[int, ReductError] = {}
-        # The record whose bytes are arriving: its timestamp, its sink (None
-        # if refused: its bytes are skipped) and how many bytes are missing.
+        self.errors: Dict = {}
+        # The record whose bytes are arriving: its key, its sink (None if
+        # refused: its bytes are skipped) and how many bytes are missing.
         self._open = False
         self._ts = 0
         self._sink = None
@@ -135,7 +145,10 @@ class BatchWriteSink:
         size, pos = len(data), 0
         while pos < size:
             if not self._open and not self._begin_next():
-                return  # beyond the announced records (HTTP framing prevents it)
+                # Beyond the announced records: only a chunked body held to
+                # x-reduct-content-length can be longer; the rest is dropped.
+                self._excess = True
+                return
             take = min(self._left, size - pos)
             if self._sink is not None:
                 self._sink.write(data if take == size else memoryview(data)[pos:pos + take])
@@ -153,24 +166,26 @@ class BatchWriteSink:
         """
         while self._records:
             record = self._records.popleft()
-            self._open, self._ts, self._left = True, record.ts, record.length
+            self._open, self._ts, self._left = True, self._key(record), record.length
             self._sink = self._allocate(record)
             if record.length:
                 return True
             self._end_current()
         return False
 
-    def _allocate(self, record: BatchedRecord):
+    def _allocate(self, record):
+        # A v1 batch names one entry; an I/O API batch (entry None) one a record.
+        entry = record.entry if self.entry is None else self.entry
         try:
             upload = self.engine.upload(
-                self.bucket, self.entry, record.ts, record.length, record.content_type,
+                self.bucket, entry, record.ts, record.length, record.content_type,
                 record.labels, self._in_thread,
             )
             if not upload.private:
                 return SharedSegmentSink(upload)
             return PrivateSegmentSink(upload, self._gate.handle())
         except Exception as exc:
-            self._record_failed(Failure(exc), record.ts)
+            self._record_failed(Failure(exc), self._key(record))
             return None
 
     def _end_current(self) -> None:
@@ -189,12 +204,12 @@ class BatchWriteSink:
         d.addErrback(self._record_failed, ts)
         self._pending.append(d)
 
-    def _record_failed(self, failure: Failure, ts: int) -> None:
+    def _record_failed(self, failure: Failure, key) -> None:
         err = failure.value
         if not isinstance(err, ReductError):
-            log.failure("Writing batched record {ts} failed", failure, ts=ts)
+            log.failure("Writing batched record {ts} failed", failure, ts=key)
             err = InternalError(f"Failed to write record: {failure.getErrorMessage()}")
-        self.errors[ts] = err
+        self.errors[key] = err
 
     def finish(self) -> Deferred:
         """
@@ -209,10 +224,15 @@ class BatchWriteSink:
         if not self._open:
             self._begin_next()
         if self._open:
-            # Fewer bytes than announced (HTTP framing prevents it).
+            # Fewer bytes than announced (a chunked body held to
+            # x-reduct-content-length; Content-Length framing prevents it).
             self.abort()
-            return fail(BadRequest("Content is shorter than expected"))
+            return fail(BadRequest(SHORT_BODY))
         self.done = True
+        if self._excess:
+            # Records complete before the excess stay stored, as after a
+            # client gone mid-body.
+            return fail(BadRequest("Content is bigger than in content-length"))
         # A fresh Deferred: cancelling it (the client went away) must not
         # cancel the flushes of records already received, which then commit.
         answer: Deferred = Deferred()
@@ -347,11 +367,13 @@ class BatchReader:
         deadline = time.monotonic() + SCAN_SLICE
         while True:
             try:
-                result = self.engine.query_next(self.bucket, self.entry, self.qid)
+                result = self._next()
             except ReductError:
                 if not self.headers:
                     raise
                 return self  # send what was taken; the next read reports it
+            if result is HELD:
+                return self  # the next record starts the next batch
             if result is None:
                 if not self.headers:
                     return self._nothing_yet()
@@ -366,6 +388,14 @@ class BatchReader:
             # The time slice, or the engine's budget of examined records, is
             # used up: yield to the reactor, unless the batch is done waiting.
             return self if self._gathered_long_enough() else PENDING
+
+    def _next(self):
+        """The query's next record: as ``query_next`` (a subclass may also return ``HELD``)."""
+        return self.engine.query_next(self.bucket, self.entry, self.qid)
+
+    def _ended(self) -> bool:
+        """Whether the query is gone (it delivered its end)."""
+        return self.engine.query_options(self.bucket, self.entry, self.qid) is None
 
     def _full(self) -> bool:
         limits = self.limits
@@ -393,7 +423,7 @@ class BatchReader:
         if the query ended; a continuous query (still there) is polled again
         until ``record_timeout`` has passed.
         """
-        if self.engine.query_options(self.bucket, self.entry, self.qid) is None:
+        if self._ended():
             return self
         left = self.limits.record_timeout - (self.engine.clock.seconds() - self._started)
         if left <= 0:

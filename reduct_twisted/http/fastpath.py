@@ -26,6 +26,7 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from reduct_twisted.errors import ReductError
 from reduct_twisted.http.batch import BatchWriteSink
+from reduct_twisted.http.io import IoWriteSink, io_write, open_io_write
 from reduct_twisted.http.routes_records import (
     open_batch_write,
     open_write,
@@ -38,7 +39,7 @@ from reduct_twisted.http.routes_records import (
 ROUTE_SUFFIXES = ("/batch", "/q", "/rename")
 
 #: Endpoints whose body is streamed into a sink opened by ``open_body``.
-STREAMING_ENDPOINTS = frozenset({"write_record", "write_record_v0", "write_batch"})
+STREAMING_ENDPOINTS = frozenset({"write_record", "write_record_v0", "write_batch", "io_write"})
 
 
 def _query_args(query: bytes) -> dict:
@@ -97,6 +98,8 @@ class FastPath:
         permission.check(self, request, kwargs[permission.bucket])
         if rule.endpoint == "write_batch":
             sink = open_batch_write(self, request, length, **kwargs)
+        elif rule.endpoint == "io_write":
+            sink = open_io_write(self, request, length, **kwargs)
         else:
             args = parse_qs(query, keep_blank_values=True)
             sink = open_write(self, request, length, args, **kwargs)
@@ -154,6 +157,8 @@ class FastPath:
         if method == b"POST":
             if request.sink is None or request.route_args is None:
                 return None
+            if isinstance(request.sink, IoWriteSink):
+                return partial(io_write, self, request, **request.route_args)
             if isinstance(request.sink, BatchWriteSink):
                 return partial(write_batch, self, request, **request.route_args)
             return partial(write_record, self, request, **request.route_args)

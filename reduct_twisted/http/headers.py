@@ -44,6 +44,42 @@ def parse_content_length(value: bytes) -> Optional[int]:
     return length if length <= U64_MAX else None
 
 
+#: Where a streamed upload whose framing cannot say its length (chunked,
+#: from a browser or ``fetch``) announces it [1.20].
+ANNOUNCED_LENGTH = b"x-reduct-content-length"
+
+
+def announced_length(request, framed: Optional[int]) -> Optional[int]:
+    """
+    The content length an upload announces (spec 1.20 §5.2): its
+    ``Content-Length``, or, only when that header is absent, its
+    ``x-reduct-content-length``.  One rule for every write route (the single
+    record, the v1 batch, the v2 batch).
+
+    :param framed: the body length twisted.web framed the request with
+        (``gotLength``'s argument: None for a chunked body, 0 for none).
+    :return: the announced length; None for a chunked body that announces
+        none (the caller decides whether that is allowed).
+    :raises UnprocessableEntity: ``content-length header must be a number``,
+        ``x-reduct-content-length header must be a number``, or, for a body
+        neither framed nor announced, ``content-length header is required``.
+    """
+    if request.malformed_length:
+        raise UnprocessableEntity("content-length header must be a number")
+    headers = request.requestHeaders
+    if headers.hasHeader(b"content-length"):
+        return framed
+    values = headers.getRawHeaders(ANNOUNCED_LENGTH)
+    if values:
+        length = parse_content_length(values[-1].strip())
+        if length is None:
+            raise UnprocessableEntity("x-reduct-content-length header must be a number")
+        return length
+    if framed is None:
+        return None
+    raise UnprocessableEntity("content-length header is required")
+
+
 def u64_param(
     args: Mapping[bytes, Sequence[bytes]],
     name: str,

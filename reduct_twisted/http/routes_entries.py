@@ -73,7 +73,7 @@ def update_record(api, request, bucket, entry):
 
 
 def update_batch(api, request, bucket, entry):
-    records = parse_batch_headers(request.requestHeaders.getAllRawHeaders())
+    records = parse_batch_headers(request.requestHeaders.getAllRawHeaders(), at_labels=True)
     errors = api.engine.update_labels(bucket, entry, {r.ts: r.labels for r in records})
     return answer_batch_errors(errors, api, request)
 

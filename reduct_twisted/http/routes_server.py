@@ -1,13 +1,14 @@
 # -*- test-case-name: tests.integration.test_api -*-
 """
 Routes about the server and its tokens (spec §2): ``/info``, ``/list``,
-``/alive``, ``/me``, the legacy ``/auth/refresh`` and ``/tokens`` (§2.4).
+``/alive``, ``/ready``, ``/me``, the legacy ``/auth/refresh`` and ``/tokens`` (§2.4).
 Each handler takes the ``ReductAPI`` first; the table, with who may call
 each route, is in ``api.py``.  ``/list`` and ``/me`` check the token
 themselves: they need the caller's token object.
 """
 
 from reduct_twisted.auth.policy import Policy
+from reduct_twisted.errors import ServiceUnavailable
 from reduct_twisted.http.authz import authorize
 from reduct_twisted.http.headers import respond_empty, respond_json
 
@@ -24,6 +25,17 @@ def list_buckets(api, request):
 
 
 def alive(api, request):
+    return respond_empty(request)
+
+
+def ready(api, request):
+    """
+    Readiness probe (1.18, spec 1.20 §5.1): 200 once the storage is loaded.
+    The daemon opens the engine before it listens, so the 503 is for an
+    API served over an engine not open (yet, or any more).
+    """
+    if not api.engine.is_open:
+        raise ServiceUnavailable("The server is starting up, please try again later")
     return respond_empty(request)
 
 

@@ -7,6 +7,9 @@ then ``include``/``exclude``/``each_s``/``each_n``
 (:mod:`reduct_twisted.storage.when`).  As upstream, each entry has its
 own filter state (``each_n`` counts per entry; ``$each_n``, ``$each_t`` and
 ``$limit`` too) and label updates pass through the same filters as writes.
+Attachment entries (``<e>/$meta``, API 1.19) follow their entry's
+``entries`` filter only: the record filters and ``when`` do not apply to
+them (spec 1.20 §3.1).
 ``when`` is evaluated strictly, as upstream's replication does: an
 evaluation error (a missing label, a type error…) leaves the record out
 and raises :class:`FilterFailed`, which the task counts in its
@@ -23,6 +26,7 @@ from reduct_twisted.storage.when import (
     compile_condition,
 )
 from reduct_twisted.storage.query import RecordFilter
+from reduct_twisted.storage.settings import is_meta_entry
 
 
 class FilterFailed(Exception):
@@ -85,6 +89,10 @@ class TransactionFilter:
         wanted, sampler, condition = self._state(entry)
         if not wanted:
             return False
+        if is_meta_entry(entry):
+            # Attachments go with their entry, whatever the record filters
+            # say (spec 1.20 §3.1).
+            return True
         if sampler is not None and not sampler.accept(_Sample(ts, labels)):
             return False
         if condition is None:

@@ -7,14 +7,23 @@ logs, and the service that starts and stops their senders.
 Replications made through the API are kept in ``<data_path>/.replications.json``
 (replaced atomically, mode 0600: it holds the destination tokens)::
 
-    {"format": 1,
+    {"format": 2,
      "replications": [{"name": "to-central",
-                       "settings": {"src_bucket": "cams", "dst_token": "…", …}}]}
+                       "settings": {"src_bucket": "cams", "dst_token": "…", …,
+                                    "mode": "enabled"}}],
+     "provisioned_modes": {"from-env": "paused"}}
+
+Format 1 (before modes) is read as every replication ``enabled``; a file of
+a newer format is left alone: nothing is loaded from it and nothing is
+written over it (changes are refused with a 500) until it is moved away.
 
 Provisioned replications (``RS_REPLICATION_<ID>_*``) come from the
 environment at every start and live in memory only; one hides a stored
 replication of the same name, which stays in the file.  They cannot be
-changed or removed through the API.  Transaction logs live below
+changed or removed through the API, except for their mode
+(``PATCH …/mode``, spec 1.20 §5.3), which is kept in ``provisioned_modes``:
+without ``RS_REPLICATION_<ID>_MODE``, a replication provisioned again keeps
+the mode it had.  Transaction logs live below
 ``<data_path>/.replications/<name>/`` (``txlog.py``); removing a
 replication removes its logs.
 
@@ -33,14 +42,17 @@ import shutil
 from typing import Optional
 
 from twisted.application.service import Service
-from twisted.internet.defer import DeferredList, maybeDeferred
+import attr
+from twisted.internet.defer import DeferredList, fail, maybeDeferred
 from twisted.logger import Logger
 from zope.interface import implementer
 
 from reduct_twisted.errors import Conflict, InternalError, NotFound, ReductError
 from reduct_twisted.interfaces import IEngineListener
 from reduct_twisted.replication.remote import RemoteBucket
-from reduct_twisted.replication.settings import check_replication_name, parse_settings, validate
+from reduct_twisted.replication.settings import (
+    ENABLED, MODES, check_replication_name, parse_settings, validate,
+)
 from reduct_twisted.replication.task import ReplicationTask
 from reduct_twisted.storage.disk.durability import DirtySet
 from reduct_twisted.storage.disk.layout import REGISTRY_FILE
@@ -53,7 +65,8 @@ log = Logger()
 #: below ``data_path`` are named in ``storage/disk/layout.py``.
 #: Where removed logs wait for deletion, below ``LOG_DIR``.
 TRASH_DIR = ".trash"
-REGISTRY_FORMAT = 1
+#: 2: replications have a ``mode``, and ``provisioned_modes`` (API 1.18).
+REGISTRY_FORMAT = 2
 
 
 @implementer(IEngineListener)
@@ -100,6 +113,10 @@ class ReplicationManager(Service):
         self._trash_counter = itertools.count()
         self._tasks: dict = {}
         self._hidden: dict = {}
+        #: name -> mode of provisioned replications (set by PATCH …/mode).
+        self._provisioned_modes: dict = {}
+        #: Why the registry must not be written (a newer format), or None.
+        self._frozen: Optional[str] = None
         self._by_bucket: dict = {}
         _remove_tree(os.path.join(self._log_dir, TRASH_DIR))
         self._load()
@@ -111,13 +128,26 @@ class ReplicationManager(Service):
         path = os.path.join(self.data_path, REGISTRY_FILE)
         try:
             with open(path, "rb") as f:
-                items = json.loads(f.read())["replications"]
+                registry = json.loads(f.read())
+            version = registry.get("format", 1)
+            items = registry["replications"]
         except FileNotFoundError:
             return
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             log.error("Cannot read {path}: {reason}; no replication loaded",
                       path=path, reason=str(exc))
             return
+        if not isinstance(version, int) or version > REGISTRY_FORMAT:
+            self._frozen = f"{path} has format {version!r}, newer than {REGISTRY_FORMAT}"
+            log.error("Cannot read {path}: format {version!r} is newer than {ours}; no "
+                      "replication loaded, and the file is left as it is",
+                      path=path, version=version, ours=REGISTRY_FORMAT)
+            return
+        modes = registry.get("provisioned_modes") or {}
+        if isinstance(modes, dict):
+            self._provisioned_modes = {
+                name: mode for name, mode in modes.items() if mode in MODES
+            }
         for item in items:
             try:
                 check_replication_name(item["name"])
@@ -134,12 +164,16 @@ class ReplicationManager(Service):
             if not task.provisioned:
                 items[name] = task.settings.to_json(masked=False)
         replications = [{"name": name, "settings": items[name]} for name in sorted(items)]
-        return json.dumps({"format": REGISTRY_FORMAT, "replications": replications},
-                          indent=1).encode("utf-8")
+        modes = dict(sorted(self._provisioned_modes.items()))
+        return json.dumps({"format": REGISTRY_FORMAT, "replications": replications,
+                           "provisioned_modes": modes}, indent=1).encode("utf-8")
 
     def _save(self):
         """Write the registry; :return: a Deferred firing once it is on disk."""
         path = os.path.join(self.data_path, REGISTRY_FILE)
+        if self._frozen is not None:
+            log.error("Not saving replications: {reason}", reason=self._frozen)
+            return fail(InternalError(f"Failed to save replications: {self._frozen}"))
         d = maybeDeferred(self._persist, path, self._snapshot())
 
         def failed(failure):
@@ -267,6 +301,21 @@ class ReplicationManager(Service):
         self._trash(task.directory)
         return self._save()
 
+    def set_mode(self, name: str, mode: str):
+        """
+        Change only the mode of a replication (``PATCH …/mode``), provisioned
+        ones included.
+
+        :param mode: a valid mode (``settings.parse_mode``).
+        :return: a Deferred firing once the registry is saved.
+        :raises NotFound: no such replication.
+        """
+        task = self._task(name)
+        task.set_mode(mode)
+        if task.provisioned:
+            self._provisioned_modes[name] = mode
+        return self._save()
+
     def _ports(self, local_port) -> frozenset:
         return self.ports if local_port is None else self.ports | {local_port}
 
@@ -276,8 +325,12 @@ class ReplicationManager(Service):
         what is invalid (spec §3.14).
 
         :param replications: ``ProvisionedReplication`` items (``name``,
-            ``settings`` as JSON).
+            ``settings`` as JSON; without ``mode`` the replication keeps the
+            mode it had when last provisioned (from the environment or
+            ``PATCH …/mode``), else that of the stored replication it
+            hides, else ``enabled``).  The modes are saved with the registry.
         """
+        before = dict(self._provisioned_modes)
         for item in replications:
             try:
                 settings = parse_settings(item.settings)
@@ -288,6 +341,12 @@ class ReplicationManager(Service):
                           name=item.name, reason=exc.message)
                 continue
             task = self._tasks.get(item.name)
+            if "mode" not in item.settings:
+                kept = self._provisioned_modes.get(item.name)
+                if kept is None and task is not None:
+                    kept = task.settings.mode
+                settings = attr.evolve(settings, mode=kept or ENABLED)
+            self._provisioned_modes[item.name] = settings.mode
             if task is None:
                 task = self._add(item.name, settings, provisioned=True)
             else:
@@ -296,6 +355,9 @@ class ReplicationManager(Service):
                 task.provisioned = True
                 self._replace(task, settings)
             log.info("Provisioned replication {name}", name=item.name)
+        if self._provisioned_modes != before:
+            # (a failure is logged by _save; the modes stay in memory)
+            self._save().addErrback(lambda _: None)
 
     # -- the engine's listener -------------------------------------------------------
 

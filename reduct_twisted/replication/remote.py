@@ -7,6 +7,7 @@ upstream) reached over HTTP with treq, with the v1 batch protocol.
   reads the bucket with ``GET``, which needs read access since 1.16; HEAD
   needs only a valid token).
 * :meth:`RemoteBucket.write`: ``POST /api/v1/b/<dst_bucket>/<entry>/batch``
+  (a nested entry ``a/b/c`` as a raw path, spec 1.20 §2.5)
   (spec §3.4), the contents read through a storage ``ContentReader`` by a
   :class:`RangeBodyProducer`, one slice per reactor turn.
 * :meth:`RemoteBucket.update`: ``PATCH /api/v1/b/<dst_bucket>/<entry>/batch``
@@ -43,6 +44,15 @@ from reduct_twisted.wire import (
 
 #: Bytes read from a block file per reactor turn.
 SLICE = 1 << 16
+
+def _entry_path(entry: str) -> str:
+    """
+    An entry name in a destination URL: a path ``a/b/c`` [1.19] goes raw,
+    as upstream's sender sends it (names are ``[A-Za-z0-9_-]`` segments, the
+    last possibly ``$meta``; anything else is percent-encoded).
+    """
+    return quote(entry, safe="/$")
+
 
 #: Request-level answers after which the same items may be sent again.
 RETRY_STATUSES = frozenset({401, 403, 404, 408, 425, 429})
@@ -341,7 +351,7 @@ class RemoteBucket:
         for ts, value in batch.headers:
             headers[b"x-reduct-time-%d" % ts] = [value]
         producer = RangeBodyProducer(batch.ranges, self._clock)
-        url = f"{self._base}/{quote(entry, safe='')}/batch"
+        url = f"{self._base}/{_entry_path(entry)}/batch"
         return self._request("POST", url, headers, producer).addCallback(record_errors)
 
     def update(self, entry: str, updates) -> Deferred:
@@ -358,6 +368,6 @@ class RemoteBucket:
             fields.update(labels)
             # ``0,,<labels>``: length and content type are ignored by PATCH.
             headers[b"x-reduct-time-%d" % ts] = [format_record_header(0, "", fields)]
-        url = f"{self._base}/{quote(entry, safe='')}/batch"
+        url = f"{self._base}/{_entry_path(entry)}/batch"
         return self._request("PATCH", url, headers).addCallback(record_errors)
 

@@ -8,14 +8,21 @@ A replication's settings as JSON (what ``POST``/``PUT
     {"src_bucket": "cams", "dst_bucket": "cams-central",
      "dst_host": "https://central.example:8383", "dst_token": "…",
      "entries": ["front", "rear-*"], "include": {}, "exclude": {},
-     "each_n": null, "each_s": null, "when": {"&kind": {"$eq": "keep"}}}
+     "each_n": null, "each_s": null, "when": {"&kind": {"$eq": "keep"}},
+     "mode": "enabled"}
 
 Parsing is in two steps, as upstream: :func:`parse_settings` checks the
 shape of the body (a malformed body is refused before the token is looked
 at, spec §1.4), :func:`validate` checks the meaning against the storage
 engine (destination URL, source bucket, replication onto itself, ``when``).
-Unknown fields (``dst_prefix``, ``mode``, ``compression`` of newer clients)
-and ``null`` for an optional field are accepted and ignored.
+Unknown fields (``dst_prefix``, ``compression`` of 1.21 clients) and
+``null`` for an optional field are accepted and ignored; unknown fields are
+not shown back.
+
+``mode`` [1.18] (spec 1.20 §5.3): ``enabled`` (the default, also for a
+``PUT`` without it), ``paused`` (changes are logged, nothing is sent) or
+``disabled`` (nothing is logged); ``PATCH …/mode`` changes only it
+(:func:`parse_mode`).
 
 ``dst_token`` is never shown: ``GET`` answers ``null`` (1.17; ``"***"`` up
 to 1.16), and a ``PUT`` without it (or with ``null``) keeps the token the
@@ -24,6 +31,7 @@ replication had.  An empty string means "no token".
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Optional
 from urllib.parse import urlsplit
@@ -32,7 +40,7 @@ import attr
 
 from reduct_twisted.errors import NotFound, UnprocessableEntity
 from reduct_twisted.storage.when import compile_condition
-from reduct_twisted.storage.settings import is_valid_name
+from reduct_twisted.storage.settings import META_SEGMENT, is_meta_entry, is_valid_name
 
 #: Port of a ReductStore server when the URL of an unknown scheme has none.
 DEFAULT_PORT = 8383
@@ -43,6 +51,10 @@ LOCAL_HOSTS = ("127.0.0.1", "localhost", "0.0.0.0")
 NAME_ERROR = "Replication name can contain only letters, digests and [-,_] symbols"
 
 _REQUIRED = ("src_bucket", "dst_bucket", "dst_host")
+
+#: The modes of a replication [1.18].
+ENABLED, PAUSED, DISABLED = "enabled", "paused", "disabled"
+MODES = (ENABLED, PAUSED, DISABLED)
 
 
 @attr.s(frozen=True, slots=True)
@@ -60,6 +72,7 @@ class ReplicationSettings:
     :ivar each_n: replicate every n-th record that passed the other filters.
     :ivar each_s: replicate records at least this many seconds apart.
     :ivar when: a ``when`` condition (spec §3.11) or ``None``.
+    :ivar mode: :data:`ENABLED`, :data:`PAUSED` or :data:`DISABLED`.
     """
 
     src_bucket: str = attr.ib()
@@ -72,6 +85,7 @@ class ReplicationSettings:
     each_n: Optional[int] = attr.ib(default=None)
     each_s: Optional[float] = attr.ib(default=None)
     when: Optional[dict] = attr.ib(default=None)
+    mode: str = attr.ib(default=ENABLED)
 
     def to_json(self, masked: bool = True) -> dict:
         """
@@ -90,12 +104,21 @@ class ReplicationSettings:
             "each_n": self.each_n,
             "each_s": self.each_s,
             "when": self.when,
+            "mode": self.mode,
         }
 
     def matches_entry(self, entry: str) -> bool:
-        """:return: whether records of ``entry`` are replicated (``entries``)."""
+        """
+        :param entry: an entry name, possibly a path (``a/b/c``) [1.19].
+        :return: whether records of ``entry`` are replicated (``entries``);
+            an attachment entry ``<e>/$meta`` goes with its parent ``<e>``,
+            a top-level ``$meta`` only when every entry does (spec 1.20 §3.1).
+        """
         if not self.entries:
             return True
+        if is_meta_entry(entry):
+            parent = entry[:-len(META_SEGMENT)].rstrip("/")
+            return bool(parent) and self.matches_entry(parent)
         for pattern in self.entries:
             if "*" in pattern:
                 if entry.startswith(pattern.replace("*", "")):
@@ -172,13 +195,37 @@ def _each_s(body: dict):
     return float(value)
 
 
+def _mode(value) -> str:
+    if value not in MODES:  # (a non-string never is)
+        shown = value if isinstance(value, str) else json.dumps(value)
+        raise _invalid(f"unknown variant `{shown}`, expected one of "
+                       "`enabled`, `paused`, `disabled`")
+    return value
+
+
+def parse_mode(body) -> str:
+    """
+    The body of ``PATCH /replications/:name/mode``: ``{"mode": "<mode>"}``.
+
+    :raises UnprocessableEntity: ``Invalid JSON: …`` for anything else.
+    """
+    if body is None:
+        raise _invalid("EOF while parsing a value at line 1 column 0")
+    if not isinstance(body, dict):
+        raise _invalid("expected an object with 'mode'")
+    if "mode" not in body:
+        raise _invalid("missing field `mode`")
+    return _mode(body["mode"])
+
+
 def parse_settings(body, previous: Optional[ReplicationSettings] = None) -> ReplicationSettings:
     """
     Check the shape of a ``POST``/``PUT`` body.
 
     :param body: the decoded JSON body.
     :param previous: the settings a ``PUT`` replaces: their ``dst_token`` is
-        kept when the body has none (or ``null``).
+        kept when the body has none (or ``null``); their ``mode`` is not
+        (no ``mode`` is ``enabled``, as upstream).
     :raises UnprocessableEntity: not an object, a required field missing, a
         field of the wrong type, ``each_n``/``each_s`` not positive.
     """
@@ -202,6 +249,7 @@ def parse_settings(body, previous: Optional[ReplicationSettings] = None) -> Repl
         each_n=_each_n(body),
         each_s=_each_s(body),
         when=when,
+        mode=ENABLED if body.get("mode") is None else _mode(body["mode"]),
     )
 
 

@@ -10,7 +10,9 @@ from the source as they are now; one removed meanwhile is an error of its
 item (404).  Per-record answers: 409 to a write is delivered (a resend),
 404 to a label update means the destination lacks the record, which is
 then written in full (upstream does the same); any other is an error of
-its item.  A request the destination does not take raises :class:`Attempt`
+its item, except a missing destination bucket, which a 1.18+ destination
+reports per record (spec 1.20 §5.8): that is retried like the request-level
+404 of older ones.  A request the destination does not take raises :class:`Attempt`
 when sending it again may work (``RemoteError.retry``); otherwise its
 items are errors.
 """
@@ -84,6 +86,11 @@ class Shipment:
             if exc.retry:
                 raise Attempt(exc, len(batch.headers)) from None
             refused = {ts: (exc.status, exc.message) for ts, _ in batch.headers}
+        for status, message in refused.values():
+            if status == 404 and _bucket_missing(message):
+                # A 1.18+ destination answers a missing bucket per record:
+                # retried like its request-level 404 of before, never given up.
+                raise Attempt(RemoteError(404, message, retry=True), len(batch.headers))
         errors.extend(answer for answer in refused.values() if answer[0] != 409)
 
     async def _labels(self, items: list, errors: list) -> list:
@@ -119,6 +126,11 @@ class Shipment:
             finally:
                 batch.close()
         return run
+
+
+def _bucket_missing(message: str) -> bool:
+    """Whether a per-record error says the destination bucket does not exist."""
+    return message.startswith("Bucket '") and message.endswith("' is not found")
 
 
 def _add(batch: OutgoingBatch, view, errors: list) -> bool:

@@ -34,6 +34,18 @@ a type error) is not logged; it is counted as errored with the condition's
 status and text (404, 422), and the first such failure of a replication's
 settings is logged.
 
+The mode [1.18] (spec 1.20 §5.3): ``enabled`` works as above; ``paused``
+keeps logging (``pending_records`` grows) and sends nothing, but probes the
+destination every :data:`PAUSED_PROBE` seconds while items wait, so
+``is_active`` says whether it is reachable; ``disabled`` logs nothing
+and sends nothing, and is never active.  Items logged before stay for
+when the replication is enabled again.
+
+Entries may be paths ``a/b/c`` [1.19]: a log's directory is the entry name
+percent-encoded into one file name (``a%2Fb%2Fc``, ``a%2F%24meta``; plain
+names stay as they are), so logs never nest into each other; a path too
+long for a file name gets a hashed one and an ``entry`` file naming it.
+
 Nothing goes to the destination, not even a probe, until there is
 something to send: a new (or restarted, or updated) replication with empty
 logs makes no request, stays ``is_active`` (1.15+ reports a replication
@@ -42,10 +54,14 @@ that has not met a failure as active) and its diagnostics stay empty.
 
 from __future__ import annotations
 
+import hashlib
 import os
+from urllib.parse import quote, unquote
 
+import attr
 from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from reduct_twisted.errors import ReductError
 from reduct_twisted.replication.diagnostics import DiagnosticsCounter
@@ -53,7 +69,8 @@ from reduct_twisted.replication.filters import FilterFailed, TransactionFilter
 from reduct_twisted.replication.remote import BATCH_MAX_RECORDS, RemoteError
 from reduct_twisted.replication.shipping import Attempt, Shipment
 from reduct_twisted.replication.txlog import LABELS, WRITE, EntryLog
-from reduct_twisted.storage.settings import is_valid_name
+from reduct_twisted.replication.settings import DISABLED, ENABLED, PAUSED
+from reduct_twisted.storage.settings import entry_segments_valid
 
 log = Logger()
 
@@ -63,6 +80,42 @@ MAX_BACKOFF = 5.0
 
 #: Diagnostics status of items dropped from a full log.
 LOG_FULL = 507
+
+#: Seconds between two probes of a paused replication's destination.
+PAUSED_PROBE = 5.0
+
+
+#: Longest log directory name spelling its entry; longer paths are hashed.
+LOG_DIR_NAME_MAX = 200
+#: In a hashed log directory: the entry's name.
+ENTRY_NAME_FILE = "entry"
+
+
+def log_dir_name(entry: str) -> str:
+    """
+    The directory name of an entry's log: ``entry`` percent-encoded, ``/``
+    included; for a path too long for one file name, ``~`` and its SHA-256
+    (the name is then in the directory's :data:`ENTRY_NAME_FILE`).
+    """
+    name = quote(entry, safe="")
+    if len(name) <= LOG_DIR_NAME_MAX:
+        return name
+    return "~" + hashlib.sha256(entry.encode("utf-8")).hexdigest()
+
+
+def log_dir_entry(directory: str, name: str):
+    """:return: the entry whose log directory is ``directory``/``name``, or None (not ours)."""
+    if name.startswith("~"):
+        try:
+            with open(os.path.join(directory, name, ENTRY_NAME_FILE), "rb") as f:
+                entry = f.read(1 << 16).decode("utf-8")
+        except (OSError, UnicodeDecodeError):
+            return None
+    else:
+        entry = unquote(name)
+    if entry_segments_valid(entry) and log_dir_name(entry) == name:
+        return entry
+    return None
 
 
 class ReplicationTask:
@@ -96,8 +149,9 @@ class ReplicationTask:
         self._turn = 0
         self._use(settings)
         if os.path.isdir(directory):
-            for entry in sorted(os.listdir(directory)):
-                if is_valid_name(entry):
+            for name in sorted(os.listdir(directory)):
+                entry = log_dir_entry(directory, name)
+                if entry is not None:
                     self._log(entry)
 
     def _use(self, settings) -> None:
@@ -114,9 +168,27 @@ class ReplicationTask:
     def _log(self, entry: str) -> EntryLog:
         entry_log = self._logs.get(entry)
         if entry_log is None:
-            entry_log = EntryLog(os.path.join(self.directory, entry), self._capacity, self._dirty)
+            path = os.path.join(self.directory, log_dir_name(entry))
+            if os.path.basename(path).startswith("~"):
+                self._name_log_dir(path, entry)
+            entry_log = EntryLog(path, self._capacity, self._dirty)
             self._logs[entry] = entry_log
         return entry_log
+
+    def _name_log_dir(self, path: str, entry: str) -> None:
+        # A hashed log directory gets its entry's name before its first item
+        # (flushed with it): without the name, a directory is not loaded.
+        target = os.path.join(path, ENTRY_NAME_FILE)
+        if os.path.exists(target):
+            return
+        if not os.path.isdir(path):
+            os.makedirs(path)
+            self._dirty.new_dir(path)
+        temporary = target + ".tmp"
+        with open(temporary, "wb") as f:
+            f.write(entry.encode("utf-8"))
+        os.replace(temporary, target)
+        self._dirty.created(target)
 
     # -- what the engine tells -------------------------------------------------
 
@@ -136,6 +208,8 @@ class ReplicationTask:
 
     def record_written(self, entry: str, record) -> None:
         """A record of the source bucket was committed."""
+        if self.settings.mode == DISABLED:
+            return
         if self._accept(entry, record.ts, record.labels):
             self._append(entry, WRITE, record.ts)
 
@@ -145,6 +219,8 @@ class ReplicationTask:
 
         :param changes: the update as applied (name → value, ``""`` removed).
         """
+        if self.settings.mode == DISABLED:
+            return
         try:
             labels = self._engine.read(self.settings.src_bucket, entry, ts).record.labels
         except ReductError:
@@ -179,7 +255,8 @@ class ReplicationTask:
 
     def info(self) -> dict:
         """:return: the ``ReplicationInfo`` JSON."""
-        return {"name": self.name, "is_active": self.active,
+        return {"name": self.name, "mode": self.settings.mode,
+                "is_active": self.active and self.settings.mode != DISABLED,
                 "is_provisioned": self.provisioned, "pending_records": self.pending}
 
     def full_info(self) -> dict:
@@ -217,6 +294,16 @@ class ReplicationTask:
         if running:
             self.start()
 
+    def set_mode(self, mode: str) -> None:
+        """
+        Change only the mode: logs, filter state and diagnostics stay.
+        Enabled again, the sender starts at once (a paused one's next probe
+        is not waited for).
+        """
+        self.settings = attr.evolve(self.settings, mode=mode)
+        if mode == ENABLED and self._in_flight is None and not self._stopped:
+            self._schedule(0)
+
     def close_logs(self, delete: bool = False) -> list:
         """Close the logs; :return: their directories (to delete, if ``delete``)."""
         directories = [entry_log.directory for entry_log in self._logs.values()]
@@ -246,14 +333,39 @@ class ReplicationTask:
         self._call = None
         if self._stopped:
             return
-        if not self.pending:
+        if not self.pending or self.settings.mode == DISABLED:
             return  # idle: no request, not even a probe, until a record is logged
+        if self.settings.mode == PAUSED:
+            self._probe_paused()
+            return
         if self._needs_probe:
             self._track(self.remote.probe(), self._probed, self._waiting_records())
             return
         job = self._next_job()
         if job is not None:
             self._track(Deferred.fromCoroutine(job), self._sent, None)
+
+    def _probe_paused(self) -> None:
+        # Paused: only whether the destination answers (is_active); nothing
+        # is counted in the diagnostics.  The next look is a probe again,
+        # or, enabled meanwhile, the sending.
+        d = self.remote.probe()
+        self._in_flight = d
+
+        def settled(result):
+            if self._in_flight is not d:  # stopped (or restarted) meanwhile
+                return None
+            self._in_flight = None
+            failed = isinstance(result, Failure)
+            if failed and result.check(CancelledError):
+                return None
+            self._set_active(not failed, "" if not failed else result.getErrorMessage())
+            self._needs_probe = failed
+            if not self._stopped:
+                self._schedule(PAUSED_PROBE if self.settings.mode == PAUSED else 0)
+            return None
+
+        d.addBoth(settled)
 
     def _waiting_records(self) -> int:
         return max(1, min(self.pending, BATCH_MAX_RECORDS))

@@ -47,10 +47,12 @@ from reduct_twisted.storage.removal import remove_from_block
 from reduct_twisted.storage.settings import ENTRY_NAME_ERROR, check_entry_name, check_name
 
 
-def _locate(entry, stamps):
+def _locate(entry, stamps, where: str):
     """
     Group ``stamps`` by the block holding a finished record at each.
 
+    :param where: ``<bucket>/<entry>``, for the 1.18 texts (spec 1.20 §5.5:
+        label updates and removals always use the entry form).
     :return: ``(errors, by_block)``: ts -> error for the stamps without a
         finished record, and block -> timestamps (ascending) for the others.
     """
@@ -58,9 +60,9 @@ def _locate(entry, stamps):
     for ts in sorted(stamps):
         found = entry.find(ts)
         if found is None:
-            errors[ts] = NotFound(f"No record with timestamp {ts}")
+            errors[ts] = NotFound(f"Record {ts} not found in entry {where}")
         elif found[1].state != FINISHED:
-            errors[ts] = TooEarly(f"Record with timestamp {ts} is still being written")
+            errors[ts] = TooEarly(f"Record with timestamp {ts} in {where} is still being written")
         else:
             by_block.setdefault(found[0], []).append(ts)
     return errors, by_block
@@ -127,7 +129,7 @@ class EditMethods:
             disk is full); blocks done before stay done.
         """
         series = self._bucket(bucket).entry(entry)
-        errors, by_block = _locate(series, changes)
+        errors, by_block = _locate(series, changes, f"{bucket}/{entry}")
         for block, stamps in by_block.items():
             done = relabel_block(self._context, series, block, {ts: changes[ts] for ts in stamps})
             for ts in done:
@@ -147,7 +149,7 @@ class EditMethods:
         owner = self._bucket(bucket)
         refuse_record_removal(entry)
         series = owner.entry(entry)
-        errors, by_block = _locate(series, stamps)
+        errors, by_block = _locate(series, stamps, f"{bucket}/{entry}")
         for block, found in by_block.items():
             remove_from_block(self._context, series, block, found)
         return errors

@@ -81,6 +81,7 @@ from reduct_twisted.storage.disk.recovery import Recovery
 from reduct_twisted.storage.disk.reserve import Reserve
 from reduct_twisted.storage.disk.trash import TRASH_DIR, Trash, remove_now
 from reduct_twisted.storage.edits import EditMethods
+from reduct_twisted.storage.multi import MultiMethods, MultiRegistry
 from reduct_twisted.storage.query import QueryRegistry
 from reduct_twisted.storage.reading import LIST_LIMIT, ReadMethods
 from reduct_twisted.storage.records import Allocation
@@ -96,11 +97,12 @@ __all__ = ["LIST_LIMIT", "TRASH_DIR", "StorageEngine", "remove_now"]
 
 
 @implementer(IStorageEngine, IEngineLifecycle)
-class StorageEngine(BucketMethods, ReadMethods, EditMethods):
+class StorageEngine(BucketMethods, ReadMethods, EditMethods, MultiMethods):
     """
     The synchronous storage core; the HTTP layer calls it on the reactor thread.
     Bucket management comes from :class:`~reduct_twisted.storage.buckets.BucketMethods`,
     reads and queries from :class:`~reduct_twisted.storage.reading.ReadMethods`,
+    the I/O API's multi-entry queries from :class:`~reduct_twisted.storage.multi.MultiMethods`,
     label updates, removals and renames from :class:`~reduct_twisted.storage.edits.EditMethods`.
 
     :param data_path: the data directory (created by :meth:`open`).
@@ -141,6 +143,7 @@ class StorageEngine(BucketMethods, ReadMethods, EditMethods):
                                 self._trash, self._dirty, self._recovery, self._reserve)
         self._buckets: dict = {}
         self._queries = QueryRegistry()
+        self._multi = MultiRegistry(self._queries, self._context.tables)
         self._opened_at = None
         self._running = False
         #: Told of every committed record: ``record_written(bucket, entry,
@@ -188,6 +191,11 @@ class StorageEngine(BucketMethods, ReadMethods, EditMethods):
         self._recovery.start_run(self._sync)
         self._opened_at = self.clock.seconds()
         self._running = True
+
+    @property
+    def is_open(self) -> bool:
+        """Whether :meth:`open` has loaded the storage and :meth:`close` not run yet."""
+        return self._running
 
     def close(self) -> None:
         """

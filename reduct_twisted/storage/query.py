@@ -250,9 +250,19 @@ class QueryRegistry:
     def __len__(self) -> int:
         return len(self._queries)
 
+    def new_id(self) -> int:
+        """A fresh query id from the one counter (the I/O API's queries, ``multi.py``, share it)."""
+        return next(self._ids)
+
+    @property
+    def ending(self) -> bool:
+        """Whether continuous queries now end like plain ones (:meth:`end_continuous`)."""
+        return self._ending
+
     def build(self, bucket: str, entry, now: float, *, start=None, stop=None, ttl=60,
               continuous=False, include=None, exclude=None, limit=None, each_n=None,
-              each_s=None, when=None, strict=False, only_metadata=False, ext=None) -> Query:
+              each_s=None, when=None, strict=False, only_metadata=False, ext=None,
+              qid=None) -> Query:
         """
         Make a query over ``entry`` with a new id, without registering it
         (see ``StorageEngine.create_query`` for the parameters).
@@ -260,6 +270,8 @@ class QueryRegistry:
         :param bucket: the bucket name.
         :param entry: the existing :class:`~reduct_twisted.storage.entry.Entry`.
         :param now: the current time in seconds.
+        :param qid: the id to give it (a part of a multi-entry query,
+            ``multi.py``), or None for a new one.
         :return: the query.
         :raises UnprocessableEntity: ``start > stop``, ``each_n`` or ``each_s``
             not positive, a malformed ``when``, an extension asked for (none
@@ -276,7 +288,8 @@ class QueryRegistry:
             stop = entry.latest_record + 1 if stop is None else stop
             if start > stop:
                 raise UnprocessableEntity("Start time must be before stop time")
-        qid = next(self._ids)
+        if qid is None:
+            qid = next(self._ids)
         extensions = [name for params in (ext, condition and condition.ext) if params
                       for name in params]
         if extensions:

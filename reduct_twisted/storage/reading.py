@@ -17,6 +17,18 @@ from reduct_twisted.storage.meta import effective_exclude
 LIST_LIMIT = 10_000
 
 
+def _not_found(series, bucket: str, entry: str, ts: int) -> str:
+    """
+    The 1.18 text of a read of a missing record (spec 1.20 §5.5): the block
+    form when a block starts at or before ``ts`` (the greatest such id),
+    else the entry form.
+    """
+    block = series.block_for(ts)
+    if block is None:
+        return f"Record {ts} not found in entry {bucket}/{entry}"
+    return f"Record {ts} not found in block {bucket}/{entry}/{block.block_id}"
+
+
 class ReadMethods:
     """Reads and queries of a ``StorageEngine`` (see the module docstring)."""
 
@@ -35,10 +47,10 @@ class ReadMethods:
             ts = series.latest_record
         found = series.find(ts)
         if found is None:
-            raise NotFound(f"No record with timestamp {ts}")
+            raise NotFound(_not_found(series, bucket, entry, ts))
         block, record = found
         if record.state != FINISHED:
-            raise TooEarly(f"Record with timestamp {ts} is still being written")
+            raise TooEarly(f"Record with timestamp {ts} in {bucket}/{entry} is still being written")
         return block.view(record)
 
     def read_content(self, view: RecordView) -> bytes:
@@ -159,5 +171,6 @@ class ReadMethods:
                 "io": None if condition is None else condition.io}
 
     def expire_queries(self) -> int:
-        """:return: how many expired queries were dropped."""
-        return self._queries.expire(self.clock.seconds())
+        """:return: how many expired queries (v1 and multi-entry) were dropped."""
+        now = self.clock.seconds()
+        return self._queries.expire(now) + self._multi.expire(now)

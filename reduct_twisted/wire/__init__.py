@@ -35,7 +35,9 @@ into fields; then:
 * otherwise the value runs up to the next field that starts a label:
   fields without ``=`` continue the value before them (that is how
   reduct-py sends a value with a comma; upstream drops such fields);
-* names and values are trimmed; a name starting with ``@`` is refused.
+* names and values are trimmed; a name starting with ``@`` (reserved for
+  computed labels) is refused by default: the v1 batch endpoints accept
+  it again since 1.19 and store it as an ordinary label (``at_labels``).
 
 What cannot be told apart (README, "Limits"): a value sent unquoted whose
 text after a comma looks like ``name=`` (reduct-py sends ``a=1,b=2`` for
@@ -180,13 +182,17 @@ def _take_value(fields: List[str], i: int, first: str) -> Tuple[str, int]:
     return ",".join([first] + fields[i + 1:j]).strip(), j
 
 
-def parse_record_header(value: str) -> Tuple[int, str, Dict[str, str]]:
+def parse_record_header(value: str, at_labels: bool = False) -> Tuple[int, str, Dict[str, str]]:
     """
     Parse ``<length>,<content type>[,<name>=<value>]…`` (see the module
     docstring); an empty content type is ``application/octet-stream``.
 
+    :param at_labels: accept label names starting with ``@`` (the v1 batch
+        endpoints since 1.19, spec 1.20 §5.8); refused otherwise (1.16–1.18,
+        and the batch protocol v2).
     :return: ``(length, content_type, labels)``.
-    :raises UnprocessableEntity: no comma, a bad length, a name with ``@``.
+    :raises UnprocessableEntity: no comma, a bad length, a name with ``@``
+        (unless ``at_labels``).
     """
     length_text, sep, rest = value.partition(",")
     if not sep:
@@ -201,7 +207,7 @@ def parse_record_header(value: str) -> Tuple[int, str, Dict[str, str]]:
         # Every field reached here starts a label: _take_value stops at one.
         name, _, first = fields[i].partition("=")
         name = name.strip()
-        if name.startswith("@"):
+        if name.startswith("@") and not at_labels:
             raise UnprocessableEntity(
                 "Label names must not start with '@': reserved for computed labels"
             )
@@ -233,12 +239,13 @@ def time_headers(raw_headers) -> list:
     return sorted(found.items())
 
 
-def parse_batch_headers(raw_headers) -> List[BatchedRecord]:
+def parse_batch_headers(raw_headers, at_labels: bool = False) -> List[BatchedRecord]:
     """
     The records announced in a batched write's (or label update's) headers,
     sorted by timestamp (the order of their contents in the body).
 
     :param raw_headers: ``request.requestHeaders.getAllRawHeaders()``.
+    :param at_labels: as for :func:`parse_record_header`.
     :raises UnprocessableEntity: a bad timestamp or header value.
     """
     records = []
@@ -247,5 +254,5 @@ def parse_batch_headers(raw_headers) -> List[BatchedRecord]:
             value = raw.decode("utf-8")
         except UnicodeDecodeError:
             raise UnprocessableEntity("Invalid batched header") from None
-        records.append(BatchedRecord(ts, *parse_record_header(value)))
+        records.append(BatchedRecord(ts, *parse_record_header(value, at_labels)))
     return records

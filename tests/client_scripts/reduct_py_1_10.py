@@ -338,7 +338,7 @@ async def exercise(checks, args, client):
     await expect_error(client.get_bucket(missing), ReductError, 404,
                        f"Bucket '{missing}' is not found")
     await expect_error(read_record(bucket, "single", T0 + 1), ReductError, 404,
-                       f"No record with timestamp {T0 + 1}")
+                       f"Record {T0 + 1} not found in entry {name}/single")  # API 1.18
     await expect_error(read_record(bucket, "nope"), ReductError, 404,
                        f"Entry 'nope' not found in bucket '{name}'")
     await expect_error(collect(bucket.query("nope")), ReductError, 404,
@@ -356,8 +356,11 @@ async def exercise(checks, args, client):
                        "Time must be greater than 0 seconds")
     gone = await client.get_bucket(name)
     gone.name = missing
-    await expect_error(gone.write_batch("e", batch), ReductError, 404,
-                       f"Bucket '{missing}' is not found")
+    # Since API 1.18 (spec 1.20 §5.8) a missing bucket fails each record of
+    # a batch, not the request: the client hands back one error per record.
+    eq(await gone.write_batch("e", batch),
+       {stamp: ReductError(404, f"Bucket '{missing}' is not found") for stamp in expected},
+       "per-record errors of a batch to a missing bucket")
     checks.ok("errors-with-server-text")
 
     # -- tokens ----------------------------------------------------------------------------

@@ -238,7 +238,7 @@ async def main(checks, args):
     )
     await expect_error(
         read_record(bucket, "sensor", T0 + 1), ReductError, 404,
-        f"No record with timestamp {T0 + 1}",
+        f"Record {T0 + 1} not found in block {name}/sensor/{T0}",  # API 1.18 text
     )
     await expect_error(
         read_record(bucket, "nope", T0), ReductError, 404,

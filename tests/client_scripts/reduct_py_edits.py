@@ -82,8 +82,9 @@ async def exercise(checks, args, client):
     eq((await read(bucket, "labels", T0))[0], [], "every label removed")
     await bucket.update("labels", T0, {"only": "one"})
     eq((await read(bucket, "labels", T0))[0], [("only", "one")], "a label added to none")
+    # API 1.18 texts (spec 1.20 §5.5): edits name the entry, reads the block
     await expect_error(bucket.update("labels", T0 + 1, {"a": "b"}), ReductError, 404,
-                       f"No record with timestamp {T0 + 1}")
+                       f"Record {T0 + 1} not found in entry {name}/labels")
     await expect_error(bucket.update("nope", T0, {"a": "b"}), ReductError, 404,
                        f"Entry 'nope' not found in bucket '{name}'")
     checks.ok("update-labels")
@@ -100,7 +101,7 @@ async def exercise(checks, args, client):
     update.add(T0 + 5, labels={"keep": "no"})
     update.add(T0 + 9, labels={"x": "y"})  # no such record
     errors = await bucket.update_batch("labels", update)
-    eq(errors, {T0 + 9: ReductError(404, f"No record with timestamp {T0 + 9}")},
+    eq(errors, {T0 + 9: ReductError(404, f"Record {T0 + 9} not found in entry {name}/labels")},
        "per-record errors of update_batch")
     expected = {
         1: {"i": "one", "keep": "yes"},
@@ -127,12 +128,13 @@ async def exercise(checks, args, client):
         removable.add(T0 + 100 + i, b"r%d" % i, labels={"n": str(i)})
     eq(await bucket.write_batch("records", removable), {}, "errors of the records batch")
     await bucket.remove_record("records", T0 + 104)
+    in_block = f"not found in block {name}/records/{T0 + 100}"
     await expect_error(read(bucket, "records", T0 + 104), ReductError, 404,
-                       f"No record with timestamp {T0 + 104}")
+                       f"Record {T0 + 104} {in_block}")
     await expect_error(read(bucket, "records", T0 + 104, head=True), ReductError, 404,
-                       f"No record with timestamp {T0 + 104}")
+                       f"Record {T0 + 104} {in_block}")
     await expect_error(bucket.remove_record("records", T0 + 104), ReductError, 404,
-                       f"No record with timestamp {T0 + 104}")
+                       f"Record {T0 + 104} not found in entry {name}/records")
     await expect_error(bucket.remove_record("nope", T0), ReductError, 404,
                        f"Entry 'nope' not found in bucket '{name}'")
     eq(await read(bucket, "records", T0 + 105),
@@ -154,11 +156,11 @@ async def exercise(checks, args, client):
     for i in (1, 2, 7, 42):  # 42 does not exist
         gone.add(T0 + 100 + i)
     errors = await bucket.remove_batch("records", gone)
-    eq(errors, {T0 + 142: ReductError(404, f"No record with timestamp {T0 + 142}")},
+    eq(errors, {T0 + 142: ReductError(404, f"Record {T0 + 142} not found in entry {name}/records")},
        "per-record errors of remove_batch")
     for i in (1, 2, 7):
         await expect_error(read(bucket, "records", T0 + 100 + i), ReductError, 404,
-                           f"No record with timestamp {T0 + 100 + i}")
+                           f"Record {T0 + 100 + i} {in_block}")
     left = [T0 + 100 + i for i in (3, 4, 5, 6, 8, 9)]
     eq(await timestamps(bucket, "records"), left, "query after remove_batch")
     eq(await record_count(bucket, "records"), 6, "record_count after remove_batch")

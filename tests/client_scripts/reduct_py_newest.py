@@ -144,7 +144,7 @@ async def exercise(checks, args, client):
     )
     await expect_error(
         read_record(bucket, "frames", T0 + 1), ReductError, 404,
-        f"No record with timestamp {T0 + 1}",
+        f"Record {T0 + 1} not found in block {name}/frames/{T0}",  # API 1.18 text
     )
     checks.ok("record-errors")
 

@@ -279,7 +279,8 @@ async def test_read_errors(server):
     await write(server, 1, b"x")
     await assert_error(await server.http.get(server.api("/b/nob/e")), 404, "Bucket 'nob' is not found")
     await assert_error(await server.http.get(server.api("/b/b/none")), 404, "Entry 'none' not found in bucket 'b'")
-    await assert_error(await server.http.get(server.api("/b/b/e"), params={"ts": "5"}), 404, "No record with timestamp 5")
+    await assert_error(await server.http.get(server.api("/b/b/e"), params={"ts": "5"}), 404,
+                       "Record 5 not found in block b/e/1")
     await assert_error(await server.http.get(server.api("/b/b/e"), params={"ts": "x"}), 422,
                        "'ts' must be an unix timestamp in microseconds")
     await assert_error(await server.http.get(server.api("/b/b/e"), params={"q": "x"}), 422, "'query' must be a number")
@@ -430,7 +431,8 @@ async def test_fifo_quota_removes_oldest_blocks(server):
     data = json.loads(await (await server.http.get(server.api("/b/b"))).content())
     assert data["info"]["size"] <= 3000
     assert data["entries"][0]["oldest_record"] > 1
-    await assert_error(await server.http.get(server.api("/b/b/e"), params={"ts": "1"}), 404, "No record with timestamp 1")
+    await assert_error(await server.http.get(server.api("/b/b/e"), params={"ts": "1"}), 404,
+                       "Record 1 not found in entry b/e")
     resp = await server.http.get(server.api("/b/b/e"), params={"ts": "6"})
     assert await resp.content() == b"x" * 700
     before = json.loads(await (await server.http.get(server.api("/b/b"))).content())

@@ -106,6 +106,8 @@ ROWS = [
     Row("list", "GET", V1 + "/list", AUTHENTICATED),
     Row("alive-head", "HEAD", V1 + "/alive", ANONYMOUS),
     Row("alive-get", "GET", V1 + "/alive", ANONYMOUS),
+    Row("ready-head", "HEAD", V1 + "/ready", ANONYMOUS),
+    Row("ready-get", "GET", V1 + "/ready", ANONYMOUS),
     Row("me", "GET", V1 + "/me", AUTHENTICATED),
     Row("tokens-list", "GET", V1 + "/tokens", FULL),
     Row("token-create", "POST", V1 + "/tokens/matrix-new", FULL, body=b"{}",

@@ -71,12 +71,16 @@ def quick(tmp_path_factory):
 
 
 BATCH_CELLS = [("batch write", 1 << 10, 1), ("batch read", 1 << 10, 1)]
+#: The I/O API's batched cells (spec 1.20 §1): the daemon only.
+IO_CELLS = [("io write", 1 << 10, 1), ("io read", 1 << 10, 1)]
 
 
 def expected_cells(target):
     cells = [(op, s, c) for op in ("write", "read") for s in SIZES for c in (1, 8)]
     if target in ("reduct-twisted", "postgres"):
         cells += BATCH_CELLS
+    if target == "reduct-twisted":
+        cells += IO_CELLS
     if target in ("reduct-twisted", "nginx-webdav"):
         cells += [("big write", 8 << 20, 1), ("big read", 8 << 20, 1)]
     return cells
@@ -140,3 +144,9 @@ def test_daemon_batch_cells_move_every_record(quick):
     assert write["bytes"] == count << 10
     assert read["records"] > 0 and read["records"] % count == 0
     assert read["requests"] >= read["records"] // 85
+    # the I/O API over 4 entries: every record, checked; the records interleave
+    # across entries, so a read batch ends whenever an entry comes back (§1.9)
+    write, read = ours[IO_CELLS[0]], ours[IO_CELLS[1]]
+    assert write["records"] == count and write["requests"] == -(-count // 80)
+    assert write["entries"] == 4 and read["entries"] == 4
+    assert read["records"] > 0 and read["records"] % count == 0

@@ -673,6 +673,74 @@ def test_sigkill_during_the_first_start(tmp_path):
     print(f"\nstates left by the kills: {dict(seen)}")
 
 
+# -- the replication registry (format 2: modes) ----------------------------------------
+
+
+def _patch_modes(port: int, seen: dict, stop: threading.Event) -> None:
+    """Cycle the mode of replication ``r`` until the daemon dies; note what was sent and acked."""
+    modes = ("paused", "disabled", "enabled")
+    try:
+        with Connection(port, timeout=10) as conn:
+            i = 0
+            while not stop.is_set():
+                mode = modes[i % 3]
+                i += 1
+                seen["sent"] = mode
+                resp = conn.request("PATCH", "/api/v1/replications/r/mode",
+                                    json.dumps({"mode": mode}).encode())
+                assert resp.status == 200, resp
+                seen["acked"] = mode
+    except (Closed, OSError):
+        return
+
+
+def test_sigkill_while_replication_modes_change(tmp_path):
+    """
+    The registry holding each replication's mode (format 2) is replaced
+    atomically: SIGKILLed while modes change, the daemon restarts with the
+    last acknowledged mode or the one being changed to, never a torn file,
+    and logs no unhandled error.
+    """
+    rng = random.Random(SEED)
+    data_path = tmp_path / "data"
+    daemon = Twistd(data_path)
+    port = daemon.start()
+    settings = {"src_bucket": "src", "dst_bucket": "dst", "dst_host": "http://127.0.0.1:9"}
+    with Connection(port) as conn:
+        assert conn.request("POST", "/api/v1/b/src").status == 200
+        assert conn.request("POST", "/api/v1/replications/r",
+                            json.dumps(settings).encode()).status == 200
+    expected = {"enabled"}
+    for kill in range(8):
+        seen: dict = {}
+        stop = threading.Event()
+        worker = threading.Thread(target=_patch_modes, args=(port, seen, stop))
+        worker.start()
+        time.sleep(rng.uniform(0.05, 0.4))
+        daemon.kill()
+        stop.set()
+        worker.join(30)
+        assert not worker.is_alive()
+        if "acked" in seen:
+            expected = {seen["acked"], seen["sent"]}
+        elif "sent" in seen:
+            expected = expected | {seen["sent"]}
+        daemon = Twistd(data_path)
+        port = daemon.start()
+        with Connection(port) as conn:
+            resp = conn.request("GET", "/api/v1/replications/r")
+        assert resp.status == 200, (kill, resp)
+        mode = json.loads(resp.body)["info"]["mode"]
+        assert mode in expected, (kill, mode, expected)
+        expected = {mode}
+        with open(data_path / ".replications.json") as f:
+            registry = json.load(f)
+        assert registry["format"] == 2
+        assert registry["replications"][0]["settings"]["mode"] == mode
+        assert daemon.alarms() == [], daemon.output
+    daemon.stop()
+
+
 # -- kills while parents with children are renamed and removed --------------------------
 
 TREE_KILLS = int(os.environ.get("REDUCT_CRASH_TREE_KILLS", "30"))

@@ -126,7 +126,7 @@ async def test_patch_errors(tmp_path):
     server, stop = await seeded(tmp_path, count=1)
     try:
         await assert_error(await call(server, "PATCH", f"/b/{B}/{E}?ts=7"), 404,
-                           "No record with timestamp 7")
+                           f"Record 7 not found in entry {B}/{E}")
         await assert_error(await call(server, "PATCH", f"/b/{B}/nope?ts=1000"), 404,
                            f"Entry 'nope' not found in bucket '{B}'")
         await assert_error(await call(server, "PATCH", f"/b/nope/{E}?ts=1000"), 404,
@@ -149,7 +149,7 @@ async def test_patch_batch_updates_each_record_and_reports_misses(tmp_path):
             "x-reduct-time-999": "0,",
         })
         await ok(resp)
-        assert error_headers(resp) == {999: "404,No record with timestamp 999"}
+        assert error_headers(resp) == {999: f"404,Record 999 not found in entry {B}/{E}"}
         resp, _ = await read(server, 1000)
         assert label_pairs(resp) == [("b", "x"), ("c", "keep"), ("x", "z"), ("1", "2")]
         resp, _ = await read(server, 1003)
@@ -170,15 +170,17 @@ async def test_delete_one_record_then_a_batch(tmp_path):
     server, stop = await seeded(tmp_path)
     try:
         await ok(await call(server, "DELETE", f"/b/{B}/{E}?ts=1001"))
-        await assert_error((await read(server, 1001))[0], 404, "No record with timestamp 1001")
+        # (spec 1.20 §5.5: a read names the block, a removal the entry)
+        await assert_error((await read(server, 1001))[0], 404,
+                           f"Record 1001 not found in block {B}/{E}/1000")
         await assert_error(await call(server, "DELETE", f"/b/{B}/{E}?ts=1001"), 404,
-                           "No record with timestamp 1001")
+                           f"Record 1001 not found in entry {B}/{E}")
         assert (await entry_info(server))["record_count"] == 4
         resp = await call(server, "DELETE", f"/b/{B}/{E}/batch", headers={
             "x-reduct-time-1000": "", "x-reduct-time-1004": "", "x-reduct-time-5": "",
         })
         await ok(resp)
-        assert error_headers(resp) == {5: "404,No record with timestamp 5"}
+        assert error_headers(resp) == {5: f"404,Record 5 not found in entry {B}/{E}"}
         info = await entry_info(server)
         assert info["record_count"] == 2
         assert info["oldest_record"] == 1000  # the block keeps its id (§4.7)
@@ -359,7 +361,7 @@ async def test_records_being_written_block_renames_and_label_updates(tmp_path):
             await assert_error(
                 await call(server, "PATCH", f"/b/{B}/{E}?ts=5000",
                            headers={"x-reduct-label-a": "b"}),
-                425, "Record with timestamp 5000 is still being written")
+                425, f"Record with timestamp 5000 in {B}/{E} is still being written")
         finally:
             sock.close()
         assert (await read(server, 1000))[1] == b"data-1000"

@@ -6,8 +6,9 @@ every run), from malformed request lines, methods and versions, header
 names and values (bad, duplicate and huge ``Content-Length``, ``Expect``,
 ``Transfer-Encoding``, non-UTF-8, bearer tokens), bad timestamps, names and
 query parameters, truncated, oversized and mis-framed bodies, bodies on
-GET, pipelined garbage, and JSON bodies that are invalid or of the wrong
-types for bucket settings and token permissions.
+GET, pipelined garbage, JSON bodies that are invalid or of the wrong
+types for bucket settings and token permissions, and requests to the I/O API
+with malformed batch protocol v2 headers.
 
 Asserted: no 5xx answer; every byte that comes back parses as HTTP/1.1; a
 complete request is answered before the connection closes (a 400 and a
@@ -215,6 +216,36 @@ class Req:
         return f"Req({self.raw[:600]!r}{more}, {len(self.raw)} bytes)"
 
 
+#: The I/O API (spec 1.20 §1): each route with its method.
+IO_ROUTES = [(b"POST", "write"), (b"POST", "q"), (b"GET", "read"), (b"HEAD", "read"),
+             (b"PATCH", "update"), (b"DELETE", "remove")]
+IO_NAMES = ["fz", "e", "a%2Fb", "%24meta", "a%2F%24meta", "%zz", "%", "%FF", "", " ", "a,b",
+            "x" * 300, "\u00e9", "%C3%A9", "*"]
+IO_VALUES = ["3,text/plain", "0", "1", "", ",", "0,,", "5,t,0=a", "2,,a=1,b=", '4,t,a="x,y"',
+             '1,t,a="open', "x,t", "-1,t", "18446744073709551616,t", "1,t,@a=1", "1,t,novalue",
+             "1,t,9=z", "0,,remove=true,key=k", "1" * 30 + ",t", "\u00e9,t", "1,\xff"]
+
+
+def io_headers(rng) -> list:
+    """v2 batch headers (§1.2): entries, start, labels and record headers, often malformed."""
+    headers = []
+    if rng.random() < 0.9:
+        names = [rng.choice(IO_NAMES) for _ in range(rng.randint(0, 4))]
+        headers.append((b"x-reduct-entries", ",".join(names).encode("utf-8", "surrogatepass")))
+    if rng.random() < 0.9:
+        headers.append((b"x-reduct-start-ts", number(rng).encode("utf-8", "surrogatepass")))
+    if rng.random() < 0.3:
+        headers.append((b"x-reduct-labels", rng.choice([b"a,b", b"", b"a%zz", b"\xff", b"@c"])))
+    if rng.random() < 0.3:
+        headers.append((b"x-reduct-query-id", number(rng).encode("utf-8", "surrogatepass")))
+    for _ in range(rng.randint(0, 6)):
+        index = rng.choice(["0", "1", "2", "9", "", "a", "time", "99999999999999999999999"])
+        delta = rng.choice(["0", "1", "10", "", "x", str(U64_MAX), str(U64_MAX + 1)])
+        headers.append((f"x-reduct-{index}-{delta}".encode(),
+                        rng.choice(IO_VALUES).encode("latin-1", "replace")))
+    return headers
+
+
 def chunked(data: bytes, parts: int) -> bytes:
     step = max(1, -(-len(data) // max(parts, 1)))
     pieces = [data[i:i + step] for i in range(0, len(data), step)]
@@ -303,7 +334,13 @@ def request(rng, json_pool, token_share=0.0) -> Req:
         headers.append((b"Connection", b"close"))
     if rng.random() < 0.25:
         rng.shuffle(headers)
-    line = method + b" " + target(rng) + (b" " + version if version else b"")
+    if rng.random() < 0.12:  # the I/O API, with its v2 batch headers
+        method, route = rng.choice(IO_ROUTES)
+        path = f"/api/v1/io/{name(rng)}/{route}".encode("utf-8", "surrogatepass")
+        headers += io_headers(rng)
+    else:
+        path = target(rng)
+    line = method + b" " + path + (b" " + version if version else b"")
     raw = line + eol + b"".join(k + b": " + v + eol for k, v in headers) + eol + data
     # twisted.web ends lines at CRLF only: with bare LFs the head never ends.
     return Req(raw, method, incomplete or eol == b"\n", extra)

@@ -122,3 +122,21 @@ async def test_reduct_js_io_api(server, reduct_js):
     assert (await resp.json())["buckets"] == []
     resp = await server.http.get(server.api("/replications"))
     assert (await resp.json())["replications"] == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_reduct_js_stream_write(server, reduct_js):
+    """
+    reduct-js 1.20.0 writes records from a ReadableStream: a chunked body
+    with ``x-reduct-content-length`` (spec 1.20 §5.2), small, 3 MiB and
+    empty, read back whole; a stream longer or shorter than the size it
+    gives is refused with 400 and not stored.
+    """
+    summary = await run_js_script(reduct_js, "stream_write.js", server.url, "jsstream")
+    assert summary["checks"] == [
+        "stream-small", "stream-large", "stream-empty", "stream-length-held", "remove-bucket",
+    ]
+    assert summary["facts"] == {
+        "longer": "400 Content is bigger than in content-length",
+        "shorter": "400 Content is shorter than expected",
+    }

@@ -169,7 +169,7 @@ async def test_record_being_written_is_425(server):
         await settle(5)
         resp = await server.http.get(server.api("/b/b/e"), params={"ts": "9"})
         assert resp.code == 425
-        assert resp.headers.getRawHeaders("x-reduct-error") == ["Record with timestamp 9 is still being written"]
+        assert resp.headers.getRawHeaders("x-reduct-error") == ["Record with timestamp 9 in b/e is still being written"]
         await resp.content()
         resp = await server.http.post(server.api("/b/b/e"), params={"ts": "9"}, data=b"dup")
         assert resp.code == 409

@@ -125,6 +125,43 @@ def test_abort_keeps_complete_records_and_drops_the_rest(engine):
     assert results(sink.finish()).check(Exception)
 
 
+def test_body_longer_than_the_records_fails_after_storing_them(engine):
+    """
+    Bytes beyond the last record (a chunked body held to
+    x-reduct-content-length) fail the batch with 400 'bigger'; the records
+    complete before them stay stored.
+    """
+    engine.create_bucket("b", None)
+    records, body = announce({1: b"one", 2: b"two"})
+    pool = ManualPool()
+    sink = make_sink(engine, records, pool)
+    sink.write(body + b"excess")
+    d = sink.finish()
+    pool.run_all()
+    failure = results(d)
+    assert (failure.value.status, failure.value.message) == (
+        400, "Content is bigger than in content-length")
+    assert [stored(engine, ts)[0] for ts in (1, 2)] == [b"one", b"two"]
+
+
+def test_body_shorter_than_the_records_fails_with_upstream_text(engine):
+    """A body ending inside a record: 400 with the 1.17.4 text; that record is not stored."""
+    engine.create_bucket("b", None)
+    records, body = announce({1: b"one", 2: b"two"})
+    pool = ManualPool()
+    sink = make_sink(engine, records, pool)
+    sink.write(body[:-1])
+    d = sink.finish()
+    pool.run_all()
+    failure = results(d)
+    assert (failure.value.status, failure.value.message) == (
+        400, "Content is shorter than expected: no more data to read")
+    assert stored(engine, 1)[0] == b"one"
+    with pytest.raises(Exception) as info:
+        engine.read("b", "e", 2)
+    assert info.value.status == 404
+
+
 def test_large_records_stream_with_backpressure(engine):
     """
     A record above the high-water mark pauses the client while its queue is

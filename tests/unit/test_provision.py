@@ -470,6 +470,25 @@ def test_replication_invalid_values_ignored(variable, value, log_events):
     assert warning.startswith(f"Ignoring {variable}=")
 
 
+@pytest.mark.parametrize("value, mode", [("paused", "paused"), (" Disabled ", "disabled"),
+                                         ("ENABLED", "enabled")])
+def test_replication_mode(value, mode, log_events):
+    """RS_REPLICATION_<ID>_MODE (1.19), any case; unset, the settings have no mode."""
+    settings = _replications(dict(REPLICATION, RS_REPLICATION_A_MODE=value))["to-central"]
+    assert settings["mode"] == mode
+    assert "mode" not in _replications(REPLICATION)["to-central"]
+    assert _warnings(log_events) == []
+
+
+def test_replication_invalid_mode_drops_it(log_events):
+    """An invalid mode leaves the replication out (spec 1.20 §9)."""
+    assert _replications(dict(REPLICATION, RS_REPLICATION_A_MODE="sometimes")) == {}
+    assert _warnings(log_events) == [
+        "Ignoring RS_REPLICATION_A_MODE='sometimes': not one of enabled, paused, disabled; "
+        "replication 'to-central' not provisioned"
+    ]
+
+
 @pytest.mark.parametrize("missing", ["SRC_BUCKET", "DST_BUCKET", "DST_HOST"])
 def test_replication_without_required_setting(missing, log_events):
     """Without its source, destination bucket or host, a replication is left out."""

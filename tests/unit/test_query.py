@@ -219,6 +219,26 @@ def test_ttl_zero_and_default(engine, clock):
         engine.query_next("b", "e", qid)
 
 
+def test_lifetime_after_the_end(engine, clock):
+    """
+    Spec 1.20 §5.6: a finished plain query is discarded at once, whatever
+    its TTL (the next read is the 404, which the 1.17 and 1.20 suites both
+    accept); a dry continuous query answers None until it has not been
+    read for its TTL.
+    """
+    _fill(engine, (1000,))
+    qid = engine.create_query("b", "e", ttl=3600)
+    assert engine.query_next("b", "e", qid).record.ts == 1000
+    assert engine.query_next("b", "e", qid) is None
+    assert _error(NotFound, engine.query_next, "b", "e", qid) == GONE.format(qid)
+    qid = engine.create_query("b", "e", ttl=1, start=2000, continuous=True)
+    for _ in range(5):
+        clock.advance(0.9)
+        assert engine.query_next("b", "e", qid) is None
+    clock.advance(1.1)
+    assert _error(NotFound, engine.query_next, "b", "e", qid) == GONE.format(qid)
+
+
 def test_expire_queries(engine, clock):
     """expire_queries drops exactly the expired queries and reports how many."""
     _fill(engine)

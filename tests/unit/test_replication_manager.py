@@ -69,7 +69,7 @@ def test_create_get_list(manager):
     manager.create("a-rep", dict(BODY, when={"&x": {"$gt": 1}}))
     assert [r["name"] for r in manager.list()] == ["a-rep", "b-rep"]
     detail = manager.get("b-rep")
-    assert detail["info"] == {"name": "b-rep", "is_active": True, "is_provisioned": False,
+    assert detail["info"] == {"name": "b-rep", "mode": "enabled", "is_active": True, "is_provisioned": False,
                               "pending_records": 0}
     assert detail["settings"]["dst_token"] is None
     assert detail["diagnostics"] == {"hourly": {"ok": 0, "errored": 0, "errors": {}}}
@@ -131,7 +131,8 @@ def test_registry_file_survives_restart(manager, engine, clock):
     path = os.path.join(engine.data_path, REGISTRY_FILE)
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     stored = _stored(engine)
-    assert stored["format"] == 1
+    assert stored["format"] == 2
+    assert stored["replications"][0]["settings"]["mode"] == "enabled"
     assert stored["replications"][0]["settings"]["dst_token"] == "secret"
     again = _new(engine, clock)
     assert again._tasks["r"].settings == manager._tasks["r"].settings

@@ -135,6 +135,18 @@ def test_update_sends_labels_and_removals(clock, stub, destination):
     assert _header(headers, "x-reduct-time-3") == "0,"
 
 
+def test_nested_entry_goes_raw_in_the_path(clock, stub, destination):
+    """An entry path ``a/b/c`` (and its ``$meta``) is sent raw: ``/b/<dst>/a/b/c/batch`` (1.19)."""
+    remote = _remote(stub, clock)
+    for entry in ("a/b/c", "a/b/$meta", "$meta"):
+        assert _wait(remote.update(entry, [(1, {"k": "v"}, [])]), clock, stub) == {}
+    assert [path for _, path, _, _ in destination.requests] == [
+        b"/base/api/v1/b/dst/a/b/c/batch",
+        b"/base/api/v1/b/dst/a/b/$meta/batch",
+        b"/base/api/v1/b/dst/$meta/batch",
+    ]
+
+
 def test_probe_is_a_head_of_the_bucket(clock, stub, destination):
     """The probe asks HEAD /api/v1/b/<bucket>."""
     assert _wait(_remote(stub, clock).probe(), clock, stub) is None

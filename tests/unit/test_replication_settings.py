@@ -12,6 +12,7 @@ from reduct_twisted.replication.settings import (
     ReplicationSettings,
     check_replication_name,
     destination_url,
+    parse_mode,
     parse_settings,
     validate,
 )
@@ -33,7 +34,7 @@ def test_defaults_and_json_masked():
     assert settings.to_json() == {
         "src_bucket": "src", "dst_bucket": "dst", "dst_host": "http://127.0.0.1:8383",
         "dst_token": None, "entries": [], "include": {}, "exclude": {},
-        "each_n": None, "each_s": None, "when": None,
+        "each_n": None, "each_s": None, "when": None, "mode": "enabled",
     }
     assert settings.to_json(masked=False)["dst_token"] == "secret"
     assert "secret" not in repr(settings)
@@ -243,3 +244,66 @@ def test_filter_state_per_entry():
     f = TransactionFilter(_settings(each_n=2))
     got = [(e, ts) for ts in range(1, 5) for e in ("a", "b") if f.accept(e, ts, {})]
     assert got == [("a", 1), ("b", 1), ("a", 3), ("b", 3)]
+
+
+# -- mode (API 1.18) and entry paths (1.19) ---------------------------------------------
+
+VARIANTS = "expected one of `enabled`, `paused`, `disabled`"
+
+
+def test_mode_in_settings():
+    """``mode`` defaults to enabled, also for a PUT of a paused one; bad values are 422."""
+    assert _settings().mode == "enabled"
+    assert _settings(mode=None).mode == "enabled"
+    for mode in ("enabled", "paused", "disabled"):
+        assert _settings(mode=mode).mode == mode
+        assert _settings(mode=mode).to_json()["mode"] == mode
+    paused = _settings(mode="paused")
+    assert parse_settings(dict(BASE), paused).mode == "enabled"
+    for bad, shown in (("PAUSED", "PAUSED"), ("", ""), (1, "1"), (True, "true"),
+                       ({"a": 1}, '{"a": 1}')):
+        with pytest.raises(UnprocessableEntity) as info:
+            _settings(mode=bad)
+        assert info.value.message == f"Invalid JSON: unknown variant `{shown}`, {VARIANTS}"
+
+
+@pytest.mark.parametrize("body, message", [
+    (None, "Invalid JSON: EOF while parsing a value at line 1 column 0"),
+    ([], "Invalid JSON: expected an object with 'mode'"),
+    ("paused", "Invalid JSON: expected an object with 'mode'"),
+    ({}, "Invalid JSON: missing field `mode`"),
+    ({"mode": "off"}, f"Invalid JSON: unknown variant `off`, {VARIANTS}"),
+    ({"mode": None}, f"Invalid JSON: unknown variant `null`, {VARIANTS}"),
+])
+def test_parse_mode_refusals(body, message):
+    with pytest.raises(UnprocessableEntity) as info:
+        parse_mode(body)
+    assert info.value.message == message
+
+
+def test_parse_mode():
+    """The PATCH body; other keys are ignored."""
+    assert parse_mode({"mode": "paused"}) == "paused"
+    assert parse_mode({"mode": "disabled", "other": 1}) == "disabled"
+
+
+def test_filter_nested_entries_and_meta():
+    """
+    Entry paths match ``entries`` as names and prefixes; ``<e>/$meta`` goes
+    with ``<e>`` (a top-level ``$meta`` only without an entries filter),
+    and the record filters and ``when`` never apply to it (spec 1.20 §3.1).
+    """
+    settings = _settings(entries=["a/b", "logs/*"], include={"k": "v"}, each_n=2,
+                         when={"&kind": {"$eq": "keep"}})
+    f = TransactionFilter(settings)
+    names = ["a/b", "a/b/$meta", "a", "a/$meta", "a/b/c", "a/b/c/$meta", "logs/x",
+             "logs/x/$meta", "$meta", "x/$meta"]
+    meta = [e for e in names if f.accept(e, 1, {})]
+    assert meta == ["a/b/$meta", "logs/x/$meta"]
+    # every $meta record passes, whatever its labels and how many came before
+    assert all(f.accept("a/b/$meta", ts, {}) for ts in range(2, 10))
+    assert [ts for ts in range(1, 7)
+            if f.accept("a/b", ts, {"k": "v", "kind": "keep"})] == [1, 3, 5]
+    everything = TransactionFilter(_settings(when={"&kind": {"$eq": "keep"}}))
+    assert everything.accept("$meta", 1, {}) and everything.accept("x/y/$meta", 1, {})
+    assert not everything.accept("x/y", 1, {"kind": "drop"})

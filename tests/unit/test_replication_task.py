@@ -5,7 +5,9 @@ a real storage engine, fake time and a fake destination: order, filters,
 label updates, the log bound.
 """
 
+import hashlib
 import os
+from types import SimpleNamespace
 
 import pytest
 from twisted.internet.defer import Deferred, fail, succeed
@@ -13,7 +15,7 @@ from twisted.internet.defer import Deferred, fail, succeed
 from reduct_twisted.wire import parse_record_header
 from reduct_twisted.replication.manager import ReplicationManager
 from reduct_twisted.replication.remote import RemoteError
-from reduct_twisted.replication.task import MAX_BACKOFF
+from reduct_twisted.replication.task import MAX_BACKOFF, PAUSED_PROBE
 from reduct_twisted.storage.testing import write_record
 
 BODY = {"src_bucket": "src", "dst_bucket": "dst", "dst_host": "http://dst.invalid:8383"}
@@ -160,7 +162,7 @@ def test_records_arrive_in_order_byte_exact(setup, engine, clock, destination):
     }
     posts = [r for r in destination.requests if r[0] == "POST"]
     assert [ts for _, _, stamps in posts for ts in stamps] == [3, 1, 2]
-    assert _info(manager) == {"name": "r", "is_active": True, "is_provisioned": False,
+    assert _info(manager) == {"name": "r", "mode": "enabled", "is_active": True, "is_provisioned": False,
                               "pending_records": 0}
     # Upstream scales the first minute to an hour: 3 records -> 180.
     assert _hourly(manager) == {"ok": 180, "errored": 0, "errors": {}}
@@ -214,6 +216,28 @@ def test_per_record_errors_are_counted_and_given_up(setup, engine, clock, destin
     assert [r for r in destination.requests if r[0] == "POST"] == [("POST", "e", [1, 2, 3])]
 
 
+def test_missing_bucket_per_record_is_retried(setup, engine, clock, destination):
+    """
+    A 1.18+ destination answers a missing bucket per record (200 with
+    ``404,Bucket '<b>' is not found`` each): retried like its old
+    request-level 404, nothing given up; delivered once the bucket exists.
+    """
+    manager = setup()
+    gone = (404, "Bucket 'dst' is not found")
+    destination.refuse = {1: gone, 2: gone}
+    for ts in (1, 2):
+        _write(engine, ts)
+    clock.advance(0)
+    assert _info(manager)["is_active"] is False
+    assert _info(manager)["pending_records"] == 2
+    assert _hourly(manager)["errors"]["404"]["last_message"] == "Bucket 'dst' is not found"
+    assert "e" not in destination.store or destination.store["e"] == {}
+    destination.refuse = {}
+    clock.advance(MAX_BACKOFF)
+    assert sorted(destination.store["e"]) == [1, 2]
+    assert _info(manager)["pending_records"] == 0 and _info(manager)["is_active"] is True
+
+
 def test_dead_destination_backs_off_and_recovers(setup, engine, clock, destination):
     """No answer: nothing is lost, is_active turns false, retries back off, then all arrive."""
     destination.down = RemoteError(-3, "Connection refused", retry=True)
@@ -228,7 +252,7 @@ def test_dead_destination_backs_off_and_recovers(setup, engine, clock, destinati
         delays.append(call.getTime() - clock.seconds())
         clock.advance(delays[-1])
     assert delays == [0.25, 0.5, 1.0, 2.0, 4.0, MAX_BACKOFF, MAX_BACKOFF, MAX_BACKOFF]
-    assert _info(manager) == {"name": "r", "is_active": False, "is_provisioned": False,
+    assert _info(manager) == {"name": "r", "mode": "enabled", "is_active": False, "is_provisioned": False,
                               "pending_records": 2}
     errors = _hourly(manager)["errors"]
     assert list(errors) == ["-3"] and errors["-3"]["last_message"] == "Connection refused"
@@ -336,7 +360,7 @@ def test_record_removed_before_sending(setup, engine, clock, destination):
     clock.advance(0)
     assert sorted(destination.store["e"]) == [2]
     assert _hourly(manager)["errors"] == {
-        "404": {"count": 1, "last_message": "No record with timestamp 1"},
+        "404": {"count": 1, "last_message": "Record 1 not found in block src/e/1"},
     }
 
 
@@ -489,3 +513,144 @@ def test_update_restarts_the_sender(setup, engine, clock, destination):
     clock.advance(0)
     assert sorted(destination.store["e"]) == [1]
     assert _info(manager)["pending_records"] == 0
+
+
+# -- mode (API 1.18) -------------------------------------------------------------------
+
+
+def test_paused_logs_probes_and_sends_nothing(setup, engine, clock, destination):
+    """
+    Paused: writes and label updates are logged, nothing is sent; while
+    items wait, the destination is probed every PAUSED_PROBE seconds, which
+    is_active follows, without counting in the diagnostics.  Enabled again,
+    everything is sent at once.
+    """
+    manager = setup(mode="paused")
+    for ts in (1, 2, 3):
+        _write(engine, ts)
+    engine.update_labels("src", "e", {1: {"x": "y"}})
+    clock.advance(0)
+    assert _info(manager)["pending_records"] == 4
+    assert [r[0] for r in destination.requests] == ["HEAD"]
+    assert _info(manager)["is_active"] is True
+    destination.down = RemoteError(-3, "Connection refused", retry=True)
+    clock.advance(PAUSED_PROBE)
+    assert _info(manager) == {"name": "r", "mode": "paused", "is_active": False,
+                              "is_provisioned": False, "pending_records": 4}
+    destination.down = None
+    clock.advance(PAUSED_PROBE)
+    assert _info(manager)["is_active"] is True
+    assert [r[0] for r in destination.requests] == ["HEAD"] * 3
+    assert _hourly(manager) == {"ok": 0, "errored": 0, "errors": {}}
+    manager.set_mode("r", "enabled")
+    clock.advance(0)
+    assert sorted(destination.store["e"]) == [1, 2, 3]
+    assert destination.store["e"][1][2] == {"x": "y"}
+    assert _info(manager)["pending_records"] == 0
+    assert [call.getTime() for call in clock.getDelayedCalls()] == []
+
+
+def test_paused_without_items_asks_nothing(setup, engine, clock, destination):
+    """Paused with nothing logged: no probe, nothing scheduled."""
+    setup(mode="paused")
+    clock.advance(60)
+    assert destination.requests == [] and clock.getDelayedCalls() == []
+
+
+def test_disabled_logs_nothing_and_is_never_active(setup, engine, clock, destination):
+    """
+    Disabled: new records are neither logged nor sent, not even counted by
+    the filters; items logged before wait for the replication to be enabled.
+    """
+    manager = setup(each_n=2)
+    destination.down = RemoteError(-3, "Connection refused", retry=True)
+    _write(engine, 1)  # logged (each_n keeps the first), not delivered
+    clock.advance(0)
+    manager.set_mode("r", "disabled")
+    for ts in (2, 3, 4):
+        _write(engine, ts)
+    engine.update_labels("src", "e", {1: {"x": "y"}})
+    clock.advance(MAX_BACKOFF)
+    info = _info(manager)
+    assert (info["mode"], info["is_active"], info["pending_records"]) == ("disabled", False, 1)
+    destination.down = None
+    manager.set_mode("r", "enabled")
+    clock.advance(0)
+    assert sorted(destination.store["e"]) == [1]
+    _write(engine, 5)  # each_n counted 1 only: 5 is the second, left out
+    _write(engine, 6)
+    clock.advance(0)
+    assert sorted(destination.store["e"]) == [1, 6]
+    assert _info(manager)["is_active"] is True
+
+
+def test_paused_when_a_batch_is_in_flight(setup, engine, clock, destination):
+    """Paused while a request is out: its answer is taken, then nothing more is sent."""
+    manager = setup()
+    _write(engine, 0)
+    clock.advance(0)  # probed and delivered: the next write goes straight to POST
+    destination.hold = True
+    _write(engine, 1)
+    clock.advance(0)
+    assert destination.requests[-1] == ("POST", "e", [1])
+    manager.set_mode("r", "paused")
+    _write(engine, 2)
+    destination.hold = False
+    destination.release()
+    clock.advance(0)
+    assert sorted(destination.store["e"]) == [0, 1]
+    assert destination.requests[-1][0] == "HEAD"
+    assert _info(manager)["pending_records"] == 1
+
+
+def _Committed(ts, labels):
+    """What the engine tells its listeners of a committed record (``ts``, ``labels``)."""
+    return SimpleNamespace(ts=ts, labels=labels)
+
+
+def test_nested_entries_have_flat_log_directories(engine, clock, destination):
+    """
+    Entry paths and ``$meta`` entries (1.19) are logged in one directory
+    each, the name percent-encoded; after a restart every log is found
+    again and sent to ``/b/<dst>/<path>/batch``.
+    """
+    engine.create_bucket("src", None)
+    destination.down = RemoteError(-3, "Connection refused", retry=True)
+    first = _manager(engine, clock, destination)
+    first.create("r", dict(BODY))
+    long = "/".join(["x" * 255] * 3)  # too long for one file name: hashed
+    entries = ["e", "a/b/c", "a/b/$meta", "$meta", "a", long]
+    for entry in entries:
+        for ts in (1, 2):
+            first.record_written("src", entry, _Committed(ts=ts, labels={}))
+    clock.advance(1)
+    assert _info(first)["pending_records"] == 12
+    logs = os.path.join(engine.data_path, ".replications", "r")
+    hashed = "~" + hashlib.sha256(long.encode()).hexdigest()
+    assert sorted(os.listdir(logs)) == [
+        "%24meta", "a", "a%2Fb%2F%24meta", "a%2Fb%2Fc", "e", hashed]
+    assert all(os.path.isfile(os.path.join(logs, name, "cursor")) for name in os.listdir(logs))
+    with open(os.path.join(logs, hashed, "entry")) as f:
+        assert f.read() == long
+    first.stopService()
+    engine.listeners.remove(first)
+    # directories not made by us are left alone: not loaded, not removed
+    os.makedirs(os.path.join(logs, "a%2F..%2Fx"))
+    os.makedirs(os.path.join(logs, "~" + "0" * 64))
+    second = _manager(engine, clock, destination)
+    assert _info(second)["pending_records"] == 12
+    assert sorted(second._tasks["r"]._logs) == sorted(entries)
+    second.stopService()
+    assert os.path.isdir(os.path.join(logs, "a%2F..%2Fx"))
+
+
+def test_meta_records_skip_the_filters(setup, engine, clock, destination):
+    """A replication of entry ``e`` also sends ``e/$meta``, whatever its when/include say."""
+    manager = setup(entries=["e"], when={"&kind": {"$eq": "keep"}})
+    _write(engine, 1, entry="e", labels={"kind": "keep"})
+    _write(engine, 2, entry="e", labels={"kind": "drop"})
+    manager.record_written("src", "e/$meta", _Committed(ts=3, labels={"key": "schema"}))
+    manager.record_written("src", "other/$meta", _Committed(ts=4, labels={"key": "schema"}))
+    assert [(entry, log.pending) for entry, log in sorted(manager._tasks["r"]._logs.items())] == [
+        ("e", 1), ("e/$meta", 1)]
+    assert _hourly(manager)["errors"] == {}

@@ -37,7 +37,7 @@ def test_new_replication_asks_nothing_of_its_destination(setup, engine, clock, d
     clock.advance(60)
     assert destination.requests == []
     assert clock.getDelayedCalls() == []
-    assert _info(manager) == {"name": "r", "is_active": True, "is_provisioned": False,
+    assert _info(manager) == {"name": "r", "mode": "enabled", "is_active": True, "is_provisioned": False,
                               "pending_records": 0}
     assert _hourly(manager) == {"ok": 0, "errored": 0, "errors": {}}
     # A restart of the service, or a PUT, does not probe either.

@@ -60,7 +60,7 @@ def test_update_labels_rewrites_each_block_once_and_keeps_statistics_exact(tmp_p
         1: {"n": "", "new": "x"}, 2: {"k": "w"}, 5: {"n": "five"}, 99: {"a": "b"},
     })
     assert list(errors) == [99]
-    assert errors[99].status == 404 and errors[99].message == "No record with timestamp 99"
+    assert errors[99].status == 404 and errors[99].message == "Record 99 not found in entry b/e"
     assert _labels(engine, 1) == [("k", "v"), ("new", "x")]
     assert _labels(engine, 2) == [("n", "2"), ("k", "w")]
     assert _labels(engine, 5) == [("n", "five"), ("k", "v")]
@@ -101,7 +101,11 @@ def test_update_while_a_record_of_the_block_is_written(tmp_path):
     engine = _populate(tmp_path, count=4)
     alloc = engine.allocate("b", "e", 5, 4, "text/plain", {"late": "1"})
     errors = engine.update_labels("b", "e", {4: {"n": "x"}, 5: {"n": "y"}})
-    assert errors[5].status == 425
+    assert (errors[5].status, errors[5].message) == (
+        425, "Record with timestamp 5 in b/e is still being written")
+    errors = engine.remove_stamps("b", "e", [5])
+    assert (errors[5].status, errors[5].message) == (
+        425, "Record with timestamp 5 in b/e is still being written")
     write_content(alloc, b"five")
     engine.commit(alloc)
     engine.close()
@@ -116,6 +120,8 @@ def test_remove_stamps_across_blocks_and_a_whole_block(tmp_path):
     engine = _populate(tmp_path)
     errors = engine.remove_stamps("b", "e", [4, 5, 6, 2, 42])
     assert list(errors) == [42]
+    # removals name the entry, never the block (spec 1.20 §5.5)
+    assert errors[42].message == "Record 42 not found in entry b/e"
     info = _entry(engine)
     assert (info["record_count"], info["block_count"], info["latest_record"]) == (2, 1, 3)
     for ts in (2, 4, 5, 6):

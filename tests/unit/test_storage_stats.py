@@ -133,7 +133,7 @@ def test_fifo_removes_oldest_blocks_first(engine):
     assert {n: e["record_count"] for n, e in _entries(engine).items()} == {"a": 3, "c": 0}
     with pytest.raises(NotFound) as e:
         engine.read("b", "c", 2000)
-    assert e.value.message.startswith("No record with timestamp 2000")
+    assert e.value.message == "Record 2000 not found in entry b/c"  # 1.18 text (§5.5)
     assert os.listdir(os.path.join(engine.data_path, "b", "c")) == []
     assert engine.bucket_info("b")["info"]["size"] <= sum(sizes.values())
 

@@ -95,24 +95,33 @@ def test_empty_chunked_record_is_readable(engine):
 
 
 def test_read_latest_and_errors(engine):
-    """ts None reads the latest record; missing things give the exact 404 texts."""
+    """
+    ts None reads the latest record; missing things give the exact 404
+    texts (1.18, spec 1.20 §5.5): the block with the greatest id at or
+    before ``ts`` is named if there is one, else the entry.
+    """
     write_record(engine, "b", "e", 2000, b"new")
     write_record(engine, "b", "e", 1000, b"old")
+    assert _block_ids(engine) == [1000, 2000]
     assert read_content(engine.read("b", "e", None)) == b"new"
     assert error_message(NotFound, engine.read, "x", "e", 1) == "Bucket 'x' is not found"
     assert error_message(NotFound, engine.read, "b", "x", 1) == "Entry 'x' not found in bucket 'b'"
-    assert error_message(NotFound, engine.read, "b", "e", 1500) == "No record with timestamp 1500"
-    assert error_message(NotFound, engine.read, "b", "e", 3000) == "No record with timestamp 3000"
+    assert error_message(NotFound, engine.read, "b", "e", 1500) == (
+        "Record 1500 not found in block b/e/1000")
+    assert error_message(NotFound, engine.read, "b", "e", 3000) == (
+        "Record 3000 not found in block b/e/2000")
+    assert error_message(NotFound, engine.read, "b", "e", 999) == (
+        "Record 999 not found in entry b/e")
 
 
 def test_started_record_is_too_early(engine):
     """Reading a record that is still being written answers 425, also as latest."""
     alloc = engine.allocate("b", "e", 10, 3, "t", {})
     assert error_message(TooEarly, engine.read, "b", "e", 10) == (
-        "Record with timestamp 10 is still being written"
+        "Record with timestamp 10 in b/e is still being written"
     )
     assert error_message(TooEarly, engine.read, "b", "e", None) == (
-        "Record with timestamp 10 is still being written"
+        "Record with timestamp 10 in b/e is still being written"
     )
     write_content(alloc, b"abc")
     engine.commit(alloc)

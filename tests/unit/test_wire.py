@@ -56,6 +56,19 @@ def test_parse_record_header_errors():
     )
 
 
+def test_at_labels_are_ordinary_labels_when_allowed():
+    """The v1 batch endpoints (1.19+) take ``@`` names as plain labels; by default they are refused."""
+    assert parse_record_header("1,x,@a=1,b=2", at_labels=True) == (1, "x", {"@a": "1", "b": "2"})
+    raw = [(b"x-reduct-time-2", [b"0,,@k=v"]), (b"x-reduct-time-1", [b"1,t,@=x"])]
+    assert parse_batch_headers(raw, at_labels=True) == [
+        BatchedRecord(1, 1, "t", {"@": "x"}),
+        BatchedRecord(2, 0, "application/octet-stream", {"@k": "v"}),
+    ]
+    assert error_message(UnprocessableEntity, parse_batch_headers, raw) == (
+        "Label names must not start with '@': reserved for computed labels"
+    )
+
+
 @pytest.mark.parametrize(
     "value, ctype, labels",
     [

@@ -1,0 +1,110 @@
+# -*- test-case-name: tests.integration.test_io_read -*-
+"""
+``GET|HEAD /api/v1/io/:bucket/read`` (spec 1.20 §1.5): the next batch of a
+multi-entry query, in the batch protocol v2.
+
+:class:`IoBatchReader` is the v1 ``BatchReader`` (the same limits,
+``#batch_*`` directives, timeouts and streaming of contents from the block
+files through a storage ``ContentReader``) over the merged stream of
+``storage/multi.py``, with the v2 headers built record by record by a
+``wire.v2.BatchEncoder``.  §1.9 rule 2: a batch is closed before a record
+whose entry already occurs in it but is not the entry of the record just
+before, so no batch interleaves entries; its body, in (entry index,
+timestamp) order, is then also in timestamp order, which every client
+generation reads right.
+"""
+
+from twisted.python.failure import Failure
+
+from reduct_twisted.errors import InternalError, UnprocessableEntity
+from reduct_twisted.http.batch import BatchReader
+from reduct_twisted.http.routes_records import drive
+from reduct_twisted.wire import parse_u64
+from reduct_twisted.wire.v2 import BatchEncoder
+
+QUERY_ID = b"x-reduct-query-id"
+
+
+def query_id(request) -> int:
+    """The ``x-reduct-query-id`` of a read (§1.5 texts)."""
+    values = request.requestHeaders.getRawHeaders(QUERY_ID)
+    if not values:
+        raise UnprocessableEntity("x-reduct-query-id header is required for batched reads")
+    try:
+        text = values[-1].decode("utf-8")
+    except UnicodeDecodeError:
+        raise UnprocessableEntity("Query id header must be valid UTF-8") from None
+    qid = parse_u64(text.strip())
+    if qid is None:
+        raise UnprocessableEntity("Invalid query id")
+    return qid
+
+
+class IoBatchReader(BatchReader):
+    """
+    The next records of multi-entry query ``qid`` (see the module docstring);
+    driven like ``BatchReader``.
+    """
+
+    def __init__(self, engine, bucket: str, qid: int, head: bool, limits,
+                 continuous: bool = False) -> None:
+        super().__init__(engine, bucket, None, qid, head, limits)
+        self.encoder = BatchEncoder()
+        self.continuous = continuous
+        self._last_entry = None
+
+    def _accept(self, entry: str) -> bool:
+        return entry == self._last_entry or self.encoder.index_of(entry) is None
+
+    def _next(self):
+        return self.engine.multi_next(self.bucket, self.qid, accept=self._accept)
+
+    def _ended(self) -> bool:
+        return self.engine.multi_options(self.bucket, self.qid) is None
+
+    def _add(self, result) -> None:
+        entry, view = result
+        record = view.record
+        name, value = self.encoder.add(entry, record.ts, record.size, record.content_type,
+                                       record.labels)
+        self._last_entry = entry
+        if self._reader is not None and record.size:
+            try:
+                self._reader.add(view)
+            except OSError as exc:
+                raise InternalError(
+                    f"Failed to read record {record.ts}: {exc.strerror or exc}"
+                ) from None
+        self.headers.append((name, value))
+        self.metadata += len(name) + len(value) + 2
+        self.size += record.size
+
+    def answer(self, result, request):
+        if self.continuous:
+            self.last = False  # a continuous merge never ends (§1.5)
+        if self.headers and not isinstance(result, Failure):
+            for name, value in self.encoder.headers():
+                request.setHeader(name, value)
+        return super().answer(result, request)
+
+
+def io_read(api, request, bucket):
+    """``GET|HEAD /io/:bucket/read``."""
+    qid = query_id(request)
+    head = request.method == b"HEAD"
+    options = api.engine.multi_options(bucket, qid)
+    limits, metadata_only, continuous = api.batch_limits, False, False
+    if options is not None:
+        limits = limits.overridden(options["io"])
+        metadata_only, continuous = options["only_metadata"], options["continuous"]
+    reader = IoBatchReader(api.engine, bucket, qid, head or metadata_only, limits, continuous)
+    d = drive(api.reactor, reader.step).addBoth(reader.answer, request)
+    if metadata_only and not head:
+        # A GET of an only_metadata query: the headers, no body.
+        d.addCallback(_no_body, request)
+    return d
+
+
+def _no_body(body, request):
+    request.setHeader(b"content-length", b"0")
+    return b""

@@ -1,0 +1,377 @@
+# -*- test-case-name: tests.unit.test_storage_multi -*-
+"""
+Queries over several entries of a bucket: the I/O API's ``POST /io/:b/q``
+and ``GET /io/:b/read`` (spec 1.20 §1.4, §1.5).
+
+A :class:`MultiQuery` is one ordinary per-entry
+:class:`~reduct_twisted.storage.query.Query` per selected entry, all built
+by the engine's ``QueryRegistry`` from the same options (so ``limit``,
+``each_n``, ``each_s`` and the stateful ``when`` operators act per entry,
+as upstream), merged by a true k-way merge on (timestamp, entry name): each
+entry offers its next match as the head of a heap, the smallest head is
+taken and only that entry is stepped again.  Nothing is held but one head
+per entry.
+
+Ids come from the one query counter but live in their own table
+(:class:`MultiRegistry`), so a v2 id is unknown to ``GET …/batch?q=`` and a
+v1 id to ``/io/…/read``.  ``ttl`` applies to the merged query; the
+engine's expiry loop drops expired ones (``StorageEngine.expire_queries``).
+A non-continuous query is dropped as soon as it has delivered its end
+(§5.6 allows it).
+
+The engine methods are :class:`MultiMethods`, a mixin like ``ReadMethods``;
+it uses the engine's ``_bucket``, ``_context``, ``_queries``, ``_multi`` and
+``clock``.
+"""
+
+import heapq
+
+from reduct_twisted.errors import UnprocessableEntity
+from reduct_twisted.storage.meta import effective_exclude
+from reduct_twisted.storage.query import _not_found
+from reduct_twisted.storage.records import FINISHED, PENDING
+from reduct_twisted.storage.removal import start_removal
+from reduct_twisted.storage.settings import is_meta_entry
+from reduct_twisted.storage.when import compile_condition
+
+
+class _Held:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "HELD"
+
+
+#: Returned by ``multi_next`` when its ``accept`` refused the next record,
+#: which stays the next one.
+HELD = _Held()
+
+_START_AFTER_STOP = "Start time must be before stop time"
+
+#: Record tables a merge keeps loaded for its scans, at most (two per entry;
+#: about half a MiB each at 1024 records a block).
+SCAN_TABLES = 32
+
+
+def select_entries(bucket, patterns, remove: bool = False) -> list:
+    """
+    The entries of ``bucket`` a query's ``entries`` selects (§1.4), by name.
+
+    :param patterns: the ``entries`` list, or None: every entry but the
+        ``$meta`` ones, as with an item ``*``.  An item equal to a name
+        selects it (a ``$meta`` entry too, unless ``remove``); an item
+        ending with ``*`` selects the names starting with the text before
+        it (never ``$meta``).  Names matching nothing are ignored.
+    :param remove: for a REMOVE query: ``$meta`` entries are never selected.
+    :return: the :class:`~reduct_twisted.storage.entry.Entry` objects, by name.
+    """
+    names = sorted(bucket.entries)
+    if patterns is None or "*" in patterns:
+        chosen = [n for n in names if not is_meta_entry(n)]
+    else:
+        exact = set(patterns)
+        prefixes = tuple(p[:-1] for p in patterns if p.endswith("*"))
+        chosen = [
+            n for n in names
+            if (n in exact and not (remove and is_meta_entry(n)))
+            or (prefixes and not is_meta_entry(n) and n.startswith(prefixes))
+        ]
+    return [bucket.entries[n] for n in chosen]
+
+
+class MultiQuery:
+    """
+    The merged query (see the module docstring).
+
+    :ivar qid: its id.
+    :ivar bucket: the :class:`~reduct_twisted.storage.bucket.Bucket` (the
+        query ends if it is removed).
+    :ivar parts: ``[entry name, Entry, Query]`` per selected entry.
+    :ivar ttl: seconds it survives without being read.
+    :ivar last_access: ``now`` of its creation or last read.
+    :ivar continuous: whether it waits for new records.
+    :ivar only_metadata: readers send metadata only.
+    :ivar io: the ``#batch_*`` directives (``IoOverrides``) of its ``when``, or None.
+    :ivar select_labels: the ``#select_labels`` names, or None.
+    """
+
+    def __init__(self, qid, bucket, parts, ttl, now, continuous, only_metadata, io,
+                 select_labels) -> None:
+        self.qid = qid
+        self.bucket = bucket
+        self.parts = parts
+        self.ttl = ttl
+        self.last_access = now
+        self.continuous = continuous
+        self.only_metadata = only_metadata
+        self.io = io
+        self.select_labels = select_labels
+        self.error = None
+        self._heap: list = []
+        #: Parts without a head in the heap (and not finished).
+        self._empty = list(range(len(parts)))
+
+    def expired(self, now: float) -> bool:
+        return now - self.last_access >= self.ttl
+
+    def step(self, budget: int, accept=None):
+        """
+        The next record of the merge.
+
+        :param budget: how many records the parts may examine.
+        :param accept: ``accept(entry name) -> bool``, or None: a record
+            refused stays the next one (:data:`HELD` is returned).
+        :return: ``(entry name, block, record)``; None when nothing (more)
+            matches now; :data:`PENDING` when the budget ran out first;
+            :data:`HELD`.
+        :raises ConditionEvalError: a strict ``when`` failed (every later
+            step raises it too).
+        """
+        if self.error is not None:
+            raise self.error
+        used = 0
+        heap = self._heap
+        while True:
+            empty, self._empty = self._empty, []
+            for i, position in enumerate(empty):
+                name, entry, query = self.parts[position]
+                if entry.removed or entry.name != name:
+                    continue  # finished: its entry is gone or renamed
+                if used >= budget:
+                    self._empty.extend(empty[i:])
+                    return PENDING
+                before = query.examined
+                try:
+                    result = query.step(entry, budget - used)
+                except Exception as exc:
+                    if getattr(query, "error", None) is exc:
+                        self.error = exc
+                    self._empty.extend(empty[i:])
+                    raise
+                used += query.examined - before
+                if result is PENDING:
+                    self._empty.extend(empty[i:])
+                    return PENDING
+                if result is None:
+                    if self.continuous:
+                        self._empty.append(position)
+                    continue
+                block, record, _ = result
+                heapq.heappush(heap, (record.ts, name, position, block, record))
+            if not heap:
+                return None
+            ts, name, position, block, record = heap[0]
+            if block.removed or record.state != FINISHED:
+                heapq.heappop(heap)
+                self._empty.append(position)
+                continue
+            if accept is not None and not accept(name):
+                return HELD
+            heapq.heappop(heap)
+            self._empty.append(position)
+            return name, block, record
+
+
+class MultiRegistry:
+    """
+    The live multi-entry queries, by id (their own table; ids from ``queries``).
+
+    :param queries: the engine's ``QueryRegistry``: its id counter and
+        whether continuous queries end now.
+    :param tables: the engine's ``TableCache``, or None.
+    """
+
+    def __init__(self, queries, tables=None) -> None:
+        self._queries = queries
+        self._tables = tables
+        self._live: dict = {}
+
+    def create(self, bucket, patterns, now: float, *, ttl=60, continuous=False,
+               only_metadata=False, **options) -> int:
+        """
+        Build and register a query over the entries ``patterns`` selects.
+
+        :param options: the per-entry options of ``QueryRegistry.build``.
+        :return: its id.
+        :raises UnprocessableEntity: a bad option (for any entry): as
+            ``QueryRegistry.build``; an entry whose default stop lies before
+            an explicit ``start`` is left out instead.
+        """
+        queries = self._queries
+        qid = queries.new_id()
+        if options.get("limit") is not None:
+            continuous = False  # limit wins, as in QueryRegistry.build
+        parts = []
+        for entry in select_entries(bucket, patterns):
+            kwargs = dict(options)
+            exclude = effective_exclude(entry.name, kwargs.get("include"), kwargs.get("exclude"))
+            if exclude:
+                kwargs["exclude"] = exclude
+            try:
+                query = queries.build(bucket.name, entry, now, ttl=ttl, continuous=continuous,
+                                      only_metadata=only_metadata, qid=qid, **kwargs)
+            except UnprocessableEntity as err:
+                if err.message == _START_AFTER_STOP and options.get("stop") is None:
+                    continue  # this entry ends before start: nothing to return
+                raise
+            parts.append([entry.name, entry, query])
+        if not parts:
+            _check_alone(qid, options)
+        condition = parts[0][2].condition if parts else None
+        self._live[qid] = MultiQuery(
+            qid, bucket, parts, ttl, now, continuous, bool(only_metadata),
+            None if condition is None else condition.io,
+            None if condition is None else condition.select_labels,
+        )
+        return qid
+
+    def find(self, bucket, qid: int):
+        """:return: query ``qid`` of ``bucket`` (the object), or None (no TTL check)."""
+        query = self._live.get(qid)
+        if query is None or query.bucket is not bucket:
+            return None
+        return query
+
+    def next(self, bucket, qid: int, now: float, budget: int, accept=None):
+        """
+        Step query ``qid`` and refresh its TTL; a non-continuous query (or
+        any once continuous queries end) is dropped when it has nothing more.
+
+        :return: as :meth:`MultiQuery.step`.
+        :raises NotFound: no such query of this bucket, or it expired.
+        """
+        query = self.find(bucket, qid)
+        if query is None:
+            raise _not_found(qid)
+        if query.expired(now):
+            del self._live[qid]
+            raise _not_found(qid)
+        query.last_access = now
+        if self._tables is None:
+            result = query.step(budget, accept)
+        else:
+            # Each entry's current table (and the one it just left) stays
+            # loaded while the merge runs: scans evict by recency.
+            with self._tables.scans(min(2 * len(query.parts), SCAN_TABLES)):
+                result = query.step(budget, accept)
+        if result is None and (not query.continuous or self._queries.ending):
+            del self._live[qid]
+        return result
+
+    def expire(self, now: float) -> int:
+        """Drop every expired query (and those of removed buckets); :return: how many."""
+        gone = [qid for qid, q in self._live.items() if q.expired(now) or q.bucket.removed]
+        for qid in gone:
+            del self._live[qid]
+        return len(gone)
+
+
+def _check_alone(qid: int, options: dict) -> None:
+    # No entry selected: the options are still checked as a part would.
+    when = options.get("when")
+    condition = None if when is None else compile_condition(when, options.get("strict", False))
+    start, stop = options.get("start"), options.get("stop")
+    if start is not None and stop is not None and start > stop:
+        raise UnprocessableEntity(_START_AFTER_STOP)
+    for name, value in (("each_n", "'each_n' must be greater than 0"),
+                        ("each_s", "Time must be greater than 0 seconds")):
+        if options.get(name) is not None and options[name] <= 0:
+            raise UnprocessableEntity(value)
+    extensions = [n for params in (options.get("ext"), condition and condition.ext) if params
+                  for n in params]
+    if extensions:
+        raise UnprocessableEntity(f"Unknown extension '{extensions[0]}' in query id={qid}")
+
+
+class MultiRemoval:
+    """
+    A REMOVE query over several entries (§1.4): the per-entry removals of
+    ``removal.py``, one after the other; :meth:`step` returns ``PENDING``
+    or, at the end, the sum of their counts.
+    """
+
+    def __init__(self, removals) -> None:
+        self._removals = list(removals)
+        self._removed = 0
+
+    def step(self):
+        while self._removals:
+            result = self._removals[0].step()
+            if result is PENDING:
+                return PENDING
+            self._removed += result
+            self._removals.pop(0)
+        return self._removed
+
+
+class MultiMethods:
+    """The I/O API's queries of a ``StorageEngine`` (see the module docstring)."""
+
+    def create_multi_query(self, bucket: str, entries=None, **options) -> int:
+        """
+        Create a query over the entries of ``bucket`` that ``entries``
+        selects (spec 1.20 §1.4; :func:`select_entries`).
+
+        :param options: the keyword arguments of ``create_query``.
+        :return: the query id.
+        :raises NotFound: no such bucket.
+        :raises UnprocessableEntity: a bad option.
+        """
+        return self._multi.create(self._bucket(bucket), entries, self.clock.seconds(), **options)
+
+    def multi_next(self, bucket: str, qid: int, budget: int = 2000, accept=None):
+        """
+        The next record of multi-entry query ``qid``; refreshes its TTL.
+
+        :param accept: ``accept(entry name) -> bool``; a record refused
+            stays the next one and :data:`HELD` is returned.
+        :return: ``(entry name, RecordView)`` (with only the
+            ``#select_labels`` labels, if any); ``None`` if nothing (more)
+            matches now; ``PENDING`` if the budget ran out; ``HELD``.
+        :raises NotFound: no such bucket or query (or it expired).
+        :raises ConditionEvalError: the query's strict ``when`` failed.
+        """
+        owner = self._bucket(bucket)
+        result = self._multi.next(owner, qid, self.clock.seconds(), budget, accept)
+        if not isinstance(result, tuple):
+            return result
+        name, block, record = result
+        view = block.view(record)
+        select = self._multi.find(owner, qid)
+        select = select.select_labels if select is not None else None
+        if select is not None:
+            view.record.labels = {k: v for k, v in view.record.labels.items() if k in select}
+        return name, view
+
+    def multi_options(self, bucket: str, qid: int):
+        """
+        :return: None if there is no such query, else ``{"only_metadata":
+            bool, "io": IoOverrides or None, "continuous": bool}``.
+        """
+        owner = self._buckets.get(bucket)
+        query = None if owner is None else self._multi.find(owner, qid)
+        if query is None:
+            return None
+        return {"only_metadata": query.only_metadata, "io": query.io,
+                "continuous": query.continuous}
+
+    def remove_multi(self, bucket: str, entries=None, **query) -> MultiRemoval:
+        """
+        Prepare a REMOVE query over several entries (§1.4): ``$meta``
+        entries are never touched; drive ``step()`` until it returns the count.
+
+        :param query: the keyword arguments of ``remove_records``.
+        :raises NotFound: no such bucket.
+        :raises UnprocessableEntity: a bad query parameter.
+        """
+        owner = self._bucket(bucket)
+        now = self.clock.seconds()
+        removals = []
+        for entry in select_entries(owner, entries, remove=True):
+            try:
+                removals.append(
+                    start_removal(self._context, self._queries, owner, entry.name, now, query))
+            except UnprocessableEntity as err:
+                if err.message != _START_AFTER_STOP or query.get("stop") is not None:
+                    raise  # else: this entry ends before start, nothing to remove
+        return MultiRemoval(removals)
