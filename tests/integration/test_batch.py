@@ -343,7 +343,7 @@ async def test_write_batch_to_a_missing_bucket(server):
     records = [(1, b"abc", None, {}), (2, b"", None, {"k": "v"}),
                (3, os.urandom(SMALL_RECORD_MAX + 5), "video/mp4", {})]
     headers, body = batch_request(records)
-    head = [f"POST /api/v1/b/nope/e/batch HTTP/1.1", "Host: x", f"Content-Length: {len(body)}"]
+    head = ["POST /api/v1/b/nope/e/batch HTTP/1.1", "Host: x", f"Content-Length: {len(body)}"]
     head += [f"{name}: {values[0]}" for name, values in headers.items()]
     payload = ("\r\n".join(head) + "\r\n\r\n").encode() + body
     payload += b"GET /api/v1/info HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
