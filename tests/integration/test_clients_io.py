@@ -15,6 +15,7 @@ import pytest
 import pytest_twisted
 
 from tests import clients
+from tests.integration.conftest import start_server
 from tests.integration.test_clients import run_client_script
 
 
@@ -149,6 +150,26 @@ async def test_reduct_py_replication_mode(server, reduct_py_newest):
     resp = await server.http.get(server.api("/replications"))
     assert (await resp.json())["replications"] == []
     assert await bucket_names(server) == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_reduct_py_io_token_rights(tmp_path, reduct_py_newest):
+    """
+    With ``RS_API_TOKEN`` set, reduct-py 1.21.0's multi-entry calls meet the
+    I/O API's rights: a read token queries several entries and is refused
+    (403, exact text) multi-entry writes, updates, removals and remove
+    queries; a write token does all of those and is refused queries and
+    attachment reads; without a token every call gets 401.
+    """
+    server, stop = await start_server(tmp_path / "data", api_token="io-init-token")
+    try:
+        summary = await run_client_script(
+            reduct_py_newest, "reduct_py_io_auth.py", server.url, "--token", "io-init-token",
+            "--bucket", "pyioauth",
+        )
+    finally:
+        await stop()
+    assert summary["checks"] == ["read-token", "write-token", "no-token", "remove"]
 
 
 @pytest.mark.slow
