@@ -178,6 +178,11 @@ MEMBERSHIP = [
     ({"$in": [math.nan, 1, math.nan]}, {}, False),
     ({"$nin": [math.nan, math.nan]}, {}, True),
     ({"$in": ["&n", math.nan]}, {"n": "nan"}, False),
+    # "$$x" is the string "$x" (1.19, spec 1.20 §6.3): how attachment keys are sent.
+    ({"$in": [{"&key": {"$cast": "string"}}, "$$plugin", "x"]}, {"key": "$plugin"}, True),
+    ({"$in": [{"&key": {"$cast": "string"}}, "$$plugin"]}, {"key": "$$plugin"}, False),
+    ({"$eq": ["&key", "$$$two"]}, {"key": "$$two"}, True),
+    ({"$$k": {"$eq": "$$k"}}, {}, True),
 ]
 
 
@@ -533,7 +538,10 @@ MALFORMED = [
     # {"$not": {…}} is object syntax: "$not" is the left operand, "&a" the operator.
     ({"$not": {"&a": 1}}, "Operator '&a' must start with '$'"),
     ({"$not": {"&a": {"$eq": 1}}}, "$eq requires exactly two operands"),
-    ({"$eq": ["$bogus", 1]}, "Operator '$bogus' not supported"),
+    # 1.19 text (1.17: "Operator '$bogus' not supported"; spec 1.20 §6.3)
+    ({"$eq": ["$bogus", 1]}, "Unknown '$' literal '$bogus'; use '$$' to escape a string value"),
+    ({"$eq": ["$eq", 1]}, "Unknown '$' literal '$eq'; use '$$' to escape a string value"),
+    ({"$bogus": {"$eq": 1}}, "Unknown '$' literal '$bogus'; use '$$' to escape a string value"),
     ({"&x": {"$in": ["a", "b"]}}, 'Array type is not supported: ["a","b"]'),
     ({"&x": {"$eq": 1, "$ne": 2}}, "Object notation must have exactly one operator"),
     ({"&x": {}}, "Object notation must have exactly one operator"),
@@ -566,7 +574,7 @@ MALFORMED = [
     ({"$ref": []}, "$ref requires exactly one operand"),
     ({"$timestamp": [1]}, "$timestamp requires no operands"),
     ({"$id": 1}, "$id requires no operands"),
-    ({"$eq": ["$each_n", 1]}, "$each_n requires exactly one operand"),
+    ({"$eq": ["$each_n", 1]}, "Unknown '$' literal '$each_n'; use '$$' to escape a string value"),
     ({"$each_n": [1, 2]}, "$each_n requires exactly one operand"),
     ({"$each_t": []}, "$each_t requires exactly one operand"),
     ({"$limit": []}, "$limit requires exactly one operand"),

@@ -31,8 +31,11 @@ Decisions where the spec is silent (upstream behaviour unless noted):
     operands) as left operand, so write ``{"$not": [{…}]}``.  A ``#`` key
     below the top level is an operator name (``must start with '$'``).
     ``when`` may also be a scalar (one expression); ``{}`` matches all.
-2.  ``"$$x"`` escapes (upstream 1.19) are not supported: as in 1.17 a
-    ``$`` string is an operator without operands.
+2.  ``$`` literals as upstream 1.19: ``"$$x"`` is the string ``"$x"``, and
+    any other ``$`` string must be an operator without operands
+    (``"$timestamp"``), else ``Unknown '$' literal …`` (1.17 said
+    ``Operator '…' not supported``).  The date-part operators and
+    ``$gate`` of 1.19 are not implemented.
 3.  Integer literals outside i64 are a 422 (upstream panics on them),
     however many digits they have (the text then gives their size only).
 4.  Duration literals are parts ``-?<digits><unit>`` (a minus sign is

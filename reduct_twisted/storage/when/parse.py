@@ -131,8 +131,17 @@ def _literal(text: str) -> Node:
         return _label(text[1:])
     if text.startswith("@"):
         return _computed(text[1:])
+    if text.startswith("$$"):
+        # 1.19: "$$x" is the string "$x" (how the clients send attachment keys).
+        return constant(text[1:])
     if text.startswith("$"):
-        return make_operator(text, [])
+        # 1.19: a lone "$" must name an operator that takes no operand.
+        try:
+            return make_operator(text, [])
+        except UnprocessableEntity:
+            raise UnprocessableEntity(
+                f"Unknown '$' literal '{text}'; use '$$' to escape a string value"
+            ) from None
     duration = parse_duration(text)
     return constant(text if duration is None else duration)
 
