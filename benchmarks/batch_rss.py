@@ -56,7 +56,6 @@ not what the read costs.
 import argparse
 import http.client
 import json
-import os
 import shutil
 import signal
 import sys
@@ -230,6 +229,72 @@ def io_records(headers) -> list:
     return sorted(found)
 
 
+def read_batches(conn, records: int, size: int, fill: bytes, fetch, records_of, want) -> dict:
+    """
+    Read every batch ``fetch()`` answers (``http.client`` responses) until
+    204 or ``x-reduct-last: true``, each record streamed and checked.
+
+    :param records_of: ``headers -> [(ts, entry, size)]`` in body order.
+    :param want: ``ts -> `` the entry expected for that record.
+    :return: counts, seconds and the first problem (``None`` if none).
+    """
+    result = {"records_read": 0, "batches": 0, "max_batch": 0, "bytes_read": 0,
+              "problem": None}
+    expected_ts = T0
+    started = time.perf_counter()
+    try:
+        while True:
+            resp = fetch()
+            if resp.status == 204:
+                resp.read()
+                break
+            if resp.status != 200:
+                raise RuntimeError(f"read -> HTTP {resp.status} {resp.read()[:200]!r}")
+            announced = int(resp.getheader("content-length"))
+            in_batch = total = 0
+            for ts, entry, length in records_of(resp.getheaders()):
+                expected_entry = want(expected_ts)
+                if (ts, entry) != (expected_ts, expected_entry):
+                    raise RuntimeError(f"record {entry}@{ts} where "
+                                       f"{expected_entry}@{expected_ts} was expected")
+                if length != size:
+                    raise RuntimeError(f"record {ts}: size {length}, expected {size}")
+                data = resp.read(length)
+                if data != content(ts, size, fill):
+                    raise RuntimeError(f"record {ts}: content differs ({len(data)} bytes)")
+                expected_ts += 1
+                in_batch += 1
+                total += length
+            rest = resp.read()
+            if rest or total != announced:
+                raise RuntimeError(f"batch {result['batches']}: content-length {announced}, "
+                                   f"records {total}, {len(rest)} bytes beyond them")
+            result["batches"] += 1
+            result["records_read"] += in_batch
+            result["bytes_read"] += total
+            result["max_batch"] = max(result["max_batch"], in_batch)
+            if in_batch == 0:
+                raise RuntimeError(f"batch {result['batches']} without records")
+            if resp.getheader("x-reduct-last") == "true":
+                break
+        if result["records_read"] != records:
+            raise RuntimeError(f"the query returned {result['records_read']} of {records} "
+                               "records")
+    except (RuntimeError, OSError, ValueError, http.client.HTTPException) as exc:
+        result["problem"] = f"{type(exc).__name__}: {exc}"
+    finally:
+        conn.close()
+        result["read_seconds"] = time.perf_counter() - started
+    return result
+
+
+def _get(conn, path: str, headers=None):
+    def fetch():
+        conn.request("GET", path, headers=headers or {})
+        return conn.getresponse()
+    return fetch
+
+
 def read_all_io(port: int, records: int, size: int, fill: bytes, entries: int,
                 run: int) -> dict:
     """
@@ -237,128 +302,40 @@ def read_all_io(port: int, records: int, size: int, fill: bytes, entries: int,
     ``x-reduct-last: true`` (or 204), each record streamed and checked.
     """
     conn = connect(port)
-    result = {"records_read": 0, "batches": 0, "max_batch": 0, "bytes_read": 0,
-              "problem": None}
-    expected_ts = T0
-    started = time.perf_counter()
+    body = json.dumps({"query_type": "QUERY", "start": T0, "stop": T0 + records,
+                       "entries": [f"{ENTRY}-{e}" for e in range(entries)]}).encode()
     try:
-        body = json.dumps({"query_type": "QUERY", "start": T0, "stop": T0 + records,
-                           "entries": [f"{ENTRY}-{e}" for e in range(entries)]}).encode()
         status, _, text = request(conn, "POST", f"/api/v1/io/{BUCKET}/q", body,
                                   {"Content-Type": "application/json"})
         if status != 200:
             raise RuntimeError(f"query -> HTTP {status} {text[:200]!r}")
-        qid = json.loads(text)["id"]
-        while True:
-            conn.request("GET", f"/api/v1/io/{BUCKET}/read",
-                         headers={"x-reduct-query-id": str(qid)})
-            resp = conn.getresponse()
-            if resp.status == 204:
-                resp.read()
-                break
-            if resp.status != 200:
-                raise RuntimeError(f"read of query {qid} -> HTTP {resp.status} "
-                                   f"{resp.read()[:200]!r}")
-            announced = int(resp.getheader("content-length"))
-            in_batch = total = 0
-            for ts, entry, length in io_records(resp.getheaders()):
-                want = f"{ENTRY}-{io_entry(expected_ts - T0, run, entries)}"
-                if (ts, entry) != (expected_ts, want):
-                    raise RuntimeError(f"record {entry}@{ts} where {want}@{expected_ts} "
-                                       "was expected")
-                if length != size:
-                    raise RuntimeError(f"record {ts}: size {length}, expected {size}")
-                data = resp.read(length)
-                if data != content(ts, size, fill):
-                    raise RuntimeError(f"record {ts}: content differs ({len(data)} bytes)")
-                expected_ts += 1
-                in_batch += 1
-                total += length
-            rest = resp.read()
-            if rest or total != announced:
-                raise RuntimeError(f"batch {result['batches']}: content-length {announced}, "
-                                   f"records {total}, {len(rest)} bytes beyond them")
-            result["batches"] += 1
-            result["records_read"] += in_batch
-            result["bytes_read"] += total
-            result["max_batch"] = max(result["max_batch"], in_batch)
-            if in_batch == 0:
-                raise RuntimeError(f"batch {result['batches']} without records")
-            if resp.getheader("x-reduct-last") == "true":
-                break
-        if result["records_read"] != records:
-            raise RuntimeError(f"the query returned {result['records_read']} of {records} "
-                               "records")
-    except (RuntimeError, OSError, ValueError, http.client.HTTPException) as exc:
-        result["problem"] = f"{type(exc).__name__}: {exc}"
-    finally:
+    except (RuntimeError, OSError, http.client.HTTPException) as exc:
         conn.close()
-        result["read_seconds"] = time.perf_counter() - started
-    return result
+        return {"records_read": 0, "batches": 0, "max_batch": 0, "bytes_read": 0,
+                "problem": f"{type(exc).__name__}: {exc}", "read_seconds": 0.0}
+    fetch = _get(conn, f"/api/v1/io/{BUCKET}/read",
+                 {"x-reduct-query-id": str(json.loads(text)["id"])})
+    return read_batches(conn, records, size, fill, fetch, io_records,
+                        lambda ts: f"{ENTRY}-{io_entry(ts - T0, run, entries)}")
+
+
+def v1_records(headers) -> list:
+    """``(ts, None, size)`` of the records of a v1 batch answer."""
+    return [(int(name[len(TIME_PREFIX):]), None, int(value.split(",", 1)[0]))
+            for name, value in headers if name.lower().startswith(TIME_PREFIX)]
 
 
 def read_all(port: int, records: int, size: int, fill: bytes, how: str) -> dict:
-    """
-    The batched read of every record, streamed and checked.
-
-    :return: counts, seconds and the first problem (``None`` if none).
-    """
+    """The batched read of every record of one entry, streamed and checked."""
     conn = connect(port)
-    result = {"records_read": 0, "batches": 0, "max_batch": 0, "bytes_read": 0,
-              "problem": None}
-    expected_ts = T0
-    started = time.perf_counter()
     try:
         qid = create_query(conn, records, how)
-        path = f"/api/v1/b/{BUCKET}/{ENTRY}/batch?q={qid}"
-        while True:
-            conn.request("GET", path)
-            resp = conn.getresponse()
-            if resp.status == 204:
-                resp.read()
-                break
-            if resp.status != 200:
-                raise RuntimeError(f"batch of query {qid} -> HTTP {resp.status} "
-                                   f"{resp.read()[:200]!r}")
-            headers = resp.getheaders()
-            announced = int(resp.getheader("content-length"))
-            in_batch = total = 0
-            for name, value in headers:
-                if not name.lower().startswith(TIME_PREFIX):
-                    continue
-                ts = int(name[len(TIME_PREFIX):])
-                length = int(value.split(",", 1)[0])
-                if ts != expected_ts:
-                    raise RuntimeError(f"record {ts} where {expected_ts} was expected")
-                if length != size:
-                    raise RuntimeError(f"record {ts}: size {length}, expected {size}")
-                data = resp.read(length)
-                if data != content(ts, size, fill):
-                    raise RuntimeError(f"record {ts}: content differs ({len(data)} bytes)")
-                expected_ts += 1
-                in_batch += 1
-                total += length
-            rest = resp.read()
-            if rest or total != announced:
-                raise RuntimeError(f"batch {result['batches']}: content-length {announced}, "
-                                   f"records {total}, {len(rest)} bytes beyond them")
-            result["batches"] += 1
-            result["records_read"] += in_batch
-            result["bytes_read"] += total
-            result["max_batch"] = max(result["max_batch"], in_batch)
-            if in_batch == 0:
-                raise RuntimeError(f"batch {result['batches']} without records")
-            if resp.getheader("x-reduct-last") == "true":
-                break
-        if result["records_read"] != records:
-            raise RuntimeError(f"the query returned {result['records_read']} of {records} "
-                               "records")
     except (RuntimeError, OSError, ValueError, http.client.HTTPException) as exc:
-        result["problem"] = f"{type(exc).__name__}: {exc}"
-    finally:
         conn.close()
-        result["read_seconds"] = time.perf_counter() - started
-    return result
+        return {"records_read": 0, "batches": 0, "max_batch": 0, "bytes_read": 0,
+                "problem": f"{type(exc).__name__}: {exc}", "read_seconds": 0.0}
+    fetch = _get(conn, f"/api/v1/b/{BUCKET}/{ENTRY}/batch?q={qid}")
+    return read_batches(conn, records, size, fill, fetch, v1_records, lambda ts: None)
 
 
 def markdown(r: dict) -> str:

@@ -434,6 +434,11 @@ class BatchReader:
         record = view.record
         name = TIME_PREFIX + b"%d" % record.ts
         value = format_record_header(record.size, record.content_type, record.labels)
+        self._append(view, name, value)
+
+    def _append(self, view, name: bytes, value: bytes) -> None:
+        """Take record ``view`` into the batch under header ``name: value``."""
+        record = view.record
         if self._reader is not None and record.size:
             try:
                 self._reader.add(view)

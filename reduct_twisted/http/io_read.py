@@ -16,7 +16,7 @@ generation reads right.
 
 from twisted.python.failure import Failure
 
-from reduct_twisted.errors import InternalError, UnprocessableEntity
+from reduct_twisted.errors import UnprocessableEntity
 from reduct_twisted.http.batch import BatchReader
 from reduct_twisted.http.routes_records import drive
 from reduct_twisted.wire import parse_u64
@@ -68,16 +68,7 @@ class IoBatchReader(BatchReader):
         name, value = self.encoder.add(entry, record.ts, record.size, record.content_type,
                                        record.labels)
         self._last_entry = entry
-        if self._reader is not None and record.size:
-            try:
-                self._reader.add(view)
-            except OSError as exc:
-                raise InternalError(
-                    f"Failed to read record {record.ts}: {exc.strerror or exc}"
-                ) from None
-        self.headers.append((name, value))
-        self.metadata += len(name) + len(value) + 2
-        self.size += record.size
+        self._append(view, name, value)
 
     def answer(self, result, request):
         if self.continuous:

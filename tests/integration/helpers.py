@@ -11,6 +11,25 @@ async def body_of(resp) -> bytes:
     return await resp.content()
 
 
+async def call(server, method, path, body=None, headers=None, raw=None):
+    """
+    ``method`` on ``server.api(path)``: ``body`` sent as JSON (with its
+    Content-Type unless ``headers`` name one), or ``raw`` bytes as they are.
+    """
+    sent = {k: [v] for k, v in (headers or {}).items()}
+    data = raw if raw is not None else (b"" if body is None else json.dumps(body).encode())
+    if body is not None:
+        sent.setdefault("Content-Type", ["application/json"])
+    return await server.http.request(method, server.api(path), data=data, headers=sent)
+
+
+async def ok(resp) -> bytes:
+    """:return: the body of ``resp``, asserting a 200."""
+    content = await body_of(resp)
+    assert resp.code == 200, (resp.code, content, resp.headers)
+    return content
+
+
 async def assert_error(resp, status: int, message: str) -> None:
     """The ReductStore error contract: status, x-reduct-error, JSON detail."""
     body = await resp.content()

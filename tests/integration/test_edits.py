@@ -14,24 +14,10 @@ from twisted.internet.threads import deferToThread
 
 from reduct_twisted.storage.disk.blockfile import record_meta_size
 from tests.integration.conftest import start_server
-from tests.integration.helpers import assert_error, body_of, port_of
+from tests.integration.helpers import assert_error, body_of, call, ok, port_of
 
 B = "bkt"
 E = "e"
-
-
-async def call(server, method, path, body=None, headers=None, raw=None):
-    sent = {k: [v] for k, v in (headers or {}).items()}
-    data = raw if raw is not None else (b"" if body is None else json.dumps(body).encode())
-    if body is not None:
-        sent.setdefault("Content-Type", ["application/json"])
-    return await server.http.request(method, server.api(path), data=data, headers=sent)
-
-
-async def ok(resp) -> bytes:
-    content = await body_of(resp)
-    assert resp.code == 200, (resp.code, content, resp.headers)
-    return content
 
 
 async def write(server, ts, labels=None, entry=E, bucket=B, data=None, auth=None):

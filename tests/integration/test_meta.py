@@ -12,23 +12,9 @@ import json
 import pytest
 import pytest_twisted
 
-from tests.integration.helpers import assert_error, body_of
+from tests.integration.helpers import assert_error, body_of, call, ok
 
 B = "bkt"
-
-
-async def call(server, method, path, body=None, headers=None, raw=None):
-    sent = {k: [v] for k, v in (headers or {}).items()}
-    data = raw if raw is not None else (b"" if body is None else json.dumps(body).encode())
-    if body is not None:
-        sent.setdefault("Content-Type", ["application/json"])
-    return await server.http.request(method, server.api(path), data=data, headers=sent)
-
-
-async def ok(resp) -> bytes:
-    content = await body_of(resp)
-    assert resp.code == 200, (resp.code, content, resp.headers)
-    return content
 
 
 def write_call(server, entry, ts, data, labels, bucket=B):

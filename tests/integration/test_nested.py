@@ -15,26 +15,12 @@ import pytest_twisted
 
 from reduct_twisted.storage import U64_MAX
 from tests.integration.conftest import start_server
-from tests.integration.helpers import assert_error, body_of, port_of, raw_request
+from tests.integration.helpers import assert_error, body_of, call, ok, port_of, raw_request
 
 B = "bkt"
 DEEP = "factory-1/line-2/cell-3/sensor-4"
 PATH_ERROR = "Entry name must be non-empty and must not contain empty path segments"
 NAME_ERROR = "Entry name can contain only letters, digits and [-,_,/] symbols or end with '/$meta'"
-
-
-async def call(server, method, path, body=None, headers=None, raw=None):
-    sent = {k: [v] for k, v in (headers or {}).items()}
-    data = raw if raw is not None else (b"" if body is None else json.dumps(body).encode())
-    if body is not None:
-        sent.setdefault("Content-Type", ["application/json"])
-    return await server.http.request(method, server.api(path), data=data, headers=sent)
-
-
-async def ok(resp) -> bytes:
-    content = await body_of(resp)
-    assert resp.code == 200, (resp.code, content, resp.headers)
-    return content
 
 
 async def write(server, entry, ts, data=None, labels=None, bucket=B):
