@@ -53,6 +53,11 @@ def is_valid_name(name: str) -> bool:
 #: The last path segment of an attachment entry (spec 1.20 §3).
 META_SEGMENT = "$meta"
 
+#: The longest entry name (path) accepted: its directory, below the bucket's,
+#: must leave room for block file names within the system's PATH_MAX (4096)
+#: whatever the data path (ours: no limit in the upstream spec).
+ENTRY_MAX_LENGTH = 1024
+ENTRY_LENGTH_ERROR = f"Entry name must not be longer than {ENTRY_MAX_LENGTH} characters"
 ENTRY_PATH_ERROR = "Entry name must be non-empty and must not contain empty path segments"
 ENTRY_NAME_ERROR = (
     "Entry name can contain only letters, digits and [-,_,/] symbols or end with '/$meta'"
@@ -86,12 +91,15 @@ def check_entry_name(name: str) -> None:
 
     :raises UnprocessableEntity: empty name or segment, leading or trailing
         ``/``; any other character than letters, digits, ``-``, ``_``, ``/``
-        (a final ``/$meta`` or a bare ``$meta`` aside).
+        (a final ``/$meta`` or a bare ``$meta`` aside); a segment over 255
+        or a name over :data:`ENTRY_MAX_LENGTH` characters.
     """
     if not isinstance(name, str) or not name or "" in name.split("/"):
         raise UnprocessableEntity(ENTRY_PATH_ERROR)
     if not entry_segments_valid(name):
         raise UnprocessableEntity(ENTRY_NAME_ERROR)
+    if len(name) > ENTRY_MAX_LENGTH:
+        raise UnprocessableEntity(ENTRY_LENGTH_ERROR)
 
 
 @attr.s(frozen=True, slots=True)

@@ -20,6 +20,7 @@ from tests.integration.helpers import assert_error, body_of, call, ok, port_of, 
 B = "bkt"
 DEEP = "factory-1/line-2/cell-3/sensor-4"
 PATH_ERROR = "Entry name must be non-empty and must not contain empty path segments"
+LENGTH_ERROR = "Entry name must not be longer than 1024 characters"
 NAME_ERROR = "Entry name can contain only letters, digits and [-,_,/] symbols or end with '/$meta'"
 
 
@@ -251,6 +252,9 @@ async def test_legacy_v0_routes_take_nested_names(srv):
     (b"a//b", PATH_ERROR), (b"/a", PATH_ERROR), (b"a/", PATH_ERROR),
     (b"a/../b", NAME_ERROR), (b"a/b.c", NAME_ERROR), (b"a/" + b"x" * 256, NAME_ERROR),
     (b"a/$meta/b", NAME_ERROR), (b"a%20b/c", NAME_ERROR), (b"a/%24x", NAME_ERROR),
+    # deeper or longer than a path can be on disk: a 422, not the file system's 500
+    (b"/".join([b"a"] * 513), LENGTH_ERROR), (b"/".join([b"x" * 255] * 5), LENGTH_ERROR),
+    (b"/".join([b"a"] * 3000), LENGTH_ERROR),
 ])
 @pytest_twisted.ensureDeferred
 async def test_bad_entry_names_are_422_and_create_nothing(srv, target, message):

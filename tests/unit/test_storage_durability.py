@@ -488,3 +488,12 @@ def test_bucket_removal_that_cannot_move_the_directory(stored, monkeypatch):
         500, "Failed to remove bucket 'b': Permission denied",
     )
     assert read_content(stored.read("b", "e", 2)) == b"record 2"
+
+
+@pytest.mark.parametrize("code, status", [
+    (errno.ENOSPC, 507), (errno.EDQUOT, 507), (errno.ENAMETOOLONG, 422), (errno.EIO, 500),
+])
+def test_storage_error_status(code, status):
+    """A name the file system cannot hold is the request's fault (422), not the server's."""
+    err = durability.storage_error(OSError(code, os.strerror(code)), "write record")
+    assert (err.status, err.message) == (status, f"Failed to write record: {os.strerror(code)}")

@@ -17,7 +17,7 @@ client sees (507 for a full disk or quota, 500 with the reason otherwise).
 import errno
 import os
 
-from reduct_twisted.errors import InsufficientStorage, InternalError, ReductError
+from reduct_twisted.errors import InsufficientStorage, InternalError, ReductError, UnprocessableEntity
 
 #: ``errno`` values that mean "no space": answered with 507.
 NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
@@ -27,11 +27,18 @@ def storage_error(exc: OSError, doing: str) -> ReductError:
     """
     :param exc: the error of a disk operation.
     :param doing: what failed, e.g. ``"write record"``.
-    :return: ``InsufficientStorage`` (507) for ``ENOSPC``/``EDQUOT``, else
-        ``InternalError`` (500); the message is ``"Failed to <doing>: <reason>"``.
+    :return: ``InsufficientStorage`` (507) for ``ENOSPC``/``EDQUOT``,
+        ``UnprocessableEntity`` (422) for ``ENAMETOOLONG`` (a name the file
+        system cannot hold under this data path), else ``InternalError``
+        (500); the message is ``"Failed to <doing>: <reason>"``.
     """
     reason = exc.strerror or (os.strerror(exc.errno) if exc.errno else str(exc))
-    kind = InsufficientStorage if exc.errno in NO_SPACE else InternalError
+    if exc.errno in NO_SPACE:
+        kind = InsufficientStorage
+    elif exc.errno == errno.ENAMETOOLONG:
+        kind = UnprocessableEntity
+    else:
+        kind = InternalError
     return kind(f"Failed to {doing}: {reason}")
 
 
