@@ -117,7 +117,7 @@ def test_tables_have_every_field_once():
     assert tuple(SETTINGS) == tuple(ENV_NAMES) == tuple(_PARSERS) == FIELDS
     assert ENV_NAMES == ENV_NAMES_BEFORE
     assert ENV_ALIASES == {"io_batch_records_timeout": "RS_IO_BATCH_RECORDS_TIMEOUT_S"}
-    assert len(set(ENV_NAMES.values()) | set(ENV_ALIASES.values())) == 28
+    assert len(set(ENV_NAMES.values()) | set(ENV_ALIASES.values())) == 29
 
 
 def test_only_listen_is_repeated_and_only_api_token_secret():
