@@ -274,7 +274,11 @@ class ReductChannel(HTTPChannel):
         # The idle timer only restarts when bytes arrive, so a long download
         # to a slow reader would be cut mid-body: while a request is being
         # answered the connection is not idle.
-        if self._handlingRequest:
+        # Nor is a body paused while its record waits for a writer slot
+        # (``writers.py``): that wait has its own timeout.
+        if self._handlingRequest or (
+            self.requests and getattr(self.requests[-1].sink, "waiting", False)
+        ):
             self.resetTimeout()
             return
         super().timeoutConnection()
