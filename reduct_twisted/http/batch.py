@@ -97,7 +97,7 @@ def open_batch_write(engine, reactor, threadpool, request, length: Optional[int]
     # answers it in its x-reduct-error-<ts> header (spec 1.20 §5.8).
     return BatchWriteSink(
         engine, reactor, threadpool, request.channel.transport, bucket, entry, records,
-        slots=slots,
+        slots=slots, touch=request.channel.resetTimeout,
     )
 
 
@@ -113,7 +113,8 @@ class BatchWriteSink:
         ``v2.PlannedRecord``), in the order of their contents in the body.
     :param key: ``key(record)``: what :attr:`errors` is keyed by; default
         the timestamp.
-    :param slots: the ``WriterSlots`` each record is opened with, or None.
+    :param slots: the ``WriterSlots`` each record is opened with, or None;
+        ``touch``: what restarts the body's stall timeout after a wait.
     :ivar errors: ``key -> ReductError`` of every refused or failed record.
     :ivar has_large: whether a record goes to a private segment (the
         caller may enlarge the receive buffer).
@@ -124,9 +125,10 @@ class BatchWriteSink:
     _excess = False
 
     def __init__(self, engine, reactor, threadpool, transport, bucket: str,
-                 entry: Optional[str], records: list, key=None, slots=None) -> None:
+                 entry: Optional[str], records: list, key=None, slots=None,
+                 touch=None) -> None:
         self.engine = engine
-        self._slots = slots
+        self._slots, self._touch = slots, touch
         self._in_thread = in_pool(reactor, threadpool)
         self._gate = PauseGate(transport)
         self.bucket = bucket
@@ -186,7 +188,8 @@ class BatchWriteSink:
         try:
             if self._slots is None:
                 return self._open_record(record, self._gate)
-            return self._slots.open(partial(self._open_record, record), self._gate)
+            return self._slots.open(partial(self._open_record, record), self._gate,
+                                    touch=self._touch)
         except Exception as exc:
             self._record_failed(Failure(exc), self._key(record))
             return None

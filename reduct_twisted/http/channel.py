@@ -274,11 +274,13 @@ class ReductChannel(HTTPChannel):
         # The idle timer only restarts when bytes arrive, so a long download
         # to a slow reader would be cut mid-body: while a request is being
         # answered the connection is not idle.
-        # Nor is a body paused while its record waits for a writer slot
-        # (``writers.py``): that wait has its own timeout.
-        if self._handlingRequest or (
-            self.requests and getattr(self.requests[-1].sink, "waiting", False)
-        ):
+        if self._handlingRequest:
             self.resetTimeout()
+            return
+        if self.requests and getattr(self.requests[-1].sink, "waiting", False):
+            # Nor is a body we paused while its record waits for a writer
+            # slot (``writers.py``): that wait has its own timeout.  (Once
+            # timed out, resetTimeout does nothing: arm a new timer.)
+            self.setTimeout(self.timeOut)
             return
         super().timeoutConnection()

@@ -89,7 +89,7 @@ def open_write(api, request, length: Optional[int], args, bucket: str, entry: st
     # RS_IO_MAX_WRITERS_IN_FLIGHT: the record is allocated once it has a slot.
     opener = partial(_record_sink, api, transport, bucket, entry, ts, length, ctype, labels)
     return api.writers.open(lambda gate: opener(gate.handle()), PauseGate(transport),
-                            refuse=request.refuse_body)
+                            refuse=request.refuse_body, touch=request.channel.resetTimeout)
 
 
 def _record_sink(api, transport, bucket, entry, ts, length, ctype, labels, pauser):

@@ -120,7 +120,8 @@ class WriterSlots:
             return d
         return self.wait()
 
-    def open(self, open_sink: Callable, gate, refuse: Optional[Callable] = None):
+    def open(self, open_sink: Callable, gate, refuse: Optional[Callable] = None,
+             touch: Optional[Callable] = None):
         """
         A record's sink, holding a slot.
 
@@ -131,11 +132,14 @@ class WriterSlots:
         :param refuse: ``refuse(err)`` answers the request at once when the
             wait fails before the body is complete (a single write); None
             (a batch): the record's bytes are dropped, ``finish`` fails.
+        :param touch: called when a wait ends and the body flows again: the
+            connection's ``resetTimeout`` (the body's stall timeout counts
+            from there, not from before the wait).
         :return: the sink at once if a slot is free, else a :class:`SlotSink`.
         """
         slot = self.try_acquire()
         if slot is None:
-            return SlotSink(self.wait(), open_sink, gate, refuse)
+            return SlotSink(self.wait(), open_sink, gate, refuse, touch)
         try:
             sink = open_sink(gate)
         except BaseException:
@@ -187,8 +191,10 @@ class SlotSink:
 
     refusal: Optional[ReductError] = None
 
-    def __init__(self, wait: Deferred, open_sink: Callable, gate, refuse=None) -> None:
+    def __init__(self, wait: Deferred, open_sink: Callable, gate, refuse=None,
+                 touch=None) -> None:
         self._open_sink = open_sink
+        self._touch = touch
         self._gate = gate
         self._pauser = gate.handle()
         self._refuse = refuse
@@ -234,7 +240,7 @@ class SlotSink:
         held, self._held = self._held, []
         for chunk in held:
             sink.write(chunk)
-        self._pauser.resumeProducing()
+        self._resume()
         if self._finished is not None:
             finished, self._finished = self._finished, None
             sink.finish().chainDeferred(finished)
@@ -258,7 +264,12 @@ class SlotSink:
         elif self._refuse is not None:
             self.refusal = err
             self._refuse(err)
+        self._resume()
+
+    def _resume(self) -> None:
         self._pauser.resumeProducing()
+        if self._touch is not None:
+            self._touch()
 
     def finish(self) -> Deferred:
         """The record's bytes are all here: store it once it has its slot."""
