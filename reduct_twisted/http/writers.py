@@ -258,13 +258,13 @@ class SlotSink:
         self._done = True
         self.error = err
         self._held = []
+        self._resume()
         finished, self._finished = self._finished, None
         if finished is not None:
             finished.errback(err)
         elif self._refuse is not None:
             self.refusal = err
             self._refuse(err)
-        self._resume()
 
     def _resume(self) -> None:
         self._pauser.resumeProducing()

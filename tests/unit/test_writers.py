@@ -341,3 +341,74 @@ def test_many_aborted_records_leak_no_slot():
     assert s.in_use == 0 and s.waiting == 0
     held = [s.try_acquire() for _ in range(3)]
     assert all(held) and s.try_acquire() is None
+
+
+# -- the connection while a record waits (ReductChannel's body timeout) ------------------
+
+
+class SlotRouter:
+    """A router whose every body is one small record behind ``slots``."""
+
+    def __init__(self, slots):
+        self.slots = slots
+        self.uploads = []
+
+    def open_body(self, request, length):
+        return self.slots.open(opener(self.uploads), PauseGate(request.channel.transport),
+                               refuse=request.refuse_body, touch=request.channel.resetTimeout)
+
+    def encoded_slash_ok(self, raw_path):
+        return True
+
+    def direct_handler(self, request):
+        return None
+
+
+def waiting_connection(io=5.0, wait=8.0):
+    from twisted.internet.testing import StringTransport
+    from twisted.web.resource import Resource
+
+    from reduct_twisted.http.streaming import ReductSite
+
+    clock = Clock()
+    s = WriterSlots(1, wait, clock)
+    held = s.try_acquire()
+    router = SlotRouter(s)
+    site = ReductSite(Resource(), router=router, reactor=clock, timeout=60.0, io_timeout=io)
+    channel = site.buildProtocol(None)
+    class HalfClosing(StringTransport):
+        def loseWriteConnection(self):
+            self.write_closed = True
+
+    transport = HalfClosing()
+    channel.makeConnection(transport)
+    channel.dataReceived(b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhe")
+    assert transport.producerState == "paused"
+    return clock, held, router, transport
+
+
+def test_a_waiting_body_is_not_cut_by_the_io_timeout_and_gets_429():
+    clock, held, router, transport = waiting_connection(io=5.0, wait=8.0)
+    clock.advance(7.9)
+    assert not transport.disconnecting and transport.value() == b""
+    clock.advance(0.2)
+    answer = transport.value()
+    assert answer.startswith(b"HTTP/1.1 429 ")
+    assert b"x-reduct-error: " + TOO_MANY_WRITERS.encode() in answer
+    assert answer.endswith(b'{"detail":"' + TOO_MANY_WRITERS.encode() + b'"}')
+    assert transport.producerState == "producing" and transport.write_closed
+    held.release()
+    assert router.slots.in_use == 0 and router.uploads == []
+
+
+def test_the_body_timeout_counts_from_the_end_of_the_wait():
+    clock, held, router, transport = waiting_connection(io=5.0, wait=8.0)
+    clock.advance(5.0)  # the body timeout comes while waiting: not cut
+    clock.advance(2.0)
+    assert not transport.disconnecting
+    held.release()  # the record gets its slot at t=7; the client then stalls
+    assert transport.producerState == "producing" and router.slots.in_use == 1
+    clock.advance(4.9)
+    assert not transport.disconnecting
+    clock.advance(0.2)
+    assert transport.disconnecting or transport.disconnected
