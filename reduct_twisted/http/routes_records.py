@@ -83,21 +83,30 @@ def open_write(api, request, length: Optional[int], args, bucket: str, entry: st
     length = announced_length(request, length)
     ctype = content_type(request)
     labels = record_labels(request.requestHeaders.getAllRawHeaders())
-    transport = request.channel.transport
-    if api.writers is None:
-        return _record_sink(api, transport, bucket, entry, ts, length, ctype, labels, transport)
-    # RS_IO_MAX_WRITERS_IN_FLIGHT: the record is allocated once it has a slot.
-    opener = partial(_record_sink, api, transport, bucket, entry, ts, length, ctype, labels)
-    return api.writers.open(lambda gate: opener(gate.handle()), PauseGate(transport),
-                            refuse=request.refuse_body, touch=request.channel.resetTimeout)
-
-
-def _record_sink(api, transport, bucket, entry, ts, length, ctype, labels, pauser):
+    if api.writers is not None:
+        # RS_IO_MAX_WRITERS_IN_FLIGHT: the record is allocated once it has a slot.
+        opener = partial(_record_sink, api, request, bucket, entry, ts, length, ctype, labels)
+        return api.writers.open(opener, PauseGate(request.channel.transport),
+                                refuse=request.refuse_body, touch=request.channel.resetTimeout)
     upload = api.engine.upload(
         bucket, entry, ts, length, ctype, labels, in_pool(api.reactor, api.threadpool)
     )
     if not upload.private:
         return SharedSegmentSink(upload)
+    return _private_sink(request, upload, request.channel.transport)
+
+
+def _record_sink(api, request, bucket, entry, ts, length, ctype, labels, gate):
+    upload = api.engine.upload(
+        bucket, entry, ts, length, ctype, labels, in_pool(api.reactor, api.threadpool)
+    )
+    if not upload.private:
+        return SharedSegmentSink(upload)
+    return _private_sink(request, upload, gate.handle())
+
+
+def _private_sink(request, upload, pauser) -> PrivateSegmentSink:
+    transport = request.channel.transport
     if hasattr(transport, "bufferSize"):
         transport.bufferSize = LARGE_UPLOAD_RECV
     return PrivateSegmentSink(upload, pauser)
