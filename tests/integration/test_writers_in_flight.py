@@ -288,3 +288,49 @@ async def test_cut_uploads_give_their_slots_back(tmp_path):
         # No cut upload left a record.
         assert (await read(server, 1))[0] == 404
         assert (await read(server, 2))[0] == 404
+
+
+@pytest_twisted.ensureDeferred
+async def test_large_waiting_upload_is_paused_then_stored_exactly(tmp_path):
+    """A large record waits with its body paused (not buffered), then streams in byte-exact."""
+    async with limited(tmp_path) as server:
+        await make_bucket(server)
+        holder, answer = await hold_slot(server)
+        payload = bytes(range(256)) * (12 << 12)  # 12 MiB
+        big = server.http.post(server.api("/b/b/e"), params={"ts": "2"}, data=payload)
+        await wait_for(lambda: writers(server).waiting == 1)
+        # While it waits the server reads (about) nothing more of it.
+        from twisted.internet import reactor
+
+        sink = next(r.sink for c in server.site.drain._channels for r in c.requests
+                    if getattr(r.sink, "waiting", False))
+        await task.deferLater(reactor, 0.3, lambda: None)
+        assert 0 < sum(len(c) for c in sink._held) < 4 << 20
+        holder.send(b"end")
+        for d in (answer, big):
+            resp = await d
+            assert resp.code == 200, await body_of(resp)
+            await body_of(resp)
+        assert await read(server, 2) == (200, payload)
+        assert writers(server).in_use == 0
+
+
+@pytest_twisted.ensureDeferred
+async def test_large_batch_records_wait_in_turn_and_are_stored_exactly(tmp_path):
+    async with limited(tmp_path) as server:
+        await make_bucket(server)
+        holder, answer = await hold_slot(server, entry="other")
+        one = bytes(range(256)) * (3 << 12)
+        two = bytes(reversed(range(256))) * (3 << 12)
+        headers = {"x-reduct-time-10": [f"{len(one)},a/b"], "x-reduct-time-20": [f"{len(two)},a/b"]}
+        result = server.http.post(server.api("/b/b/e/batch"), data=one + two, headers=headers)
+        await wait_for(lambda: writers(server).waiting == 1)
+        holder.send(b"end")
+        await body_of(await answer)
+        resp = await result
+        assert resp.code == 200, await body_of(resp)
+        await body_of(resp)
+        assert errors_of(resp) == {}
+        assert await read(server, 10) == (200, one)
+        assert await read(server, 20) == (200, two)
+        assert writers(server).in_use == 0 and writers(server).waiting == 0
