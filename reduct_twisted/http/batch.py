@@ -28,7 +28,6 @@ The batch protocol (v1): several records of one entry in one request.
 
 import time
 from collections import deque
-from functools import partial
 from typing import Dict, List, Optional
 
 import attr
@@ -113,8 +112,7 @@ class BatchWriteSink:
         ``v2.PlannedRecord``), in the order of their contents in the body.
     :param key: ``key(record)``: what :attr:`errors` is keyed by; default
         the timestamp.
-    :param slots: the ``WriterSlots`` each record is opened with, or None;
-        ``touch``: what restarts the body's stall timeout after a wait.
+    :param slots, touch: the ``WriterSlots`` records are opened with (or None), ``touch`` for it.
     :ivar errors: ``key -> ReductError`` of every refused or failed record.
     :ivar has_large: whether a record goes to a private segment (the
         caller may enlarge the receive buffer).
@@ -125,8 +123,7 @@ class BatchWriteSink:
     _excess = False
 
     def __init__(self, engine, reactor, threadpool, transport, bucket: str,
-                 entry: Optional[str], records: list, key=None, slots=None,
-                 touch=None) -> None:
+                 entry: Optional[str], records: list, key=None, slots=None, touch=None) -> None:
         self.engine = engine
         self._slots, self._touch = slots, touch
         self._in_thread = in_pool(reactor, threadpool)
@@ -188,7 +185,7 @@ class BatchWriteSink:
         try:
             if self._slots is None:
                 return self._open_record(record, self._gate)
-            return self._slots.open(partial(self._open_record, record), self._gate,
+            return self._slots.open(lambda gate: self._open_record(record, gate), self._gate,
                                     touch=self._touch)
         except Exception as exc:
             self._record_failed(Failure(exc), self._key(record))
