@@ -58,6 +58,7 @@ from reduct_twisted.config_values import (
     _base_path,
     _bytes,
     _canonical_level,
+    _count,
     _endpoints,
     _level,
     _origins,
@@ -236,6 +237,13 @@ class Config:
         "connection is closed; a cut upload leaves no record.  Between requests "
         "``idle_timeout`` applies.",
         cli=Cli("Seconds a request body may stall before the connection is closed."),
+    )
+    io_max_writers_in_flight: int = setting(
+        0, _count, env="RS_IO_MAX_WRITERS_IN_FLIGHT",
+        doc="records written at the same time (0: no limit); a record beyond it waits "
+        "up to ``io_operation_timeout`` for a free slot, with its body paused, then "
+        "is refused with 429.",
+        cli=Cli("Records written at the same time (0: no limit).", shown_default="0"),
     )
     shutdown_timeout: float = setting(
         10.0, _seconds, env="RS_SHUTDOWN_TIMEOUT",

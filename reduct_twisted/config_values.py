@@ -174,6 +174,14 @@ def _at_least_one(parse: Callable[[str], int], unit: str) -> Callable[[Any], int
 
 
 _positive_count = _at_least_one(parse_whole_number, "")
+
+
+def _count(raw: Any) -> int:
+    """A whole number, 0 included (``io_max_writers_in_flight``: 0 is no limit)."""
+    try:
+        return parse_whole_number(str(raw))
+    except ValueError as e:
+        raise ValueError(f"is {e}") from None
 _bytes = _at_least_one(parse_byte_size, " byte")
 
 

@@ -138,7 +138,10 @@ class IUploadSink(Interface):
 
     A sink may also have a ``refusal`` attribute: once it is not ``None``
     (after a ``write``), the request answers that error at once and drops
-    the rest of the body; the sink has aborted itself already.
+    the rest of the body; the sink has aborted itself already.  And a
+    ``waiting`` attribute: while true, the sink has paused the body until
+    its record gets a writer slot (``http/writers.py``), and the
+    connection's body stall timeout does not run.
     """
 
     done = Attribute(

@@ -38,6 +38,7 @@ from reduct_twisted.http.api import ReductAPI
 from reduct_twisted.http.batch import BatchLimits
 from reduct_twisted.http.site import make_site
 from reduct_twisted.http.streaming import ReductSite
+from reduct_twisted.http.writers import WriterSlots
 from reduct_twisted.provision import Provisioning
 from reduct_twisted.replication import ReplicationManager, make_replications
 from reduct_twisted.sync import GroupSync
@@ -186,4 +187,5 @@ def make_api(
         syncer=syncer,
         batch_limits=BatchLimits.from_config(config),
         replications=replications,
+        writers=WriterSlots.from_config(config, reactor),
     )

@@ -179,6 +179,8 @@ class ReductAPI(FastPath):
         (``RS_IO_BATCH_*``); a query's directives override them.
     :param replications: the ``ReplicationManager`` behind
         ``/api/v1/replications``.
+    :param writers: the ``WriterSlots`` of ``RS_IO_MAX_WRITERS_IN_FLIGHT``
+        (``writers.py``), or None for no limit.
     """
 
     app = Klein()
@@ -196,9 +198,10 @@ class ReductAPI(FastPath):
     def __init__(
         self, engine, auth, reactor, threadpool, base_path: str = "/", syncer=None,
         batch_limits: BatchLimits = BatchLimits(),
-        replications=None,
+        replications=None, writers=None,
     ) -> None:
         self.engine = engine
+        self.writers = writers
         self.batch_limits = batch_limits
         self.replications = replications
         self.syncer = syncer

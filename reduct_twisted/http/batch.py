@@ -75,7 +75,7 @@ SHORT_BODY = "Content is shorter than expected: no more data to read"
 
 
 def open_batch_write(engine, reactor, threadpool, request, length: Optional[int],
-                     bucket: str, entry: str) -> "BatchWriteSink":
+                     bucket: str, entry: str, slots=None) -> "BatchWriteSink":
     """
     Check a batched write before its body arrives (after authorization)
     and return the sink its body goes to.
@@ -95,7 +95,8 @@ def open_batch_write(engine, reactor, threadpool, request, length: Optional[int]
     # A missing bucket is no refusal of the request [1.18]: each record
     # answers it in its x-reduct-error-<ts> header (spec 1.20 §5.8).
     return BatchWriteSink(
-        engine, reactor, threadpool, request.channel.transport, bucket, entry, records
+        engine, reactor, threadpool, request.channel.transport, bucket, entry, records,
+        slots=slots, touch=request.channel.resetTimeout,
     )
 
 
@@ -111,6 +112,7 @@ class BatchWriteSink:
         ``v2.PlannedRecord``), in the order of their contents in the body.
     :param key: ``key(record)``: what :attr:`errors` is keyed by; default
         the timestamp.
+    :param slots, touch: the ``WriterSlots`` records are opened with (or None), ``touch`` for it.
     :ivar errors: ``key -> ReductError`` of every refused or failed record.
     :ivar has_large: whether a record goes to a private segment (the
         caller may enlarge the receive buffer).
@@ -121,8 +123,9 @@ class BatchWriteSink:
     _excess = False
 
     def __init__(self, engine, reactor, threadpool, transport, bucket: str,
-                 entry: Optional[str], records: list, key=None) -> None:
+                 entry: Optional[str], records: list, key=None, slots=None, touch=None) -> None:
         self.engine = engine
+        self._slots, self._touch = slots, touch
         self._in_thread = in_pool(reactor, threadpool)
         self._gate = PauseGate(transport)
         self.bucket = bucket
@@ -173,20 +176,31 @@ class BatchWriteSink:
             self._end_current()
         return False
 
+    @property
+    def waiting(self) -> bool:
+        """Whether the record being received waits for a writer slot."""
+        return getattr(self._sink, "waiting", False)
+
     def _allocate(self, record):
-        # A v1 batch names one entry; an I/O API batch (entry None) one a record.
-        entry = record.entry if self.entry is None else self.entry
         try:
-            upload = self.engine.upload(
-                self.bucket, entry, record.ts, record.length, record.content_type,
-                record.labels, self._in_thread,
-            )
-            if not upload.private:
-                return SharedSegmentSink(upload)
-            return PrivateSegmentSink(upload, self._gate.handle())
+            if self._slots is None:
+                return self._open_record(record, self._gate)
+            return self._slots.open(lambda gate: self._open_record(record, gate), self._gate,
+                                    touch=self._touch)
         except Exception as exc:
             self._record_failed(Failure(exc), self._key(record))
             return None
+
+    def _open_record(self, record, gate):
+        # A v1 batch names one entry; an I/O API batch (entry None) one a record.
+        entry = record.entry if self.entry is None else self.entry
+        upload = self.engine.upload(
+            self.bucket, entry, record.ts, record.length, record.content_type,
+            record.labels, self._in_thread,
+        )
+        if not upload.private:
+            return SharedSegmentSink(upload)
+        return PrivateSegmentSink(upload, gate.handle())
 
     def _end_current(self) -> None:
         """The current record's bytes are complete: commit it."""

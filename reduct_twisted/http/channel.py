@@ -277,4 +277,10 @@ class ReductChannel(HTTPChannel):
         if self._handlingRequest:
             self.resetTimeout()
             return
+        if self.requests and getattr(self.requests[-1].sink, "waiting", False):
+            # Nor is a body we paused while its record waits for a writer
+            # slot (``writers.py``): that wait has its own timeout.  (Once
+            # timed out, resetTimeout does nothing: arm a new timer.)
+            self.setTimeout(self.timeOut)
+            return
         super().timeoutConnection()

@@ -56,7 +56,8 @@ class IoWriteSink(BatchWriteSink):
 
     def __init__(self, api, request, bucket: str, plan) -> None:
         super().__init__(api.engine, api.reactor, api.threadpool, request.channel.transport,
-                         bucket, None, plan.records, key=_key)
+                         bucket, None, plan.records, key=_key, slots=api.writers,
+                         touch=request.channel.resetTimeout)
         self.plan = plan
 
 

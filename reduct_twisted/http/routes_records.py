@@ -10,6 +10,7 @@ the route only finishes the sink.  Each handler takes the ``ReductAPI``
 first; the table, with who may call each route, is in ``api.py``.
 """
 
+from functools import partial
 from typing import Optional
 
 from twisted.internet.defer import Deferred
@@ -27,7 +28,7 @@ from reduct_twisted.http.headers import (
     u64_param,
 )
 from reduct_twisted.http.producers import send_record
-from reduct_twisted.http.sinks import PrivateSegmentSink, SharedSegmentSink, in_pool
+from reduct_twisted.http.sinks import PauseGate, PrivateSegmentSink, SharedSegmentSink, in_pool
 from reduct_twisted.storage import PENDING
 from reduct_twisted.wire import ERROR_PREFIX, error_header
 
@@ -82,15 +83,33 @@ def open_write(api, request, length: Optional[int], args, bucket: str, entry: st
     length = announced_length(request, length)
     ctype = content_type(request)
     labels = record_labels(request.requestHeaders.getAllRawHeaders())
+    if api.writers is not None:
+        # RS_IO_MAX_WRITERS_IN_FLIGHT: the record is allocated once it has a slot.
+        opener = partial(_record_sink, api, request, bucket, entry, ts, length, ctype, labels)
+        return api.writers.open(opener, PauseGate(request.channel.transport),
+                                refuse=request.refuse_body, touch=request.channel.resetTimeout)
     upload = api.engine.upload(
         bucket, entry, ts, length, ctype, labels, in_pool(api.reactor, api.threadpool)
     )
     if not upload.private:
         return SharedSegmentSink(upload)
+    return _private_sink(request, upload, request.channel.transport)
+
+
+def _record_sink(api, request, bucket, entry, ts, length, ctype, labels, gate):
+    upload = api.engine.upload(
+        bucket, entry, ts, length, ctype, labels, in_pool(api.reactor, api.threadpool)
+    )
+    if not upload.private:
+        return SharedSegmentSink(upload)
+    return _private_sink(request, upload, gate.handle())
+
+
+def _private_sink(request, upload, pauser) -> PrivateSegmentSink:
     transport = request.channel.transport
     if hasattr(transport, "bufferSize"):
         transport.bufferSize = LARGE_UPLOAD_RECV
-    return PrivateSegmentSink(upload, transport)
+    return PrivateSegmentSink(upload, pauser)
 
 
 def open_batch_write(api, request, length: Optional[int], bucket: str, entry: str):
@@ -99,7 +118,8 @@ def open_batch_write(api, request, length: Optional[int], bucket: str, entry: st
     (spec §3.4; records are allocated as their bytes arrive; the caller
     has applied the route's permission).
     """
-    sink = _open_batch(api.engine, api.reactor, api.threadpool, request, length, bucket, entry)
+    sink = _open_batch(api.engine, api.reactor, api.threadpool, request, length, bucket, entry,
+                       api.writers)
     transport = request.channel.transport
     if sink.has_large and hasattr(transport, "bufferSize"):
         transport.bufferSize = LARGE_UPLOAD_RECV

@@ -79,6 +79,9 @@ class _Sink:
     """
 
     refusal: Optional[ReductError] = None
+    #: The writer slot the record holds (``writers.py``), or None (no limit):
+    #: released once the record is stored, has failed or is dropped.
+    slot = None
 
     def __init__(self, upload) -> None:
         self._writer = upload
@@ -103,7 +106,15 @@ class _Sink:
         d = self._flush()
         d.addCallback(self._commit)
         d.addErrback(self._finish_failed)
+        if self.slot is not None:
+            d.addBoth(self._release_slot)
         return d
+
+    def _release_slot(self, result=None):
+        slot, self.slot = self.slot, None
+        if slot is not None:
+            slot.release()
+        return result
 
     def _commit(self, _) -> None:
         if self.done:
@@ -128,6 +139,8 @@ class _Sink:
         self.done = True
         self._discard()
         self._writer.abort()
+        if self.slot is not None:
+            self._release_slot()
 
 
 @implementer(IRecordSink)
@@ -153,9 +166,9 @@ class SharedSegmentSink(_Sink):
         :raises ReductError: the record was aborted (the same errors
             ``finish`` fails with).
         """
-        if self.done:
-            raise self.error or BadRequest("Upload was aborted")
         try:
+            if self.done:
+                raise self.error or BadRequest("Upload was aborted")
             self._commit(None)
         except OSError as exc:
             self.abort()
@@ -163,6 +176,9 @@ class SharedSegmentSink(_Sink):
         except BaseException:
             self.abort()
             raise
+        finally:
+            if self.slot is not None:
+                self._release_slot()
 
     def _discard(self) -> None:
         pass

@@ -220,6 +220,16 @@ class StreamingRequest(server.Request):
 
     # -- early refusal -----------------------------------------------------
 
+    def refuse_body(self, err: ReductError) -> None:
+        """
+        The sink gives up between two chunks of the body (its record found
+        no writer slot in time, ``writers.py``): answer ``err`` now and drop
+        the rest, as for a refusal mid-body.
+        """
+        if self._answered or self.finished or self._disconnected:
+            return
+        self._refuse(err, None, mid_body=True)
+
     def _refuse(self, err: ReductError, length: Optional[int], mid_body=False) -> None:
         # Twisted frames a body only for length None (chunked) or > 0; with 0
         # it calls allContentReceived right after gotLength, so the request

@@ -61,6 +61,7 @@ ENV_NAMES_BEFORE = {
     "io_batch_timeout": "RS_IO_BATCH_TIMEOUT",
     "io_batch_records_timeout": "RS_IO_BATCH_RECORDS_TIMEOUT",
     "io_operation_timeout": "RS_IO_OPERATION_TIMEOUT",
+    "io_max_writers_in_flight": "RS_IO_MAX_WRITERS_IN_FLIGHT",
     "shutdown_timeout": "RS_SHUTDOWN_TIMEOUT",
     "lock_file_timeout": "RS_LOCK_FILE_TIMEOUT",
     "table_cache_size": "RS_TABLE_CACHE_SIZE",
@@ -91,6 +92,7 @@ PARSERS_BEFORE = {
     "io_batch_timeout": values._seconds,
     "io_batch_records_timeout": values._seconds,
     "io_operation_timeout": values._seconds,
+    "io_max_writers_in_flight": values._count,
     "shutdown_timeout": values._seconds,
     "lock_file_timeout": values._wait_seconds,
     "table_cache_size": values._bytes,
@@ -111,11 +113,11 @@ def test_tables_derived_from_one_declaration(field):
 def test_tables_have_every_field_once():
     """FIELDS is Config's fields in order; every table has exactly those keys."""
     assert FIELDS == tuple(f.name for f in attrs.fields(Config))
-    assert len(set(FIELDS)) == len(FIELDS) == 27
+    assert len(set(FIELDS)) == len(FIELDS) == 28
     assert tuple(SETTINGS) == tuple(ENV_NAMES) == tuple(_PARSERS) == FIELDS
     assert ENV_NAMES == ENV_NAMES_BEFORE
     assert ENV_ALIASES == {"io_batch_records_timeout": "RS_IO_BATCH_RECORDS_TIMEOUT_S"}
-    assert len(set(ENV_NAMES.values()) | set(ENV_ALIASES.values())) == 28
+    assert len(set(ENV_NAMES.values()) | set(ENV_ALIASES.values())) == 29
 
 
 def test_only_listen_is_repeated_and_only_api_token_secret():
@@ -247,6 +249,10 @@ OPT_PARAMETERS_BEFORE = [
         "Seconds a request body may stall before the connection is closed. [default: "
         "30.0; env RS_IO_OPERATION_TIMEOUT]"
     ],
+    ["io-max-writers-in-flight", None, None,
+        "Records written at the same time (0: no limit). [default: 0; env "
+        "RS_IO_MAX_WRITERS_IN_FLIGHT]"
+    ],
     ["shutdown-timeout", None, None,
         "Seconds in-flight requests may take to finish after SIGTERM. [default: 10.0; "
         "env RS_SHUTDOWN_TIMEOUT]"
@@ -276,6 +282,7 @@ FIELD_OPTIONS_BEFORE = {
     "io_batch_timeout",
     "io_batch_records_timeout",
     "io_operation_timeout",
+    "io_max_writers_in_flight",
     "replication_timeout",
     "replication_log_size",
     "shutdown_timeout",
