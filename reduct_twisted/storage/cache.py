@@ -6,7 +6,6 @@ so they may briefly hold more than their bound while everything is busy.
 """
 
 import collections
-import contextlib
 import errno
 import os
 
@@ -225,21 +224,6 @@ class TableCache(_Lru):
                 self._touch(oldest, oldest)
             else:
                 oldest.unload()
-
-    @contextlib.contextmanager
-    def scans(self, count: int):
-        """
-        Keep up to ``count`` tables loaded by scans while inside (a merge
-        over several entries scans one block of each in turn: with one
-        kept, every turn would load a table again); the bound is back to
-        :attr:`scan_capacity` for the scans after.
-        """
-        kept = self.scan_capacity
-        self.scan_capacity = max(kept, count)
-        try:
-            yield
-        finally:
-            self.scan_capacity = kept
 
     def discard(self, block) -> None:
         """

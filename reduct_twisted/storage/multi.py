@@ -247,13 +247,19 @@ class MultiRegistry:
             del self._live[qid]
             raise _not_found(qid)
         query.last_access = now
-        if self._tables is None:
+        tables = self._tables
+        if tables is None:
             result = query.step(budget, accept)
         else:
             # Each entry's current table (and the one it just left) stays
-            # loaded while the merge runs: scans evict by recency.
-            with self._tables.scans(min(2 * len(query.parts), SCAN_TABLES)):
+            # loaded while the merge runs: scans evict by recency.  (What
+            # TableCache.scans does, without a context manager per record.)
+            kept = tables.scan_capacity
+            tables.scan_capacity = max(kept, min(2 * len(query.parts), SCAN_TABLES))
+            try:
                 result = query.step(budget, accept)
+            finally:
+                tables.scan_capacity = kept
         if result is None and (not query.continuous or self._queries.ending):
             del self._live[qid]
         return result
@@ -332,13 +338,14 @@ class MultiMethods:
         :raises ConditionEvalError: the query's strict ``when`` failed.
         """
         owner = self._bucket(bucket)
-        result = self._multi.next(owner, qid, self.clock.seconds(), budget, accept)
-        if not isinstance(result, tuple):
+        multi = self._multi
+        result = multi.next(owner, qid, self.clock.seconds(), budget, accept)
+        if result.__class__ is not tuple:
             return result
         name, block, record = result
         view = block.view(record)
-        select = self._multi.find(owner, qid)
-        select = select.select_labels if select is not None else None
+        query = multi.find(owner, qid)
+        select = None if query is None else query.select_labels
         if select is not None:
             view.record.labels = {k: v for k, v in view.record.labels.items() if k in select}
         return name, view
