@@ -39,6 +39,7 @@
 const assert = require("node:assert/strict");
 const crypto = require("node:crypto");
 const { Client } = require("reduct-js");
+const { report } = require("./report");
 
 const [url, bucketName] = process.argv.slice(2);
 const T0 = 1700000000000000n;
@@ -294,13 +295,4 @@ async function main() {
   return { checks, facts };
 }
 
-main().then(
-  ({ checks, facts }) => {
-    console.log(JSON.stringify({ client: "reduct-js", ok: true, checks, facts }));
-  },
-  (err) => {
-    console.error(err);
-    console.log(JSON.stringify({ client: "reduct-js", ok: false, error: String(err && err.message || err), checks }));
-    process.exit(1);
-  },
-);
+report(main, () => checks);

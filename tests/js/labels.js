@@ -31,6 +31,7 @@
 
 const assert = require("node:assert/strict");
 const { Client } = require("reduct-js");
+const { report } = require("./report");
 const { fetchAndParseBatchV1 } = require("reduct-js/lib/cjs/batch/BatchV1.js");
 
 const [url, bucketName] = process.argv.slice(2);
@@ -138,13 +139,4 @@ async function main() {
   return { checks, facts };
 }
 
-main().then(
-  ({ checks, facts }) => {
-    console.log(JSON.stringify({ client: "reduct-js", ok: true, checks, facts }));
-  },
-  (err) => {
-    console.error(err);
-    console.log(JSON.stringify({ client: "reduct-js", ok: false, error: String(err) }));
-    process.exit(1);
-  },
-);
+report(main);
