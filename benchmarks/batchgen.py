@@ -66,6 +66,26 @@ async def _session(base: str, job):
         return await job(session)
 
 
+async def _post_batch(session, url: str, headers: dict, payload: bytes, n: int, b: int,
+                      tally) -> None:
+    """POST batch ``b`` of ``n`` records; a failure or any record error fails it."""
+    started = time.perf_counter()
+    try:
+        async with session.post(url, data=payload * n, headers=headers) as resp:
+            await resp.read()
+            status = resp.status
+            errors = [f"{k}: {v}" for k, v in resp.headers.items()
+                      if k.lower().startswith(ERROR_PREFIX)]
+    except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as err:
+        tally.fail(f"{type(err).__name__}: {err}", started)
+        return
+    if status != 200 or errors:
+        tally.fail(f"batch {b} -> HTTP {status}; {len(errors)} record errors, "
+                   f"first: {errors[:1]}", started)
+    else:
+        tally.ok(n * len(payload), started, records=n)
+
+
 def write(base: str, bucket: str, entry: str, *, payload: bytes, count: int, batch: int,
           base_ts: int, max_s: float, server_pids=()) -> dict:
     """``count`` records from ``base_ts`` on, ``batch`` records a POST."""
@@ -81,21 +101,7 @@ def write(base: str, bucket: str, entry: str, *, payload: bytes, count: int, bat
                 n = min(batch, count - b * batch)
                 headers = {f"{TIME_PREFIX}{first + k}": value for k in range(n)}
                 headers["Content-Type"] = CONTENT_TYPE
-                started = time.perf_counter()
-                try:
-                    async with session.post(url, data=payload * n, headers=headers) as resp:
-                        await resp.read()
-                        status = resp.status
-                        errors = [f"{k}: {v}" for k, v in resp.headers.items()
-                                  if k.lower().startswith(ERROR_PREFIX)]
-                except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as err:
-                    tally.fail(f"{type(err).__name__}: {err}", started)
-                    continue
-                if status != 200 or errors:
-                    tally.fail(f"batch {b} -> HTTP {status}; {len(errors)} record errors, "
-                               f"first: {errors[:1]}", started)
-                else:
-                    tally.ok(n * len(payload), started, records=n)
+                await _post_batch(session, url, headers, payload, n, b, tally)
             tally.stop()
         return tally.result(window, batch=batch, loop=LOOP)
 
@@ -212,21 +218,7 @@ def write_v2(base: str, bucket: str, entry: str, *, payload: bytes, count: int, 
                     headers[f"x-reduct-{index}-{k - first}"] = (
                         str(len(payload)) if index in seen else first_value)
                     seen.add(index)
-                started = time.perf_counter()
-                try:
-                    async with session.post(url, data=payload * n, headers=headers) as resp:
-                        await resp.read()
-                        status = resp.status
-                        errors = [f"{k}: {v}" for k, v in resp.headers.items()
-                                  if k.lower().startswith(ERROR_PREFIX)]
-                except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as err:
-                    tally.fail(f"{type(err).__name__}: {err}", started)
-                    continue
-                if status != 200 or errors:
-                    tally.fail(f"batch {b} -> HTTP {status}; {len(errors)} record errors, "
-                               f"first: {errors[:1]}", started)
-                else:
-                    tally.ok(n * len(payload), started, records=n)
+                await _post_batch(session, url, headers, payload, n, b, tally)
             tally.stop()
         return tally.result(window, batch=batch, loop=LOOP, entries=entries, run=run)
 
