@@ -64,6 +64,24 @@ async def expect_error(awaitable, error_type, status: int, message: str):
     raise AssertionError(f"expected ReductError {status} {message!r}, nothing raised")
 
 
+async def expect_status(awaitable, status: int, what: str):
+    """Await ``awaitable``; assert it raises reduct's ``ReductError`` with ``status``."""
+    from reduct import ReductError
+
+    try:
+        await awaitable
+    except ReductError as err:
+        eq(err.status_code, status, f"status of {what} ({err})")
+        return err
+    raise AssertionError(f"{what}: expected ReductError {status}, nothing raised")
+
+
+async def read_record(bucket, entry, ts=None):
+    """:return: ``(record, content)`` of ``entry`` at ``ts`` (the latest if None)."""
+    async with bucket.read(entry, timestamp=ts) as rec:
+        return rec, await rec.read_all()
+
+
 def parse_args(argv):
     parser = argparse.ArgumentParser()
     parser.add_argument("url", help="server URL, e.g. http://127.0.0.1:8383")

@@ -28,7 +28,7 @@ How this client speaks batch protocol v2 (``reduct/batch/batch_v2.py``,
 
 import os
 
-from _harness import eq, expect_error, run_with_client
+from _harness import eq, expect_error, expect_status, read_record, run_with_client
 from reduct import Bucket, RecordBatch, ReductError
 
 T0 = 1_700_000_000_000_000
@@ -39,19 +39,6 @@ ENTRY_NAME_ERROR = (
 )
 
 
-async def read_record(bucket, entry, ts):
-    async with bucket.read(entry, timestamp=ts) as rec:
-        return rec, await rec.read_all()
-
-
-async def expect_status(awaitable, status: int, what: str):
-    """Await ``awaitable``; assert it raises a ReductError with ``status``."""
-    try:
-        await awaitable
-    except ReductError as err:
-        eq(err.status_code, status, f"status of {what} ({err})")
-        return err
-    raise AssertionError(f"{what}: expected ReductError {status}, nothing raised")
 
 
 async def check_stored(bucket, expected: dict, what: str):

@@ -23,7 +23,7 @@ Usage: python reduct_py_nested.py URL [--bucket NAME] [--timeout S]
 import contextlib
 import json
 
-from _harness import eq, expect_error, run_with_client
+from _harness import eq, expect_error, expect_status, read_record, run_with_client
 from reduct import Batch, ReductError, Status
 
 T0 = 1_700_000_000_000_000
@@ -31,18 +31,6 @@ CELL3 = "factory-1/line-2/cell-3"
 CELL4 = "factory-1/line-2/cell-4"
 
 
-async def read_record(bucket, entry, ts=None):
-    async with bucket.read(entry, timestamp=ts) as rec:
-        return rec, await rec.read_all()
-
-
-async def expect_status(awaitable, status: int, what: str):
-    try:
-        await awaitable
-    except ReductError as err:
-        eq(err.status_code, status, f"status of {what} ({err})")
-        return err
-    raise AssertionError(f"{what}: expected ReductError {status}, nothing raised")
 
 
 async def entries_of(bucket) -> dict:

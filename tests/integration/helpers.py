@@ -30,6 +30,21 @@ async def ok(resp) -> bytes:
     return content
 
 
+async def read_single(server, entry, ts, bucket="bkt"):
+    """:return: ``(response, body)`` of the single read of ``entry`` at ``ts``."""
+    resp = await server.http.get(server.api(f"/b/{bucket}/{entry}?ts={ts}"))
+    return resp, await body_of(resp)
+
+
+def labels_of(resp) -> dict:
+    """:return: the ``x-reduct-label-*`` headers of ``resp`` as ``{name: value}``."""
+    return {
+        name.decode().lower()[len("x-reduct-label-"):]: values[-1].decode()
+        for name, values in resp.headers.getAllRawHeaders()
+        if name.lower().startswith(b"x-reduct-label-")
+    }
+
+
 async def assert_error(resp, status: int, message: str) -> None:
     """The ReductStore error contract: status, x-reduct-error, JSON detail."""
     body = await resp.content()

@@ -15,7 +15,14 @@ from twisted.internet.threads import deferToThread
 from reduct_twisted.http import batch as batch_module
 from reduct_twisted.storage import SMALL_RECORD_MAX
 from tests.integration.conftest import start_server
-from tests.integration.helpers import assert_error, body_of, port_of, raw_request
+from tests.integration.helpers import (
+    assert_error,
+    body_of,
+    labels_of,
+    port_of,
+    raw_request,
+    read_single,
+)
 
 BUCKET = "bkt"
 MIB = 1 << 20
@@ -67,19 +74,6 @@ def error_headers(resp) -> dict:
         name.decode().lower(): values[-1].decode()
         for name, values in resp.headers.getAllRawHeaders()
         if name.lower().startswith(b"x-reduct-error-")
-    }
-
-
-async def read_single(server, entry, ts, bucket=BUCKET):
-    resp = await server.http.get(server.api(f"/b/{bucket}/{entry}?ts={ts}"))
-    return resp, await body_of(resp)
-
-
-def labels_of(resp) -> dict:
-    return {
-        name.decode().lower()[len("x-reduct-label-"):]: values[-1].decode()
-        for name, values in resp.headers.getAllRawHeaders()
-        if name.lower().startswith(b"x-reduct-label-")
     }
 
 

@@ -12,7 +12,14 @@ import pytest_twisted
 from reduct_twisted.storage import SMALL_RECORD_MAX
 from reduct_twisted.storage.settings import ENTRY_NAME_ERROR
 from tests.integration.conftest import start_server
-from tests.integration.helpers import assert_error, body_of, port_of, raw_request
+from tests.integration.helpers import (
+    assert_error,
+    body_of,
+    labels_of,
+    port_of,
+    raw_request,
+    read_single,
+)
 from tests.integration.io_helpers import (
     BUCKET,
     create_bucket,
@@ -21,19 +28,6 @@ from tests.integration.io_helpers import (
     post_write,
     v2_write,
 )
-
-
-async def read_single(server, entry, ts, bucket=BUCKET):
-    resp = await server.http.get(server.api(f"/b/{bucket}/{entry}?ts={ts}"))
-    return resp, await body_of(resp)
-
-
-def labels_of(resp) -> dict:
-    return {
-        name.decode().lower()[len("x-reduct-label-"):]: values[-1].decode()
-        for name, values in resp.headers.getAllRawHeaders()
-        if name.lower().startswith(b"x-reduct-label-")
-    }
 
 
 @pytest_twisted.ensureDeferred
