@@ -16,6 +16,9 @@ implementation (test fakes included) with ``verifyObject``.
   (``replication.ReplicationManager``).
 * :class:`IUploadSink`, :class:`IRecordSink`: where a streamed request body
   goes (``http/sinks.py``, ``http/batch.py``).
+* :class:`ISystemEvents`: the ``$system`` bucket's event streams (spec 1.20
+  §8) as the other parts feed and read them (``system.NullSystemEvents``
+  when events are off).
 
 Methods are declared without ``self`` (a declared ``self`` makes
 ``verifyObject`` fail).  This module imports nothing from the rest of
@@ -30,6 +33,7 @@ __all__ = [
     "IEngineListener",
     "IRecordSink",
     "IStorageEngine",
+    "ISystemEvents",
     "IUploadSink",
 ]
 
@@ -427,4 +431,36 @@ class IStorageEngine(Interface):
         """
         :return: ``(files, directories)``: sets of paths changed since the
             last call; flushing them makes every committed change durable.
+        """
+
+
+class ISystemEvents(Interface):
+    """
+    The ``$system`` event streams (spec 1.20 §8): audit aggregates, usage
+    statistics, replication and lifecycle runs, written as records of
+    entries ``<stream>/<instance>/<name>``.  Callers hand events over and go
+    on: an implementation queues them and writes them in batches, never on
+    the caller's time, and a failure to write one never reaches the caller.
+    """
+
+    enabled = Attribute("Whether events are recorded at all (RS_SYSTEM_EVENTS_ENABLED).")
+
+    def emit(stream, name, timestamp, status, message, payload):
+        """
+        Queue one event.
+
+        :param stream: ``audit``, ``usage``, ``replications`` or ``lifecycle``.
+        :param name: the last entry segment (token, ``total``, replication or
+            policy name; sanitized by the implementation).
+        :param timestamp: the event time, microseconds since the epoch.
+        :param status: the HTTP-like status code (label ``status``).
+        :param message: ``""`` on success, else the error text.
+        :param payload: the stream's own fields (a JSON-able dict), written
+            after ``timestamp``, ``instance``, ``status``, ``message``.
+        """
+
+    def last_access(token_name):
+        """
+        :return: the newest audit event time of ``token_name`` in
+            microseconds (spec 1.20 §4.4), or ``None``; never blocks.
         """

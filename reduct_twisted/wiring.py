@@ -8,7 +8,8 @@ drain and the listeners; the in-process servers of the integration tests
 (``tests/integration/conftest.py``) call it too, so both run the same
 assembly.  Each step is one named function below:
 
-3. :func:`provision_buckets`: the ``RS_BUCKET_*`` buckets, created or updated;
+3. :func:`provision_buckets`: the ``RS_BUCKET_*`` buckets, created or updated,
+   and :func:`make_events`: the ``$system`` event streams (spec 1.20 §8);
 4. :func:`make_auth`: the access policy, with the ``RS_TOKEN_*`` tokens;
 5. :func:`make_replications` and ``provision``: the replication manager
    (a service: the daemon starts and stops it) with the ``RS_REPLICATION_*``
@@ -42,6 +43,7 @@ from reduct_twisted.http.writers import WriterSlots
 from reduct_twisted.provision import Provisioning
 from reduct_twisted.replication import ReplicationManager, make_replications
 from reduct_twisted.sync import GroupSync
+from reduct_twisted.system import NullSystemEvents
 
 __all__ = [
     "Parts",
@@ -60,6 +62,7 @@ class Parts:
     """
     What :func:`assemble` built.
 
+    :ivar events: the ``$system`` event streams (an ``ISystemEvents``).
     :ivar auth: the access policy (``OpenAccess`` or ``TokenAccess``).
     :ivar replications: the ``ReplicationManager``, a service to be started
         and stopped with the daemon (after the drain, before the storage).
@@ -69,6 +72,7 @@ class Parts:
         drained before the replications stop (``drain.DrainService``).
     """
 
+    events: Any
     auth: Any
     replications: ReplicationManager
     syncer: GroupSync | None
@@ -98,16 +102,24 @@ def assemble(
         data directory is unreadable or corrupt.
     """
     provisioning = provisioning or Provisioning(buckets=[], tokens=[])
+    events = make_events(config, engine, reactor)
     provision_buckets(engine, provisioning.buckets)
     auth = make_auth(config, reactor, threadpool, provisioning.tokens)
     replications = make_replications(engine, config, reactor, threadpool)
     replications.provision(provisioning.replications)
     syncer = make_group_sync(config, engine, replications, reactor, threadpool)
-    api = make_api(config, engine, auth, replications, syncer, reactor, threadpool)
+    api = make_api(config, engine, auth, replications, syncer, reactor, threadpool, events)
     site = make_site(api, config, reactor)
     # A stopping daemon answers the batched reads waiting for new records.
     site.drain.on_start.append(engine.end_continuous_queries)
-    return Parts(auth=auth, replications=replications, syncer=syncer, api=api, site=site)
+    return Parts(
+        events=events, auth=auth, replications=replications, syncer=syncer, api=api, site=site
+    )
+
+
+def make_events(config: Config, engine: Any, reactor: Any) -> Any:
+    """The ``$system`` event streams (``ISystemEvents``); none recorded yet."""
+    return NullSystemEvents()
 
 
 def provision_buckets(engine: Any, buckets: list) -> None:
@@ -176,6 +188,7 @@ def make_api(
     syncer: GroupSync | None,
     reactor: Any,
     threadpool: Any,
+    events: Any = None,
 ) -> ReductAPI:
     """The ``ReductAPI`` over the parts built before it, limits from ``config``."""
     return ReductAPI(
@@ -188,4 +201,5 @@ def make_api(
         batch_limits=BatchLimits.from_config(config),
         replications=replications,
         writers=WriterSlots.from_config(config, reactor),
+        events=events,
     )

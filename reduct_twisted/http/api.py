@@ -43,6 +43,7 @@ from reduct_twisted.http.errors import install_error_handlers, write_error_heade
 from reduct_twisted.http.fastpath import FastPath
 from reduct_twisted.http.headers import json_body
 from reduct_twisted.http.params import entry_rename_target, rename_target
+from reduct_twisted.system import NullSystemEvents
 
 #: Where a route is served: under ``/api/v1`` only, also under the
 #: unprefixed pre-1.0 path (``<name>_v0`` endpoints), or only there.
@@ -198,9 +199,10 @@ class ReductAPI(FastPath):
     def __init__(
         self, engine, auth, reactor, threadpool, base_path: str = "/", syncer=None,
         batch_limits: BatchLimits = BatchLimits(),
-        replications=None, writers=None,
+        replications=None, writers=None, events=None,
     ) -> None:
         self.engine = engine
+        self.events = events if events is not None else NullSystemEvents()
         self.writers = writers
         self.batch_limits = batch_limits
         self.replications = replications

@@ -21,6 +21,7 @@ from reduct_twisted.interfaces import (
     IAccessPolicy,
     IEngineLifecycle,
     IEngineListener,
+    ISystemEvents,
     IRecordSink,
     IStorageEngine,
     IUploadSink,
@@ -200,3 +201,14 @@ def test_open_access_is_an_access_policy(open_access):
 def test_token_access_is_an_access_policy(token_access):
     """The bearer-token policy declares and provides IAccessPolicy."""
     assert verifyObject(IAccessPolicy, token_access)
+
+
+def test_null_system_events_provide_the_events_seam():
+    """What the parts hold with system events off drops events and knows no access."""
+    from reduct_twisted.system import NullSystemEvents
+
+    events = NullSystemEvents()
+    assert verifyObject(ISystemEvents, events)
+    assert events.enabled is False
+    events.emit("audit", "init-token", 1, 200, "", {"call_count": 1})
+    assert events.last_access("init-token") is None

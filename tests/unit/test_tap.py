@@ -48,7 +48,7 @@ class FakeReplications(Service):
 def fake_assemble(engine, config, reactor, threadpool, provisioning):
     """``wiring.assemble`` for tests: a ``FakeSite`` and ``FakeReplications``."""
     site = FakeSite(engine, config, reactor, threadpool, provisioning)
-    return Parts(auth=None, replications=FakeReplications(), syncer=None, api=None, site=site)
+    return Parts(events=None, auth=None, replications=FakeReplications(), syncer=None, api=None, site=site)
 
 
 def parse(argv, environ=None):
