@@ -209,6 +209,8 @@ class TokenStore:
         check_token_name(name)
         if name in self._tokens:
             raise Conflict(f"Token '{name}' already exists")
+        if isinstance(body, dict) and "permissions" in body:
+            body = body["permissions"]  # the nested body of API 1.19+ (spec 1.20 §4.2)
         permissions = Permissions.from_json(body)
         value = f"{name}-{secrets.token_hex(16)}"
         token = StoredToken.new(name, value, iso_timestamp(self._clock.seconds()), permissions)

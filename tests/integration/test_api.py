@@ -39,7 +39,7 @@ async def test_headers_on_every_response(server):
         resp = await server.http.get(server.api(path))
         await resp.content()
         assert re.fullmatch(r"ReductStore 1\.\d+\.\d+", resp.headers.getRawHeaders("server")[0])
-        assert resp.headers.getRawHeaders("x-reduct-api") == ["1.18"]
+        assert resp.headers.getRawHeaders("x-reduct-api") == ["1.20"]
         assert resp.headers.getRawHeaders("content-type") == ["application/json"]
 
 
@@ -93,7 +93,7 @@ async def test_info_without_buckets(server):
     resp = await server.http.get(server.api("/info"))
     info = json.loads(await resp.content())
     assert resp.code == 200
-    assert info["version"] == "1.18.0"
+    assert info["version"] == "1.20.0"
     assert info["bucket_count"] == 0 and info["usage"] == 0
     assert info["oldest_record"] == U64_MAX and info["latest_record"] == 0
     assert isinstance(info["uptime"], int)

@@ -490,7 +490,7 @@ async def test_batched_read_wire_format(server):
         assert "content-length: 20" in lines
         assert "x-reduct-last: true" in lines
         assert "content-type: application/octet-stream" in lines
-        assert "x-reduct-api: 1.18" in lines
+        assert "x-reduct-api: 1.20" in lines
         assert all(line.split(":")[0] == line.split(":")[0].lower() for line in lines)
         assert body == (b"a" * 10 + b"b" * 10 if method == "GET" else b"")
 

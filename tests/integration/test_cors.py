@@ -50,7 +50,7 @@ def assert_normal(resp, allowed):
     assert header(resp, "access-control-expose-headers") == "*"
     assert header(resp, "vary") == VARY
     assert header(resp, "access-control-allow-methods") is None
-    assert header(resp, "x-reduct-api") == "1.18"
+    assert header(resp, "x-reduct-api") == "1.20"
 
 
 def assert_preflight(resp, body, allowed):
@@ -61,7 +61,7 @@ def assert_preflight(resp, body, allowed):
     assert header(resp, "access-control-allow-origin") == allowed
     assert header(resp, "vary") == VARY
     assert header(resp, "access-control-expose-headers") is None
-    assert header(resp, "x-reduct-api") == "1.18"
+    assert header(resp, "x-reduct-api") == "1.20"
     assert header(resp, "server").startswith("ReductStore 1.")
     assert header(resp, "content-type") is None
 

@@ -52,7 +52,7 @@ async def test_expect_continue_refused_before_body(server):
     assert raw.startswith(b"HTTP/1.1 404"), raw[:100]
     assert b"100 Continue" not in raw
     assert b"x-reduct-error: Bucket 'missing' is not found" in raw
-    assert b"\r\ndate: " in raw and b"\r\nx-reduct-api: 1.18" in raw
+    assert b"\r\ndate: " in raw and b"\r\nx-reduct-api: 1.20" in raw
 
 
 @pytest_twisted.ensureDeferred

@@ -129,7 +129,7 @@ def test_preflight_is_answered_before_any_resource():
     assert resource.rendered == 0
     for line in (b"access-control-allow-methods: *", b"access-control-allow-headers: *",
                  b"access-control-allow-origin: " + FIRST.encode(), VARY,
-                 b"content-length: 0", b"x-reduct-api: 1.18"):
+                 b"content-length: 0", b"x-reduct-api: 1.20"):
         assert line in lines, line
     assert all(line.split(b":")[0].islower() for line in lines[1:])
 

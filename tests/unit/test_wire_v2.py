@@ -167,7 +167,7 @@ def test_update_label_operations_accumulate_per_entry():
 def test_non_record_headers_are_ignored():
     req = parse({"x-reduct-entries": "e", "x-reduct-start-ts": "0", "x-reduct-query-id": "1",
                  "x-reduct-content-length": "1", "x-reduct-0-0": "1,t",
-                 "content-length": "1", "x-reduct-api": "1.18"})
+                 "content-length": "1", "x-reduct-api": "1.20"})
     assert len(req.records) == 1
 
 
