@@ -115,12 +115,6 @@ def _labels_field(name: str, value) -> dict:
     return dict(value)
 
 
-def _object_field(name: str, value) -> dict:
-    if not isinstance(value, dict):
-        raise _invalid(f"invalid value for `{name}`: expected an object")
-    return value
-
-
 def _any_field(name: str, value):
     return value
 
@@ -139,7 +133,7 @@ _FIELDS = {
     "only_metadata": _bool_field,
     "when": _any_field,
     "strict": _bool_field,
-    "ext": _object_field,
+    "ext": _any_field,  # object or pipeline array; checked with the query id (storage)
 }
 
 #: Fields of which a REMOVE query needs at least one (spec §3.7).

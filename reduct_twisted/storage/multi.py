@@ -33,6 +33,7 @@ from reduct_twisted.storage.records import FINISHED, PENDING
 from reduct_twisted.storage.removal import start_removal
 from reduct_twisted.storage.settings import is_meta_entry
 from reduct_twisted.storage.when import compile_condition
+from reduct_twisted.storage.when.extensions import check_extensions
 
 
 class _Held:
@@ -283,10 +284,7 @@ def _check_alone(qid: int, options: dict) -> None:
                         ("each_s", "Time must be greater than 0 seconds")):
         if options.get(name) is not None and options[name] <= 0:
             raise UnprocessableEntity(value)
-    extensions = [n for params in (options.get("ext"), condition and condition.ext) if params
-                  for n in params]
-    if extensions:
-        raise UnprocessableEntity(f"Unknown extension '{extensions[0]}' in query id={qid}")
+    check_extensions(options.get("ext"), condition, qid)
 
 
 class MultiRemoval:

@@ -23,6 +23,7 @@ import attr
 
 from reduct_twisted.errors import NotFound, UnprocessableEntity
 from reduct_twisted.storage.when import ConditionEvalError, RecordContext, compile_condition
+from reduct_twisted.storage.when.extensions import check_extensions
 from reduct_twisted.storage.records import FINISHED, PENDING
 
 
@@ -290,10 +291,7 @@ class QueryRegistry:
                 raise UnprocessableEntity("Start time must be before stop time")
         if qid is None:
             qid = next(self._ids)
-        extensions = [name for params in (ext, condition and condition.ext) if params
-                      for name in params]
-        if extensions:
-            raise UnprocessableEntity(f"Unknown extension '{extensions[0]}' in query id={qid}")
+        check_extensions(ext, condition, qid)
         return Query(qid, bucket, entry.name, start, stop, ttl, now, record_filter, limit,
                      condition=condition, only_metadata=bool(only_metadata))
 

@@ -4,8 +4,8 @@ The conditional query language ``when`` (spec §3.10, §3.11; ReductStore
 compiles it to nested closures; :meth:`Condition.evaluate` runs them once
 per record.
 
-One :class:`Condition` serves one query: ``$each_n``, ``$each_t`` and
-``$limit`` keep their counters in it, so records must be evaluated in
+One :class:`Condition` serves one query: ``$each_n``, ``$each_t``,
+``$limit`` and ``$gate`` keep their state in it, so records must be evaluated in
 ascending timestamp order and only those that reached the ``when`` filter
 (after time range, state, include/exclude, ``each_s``/``each_n``).  Use
 :meth:`Condition.fresh` for another query with the same condition.  The
@@ -34,8 +34,8 @@ Decisions where the spec is silent (upstream behaviour unless noted):
 2.  ``$`` literals as upstream 1.19: ``"$$x"`` is the string ``"$x"``, and
     any other ``$`` string must be an operator without operands
     (``"$timestamp"``), else ``Unknown '$' literal …`` (1.17 said
-    ``Operator '…' not supported``).  The date-part operators and
-    ``$gate`` of 1.19 are not implemented.
+    ``Operator '…' not supported``).  The date-part operators of 1.19
+    are in :mod:`.dates` (with their decisions), ``$gate`` in :mod:`.record`.
 3.  Integer literals outside i64 are a 422 (upstream panics on them),
     however many digits they have (the text then gives their size only).
 4.  Duration literals are parts ``-?<digits><unit>`` (a minus sign is
@@ -75,7 +75,8 @@ Decisions where the spec is silent (upstream behaviour unless noted):
     constant number in ``$add``; a constant zero divisor of ``$div`` and
     ``$div_num``.
 13. ``$each_t`` with a threshold ≤ 0 matches every record, the first too
-    (upstream); timestamps going backwards never match.
+    (upstream); a timestamp going backwards is no error and never matches
+    (the reference stays where it was).
 14. ``$limit``: the operand is evaluated per record; the (N+1)-th
     evaluation sets :attr:`Condition.exhausted`, even inside ``$not``.
 15. ``#ctx_before``/``#ctx_after``: one value; a duration sets ``*_us``,
@@ -84,7 +85,8 @@ Decisions where the spec is silent (upstream behaviour unless noted):
 16. ``#select_labels``: a string or a non-empty array of strings, kept
     verbatim (not typed: a label named ``"1s"`` can be selected), duplicates
     dropped, order kept.
-17. ``#ext`` must be an object; it is exposed as is.
+17. ``#ext`` (any value but ``null``) is exposed as is; the query checks
+    it with its id (:mod:`.extensions`, spec 1.20 §6.3).
 18. ``#batch_size``/``#batch_metadata_size``: a non-negative int or a size
     string (``"8MB"`` = 8·10⁶, ``"1KiB"`` = 1024, units b k m g t p with
     optional ``i``/``b``); ``"8m"`` is a duration literal and so rejected;
@@ -93,6 +95,16 @@ Decisions where the spec is silent (upstream behaviour unless noted):
     directive (upstream always says ``#batch_size``).
 19. A value's truthiness after evaluation: bool as is, numbers ≠ 0 (NaN is
     true), strings non-empty.
+20. Directive values (1.19.10): an object inside an array is refused but
+    for ``#ext`` (``… does not support object items in arrays``), as is an
+    array or ``null`` inside one (``… contains unsupported value type:
+    <JSON>``) and an integer beyond i64 anywhere (``… contains integer value
+    out of range: <n>``).
+21. ``$gate``: a constant window is converted when the condition is
+    compiled (a bad one is a 422, as for ``$each_t``); a window from a
+    label per record.  Its input's truthiness is rule 19.  An evaluation
+    error (non-strict) leaves the window as it was, but the record's
+    timestamp counts for "time going backwards".
 """
 
 import attr

@@ -12,10 +12,11 @@ import re
 import attr
 
 from reduct_twisted.errors import UnprocessableEntity
-from reduct_twisted.storage.when.parse import check_integer, compact_json
+from reduct_twisted.storage.when.parse import compact_json, integer_text
 from reduct_twisted.storage.when.values import (
     I64_DIGITS,
     I64_MAX,
+    I64_MIN,
     ConditionEvalError,
     Duration,
     as_int,
@@ -62,13 +63,28 @@ def _primitive(key: str, value):
     if isinstance(value, bool):
         return value
     if isinstance(value, int):
-        return check_integer(int(value))
+        if not I64_MIN <= value <= I64_MAX:
+            raise UnprocessableEntity(
+                f"Directive '{key}' contains integer value out of range: {integer_text(value)}"
+            )
+        return int(value)
     if isinstance(value, float):
         return value
     if isinstance(value, str):
         duration = parse_duration(value)
         return value if duration is None else duration
-    raise UnprocessableEntity(f"Directive '{key}' has an unsupported value: {compact_json(value)}")
+    raise UnprocessableEntity(
+        f"Directive '{key}' contains unsupported value type: {compact_json(value)}"
+    )
+
+
+def _item(key: str, value):
+    # One item of a directive's array: objects only in ``#ext`` (its pipeline).
+    if isinstance(value, dict):
+        if key != "#ext":
+            raise UnprocessableEntity(f"Directive '{key}' does not support object items in arrays")
+        return compact_json(value)
+    return _primitive(key, value)
 
 
 def collect(when: dict) -> dict:
@@ -76,7 +92,10 @@ def collect(when: dict) -> dict:
     :return: directive name → ``(raw JSON, values)`` for the ``#`` keys of
         ``when``; ``values`` is upstream's list of primitives (an object
         becomes its JSON text, a string that is a duration literal a duration).
-    :raises UnprocessableEntity: an unknown directive or a ``null`` value.
+    :raises UnprocessableEntity: an unknown directive, a ``null`` value, an
+        object inside the array of a directive other than ``#ext``, a value
+        of another type inside an array (``null``, an array), an integer
+        beyond i64 (spec 1.20 §6.3 ``[1.19.10]``).
     """
     found = {}
     for key, raw in when.items():
@@ -89,7 +108,7 @@ def collect(when: dict) -> dict:
         if isinstance(raw, dict):
             values = [compact_json(raw)]
         elif isinstance(raw, (list, tuple)):
-            values = [_primitive(key, item) for item in raw]
+            values = [_item(key, item) for item in raw]
         else:
             values = [_primitive(key, raw)]
         found[key] = (raw, values)
@@ -204,9 +223,7 @@ def interpret(found: dict) -> dict:
         elif key == "#select_labels":
             fields["select_labels"] = _select_labels(raw)
         elif key == "#ext":
-            if not isinstance(raw, dict):
-                raise UnprocessableEntity("Directive '#ext' must be an object")
-            fields["ext"] = raw
+            fields["ext"] = raw  # checked with the query's id (``ext.py``)
         else:
             name, parse = _IO[key]
             io[name] = parse(key, values)

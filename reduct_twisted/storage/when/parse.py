@@ -13,6 +13,7 @@ import json
 import math
 
 from reduct_twisted.errors import UnprocessableEntity
+from reduct_twisted.storage.when.dates import DATE_OPERATORS
 from reduct_twisted.storage.when.ops import PURE_OPERATORS, Node, constant
 from reduct_twisted.storage.when.record import RECORD_OPERATORS
 from reduct_twisted.storage.when.values import (
@@ -30,6 +31,7 @@ from reduct_twisted.storage.when.values import (
 #: Operator name → ``(builder, pure)``; a pure operator over constant
 #: operands is evaluated when the condition is compiled.
 OPERATORS = {name: (build, True) for name, build in PURE_OPERATORS.items()}
+OPERATORS.update({name: (build, True) for name, build in DATE_OPERATORS.items()})
 OPERATORS.update({name: (build, False) for name, build in RECORD_OPERATORS.items()})
 
 

@@ -1,13 +1,14 @@
 """
 The operators of the ``when`` language (spec §3.11) that read the record
 (``$exists``, ``$ref``, ``$timestamp``) or keep state across the records of
-one query (``$each_n``, ``$each_t``, ``$limit``); never folded into
+one query (``$each_n``, ``$each_t``, ``$limit``, ``$gate``); never folded into
 constants.  Built like those of :mod:`.ops`: each build gets
 fresh counters in its closure.
 """
 
 import math
 
+from reduct_twisted.errors import UnprocessableEntity
 from reduct_twisted.storage.when.ops import at_least, exactly
 from reduct_twisted.storage.when.values import (
     Duration,
@@ -16,6 +17,7 @@ from reduct_twisted.storage.when.values import (
     ReferenceNotFound,
     as_float,
     as_int,
+    float_to_int,
     parse_label,
     quoted,
     to_text,
@@ -122,6 +124,86 @@ def _each_t(name, operands):
     return each_t
 
 
+def gate_duration(value) -> int:
+    """
+    :return: the window of ``$gate`` in microseconds: a duration as is, a
+        number as seconds (truncated to whole microseconds); never negative.
+    :raises EvaluationError: a string that is no number.
+    """
+    if value.__class__ is Duration:
+        us = int(value)
+    else:
+        us = float_to_int(as_float(value) * 1_000_000.0)
+    return max(0, us)
+
+
+class GateState:
+    """
+    The state machine of one ``$gate`` (spec 1.20 §6.3): an edge-triggered
+    window.  A false→true change of the input opens a window of the given
+    length at the record's timestamp; while it is open the output is the
+    input; the first record at or after its end closes it, and the output
+    stays false until the input has been false once (then a new rising
+    edge may open a new window).  A timestamp before the previous one
+    resets everything (as if no record had been seen).
+    """
+
+    __slots__ = ("deadline", "previous", "reset_required", "last")
+
+    def __init__(self) -> None:
+        self.deadline = None  # the end of the open window, or None
+        self.previous = False  # the input of the previous record
+        self.reset_required = False  # a window expired: wait for a false input
+        self.last = None  # the previous record's timestamp
+
+    def step(self, ts: int, duration: int, value: bool) -> bool:
+        """:return: the output for a record at ``ts`` whose input is ``value``."""
+        self.advance(ts)
+        return self.output(ts, duration, value)
+
+    def advance(self, ts: int) -> None:
+        """A record at ``ts`` arrives: time going backwards resets the state."""
+        if self.last is not None and ts < self.last:
+            self.deadline, self.previous, self.reset_required = None, False, False
+        self.last = ts
+
+    def output(self, ts: int, duration: int, value: bool) -> bool:
+        """:return: the output at ``ts`` (after :meth:`advance`) for input ``value``."""
+        if self.deadline is not None and ts >= self.deadline:
+            self.deadline = None
+            self.reset_required = True
+        if self.reset_required:
+            self.reset_required = value
+            self.previous = value
+            return False
+        if self.deadline is None and not self.previous and value:
+            self.deadline = ts + duration
+        self.previous = value
+        return value if self.deadline is not None and ts < self.deadline else False
+
+
+def _gate(name, operands):
+    if len(operands) != 2:
+        raise UnprocessableEntity("$gate requires exactly two operands")
+    window, condition = operands
+    if window.is_constant:
+        fixed = gate_duration(window.value)
+        duration = lambda ctx: fixed  # noqa: E731
+    else:
+        f = window.fn
+        duration = lambda ctx: gate_duration(f(ctx))  # noqa: E731
+    test = condition.fn
+    state = GateState()
+
+    def gate(ctx):
+        ts = ctx.timestamp
+        state.advance(ts)
+        # upstream's order: the window, then the input (an error leaves the state)
+        return state.output(ts, duration(ctx), bool(test(ctx)))
+
+    return gate
+
+
 def _limit(name, operands):
     operand = _operand(name, operands, as_int)
     count = 0
@@ -146,4 +228,5 @@ RECORD_OPERATORS = {
     "$each_n": _each_n,
     "$each_t": _each_t,
     "$limit": _limit,
+    "$gate": _gate,
 }
