@@ -455,7 +455,7 @@ DIRECTIVES = [
     ({"#ctx_after": 0}, "ctx_after_records", 0),
     ({"#ext": {"select": {"x": 1}}}, "ext", {"select": {"x": 1}}),
     ({"#ext": [{"a": {}}, {"b": {}}]}, "ext", [{"a": {}}, {"b": {}}]),
-    ({"#ext": "x"}, "ext", "x"),  # refused by the query, with its id (test_when_ext.py)
+    ({"#ext": "x"}, "ext", "x"),  # refused by the query, with its id (test_when_1_20.py)
     ({}, "ext", None),
     ({"#batch_size": "8MB"}, "io.batch_size", 8_000_000),
     ({"#batch_size": "1KiB"}, "io.batch_size", 1024),
