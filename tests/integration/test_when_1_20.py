@@ -210,3 +210,63 @@ async def test_extension_specs_are_422_with_the_query_id_used_up(server):
     resp, content = await io_helpers.query(server, {"query_type": "QUERY", "ext": None})
     assert resp.code == 200, content
     await body_of(resp)
+
+
+#: (GET /q parameters, JSON fields, indices of the records they select).
+DEPRECATED = [
+    ("include-kind=keep", {"include": {"kind": "keep"}}, [1, 3, 5, 7]),
+    ("exclude-kind=keep", {"exclude": {"kind": "keep"}}, [0, 2, 4, 6]),
+    ("each_n=3", {"each_n": 3}, [0, 3, 6]),
+    ("each_s=2", {"each_s": 2}, [0, 2, 4, 6]),
+    ("each_s=1.5", {"each_s": 1.5}, [0, 2, 4, 6]),
+    ("limit=2", {"limit": 2}, [0, 1]),
+    ("include-kind=keep&each_n=2&limit=1", {"include": {"kind": "keep"}, "each_n": 2,
+                                            "limit": 1}, [1]),
+]
+
+
+async def _seed_deprecated(server, entry):
+    for i in range(8):
+        await write(server, entry, JULY_1 + i * S, labels={"kind": "keep" if i % 2 else "drop"})
+
+
+@pytest_twisted.ensureDeferred
+async def test_deprecated_query_fields_on_every_path(server):
+    """
+    Spec 1.20 §6.4: a server advertising 1.20 still takes the ``GET``/
+    ``DELETE …/q`` parameters and the ``QueryEntry`` fields ``include``,
+    ``exclude``, ``each_n``, ``each_s``, ``limit`` — v1 and I/O API, QUERY and
+    REMOVE alike.
+    """
+    await create_bucket(server)
+    await _seed_deprecated(server, "e")
+
+    def indices(stamps):
+        return [(ts - JULY_1) // S for ts in stamps]
+
+    for params, fields, expected in DEPRECATED:
+        resp = await server.http.get(server.api(f"/b/{BUCKET}/e/q?{params}"))
+        qid = (await ok_json(resp))["id"]
+        assert indices(await drain_batches(server, qid)) == expected, ("GET /q", params)
+        qid = await post_query(server, dict({"query_type": "QUERY"}, **fields))
+        assert indices(await drain_batches(server, qid)) == expected, ("POST /q", fields)
+        found = await _v2_query_stamps(server, dict({"query_type": "QUERY", "entries": ["e"]},
+                                                    **fields))
+        assert indices(ts for _, ts in found) == expected, ("POST /io/q", fields)
+
+    for n, (params, fields, expected) in enumerate(DEPRECATED):
+        for how in ("DELETE", "REMOVE", "IO"):
+            entry = f"r{n}-{how.lower()}"
+            await _seed_deprecated(server, entry)
+            if how == "DELETE":
+                resp = await server.http.delete(server.api(f"/b/{BUCKET}/{entry}/q?{params}"))
+            elif how == "REMOVE":
+                resp = await call(server, "POST", f"/b/{BUCKET}/{entry}/q",
+                                  dict({"query_type": "REMOVE"}, **fields))
+            else:
+                resp = await call(server, "POST", f"/io/{BUCKET}/q",
+                                  dict({"query_type": "REMOVE", "entries": [entry]}, **fields))
+            assert (await ok_json(resp)) == {"removed_records": len(expected)}, (how, params)
+            left = indices(await drain_batches(
+                server, await post_query(server, {"query_type": "QUERY"}, entry), entry))
+            assert left == [i for i in range(8) if i not in expected], (how, params)

@@ -356,3 +356,25 @@ def test_extension_directive_wins_over_the_field():
 def test_no_extension_is_fine():
     check_extensions(None, None, 1)
     check_extensions(None, compile_condition({"&a": {"$eq": 1}}), 1)
+
+
+def test_replication_when_takes_gate_and_date_parts_per_entry():
+    """A replication's ``when`` (strict, one state per entry) takes the new operators."""
+    from reduct_twisted.replication.filters import FilterFailed, TransactionFilter
+    from reduct_twisted.replication.settings import parse_settings
+
+    settings = parse_settings({
+        "src_bucket": "src", "dst_bucket": "dst", "dst_host": "http://127.0.0.1:1",
+        "when": {"$gate": ["2s", {"$eq": [{"$hour": ["$timestamp", "Europe/Berlin"]}, 14]}]},
+    })
+    f = TransactionFilter(settings)
+    july_noon = 1_719_835_200 * S  # 14:00 in Berlin
+    got = [(e, i) for i in range(4) for e in ("a", "b") if f.accept(e, july_noon + i * S, {})]
+    assert got == [("a", 0), ("b", 0), ("a", 1), ("b", 1)]
+    zone = parse_settings({
+        "src_bucket": "src", "dst_bucket": "dst", "dst_host": "http://127.0.0.1:1",
+        "when": {"$eq": [{"$hour": ["$timestamp", "&tz"]}, 1]},
+    })
+    with pytest.raises(FilterFailed) as info:
+        TransactionFilter(zone).accept("a", 0, {"tz": "Mars/Olympus"})
+    assert (info.value.status, info.value.message) == (422, "Invalid timezone: 'Mars/Olympus'")
