@@ -40,7 +40,7 @@ _NOT_ZONES = frozenset({"localtime", "posixrules"})
 _NO_ZONE = object()
 
 
-@functools.lru_cache(maxsize=256)
+@functools.lru_cache(maxsize=1024)  # the tz database has about 600 zones
 def _lookup(name: str):
     if not _ZONE_NAME.match(name) or name in _NOT_ZONES or name.startswith(("posix/", "right/")):
         return _NO_ZONE

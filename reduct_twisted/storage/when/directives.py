@@ -223,7 +223,7 @@ def interpret(found: dict) -> dict:
         elif key == "#select_labels":
             fields["select_labels"] = _select_labels(raw)
         elif key == "#ext":
-            fields["ext"] = raw  # checked with the query's id (``ext.py``)
+            fields["ext"] = raw  # checked with the query's id (``extensions.py``)
         else:
             name, parse = _IO[key]
             io[name] = parse(key, values)
