@@ -291,12 +291,20 @@ def test_gate_errors(when, message):
     assert info.value.message == message
 
 
-def test_each_t_with_time_going_backwards_is_no_error():
-    records = [0, 2 * S, 1 * S, 3 * S, 2 * S + 1, 4 * S]
+EACH_T_BACKWARDS = [
+    ("1s", [0, 2 * S, 1 * S, 3 * S, 2 * S + 1, 4 * S], [False, True, False, True, False, True]),
+    # A record back in time does not match and becomes the reference (upstream 1.18).
+    (0.1, [200_000, 100_000, 200_000], [False, False, True]),
+    ("1s", [5 * S, 1 * S, 2 * S, 3 * S], [False, False, True, True]),
+    (0, [5, 3, 3, 4], [True, False, True, True]),
+]
+
+
+@pytest.mark.parametrize("every, stamps, expected", EACH_T_BACKWARDS)
+def test_each_t_with_time_going_backwards_is_no_error(every, stamps, expected):
     for strict in (False, True):
-        condition = compile_condition({"$each_t": "1s"}, strict=strict)
-        assert [condition.evaluate(RecordContext(ts, {})) for ts in records] == [
-            False, True, False, True, False, True]
+        condition = compile_condition({"$each_t": every}, strict=strict)
+        assert [condition.evaluate(RecordContext(ts, {})) for ts in stamps] == expected
 
 
 # -- extensions --------------------------------------------------------------------

@@ -75,8 +75,8 @@ Decisions where the spec is silent (upstream behaviour unless noted):
     constant number in ``$add``; a constant zero divisor of ``$div`` and
     ``$div_num``.
 13. ``$each_t`` with a threshold ≤ 0 matches every record, the first too
-    (upstream); a timestamp going backwards is no error and never matches
-    (the reference stays where it was).
+    (upstream); a timestamp going backwards is no error: it does not
+    match and becomes the new reference (upstream 1.18+).
 14. ``$limit``: the operand is evaluated per record; the (N+1)-th
     evaluation sets :attr:`Condition.exhausted`, even inside ``$not``.
 15. ``#ctx_before``/``#ctx_after``: one value; a duration sets ``*_us``,

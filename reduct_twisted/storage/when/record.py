@@ -116,7 +116,11 @@ def _each_t(name, operands):
         ts = ctx.timestamp
         if last is None:
             last = ts  # the first record is the reference
-        if ts - last >= operand(ctx):
+        threshold = operand(ctx)
+        if ts < last:  # time went backwards: the record is the new reference
+            last = ts
+            return False
+        if ts - last >= threshold:
             last = ts
             return True
         return False
