@@ -203,7 +203,14 @@ def gen_digits(rng, ctx):
         when = rng.choice([{"$each_t": rng.choice(DURATIONS)},
                            {"&big": {"$lt": rng.choice(DURATIONS)}},
                            {"$gt": ["$timestamp", rng.choice(DURATIONS)]},
-                           {"$lt": [{"$add": ["$timestamp", rng.choice(DURATIONS)]}, 1]}])
+                           {"$lt": [{"$add": ["$timestamp", rng.choice(DURATIONS)]}, 1]},
+                           # 1.19 date parts and $gate (spec 1.20 §6.3)
+                           {"$eq": [{rng.choice(["$hour", "$year", "$weekday"]): [
+                               rng.choice(["$timestamp", "&big", "&n", 2**63 - 1]),
+                               rng.choice(["Europe/Berlin", "Mars/Olympus", "../../etc/passwd",
+                                           "localtime", DIGITS, "&big", 5])]}, 1]},
+                           {"$gate": [rng.choice(DURATIONS + ["&big", "&n"]),
+                                      {"&big": {"$gt": 1}}]}])
         query_type = rng.choice(["QUERY", "QUERY", "REMOVE"])
         answer = yield build(ctx, "POST", f"/api/v1/b/{bucket}/{entry}/q",
                              body=query_body(rng, query_type, when))
