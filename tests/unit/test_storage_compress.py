@@ -257,7 +257,7 @@ def test_one_reader_over_compressed_and_plain_records(engine):
                 done += len(chunk)
         assert out == b"".join(_data(ts) for ts in range(1, 13))
         kinds = {type(r[0]).__name__ for r in reader.ranges}
-        assert kinds == {"DataFile", "FrameReader"}
+        assert kinds == {"DataFile", "CompressedRange"}
         assert all(r[0].sendable == (type(r[0]).__name__ == "DataFile") for r in reader.ranges)
     finally:
         reader.close()
@@ -388,3 +388,64 @@ def test_meta_lines_of_compressed_records(engine):
     assert second.offset == first.zsize and second.size == len(BIG) and second.zsize < 100_000
     assert blockfile.classify("1-1.zst") == (1, 1, ".zst")
     assert blockfile.classify("1.zst") is None
+
+
+# -- the response producer: decompression in the thread pool ----------------
+
+
+class _Request:
+    """A consumer that pauses the producer after every write (a full socket)."""
+
+    method = b"GET"
+
+    def __init__(self):
+        self.data, self.producer = [], None
+
+    def registerProducer(self, producer, streaming):
+        self.producer = producer
+
+    def unregisterProducer(self):
+        self.producer = None
+
+    def write(self, data):
+        self.data.append(data)
+        self.producer.pauseProducing()
+
+
+def test_range_sender_decompresses_in_the_thread_and_keeps_order(engine):
+    from reduct_twisted.http.producers import CHUNK, RangeSender
+
+    _fill(engine, count=8)
+    _compress(engine, stop=5)
+    threads = engine.run_in_thread = _Threads()
+    views = [engine.read("b", "e", ts) for ts in range(1, 9)]
+    request = _Request()
+    done = []
+    RangeSender(request, engine.open_reader(views)).start().addCallback(done.append)
+    while not done:
+        if threads.calls:
+            assert len(threads.calls) == 1  # one decompression at a time
+            threads.run_one()  # the chunk is written when it arrives
+        elif request.producer is not None:
+            request.producer.resumeProducing()
+            if threads.calls:
+                request.producer.resumeProducing()  # starts no second decompression
+    assert b"".join(request.data) == b"".join(_data(ts) for ts in range(1, 9))
+    assert max(map(len, request.data)) <= CHUNK
+
+
+def test_range_sender_stopped_during_a_decompression_closes_after_it(engine):
+    from reduct_twisted.http.producers import RangeSender
+
+    _fill(engine, count=2)
+    _compress(engine)
+    threads = engine.run_in_thread = _Threads()
+    reader = engine.open_reader([engine.read("b", "e", 2)])
+    request = _Request()
+    done = []
+    RangeSender(request, reader).start().addCallback(done.append)
+    assert len(threads.calls) == 1 and request.data == []
+    request.producer.stopProducing()  # the client went away
+    assert done == [None] and reader.file_count == 1  # still open for the thread
+    threads.run_one()
+    assert reader.file_count == 0 and request.data == []
