@@ -4,7 +4,9 @@ The read side of record contents: readers over finished records' bytes.
 Storage hands out no descriptor and no path: a :class:`ContentReader`
 opens the data files of the records added to it (each file once) and
 offers its byte ranges, in the order added, as :class:`DataFile` extents
-with two ways to move the bytes on: :meth:`DataFile.read` (one ``pread``)
+(a compressed record's range is a ``packed.FrameReader``, which
+decompresses as it reads and has no ``sendfile``) with two ways to move
+the bytes on: :meth:`DataFile.read` (one ``pread``)
 and :meth:`DataFile.send_to` (``sendfile(2)`` straight into a socket, no
 copy through Python).  The caller (a response producer) chooses per call;
 the files stay open, so a block removed meanwhile (by a FIFO quota) cannot
@@ -16,11 +18,23 @@ through the engine's descriptor cache (``cache.read_whole``).
 
 import os
 
+from twisted.internet.defer import maybeDeferred
+
+from reduct_twisted.storage.disk.packed import FrameReader
+
+
+def _run_now(f, *args):
+    return f(*args)
+
 
 class DataFile:
     """One open data file of a :class:`ContentReader` (its descriptor stays inside)."""
 
     __slots__ = ("_fd",)
+
+    #: Whether :meth:`send_to` may be used (a compressed record's
+    #: ``packed.FrameReader`` in its place says no).
+    sendable = True
 
     def __init__(self, fd: int) -> None:
         self._fd = fd
@@ -50,6 +64,49 @@ class DataFile:
 CAN_SEND = hasattr(os, "sendfile")
 
 
+class CompressedRange:
+    """
+    The source of a compressed record's range (offsets into its content):
+    :meth:`read` decompresses on the calling thread, :meth:`fetch` in the
+    thread its reader was given (a response producer uses it, so the
+    reactor thread never decompresses); no ``send_to`` (``sendable`` is false).
+    """
+
+    __slots__ = ("_frame", "_owner")
+
+    sendable = False
+
+    def __init__(self, frame: FrameReader, owner: "ContentReader") -> None:
+        self._frame, self._owner = frame, owner
+
+    def read(self, offset: int, length: int) -> bytes:
+        """:return: up to ``length`` content bytes at ``offset`` (fewer only at the end)."""
+        return self._frame.read(offset, length)
+
+    def send_to(self, socket_fd: int, offset: int, count: int) -> int:
+        """Not for compressed bytes: ``EOPNOTSUPP``."""
+        return self._frame.send_to(socket_fd, offset, count)
+
+    def fetch(self, offset: int, length: int):
+        """
+        :meth:`read` in the reader's thread; one call at a time.  The
+        reader's files stay open until it returns, even if the reader is
+        closed meanwhile.
+
+        :return: a Deferred of the bytes (fails with ``OSError``).
+        """
+        owner = self._owner
+        owner._busy += 1
+
+        def done(result):
+            owner._busy -= 1
+            if owner._closed and not owner._busy:
+                owner._close_files()
+            return result
+
+        return maybeDeferred(owner._run, self._frame.read, offset, length).addBoth(done)
+
+
 class ContentReader:
     """
     The contents of finished records, to be read back to back.
@@ -59,19 +116,24 @@ class ContentReader:
     :ivar size: the sum of the record sizes.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, run_in_thread=None) -> None:
         self._files: dict = {}
         self.ranges: list = []
         self.size = 0
+        self._run = run_in_thread or _run_now
+        self._busy = 0
+        self._closed = False
 
     @classmethod
-    def of(cls, views) -> "ContentReader":
+    def of(cls, views, run_in_thread=None) -> "ContentReader":
         """
         :param views: ``RecordView`` objects, in the order to read them.
+        :param run_in_thread: where compressed ranges' ``fetch`` decompresses
+            (``run_in_thread(f, *args)``; default: at once).
         :return: a reader over their contents (see :meth:`add`).
         :raises OSError: a data file cannot be opened (none is left open).
         """
-        reader = cls()
+        reader = cls(run_in_thread)
         try:
             for view in views:
                 reader.add(view)
@@ -96,6 +158,12 @@ class ContentReader:
             data_file = self._files[view.path] = DataFile(os.open(view.path, os.O_RDONLY))
         ranges = self.ranges
         offset = record.offset
+        if record.zsize is not None:
+            # Compressed: a range of its own over the decompressed content.
+            frame = FrameReader(data_file._fd, offset, record.zsize)
+            ranges.append((CompressedRange(frame, self), 0, size))
+            self.size += size
+            return
         if ranges:
             last_file, last_offset, last_size = ranges[-1]
             if last_file is data_file and last_offset + last_size == offset:
@@ -112,8 +180,16 @@ class ContentReader:
         return len(self._files)
 
     def close(self) -> None:
-        """Close the data files; idempotent.  The ranges must not be read after."""
-        files, self._files = self._files, {}
+        """
+        Close the data files (after the ``fetch`` under way, if any);
+        idempotent.  The ranges must not be read after.
+        """
+        self._closed = True
         self.ranges = []
+        if not self._busy:
+            self._close_files()
+
+    def _close_files(self) -> None:
+        files, self._files = self._files, {}
         for data_file in files.values():
             os.close(data_file._fd)
