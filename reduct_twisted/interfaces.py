@@ -98,6 +98,17 @@ class IAccessPolicy(Interface):
         :raises Conflict: it is provisioned.
         """
 
+    def link_key(name):
+        """
+        What a query link made with token ``name`` is bound to (spec 1.20
+        §4.5, issue #15 contract 5): bytes that change when the token is
+        rotated or re-created, and are stable across restarts otherwise.
+        Never the secret itself.
+
+        :return: those bytes, or ``None`` if there is no such token; a
+            constant when authentication is disabled.
+        """
+
     def forget_bucket(bucket):
         """Bucket ``bucket`` was removed: drop it from every permission list."""
 

@@ -208,8 +208,11 @@ class StoredToken:
 
     @classmethod
     def new(cls, name: str, value: str, created_at: str, permissions: Permissions, provisioned: bool = False):
-        """:return: a token for the secret ``value``, hashed with a fresh salt."""
-        salt = secrets.token_bytes(_SALT_SIZE)
+        """
+        :return: a token for the secret ``value``, hashed with a fresh salt
+            (a provisioned one: with :meth:`provisioned_salt`).
+        """
+        salt = cls.provisioned_salt(name, value) if provisioned else secrets.token_bytes(_SALT_SIZE)
         return cls(name, salt, _digest(salt, value.encode("utf-8")), created_at, permissions, provisioned)
 
     def __repr__(self) -> str:
@@ -218,6 +221,26 @@ class StoredToken:
     def verify(self, value: bytes) -> bool:
         """:return: whether ``value`` (UTF-8) is this token's secret."""
         return hmac.compare_digest(_digest(self._salt, value), self._hash)
+
+    @property
+    def link_key(self) -> bytes:
+        """
+        The salt and hash: they change when the secret does (rotation,
+        re-creation), never show the secret, and are stable across restarts
+        (stored tokens keep them in the file; provisioned ones are salted
+        deterministically, see :meth:`provisioned_salt`).
+        """
+        return self._salt + self._hash
+
+    @staticmethod
+    def provisioned_salt(name: str, value: str) -> bytes:
+        """
+        :return: the salt of a provisioned token: derived from its name and
+            secret so that its :attr:`link_key` survives a restart (it lives
+            in memory only, rebuilt from the environment every start).
+        """
+        material = name.encode("utf-8") + b"\0" + value.encode("utf-8")
+        return _digest(b"reduct-twisted provisioned token", material)[:_SALT_SIZE]
 
     def with_permissions(self, permissions: Permissions) -> "StoredToken":
         """:return: the same token with other permissions."""

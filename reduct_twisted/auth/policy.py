@@ -44,6 +44,7 @@ _BEARER = b"Bearer "
 _NO_BEARER = "No bearer token in request header"
 _INVALID = "Invalid token"
 _DISABLED = "Authentication is disabled"
+_OPEN_LINK_KEY = b"AUTHENTICATION-DISABLED"
 
 log = Logger()
 
@@ -118,6 +119,10 @@ class OpenAccess:
 
     def remove_token(self, name: str) -> None:
         """Nothing to remove: ``DELETE /tokens/<name>`` answers 200."""
+
+    def link_key(self, name: str) -> bytes:
+        """:return: one constant: without tokens, links bind to nothing."""
+        return _OPEN_LINK_KEY
 
     def forget_bucket(self, bucket: str) -> None:
         """No token refers to buckets."""
@@ -260,6 +265,13 @@ class TokenAccess:
     def remove_token(self, name: str) -> None:
         """:raises NotFound: no such token.  :raises Conflict: it is provisioned."""
         self.store.remove(name)
+
+    def link_key(self, name: str) -> Optional[bytes]:
+        """
+        :return: what a link made with token ``name`` is bound to (its salt
+            and secret hash: rotation changes it), ``None`` if unknown.
+        """
+        return self.store.link_key(name)
 
     def forget_bucket(self, bucket: str) -> None:
         """A bucket was removed: drop it from the tokens' permission lists."""

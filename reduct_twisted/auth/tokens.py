@@ -189,6 +189,11 @@ class TokenStore:
             raise NotFound(f"Token '{name}' doesn't exist")
         return token
 
+    def link_key(self, name: str) -> Optional[bytes]:
+        """:return: :attr:`StoredToken.link_key` of token ``name``, or ``None``."""
+        token = self._tokens.get(name)
+        return token.link_key if token is not None else None
+
     def list(self) -> list:
         """:return: every token object (copies), sorted by name."""
         return [copy.deepcopy(self._tokens[name].public) for name in sorted(self._tokens)]
