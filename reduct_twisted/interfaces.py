@@ -58,11 +58,9 @@ class IAccessPolicy(Interface):
             ``None`` if the request had none.
         :param policy: an ``auth.Policy`` member.
         :param bucket: the bucket, for ``Policy.READ`` and ``Policy.WRITE``.
-        :param request: the request, or None: its ``reduct_token_name`` is
-            set as soon as the token is identified (before expiry, allowlist
-            and permission checks; ``AUTHENTICATION-DISABLED`` with auth
-            off), and its client address is asked for a token with an IP
-            allowlist (none known: the token is refused).
+        :param request: the request, or None: gets ``reduct_token_name`` once
+            the token is identified (before the other checks; issue #15
+            contract 2); its client address is asked for an IP allowlist.
         :return: the caller's token object (a dict, shared: do not change
             it); :meth:`describe` gives what ``GET /me`` answers.
         :raises Unauthorized: no bearer token, an unknown, expired or

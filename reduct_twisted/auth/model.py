@@ -205,6 +205,7 @@ class StoredToken:
     :ivar created: the same in seconds since the epoch.
     :ivar permissions: a :class:`Permissions`.
     :ivar terms: a :class:`TokenTerms` (expiry, inactivity timeout, allowlist).
+    :ivar limited: ``terms`` restrict anything (else every request skips them).
     :ivar provisioned: the token comes from the environment.
     :ivar free_form: its secret may be any text (it came from the
         environment), not ``<name>-<32 hex>``: every lookup must try it.
@@ -214,7 +215,7 @@ class StoredToken:
     """
 
     __slots__ = (
-        "name", "created_at", "created", "permissions", "terms", "provisioned", "free_form", "public",
+        "name", "created_at", "created", "permissions", "terms", "limited", "provisioned", "free_form", "public",
         "_salt", "_hash",
     )
 
@@ -238,6 +239,9 @@ class StoredToken:
             self.created = 0.0
         self.permissions = permissions
         self.terms = terms if terms is not None else TokenTerms()
+        self.limited = (
+            self.terms.expires_at is not None or self.terms.ttl is not None or bool(self.terms.ip_allowlist)
+        )
         self.provisioned = provisioned
         self._salt = salt
         self._hash = digest

@@ -276,12 +276,8 @@ class TokenAccess:
             raise Unauthorized(_INVALID)
         if request is not None:
             request.reduct_token_name = token.name
-        terms = token.terms
-        if terms.expires_at is not None or terms.ttl is not None:
-            if self.store.is_expired(token):
-                raise Unauthorized(EXPIRED)
-        if terms.ip_allowlist:
-            terms.check_client(self.client_ip(request) if request is not None else None)
+        if token.limited:
+            self._check_terms(token, request)
         permissions = token.permissions
         if policy is Policy.AUTHENTICATED or permissions.full_access:
             return token.public
@@ -294,6 +290,13 @@ class TokenAccess:
                 return token.public
             raise Forbidden(f"Token '{token.name}' doesn't have write access to bucket '{bucket}'")
         raise Forbidden(f"Token '{token.name}' doesn't have full access")
+
+    def _check_terms(self, token, request) -> None:
+        """Spec 1.20 §4.3: expiry, then the IP allowlist."""
+        if self.store.is_expired(token):
+            raise Unauthorized(EXPIRED)
+        if token.terms.ip_allowlist:
+            token.terms.check_client(self.client_ip(request) if request is not None else None)
 
     def may_read(self, token: dict, bucket: str) -> bool:
         """
