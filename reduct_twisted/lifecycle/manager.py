@@ -159,12 +159,12 @@ class LifecycleManager(Service):
 
     def list(self) -> list:
         """:return: the ``LifecycleInfo`` of each policy, by name."""
-        return [self._policies[n].info(self.running) for n in sorted(self._policies)]
+        return [self._policies[n].info(bool(self.running)) for n in sorted(self._policies)]
 
     def get(self, name: str) -> dict:
         """:return: the ``GET /lifecycles/:name`` answer. :raises NotFound:"""
         policy = self._policy(name)
-        return {"info": policy.info(self.running), "settings": policy.settings.to_json()}
+        return {"info": policy.info(bool(self.running)), "settings": policy.settings.to_json()}
 
     def create(self, name: str, settings):
         """
