@@ -116,6 +116,9 @@ class StorageService(MultiService):
             table_cache_size=config.table_cache_size,
             reserve_size=RESERVE_SIZE,
         )
+        if hasattr(self.engine, "run_in_thread"):
+            # Block compression packs in the disk thread pool (storage/compress.py).
+            self.engine.run_in_thread = self._in_thread
         self.engine.open()
         self._report_recovery(self.engine.recovery_report())
         self._add_loop("quota", config.quota_interval, self._enforce_quotas)
@@ -171,6 +174,10 @@ class StorageService(MultiService):
         else:
             if count:
                 self.log.emit(level, done, count=count)
+
+    def _in_thread(self, f: Callable[..., Any], *args: Any) -> Any:
+        """Run ``f(*args)`` in the disk thread pool: a Deferred of its result."""
+        return deferToThreadPool(self._reactor, self.threadpool, f, *args)
 
     def discard(self, paths: list[str]) -> None:
         """

@@ -133,8 +133,8 @@ class RangeSender:
             socket is full, or ``sendfile`` cannot be used).
         """
         transport = self.request.channel.transport
-        if not _transport_idle(transport):
-            return False
+        if not getattr(self._file, "sendable", True) or not _transport_idle(transport):
+            return False  # a compressed record is decompressed and copied
         while self.remaining > 0 and self._active:
             try:
                 sent = self._file.send_to(

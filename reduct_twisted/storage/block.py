@@ -72,7 +72,7 @@ class Block:
     :ivar directory: the entry directory holding the block's files.
     :ivar block_id: the timestamp that opened the block.
     :ivar record_count: records of any state.
-    :ivar data_size: content bytes of all records.
+    :ivar data_size: content bytes of all records (a compressed record's frame).
     :ivar meta_size: the metadata part of the ``size`` statistics.
     :ivar first_ts: smallest record timestamp.
     :ivar latest_ts: greatest record timestamp.
@@ -89,6 +89,11 @@ class Block:
     :ivar removed: the block was removed from its entry.
     :ivar shared_known: the shared segment's creation was already reported
         to the dirty set (or it existed at load).
+    :ivar packed: names of the packed segments its compressed records are in.
+    :ivar packed_count: records that are compressed (``compress.py``).
+    :ivar version: grows with every change of the block's records or
+        paths (a compression started before a change gives up).
+    :ivar compressing: a compression of the block is under way.
     """
 
     directory: str = attr.ib()
@@ -108,6 +113,10 @@ class Block:
     table_bytes: int = attr.ib(default=0)
     removed: bool = attr.ib(default=False)
     shared_known: bool = attr.ib(default=False)
+    packed: set = attr.ib(factory=set)
+    packed_count: int = attr.ib(default=0)
+    version: int = attr.ib(default=0)
+    compressing: bool = attr.ib(default=False)
     # Derived from directory and block_id, computed once (hot paths use them).
     shared_segment: str = attr.ib(init=False, default=None, repr=False)
     shared_path: str = attr.ib(init=False, default=None, repr=False)
@@ -121,6 +130,7 @@ class Block:
     def relocate(self, directory: str) -> None:
         """The entry directory was renamed to ``directory``: recompute the paths."""
         self.directory = directory
+        self.version += 1
         self.__attrs_post_init__()
 
     @classmethod
@@ -184,6 +194,7 @@ class Block:
             "data_size": self.data_size,
             "meta_size": self.meta_size,
             "dead_bytes": self.dead_bytes,
+            "compressed": self.packed_count,
             "started": self.started,
             "loaded": self.table is not None,
         }
@@ -196,6 +207,7 @@ class Block:
         """:return: the paths of every file the block may have."""
         names = [blockfile.meta_name(self.block_id), blockfile.shared_name(self.block_id)]
         names += [blockfile.private_name(self.block_id, ts) for ts in sorted(self.private_ts)]
+        names += sorted(self.packed)
         return [self.path(name) for name in names]
 
     def load(self) -> None:
@@ -243,6 +255,7 @@ class Block:
         else:
             segment, offset = blockfile.private_name(self.block_id, ts), 0
         record = Record(ts, segment, offset, length or 0, content_type, dict(labels), STARTED)
+        self.version += 1
         self.table[ts] = record
         bisect.insort(self.order, ts)
         self.table_bytes += record_bytes(record)
@@ -275,6 +288,7 @@ class Block:
                 os.truncate(meta_path, self.meta_length)
             raise
         self.meta_length += len(data)
+        self.version += 1
         if size == record.size:
             record.state = FINISHED
             self.started -= 1
@@ -292,6 +306,7 @@ class Block:
 
         :param record: a record of this block.
         """
+        self.version += 1
         del self.table[record.ts]
         self.order.remove(record.ts)
         self.table_bytes -= record_bytes(record)
@@ -312,6 +327,7 @@ class Block:
 
         :param records: records of this block.
         """
+        self.version += 1
         for record in records:
             del self.table[record.ts]
             self.table_bytes -= record_bytes(record)
@@ -329,6 +345,7 @@ class Block:
         :param record: a record of the loaded table.
         :param labels: the complete new label set, in order.
         """
+        self.version += 1
         self.meta_size += blockfile.record_meta_size(
             record.ts, record.offset, record.offset + record.size, record.content_type, labels
         ) - _meta_size(record)
@@ -336,14 +353,32 @@ class Block:
         record.labels = labels
         self.table_bytes += record_bytes(record)
 
+    def repack(self, records) -> None:
+        """
+        The block's ``.meta`` was replaced by one holding ``records`` (all
+        finished, some compressed: ``compress.py``): rebuild the summary
+        from them; the table is dropped by the caller.
+        """
+        self.version += 1
+        self.record_count = self.data_size = self.meta_size = 0
+        self.tail = self.shared_live = self.packed_count = 0
+        self.private_ts, self.packed = set(), set()
+        self.shared_known = False
+        for record in records:
+            self._count(record, +1)
+
     def _count(self, record: Record, sign: int) -> None:
         # Adds (+1) or subtracts (-1) a record's share of the summary.
         self.record_count += sign
-        self.data_size += sign * record.size
+        self.data_size += sign * record.stored
         self.meta_size += sign * _meta_size(record)
         if record.state == STARTED:
             self.started += sign
-        if record.segment == self.shared_segment:
+        if record.zsize is not None:
+            self.packed_count += sign
+            if sign > 0:
+                self.packed.add(record.segment)
+        elif record.segment == self.shared_segment:
             self.shared_live += sign * record.size
             if sign > 0:
                 self.tail = max(self.tail, record.offset + record.size)

@@ -11,6 +11,8 @@ import os
 
 import attr
 
+from reduct_twisted.storage.disk.packed import read_record
+
 
 class _Lru:
     """
@@ -295,6 +297,7 @@ def read_whole(fds: FdCache, view) -> bytes:
     """
     The whole content of a finished record, in one ``pread``.
 
+    A compressed record's frame is read and decompressed (``disk/packed.py``).
     A shared segment is read through ``fds`` (no open/close per read); a
     private one (``<block>-<ts>.blk``: its path may be reused by a later
     record after a removal, so it is never cached) is opened for the read.
@@ -305,6 +308,8 @@ def read_whole(fds: FdCache, view) -> bytes:
     """
     record = view.record
     size, offset = record.size, record.offset
+    if record.zsize is not None:  # compressed: one frame, decompressed whole
+        return read_record(view.path, offset, record.zsize, size)
     slot = None
     if "-" not in record.segment:
         try:

@@ -4,7 +4,9 @@ The read side of record contents: readers over finished records' bytes.
 Storage hands out no descriptor and no path: a :class:`ContentReader`
 opens the data files of the records added to it (each file once) and
 offers its byte ranges, in the order added, as :class:`DataFile` extents
-with two ways to move the bytes on: :meth:`DataFile.read` (one ``pread``)
+(a compressed record's range is a ``packed.FrameReader``, which
+decompresses as it reads and has no ``sendfile``) with two ways to move
+the bytes on: :meth:`DataFile.read` (one ``pread``)
 and :meth:`DataFile.send_to` (``sendfile(2)`` straight into a socket, no
 copy through Python).  The caller (a response producer) chooses per call;
 the files stay open, so a block removed meanwhile (by a FIFO quota) cannot
@@ -16,11 +18,17 @@ through the engine's descriptor cache (``cache.read_whole``).
 
 import os
 
+from reduct_twisted.storage.disk.packed import FrameReader
+
 
 class DataFile:
     """One open data file of a :class:`ContentReader` (its descriptor stays inside)."""
 
     __slots__ = ("_fd",)
+
+    #: Whether :meth:`send_to` may be used (a compressed record's
+    #: ``packed.FrameReader`` in its place says no).
+    sendable = True
 
     def __init__(self, fd: int) -> None:
         self._fd = fd
@@ -96,6 +104,11 @@ class ContentReader:
             data_file = self._files[view.path] = DataFile(os.open(view.path, os.O_RDONLY))
         ranges = self.ranges
         offset = record.offset
+        if record.zsize is not None:
+            # Compressed: a range of its own over the decompressed content.
+            ranges.append((FrameReader(data_file._fd, offset, record.zsize), 0, size))
+            self.size += size
+            return
         if ranges:
             last_file, last_offset, last_size = ranges[-1]
             if last_file is data_file and last_offset + last_size == offset:

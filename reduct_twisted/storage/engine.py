@@ -30,6 +30,8 @@ name below it comes from a checked name (``[A-Za-z0-9_-]{1,255}``, or
                                      CRC-32 (format v2: disk/blockfile.py)
           <block_id>.blk             shared segment: small records back to back
           <block_id>-<ts>.blk        private segment: one large or chunked record
+          <block_id>-<gen>.zst       packed segment: the block's compressed records,
+                                     one zstd frame each (compress.py, disk/packed.py)
 
 A block is named after the timestamp of the record that opened it.  Only
 finished records are on disk; records being written live in memory.  The
@@ -75,6 +77,7 @@ from reduct_twisted.storage import writer
 from reduct_twisted.storage.bucket import Bucket
 from reduct_twisted.storage.buckets import BucketMethods
 from reduct_twisted.storage.cache import Context, FdCache, TableCache
+from reduct_twisted.storage.compress import CompressMethods
 from reduct_twisted.storage.disk import layout
 from reduct_twisted.storage.disk.durability import DirtySet, storage_error
 from reduct_twisted.storage.disk.recovery import Recovery
@@ -97,13 +100,14 @@ __all__ = ["LIST_LIMIT", "TRASH_DIR", "StorageEngine", "remove_now"]
 
 
 @implementer(IStorageEngine, IEngineLifecycle)
-class StorageEngine(BucketMethods, ReadMethods, EditMethods, MultiMethods):
+class StorageEngine(BucketMethods, ReadMethods, EditMethods, MultiMethods, CompressMethods):
     """
     The synchronous storage core; the HTTP layer calls it on the reactor thread.
     Bucket management comes from :class:`~reduct_twisted.storage.buckets.BucketMethods`,
     reads and queries from :class:`~reduct_twisted.storage.reading.ReadMethods`,
     the I/O API's multi-entry queries from :class:`~reduct_twisted.storage.multi.MultiMethods`,
-    label updates, removals and renames from :class:`~reduct_twisted.storage.edits.EditMethods`.
+    label updates, removals and renames from :class:`~reduct_twisted.storage.edits.EditMethods`,
+    block compression from :class:`~reduct_twisted.storage.compress.CompressMethods`.
 
     :param data_path: the data directory (created by :meth:`open`).
     :param clock: provides ``seconds()`` (a reactor or ``task.Clock``).
@@ -116,7 +120,8 @@ class StorageEngine(BucketMethods, ReadMethods, EditMethods, MultiMethods):
     :param fd_cache_size: how many idle shared-segment descriptors stay open.
     :param sync: ``sync(files, directories)`` flushes them to stable storage
         (each file, then each directory) before returning; called only by
-        :meth:`open` and :meth:`close` (``None``: nothing is flushed).
+        :meth:`open` and :meth:`close`, and in the thread pool for a
+        compressed block's new file (``None``: nothing is flushed).
     :param reserve_size: bytes of ``.reserve`` kept for removals on a full
         disk (``disk/reserve.py``; the daemon's: ``DEFAULT_SIZE``); ``0``: none.
     :param track_dirty: record changed paths for :meth:`take_dirty`; pass

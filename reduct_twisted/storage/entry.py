@@ -295,8 +295,9 @@ class Entry:
         with self._accounting(block):
             block.drop(records)
         self.context.tables.resized(block)
-        shared = block.shared_segment
-        self.context.trash([block.path(r.segment) for r in records if r.segment != shared])
+        shared = block.shared_segment  # shared and packed bytes stay, unreferenced
+        self.context.trash([block.path(r.segment) for r in records
+                            if r.segment != shared and r.zsize is None])
 
     def relabel_records(self, block: Block, labels: dict, meta_length: int) -> None:
         """

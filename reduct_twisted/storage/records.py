@@ -42,6 +42,9 @@ class Record:
         taken out of its block).
     :ivar crc: ``zlib.crc32`` of the content once finished; ``None`` if
         unknown (a record of a version-1 ``.meta`` file).
+    :ivar zsize: ``None`` for a plain record; for a compressed one, the
+        length of its zstd frame at ``offset`` of ``segment`` (a packed
+        segment, ``disk/packed.py``); ``size`` stays the content length.
     """
 
     ts: int = attr.ib()
@@ -52,12 +55,18 @@ class Record:
     labels: dict = attr.ib()
     state: str = attr.ib(default=FINISHED)
     crc = attr.ib(default=None)
+    zsize = attr.ib(default=None)
+
+    @property
+    def stored(self) -> int:
+        """The bytes the content takes on disk (the frame of a compressed record)."""
+        return self.size if self.zsize is None else self.zsize
 
     def copy(self) -> "Record":
         """:return: a copy with its own labels, which a reader may keep and change."""
         return Record(
             self.ts, self.segment, self.offset, self.size, self.content_type, dict(self.labels),
-            self.state, self.crc,
+            self.state, self.crc, self.zsize,
         )
 
 

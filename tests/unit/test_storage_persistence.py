@@ -12,7 +12,7 @@ from twisted.internet.task import Clock
 
 from reduct_twisted.errors import InternalError, NotFound
 from reduct_twisted.storage import SMALL_RECORD_MAX, StorageEngine
-from reduct_twisted.storage.disk.blockfile import FORMAT_NAME, FORMAT_VERSION
+from reduct_twisted.storage.disk.blockfile import FORMAT_NAME, FORMAT_VERSION, PLAIN_VERSION
 from reduct_twisted.storage.testing import read_content, write_content, write_record
 
 
@@ -76,7 +76,7 @@ def test_meta_file_format(tmp_path):
     with open(tmp_path / "b" / "e" / "5.meta") as f:
         lines = [json.loads(line) for line in f]
     assert lines == [
-        {"k": "h", "format": FORMAT_NAME, "version": FORMAT_VERSION, "block": 5},
+        {"k": "h", "format": FORMAT_NAME, "version": PLAIN_VERSION, "block": 5},
         {"k": "r", "ts": 5, "seg": "5.blk", "off": 0, "size": 3, "ct": "t/x",
          "labels": [["k", "v"]], "crc": zlib.crc32(b"abc")},
     ]

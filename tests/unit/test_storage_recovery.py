@@ -16,7 +16,7 @@ from twisted.internet.task import Clock
 
 from reduct_twisted.errors import NotFound
 from reduct_twisted.storage import SMALL_RECORD_MAX, StorageEngine
-from reduct_twisted.storage.disk.blockfile import FORMAT_NAME, FORMAT_VERSION
+from reduct_twisted.storage.disk.blockfile import FORMAT_NAME, FORMAT_VERSION, PLAIN_VERSION
 from reduct_twisted.storage.disk.recovery import MARKER, MTIME_MARGIN
 from reduct_twisted.storage.testing import read_content, write_content, write_record
 
@@ -69,7 +69,7 @@ def test_every_record_line_carries_the_content_crc(tmp_path):
     write_record(engine, "b", "e", 3, b"chunked body", chunked=True)
     write_record(engine, "b", "e", 4, b"")
     lines = _meta_lines(tmp_path / "b" / "e" / "1.meta")
-    assert lines[0]["version"] == FORMAT_VERSION == 2
+    assert lines[0]["version"] == PLAIN_VERSION == 2 and FORMAT_VERSION == 3
     crcs = {line["ts"]: line["crc"] for line in lines[1:]}
     expected = {1: b"small", 2: BIG, 3: b"chunked body", 4: b""}
     assert crcs == {ts: zlib.crc32(data) for ts, data in expected.items()}

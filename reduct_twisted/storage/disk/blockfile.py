@@ -7,6 +7,8 @@ A block ``<id>`` of an entry is made of these files in the entry directory::
     <id>.meta        metadata, append-only JSON lines (below)
     <id>.blk         shared segment: contents of small records back to back
     <id>-<ts>.blk    private segment: the content of the one record <ts>
+    <id>-<gen>.zst   packed segment: compressed records, one zstd frame each
+                     (``packed.py``)
 
 ``<id>.meta`` layout (one compact JSON object per line, ASCII with ``\\uXXXX``
 escapes, each line ending in ``\\n``; every line has a kind key ``"k"`` the
@@ -15,7 +17,7 @@ reader dispatches on)::
     line 1      {"k":"h","format":"reduct-twisted-block","version":2,"block":<id>}
     line 2..n   {"k":"r","ts":<µs>,"seg":"<file name>","off":<bytes>,"size":<bytes>,
                  "ct":"<content type>","labels":[["<name>","<value>"], ...],
-                 "crc":<CRC-32 of the content>}
+                 "crc":<CRC-32 of the content>[,"z":<frame length>]}
 
 * ``"h"`` (header) is always the first line and names the format and its
   version (:data:`FORMAT_VERSION`) and repeats the block id.
@@ -23,6 +25,13 @@ reader dispatches on)::
   ``seg`` is ``<id>.blk`` or ``<id>-<ts>.blk``, ``off`` the content's offset
   in it, labels keep their insertion order, ``crc`` is ``zlib.crc32`` of the
   ``size`` content bytes.  Records being written are never on disk.
+* ``"z"`` (version 3) marks a compressed record: ``seg`` is a packed
+  segment ``<id>-<gen>.zst``, ``off`` its frame's offset, ``z`` the frame's
+  length, ``size`` and ``crc`` those of the content.  A file holding such a
+  line has a version-3 header (it is written whole, by a compression or a
+  rewrite), so a daemon that reads only versions 1–2 refuses it
+  (:class:`UnsupportedMeta`) instead of taking the block for damaged;
+  files without compressed records keep the version-2 header.
 * Version 1 (before checksums) is still read: its lines have no ``crc`` and
   their content is trusted.  Lines with ``crc`` may follow a version-1
   header (records appended by this version); the header is not rewritten.
@@ -43,14 +52,18 @@ import os
 import re
 
 from reduct_twisted.errors import InternalError
+from reduct_twisted.storage.disk.packed import PACKED_SUFFIX
 from reduct_twisted.storage.records import FINISHED, Record
 
 #: The ``format`` value of a ``.meta`` header.
 FORMAT_NAME = "reduct-twisted-block"
-#: The version of the ``.meta`` line format written by this code.
-FORMAT_VERSION = 2
+#: The newest version of the ``.meta`` line format (written when a block
+#: holds compressed records; version 2 otherwise).
+FORMAT_VERSION = 3
+#: The version of a ``.meta`` without compressed records.
+PLAIN_VERSION = 2
 #: Header versions this code reads.
-READABLE_VERSIONS = (1, 2)
+READABLE_VERSIONS = (1, 2, 3)
 
 #: Suffix of a block's metadata file.
 META_SUFFIX = ".meta"
@@ -66,7 +79,7 @@ class UnsupportedMeta(InternalError):
     """A ``.meta`` file written by a newer format version."""
 
 
-_FILE_RE = re.compile(r"(\d{1,20})(?:-(\d{1,20}))?(\.meta|\.blk)")
+_FILE_RE = re.compile(r"(\d{1,20})(?:-(\d{1,20}))?(\.meta|\.blk|\.zst)")
 
 
 def meta_name(block_id: int) -> str:
@@ -90,13 +103,14 @@ def classify(name: str):
 
     :param name: a file name found in an entry directory.
     :return: ``(block_id, ts, suffix)``, where ``ts`` is ``None`` unless the
-        name is a private segment; ``None`` for anything else.
+        name is a private segment (or, for a packed segment, its
+        generation); ``None`` for anything else.
     """
     match = _FILE_RE.fullmatch(name)
     if match is None:
         return None
     block_id, ts, suffix = match.groups()
-    if ts is not None and suffix != DATA_SUFFIX:
+    if (suffix == META_SUFFIX and ts is not None) or (suffix == PACKED_SUFFIX and ts is None):
         return None
     return int(block_id), (None if ts is None else int(ts)), suffix
 
@@ -110,9 +124,9 @@ def _line(obj: dict) -> bytes:
     return (json.dumps(obj, separators=(",", ":")) + "\n").encode("ascii")
 
 
-def encode_header(block_id: int) -> bytes:
+def encode_header(block_id: int, version: int = PLAIN_VERSION) -> bytes:
     """:return: the header line of a new ``.meta`` file."""
-    return _line({"k": "h", "format": FORMAT_NAME, "version": FORMAT_VERSION, "block": block_id})
+    return _line({"k": "h", "format": FORMAT_NAME, "version": version, "block": block_id})
 
 
 def encode_record(record: Record, size: int) -> bytes:
@@ -127,6 +141,8 @@ def encode_record(record: Record, size: int) -> bytes:
         f"[{_json_str(name)},{_json_str(value)}]" for name, value in record.labels.items()
     )
     crc = "" if record.crc is None else f',"crc":{int(record.crc)}'
+    if record.zsize is not None:
+        crc += f',"z":{int(record.zsize)}'
     return (
         f'{{"k":"r","ts":{int(record.ts)},"seg":{_json_str(record.segment)},'
         f'"off":{int(record.offset)},"size":{int(size)},"ct":{_json_str(record.content_type)},'
@@ -136,7 +152,10 @@ def encode_record(record: Record, size: int) -> bytes:
 
 def encode_meta(block_id: int, records) -> bytes:
     """:return: a whole ``.meta`` file holding ``records`` (finished), in the given order."""
-    return encode_header(block_id) + b"".join(encode_record(r, r.size) for r in records)
+    records = list(records)
+    packed = any(r.zsize is not None for r in records)
+    header = encode_header(block_id, FORMAT_VERSION if packed else PLAIN_VERSION)
+    return header + b"".join(encode_record(r, r.size) for r in records)
 
 
 def replace_meta(path: str, block_id: int, records) -> int:
@@ -185,7 +204,13 @@ def _apply_header(table: dict, obj: dict, block_id: int) -> None:
 def _apply_record(table: dict, obj: dict, block_id: int) -> None:
     ts = _uint(obj["ts"])
     found = classify(obj["seg"])
-    if found is None or found[0] != block_id or found[1] not in (None, ts):
+    zsize = obj.get("z")
+    if zsize is not None:
+        zsize = _uint(zsize)
+        good = found is not None and found[2] == PACKED_SUFFIX
+    else:
+        good = found is not None and found[2] == DATA_SUFFIX and found[1] in (None, ts)
+    if not good or found[0] != block_id:
         raise ValueError(f"bad segment {obj['seg']!r}")
     labels = {str(name): str(value) for name, value in obj["labels"]}
     content_type = obj["ct"]
@@ -196,7 +221,7 @@ def _apply_record(table: dict, obj: dict, block_id: int) -> None:
         raise ValueError(f"bad crc {crc!r}")
     table[ts] = Record(
         ts, obj["seg"], _uint(obj["off"]), _uint(obj["size"]), content_type, labels, FINISHED,
-        crc,
+        crc, zsize,
     )
 
 

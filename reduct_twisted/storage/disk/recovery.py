@@ -43,6 +43,7 @@ import zlib
 from reduct_twisted.storage.disk import blockfile
 from reduct_twisted.storage.disk.blockfile import DamagedMeta
 from reduct_twisted.storage.disk.layout import QUARANTINE_DIR, RUN_MARKER
+from reduct_twisted.storage.disk.packed import frame_crc
 
 #: The run marker, below ``data_path`` (named in ``layout.py``).
 MARKER = RUN_MARKER
@@ -199,13 +200,17 @@ class Recovery:
         dropped, fd = [], None
         try:
             for record in sorted(records, key=lambda r: r.offset):
-                if stat is None or record.offset + record.size > stat.st_size:
+                if stat is None or record.offset + record.stored > stat.st_size:
                     dropped.append((record.ts, "content missing"))
                 elif record.crc is not None and self._changed(stat):
                     if fd is None:
                         fd = os.open(path, os.O_RDONLY)
                     self.verified_records += 1
-                    if _crc(fd, record.offset, record.size) != record.crc:
+                    if record.zsize is None:
+                        crc = _crc(fd, record.offset, record.size)
+                    else:  # compressed: the CRC of the decompressed content
+                        crc = frame_crc(fd, record.offset, record.zsize, record.size)
+                    if crc != record.crc:
                         dropped.append((record.ts, "checksum mismatch"))
         finally:
             if fd is not None:
