@@ -32,7 +32,7 @@ from typing import Optional
 
 import attr
 from twisted.application.service import Service
-from twisted.internet.defer import fail, maybeDeferred
+from twisted.internet.defer import DeferredList, fail, maybeDeferred
 from twisted.logger import Logger
 
 from reduct_twisted.errors import Conflict, InternalError, NotFound, ReductError
@@ -269,6 +269,6 @@ class LifecycleManager(Service):
             policy.start()
 
     def stopService(self):
+        """:return: a Deferred firing once no run is in progress any more."""
         super().stopService()
-        for policy in self._policies.values():
-            policy.stop()
+        return DeferredList([policy.stop() for policy in self._policies.values()])

@@ -2,8 +2,10 @@
 """
 One lifecycle policy and its loop (spec 1.20 §7.4): sleep ``interval``,
 run, repeat; the first run comes one interval after creation or start.  A
-PUT replaces the settings and restarts the timer (a run in progress is
-cancelled between slices); a mode change applies from the next run;
+PUT replaces the settings and restarts the timer (a delete run in progress
+is cancelled between slices; a compress run, whose work is in the thread
+pool, is left to finish, its result ignored, and stopping the service
+waits for it); a mode change applies from the next run;
 ``disabled`` skips runs (no event, ``last_run`` unchanged); ``dry_run``
 counts only.
 
@@ -25,7 +27,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 import attr
-from twisted.internet.defer import CancelledError, maybeDeferred
+from twisted.internet.defer import CancelledError, Deferred, maybeDeferred, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -85,6 +87,8 @@ class Policy:
         self._active = False
         self._timer = None
         self._running = None
+        #: Runs left to finish in the thread pool (see the module docstring).
+        self._finishing: list = []
         self._generation = 0
 
     def info(self, is_running: bool) -> dict:
@@ -105,10 +109,19 @@ class Policy:
         self._active = True
         self._schedule(self.settings.interval_us / 1e6)
 
-    def stop(self) -> None:
-        """Stop the loop; a run in progress is cancelled between slices."""
+    def stop(self) -> Deferred:
+        """
+        Stop the loop; a delete run in progress is cancelled between slices.
+
+        :return: a Deferred firing once no run of this policy is in progress.
+        """
         self._active = False
         self._cancel()
+        if not self._finishing:
+            return succeed(None)
+        done = Deferred()
+        self._finishing[-1].addBoth(lambda _: done.callback(None))
+        return done
 
     def replace(self, settings) -> None:
         """New settings (PUT): the timer restarts, the progress is forgotten."""
@@ -128,8 +141,21 @@ class Policy:
             self._timer.cancel()
         self._timer = None
         running, self._running = self._running, None
-        if running is not None:
+        if running is None:
+            return
+        if self.settings.type == DELETE:
             running.cancel()
+        else:
+            # Compression works in the thread pool: let it end, then forget it.
+            finished = Deferred()
+            self._finishing.append(finished)
+
+            def ended(result):
+                self._finishing.remove(finished)
+                finished.callback(None)
+                return result
+
+            running.addBoth(ended)
 
     def _schedule(self, delay: float) -> None:
         self._timer = self.runtime.clock.callLater(delay, self.run)

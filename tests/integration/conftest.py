@@ -75,7 +75,7 @@ async def start_server(data_path, environ=None, engine_kwargs=None, **config_kwa
             await conn_pool.closeCachedConnections()
             await port.stopListening()
             await parts.replications.stopService()
-            parts.lifecycles.stopService()
+            await parts.lifecycles.stopService()
         finally:
             pool.stop()
             engine.close()

@@ -8,7 +8,7 @@ through ``engine.compress_blocks``, and the event of each run.
 """
 
 import pytest
-from twisted.internet.defer import succeed
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import Clock
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
@@ -312,3 +312,37 @@ def test_removing_a_policy_stops_its_loop(manager, engine, clock, events):
     manager.remove("p")
     clock.advance(3600)
     assert events.events == [] and stamps(engine, "e") == [hours_ago(5)]
+
+
+class SlowCompressingEngine(CompressingEngine):
+    """``compress_blocks`` answers when the test says so (work in a thread pool)."""
+
+    def compress_blocks(self, bucket, entry, stop, dry_run=False):
+        self.calls.append((bucket, entry, stop, dry_run))
+        self.pending = Deferred()
+        return self.pending
+
+
+@pytest.mark.parametrize("how", ["stop", "put"])
+def test_a_compress_run_is_left_to_finish(engine, clock, tmp_path, events, how):
+    """Stopping (or a PUT) does not cancel a compression in the thread pool: stopping waits."""
+    clock.advance(NOW)
+    engine.create_bucket("b", None)
+    slow = SlowCompressingEngine(engine)
+    manager = LifecycleManager(slow, clock, str(tmp_path / "data"), events)
+    manager.startService()
+    write_record(engine, "b", "a", hours_ago(5), b"x")
+    create(manager, type="compress")
+    clock.advance(600)
+    assert len(slow.calls) == 1 and not slow.pending.called
+    if how == "stop":
+        stopped = manager.stopService()
+        assert not stopped.called
+        slow.pending.callback((1, 1))
+        assert stopped.called
+    else:
+        manager.update("p", parse_settings({"type": "compress", "bucket": "b",
+                                            "older_than": "3h", "interval": "10m"}))
+        slow.pending.callback((1, 1))
+        manager.stopService()
+    assert events.events == []  # the result of a replaced or stopped run is not reported
