@@ -35,11 +35,14 @@ from twisted.application.service import Service
 from twisted.internet.defer import DeferredList, fail, maybeDeferred
 from twisted.logger import Logger
 
-from reduct_twisted.errors import Conflict, InternalError, NotFound, ReductError
+from reduct_twisted.errors import (
+    Conflict, InternalError, NotFound, ReductError, UnprocessableEntity,
+)
 from reduct_twisted.lifecycle.policy import Policy, Runtime
 from reduct_twisted.lifecycle.settings import ENABLED, MODES, from_stored, validate
 from reduct_twisted.persist import remove_temporaries, write_atomically
 from reduct_twisted.storage.disk.layout import LIFECYCLES_FILE
+from reduct_twisted.storage.settings import NAME_ERROR, is_valid_name
 
 log = Logger()
 
@@ -172,10 +175,14 @@ class LifecycleManager(Service):
 
         :param settings: the parsed ``LifecycleSettings`` (``parse_settings``).
         :return: a Deferred firing once the file is saved.
-        :raises ReductError: 409 exists, 404/422 invalid settings (spec §7.2).
+        :raises ReductError: 409 exists, 422 a name that is not a valid
+            bucket name, 404/422 invalid settings (spec §7.2).
         """
         if name in self._policies:
             raise Conflict(f"Lifecycle '{name}' already exists")
+        if not is_valid_name(name):
+            # (as replications: the name becomes a $system entry segment)
+            raise UnprocessableEntity(NAME_ERROR)
         validate(name, settings, self.engine.has_bucket)
         self._hidden.pop(name, None)
         self._add(name, settings)

@@ -188,6 +188,10 @@ async def test_error_texts(authed):
     ]
     for method, path, body, status, message in cases:
         await assert_error(await call(server, method, path, body, headers=AUTH), status, message)
+    for name in ("a%20b", "%00", "x" * 256, "..", "%C3%BC"):
+        await assert_error(await call(server, "POST", f"/lifecycles/{name}", BODY, headers=AUTH),
+                           422, "Bucket or entry name can contain only letters, digests and "
+                                "[-,_] symbols")
     await assert_error(await call(server, "POST", "/lifecycles/n", raw=b"\xff\xfe",
                                   headers=AUTH), 422, "Invalid body")
     await assert_error(await call(server, "POST", "/lifecycles/n", raw=b"{", headers=AUTH),
