@@ -15,6 +15,9 @@ own buffer is empty (so the bytes stay in order): no copy through Python.
 When the socket is full it falls back to one chunk read
 (``DataFile.read``) written through the transport, which pauses the sender
 until the socket drains; TLS and other transports always get chunks.
+A compressed record's range offers ``fetch`` instead: each chunk is
+decompressed in storage's thread pool, one at a time, and written when it
+arrives (the reactor thread never decompresses a streamed record).
 This module never touches a file itself.
 """
 
@@ -99,6 +102,11 @@ class RangeSender:
         self._done: Optional[Deferred] = None
         #: The socket for ``sendfile``, or None (see ``_sendfile_socket``).
         self._socket: Optional[int] = None
+        #: A ``fetch`` is under way (its result resumes the sender).
+        self._fetching = False
+        #: ``resumeProducing``'s loop is running (a fetch done at once must
+        #: not start another loop).
+        self._looping = False
 
     def _next_range(self) -> bool:
         """Move on to the next non-empty range; False when none is left."""
@@ -160,20 +168,50 @@ class RangeSender:
 
     def resumeProducing(self) -> None:
         self.paused = False
+        if self._fetching or self._looping:
+            return  # the fetch under way (or the running loop) goes on
+        self._looping = True
+        try:
+            self._produce()
+        finally:
+            self._looping = False
+        if not self._fetching and self.remaining == 0 and not self._ranges:
+            self._finish(None)
+
+    def _produce(self) -> None:
         # request.write may call pauseProducing (or, on disconnect,
         # stopProducing) re-entrantly: check both on every iteration.
         while not self.paused and self._active and (self.remaining > 0 or self._next_range()):
             if self._socket is not None and self._sendfile():
                 continue
-            data = self._file.read(self.position, min(CHUNK, self.remaining))
-            if not data:
-                self._finish(OSError(f"unexpected end of {self.path}"))
-                return
-            self.position += len(data)
-            self.remaining -= len(data)
-            self.request.write(data)
-        if self.remaining == 0 and not self._ranges:
-            self._finish(None)
+            fetch = getattr(self._file, "fetch", None)
+            if fetch is not None:
+                self._fetching = True
+                fetch(self.position, min(CHUNK, self.remaining)).addBoth(self._fetched)
+                if self._fetching:
+                    return  # _fetched resumes
+                continue
+            self._write(self._file.read(self.position, min(CHUNK, self.remaining)))
+
+    def _write(self, data: bytes) -> None:
+        if not data:
+            self._finish(OSError(f"unexpected end of {self.path}"))
+            return
+        self.position += len(data)
+        self.remaining -= len(data)
+        self.request.write(data)
+
+    def _fetched(self, result) -> None:
+        """A ``fetch`` ended: write its chunk and go on (unless paused or finished)."""
+        self._fetching = False
+        if not self._active:
+            return
+        if not isinstance(result, bytes):
+            self._finish(OSError(f"cannot read {self.path}: {result.getErrorMessage()}"))
+            return
+        self._write(result)
+        if not self._looping and not self.paused and self._active:
+            self.resumeProducing()
 
     def pauseProducing(self) -> None:
         self.paused = True

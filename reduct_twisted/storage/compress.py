@@ -53,8 +53,9 @@ def _read_records(meta_path: str, block_id: int) -> list:
 class CompressMethods:
     """Block compression of a ``StorageEngine`` (see the module docstring)."""
 
-    #: ``run_in_thread(f, *args)``: where packing runs (Deferred or plain
-    #: result); ``StorageService`` sets its thread pool, tests keep ``run_now``.
+    #: ``run_in_thread(f, *args)``: where packing, and the decompression of
+    #: streamed reads (``ContentReader``), run (Deferred or plain result);
+    #: ``StorageService`` sets its thread pool, tests keep ``run_now``.
     run_in_thread = staticmethod(run_now)
 
     def entry_names(self, bucket: str) -> list:

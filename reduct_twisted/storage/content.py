@@ -18,7 +18,13 @@ through the engine's descriptor cache (``cache.read_whole``).
 
 import os
 
+from twisted.internet.defer import maybeDeferred
+
 from reduct_twisted.storage.disk.packed import FrameReader
+
+
+def _run_now(f, *args):
+    return f(*args)
 
 
 class DataFile:
@@ -58,6 +64,49 @@ class DataFile:
 CAN_SEND = hasattr(os, "sendfile")
 
 
+class CompressedRange:
+    """
+    The source of a compressed record's range (offsets into its content):
+    :meth:`read` decompresses on the calling thread, :meth:`fetch` in the
+    thread its reader was given (a response producer uses it, so the
+    reactor thread never decompresses); no ``send_to`` (``sendable`` is false).
+    """
+
+    __slots__ = ("_frame", "_owner")
+
+    sendable = False
+
+    def __init__(self, frame: FrameReader, owner: "ContentReader") -> None:
+        self._frame, self._owner = frame, owner
+
+    def read(self, offset: int, length: int) -> bytes:
+        """:return: up to ``length`` content bytes at ``offset`` (fewer only at the end)."""
+        return self._frame.read(offset, length)
+
+    def send_to(self, socket_fd: int, offset: int, count: int) -> int:
+        """Not for compressed bytes: ``EOPNOTSUPP``."""
+        return self._frame.send_to(socket_fd, offset, count)
+
+    def fetch(self, offset: int, length: int):
+        """
+        :meth:`read` in the reader's thread; one call at a time.  The
+        reader's files stay open until it returns, even if the reader is
+        closed meanwhile.
+
+        :return: a Deferred of the bytes (fails with ``OSError``).
+        """
+        owner = self._owner
+        owner._busy += 1
+
+        def done(result):
+            owner._busy -= 1
+            if owner._closed and not owner._busy:
+                owner._close_files()
+            return result
+
+        return maybeDeferred(owner._run, self._frame.read, offset, length).addBoth(done)
+
+
 class ContentReader:
     """
     The contents of finished records, to be read back to back.
@@ -67,19 +116,24 @@ class ContentReader:
     :ivar size: the sum of the record sizes.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, run_in_thread=None) -> None:
         self._files: dict = {}
         self.ranges: list = []
         self.size = 0
+        self._run = run_in_thread or _run_now
+        self._busy = 0
+        self._closed = False
 
     @classmethod
-    def of(cls, views) -> "ContentReader":
+    def of(cls, views, run_in_thread=None) -> "ContentReader":
         """
         :param views: ``RecordView`` objects, in the order to read them.
+        :param run_in_thread: where compressed ranges' ``fetch`` decompresses
+            (``run_in_thread(f, *args)``; default: at once).
         :return: a reader over their contents (see :meth:`add`).
         :raises OSError: a data file cannot be opened (none is left open).
         """
-        reader = cls()
+        reader = cls(run_in_thread)
         try:
             for view in views:
                 reader.add(view)
@@ -106,7 +160,8 @@ class ContentReader:
         offset = record.offset
         if record.zsize is not None:
             # Compressed: a range of its own over the decompressed content.
-            ranges.append((FrameReader(data_file._fd, offset, record.zsize), 0, size))
+            frame = FrameReader(data_file._fd, offset, record.zsize)
+            ranges.append((CompressedRange(frame, self), 0, size))
             self.size += size
             return
         if ranges:
@@ -125,8 +180,16 @@ class ContentReader:
         return len(self._files)
 
     def close(self) -> None:
-        """Close the data files; idempotent.  The ranges must not be read after."""
-        files, self._files = self._files, {}
+        """
+        Close the data files (after the ``fetch`` under way, if any);
+        idempotent.  The ranges must not be read after.
+        """
+        self._closed = True
         self.ranges = []
+        if not self._busy:
+            self._close_files()
+
+    def _close_files(self) -> None:
+        files, self._files = self._files, {}
         for data_file in files.values():
             os.close(data_file._fd)

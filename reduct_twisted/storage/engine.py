@@ -54,6 +54,10 @@ visible and the next open (``disk/recovery.py``) tidies up:
   entry below them) and buckets are removed by renaming their directory into
   ``.trash`` (atomic); an entry is renamed, with its descendants, by one
   ``rename`` after the target's missing parents are made (edits.py).
+* Compressing a block (compress.py) writes its new packed segment first
+  (flushed with ``sync``), then renames a new ``.meta`` over the old one,
+  then trashes the old segments: before the rename the new file is an
+  orphan, after it the old ones are.
 * A new bucket is built in ``.trash`` (directory and settings file) and
   renamed into place; ``*.tmp`` leftovers of our files and everything in
   ``.trash`` are discarded at open (an entry directory without records is an

@@ -71,7 +71,7 @@ def test_the_names_of_other_modules_come_from_layout():
 @pytest.mark.parametrize("name, ours", [
     ("1.meta", True), ("1.blk", True), ("1-7.blk", True), ("1.meta.tmp", True),
     ("1.blk.zst", False), ("blocks.idx", False), ("notes.tmp", False), ("1.metax", False),
-    ("x.meta", False),
+    ("x.meta", False), ("1-2.zst", True), ("1.zst", False), ("1-2.meta", False),
 ])
 def test_entry_file_names(name, ours):
     """Only block files (and one being replaced) are ours in an entry."""

@@ -102,7 +102,8 @@ def is_bucket_file(name: str) -> bool:
 def is_entry_file(name: str) -> bool:
     """
     :return: whether file ``name`` in an entry directory is one of ours: a
-        block file (``<id>.meta``, ``<id>.blk``, ``<id>-<ts>.blk``) or one
+        block file (``<id>.meta``, ``<id>.blk``, ``<id>-<ts>.blk``, the packed
+        segment ``<id>-<gen>.zst`` of a compressed block) or one
         being replaced (the same with ``.tmp``).
     """
     if name.endswith(TMP_SUFFIX):
