@@ -27,7 +27,9 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 import attr
-from twisted.internet.defer import CancelledError, Deferred, maybeDeferred, succeed
+from twisted.internet.defer import (
+    CancelledError, Deferred, DeferredList, maybeDeferred, succeed,
+)
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -117,11 +119,11 @@ class Policy:
         """
         self._active = False
         self._cancel()
-        if not self._finishing:
-            return succeed(None)
-        done = Deferred()
-        self._finishing[-1].addBoth(lambda _: done.callback(None))
-        return done
+        waits = []
+        for finishing in self._finishing:
+            waits.append(Deferred())
+            finishing.addBoth(lambda _, wait=waits[-1]: wait.callback(None))
+        return DeferredList(waits) if waits else succeed(None)
 
     def replace(self, settings) -> None:
         """New settings (PUT): the timer restarts, the progress is forgotten."""

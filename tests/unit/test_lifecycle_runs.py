@@ -320,6 +320,7 @@ class SlowCompressingEngine(CompressingEngine):
     def compress_blocks(self, bucket, entry, stop, dry_run=False):
         self.calls.append((bucket, entry, stop, dry_run))
         self.pending = Deferred()
+        self.all_pending = getattr(self, "all_pending", []) + [self.pending]
         return self.pending
 
 
@@ -346,3 +347,23 @@ def test_a_compress_run_is_left_to_finish(engine, clock, tmp_path, events, how):
         slow.pending.callback((1, 1))
         manager.stopService()
     assert events.events == []  # the result of a replaced or stopped run is not reported
+
+
+def test_stopping_waits_for_every_compress_run_left_to_finish(engine, clock, tmp_path, events):
+    clock.advance(NOW)
+    engine.create_bucket("b", None)
+    slow = SlowCompressingEngine(engine)
+    manager = LifecycleManager(slow, clock, str(tmp_path / "data"), events)
+    manager.startService()
+    write_record(engine, "b", "a", hours_ago(5), b"x")
+    create(manager, type="compress")
+    clock.advance(600)
+    manager.update("p", parse_settings({"type": "compress", "bucket": "b",
+                                        "older_than": "2h", "interval": "10m"}))
+    clock.advance(600)
+    first, second = slow.all_pending
+    stopped = manager.stopService()
+    second.callback((1, 1))
+    assert not stopped.called
+    first.callback((1, 1))
+    assert stopped.called and events.events == []
