@@ -433,6 +433,14 @@ class IStorageEngine(Interface):
             last call; flushing them makes every committed change durable.
         """
 
+    # -- block compression (the lifecycle ``compress`` action) ----------------
+
+    def entry_names(bucket):
+        """:return: the bucket's entry names but ``$meta`` ones, sorted (``NotFound``)."""
+
+    def compress_blocks(bucket, entry, stop, dry_run=False):
+        """:return: Deferred ``(records, blocks)``; see ``storage/compress.py``."""
+
 
 class ISystemEvents(Interface):
     """
