@@ -62,6 +62,7 @@ from reduct_twisted.storage.settings import is_valid_name, parse_settings_fields
 from reduct_twisted.auth.model import is_permission_item
 from reduct_twisted.auth.terms import parse_rfc3339
 from reduct_twisted.replication.settings import MODES as REPLICATION_MODES
+from reduct_twisted.provision_lifecycles import parse_lifecycles
 
 _log = Logger()
 
@@ -126,11 +127,13 @@ class Provisioning:
     :ivar buckets: :class:`ProvisionedBucket` items.
     :ivar tokens: :class:`ProvisionedToken` items.
     :ivar replications: :class:`ProvisionedReplication` items.
+    :ivar lifecycles: ``provision_lifecycles.ProvisionedLifecycle`` items.
     """
 
     buckets: list
     tokens: list
     replications: list = attrs.Factory(list)
+    lifecycles: list = attrs.Factory(list)
 
 
 def _parse_quota_type(text: str) -> str:
@@ -345,7 +348,8 @@ def _replication(env: _Reader, rid: str, name: str) -> ProvisionedReplication | 
 
 def parse_provisioning(environ: Mapping[str, str], log: Logger | None = None) -> Provisioning:
     """
-    Read the provisioned buckets, tokens and replications from the environment.
+    Read the provisioned buckets, tokens, replications and lifecycle
+    policies (``provision_lifecycles.py``) from the environment.
 
     Never fails: whatever is invalid is logged as a warning and ignored.
 
@@ -371,4 +375,5 @@ def parse_provisioning(environ: Mapping[str, str], log: Logger | None = None) ->
         _unique(buckets, "RS_BUCKET_", "bucket", env.log),
         _unique(tokens, "RS_TOKEN_", "token", env.log),
         _unique(replications, "RS_REPLICATION_", "replication", env.log),
+        _unique(parse_lifecycles(env), "RS_LIFECYCLE_", "lifecycle", env.log),
     )

@@ -13,6 +13,7 @@ message, and exits 1 without a traceback.
     │                                     children stop in sequence, see shutdown.py)
     ├── StorageService "storage"         (engine, thread pool, quota + query-expiry loops)
     ├── ReplicationManager "replication" (senders of the replications; the API's)
+    ├── LifecycleManager "lifecycles"    (the lifecycle policies' loops; the API's)
     ├── DrainService "drain"             (the site's open connections, http/drain.py)
     └── StreamServerEndpointService "listen:<endpoint>"   one per listen endpoint
 
@@ -22,7 +23,8 @@ in ten steps, in this order:
 2. the storage service: the engine, opened at once, and its thread pool;
 3. the provisioned buckets (``RS_BUCKET_*``), created or updated;
 4. the access policy (``auth/policy.py``), with the ``RS_TOKEN_*`` tokens;
-5. the replication manager, with the ``RS_REPLICATION_*`` replications;
+5. the replication manager, with the ``RS_REPLICATION_*`` replications, and
+   the lifecycle policies, with the ``RS_LIFECYCLE_*`` ones;
 6. the group sync of sync policy ``always`` (``sync.py``);
 7. the ``ReductAPI`` (``http/api.py``) over all of the above;
 8. the site serving it (``http/site.py``);
@@ -332,6 +334,9 @@ def makeService(
         storage.engine.close()
         raise SystemExit(f"reduct: {exc}")
     parts.replications.setServiceParent(top)
+    lifecycles = getattr(parts, "lifecycles", None)  # (a test's assemble may have none)
+    if lifecycles is not None:
+        lifecycles.setServiceParent(top)
     # 9. the drain service
     DrainService(parts.site.drain, config.shutdown_timeout).setServiceParent(top)
     # 10. the listeners

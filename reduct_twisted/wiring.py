@@ -13,7 +13,8 @@ assembly.  Each step is one named function below:
 4. :func:`make_auth`: the access policy, with the ``RS_TOKEN_*`` tokens;
 5. :func:`make_replications` and ``provision``: the replication manager
    (a service: the daemon starts and stops it) with the ``RS_REPLICATION_*``
-   replications;
+   replications; :func:`make_lifecycle_policies`: the lifecycle policies
+   (a service too) with the ``RS_LIFECYCLE_*`` ones;
 6. :func:`make_group_sync`: the group sync of sync policy ``always``, or none;
 7. :func:`make_api`: the ``ReductAPI`` over all of the above;
 8. :func:`make_site`: the ``Site`` serving it; a stopping daemon's drain
@@ -41,6 +42,7 @@ from reduct_twisted.http.batch import BatchLimits
 from reduct_twisted.http.site import make_site
 from reduct_twisted.http.streaming import ReductSite
 from reduct_twisted.http.writers import WriterSlots
+from reduct_twisted.lifecycle import LifecycleManager, make_lifecycles
 from reduct_twisted.provision import Provisioning
 from reduct_twisted.replication import ReplicationManager, make_replications
 from reduct_twisted.sync import GroupSync
@@ -69,6 +71,8 @@ class Parts:
         and stopped with the daemon (after the drain, before the storage).
     :ivar syncer: the ``GroupSync``, or ``None`` (sync policy ``none``).
     :ivar api: the ``ReductAPI``.
+    :ivar lifecycles: the ``LifecycleManager``, a service to be started and
+        stopped with the daemon (like the replications).
     :ivar site: the ``ReductSite`` to listen with; its ``drain`` is to be
         drained before the replications stop (``drain.DrainService``).
     """
@@ -79,6 +83,7 @@ class Parts:
     syncer: GroupSync | None
     api: ReductAPI
     site: ReductSite
+    lifecycles: LifecycleManager | None = None
 
 
 def assemble(
@@ -109,18 +114,33 @@ def assemble(
     replications = make_replications(engine, config, reactor, threadpool)
     replications.provision(provisioning.replications)
     syncer = make_group_sync(config, engine, replications, reactor, threadpool)
-    api = make_api(config, engine, auth, replications, syncer, reactor, threadpool, events)
+    lifecycles = make_lifecycle_policies(engine, reactor, threadpool, events, provisioning)
+    api = make_api(config, engine, auth, replications, syncer, reactor, threadpool, events,
+                   lifecycles=lifecycles)
     site = make_site(api, config, reactor)
     # A stopping daemon answers the batched reads waiting for new records.
     site.drain.on_start.append(engine.end_continuous_queries)
     return Parts(
-        events=events, auth=auth, replications=replications, syncer=syncer, api=api, site=site
+        events=events, auth=auth, replications=replications, syncer=syncer, api=api, site=site,
+        lifecycles=lifecycles,
     )
 
 
 def make_events(config: Config, engine: Any, reactor: Any) -> Any:
     """The ``$system`` event streams (``ISystemEvents``); none recorded yet."""
     return NullSystemEvents()
+
+
+def make_lifecycle_policies(
+    engine: Any, reactor: Any, threadpool: Any, events: Any, provisioning: Provisioning
+) -> LifecycleManager:
+    """
+    The lifecycle policies (spec 1.20 §7): those of the data directory's
+    ``.lifecycles`` and the ``RS_LIFECYCLE_*`` ones; runs reported to ``events``.
+    """
+    lifecycles = make_lifecycles(engine, reactor, threadpool, events)
+    lifecycles.provision(provisioning.lifecycles)
+    return lifecycles
 
 
 def provision_buckets(engine: Any, buckets: list) -> None:
@@ -194,6 +214,7 @@ def make_api(
     reactor: Any,
     threadpool: Any,
     events: Any = None,
+    lifecycles: LifecycleManager | None = None,
 ) -> ReductAPI:
     """The ``ReductAPI`` over the parts built before it, limits from ``config``."""
     return ReductAPI(
@@ -207,4 +228,5 @@ def make_api(
         replications=replications,
         writers=WriterSlots.from_config(config, reactor),
         events=events,
+        lifecycles=lifecycles,
     )

@@ -25,6 +25,7 @@ from reduct_twisted.http import (
     io_read,
     routes_buckets as buckets,
     routes_entries as entries,
+    routes_lifecycles as lifecycles,
     routes_records as records,
     routes_replications as replications,
     routes_server as server,
@@ -121,6 +122,16 @@ ROUTES = (
     ("/replications/<name>", ["DELETE"], replications.remove_replication, V1, FULL),
     ("/replications/<name>/mode", ["PATCH"], replications.set_replication_mode, V1,
      FULL.body_first(replications.mode_body)),
+    # lifecycle policies (spec 1.20 §7.1)
+    ("/lifecycles", ["GET"], lifecycles.list_lifecycles, V1, FULL),
+    ("/lifecycles/<name>", ["GET"], lifecycles.get_lifecycle, V1, FULL),
+    ("/lifecycles/<name>", ["POST"], lifecycles.create_lifecycle, V1,
+     FULL.body_first(lifecycles.settings_body)),
+    ("/lifecycles/<name>", ["PUT"], lifecycles.update_lifecycle, V1,
+     FULL.body_first(lifecycles.settings_body)),
+    ("/lifecycles/<name>", ["DELETE"], lifecycles.remove_lifecycle, V1, FULL),
+    ("/lifecycles/<name>/mode", ["PATCH"], lifecycles.set_lifecycle_mode, V1,
+     FULL.body_first(lifecycles.mode_body)),
 )
 
 
@@ -184,6 +195,7 @@ class ReductAPI(FastPath):
         ``/api/v1/replications``.
     :param writers: the ``WriterSlots`` of ``RS_IO_MAX_WRITERS_IN_FLIGHT``
         (``writers.py``), or None for no limit.
+    :param lifecycles: the ``LifecycleManager`` behind ``/api/v1/lifecycles``.
     """
 
     app = Klein()
@@ -201,9 +213,10 @@ class ReductAPI(FastPath):
     def __init__(
         self, engine, auth, reactor, threadpool, base_path: str = "/", syncer=None,
         batch_limits: BatchLimits = BatchLimits(),
-        replications=None, writers=None, events=None,
+        replications=None, writers=None, events=None, lifecycles=None,
     ) -> None:
         self.engine = engine
+        self.lifecycles = lifecycles
         self.events = events if events is not None else NullSystemEvents()
         self.writers = writers
         self.batch_limits = batch_limits

@@ -29,6 +29,8 @@ class Server:
     data_path = attr.ib()
     http = attr.ib()
     site = attr.ib()
+    #: The ``wiring.Parts`` (its ``lifecycles`` for tests that drive them).
+    parts = attr.ib(default=None)
 
     def api(self, path: str) -> str:
         return self.url + "/api/v1" + path
@@ -55,6 +57,7 @@ async def start_server(data_path, environ=None, engine_kwargs=None, **config_kwa
         site = parts.site
         port = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(site)
         parts.replications.startService()
+        parts.lifecycles.startService()
     except BaseException:
         # A pool thread left running keeps the interpreter alive forever at
         # exit (and deaf to SIGTERM): never leave one behind.
@@ -64,13 +67,15 @@ async def start_server(data_path, environ=None, engine_kwargs=None, **config_kwa
     conn_pool = HTTPConnectionPool(reactor, persistent=True)
     client = HTTPClient(Agent(reactor, pool=conn_pool))
     url = f"http://127.0.0.1:{port.getHost().port}"
-    server = Server(url=url, engine=engine, data_path=data_path, http=client, site=site)
+    server = Server(url=url, engine=engine, data_path=data_path, http=client, site=site,
+                    parts=parts)
 
     async def stop():
         try:
             await conn_pool.closeCachedConnections()
             await port.stopListening()
             await parts.replications.stopService()
+            await parts.lifecycles.stopService()
         finally:
             pool.stop()
             engine.close()

@@ -309,7 +309,8 @@ def test_daemon_service_stops_children_in_sequence(log_events):
 
 
 def test_service_tree_drains_between_listeners_and_replication(tmp_path):
-    """The real tree: listeners, then the drain, then replication, then storage stop."""
+    """The real tree: listeners, then the drain, then the lifecycle policies, then
+    replication, then storage stop."""
     reactor = MemoryReactorClock()
     options = Options(environ={})
     options.parseOptions(["--data-path", str(tmp_path / "data"), "--shutdown-timeout", "7",
@@ -317,7 +318,7 @@ def test_service_tree_drains_between_listeners_and_replication(tmp_path):
     top = makeService(options, reactor)
     assert isinstance(top, DaemonService)
     assert [s.name for s in top] == [
-        "storage", "replication", "drain", "listen:tcp:0:interface=127.0.0.1",
+        "storage", "replication", "lifecycles", "drain", "listen:tcp:0:interface=127.0.0.1",
     ]
     drain = top.getServiceNamed("drain")
     assert isinstance(drain, DrainService) and drain.timeout == 7.0

@@ -59,6 +59,8 @@ AUTH_FILE = ".auth.json"
 #: The replication registry and its log directory (``replication/manager.py``).
 REGISTRY_FILE = ".replications.json"
 REPLICATION_LOG_DIR = ".replications"
+#: The lifecycle policies (``reduct_twisted/lifecycle/manager.py``).
+LIFECYCLES_FILE = ".lifecycles"
 #: The settings file inside a bucket directory (``bucket.py``).
 SETTINGS_FILE = "settings.json"
 #: Suffix of a file being replaced (written, then renamed over its target).
@@ -67,12 +69,12 @@ TMP_SUFFIX = ".tmp"
 #: Every name this daemon creates directly below ``data_path``, but buckets.
 TOP_LEVEL_NAMES = frozenset({
     MARKER_FILE, RUN_MARKER, TRASH_DIR, QUARANTINE_DIR, LOCK_FILE, RESERVE_FILE,
-    AUTH_FILE, REGISTRY_FILE, REPLICATION_LOG_DIR,
+    AUTH_FILE, REGISTRY_FILE, REPLICATION_LOG_DIR, LIFECYCLES_FILE,
 })
 
 #: The token file and the registry are written to ``<name>.<random>.tmp``.
 _SNAPSHOT_TMP = re.compile(
-    "(?:%s)\\.[^/]*\\.tmp" % "|".join(re.escape(n) for n in (AUTH_FILE, REGISTRY_FILE))
+    "(?:%s)\\.[^/]*\\.tmp" % "|".join(re.escape(n) for n in (AUTH_FILE, REGISTRY_FILE, LIFECYCLES_FILE))
 )
 
 #: :func:`classify` results.
