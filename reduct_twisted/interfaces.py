@@ -378,6 +378,9 @@ class IStorageEngine(Interface):
         :raises NotFound: no such bucket or multi-entry query.
         """
 
+    def discard_multi_query(qid):
+        """Drop multi-entry query ``qid`` now, if it is still there (a query link's lookup)."""
+
     def multi_options(bucket, qid):
         """
         :return: ``None`` if there is no such multi-entry query, else
