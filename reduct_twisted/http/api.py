@@ -23,6 +23,7 @@ from reduct_twisted.errors import ReductError
 from reduct_twisted.http import (
     io,
     io_read,
+    links,
     routes_buckets as buckets,
     routes_entries as entries,
     routes_records as records,
@@ -119,6 +120,11 @@ ROUTES = (
     ("/replications/<name>", ["DELETE"], replications.remove_replication, V1, FULL),
     ("/replications/<name>/mode", ["PATCH"], replications.set_replication_mode, V1,
      FULL.body_first(replications.mode_body)),
+    # query links (spec 1.20 §6.1, §6.2; http/links.py)
+    # body first, then READ on the body's bucket: checked in the handler
+    ("/links/<path:file_name>", ["POST"], links.create_link, V1, IN_HANDLER),
+    # anonymous: the link's own token is checked by the handler (not the caller)
+    ("/links/<path:file_name>", ["GET", "HEAD"], links.read_link, V1, OPEN),
 )
 
 
@@ -182,6 +188,7 @@ class ReductAPI(FastPath):
         ``/api/v1/replications``.
     :param writers: the ``WriterSlots`` of ``RS_IO_MAX_WRITERS_IN_FLIGHT``
         (``writers.py``), or None for no limit.
+    :param links: the query links' ``reduct_twisted.links.Links``.
     """
 
     app = Klein()
@@ -199,9 +206,11 @@ class ReductAPI(FastPath):
     def __init__(
         self, engine, auth, reactor, threadpool, base_path: str = "/", syncer=None,
         batch_limits: BatchLimits = BatchLimits(),
-        replications=None, writers=None, events=None,
+        replications=None, writers=None, events=None, links=None,
     ) -> None:
         self.engine = engine
+        #: The query links' ``links.Links`` (codec and public URL), or None.
+        self.links = links
         self.events = events if events is not None else NullSystemEvents()
         self.writers = writers
         self.batch_limits = batch_limits

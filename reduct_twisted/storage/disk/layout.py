@@ -59,6 +59,10 @@ AUTH_FILE = ".auth.json"
 #: The replication registry and its log directory (``replication/manager.py``).
 REGISTRY_FILE = ".replications.json"
 REPLICATION_LOG_DIR = ".replications"
+#: The query links' signing key and the file a new one is written to
+#: before its rename (``reduct_twisted/links/key.py``).
+LINK_KEY_FILE = ".link-key"
+LINK_KEY_TMP_FILE = LINK_KEY_FILE + ".tmp"
 #: The settings file inside a bucket directory (``bucket.py``).
 SETTINGS_FILE = "settings.json"
 #: Suffix of a file being replaced (written, then renamed over its target).
@@ -68,6 +72,7 @@ TMP_SUFFIX = ".tmp"
 TOP_LEVEL_NAMES = frozenset({
     MARKER_FILE, RUN_MARKER, TRASH_DIR, QUARANTINE_DIR, LOCK_FILE, RESERVE_FILE,
     AUTH_FILE, REGISTRY_FILE, REPLICATION_LOG_DIR,
+    LINK_KEY_FILE, LINK_KEY_TMP_FILE,
 })
 
 #: The token file and the registry are written to ``<name>.<random>.tmp``.
