@@ -1,0 +1,145 @@
+"""
+The query-link routes without sockets (``treq.testing.StubTreq`` over the
+Klein resource ``wiring.assemble`` builds, on a ``task.Clock``): the link's
+expiry to the second, the issuing token's expiry (``401 "Token has
+expired"``, through a test-only wrapper of the access policy: token expiry
+belongs to the tokens work), and the lookup running in bounded slices,
+yielding to the reactor between them.
+"""
+
+import json
+
+import pytest
+from treq.testing import StubTreq
+
+from reduct_twisted.config import Config
+from reduct_twisted.http import links as link_routes
+from reduct_twisted.provision import parse_provisioning
+from reduct_twisted.storage.testing import write_record
+from reduct_twisted.wiring import assemble
+from tests.unit.test_http_errors import result_of
+
+API_TOKEN = "init-secret"
+READER = {"RS_TOKEN_R_NAME": "reader", "RS_TOKEN_R_VALUE": "reader-secret",
+          "RS_TOKEN_R_READ": "data"}
+
+
+def build(engine, clock, environ=None, **config):
+    config = Config(data_path=engine.data_path, sync="none", **config)
+    parts = assemble(engine, config, clock, None, parse_provisioning(environ or {}))
+    return parts.api, StubTreq(parts.site.resource)
+
+
+def send(stub, method, url, **kwargs):
+    d = stub.request(method, url, **kwargs)
+    stub.flush()
+    return d
+
+
+def answer(stub, method, url, **kwargs):
+    response = result_of(send(stub, method, url, **kwargs))
+    body = stub.content(response)
+    stub.flush()
+    return response, result_of(body)
+
+
+def create(stub, headers=None, **fields):
+    body = {"bucket": "data", "entry": "e", "query": {"query_type": "QUERY"},
+            "expire_at": 1000, "base_url": "http://x"}
+    body.update(fields)
+    response, content = answer(stub, "POST", "http://x/api/v1/links/f.bin",
+                               data=json.dumps(body).encode(), headers=headers or {})
+    assert response.code == 200, content
+    return json.loads(content)["link"]
+
+
+def error_of(response):
+    return response.headers.getRawHeaders(b"x-reduct-error")[0].decode()
+
+
+def test_link_expires_after_its_second(engine, clock):
+    """``expire_at`` (UNIX seconds) is the last second the link works."""
+    engine.create_bucket("data", None)
+    write_record(engine, "data", "e", 1, b"x")
+    _, stub = build(engine, clock)
+    clock.advance(990)
+    link = create(stub, record_entry="e", record_timestamp=1)
+    clock.advance(10)
+    response, body = answer(stub, "GET", link)
+    assert (response.code, body) == (200, b"x")
+    clock.advance(1)
+    response, body = answer(stub, "GET", link)
+    assert response.code == 422
+    assert error_of(response) == "Query link has expired"
+    assert json.loads(body) == {"detail": "Query link has expired"}
+
+
+class ExpiringTokens:
+    """A test-only wrapper of the access policy: tokens in ``expired`` report ``is_expired``."""
+
+    def __init__(self, policy):
+        self._policy = policy
+        self.expired = set()
+
+    def __getattr__(self, name):
+        return getattr(self._policy, name)
+
+    def get_token(self, name):
+        token = dict(self._policy.get_token(name))
+        token["is_expired"] = name in self.expired
+        return token
+
+
+def test_expired_issuing_token(engine, clock):
+    """The issuing token's own expiry: ``401 "Token has expired"``, checked after the link's."""
+    engine.create_bucket("data", None)
+    write_record(engine, "data", "e", 1, b"x")
+    api, stub = build(engine, clock, READER, api_token=API_TOKEN)
+    api.auth = tokens = ExpiringTokens(api.auth)
+    link = create(stub, {"Authorization": "Bearer reader-secret"}, record_entry="e",
+                  record_timestamp=1)
+    assert "&i=reader&" in link
+    assert answer(stub, "GET", link)[1] == b"x"
+    tokens.expired.add("reader")
+    response, _ = answer(stub, "GET", link)
+    assert response.code == 401 and error_of(response) == "Token has expired"
+    clock.advance(2000)
+    response, _ = answer(stub, "GET", link)
+    assert response.code == 422 and error_of(response) == "Query link has expired"
+
+
+@pytest.mark.parametrize("identity", [True, False])
+def test_lookup_yields_between_slices(engine, clock, identity):
+    """
+    A record deep in the query's result is reached in slices of
+    ``SLICE`` records, the reactor turning between them (``drive``); the
+    lookup's query is dropped afterwards.
+    """
+    engine.create_bucket("data", None)
+    count = 2 * link_routes.SLICE + 10
+    for ts in range(1, count + 1):
+        write_record(engine, "data", "e", ts, b"r%d" % ts)
+    _, stub = build(engine, clock)
+    fields = ({"record_entry": "e", "record_timestamp": count} if identity
+              else {"index": count - 1})
+    link = create(stub, **fields)
+    turns = []
+    call_later = clock.callLater
+
+    def counting(delay, *args, **kwargs):
+        turns.append(delay)
+        return call_later(delay, *args, **kwargs)
+
+    clock.callLater = counting
+    d = send(stub, "GET", link)
+    results = []
+    d.addBoth(results.append)
+    assert not results  # the first slice ended without the record
+    clock.advance(0)
+    stub.flush()
+    assert results
+    assert turns == [0, 0]  # three slices: two returns to the reactor
+    body = stub.content(results[0])
+    stub.flush()
+    assert result_of(body) == b"r%d" % count
+    assert engine._multi._live == {}
