@@ -122,9 +122,9 @@ ROUTES = (
      FULL.body_first(replications.mode_body)),
     # query links (spec 1.20 §6.1, §6.2; http/links.py)
     # body first, then READ on the body's bucket: checked in the handler
-    ("/links/<path:file_name>", ["POST"], links.create_link, V1, IN_HANDLER),
+    ("/links<link_path:file_name>", ["POST"], links.create_link, V1, IN_HANDLER),
     # anonymous: the link's own token is checked by the handler (not the caller)
-    ("/links/<path:file_name>", ["GET", "HEAD"], links.read_link, V1, OPEN),
+    ("/links<link_path:file_name>", ["GET", "HEAD"], links.read_link, V1, OPEN),
 )
 
 
@@ -137,6 +137,24 @@ class EntryPathConverter(PathConverter):
 
     regex = ".+?"
     part_isolating = False  # spans segments (werkzeug guesses from "/" in the regex)
+
+
+class LinkPathConverter(PathConverter):
+    """
+    A query link's file name (spec 1.20 §6.1): ``/`` and the rest of the
+    path, slashes included, or nothing (upstream's catch-all also takes
+    ``POST /api/v1/links``, which its v1.20.11 suite uses); the value is
+    the name without its leading ``/``.
+    """
+
+    regex = "(?:/.*)?"
+    part_isolating = False
+
+    def to_python(self, value: str) -> str:
+        return value[1:]
+
+    def to_url(self, value: str) -> str:
+        return "/" + super().to_url(value)
 
 
 def add_routes(app: Klein, routes) -> dict:
@@ -196,6 +214,7 @@ class ReductAPI(FastPath):
     # redirect or miss (spec 1.20 §2.1).
     app.url_map.merge_slashes = False
     app.url_map.converters["entry_path"] = EntryPathConverter
+    app.url_map.converters["link_path"] = LinkPathConverter
     install_error_handlers(app)
     #: ``{endpoint: handler behind its permission}``, as registered.
     endpoints = add_routes(app, ROUTES)

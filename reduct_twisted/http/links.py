@@ -258,6 +258,8 @@ class RecordSearch:
 
 
 def _disposition(file_name: str) -> bytes:
+    if not file_name:
+        return b"attachment"
     plain = file_name.isascii() and file_name.isprintable() and not any(
         c in file_name for c in '"\\')
     if plain:

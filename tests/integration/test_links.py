@@ -121,6 +121,27 @@ async def test_create_and_download_with_identity(tmp_path):
 
 
 @pytest_twisted.ensureDeferred
+async def test_without_file_name(tmp_path):
+    """
+    ``POST /api/v1/links`` (no file name, what the v1.20.11 suite sends):
+    the link is ``…/api/v1/links/?ct=…`` and its download a plain attachment;
+    ``/api/v1/linksx`` is no link route.
+    """
+    async with running_server(tmp_path / "data") as server:
+        await make_bucket(server)
+        await write(server, "test", 19999, b"Hello, World!")
+        resp = await call(server, "POST", "/links", body=link_body(
+            record_entry="test", record_timestamp=19999, base_url=server.url + "/"))
+        link = json.loads(await ok(resp))["link"]
+        assert link.startswith(server.url + "/api/v1/links/?ct=")
+        resp, body = await fetch(server, link)
+        assert resp.code == 200 and body == b"Hello, World!"
+        assert header(resp, "content-disposition") == "attachment"
+        resp = await call(server, "POST", "/linksx", body=link_body())
+        await assert_error(resp, 404, "Not found")
+
+
+@pytest_twisted.ensureDeferred
 async def test_public_url_is_the_default_base(tmp_path):
     """Without ``base_url`` the link starts with ``public_url`` (``RS_PUBLIC_URL``)."""
     async with running_server(tmp_path / "data", public_url="https://files.example/r") as server:

@@ -66,7 +66,7 @@ def test_in_handler_routes():
     # A query link's download: anonymous, the link's own token is checked
     # by the handler (spec 1.20 §6.2).
     assert [row[0] for row in ROUTES if row[4] is OPEN] == [
-        "/alive", "/ready", "/b/<bucket>/<entry_path:entry>", "/links/<path:file_name>"]
+        "/alive", "/ready", "/b/<bucket>/<entry_path:entry>", "/links<link_path:file_name>"]
 
 
 @pytest.mark.parametrize("row", ROUTES, ids=lambda row: f"{row[1]} {row[0]}")
