@@ -20,6 +20,9 @@ makes a signed, expiring URL for one record of a query; ``GET`` (and
   runs as a multi-entry query (``storage/multi.py``) in bounded slices on
   the reactor (``drive``), stopping at the record (identity: as soon as the
   merge passes its timestamp; index: at that position), and is dropped.
+  A query without options that depend on earlier records (``when``,
+  ``each_n``, ``each_s``, ``limit``) is looked up from the record's own
+  timestamp, so a link to the newest record of a long entry costs no scan.
   The record goes out as a single-record read does, streamed from storage
   (``producers.py``), plus ``content-disposition: attachment;
   filename="<file>"`` and ``accept-ranges: bytes``.
@@ -131,8 +134,28 @@ def _base_url(text: str) -> str:
 
 
 def _lookup_options(kwargs: dict) -> dict:
-    # A link reads records: never continuous, never metadata only.
-    return {k: v for k, v in kwargs.items() if k not in ("continuous", "only_metadata")}
+    # A link reads records: never continuous, never metadata only; the
+    # lookup's query lives as long as the lookup (not the link's ``ttl``).
+    return {k: v for k, v in kwargs.items() if k not in ("continuous", "only_metadata", "ttl")}
+
+
+#: Options whose outcome for a record depends on the records before it.
+_STATEFUL = ("when", "each_n", "each_s", "limit")
+
+
+def _narrowed(kwargs: dict, ts: int) -> dict:
+    """
+    The lookup of the record at ``ts``: when no option depends on earlier
+    records (no ``when``, ``each_n``, ``each_s``, ``limit``), whether the
+    query produces it is decided by ``[start, stop)`` and the labels alone,
+    so the scan starts at ``ts`` and stops after it.
+    """
+    if any(kwargs.get(name) is not None for name in _STATEFUL):
+        return kwargs
+    start, stop = kwargs.get("start"), kwargs.get("stop")
+    if (start is not None and ts < start) or (stop is not None and ts >= stop):
+        return kwargs  # not in the range: the whole (empty-handed) lookup says so
+    return dict(kwargs, start=ts, stop=ts + 1)
 
 
 def _entries(link: LinkQuery) -> list:
@@ -274,6 +297,8 @@ def read_link(api, request, file_name):
     link, identity = checked_link(api, request)
     engine = api.engine
     kwargs = _lookup_options(json_query(link.query)[1])
+    if identity is not None and identity[1] < U64_MAX:
+        kwargs = _narrowed(kwargs, identity[1])
     qid = engine.create_multi_query(link.bucket, _entries(link), **kwargs)
     search = RecordSearch(engine, link.bucket, qid, identity, link.index)
 

@@ -120,8 +120,11 @@ def test_lookup_yields_between_slices(engine, clock, identity):
     for ts in range(1, count + 1):
         write_record(engine, "data", "e", ts, b"r%d" % ts)
     _, stub = build(engine, clock)
+    # each_n: every record counts, so the whole query is scanned.
+    query = {"query_type": "QUERY", "each_n": 1}
     fields = ({"record_entry": "e", "record_timestamp": count} if identity
               else {"index": count - 1})
+    fields["query"] = query
     link = create(stub, **fields)
     turns = []
     call_later = clock.callLater
@@ -142,4 +145,31 @@ def test_lookup_yields_between_slices(engine, clock, identity):
     body = stub.content(results[0])
     stub.flush()
     assert result_of(body) == b"r%d" % count
+    assert engine._multi._live == {}
+
+
+def test_identity_lookup_of_a_plain_query_starts_at_the_record(engine, clock):
+    """
+    Without options depending on earlier records the lookup starts at the
+    record's timestamp: no slice boundary is crossed however deep it is, and
+    ``start``/``stop``/labels still decide.
+    """
+    engine.create_bucket("data", None)
+    count = 3 * link_routes.SLICE
+    for ts in range(1, count + 1):
+        write_record(engine, "data", "e", ts, b"r%d" % ts, labels={"odd": str(ts % 2)})
+    _, stub = build(engine, clock)
+    turns = []
+    call_later = clock.callLater
+    clock.callLater = lambda delay, *a, **kw: turns.append(delay) or call_later(delay, *a, **kw)
+    link = create(stub, record_entry="e", record_timestamp=count)
+    assert answer(stub, "GET", link)[1] == b"r%d" % count
+    assert turns == []
+    query = {"query_type": "QUERY", "start": 10, "stop": 20, "include": {"odd": "1"}}
+    link = create(stub, record_entry="e", record_timestamp=11, query=query)
+    assert answer(stub, "GET", link)[1] == b"r11"
+    for ts in (12, 9, 21):
+        response, _ = answer(stub, "GET", link + f"&e=e&ts={ts}")
+        assert response.code == 404, ts
+        assert error_of(response) == f"Record e/{ts} not found in query result"
     assert engine._multi._live == {}
