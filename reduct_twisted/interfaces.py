@@ -362,9 +362,8 @@ class IStorageEngine(Interface):
 
     def create_multi_query(bucket, entries=None, **options):
         """
-        Create a query over the entries of ``bucket`` that ``entries``
-        selects (spec 1.20 §1.4; ``None``: all but ``$meta``), with the
-        options of :meth:`create_query`.
+        Create a query over the entries of ``bucket`` that ``entries`` selects
+        (spec 1.20 §1.4; ``None``: all but ``$meta``), options as :meth:`create_query`.
 
         :return: the query id (from the same counter, in a table of its own).
         :raises NotFound: no such bucket.
