@@ -49,18 +49,29 @@ class IAccessPolicy(Interface):
         "authentication is disabled (every check passes)."
     )
 
-    def check(authorization, policy, bucket=None):
+    def check(authorization, policy, bucket=None, request=None):
         """
-        Authenticate the caller, then authorize what the operation needs.
+        Authenticate the caller (secret, expiry, IP allowlist: spec 1.20
+        §4.3), then authorize what the operation needs.
 
         :param authorization: the ``Authorization`` header value (bytes), or
             ``None`` if the request had none.
         :param policy: an ``auth.Policy`` member.
         :param bucket: the bucket, for ``Policy.READ`` and ``Policy.WRITE``.
+        :param request: the request, or None: gets ``reduct_token_name`` once
+            the token is identified (before the other checks; issue #15
+            contract 2); its client address is asked for an IP allowlist.
         :return: the caller's token object (a dict, shared: do not change
-            it); what ``GET /me`` answers.
-        :raises Unauthorized: no bearer token, or an unknown one.
+            it); :meth:`describe` gives what ``GET /me`` answers.
+        :raises Unauthorized: no bearer token, an unknown, expired or
+            address-restricted one.
         :raises Forbidden: the token lacks the permission.
+        """
+
+    def describe(token):
+        """
+        :param token: a token object returned by :meth:`check`.
+        :return: its whole token object (spec 1.20 §4.1), computed now.
         """
 
     def may_read(token, bucket):
@@ -90,6 +101,17 @@ class IAccessPolicy(Interface):
         :raises NotFound: no such token.
         """
 
+    def rotate_token(name):
+        """
+        Give token ``name`` a new secret; wait for :meth:`saved` before answering.
+
+        :return: ``{"value", "created_at"}``.
+        :raises BadRequest: authentication is disabled.
+        :raises Conflict: the init token or a provisioned one.
+        :raises NotFound: no such token.
+        :raises UnprocessableEntity: it has passed its ``expires_at``.
+        """
+
     def remove_token(name):
         """
         Remove token ``name``; wait for :meth:`saved` before answering.
@@ -100,13 +122,12 @@ class IAccessPolicy(Interface):
 
     def link_key(name):
         """
-        What a query link made with token ``name`` is bound to (spec 1.20
-        §4.5, issue #15 contract 5): bytes that change when the token is
-        rotated or re-created, and are stable across restarts otherwise.
-        Never the secret itself.
+        What a query link made with token ``name`` is bound to (issue #15
+        contract 5): bytes that change when the token is rotated or
+        re-created, else stable across restarts; never the secret itself.
 
-        :return: those bytes, or ``None`` if there is no such token; a
-            constant when authentication is disabled.
+        :return: those bytes, ``None`` for no such token; a constant when
+            authentication is disabled.
         """
 
     def forget_bucket(bucket):

@@ -13,6 +13,7 @@ group exists when its ``_NAME`` variable is set::
     RS_TOKEN_<ID>_VALUE               the secret (required)
     RS_TOKEN_<ID>_FULL_ACCESS         true or false (default false)
     RS_TOKEN_<ID>_READ, _WRITE        comma-separated bucket names
+    RS_TOKEN_<ID>_EXPIRES_AT          RFC 3339 expiry with an offset (API 1.19)
     RS_REPLICATION_<ID>_NAME          replication name (required)
     RS_REPLICATION_<ID>_SRC_BUCKET, _DST_BUCKET, _DST_HOST    (required)
     RS_REPLICATION_<ID>_DST_TOKEN     token for the destination
@@ -59,6 +60,7 @@ from reduct_twisted.config_values import parse_byte_size, parse_whole_number
 from reduct_twisted.errors import UnprocessableEntity
 from reduct_twisted.storage.settings import is_valid_name, parse_settings_fields
 from reduct_twisted.auth.model import is_permission_item
+from reduct_twisted.auth.terms import parse_rfc3339
 from reduct_twisted.replication.settings import MODES as REPLICATION_MODES
 
 _log = Logger()
@@ -92,11 +94,14 @@ class ProvisionedToken:
     :ivar name: a valid token name (the bucket name rule).
     :ivar value: the secret, never empty.
     :ivar permissions: ``{"full_access": bool, "read": [...], "write": [...]}``.
+    :ivar expires_at: ``RS_TOKEN_<ID>_EXPIRES_AT`` in seconds since the
+        epoch, or None.
     """
 
     name: str
     value: str = attrs.field(repr=False)
     permissions: dict
+    expires_at: float | None = None
 
 
 @attrs.frozen
@@ -140,7 +145,7 @@ _BUCKET_SETTINGS: Mapping[str, tuple[str, Callable[[str], object]]] = {
     "MAX_BLOCK_RECORDS": ("max_block_records", parse_whole_number),
 }
 
-_TOKEN_SUFFIXES = ("VALUE", "FULL_ACCESS", "READ", "WRITE")
+_TOKEN_SUFFIXES = ("VALUE", "FULL_ACCESS", "READ", "WRITE", "EXPIRES_AT")
 _REPLICATION_SUFFIXES = (
     "SRC_BUCKET", "DST_BUCKET", "DST_HOST", "DST_TOKEN", "ENTRIES", "EACH_N", "EACH_S", "WHEN",
     "MODE",
@@ -258,8 +263,15 @@ def _token(env: _Reader, rid: str, name: str) -> ProvisionedToken | None:
             elif item and item not in items:
                 items.append(item)
         permissions[key] = items
+    expires_at = None
+    raw = env.get(prefix + "EXPIRES_AT")
+    if raw is not None:
+        try:
+            expires_at = parse_rfc3339(raw)
+        except ValueError:
+            env.ignore(prefix + "EXPIRES_AT", raw, "not an RFC 3339 time with an offset; no expiry")
     # Surrounding white space could never match: HTTP trims header values.
-    return ProvisionedToken(name, value.strip(), permissions)
+    return ProvisionedToken(name, value.strip(), permissions, expires_at)
 
 
 def _positive_seconds(text: str) -> float:

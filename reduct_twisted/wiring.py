@@ -36,6 +36,7 @@ from twisted.logger import Logger
 from reduct_twisted.auth.policy import OpenAccess, TokenAccess
 from reduct_twisted.config import Config
 from reduct_twisted.errors import ReductError
+from reduct_twisted.http import clientip
 from reduct_twisted.http.api import ReductAPI
 from reduct_twisted.http.batch import BatchLimits
 from reduct_twisted.http.site import make_site
@@ -107,7 +108,7 @@ def assemble(
     provisioning = provisioning or Provisioning(buckets=[], tokens=[])
     events = make_events(config, engine, reactor)
     provision_buckets(engine, provisioning.buckets)
-    auth = make_auth(config, reactor, threadpool, provisioning.tokens)
+    auth = make_auth(config, reactor, threadpool, provisioning.tokens, events)
     replications = make_replications(engine, config, reactor, threadpool)
     replications.provision(provisioning.replications)
     syncer = make_group_sync(config, engine, replications, reactor, threadpool)
@@ -140,10 +141,12 @@ def provision_buckets(engine: Any, buckets: list) -> None:
             log.info("Provisioned bucket {name}", name=bucket.name)
 
 
-def make_auth(config: Config, reactor: Any, threadpool: Any, tokens: Any = ()) -> Any:
+def make_auth(config: Config, reactor: Any, threadpool: Any, tokens: Any = (), events: Any = None) -> Any:
     """
     ``OpenAccess`` without ``RS_API_TOKEN``; otherwise ``TokenAccess`` over
-    the data directory's token file, written in ``threadpool``.
+    the data directory's token file, written in ``threadpool``, finding a
+    request's client address with ``http.clientip`` and a token's last
+    access in ``events`` (``ISystemEvents``; none known without).
     """
     if not config.api_token:
         if tokens:
@@ -158,6 +161,8 @@ def make_auth(config: Config, reactor: Any, threadpool: Any, tokens: Any = ()) -
         config.api_token,
         tokens,
         run_in_thread=partial(deferToThreadPool, reactor, threadpool),
+        client_ip=clientip.client_ip,
+        last_access=events.last_access if events is not None else None,
     )
 
 

@@ -16,17 +16,29 @@ Looking a value up must be cheap (every request does it), so:
 * a value that matched is remembered under ``sha256(value)`` (never under
   the value itself) until the tokens next change.
 
-Tokens made through the API are kept in ``<data_path>/.auth.json``::
+Tokens are kept in ``<data_path>/.auth.json``::
 
-    {"format": 1,
+    {"format": 2,
      "tokens": [{"name": "t", "salt": "<32 hex>", "hash": "<64 hex>",
                  "created_at": "2025-01-02T03:04:05.000000Z",
-                 "permissions": {"full_access": false, "read": ["b*"], "write": []}},
+                 "permissions": {"full_access": false, "read": ["b*"], "write": []},
+                 "expires_at": 1767225600.0, "ttl": 3600,
+                 "ip_allowlist": ["10.0.0.0/8"], "provisioned": false,
+                 "free_form": false},
                 ...]}
 
+(``expires_at`` in seconds since the epoch or ``null``, ``ttl`` in seconds
+or ``null``, ``free_form``: the secret came from the environment, so it is
+not ``<name>-<hex>`` and every lookup tries it.)  A format 1 file (the same
+without the last five keys, from before API 1.19) is read as it is and written as format 2 at the first
+change.
+
 Provisioned tokens (``init-token`` from ``RS_API_TOKEN``, ``RS_TOKEN_<ID>_*``)
-come from the environment on every start and live in memory only.  One of
-them hides a stored token of the same name, which stays in the file.
+come from the environment on every start.  ``init-token`` lives in memory
+only; the ``RS_TOKEN_*`` ones are also written to the file, marked
+``provisioned``, over a stored token of the same name (as upstream), so
+that a token dropped from the configuration stays, as an ordinary token, at
+the next start (:meth:`TokenStore.finish_provisioning`).
 
 Every change builds the new file contents first and hands them to the
 ``persist`` callable; the change takes effect only if that call returns.  The
@@ -37,7 +49,6 @@ layer answers a change once it is on disk); its failure is logged.
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import secrets
@@ -48,14 +59,16 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from reduct_twisted.auth.model import Permissions, StoredToken, check_token_name, iso_timestamp
-from reduct_twisted.errors import Conflict, InsufficientStorage, NotFound
+from reduct_twisted.auth.terms import CreateRequest, TokenTerms
+from reduct_twisted.errors import Conflict, InsufficientStorage, NotFound, UnprocessableEntity
 from reduct_twisted.persist import remove_temporaries, write_atomically
 # AUTH_FILE: the token file below ``data_path`` (named with the other
 # names of the data directory in storage/disk/layout.py).
 from reduct_twisted.storage.disk.layout import AUTH_FILE  # noqa: F401
 
-#: Version of the token file layout.
-AUTH_FORMAT = 1
+#: Version of the token file layout written; :data:`READ_FORMATS` are read.
+AUTH_FORMAT = 2
+READ_FORMATS = (1, 2)
 
 log = Logger()
 
@@ -91,7 +104,7 @@ class TokenStore:
 
     :param path: the token file (normally ``<data_path>/.auth.json``); read
         now, a missing file meaning no tokens.
-    :param clock: provides ``seconds()`` for ``created_at``.
+    :param clock: provides ``seconds()`` for ``created_at`` and expiry.
     :param persist: ``persist(data: bytes)`` stores the new file contents
         after each change; may return a Deferred.  By default the file is
         written synchronously with :func:`write_atomically`.
@@ -109,6 +122,9 @@ class TokenStore:
         self._verified: dict = {}
         self._decoy = StoredToken.new("", secrets.token_hex(16), "", Permissions())
         self._last_save: Optional[_Save] = None
+        #: ``last_access(name)``: the token's last access in microseconds,
+        #: or None (``ISystemEvents.last_access``); the policy sets it.
+        self.last_access: Callable[[str], Optional[int]] = lambda name: None
         self._refresh()
         remove_temporaries(path)
 
@@ -127,8 +143,9 @@ class TokenStore:
             raise TokenStoreError(f"Cannot read token file '{self.path}': {e.strerror or e}") from None
         try:
             document = json.loads(raw)
-            if not isinstance(document, dict) or document.get("format") != AUTH_FORMAT:
-                raise ValueError(f"not a format {AUTH_FORMAT} token file")
+            version = document.get("format") if isinstance(document, dict) else None
+            if type(version) is not int or version not in READ_FORMATS:
+                raise ValueError(f"not a format {' or '.join(map(str, READ_FORMATS))} token file")
             items = document.get("tokens")
             if not isinstance(items, list):
                 raise ValueError("no token list")
@@ -176,12 +193,29 @@ class TokenStore:
                 found = token
         return found if found is not self._decoy else None
 
+    def last_access_seconds(self, name: str) -> Optional[float]:
+        """:return: the last access of token ``name`` in seconds, or None."""
+        micros = self.last_access(name)
+        return micros / 1_000_000 if micros is not None else None
+
+    def is_expired(self, token: StoredToken) -> bool:
+        """Whether ``token`` has expired now (spec 1.20 §4.3 rule 1)."""
+        terms = token.terms
+        if terms.expires_at is None and terms.ttl is None:
+            return False
+        last = self.last_access_seconds(token.name) if terms.ttl is not None else None
+        return token.is_expired(self._clock.seconds(), last)
+
+    def describe(self, token: StoredToken) -> dict:
+        """:return: the whole token object of ``token`` (spec 1.20 §4.1), a new dict."""
+        return token.describe(self._clock.seconds(), self.last_access_seconds(token.name))
+
     def get(self, name: str) -> dict:
         """
-        :return: the token object of ``GET /tokens/<name>`` (a copy).
+        :return: the token object of ``GET /tokens/<name>`` (a new dict).
         :raises NotFound: there is no such token.
         """
-        return copy.deepcopy(self._get(name).public)
+        return self.describe(self._get(name))
 
     def _get(self, name: str) -> StoredToken:
         token = self._tokens.get(name)
@@ -195,8 +229,8 @@ class TokenStore:
         return token.link_key if token is not None else None
 
     def list(self) -> list:
-        """:return: every token object (copies), sorted by name."""
-        return [copy.deepcopy(self._tokens[name].public) for name in sorted(self._tokens)]
+        """:return: every token object (new dicts), sorted by name."""
+        return [self.describe(self._tokens[name]) for name in sorted(self._tokens)]
 
     # -- changes -----------------------------------------------------------------
 
@@ -205,22 +239,51 @@ class TokenStore:
         Make a token with a new random secret and keep it.
 
         :param name: the token name.
-        :param body: the decoded JSON body (see :meth:`Permissions.from_json`).
+        :param body: a :class:`CreateRequest`, or the decoded JSON body
+            (parsed with :meth:`CreateRequest.parse`).
         :return: ``{"value": <secret>, "created_at": ...}``, the only time
             the secret is shown.
-        :raises UnprocessableEntity: bad name or permissions.
+        :raises UnprocessableEntity: bad body, name, permissions, ``ttl``
+            or ``expires_at`` (in this order after the name is checked
+            free, spec 1.20 §4.2).
         :raises Conflict: the name is taken.
         """
+        request = body if isinstance(body, CreateRequest) else CreateRequest.parse(body)
         check_token_name(name)
         if name in self._tokens:
             raise Conflict(f"Token '{name}' already exists")
-        if isinstance(body, dict) and "permissions" in body:
-            body = body["permissions"]  # the nested body of API 1.19+ (spec 1.20 §4.2)
-        permissions = Permissions.from_json(body)
+        permissions = Permissions.from_json(request.permissions)
+        now = self._clock.seconds()
+        request.check(now)
         value = f"{name}-{secrets.token_hex(16)}"
-        token = StoredToken.new(name, value, iso_timestamp(self._clock.seconds()), permissions)
+        token = StoredToken.new(name, value, iso_timestamp(now), permissions, terms=request.terms())
         self._commit({**self._stored, name: token})
         return {"value": value, "created_at": token.created_at}
+
+    def rotate(self, name: str, protected: tuple = ()) -> dict:
+        """
+        Give token ``name`` a new random secret (spec 1.20 §4.5): the old
+        one stops working at once, ``created_at`` becomes now (restarting
+        the inactivity clock).
+
+        :param protected: names that cannot be rotated (``init-token``).
+        :return: ``{"value": <new secret>, "created_at": ...}``.
+        :raises Conflict: ``name`` is protected or provisioned.
+        :raises NotFound: there is no such token.
+        :raises UnprocessableEntity: its ``expires_at`` has passed.
+        """
+        if name in protected:
+            raise Conflict("Can't rotate init token")
+        token = self._get(name)
+        if token.provisioned:
+            raise Conflict(f"Can't rotate provisioned token '{name}'")
+        now = self._clock.seconds()
+        if token.terms.expires_at is not None and now >= token.terms.expires_at:
+            raise UnprocessableEntity(f"Can't rotate expired token '{name}'")
+        value = f"{name}-{secrets.token_hex(16)}"
+        rotated = StoredToken.new(name, value, iso_timestamp(now), token.permissions, terms=token.terms)
+        self._commit({**self._stored, name: rotated})
+        return {"value": value, "created_at": rotated.created_at}
 
     def remove(self, name: str) -> None:
         """
@@ -256,15 +319,19 @@ class TokenStore:
             self._provisioned = provisioned
             self._refresh()
 
-    def provision(self, name: str, value: str, permissions: Optional[dict] = None) -> bool:
+    def provision(
+        self, name: str, value: str, permissions: Optional[dict] = None, expires_at: Optional[float] = None,
+    ) -> bool:
         """
-        Install a token from the environment, in memory only, marked
-        ``is_provisioned`` and hiding a stored token of the same name.
+        Install a token from the environment, marked ``is_provisioned`` and
+        hiding a stored token of the same name (until
+        :meth:`finish_provisioning` writes it over that one).
 
         :param name: the token name.
         :param value: its secret; an empty one means "no token".
         :param permissions: ``{"full_access": bool, "read": [...],
             "write": [...]}``, every key optional.
+        :param expires_at: ``RS_TOKEN_<ID>_EXPIRES_AT`` in seconds, or None.
         :return: whether the token was installed.
         :raises UnprocessableEntity: bad name or permissions.
         """
@@ -273,11 +340,36 @@ class TokenStore:
         if not value:
             log.warn("Token '{name}' is not provisioned: its value is empty", name=name)
             return False
-        token = StoredToken.new(name, value, iso_timestamp(self._clock.seconds()), parsed, provisioned=True)
+        token = StoredToken.new(
+            name, value, iso_timestamp(self._clock.seconds()), parsed, provisioned=True,
+            terms=TokenTerms(expires_at=expires_at),
+        )
         self._provisioned = {**self._provisioned, name: token}
         self._refresh()
         log.info("Provisioned token '{name}'", name=name)
         return True
+
+    def finish_provisioning(self, memory_only: tuple = ()) -> None:
+        """
+        After every :meth:`provision` of a start: write the provisioned
+        tokens (but ``memory_only``) to the file, over stored tokens of the
+        same name, and unmark the stored tokens marked provisioned that the
+        configuration no longer has: they stay as ordinary tokens (spec
+        1.20 §4.7).  Writes only if that changes the file.
+        """
+        stored = dict(self._stored)
+        for name, token in stored.items():
+            if token.provisioned and name not in self._provisioned:
+                stored[name] = token.with_provisioned(False)
+                log.info("Token '{name}' is no longer provisioned", name=name)
+        for name, token in self._provisioned.items():
+            if name not in memory_only:
+                stored[name] = token
+        changed = set(stored) != set(self._stored) or any(
+            not stored[n].same_as(self._stored[n]) for n in stored
+        )
+        if changed:
+            self._commit(stored)
 
     def _commit(self, stored: dict) -> None:
         """Persist the new stored tokens, then use them."""
@@ -288,7 +380,8 @@ class TokenStore:
 
     def _refresh(self) -> None:
         self._tokens = {**self._stored, **self._provisioned}
-        self._provisioned_tokens = tuple(self._provisioned.values())
+        # Every token whose secret may be any text (provisioned now or before).
+        self._provisioned_tokens = tuple(t for t in self._tokens.values() if t.free_form)
         self._verified.clear()
 
     # -- writing -----------------------------------------------------------------

@@ -72,10 +72,12 @@ ROUTES = (
     # AUTHENTICATED, and the answer is the token: checked in the handler
     ("/me", ["GET"], server.me, V1, IN_HANDLER),
     ("/auth/refresh", ["POST"], server.refresh, V0, AUTHENTICATED),
+    # tokens (spec §2.4; v2 bodies and rotation: spec 1.20 §4, issue #15)
     ("/tokens", ["GET"], server.list_tokens, V1, FULL),
-    ("/tokens/<name>", ["POST"], server.create_token, V1, FULL_JSON),
+    ("/tokens/<name>", ["POST"], server.create_token, V1, FULL.body_first(server.token_body)),
     ("/tokens/<name>", ["GET"], server.get_token, V1, FULL),
     ("/tokens/<name>", ["DELETE"], server.remove_token, V1, FULL),
+    ("/tokens/<name>/rotate", ["POST"], server.rotate_token, V1, FULL),
     # the I/O API, batch protocol v2 (spec 1.20 §1)
     ("/io/<bucket>/write", ["POST"], io.io_write, V1, WRITE_STREAMED),
     # body first, then QUERY needs READ, REMOVE WRITE: checked in the handler

@@ -90,7 +90,7 @@ class Permission:
         :raises Unauthorized: no bearer token, or an unknown one.
         :raises Forbidden: the token lacks the permission.
         """
-        return api.auth.check(request.getHeader(_AUTHORIZATION), self.policy, bucket)
+        return api.auth.check(request.getHeader(_AUTHORIZATION), self.policy, bucket, request)
 
 
 #: No check at all.
@@ -118,7 +118,7 @@ def authorize(api, request, policy: Policy, bucket: Optional[str] = None) -> dic
     :raises Unauthorized: no bearer token, or an unknown one.
     :raises Forbidden: the token lacks the permission.
     """
-    return api.auth.check(request.getHeader(_AUTHORIZATION), policy, bucket)
+    return api.auth.check(request.getHeader(_AUTHORIZATION), policy, bucket, request)
 
 
 def route_arguments(handler) -> tuple:

@@ -8,9 +8,10 @@ themselves: they need the caller's token object.
 """
 
 from reduct_twisted.auth.policy import Policy
-from reduct_twisted.errors import ServiceUnavailable
+from reduct_twisted.auth.terms import INVALID_BODY, CreateRequest
+from reduct_twisted.errors import ServiceUnavailable, UnprocessableEntity
 from reduct_twisted.http.authz import authorize
-from reduct_twisted.http.headers import respond_empty, respond_json
+from reduct_twisted.http.headers import parse_json_body, respond_empty, respond_json
 
 
 def info(api, request):
@@ -40,7 +41,8 @@ def ready(api, request):
 
 
 def me(api, request):
-    return respond_json(request, authorize(api, request, Policy.AUTHENTICATED))
+    token = authorize(api, request, Policy.AUTHENTICATED)
+    return respond_json(request, api.auth.describe(token))
 
 
 def refresh(api, request):
@@ -61,9 +63,28 @@ def list_tokens(api, request):
     return respond_json(request, {"tokens": api.auth.list_tokens()})
 
 
+def token_body(request) -> CreateRequest:
+    """
+    The body of ``POST /tokens/<name>``, read before the token is checked:
+    the nested or the flat shape (spec 1.20 §4.2); anything else, unparsable
+    JSON included, is ``422 "Invalid body"``.  An empty body is ``{}``.
+    """
+    try:
+        body = parse_json_body(request.content.getvalue())
+    except UnprocessableEntity:
+        raise UnprocessableEntity(INVALID_BODY) from None
+    return CreateRequest.parse(body)
+
+
 def create_token(api, request, name, body):
     created = api.auth.create_token(name, body)
     return api.when_saved(respond_json, request, created)
+
+
+def rotate_token(api, request, name):
+    """``POST /tokens/<name>/rotate`` (spec 1.20 §4.5); the body is ignored."""
+    rotated = api.auth.rotate_token(name)
+    return api.when_saved(respond_json, request, rotated)
 
 
 def get_token(api, request, name):

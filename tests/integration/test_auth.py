@@ -331,6 +331,12 @@ async def test_token_api(tmp_path):
             "created_at": created["created_at"],
             "permissions": {"full_access": False, "read": ["b1"], "write": []},
             "is_provisioned": False,
+            # API 1.19 fields (spec 1.20 §4.1, §10.5: the 1.20 object wins)
+            "expires_at": None,
+            "ttl": None,
+            "last_access": None,
+            "ip_allowlist": [],
+            "is_expired": False,
         }
         listed = (await json_of(server, "GET", "/tokens"))["tokens"]
         assert [t["name"] for t in listed] == ["init-token", "token-1"]
@@ -552,6 +558,12 @@ async def test_provisioned_buckets_and_tokens(tmp_path):
             "created_at": me["created_at"],
             "permissions": {"full_access": False, "read": ["prov", "other"], "write": []},
             "is_provisioned": True,
+            # API 1.19 fields (spec 1.20 §4.7, §10.5: the 1.20 object wins)
+            "expires_at": None,
+            "ttl": None,
+            "last_access": None,
+            "ip_allowlist": [],
+            "is_expired": False,
         }
         names = [t["name"] for t in (await json_of(server, "GET", "/tokens"))["tokens"]]
         assert names == ["init-token", "prov-reader"]

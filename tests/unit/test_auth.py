@@ -130,6 +130,11 @@ def test_init_token(access, clock):
         "created_at": iso_timestamp(clock.seconds()),
         "permissions": {"full_access": True, "read": [], "write": []},
         "is_provisioned": True,
+        "expires_at": None,
+        "ttl": None,
+        "last_access": None,
+        "ip_allowlist": [],
+        "is_expired": False,
     }
     for policy in (Policy.FULL_ACCESS, Policy.READ, Policy.WRITE):
         assert access.check(INIT, policy, "any") is me

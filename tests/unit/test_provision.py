@@ -515,3 +515,22 @@ def test_replication_bad_name_and_duplicates(log_events):
                    RS_REPLICATION_B_DST_HOST="http://h", RS_REPLICATION_C_NAME="a/b")
     assert _replications(environ)["to-central"]["src_bucket"] == "other"
     assert len(_warnings(log_events)) == 2
+
+
+def test_token_expires_at(log_events):
+    """RS_TOKEN_<ID>_EXPIRES_AT (API 1.19): an RFC 3339 time with an offset."""
+    environ = {"RS_TOKEN_A_NAME": "t", "RS_TOKEN_A_VALUE": "v",
+               "RS_TOKEN_A_EXPIRES_AT": "2030-01-01T01:00:00+01:00"}
+    assert _tokens(environ)["t"].expires_at == 1893456000
+    assert _warnings(log_events) == []
+    assert _tokens({"RS_TOKEN_A_NAME": "t", "RS_TOKEN_A_VALUE": "v"})["t"].expires_at is None
+
+
+@pytest.mark.parametrize("raw", ["2030-01-01T00:00:00", "tomorrow", "2030-13-01T00:00:00Z"])
+def test_invalid_token_expires_at_ignored(log_events, raw):
+    """An invalid expiry is ignored with a warning; the token is still provisioned, without expiry."""
+    environ = {"RS_TOKEN_A_NAME": "t", "RS_TOKEN_A_VALUE": "v", "RS_TOKEN_A_EXPIRES_AT": raw}
+    token = _tokens(environ)["t"]
+    assert (token.value, token.expires_at) == ("v", None)
+    [warning] = _warnings(log_events)
+    assert warning.startswith(f"Ignoring RS_TOKEN_A_EXPIRES_AT={raw!r}: ")

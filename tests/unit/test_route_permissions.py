@@ -123,7 +123,7 @@ class _Auth:
         self.log = log
         self.refuse = refuse
 
-    def check(self, authorization, policy, bucket=None):
+    def check(self, authorization, policy, bucket=None, request=None):
         self.log.append(("check", policy, bucket))
         if self.refuse:
             raise Forbidden("no")
