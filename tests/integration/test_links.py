@@ -364,7 +364,8 @@ async def test_tokens(tmp_path):
     With authentication: create needs a token (401 texts) with Read on the
     bucket (the 403 text of the v1.20.11 suite); the link is downloaded
     without any token and names its issuer in ``i``; another token's name
-    in ``i`` fails the signature; deleting the issuing token ends it
+    in ``i`` fails the signature; rotating the issuing token ends its links
+    (``422 "Failed to decrypt query: …"``); deleting it ends them
     (``404 "Token '<i>' doesn't exist"``), re-creating a token of the same
     name does not revive it (``422 "Failed to decrypt query: …"``).
     """
@@ -402,6 +403,17 @@ async def test_tokens(tmp_path):
         resp, _ = await fetch(server, with_params(link, i="init-token"))
         assert resp.code == 422
         assert header(resp, "x-reduct-error").startswith("Failed to decrypt query: ")
+        # Rotated (spec 1.20 §4.5): links made before stop working, new ones work.
+        rotated = await create(server, "f.bin", headers=bearer(reader), record_entry="test",
+                               record_timestamp=19999)
+        reader = json.loads(await ok(await call(server, "POST", "/tokens/reader/rotate",
+                                                headers=admin)))["value"]
+        resp, _ = await fetch(server, rotated)
+        assert resp.code == 422
+        assert header(resp, "x-reduct-error").startswith("Failed to decrypt query: ")
+        link = await create(server, "f.bin", headers=bearer(reader), record_entry="test",
+                            record_timestamp=19999)
+        assert (await fetch(server, link))[1] == b"Hello, World!"
         # Deleted: 404; re-created under the same name: the old link stays dead.
         await ok(await call(server, "DELETE", "/tokens/reader", headers=admin))
         resp, _ = await fetch(server, link)
