@@ -383,9 +383,8 @@ class IStorageEngine(Interface):
 
     def create_multi_query(bucket, entries=None, **options):
         """
-        Create a query over the entries of ``bucket`` that ``entries``
-        selects (spec 1.20 §1.4; ``None``: all but ``$meta``), with the
-        options of :meth:`create_query`.
+        Create a query over the entries of ``bucket`` that ``entries`` selects
+        (spec 1.20 §1.4; ``None``: all but ``$meta``), options as :meth:`create_query`.
 
         :return: the query id (from the same counter, in a table of its own).
         :raises NotFound: no such bucket.
@@ -398,6 +397,9 @@ class IStorageEngine(Interface):
             order; ``None``; ``PENDING``; ``HELD`` (``accept`` refused).
         :raises NotFound: no such bucket or multi-entry query.
         """
+
+    def discard_multi_query(qid):
+        """Drop multi-entry query ``qid`` now, if it is still there (a query link's lookup)."""
 
     def multi_options(bucket, qid):
         """

@@ -16,7 +16,8 @@ assembly.  Each step is one named function below:
    replications; :func:`make_lifecycle_policies`: the lifecycle policies
    (a service too) with the ``RS_LIFECYCLE_*`` ones;
 6. :func:`make_group_sync`: the group sync of sync policy ``always``, or none;
-7. :func:`make_api`: the ``ReductAPI`` over all of the above;
+7. :func:`make_links`: the query links' signing key and public URL, and
+   :func:`make_api`: the ``ReductAPI`` over all of the above;
 8. :func:`make_site`: the ``Site`` serving it; a stopping daemon's drain
    ends the continuous queries.
 
@@ -43,6 +44,7 @@ from reduct_twisted.http.site import make_site
 from reduct_twisted.http.streaming import ReductSite
 from reduct_twisted.http.writers import WriterSlots
 from reduct_twisted.lifecycle import LifecycleManager, make_lifecycles
+from reduct_twisted.links import LinkCodec, Links, load_or_create_key
 from reduct_twisted.provision import Provisioning
 from reduct_twisted.replication import ReplicationManager, make_replications
 from reduct_twisted.sync import GroupSync
@@ -54,6 +56,7 @@ __all__ = [
     "make_api",
     "make_auth",
     "make_group_sync",
+    "make_links",
     "provision_buckets",
 ]
 
@@ -116,7 +119,7 @@ def assemble(
     syncer = make_group_sync(config, engine, replications, reactor, threadpool)
     lifecycles = make_lifecycle_policies(engine, reactor, threadpool, events, provisioning)
     api = make_api(config, engine, auth, replications, syncer, reactor, threadpool, events,
-                   lifecycles=lifecycles)
+                   lifecycles=lifecycles, links=make_links(config))
     site = make_site(api, config, reactor)
     # A stopping daemon answers the batched reads waiting for new records.
     site.drain.on_start.append(engine.end_continuous_queries)
@@ -205,6 +208,40 @@ def _take_dirty(engine: Any, replications: ReplicationManager) -> tuple:
     return files | more_files, directories | more_directories
 
 
+#: Characters a configured link signing key has at least.
+MIN_LINK_KEY = 32
+
+
+def make_links(config: Config) -> Links:
+    """
+    The query links' codec and public URL: the key is ``link_signing_key``
+    or the data directory's ``.link-key`` (made at the first start, before
+    the reactor runs); the URL is ``public_url`` or derived from ``host``,
+    ``port``, TLS and ``api_base_path`` (spec §9 ``RS_PUBLIC_URL``).
+
+    :raises ValueError: the configured key is too short (the message does
+        not show it).
+    :raises reduct_twisted.links.key.LinkKeyError: the key file is not ours.
+    """
+    if config.link_signing_key:
+        if len(config.link_signing_key) < MIN_LINK_KEY:
+            raise ValueError(f"RS_LINK_SIGNING_KEY (link_signing_key) must have at least "
+                             f"{MIN_LINK_KEY} characters")
+        key = config.link_signing_key.encode("utf-8")
+    else:
+        key = load_or_create_key(config.data_path)
+    public_url = config.public_url
+    if public_url is None:
+        scheme = "https" if config.tls else "http"
+        host = f"[{config.host}]" if ":" in config.host else config.host
+        default_port = 443 if config.tls else 80
+        port = "" if config.port == default_port else f":{config.port}"
+        public_url = f"{scheme}://{host}{port}{config.api_base_path}"
+    elif not public_url.endswith("/"):
+        public_url += "/"
+    return Links(LinkCodec(key), public_url)
+
+
 def make_api(
     config: Config,
     engine: Any,
@@ -215,6 +252,7 @@ def make_api(
     threadpool: Any,
     events: Any = None,
     lifecycles: LifecycleManager | None = None,
+    links: Links | None = None,
 ) -> ReductAPI:
     """The ``ReductAPI`` over the parts built before it, limits from ``config``."""
     return ReductAPI(
@@ -229,4 +267,5 @@ def make_api(
         writers=WriterSlots.from_config(config, reactor),
         events=events,
         lifecycles=lifecycles,
+        links=links,
     )

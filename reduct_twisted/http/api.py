@@ -23,6 +23,7 @@ from reduct_twisted.errors import ReductError
 from reduct_twisted.http import (
     io,
     io_read,
+    links,
     routes_buckets as buckets,
     routes_entries as entries,
     routes_lifecycles as lifecycles,
@@ -132,6 +133,11 @@ ROUTES = (
     ("/lifecycles/<name>", ["DELETE"], lifecycles.remove_lifecycle, V1, FULL),
     ("/lifecycles/<name>/mode", ["PATCH"], lifecycles.set_lifecycle_mode, V1,
      FULL.body_first(lifecycles.mode_body)),
+    # query links (spec 1.20 §6.1, §6.2; http/links.py)
+    # body first, then READ on the body's bucket: checked in the handler
+    ("/links<link_path:file_name>", ["POST"], links.create_link, V1, IN_HANDLER),
+    # anonymous: the link's own token is checked by the handler (not the caller)
+    ("/links<link_path:file_name>", ["GET", "HEAD"], links.read_link, V1, OPEN),
 )
 
 
@@ -144,6 +150,24 @@ class EntryPathConverter(PathConverter):
 
     regex = ".+?"
     part_isolating = False  # spans segments (werkzeug guesses from "/" in the regex)
+
+
+class LinkPathConverter(PathConverter):
+    """
+    A query link's file name (spec 1.20 §6.1): ``/`` and the rest of the
+    path, slashes included, or nothing (upstream's catch-all also takes
+    ``POST /api/v1/links``, which its v1.20.11 suite uses); the value is
+    the name without its leading ``/``.
+    """
+
+    regex = "(?:/.*)?"
+    part_isolating = False
+
+    def to_python(self, value: str) -> str:
+        return value[1:]
+
+    def to_url(self, value: str) -> str:
+        return "/" + super().to_url(value)
 
 
 def add_routes(app: Klein, routes) -> dict:
@@ -196,6 +220,7 @@ class ReductAPI(FastPath):
     :param writers: the ``WriterSlots`` of ``RS_IO_MAX_WRITERS_IN_FLIGHT``
         (``writers.py``), or None for no limit.
     :param lifecycles: the ``LifecycleManager`` behind ``/api/v1/lifecycles``.
+    :param links: the query links' ``reduct_twisted.links.Links``.
     """
 
     app = Klein()
@@ -203,6 +228,7 @@ class ReductAPI(FastPath):
     # redirect or miss (spec 1.20 §2.1).
     app.url_map.merge_slashes = False
     app.url_map.converters["entry_path"] = EntryPathConverter
+    app.url_map.converters["link_path"] = LinkPathConverter
     install_error_handlers(app)
     #: ``{endpoint: handler behind its permission}``, as registered.
     endpoints = add_routes(app, ROUTES)
@@ -213,10 +239,12 @@ class ReductAPI(FastPath):
     def __init__(
         self, engine, auth, reactor, threadpool, base_path: str = "/", syncer=None,
         batch_limits: BatchLimits = BatchLimits(),
-        replications=None, writers=None, events=None, lifecycles=None,
+        replications=None, writers=None, events=None, lifecycles=None, links=None,
     ) -> None:
         self.engine = engine
         self.lifecycles = lifecycles
+        #: The query links' ``links.Links`` (codec and public URL), or None.
+        self.links = links
         self.events = events if events is not None else NullSystemEvents()
         self.writers = writers
         self.batch_limits = batch_limits

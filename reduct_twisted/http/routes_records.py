@@ -162,15 +162,24 @@ def _answer_query_read(view, api, request, entry):
 
 def _answer_record(api, request, view, last: bytes, entry: str):
     # x-reduct-last: dropped upstream in 1.16, still read by old clients
-    # (spec 1.20 §10.3); x-reduct-entry: the raw name (§5.7).
-    record = view.record
+    # (spec 1.20 §10.3).
+    record_headers(request, view.record, entry)
+    request.setHeader(b"x-reduct-last", last)
+    request.setHeader(b"content-disposition", b"attachment")
+    return send_record(request, view, api.engine)
+
+
+def record_headers(request, record, entry: str) -> None:
+    """
+    The headers of a single-record answer (a read, a query link's download):
+    type, length, time, ``x-reduct-entry`` (the raw name, spec 1.20 §5.7)
+    and labels.
+    """
     set_header = request.setHeader
     set_header(b"content-type", record.content_type.encode("utf-8"))
     set_header(b"content-length", b"%d" % record.size)
     set_header(b"x-reduct-time", b"%d" % record.ts)
-    set_header(b"x-reduct-last", last)
     set_header(b"x-reduct-entry", entry.encode("utf-8"))
-    set_header(b"content-disposition", b"attachment")
     for name, value in record.labels.items():
         try:
             set_header(b"x-reduct-label-" + name.encode("utf-8"), value.encode("utf-8"))
@@ -179,7 +188,6 @@ def _answer_record(api, request, view, last: bytes, entry: str):
             # it shows in batched reads and queries, whose headers carry
             # labels in their values.
             pass
-    return send_record(request, view, api.engine)
 
 
 # -- batches (spec §3.3, §3.4) ---------------------------------------------------------

@@ -174,6 +174,29 @@ class ContentReader:
         ranges.append((data_file, offset, size))
         self.size += size
 
+    def narrow(self, offset: int, length: int) -> None:
+        """
+        Keep only the bytes ``[offset, offset + length)`` of the contents
+        read back to back (an HTTP ``Range``); the files stay open.
+
+        :raises ValueError: the span is not inside the contents.
+        """
+        if offset < 0 or length < 0 or offset + length > self.size:
+            raise ValueError(f"bytes {offset}+{length} are not within {self.size}")
+        kept, skip = [], offset
+        for data_file, start, size in self.ranges:
+            if skip >= size:
+                skip -= size
+                continue
+            take = min(size - skip, length)
+            if take <= 0:
+                break
+            kept.append((data_file, start + skip, take))
+            length -= take
+            skip = 0
+        self.ranges = kept
+        self.size = sum(r[2] for r in kept)
+
     @property
     def file_count(self) -> int:
         """How many data files this reader holds open."""

@@ -265,6 +265,10 @@ class MultiRegistry:
             del self._live[qid]
         return result
 
+    def discard(self, qid: int) -> None:
+        """Drop query ``qid`` now, if it is still there."""
+        self._live.pop(qid, None)
+
     def expire(self, now: float) -> int:
         """Drop every expired query (and those of removed buckets); :return: how many."""
         gone = [qid for qid, q in self._live.items() if q.expired(now) or q.bucket.removed]
@@ -347,6 +351,10 @@ class MultiMethods:
         if select is not None:
             view.record.labels = {k: v for k, v in view.record.labels.items() if k in select}
         return name, view
+
+    def discard_multi_query(self, qid: int) -> None:
+        """Drop multi-entry query ``qid`` before its end or TTL (a query link's lookup)."""
+        self._multi.discard(qid)
 
     def multi_options(self, bucket: str, qid: int):
         """

@@ -94,7 +94,8 @@ def stray_files(data_path) -> list:
         depth = 0 if rel == "." else rel.count(os.sep) + 1
         for name in filenames:
             path = os.path.normpath(os.path.join(rel, name))
-            if depth == 0 and name in (".running", ".reduct-twisted"):  # run, format markers
+            # run and format markers, the query links' signing key
+            if depth == 0 and name in (".running", ".reduct-twisted", ".link-key"):
                 continue
             if depth == 1 and name in _BUCKET_FILES:
                 continue

@@ -617,6 +617,11 @@ FIRST_START_STATES = {
     "whole marker tmp": {".lock": "", ".reduct-twisted.tmp": MARKER_TEXT},
     "marker, run marker": {".lock": "", ".reduct-twisted": MARKER_TEXT, ".running": "",
                            ".trash/": None},
+    # the query links' key (links/key.py): its tmp file, torn or whole, not yet renamed
+    "torn link key tmp": {".lock": "", ".reduct-twisted": MARKER_TEXT, ".running": "",
+                          ".link-key.tmp": "reduct-twisted link key 1\n0a"},
+    "whole link key tmp": {".lock": "", ".reduct-twisted": MARKER_TEXT, ".running": "",
+                           ".link-key.tmp": "reduct-twisted link key 1\n" + "0a" * 32 + "\n"},
 }
 
 
@@ -639,6 +644,8 @@ def _starts_and_is_marked(data_path, why):
             assert conn.request("POST", "/api/v1/b/b/e?ts=1", b"x").status == 200, why
         assert marker_problem(data_path) is None, why
         assert not (data_path / ".reduct-twisted.tmp").exists(), why
+        assert (data_path / ".link-key").stat().st_mode & 0o777 == 0o600, why
+        assert not (data_path / ".link-key.tmp").exists(), why
         assert daemon.alarms() == [], why
     finally:
         daemon.stop()
@@ -675,6 +682,43 @@ def test_sigkill_during_the_first_start(tmp_path):
         seen[tuple(sorted(os.listdir(data_path))) if data_path.exists() else None] += 1
         _starts_and_is_marked(data_path, f"kill {i}")
     print(f"\nstates left by the kills: {dict(seen)}")
+
+
+# -- the query links' signing key (links/key.py) -----------------------------------------
+
+
+def test_sigkill_keeps_the_link_key(tmp_path):
+    """
+    Links handed out before a SIGKILL still download after the restart: the
+    key file (made at the first start) is whole, unchanged and mode 0600.
+    """
+    data_path = tmp_path / "data"
+    daemon = Twistd(data_path)
+    port = daemon.start()
+    key = (data_path / ".link-key").read_bytes()
+    link_body = json.dumps({"bucket": "b", "entry": "e", "record_entry": "e",
+                            "record_timestamp": 1, "query": {"query_type": "QUERY"},
+                            "expire_at": int(time.time()) + 600,
+                            "base_url": "http://x/"}).encode()
+    with Connection(port) as conn:
+        assert conn.request("POST", "/api/v1/b/b").status == 200
+        assert conn.request("POST", "/api/v1/b/b/e?ts=1", b"kept").status == 200
+        resp = conn.request("POST", "/api/v1/links/f.bin", link_body,
+                            [("Content-Type", "application/json")])
+        assert resp.status == 200, resp.body
+    target = json.loads(resp.body)["link"][len("http://x"):]
+    daemon.kill()
+    daemon = Twistd(data_path)
+    try:
+        port = daemon.start()
+        with Connection(port) as conn:
+            resp = conn.request("GET", target)
+            assert (resp.status, resp.body) == (200, b"kept")
+        assert (data_path / ".link-key").read_bytes() == key
+        assert (data_path / ".link-key").stat().st_mode & 0o777 == 0o600
+        assert daemon.alarms() == []
+    finally:
+        daemon.stop()
 
 
 # -- the replication registry (format 2: modes) ----------------------------------------

@@ -55,6 +55,9 @@ def test_defaults_are_pinned():
         "shutdown_timeout": 10.0,
         "lock_file_timeout": 0.0,
         "table_cache_size": 64 << 20,
+        # query links (config_links.py)
+        "public_url": None,
+        "link_signing_key": None,
     }
 
 
@@ -191,6 +194,11 @@ def precedence_cases(certs):
         "shutdown_timeout": ("3", "0.5", "20", 3.0, 0.5, 20.0),
         "lock_file_timeout": ("0", "2.5", "60", 0.0, 2.5, 60.0),
         "table_cache_size": ("1000", "1 MiB", "8MB", 1000, 1 << 20, 8_000_000),
+        # query links (config_links.py)
+        "public_url": ("http://a.example", "https://b.example:8443/r/", "http://[::1]:1/x",
+                       "http://a.example/", "https://b.example:8443/r/", "http://[::1]:1/x/"),
+        "link_signing_key": ("k" * 32, " " + "e" * 40 + " ", "c" * 33,
+                             "k" * 32, "e" * 40, "c" * 33),
     }
 
 

@@ -8,6 +8,7 @@ import attrs
 import pytest
 from twisted.python import usage
 
+from reduct_twisted import config_links
 from reduct_twisted import config_values as values
 from reduct_twisted.config import (
     ENV_ALIASES,
@@ -65,6 +66,9 @@ ENV_NAMES_BEFORE = {
     "shutdown_timeout": "RS_SHUTDOWN_TIMEOUT",
     "lock_file_timeout": "RS_LOCK_FILE_TIMEOUT",
     "table_cache_size": "RS_TABLE_CACHE_SIZE",
+    # query links (config_links.py)
+    "public_url": "RS_PUBLIC_URL",
+    "link_signing_key": "RS_LINK_SIGNING_KEY",
 }
 
 PARSERS_BEFORE = {
@@ -96,6 +100,9 @@ PARSERS_BEFORE = {
     "shutdown_timeout": values._seconds,
     "lock_file_timeout": values._wait_seconds,
     "table_cache_size": values._bytes,
+    # query links (config_links.py)
+    "public_url": config_links._public_url,
+    "link_signing_key": config_links._signing_key,
 }
 
 
@@ -113,17 +120,17 @@ def test_tables_derived_from_one_declaration(field):
 def test_tables_have_every_field_once():
     """FIELDS is Config's fields in order; every table has exactly those keys."""
     assert FIELDS == tuple(f.name for f in attrs.fields(Config))
-    assert len(set(FIELDS)) == len(FIELDS) == 28
+    assert len(set(FIELDS)) == len(FIELDS) == 30
     assert tuple(SETTINGS) == tuple(ENV_NAMES) == tuple(_PARSERS) == FIELDS
     assert ENV_NAMES == ENV_NAMES_BEFORE
     assert ENV_ALIASES == {"io_batch_records_timeout": "RS_IO_BATCH_RECORDS_TIMEOUT_S"}
-    assert len(set(ENV_NAMES.values()) | set(ENV_ALIASES.values())) == 29
+    assert len(set(ENV_NAMES.values()) | set(ENV_ALIASES.values())) == 31
 
 
 def test_only_listen_is_repeated_and_only_api_token_secret():
     """listen takes one item per ini line (and per --listen); api_token is masked."""
     assert [f for f, s in SETTINGS.items() if s.repeated] == ["listen"]
-    assert [f for f, s in SETTINGS.items() if s.secret] == ["api_token"]
+    assert [f for f, s in SETTINGS.items() if s.secret] == ["link_signing_key", "api_token"]
 
 
 def test_config_docstring_lists_every_field():

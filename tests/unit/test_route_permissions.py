@@ -58,12 +58,15 @@ def test_in_handler_routes():
     """The routes that check in the handler are the few whose permission a column cannot say."""
     # remove_entry: a $meta entry is refused before the token (spec 1.20 §3.1).
     assert sorted(row[2].__name__ for row in ROUTES if row[4] is IN_HANDLER) == [
-        "get_bucket", "io_query", "list_buckets", "me", "post_query", "remove_entry",
+        "create_link", "get_bucket", "io_query", "list_buckets", "me", "post_query",
+        "remove_entry",
     ]
     # The PUT of an entry path but a rename: 404 whoever asks, as upstream's
     # router (spec 1.20 §2.2).
+    # A query link's download: anonymous, the link's own token is checked
+    # by the handler (spec 1.20 §6.2).
     assert [row[0] for row in ROUTES if row[4] is OPEN] == [
-        "/alive", "/ready", "/b/<bucket>/<entry_path:entry>"]
+        "/alive", "/ready", "/b/<bucket>/<entry_path:entry>", "/links<link_path:file_name>"]
 
 
 @pytest.mark.parametrize("row", ROUTES, ids=lambda row: f"{row[1]} {row[0]}")

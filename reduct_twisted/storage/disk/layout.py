@@ -61,6 +61,10 @@ REGISTRY_FILE = ".replications.json"
 REPLICATION_LOG_DIR = ".replications"
 #: The lifecycle policies (``reduct_twisted/lifecycle/manager.py``).
 LIFECYCLES_FILE = ".lifecycles"
+#: The query links' signing key and the file a new one is written to
+#: before its rename (``reduct_twisted/links/key.py``).
+LINK_KEY_FILE = ".link-key"
+LINK_KEY_TMP_FILE = LINK_KEY_FILE + ".tmp"
 #: The settings file inside a bucket directory (``bucket.py``).
 SETTINGS_FILE = "settings.json"
 #: Suffix of a file being replaced (written, then renamed over its target).
@@ -70,6 +74,7 @@ TMP_SUFFIX = ".tmp"
 TOP_LEVEL_NAMES = frozenset({
     MARKER_FILE, RUN_MARKER, TRASH_DIR, QUARANTINE_DIR, LOCK_FILE, RESERVE_FILE,
     AUTH_FILE, REGISTRY_FILE, REPLICATION_LOG_DIR, LIFECYCLES_FILE,
+    LINK_KEY_FILE, LINK_KEY_TMP_FILE,
 })
 
 #: The token file and the registry are written to ``<name>.<random>.tmp``.
