@@ -184,6 +184,9 @@ class ReductAPI(FastPath):
         (``writers.py``), or None for no limit.
     """
 
+    #: ``RS_RATE_LIMIT_*`` (``ratelimit.RateLimits``), set by ``wiring.apply_limits``.
+    rate_limits = None
+
     app = Klein()
     # ``a//b`` and ``/a`` are entry names to refuse (422), not paths to
     # redirect or miss (spec 1.20 §2.1).
