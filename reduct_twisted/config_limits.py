@@ -29,6 +29,7 @@ This module depends only on the standard library and attrs.
 from __future__ import annotations
 
 import math
+import os
 import re
 from typing import Any, Mapping
 
@@ -37,7 +38,6 @@ import attrs
 from reduct_twisted.config_setting import Cli, setting
 from reduct_twisted.config_values import (
     _count,
-    _path,
     _seconds,
     _wait_seconds,
     parse_byte_size,
@@ -158,6 +158,13 @@ def _role(raw: Any) -> str:
     return role
 
 
+def _ca_file(raw: Any) -> str:
+    path = str(raw).strip()
+    if not os.path.isfile(path):
+        raise ValueError("is not a file")
+    return path
+
+
 def _failure_action(raw: Any) -> str:
     action = str(raw).strip().lower()
     if action not in ("error", "panic"):
@@ -253,7 +260,7 @@ class LimitsSettings:
                 shown_default="true"),
     )
     replication_ca_path: str | None = setting(
-        None, _path, env="RS_REPLICATION_CA_PATH",
+        None, _ca_file, env="RS_REPLICATION_CA_PATH",
         doc="PEM file of CA certificates replication destinations are verified "
         "against, besides the system's trust store.",
         cli=Cli("PEM CA bundle for replication destinations.", shown_default="none"),

@@ -80,6 +80,7 @@ from reduct_twisted.datadir import DataDirLocked, claim_data_dir
 from reduct_twisted.http.drain import DrainService
 from reduct_twisted.logs import observer_factory_for
 from reduct_twisted.provision import parse_provisioning
+from reduct_twisted.replication.tls import CaFileError
 from reduct_twisted.service import StorageService
 from reduct_twisted.shutdown import DaemonService
 from reduct_twisted.storage.disk.layout import DataDirRefused
@@ -329,7 +330,7 @@ def makeService(
     provisioning = parse_provisioning(options.environ)
     try:
         parts = assemble(storage.engine, config, reactor, storage.threadpool, provisioning)
-    except TokenStoreError as exc:
+    except (TokenStoreError, CaFileError) as exc:
         storage.engine.close()
         raise SystemExit(f"reduct: {exc}")
     parts.replications.setServiceParent(top)

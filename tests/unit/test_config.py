@@ -227,7 +227,10 @@ def precedence_cases(certs):
         "rwlock_failure_action": ("panic", "ERROR", "panic", "panic", "error", "panic"),
         "io_max_readers_in_flight": ("0", "10", "3", 0, 10, 3),
         "replication_verify_ssl": ("no", "1", "false", False, True, False),
-        "replication_ca_path": ("ini.pem", "env.pem", "cli.pem", "ini.pem", "env.pem", "cli.pem"),
+        "replication_ca_path": (
+            certs["cert", "a"], certs["cert", "b"], certs["cert", "c"],
+            certs["cert", "a"], certs["cert", "b"], certs["cert", "c"],
+        ),
     }
 
 

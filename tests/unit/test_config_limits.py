@@ -55,6 +55,7 @@ def test_byte_rate_values(given, expected):
     ("RS_ENGINE_ENABLE_INTEGRITY_CHECKS", "2", "is not a boolean"),
     ("RS_LOCK_FILE_TTL", "0", "must be a positive number of seconds"),
     ("RS_IO_MAX_READERS_IN_FLIGHT", "-1", "is not a whole number"),
+    ("RS_REPLICATION_CA_PATH", "/nonexistent/ca.pem", "is not a file"),
 ])
 def test_invalid_values_stop_the_start(variable, value, message):
     with pytest.raises(ConfigError) as e:

@@ -177,7 +177,7 @@ def test_options_all_given(tmp_path):
             "--replication-verify-ssl",
             "false",
             "--replication-ca-path",
-            "/etc/ca.pem",
+            str(ini),
         ]
     )
     assert dict(options) == {
@@ -212,7 +212,7 @@ def test_options_all_given(tmp_path):
         "rwlock-timeout": "9",
         "rwlock-failure-action": "panic",
         "replication-verify-ssl": "false",
-        "replication-ca-path": "/etc/ca.pem",
+        "replication-ca-path": str(ini),
     }
     assert options.config == Config(
         data_path="/srv/data",
@@ -246,7 +246,7 @@ def test_options_all_given(tmp_path):
         rwlock_timeout=9.0,
         rwlock_failure_action="panic",
         replication_verify_ssl=False,
-        replication_ca_path="/etc/ca.pem",
+        replication_ca_path=str(ini),
     )
 
 
