@@ -112,3 +112,16 @@ def test_enterprise_and_removed_variables_named_for_a_warning():
         "upstream removed it in 1.19.7",
     ]
     assert ignored_variables({"RS_PORT": "1"}, Config()) == []
+
+
+def test_twistd_options_refuse_another_role_in_one_line():
+    from twisted.python import usage
+
+    from reduct_twisted.tap import Options
+
+    options = Options(environ={"RS_INSTANCE_ROLE": "REPLICA"})
+    with pytest.raises(usage.UsageError) as e:
+        options.parseOptions([])
+    assert str(e.value).startswith("RS_INSTANCE_ROLE='REPLICA' is not supported: this daemon "
+                                   "is a single node")
+    assert Options(environ={}).getUsage().count("--instance-role=") == 1
