@@ -52,3 +52,16 @@ def test_unusable_ca_file_stops_the_start_in_one_line(tmp_path):
 def test_the_manager_connects_with_the_policy(engine, tmp_path):
     manager = make_replications(engine, Config(replication_verify_ssl=False), None, None)
     assert isinstance(manager._tls, ReplicationTLS) and manager._tls.verify is False
+
+
+def test_declared_interfaces_are_implemented(certificate):
+    from twisted.internet._sslverify import IOpenSSLTrustRoot
+    from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
+    from twisted.web.iweb import IPolicyForHTTPS
+    from zope.interface.verify import verifyObject
+
+    from reduct_twisted.replication.tls import SystemAndFile, _Unverified
+
+    assert verifyObject(IPolicyForHTTPS, ReplicationTLS())
+    assert verifyObject(IOpenSSLTrustRoot, SystemAndFile(certificate[0]))
+    assert verifyObject(IOpenSSLClientConnectionCreator, _Unverified("localhost"))
