@@ -13,11 +13,10 @@ second in-process daemon serves TLS with a self-signed certificate for
   ``compression`` (accepted, ignored).
 """
 
-import asyncio
 import json
 
 import pytest_twisted
-from twisted.internet import ssl
+from twisted.internet import ssl, task
 from twisted.internet.endpoints import SSL4ServerEndpoint
 
 from tests import clients
@@ -65,7 +64,9 @@ async def _eventually(condition, seconds=15.0):
     for _ in range(int(seconds / 0.05)):
         if await condition():
             return True
-        await asyncio.sleep(0.05)
+        from twisted.internet import reactor
+
+        await task.deferLater(reactor, 0.05, lambda: None)
     return False
 
 
