@@ -210,5 +210,18 @@ async def test_free_space_refusal_before_writing(tmpfs):
         resp, body = await read_single(srv, "e", 1)
         assert (resp.code, body) == (200, b"k" * 1000)
         await ok(await call(srv, "POST", "/b/bkt/e?ts=4", raw=b"s" * 100 * KIB))
+        # A v1 batch: the record that does not fit is refused on its own.
+        batch = {"x-reduct-time-5": f"{4100 * KIB},text/plain",
+                 "x-reduct-time-6": "10,text/plain"}
+        resp = await call(srv, "POST", "/b/bkt/e/batch", headers=batch,
+                          raw=b"b" * (4100 * KIB) + b"t" * 10)
+        await ok(resp)
+        assert resp.headers.getRawHeaders("x-reduct-error-5") == [
+            "507,Failed to write record: No space left on device"]
+        assert not resp.headers.hasHeader("x-reduct-error-6")
+        resp, body = await read_single(srv, "e", 6)
+        assert (resp.code, body) == (200, b"t" * 10)
+        resp, body = await read_single(srv, "e", 1)
+        assert (resp.code, body) == (200, b"k" * 1000)
     finally:
         await stop()
