@@ -53,6 +53,7 @@ from typing import Any, Callable, Mapping
 import attrs
 
 from reduct_twisted.config_links import LinksSettings
+from reduct_twisted.config_limits import LimitsSettings
 from reduct_twisted.config_setting import Cli, Setting, declarations, document, option_name, setting
 from reduct_twisted.config_values import (
     normalise_base_path,
@@ -85,7 +86,7 @@ class ConfigError(Exception):
 
 
 @attrs.frozen(kw_only=True)
-class Config(LinksSettings):
+class Config(LinksSettings, LimitsSettings):
     """
     Every setting of the daemon, already parsed and validated.
 

@@ -39,7 +39,7 @@ def _signing_key(raw: Any) -> str:
     return str(raw).strip()
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, slots=False)  # a base of Config beside others
 class LinksSettings:
     """Query links (``http/links.py``)."""
 

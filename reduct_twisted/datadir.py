@@ -130,6 +130,7 @@ def claim_data_dir(
     data_path: str,
     timeout: float = 0.0,
     *,
+    poll: float = POLL_INTERVAL,
     say: Callable[[str], Any] | None = None,
     sleep: Callable[[float], Any] = time.sleep,
     monotonic: Callable[[], float] = time.monotonic,
@@ -139,6 +140,8 @@ def claim_data_dir(
     module docstring).
 
     :param timeout: seconds to wait for a held lock (``0``: give up at once).
+    :param poll: seconds between two tries while waiting
+        (``RS_LOCK_FILE_POLLING_INTERVAL``).
     :param say: prints the one "waiting" line (stderr by default).
     :return: the held lock.
     :raises DataDirRefused: the directory is not ours; nothing was changed.
@@ -166,7 +169,7 @@ def claim_data_dir(
                     f"data directory {data_path} is still in use after {timeout:g}s: "
                     f"{lock.path} is held by {lock.holder()}; not starting"
                 )
-            sleep(POLL_INTERVAL)
+            sleep(poll)
         log.info("Took over the lock {path}", path=lock.path)
     lock.record_owner()
     return lock

@@ -76,11 +76,13 @@ from zope.interface import implementer
 
 from reduct_twisted import REDUCT_VERSION, __version__
 from reduct_twisted.config import SETTINGS, Config, ConfigError, load_config
+from reduct_twisted.config_limits import ignored_variables
 from reduct_twisted.config_setting import option_name
 from reduct_twisted.datadir import DataDirLocked, claim_data_dir
 from reduct_twisted.http.drain import DrainService
 from reduct_twisted.logs import observer_factory_for
 from reduct_twisted.provision import parse_provisioning
+from reduct_twisted.replication.tls import CaFileError
 from reduct_twisted.service import StorageService
 from reduct_twisted.shutdown import DaemonService
 from reduct_twisted.storage.disk.layout import DataDirRefused
@@ -330,7 +332,7 @@ def makeService(
     provisioning = parse_provisioning(options.environ)
     try:
         parts = assemble(storage.engine, config, reactor, storage.threadpool, provisioning)
-    except TokenStoreError as exc:
+    except (TokenStoreError, CaFileError) as exc:
         storage.engine.close()
         raise SystemExit(f"reduct: {exc}")
     parts.replications.setServiceParent(top)
@@ -342,13 +344,16 @@ def makeService(
     # 10. the listeners
     for description in config.listen_endpoints():
         _listener(description, parts.site, reactor, config).setServiceParent(top)
+    for line in ignored_variables(options.environ, config):
+        log.warn("{line}", line=line)
     log.debug("Configuration: {config!r}", config=config)
     return top
 
 
 def _lock_data_dir(config: Config) -> Any:
     """Step 1: check and lock the data directory (``datadir.claim_data_dir``)."""
-    return claim_data_dir(config.data_path, config.lock_file_timeout)
+    return claim_data_dir(config.data_path, config.lock_file_timeout,
+                          poll=config.lock_file_polling_interval)
 
 
 @contextmanager

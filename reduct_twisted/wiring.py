@@ -19,7 +19,8 @@ assembly.  Each step is one named function below:
 7. :func:`make_links`: the query links' signing key and public URL, and
    :func:`make_api`: the ``ReductAPI`` over all of the above;
 8. :func:`make_site`: the ``Site`` serving it; a stopping daemon's drain
-   ends the continuous queries.
+   ends the continuous queries; :func:`apply_limits`: the storage cap and
+   the rate limits.
 
 (Steps 1, 2, 9 and 10, the data directory lock, the storage service, the
 drain service and the listeners, are ``makeService``'s own.)
@@ -40,6 +41,7 @@ from reduct_twisted.errors import ReductError
 from reduct_twisted.http import clientip
 from reduct_twisted.http.api import ReductAPI
 from reduct_twisted.http.batch import BatchLimits
+from reduct_twisted.http.ratelimit import RateLimits
 from reduct_twisted.http.site import make_site
 from reduct_twisted.http.streaming import ReductSite
 from reduct_twisted.http.writers import WriterSlots
@@ -121,12 +123,25 @@ def assemble(
     api = make_api(config, engine, auth, replications, syncer, reactor, threadpool, events,
                    lifecycles=lifecycles, links=make_links(config))
     site = make_site(api, config, reactor)
+    apply_limits(config, engine, api, site, reactor)
     # A stopping daemon answers the batched reads waiting for new records.
     site.drain.on_start.append(engine.end_continuous_queries)
     return Parts(
         events=events, auth=auth, replications=replications, syncer=syncer, api=api, site=site,
         lifecycles=lifecycles,
     )
+
+
+def apply_limits(config: Config, engine: Any, api: ReductAPI, site: ReductSite,
+                 reactor: Any) -> None:
+    """
+    The limits of spec 1.20 §5.10: the storage cap on the engine
+    (``RS_ENGINE_MAX_STORAGE_SIZE``, when set) and the rate limits
+    (``RS_RATE_LIMIT_*``, ``http/ratelimit.py``) on the API and the site.
+    """
+    if config.engine_max_storage_size:
+        engine.limit_storage(config.engine_max_storage_size)
+    api.rate_limits = site.rate_limits = RateLimits.from_config(config, reactor)
 
 
 def make_events(config: Config, engine: Any, reactor: Any) -> Any:

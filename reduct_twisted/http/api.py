@@ -223,6 +223,9 @@ class ReductAPI(FastPath):
     :param links: the query links' ``reduct_twisted.links.Links``.
     """
 
+    #: ``RS_RATE_LIMIT_*`` (``ratelimit.RateLimits``), set by ``wiring.apply_limits``.
+    rate_limits = None
+
     app = Klein()
     # ``a//b`` and ``/a`` are entry names to refuse (422), not paths to
     # redirect or miss (spec 1.20 §2.1).

@@ -27,6 +27,7 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from reduct_twisted.errors import ReductError
 from reduct_twisted.http.batch import BatchWriteSink
 from reduct_twisted.http.io import IoWriteSink, io_write, open_io_write
+from reduct_twisted.http.ratelimit import charge_ingress
 from reduct_twisted.http.routes_records import (
     open_batch_write,
     open_write,
@@ -78,6 +79,7 @@ class FastPath:
                 # The hot path: a plain record write needs no URL map.
                 request.route_args = {"bucket": names[0], "entry": names[1]}
                 self._write_record_permission.check(self, request, names[0])
+                charge_ingress(self, request, length)
                 return open_write(self, request, length, _query_args(query), *names)
         segments = [unquote_to_bytes(s) for s in raw_path.split(b"/")[1:]]
         base = self.base_segments
@@ -96,6 +98,7 @@ class FastPath:
             return None
         permission = self.endpoints[rule.endpoint].permission
         permission.check(self, request, kwargs[permission.bucket])
+        charge_ingress(self, request, length)
         if rule.endpoint == "write_batch":
             sink = open_batch_write(self, request, length, **kwargs)
         elif rule.endpoint == "io_write":

@@ -18,7 +18,7 @@ from twisted.python.failure import Failure
 
 from reduct_twisted.errors import UnprocessableEntity
 from reduct_twisted.http.batch import BatchReader
-from reduct_twisted.http.routes_records import drive
+from reduct_twisted.http.routes_records import charge_batch, drive
 from reduct_twisted.wire import parse_u64
 from reduct_twisted.wire.v2 import BatchEncoder
 
@@ -89,7 +89,8 @@ def io_read(api, request, bucket):
         limits = limits.overridden(options["io"])
         metadata_only, continuous = options["only_metadata"], options["continuous"]
     reader = IoBatchReader(api.engine, bucket, qid, head or metadata_only, limits, continuous)
-    d = drive(api.reactor, reader.step).addBoth(reader.answer, request)
+    d = drive(api.reactor, reader.step).addCallback(charge_batch, api, request)
+    d.addBoth(reader.answer, request)
     if metadata_only and not head:
         # A GET of an only_metadata query: the headers, no body.
         d.addCallback(_no_body, request)

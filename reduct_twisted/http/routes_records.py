@@ -28,6 +28,7 @@ from reduct_twisted.http.headers import (
     u64_param,
 )
 from reduct_twisted.http.producers import send_record
+from reduct_twisted.http.ratelimit import charge_egress
 from reduct_twisted.http.sinks import PauseGate, PrivateSegmentSink, SharedSegmentSink, in_pool
 from reduct_twisted.storage import PENDING
 from reduct_twisted.wire import ERROR_PREFIX, error_header
@@ -163,6 +164,8 @@ def _answer_query_read(view, api, request, entry):
 def _answer_record(api, request, view, last: bytes, entry: str):
     # x-reduct-last: dropped upstream in 1.16, still read by old clients
     # (spec 1.20 §10.3).
+    if request.method != b"HEAD":
+        charge_egress(api, request, view.record.size)
     record_headers(request, view.record, entry)
     request.setHeader(b"x-reduct-last", last)
     request.setHeader(b"content-disposition", b"attachment")
@@ -215,12 +218,20 @@ def read_batch(api, request, bucket, entry):
     head = request.method == b"HEAD"
     limits, metadata_only = _batch_limits(api, bucket, entry, qid)
     reader = BatchReader(api.engine, bucket, entry, qid, head or metadata_only, limits)
-    d = drive(api.reactor, reader.step).addBoth(reader.answer, request)
+    d = drive(api.reactor, reader.step).addCallback(charge_batch, api, request)
+    d.addBoth(reader.answer, request)
     if metadata_only and not head:
         # A GET of an ``only_metadata`` query: the records' headers, no
         # body (the sizes are in the x-reduct-time-* headers).
         d.addCallback(_no_body, request)
     return d
+
+
+def charge_batch(reader, api, request):
+    """Count a batch body about to be sent on ``RS_RATE_LIMIT_EGRESS``; :return: ``reader``."""
+    if not reader.head:
+        charge_egress(api, request, reader.size)
+    return reader
 
 
 def _batch_limits(api, bucket, entry, qid):

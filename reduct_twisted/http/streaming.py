@@ -114,6 +114,12 @@ class StreamingRequest(server.Request):
         if self.channel._command == b"OPTIONS":
             self._preflight_body(length)
             return
+        limits = getattr(self.channel.site, "rate_limits", None)
+        if limits is not None:  # RS_RATE_LIMIT_API (ratelimit.py)
+            refusal = limits.request(self)
+            if refusal is not None:
+                self._refuse(refusal, length)
+                return
         refusal = self._malformed_target()
         if refusal is not None:
             self._refuse(refusal, length)
@@ -374,6 +380,8 @@ class ReductSite(server.Site):
     requestFactory = StreamingRequest
     protocol = ReductChannel
     displayTracebacks = False
+    #: ``RS_RATE_LIMIT_*`` (``ratelimit.RateLimits``), set by ``wiring.apply_limits``.
+    rate_limits = None
 
     def __init__(
         self,

@@ -23,6 +23,7 @@ from twisted.internet.threads import deferToThreadPool
 
 from reduct_twisted.replication.manager import REGISTRY_FILE, ReplicationManager
 from reduct_twisted.persist import SnapshotWriter
+from reduct_twisted.replication.tls import replication_tls
 
 __all__ = ["ReplicationManager", "make_replications"]
 
@@ -44,4 +45,5 @@ def make_replications(engine, config, reactor, threadpool) -> ReplicationManager
         discard=lambda path: run_in_thread(shutil.rmtree, path, ignore_errors=True),
         ports=(config.port,),
         track_dirty=config.sync == "always",
+        tls=replication_tls(config),
     )

@@ -90,13 +90,15 @@ class ReplicationManager(Service):
         "replication onto itself" check.
     :param track_dirty: record log appends for :meth:`take_dirty` (sync
         policy ``always``).
+    :param tls: the ``IPolicyForHTTPS`` of ``https`` destinations
+        (``tls.replication_tls``); twisted.web's default if ``None``.
     """
 
     name = "replication"
 
     def __init__(self, engine, clock, data_path: str, *, capacity: int = 1_000_000,
                  timeout: float = 5.0, http=None, remote_factory=None, persist=None,
-                 discard=None, ports=(), track_dirty: bool = True) -> None:
+                 discard=None, ports=(), track_dirty: bool = True, tls=None) -> None:
         self.engine = engine
         self.clock = clock
         self.data_path = data_path
@@ -105,6 +107,7 @@ class ReplicationManager(Service):
         self.ports = frozenset(ports)
         self.dirty = DirtySet(track_dirty)
         self._http = http
+        self._tls = tls
         self._pool = None
         self._remote_factory = remote_factory or self._remote
         self._persist = persist or (lambda path, data: write_atomically(path, data))
@@ -192,7 +195,8 @@ class ReplicationManager(Service):
 
             self._pool = HTTPConnectionPool(self.clock, persistent=True)
             self._pool._factory = _quiet_factory()
-            agent = Agent(self.clock, connectTimeout=self.timeout, pool=self._pool)
+            tls = {} if self._tls is None else {"contextFactory": self._tls}
+            agent = Agent(self.clock, connectTimeout=self.timeout, pool=self._pool, **tls)
             self._http = HTTPClient(agent)
         return RemoteBucket(self._http, self.clock, settings.dst_host, settings.dst_bucket,
                             settings.dst_token, self.timeout)

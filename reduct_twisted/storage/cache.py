@@ -12,6 +12,7 @@ import os
 import attr
 
 from reduct_twisted.storage.disk.packed import read_record
+from reduct_twisted.storage.usage import Usage
 
 
 class _Lru:
@@ -283,6 +284,8 @@ class Context:
     :ivar recovery: the :class:`~reduct_twisted.storage.disk.recovery.Recovery` of the open.
     :ivar reserve: the :class:`~reduct_twisted.storage.disk.reserve.Reserve` (space
         for removals on a full disk).
+    :ivar usage: the ``usage.Usage`` (running total, storage cap).
+    :ivar space: the ``usage.FreeSpace`` of the data directory, or None.
     """
 
     tables: TableCache = attr.ib()
@@ -291,6 +294,8 @@ class Context:
     dirty = attr.ib()
     recovery = attr.ib()
     reserve = attr.ib()
+    usage = attr.ib(factory=Usage)
+    space = attr.ib(default=None)
 
 
 def read_whole(fds: FdCache, view) -> bytes:

@@ -99,6 +99,7 @@ from reduct_twisted.storage.settings import (
     is_valid_name,
 )
 from reduct_twisted.storage.upload import RecordWriter, run_now
+from reduct_twisted.storage.usage import FreeSpace, Usage
 
 __all__ = ["LIST_LIMIT", "TRASH_DIR", "StorageEngine", "remove_now"]
 
@@ -149,7 +150,8 @@ class StorageEngine(BucketMethods, ReadMethods, EditMethods, MultiMethods, Compr
         self._recovery = Recovery(self.data_path, self._dirty)
         self._reserve = Reserve(self.data_path, reserve_size)
         self._context = Context(TableCache(table_cache_size), FdCache(fd_cache_size),
-                                self._trash, self._dirty, self._recovery, self._reserve)
+                                self._trash, self._dirty, self._recovery, self._reserve,
+                                Usage(), FreeSpace(self.data_path, clock))
         self._buckets: dict = {}
         self._queries = QueryRegistry()
         self._multi = MultiRegistry(self._queries, self._context.tables)
@@ -197,6 +199,7 @@ class StorageEngine(BucketMethods, ReadMethods, EditMethods, MultiMethods, Compr
                 unknown.append(name)
         if unknown:  # not ours: reported, left in place
             self._recovery.leave(self.data_path, unknown)
+        self._context.usage.recount(self._buckets.values())
         self._recovery.start_run(self._sync)
         self._opened_at = self.clock.seconds()
         self._running = True
@@ -332,7 +335,7 @@ class StorageEngine(BucketMethods, ReadMethods, EditMethods, MultiMethods, Compr
             stored, the records being written and these; nothing is
             counted, and the caller aborts the record.
         """
-        writer.claim(alloc, size)
+        writer.claim(alloc, size, self._context)
 
     def commit(self, alloc: Allocation) -> None:
         """
@@ -388,4 +391,9 @@ class StorageEngine(BucketMethods, ReadMethods, EditMethods, MultiMethods, Compr
             if bucket.settings.quota_type == "FIFO":
                 removed += bucket.make_room(0, strict=False)
         self._reserve.ensure()
+        self._context.usage.recount(self._buckets.values())
         return removed
+
+    def limit_storage(self, cap: int) -> None:
+        """Refuse records beyond ``cap`` bytes over all buckets (``0``: none; ``usage.py``)."""
+        self._context.usage.cap = cap

@@ -43,9 +43,20 @@ class Entry:
         self.context = context
         self.blocks: list = []
         self._ids: list = []
-        self.size = 0
-        self.record_count = 0
         self.removed = False
+        self._size = 0
+        self.record_count = 0
+
+    @property
+    def size(self) -> int:
+        """The ``size`` statistics; each change reaches the engine's ``usage.Usage``."""
+        return self._size
+
+    @size.setter
+    def size(self, value: int) -> None:
+        if not self.removed:
+            self.context.usage.stored += value - self._size
+        self._size = value
 
     #: ``READY``: removal is synchronous, nothing is ever seen ``DELETING``
     #: (spec 1.20 §5.4).
@@ -358,6 +369,8 @@ class Entry:
         Mark the entry and all its blocks removed and release their cached
         tables and descriptors; the caller trashes the whole directory.
         """
+        if not self.removed:
+            self.context.usage.stored -= self._size
         self.removed = True
         for block in self.blocks:
             self._release(block)

@@ -122,6 +122,8 @@ class Allocation:
         an unclean stop.
     :ivar claimed: bytes of a chunked record counted against the quota so
         far (``StorageEngine.claim``); given back on commit or abort.
+    :ivar admitted: bytes of a chunked record counted against the
+        engine-wide storage cap so far (``usage.Usage.pending``).
     """
 
     bucket: str = attr.ib()
@@ -133,6 +135,7 @@ class Allocation:
     written: int = attr.ib(default=0)
     crc: int = attr.ib(default=0)
     claimed: int = attr.ib(default=0)
+    admitted: int = attr.ib(default=0)
     # Engine-private links, so commit/abort need no lookups by name.
     _owner = attr.ib(default=None, repr=False)
     _block = attr.ib(default=None, repr=False)

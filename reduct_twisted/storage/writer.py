@@ -66,9 +66,15 @@ def allocate(context, owner, entry: str, ts: int, length, content_type: str,
         if entry not in owner.entries:
             check_entry_name(entry)
         check_write(entry, labels)
+    # The engine-wide cap comes before the bucket's quota (spec 1.20 §5.10);
+    # once reserved, a record of declared length is in the statistics.
+    context.usage.check(length or 0)
     owner.check_quota(entry, length or 0)
     if not context.reserve.ensure():
         # Records never take the place of the space reserve.
+        raise no_space(WRITE)
+    if context.space is not None and not context.space.room_for(length or 0):
+        # Refused before a byte is written (usage.FreeSpace).
         raise no_space(WRITE)
     created = entry not in owner.entries
     try:
@@ -126,7 +132,7 @@ def commit(context, alloc: Allocation) -> None:
     if alloc.length is None and alloc.written > alloc.claimed:
         # Bytes written without a claim (not through the HTTP sinks).
         try:
-            claim(alloc, alloc.written - alloc.claimed)
+            claim(alloc, alloc.written - alloc.claimed, context)
         except BadRequest:
             abort(context, alloc)
             raise
@@ -193,6 +199,9 @@ def _release(context, alloc: Allocation, state: str) -> None:
         # Committed bytes are in the statistics now; aborted ones are gone.
         alloc._owner[0].in_flight -= alloc.claimed
         alloc.claimed = 0
+    if alloc.admitted:
+        context.usage.release(alloc.admitted)
+        alloc.admitted = 0
     if alloc._slot is not None:
         context.fds.release(alloc._slot)
         alloc._slot = None
@@ -201,7 +210,7 @@ def _release(context, alloc: Allocation, state: str) -> None:
 # -- quota of chunked records --------------------------------------------------
 
 
-def claim(alloc: Allocation, size: int) -> None:
+def claim(alloc: Allocation, size: int, context=None) -> None:
     """
     Count ``size`` more bytes of a chunked record against its bucket's
     quota, before they are accepted (see ``StorageEngine.claim``).
@@ -212,17 +221,33 @@ def claim(alloc: Allocation, size: int) -> None:
 
     :param alloc: a STARTED allocation.
     :param size: the number of bytes about to be written.
+    :param context: the engine-wide context: its storage cap and free
+        space are checked too (first the cap, then the quota).
     :raises BadRequest: a HARD quota would be exceeded; nothing is counted
         (the caller aborts the record).
+    :raises ReductError: 500 beyond the storage cap, 507 without room on
+        the file system; nothing is counted.
     """
     if alloc.length is not None or alloc._state != STARTED:
         return
     owner = alloc._owner[0]
     settings = owner.settings
-    if settings.quota_type == "HARD" and (
-        owner.size + owner.in_flight + size > settings.quota_size
-    ):
-        raise BadRequest(f"Quota of '{owner.name}' exceeded")
+    if context is not None:
+        context.usage.admit(size)
+    try:
+        if settings.quota_type == "HARD" and (
+            owner.size + owner.in_flight + size > settings.quota_size
+        ):
+            raise BadRequest(f"Quota of '{owner.name}' exceeded")
+        if context is not None and context.space is not None and not context.space.room_for(
+                size, slack=0):
+            raise no_space(WRITE)
+    except BaseException:
+        if context is not None:
+            context.usage.release(size)
+        raise
+    if context is not None:
+        alloc.admitted += size
     owner.in_flight += size
     alloc.claimed += size
 

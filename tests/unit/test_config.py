@@ -12,6 +12,7 @@ from reduct_twisted.config import (
     ConfigError,
     load_config,
 )
+from reduct_twisted.config_limits import RateLimit
 from reduct_twisted.config_values import normalise_base_path, parse_whole_number
 from tests.conftest import REPO_ROOT
 
@@ -58,6 +59,21 @@ def test_defaults_are_pinned():
         # query links (config_links.py)
         "public_url": None,
         "link_signing_key": None,
+        # limits, role, replication TLS (config_limits.py)
+        "engine_max_storage_size": 0,
+        "rate_limit_api": None,
+        "rate_limit_ingress": None,
+        "rate_limit_egress": None,
+        "instance_role": "STANDALONE",
+        "lock_file_ttl": 30.0,
+        "lock_file_polling_interval": 0.1,
+        "engine_compaction_interval": 60.0,
+        "engine_enable_integrity_checks": True,
+        "rwlock_timeout": 60.0,
+        "rwlock_failure_action": "error",
+        "io_max_readers_in_flight": None,
+        "replication_verify_ssl": True,
+        "replication_ca_path": None,
     }
 
 
@@ -199,6 +215,30 @@ def precedence_cases(certs):
                        "http://a.example/", "https://b.example:8443/r/", "http://[::1]:1/x/"),
         "link_signing_key": ("k" * 32, " " + "e" * 40 + " ", "c" * 33,
                              "k" * 32, "e" * 40, "c" * 33),
+        # limits, role, replication TLS (config_limits.py)
+        "engine_max_storage_size": ("1000", "10 GB", "1KiB", 1000, 10_000_000_000, 1024),
+        "rate_limit_api": ("100", "100req/m", " 5 req / 30s ",
+                           RateLimit(100, 3600), RateLimit(100, 60), RateLimit(5, 30)),
+        "rate_limit_ingress": ("10MB/s", "1 GiB/h", "512/1h 30m",
+                               RateLimit(10_000_000, 1), RateLimit(1 << 30, 3600),
+                               RateLimit(512, 5400)),
+        "rate_limit_egress": ("2KB", "10MB/ms", "1000/2d",
+                              RateLimit(2000, 3600), RateLimit(10_000_000, 1),
+                              RateLimit(1000, 172800)),
+        "instance_role": ("standalone", "Standalone", "STANDALONE",
+                          "STANDALONE", "STANDALONE", "STANDALONE"),
+        "lock_file_ttl": ("10", "20", "30", 10.0, 20.0, 30.0),
+        "lock_file_polling_interval": ("1", "0.5", "10", 1.0, 0.5, 10.0),
+        "engine_compaction_interval": ("0", "30", "90", 0.0, 30.0, 90.0),
+        "engine_enable_integrity_checks": ("false", "Yes", "off", False, True, False),
+        "rwlock_timeout": ("1", "2", "3", 1.0, 2.0, 3.0),
+        "rwlock_failure_action": ("panic", "ERROR", "panic", "panic", "error", "panic"),
+        "io_max_readers_in_flight": ("0", "10", "3", 0, 10, 3),
+        "replication_verify_ssl": ("no", "1", "false", False, True, False),
+        "replication_ca_path": (
+            certs["cert", "a"], certs["cert", "b"], certs["cert", "c"],
+            certs["cert", "a"], certs["cert", "b"], certs["cert", "c"],
+        ),
     }
 
 

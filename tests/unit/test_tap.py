@@ -15,6 +15,7 @@ from twisted.logger import (
 from twisted.python import usage
 
 from reduct_twisted import logs
+from reduct_twisted.config_limits import RateLimit
 from reduct_twisted.config import Config
 from reduct_twisted.http.drain import ConnectionDrain, DrainService
 from reduct_twisted.provision import Provisioning
@@ -88,6 +89,20 @@ def test_options_defaults():
         "replication-log-size": None,
         "shutdown-timeout": None,
         "lock-file-timeout": None,
+        # limits, role, replication TLS (config_limits.py)
+        "engine-max-storage-size": None,
+        "rate-limit-api": None,
+        "rate-limit-ingress": None,
+        "rate-limit-egress": None,
+        "instance-role": None,
+        "lock-file-ttl": None,
+        "lock-file-polling-interval": None,
+        "engine-compaction-interval": None,
+        "engine-enable-integrity-checks": None,
+        "rwlock-timeout": None,
+        "rwlock-failure-action": None,
+        "replication-verify-ssl": None,
+        "replication-ca-path": None,
     }
     assert options.config == Config()
 
@@ -136,6 +151,33 @@ def test_options_all_given(tmp_path):
             "3",
             "--lock-file-timeout",
             "5",
+            # limits, role, replication TLS (config_limits.py)
+            "--engine-max-storage-size",
+            "1GB",
+            "--rate-limit-api",
+            "10req/s",
+            "--rate-limit-ingress",
+            "1MB/m",
+            "--rate-limit-egress",
+            "2MB",
+            "--instance-role",
+            "standalone",
+            "--lock-file-ttl",
+            "5",
+            "--lock-file-polling-interval",
+            "2",
+            "--engine-compaction-interval",
+            "0",
+            "--engine-enable-integrity-checks",
+            "off",
+            "--rwlock-timeout",
+            "9",
+            "--rwlock-failure-action",
+            "panic",
+            "--replication-verify-ssl",
+            "false",
+            "--replication-ca-path",
+            str(ini),
         ]
     )
     assert dict(options) == {
@@ -157,6 +199,20 @@ def test_options_all_given(tmp_path):
         "replication-log-size": "100",
         "shutdown-timeout": "3",
         "lock-file-timeout": "5",
+        # limits, role, replication TLS (config_limits.py)
+        "engine-max-storage-size": "1GB",
+        "rate-limit-api": "10req/s",
+        "rate-limit-ingress": "1MB/m",
+        "rate-limit-egress": "2MB",
+        "instance-role": "standalone",
+        "lock-file-ttl": "5",
+        "lock-file-polling-interval": "2",
+        "engine-compaction-interval": "0",
+        "engine-enable-integrity-checks": "off",
+        "rwlock-timeout": "9",
+        "rwlock-failure-action": "panic",
+        "replication-verify-ssl": "false",
+        "replication-ca-path": str(ini),
     }
     assert options.config == Config(
         data_path="/srv/data",
@@ -177,6 +233,20 @@ def test_options_all_given(tmp_path):
         io_max_writers_in_flight=3,
         replication_timeout=2.5,
         replication_log_size=100,
+        # limits, role, replication TLS (config_limits.py)
+        engine_max_storage_size=1_000_000_000,
+        rate_limit_api=RateLimit(10, 1),
+        rate_limit_ingress=RateLimit(1_000_000, 60),
+        rate_limit_egress=RateLimit(2_000_000, 3600),
+        instance_role="STANDALONE",
+        lock_file_ttl=5.0,
+        lock_file_polling_interval=2.0,
+        engine_compaction_interval=0.0,
+        engine_enable_integrity_checks=False,
+        rwlock_timeout=9.0,
+        rwlock_failure_action="panic",
+        replication_verify_ssl=False,
+        replication_ca_path=str(ini),
     )
 
 

@@ -27,6 +27,8 @@ Who relies on what:
   read by twistd after the reactor stops.
 * ``replication/manager.py``: ``twisted.web.client._HTTP11ClientFactory``
   as ``HTTPConnectionPool._factory``.
+* ``replication/tls.py``: ``twisted.internet._sslverify.IOpenSSLTrustRoot``
+  and its ``_addCACertsToContext``, called by ``optionsForClientTLS``.
 """
 
 import configparser
@@ -36,6 +38,7 @@ from importlib.metadata import version
 
 import pytest
 from packaging.requirements import Requirement
+from zope.interface import implementer
 from twisted.application import app
 from twisted.internet import abstract, base, tcp
 from twisted.internet.interfaces import _ISupportsExitSignalCapturing
@@ -367,6 +370,26 @@ def test_connection_pool_builds_its_protocols_with_the_private_factory():
 
 
 # -- the bound in setup.cfg ----------------------------------------------------------------
+
+
+def test_trust_roots_add_their_cas_through_the_private_interface():
+    from types import SimpleNamespace
+
+    from twisted.internet import ssl
+    from twisted.internet._sslverify import IOpenSSLTrustRoot
+
+    assert list(IOpenSSLTrustRoot.names()) == ["_addCACertsToContext"]
+    seen = []
+
+    @implementer(IOpenSSLTrustRoot)
+    class Root:
+        def _addCACertsToContext(self, context):
+            seen.append(context)
+
+    creator = ssl.optionsForClientTLS("example.com", trustRoot=Root())
+    tls_protocol = SimpleNamespace(factory=SimpleNamespace(wrappedFactory=object()))
+    connection = creator.clientConnectionForTLS(tls_protocol)
+    assert len(seen) == 1 and connection.get_context() is seen[0]
 
 
 def test_installed_twisted_is_within_the_declared_bound():
