@@ -52,6 +52,7 @@ from typing import Any, Callable, Mapping
 
 import attrs
 
+from reduct_twisted.config_system import SystemSettings
 from reduct_twisted.config_setting import Cli, Setting, declarations, document, option_name, setting
 from reduct_twisted.config_values import (
     normalise_base_path,
@@ -84,7 +85,7 @@ class ConfigError(Exception):
 
 
 @attrs.frozen(kw_only=True)
-class Config:
+class Config(SystemSettings):
     """
     Every setting of the daemon, already parsed and validated.
 
