@@ -464,3 +464,24 @@ class ISystemEvents(Interface):
         :return: the newest audit event time of ``token_name`` in
             microseconds (spec 1.20 §4.4), or ``None``; never blocks.
         """
+
+    def record_call(token, method, path, status, message, client_ip, started, duration):
+        """
+        Count one finished request for the audit stream (aggregated, never
+        written on the caller's time; ``http/audit.py`` calls it).
+
+        :param token: the caller's token name (``unauthorized`` for a 401).
+        :param path: the URL path without the query string.
+        :param status: the response status; ``message`` its
+            ``x-reduct-error`` or ``""``.
+        :param client_ip: ``http.clientip.client_ip``'s answer (or ``None``).
+        :param started: when the request started, seconds since the epoch;
+            ``duration``: seconds it took.
+        """
+
+    def replication_pass(name, status, message, records, size, pending):
+        """
+        Count one pass of replication ``name`` for the replications stream:
+        ``records`` records (``size`` bytes when known) delivered (``status``
+        200) or failed (``status``, ``message``); ``pending`` still waiting.
+        """

@@ -43,7 +43,7 @@ from reduct_twisted.http.writers import WriterSlots
 from reduct_twisted.provision import Provisioning
 from reduct_twisted.replication import ReplicationManager, make_replications
 from reduct_twisted.sync import GroupSync
-from reduct_twisted.system import NullSystemEvents
+from reduct_twisted.system import make_events as make_system_events
 
 __all__ = [
     "Parts",
@@ -106,6 +106,7 @@ def assemble(
     provision_buckets(engine, provisioning.buckets)
     auth = make_auth(config, reactor, threadpool, provisioning.tokens)
     replications = make_replications(engine, config, reactor, threadpool)
+    replications.use_events(events)
     replications.provision(provisioning.replications)
     syncer = make_group_sync(config, engine, replications, reactor, threadpool)
     api = make_api(config, engine, auth, replications, syncer, reactor, threadpool, events)
@@ -118,8 +119,12 @@ def assemble(
 
 
 def make_events(config: Config, engine: Any, reactor: Any) -> Any:
-    """The ``$system`` event streams (``ISystemEvents``); none recorded yet."""
-    return NullSystemEvents()
+    """
+    The ``$system`` event streams (``ISystemEvents``, a service the daemon
+    starts and stops right after the storage, ``system/``), or none with
+    ``RS_SYSTEM_EVENTS_ENABLED=false``.
+    """
+    return make_system_events(config, engine, reactor)
 
 
 def provision_buckets(engine: Any, buckets: list) -> None:

@@ -90,7 +90,9 @@ class Permission:
         :raises Unauthorized: no bearer token, or an unknown one.
         :raises Forbidden: the token lacks the permission.
         """
-        return api.auth.check(request.getHeader(_AUTHORIZATION), self.policy, bucket)
+        token = api.auth.check(request.getHeader(_AUTHORIZATION), self.policy, bucket)
+        request.reduct_token_name = token.get("name")  # for the audit (until tokens sets it)
+        return token
 
 
 #: No check at all.
@@ -118,7 +120,9 @@ def authorize(api, request, policy: Policy, bucket: Optional[str] = None) -> dic
     :raises Unauthorized: no bearer token, or an unknown one.
     :raises Forbidden: the token lacks the permission.
     """
-    return api.auth.check(request.getHeader(_AUTHORIZATION), policy, bucket)
+    token = api.auth.check(request.getHeader(_AUTHORIZATION), policy, bucket)
+    request.reduct_token_name = token.get("name")  # for the audit (until tokens sets it)
+    return token
 
 
 def route_arguments(handler) -> tuple:

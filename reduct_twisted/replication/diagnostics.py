@@ -44,6 +44,10 @@ class DiagnosticsCounter:
     :param clock: provides ``seconds()``.
     """
 
+    #: ``observer(status, message, count)`` told of every count (200 for
+    #: records delivered): the ``$system`` replications stream (``system/``).
+    observer = None
+
     def __init__(self, clock) -> None:
         self._clock = clock
         self._first = self._index()
@@ -68,6 +72,8 @@ class DiagnosticsCounter:
         """``count`` records reached the destination."""
         if count:
             self._frame().ok += count
+            if self.observer is not None:
+                self.observer(200, "", count)
 
     def errored(self, status: int, message: str, count: int = 1) -> None:
         """``count`` records failed with ``status`` and ``message``."""
@@ -78,6 +84,8 @@ class DiagnosticsCounter:
         entry = frame.errors.setdefault(status, [0, message])
         entry[0] += count
         entry[1] = message
+        if self.observer is not None:
+            self.observer(status, message, count)
 
     def hourly(self) -> dict:
         """:return: ``{"ok": n, "errored": n, "errors": {"<status>": {"count", "last_message"}}}``."""

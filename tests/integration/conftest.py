@@ -55,6 +55,7 @@ async def start_server(data_path, environ=None, engine_kwargs=None, **config_kwa
         site = parts.site
         port = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(site)
         parts.replications.startService()
+        parts.events.startService()
     except BaseException:
         # A pool thread left running keeps the interpreter alive forever at
         # exit (and deaf to SIGTERM): never leave one behind.
@@ -71,6 +72,7 @@ async def start_server(data_path, environ=None, engine_kwargs=None, **config_kwa
             await conn_pool.closeCachedConnections()
             await port.stopListening()
             await parts.replications.stopService()
+            parts.events.stopService()
         finally:
             pool.stop()
             engine.close()
