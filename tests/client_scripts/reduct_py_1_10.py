@@ -91,7 +91,7 @@ async def exercise(checks, args, client):
     eq(info.defaults.bucket.quota_size, 0, "default quota_size")
     # kept as the string of the first response, parsed into two parts
     eq(http._api_version, "1.20", "x-reduct-api as stored by the client")
-    eq(http.api_version, (1, 18), "x-reduct-api as parsed by the client")
+    eq(http.api_version, (1, 20), "x-reduct-api as parsed by the client")
     body, headers = await http.request_all("HEAD", "/alive")
     eq((body, headers["x-reduct-api"]), (b"", "1.20"), "HEAD /alive")
     body, _ = await http.request_all("GET", "/alive")

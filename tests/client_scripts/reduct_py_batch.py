@@ -49,7 +49,7 @@ async def query_batches(bucket, entry, head=False, **params):
 async def exercise(checks, args, client):
     name = args.bucket
     bucket = await client.create_bucket(name, exist_ok=True)
-    eq(client._http.api_version, (1, 18), "x-reduct-api as seen by the client")
+    eq(client._http.api_version, (1, 20), "x-reduct-api as seen by the client")
 
     expected = {}
     batch = Batch()

@@ -61,7 +61,7 @@ async def record_count(bucket, entry):
 async def exercise(checks, args, client):
     name = args.bucket
     bucket = await client.create_bucket(name, exist_ok=True)
-    eq(client._http.api_version, (1, 18), "x-reduct-api as seen by the client")
+    eq(client._http.api_version, (1, 20), "x-reduct-api as seen by the client")
 
     # -- PATCH one record --------------------------------------------------------
     await bucket.write("labels", b"content-0", timestamp=T0, content_type="text/plain",

@@ -1,6 +1,6 @@
 """
 The newest reduct-py (1.21.x) and the token rights on the I/O API of a
-daemon at API 1.18 with ``RS_API_TOKEN`` set (spec 1.20 §1.1: Read(bucket)
+daemon at API 1.20 with ``RS_API_TOKEN`` set (spec 1.20 §1.1: Read(bucket)
 for a ``QUERY`` and ``GET|HEAD /io/:bucket/read``, Write(bucket) for
 ``write``, ``update``, ``remove`` and a ``REMOVE`` query).
 

@@ -57,7 +57,7 @@ async def check_stored(bucket, expected: dict, what: str):
 async def exercise(checks, args, client):
     name = args.bucket
     bucket = await client.create_bucket(name, exist_ok=True)
-    eq(client._http.api_version, (1, 18), "x-reduct-api as seen by the client")
+    eq(client._http.api_version, (1, 20), "x-reduct-api as seen by the client")
 
     # -- write: three entries, labels, content types, sizes up to 2 MiB ------
     batch = RecordBatch()

@@ -1,6 +1,6 @@
 """
 The newest reduct-py (1.21.x) querying several entries at once through the
-I/O API of a daemon at API 1.18 (spec 1.20 §1.4, §1.5, §1.9, §10.1).
+I/O API of a daemon at API 1.20 (spec 1.20 §1.4, §1.5, §1.9, §10.1).
 
 Usage: python reduct_py_io_query.py URL [--bucket NAME] [--timeout S]
 
@@ -134,7 +134,7 @@ def interleaved_rows(rng):
 async def exercise(checks, args, client):
     name = args.bucket
     bucket = await client.create_bucket(name, exist_ok=True)
-    eq(client._http.api_version, (1, 18), "x-reduct-api as seen by the client")
+    eq(client._http.api_version, (1, 20), "x-reduct-api as seen by the client")
     model = await seed(bucket)
 
     same(await collect(bucket.query(["cam-1", "lidar"])),

@@ -1,6 +1,6 @@
 """
 The newest reduct-py (1.21.x) with hierarchical entry paths and attachments
-against a daemon at API 1.18 (spec 1.20 §2, §3, §5.4).
+against a daemon at API 1.20 (spec 1.20 §2, §3, §5.4).
 
 Usage: python reduct_py_nested.py URL [--bucket NAME] [--timeout S]
 
@@ -48,7 +48,7 @@ async def query_rows(bucket, entries, **kwargs):
 async def exercise(checks, args, client):
     name = args.bucket
     bucket = await client.create_bucket(name, exist_ok=True)
-    eq(client._http.api_version, (1, 18), "x-reduct-api as seen by the client")
+    eq(client._http.api_version, (1, 20), "x-reduct-api as seen by the client")
 
     # -- write and read nested entries over the v1 routes --------------------
     for i in range(3):

@@ -52,7 +52,7 @@ async def exercise(checks, args, client):
     eq(info.license, None, "license")
     eq(info.defaults.bucket.max_block_size, 64_000_000, "default max_block_size")
     # the client parsed x-reduct-api into (major, minor)
-    eq(client._http.api_version, (1, 18), "x-reduct-api as seen by the client")
+    eq(client._http.api_version, (1, 20), "x-reduct-api as seen by the client")
     buckets_before = info.bucket_count
     checks.fact("server_version", info.version)
     checks.ok("server-info")

@@ -1,10 +1,10 @@
 """
-The newest reduct-py (1.21.x) querying a daemon at API 1.18 through its own
+The newest reduct-py (1.21.x) querying a daemon at API 1.20 through its own
 ``Bucket.query``, ``Bucket.subscribe`` and ``Bucket.remove_query``.
 
 Usage: python reduct_py_query.py URL [--bucket NAME] [--timeout S]
 
-Against API 1.18 the client creates every query, also of a single entry,
+Against API 1.20 the client creates every query, also of a single entry,
 with ``POST /api/v1/io/:bucket/q`` (a JSON ``QueryEntry`` with ``entries:
 [entry]``, ``when``, ``strict``, ``only_metadata``, ``continuous``,
 ``ttl``; ``null`` for what is not set) and reads it with
@@ -33,7 +33,7 @@ collect, indices = series_helpers(T0, STEP)
 async def exercise(checks, args, client):
     name = args.bucket
     bucket = await client.create_bucket(name, exist_ok=True)
-    eq(client._http.api_version, (1, 18), "x-reduct-api as seen by the client")
+    eq(client._http.api_version, (1, 20), "x-reduct-api as seen by the client")
 
     batch = Batch()
     for i in range(20):

@@ -1,6 +1,6 @@
 """
 The newest reduct-py (1.21.x) switching a replication between ``enabled``,
-``paused`` and ``disabled`` on a daemon at API 1.18 (spec 1.20 §5.3).
+``paused`` and ``disabled`` on a daemon at API 1.20 (spec 1.20 §5.3).
 
 Usage: python reduct_py_replication_mode.py URL [--bucket NAME] [--timeout S] [--token T]
 

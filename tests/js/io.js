@@ -1,5 +1,5 @@
 // reduct-js 1.20.0 against the 1.18-1.19 data plane of a daemon that
-// advertises x-reduct-api 1.18 (spec 1.20 §1, §3.2, §5.2, §5.3, §10.2).
+// advertises x-reduct-api 1.20 (spec 1.20 §1, §3.2, §5.2, §5.3, §10.2).
 //
 // Usage: node io.js URL BUCKET   (reduct-js found through NODE_PATH)
 //
@@ -89,7 +89,7 @@ async function main() {
   const client = new Client(url);
   const bucket = await client.getOrCreateBucket(bucketName);
   await client.getInfo();
-  assert.deepEqual(client.httpClient.apiVersion, [1, 18], "x-reduct-api as seen by the client");
+  assert.deepEqual(client.httpClient.apiVersion, [1, 20], "x-reduct-api as seen by the client");
 
   // -- multi-entry write (entries one after the other in time) -------------
   const model = new Map(); // "entry\0ts" -> [entry, ts, data, labels, ct]
