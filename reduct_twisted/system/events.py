@@ -159,8 +159,11 @@ class SystemEvents(Service):
 
     def tick(self) -> None:
         """Queue the aggregates that are due, then write a slice of the queue."""
-        self.take_due(everything=False)
-        self._write_slice()
+        try:  # whatever happens, the loop goes on (a LoopingCall stops on an error)
+            self.take_due(everything=False)
+            self._write_slice()
+        except Exception:
+            log.failure("System events: tick failed")
 
     def take_due(self, everything: bool) -> None:
         now = self.clock.seconds()
@@ -184,7 +187,12 @@ class SystemEvents(Service):
 
     def queue_usage(self) -> None:
         """Queue the usage events of the interval that ends now."""
-        for name, payload in self.usage.take():
+        try:  # never stops the loop
+            taken = self.usage.take()
+        except Exception:
+            log.failure("System events: usage statistics failed")
+            return
+        for name, payload in taken:
             self.emit("usage", name, int(self.clock.seconds() * 1_000_000), 200, "", payload)
 
     def _write_slice(self) -> None:
@@ -196,11 +204,15 @@ class SystemEvents(Service):
             self._more = self.clock.callLater(0, self._write_slice)
 
     def _write(self, stream, name, timestamp, status, message, payload) -> None:
-        body = {"timestamp": timestamp, "instance": self.instance, "status": status,
-                "message": message}
-        body.update(payload)
-        data = json.dumps(body).encode("utf-8")
-        entry = f"{stream}/{self.instance}/{sanitize(name)}"
+        entry = f"{stream}/{self.instance}/{sanitize(str(name))}"
+        try:
+            body = {"timestamp": timestamp, "instance": self.instance, "status": status,
+                    "message": message}
+            body.update(payload)
+            data = json.dumps(body).encode("utf-8")
+        except (TypeError, ValueError) as e:  # a payload that is not JSON
+            self._drop(entry, timestamp, e)
+            return
         try:
             self._ensure_bucket()
             writer = self.engine.upload(SYSTEM_BUCKET, entry, timestamp, len(data),

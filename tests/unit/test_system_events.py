@@ -335,3 +335,16 @@ def test_replication_passes_reach_the_stream(tmp_path, events, engine, clock):
     got = [(r[3]["status"], r[3]["written_records"], r[3]["failed_records"], r[3]["message"])
            for r in records(engine, "replications/node/rep")]
     assert got == [(200, 4, 0, ""), (502, 0, 2, "down")]
+
+
+def test_bad_payload_dropped_and_the_tick_goes_on(events, engine, clock):
+    """An event that cannot be written as JSON is dropped; the loop keeps running."""
+    events.emit("lifecycle", "p.1", 10, 200, "", {"bad": object()})
+    events.emit("lifecycle", "p.1", 11, 200, "", {"good": 1})
+    clock.advance(1)
+    assert events.dropped == 1
+    [(ts, _, _, body)] = records(engine, "lifecycle/node/p_1")
+    assert (ts, body["good"]) == (11, 1)
+    events.emit("lifecycle", "p.1", 12, 200, "", {"good": 2})
+    clock.advance(1)  # still ticking
+    assert len(records(engine, "lifecycle/node/p_1")) == 2
