@@ -42,3 +42,31 @@ async def test_reduct_py_reads_system_bucket(tmp_path, reduct_py_newest):
         "listed-and-info", "entries", "audit-records", "when-on-status-label",
         "usage-multi-entry-query",
     ]
+
+
+@pytest_twisted.ensureDeferred
+async def test_every_reduct_py_generation_beside_system_bucket(
+    tmp_path, reduct_py_oldest, reduct_py_middle, reduct_py_newest
+):
+    """
+    With ``$system`` present from the start (events written before the
+    scripts run), reduct-py 1.4.1, 1.10.0 and 1.21.0 run their whole
+    scripts against the one daemon: an extra ``$``-named bucket in ``/list``
+    and ``/info`` counts breaks none of them (spec 1.20 §10.1–§10.3).
+    """
+    async with running_server(tmp_path / "data", instance_name="gen") as server:
+        resp = await server.http.get(server.api("/info"))
+        await resp.content()
+        assert server.site.router.events.flush() >= 1
+        assert server.engine.has_bucket("$system")
+        for python, script, version, count in (
+            (reduct_py_oldest, "reduct_py_1_4.py", clients.REDUCT_PY_OLDEST, 14),
+            (reduct_py_middle, "reduct_py_1_10.py", clients.REDUCT_PY_MIDDLE, None),
+            (reduct_py_newest, "reduct_py_newest.py", clients.REDUCT_PY_NEWEST, 9),
+        ):
+            summary = await run_client_script(python, script, server.url, "--bucket", "gen")
+            assert summary["version"] == version
+            if count is not None:
+                assert len(summary["checks"]) == count, summary["checks"]
+        resp = await server.http.get(server.api("/list"))
+        assert [b["name"] for b in (await resp.json())["buckets"]] == ["$system"]
