@@ -186,3 +186,48 @@ async def test_disabled_writes_no_bucket(tmp_path):
         info = json.loads(await body_of(await server.http.get(server.api("/info"))))
         assert info["bucket_count"] == 0
         assert not server.engine.has_bucket("$system")
+
+
+def test_real_daemon_writes_events_at_sigterm_and_reads_them_after_restart(tmp_path):
+    """
+    ``twistd reduct`` (the service tree of tap.py): audited calls and the
+    final usage event are written when SIGTERM stops it, before the storage
+    closes; the next start serves them, and a SIGKILL right after writes
+    leaves a daemon that starts and serves $system again (events are
+    ordinary records: no new on-disk structure).
+    """
+    from tests.integration.daemon import Connection, Twistd
+
+    data_path = tmp_path / "data"
+    environ = {"RS_INSTANCE_NAME": "real", "RS_SYSTEM_EVENTS_QUOTA_SIZE": "1 MB"}
+    daemon = Twistd(data_path, environ=environ)
+    try:
+        port = daemon.start()
+        with Connection(port) as conn:
+            assert conn.request("GET", "/api/v1/info").status == 200
+            assert conn.request("GET", "/api/v1/info").status == 200
+    finally:
+        daemon.stop()
+    assert daemon.alarms() == []
+    daemon = Twistd(data_path, environ=environ)
+    try:
+        port = daemon.start()
+        with Connection(port) as conn:
+            settings = json.loads(conn.request("GET", "/api/v1/b/$system").body)
+            names = {e["name"] for e in settings["entries"]}
+            assert {"audit/real/AUTHENTICATION-DISABLED", "usage/real/total"} <= names
+            assert (settings["settings"]["quota_type"], settings["settings"]["quota_size"]) == (
+                "FIFO", 1_000_000)
+            resp = conn.request("GET", "/api/v1/b/$system/audit/real/AUTHENTICATION-DISABLED")
+            assert resp.status == 200
+            assert json.loads(resp.body)["call_count"] == 2
+    finally:
+        daemon.kill()
+    daemon = Twistd(data_path, environ=environ)
+    try:
+        port = daemon.start()
+        with Connection(port) as conn:
+            assert conn.request("GET", "/api/v1/b/$system").status == 200
+        assert daemon.alarms() == []
+    finally:
+        daemon.stop()
