@@ -44,8 +44,9 @@ class DiagnosticsCounter:
     :param clock: provides ``seconds()``.
     """
 
-    #: ``observer(status, message, count)`` told of every count (200 for
-    #: records delivered): the ``$system`` replications stream (``system/``).
+    #: ``observer(status, message, count, size)`` told of every count (200
+    #: for records delivered, ``size`` their bytes when known): the
+    #: ``$system`` replications stream (``system/``).
     observer = None
 
     def __init__(self, clock) -> None:
@@ -68,12 +69,12 @@ class DiagnosticsCounter:
             self._frames.append(_Frame(now))
         return self._frames[-1]
 
-    def ok(self, count: int = 1) -> None:
-        """``count`` records reached the destination."""
+    def ok(self, count: int = 1, size: int = 0) -> None:
+        """``count`` records (``size`` bytes, when known) reached the destination."""
         if count:
             self._frame().ok += count
             if self.observer is not None:
-                self.observer(200, "", count)
+                self.observer(200, "", count, size)
 
     def errored(self, status: int, message: str, count: int = 1) -> None:
         """``count`` records failed with ``status`` and ``message``."""
@@ -85,7 +86,7 @@ class DiagnosticsCounter:
         entry[0] += count
         entry[1] = message
         if self.observer is not None:
-            self.observer(status, message, count)
+            self.observer(status, message, count, 0)
 
     def hourly(self) -> dict:
         """:return: ``{"ok": n, "errored": n, "errors": {"<status>": {"count", "last_message"}}}``."""

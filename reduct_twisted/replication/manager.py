@@ -436,5 +436,5 @@ def _quiet_factory():
     return QuietFactory
 
 
-def _report_pass(events, task, status: int, message: str, count: int) -> None:
-    events.replication_pass(task.name, status, message, count, 0, task.pending)
+def _report_pass(events, task, status: int, message: str, count: int, size: int) -> None:
+    events.replication_pass(task.name, status, message, count, size, task.pending)

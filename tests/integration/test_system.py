@@ -188,6 +188,37 @@ async def test_disabled_writes_no_bucket(tmp_path):
         assert not server.engine.has_bucket("$system")
 
 
+@pytest_twisted.ensureDeferred
+async def test_replication_passes_recorded(tmp_path):
+    """A replication between two buckets of the daemon: its passes become a replications/ record."""
+    async with running_server(tmp_path / "data", instance_name="n") as server:
+        for name in ("src", "dst"):
+            resp = await server.http.post(server.api(f"/b/{name}"))
+            assert resp.code == 200
+            await body_of(resp)
+        settings = {"src_bucket": "src", "dst_bucket": "dst", "dst_host": server.url}
+        resp = await server.http.post(server.api("/replications/rep"),
+                                      json.dumps(settings).encode())
+        assert resp.code == 200, await body_of(resp)
+        await body_of(resp)
+        for ts in (1, 2, 3):
+            resp = await server.http.post(server.api(f"/b/src/e?ts={ts}"), b"x" * 100)
+            assert resp.code == 200
+            await body_of(resp)
+        runs = events_of(server).replication._runs  # the open aggregates
+        for _ in range(200):  # until the sender has counted all three as delivered
+            if "rep" in runs and runs["rep"].written == 3:
+                break
+            await deferLater(reactor, 0.05, lambda: None)
+        events_of(server).flush()
+        found = await system_records(server, "replications/n/rep", headers={})
+    [(_, labels, body)] = found
+    assert labels == "status=200"
+    assert (body["status"], body["message"], body["written_records"], body["failed_records"]) == (
+        200, "", 3, 0)
+    assert body["replicated_data_size"] == 300 and body["pending_records"] == 0
+
+
 def test_real_daemon_writes_events_at_sigterm_and_reads_them_after_restart(tmp_path):
     """
     ``twistd reduct`` (the service tree of tap.py): audited calls and the

@@ -328,13 +328,13 @@ def test_replication_passes_reach_the_stream(tmp_path, events, engine, clock):
     engine.create_bucket("src", None)
     manager.create("rep", {"src_bucket": "src", "dst_bucket": "d", "dst_host": "http://127.0.0.1:1"})
     task = manager._tasks["rep"]
-    task.diagnostics.ok(4)
+    task.diagnostics.ok(4, 4000)
     clock.advance(0.5)
     task.diagnostics.errored(502, "down", 2)
     events.flush()
-    got = [(r[3]["status"], r[3]["written_records"], r[3]["failed_records"], r[3]["message"])
-           for r in records(engine, "replications/node/rep")]
-    assert got == [(200, 4, 0, ""), (502, 0, 2, "down")]
+    got = [(r[3]["status"], r[3]["written_records"], r[3]["failed_records"], r[3]["message"],
+            r[3]["replicated_data_size"]) for r in records(engine, "replications/node/rep")]
+    assert got == [(200, 4, 0, "", 4000), (502, 0, 2, "down", 0)]
 
 
 def test_bad_payload_dropped_and_the_tick_goes_on(events, engine, clock):
