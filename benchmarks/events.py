@@ -5,13 +5,14 @@ matrix's single 1 KiB write and read cells (1 and 8 connections) and its
 batch cells (v1 batch and I/O API, 1 KiB records) against two daemons of
 this checkout in the same run, one with ``RS_SYSTEM_EVENTS_ENABLED=true``
 (every request audited: authentication is off, so each call is the
-``AUTHENTICATION-DISABLED`` token's), one with ``false``.
+``AUTHENTICATION-DISABLED`` token's), one with ``false``.  Each cell runs
+against both daemons back to back, in an order that alternates from cell
+to cell and round to round, so the two see the same machine.
 
-    python benchmarks/events.py [--rounds 5] [--quick] [--out FILE]
+    python benchmarks/events.py [--rounds 9] [--quick] [--out FILE]
 
 Both daemons run at once, each on its own port and data directory under
-/var/tmp, with ``RS_SYNC=none`` like the matrix; rounds interleave them
-(the order alternates each round) so both see the same machine.  The
+/var/tmp, with ``RS_SYNC=none`` like the matrix.  The
 report is the median of the rounds per cell and the ratio on/off of the
 records per second (1.00 = no cost; the issue's bound is 0.95); it is
 printed and written to ``--out``.  Both daemons are stopped by PID, also
@@ -61,32 +62,44 @@ def start(work: Path, enabled: bool):
     return proc, base
 
 
-def cells(base: str, pid: int, rnd: int, b: dict, payload: bytes) -> list:
-    """``[(op, conc, result)]`` of one round against one daemon."""
-    out = []
-    for conc in (1, 8):
-        entry = f"s1k-c{conc}-r{rnd}"
-        url = f"{base}/api/v1/b/{BUCKET}/{entry}?ts={{ts}}"
+def single(conc: int):
+    """The single-record cell with ``conc`` connections: write, then read what it wrote."""
+
+    def cell(base: str, pid: int, rnd: int, b: dict, payload: bytes) -> list:
+        url = f"{base}/api/v1/b/{BUCKET}/s1k-c{conc}-r{rnd}?ts={{ts}}"
         common = dict(payload=payload, concurrency=conc, base_ts=time.time_ns() // 1000,
                       max_s=b["max_s"], server_pids=[pid])
         w = loadgen.run_cell("write", url, method="POST", count=b["count"], **common)
-        out.append(("write", conc, w))
         common.update(count=w["records"], min_s=b["min_read_s"])
-        out.append(("read", conc, loadgen.run_cell("read", url, method="GET", **common)))
+        return [("write", conc, w),
+                ("read", conc, loadgen.run_cell("read", url, method="GET", **common))]
+
+    return cell
+
+
+def batch(base: str, pid: int, rnd: int, b: dict, payload: bytes) -> list:
+    """The v1 batch cells: POST …/batch of 80 records, then the query read."""
     common = dict(payload=payload, base_ts=time.time_ns() // 1000, max_s=b["max_s"],
                   server_pids=[pid])
     w = batchgen.write(base, BUCKET, f"batch-r{rnd}", count=b["batch_count"], batch=80,
                        **common)
-    out.append(("batch write", 1, w))
     common.update(count=w["records"], min_s=b["min_read_s"])
-    out.append(("batch read", 1, batchgen.read(base, BUCKET, f"batch-r{rnd}", **common)))
+    return [("batch write", 1, w),
+            ("batch read", 1, batchgen.read(base, BUCKET, f"batch-r{rnd}", **common))]
+
+
+def io_batch(base: str, pid: int, rnd: int, b: dict, payload: bytes) -> list:
+    """The I/O API batch cells: 4 entries, 80 records a POST, then the multi-entry read."""
     common = dict(payload=payload, base_ts=time.time_ns() // 1000, max_s=b["max_s"],
                   server_pids=[pid], entries=4)
     w = batchgen.write_v2(base, BUCKET, f"io-r{rnd}", count=b["batch_count"], batch=80, **common)
-    out.append(("io write", 1, w))
     common.update(count=w["records"], min_s=b["min_read_s"], run=w["run"])
-    out.append(("io read", 1, batchgen.read_v2(base, BUCKET, f"io-r{rnd}", **common)))
-    return out
+    return [("io write", 1, w),
+            ("io read", 1, batchgen.read_v2(base, BUCKET, f"io-r{rnd}", **common))]
+
+
+#: Each cell runs against both daemons back to back (the order alternates).
+CELLS = (single(1), single(8), batch, io_batch)
 
 
 def render(rows: list, meta: dict) -> str:
@@ -120,11 +133,11 @@ def render(rows: list, meta: dict) -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=None, help="rounds (default 5, quick 1)")
+    parser.add_argument("--rounds", type=int, default=None, help="rounds (default 9, quick 1)")
     parser.add_argument("--quick", action="store_true", help="smoke test; numbers mean nothing")
     parser.add_argument("--out", type=Path, default=None, help="markdown report")
     args = parser.parse_args(argv)
-    rounds = args.rounds or (1 if args.quick else 5)
+    rounds = args.rounds or (1 if args.quick else 9)
     bounds = QUICK if args.quick else FULL
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     out = args.out or HERE / "results" / f"events-{stamp}{'-quick' if args.quick else ''}.md"
@@ -135,14 +148,14 @@ def main(argv=None) -> int:
         daemons[ON] = start(work, True)
         daemons[OFF] = start(work, False)
         for rnd in range(1, rounds + 1):
-            order = [ON, OFF] if rnd % 2 else [OFF, ON]
-            for target in order:
-                proc, base = daemons[target]
-                for op, conc, res in cells(base, proc.pid, rnd, bounds, payload):
-                    rows.append(dict(target=target, op=op, conc=conc, round=rnd, **res))
-                    print(f"r{rnd} {target:10} {op:11} c{conc} {res['rec_per_s']:>10} rec/s"
-                          + (f"  ERRORS {res['errors']}" if res.get("errors") else ""),
-                          file=sys.stderr, flush=True)
+            for number, cell in enumerate(CELLS):
+                for target in ([ON, OFF] if (rnd + number) % 2 else [OFF, ON]):
+                    proc, base = daemons[target]
+                    for op, conc, res in cell(base, proc.pid, rnd, bounds, payload):
+                        rows.append(dict(target=target, op=op, conc=conc, round=rnd, **res))
+                        print(f"r{rnd} {target:10} {op:11} c{conc} {res['rec_per_s']:>10} rec/s"
+                              + (f"  ERRORS {res['errors']}" if res.get("errors") else ""),
+                              file=sys.stderr, flush=True)
     finally:
         for proc, _ in daemons.values():
             stop_daemon(proc)

@@ -471,7 +471,8 @@ class ISystemEvents(Interface):
         written on the caller's time; ``http/audit.py`` calls it).
 
         :param token: the caller's token name (``unauthorized`` for a 401).
-        :param path: the URL path without the query string.
+        :param path: the URL path without the query string (``method``, ``path``
+            and ``message`` may be bytes: decoded when written).
         :param status: the response status; ``message`` its
             ``x-reduct-error`` or ``""``.
         :param client_ip: ``http.clientip.client_ip``'s answer (or ``None``).

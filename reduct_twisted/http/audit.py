@@ -37,11 +37,11 @@ def audit_request(events, request, now: float) -> None:
     if path.endswith(_SKIPPED):
         return
     errors = request.responseHeaders.getRawHeaders(_ERROR)
-    message = errors[0].decode("utf-8", "replace") if errors else ""
     started = getattr(request, "reduct_started", None)
     if started is None:
         started = now
+    # Method, path and message as bytes: decoded once per aggregate, when written.
     events.record_call(
-        token, request.method.decode("latin-1"), path.decode("utf-8", "replace"), code,
-        message, client_ip(request), started, max(0.0, now - started),
+        token, request.method, path, code, errors[0] if errors else b"", client_ip(request),
+        started, now - started if now > started else 0.0,
     )

@@ -105,7 +105,13 @@ def client_ip(request) -> Optional[str]:
         return request.reduct_client_ip
     except AttributeError:
         pass
-    peer = getattr(request.getClientAddress(), "host", None)
+    channel = getattr(request, "channel", None)
+    try:  # one connection, one peer: asked once per connection
+        peer = channel.reduct_peer
+    except AttributeError:
+        peer = getattr(request.getClientAddress(), "host", None)
+        if channel is not None:
+            channel.reduct_peer = peer
     found = resolve(
         peer, _header(request, b"forwarded"), _header(request, b"x-forwarded-for"),
     )

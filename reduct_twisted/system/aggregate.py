@@ -52,6 +52,8 @@ class AuditAggregates:
         """
         Count one finished request.
 
+        :param method: ``path``, ``message``: text, or bytes (decoded as
+            UTF-8 when the aggregate is written).
         :param started: when it started (seconds since the epoch).
         :param duration: how long it took, in seconds.
         """
@@ -81,16 +83,23 @@ class AuditAggregates:
             del self._open[key]
         taken.sort(key=lambda item: item[1][_FIRST])
         return [
-            (token, int(agg[_FIRST] * 1_000_000), status, message, {
+            (token, int(agg[_FIRST] * 1_000_000), status, _text(message), {
                 "token_name": token,
-                "method": method,
-                "path": path,
+                "method": _text(method),
+                "path": _text(path),
                 "client_ip": client_ip,
                 "call_count": agg[_COUNT],
                 "duration": agg[_DURATION],
             })
             for (token, method, path, status, message, client_ip), agg in taken
         ]
+
+
+def _text(value) -> str:
+    """``value`` as text: the HTTP layer hands over bytes (decoded here, once per aggregate)."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return value
 
 
 class _Run:

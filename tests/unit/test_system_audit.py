@@ -49,13 +49,13 @@ def audited(request, now=100.25):
 
 def test_identified_token_recorded_with_every_field():
     assert audited(_Request(code=404, error=b"Bucket 'x' is not found")) == [
-        ("t", "PUT", "/api/v1/b/x", 404, "Bucket 'x' is not found", "10.1.2.3", 100.0, 0.25),
+        ("t", b"PUT", b"/api/v1/b/x", 404, b"Bucket 'x' is not found", "10.1.2.3", 100.0, 0.25),
     ]
 
 
 def test_unauthorized_recorded_without_a_token():
     [call] = audited(_Request(code=401, token=None, error=b"Invalid token"))
-    assert call[0] == "unauthorized" and call[3:5] == (401, "Invalid token")
+    assert call[0] == "unauthorized" and call[3:5] == (401, b"Invalid token")
 
 
 def test_unidentified_caller_not_recorded():
@@ -77,3 +77,27 @@ def test_client_ip_behind_a_trusted_proxy():
 def test_request_without_start_counts_zero_seconds():
     [call] = audited(_Request(started=None), now=7.0)
     assert call[6:] == (7.0, 0.0)
+
+
+def test_bytes_decoded_when_the_aggregate_is_written():
+    from reduct_twisted.system.aggregate import AuditAggregates
+
+    agg = AuditAggregates()
+    agg.add("t", b"GET", b"/api/v1/b/\xc3\xa9", 404, b"No such thing", None, 1.0, 0.5)
+    [(_, _, _, message, payload)] = agg.due(100.0)
+    assert message == "No such thing"
+    assert (payload["method"], payload["path"]) == ("GET", "/api/v1/b/\u00e9")
+
+
+def test_peer_asked_once_per_connection():
+    """The TCP peer is kept on the channel: the next request of the connection does not ask again."""
+    from reduct_twisted.http.clientip import client_ip
+
+    class _Channel:
+        pass
+
+    channel = _Channel()
+    first, second = _Request(peer="10.9.8.7"), _Request(peer="10.0.0.99")
+    first.channel = second.channel = channel
+    assert client_ip(first) == "10.9.8.7"
+    assert client_ip(second) == "10.9.8.7"  # the connection's peer, not asked again
