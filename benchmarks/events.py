@@ -9,13 +9,15 @@ this checkout in the same run, one with ``RS_SYSTEM_EVENTS_ENABLED=true``
 against both daemons back to back, in an order that alternates from cell
 to cell and round to round, so the two see the same machine.
 
-    python benchmarks/events.py [--rounds 9] [--quick] [--out FILE]
+    python benchmarks/events.py [--rounds 9] [--control] [--quick] [--out FILE]
 
 Both daemons run at once, each on its own port and data directory under
 /var/tmp, with ``RS_SYNC=none`` like the matrix.  The
 report is the median of the rounds per cell and the ratio on/off of the
 records per second (1.00 = no cost; the issue's bound is 0.95); it is
-printed and written to ``--out``.  Both daemons are stopped by PID, also
+printed and written to ``--out``.  With ``--control`` a third daemon, events
+off as well, runs every cell too: its ratio to the first "off" daemon is the
+noise floor of the machine (on a small shared box it is several per cent).  Both daemons are stopped by PID, also
 on an error.  Exits 0, or 1 when a cell had errors.
 """
 
@@ -38,13 +40,13 @@ from transfer import free_port, http, start_daemon, stop_daemon  # noqa: E402
 
 KiB = 1 << 10
 BUCKET = "bench"
-ON, OFF = "events on", "events off"
+ON, OFF, CONTROL = "events on", "events off", "control"
 FULL = dict(count=4000, batch_count=4000, max_s=2.0, min_read_s=0.5)
 QUICK = dict(count=200, batch_count=400, max_s=0.25, min_read_s=0.0)
 
 
-def start(work: Path, enabled: bool):
-    d = work / ("on" if enabled else "off")
+def start(work: Path, enabled: bool, name: str):
+    d = work / name
     d.mkdir()
     old = os.environ.get("RS_SYSTEM_EVENTS_ENABLED")
     os.environ["RS_SYSTEM_EVENTS_ENABLED"] = "true" if enabled else "false"
@@ -55,6 +57,7 @@ def start(work: Path, enabled: bool):
             os.environ.pop("RS_SYSTEM_EVENTS_ENABLED")
         else:
             os.environ["RS_SYSTEM_EVENTS_ENABLED"] = old
+    print(f"started {name} pid {proc.pid}", file=sys.stderr, flush=True)
     code, body = http("POST", f"{base}/api/v1/b/{BUCKET}")
     if code != 200:
         stop_daemon(proc)
@@ -108,7 +111,8 @@ def render(rows: list, meta: dict) -> str:
         if (row["op"], row["conc"]) not in keys:
             keys.append((row["op"], row["conc"]))
     med = {}
-    for target in (ON, OFF):
+    control = any(r["target"] == CONTROL for r in rows)
+    for target in (ON, OFF, CONTROL):
         for op, conc in keys:
             rates = [r["rec_per_s"] for r in rows
                      if (r["target"], r["op"], r["conc"]) == (target, op, conc)]
@@ -118,15 +122,20 @@ def render(rows: list, meta: dict) -> str:
         "",
         f"{meta['date']}; `{meta['command']}`; {meta['rounds']} rounds, medians.",
         "",
-        "| cell (1 KiB records) | conns | events off rec/s | events on rec/s | on/off |",
-        "|---|---|---|---|---|",
+        "| cell (1 KiB records) | conns | events off rec/s | events on rec/s | on/off |"
+        + (" control (off) rec/s | control/off |" if control else ""),
+        "|---|---|---|---|---|" + ("---|---|" if control else ""),
     ]
     worst = None
     for op, conc in keys:
         off, on = med[OFF, op, conc], med[ON, op, conc]
         ratio = on / off if off else float("nan")
         worst = ratio if worst is None else min(worst, ratio)
-        lines.append(f"| {op} | {conc} | {off:,.0f} | {on:,.0f} | {ratio:.3f} |")
+        line = f"| {op} | {conc} | {off:,.0f} | {on:,.0f} | {ratio:.3f} |"
+        if control:
+            other = med[CONTROL, op, conc]
+            line += f" {other:,.0f} | {other / off if off else float('nan'):.3f} |"
+        lines.append(line)
     lines += ["", f"Lowest ratio: {worst:.3f} (bound: 0.95).", ""]
     return "\n".join(lines)
 
@@ -135,6 +144,9 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=None, help="rounds (default 9, quick 1)")
     parser.add_argument("--quick", action="store_true", help="smoke test; numbers mean nothing")
+    parser.add_argument("--control", action="store_true",
+                        help="a third daemon, events off too: its ratio to the first shows the "
+                        "noise of the machine (an A/A comparison)")
     parser.add_argument("--out", type=Path, default=None, help="markdown report")
     args = parser.parse_args(argv)
     rounds = args.rounds or (1 if args.quick else 9)
@@ -145,11 +157,14 @@ def main(argv=None) -> int:
     work = Path(tempfile.mkdtemp(prefix="reduct-bench-events-", dir="/var/tmp"))
     daemons, rows = {}, []
     try:
-        daemons[ON] = start(work, True)
-        daemons[OFF] = start(work, False)
+        daemons[ON] = start(work, True, "on")
+        daemons[OFF] = start(work, False, "off")
+        if args.control:
+            daemons[CONTROL] = start(work, False, "control")
         for rnd in range(1, rounds + 1):
             for number, cell in enumerate(CELLS):
-                for target in ([ON, OFF] if (rnd + number) % 2 else [OFF, ON]):
+                turn = (rnd + number) % len(daemons)
+                for target in (list(daemons)[turn:] + list(daemons)[:turn]):
                     proc, base = daemons[target]
                     for op, conc, res in cell(base, proc.pid, rnd, bounds, payload):
                         rows.append(dict(target=target, op=op, conc=conc, round=rnd, **res))
