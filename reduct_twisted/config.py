@@ -54,6 +54,7 @@ import attrs
 
 from reduct_twisted.config_links import LinksSettings
 from reduct_twisted.config_limits import LimitsSettings
+from reduct_twisted.config_system import SystemSettings
 from reduct_twisted.config_setting import Cli, Setting, declarations, document, option_name, setting
 from reduct_twisted.config_values import (
     normalise_base_path,
@@ -86,7 +87,7 @@ class ConfigError(Exception):
 
 
 @attrs.frozen(kw_only=True)
-class Config(LinksSettings, LimitsSettings):
+class Config(LinksSettings, LimitsSettings, SystemSettings):
     """
     Every setting of the daemon, already parsed and validated.
 

@@ -27,6 +27,10 @@ Methods are declared without ``self`` (a declared ``self`` makes
 
 from zope.interface import Attribute, Interface
 
+# The $system events seam lives in its own module (this one is at its size
+# limit); it depends on zope.interface alone, like this one.
+from reduct_twisted.interfaces_events import ISystemEvents
+
 __all__ = [
     "IAccessPolicy",
     "IEngineLifecycle",
@@ -474,35 +478,3 @@ class IStorageEngine(Interface):
 
     def compress_blocks(bucket, entry, stop, dry_run=False):
         """:return: Deferred ``(records, blocks)``; see ``storage/compress.py``."""
-
-
-class ISystemEvents(Interface):
-    """
-    The ``$system`` event streams (spec 1.20 §8): audit aggregates, usage
-    statistics, replication and lifecycle runs, written as records of
-    entries ``<stream>/<instance>/<name>``.  Callers hand events over and go
-    on: an implementation queues them and writes them in batches, never on
-    the caller's time, and a failure to write one never reaches the caller.
-    """
-
-    enabled = Attribute("Whether events are recorded at all (RS_SYSTEM_EVENTS_ENABLED).")
-
-    def emit(stream, name, timestamp, status, message, payload):
-        """
-        Queue one event.
-
-        :param stream: ``audit``, ``usage``, ``replications`` or ``lifecycle``.
-        :param name: the last entry segment (token, ``total``, replication or
-            policy name; sanitized by the implementation).
-        :param timestamp: the event time, microseconds since the epoch.
-        :param status: the HTTP-like status code (label ``status``).
-        :param message: ``""`` on success, else the error text.
-        :param payload: the stream's own fields (a JSON-able dict), written
-            after ``timestamp``, ``instance``, ``status``, ``message``.
-        """
-
-    def last_access(token_name):
-        """
-        :return: the newest audit event time of ``token_name`` in
-            microseconds (spec 1.20 §4.4), or ``None``; never blocks.
-        """

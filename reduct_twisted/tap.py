@@ -12,6 +12,7 @@ message, and exits 1 without a traceback.
     DaemonService "reduct"               (log level filter for twistd, see logs.py;
     │                                     children stop in sequence, see shutdown.py)
     ├── StorageService "storage"         (engine, thread pool, quota + query-expiry loops)
+    ├── SystemEvents "system-events"     ($system event streams, system/; a no-op when off)
     ├── ReplicationManager "replication" (senders of the replications; the API's)
     ├── LifecycleManager "lifecycles"    (the lifecycle policies' loops; the API's)
     ├── DrainService "drain"             (the site's open connections, http/drain.py)
@@ -335,6 +336,8 @@ def makeService(
     except (TokenStoreError, CaFileError) as exc:
         storage.engine.close()
         raise SystemExit(f"reduct: {exc}")
+    # The $system events stop (writing what is pending) right before the storage.
+    parts.events.setServiceParent(top)
     parts.replications.setServiceParent(top)
     lifecycles = getattr(parts, "lifecycles", None)  # (a test's assemble may have none)
     if lifecycles is not None:

@@ -50,7 +50,7 @@ from reduct_twisted.links import LinkCodec, Links, load_or_create_key
 from reduct_twisted.provision import Provisioning
 from reduct_twisted.replication import ReplicationManager, make_replications
 from reduct_twisted.sync import GroupSync
-from reduct_twisted.system import NullSystemEvents
+from reduct_twisted.system import make_events as make_system_events
 
 __all__ = [
     "Parts",
@@ -117,6 +117,7 @@ def assemble(
     provision_buckets(engine, provisioning.buckets)
     auth = make_auth(config, reactor, threadpool, provisioning.tokens, events)
     replications = make_replications(engine, config, reactor, threadpool)
+    replications.use_events(events)
     replications.provision(provisioning.replications)
     syncer = make_group_sync(config, engine, replications, reactor, threadpool)
     lifecycles = make_lifecycle_policies(engine, reactor, threadpool, events, provisioning)
@@ -145,8 +146,12 @@ def apply_limits(config: Config, engine: Any, api: ReductAPI, site: ReductSite,
 
 
 def make_events(config: Config, engine: Any, reactor: Any) -> Any:
-    """The ``$system`` event streams (``ISystemEvents``); none recorded yet."""
-    return NullSystemEvents()
+    """
+    The ``$system`` event streams (``ISystemEvents``, a service the daemon
+    starts and stops right after the storage, ``system/``), or none with
+    ``RS_SYSTEM_EVENTS_ENABLED=false``.
+    """
+    return make_system_events(config, engine, reactor)
 
 
 def make_lifecycle_policies(

@@ -53,6 +53,7 @@ from reduct_twisted.http.channel import (  # noqa: F401
     ReductChannel,
     _http_date,
 )
+from reduct_twisted.http.audit import audit_request
 from reduct_twisted.http.cors import NO_ORIGINS, CorsPolicy
 from reduct_twisted.http.drain import ConnectionDrain
 from reduct_twisted.http.errors import failure_body, write_error_headers
@@ -107,6 +108,8 @@ class StreamingRequest(server.Request):
     # -- body side ---------------------------------------------------------
 
     def gotLength(self, length: Optional[int]) -> None:
+        # The start of the request for its audit event (audit.py).
+        self.reduct_started = self.channel.site.reactor.seconds()
         drain = getattr(self.channel.site, "drain", None)
         if drain is not None and drain.draining:  # 503: the daemon is stopping
             self._refuse(drain.refusal(self), 0 if length == 0 else None)
@@ -425,4 +428,7 @@ class ReductSite(server.Site):
         return channel
 
     def log(self, request) -> None:
-        pass
+        # Called once by every finished request: its audit event (audit.py).
+        events = getattr(self.router, "events", None)
+        if events is not None and events.enabled:
+            audit_request(events, request, self.reactor.seconds())

@@ -44,6 +44,11 @@ class DiagnosticsCounter:
     :param clock: provides ``seconds()``.
     """
 
+    #: ``observer(status, message, count, size)`` told of every count (200
+    #: for records delivered, ``size`` their bytes when known): the
+    #: ``$system`` replications stream (``system/``).
+    observer = None
+
     def __init__(self, clock) -> None:
         self._clock = clock
         self._first = self._index()
@@ -64,10 +69,12 @@ class DiagnosticsCounter:
             self._frames.append(_Frame(now))
         return self._frames[-1]
 
-    def ok(self, count: int = 1) -> None:
-        """``count`` records reached the destination."""
+    def ok(self, count: int = 1, size: int = 0) -> None:
+        """``count`` records (``size`` bytes, when known) reached the destination."""
         if count:
             self._frame().ok += count
+            if self.observer is not None:
+                self.observer(200, "", count, size)
 
     def errored(self, status: int, message: str, count: int = 1) -> None:
         """``count`` records failed with ``status`` and ``message``."""
@@ -78,6 +85,8 @@ class DiagnosticsCounter:
         entry = frame.errors.setdefault(status, [0, message])
         entry[0] += count
         entry[1] = message
+        if self.observer is not None:
+            self.observer(status, message, count, 0)
 
     def hourly(self) -> dict:
         """:return: ``{"ok": n, "errored": n, "errors": {"<status>": {"count", "last_message"}}}``."""

@@ -39,6 +39,7 @@ import itertools
 import json
 import os
 import shutil
+from functools import partial
 from typing import Optional
 
 from twisted.application.service import Service
@@ -95,6 +96,15 @@ class ReplicationManager(Service):
     """
 
     name = "replication"
+    #: The ``$system`` event streams (an ``ISystemEvents``) told of every
+    #: replication pass (:meth:`use_events`).
+    events = None
+
+    def use_events(self, events) -> None:
+        """Tell ``events`` of every pass of every replication, present and future."""
+        self.events = events
+        for task in self._tasks.values():
+            task.diagnostics.observer = partial(_report_pass, events, task)
 
     def __init__(self, engine, clock, data_path: str, *, capacity: int = 1_000_000,
                  timeout: float = 5.0, http=None, remote_factory=None, persist=None,
@@ -207,6 +217,8 @@ class ReplicationManager(Service):
             capacity=self.capacity, dirty=self.dirty, clock=self.clock,
             remote_factory=self._remote_factory, provisioned=provisioned,
         )
+        if self.events is not None:  # its passes, for the $system replications stream
+            task.diagnostics.observer = partial(_report_pass, self.events, task)
         self._tasks[name] = task
         self._index()
         if self.running:
@@ -426,3 +438,7 @@ def _quiet_factory():
         noisy = False
 
     return QuietFactory
+
+
+def _report_pass(events, task, status: int, message: str, count: int, size: int) -> None:
+    events.replication_pass(task.name, status, message, count, size, task.pending)

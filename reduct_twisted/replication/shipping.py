@@ -37,6 +37,8 @@ class Shipment:
         self._bucket = bucket
         self._remote = remote
         self._entry = entry
+        #: Content bytes of the write requests the destination took.
+        self.sent_bytes = 0
 
     def _read(self, item, errors: list):
         try:
@@ -86,6 +88,7 @@ class Shipment:
             if exc.retry:
                 raise Attempt(exc, len(batch.headers)) from None
             refused = {ts: (exc.status, exc.message) for ts, _ in batch.headers}
+        self.sent_bytes += batch.size
         for status, message in refused.values():
             if status == 404 and _bucket_missing(message):
                 # A 1.18+ destination answers a missing bucket per record:

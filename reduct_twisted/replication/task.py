@@ -445,7 +445,7 @@ class ReplicationTask:
             raise CancelledError()
         cursor = entry_log.cursor
         ok = sum(1 for item in run if item.seq >= cursor) - len(errors)
-        self.diagnostics.ok(max(0, ok))
+        entry_log.ack(run[-1])  # first: the counts below see what is still pending
+        self.diagnostics.ok(max(0, ok), shipment.sent_bytes)
         for status, message in errors:
             self.diagnostics.errored(status, message)
-        entry_log.ack(run[-1])

@@ -16,7 +16,12 @@ import os
 from reduct_twisted.errors import Conflict, NotFound
 from reduct_twisted.storage.bucket import Bucket, write_settings
 from reduct_twisted.storage.disk.durability import storage_error
-from reduct_twisted.storage.settings import check_name, parse_settings, parse_settings_fields
+from reduct_twisted.storage.settings import (
+    SYSTEM_BUCKET,
+    check_name,
+    parse_settings,
+    parse_settings_fields,
+)
 
 
 class BucketMethods:
@@ -34,19 +39,22 @@ class BucketMethods:
         """:return: whether bucket ``name`` exists."""
         return name in self._buckets
 
-    def create_bucket(self, name: str, settings) -> None:
+    def create_bucket(self, name: str, settings, system: bool = False) -> None:
         """
         Create a bucket (built in ``.trash``, then renamed into place).
 
         :param name: the bucket name.
         :param settings: ``None`` or the decoded JSON settings; missing
             fields take the engine defaults.
+        :param system: ``name`` may be ``$system`` (``settings.SYSTEM_BUCKET``),
+            which the API cannot create (the server's own events, ``system/``).
         :raises UnprocessableEntity: bad settings or name.
         :raises Conflict: the bucket exists.
         :raises ReductError: the disk refused (507 if full); nothing is left.
         """
         parsed = parse_settings(settings, self.defaults)
-        check_name(name)
+        if not (system and name == SYSTEM_BUCKET):
+            check_name(name)
         if name in self._buckets:
             raise Conflict(f"Bucket '{name}' already exists")
         directory = os.path.join(self.data_path, name)

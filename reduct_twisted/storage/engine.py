@@ -93,11 +93,8 @@ from reduct_twisted.storage.query import QueryRegistry
 from reduct_twisted.storage.reading import LIST_LIMIT, ReadMethods
 from reduct_twisted.storage.records import Allocation
 from reduct_twisted.storage.removal import RecordRemoval, start_removal
-from reduct_twisted.storage.settings import (
-    U64_MAX,
-    BucketSettings,
-    is_valid_name,
-)
+from reduct_twisted.storage.settings import U64_MAX, BucketSettings, is_bucket_name
+from reduct_twisted.storage.traffic import Traffic
 from reduct_twisted.storage.upload import RecordWriter, run_now
 from reduct_twisted.storage.usage import FreeSpace, Usage
 
@@ -164,6 +161,8 @@ class StorageEngine(BucketMethods, ReadMethods, EditMethods, MultiMethods, Compr
         #: changes)`` (name → new value, ``""`` removed).  A listener must not
         #: raise (replication, ``replication/manager.py``).
         self.listeners: list = []
+        #: Bytes and records written and read per bucket (``traffic.py``).
+        self.traffic = Traffic()
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -191,7 +190,7 @@ class StorageEngine(BucketMethods, ReadMethods, EditMethods, MultiMethods, Compr
         unknown = []
         for name in sorted(os.listdir(self.data_path)):
             directory = os.path.join(self.data_path, name)
-            if is_valid_name(name) and os.path.isdir(directory) and not os.path.islink(directory):
+            if is_bucket_name(name) and os.path.isdir(directory) and not os.path.islink(directory):
                 bucket = Bucket.load(name, directory, self.defaults, self._context)
                 if bucket is not None:
                     self._buckets[name] = bucket
@@ -353,6 +352,7 @@ class StorageEngine(BucketMethods, ReadMethods, EditMethods, MultiMethods, Compr
             message); the record is aborted likewise.
         """
         writer.commit(self._context, alloc)
+        self.traffic.wrote(alloc.bucket, alloc.written)
         if self.listeners:
             for listener in self.listeners:
                 listener.record_written(alloc.bucket, alloc.entry, alloc._record)

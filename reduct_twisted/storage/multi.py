@@ -345,6 +345,7 @@ class MultiMethods:
         if result.__class__ is not tuple:
             return result
         name, block, record = result
+        self.traffic.read(bucket, record.size)
         view = block.view(record)
         query = multi.find(owner, qid)
         select = None if query is None else query.select_labels

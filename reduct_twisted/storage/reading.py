@@ -51,6 +51,7 @@ class ReadMethods:
         block, record = found
         if record.state != FINISHED:
             raise TooEarly(f"Record with timestamp {ts} in {bucket}/{entry} is still being written")
+        self.traffic.read(bucket, record.size)
         return block.view(record)
 
     def read_content(self, view: RecordView) -> bytes:
@@ -148,6 +149,7 @@ class ReadMethods:
         if not isinstance(result, tuple):
             return result
         block, record, last, select = result
+        self.traffic.read(bucket, record.size)
         view = block.view(record, last)
         if select is not None:
             labels = view.record.labels

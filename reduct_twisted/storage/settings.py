@@ -42,6 +42,16 @@ def check_name(name: str) -> None:
         raise UnprocessableEntity(NAME_ERROR)
 
 
+#: The bucket of the server's own events (spec 1.20 §8): its name cannot be
+#: given through the API, only ``create_bucket(..., system=True)`` makes it.
+SYSTEM_BUCKET = "$system"
+
+
+def is_bucket_name(name: str) -> bool:
+    """:return: whether ``name`` (e.g. a directory found on disk) names a bucket."""
+    return name == SYSTEM_BUCKET or is_valid_name(name)
+
+
 def is_valid_name(name: str) -> bool:
     """
     :param name: a bucket or entry name (e.g. a directory found on disk).

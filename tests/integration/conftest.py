@@ -57,6 +57,7 @@ async def start_server(data_path, environ=None, engine_kwargs=None, **config_kwa
         site = parts.site
         port = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(site)
         parts.replications.startService()
+        parts.events.startService()
         parts.lifecycles.startService()
     except BaseException:
         # A pool thread left running keeps the interpreter alive forever at
@@ -76,6 +77,7 @@ async def start_server(data_path, environ=None, engine_kwargs=None, **config_kwa
             await port.stopListening()
             await parts.replications.stopService()
             await parts.lifecycles.stopService()
+            parts.events.stopService()
         finally:
             pool.stop()
             engine.close()

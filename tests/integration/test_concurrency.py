@@ -84,12 +84,18 @@ class RotatedBody:
         self._task.stop()
 
 
+#: The server's event bucket (spec 1.20 §8), left out of the file checks below.
+SYSTEM = "$system"
+
+
 def stray_files(data_path) -> list:
     """
     :return: paths (relative to ``data_path``) the records do not need.
     """
     stray = []
     for dirpath, dirnames, filenames in os.walk(data_path):
+        if dirpath == str(data_path) and SYSTEM in dirnames:
+            dirnames.remove(SYSTEM)  # the server's own events (nested entries)
         rel = os.path.relpath(dirpath, data_path)
         depth = 0 if rel == "." else rel.count(os.sep) + 1
         for name in filenames:
@@ -114,7 +120,10 @@ def stray_files(data_path) -> list:
 def data_bytes(data_path) -> int:
     """:return: the total size of the ``.blk`` files below ``data_path``."""
     total = 0
-    for dirpath, _, filenames in os.walk(data_path):
+    for dirpath, dirnames, filenames in os.walk(data_path):
+        if dirpath == str(data_path) and SYSTEM in dirnames:
+            dirnames.remove(SYSTEM)  # the server's own events
+
         total += sum(
             os.path.getsize(os.path.join(dirpath, n)) for n in filenames if n.endswith(".blk")
         )

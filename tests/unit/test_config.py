@@ -74,6 +74,18 @@ def test_defaults_are_pinned():
         "io_max_readers_in_flight": None,
         "replication_verify_ssl": True,
         "replication_ca_path": None,
+        # $system events (config_system.py)
+        "system_events_enabled": True,
+        "system_events_quota_size": None,
+        "system_events_remote_verify_ssl": True,
+        "system_events_remote_ca_path": None,
+        "system_events_remote_timeout": 5.0,
+        "instance_name": None,
+        "audit_enabled": None,
+        "audit_quota_size": None,
+        "audit_remote_verify_ssl": None,
+        "audit_remote_ca_path": None,
+        "audit_remote_timeout": None,
     }
 
 
@@ -239,6 +251,18 @@ def precedence_cases(certs):
             certs["cert", "a"], certs["cert", "b"], certs["cert", "c"],
             certs["cert", "a"], certs["cert", "b"], certs["cert", "c"],
         ),
+        # $system events (config_system.py)
+        "system_events_enabled": ("off", "YES", "0", False, True, False),
+        "system_events_quota_size": ("1000", "1 MiB", "10GB", 1000, 1 << 20, 10_000_000_000),
+        "system_events_remote_verify_ssl": ("false", "on", "no", False, True, False),
+        "system_events_remote_ca_path": ("ca1.pem", "ca2.pem", "ca3.pem", "ca1.pem", "ca2.pem", "ca3.pem"),
+        "system_events_remote_timeout": ("1", "2.5", "10", 1.0, 2.5, 10.0),
+        "instance_name": ("node-a", " node.b ", "node c", "node-a", "node.b", "node c"),
+        "audit_enabled": ("true", "false", "1", "true", "false", "1"),
+        "audit_quota_size": ("1GB", "2GB", "3GB", "1GB", "2GB", "3GB"),
+        "audit_remote_verify_ssl": ("true", "false", "1", "true", "false", "1"),
+        "audit_remote_ca_path": ("a", "b", "c", "a", "b", "c"),
+        "audit_remote_timeout": ("1", "2", "3", "1", "2", "3"),
     }
 
 

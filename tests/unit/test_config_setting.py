@@ -9,6 +9,7 @@ import pytest
 from twisted.python import usage
 
 from reduct_twisted import config_links
+from reduct_twisted import config_system
 from reduct_twisted import config_values as values
 from reduct_twisted.config import (
     ENV_ALIASES,
@@ -71,6 +72,22 @@ ENV_NAMES_BEFORE = {
     "link_signing_key": "RS_LINK_SIGNING_KEY",
 }
 
+# $system events (config_system.py)
+SYSTEM_ENV_NAMES = {
+    "system_events_enabled": "RS_SYSTEM_EVENTS_ENABLED",
+    "system_events_quota_size": "RS_SYSTEM_EVENTS_QUOTA_SIZE",
+    "system_events_remote_verify_ssl": "RS_SYSTEM_EVENTS_REMOTE_VERIFY_SSL",
+    "system_events_remote_ca_path": "RS_SYSTEM_EVENTS_REMOTE_CA_PATH",
+    "system_events_remote_timeout": "RS_SYSTEM_EVENTS_REMOTE_TIMEOUT",
+    "instance_name": "RS_INSTANCE_NAME",
+    "audit_enabled": "RS_AUDIT_ENABLED",
+    "audit_quota_size": "RS_AUDIT_QUOTA_SIZE",
+    "audit_remote_verify_ssl": "RS_AUDIT_REMOTE_VERIFY_SSL",
+    "audit_remote_ca_path": "RS_AUDIT_REMOTE_CA_PATH",
+    "audit_remote_timeout": "RS_AUDIT_REMOTE_TIMEOUT",
+}
+ENV_NAMES_BEFORE.update(SYSTEM_ENV_NAMES)
+
 PARSERS_BEFORE = {
     "data_path": values._path,
     "host": values._text,
@@ -108,6 +125,20 @@ PARSERS_BEFORE = {
 #: Fields of the hand-written tables; the others come from the settings
 #: classes of issue #15's areas (``config_<area>.py``, bases of ``Config``).
 CORE_FIELDS = tuple(f for f in FIELDS if f in ENV_NAMES_BEFORE)
+# $system events (config_system.py)
+PARSERS_BEFORE.update({
+    "system_events_enabled": config_system.parse_switch,
+    "system_events_quota_size": values._bytes,
+    "system_events_remote_verify_ssl": config_system.parse_switch,
+    "system_events_remote_ca_path": values._path,
+    "system_events_remote_timeout": values._seconds,
+    "instance_name": config_system._instance,
+    "audit_enabled": values._text,
+    "audit_quota_size": values._text,
+    "audit_remote_verify_ssl": values._text,
+    "audit_remote_ca_path": values._text,
+    "audit_remote_timeout": values._text,
+})
 
 
 @pytest.mark.parametrize("field", FIELDS)
@@ -125,7 +156,7 @@ def test_tables_have_every_field_once():
     """FIELDS is Config's fields in order; every table has exactly those keys."""
     assert FIELDS == tuple(f.name for f in attrs.fields(Config))
     assert len(set(FIELDS)) == len(FIELDS)
-    assert len(CORE_FIELDS) == 30
+    assert len(CORE_FIELDS) == 30 + len(SYSTEM_ENV_NAMES)
     assert tuple(SETTINGS) == tuple(ENV_NAMES) == tuple(_PARSERS) == FIELDS
     assert {f: ENV_NAMES[f] for f in CORE_FIELDS} == ENV_NAMES_BEFORE
     assert ENV_ALIASES == {"io_batch_records_timeout": "RS_IO_BATCH_RECORDS_TIMEOUT_S"}

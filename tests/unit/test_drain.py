@@ -318,7 +318,8 @@ def test_service_tree_drains_between_listeners_and_replication(tmp_path):
     top = makeService(options, reactor)
     assert isinstance(top, DaemonService)
     assert [s.name for s in top] == [
-        "storage", "replication", "lifecycles", "drain", "listen:tcp:0:interface=127.0.0.1",
+        "storage", "system-events", "replication", "lifecycles", "drain",
+        "listen:tcp:0:interface=127.0.0.1",
     ]
     drain = top.getServiceNamed("drain")
     assert isinstance(drain, DrainService) and drain.timeout == 7.0

@@ -38,6 +38,12 @@ class RecordingEvents:
     def last_access(self, token_name):
         return None
 
+    def record_call(self, token, method, path, status, message, client_ip, started, duration):
+        """Not used by lifecycles."""
+
+    def replication_pass(self, name, status, message, records, size, pending):
+        """Not used by lifecycles."""
+
 
 def test_the_recording_fake_is_an_isystemevents():
     assert verifyObject(ISystemEvents, RecordingEvents())

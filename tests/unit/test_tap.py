@@ -18,6 +18,7 @@ from reduct_twisted import logs
 from reduct_twisted.config_limits import RateLimit
 from reduct_twisted.config import Config
 from reduct_twisted.http.drain import ConnectionDrain, DrainService
+from reduct_twisted.system import NullSystemEvents
 from reduct_twisted.provision import Provisioning
 from reduct_twisted.service import StorageService
 from reduct_twisted.tap import AnnouncingEndpoint, Options, makeService
@@ -49,7 +50,10 @@ class FakeReplications(Service):
 def fake_assemble(engine, config, reactor, threadpool, provisioning):
     """``wiring.assemble`` for tests: a ``FakeSite`` and ``FakeReplications``."""
     site = FakeSite(engine, config, reactor, threadpool, provisioning)
-    return Parts(events=None, auth=None, replications=FakeReplications(), syncer=None, api=None, site=site)
+    return Parts(
+        events=NullSystemEvents(), auth=None, replications=FakeReplications(), syncer=None,
+        api=None, site=site,
+    )
 
 
 def parse(argv, environ=None):
@@ -346,6 +350,7 @@ def test_service_tree(tmp_path):
     names = [(s.name, type(s)) for s in top]
     assert names == [
         ("storage", StorageService),
+        ("system-events", NullSystemEvents),
         ("replication", FakeReplications),
         ("drain", DrainService),
         ("listen:tcp:8383:interface=0.0.0.0", StreamServerEndpointService),
@@ -377,6 +382,7 @@ def test_one_listener_per_endpoint():
     )
     assert [s.name for s in top] == [
         "storage",
+        "system-events",
         "replication",
         "drain",
         "listen:tcp:1:interface=127.0.0.1",
@@ -594,7 +600,7 @@ def test_real_parts_wire_up(tmp_path):
     [listener] = [s for s in top if s.name.startswith("listen:")]
     assert isinstance(listener.factory, Site)
     # The replication senders stop after the listeners, before the storage.
-    assert [s.name for s in top][:2] == ["storage", "replication"]
+    assert [s.name for s in top][:3] == ["storage", "system-events", "replication"]
     replications = top.getServiceNamed("replication")
     assert isinstance(replications, ReplicationManager)
     assert replications is listener.factory.router.replications

@@ -33,7 +33,7 @@ import os
 import re
 
 from reduct_twisted.storage.disk.blockfile import classify as classify_block_file
-from reduct_twisted.storage.settings import META_SEGMENT, is_valid_name
+from reduct_twisted.storage.settings import META_SEGMENT, is_bucket_name, is_valid_name
 
 #: The format marker, below ``data_path``.
 MARKER_FILE = ".reduct-twisted"
@@ -236,7 +236,7 @@ def classify(data_path: str) -> str:
         path = os.path.join(data_path, name)
         if is_top_level_name(name):
             continue
-        if is_valid_name(name) and os.path.isdir(path) and not os.path.islink(path):
+        if is_bucket_name(name) and os.path.isdir(path) and not os.path.islink(path):
             if not unknown_in_bucket(path):
                 continue
         raise DataDirRefused(
