@@ -50,6 +50,7 @@ from reduct_twisted.http.headers import loads_json, query_arg, respond_json
 from reduct_twisted.http.io import _entries_field
 from reduct_twisted.http.params import json_query
 from reduct_twisted.http.producers import INLINE_MAX, RangeSender, send_record
+from reduct_twisted.http.ratelimit import charge_egress
 from reduct_twisted.http.routes_records import drive, record_headers
 from reduct_twisted.links import LinkQuery
 from reduct_twisted.storage import PENDING, U64_MAX
@@ -355,6 +356,8 @@ def _answer(found, api, request, file_name):
     except ReductError:
         request.setHeader(b"content-range", b"bytes */%d" % size)
         raise
+    if request.method != b"HEAD":  # RS_RATE_LIMIT_EGRESS: the bytes about to be sent
+        charge_egress(api, request, size if span is None else span[1] - span[0] + 1)
     record_headers(request, record, name)
     request.setHeader(b"content-disposition", _disposition(file_name))
     request.setHeader(b"accept-ranges", b"bytes")

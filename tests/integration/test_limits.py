@@ -225,3 +225,26 @@ async def test_free_space_refusal_before_writing(tmpfs):
         assert (resp.code, body) == (200, b"k" * 1000)
     finally:
         await stop()
+
+
+@_with(rate_limit_egress=RateLimit(500, 3600))
+@pytest_twisted.ensureDeferred
+async def test_egress_limit_counts_link_downloads(limited):
+    """A query link's download counts its bytes, a range only the range's (spec 1.20 §5.10)."""
+    import time
+
+    srv = limited
+    await ok(await call(srv, "POST", "/b/bkt"))
+    await ok(await call(srv, "POST", "/b/bkt/e?ts=7", raw=b"z" * 300))
+    body = {"bucket": "bkt", "entry": "e", "record_entry": "e", "record_timestamp": 7,
+            "query": {"query_type": "QUERY"}, "expire_at": int(time.time()) + 600,
+            "base_url": srv.url.rstrip("/") + "/"}
+    resp = await srv.http.post(srv.api("/links/z.bin"), json.dumps(body).encode())
+    link = json.loads(await ok(resp))["link"]
+    resp = await srv.http.get(link, headers={"Range": "bytes=0-99"})
+    assert (resp.code, await body_of(resp)) == (206, b"z" * 100)
+    resp = await srv.http.get(link)
+    assert (resp.code, await body_of(resp)) == (200, b"z" * 300)  # 400 so far
+    resp = await srv.http.get(link)
+    await _assert_429(resp, _refusal("egress bytes", "client 127.0.0.1", "700 B (700)",
+                                     "500 B (500)"))

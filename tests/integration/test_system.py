@@ -262,3 +262,32 @@ def test_real_daemon_writes_events_at_sigterm_and_reads_them_after_restart(tmp_p
         assert daemon.alarms() == []
     finally:
         daemon.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_system_readable_only_with_exact_permission(tmp_path):
+    """A wildcard read token gets 403 and no $system in /list; read: ["$system"] gets both (§4.3)."""
+    async with running_server(tmp_path / "data", api_token=INIT) as server:
+        events_of(server).flush()
+        tokens = {}
+        for name, read in (("wild", ["*"]), ("exact", ["$system"])):
+            body = json.dumps({"full_access": False, "read": read, "write": []}).encode()
+            resp = await server.http.post(server.api(f"/tokens/{name}"), body, headers=AUTH)
+            assert resp.code == 200
+            tokens[name] = {"Authorization": "Bearer " + json.loads(await body_of(resp))["value"]}
+        events_of(server).flush()  # the audit of these calls creates $system
+        resp = await server.http.get(server.api("/b/$system"), headers=AUTH)
+        assert resp.code == 200
+        await body_of(resp)
+        resp = await server.http.get(server.api("/b/$system"), headers=tokens["wild"])
+        assert resp.code == 403
+        await body_of(resp)
+        wild = json.loads(await body_of(await server.http.get(server.api("/list"),
+                                                              headers=tokens["wild"])))
+        resp = await server.http.get(server.api("/b/$system"), headers=tokens["exact"])
+        assert resp.code == 200
+        await body_of(resp)
+        exact = json.loads(await body_of(await server.http.get(server.api("/list"),
+                                                               headers=tokens["exact"])))
+    assert "$system" not in [b["name"] for b in wild["buckets"]]
+    assert "$system" in [b["name"] for b in exact["buckets"]]
