@@ -49,6 +49,7 @@ from reduct_twisted.http.producers import RangeSender
 from reduct_twisted.http.sinks import PauseGate, PrivateSegmentSink, SharedSegmentSink, in_pool
 from reduct_twisted.interfaces import IRecordSink
 from reduct_twisted.storage import PENDING, SMALL_RECORD_MAX
+from reduct_twisted.stepping import Wait
 from reduct_twisted.storage.multi import HELD
 from reduct_twisted.wire import (
     BATCH_MAX_METADATA_SIZE,
@@ -319,13 +320,6 @@ class BatchLimits:
             if us is not None:
                 changes[name] = us / 1e6
         return attr.evolve(self, **changes) if changes else self
-
-
-@attr.s(frozen=True, slots=True)
-class Wait:
-    """What a step returns to be called again in ``seconds`` (``api.drive``)."""
-
-    seconds: float = attr.ib()
 
 
 def batch_query_id(args) -> int:

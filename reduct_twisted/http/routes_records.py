@@ -13,10 +13,9 @@ first; the table, with who may call each route, is in ``api.py``.
 from functools import partial
 from typing import Optional
 
-from twisted.internet.defer import Deferred
 
 from reduct_twisted.errors import NoContent, NotFound
-from reduct_twisted.http.batch import BatchReader, Wait, batch_query_id, open_batch_write as _open_batch
+from reduct_twisted.http.batch import BatchReader, batch_query_id, open_batch_write as _open_batch
 from reduct_twisted.http.headers import (
     announced_length,
     content_type,
@@ -30,44 +29,12 @@ from reduct_twisted.http.headers import (
 from reduct_twisted.http.producers import send_record
 from reduct_twisted.http.ratelimit import charge_egress
 from reduct_twisted.http.sinks import PauseGate, PrivateSegmentSink, SharedSegmentSink, in_pool
-from reduct_twisted.storage import PENDING
+from reduct_twisted.stepping import drive
 from reduct_twisted.wire import ERROR_PREFIX, error_header
 
 #: Receive buffer for connections streaming a large record (fewer, larger
 #: chunks: about 2x upload throughput with the thread-pool writer).
 LARGE_UPLOAD_RECV = 1 << 20
-
-
-def drive(clock, step) -> Deferred:
-    """
-    Call ``step()`` until it returns something other than ``PENDING`` or a
-    ``Wait``, yielding to the reactor between calls (for ``Wait(s)``, for
-    ``s`` seconds), so a long scan never blocks it.
-    """
-    pending = []
-
-    def cancel(d):
-        if pending and pending[0].active():
-            pending[0].cancel()
-
-    d = Deferred(cancel)
-
-    def attempt():
-        pending.clear()
-        try:
-            result = step()
-        except Exception as exc:
-            d.errback(exc)
-            return
-        if result is PENDING:
-            pending.append(clock.callLater(0, attempt))
-        elif isinstance(result, Wait):
-            pending.append(clock.callLater(result.seconds, attempt))
-        else:
-            d.callback(result)
-
-    attempt()
-    return d
 
 
 # -- before the body (called from StreamingRequest.gotLength) ----------------------

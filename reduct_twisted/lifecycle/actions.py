@@ -24,8 +24,9 @@ timestamps).
 
 from __future__ import annotations
 
-from twisted.internet.defer import Deferred, inlineCallbacks, succeed
+from twisted.internet.defer import inlineCallbacks, succeed
 
+from reduct_twisted.stepping import drive
 from reduct_twisted.storage import PENDING
 
 #: Records examined per slice of a removal on the reactor.
@@ -72,35 +73,6 @@ def window(entries: list, now_us: int, older_than_us: int, progress=None, span_u
         start = first if progress is None else max(progress, first)
         stop = min(start + span_us, effective_stop)
     return first, stop, effective_stop
-
-
-def drive(clock, step) -> Deferred:
-    """
-    Call ``step()`` until it returns something other than ``PENDING``,
-    yielding to the reactor between calls; cancelling stops it.
-    """
-    pending = []
-
-    def cancel(_):
-        if pending and pending[0].active():
-            pending[0].cancel()
-
-    d = Deferred(cancel)
-
-    def attempt():
-        pending.clear()
-        try:
-            result = step()
-        except Exception as exc:
-            d.errback(exc)
-            return
-        if result is PENDING:
-            pending.append(clock.callLater(0, attempt))
-        else:
-            d.callback(result)
-
-    attempt()
-    return d
 
 
 def count_blocks(engine, bucket: str, names, start: int, stop: int) -> int:
