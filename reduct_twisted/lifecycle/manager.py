@@ -4,8 +4,8 @@ The lifecycle policies of this daemon (spec 1.20 §7): the registry behind
 ``/api/v1/lifecycles`` and the service that runs their loops.
 
 Policies made through the API are kept in ``<data_path>/.lifecycles``
-(replaced atomically, ``persist.write_atomically``: a crash leaves the old
-file or the new one)::
+(``registry_file.py``; replaced atomically: a crash leaves the old file or
+the new one)::
 
     {"format": 1,
      "lifecycles": [{"name": "old-data",
@@ -26,21 +26,18 @@ provisioned again keeps the mode it had.
 
 from __future__ import annotations
 
-import json
 import os
-from typing import Optional
 
 import attr
 from twisted.application.service import Service
-from twisted.internet.defer import DeferredList, fail, maybeDeferred
+from twisted.internet.defer import DeferredList
 from twisted.logger import Logger
 
-from reduct_twisted.errors import (
-    Conflict, InternalError, NotFound, ReductError, UnprocessableEntity,
-)
+from reduct_twisted.errors import Conflict, NotFound, ReductError, UnprocessableEntity
 from reduct_twisted.lifecycle.policy import Policy, Runtime
 from reduct_twisted.lifecycle.settings import ENABLED, MODES, from_stored, validate
-from reduct_twisted.persist import remove_temporaries, write_atomically
+from reduct_twisted.persist import remove_temporaries
+from reduct_twisted.registry_file import RegistryFile
 from reduct_twisted.storage.disk.layout import LIFECYCLES_FILE
 from reduct_twisted.storage.settings import NAME_ERROR, is_valid_name
 
@@ -70,12 +67,12 @@ class LifecycleManager(Service):
         self.engine = engine
         self.data_path = data_path
         self.runtime = Runtime(engine, clock, reactor if reactor is not None else clock, events)
-        self._persist = persist or (lambda path, data: write_atomically(path, data))
+        self._file = RegistryFile(os.path.join(data_path, LIFECYCLES_FILE), "lifecycles",
+                                  FILE_FORMAT, MODES, "lifecycle policy", persist=persist,
+                                  bare_list=0)
         self._policies: dict = {}
         self._hidden: dict = {}
         self._provisioned_modes: dict = {}
-        #: Why the file must not be written (a newer format), or None.
-        self._frozen: Optional[str] = None
         remove_temporaries(self.path)  # what a crash while saving left
         self._load()
 
@@ -83,65 +80,27 @@ class LifecycleManager(Service):
 
     @property
     def path(self) -> str:
-        return os.path.join(self.data_path, LIFECYCLES_FILE)
+        return self._file.path
 
     def _load(self) -> None:
-        path = self.path
-        try:
-            with open(path, "rb") as f:
-                stored = json.loads(f.read())
-            if isinstance(stored, list):
-                version, items, modes = 0, stored, {}
-            else:
-                version = stored.get("format")
-                items, modes = stored["lifecycles"], stored.get("provisioned_modes") or {}
-        except FileNotFoundError:
-            return
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-            log.error("Cannot read {path}: {reason}; no lifecycle policy loaded",
-                      path=path, reason=str(exc))
-            return
-        if not isinstance(version, int) or version > FILE_FORMAT:
-            self._frozen = f"{path} has format {version!r}, newer than {FILE_FORMAT}"
-            log.error("Cannot read {path}: format {version!r} is newer than {ours}; no "
-                      "lifecycle policy loaded, and the file is left as it is",
-                      path=path, version=version, ours=FILE_FORMAT)
-            return
-        if isinstance(modes, dict):
-            self._provisioned_modes = {n: m for n, m in modes.items() if m in MODES}
-        for item in items if isinstance(items, list) else ():
+        items, self._provisioned_modes = self._file.load()
+        for item in items:
             try:
                 name, settings = from_stored(item)
                 _ = (settings.older_than_us, settings.interval_us)  # valid durations
             except (ReductError, KeyError, TypeError) as exc:
-                log.error("Skipping a lifecycle policy of {path}: {reason}", path=path,
+                log.error("Skipping a lifecycle policy of {path}: {reason}", path=self.path,
                           reason=getattr(exc, "message", repr(exc)))
                 continue
             self._add(name, settings)
 
-    def _snapshot(self) -> bytes:
+    def _save(self):
+        """Write the file; :return: a Deferred firing once it is on disk."""
         items = dict(self._hidden)
         for name, policy in self._policies.items():
             if not policy.provisioned:
                 items[name] = policy.settings.to_json()
-        lifecycles = [{"name": name, "settings": items[name]} for name in sorted(items)]
-        modes = dict(sorted(self._provisioned_modes.items()))
-        return json.dumps({"format": FILE_FORMAT, "lifecycles": lifecycles,
-                           "provisioned_modes": modes}, indent=1).encode("utf-8")
-
-    def _save(self):
-        """Write the file; :return: a Deferred firing once it is on disk."""
-        if self._frozen is not None:
-            log.error("Not saving lifecycle policies: {reason}", reason=self._frozen)
-            return fail(InternalError(f"Failed to save lifecycles: {self._frozen}"))
-        d = maybeDeferred(self._persist, self.path, self._snapshot())
-
-        def failed(failure):
-            reason = getattr(failure.value, "strerror", None) or failure.getErrorMessage()
-            log.error("Cannot save {path}: {reason}", path=self.path, reason=reason)
-            raise InternalError(f"Failed to save lifecycles: {reason}")
-
-        return d.addErrback(failed)
+        return self._file.save(items, self._provisioned_modes)
 
     # -- policies ------------------------------------------------------------------
 

@@ -5,7 +5,8 @@ The replications of this daemon (spec §3.13): the registry behind
 logs, and the service that starts and stops their senders.
 
 Replications made through the API are kept in ``<data_path>/.replications.json``
-(replaced atomically, mode 0600: it holds the destination tokens)::
+(``registry_file.py``; replaced atomically, mode 0600: it holds the
+destination tokens)::
 
     {"format": 2,
      "replications": [{"name": "to-central",
@@ -36,7 +37,6 @@ source bucket is missing (upstream drops it then).
 from __future__ import annotations
 
 import itertools
-import json
 import os
 import shutil
 from functools import partial
@@ -44,11 +44,11 @@ from typing import Optional
 
 from twisted.application.service import Service
 import attr
-from twisted.internet.defer import DeferredList, fail, maybeDeferred
+from twisted.internet.defer import DeferredList
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from reduct_twisted.errors import Conflict, InternalError, NotFound, ReductError
+from reduct_twisted.errors import Conflict, NotFound, ReductError
 from reduct_twisted.interfaces import IEngineListener
 from reduct_twisted.replication.remote import RemoteBucket
 from reduct_twisted.replication.settings import (
@@ -58,7 +58,7 @@ from reduct_twisted.replication.task import ReplicationTask
 from reduct_twisted.storage.disk.durability import DirtySet
 from reduct_twisted.storage.disk.layout import REGISTRY_FILE
 from reduct_twisted.storage.disk.layout import REPLICATION_LOG_DIR as LOG_DIR
-from reduct_twisted.persist import write_atomically
+from reduct_twisted.registry_file import RegistryFile
 
 log = Logger()
 
@@ -120,7 +120,9 @@ class ReplicationManager(Service):
         self._tls = tls
         self._pool = None
         self._remote_factory = remote_factory or self._remote
-        self._persist = persist or (lambda path, data: write_atomically(path, data))
+        self._file = RegistryFile(os.path.join(data_path, REGISTRY_FILE), "replications",
+                                  REGISTRY_FORMAT, MODES, "replication", persist=persist,
+                                  missing_format=1)
         self._discard = discard or _remove_tree
         self._log_dir = os.path.join(data_path, LOG_DIR)
         self._trash_counter = itertools.count()
@@ -128,8 +130,6 @@ class ReplicationManager(Service):
         self._hidden: dict = {}
         #: name -> mode of provisioned replications (set by PATCH …/mode).
         self._provisioned_modes: dict = {}
-        #: Why the registry must not be written (a newer format), or None.
-        self._frozen: Optional[str] = None
         self._by_bucket: dict = {}
         _remove_tree(os.path.join(self._log_dir, TRASH_DIR))
         self._load()
@@ -138,63 +138,24 @@ class ReplicationManager(Service):
     # -- loading and saving ------------------------------------------------------
 
     def _load(self) -> None:
-        path = os.path.join(self.data_path, REGISTRY_FILE)
-        try:
-            with open(path, "rb") as f:
-                registry = json.loads(f.read())
-            version = registry.get("format", 1)
-            items = registry["replications"]
-        except FileNotFoundError:
-            return
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-            log.error("Cannot read {path}: {reason}; no replication loaded",
-                      path=path, reason=str(exc))
-            return
-        if not isinstance(version, int) or version > REGISTRY_FORMAT:
-            self._frozen = f"{path} has format {version!r}, newer than {REGISTRY_FORMAT}"
-            log.error("Cannot read {path}: format {version!r} is newer than {ours}; no "
-                      "replication loaded, and the file is left as it is",
-                      path=path, version=version, ours=REGISTRY_FORMAT)
-            return
-        modes = registry.get("provisioned_modes") or {}
-        if isinstance(modes, dict):
-            self._provisioned_modes = {
-                name: mode for name, mode in modes.items() if mode in MODES
-            }
+        items, self._provisioned_modes = self._file.load()
         for item in items:
             try:
                 check_replication_name(item["name"])
                 settings = parse_settings(item["settings"])
             except (ReductError, KeyError, TypeError) as exc:
-                log.error("Skipping a replication of {path}: {reason}", path=path,
+                log.error("Skipping a replication of {path}: {reason}", path=self._file.path,
                           reason=getattr(exc, "message", repr(exc)))
                 continue
             self._add(item["name"], settings)
 
-    def _snapshot(self) -> bytes:
+    def _save(self):
+        """Write the registry; :return: a Deferred firing once it is on disk."""
         items = dict(self._hidden)
         for name, task in self._tasks.items():
             if not task.provisioned:
                 items[name] = task.settings.to_json(masked=False)
-        replications = [{"name": name, "settings": items[name]} for name in sorted(items)]
-        modes = dict(sorted(self._provisioned_modes.items()))
-        return json.dumps({"format": REGISTRY_FORMAT, "replications": replications,
-                           "provisioned_modes": modes}, indent=1).encode("utf-8")
-
-    def _save(self):
-        """Write the registry; :return: a Deferred firing once it is on disk."""
-        path = os.path.join(self.data_path, REGISTRY_FILE)
-        if self._frozen is not None:
-            log.error("Not saving replications: {reason}", reason=self._frozen)
-            return fail(InternalError(f"Failed to save replications: {self._frozen}"))
-        d = maybeDeferred(self._persist, path, self._snapshot())
-
-        def failed(failure):
-            reason = getattr(failure.value, "strerror", None) or failure.getErrorMessage()
-            log.error("Cannot save {path}: {reason}", path=path, reason=reason)
-            raise InternalError(f"Failed to save replications: {reason}")
-
-        return d.addErrback(failed)
+        return self._file.save(items, self._provisioned_modes)
 
     # -- tasks ---------------------------------------------------------------------
 
