@@ -36,7 +36,8 @@ def audit_request(events, request, now: float) -> None:
     path = request.path
     if path.endswith(_SKIPPED):
         return
-    errors = request.responseHeaders.getRawHeaders(_ERROR)
+    # (an answer below 300 carries no x-reduct-error: the header lookup is skipped)
+    errors = request.responseHeaders.getRawHeaders(_ERROR) if code >= 300 else None
     started = getattr(request, "reduct_started", None)
     if started is None:
         started = now

@@ -18,6 +18,8 @@ from typing import Optional
 
 __all__ = ["client_ip", "resolve", "trusted_proxy"]
 
+_UNSET = object()
+
 _TRUSTED = tuple(
     ipaddress.ip_network(net)
     for net in (
@@ -78,6 +80,11 @@ def resolve(
     """
     if peer is None or not trusted_proxy(peer):
         return peer
+    return _behind_proxy(peer, forwarded, x_forwarded_for)
+
+
+def _behind_proxy(peer: str, forwarded: Optional[str], x_forwarded_for: Optional[str]) -> str:
+    """:func:`resolve` once ``peer`` is known to be a trusted proxy."""
     if forwarded is not None:
         found = _forwarded_for(forwarded)
         if found is not None:
@@ -89,31 +96,38 @@ def resolve(
     return peer
 
 
-def _header(request, name: bytes) -> Optional[str]:
-    value = request.getHeader(name)
-    if value is None:
+def _last(values) -> Optional[str]:
+    """The last of a header's raw values as text (as ``Request.getHeader``), or None."""
+    if values is None:
         return None
+    value = values[-1]
     return value.decode("latin-1") if isinstance(value, bytes) else value
 
 
 def client_ip(request) -> Optional[str]:
     """
     The client address of a ``twisted.web`` ``request``, resolved once and
-    kept on it (``request.reduct_client_ip``).
+    kept on it (``request.reduct_client_ip``).  The peer and whether it is
+    a trusted proxy are asked once per connection; the forwarding headers
+    are read only behind a trusted proxy.
     """
-    try:
-        return request.reduct_client_ip
-    except AttributeError:
-        pass
+    found = getattr(request, "reduct_client_ip", _UNSET)
+    if found is not _UNSET:
+        return found
     channel = getattr(request, "channel", None)
-    try:  # one connection, one peer: asked once per connection
-        peer = channel.reduct_peer
-    except AttributeError:
-        peer = getattr(request.getClientAddress(), "host", None)
+    peer = getattr(channel, "reduct_peer", None)
+    if peer is None:  # one connection, one peer
+        host = getattr(request.getClientAddress(), "host", None)
+        peer = (host, host is not None and trusted_proxy(host))
         if channel is not None:
             channel.reduct_peer = peer
-    found = resolve(
-        peer, _header(request, b"forwarded"), _header(request, b"x-forwarded-for"),
-    )
+    host, trusted = peer
+    found = host
+    if trusted:
+        headers = request.requestHeaders
+        forwarded = headers.getRawHeaders(b"forwarded")
+        x_forwarded_for = headers.getRawHeaders(b"x-forwarded-for")
+        if forwarded is not None or x_forwarded_for is not None:
+            found = _behind_proxy(host, _last(forwarded), _last(x_forwarded_for))
     request.reduct_client_ip = found
     return found

@@ -24,13 +24,12 @@ class _Request:
         if error is not None:
             self.responseHeaders.setRawHeaders(b"x-reduct-error", [error])
         self._peer = peer
-        self._headers = headers or {}
+        self.requestHeaders = Headers()
+        for name, value in (headers or {}).items():
+            self.requestHeaders.setRawHeaders(name, [value])
 
     def getClientAddress(self):
         return IPv4Address("TCP", self._peer, 1234)
-
-    def getHeader(self, name):
-        return self._headers.get(name)
 
 
 class _Events:
