@@ -48,15 +48,8 @@ QUICK = dict(count=200, batch_count=400, max_s=0.25, min_read_s=0.0)
 def start(work: Path, enabled: bool, name: str):
     d = work / name
     d.mkdir()
-    old = os.environ.get("RS_SYSTEM_EVENTS_ENABLED")
-    os.environ["RS_SYSTEM_EVENTS_ENABLED"] = "true" if enabled else "false"
-    try:
-        proc, base, _ = start_daemon(d, d / "data", free_port(), sync="none")
-    finally:
-        if old is None:
-            os.environ.pop("RS_SYSTEM_EVENTS_ENABLED")
-        else:
-            os.environ["RS_SYSTEM_EVENTS_ENABLED"] = old
+    proc, base, _ = start_daemon(d, d / "data", free_port(), sync="none",
+                                 extra_env={"RS_SYSTEM_EVENTS_ENABLED": str(enabled).lower()})
     print(f"started {name} pid {proc.pid}", file=sys.stderr, flush=True)
     code, body = http("POST", f"{base}/api/v1/b/{BUCKET}")
     if code != 200:

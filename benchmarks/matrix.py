@@ -20,7 +20,11 @@ Per round:
   entries taking turns in runs of 20, then a multi-entry query read with
   GET /io/…/read), daemon only;
 - one large record (1 GiB; small in quick mode) written and read with curl,
-  against the daemon and nginx, with the daemon's RSS sampled throughout.
+  against the daemon and nginx, with the daemon's RSS sampled throughout;
+- the cost of the ``$system`` events (issue #15): the 1 KiB single cells and
+  every batched cell also run against a second daemon of this checkout with
+  ``RS_SYSTEM_EVENTS_ENABLED=false`` (the first runs with the default, on),
+  next to the first in the same rotation.
 """
 
 import os
@@ -53,7 +57,10 @@ QUICK = dict(counts={s: 24 for s in SIZES}, batch_count=200,
              quiet_pct=40, quiet_wait=0, quiet_budget=0)
 
 OURS, MOCK, NGINX, PG = "reduct-twisted", "twisted-mock", "nginx-webdav", "postgres"
-WRITE_METHOD = {OURS: "POST", MOCK: "POST", NGINX: "PUT"}
+#: The same daemon with the ``$system`` events off (``OURS`` has them on, the default).
+EVENTS_OFF = "reduct-twisted-events-off"
+DAEMONS = (OURS, EVENTS_OFF)
+WRITE_METHOD = {OURS: "POST", EVENTS_OFF: "POST", MOCK: "POST", NGINX: "PUT"}
 
 
 class Matrix:
@@ -73,9 +80,11 @@ class Matrix:
         return f"{host}/api/v1/b/{BUCKET}/{entry}?ts={{ts}}"
 
     def prepare(self) -> None:
-        code, body = http("POST", f"{self.peers[OURS].info['base']}/api/v1/b/{BUCKET}")
-        if code != 200:
-            raise RuntimeError(f"creating bucket {BUCKET!r} failed: HTTP {code} {body!r}")
+        for daemon in DAEMONS:
+            code, body = http("POST", f"{self.peers[daemon].info['base']}/api/v1/b/{BUCKET}")
+            if code != 200:
+                raise RuntimeError(f"creating bucket {BUCKET!r} on {daemon} failed: "
+                                   f"HTTP {code} {body!r}")
         pgblob.setup(self.dsn)
         block = self.payload[MiB]
         with open(self.big_source, "wb") as f:
@@ -117,8 +126,9 @@ class Matrix:
         self.add(target, "read", size, conc, rnd, r)
 
     def batched(self, rnd: int) -> None:
-        order = [PG, OURS][rnd % 2:] + [PG, OURS][:rnd % 2]
-        for target in order:
+        targets = [PG, OURS, EVENTS_OFF]
+        turn = rnd % len(targets)
+        for target in targets[turn:] + targets[:turn]:
             entry, pids = f"batch-r{rnd}", [self.peers[target].pid]
             common = dict(payload=self.payload[KiB], base_ts=time.time_ns() // 1000,
                           max_s=self.b["max_s"], server_pids=pids)
@@ -127,7 +137,7 @@ class Matrix:
                 w = pgblob.copy(self.dsn, entry, count=self.b["batch_count"], batch=BATCH,
                                 **common)
             else:
-                base = self.peers[OURS].info["base"]
+                base = self.peers[target].info["base"]
                 w = batchgen.write(base, BUCKET, entry, count=self.b["batch_count"],
                                    batch=OUR_BATCH, **common)
             self.add(target, "batch write", KiB, 1, rnd, w)
@@ -140,22 +150,23 @@ class Matrix:
             else:
                 r = batchgen.read(base, BUCKET, entry, **common)
             self.add(target, "batch read", KiB, 1, rnd, r)
-            if target == OURS:
-                self.io_batched(rnd)
+            if target in DAEMONS:
+                self.io_batched(target, rnd)
 
-    def io_batched(self, rnd: int) -> None:
+    def io_batched(self, target: str, rnd: int) -> None:
         """The I/O API's batched cells (spec 1.20 §1): 4 entries, interleaved in time."""
-        base, pids = self.peers[OURS].info["base"], [self.peers[OURS].pid]
+        base, pids = self.peers[target].info["base"], [self.peers[target].pid]
         common = dict(payload=self.payload[KiB], base_ts=time.time_ns() // 1000,
                       max_s=self.b["max_s"], server_pids=pids, entries=IO_ENTRIES)
         os.sync()
         entry = f"io-r{rnd}"
         w = batchgen.write_v2(base, BUCKET, entry, count=self.b["batch_count"],
                               batch=OUR_BATCH, **common)
-        self.add(OURS, "io write", KiB, 1, rnd, w)
+        self.add(target, "io write", KiB, 1, rnd, w)
         if w["records"]:
             common.update(count=w["records"], min_s=self.b["min_read_s"], run=w["run"])
-            self.add(OURS, "io read", KiB, 1, rnd, batchgen.read_v2(base, BUCKET, entry, **common))
+            self.add(target, "io read", KiB, 1, rnd,
+                     batchgen.read_v2(base, BUCKET, entry, **common))
 
     def curl_cell(self, target: str, op: str, args, rnd: int) -> dict:
         size = self.b["big"]
@@ -217,7 +228,7 @@ class Matrix:
         self.background.append(busy)
 
     def run(self, rounds: int) -> None:
-        targets = [OURS, MOCK, NGINX, PG]
+        targets = [OURS, EVENTS_OFF, MOCK, NGINX, PG]
         for rnd in range(1, rounds + 1):
             turn = (rnd - 1) % len(targets)
             order = targets[turn:] + targets[:turn]
@@ -225,7 +236,8 @@ class Matrix:
                 for conc in CONCS:
                     self.quiet()
                     for target in order:
-                        self.single(target, size, conc, rnd)
+                        if target != EVENTS_OFF or size == KiB:
+                            self.single(target, size, conc, rnd)
             self.quiet()
             self.batched(rnd)
             self.quiet()

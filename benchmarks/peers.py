@@ -159,14 +159,21 @@ class Postgres(Peer):
     stop_signal = signal.SIGINT  # fast shutdown: roll back sessions, checkpoint, exit
 
 
-def start_daemon_peer(root: Path) -> Peer:
-    work = root / "daemon"
+def start_daemon_peer(root: Path, name: str = "reduct-twisted", events: bool = True) -> Peer:
+    """The daemon; ``events=False`` starts it with ``RS_SYSTEM_EVENTS_ENABLED=false``."""
+    work = root / name
     work.mkdir()
     port = free_port()
     # Like nginx and the in-memory server: answered once in the page cache.
-    proc, base, argv = start_daemon(work, work / "data", port, sync="none")
-    return Daemon("reduct-twisted", proc, port, work / "twistd.log",
+    proc, base, argv = start_daemon(work, work / "data", port, sync="none",
+                                    extra_env={"RS_SYSTEM_EVENTS_ENABLED": str(events).lower()})
+    return Daemon(name, proc, port, work / "twistd.log",
                   base=base, data=work / "data", argv=" ".join(argv))
+
+
+def start_daemon_events_off(root: Path) -> Peer:
+    """The same daemon with the ``$system`` events off: the on/off cells (issue #15)."""
+    return start_daemon_peer(root, "reduct-twisted-events-off", events=False)
 
 
 def _spawn(argv, log: Path, **kwargs):

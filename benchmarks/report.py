@@ -7,7 +7,7 @@ split (client / server / rest of the box) with what most likely limited it.
 
 import statistics
 
-from matrix import CONCS, KiB, MiB, MOCK, NGINX, OURS, PG, SIZES
+from matrix import CONCS, EVENTS_OFF, KiB, MiB, MOCK, NGINX, OURS, PG, SIZES
 from measure import NCPU
 
 OP_NAMES = {
@@ -19,6 +19,11 @@ OP_NAMES = {
     PG: {"write": "INSERT", "read": "SELECT by ts",
          "batch write": "COPY, 100 rows/txn", "batch read": "time-range SELECT, 100 rows/fetch"},
 }
+OP_NAMES[EVENTS_OFF] = OP_NAMES[OURS]
+#: The cells run against both daemons, events on and off (issue #15's bound: on ≥ 0.95 × off).
+EVENT_CELLS = [(op, KiB, conc) for op in ("write", "read") for conc in CONCS] + [
+    (op, KiB, 1) for op in ("batch write", "batch read", "io write", "io read")]
+EVENTS_BOUND = 0.95
 METRICS = ("rec_per_s", "mb_per_s", "lat_p50_ms", "lat_p99_ms", "client_cpu_pct",
            "server_cpu_pct", "server_sys_pct", "other_cpu_pct", "steal_pct", "us_per_request",
            "us_per_record", "client_us_per_record")
@@ -169,6 +174,26 @@ def targets_table(cells, memory, big_size) -> list:
     return out
 
 
+def events_table(cells) -> list:
+    out = ["| 1 KiB cell | c | events on (default) | events off | on ÷ off "
+           "| on rec/s min – max | off rec/s min – max | µs server CPU/request on / off "
+           "| on ≥ 0.95 × off |", "|---|---|---|---|---|---|---|---|---|"]
+    for op, size, conc in EVENT_CELLS:
+        on, off = cells.get((OURS, op, size, conc)), cells.get((EVENTS_OFF, op, size, conc))
+        r = ratio(on, off)
+        if r is None or r == "errors":
+            verdict = "not measured" if r is None else "**missed** (the cell had errors)"
+        else:
+            verdict = "met" if r >= EVENTS_BOUND else "**missed**"
+        spread = ["–" if c is None else f"{fmt_n(c['spread'][0])} – {fmt_n(c['spread'][1])}"
+                  for c in (on, off)]
+        us = " / ".join(fmt_n((c or {}).get("us_per_request")) for c in (on, off))
+        shown = f"{r:.3f}×" if isinstance(r, float) else fmt_ratio(r)
+        out.append(f"| {op} | {conc} | {fmt_rate(on)} | {fmt_rate(off)} | {shown} "
+                   f"| {spread[0]} | {spread[1]} | {us} | {verdict} |")
+    return out
+
+
 def cost_table(cells) -> list:
     out = ["| 1 KiB single | c | reduct-twisted µs CPU/request | twisted-mock µs CPU/request "
            "| daemon's own work µs/request |", "|---|---|---|---|---|"]
@@ -251,6 +276,16 @@ def render(rows, memory, background, waited, meta) -> str:
         "## Targets",
         "",
         *targets_table(cells, memory, big),
+        "",
+        "## `$system` events: on ÷ off (issue #15)",
+        "",
+        "The same cells against two daemons of this checkout in the same rotation: "
+        "`reduct-twisted` with the `$system` events on (the default: every request audited, "
+        "usage written every 60 s) and `reduct-twisted-events-off` "
+        "(`RS_SYSTEM_EVENTS_ENABLED=false`). Ratios compare the medians; read them "
+        "against the min – max spread of each side, which is the noise of the box.",
+        "",
+        *events_table(cells),
         "",
         "## Daemon CPU per request (1 KiB)",
         "",

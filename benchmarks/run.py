@@ -6,6 +6,7 @@ The daemon against its peers, in one run, on loopback.
 
 Starts, each by itself on 127.0.0.1 and over a fresh directory under
 /var/tmp: the daemon of this checkout (twistd next to ``sys.executable``),
+the same daemon with the ``$system`` events off,
 nginx WebDAV, a fresh PostgreSQL 15 cluster and the in-memory Twisted server
 (``mock_server.py``); runs the matrix (``matrix.py``); stops every one of
 them by PID (also on Ctrl-C, SIGTERM or an error); removes the directory;
@@ -42,7 +43,8 @@ import peers  # noqa: E402
 import report  # noqa: E402
 from measure import alive  # noqa: E402
 
-STARTERS = (peers.start_daemon_peer, peers.start_nginx, peers.start_postgres, peers.start_mock)
+STARTERS = (peers.start_daemon_peer, peers.start_daemon_events_off, peers.start_nginx,
+            peers.start_postgres, peers.start_mock)
 
 
 def _first_line(argv) -> str:

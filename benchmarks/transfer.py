@@ -252,7 +252,8 @@ def stored_copy(data_dir: Path, entry: str, size: int) -> Path:
 # -- the benchmark -----------------------------------------------------------
 
 
-def start_daemon(work: Path, data_dir: Path, port: int, sync: str = "always", root: Path = None):
+def start_daemon(work: Path, data_dir: Path, port: int, sync: str = "always", root: Path = None,
+                 extra_env: dict = None):
     twistd = Path(sys.executable).parent / "twistd"
     if not twistd.exists():
         raise SystemExit(f"no twistd next to {sys.executable}")
@@ -267,6 +268,7 @@ def start_daemon(work: Path, data_dir: Path, port: int, sync: str = "always", ro
     # Run the checkout this script belongs to (its twisted/plugins/ holds the
     # "reduct" plugin), also when the package is not installed in the venv.
     env = dict(os.environ)
+    env.update(extra_env or {})
     env["RS_SYNC"] = sync
     env["PYTHONPATH"] = os.pathsep.join(
         p for p in (str(root or REPO_ROOT), env.get("PYTHONPATH")) if p

@@ -25,7 +25,9 @@ from tests.integration.helpers import alive
 pytestmark = pytest.mark.slow
 
 TIMEOUT = 180
-TARGETS = ("reduct-twisted", "twisted-mock", "nginx-webdav", "postgres")
+TARGETS = ("reduct-twisted", "reduct-twisted-events-off", "twisted-mock", "nginx-webdav",
+           "postgres")
+DAEMONS = ("reduct-twisted", "reduct-twisted-events-off")
 SIZES = (1 << 10, 10 << 10, 100 << 10, 1 << 20)
 STARTED = re.compile(r"^started (\S+) pid (\d+)", re.M)
 
@@ -76,10 +78,11 @@ IO_CELLS = [("io write", 1 << 10, 1), ("io read", 1 << 10, 1)]
 
 
 def expected_cells(target):
-    cells = [(op, s, c) for op in ("write", "read") for s in SIZES for c in (1, 8)]
-    if target in ("reduct-twisted", "postgres"):
+    sizes = SIZES[:1] if target == "reduct-twisted-events-off" else SIZES
+    cells = [(op, s, c) for op in ("write", "read") for s in sizes for c in (1, 8)]
+    if target in DAEMONS + ("postgres",):
         cells += BATCH_CELLS
-    if target == "reduct-twisted":
+    if target in DAEMONS:
         cells += IO_CELLS
     if target in ("reduct-twisted", "nginx-webdav"):
         cells += [("big write", 8 << 20, 1), ("big read", 8 << 20, 1)]
@@ -102,13 +105,18 @@ def test_runs_every_peer_and_writes_the_report(quick):
             assert row["elapsed_s"] > 0 and row["requests"] > 0, (target, key)
             for field in ("client_cpu_pct", "server_cpu_pct", "other_cpu_pct", "steal_pct"):
                 assert row[field] >= 0, (target, key, field)
-            if target != "reduct-twisted":  # the peers must work; the daemon: see below
+            if target not in DAEMONS:  # the peers must work; the daemons: see below
                 assert row["errors"] == 0 and row["records"] > 0, (target, key, row["first_error"])
     assert len(raw["memory"]) == 1 and raw["memory"][0]["rss_growth"] >= 0
     report = quick["report"]
     assert "| operation | size | c | reduct-twisted |" in report
-    for heading in ("## Targets", "## Daemon CPU per request", "## Every cell"):
+    for heading in ("## Targets", "## `$system` events: on ÷ off", "## Daemon CPU per request",
+                    "## Every cell"):
         assert heading in report
+    events = report.split("## `$system` events")[1].split("\n## ")[0]
+    verdicts = re.findall(r"\| \d+\.\d{3}× \| [\d,.]+ – [\d,.]+ \| [\d,.]+ – [\d,.]+ "
+                          r"\| [\d,.]+ / [\d,.]+ \| (met|\*\*missed\*\*) \|$", events, re.M)
+    assert len(verdicts) == 8, events  # 4 single cells, v1 batch and I/O API write and read
     assert "not implemented" not in report and "not measured" not in report
     for name in ("batched 1 KiB write ≥ 1.0 × PostgreSQL COPY",
                  "batched 1 KiB query read ≥ 1.0 × PostgreSQL time-range SELECT"):
@@ -124,11 +132,11 @@ def test_runs_every_peer_and_writes_the_report(quick):
 
 
 def test_daemon_cells_have_no_errors(quick):
-    """Every cell of the daemon ran without a single failed request."""
+    """Every cell of both daemons (events on and off) ran without a single failed request."""
     raw = quick["raw"]
     assert raw is not None
-    bad = {key: row["first_error"] for key, row in cells_of(raw, "reduct-twisted").items()
-           if row["errors"] or not row["records"]}
+    bad = {(target, key): row["first_error"] for target in DAEMONS
+           for key, row in cells_of(raw, target).items() if row["errors"] or not row["records"]}
     assert bad == {}
     assert quick["rc"] == 0
 
