@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 import attrs
 
-from reduct_twisted.config_setting import setting
+from reduct_twisted.config_setting import Cli, setting
 
 
 def _public_url(raw: Any) -> str:
@@ -49,6 +49,8 @@ class LinksSettings:
         "if missing); default ``http[s]://<host>:<port><api_base_path>`` (port "
         "omitted for 80 with HTTP and 443 with HTTPS).  A link request's "
         "``base_url`` wins.",
+        cli=Cli("Base URL of the query links this server hands out.",
+                shown_default="http[s]://<host>:<port><api base path>"),
     )
     link_signing_key: str | None = setting(
         None, _signing_key, env="RS_LINK_SIGNING_KEY", secret=True,
@@ -56,4 +58,7 @@ class LinksSettings:
         "daemon behind one public URL the same.  Unset: a random key kept in "
         "``<data_path>/.link-key`` (made at the first start, mode 0600).  Changing "
         "or losing it invalidates every link handed out.  Ours.",
+        cli=Cli("Secret (32+ characters) signing query links. Visible to other users in "
+                "the process list: prefer RS_LINK_SIGNING_KEY or the config file.",
+                shown_default="a random key in <data path>/.link-key"),
     )

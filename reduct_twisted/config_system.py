@@ -16,7 +16,7 @@ from typing import Any
 
 import attrs
 
-from reduct_twisted.config_setting import setting
+from reduct_twisted.config_setting import Cli, setting
 from reduct_twisted.config_values import _bytes, _path, _seconds, _text
 
 __all__ = ["SystemSettings", "parse_switch"]
@@ -51,28 +51,36 @@ class SystemSettings:
     system_events_enabled: bool = setting(
         True, parse_switch, env="RS_SYSTEM_EVENTS_ENABLED",
         doc="write audit, usage, replication and lifecycle events to bucket ``$system``.",
+        cli=Cli("Write audit, usage, replication and lifecycle events to bucket $system "
+                "(true/false)."),
     )
     system_events_quota_size: int | None = setting(
         None, _bytes, env="RS_SYSTEM_EVENTS_QUOTA_SIZE",
         doc="FIFO quota (bytes) given to ``$system`` when the server creates it; "
         "none by default.",
+        cli=Cli("FIFO quota of $system when the server creates it (10GB, 1 GiB).",
+                shown_default="none"),
     )
     system_events_remote_verify_ssl: bool = setting(
         True, parse_switch, env="RS_SYSTEM_EVENTS_REMOTE_VERIFY_SSL",
         doc="replica instances only (none here): verify the primary's certificate.",
+        cli=Cli("Accepted for compatibility; replica instances only (none here)."),
     )
     system_events_remote_ca_path: str | None = setting(
         None, _path, env="RS_SYSTEM_EVENTS_REMOTE_CA_PATH",
         doc="replica instances only (none here): CA bundle for the primary.",
+        cli=Cli("Accepted for compatibility; replica instances only (none here)."),
     )
     system_events_remote_timeout: float = setting(
         5.0, _seconds, env="RS_SYSTEM_EVENTS_REMOTE_TIMEOUT",
         doc="replica instances only (none here): seconds to forward an event batch.",
+        cli=Cli("Accepted for compatibility; replica instances only (none here)."),
     )
     instance_name: str | None = setting(
         None, _instance, env="RS_INSTANCE_NAME",
         doc="the instance segment of ``$system`` entries; the host name by default "
         "(characters outside ``[A-Za-z0-9_-]`` become ``_``).",
+        cli=Cli("Instance segment of $system entry names.", shown_default="the host name"),
     )
     audit_enabled: str | None = setting(
         None, _text, env="RS_AUDIT_ENABLED",

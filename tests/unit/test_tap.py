@@ -107,6 +107,15 @@ def test_options_defaults():
         "rwlock-failure-action": None,
         "replication-verify-ssl": None,
         "replication-ca-path": None,
+        # $system events (config_system.py), query links (config_links.py)
+        "system-events-enabled": None,
+        "system-events-quota-size": None,
+        "system-events-remote-verify-ssl": None,
+        "system-events-remote-ca-path": None,
+        "system-events-remote-timeout": None,
+        "instance-name": None,
+        "public-url": None,
+        "link-signing-key": None,
     }
     assert options.config == Config()
 
@@ -182,6 +191,23 @@ def test_options_all_given(tmp_path):
             "false",
             "--replication-ca-path",
             str(ini),
+            # $system events (config_system.py), query links (config_links.py)
+            "--system-events-enabled",
+            "off",
+            "--system-events-quota-size",
+            "1MB",
+            "--system-events-remote-verify-ssl",
+            "no",
+            "--system-events-remote-ca-path",
+            str(ini),
+            "--system-events-remote-timeout",
+            "7",
+            "--instance-name",
+            "edge-1",
+            "--public-url",
+            "https://reduct.example/api",
+            "--link-signing-key",
+            "k" * 32,
         ]
     )
     assert dict(options) == {
@@ -217,6 +243,14 @@ def test_options_all_given(tmp_path):
         "rwlock-failure-action": "panic",
         "replication-verify-ssl": "false",
         "replication-ca-path": str(ini),
+        "system-events-enabled": "off",
+        "system-events-quota-size": "1MB",
+        "system-events-remote-verify-ssl": "no",
+        "system-events-remote-ca-path": str(ini),
+        "system-events-remote-timeout": "7",
+        "instance-name": "edge-1",
+        "public-url": "https://reduct.example/api",
+        "link-signing-key": "k" * 32,
     }
     assert options.config == Config(
         data_path="/srv/data",
@@ -251,6 +285,14 @@ def test_options_all_given(tmp_path):
         rwlock_failure_action="panic",
         replication_verify_ssl=False,
         replication_ca_path=str(ini),
+        system_events_enabled=False,
+        system_events_quota_size=1_000_000,
+        system_events_remote_verify_ssl=False,
+        system_events_remote_ca_path=str(ini),
+        system_events_remote_timeout=7.0,
+        instance_name="edge-1",
+        public_url="https://reduct.example/api/",
+        link_signing_key="k" * 32,
     )
 
 
