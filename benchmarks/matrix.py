@@ -24,7 +24,7 @@ Per round:
 - the cost of the ``$system`` events (issue #15): the 1 KiB single cells and
   every batched cell also run against a second daemon of this checkout with
   ``RS_SYSTEM_EVENTS_ENABLED=false`` (the first runs with the default, on),
-  next to the first in the same rotation.
+  the two back to back in every round, in an order that alternates.
 """
 
 import os
@@ -126,9 +126,7 @@ class Matrix:
         self.add(target, "read", size, conc, rnd, r)
 
     def batched(self, rnd: int) -> None:
-        targets = [PG, OURS, EVENTS_OFF]
-        turn = rnd % len(targets)
-        for target in targets[turn:] + targets[:turn]:
+        for target in self.order([PG, OURS], rnd):
             entry, pids = f"batch-r{rnd}", [self.peers[target].pid]
             common = dict(payload=self.payload[KiB], base_ts=time.time_ns() // 1000,
                           max_s=self.b["max_s"], server_pids=pids)
@@ -227,11 +225,23 @@ class Matrix:
         self.waited += waited
         self.background.append(busy)
 
+    @staticmethod
+    def order(targets: list, turn: int) -> list:
+        """
+        ``targets`` rotated by ``turn``, with the events-off daemon right
+        beside ours: the pair runs back to back, ours first in even turns
+        and second in odd ones, so that each round gives a paired on/off ratio.
+        """
+        turn %= len(targets)
+        out = []
+        for target in targets[turn:] + targets[:turn]:
+            out += ([OURS, EVENTS_OFF] if turn % 2 == 0 else [EVENTS_OFF, OURS]) \
+                if target == OURS else [target]
+        return out
+
     def run(self, rounds: int) -> None:
-        targets = [OURS, EVENTS_OFF, MOCK, NGINX, PG]
         for rnd in range(1, rounds + 1):
-            turn = (rnd - 1) % len(targets)
-            order = targets[turn:] + targets[:turn]
+            order = self.order([OURS, MOCK, NGINX, PG], rnd - 1)
             for size in SIZES:
                 for conc in CONCS:
                     self.quiet()

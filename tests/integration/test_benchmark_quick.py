@@ -114,8 +114,9 @@ def test_runs_every_peer_and_writes_the_report(quick):
                     "## Every cell"):
         assert heading in report
     events = report.split("## `$system` events")[1].split("\n## ")[0]
-    verdicts = re.findall(r"\| \d+\.\d{3}× \| [\d,.]+ – [\d,.]+ \| [\d,.]+ – [\d,.]+ "
-                          r"\| [\d,.]+ / [\d,.]+ \| (met|\*\*missed\*\*) \|$", events, re.M)
+    verdicts = re.findall(r"\| \d+\.\d{3}× \| \d+\.\d{3} – \d+\.\d{3} \| \d+\.\d{3}× "
+                          r"\| [\d,.]+ / [\d,.]+ \| (met|\*\*missed\*\*) \|$", events,
+                          re.MULTILINE)
     assert len(verdicts) == 8, events  # 4 single cells, v1 batch and I/O API write and read
     assert "not implemented" not in report and "not measured" not in report
     for name in ("batched 1 KiB write ≥ 1.0 × PostgreSQL COPY",
