@@ -15,7 +15,7 @@ cheap lookups, not for durability of its newest part:
   any stale entry.
 * New entries wait in memory (the *tail*, at most :data:`TAIL` of them);
   a full tail is written as a sorted *run* file ``run-<seq>.idx`` (temporary
-  file, flush, rename), and the ``manifest`` (``{"format", "runs",
+  file renamed; the owner's ``DirtySet`` is told, the sync policy flushes), and the ``manifest`` (``{"format", "runs",
   "covered"}``: the run files and the highest number they hold) is
   replaced the same way.  the newest run is merged into the one
   before it while it is at least half that one's size (a streaming merge:
@@ -64,16 +64,19 @@ def _key(digest: bytes) -> int:
     return int.from_bytes(digest[:8], "big")
 
 
-def _replace(path: str, pieces) -> None:
-    """Write the byte strings ``pieces`` to ``path`` through a flushed temporary file."""
+def _replace(path: str, pieces, dirty) -> None:
+    """
+    Write the byte strings ``pieces`` to ``path`` through a temporary file
+    renamed over it; flushing is the group sync's (``dirty``: a ``DirtySet``).
+    """
     tmp = path + ".tmp"
     try:
         with open(tmp, "wb") as f:
             for piece in pieces:
                 f.write(piece)
-            f.flush()
-            os.fsync(f.fileno())
         os.replace(tmp, path)
+        if dirty is not None:
+            dirty.created(path)
     except OSError:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
@@ -153,8 +156,9 @@ class DigestIndex:
         records above it that are not in the tail must be added again.
     """
 
-    def __init__(self, directory: str, tail_size: int = TAIL) -> None:
+    def __init__(self, directory: str, tail_size: int = TAIL, dirty=None) -> None:
         self.directory = directory
+        self.dirty = dirty
         self.tail_size = tail_size
         self.covered = 0
         self._runs: list = []  # oldest first
@@ -162,8 +166,9 @@ class DigestIndex:
         self._seq = 0
 
     @classmethod
-    def open(cls, directory: str, tail_size: int = TAIL) -> "DigestIndex":
-        index = cls(directory, tail_size)
+    def open(cls, directory: str, tail_size: int = TAIL, dirty=None) -> "DigestIndex":
+        """:param dirty: the ``DirtySet`` told of every file written (None: nobody)."""
+        index = cls(directory, tail_size, dirty)
         os.makedirs(directory, exist_ok=True)
         index._load()
         return index
@@ -200,14 +205,14 @@ class DigestIndex:
     def _write_manifest(self, covered: int) -> None:
         data = json.dumps({"format": FORMAT, "runs": [r.name for r in self._runs],
                            "covered": covered}).encode("ascii")
-        _replace(os.path.join(self.directory, MANIFEST), (data,))
+        _replace(os.path.join(self.directory, MANIFEST), (data,), self.dirty)
         self.covered = covered
 
     def _write_run(self, pieces) -> _Run:
         """Write ``pieces`` (packed bytes of sorted entries) as a new run."""
         name = f"run-{self._seq}.idx"
         self._seq += 1
-        _replace(os.path.join(self.directory, name), pieces)
+        _replace(os.path.join(self.directory, name), pieces, self.dirty)
         return _Run(self.directory, name)
 
     # -- the API ---------------------------------------------------------------------------
