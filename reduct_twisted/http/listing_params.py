@@ -10,7 +10,8 @@ decimal integers (``start``, ``page`` and ``number`` at least 1,
 ``constraint[<label>]`` one of the operators of ``storage/listing.py`` and
 needs its ``where[<label>]``, ``include_removed`` is ``true`` or ``false``
 and ``digest`` is ``sha-256:<64 hex digits>``.  ``start`` and ``page``
-exclude each other (``start`` is the cursor the ``next`` links carry).
+exclude each other (``start`` is the cursor the ``next`` links carry, in
+number order only).
 Unknown parameters are ignored, as elsewhere in the API.
 """
 
@@ -115,6 +116,9 @@ def parse_listing(args: Mapping[bytes, Sequence[bytes]]) -> ListingSpec:
     digest = query_arg(args, "digest")
     where, constraints, order = _bracketed(args)
     order_by, descending = _order(order)
+    if start is not None and order_by != "number":
+        raise UnprocessableEntity("'start' is a cursor of number order; use 'page' with "
+                                  f"'orderBy[{order_by}]'")
     return ListingSpec(
         number=number, start=start, page=page or 1,
         per_page=DEFAULT_PER_PAGE if per_page is None else per_page,

@@ -31,10 +31,10 @@ def test_defaults():
 
 def test_everything_given():
     digest = "ab" * 32
-    spec = parse("start=101&per_page=1000&start_ts=5&stop_ts=9&where[cam]=front"
+    spec = parse("page=3&per_page=1000&start_ts=5&stop_ts=9&where[cam]=front"
                  "&constraint[cam]=like&where[n]=3&orderBy[timestamp]=desc"
                  f"&include_removed=true&digest=sha-256:{digest.upper()}")
-    assert spec.start == 101 and spec.per_page == 1000
+    assert spec.page == 3 and spec.per_page == 1000
     assert (spec.start_ts, spec.stop_ts) == (5, 9)
     assert spec.where == (Condition("cam", "like", "front"), Condition("n", "=", "3"))
     assert (spec.order_by, spec.descending, spec.include_removed) == ("timestamp", True, True)
@@ -57,6 +57,8 @@ def test_everything_given():
     ("start_ts=x", "'start_ts' must be an unsigned integer"),
     ("stop_ts=18446744073709551616", "'stop_ts' must be an unsigned integer"),
     ("start=1&page=2", "'start' and 'page' exclude each other"),
+    ("start=5&orderBy[timestamp]=asc",
+     "'start' is a cursor of number order; use 'page' with 'orderBy[timestamp]'"),
     ("include_removed=yes", "'include_removed' must be true or false"),
     ("digest=ab", "'digest' must be sha-256:<64 hexadecimal digits>"),
     ("digest=md5:" + "a" * 32, "'digest' must be sha-256:<64 hexadecimal digits>"),

@@ -51,7 +51,7 @@ def args(url: str) -> dict:
 def test_links_carry_every_narrowing_parameter_and_parse_back_to_the_same_spec():
     spec = ListingSpec(start=101, per_page=50, start_ts=1, stop_ts=9,
                        where=(Condition("cam", "like", "f%"), Condition("n", "=", "3")),
-                       order_by="timestamp", descending=True, include_removed=True,
+                       order_by="number", descending=True, include_removed=True,
                        digest=bytes(range(32)))
     found = links(BASE, "b", "e", spec, next_start=151, previous_start=51, cursor=True)
     assert parse_listing(args(found["self"])) == spec
