@@ -18,17 +18,18 @@ surrogate, a non-string key or any other type raise ``ValueError``.  The
 log's leaves and heads only hold such small ints and strings.
 """
 
+import json.encoder
 import math
 
 #: The largest integer every double represents exactly (I-JSON §2.2).
 MAX_SAFE_INTEGER = 2 ** 53 - 1
 
-_SHORT_ESCAPES = {0x08: "\\b", 0x09: "\\t", 0x0A: "\\n", 0x0C: "\\f", 0x0D: "\\r",
-                  0x22: '\\"', 0x5C: "\\\\"}
-#: Code point -> its escape, for every character §3.2.2.2 escapes.
-_ESCAPES = {c: _SHORT_ESCAPES.get(c, "\\u%04x" % c) for c in range(0x20)}
-_ESCAPES.update({0x22: '\\"', 0x5C: "\\\\"})
-_TRANSLATION = str.maketrans(_ESCAPES)
+#: A string in quotes, escaped exactly as §3.2.2.2 says: ``\"``, ``\\``,
+#: ``\b \t \n \f \r``, ``\u00xx`` (lowercase) for the other controls,
+#: every other character as itself.  The standard library's JSON string
+#: encoder (``ensure_ascii=False``) does precisely that (the unit tests
+#: check every code point); its C version is fast.
+string = json.encoder.encode_basestring
 
 
 def canonical(obj) -> bytes:
@@ -45,11 +46,7 @@ def canonical(obj) -> bytes:
         raise ValueError("a string holds a lone surrogate: not valid Unicode") from None
 
 
-def _string(value: str) -> str:
-    return '"' + value.translate(_TRANSLATION) + '"'
-
-
-def _utf16_key(name: str) -> bytes:
+def utf16_key(name: str) -> bytes:
     # Big-endian UTF-16 bytes compare like their 16-bit code units.
     try:
         return name.encode("utf-16-be")
@@ -73,7 +70,7 @@ def _write(obj, parts: list, depth: int) -> None:
     elif isinstance(obj, float):
         parts.append(number(obj))
     elif isinstance(obj, str):
-        parts.append(_string(obj))
+        parts.append(string(obj))
     elif isinstance(obj, (list, tuple)):
         parts.append("[")
         for i, item in enumerate(obj):
@@ -86,10 +83,10 @@ def _write(obj, parts: list, depth: int) -> None:
             if not isinstance(name, str):
                 raise ValueError(f"property name {name!r} is not a string")
         parts.append("{")
-        for i, name in enumerate(sorted(obj, key=_utf16_key)):
+        for i, name in enumerate(sorted(obj, key=utf16_key)):
             if i:
                 parts.append(",")
-            parts.append(_string(name))
+            parts.append(string(name))
             parts.append(":")
             _write(obj[name], parts, depth + 1)
         parts.append("}")

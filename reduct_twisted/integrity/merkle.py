@@ -24,7 +24,7 @@ number ``n`` is leaf index ``n - 1``.
 
 import hashlib
 
-from reduct_twisted.integrity.jcs import canonical
+from reduct_twisted.integrity.jcs import MAX_SAFE_INTEGER, string, utf16_key
 
 #: ``MTH({})``, the root of the empty tree.
 EMPTY_ROOT = hashlib.sha256(b"").digest()
@@ -53,8 +53,8 @@ def leaf_bytes(number: int, timestamp: int, size: int, content_type: str,
         is not 32 bytes, a label name or value that is not a string.
     """
     for name, value in (("number", number), ("timestamp", timestamp), ("size", size)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise ValueError(f"{name} must be a non-negative int, not {value!r}")
+        if type(value) is not int or not 0 <= value <= MAX_SAFE_INTEGER:
+            raise ValueError(f"{name} must be an int in 0..2**53-1, not {value!r}")
     if not isinstance(content_type, str):
         raise ValueError(f"content_type must be a str, not {content_type!r}")
     if not isinstance(labels, dict) or not all(
@@ -62,11 +62,15 @@ def leaf_bytes(number: int, timestamp: int, size: int, content_type: str,
         raise ValueError("labels must map str to str")
     if not isinstance(digest, (bytes, bytearray)) or len(digest) != HASH_SIZE:
         raise ValueError("digest must be the 32 raw bytes of a SHA-256")
-    return canonical({
-        "number": number, "timestamp": timestamp, "size": size,
-        "content_type": content_type, "labels": dict(labels),
-        "digest": "sha-256:" + bytes(digest).hex(),
-    })
+    # canonical() of the six fields, written out (a record's leaf is made
+    # per write: this is several times faster); the members in §3.2.3 order.
+    return "".join((
+        '{"content_type":', string(content_type),
+        ',"digest":"sha-256:', bytes(digest).hex(),
+        '","labels":{', ",".join(string(name) + ":" + string(labels[name])
+                                  for name in sorted(labels, key=utf16_key)),
+        '},"number":', str(number), ',"size":', str(size), ',"timestamp":', str(timestamp), "}",
+    )).encode("utf-8")
 
 
 def _split(n: int) -> int:

@@ -138,3 +138,19 @@ def test_agrees_with_sorted_json_for_ascii():
     obj = {"number": 7, "timestamp": 1_700_000_000_000_000, "labels": {"b": "2", "a": "1"},
            "content_type": "text/plain", "size": 1024, "digest": "sha-256:" + "ab" * 32}
     assert canonical(obj) == json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
+
+
+def rule_3222(char: str) -> str:
+    """§3.2.2.2 for one character, written from the RFC's text."""
+    short = {"\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r", '"': '\\"', "\\": "\\\\"}
+    if char in short:
+        return short[char]
+    if ord(char) < 0x20:
+        return "\\u%04x" % ord(char)
+    return char
+
+
+def test_every_code_point_escaped_as_the_rfc_says():
+    for c in list(range(0xD800)) + list(range(0xE000, 0x10000)) + list(range(0x10000, 0x110000, 97)):
+        char = chr(c)
+        assert canonical(char) == ('"' + rule_3222(char) + '"').encode("utf-8"), hex(c)

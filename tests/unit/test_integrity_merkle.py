@@ -278,3 +278,27 @@ def test_module_has_no_disk_access():
     import inspect
     text = inspect.getsource(merkle)
     assert "open(" not in text and "import os" not in text
+
+
+def test_leaf_bytes_is_canonical_json_of_the_six_fields():
+    """The written-out leaf equals jcs.canonical of the dict, for awkward names and values too."""
+    from reduct_twisted.integrity.jcs import canonical
+    rng = random.Random(8785)
+    alphabet = ["a", "Z", "0", "-", "\u00e9", "\ufb33", "\U0001F600", "\u20ac", "\n", '"', "\\", "\x01",
+                "\x7f", "\u2028", " "]
+    for _ in range(500):
+        labels = {"".join(rng.choice(alphabet) for _ in range(rng.randrange(1, 5))):
+                  "".join(rng.choice(alphabet) for _ in range(rng.randrange(0, 5)))
+                  for _ in range(rng.randrange(0, 6))}
+        number, ts, size = rng.randrange(1, 2 ** 53), rng.randrange(0, 2 ** 53), rng.randrange(0, 2 ** 40)
+        ct = "".join(rng.choice(alphabet) for _ in range(rng.randrange(0, 8)))
+        digest = bytes(rng.randrange(256) for _ in range(32))
+        expected = canonical({"number": number, "timestamp": ts, "size": size, "content_type": ct,
+                              "labels": labels, "digest": "sha-256:" + digest.hex()})
+        assert leaf_bytes(number, ts, size, ct, labels, digest) == expected
+
+
+@pytest.mark.parametrize("labels, ct", [({"\ud800": "x"}, ""), ({"a": "\udfff"}, ""), ({}, "\ud800")])
+def test_leaf_bytes_refuses_lone_surrogates(labels, ct):
+    with pytest.raises(ValueError):
+        leaf_bytes(1, 1, 1, ct, labels, bytes(32))

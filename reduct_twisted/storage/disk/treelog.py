@@ -19,6 +19,8 @@ by one thread at a time.
 
 import hashlib
 import os
+import struct
+from itertools import accumulate
 
 from reduct_twisted.integrity import merkle as rfc9162
 from reduct_twisted.integrity.merkle import EMPTY_ROOT, HASH_SIZE
@@ -34,24 +36,22 @@ __all__ = ["TreeLog", "TreeLogError"]
 _CATCH_UP = 4096
 
 
-def _sha256(data: bytes) -> bytes:
-    return hashlib.sha256(data).digest()
-
-
 def _hash_leaves(leaves, n: int, peaks: list, out: list) -> None:
     """
     Append to ``out`` the post-order hashes of ``leaves`` added after leaf
     ``n``; ``peaks`` (the roots of the complete subtrees the first ``n``
     leaves split into, largest first) is updated in place.
     """
+    sha256 = hashlib.sha256
+    append = out.append
     for leaf in leaves:
-        h = _sha256(b"\x00" + leaf)
-        out.append(h)
+        h = sha256(b"\x00" + leaf).digest()
+        append(h)
         n += 1
         m = n
         while not m & 1:
-            h = _sha256(b"\x01" + peaks.pop() + h)
-            out.append(h)
+            h = sha256(b"\x01" + peaks.pop() + h).digest()
+            append(h)
             m >>= 1
         peaks.append(h)
 
@@ -201,19 +201,16 @@ class TreeLog:
         """
         if not leaves:
             return self._n
-        n, end = self._n, self._leaves_end
-        ends = []
-        for leaf in leaves:
-            end += len(leaf)
-            ends.append(end)
+        n = self._n
+        ends = list(accumulate(map(len, leaves), initial=self._leaves_end))[1:]
+        end = ends[-1]
         peaks = list(self._peaks)
         out: list = []
         if self.merkle:
             _hash_leaves(leaves, n, peaks, out)
         try:
             pwrite_all(self._fds[LEAVES_FILE], b"".join(leaves), self._leaves_end)
-            pwrite_all(self._fds[OFFSETS_FILE], OFFSET.pack(ends[0]) if len(ends) == 1
-                       else b"".join(map(OFFSET.pack, ends)), 8 * n)
+            pwrite_all(self._fds[OFFSETS_FILE], struct.pack(">%dQ" % len(ends), *ends), 8 * n)
             if self.merkle:
                 pwrite_all(self._fds[HASHES_FILE], b"".join(out), nodes(n) * HASH_SIZE)
         except BaseException:
