@@ -380,3 +380,23 @@ def test_sigkill_while_appending(where, kill_after):
         _check_prefix(where, acknowledged, high + 200)
         with TreeLog.open(where, merkle=True) as log:
             acknowledged = log.size
+
+
+def test_lost_hashes_rebuilt_lost_leaves_refused(where):
+    data = leaves_of(50)
+    with make(where, 50):
+        pass
+    os.unlink(os.path.join(where, "hashes"))
+    with TreeLog.open(where, merkle=True) as log:
+        assert log.size == 50 and log.root() == mth(data)
+    for name in ("leaves", "offsets"):
+        kept = _read(os.path.join(where, name))
+        os.unlink(os.path.join(where, name))
+        before = sorted(os.listdir(where))
+        with pytest.raises(TreeLogError, match=f"lost its {name}"):
+            TreeLog.open(where, merkle=True)
+        assert sorted(os.listdir(where)) == before
+        with open(os.path.join(where, name), "wb") as f:
+            f.write(kept)
+    with TreeLog.open(where, merkle=True) as log:
+        assert log.size == 50 and log.root() == mth(data)

@@ -80,13 +80,15 @@ class TreeLog:
         """
         Open the log in ``directory``, creating it (and the directory) if
         there is none; a torn tail is cut back (``treelog_files.py``).
-        A log kept without hashes and opened with ``merkle=True`` gets them
-        built from its leaves first (O(n), once); one opened with
+        A log kept without hashes (or whose ``hashes`` file is gone) and
+        opened with ``merkle=True`` gets them built from its leaves first
+        (O(n), once); one opened with
         ``merkle=False`` is marked so before anything is appended (its
         hashes are rebuilt when it is opened with ``merkle=True`` again).
 
         :raises TreeLogError: the directory holds a log of a newer format
-            version, or something that is not a tree log.
+            version, something that is not a tree log, or a log whose
+            ``leaves`` or ``offsets`` file is gone (nothing is changed).
         :raises OSError: the files cannot be opened.
         """
         dirty = dirty if dirty is not None else DirtySet(enabled=False)
@@ -94,6 +96,12 @@ class TreeLog:
             os.makedirs(directory)
             dirty.new_dir(directory)
         stored = read_format(directory)
+        if stored is not None:
+            for name in (LEAVES_FILE, OFFSETS_FILE):
+                if not os.path.exists(os.path.join(directory, name)):
+                    raise TreeLogError(f"tree log {directory} has lost its {name} file: refusing it")
+            # a lost hashes file is rebuilt from the leaves, never a reason to cut them
+            stored = stored and os.path.exists(os.path.join(directory, HASHES_FILE))
         fds: dict = {}
         try:
             for name in (LEAVES_FILE, OFFSETS_FILE, HASHES_FILE):
