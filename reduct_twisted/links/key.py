@@ -16,13 +16,14 @@ with mode 0600, truncated if a crash left one), flushed, renamed over
 ``.link-key`` and the directory flushed, so after ``kill -9`` there is
 either no key (and a fresh one is made at the next start: links made
 before were never handed out, since none can be made without a key) or
-the whole one.  It runs once at start, before the reactor.
+the whole one (``reduct_twisted/keyfile.py``, shared with the integrity
+log's key).  It runs once at start, before the reactor.
 """
 
-import binascii
 import os
 from typing import Callable
 
+from reduct_twisted import keyfile
 # The key file below ``data_path`` and the file a new key is written to
 # before it is renamed into place (named with the other names of the data
 # directory in storage/disk/layout.py).
@@ -38,47 +39,22 @@ class LinkKeyError(Exception):
     """The key file is unreadable or not ours; ``str()`` is one line saying so."""
 
 
-def _parse(path: str, data: bytes) -> bytes:
-    body = data[len(_HEADER):]
-    if not data.startswith(_HEADER) or len(body) != 2 * KEY_SIZE + 1 or not body.endswith(b"\n"):
-        raise LinkKeyError(f"the link key file {path} is not valid: refusing to start "
-                           f"(move it away to have a new key made; links made before stop working)")
-    try:
-        return binascii.unhexlify(body[:-1])
-    except (binascii.Error, ValueError):
-        raise LinkKeyError(f"the link key file {path} is not valid: refusing to start") from None
-
-
 def load_or_create_key(data_path: str, random: Callable[[int], bytes] = os.urandom) -> bytes:
     """
-    The data directory's signing key, made (see the module docstring) if
-    there is none yet.
+    The data directory's signing key, made (see the module docstring and
+    ``reduct_twisted/keyfile.py``) if there is none yet.
 
     :raises LinkKeyError: the file exists but is not a key file of ours.
     :raises OSError: it cannot be read or written.
     """
     path = os.path.join(data_path, KEY_FILE)
-    try:
-        with open(path, "rb") as f:
-            return _parse(path, f.read(4096))
-    except FileNotFoundError:
-        pass
+    data = keyfile.read(path)
+    if data is not None:
+        key = keyfile.parse(data, _HEADER, KEY_SIZE)
+        if key is None:
+            raise LinkKeyError(f"the link key file {path} is not valid: refusing to start "
+                               f"(move it away to have a new key made; links made before stop working)")
+        return key
     key = random(KEY_SIZE)
-    tmp = os.path.join(data_path, KEY_TMP_FILE)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-    try:
-        os.fchmod(fd, 0o600)  # a leftover of another umask or owner
-        data = _HEADER + binascii.hexlify(key) + b"\n"
-        written = 0
-        while written < len(data):
-            written += os.write(fd, data[written:])
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.rename(tmp, path)
-    dir_fd = os.open(data_path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    keyfile.create(path, os.path.join(data_path, KEY_TMP_FILE), _HEADER, key)
     return key

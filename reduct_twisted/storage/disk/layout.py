@@ -65,6 +65,11 @@ LIFECYCLES_FILE = ".lifecycles"
 #: before its rename (``reduct_twisted/links/key.py``).
 LINK_KEY_FILE = ".link-key"
 LINK_KEY_TMP_FILE = LINK_KEY_FILE + ".tmp"
+#: The integrity log's tree-head signing key and its temporary file
+#: (``reduct_twisted/integrity/signing.py``, which names them itself: the
+#: integrity package does not import storage).
+LOG_KEY_FILE = ".log-key"
+LOG_KEY_TMP_FILE = LOG_KEY_FILE + ".tmp"
 #: The settings file inside a bucket directory (``bucket.py``).
 SETTINGS_FILE = "settings.json"
 #: Suffix of a file being replaced (written, then renamed over its target).
@@ -74,7 +79,7 @@ TMP_SUFFIX = ".tmp"
 TOP_LEVEL_NAMES = frozenset({
     MARKER_FILE, RUN_MARKER, TRASH_DIR, QUARANTINE_DIR, LOCK_FILE, RESERVE_FILE,
     AUTH_FILE, REGISTRY_FILE, REPLICATION_LOG_DIR, LIFECYCLES_FILE,
-    LINK_KEY_FILE, LINK_KEY_TMP_FILE,
+    LINK_KEY_FILE, LINK_KEY_TMP_FILE, LOG_KEY_FILE, LOG_KEY_TMP_FILE,
 })
 
 #: The token file and the registry are written to ``<name>.<random>.tmp``.

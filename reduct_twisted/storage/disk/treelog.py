@@ -1,0 +1,323 @@
+# -*- test-case-name: tests.unit.test_treelog -*-
+"""
+The per-entry integrity log on disk (issue #16): the leaves of an entry's
+records in entry-number order and, for a ``merkle`` log, the RFC 9162 tree
+over them, kept so that appending costs O(1) amortised writes and every
+root or proof O(log n) reads.  The files and the crash-recovery rule are
+described in ``treelog_files.py``.
+
+Leaves are numbered like entry numbers, from 1: leaf ``n`` is record
+number ``n``, RFC 9162 leaf index ``n - 1``.
+
+Like the rest of the storage core this module never flushes to stable
+storage: every file it changes (and every directory whose names it
+changes) goes to the ``dirty`` set handed to :meth:`TreeLog.open`, which
+the daemon's sync policy flushes with the records of the same group
+commit; :meth:`TreeLog.paths` lists the files too.  One ``TreeLog`` is used
+by one thread at a time.
+"""
+
+import hashlib
+import os
+import struct
+from itertools import accumulate
+
+from reduct_twisted.integrity import merkle as rfc9162
+from reduct_twisted.integrity.merkle import EMPTY_ROOT, HASH_SIZE
+from reduct_twisted.storage.disk.durability import DirtySet
+from reduct_twisted.storage.disk.treelog_files import (
+    HASHES_FILE, LEAVES_FILE, OFFSET, OFFSETS_FILE, TreeLogError, end_of, hash_index, nodes,
+    pread_exact, pwrite_all, read_format, recover, write_format,
+)
+
+__all__ = ["TreeLog", "TreeLogError"]
+
+#: Leaves read at a time when hashes are built for a log that had none.
+_CATCH_UP = 4096
+
+
+def _hash_leaves(leaves, n: int, peaks: list, out: list) -> None:
+    """
+    Append to ``out`` the post-order hashes of ``leaves`` added after leaf
+    ``n``; ``peaks`` (the roots of the complete subtrees the first ``n``
+    leaves split into, largest first) is updated in place.
+    """
+    sha256 = hashlib.sha256
+    append = out.append
+    for leaf in leaves:
+        h = sha256(b"\x00" + leaf).digest()
+        append(h)
+        n += 1
+        m = n
+        while not m & 1:
+            h = sha256(b"\x01" + peaks.pop() + h).digest()
+            append(h)
+            m >>= 1
+        peaks.append(h)
+
+
+class TreeLog:
+    """
+    An open tree log.  Create or open one with :meth:`open`.
+
+    :ivar directory: its directory.
+    :ivar merkle: whether the tree hashes are kept (roots and proofs work).
+    """
+
+    def __init__(self, directory: str, merkle: bool, fds: dict, dirty: DirtySet) -> None:
+        self.directory = directory
+        self.merkle = merkle
+        self._fds = fds
+        self._dirty = dirty
+        self._n = 0
+        self._leaves_end = 0
+        self._peaks: list = []
+
+    # -- opening -----------------------------------------------------------------
+
+    @classmethod
+    def open(cls, directory: str, merkle: bool, dirty: DirtySet = None) -> "TreeLog":
+        """
+        Open the log in ``directory``, creating it (and the directory) if
+        there is none; a torn tail is cut back (``treelog_files.py``).
+        A log kept without hashes (or whose ``hashes`` file is gone) and
+        opened with ``merkle=True`` gets them built from its leaves first
+        (O(n), once); one opened with
+        ``merkle=False`` is marked so before anything is appended (its
+        hashes are rebuilt when it is opened with ``merkle=True`` again).
+
+        :raises TreeLogError: the directory holds a log of a newer format
+            version, something that is not a tree log, or a log whose
+            ``leaves`` or ``offsets`` file is gone (nothing is changed).
+        :raises OSError: the files cannot be opened.
+        """
+        dirty = dirty if dirty is not None else DirtySet(enabled=False)
+        if not os.path.isdir(directory):
+            os.makedirs(directory)
+            dirty.new_dir(directory)
+        stored = read_format(directory)
+        if stored is not None:
+            for name in (LEAVES_FILE, OFFSETS_FILE):
+                if not os.path.exists(os.path.join(directory, name)):
+                    raise TreeLogError(f"tree log {directory} has lost its {name} file: refusing it")
+            # a lost hashes file is rebuilt from the leaves, never a reason to cut them
+            stored = stored and os.path.exists(os.path.join(directory, HASHES_FILE))
+        fds: dict = {}
+        try:
+            for name in (LEAVES_FILE, OFFSETS_FILE, HASHES_FILE):
+                path = os.path.join(directory, name)
+                if not os.path.exists(path):
+                    dirty.created(path)
+                fds[name] = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            if stored is None:
+                write_format(directory, merkle)
+                dirty.dir(directory)
+                dirty.file(os.path.join(directory, "format"))
+                stored = merkle
+            log = cls(directory, stored, fds, dirty)
+            log._recover()
+            if merkle != stored:
+                log._switch(merkle)
+            return log
+        except BaseException:
+            for fd in fds.values():
+                os.close(fd)
+            raise
+
+    def _recover(self) -> None:
+        n = recover(self._fds[LEAVES_FILE], self._fds[OFFSETS_FILE], self._fds[HASHES_FILE], self.merkle)
+        self._cut(n)
+
+    def _cut(self, n: int) -> None:
+        """Cut every file to ``n`` leaves' worth and reload what is kept in memory."""
+        self._leaves_end = end_of(self._fds[OFFSETS_FILE], n)
+        sizes = {LEAVES_FILE: self._leaves_end, OFFSETS_FILE: 8 * n}
+        if self.merkle:
+            sizes[HASHES_FILE] = nodes(n) * HASH_SIZE
+        for name, size in sizes.items():
+            fd = self._fds[name]
+            if os.fstat(fd).st_size != size:
+                os.ftruncate(fd, size)
+                self._dirty.file(self.path(name))
+        self._n = n
+        self._peaks = []
+        if self.merkle:
+            start = 0
+            for bit in reversed(range(n.bit_length())):
+                if n >> bit & 1:
+                    self._peaks.append(self.subtree(start, 1 << bit))
+                    start += 1 << bit
+
+    def _switch(self, merkle: bool) -> None:
+        """Start or stop keeping hashes (see :meth:`open`)."""
+        if merkle:
+            self.merkle, peaks = True, []
+            os.ftruncate(self._fds[HASHES_FILE], 0)
+            for first in range(1, self._n + 1, _CATCH_UP):
+                out: list = []
+                _hash_leaves(self.leaves(first, min(self._n, first + _CATCH_UP - 1)), first - 1, peaks, out)
+                pwrite_all(self._fds[HASHES_FILE], b"".join(out), nodes(first - 1) * HASH_SIZE)
+            self._peaks = peaks
+            self._dirty.file(self.path(HASHES_FILE))
+        else:
+            self.merkle, self._peaks = False, []
+        write_format(self.directory, merkle)
+        self._dirty.file(self.path("format"))
+        self._dirty.dir(self.directory)
+
+    # -- state ---------------------------------------------------------------------
+
+    @property
+    def size(self) -> int:
+        """The number of leaves (the last leaf's number)."""
+        return self._n
+
+    def path(self, name: str) -> str:
+        return os.path.join(self.directory, name)
+
+    def paths(self) -> list:
+        """The files a sync must flush (the directory too, after :meth:`open` created them)."""
+        names = [LEAVES_FILE, OFFSETS_FILE] + ([HASHES_FILE] if self.merkle else [])
+        return [self.path(name) for name in names]
+
+    def filenos(self) -> list:
+        """The descriptors of :meth:`paths`, same order (valid until :meth:`close`)."""
+        names = [LEAVES_FILE, OFFSETS_FILE] + ([HASHES_FILE] if self.merkle else [])
+        return [self._fds[name] for name in names]
+
+    def close(self) -> None:
+        fds, self._fds = self._fds, {}
+        for fd in fds.values():
+            os.close(fd)
+
+    def __enter__(self) -> "TreeLog":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- writing ---------------------------------------------------------------------
+
+    def append(self, leaves: list) -> int:
+        """
+        Append ``leaves`` (bytes each) as leaves ``size + 1 ...``: one
+        write per file.  If a write fails the files are cut back to before
+        the call and the error raised (the log is unchanged).
+
+        :return: the new size.
+        :raises OSError: a write failed (e.g. ``ENOSPC``).
+        """
+        if not leaves:
+            return self._n
+        n = self._n
+        ends = list(accumulate(map(len, leaves), initial=self._leaves_end))[1:]
+        end = ends[-1]
+        peaks = list(self._peaks)
+        out: list = []
+        if self.merkle:
+            _hash_leaves(leaves, n, peaks, out)
+        try:
+            pwrite_all(self._fds[LEAVES_FILE], b"".join(leaves), self._leaves_end)
+            pwrite_all(self._fds[OFFSETS_FILE], struct.pack(">%dQ" % len(ends), *ends), 8 * n)
+            if self.merkle:
+                pwrite_all(self._fds[HASHES_FILE], b"".join(out), nodes(n) * HASH_SIZE)
+        except BaseException:
+            self._undo(n)
+            raise
+        for path in self.paths():
+            self._dirty.file(path)
+        self._n, self._leaves_end, self._peaks = n + len(leaves), end, peaks
+        return self._n
+
+    def _undo(self, n: int) -> None:
+        sizes = {LEAVES_FILE: self._leaves_end, OFFSETS_FILE: 8 * n, HASHES_FILE: nodes(n) * HASH_SIZE}
+        for name in self.paths():
+            name = os.path.basename(name)
+            try:
+                os.ftruncate(self._fds[name], sizes[name])
+            except OSError:
+                pass  # the next open cuts the torn tail
+
+    def truncate(self, n: int) -> None:
+        """
+        Cut the log to its first ``n`` leaves (recovery: a log ahead of the
+        records the daemon acknowledged).
+
+        :raises ValueError: ``n`` is negative or beyond :attr:`size`.
+        """
+        if not 0 <= n <= self._n:
+            raise ValueError(f"cannot truncate a log of {self._n} leaves to {n}")
+        self._cut(n)
+
+    # -- reading ---------------------------------------------------------------------
+
+    def leaf(self, n: int) -> bytes:
+        """The bytes of leaf ``n`` (1-based). :raises IndexError: no such leaf."""
+        if not 1 <= n <= self._n:
+            raise IndexError(f"no leaf {n} in a log of {self._n}")
+        return self.leaves(n, n)[0]
+
+    def leaves(self, first: int, last: int) -> list:
+        """
+        Leaves ``first`` to ``last``, both included (1-based): two reads.
+
+        :raises IndexError: unless ``1 <= first <= last <= size``.
+        """
+        if not 1 <= first <= last <= self._n:
+            raise IndexError(f"no leaves {first}..{last} in a log of {self._n}")
+        count = last - first + 1
+        offsets_fd = self._fds[OFFSETS_FILE]
+        if first == 1:
+            raw = pread_exact(offsets_fd, 8 * count, 0)
+            start = 0
+        else:
+            raw = pread_exact(offsets_fd, 8 * (count + 1), 8 * (first - 2))
+            start = OFFSET.unpack_from(raw)[0]
+            raw = raw[8:]
+        ends = [e for (e,) in OFFSET.iter_unpack(raw)]
+        data = pread_exact(self._fds[LEAVES_FILE], ends[-1] - start, start)
+        result = []
+        for end in ends:
+            result.append(data[:end - start])
+            data, start = data[end - start:], end
+        return result
+
+    def _need_hashes(self, n: int) -> None:
+        if not self.merkle:
+            raise TreeLogError(f"tree log {self.directory} keeps no hashes (opened with merkle=False)")
+        if not 0 <= n <= self._n:
+            raise ValueError(f"tree size {n} is beyond the log's {self._n} leaves")
+
+    def subtree(self, start: int, size: int) -> bytes:
+        """
+        The hash of the complete subtree of ``size`` (a power of two) leaves
+        from 0-based ``start`` (a multiple of ``size``): one read.
+        """
+        if size < 1 or size & (size - 1) or start % size or start < 0 or start + size > self._n:
+            raise ValueError(f"no complete subtree of {size} leaves at {start} in a log of {self._n}")
+        return pread_exact(self._fds[HASHES_FILE], HASH_SIZE, hash_index(start, size) * HASH_SIZE)
+
+    def root(self, n: int = None) -> bytes:
+        """The RFC 9162 root of the first ``n`` leaves (default: all)."""
+        n = self._n if n is None else n
+        self._need_hashes(n)
+        if n == self._n:
+            if not self._peaks:
+                return EMPTY_ROOT
+            result = self._peaks[-1]
+            for peak in reversed(self._peaks[:-1]):
+                result = rfc9162.node_hash(peak, result)
+            return result
+        return rfc9162.root(self, n)
+
+    def inclusion(self, n: int, tree_size: int) -> list:
+        """The audit path of leaf ``n`` (1-based) in the tree of ``tree_size`` leaves."""
+        self._need_hashes(tree_size)
+        if not 1 <= n <= tree_size:
+            raise ValueError(f"leaf {n} is not in a tree of {tree_size} leaves")
+        return rfc9162.inclusion_path(self, n - 1, tree_size)
+
+    def consistency(self, m: int, n: int) -> list:
+        """The consistency proof from the tree of ``m`` leaves to that of ``n`` (``0 < m <= n``)."""
+        self._need_hashes(n)
+        return rfc9162.consistency_path(self, m, n)
