@@ -193,7 +193,7 @@ def _jcs_string(s: str) -> str:
         if cp in _SHORT_ESCAPES:
             out.append(_SHORT_ESCAPES[cp])
         elif cp < 0x20:
-            out.append("\\u%04x" % cp)
+            out.append(f"\\u{cp:04x}")
         else:
             out.append(ch)
     out.append('"')
