@@ -94,8 +94,9 @@ class Options:
 class EntryCheck:
     """Verify one entry; :meth:`run` returns its :class:`EntryResult`."""
 
-    def __init__(self, client, key: LogKey, state, progress, options: Options, bucket: str, entry: str):
+    def __init__(self, client, key: LogKey, state, progress, options: Options, bucket: str, entry: str, label=None):
         self.client = client
+        self.label = label or f"{bucket}/{entry}"
         self.key = key
         self.state = state
         self.progress = progress
@@ -231,7 +232,7 @@ class EntryCheck:
         target = self.client.target(f"api/v1/records/{entry_path(self.bucket)}/{entry_path(self.entry)}", query)
         seen = set()
         first = True
-        self.progress.start(f"{self.bucket}/{self.entry}", size)
+        self.progress.start(self.label, size)
         while target is not None:
             if target in seen:
                 self.result.fail("listing", f"the next link loops back to {target}")

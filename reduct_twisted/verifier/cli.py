@@ -4,7 +4,7 @@ be added beside ``verify`` with :func:`add_verify`'s pattern):
 
     reduct-twisted verify URL BUCKET [ENTRY] [--state FILE] [--token TOKEN]
                           [--public-key B64] [--accept-new-key] [--allow-undigested]
-                          [--insecure] [--timeout S] [--per-page N] [--quiet]
+                          [--cacert FILE] [--insecure] [--timeout S] [--per-page N] [--quiet]
 
 Exit status: 0 every check held, 1 a check failed, 2 usage, connection or
 server errors (the run stops at the first of those).
@@ -44,6 +44,7 @@ def add_verify(subparsers) -> None:
         action="store_true",
         help="records without a digest yet are warnings, not failures (while the server's backfill runs)",
     )
+    p.add_argument("--cacert", metavar="FILE", help="trust this CA (PEM) for the server's TLS certificate")
     p.add_argument("--insecure", action="store_true", help="do not verify the server's TLS certificate")
     p.add_argument("--timeout", type=float, default=30.0, metavar="S", help="per-request timeout in seconds (30)")
     p.add_argument("--per-page", type=int, default=1000, metavar="N", help="listing page size, 1..1000 (1000)")
@@ -77,7 +78,7 @@ def run_verify(args, stdout, stderr, clock=None) -> int:
     pinned = _pinned_key(args.public_key)
     token = args.token if args.token is not None else os.environ.get("RS_API_TOKEN") or None
     state = State(args.state)
-    client = Client(args.url, token=token, insecure=args.insecure, timeout=args.timeout)
+    client = Client(args.url, token=token, insecure=args.insecure, timeout=args.timeout, cafile=args.cacert)
     progress_args = {"enabled": not args.quiet}
     if clock is not None:
         progress_args["clock"] = clock
@@ -101,8 +102,10 @@ def run_verify(args, stdout, stderr, clock=None) -> int:
         entries = [args.entry] if args.entry else checks.list_entries(client, args.bucket)
         options = checks.Options(args.accept_new_key, args.allow_undigested, args.per_page)
         try:
-            for entry in entries:
-                results.append(checks.EntryCheck(client, key, state, progress, options, args.bucket, entry).run())
+            for i, entry in enumerate(entries, 1):
+                label = f"[{i}/{len(entries)}] {args.bucket}/{entry}" if len(entries) > 1 else None
+                check = checks.EntryCheck(client, key, state, progress, options, args.bucket, entry, label)
+                results.append(check.run())
         except (ClientError, StateError):
             # What was verified before the error is still worth reading.
             progress.clear()

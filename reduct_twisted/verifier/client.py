@@ -72,7 +72,9 @@ class Response:
 class Client:
     """Requests against one server: ``base`` is its URL with the API base path."""
 
-    def __init__(self, base: str, token: str | None = None, insecure: bool = False, timeout: float = 30.0):
+    def __init__(
+        self, base: str, token: str | None = None, insecure: bool = False, timeout: float = 30.0, cafile: str | None = None
+    ):
         if "://" not in base:
             base = "http://" + base
         parts = urlsplit(base)
@@ -88,7 +90,10 @@ class Client:
         self.timeout = timeout
         self._context = None
         if self.scheme == "https":
-            self._context = ssl.create_default_context()
+            try:
+                self._context = ssl.create_default_context(cafile=cafile)
+            except (OSError, ssl.SSLError) as exc:
+                raise ClientError(f"cannot load the CA file {cafile}: {exc}") from None
             if insecure:
                 self._context.check_hostname = False
                 self._context.verify_mode = ssl.CERT_NONE

@@ -281,6 +281,8 @@ def test_progress_lines_when_not_a_terminal(fake):
     assert code == 0
     lines = err.splitlines()
     assert lines[-1].startswith("bkt/sensor: 9/9 records (100%)")
+    code, _, err = verify(fake.url, "bkt")
+    assert list(dict.fromkeys(line.split(":")[0] for line in err.splitlines())) == ["[1/2] bkt/cams/front", "[2/2] bkt/sensor"]
     assert "rec/s" in lines[-1]
     assert all("\r" not in line for line in lines)
     assert verify(fake.url, "bkt", "sensor", "--quiet")[2] == ""
@@ -300,7 +302,63 @@ def test_console_script_is_declared():
     assert scripts == ["reduct-twisted = reduct_twisted.verifier.cli:main"]
     out = subprocess.run(
         [sys.executable, "-m", "reduct_twisted.verifier.cli", "verify", "--help"],
-        capture_output=True, text=True, cwd=REPO_ROOT, env=dict(os.environ, PYTHONPATH=str(REPO_ROOT)),
+        capture_output=True, text=True, check=False, cwd=REPO_ROOT, env=dict(os.environ, PYTHONPATH=str(REPO_ROOT)),
     )
     assert out.returncode == 0
     assert "usage: reduct-twisted verify" in out.stdout and "--state FILE" in out.stdout
+
+
+# -- server and transport errors: one line, exit 2 ----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("part", "status", "message"),
+    [
+        ("proof=", 500, "HTTP 500 Injected 500"),
+        ("/api/v1/records/", 503, "HTTP 503 Injected 503"),
+        ("/api/v1/log-key", 403, "HTTP 403 Injected 403 (no token given"),
+        ("/api/v1/records/", 404, "HTTP 404 Injected 404"),
+    ],
+)
+def test_server_errors_are_one_line(fake, part, status, message):
+    fake.status_for[part] = status
+    code, _, err = verify(fake.url, "bkt", "--quiet")
+    assert code == 2
+    assert err.count("\n") == 1 and err.startswith("reduct-twisted verify: error: ")
+    assert message in err
+
+
+def test_not_json(fake):
+    fake.garbage_for.add("first=")
+    fake.garbage_for.add("/api/v1/log/bkt/sensor")
+    code, _, err = verify(fake.url, "bkt", "sensor", "--quiet")
+    assert code == 2
+    assert err == "reduct-twisted verify: error: GET /api/v1/log/bkt/sensor: the answer is not JSON\n"
+
+
+def test_timeout(fake):
+    fake.stall_for.add("/api/v1/log/bkt/sensor")
+    code, _, err = verify(fake.url, "bkt", "sensor", "--timeout", "0.2", "--quiet")
+    assert code == 2
+    assert err == f"reduct-twisted verify: error: 127.0.0.1:{fake._server.server_address[1]} did not answer within 0.2 s\n"
+
+
+def test_an_error_midway_keeps_what_was_verified(fake):
+    fake.status_for["/api/v1/log/bkt/sensor"] = 500
+    code, out, err = verify(fake.url, "bkt", "--quiet")
+    assert code == 2
+    assert "OK  bkt/cams/front" in out and "1 entries, 4 records: all checks hold" in out
+    assert "HTTP 500" in err
+
+
+def test_tls(no_rs_environ, certificate):
+    server = FakeLogServer()
+    server.add("b", "e", 2)
+    server.start(tls=certificate)
+    try:
+        code, _, err = verify(server.url, "b", "--quiet")
+        assert code == 2 and "TLS with localhost" in err and "CERTIFICATE_VERIFY_FAILED" in err
+        assert verify(server.url, "b", "--quiet", "--insecure")[0] == 0
+        assert verify(server.url, "b", "--quiet", "--cacert", str(certificate[0]))[0] == 0
+    finally:
+        server.stop()

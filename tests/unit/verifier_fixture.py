@@ -15,6 +15,7 @@ import hashlib
 import http.server
 import json
 import secrets
+import ssl
 import threading
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
@@ -66,6 +67,11 @@ class FakeLogServer:
         self.no_repr_digest = False
         self.head_size = {}  # (bucket, entry) -> tree size to sign (default: every record)
         self.hide = set()  # (bucket, entry, number): left out of the listing
+        self.status_for = {}  # substring of the target -> error status to answer
+        self.garbage_for = set()  # substrings of targets answered with a body that is not JSON
+        self.stall_for = set()  # substrings of targets never answered (until stop)
+        self.release = threading.Event()
+        self.scheme = "http"
         self._server = None
 
     # -- data ----------------------------------------------------------------------
@@ -102,13 +108,19 @@ class FakeLogServer:
 
     # -- the server ------------------------------------------------------------------
 
-    def start(self):
+    def start(self, tls=None):
+        """Serve on 127.0.0.1; ``tls``: ``(cert_path, key_path)`` for HTTPS."""
         fake = self
 
         class Handler(_Handler):
             server_fake = fake
 
         self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        if tls:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*tls)
+            self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
+            self.scheme = "https"
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.02,), daemon=True)
         self._thread.start()
@@ -116,9 +128,11 @@ class FakeLogServer:
 
     @property
     def url(self):
-        return f"http://127.0.0.1:{self._server.server_address[1]}{self.base}"
+        host = "localhost" if self.scheme == "https" else "127.0.0.1"
+        return f"{self.scheme}://{host}:{self._server.server_address[1]}{self.base}"
 
     def stop(self):
+        self.release.set()
         self._server.shutdown()
         self._server.server_close()
 
@@ -151,6 +165,15 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         fake.requests.append(("GET", self.path, dict(self.headers.items())))
         if fake.token and self.headers.get("Authorization") != f"Bearer {fake.token}":
             return self._error(401, "Invalid token")
+        if any(part in self.path for part in fake.stall_for):
+            fake.release.wait(10)
+            self.close_connection = True
+            return None
+        for part, status in fake.status_for.items():
+            if part in self.path:
+                return self._error(status, f"Injected {status}")
+        if any(part in self.path for part in fake.garbage_for):
+            return self._send(200, b"<html>not json</html>", [("Content-Type", "text/html")])
         parts = urlsplit(self.path)
         if not parts.path.startswith(fake.base + "api/v1/"):
             return self._error(404, "Not found")
