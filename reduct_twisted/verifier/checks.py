@@ -105,6 +105,7 @@ class EntryCheck:
         self.entry = entry
         self.result = EntryResult(bucket, entry)
         self._log = f"api/v1/log/{entry_path(bucket)}/{entry_path(entry)}"
+        self._records_path = f"api/v1/records/{entry_path(bucket)}/{entry_path(entry)}"
 
     def run(self) -> EntryResult:
         head = self._head()
@@ -229,7 +230,7 @@ class EntryCheck:
         self.tree_whole = True
         self.last = 0
         query = {"include_removed": "true", "orderBy[number]": "asc", "per_page": self.options.per_page}
-        target = self.client.target(f"api/v1/records/{entry_path(self.bucket)}/{entry_path(self.entry)}", query)
+        target = self.client.target(self._records_path, query)
         seen = set()
         first = True
         self.progress.start(self.label, size)
@@ -337,6 +338,10 @@ class EntryCheck:
         try:
             response = self.client.get(target)
         except NotFound as exc:
+            if self._removed_since(number):
+                # Removed (or evicted) after its page was listed: its leaf is still checked.
+                result.removed += 1
+                return
             result.fail("content", f"a stored record cannot be read ({exc})", number, ts)
             return
         hasher = hashlib.sha256()
@@ -363,6 +368,15 @@ class EntryCheck:
             result.fail("repr-digest", "the record has no usable repr-digest: sha-256=:…: header", number, ts)
         elif header != listed:
             result.fail("repr-digest", f"repr-digest says {header.hex()}, the listing says {listed.hex()}", number, ts)
+
+    def _removed_since(self, number) -> bool:
+        """Does the listing now say record ``number`` is removed?"""
+        target = self.client.target(self._records_path, {"number": number, "include_removed": "true"})
+        try:
+            item, _ = self.client.get_json(target)
+        except NotFound:
+            return False
+        return isinstance(item, dict) and item.get("number") == number and item.get("state") == "removed"
 
     def _inclusion(self, item, leaf_hash, size) -> None:
         result = self.result

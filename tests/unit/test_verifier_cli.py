@@ -97,6 +97,23 @@ def test_bad_signature(fake):
     assert not any("ts=" in t or "proof=" in t for _, t, _ in fake.requests)
 
 
+def test_a_record_removed_while_the_run_goes_on(fake):
+    """Listed as stored, gone when read (removed or evicted meanwhile): checked by inclusion, no failure."""
+    fake.vanish.add(("bkt", "sensor", 5))
+    code, out, _ = verify(fake.url, "bkt", "sensor", "--quiet")
+    assert code == 0, out
+    assert "8 contents checked, 9 inclusion proofs, 1 removed (inclusion only)" in out
+    assert any("number=5" in t for _, t, _ in fake.requests)
+
+
+def test_a_stored_record_that_cannot_be_read(fake):
+    """404 on the content while the listing still says stored: a failure."""
+    fake.unreadable.add(("bkt", "sensor", 6))
+    code, out, _ = verify(fake.url, "bkt", "sensor", "--quiet")
+    assert code == 1
+    assert "FAILED bkt/sensor #6 ts=" in out and "[content] a stored record cannot be read" in out
+
+
 def test_missing_repr_digest_header(fake):
     fake.no_repr_digest = True
     code, out, _ = verify(fake.url, "bkt", "cams/front", "--quiet")

@@ -67,6 +67,8 @@ class FakeLogServer:
         self.no_repr_digest = False
         self.head_size = {}  # (bucket, entry) -> tree size to sign (default: every record)
         self.hide = set()  # (bucket, entry, number): left out of the listing
+        self.unreadable = set()  # (bucket, entry, number): content answers 404, the listing says stored
+        self.vanish = set()  # (bucket, entry, number): listed as stored in pages, then removed (404, ?number= says removed)
         self.status_for = {}  # substring of the target -> error status to answer
         self.garbage_for = set()  # substrings of targets answered with a body that is not JSON
         self.stall_for = set()  # substrings of targets never answered (until stop)
@@ -206,7 +208,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def _content(self, bucket, entry, query):
         fake = self.server_fake
         for r in fake.entries[(bucket, entry)]:
-            if str(r.timestamp) == query.get("ts") and r.state == "stored":
+            if str(r.timestamp) == query.get("ts") and r.state == "stored" and (bucket, entry, r.number) not in fake.vanish | fake.unreadable:
                 body = r.content
                 if (bucket, entry, r.number) in fake.flip_content:
                     body = bytes([body[0] ^ 0x01]) + body[1:]
@@ -239,6 +241,14 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         fake = self.server_fake
         if "page" in query:
             return self._error(422, "this fixture only pages by its next links")
+        if "number" in query:
+            for r in fake.entries[(bucket, entry)]:
+                if str(r.number) == query["number"]:
+                    item = r.item()
+                    if (bucket, entry, r.number) in fake.vanish:
+                        item["state"] = "removed"
+                    return self._json(item)
+            return self._error(404, "No record with this number")
         start = int(query.get("start", "1"))
         if start > 1 and query.get("k") != fake.cursor_secret:
             return self._error(422, "a cursor not taken from a next link")
