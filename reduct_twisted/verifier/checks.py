@@ -271,6 +271,10 @@ class EntryCheck:
         result = self.result
         self.progress.advance(1)
         result.records += 1
+        if isinstance(item, dict) and item.get("number") is None and item.get("digest") is None:
+            # Stored before the server numbered and hashed records; its backfill has not reached it.
+            self._undigested(item.get("timestamp") if _is_uint(item.get("timestamp")) else None, None)
+            return
         problem = self._malformed(item)
         if problem:
             number = item.get("number") if isinstance(item, dict) else None
@@ -288,15 +292,7 @@ class EntryCheck:
             result.newer += 1
             return
         if item["digest"] is None:
-            result.undigested += 1
-            self.tree_whole = False
-            result.fail(
-                "digest",
-                "no digest yet (the server has not hashed this record); not verified",
-                number,
-                ts,
-                warning=self.options.allow_undigested,
-            )
+            self._undigested(ts, number)
             return
         leaf_hash = proofs.hash_leaf(canonical.record_leaf(item))
         if self.tree_whole and self.tree.size == number - 1:
@@ -308,6 +304,18 @@ class EntryCheck:
         else:
             result.removed += 1
         self._inclusion(item, leaf_hash, size)
+
+    def _undigested(self, ts, number) -> None:
+        self.result.undigested += 1
+        self.tree_whole = False
+        what = "no digest yet" if number is not None else "no number and no digest yet"
+        self.result.fail(
+            "digest",
+            f"{what} (the server has not hashed this record); not verified",
+            number,
+            ts,
+            warning=self.options.allow_undigested,
+        )
 
     @staticmethod
     def _malformed(item):

@@ -253,6 +253,17 @@ def test_records_without_digest(fake, tmp_path):
     assert state.exists()
 
 
+def test_records_without_number_nor_digest(fake):
+    """Stored before the server numbered records (contract 1: number None until the backfill)."""
+    fake.entries[("bkt", "cams/front")].append(None)  # the fixture lists it last, as the backfill would
+    code, out, _ = verify(fake.url, "bkt", "cams/front", "--quiet")
+    assert code == 1
+    assert "FAILED bkt/cams/front ts=1600000000000000" in out and "no number and no digest yet" in out
+    assert "1 not digested yet" in out
+    code, out, _ = verify(fake.url, "bkt", "cams/front", "--quiet", "--allow-undigested")
+    assert code == 0, out
+
+
 # -- auth and errors ------------------------------------------------------------------
 
 

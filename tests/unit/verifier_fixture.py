@@ -51,6 +51,11 @@ class FakeRecord:
         }
 
 
+#: How the listing shows a record stored before #16 that the backfill has not reached.
+_UNNUMBERED = {"number": None, "timestamp": 1_600_000_000_000_000, "size": 3, "content_type": "text/plain",
+               "labels": {}, "digest": None, "state": "stored"}
+
+
 class FakeLogServer:
     def __init__(self, token=None, base="/"):
         self.key = Ed25519PrivateKey.generate()
@@ -88,12 +93,16 @@ class FakeLogServer:
         return records
 
     def leaves(self, bucket, entry, size=None):
-        records = self.entries[(bucket, entry)]
+        records = self.numbered(bucket, entry)
         size = len(records) if size is None else size
         return [r.leaf() for r in records[:size]]
 
+    def numbered(self, bucket, entry):
+        """The entry's records that have a number (``None`` stands for one stored before #16)."""
+        return [r for r in self.entries[(bucket, entry)] if r is not None]
+
     def head(self, bucket, entry):
-        size = self.head_size.get((bucket, entry), len(self.entries[(bucket, entry)]))
+        size = self.head_size.get((bucket, entry), len(self.numbered(bucket, entry)))
         head = {
             "bucket": bucket,
             "entry": entry,
@@ -207,7 +216,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def _content(self, bucket, entry, query):
         fake = self.server_fake
-        for r in fake.entries[(bucket, entry)]:
+        for r in fake.numbered(bucket, entry):
             if str(r.timestamp) == query.get("ts") and r.state == "stored" and (bucket, entry, r.number) not in fake.vanish | fake.unreadable:
                 body = r.content
                 if (bucket, entry, r.number) in fake.flip_content:
@@ -242,7 +251,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if "page" in query:
             return self._error(422, "this fixture only pages by its next links")
         if "number" in query:
-            for r in fake.entries[(bucket, entry)]:
+            for r in fake.numbered(bucket, entry):
                 if str(r.number) == query["number"]:
                     item = r.item()
                     if (bucket, entry, r.number) in fake.vanish:
@@ -255,12 +264,13 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         per_page = int(query.get("per_page", "100"))
         items = [
             r.item()
-            for r in fake.entries[(bucket, entry)]
+            for r in fake.numbered(bucket, entry)
             if (r.state == "stored" or query.get("include_removed") == "true")
             and (bucket, entry, r.number) not in fake.hide
         ]
+        items += [_UNNUMBERED] * (len(fake.entries[(bucket, entry)]) - len(fake.numbered(bucket, entry)))
         total = len(items)
-        rest = [i for i in items if i["number"] >= start]
+        rest = [i for i in items if i["number"] is None or i["number"] >= start]
         page, more = rest[:per_page], rest[per_page:]
         here = f"http://{self.headers['Host']}{fake.base}api/v1/records/{quote(bucket)}/{quote(entry)}"
         common = f"include_removed={query.get('include_removed', 'false')}&per_page={per_page}"
