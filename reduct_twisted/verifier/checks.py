@@ -229,7 +229,8 @@ class EntryCheck:
         self.tree = proofs.StreamingRoot()
         self.tree_whole = True
         self.last = 0
-        query = {"include_removed": "true", "orderBy[number]": "asc", "per_page": self.options.per_page}
+        # start=1: the Registers cursor, so next links carry entry numbers (stable while the entry grows).
+        query = {"start": 1, "include_removed": "true", "orderBy[number]": "asc", "per_page": self.options.per_page}
         target = self.client.target(self._records_path, query)
         seen = set()
         first = True

@@ -61,6 +61,7 @@ def test_all_good_exit_0(fake):
     assert sum("/api/v1/b/bkt/cams/front?ts=" in t for t in targets) == 4
     assert sum("proof=" in t for t in targets) == 13
     assert all("include_removed=true" in t for t in listing_requests(fake))
+    assert "start=1&" in listing_requests(fake)[0]
 
 
 def test_one_entry_only(fake):
