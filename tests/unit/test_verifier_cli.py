@@ -7,6 +7,7 @@ and connection errors.
 """
 
 import base64
+import hashlib
 import io
 import json
 import os
@@ -62,6 +63,31 @@ def test_all_good_exit_0(fake):
     assert sum("proof=" in t for t in targets) == 13
     assert all("include_removed=true" in t for t in listing_requests(fake))
     assert "start=1&" in listing_requests(fake)[0]
+
+
+def test_contents_are_streamed_not_held(no_rs_environ):
+    """A 48 MiB record is hashed as it arrives: the verifier's memory peak stays near its read size."""
+    import tracemalloc
+
+    server = FakeLogServer().start()
+    try:
+        records = server.add("b", "big", 2)
+        big = records[1]
+        big.content = os.urandom(48 << 20)
+        big.digest = hashlib.sha256(big.content).digest()
+        tracemalloc.start()
+        try:
+            code, out, _ = verify(server.url, "b", "--quiet")
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert code == 0, out
+        assert peak < 4 << 20, peak
+        server.flip_content.add(("b", "big", 2))
+        code, out, _ = verify(server.url, "b", "--quiet")
+        assert code == 1 and "FAILED b/big #2" in out
+    finally:
+        server.stop()
 
 
 def test_one_entry_only(fake):
