@@ -99,12 +99,14 @@ def run_verify(args, stdout, stderr, clock=None) -> int:
         except checks.KeyProblem as exc:
             run_findings.append(report.Finding(args.bucket, None, "key", str(exc)))
             return report.render(results, run_findings, stdout)
-        entries = [args.entry] if args.entry else checks.list_entries(client, args.bucket)
+        entries, empty = ([args.entry], set()) if args.entry else checks.list_entries(client, args.bucket)
         options = checks.Options(args.accept_new_key, args.allow_undigested, args.per_page)
         try:
             for i, entry in enumerate(entries, 1):
                 label = f"[{i}/{len(entries)}] {args.bucket}/{entry}" if len(entries) > 1 else None
-                check = checks.EntryCheck(client, key, state, progress, options, args.bucket, entry, label)
+                check = checks.EntryCheck(
+                    client, key, state, progress, options, args.bucket, entry, label, empty=entry in empty
+                )
                 results.append(check.run())
         except (ClientError, StateError):
             # What was verified before the error is still worth reading.

@@ -57,6 +57,7 @@ class EntryResult:
         self.newer = 0  # numbered after the signed head: next run's work
         self.bytes = 0
         self.consistency = "no saved head"
+        self.skipped = None  # why nothing was checked, when that is no failure
 
     def fail(self, check, message, number=None, timestamp=None, warning=False) -> None:
         self.findings.append(Finding(self.bucket, self.entry, check, message, number, timestamp, warning))
@@ -70,6 +71,8 @@ class EntryResult:
         return not self.failures
 
     def summary(self) -> str:
+        if self.skipped:
+            return f"{'skipped':>9}  {self.bucket}/{self.entry}: {self.skipped}"
         head = self.head
         size = f"head {head['tree_size']} leaves, root {str(head['root_hash'])[:16]}…" if head else "no head"
         parts = [
@@ -102,6 +105,8 @@ def render(results: list, run_findings: list, out) -> int:
     records = sum(r.records for r in results)
     verdict = "all checks hold" if not failed else f"{failed} check(s) FAILED"
     extra = f", {warned} warning(s)" if warned else ""
-    out.write(f"{len(results)} entries, {records} records: {verdict}{extra}\n")
+    skipped = sum(1 for r in results if r.skipped)
+    without = f" ({skipped} without a log)" if skipped else ""
+    out.write(f"{len(results)} entries{without}, {records} records: {verdict}{extra}\n")
     out.flush()
     return OK if not failed else FAILED

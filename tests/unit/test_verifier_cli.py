@@ -52,7 +52,8 @@ def test_all_good_exit_0(fake):
     fake.entries[("bkt", "sensor")][4].state = "removed"
     code, out, err = verify(fake.url, "bkt")
     assert code == 0, out + err
-    assert "2 entries, 13 records: all checks hold" in out
+    assert "3 entries (1 without a log), 13 records: all checks hold" in out
+    assert "  skipped  bkt/cams: no log, and the bucket lists it without records" in out
     assert "OK  bkt/cams/front: head 4 leaves" in out
     assert "1 removed (inclusion only)" in out
     assert "8 contents checked, 9 inclusion proofs" in out
@@ -88,6 +89,21 @@ def test_contents_are_streamed_not_held(no_rs_environ):
         assert code == 1 and "FAILED b/big #2" in out
     finally:
         server.stop()
+
+
+def test_a_listed_entry_that_had_a_log_must_keep_it(fake, tmp_path):
+    """The parent pseudo-entry is skipped only while no head was ever saved for it."""
+    state = tmp_path / "s.json"
+    assert verify(fake.url, "bkt", "--state", str(state), "--quiet")[0] == 0
+    saved = json.loads(state.read_text())
+    saved["entries"]["bkt"]["cams"] = saved["entries"]["bkt"]["sensor"]
+    state.write_text(json.dumps(saved))
+    code, out, _ = verify(fake.url, "bkt", "--state", str(state), "--quiet")
+    assert code == 1
+    assert "FAILED bkt/cams [head] the server has no log for this entry" in out
+    # Asked for by name, an entry without a log is a failure too.
+    code, out, _ = verify(fake.url, "bkt", "cams", "--quiet")
+    assert code == 1
 
 
 def test_one_entry_only(fake):
@@ -337,7 +353,7 @@ def test_progress_lines_when_not_a_terminal(fake):
     lines = err.splitlines()
     assert lines[-1].startswith("bkt/sensor: 9/9 records (100%)")
     code, _, err = verify(fake.url, "bkt")
-    assert list(dict.fromkeys(line.split(":")[0] for line in err.splitlines())) == ["[1/2] bkt/cams/front", "[2/2] bkt/sensor"]
+    assert list(dict.fromkeys(line.split(":")[0] for line in err.splitlines())) == ["[2/3] bkt/cams/front", "[3/3] bkt/sensor"]
     assert "rec/s" in lines[-1]
     assert all("\r" not in line for line in lines)
     assert verify(fake.url, "bkt", "sensor", "--quiet")[2] == ""
@@ -402,7 +418,7 @@ def test_an_error_midway_keeps_what_was_verified(fake):
     fake.status_for["/api/v1/log/bkt/sensor"] = 500
     code, out, err = verify(fake.url, "bkt", "--quiet")
     assert code == 2
-    assert "OK  bkt/cams/front" in out and "1 entries, 4 records: all checks hold" in out
+    assert "OK  bkt/cams/front" in out and "2 entries (1 without a log), 4 records: all checks hold" in out
     assert "HTTP 500" in err
 
 

@@ -209,7 +209,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             names = sorted({e for (b, e) in fake.entries if b == path[1]})
             if not names:
                 return self._error(404, f"Bucket '{path[1]}' is not found")
-            return self._json({"info": {"name": path[1]}, "entries": [{"name": n} for n in names]})
+            # Parents of nested entries are listed too, without records (as the daemon does).
+            parents = {n.rsplit("/", 1)[0] for n in names if "/" in n} - set(names)
+            listed = [{"name": n, "record_count": len(fake.numbered(path[1], n))} for n in names]
+            listed += [{"name": n, "record_count": 0} for n in sorted(parents)]
+            return self._json({"info": {"name": path[1]}, "entries": listed})
         if len(path) < 3 or (path[1], "/".join(path[2:])) not in fake.entries:
             return self._error(404, "Not found")
         bucket, entry = path[1], "/".join(path[2:])
