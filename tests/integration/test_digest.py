@@ -225,3 +225,40 @@ async def test_numbers_commit_order_restart_removal_eviction_rename(tmp_path):
         assert (await stored(server, "f", 8000, bucket="c"))[0] == 13
     finally:
         await stop()
+
+
+# -- replication ------------------------------------------------------------------------------
+
+
+@pytest_twisted.ensureDeferred
+async def test_replicated_digest_equals_the_source(tmp_path):
+    """The sender puts each record's digest in x-reduct-digest-<ts>; the
+    destination checks it, computes its own, and they agree."""
+    import json
+
+    from twisted.internet import reactor, task
+
+    src, stop_src = await start_server(tmp_path / "src")
+    dst, stop_dst = await start_server(tmp_path / "dst", integrity="digest")
+    try:
+        await create_bucket(src, "src")
+        await create_bucket(dst, "dst")
+        settings = {"src_bucket": "src", "dst_bucket": "dst", "dst_host": dst.url}
+        await ok(await call(src, "POST", "/replications/r", settings))
+        contents = {1: b"one", 2: b"w" * (SMALL_RECORD_MAX + 5), 3: b""}
+        for ts, data in contents.items():
+            await ok(await write(src, "e", ts, data, bucket="src"))
+        for _ in range(400):
+            detail = json.loads(await ok(await call(src, "GET", "/replications/r")))
+            if detail["info"]["pending_records"] == 0:
+                break
+            await task.deferLater(reactor, 0.05, lambda: None)
+        for ts, data in contents.items():
+            number, digest = await stored(dst, "e", ts, bucket="dst")
+            assert digest == (await stored(src, "e", ts, bucket="src"))[1]
+            assert digest == hashlib.sha256(data).digest() and number == ts
+            resp, body = await read_single(dst, "e", ts, bucket="dst")
+            assert body == data and resp.headers.getRawHeaders("repr-digest") == [field(data)]
+    finally:
+        await stop_src()
+        await stop_dst()
