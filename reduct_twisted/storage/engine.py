@@ -79,6 +79,7 @@ from zope.interface import implementer
 from reduct_twisted import REDUCT_VERSION
 from reduct_twisted.interfaces import IEngineLifecycle, IStorageEngine
 from reduct_twisted.storage import writer
+from reduct_twisted.storage.backfill import BackfillMethods
 from reduct_twisted.storage.bucket import Bucket
 from reduct_twisted.storage.buckets import BucketMethods
 from reduct_twisted.storage.cache import Context, FdCache, TableCache
@@ -103,14 +104,16 @@ __all__ = ["LIST_LIMIT", "TRASH_DIR", "StorageEngine", "remove_now"]
 
 
 @implementer(IStorageEngine, IEngineLifecycle)
-class StorageEngine(BucketMethods, ReadMethods, EditMethods, MultiMethods, CompressMethods):
+class StorageEngine(BucketMethods, ReadMethods, EditMethods, MultiMethods, CompressMethods,
+                    BackfillMethods):
     """
     The synchronous storage core; the HTTP layer calls it on the reactor thread.
     Bucket management comes from :class:`~reduct_twisted.storage.buckets.BucketMethods`,
     reads and queries from :class:`~reduct_twisted.storage.reading.ReadMethods`,
     the I/O API's multi-entry queries from :class:`~reduct_twisted.storage.multi.MultiMethods`,
     label updates, removals and renames from :class:`~reduct_twisted.storage.edits.EditMethods`,
-    block compression from :class:`~reduct_twisted.storage.compress.CompressMethods`.
+    block compression from :class:`~reduct_twisted.storage.compress.CompressMethods`,
+    the numbers and digests of older records from ``backfill.BackfillMethods``.
 
     :param data_path: the data directory (created by :meth:`open`).
     :param clock: provides ``seconds()`` (a reactor or ``task.Clock``).
@@ -210,9 +213,8 @@ class StorageEngine(BucketMethods, ReadMethods, EditMethods, MultiMethods, Compr
 
     def close(self) -> None:
         """
-        Close the cached descriptors, flush everything written (with
-        ``sync``) and remove the run marker: the next open is a clean one.
-        Only the first call after :meth:`open` does anything.
+        Close the cached descriptors, flush everything written (``sync``)
+        and remove the run marker; only the first call after :meth:`open` acts.
         """
         self._context.fds.close()
         if self._running:
@@ -222,9 +224,8 @@ class StorageEngine(BucketMethods, ReadMethods, EditMethods, MultiMethods, Compr
     def end_continuous_queries(self) -> None:
         """
         From now on a continuous query ends like a plain one when it has no
-        record left: the daemon is stopping and takes no new requests, so a
-        batched read waiting for a new record is answered now (204) instead
-        of holding the stop for its whole ``record_timeout``.
+        record left (the daemon is stopping): a batched read waiting for a
+        new record is answered now (204), not after its ``record_timeout``.
         """
         self._queries.end_continuous()
 
@@ -334,9 +335,8 @@ class StorageEngine(BucketMethods, ReadMethods, EditMethods, MultiMethods, Compr
         against its bucket's quota before they are written; a no-op for a
         record of declared length (counted whole by :meth:`allocate`).
 
-        :raises BadRequest: a HARD quota would be exceeded by the bytes
-            stored, the records being written and these; nothing is
-            counted, and the caller aborts the record.
+        :raises BadRequest: a HARD quota would be exceeded (nothing is
+            counted; the caller aborts the record).
         """
         writer.claim(alloc, size, self._context)
 
