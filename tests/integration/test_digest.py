@@ -262,3 +262,65 @@ async def test_replicated_digest_equals_the_source(tmp_path):
     finally:
         await stop_src()
         await stop_dst()
+
+
+# -- backfill ---------------------------------------------------------------------------------
+
+
+def test_old_directory_is_backfilled_by_the_daemon(tmp_path):
+    """A directory in the previous format (marker 2, .meta lines without "n"
+    and "sha256", made here from one the daemon wrote) is upgraded at start;
+    its records are readable at once and get their digests (and numbers, in
+    timestamp order, below the new records') from the background pass."""
+    import json
+    import os
+    import time
+
+    from tests.integration.daemon import Connection, Twistd
+
+    data_path = tmp_path / "data"
+    contents = {ts: (b"old-%d" % ts) * (1 + ts % 3) for ts in (30, 10, 20, 40)}
+    contents[50] = b"L" * (SMALL_RECORD_MAX + 1)
+    daemon = Twistd(data_path)
+    port = daemon.start()
+    with Connection(port) as conn:
+        assert conn.request("POST", f"/api/v1/b/{B}",
+                            json.dumps({"max_block_records": 2}).encode()).status == 200
+        for ts, data in contents.items():
+            assert conn.request("POST", f"/api/v1/b/{B}/e?ts={ts}", data).status == 200
+    daemon.stop()
+    entry_dir = data_path / B / "e"
+    if (entry_dir / ".numbers").exists():
+        os.unlink(entry_dir / ".numbers")
+    for meta in entry_dir.glob("*.meta"):
+        lines = [json.loads(line) for line in meta.read_bytes().splitlines()]
+        for line in lines:
+            assert line.pop("n", 0) is not None and line.pop("sha256", "") is not None
+        meta.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    (data_path / ".reduct-twisted").write_text('{"format": "reduct-twisted", "version": 2}\n')
+    daemon = Twistd(data_path)
+    port = daemon.start()
+    try:
+        with Connection(port) as conn:
+            assert conn.request("POST", f"/api/v1/b/{B}/e?ts=60", b"new").status == 200
+            deadline = time.monotonic() + 30
+            while True:
+                resp = conn.request("GET", f"/api/v1/b/{B}/e?ts=50")
+                assert resp.status == 200 and resp.body == contents[50]
+                if resp.header("repr-digest") is not None:
+                    break
+                assert time.monotonic() < deadline, "no backfill"
+                time.sleep(0.05)
+            for ts, data in contents.items():
+                resp = conn.request("GET", f"/api/v1/b/{B}/e?ts={ts}")
+                assert resp.header("repr-digest") == field(data)
+        assert daemon.alarms() == []
+    finally:
+        daemon.stop()
+    assert json.loads((data_path / ".reduct-twisted").read_text())["version"] == 3
+    numbers = {}
+    for meta in entry_dir.glob("*.meta"):
+        for raw in meta.read_bytes().splitlines()[1:]:
+            line = json.loads(raw)
+            numbers[line["ts"]] = line["n"]
+    assert numbers == {10: 1, 20: 2, 30: 3, 40: 4, 50: 5, 60: 6}
