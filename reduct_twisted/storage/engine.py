@@ -359,7 +359,7 @@ class StorageEngine(BucketMethods, ReadMethods, EditMethods, MultiMethods, Compr
                 listener.record_written(alloc.bucket, alloc.entry, alloc._record)
 
     def abort(self, alloc: Allocation) -> None:
-        """Give up a record (from :meth:`allocate`): it vanishes as if never written.  Idempotent."""
+        """Give up a record (from :meth:`allocate`): it vanishes as if never written; idempotent."""
         writer.abort(self._context, alloc)
 
     def remove_records(self, bucket: str, entry: str, **query) -> RecordRemoval:
