@@ -16,8 +16,9 @@ each record must lie inside its segment, and a record in a segment changed
 since then must match its CRC-32 (records of version-1 files have none and
 are trusted) and, read anyway, its SHA-256 when it has one.  The file
 system stamps both times with one clock, so no wall clock is read; the
-margin absorbs coarse timestamps and small clock steps.  A dirty-block journal was not chosen: to be trusted it must reach
-the disk before the data it names, which costs a flush on the write path.
+margin absorbs coarse timestamps and small clock steps.  A dirty-block
+journal was not chosen: to be trusted it must reach the disk before the
+data it names, which costs a flush on the write path.
 A clock stepped back by more than the margin during a run can hide a
 changed block from the check (its records are then served unchecked).
 
