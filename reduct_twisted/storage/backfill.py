@@ -5,7 +5,7 @@ get them, in the background, after start.
 :meth:`BackfillMethods.backfill` walks every block whose records were
 loaded without a number or (unless ``integrity=off``) a digest
 (``Block.unnumbered``), block by block in entry order, which is timestamp
-order:
+order (a block being compressed stops its entry's pass until the next start):
 
 * the block's ``.meta`` is read and the contents of its records without a
   digest are hashed in the thread pool (:data:`SLICE` bytes per call; the
@@ -135,12 +135,14 @@ class _Backfill:
                     if bucket.removed or entry.removed or not self._wanted(block):
                         continue
                     try:
-                        yield self._block(entry, block)
+                        done = yield self._block(entry, block)
                     except (OSError, ReductError) as exc:
                         # The entry's later blocks wait for the next start,
                         # which does this one again first (timestamp order).
                         self.report["problems"].append(
                             f"Backfill of block {block.meta_path} failed: {exc}")
+                        break
+                    if not done:  # busy (compressing): the rest of the entry waits too
                         break
         return self.report
 
@@ -158,8 +160,9 @@ class _Backfill:
                 found = yield self._thread(hash_records, block.directory, part)
                 digests.update(found)
         if self._stopped() or block.removed or entry.removed or block.compressing:
-            return
+            return block.removed
         self._apply(entry, block, digests)
+        return True
 
     def _apply(self, entry, block, digests: dict) -> None:
         # On the reactor: the current table takes the numbers and digests.
