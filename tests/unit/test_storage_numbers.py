@@ -270,3 +270,20 @@ def test_backfill_reports_a_record_failing_its_crc(tmp_path):
     assert report["numbered"] == 2 and report["digested"] == 1
     assert "fails its check" in report["problems"][0]
     assert _digest(again, 2) is None and _number(again, 2) == 2
+
+
+def test_a_block_being_compressed_holds_back_its_entry(tmp_path):
+    engine = _open(tmp_path)
+    engine.create_bucket("b", {"max_block_records": 2})
+    for ts in (1, 2, 3, 4):
+        write_record(engine, "b", "e", ts, b"v%d" % ts)
+    engine.close()
+    _make_old(str(tmp_path))
+    again = _open(tmp_path)
+    first = again._bucket("b").entry("e").blocks[0]
+    first.compressing = True
+    report = _result(again.backfill())
+    assert report["numbered"] == 0  # block 3 waits for block 1: timestamp order
+    first.compressing = False
+    assert _result(again.backfill())["numbered"] == 4
+    assert [_number(again, ts) for ts in (1, 2, 3, 4)] == [1, 2, 3, 4]
