@@ -33,6 +33,7 @@ import contextlib
 import json
 import os
 
+from reduct_twisted.storage.disk.durability import NO_SPACE
 from reduct_twisted.storage.disk.layout import NUMBERS_FILE
 
 #: Its ``format`` value and version.
@@ -164,5 +165,11 @@ class Numbers:
         if context is None:
             write_counter(directory, fields)
         else:
-            write_counter(directory, fields, context.sync, context.dirty)
+            try:
+                write_counter(directory, fields, context.sync, context.dirty)
+            except OSError as exc:
+                # A full disk: the space reserve is for removals (``reserve.py``).
+                if exc.errno not in NO_SPACE or not context.reserve.release():
+                    raise
+                write_counter(directory, fields, context.sync, context.dirty)
         self.saved = self.next
