@@ -29,6 +29,7 @@ Per round:
 
 import os
 import time
+from typing import NamedTuple
 
 import batchgen
 import loadgen
@@ -57,10 +58,56 @@ QUICK = dict(counts={s: 24 for s in SIZES}, batch_count=200,
              quiet_pct=40, quiet_wait=0, quiet_budget=0)
 
 OURS, MOCK, NGINX, PG = "reduct-twisted", "twisted-mock", "nginx-webdav", "postgres"
-#: The same daemon with the ``$system`` events off (``OURS`` has them on, the default).
-EVENTS_OFF = "reduct-twisted-events-off"
-DAEMONS = (OURS, EVENTS_OFF)
-WRITE_METHOD = {OURS: "POST", EVENTS_OFF: "POST", MOCK: "POST", NGINX: "PUT"}
+
+
+class Variant(NamedTuple):
+    """
+    The same daemon of this checkout with one setting changed: its cells run
+    back to back with ``OURS`` (the defaults) in every round, and the report
+    shows default ÷ variant with the median of the rounds' paired ratios.
+
+    :ivar name: its peer name.
+    :ivar env: the ``RS_*`` variables it starts with.
+    :ivar singles: the ``(size, connections)`` single-record cells it runs
+        (write and read); every variant runs the batched cells (v1 and I/O API).
+    :ivar big: it runs the large upload and download too.
+    :ivar heading, on, off, bound, note: the report's section title, column
+        names, the bound (default ≥ ``bound`` × variant) and its explanation.
+    """
+
+    name: str
+    env: dict
+    singles: tuple
+    big: bool
+    heading: str
+    on: str
+    off: str
+    bound: float
+    note: str
+
+
+#: The variant daemons (issue #15: ``$system`` events; issue #16: integrity).
+VARIANTS = (
+    Variant("reduct-twisted-events-off", {"RS_SYSTEM_EVENTS_ENABLED": "false"},
+            singles=tuple((KiB, c) for c in CONCS), big=False,
+            heading="`$system` events: on ÷ off (issue #15)", on="events on (default)",
+            off="events off", bound=0.95,
+            note="`reduct-twisted` with the `$system` events on (the default: every request "
+                 "audited, usage written every 60 s) and `reduct-twisted-events-off` "
+                 "(`RS_SYSTEM_EVENTS_ENABLED=false`)"),
+    Variant("reduct-twisted-integrity-off", {"RS_INTEGRITY": "off"},
+            singles=((KiB, 8),), big=True,
+            heading="integrity=log ÷ integrity=off (issue #16)", on="integrity=log (default)",
+            off="integrity=off", bound=0.90,
+            note="`reduct-twisted` with `integrity=log` (the default: a SHA-256 of every "
+                 "record computed as its bytes stream in, entry numbers) and "
+                 "`reduct-twisted-integrity-off` (`RS_INTEGRITY=off`: numbers only)"),
+)
+BY_NAME = {v.name: v for v in VARIANTS}
+#: The variant whose name the older reports and tests use.
+EVENTS_OFF = VARIANTS[0].name
+DAEMONS = (OURS, *BY_NAME)
+WRITE_METHOD = {OURS: "POST", MOCK: "POST", NGINX: "PUT", **{v: "POST" for v in BY_NAME}}
 
 
 class Matrix:
@@ -194,7 +241,7 @@ class Matrix:
     def big(self, rnd: int) -> None:
         src = str(self.big_source)
         put = ["-H", "Expect:", "-H", "Content-Type: application/octet-stream", "-T", src]
-        order = [OURS, NGINX][rnd % 2:] + [OURS, NGINX][:rnd % 2]
+        order = self.order([OURS, NGINX], rnd, [v.name for v in VARIANTS if v.big])
         for target in order:
             url, method = self.url(target, f"big-r{rnd}").format(ts=1), WRITE_METHOD[target]
             os.sync()
@@ -226,17 +273,17 @@ class Matrix:
         self.background.append(busy)
 
     @staticmethod
-    def order(targets: list, turn: int) -> list:
+    def order(targets: list, turn: int, variants=tuple(BY_NAME)) -> list:
         """
-        ``targets`` rotated by ``turn``, with the events-off daemon right
-        beside ours: the pair runs back to back, ours first in even turns
-        and second in odd ones, so that each round gives a paired on/off ratio.
+        ``targets`` rotated by ``turn``, with the ``variants`` daemons right
+        beside ours: they run back to back, ours first in even turns and
+        last in odd ones, so that each round gives a paired ratio per variant.
         """
         turn %= len(targets)
+        group = [OURS, *variants]
         out = []
         for target in targets[turn:] + targets[:turn]:
-            out += ([OURS, EVENTS_OFF] if turn % 2 == 0 else [EVENTS_OFF, OURS]) \
-                if target == OURS else [target]
+            out += (group if turn % 2 == 0 else group[::-1]) if target == OURS else [target]
         return out
 
     def run(self, rounds: int) -> None:
@@ -246,7 +293,7 @@ class Matrix:
                 for conc in CONCS:
                     self.quiet()
                     for target in order:
-                        if target != EVENTS_OFF or size == KiB:
+                        if target not in BY_NAME or (size, conc) in BY_NAME[target].singles:
                             self.single(target, size, conc, rnd)
             self.quiet()
             self.batched(rnd)

@@ -159,21 +159,31 @@ class Postgres(Peer):
     stop_signal = signal.SIGINT  # fast shutdown: roll back sessions, checkpoint, exit
 
 
-def start_daemon_peer(root: Path, name: str = "reduct-twisted", events: bool = True) -> Peer:
-    """The daemon; ``events=False`` starts it with ``RS_SYSTEM_EVENTS_ENABLED=false``."""
+def start_daemon_peer(root: Path, name: str = "reduct-twisted", env=None) -> Peer:
+    """The daemon (its defaults, or with the ``RS_*`` variables ``env``)."""
     work = root / name
     work.mkdir()
     port = free_port()
     # Like nginx and the in-memory server: answered once in the page cache.
     proc, base, argv = start_daemon(work, work / "data", port, sync="none",
-                                    extra_env={"RS_SYSTEM_EVENTS_ENABLED": str(events).lower()})
+                                    extra_env=dict(env or {}))
     return Daemon(name, proc, port, work / "twistd.log",
                   base=base, data=work / "data", argv=" ".join(argv))
 
 
+def variant_starter(variant):
+    """:return: a starter of the daemon ``variant`` (a ``matrix.Variant``), for ``run.py``."""
+    def start(root: Path) -> Peer:
+        return start_daemon_peer(root, variant.name, variant.env)
+
+    start.__name__ = f"start_{variant.name.replace('-', '_')}"
+    return start
+
+
 def start_daemon_events_off(root: Path) -> Peer:
     """The same daemon with the ``$system`` events off: the on/off cells (issue #15)."""
-    return start_daemon_peer(root, "reduct-twisted-events-off", events=False)
+    return start_daemon_peer(root, "reduct-twisted-events-off",
+                             {"RS_SYSTEM_EVENTS_ENABLED": "false"})
 
 
 def _spawn(argv, log: Path, **kwargs):

@@ -7,7 +7,7 @@ split (client / server / rest of the box) with what most likely limited it.
 
 import statistics
 
-from matrix import CONCS, EVENTS_OFF, KiB, MiB, MOCK, NGINX, OURS, PG, SIZES
+from matrix import CONCS, KiB, MiB, MOCK, NGINX, OURS, PG, SIZES, VARIANTS
 from measure import NCPU
 
 OP_NAMES = {
@@ -19,11 +19,18 @@ OP_NAMES = {
     PG: {"write": "INSERT", "read": "SELECT by ts",
          "batch write": "COPY, 100 rows/txn", "batch read": "time-range SELECT, 100 rows/fetch"},
 }
-OP_NAMES[EVENTS_OFF] = OP_NAMES[OURS]
-#: The cells run against both daemons, events on and off (issue #15's bound: on ≥ 0.95 × off).
-EVENT_CELLS = [(op, KiB, conc) for op in ("write", "read") for conc in CONCS] + [
-    (op, KiB, 1) for op in ("batch write", "batch read", "io write", "io read")]
-EVENTS_BOUND = 0.95
+OP_NAMES.update({v.name: OP_NAMES[OURS] for v in VARIANTS})
+#: The batched cells every variant daemon runs beside ours.
+BATCHED_CELLS = [(op, KiB, 1) for op in ("batch write", "batch read", "io write", "io read")]
+
+
+def variant_cells(variant, big_size: int) -> list:
+    """The ``(op, size, conc)`` cells ``variant`` (a ``matrix.Variant``) ran beside ours."""
+    cells = [(op, size, conc) for size, conc in variant.singles for op in ("write", "read")]
+    cells += BATCHED_CELLS
+    if variant.big:
+        cells += [(op, big_size, 1) for op in ("big write", "big read")]
+    return cells
 METRICS = ("rec_per_s", "mb_per_s", "lat_p50_ms", "lat_p99_ms", "client_cpu_pct",
            "server_cpu_pct", "server_sys_pct", "other_cpu_pct", "steal_pct", "us_per_request",
            "us_per_record", "client_us_per_record")
@@ -174,25 +181,26 @@ def targets_table(cells, memory, big_size) -> list:
     return out
 
 
-def paired_ratios(rows, op, size, conc) -> list:
-    """Each round's events-on ÷ events-off records/s (the two ran back to back)."""
+def paired_ratios(rows, op, size, conc, other) -> list:
+    """Each round's default ÷ ``other`` records/s (the two ran back to back)."""
     by_round = {}
     for row in rows:
         if (row["op"], row["size"], row["conc"]) == (op, size, conc) and \
-                row["target"] in (OURS, EVENTS_OFF) and not row["errors"]:
+                row["target"] in (OURS, other) and not row["errors"]:
             by_round.setdefault(row["round"], {})[row["target"]] = row["rec_per_s"]
-    return sorted(pair[OURS] / pair[EVENTS_OFF] for pair in by_round.values()
-                  if pair.get(OURS) and pair.get(EVENTS_OFF))
+    return sorted(pair[OURS] / pair[other] for pair in by_round.values()
+                  if pair.get(OURS) and pair.get(other))
 
 
-def events_table(cells, rows) -> list:
-    out = ["| 1 KiB cell | c | events on (default) | events off | on ÷ off, median of the "
+def variant_table(cells, rows, variant, big_size: int) -> list:
+    """Default ÷ ``variant`` per cell, with the bound's verdict."""
+    out = [f"| cell | size | c | {variant.on} | {variant.off} | on ÷ off, median of the "
            "rounds' paired ratios | paired ratios min – max | on ÷ off of the medians "
-           "| µs server CPU/request on / off | on ≥ 0.95 × off |",
-           "|---|---|---|---|---|---|---|---|---|"]
-    for op, size, conc in EVENT_CELLS:
-        on, off = cells.get((OURS, op, size, conc)), cells.get((EVENTS_OFF, op, size, conc))
-        pairs = paired_ratios(rows, op, size, conc)
+           f"| µs server CPU/request on / off | on ≥ {variant.bound} × off |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
+    for op, size, conc in variant_cells(variant, big_size):
+        on, off = cells.get((OURS, op, size, conc)), cells.get((variant.name, op, size, conc))
+        pairs = paired_ratios(rows, op, size, conc, variant.name)
         errors = (on or {}).get("errors") or (off or {}).get("errors")
         if not pairs:
             paired, spread = None, "–"
@@ -200,11 +208,11 @@ def events_table(cells, rows) -> list:
         else:
             paired = statistics.median(pairs)
             spread = f"{pairs[0]:.3f} – {pairs[-1]:.3f}"
-            verdict = "met" if paired >= EVENTS_BOUND and not errors else "**missed**"
+            verdict = "met" if paired >= variant.bound and not errors else "**missed**"
         r = ratio(on, off)
         shown = f"{r:.3f}×" if isinstance(r, float) else fmt_ratio(r)
         us = " / ".join(fmt_n((c or {}).get("us_per_request")) for c in (on, off))
-        out.append(f"| {op} | {conc} | {fmt_rate(on)} | {fmt_rate(off)} "
+        out.append(f"| {op} | {size_name(size)} | {conc} | {fmt_rate(on)} | {fmt_rate(off)} "
                    f"| {'–' if paired is None else f'{paired:.3f}×'} | {spread} | {shown} "
                    f"| {us} | {verdict} |")
     return out
@@ -261,6 +269,22 @@ def detail_table(cells) -> list:
     return out
 
 
+def variant_sections(cells, rows, big_size: int) -> list:
+    """One section per variant daemon (``matrix.VARIANTS``)."""
+    out = []
+    for variant in VARIANTS:
+        out += [
+            f"## {variant.heading}", "",
+            "The same cells against two daemons of this checkout, back to back in every "
+            f"round (which goes first alternates): {variant.note}. The verdict uses the "
+            "median of the rounds' paired ratios (default ÷ variant within one round), "
+            "which cancels the drift of the box from round to round; their min – max is "
+            "the noise to read it against.", "",
+            *variant_table(cells, rows, variant, big_size), "",
+        ]
+    return out[:-1]
+
+
 def render(rows, memory, background, waited, meta) -> str:
     cells = medians(rows)
     big = meta["bounds"]["big"]
@@ -293,17 +317,7 @@ def render(rows, memory, background, waited, meta) -> str:
         "",
         *targets_table(cells, memory, big),
         "",
-        "## `$system` events: on ÷ off (issue #15)",
-        "",
-        "The same cells against two daemons of this checkout, back to back in every round "
-        "(which goes first alternates): `reduct-twisted` with the `$system` events on (the "
-        "default: every request audited, usage written every 60 s) and "
-        "`reduct-twisted-events-off` (`RS_SYSTEM_EVENTS_ENABLED=false`). The verdict uses "
-        "the median of the rounds' paired ratios (on ÷ off within one round), which cancels "
-        "the drift of the box from round to round; their min – max is the noise to read it "
-        "against.",
-        "",
-        *events_table(cells, rows),
+        *variant_sections(cells, rows, big),
         "",
         "## Daemon CPU per request (1 KiB)",
         "",

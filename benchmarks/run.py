@@ -43,8 +43,8 @@ import peers  # noqa: E402
 import report  # noqa: E402
 from measure import alive  # noqa: E402
 
-STARTERS = (peers.start_daemon_peer, peers.start_daemon_events_off, peers.start_nginx,
-            peers.start_postgres, peers.start_mock)
+STARTERS = (peers.start_daemon_peer, *map(peers.variant_starter, matrix.VARIANTS),
+            peers.start_nginx, peers.start_postgres, peers.start_mock)
 
 
 def _first_line(argv) -> str:

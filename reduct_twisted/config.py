@@ -52,6 +52,7 @@ from typing import Any, Callable, Mapping
 
 import attrs
 
+from reduct_twisted.config_integrity import IntegritySettings
 from reduct_twisted.config_links import LinksSettings
 from reduct_twisted.config_limits import LimitsSettings
 from reduct_twisted.config_system import SystemSettings
@@ -87,7 +88,7 @@ class ConfigError(Exception):
 
 
 @attrs.frozen(kw_only=True)
-class Config(LinksSettings, LimitsSettings, SystemSettings):
+class Config(LinksSettings, LimitsSettings, SystemSettings, IntegritySettings):
     """
     Every setting of the daemon, already parsed and validated.
 

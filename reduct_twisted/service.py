@@ -34,6 +34,7 @@ from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
 from reduct_twisted.config import Config
+from reduct_twisted.config_integrity import computes_digests
 from reduct_twisted.sync import fsync_paths
 
 
@@ -208,12 +209,32 @@ class StorageService(MultiService):
             self._lock.record_owner()
         self.threadpool.start()
         super().startService()
+        self._start_backfill()
         self.log.info(
             "Storage open at {path}; quotas every {quota}s, query expiry every {expiry}s",
             path=os.path.abspath(self._config.data_path),
             quota=self._config.quota_interval,
             expiry=self._config.query_expiry_interval,
         )
+
+    def _start_backfill(self) -> None:
+        """
+        RS_INTEGRITY on the engine, then the background pass giving records
+        stored before issue #16 their numbers and digests (storage/backfill.py).
+        """
+        if not hasattr(self.engine, "backfill"):
+            return  # a stand-in engine (tests)
+        self.engine.compute_digests(computes_digests(self._config.integrity))
+        d = self.engine.backfill()
+
+        def done(report: dict) -> None:
+            for problem in report["problems"]:
+                self.log.error("Backfill: {problem}", problem=problem)
+            if report["numbered"] or report["digested"]:
+                self.log.info("Backfill: {numbered} older records numbered, {digested} "
+                              "given a digest", **report)
+
+        d.addCallbacks(done, lambda f: self.log.failure("Backfill failed", f))
 
     def stopService(self) -> Deferred[None]:
         d = super().stopService()  # waits for an in-flight loop step

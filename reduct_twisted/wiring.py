@@ -37,6 +37,7 @@ from twisted.logger import Logger
 
 from reduct_twisted.auth.policy import OpenAccess, TokenAccess
 from reduct_twisted.config import Config
+from reduct_twisted.config_integrity import computes_digests
 from reduct_twisted.errors import ReductError
 from reduct_twisted.http import clientip
 from reduct_twisted.http.api import ReductAPI
@@ -137,11 +138,14 @@ def apply_limits(config: Config, engine: Any, api: ReductAPI, site: ReductSite,
                  reactor: Any) -> None:
     """
     The limits of spec 1.20 §5.10: the storage cap on the engine
-    (``RS_ENGINE_MAX_STORAGE_SIZE``, when set) and the rate limits
+    (``RS_ENGINE_MAX_STORAGE_SIZE``, when set), whether it computes digests
+    (``RS_INTEGRITY``) and the rate limits
     (``RS_RATE_LIMIT_*``, ``http/ratelimit.py``) on the API and the site.
     """
     if config.engine_max_storage_size:
         engine.limit_storage(config.engine_max_storage_size)
+    # RS_INTEGRITY (config_integrity.py): off computes no digests.
+    engine.compute_digests(computes_digests(config.integrity))
     api.rate_limits = site.rate_limits = RateLimits.from_config(config, reactor)
 
 

@@ -13,7 +13,8 @@ The batch protocol (v1): several records of one entry in one request.
   (``SharedSegmentSink`` on the reactor, ``PrivateSegmentSink`` through
   the thread pool with its water marks), so nothing is buffered whole.  A
   record the engine refuses (missing bucket [1.18], duplicate, quota, bad
-  entry name, disk) is skipped in the stream and answered in an
+  entry name, disk, a content not matching its ``x-reduct-digest-<ts>``)
+  is skipped in the stream and answered in an
   ``x-reduct-error-<ts>: <status>,<message>`` header of the 200; records
   completed before a client vanishes stay stored.
 
@@ -44,7 +45,7 @@ from reduct_twisted.errors import (
     ReductError,
     UnprocessableEntity,
 )
-from reduct_twisted.http.headers import announced_length, u64_param
+from reduct_twisted.http.headers import announced_digests, announced_length, u64_param
 from reduct_twisted.http.producers import RangeSender
 from reduct_twisted.http.sinks import PauseGate, PrivateSegmentSink, SharedSegmentSink, in_pool
 from reduct_twisted.interfaces import IRecordSink
@@ -85,6 +86,7 @@ def open_batch_write(engine, reactor, threadpool, request, length: Optional[int]
         content length).
     """
     records = parse_batch_headers(request.requestHeaders.getAllRawHeaders(), at_labels=True)
+    digests = announced_digests(request, v2=False)
     # Content-Length, or x-reduct-content-length [1.20] for a chunked body.
     length = announced_length(request, length)
     if length is None:
@@ -97,9 +99,8 @@ def open_batch_write(engine, reactor, threadpool, request, length: Optional[int]
     # answers it in its x-reduct-error-<ts> header (spec 1.20 §5.8).
     return BatchWriteSink(
         engine, reactor, threadpool, request.channel.transport, bucket, entry, records,
-        slots=slots, touch=request.channel.resetTimeout,
+        slots=slots, touch=request.channel.resetTimeout, digests=digests,
     )
-
 
 @implementer(IRecordSink)
 class BatchWriteSink:
@@ -114,6 +115,7 @@ class BatchWriteSink:
     :param key: ``key(record)``: what :attr:`errors` is keyed by; default
         the timestamp.
     :param slots, touch: the ``WriterSlots`` records are opened with (or None), ``touch`` for it.
+    :param digests: ``key -> SHA-256`` a record must match (``x-reduct-digest-*``).
     :ivar errors: ``key -> ReductError`` of every refused or failed record.
     :ivar has_large: whether a record goes to a private segment (the
         caller may enlarge the receive buffer).
@@ -124,8 +126,10 @@ class BatchWriteSink:
     _excess = False
 
     def __init__(self, engine, reactor, threadpool, transport, bucket: str,
-                 entry: Optional[str], records: list, key=None, slots=None, touch=None) -> None:
+                 entry: Optional[str], records: list, key=None, slots=None, touch=None,
+                 digests=None) -> None:
         self.engine = engine
+        self._digests = digests or {}
         self._slots, self._touch = slots, touch
         self._in_thread = in_pool(reactor, threadpool)
         self._gate = PauseGate(transport)
@@ -197,7 +201,7 @@ class BatchWriteSink:
         entry = record.entry if self.entry is None else self.entry
         upload = self.engine.upload(
             self.bucket, entry, record.ts, record.length, record.content_type,
-            record.labels, self._in_thread,
+            record.labels, self._in_thread, self._digests.get(self._key(record)),
         )
         if not upload.private:
             return SharedSegmentSink(upload)

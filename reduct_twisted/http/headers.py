@@ -11,8 +11,9 @@ import math
 import sys
 from typing import Dict, Mapping, Optional, Sequence
 
-from reduct_twisted.errors import UnprocessableEntity
+from reduct_twisted.errors import BadRequest, UnprocessableEntity
 from reduct_twisted.wire import DEFAULT_CONTENT_TYPE, LABEL_PREFIX, U64_MAX, parse_u64
+from reduct_twisted.wire.digest import batch_digests, request_digest
 
 
 def query_arg(args: Mapping[bytes, Sequence[bytes]], name: str) -> Optional[str]:
@@ -78,6 +79,30 @@ def announced_length(request, framed: Optional[int]) -> Optional[int]:
     if framed is None:
         return None
     raise UnprocessableEntity("content-length header is required")
+
+
+def announced_digest(request) -> Optional[bytes]:
+    """
+    The SHA-256 a single-record write announces (RFC 9530 ``content-digest``
+    or ``repr-digest``, ``wire/digest.py``), checked when the body ends.
+
+    :raises BadRequest: a malformed field (before the body is read).
+    """
+    try:
+        return request_digest(request.requestHeaders.getAllRawHeaders())
+    except ValueError as exc:
+        raise BadRequest(f"Invalid content digest: {exc}") from None
+
+
+def announced_digests(request, v2: bool) -> dict:
+    """The per-record ``x-reduct-digest-*`` of a batched write (``wire/digest.py``).
+
+    :raises BadRequest: a malformed one (before the body is read).
+    """
+    try:
+        return batch_digests(request.requestHeaders.getAllRawHeaders(), v2)
+    except ValueError as exc:
+        raise BadRequest(f"Invalid content digest: {exc}") from None
 
 
 def u64_param(

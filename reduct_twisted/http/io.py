@@ -28,6 +28,7 @@ from reduct_twisted.auth.policy import Policy
 from reduct_twisted.errors import NotFound, UnprocessableEntity
 from reduct_twisted.http.authz import authorize
 from reduct_twisted.http.batch import BatchWriteSink
+from reduct_twisted.http.headers import announced_digests
 from reduct_twisted.http.headers import (
     announced_length,
     parse_json_body,
@@ -57,7 +58,8 @@ class IoWriteSink(BatchWriteSink):
     def __init__(self, api, request, bucket: str, plan) -> None:
         super().__init__(api.engine, api.reactor, api.threadpool, request.channel.transport,
                          bucket, None, plan.records, key=_key, slots=api.writers,
-                         touch=request.channel.resetTimeout)
+                         touch=request.channel.resetTimeout,
+                         digests=announced_digests(request, v2=True))
         self.plan = plan
 
 

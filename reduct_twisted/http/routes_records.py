@@ -17,6 +17,7 @@ from typing import Optional
 from reduct_twisted.errors import NoContent, NotFound
 from reduct_twisted.http.batch import BatchReader, batch_query_id, open_batch_write as _open_batch
 from reduct_twisted.http.headers import (
+    announced_digest,
     announced_length,
     content_type,
     query_arg,
@@ -31,6 +32,7 @@ from reduct_twisted.http.ratelimit import charge_egress
 from reduct_twisted.http.sinks import PauseGate, PrivateSegmentSink, SharedSegmentSink, in_pool
 from reduct_twisted.stepping import drive
 from reduct_twisted.wire import ERROR_PREFIX, error_header
+from reduct_twisted.wire.digest import format_digest
 
 #: Receive buffer for connections streaming a large record (fewer, larger
 #: chunks: about 2x upload throughput with the thread-pool writer).
@@ -51,22 +53,24 @@ def open_write(api, request, length: Optional[int], args, bucket: str, entry: st
     length = announced_length(request, length)
     ctype = content_type(request)
     labels = record_labels(request.requestHeaders.getAllRawHeaders())
+    digest = announced_digest(request)
     if api.writers is not None:
         # RS_IO_MAX_WRITERS_IN_FLIGHT: the record is allocated once it has a slot.
-        opener = partial(_record_sink, api, request, bucket, entry, ts, length, ctype, labels)
+        opener = partial(_record_sink, api, request, bucket, entry, ts, length, ctype, labels,
+                         digest)
         return api.writers.open(opener, PauseGate(request.channel.transport),
                                 refuse=request.refuse_body, touch=request.channel.resetTimeout)
     upload = api.engine.upload(
-        bucket, entry, ts, length, ctype, labels, in_pool(api.reactor, api.threadpool)
+        bucket, entry, ts, length, ctype, labels, in_pool(api.reactor, api.threadpool), digest
     )
     if not upload.private:
         return SharedSegmentSink(upload)
     return _private_sink(request, upload, request.channel.transport)
 
 
-def _record_sink(api, request, bucket, entry, ts, length, ctype, labels, gate):
+def _record_sink(api, request, bucket, entry, ts, length, ctype, labels, digest, gate):
     upload = api.engine.upload(
-        bucket, entry, ts, length, ctype, labels, in_pool(api.reactor, api.threadpool)
+        bucket, entry, ts, length, ctype, labels, in_pool(api.reactor, api.threadpool), digest
     )
     if not upload.private:
         return SharedSegmentSink(upload)
@@ -142,14 +146,16 @@ def _answer_record(api, request, view, last: bytes, entry: str):
 def record_headers(request, record, entry: str) -> None:
     """
     The headers of a single-record answer (a read, a query link's download):
-    type, length, time, ``x-reduct-entry`` (the raw name, spec 1.20 §5.7)
-    and labels.
+    type, length, time, ``x-reduct-entry`` (the raw name, spec 1.20 §5.7),
+    ``repr-digest`` (issue #16, when the digest is known) and labels.
     """
     set_header = request.setHeader
     set_header(b"content-type", record.content_type.encode("utf-8"))
     set_header(b"content-length", b"%d" % record.size)
     set_header(b"x-reduct-time", b"%d" % record.ts)
     set_header(b"x-reduct-entry", entry.encode("utf-8"))
+    if record.digest is not None:
+        set_header(b"repr-digest", format_digest(record.digest))  # RFC 9530
     for name, value in record.labels.items():
         try:
             set_header(b"x-reduct-label-" + name.encode("utf-8"), value.encode("utf-8"))

@@ -38,6 +38,7 @@ from zope.interface import implementer
 
 from reduct_twisted.replication.diagnostics import CONNECTION_ERROR, TIMEOUT
 from reduct_twisted.storage.content import ContentReader
+from reduct_twisted.wire.digest import DIGEST_PREFIX, format_digest
 from reduct_twisted.wire import (
     BATCH_MAX_METADATA_SIZE, BATCH_MAX_RECORDS, BATCH_MAX_SIZE, ERROR_PREFIX, format_record_header,
 )
@@ -81,11 +82,15 @@ class OutgoingBatch:
     Records to write in one request, their contents open for reading.
 
     :ivar headers: ``[(ts, x-reduct-time value)]`` in timestamp order.
+    :ivar digests: ``{ts: SHA-256}`` of the records whose digest is known,
+        sent as ``x-reduct-digest-<ts>`` so the destination checks the
+        content it receives (issue #16; other servers ignore the header).
     :ivar reader: the ``ContentReader`` of the contents, in the same order.
     :ivar size: the body length.
     """
 
     headers: list = attr.ib(factory=list)
+    digests: dict = attr.ib(factory=dict)
     reader: ContentReader = attr.ib(factory=ContentReader)
     size: int = attr.ib(default=0)
     metadata: int = attr.ib(default=0)
@@ -109,11 +114,13 @@ class OutgoingBatch:
         """
         record = view.record
         value = format_record_header(record.size, record.content_type, record.labels)
-        cost = len(value) + 40
+        cost = len(value) + 40 + (0 if record.digest is None else 80)
         if self.headers and self.metadata + cost > BATCH_MAX_METADATA_SIZE:
             return False
         self.reader.add(view)
         self.headers.append((record.ts, value))
+        if record.digest is not None:
+            self.digests[record.ts] = record.digest
         self.metadata += cost
         self.size += record.size
         return True
@@ -350,6 +357,8 @@ class RemoteBucket:
         headers = self._headers()
         for ts, value in batch.headers:
             headers[b"x-reduct-time-%d" % ts] = [value]
+        for ts, digest in batch.digests.items():
+            headers[DIGEST_PREFIX + b"%d" % ts] = [format_digest(digest)]
         producer = RangeBodyProducer(batch.ranges, self._clock)
         url = f"{self._base}/{_entry_path(entry)}/batch"
         return self._request("POST", url, headers, producer).addCallback(record_errors)

@@ -20,9 +20,8 @@ from reduct_twisted.storage.records import FINISHED, REMOVED, STARTED, Record, R
 def _write_at(fds, path: str, offset: int, data: bytes) -> None:
     """
     Write all of ``data`` at ``offset`` of ``path`` through the descriptor
-    cache: a commit costs one ``pwrite``, not an open/write/close.  At
-    offset 0 the file is emptied first (a stale file of the same name must
-    not leave old lines behind the new ones).
+    cache (one ``pwrite`` per commit).  At offset 0 the file is emptied
+    first (a stale file must not leave old lines behind the new ones).
     """
     slot = fds.acquire(path)
     try:
@@ -94,6 +93,8 @@ class Block:
     :ivar version: grows with every change of the block's records or
         paths (a compression started before a change gives up).
     :ivar compressing: a compression of the block is under way.
+    :ivar top_number: the greatest entry number of its records (``0``: none).
+    :ivar unnumbered: ``[without number, without digest]`` records at load (``backfill.py``).
     """
 
     directory: str = attr.ib()
@@ -117,6 +118,8 @@ class Block:
     packed_count: int = attr.ib(default=0)
     version: int = attr.ib(default=0)
     compressing: bool = attr.ib(default=False)
+    top_number: int = attr.ib(default=0)
+    unnumbered: list = attr.ib(factory=lambda: [0, 0])
     # Derived from directory and block_id, computed once (hot paths use them).
     shared_segment: str = attr.ib(init=False, default=None, repr=False)
     shared_path: str = attr.ib(init=False, default=None, repr=False)
@@ -169,6 +172,8 @@ class Block:
         block.meta_length = valid
         for record in table.values():
             block._count(record, +1)
+            block.unnumbered[0] += record.number is None
+            block.unnumbered[1] += record.digest is None
         shared = block.shared_path
         if os.path.exists(shared):
             block.shared_known = True
@@ -262,18 +267,17 @@ class Block:
         self._count(record, +1)
         return record
 
-    def finish(self, record: Record, size: int, fds, crc=None) -> None:
+    def finish(self, record: Record, size: int, fds) -> None:
         """
-        Mark a STARTED record FINISHED with its final size and append its line.
+        Mark a STARTED record FINISHED with its final size and append its
+        line (its ``crc``, ``number`` and ``digest`` set by the caller).
 
         :param record: a record of this block.
         :param size: the number of content bytes received.
         :param fds: the engine's descriptor cache (the ``.meta`` file stays open).
-        :param crc: ``zlib.crc32`` of the content.
         :raises OSError: the append failed; the record stays STARTED and the
             ``.meta`` file is as before (a partial line is cut off).
         """
-        record.crc = crc
         data = blockfile.encode_record(record, size)
         if not self.meta_length:
             data = blockfile.encode_header(self.block_id) + data
@@ -289,6 +293,7 @@ class Block:
             raise
         self.meta_length += len(data)
         self.version += 1
+        self.top_number = max(self.top_number, record.number or 0)
         if size == record.size:
             record.state = FINISHED
             self.started -= 1
@@ -387,6 +392,8 @@ class Block:
         else:
             self.private_ts.discard(record.ts)
         if sign > 0:
+            if record.number is not None and record.number > self.top_number:
+                self.top_number = record.number
             first = self.record_count == 1
             self.first_ts = record.ts if first else min(self.first_ts, record.ts)
             self.latest_ts = record.ts if first else max(self.latest_ts, record.ts)

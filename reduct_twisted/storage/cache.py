@@ -286,6 +286,8 @@ class Context:
         for removals on a full disk).
     :ivar usage: the ``usage.Usage`` (running total, storage cap).
     :ivar space: the ``usage.FreeSpace`` of the data directory, or None.
+    :ivar digests: records get a SHA-256 (``integrity`` is not ``off``).
+    :ivar sync: the engine's ``sync`` (``numbers.py`` flushes counters), or None.
     """
 
     tables: TableCache = attr.ib()
@@ -296,6 +298,8 @@ class Context:
     reserve = attr.ib()
     usage = attr.ib(factory=Usage)
     space = attr.ib(default=None)
+    digests: bool = attr.ib(default=True)
+    sync = attr.ib(default=None)
 
 
 def read_whole(fds: FdCache, view) -> bytes:

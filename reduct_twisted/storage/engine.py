@@ -6,7 +6,7 @@ name below it comes from a checked name (``[A-Za-z0-9_-]{1,255}``, or
 ``$meta`` for an attachment entry)::
 
     <data_path>/
-      .reduct-twisted                format marker {"format": "reduct-twisted", "version": 2}
+      .reduct-twisted                format marker {"format": "reduct-twisted", "version": 3}
                                      written at the first open (disk/layout.py)
       .lock                          flock of the daemon using it: PID, start (datadir.py)
       .running                       run marker: exists while the engine is open
@@ -26,8 +26,9 @@ name below it comes from a checked name (``[A-Za-z0-9_-]{1,255}``, or
                                      holds its child entries' directories and, as
                                      $meta/, its attachment entry (spec 1.20 §2, §3)
           <block_id>.meta            block metadata: a versioned header, then one
-                                     JSON line per finished record with its
-                                     CRC-32 (format v2: disk/blockfile.py)
+                                     JSON line per finished record with its CRC-32,
+                                     number and SHA-256 (disk/blockfile.py)
+          .numbers                   the entry's number counter (numbers.py)
           <block_id>.blk             shared segment: small records back to back
           <block_id>-<ts>.blk        private segment: one large or chunked record
           <block_id>-<gen>.zst       packed segment: the block's compressed records,
@@ -78,6 +79,7 @@ from zope.interface import implementer
 from reduct_twisted import REDUCT_VERSION
 from reduct_twisted.interfaces import IEngineLifecycle, IStorageEngine
 from reduct_twisted.storage import writer
+from reduct_twisted.storage.backfill import BackfillMethods
 from reduct_twisted.storage.bucket import Bucket
 from reduct_twisted.storage.buckets import BucketMethods
 from reduct_twisted.storage.cache import Context, FdCache, TableCache
@@ -102,14 +104,16 @@ __all__ = ["LIST_LIMIT", "TRASH_DIR", "StorageEngine", "remove_now"]
 
 
 @implementer(IStorageEngine, IEngineLifecycle)
-class StorageEngine(BucketMethods, ReadMethods, EditMethods, MultiMethods, CompressMethods):
+class StorageEngine(BucketMethods, ReadMethods, EditMethods, MultiMethods, CompressMethods,
+                    BackfillMethods):
     """
     The synchronous storage core; the HTTP layer calls it on the reactor thread.
     Bucket management comes from :class:`~reduct_twisted.storage.buckets.BucketMethods`,
     reads and queries from :class:`~reduct_twisted.storage.reading.ReadMethods`,
     the I/O API's multi-entry queries from :class:`~reduct_twisted.storage.multi.MultiMethods`,
     label updates, removals and renames from :class:`~reduct_twisted.storage.edits.EditMethods`,
-    block compression from :class:`~reduct_twisted.storage.compress.CompressMethods`.
+    block compression from :class:`~reduct_twisted.storage.compress.CompressMethods`,
+    the numbers and digests of older records from ``backfill.BackfillMethods``.
 
     :param data_path: the data directory (created by :meth:`open`).
     :param clock: provides ``seconds()`` (a reactor or ``task.Clock``).
@@ -120,10 +124,9 @@ class StorageEngine(BucketMethods, ReadMethods, EditMethods, MultiMethods, Compr
     :param table_cache_size: how many bytes of block record tables stay
         loaded (estimated, see ``cache.TableCache``; ``RS_TABLE_CACHE_SIZE``).
     :param fd_cache_size: how many idle shared-segment descriptors stay open.
-    :param sync: ``sync(files, directories)`` flushes them to stable storage
-        (each file, then each directory) before returning; called only by
-        :meth:`open` and :meth:`close`, and in the thread pool for a
-        compressed block's new file (``None``: nothing is flushed).
+    :param sync: ``sync(files, directories)`` flushes them (each file, then
+        each directory) before returning; called only by :meth:`open` and
+        :meth:`close`, and in the pool for a compressed block's new file.
     :param reserve_size: bytes of ``.reserve`` kept for removals on a full
         disk (``disk/reserve.py``; the daemon's: ``DEFAULT_SIZE``); ``0``: none.
     :param track_dirty: record changed paths for :meth:`take_dirty`; pass
@@ -148,7 +151,7 @@ class StorageEngine(BucketMethods, ReadMethods, EditMethods, MultiMethods, Compr
         self._reserve = Reserve(self.data_path, reserve_size)
         self._context = Context(TableCache(table_cache_size), FdCache(fd_cache_size),
                                 self._trash, self._dirty, self._recovery, self._reserve,
-                                Usage(), FreeSpace(self.data_path, clock))
+                                Usage(), FreeSpace(self.data_path, clock), sync=sync)
         self._buckets: dict = {}
         self._queries = QueryRegistry()
         self._multi = MultiRegistry(self._queries, self._context.tables)
@@ -210,9 +213,8 @@ class StorageEngine(BucketMethods, ReadMethods, EditMethods, MultiMethods, Compr
 
     def close(self) -> None:
         """
-        Close the cached descriptors, flush everything written (with
-        ``sync``) and remove the run marker: the next open is a clean one.
-        Only the first call after :meth:`open` does anything.
+        Close the cached descriptors, flush everything written (``sync``)
+        and remove the run marker; only the first call after :meth:`open` acts.
         """
         self._context.fds.close()
         if self._running:
@@ -222,9 +224,8 @@ class StorageEngine(BucketMethods, ReadMethods, EditMethods, MultiMethods, Compr
     def end_continuous_queries(self) -> None:
         """
         From now on a continuous query ends like a plain one when it has no
-        record left: the daemon is stopping and takes no new requests, so a
-        batched read waiting for a new record is answered now (204) instead
-        of holding the stop for its whole ``record_timeout``.
+        record left (the daemon is stopping): a batched read waiting for a
+        new record is answered now (204), not after its ``record_timeout``.
         """
         self._queries.end_continuous()
 
@@ -299,25 +300,29 @@ class StorageEngine(BucketMethods, ReadMethods, EditMethods, MultiMethods, Compr
         :raises InternalError: FIFO cannot keep the quota.
         :raises Conflict: a record with ``ts`` exists or is being written.
         :raises ReductError: a file or directory could not be created (507
-            if the disk is full, or has no room left for the space reserve
-            a removal used: ``disk/reserve.py``; else 500); nothing is reserved.
+            on a full disk or one without room for the space reserve; else
+            500); nothing is reserved.
         """
         return writer.allocate(
             self._context, self._bucket(bucket), entry, ts, length, content_type, labels
         )
 
     def upload(self, bucket: str, entry: str, ts: int, length, content_type: str,
-               labels: dict, run_in_thread=run_now) -> RecordWriter:
+               labels: dict, run_in_thread=run_now, digest=None) -> RecordWriter:
         """
         :meth:`allocate` a record and return the writer its bytes go
         through (``upload.py``); the writer commits or aborts it.
 
         :param run_in_thread: where a large record's disk work runs
             (``run_in_thread(f, *args)`` returning a Deferred).
+        :param digest: the SHA-256 (32 bytes) the content must have, or
+            ``None``; a mismatch fails the commit (400, nothing stored).
         :raises ReductError: as :meth:`allocate`, or the private segment
             cannot be created (507/500; nothing is reserved).
         """
         alloc = self.allocate(bucket, entry, ts, length, content_type, labels)
+        if digest is not None:
+            writer.expect(alloc, digest)
         try:
             return RecordWriter(self, alloc, run_in_thread)
         except OSError as exc:
@@ -330,9 +335,8 @@ class StorageEngine(BucketMethods, ReadMethods, EditMethods, MultiMethods, Compr
         against its bucket's quota before they are written; a no-op for a
         record of declared length (counted whole by :meth:`allocate`).
 
-        :raises BadRequest: a HARD quota would be exceeded by the bytes
-            stored, the records being written and these; nothing is
-            counted, and the caller aborts the record.
+        :raises BadRequest: a HARD quota would be exceeded (nothing is
+            counted; the caller aborts the record).
         """
         writer.claim(alloc, size, self._context)
 
@@ -341,15 +345,12 @@ class StorageEngine(BucketMethods, ReadMethods, EditMethods, MultiMethods, Compr
         Finish a record whose ``alloc.written`` bytes the caller has written.
 
         :param alloc: from :meth:`allocate`; a private segment must be closed.
-        :raises BadRequest: ``written`` differs from the declared length, or
-            unclaimed bytes of a chunked record exceed a HARD quota (the
-            record is aborted).
-        :raises NotFound: the bucket or entry was removed meanwhile (the
-            data is discarded).
-        :raises InsufficientStorage: the disk is full (507); the record is
-            aborted, the ``.meta`` file left as it was.
-        :raises InternalError: another disk error (500, its reason in the
-            message); the record is aborted likewise.
+        :raises BadRequest: ``written`` differs from the declared length,
+            unclaimed bytes exceed a HARD quota, or the content does not
+            match the expected digest (the record is aborted).
+        :raises NotFound: the bucket or entry was removed meanwhile.
+        :raises ReductError: a disk error (507 full, else 500); the record
+            is aborted, the ``.meta`` file left as it was.
         """
         writer.commit(self._context, alloc)
         self.traffic.wrote(alloc.bucket, alloc.written)
@@ -358,11 +359,7 @@ class StorageEngine(BucketMethods, ReadMethods, EditMethods, MultiMethods, Compr
                 listener.record_written(alloc.bucket, alloc.entry, alloc._record)
 
     def abort(self, alloc: Allocation) -> None:
-        """
-        Give up a record: it vanishes as if never written.  Idempotent.
-
-        :param alloc: from :meth:`allocate`.
-        """
+        """Give up a record (from :meth:`allocate`): it vanishes as if never written; idempotent."""
         writer.abort(self._context, alloc)
 
     def remove_records(self, bucket: str, entry: str, **query) -> RecordRemoval:
@@ -397,3 +394,7 @@ class StorageEngine(BucketMethods, ReadMethods, EditMethods, MultiMethods, Compr
     def limit_storage(self, cap: int) -> None:
         """Refuse records beyond ``cap`` bytes over all buckets (``0``: none; ``usage.py``)."""
         self._context.usage.cap = cap
+
+    def compute_digests(self, on: bool) -> None:
+        """Give new records a SHA-256 (``integrity`` ``log``/``digest``) or not (``off``)."""
+        self._context.digests = on

@@ -11,7 +11,8 @@ from reduct_twisted.errors import Conflict
 from reduct_twisted.storage.block import Block
 from reduct_twisted.storage.disk import blockfile
 from reduct_twisted.storage.disk.holes import punch_hole
-from reduct_twisted.storage.disk.layout import is_child_entry_dir, is_entry_file
+from reduct_twisted.storage.disk.layout import NUMBERS_FILE, is_child_entry_dir, is_entry_file
+from reduct_twisted.storage.numbers import Numbers
 from reduct_twisted.storage.records import FINISHED
 from reduct_twisted.storage.settings import is_meta_entry
 
@@ -35,6 +36,7 @@ class Entry:
     :ivar size: the ``size`` statistics (data plus metadata bytes).
     :ivar record_count: records of any state.
     :ivar removed: the entry was dropped from its bucket.
+    :ivar numbers: its entry-number counter (``numbers.py``).
     """
 
     def __init__(self, name: str, directory: str, context) -> None:
@@ -46,6 +48,7 @@ class Entry:
         self.removed = False
         self._size = 0
         self.record_count = 0
+        self.numbers = Numbers()
 
     @property
     def size(self) -> int:
@@ -83,12 +86,15 @@ class Entry:
         entry = cls(name, directory, context)
         meta = is_meta_entry(name)
         recovery = context.recovery
-        files, stats, stale, unknown = {}, {}, [], []
+        files, stats, stale, unknown, counter = {}, {}, [], [], False
         with os.scandir(directory) as items:
             for item in items:
                 found = blockfile.classify(item.name)
                 if item.is_dir(follow_symlinks=False) and is_child_entry_dir(item.name, meta):
                     continue  # a child entry (``Bucket.load`` loads it)
+                if item.name == NUMBERS_FILE:
+                    counter = True
+                    continue
                 if item.is_dir(follow_symlinks=False) or not is_entry_file(item.name):
                     unknown.append(item.name)
                 elif found is not None:
@@ -114,6 +120,10 @@ class Entry:
                 keep.update(os.path.basename(path) for path in block.files())
         unused = [n for n in sorted(files) if n not in keep] + sorted(stale)
         context.trash([os.path.join(directory, n) for n in unused])
+        try:
+            entry.numbers = Numbers.load(directory, entry.blocks, counter, context)
+        except OSError as exc:
+            recovery.problems.append(f"Could not write the number counter of {directory}: {exc}")
         return entry
 
     @property
@@ -136,38 +146,22 @@ class Entry:
         return {field: getattr(self, field) for field in INFO_FIELDS}
 
     def block_for(self, ts: int):
-        """
-        :param ts: a timestamp.
-        :return: the block whose range holds ``ts`` (greatest id ≤ ``ts``), or ``None``.
-        """
+        """:return: the block whose range holds ``ts`` (greatest id ≤ ``ts``), or ``None``."""
         index = bisect.bisect_right(self._ids, ts) - 1
         return self.blocks[index] if index >= 0 else None
 
     def blocks_from(self, ts: int):
-        """
-        :param ts: a timestamp.
-        :return: the blocks that may hold records at ``ts`` or later, ascending.
-        """
+        """:return: the blocks that may hold records at ``ts`` or later, ascending."""
         index = max(bisect.bisect_right(self._ids, ts) - 1, 0)
         return self.blocks[index:]
 
     def load_block(self, block: Block) -> Block:
-        """
-        Load ``block``'s record table (bounded by the engine's table cache).
-
-        :param block: a block of this entry.
-        :return: ``block``.
-        """
+        """Load ``block``'s record table (bounded by the table cache); :return: ``block``."""
         self.context.tables.use(block)
         return block
 
     def scan_block(self, block: Block) -> Block:
-        """
-        Load ``block``'s record table for a scan (see ``TableCache.scan``).
-
-        :param block: a block of this entry.
-        :return: ``block``.
-        """
+        """Load ``block``'s record table for a scan (``TableCache.scan``); :return: ``block``."""
         self.context.tables.scan(block)
         return block
 
@@ -185,10 +179,7 @@ class Entry:
         return found
 
     def find(self, ts: int):
-        """
-        :param ts: a timestamp.
-        :return: ``(block, record)`` of the record at ``ts``, or ``None``.
-        """
+        """:return: ``(block, record)`` of the record at ``ts``, or ``None``."""
         block = self.block_for(ts)
         if block is None or not block.first_ts <= ts <= block.latest_ts:
             return None
@@ -241,19 +232,21 @@ class Entry:
             return None
         return self.block_for(ts)
 
-    def finish(self, block: Block, record, size: int, crc=None) -> None:
+    def finish(self, block: Block, record, size: int, crc=None, digest=None) -> None:
         """
-        Commit a STARTED record with ``size`` content bytes.
+        Commit a STARTED record with ``size`` content bytes, ``zlib.crc32``
+        ``crc`` and SHA-256 ``digest`` (or ``None``); it gets its number.
 
-        :param block: its block.
-        :param record: the record.
-        :param size: the bytes received.
-        :param crc: ``zlib.crc32`` of those bytes.
         :raises OSError: the ``.meta`` append failed (see ``Block.finish``).
         """
         before, count = block.size, block.record_count
+        record.crc, record.digest, record.number = crc, digest, self.numbers.take()
         try:
-            block.finish(record, size, self.context.fds, crc)
+            block.finish(record, size, self.context.fds)
+        except OSError:
+            self.numbers.give_back(record.number)
+            record.number = None
+            raise
         finally:
             # What _accounting does, inline: this runs for every record.
             self.size += block.size - before
@@ -327,12 +320,7 @@ class Entry:
         self.context.tables.resized(block)
 
     def relocate(self, name: str, directory: str) -> None:
-        """
-        The entry's directory was renamed: take the new name and paths.
-
-        :param name: the new entry name.
-        :param directory: the new entry directory.
-        """
+        """The entry's directory was renamed: take the new ``name`` and ``directory``."""
         self.name, self.directory = name, directory
         for block in self.blocks:
             block.relocate(directory)
@@ -346,7 +334,10 @@ class Entry:
         if not self.blocks or self.blocks[0].started:
             return None
         block = self.blocks[0]
-        self.remove_block(block)
+        try:
+            self.remove_block(block)
+        except OSError:  # the number counter could not be saved: kept
+            return None
         return block
 
     def remove_block(self, block: Block) -> None:
@@ -356,7 +347,9 @@ class Entry:
         interrupted removal are orphans the next open trashes.
 
         :param block: a block of this entry without STARTED records.
+        :raises OSError: the number counter could not be saved (nothing removed).
         """
+        self.numbers.keep(self.directory, block.top_number, self.context)
         index = self.blocks.index(block)
         del self.blocks[index], self._ids[index]
         self.size -= block.size

@@ -45,6 +45,12 @@ class Record:
     :ivar zsize: ``None`` for a plain record; for a compressed one, the
         length of its zstd frame at ``offset`` of ``segment`` (a packed
         segment, ``disk/packed.py``); ``size`` stays the content length.
+    :ivar number: the entry number (1, 2, 3 … in commit order, never
+        reused; ``numbers.py``), or ``None`` (a record stored before entry
+        numbers, until the backfill reaches it).
+    :ivar digest: the 32 raw bytes of the SHA-256 of the content, or
+        ``None`` (not known: stored before digests and not backfilled yet,
+        or written with ``integrity=off``).
     """
 
     ts: int = attr.ib()
@@ -56,6 +62,8 @@ class Record:
     state: str = attr.ib(default=FINISHED)
     crc = attr.ib(default=None)
     zsize = attr.ib(default=None)
+    number = attr.ib(default=None)
+    digest = attr.ib(default=None)
 
     @property
     def stored(self) -> int:
@@ -66,7 +74,7 @@ class Record:
         """:return: a copy with its own labels, which a reader may keep and change."""
         return Record(
             self.ts, self.segment, self.offset, self.size, self.content_type, dict(self.labels),
-            self.state, self.crc, self.zsize,
+            self.state, self.crc, self.zsize, self.number, self.digest,
         )
 
 
@@ -120,6 +128,10 @@ class Allocation:
     :ivar crc: ``zlib.crc32`` of the bytes written so far, maintained by the
         writer in content order; stored with the record and checked after
         an unclean stop.
+    :ivar sha: the ``hashlib.sha256`` of the bytes written so far, kept
+        beside ``crc`` (``None``: no digest is computed, ``integrity=off``).
+    :ivar expected: the SHA-256 the client announced (32 bytes), checked
+        at commit (a mismatch aborts the record), or ``None``.
     :ivar claimed: bytes of a chunked record counted against the quota so
         far (``StorageEngine.claim``); given back on commit or abort.
     :ivar admitted: bytes of a chunked record counted against the
@@ -134,6 +146,8 @@ class Allocation:
     fd = attr.ib()
     written: int = attr.ib(default=0)
     crc: int = attr.ib(default=0)
+    sha = attr.ib(default=None)
+    expected = attr.ib(default=None)
     claimed: int = attr.ib(default=0)
     admitted: int = attr.ib(default=0)
     # Engine-private links, so commit/abort need no lookups by name.

@@ -80,6 +80,10 @@ class RecordWriter:
         """Bytes written (small) or admitted (private) so far."""
         return self._alloc.written
 
+    def expect(self, digest: bytes) -> None:
+        """Check the content against SHA-256 ``digest`` at :meth:`commit` (before any byte)."""
+        writer.expect(self._alloc, digest)
+
     def overflows(self, size: int) -> bool:
         """Whether ``size`` more bytes would exceed the declared length."""
         alloc = self._alloc
@@ -126,7 +130,7 @@ class RecordWriter:
         # In a worker thread: the reactor reads ``crc`` only at commit,
         # after the last batch, and batches never overlap.
         alloc = self._alloc
-        alloc.crc = writer.write_chunks(self._fd, chunks, alloc.crc)
+        alloc.crc = writer.write_chunks(self._fd, chunks, alloc.crc, alloc.sha)
 
     @property
     def is_open(self) -> bool:

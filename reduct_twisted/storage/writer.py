@@ -11,7 +11,10 @@ Storage also writes the content itself, below the
 :func:`write_at` puts a small record's chunk into its shared segment,
 :func:`open_segment` / :func:`write_chunks` / :func:`close_segment` fill a
 private segment (``write_chunks`` and ``close_segment`` may run in a worker
-thread), each keeping the CRC-32 the record is stored with.  Nothing
+thread), each keeping the CRC-32 and the SHA-256 (``alloc.sha``, unless
+``integrity=off``) the record is stored with; a digest the client announced
+(:func:`expect`) is checked at :func:`commit`, which aborts the record on a
+mismatch.  Nothing
 outside storage calls them.
 
 A chunked record (length unknown at :func:`allocate`) is counted against
@@ -24,7 +27,9 @@ record and raises the ``ReductError`` of ``durability.storage_error``;
 nothing stored before is touched and the next write starts afresh.
 """
 
+import base64
 import errno
+import hashlib
 import os
 import zlib
 
@@ -102,8 +107,27 @@ def allocate(context, owner, entry: str, ts: int, length, content_type: str,
             context.dirty.created(path)
     return Allocation(
         owner.name, entry, length, path, private, None if slot is None else slot.fd,
+        sha=hashlib.sha256() if context.digests else None,
         owner=(owner, series), block=block, record=record, slot=slot,
     )
+
+
+def expect(alloc: Allocation, digest: bytes) -> None:
+    """
+    Have ``alloc``'s content checked against the SHA-256 ``digest`` (32
+    bytes) at :func:`commit` (with ``integrity=off`` it is computed for the
+    check, not stored).  Call before any byte is written.
+    """
+    alloc.expected = digest
+    if alloc.sha is None:
+        alloc.sha = hashlib.sha256()
+
+
+def mismatch(expected: bytes, got: bytes) -> BadRequest:
+    """:return: the 400 of a content that does not match its announced digest."""
+    b64 = base64.b64encode
+    return BadRequest(f"Content digest mismatch: expected {b64(expected).decode()}, "
+                      f"got {b64(got).decode()}")
 
 
 def commit(context, alloc: Allocation) -> None:
@@ -136,6 +160,10 @@ def commit(context, alloc: Allocation) -> None:
         except BadRequest:
             abort(context, alloc)
             raise
+    digest = None if alloc.sha is None else alloc.sha.digest()
+    if alloc.expected is not None and digest != alloc.expected:
+        abort(context, alloc)
+        raise mismatch(alloc.expected, digest)
     if is_meta_entry(alloc.entry):
         _supersede(context, alloc, series)
     block = alloc._block
@@ -144,7 +172,8 @@ def commit(context, alloc: Allocation) -> None:
         if alloc.private and not alloc.written:
             # An empty upload may never have created its file.
             os.close(os.open(alloc.path, os.O_WRONLY | os.O_CREAT, 0o644))
-        series.finish(block, alloc._record, alloc.written, alloc.crc)
+        series.finish(block, alloc._record, alloc.written, alloc.crc,
+                      digest if context.digests else None)
     except OSError as exc:
         abort(context, alloc)
         raise storage_error(exc, WRITE) from None
@@ -189,7 +218,7 @@ def abort(context, alloc: Allocation) -> None:
 
 def _vanish(owner, series, block, record) -> None:
     series.forget(block, record)
-    if not series.record_count:
+    if not series.record_count and series.numbers.next == 1:  # numbers stay
         owner.drop_entry(series)
 
 
@@ -274,6 +303,8 @@ def write_at(alloc: Allocation, data) -> None:
         view, offset = view[done:], offset + done
     alloc.written += len(data)
     alloc.crc = zlib.crc32(data, alloc.crc)
+    if alloc.sha is not None:
+        alloc.sha.update(data)
 
 
 def open_segment(alloc: Allocation) -> int:
@@ -291,7 +322,7 @@ def open_segment(alloc: Allocation) -> int:
     return os.open(alloc.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
 
 
-def write_chunks(fd: int, chunks: list, crc: int = 0) -> int:
+def write_chunks(fd: int, chunks: list, crc: int = 0, sha=None) -> int:
     """
     Append every byte of ``chunks`` to a private segment, in order.  Safe in
     a worker thread (it touches no engine state).
@@ -302,11 +333,15 @@ def write_chunks(fd: int, chunks: list, crc: int = 0) -> int:
     :param fd: from :func:`open_segment`.
     :param chunks: bytes or memoryviews (the list is not changed).
     :param crc: the CRC-32 of the content before these chunks.
+    :param sha: the record's ``hashlib.sha256`` (updated with them; it
+        releases the GIL on large buffers), or ``None``.
     :return: the CRC-32 including them (the caller stores it in ``alloc.crc``).
     :raises OSError: the disk refused.
     """
     for chunk in chunks:
         crc = zlib.crc32(chunk, crc)
+        if sha is not None:
+            sha.update(chunk)
     count, start, head = len(chunks), 0, None
     while start < count:
         group = chunks[start:start + IOV_MAX]

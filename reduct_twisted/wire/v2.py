@@ -213,12 +213,15 @@ def _label_names(headers: Dict[bytes, bytes]) -> Optional[list]:
 def record_headers(headers: Dict[bytes, bytes]) -> List[Tuple[str, str, str, bytes]]:
     """
     The record headers among ``headers``: every ``x-reduct-…`` name whose
-    text after the last ``-`` is all digits (or empty).
+    text after the last ``-`` is all digits (or empty), but the per-record
+    digests ``x-reduct-digest-<I>-<D>`` (issue #16).
 
     :return: ``(name, <I> text, <D> text, value)`` in the order given.
     """
     found = []
     for name, value in headers.items():
+        if name.startswith(b"x-reduct-digest-"):
+            continue  # a record's digest (``wire/digest.py``), not a record
         text = name.decode("latin-1")
         head, _, tail = text.rpartition("-")
         if tail and not (tail.isascii() and tail.isdigit()):

@@ -25,9 +25,9 @@ from tests.integration.helpers import alive
 pytestmark = pytest.mark.slow
 
 TIMEOUT = 180
-TARGETS = ("reduct-twisted", "reduct-twisted-events-off", "twisted-mock", "nginx-webdav",
-           "postgres")
-DAEMONS = ("reduct-twisted", "reduct-twisted-events-off")
+TARGETS = ("reduct-twisted", "reduct-twisted-events-off", "reduct-twisted-integrity-off",
+           "twisted-mock", "nginx-webdav", "postgres")
+DAEMONS = ("reduct-twisted", "reduct-twisted-events-off", "reduct-twisted-integrity-off")
 SIZES = (1 << 10, 10 << 10, 100 << 10, 1 << 20)
 STARTED = re.compile(r"^started (\S+) pid (\d+)", re.M)
 
@@ -80,11 +80,13 @@ IO_CELLS = [("io write", 1 << 10, 1), ("io read", 1 << 10, 1)]
 def expected_cells(target):
     sizes = SIZES[:1] if target == "reduct-twisted-events-off" else SIZES
     cells = [(op, s, c) for op in ("write", "read") for s in sizes for c in (1, 8)]
+    if target == "reduct-twisted-integrity-off":  # issue #16: 1 KiB at 8 connections
+        cells = [("write", 1 << 10, 8), ("read", 1 << 10, 8)]
     if target in DAEMONS + ("postgres",):
         cells += BATCH_CELLS
     if target in DAEMONS:
         cells += IO_CELLS
-    if target in ("reduct-twisted", "nginx-webdav"):
+    if target in ("reduct-twisted", "reduct-twisted-integrity-off", "nginx-webdav"):
         cells += [("big write", 8 << 20, 1), ("big read", 8 << 20, 1)]
     return cells
 
@@ -118,6 +120,11 @@ def test_runs_every_peer_and_writes_the_report(quick):
                           r"\| [\d,.]+ / [\d,.]+ \| (met|\*\*missed\*\*) \|$", events,
                           re.MULTILINE)
     assert len(verdicts) == 8, events  # 4 single cells, v1 batch and I/O API write and read
+    integrity = report.split("## integrity=log ÷ integrity=off")[1].split("\n## ")[0]
+    verdicts = re.findall(r"\| \d+\.\d{3}× \| \d+\.\d{3} – \d+\.\d{3} \| \d+\.\d{3}× "
+                          r"\| [\d,.]+ / [\d,.]+ \| (met|\*\*missed\*\*) \|$", integrity,
+                          re.MULTILINE)
+    assert len(verdicts) == 8, integrity  # 1 KiB c8, v1 and I/O API batches, the big record
     assert "not implemented" not in report and "not measured" not in report
     for name in ("batched 1 KiB write ≥ 1.0 × PostgreSQL COPY",
                  "batched 1 KiB query read ≥ 1.0 × PostgreSQL time-range SELECT"):
@@ -133,7 +140,7 @@ def test_runs_every_peer_and_writes_the_report(quick):
 
 
 def test_daemon_cells_have_no_errors(quick):
-    """Every cell of both daemons (events on and off) ran without a single failed request."""
+    """Every cell of the daemons (default, events off, integrity off) ran without a failed request."""
     raw = quick["raw"]
     assert raw is not None
     bad = {(target, key): row["first_error"] for target in DAEMONS

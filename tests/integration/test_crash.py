@@ -493,7 +493,7 @@ RECOVERY = re.compile(r"did not stop cleanly: verified (\d+) records, dropped (\
 
 
 #: What the format marker of a data directory holds (storage/disk/layout.py).
-MARKER_TEXT = '{"format": "reduct-twisted", "version": 2}\n'
+MARKER_TEXT = '{"format": "reduct-twisted", "version": 3}\n'
 
 
 def marker_problem(data_path):
@@ -1094,3 +1094,131 @@ def test_sigkill_during_compression_keeps_every_record(tmp_path):
     print(f"compression kills: {COMPRESS_KILLS}, {mid} mid-compression, "
           f"{len(packed)} packed segments, full run {duration:.2f} s")
     assert packed and mid >= COMPRESS_KILLS // 3
+
+
+# -- entry numbers and digests (issue #16) ------------------------------------------------
+
+
+NUMBER_BUCKETS = {
+    "nk": {"max_block_records": 4},
+    "nf": {"max_block_records": 4, "max_block_size": 256 * KIB, "quota_type": "FIFO",
+           "quota_size": 3 * MIB},
+}
+NUMBER_SIZES = [(85, 0, 4 * KIB), (10, 4 * KIB, 256 * KIB), (5, MIB, 2 * MIB)]
+
+
+def _number_workload(port, rng, acked, removed, stop):
+    """Sequential writes (some belated) to both buckets, and removals of the
+    newest record of ``nk``: ``acked`` gets ``(bucket, entry, ts)`` in the
+    order the answers came."""
+    ts = {b: TS_BASE + len(acked) * 1000 for b in NUMBER_BUCKETS}
+    try:
+        with Connection(port, timeout=10) as conn:
+            while not stop.is_set():
+                bucket = rng.choice(sorted(NUMBER_BUCKETS))
+                ts[bucket] += rng.randint(1, 50)
+                when = ts[bucket] - (rng.randint(100, 400) if rng.random() < 0.2 else 0)
+                key = (bucket, "e", when)
+                if key in acked or key in removed:
+                    continue
+                size = record_size(bucket, "e", when, NUMBER_SIZES)
+                resp = conn.request("POST", f"/api/v1/b/{bucket}/e?ts={when}",
+                                    payload(bucket, "e", when, size))
+                if resp.status == 200:
+                    acked[key] = size
+                kept = [k for k in acked if k[0] == "nk" and k not in removed]
+                if kept and rng.random() < 0.1:
+                    newest = kept[-1]
+                    resp = conn.request("DELETE", f"/api/v1/b/nk/e?ts={newest[2]}")
+                    if resp.status == 200:
+                        removed.add(newest)
+    except (Closed, OSError):
+        pass
+
+
+def _meta_numbers(data_path, bucket):
+    """``{ts: (n, sha256 hex, size)}`` of the complete record lines of ``bucket/e``."""
+    found = {}
+    directory = data_path / bucket / "e"
+    if not directory.exists():
+        return found
+    for meta in directory.glob("*.meta"):
+        data = meta.read_bytes()
+        for raw in data[:data.rfind(b"\n") + 1].splitlines()[1:]:
+            line = json.loads(raw)
+            found[line["ts"]] = (line.get("n"), line.get("sha256"), line["size"])
+    return found
+
+
+def test_sigkill_keeps_entry_numbers_and_digests(tmp_path):
+    """
+    Kill -9 at random instants of sequential writes, belated writes, removals
+    of the newest record and FIFO eviction: after every kill the block files
+    hold each record's number and SHA-256 (that of its content); a number is
+    never given to two timestamps of an entry, nor changed, nor reused after
+    the record holding it was removed or evicted; answers come in number
+    order; every acknowledged record reads back with its repr-digest.
+    """
+    import hashlib
+    import base64
+
+    rng = random.Random(SEED)
+    data_path = tmp_path / "data"
+    acked, removed = {}, set()
+    owner = {}  # (bucket, n) -> ts: a number once seen keeps its timestamp
+    numbers = {}  # (bucket, ts) -> n
+    for round_ in range(int(os.environ.get("REDUCT_CRASH_NUMBER_KILLS", "8"))):
+        daemon = Twistd(data_path)
+        port = daemon.start()
+        assert daemon.alarms() == [], daemon.output
+        with Connection(port) as conn:
+            if round_ == 0:
+                for bucket, settings in NUMBER_BUCKETS.items():
+                    assert conn.request("POST", f"/api/v1/b/{bucket}",
+                                        json.dumps(settings).encode()).status == 200
+            for (bucket, entry, ts), size in list(acked.items()):
+                if (bucket, entry, ts) in removed:
+                    continue
+                resp = conn.request("GET", f"/api/v1/b/{bucket}/{entry}?ts={ts}")
+                if resp.status == 404 and bucket == "nf":
+                    continue  # evicted by FIFO
+                content = payload(bucket, entry, ts, size)
+                assert (resp.status, resp.body == content) == (200, True), (bucket, ts)
+                digest = base64.b64encode(hashlib.sha256(content).digest()).decode()
+                assert resp.header("repr-digest") == f"sha-256=:{digest}:"
+        stop = threading.Event()
+        worker = threading.Thread(target=_number_workload,
+                                  args=(port, random.Random(rng.random()), acked, removed, stop))
+        worker.start()
+        time.sleep(rng.uniform(0.05, 0.5))
+        daemon.kill()
+        stop.set()
+        worker.join(30)
+        for bucket in NUMBER_BUCKETS:
+            lines = _meta_numbers(data_path, bucket)
+            seen = {}
+            for ts, (n, sha, size) in lines.items():
+                assert n is not None and sha is not None, (bucket, ts)
+                content = payload(bucket, "e", ts, size)
+                assert sha == hashlib.sha256(content).hexdigest(), (bucket, ts)
+                assert n not in seen, f"{bucket}: number {n} on {seen.get(n)} and {ts}"
+                seen[n] = ts
+                assert owner.setdefault((bucket, n), ts) == ts, f"{bucket}: {n} reused"
+                assert numbers.setdefault((bucket, ts), n) == n, f"{bucket}: {ts} renumbered"
+        # Answers of one sequential writer come in commit (number) order.
+        ordered = [numbers[(b, ts)] for (b, _, ts) in acked if b == "nk" and (b, ts) in numbers]
+        assert ordered == sorted(ordered)
+    daemon = Twistd(data_path)
+    port = daemon.start()
+    try:
+        with Connection(port) as conn:
+            for bucket in NUMBER_BUCKETS:
+                resp = conn.request("POST", f"/api/v1/b/{bucket}/e?ts={2 * TS_BASE}", b"last")
+                assert resp.status == 200
+        assert daemon.alarms() == []
+    finally:
+        daemon.stop()
+    for bucket in NUMBER_BUCKETS:
+        top = max((n for (b, n) in owner if b == bucket), default=0)
+        assert _meta_numbers(data_path, bucket)[2 * TS_BASE][0] > top
+    assert removed, "the workload removed nothing"

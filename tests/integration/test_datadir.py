@@ -172,7 +172,7 @@ def test_directory_written_before_the_marker_opens_and_gets_it(tmp_path):
     daemon = Twistd(data)
     try:
         assert read(daemon.start()) == RECORD
-        assert re.fullmatch(r'\{"format": "reduct-twisted", "version": 2\}\n',
+        assert re.fullmatch(r'\{"format": "reduct-twisted", "version": 3\}\n',
                             (data / ".reduct-twisted").read_text())
     finally:
         daemon.stop()

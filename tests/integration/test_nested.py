@@ -412,7 +412,7 @@ async def test_nested_entries_survive_a_restart(tmp_path):
     finally:
         await stop()
     with open(tmp_path / "data" / ".reduct-twisted") as f:
-        assert json.load(f)["version"] == 2
+        assert json.load(f)["version"] == 3
     server, stop = await start_server(tmp_path / "data")
     try:
         assert await bucket_json(server) == before

@@ -200,7 +200,7 @@ def test_disk_error_in_a_large_record_is_its_error(engine, monkeypatch):
 
     engine.create_bucket("b", None)
 
-    def full_disk(fd, chunks, crc=0):
+    def full_disk(fd, chunks, crc=0, sha=None):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     monkeypatch.setattr(writer, "write_chunks", full_disk)

@@ -86,6 +86,8 @@ def test_defaults_are_pinned():
         "audit_remote_verify_ssl": None,
         "audit_remote_ca_path": None,
         "audit_remote_timeout": None,
+        # record integrity (config_integrity.py)
+        "integrity": "log",
     }
 
 
@@ -263,6 +265,8 @@ def precedence_cases(certs):
         "audit_remote_verify_ssl": ("true", "false", "1", "true", "false", "1"),
         "audit_remote_ca_path": ("a", "b", "c", "a", "b", "c"),
         "audit_remote_timeout": ("1", "2", "3", "1", "2", "3"),
+        # record integrity (config_integrity.py)
+        "integrity": ("off", " Digest ", "LOG", "off", "digest", "log"),
     }
 
 

@@ -4,6 +4,9 @@ The destination client (``replication/remote.py``): the requests it sends
 answers, its timeout, and the streaming body producer.
 """
 
+import base64
+import hashlib
+
 import pytest
 from treq.client import HTTPClient
 from treq.testing import RequestTraversalAgent
@@ -109,6 +112,10 @@ def test_write_sends_a_batch(engine, clock, stub, destination):
     assert _header(headers, "x-reduct-time-2") == "3,text/plain,a=1,b=\"x,y\""
     assert _header(headers, "x-reduct-time-5") == "100000,image/png"
     assert _header(headers, "x-reduct-time-7") == "0,application/octet-stream"
+    # Issue #16: each record's SHA-256, for the destination to check.
+    for ts, data in ((2, b"two"), (5, b"5" * 100_000), (7, b"")):
+        digest = base64.b64encode(hashlib.sha256(data).digest()).decode()
+        assert _header(headers, f"x-reduct-digest-{ts}") == f"sha-256=:{digest}:"
 
 
 def test_per_record_errors_with_huge_numbers(clock, stub, destination):

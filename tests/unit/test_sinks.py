@@ -23,6 +23,7 @@ class FakeAlloc:
     written = attr.ib(default=0)
     ts = attr.ib(default=1)
     crc = attr.ib(default=0)
+    sha = attr.ib(default=None)
 
 
 class FakeEngine:

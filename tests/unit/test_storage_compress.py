@@ -45,7 +45,9 @@ def _compress(engine, stop=2**63, entry="e", dry_run=False, bucket="b"):
 
 
 def _files(engine, entry="e"):
-    return sorted(os.listdir(os.path.join(engine.data_path, "b", entry)))
+    # Block files (the entry's number counter aside).
+    names = os.listdir(os.path.join(engine.data_path, "b", entry))
+    return sorted(n for n in names if n != ".numbers")
 
 
 def _all_bytes(engine, entry="e", bucket="b"):

@@ -105,7 +105,8 @@ def test_take_dirty_after_rotation_and_removal(data):
     engine.update_bucket("b", {"quota_size": 50})
     assert engine.take_dirty() == ({_j(data, "b", "settings.json")}, {_j(data, "b")})
     assert engine.enforce_quotas() == 1
-    assert engine.take_dirty() == (set(), {entry, _j(data, ".trash")})
+    # The number counter is saved before the block holding number 1 goes.
+    assert engine.take_dirty() == ({_j(entry, ".numbers")}, {entry, _j(data, ".trash")})
     engine.remove_bucket("b")
     assert engine.take_dirty() == (set(), {data, _j(data, ".trash")})
 

@@ -100,14 +100,14 @@ def test_an_opened_directory_is_marked(tmp_path):
     """The first open writes the marker: JSON with format and version."""
     _open(tmp_path / "data").close()
     with open(tmp_path / "data" / ".reduct-twisted") as f:
-        assert json.load(f) == {"format": "reduct-twisted", "version": 2}
+        assert json.load(f) == {"format": "reduct-twisted", "version": 3}
     assert not (tmp_path / "data" / ".reduct-twisted.tmp").exists()
     assert layout.classify(str(tmp_path / "data")) == layout.MARKED
 
 
-def test_a_version_1_directory_opens_and_is_marked_2(tmp_path):
-    """Version 1 (flat entries) is a subset of version 2: it opens, keeps its
-    records and gets the version-2 marker."""
+def test_a_version_1_directory_opens_and_is_marked_3(tmp_path):
+    """Version 1 (flat entries) is a subset of version 3: it opens, keeps its
+    records and gets the version-3 marker."""
     engine = _open(tmp_path)
     engine.create_bucket("b", None)
     write_record(engine, "b", "e", 1, b"one")
@@ -117,7 +117,7 @@ def test_a_version_1_directory_opens_and_is_marked_2(tmp_path):
     again = _open(tmp_path)
     assert read_content(again.read("b", "e", 1)) == b"one"
     with open(tmp_path / ".reduct-twisted") as f:
-        assert json.load(f) == {"format": "reduct-twisted", "version": 2}
+        assert json.load(f) == {"format": "reduct-twisted", "version": 3}
     assert layout.classify(str(tmp_path)) == layout.MARKED
 
 
@@ -199,7 +199,7 @@ def test_anything_else_is_refused_and_left_untouched(tmp_path, build):
 
 
 @pytest.mark.parametrize("content, reason", [
-    ('{"format": "reduct-twisted", "version": 3}', "newer reduct-twisted"),
+    ('{"format": "reduct-twisted", "version": 4}', "newer reduct-twisted"),
     ('{"format": "reductstore", "version": 1}', "not 'reduct-twisted'"),
     ('{"format": "reduct-twisted", "version": "1"}', "not 'reduct-twisted'"),
     ("", "not valid"),
@@ -336,4 +336,4 @@ def test_fifo_emptying_an_entry_leaves_unknown_files(tmp_path):
     write_record(engine, "b", "new", 3, b"z" * 400)
     entries = engine.bucket_info("b")["entries"]
     assert [(e["name"], e["record_count"]) for e in entries] == [("new", 2), ("old", 0)]
-    assert os.listdir(tmp_path / "b" / "old") == ["notes.txt"]
+    assert sorted(os.listdir(tmp_path / "b" / "old")) == [".numbers", "notes.txt"]

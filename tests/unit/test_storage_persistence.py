@@ -3,6 +3,7 @@ What survives a restart, what is cleaned up at open, and how removal goes
 through ``.trash`` and the injected ``discard``.
 """
 
+import hashlib
 import json
 import os
 import zlib
@@ -78,7 +79,8 @@ def test_meta_file_format(tmp_path):
     assert lines == [
         {"k": "h", "format": FORMAT_NAME, "version": PLAIN_VERSION, "block": 5},
         {"k": "r", "ts": 5, "seg": "5.blk", "off": 0, "size": 3, "ct": "t/x",
-         "labels": [["k", "v"]], "crc": zlib.crc32(b"abc")},
+         "labels": [["k", "v"]], "crc": zlib.crc32(b"abc"), "n": 1,
+         "sha256": hashlib.sha256(b"abc").hexdigest()},
     ]
 
 

@@ -134,7 +134,8 @@ def test_fifo_removes_oldest_blocks_first(engine):
     with pytest.raises(NotFound) as e:
         engine.read("b", "c", 2000)
     assert e.value.message == "Record 2000 not found in entry b/c"  # 1.18 text (§5.5)
-    assert os.listdir(os.path.join(engine.data_path, "b", "c")) == []
+    # Only the number counter stays (issue #16: numbers are never reused).
+    assert os.listdir(os.path.join(engine.data_path, "b", "c")) == [".numbers"]
     assert engine.bucket_info("b")["info"]["size"] <= sum(sizes.values())
 
 

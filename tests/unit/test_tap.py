@@ -116,6 +116,8 @@ def test_options_defaults():
         "instance-name": None,
         "public-url": None,
         "link-signing-key": None,
+        # record integrity (config_integrity.py)
+        "integrity": None,
     }
     assert options.config == Config()
 
@@ -208,6 +210,8 @@ def test_options_all_given(tmp_path):
             "https://reduct.example/api",
             "--link-signing-key",
             "k" * 32,
+            "--integrity",
+            "digest",
         ]
     )
     assert dict(options) == {
@@ -251,6 +255,7 @@ def test_options_all_given(tmp_path):
         "instance-name": "edge-1",
         "public-url": "https://reduct.example/api",
         "link-signing-key": "k" * 32,
+        "integrity": "digest",
     }
     assert options.config == Config(
         data_path="/srv/data",
@@ -293,6 +298,7 @@ def test_options_all_given(tmp_path):
         instance_name="edge-1",
         public_url="https://reduct.example/api/",
         link_signing_key="k" * 32,
+        integrity="digest",
     )
 
 

@@ -17,7 +17,8 @@ reader dispatches on)::
     line 1      {"k":"h","format":"reduct-twisted-block","version":2,"block":<id>}
     line 2..n   {"k":"r","ts":<µs>,"seg":"<file name>","off":<bytes>,"size":<bytes>,
                  "ct":"<content type>","labels":[["<name>","<value>"], ...],
-                 "crc":<CRC-32 of the content>[,"z":<frame length>]}
+                 "crc":<CRC-32 of the content>[,"z":<frame length>]
+                 [,"n":<entry number>][,"sha256":"<64 lowercase hex>"]}
 
 * ``"h"`` (header) is always the first line and names the format and its
   version (:data:`FORMAT_VERSION`) and repeats the block id.
@@ -32,6 +33,11 @@ reader dispatches on)::
   rewrite), so a daemon that reads only versions 1–2 refuses it
   (:class:`UnsupportedMeta`) instead of taking the block for damaged;
   files without compressed records keep the version-2 header.
+* ``"n"`` is the record's entry number and ``"sha256"`` the SHA-256 of its
+  content (issue #16): lines of records stored before them have neither,
+  a record written with ``integrity=off`` has no ``"sha256"``.  A build
+  that predates them is kept off the directory by the data directory
+  marker (``layout.py``, version 3), not by this header's version.
 * Version 1 (before checksums) is still read: its lines have no ``crc`` and
   their content is trusted.  Lines with ``crc`` may follow a version-1
   header (records appended by this version); the header is not rewritten.
@@ -79,6 +85,7 @@ class UnsupportedMeta(InternalError):
     """A ``.meta`` file written by a newer format version."""
 
 
+_HEX64 = re.compile(r"[0-9a-f]{64}")
 _FILE_RE = re.compile(r"(\d{1,20})(?:-(\d{1,20}))?(\.meta|\.blk|\.zst)")
 
 
@@ -143,6 +150,10 @@ def encode_record(record: Record, size: int) -> bytes:
     crc = "" if record.crc is None else f',"crc":{int(record.crc)}'
     if record.zsize is not None:
         crc += f',"z":{int(record.zsize)}'
+    if record.number is not None:
+        crc += f',"n":{int(record.number)}'
+    if record.digest is not None:
+        crc += f',"sha256":"{record.digest.hex()}"'
     return (
         f'{{"k":"r","ts":{int(record.ts)},"seg":{_json_str(record.segment)},'
         f'"off":{int(record.offset)},"size":{int(size)},"ct":{_json_str(record.content_type)},'
@@ -219,9 +230,16 @@ def _apply_record(table: dict, obj: dict, block_id: int) -> None:
     crc = obj.get("crc")
     if crc is not None and _uint(crc) > 0xFFFFFFFF:
         raise ValueError(f"bad crc {crc!r}")
+    number, digest = obj.get("n"), obj.get("sha256")
+    if number is not None and _uint(number) < 1:
+        raise ValueError(f"bad entry number {number!r}")
+    if digest is not None:
+        if not isinstance(digest, str) or _HEX64.fullmatch(digest) is None:
+            raise ValueError(f"bad sha256 {digest!r}")
+        digest = bytes.fromhex(digest)
     table[ts] = Record(
         ts, obj["seg"], _uint(obj["off"]), _uint(obj["size"]), content_type, labels, FINISHED,
-        crc, zsize,
+        crc, zsize, number, digest,
     )
 
 

@@ -9,7 +9,17 @@ holding anything else is not opened (top level) or the odd file is left in
 place and reported (inside buckets and entries).
 
 **Format marker.**  ``<data_path>/.reduct-twisted`` holds one JSON line
-``{"format": "reduct-twisted", "version": 2}``.  Version 2 (API 1.19
+``{"format": "reduct-twisted", "version": 3}``.  Version 3 (issue #16):
+``.meta`` record lines may carry an entry number ``"n"`` and a SHA-256
+``"sha256"`` and an entry directory may hold its number counter
+``.numbers`` (``storage/numbers.py``); a build that reads only up to
+version 2 would drop both silently when it rewrites a ``.meta``, so it is
+refused.  A version-2 (or 1) directory is upgraded in place at start: the
+marker is rewritten (crash-safely, below) before anything else; each
+entry's un-numbered records get their numbers set aside when it is first
+loaded (``numbers.py``) and their digests and numbers from the background
+backfill; a crash anywhere in it leaves a state the next start finishes.
+Version 2 (API 1.19
 hierarchical entries): an entry directory may hold child entry directories
 (``<bucket>/a/b/c/`` is entry ``a/b/c``; an attachment entry ``a/$meta`` is
 the directory ``$meta`` in ``a``'s, a top-level ``$meta`` is in the bucket)
@@ -24,7 +34,7 @@ written at the next start) or the whole one.  A marker of another format,
 a newer version or that does not parse is refused.
 
 Classification (:func:`classify`) reads only; it returns :data:`EMPTY`
-(missing or empty), :data:`MARKED`, :data:`OUTDATED` (a version-1 marker)
+(missing or empty), :data:`MARKED`, :data:`OUTDATED` (an older marker)
 or :data:`LEGACY` (our layout, no marker), and raises :class:`DataDirRefused` for anything else.
 """
 
@@ -40,10 +50,11 @@ MARKER_FILE = ".reduct-twisted"
 #: The ``format`` value of the marker.
 MARKER_FORMAT = "reduct-twisted"
 #: The marker version written by this code (and the newest it opens);
-#: 2: entry directories may hold child entry directories.
-MARKER_VERSION = 2
+#: 2: entry directories may hold child entry directories; 3: entry numbers
+#: and SHA-256 digests in ``.meta`` lines, ``.numbers`` counters.
+MARKER_VERSION = 3
 #: The marker versions this code opens (an older one is rewritten).
-MARKER_VERSIONS = (1, 2)
+MARKER_VERSIONS = (1, 2, 3)
 #: The run marker (``recovery.py``).
 RUN_MARKER = ".running"
 #: Removed files wait here (``trash.py``).
@@ -74,6 +85,8 @@ LOG_KEY_TMP_FILE = LOG_KEY_FILE + ".tmp"
 SETTINGS_FILE = "settings.json"
 #: Suffix of a file being replaced (written, then renamed over its target).
 TMP_SUFFIX = ".tmp"
+#: An entry's number counter (``storage/numbers.py``; a dot: never an entry name).
+NUMBERS_FILE = ".numbers"
 
 #: Every name this daemon creates directly below ``data_path``, but buckets.
 TOP_LEVEL_NAMES = frozenset({
@@ -113,12 +126,12 @@ def is_entry_file(name: str) -> bool:
     """
     :return: whether file ``name`` in an entry directory is one of ours: a
         block file (``<id>.meta``, ``<id>.blk``, ``<id>-<ts>.blk``, the packed
-        segment ``<id>-<gen>.zst`` of a compressed block) or one
-        being replaced (the same with ``.tmp``).
+        segment ``<id>-<gen>.zst`` of a compressed block), the number
+        counter ``.numbers``, or one being replaced (the same with ``.tmp``).
     """
     if name.endswith(TMP_SUFFIX):
         name = name[: -len(TMP_SUFFIX)]
-    return classify_block_file(name) is not None
+    return name == NUMBERS_FILE or classify_block_file(name) is not None
 
 
 def is_child_entry_dir(name: str, meta: bool = False) -> bool:

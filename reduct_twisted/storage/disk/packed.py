@@ -148,8 +148,9 @@ def read_record(path: str, offset: int, zsize: int, size: int) -> bytes:
     return data
 
 
-def frame_crc(fd: int, offset: int, zsize: int, size: int):
+def frame_crc(fd: int, offset: int, zsize: int, size: int, sha=None):
     """
+    :param sha: a ``hashlib.sha256`` fed the decompressed bytes too, or ``None``.
     :return: ``zlib.crc32`` of the decompressed frame, or ``None`` if it
         does not decompress to exactly ``size`` bytes (recovery's check).
     """
@@ -161,6 +162,8 @@ def frame_crc(fd: int, offset: int, zsize: int, size: int):
             if not chunk:
                 break
             crc, done = zlib.crc32(chunk, crc), done + len(chunk)
+            if sha is not None:
+                sha.update(chunk)
     except OSError:
         return None
     return crc if done == size else None

@@ -14,10 +14,11 @@ the disk, so after an unclean stop every block with a file whose ``mtime``
 is at least the marker's ``mtime`` minus :data:`MTIME_MARGIN` is checked:
 each record must lie inside its segment, and a record in a segment changed
 since then must match its CRC-32 (records of version-1 files have none and
-are trusted).  The file system stamps both times with one clock, so no
-wall clock is read; the margin absorbs coarse timestamps and small clock
-steps.  A dirty-block journal was not chosen: to be trusted it must reach
-the disk before the data it names, which costs a flush on the write path.
+are trusted) and, read anyway, its SHA-256 when it has one.  The file
+system stamps both times with one clock, so no wall clock is read; the
+margin absorbs coarse timestamps and small clock steps.  A dirty-block
+journal was not chosen: to be trusted it must reach the disk before the
+data it names, which costs a flush on the write path.
 A clock stepped back by more than the margin during a run can hide a
 changed block from the check (its records are then served unchecked).
 
@@ -37,6 +38,7 @@ durable.
 """
 
 import contextlib
+import hashlib
 import os
 import zlib
 
@@ -79,13 +81,15 @@ def changed_paths(data_path: str, since: float) -> tuple:
     return files, dirs
 
 
-def _crc(fd: int, offset: int, size: int):
+def _crc(fd: int, offset: int, size: int, sha=None):
     crc = 0
     while size:
         chunk = os.pread(fd, min(size, _READ_SIZE), offset)
         if not chunk:
             return None
         crc = zlib.crc32(chunk, crc)
+        if sha is not None:
+            sha.update(chunk)
         offset, size = offset + len(chunk), size - len(chunk)
     return crc
 
@@ -206,12 +210,15 @@ class Recovery:
                     if fd is None:
                         fd = os.open(path, os.O_RDONLY)
                     self.verified_records += 1
+                    sha = None if record.digest is None else hashlib.sha256()
                     if record.zsize is None:
-                        crc = _crc(fd, record.offset, record.size)
+                        crc = _crc(fd, record.offset, record.size, sha)
                     else:  # compressed: the CRC of the decompressed content
-                        crc = frame_crc(fd, record.offset, record.zsize, record.size)
+                        crc = frame_crc(fd, record.offset, record.zsize, record.size, sha)
                     if crc != record.crc:
                         dropped.append((record.ts, "checksum mismatch"))
+                    elif sha is not None and sha.digest() != record.digest:
+                        dropped.append((record.ts, "digest mismatch"))
         finally:
             if fd is not None:
                 os.close(fd)
