@@ -1,0 +1,123 @@
+# -*- test-case-name: tests.unit.test_log_api -*-
+"""
+The entry log and listing calls of a ``StorageEngine`` (issue #16), for the
+HTTP layer: heads and RFC 9162 proofs (O(log n) reads), one record's item,
+and listing pages (``listing_plan.py``).  Every call first appends the
+entry's pending leaves (``entry_log.py``).
+
+Errors: ``NotFound`` for a missing bucket or entry (the usual texts), for a
+number beyond the log (``Record number <n> not found in entry <b>/<e>``)
+and, with ``integrity=off`` (no log) or for heads and proofs with
+``integrity=digest`` (leaves without hashes), ``Integrity log is off for
+this server``; ``UnprocessableEntity`` for a ``tree_size`` beyond the log,
+a number beyond ``tree_size``, ``first > second`` and zero values.
+"""
+
+import json
+
+from twisted.internet.defer import fail, succeed
+
+from reduct_twisted.errors import NotFound, ReductError, UnprocessableEntity
+from reduct_twisted.storage.entry_log import MERKLE
+from reduct_twisted.storage.listing_plan import Leaf, by_position, plan_page
+from reduct_twisted.storage.records import FINISHED
+
+__all__ = ["LogMethods", "LOG_OFF", "parse_leaf"]
+
+LOG_OFF = "Integrity log is off for this server"
+
+
+def parse_leaf(raw: bytes) -> Leaf:
+    """The :class:`Leaf` of a log leaf (a gap leaf: an empty record, no digest)."""
+    obj = json.loads(raw)
+    digest = obj.get("digest")
+    return Leaf(obj["number"], obj.get("timestamp", 0), obj.get("size", 0),
+                obj.get("content_type", ""), obj.get("labels", {}),
+                bytes.fromhex(digest[len("sha-256:"):]) if digest else None)
+
+
+def _positive(**values) -> None:
+    for name, value in values.items():
+        if type(value) is not int or value < 1:
+            raise UnprocessableEntity(f"'{name}' must be a positive integer")
+
+
+class LogMethods:
+    """The log calls of a ``StorageEngine`` (see the module docstring)."""
+
+    def set_integrity(self, mode: str) -> None:
+        """``integrity`` = ``log`` | ``digest`` | ``off`` (digests, and what the log keeps)."""
+        self._context.digests = mode != "off"
+        self._context.logs.mode = mode
+
+    def _entry_log(self, bucket: str, entry: str, hashes: bool = False):
+        series = self._bucket(bucket).entry(entry)
+        logs = self._context.logs
+        if logs.mode not in MERKLE or (hashes and not MERKLE[logs.mode]):
+            raise NotFound(LOG_OFF)
+        log = logs.of(series)
+        log.flush()
+        return series, log
+
+    def log_head(self, bucket: str, entry: str) -> tuple:
+        """:return: ``(tree_size, root)`` of the entry's log (root: 32 bytes)."""
+        _, log = self._entry_log(bucket, entry, hashes=True)
+        return log.tree.size, log.tree.root()
+
+    def log_inclusion(self, bucket: str, entry: str, number: int, tree_size: int) -> list:
+        """:return: the audit path (32-byte hashes) of record ``number`` in the tree of ``tree_size``."""
+        _positive(number=number, tree_size=tree_size)
+        _, log = self._entry_log(bucket, entry, hashes=True)
+        if tree_size > log.tree.size:
+            raise UnprocessableEntity(
+                f"tree_size {tree_size} is beyond the log's size {log.tree.size}")
+        if number > tree_size:
+            raise UnprocessableEntity(f"Record number {number} is beyond tree_size {tree_size}")
+        return log.tree.inclusion(number, tree_size)
+
+    def log_consistency(self, bucket: str, entry: str, first: int, second: int) -> list:
+        """:return: the consistency path from the tree of ``first`` leaves to that of ``second``."""
+        _positive(first=first, second=second)
+        _, log = self._entry_log(bucket, entry, hashes=True)
+        if first > second:
+            raise UnprocessableEntity(f"'first' ({first}) is greater than 'second' ({second})")
+        if second > log.tree.size:
+            raise UnprocessableEntity(
+                f"'second' ({second}) is beyond the log's size {log.tree.size}")
+        return log.tree.consistency(first, second)
+
+    def _stored(self, series):
+        def stored(leaf: Leaf) -> bool:
+            found = None if series.removed else series.find(leaf.timestamp)
+            return (found is not None and found[1].state == FINISHED
+                    and found[1].number == leaf.number)
+        return stored
+
+    def record_item(self, bucket: str, entry: str, number: int) -> tuple:
+        """:return: ``(Leaf, stored)`` of record ``number`` (removed ones too)."""
+        _positive(number=number)
+        series, log = self._entry_log(bucket, entry)
+        if number > log.tree.size:
+            raise NotFound(f"Record number {number} not found in entry {bucket}/{entry}")
+        leaf = parse_leaf(log.tree.leaf(number))
+        return leaf, self._stored(series)(leaf)
+
+    def list_page(self, bucket: str, entry: str, spec):
+        """
+        :return: a Deferred firing the ``listing_plan.Page`` of ``spec``.
+            Number-order pages cost work in proportion to the page; a
+            filtered or timestamp-ordered listing reads every leaf (a scan,
+            on the reactor thread in this version); ``digest`` listings
+            read only the digest index's candidates.
+        """
+        try:
+            series, log = self._entry_log(bucket, entry)
+            tree = log.tree
+            candidates = None
+            if spec.digest is not None and not by_position(spec):
+                candidates = log.digests().lookup(spec.digest)
+            page = plan_page(spec, tree.size, lambda n: parse_leaf(tree.leaf(n)),
+                             self._stored(series), log.removed(), candidates)
+        except (ReductError, OSError) as exc:
+            return fail(exc)
+        return succeed(page)
