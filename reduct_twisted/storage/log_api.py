@@ -14,11 +14,14 @@ a number beyond ``tree_size``, ``first > second`` and zero values.
 """
 
 import json
+import os
 
-from twisted.internet.defer import fail, succeed
+from twisted.internet.defer import fail, maybeDeferred, succeed
 
 from reduct_twisted.errors import NotFound, ReductError, UnprocessableEntity
+from reduct_twisted.storage.disk.treelog_files import LEAVES_FILE, OFFSET, OFFSETS_FILE
 from reduct_twisted.storage.entry_log import MERKLE
+from reduct_twisted.storage.listing import matches
 from reduct_twisted.storage.listing_plan import Leaf, by_position, plan_page
 from reduct_twisted.storage.records import FINISHED
 
@@ -34,6 +37,49 @@ def parse_leaf(raw: bytes) -> Leaf:
     return Leaf(obj["number"], obj.get("timestamp", 0), obj.get("size", 0),
                 obj.get("content_type", ""), obj.get("labels", {}),
                 bytes.fromhex(digest[len("sha-256:"):]) if digest else None)
+
+
+#: Leaves read at a time by a scan.
+_SLICE = 4096
+
+
+def _wanted(leaf: Leaf, spec) -> bool:
+    return ((spec.digest is None or leaf.digest == spec.digest)
+            and (spec.start_ts is None or leaf.timestamp >= spec.start_ts)
+            and (spec.stop_ts is None or leaf.timestamp < spec.stop_ts)
+            and (not spec.where or matches(leaf.labels, spec.where)))
+
+
+def scan_leaves(directory: str, size: int, spec, numbers=None) -> dict:
+    """
+    In the thread pool: the leaves ``1 … size`` (or only ``numbers``) of
+    the log in ``directory`` that pass ``spec``'s filters, number ->
+    :class:`Leaf`.  Reads the files through its own descriptors (the first
+    ``size`` leaves never change; the reactor may append meanwhile).
+    """
+    found = {}
+    with open(os.path.join(directory, OFFSETS_FILE), "rb") as offsets, \
+            open(os.path.join(directory, LEAVES_FILE), "rb") as leaves:
+        def read(first: int, last: int) -> None:
+            offsets.seek(8 * (first - 2) if first > 1 else 0)
+            raw = offsets.read(8 * (last - first + 1 + (first > 1)))
+            ends = [e for (e,) in OFFSET.iter_unpack(raw)]
+            start = ends.pop(0) if first > 1 else 0
+            leaves.seek(start)
+            data = leaves.read(ends[-1] - start)
+            for n, end in zip(range(first, last + 1), ends):
+                leaf = parse_leaf(data[:end - start])
+                data, start = data[end - start:], end
+                if _wanted(leaf, spec):
+                    found[n] = leaf
+        if numbers is None:
+            for first in range(1, size + 1, _SLICE):
+                read(first, min(size, first + _SLICE - 1))
+        else:
+            for n in numbers:
+                if 1 <= n <= size:
+                    read(n, n)
+    return found
 
 
 def _positive(**values) -> None:
@@ -105,19 +151,25 @@ class LogMethods:
     def list_page(self, bucket: str, entry: str, spec):
         """
         :return: a Deferred firing the ``listing_plan.Page`` of ``spec``.
-            Number-order pages cost work in proportion to the page; a
-            filtered or timestamp-ordered listing reads every leaf (a scan,
-            on the reactor thread in this version); ``digest`` listings
-            read only the digest index's candidates.
+            Number-order pages (no filter) cost work in proportion to the
+            page, on the calling thread; a filtered or timestamp-ordered
+            listing reads every leaf in the thread pool (``scan_leaves``),
+            then asks the entry whether each match is stored; a ``digest``
+            listing reads only the digest index's candidates.
         """
         try:
             series, log = self._entry_log(bucket, entry)
-            tree = log.tree
+            tree, removed = log.tree, log.removed()
+            if by_position(spec):
+                return succeed(plan_page(spec, tree.size, lambda n: parse_leaf(tree.leaf(n)),
+                                         self._stored(series), removed))
             candidates = None
-            if spec.digest is not None and not by_position(spec):
+            if spec.digest is not None:
                 candidates = log.digests().lookup(spec.digest)
-            page = plan_page(spec, tree.size, lambda n: parse_leaf(tree.leaf(n)),
-                             self._stored(series), log.removed(), candidates)
         except (ReductError, OSError) as exc:
             return fail(exc)
-        return succeed(page)
+        size = tree.size
+        found = maybeDeferred(self.run_in_thread, scan_leaves, log.directory, size, spec,
+                              candidates)
+        return found.addCallback(lambda leaves: plan_page(
+            spec, size, leaves.__getitem__, self._stored(series), removed, sorted(leaves)))

@@ -243,3 +243,33 @@ def test_layout_accepts_the_log_directory(tmp_path):
     assert sorted(again.entry_names("b")) == ["a", "a/c"]
     assert again.log_head("b", "a")[0] == 2
     again.close()
+
+
+def test_filtered_listings_scan_in_the_thread_pool_and_match_a_reference(engine):
+    from twisted.internet.defer import Deferred
+
+    from reduct_twisted.storage.listing import Condition
+
+    calls = []
+
+    def in_thread(f, *args):
+        calls.append(f.__name__)
+        d = Deferred()
+        d.callback(f(*args))
+        return d
+
+    engine.run_in_thread = in_thread
+    _write(engine, range(1, 41))
+    engine.update_labels("b", "e", {5: {"k": "99"}})  # listing shows labels as written
+    engine.remove_stamps("b", "e", [12])
+    spec = ListingSpec(where=(Condition("k", ">=", "30"),), start_ts=2, stop_ts=38, per_page=4,
+                       page=2)
+    page = _page(engine, spec)
+    reference = [n for n in range(2, 38) if float(n) >= 30 and n != 12]
+    assert page.total == len(reference)
+    assert [leaf.number for leaf, _ in page.items] == reference[4:8]
+    assert calls == ["scan_leaves"]
+    _page(engine, ListingSpec(per_page=3))
+    assert calls == ["scan_leaves"]  # by position: no scan
+    page = _page(engine, ListingSpec(where=(Condition("k", "=", "5"),)))
+    assert [(leaf.number, leaf.labels) for leaf, _ in page.items] == [(5, {"k": "5"})]
