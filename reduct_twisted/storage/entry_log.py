@@ -39,7 +39,6 @@ before that catch-up are logged with their labels at catch-up; a record
 whose digest could not be computed is logged with ``"digest": null``.
 """
 
-import json
 import os
 
 from reduct_twisted.integrity import jcs
@@ -167,24 +166,29 @@ class EntryLog:
         return self._removed
 
     def digests(self) -> DigestIndex:
-        """The digest index, fed first with the leaves it lacks."""
+        """
+        The digest index (it may lag the log: feed it with :meth:`index`
+        the leaves above :attr:`indexed` before a lookup).
+        """
         if self._digests is None:
             self._digests = DigestIndex.open(os.path.join(self.directory, "digests"),
                                              dirty=self.book.dirty)
             self._indexed = self._digests.covered
-        tree = self.open()
-        first = self._indexed + 1
-        while first <= tree.size:
-            last = min(tree.size, first + 4095)
-            pairs = []
-            for n, raw in zip(range(first, last + 1), tree.leaves(first, last)):
-                digest = json.loads(raw).get("digest")
-                if digest:
-                    pairs.append((bytes.fromhex(digest[len("sha-256:"):]), n))
-            self._digests.add(pairs)
-            first = last + 1
-        self._indexed = tree.size
         return self._digests
+
+    @property
+    def indexed(self) -> int:
+        """The highest number the digest index was given (this run or saved)."""
+        self.digests()
+        return self._indexed
+
+    def index(self, leaves: dict, upto: int) -> None:
+        """Feed the index ``leaves`` (number -> ``Leaf``), which are those up to ``upto``."""
+        index = self.digests()
+        if upto > self._indexed:
+            index.add((leaf.digest, n) for n, leaf in sorted(leaves.items())
+                      if n > self._indexed and leaf.digest is not None)
+            self._indexed = upto
 
     def close(self) -> None:
         for part in (self.tree, self._digests):

@@ -21,7 +21,7 @@ from twisted.internet.defer import fail, maybeDeferred, succeed
 from reduct_twisted.errors import NotFound, ReductError, UnprocessableEntity
 from reduct_twisted.storage.disk.treelog_files import LEAVES_FILE, OFFSET, OFFSETS_FILE
 from reduct_twisted.storage.entry_log import MERKLE
-from reduct_twisted.storage.listing import matches
+from reduct_twisted.storage.listing import ListingSpec, matches
 from reduct_twisted.storage.listing_plan import Leaf, by_position, plan_page
 from reduct_twisted.storage.records import FINISHED
 
@@ -39,6 +39,8 @@ def parse_leaf(raw: bytes) -> Leaf:
                 bytes.fromhex(digest[len("sha-256:"):]) if digest else None)
 
 
+#: A spec without filters (every leaf).
+_EVERY = ListingSpec()
 #: Leaves read at a time by a scan.
 _SLICE = 4096
 
@@ -50,9 +52,9 @@ def _wanted(leaf: Leaf, spec) -> bool:
             and (not spec.where or matches(leaf.labels, spec.where)))
 
 
-def scan_leaves(directory: str, size: int, spec, numbers=None) -> dict:
+def scan_leaves(directory: str, size: int, spec, numbers=None, first: int = 1) -> dict:
     """
-    In the thread pool: the leaves ``1 … size`` (or only ``numbers``) of
+    In the thread pool: the leaves ``first … size`` (or only ``numbers``) of
     the log in ``directory`` that pass ``spec``'s filters, number ->
     :class:`Leaf`.  Reads the files through its own descriptors (the first
     ``size`` leaves never change; the reactor may append meanwhile).
@@ -73,8 +75,8 @@ def scan_leaves(directory: str, size: int, spec, numbers=None) -> dict:
                 if _wanted(leaf, spec):
                     found[n] = leaf
         if numbers is None:
-            for first in range(1, size + 1, _SLICE):
-                read(first, min(size, first + _SLICE - 1))
+            for start in range(first, size + 1, _SLICE):
+                read(start, min(size, start + _SLICE - 1))
         else:
             for n in numbers:
                 if 1 <= n <= size:
@@ -163,13 +165,19 @@ class LogMethods:
             if by_position(spec):
                 return succeed(plan_page(spec, tree.size, lambda n: parse_leaf(tree.leaf(n)),
                                          self._stored(series), removed))
-            candidates = None
-            if spec.digest is not None:
-                candidates = log.digests().lookup(spec.digest)
+            indexed = log.indexed if spec.digest is not None else 0
         except (ReductError, OSError) as exc:
             return fail(exc)
-        size = tree.size
-        found = maybeDeferred(self.run_in_thread, scan_leaves, log.directory, size, spec,
-                              candidates)
-        return found.addCallback(lambda leaves: plan_page(
-            spec, size, leaves.__getitem__, self._stored(series), removed, sorted(leaves)))
+        size, thread = tree.size, self.run_in_thread
+
+        def scan(candidates):
+            found = maybeDeferred(thread, scan_leaves, log.directory, size, spec, candidates)
+            return found.addCallback(lambda leaves: plan_page(
+                spec, size, leaves.__getitem__, self._stored(series), removed, sorted(leaves)))
+
+        if spec.digest is None:
+            return scan(None)
+        # The digest index first gets the leaves above what it covers (may lag).
+        fed = maybeDeferred(thread, scan_leaves, log.directory, size, _EVERY, None, indexed + 1)
+        fed.addCallback(log.index, size)
+        return fed.addCallback(lambda _: scan(log.digests().lookup(spec.digest)))

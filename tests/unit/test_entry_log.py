@@ -273,3 +273,21 @@ def test_filtered_listings_scan_in_the_thread_pool_and_match_a_reference(engine)
     assert calls == ["scan_leaves"]  # by position: no scan
     page = _page(engine, ListingSpec(where=(Condition("k", "=", "5"),)))
     assert [(leaf.number, leaf.labels) for leaf, _ in page.items] == [(5, {"k": "5"})]
+
+
+def test_the_digest_index_catches_up_with_the_log(tmp_path):
+    engine = _engine(tmp_path / "d")
+    engine.create_bucket("b", {})
+    _write(engine, range(1, 11))
+    digest = hashlib.sha256(_data(7)).digest()
+    assert [leaf.number for leaf, _ in _page(engine, ListingSpec(digest=digest)).items] == [7]
+    engine.close()
+    again = _engine(tmp_path / "d")
+    _write(again, range(11, 16))
+    write_record(again, "b", "e", 100, _data(7), CT, {})  # same content as record 7
+    page = _page(again, ListingSpec(digest=digest))
+    assert [leaf.number for leaf, _ in page.items] == [7, 16]
+    later = hashlib.sha256(_data(13)).digest()
+    assert [leaf.number for leaf, _ in _page(again, ListingSpec(digest=later)).items] == [13]
+    assert _page(again, ListingSpec(digest=b"\0" * 32)).items == []
+    again.close()
