@@ -122,10 +122,10 @@ class EntryLog:
         :raises OSError: a write failed (the leaves stay pending).
         """
         self.book.waiting.pop(id(self), None)
-        if not self.ready():
-            self.pending.clear()
-            return self.tree.size if self.tree is not None else 0
         tree = self.open()
+        if not self.ready():  # an older entry: waits for its backfill
+            self.pending.clear()
+            return tree.size
         size, numbers = tree.size, self.entry.numbers
         if size >= numbers.next:
             numbers.next = size + 1  # records lost in a crash: never reuse their numbers

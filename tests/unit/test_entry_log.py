@@ -7,6 +7,7 @@ Proofs and roots are checked with the independent tests/rfc9162.py.
 
 import hashlib
 import os
+import shutil
 
 import pytest
 from twisted.internet.task import Clock
@@ -290,4 +291,32 @@ def test_the_digest_index_catches_up_with_the_log(tmp_path):
     later = hashlib.sha256(_data(13)).digest()
     assert [leaf.number for leaf, _ in _page(again, ListingSpec(digest=later)).items] == [13]
     assert _page(again, ListingSpec(digest=b"\0" * 32)).items == []
+    again.close()
+
+
+def test_an_older_entry_logs_once_its_backfill_is_done(tmp_path):
+    """Records stored before numbers: the log waits (no leaf, no pending) until
+    the backfill numbered them, then catches up from the records by number;
+    a label update before that is logged as it is at catch-up (the limit)."""
+    from tests.unit.test_storage_numbers import _make_old, _result
+
+    engine = _engine(tmp_path)
+    engine.create_bucket("b", {"max_block_records": 3})
+    for ts in (40, 10, 30, 20):
+        write_record(engine, "b", "e", ts, _data(ts), CT, {"k": str(ts)})
+    engine.close()
+    shutil.rmtree(tmp_path / "b" / "e" / ".log")  # no log before issue #16
+    _make_old(str(tmp_path))
+    again = _engine(tmp_path)
+    write_record(again, "b", "e", 5, _data(5), CT, {"k": "5"})  # number 5
+    again.update_labels("b", "e", {10: {"k": "relabelled"}})
+    assert again.log_head("b", "e")[0] == 0  # waiting for the backfill
+    assert not _series(again)._log.pending
+    _result(again.backfill())
+    leaves = [_leaf(1, 10, {"k": "relabelled"}), _leaf(2, 20, {"k": "20"}),
+              _leaf(3, 30, {"k": "30"}), _leaf(4, 40, {"k": "40"}), _leaf(5, 5, {"k": "5"})]
+    assert again.log_head("b", "e") == (5, rfc9162.MTH(leaves))
+    write_record(again, "b", "e", 6, _data(6), CT, {"k": "6"})
+    leaves.append(_leaf(6, 6, {"k": "6"}))
+    assert again.log_head("b", "e") == (6, rfc9162.MTH(leaves))
     again.close()
