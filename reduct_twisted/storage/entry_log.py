@@ -42,7 +42,7 @@ whose digest could not be computed is logged with ``"digest": null``.
 import os
 
 from reduct_twisted.integrity import jcs
-from reduct_twisted.integrity.merkle import leaf_bytes
+from reduct_twisted.integrity.merkle import MAX_SAFE_INTEGER, leaf_bytes
 from reduct_twisted.storage.disk.digestindex import DigestIndex
 from reduct_twisted.storage.disk.layout import LOG_DIR
 from reduct_twisted.storage.disk.removedset import RemovedSet
@@ -59,13 +59,20 @@ MERKLE = {"log": True, "digest": False}
 
 
 def record_leaf(record) -> bytes:
-    """The leaf of a committed record (its labels as they are now)."""
-    if record.digest is None:  # documented form: no digest known
-        return jcs.canonical({"number": record.number, "timestamp": record.ts,
-                              "size": record.size, "content_type": record.content_type,
-                              "labels": dict(record.labels), "digest": None})
-    return leaf_bytes(record.number, record.ts, record.size, record.content_type,
-                      record.labels, record.digest)
+    """
+    The leaf of a committed record (its labels as they are now).  Two
+    documented variants: ``"digest": null`` when no digest is known, and
+    ``"timestamp"`` as a decimal string beyond 2**53 - 1 (RFC 8785 numbers
+    are IEEE doubles).
+    """
+    if record.digest is not None and record.ts <= MAX_SAFE_INTEGER:
+        return leaf_bytes(record.number, record.ts, record.size, record.content_type,
+                          record.labels, record.digest)
+    return jcs.canonical({
+        "number": record.number, "size": record.size, "content_type": record.content_type,
+        "timestamp": record.ts if record.ts <= MAX_SAFE_INTEGER else str(record.ts),
+        "labels": dict(record.labels),
+        "digest": None if record.digest is None else "sha-256:" + record.digest.hex()})
 
 
 def gap_leaf(number: int) -> bytes:

@@ -34,7 +34,7 @@ def parse_leaf(raw: bytes) -> Leaf:
     """The :class:`Leaf` of a log leaf (a gap leaf: an empty record, no digest)."""
     obj = json.loads(raw)
     digest = obj.get("digest")
-    return Leaf(obj["number"], obj.get("timestamp", 0), obj.get("size", 0),
+    return Leaf(obj["number"], int(obj.get("timestamp", 0)), obj.get("size", 0),
                 obj.get("content_type", ""), obj.get("labels", {}),
                 bytes.fromhex(digest[len("sha-256:"):]) if digest else None)
 

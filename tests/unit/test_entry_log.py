@@ -320,3 +320,12 @@ def test_an_older_entry_logs_once_its_backfill_is_done(tmp_path):
     leaves.append(_leaf(6, 6, {"k": "6"}))
     assert again.log_head("b", "e") == (6, rfc9162.MTH(leaves))
     again.close()
+
+
+def test_a_timestamp_beyond_2_53_is_logged_as_a_string(engine):
+    ts = 2**60
+    write_record(engine, "b", "e", ts, b"late", CT, {})
+    item, stored = engine.record_item("b", "e", 1)
+    assert (item.timestamp, stored) == (ts, True)
+    raw = _series(engine)._log.tree.leaf(1)
+    assert b'"timestamp":"%d"' % ts in raw
