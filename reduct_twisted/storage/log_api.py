@@ -19,6 +19,7 @@ import os
 from twisted.internet.defer import fail, maybeDeferred, succeed
 
 from reduct_twisted.errors import NotFound, ReductError, UnprocessableEntity
+from reduct_twisted.storage.disk.durability import storage_error
 from reduct_twisted.storage.disk.treelog_files import LEAVES_FILE, OFFSET, OFFSETS_FILE
 from reduct_twisted.storage.entry_log import MERKLE
 from reduct_twisted.storage.listing import ListingSpec, matches
@@ -104,7 +105,10 @@ class LogMethods:
         if logs.mode not in MERKLE or (hashes and not MERKLE[logs.mode]):
             raise NotFound(LOG_OFF)
         log = logs.of(series)
-        log.flush()
+        try:
+            log.flush()
+        except OSError as exc:  # 507 on a full disk, else 500; the leaves stay pending
+            raise storage_error(exc, "append to the entry log") from None
         return series, log
 
     def log_head(self, bucket: str, entry: str) -> tuple:
@@ -166,9 +170,15 @@ class LogMethods:
                 return succeed(plan_page(spec, tree.size, lambda n: parse_leaf(tree.leaf(n)),
                                          self._stored(series), removed))
             indexed = log.indexed if spec.digest is not None else 0
-        except (ReductError, OSError) as exc:
+        except ReductError as exc:
             return fail(exc)
+        except OSError as exc:
+            return fail(storage_error(exc, "read the entry log"))
         size, thread = tree.size, self.run_in_thread
+
+        def disk_error(failure):
+            failure.trap(OSError)  # e.g. the entry was renamed meanwhile
+            raise storage_error(failure.value, "read the entry log")
 
         def scan(candidates):
             found = maybeDeferred(thread, scan_leaves, log.directory, size, spec, candidates)
@@ -176,8 +186,9 @@ class LogMethods:
                 spec, size, leaves.__getitem__, self._stored(series), removed, sorted(leaves)))
 
         if spec.digest is None:
-            return scan(None)
+            return scan(None).addErrback(disk_error)
         # The digest index first gets the leaves above what it covers (may lag).
         fed = maybeDeferred(thread, scan_leaves, log.directory, size, _EVERY, None, indexed + 1)
         fed.addCallback(log.index, size)
-        return fed.addCallback(lambda _: scan(log.digests().lookup(spec.digest)))
+        fed.addCallback(lambda _: scan(log.digests().lookup(spec.digest)))
+        return fed.addErrback(disk_error)
