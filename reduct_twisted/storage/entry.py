@@ -354,7 +354,7 @@ class Entry:
         :param block: a block of this entry without STARTED records.
         :raises OSError: the number counter could not be saved (nothing removed).
         """
-        self.context.logs.before_remove(self, self.load_block(block).table.values())
+        self.context.logs.before_remove(self, block=block)
         self.numbers.keep(self.directory, block.top_number, self.context)
         index = self.blocks.index(block)
         del self.blocks[index], self._ids[index]

@@ -244,14 +244,16 @@ class LogBook:
             if log.entry.directory == directory:
                 log.flush()
 
-    def before_remove(self, entry, records) -> None:
-        """``records`` of ``entry`` are about to be removed (removal, eviction)."""
+    def before_remove(self, entry, records=(), block=None) -> None:
+        """``records`` of ``entry`` (or all of ``block``'s) are about to be removed."""
         if not self.on:
             return
         log = self.of(entry)
         if log.pending or id(log) in self.waiting:
             log.flush()
-        numbers = [r.number for r in records if r.number]
+        if block is not None:
+            records = entry.load_block(block).table.values()
+        numbers = [r.number for r in records if r.number and r.state == FINISHED]
         if numbers and log.ready():
             log.removed().add(numbers)
 

@@ -329,3 +329,18 @@ def test_a_timestamp_beyond_2_53_is_logged_as_a_string(engine):
     assert (item.timestamp, stored) == (ts, True)
     raw = _series(engine)._log.tree.leaf(1)
     assert b'"timestamp":"%d"' % ts in raw
+
+
+def test_evicted_records_are_in_the_removed_set_and_listed_as_removed(tmp_path):
+    engine = _engine(tmp_path / "d")
+    engine.create_bucket("b", {"max_block_records": 2, "quota_type": "FIFO", "quota_size": 200})
+    _write(engine, range(1, 40))
+    stored = [n for n in range(1, 40) if engine._bucket("b").entry("e").find(n)]
+    assert 0 < len(stored) < 39
+    page = _page(engine, ListingSpec(per_page=1000))
+    assert [leaf.number for leaf, _ in page.items] == stored and page.total == len(stored)
+    page = _page(engine, ListingSpec(per_page=1000, include_removed=True))
+    assert [(leaf.number, ok) for leaf, ok in page.items] == [
+        (n, n in stored) for n in range(1, 40)]
+    assert len(_series(engine)._log.removed()) == 39 - len(stored)
+    engine.close()
