@@ -32,9 +32,10 @@ index ``n - 1`` stays record ``n``.  A log ahead of the entry's numbers
 numbers are never reused.
 
 **Older entries.**  An entry holding records the backfill has not numbered
-yet (``numbers.py``: ``1 … L`` handed out later) keeps no pending leaves:
-its log starts once the backfill has numbered them, with a one-time
-catch-up from the records sorted by number.  Limit: records relabelled
+yet (``numbers.py``: ``1 … L`` handed out later), or, until the backfill
+pass has ended, records without a digest (written before digests or with
+``integrity=off``), keeps no pending leaves: its log starts once they are
+done, with a one-time catch-up from the records sorted by number.  Limit: records relabelled
 before that catch-up are logged with their labels at catch-up; a record
 whose digest could not be computed is logged with ``"digest": null``.
 """
@@ -104,7 +105,9 @@ class EntryLog:
     def ready(self) -> bool:
         """Whether the entry's records are all numbered (see the module docstring)."""
         if not self._ready:
-            self._ready = not any(block.unnumbered[0] for block in self.entry.blocks)
+            late = self.book.pass_done  # digests: wait for one backfill pass, not for failures
+            self._ready = not any(block.unnumbered[0] or (block.unnumbered[1] and not late)
+                                  for block in self.entry.blocks)
         return self._ready
 
     def committed(self, record) -> None:
@@ -212,6 +215,7 @@ class LogBook:
     :ivar mode: the ``integrity`` setting: ``log``, ``digest`` or ``off``
         (an engine's default: the daemon sets it, ``StorageEngine.set_integrity``).
     :ivar waiting: the entry logs with pending leaves.
+    :ivar pass_done: the backfill pass of this run has ended.
     """
 
     def __init__(self, dirty, mode: str = "off") -> None:
@@ -219,6 +223,12 @@ class LogBook:
         self.mode = mode
         self.waiting: dict = {}
         self.problems: list = []
+        self.pass_done = False
+
+    def backfilled(self, report):
+        """The backfill pass ended: records still without a digest will keep none."""
+        self.pass_done = True
+        return report
 
     @property
     def on(self) -> bool:

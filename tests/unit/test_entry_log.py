@@ -344,3 +344,19 @@ def test_evicted_records_are_in_the_removed_set_and_listed_as_removed(tmp_path):
         (n, n in stored) for n in range(1, 40)]
     assert len(_series(engine)._log.removed()) == 39 - len(stored)
     engine.close()
+
+
+def test_records_written_without_digests_are_logged_after_the_backfill(tmp_path):
+    from tests.unit.test_storage_numbers import _result
+
+    engine = _engine(tmp_path, "off")
+    engine.create_bucket("b", {})
+    _write(engine, [1, 2, 3])
+    engine.close()
+    again = _engine(tmp_path)
+    _write(again, [4])
+    assert again.log_head("b", "e")[0] == 0  # waits for the digests
+    _result(again.backfill())
+    leaves = [_leaf(n, n, {"k": str(n)}) for n in range(1, 5)]
+    assert again.log_head("b", "e") == (4, rfc9162.MTH(leaves))
+    again.close()
