@@ -145,7 +145,7 @@ class EntryLog:
             return size
         missing = [n for n in range(size + 1, target + 1) if n not in self.pending]
         records = self._records_above(size) if missing else {}
-        leaves, pairs = [], []
+        leaves = []
         for n in range(size + 1, target + 1):
             leaf = self.pending.get(n)
             if leaf is None:
