@@ -108,7 +108,8 @@ class BackfillMethods:
             engine closed).
         """
         run = _Backfill(self._context, self.run_in_thread, lambda: not self.is_open)
-        return run.run(list(self._buckets.values()))
+        done = run.run(list(self._buckets.values()))
+        return done.addCallback(self._context.logs.backfilled)
 
 
 class _Backfill:
