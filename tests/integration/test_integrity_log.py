@@ -22,7 +22,7 @@ from twisted.internet.utils import getProcessOutputAndValue
 
 from tests import rfc9162
 from tests.conftest import REPO_ROOT
-from tests.integration.conftest import running_server, start_server
+from tests.integration.conftest import running_server
 from tests.integration.helpers import body_of, ok
 from tests.integration.io_helpers import create_bucket
 
