@@ -34,7 +34,6 @@ from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
 from reduct_twisted.config import Config
-from reduct_twisted.config_integrity import computes_digests
 from reduct_twisted.sync import fsync_paths
 
 
@@ -224,7 +223,7 @@ class StorageService(MultiService):
         """
         if not hasattr(self.engine, "backfill"):
             return  # a stand-in engine (tests)
-        self.engine.compute_digests(computes_digests(self._config.integrity))
+        self.engine.set_integrity(self._config.integrity)
         d = self.engine.backfill()
 
         def done(report: dict) -> None:

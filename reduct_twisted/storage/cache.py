@@ -12,6 +12,7 @@ import os
 import attr
 
 from reduct_twisted.storage.disk.packed import read_record
+from reduct_twisted.storage.entry_log import LogBook
 from reduct_twisted.storage.usage import Usage
 
 
@@ -288,6 +289,7 @@ class Context:
     :ivar space: the ``usage.FreeSpace`` of the data directory, or None.
     :ivar digests: records get a SHA-256 (``integrity`` is not ``off``).
     :ivar sync: the engine's ``sync`` (``numbers.py`` flushes counters), or None.
+    :ivar logs: the entries' integrity logs (``entry_log.LogBook``).
     """
 
     tables: TableCache = attr.ib()
@@ -300,6 +302,11 @@ class Context:
     space = attr.ib(default=None)
     digests: bool = attr.ib(default=True)
     sync = attr.ib(default=None)
+    logs = attr.ib(default=None)
+
+    def __attrs_post_init__(self) -> None:
+        if self.logs is None:
+            self.logs = LogBook(self.dirty)
 
 
 def read_whole(fds: FdCache, view) -> bytes:

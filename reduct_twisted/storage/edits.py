@@ -259,6 +259,8 @@ class EditMethods:
         if os.path.lexists(target):
             # A leftover the engine does not know; never merge into it.
             raise Conflict(f"Can't {doing}: '{os.path.basename(target)}' exists on disk")
+        # The entry logs' pending leaves first; their files reopen at the new place.
+        self._context.logs.close_all(e for b in self._buckets.values() for e in b.entries.values())
         try:
             os.rename(source, target)
         except OSError as exc:

@@ -29,6 +29,7 @@ name below it comes from a checked name (``[A-Za-z0-9_-]{1,255}``, or
                                      JSON line per finished record with its CRC-32,
                                      number and SHA-256 (disk/blockfile.py)
           .numbers                   the entry's number counter (numbers.py)
+          .log/                      its integrity log, removed set, digest index (entry_log.py)
           <block_id>.blk             shared segment: small records back to back
           <block_id>-<ts>.blk        private segment: one large or chunked record
           <block_id>-<gen>.zst       packed segment: the block's compressed records,
@@ -59,17 +60,14 @@ visible and the next open (``disk/recovery.py``) tidies up:
   (flushed with ``sync``), then renames a new ``.meta`` over the old one,
   then trashes the old segments: before the rename the new file is an
   orphan, after it the old ones are.
-* A new bucket is built in ``.trash`` (directory and settings file) and
-  renamed into place; ``*.tmp`` leftovers of our files and everything in
-  ``.trash`` are discarded at open (an entry directory without records is an
-  empty entry, kept: spec 1.20 §5.9).
-* Only names listed in ``disk/layout.py`` are ever moved or removed: a directory
-  neither empty, marked nor laid out as ours is refused at open; any other
-  name in it is reported (``recovery_report``) and left in place.
+* A new bucket is built in ``.trash`` and renamed into place; ``*.tmp``
+  leftovers and everything in ``.trash`` are discarded at open (an entry
+  directory without records is an empty entry, kept: spec 1.20 §5.9).
+* Only names listed in ``disk/layout.py`` are ever moved or removed: a data
+  directory not ours is refused; other unknown names are reported, left.
 
-The engine flushes nothing by itself: :meth:`StorageEngine.take_dirty` hands
-the files and directories changed since its last call to a sync policy
-(disk/durability.py), and ``open``/``close`` call the injected ``sync``.
+The engine flushes nothing by itself: :meth:`StorageEngine.take_dirty` hands what
+changed to a sync policy (disk/durability.py); ``open``/``close`` call ``sync``.
 """
 
 import os
@@ -90,6 +88,7 @@ from reduct_twisted.storage.disk.recovery import Recovery
 from reduct_twisted.storage.disk.reserve import Reserve
 from reduct_twisted.storage.disk.trash import TRASH_DIR, Trash, remove_now
 from reduct_twisted.storage.edits import EditMethods
+from reduct_twisted.storage.log_api import LogMethods
 from reduct_twisted.storage.multi import MultiMethods, MultiRegistry
 from reduct_twisted.storage.query import QueryRegistry
 from reduct_twisted.storage.reading import LIST_LIMIT, ReadMethods
@@ -105,7 +104,7 @@ __all__ = ["LIST_LIMIT", "TRASH_DIR", "StorageEngine", "remove_now"]
 
 @implementer(IStorageEngine, IEngineLifecycle)
 class StorageEngine(BucketMethods, ReadMethods, EditMethods, MultiMethods, CompressMethods,
-                    BackfillMethods):
+                    BackfillMethods, LogMethods):
     """
     The synchronous storage core; the HTTP layer calls it on the reactor thread.
     Bucket management comes from :class:`~reduct_twisted.storage.buckets.BucketMethods`,
@@ -113,7 +112,8 @@ class StorageEngine(BucketMethods, ReadMethods, EditMethods, MultiMethods, Compr
     the I/O API's multi-entry queries from :class:`~reduct_twisted.storage.multi.MultiMethods`,
     label updates, removals and renames from :class:`~reduct_twisted.storage.edits.EditMethods`,
     block compression from :class:`~reduct_twisted.storage.compress.CompressMethods`,
-    the numbers and digests of older records from ``backfill.BackfillMethods``.
+    the numbers and digests of older records from ``backfill.BackfillMethods``, the
+    entry logs and listings from ``log_api.LogMethods``.
 
     :param data_path: the data directory (created by :meth:`open`).
     :param clock: provides ``seconds()`` (a reactor or ``task.Clock``).
@@ -164,8 +164,7 @@ class StorageEngine(BucketMethods, ReadMethods, EditMethods, MultiMethods, Compr
         #: changes)`` (name → new value, ``""`` removed).  A listener must not
         #: raise (replication, ``replication/manager.py``).
         self.listeners: list = []
-        #: Bytes and records written and read per bucket (``traffic.py``).
-        self.traffic = Traffic()
+        self.traffic = Traffic()  #: bytes and records written and read per bucket
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -178,8 +177,7 @@ class StorageEngine(BucketMethods, ReadMethods, EditMethods, MultiMethods, Compr
         discarded, failing records are dropped, damaged blocks quarantined.
 
         :raises DataDirRefused: not ours, or newer; nothing was changed.
-        :raises UnsupportedMeta: a block was written by a newer format version.
-        :raises OSError: the data directory cannot be used.
+        :raises UnsupportedMeta, OSError: a newer block format; an unusable directory.
         """
         state = layout.classify(self.data_path)
         if not os.path.isdir(self.data_path):
@@ -218,6 +216,7 @@ class StorageEngine(BucketMethods, ReadMethods, EditMethods, MultiMethods, Compr
         """
         self._context.fds.close()
         if self._running:
+            self._context.logs.close_all(e for b in self._buckets.values() for e in b.entries.values())
             self._running = False
             self._recovery.end_run(self._sync)
 
@@ -240,6 +239,7 @@ class StorageEngine(BucketMethods, ReadMethods, EditMethods, MultiMethods, Compr
             whose content changed (segments, ``.meta``, settings) and of
             directories whose entries changed (created, renamed, removed).
         """
+        self._context.logs.flush_all()  # the entry logs' leaves go with their records
         return self._dirty.take()
 
     def recovery_report(self) -> dict:

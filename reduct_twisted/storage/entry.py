@@ -11,7 +11,9 @@ from reduct_twisted.errors import Conflict
 from reduct_twisted.storage.block import Block
 from reduct_twisted.storage.disk import blockfile
 from reduct_twisted.storage.disk.holes import punch_hole
-from reduct_twisted.storage.disk.layout import NUMBERS_FILE, is_child_entry_dir, is_entry_file
+from reduct_twisted.storage.disk.layout import (
+    LOG_DIR, NUMBERS_FILE, is_child_entry_dir, is_entry_file,
+)
 from reduct_twisted.storage.numbers import Numbers
 from reduct_twisted.storage.records import FINISHED
 from reduct_twisted.storage.settings import is_meta_entry
@@ -95,6 +97,8 @@ class Entry:
                 if item.name == NUMBERS_FILE:
                     counter = True
                     continue
+                if item.name == LOG_DIR and item.is_dir(follow_symlinks=False):
+                    continue  # the entry's log (``entry_log.py``), opened on first use
                 if item.is_dir(follow_symlinks=False) or not is_entry_file(item.name):
                     unknown.append(item.name)
                 elif found is not None:
@@ -251,6 +255,7 @@ class Entry:
             # What _accounting does, inline: this runs for every record.
             self.size += block.size - before
             self.record_count += block.record_count - count
+        self.context.logs.committed(self, record)
 
     def forget(self, block: Block, record) -> None:
         """
@@ -349,6 +354,7 @@ class Entry:
         :param block: a block of this entry without STARTED records.
         :raises OSError: the number counter could not be saved (nothing removed).
         """
+        self.context.logs.before_remove(self, self.load_block(block).table.values())
         self.numbers.keep(self.directory, block.top_number, self.context)
         index = self.blocks.index(block)
         del self.blocks[index], self._ids[index]
@@ -365,6 +371,7 @@ class Entry:
         if not self.removed:
             self.context.usage.stored -= self._size
         self.removed = True
+        self.context.logs.close(self)
         for block in self.blocks:
             self._release(block)
 

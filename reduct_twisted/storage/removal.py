@@ -135,7 +135,8 @@ def remove_from_block(context, entry, block, stamps) -> int:
         return 0
     gone = {record.ts for record in doomed}
     kept = [r for r in table.values() if r.state == FINISHED and r.ts not in gone]
-    try:  # numbers are never reused: the counter first (``numbers.py``)
+    try:  # the leaves first; numbers are never reused: the counter next (``numbers.py``)
+        context.logs.before_remove(entry, doomed)
         entry.numbers.keep(entry.directory, max(r.number or 0 for r in doomed), context)
     except OSError as exc:
         raise storage_error(exc, REMOVE) from None

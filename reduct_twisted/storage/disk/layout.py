@@ -87,6 +87,8 @@ SETTINGS_FILE = "settings.json"
 TMP_SUFFIX = ".tmp"
 #: An entry's number counter (``storage/numbers.py``; a dot: never an entry name).
 NUMBERS_FILE = ".numbers"
+#: An entry's integrity log directory (``storage/entry_log.py``; moves and goes with it).
+LOG_DIR = ".log"
 
 #: Every name this daemon creates directly below ``data_path``, but buckets.
 TOP_LEVEL_NAMES = frozenset({
@@ -155,6 +157,8 @@ def unknown_in_entry(directory: str, meta: bool = False) -> list:
     with os.scandir(directory) as items:
         for item in sorted(items, key=lambda i: i.name):
             if item.is_dir(follow_symlinks=False):
+                if item.name == LOG_DIR:
+                    continue  # the entry's log: ours, files and all
                 if is_child_entry_dir(item.name, meta):
                     child = unknown_in_entry(item.path, item.name == META_SEGMENT)
                     unknown += [f"{item.name}/{n}" for n in child]

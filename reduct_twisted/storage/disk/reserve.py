@@ -142,6 +142,8 @@ def rewrite_meta(context, block, records, doing: str) -> int:
     :raises ReductError: nothing was replaced (507 if the disk is full).
     """
     path = block.meta_path
+    if context.logs is not None:  # the as-written labels reach the log first
+        context.logs.before_rewrite(block.directory)
     try:
         length = blockfile.replace_meta(path, block.block_id, records)
     except OSError as exc:

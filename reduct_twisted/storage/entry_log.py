@@ -1,0 +1,278 @@
+# -*- test-case-name: tests.unit.test_entry_log -*-
+"""
+The per-entry integrity log wired into the storage (issue #16): each entry
+keeps, in ``<entry dir>/.log/``, a :class:`~reduct_twisted.storage.disk.treelog.TreeLog`
+of its records' leaves (``integrity.merkle.leaf_bytes``) in entry-number
+order, the numbers of its removed records (``.log/removed``,
+``disk/removedset.py``) and an index digest → numbers (``.log/digests/``,
+``disk/digestindex.py``).  What is kept depends on the ``integrity``
+setting: ``log`` leaves and tree hashes, ``digest`` leaves only, ``off``
+nothing (existing logs are left alone).
+
+**Pending leaves.**  A committed record's leaf is made at once (labels as
+written) and kept pending in its entry; pending leaves are appended to the
+log (one write per file) when 64 are pending and *always* before anything
+rewrites (relabel, removal, compression, backfill: the hook is in
+``reserve.rewrite_meta``) or removes (``Entry.remove_block``: FIFO eviction,
+a removal emptying a block) a ``.meta`` of the entry, before a rename, at
+close, whenever the sync policy takes the dirty set (``take_dirty``: the log
+files are then in it, so ``sync=always`` makes leaves durable with their
+records) and before any read of the log.
+
+**Opening and recovery.**  A log is opened on first use (start-up stays
+O(entries)).  It reopens as a consistent prefix of ``S`` leaves
+(``treelog_files.py``); leaves ``S+1 … N`` (``N``: the entry's last number
+handed out) are then taken from the pending ones or rebuilt from the
+records of the blocks whose greatest number is above ``S`` (their ``.meta``
+lines still hold the as-written labels: every rewrite flushed the log
+first).  A number without a record (a number skipped after a failure) gets
+the gap leaf ``{"number": n, "skipped": true}`` (RFC 8785) so that leaf
+index ``n - 1`` stays record ``n``.  A log ahead of the entry's numbers
+(records dropped by crash recovery) raises the entry's counter above it:
+numbers are never reused.
+
+**Older entries.**  An entry holding records the backfill has not numbered
+yet (``numbers.py``: ``1 … L`` handed out later) keeps no pending leaves:
+its log starts once the backfill has numbered them, with a one-time
+catch-up from the records sorted by number.  Limit: records relabelled
+before that catch-up are logged with their labels at catch-up; a record
+whose digest could not be computed is logged with ``"digest": null``.
+"""
+
+import os
+
+from reduct_twisted.integrity import jcs
+from reduct_twisted.integrity.merkle import MAX_SAFE_INTEGER, leaf_bytes
+from reduct_twisted.storage.disk.digestindex import DigestIndex
+from reduct_twisted.storage.disk.layout import LOG_DIR
+from reduct_twisted.storage.disk.removedset import RemovedSet
+from reduct_twisted.storage.disk.treelog import TreeLog
+from reduct_twisted.storage.records import FINISHED
+
+__all__ = ["BATCH", "LogBook", "EntryLog", "record_leaf", "gap_leaf"]
+
+#: Pending leaves appended at once.
+BATCH = 64
+
+#: The ``integrity`` modes that keep a log, and whether each keeps hashes.
+MERKLE = {"log": True, "digest": False}
+
+
+def record_leaf(record) -> bytes:
+    """
+    The leaf of a committed record (its labels as they are now).  Two
+    documented variants: ``"digest": null`` when no digest is known, and
+    ``"timestamp"`` as a decimal string beyond 2**53 - 1 (RFC 8785 numbers
+    are IEEE doubles).
+    """
+    if record.digest is not None and record.ts <= MAX_SAFE_INTEGER:
+        return leaf_bytes(record.number, record.ts, record.size, record.content_type,
+                          record.labels, record.digest)
+    return jcs.canonical({
+        "number": record.number, "size": record.size, "content_type": record.content_type,
+        "timestamp": record.ts if record.ts <= MAX_SAFE_INTEGER else str(record.ts),
+        "labels": dict(record.labels),
+        "digest": None if record.digest is None else "sha-256:" + record.digest.hex()})
+
+
+def gap_leaf(number: int) -> bytes:
+    """The leaf of a number no record holds (skipped after a failure)."""
+    return jcs.canonical({"number": number, "skipped": True})
+
+
+class EntryLog:
+    """
+    The log of one entry: pending leaves and, once used, its open files.
+
+    :ivar pending: number -> leaf bytes, not appended yet.
+    """
+
+    def __init__(self, book: "LogBook", entry) -> None:
+        self.book = book
+        self.entry = entry
+        self.pending: dict = {}
+        self.tree = None
+        self._removed = None
+        self._digests = None
+        self._indexed = 0
+        self._ready = False
+
+    @property
+    def directory(self) -> str:
+        return os.path.join(self.entry.directory, LOG_DIR)
+
+    def ready(self) -> bool:
+        """Whether the entry's records are all numbered (see the module docstring)."""
+        if not self._ready:
+            self._ready = not any(block.unnumbered[0] for block in self.entry.blocks)
+        return self._ready
+
+    def committed(self, record) -> None:
+        if not self._ready and not self.ready():
+            return
+        self.pending[record.number] = record_leaf(record)
+        self.book.waiting[id(self)] = self
+        if len(self.pending) >= BATCH:
+            self.flush()
+
+    def open(self):
+        """:return: the tree log, opened (and caught up) if needed."""
+        if self.tree is None:
+            self.tree = TreeLog.open(self.directory, MERKLE[self.book.mode], self.book.dirty)
+        return self.tree
+
+    def flush(self) -> int:
+        """
+        Append every leaf up to the entry's last number (pending ones, the
+        others rebuilt from the records): :return: the log's size.
+
+        :raises OSError: a write failed (the leaves stay pending).
+        """
+        self.book.waiting.pop(id(self), None)
+        tree = self.open()
+        if not self.ready():  # an older entry: waits for its backfill
+            self.pending.clear()
+            return tree.size
+        size, numbers = tree.size, self.entry.numbers
+        if size >= numbers.next:
+            numbers.next = size + 1  # records lost in a crash: never reuse their numbers
+        target = numbers.next - 1
+        if target <= size:
+            self.pending.clear()
+            return size
+        missing = [n for n in range(size + 1, target + 1) if n not in self.pending]
+        records = self._records_above(size) if missing else {}
+        leaves, pairs = [], []
+        for n in range(size + 1, target + 1):
+            leaf = self.pending.get(n)
+            if leaf is None:
+                record = records.get(n)
+                leaf = gap_leaf(n) if record is None else record_leaf(record)
+            leaves.append(leaf)
+        try:
+            tree.append(leaves)
+        except OSError:
+            self.book.waiting[id(self)] = self
+            raise
+        self.pending.clear()
+        return tree.size
+
+    def _records_above(self, size: int) -> dict:
+        found = {}
+        for block in self.entry.blocks:
+            if block.top_number > size:
+                for record in self.entry.scan_block(block).table.values():
+                    if record.state == FINISHED and record.number and record.number > size:
+                        found[record.number] = record
+        return found
+
+    def removed(self) -> RemovedSet:
+        if self._removed is None:
+            os.makedirs(self.directory, exist_ok=True)
+            self._removed = RemovedSet.open(self.directory, self.book.dirty)
+        return self._removed
+
+    def digests(self) -> DigestIndex:
+        """
+        The digest index (it may lag the log: feed it with :meth:`index`
+        the leaves above :attr:`indexed` before a lookup).
+        """
+        if self._digests is None:
+            self._digests = DigestIndex.open(os.path.join(self.directory, "digests"),
+                                             dirty=self.book.dirty)
+            self._indexed = self._digests.covered
+        return self._digests
+
+    @property
+    def indexed(self) -> int:
+        """The highest number the digest index was given (this run or saved)."""
+        self.digests()
+        return self._indexed
+
+    def index(self, leaves: dict, upto: int) -> None:
+        """Feed the index ``leaves`` (number -> ``Leaf``), which are those up to ``upto``."""
+        index = self.digests()
+        if upto > self._indexed:
+            index.add((leaf.digest, n) for n, leaf in sorted(leaves.items())
+                      if n > self._indexed and leaf.digest is not None)
+            self._indexed = upto
+
+    def close(self) -> None:
+        for part in (self.tree, self._digests):
+            if part is not None:
+                part.close()
+        self.tree = self._digests = self._removed = None
+        self._indexed = 0
+
+
+class LogBook:
+    """
+    Every entry's :class:`EntryLog` (the engine's ``Context.logs``).
+
+    :ivar mode: the ``integrity`` setting: ``log``, ``digest`` or ``off``
+        (an engine's default: the daemon sets it, ``StorageEngine.set_integrity``).
+    :ivar waiting: the entry logs with pending leaves.
+    """
+
+    def __init__(self, dirty, mode: str = "off") -> None:
+        self.dirty = dirty
+        self.mode = mode
+        self.waiting: dict = {}
+        self.problems: list = []
+
+    @property
+    def on(self) -> bool:
+        return self.mode in MERKLE
+
+    def of(self, entry) -> EntryLog:
+        log = entry.__dict__.get("_log")
+        if log is None:
+            log = entry._log = EntryLog(self, entry)
+        return log
+
+    def committed(self, entry, record) -> None:
+        """A record was committed to ``entry`` (its number and digest set)."""
+        if self.on:
+            try:
+                self.of(entry).committed(record)
+            except OSError as exc:  # kept pending; tried again at the next flush
+                self.problems.append(f"Entry log of {entry.directory}: {exc}")
+
+    def before_rewrite(self, directory: str) -> None:
+        """A ``.meta`` in entry ``directory`` is about to be rewritten."""
+        for log in list(self.waiting.values()):
+            if log.entry.directory == directory:
+                log.flush()
+
+    def before_remove(self, entry, records) -> None:
+        """``records`` of ``entry`` are about to be removed (removal, eviction)."""
+        if not self.on:
+            return
+        log = self.of(entry)
+        if log.pending or id(log) in self.waiting:
+            log.flush()
+        numbers = [r.number for r in records if r.number]
+        if numbers and log.ready():
+            log.removed().add(numbers)
+
+    def flush_all(self) -> None:
+        """Append every pending leaf (before a sync takes the dirty set, a rename, close)."""
+        for log in list(self.waiting.values()):
+            try:
+                log.flush()
+            except OSError as exc:
+                self.problems.append(f"Entry log of {log.entry.directory}: {exc}")
+
+    def close(self, entry) -> None:
+        """Close ``entry``'s files (flushed first unless the entry was removed)."""
+        log = entry.__dict__.get("_log")
+        if log is not None:
+            self.waiting.pop(id(log), None)
+            if not entry.removed and log.pending:
+                log.flush()
+            log.close()
+
+    def close_all(self, entries) -> None:
+        self.flush_all()
+        for entry in entries:
+            self.close(entry)
