@@ -21,6 +21,7 @@ from typing import Any
 import attrs
 
 from reduct_twisted.config_setting import Cli, setting
+from reduct_twisted.config_values import _path
 
 #: The accepted values, strongest first.
 INTEGRITY_MODES = ("log", "digest", "off")
@@ -49,4 +50,12 @@ class IntegritySettings:
         "log; ``digest``: SHA-256 and numbers; ``off``: numbers only, no digest.  Ours.",
         cli=Cli("Record integrity: log (digests, numbers, entry log), digest (digests and "
                 "numbers) or off (numbers only)."),
+    )
+    log_key_path: str | None = setting(
+        None, _path, env="RS_LOG_KEY_PATH",
+        doc="the Ed25519 key file the entry logs' tree heads are signed with (read, never "
+        "created or changed); unset: ``<data_path>/.log-key``, made at the first start "
+        "(mode 0600).  Used with ``integrity = log`` only.  Ours.",
+        cli=Cli("Ed25519 key file signing the entry logs' tree heads (read only).",
+                shown_default="<data path>/.log-key, made at the first start"),
     )

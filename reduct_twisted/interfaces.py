@@ -30,6 +30,7 @@ from zope.interface import Attribute, Interface
 # The $system events seam lives in its own module (this one is at its size
 # limit); it depends on zope.interface alone, like this one.
 from reduct_twisted.interfaces_events import ISystemEvents
+from reduct_twisted.interfaces_integrity import IEntryLogs
 
 __all__ = [
     "IAccessPolicy",
@@ -38,6 +39,7 @@ __all__ = [
     "IRecordSink",
     "IStorageEngine",
     "ISystemEvents",
+    "IEntryLogs",
     "IUploadSink",
 ]
 
@@ -250,9 +252,10 @@ class IEngineLifecycle(Interface):
         """:return: how many queries whose TTL lapsed were dropped."""
 
 
-class IStorageEngine(Interface):
+class IStorageEngine(IEntryLogs):
     """
-    The storage engine as the HTTP layer and replication use it.  Every
+    The storage engine as the HTTP layer and replication use it (with the
+    record log's read access, ``IEntryLogs``).  Every
     method is synchronous and runs on the reactor thread; failures are
     ``reduct_twisted.errors.ReductError`` subclasses, ready to be answered.
     """

@@ -88,6 +88,7 @@ from reduct_twisted.service import StorageService
 from reduct_twisted.shutdown import DaemonService
 from reduct_twisted.storage.disk.layout import DataDirRefused
 from reduct_twisted.auth.tokens import TokenStoreError
+from reduct_twisted.integrity.signing import LogKeyError
 
 log = Logger()
 
@@ -333,7 +334,7 @@ def makeService(
     provisioning = parse_provisioning(options.environ)
     try:
         parts = assemble(storage.engine, config, reactor, storage.threadpool, provisioning)
-    except (TokenStoreError, CaFileError) as exc:
+    except (TokenStoreError, CaFileError, LogKeyError) as exc:
         storage.engine.close()
         raise SystemExit(f"reduct: {exc}")
     # The $system events stop (writing what is pending) right before the storage.

@@ -16,8 +16,9 @@ assembly.  Each step is one named function below:
    replications; :func:`make_lifecycle_policies`: the lifecycle policies
    (a service too) with the ``RS_LIFECYCLE_*`` ones;
 6. :func:`make_group_sync`: the group sync of sync policy ``always``, or none;
-7. :func:`make_links`: the query links' signing key and public URL, and
-   :func:`make_api`: the ``ReductAPI`` over all of the above;
+7. :func:`make_links`: the query links' signing key and public URL,
+   :func:`make_log_key`: the entry logs' tree-head key (``integrity =
+   log``), and :func:`make_api`: the ``ReductAPI`` over all of the above;
 8. :func:`make_site`: the ``Site`` serving it; a stopping daemon's drain
    ends the continuous queries; :func:`apply_limits`: the storage cap and
    the rate limits.
@@ -46,6 +47,7 @@ from reduct_twisted.http.ratelimit import RateLimits
 from reduct_twisted.http.site import make_site
 from reduct_twisted.http.streaming import ReductSite
 from reduct_twisted.http.writers import WriterSlots
+from reduct_twisted.integrity.signing import LogKey
 from reduct_twisted.lifecycle import LifecycleManager, make_lifecycles
 from reduct_twisted.links import LinkCodec, Links, load_or_create_key
 from reduct_twisted.provision import Provisioning
@@ -60,6 +62,7 @@ __all__ = [
     "make_auth",
     "make_group_sync",
     "make_links",
+    "make_log_key",
     "provision_buckets",
 ]
 
@@ -123,7 +126,8 @@ def assemble(
     syncer = make_group_sync(config, engine, replications, reactor, threadpool)
     lifecycles = make_lifecycle_policies(engine, reactor, threadpool, events, provisioning)
     api = make_api(config, engine, auth, replications, syncer, reactor, threadpool, events,
-                   lifecycles=lifecycles, links=make_links(config))
+                   lifecycles=lifecycles, links=make_links(config),
+                   log_key=make_log_key(config))
     site = make_site(api, config, reactor)
     apply_limits(config, engine, api, site, reactor)
     # A stopping daemon answers the batched reads waiting for new records.
@@ -266,6 +270,19 @@ def make_links(config: Config) -> Links:
     return Links(LinkCodec(key), public_url)
 
 
+def make_log_key(config: Config) -> LogKey | None:
+    """
+    The key the entry logs' tree heads are signed with (issue #16): the
+    configured ``log_key_path``, else ``<data_path>/.log-key``, made at the
+    first start; None unless ``integrity`` is ``log``.
+
+    :raises LogKeyError: the key file is not ours, or the configured one is missing.
+    """
+    if config.integrity != "log":
+        return None
+    return LogKey.load_or_create(config.data_path, config.log_key_path)
+
+
 def make_api(
     config: Config,
     engine: Any,
@@ -277,6 +294,7 @@ def make_api(
     events: Any = None,
     lifecycles: LifecycleManager | None = None,
     links: Links | None = None,
+    log_key: LogKey | None = None,
 ) -> ReductAPI:
     """The ``ReductAPI`` over the parts built before it, limits from ``config``."""
     return ReductAPI(
@@ -292,4 +310,5 @@ def make_api(
         events=events,
         lifecycles=lifecycles,
         links=links,
+        log_key=log_key,
     )

@@ -26,6 +26,7 @@ from reduct_twisted.http import (
     links,
     routes_buckets as buckets,
     routes_entries as entries,
+    routes_integrity as integrity,
     routes_lifecycles as lifecycles,
     routes_records as records,
     routes_replications as replications,
@@ -138,6 +139,10 @@ ROUTES = (
     ("/links<link_path:file_name>", ["POST"], links.create_link, V1, IN_HANDLER),
     # anonymous: the link's own token is checked by the handler (not the caller)
     ("/links<link_path:file_name>", ["GET", "HEAD"], links.read_link, V1, OPEN),
+    # the integrity surface (issue #16; http/routes_integrity.py)
+    ("/records/<bucket>/<entry_path:entry>", ["GET"], integrity.list_entry_records, V1, READ),
+    ("/log/<bucket>/<entry_path:entry>", ["GET"], integrity.entry_log, V1, READ),
+    ("/log-key", ["GET"], integrity.log_key, V1, AUTHENTICATED),
 )
 
 
@@ -221,6 +226,8 @@ class ReductAPI(FastPath):
         (``writers.py``), or None for no limit.
     :param lifecycles: the ``LifecycleManager`` behind ``/api/v1/lifecycles``.
     :param links: the query links' ``reduct_twisted.links.Links``.
+    :param log_key: the ``integrity.signing.LogKey`` signing the entry logs'
+        heads, or None when there is no log (``integrity`` is not ``log``).
     """
 
     #: ``RS_RATE_LIMIT_*`` (``ratelimit.RateLimits``), set by ``wiring.apply_limits``.
@@ -243,8 +250,11 @@ class ReductAPI(FastPath):
         self, engine, auth, reactor, threadpool, base_path: str = "/", syncer=None,
         batch_limits: BatchLimits = BatchLimits(),
         replications=None, writers=None, events=None, lifecycles=None, links=None,
+        log_key=None,
     ) -> None:
         self.engine = engine
+        self.base_path = base_path
+        self.log_key = log_key
         self.lifecycles = lifecycles
         #: The query links' ``links.Links`` (codec and public URL), or None.
         self.links = links

@@ -53,6 +53,7 @@ async def start_server(data_path, environ=None, engine_kwargs=None, **config_kwa
     pool.start()
     try:
         config = Config(data_path=str(data_path), **config_kwargs)
+        engine.set_integrity(config.integrity)  # as StorageService does at start
         parts = assemble(engine, config, reactor, pool, parse_provisioning(environ or {}))
         site = parts.site
         port = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(site)

@@ -88,6 +88,7 @@ def test_defaults_are_pinned():
         "audit_remote_timeout": None,
         # record integrity (config_integrity.py)
         "integrity": "log",
+        "log_key_path": None,
     }
 
 
@@ -267,6 +268,7 @@ def precedence_cases(certs):
         "audit_remote_timeout": ("1", "2", "3", "1", "2", "3"),
         # record integrity (config_integrity.py)
         "integrity": ("off", " Digest ", "LOG", "off", "digest", "log"),
+        "log_key_path": ("k1", "k2", "k3", "k1", "k2", "k3"),
     }
 
 

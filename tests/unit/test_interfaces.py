@@ -62,18 +62,21 @@ def bucket(engine):
 def test_interfaces_import_nothing_of_the_daemon():
     """
     The interfaces modules depend on zope.interface alone, so any module may
-    import them (``interfaces`` re-exports ``interfaces_events``, nothing else).
+    import them (``interfaces`` re-exports ``interfaces_events`` and
+    ``interfaces_integrity``, nothing else).
     """
-    from reduct_twisted import interfaces_events
+    from reduct_twisted import interfaces_events, interfaces_integrity
 
     with open(interfaces.__file__) as f:
         source = f.read()
     assert "import reduct_twisted" not in source
     assert [line for line in source.splitlines() if "from reduct_twisted" in line] == [
-        "from reduct_twisted.interfaces_events import ISystemEvents"
+        "from reduct_twisted.interfaces_events import ISystemEvents",
+        "from reduct_twisted.interfaces_integrity import IEntryLogs",
     ]
-    with open(interfaces_events.__file__) as f:
-        assert "reduct_twisted" not in f.read().replace("``reduct_twisted.interfaces``", "")
+    for module in (interfaces_events, interfaces_integrity):
+        with open(module.__file__) as f:
+            assert "reduct_twisted" not in f.read().replace("``reduct_twisted.interfaces``", "")
 
 
 def test_every_interface_method_is_declared_without_self():

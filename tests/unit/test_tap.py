@@ -118,6 +118,7 @@ def test_options_defaults():
         "link-signing-key": None,
         # record integrity (config_integrity.py)
         "integrity": None,
+        "log-key-path": None,
     }
     assert options.config == Config()
 
@@ -212,6 +213,8 @@ def test_options_all_given(tmp_path):
             "k" * 32,
             "--integrity",
             "digest",
+            "--log-key-path",
+            str(ini),
         ]
     )
     assert dict(options) == {
@@ -256,6 +259,7 @@ def test_options_all_given(tmp_path):
         "public-url": "https://reduct.example/api",
         "link-signing-key": "k" * 32,
         "integrity": "digest",
+        "log-key-path": str(ini),
     }
     assert options.config == Config(
         data_path="/srv/data",
@@ -299,6 +303,7 @@ def test_options_all_given(tmp_path):
         public_url="https://reduct.example/api/",
         link_signing_key="k" * 32,
         integrity="digest",
+        log_key_path=str(ini),
     )
 
 
