@@ -306,7 +306,7 @@ class Context:
 
     def __attrs_post_init__(self) -> None:
         if self.logs is None:
-            self.logs = LogBook(self.dirty)
+            self.logs = LogBook(self.dirty, reserve=self.reserve)
 
 
 def read_whole(fds: FdCache, view) -> bytes:

@@ -44,6 +44,7 @@ import os
 
 from reduct_twisted.integrity import jcs
 from reduct_twisted.integrity.merkle import MAX_SAFE_INTEGER, leaf_bytes
+from reduct_twisted.storage.disk.durability import NO_SPACE
 from reduct_twisted.storage.disk.digestindex import DigestIndex
 from reduct_twisted.storage.disk.layout import LOG_DIR
 from reduct_twisted.storage.disk.removedset import RemovedSet
@@ -218,8 +219,9 @@ class LogBook:
     :ivar pass_done: the backfill pass of this run has ended.
     """
 
-    def __init__(self, dirty, mode: str = "off") -> None:
+    def __init__(self, dirty, mode: str = "off", reserve=None) -> None:
         self.dirty = dirty
+        self.reserve = reserve
         self.mode = mode
         self.waiting: dict = {}
         self.problems: list = []
@@ -248,11 +250,23 @@ class LogBook:
             except OSError as exc:  # kept pending; tried again at the next flush
                 self.problems.append(f"Entry log of {entry.directory}: {exc}")
 
+    def _with_space(self, write) -> None:
+        """
+        ``write()``; on a full disk release the space reserve (it is kept for
+        removals and rewrites, which must reach the log first) and try once more.
+        """
+        try:
+            write()
+        except OSError as exc:
+            if exc.errno not in NO_SPACE or self.reserve is None or not self.reserve.release():
+                raise
+            write()
+
     def before_rewrite(self, directory: str) -> None:
         """A ``.meta`` in entry ``directory`` is about to be rewritten."""
         for log in list(self.waiting.values()):
             if log.entry.directory == directory:
-                log.flush()
+                self._with_space(log.flush)
 
     def before_remove(self, entry, records=(), block=None) -> None:
         """``records`` of ``entry`` (or all of ``block``'s) are about to be removed."""
@@ -260,12 +274,12 @@ class LogBook:
             return
         log = self.of(entry)
         if log.pending or id(log) in self.waiting:
-            log.flush()
+            self._with_space(log.flush)
         if block is not None:
             records = entry.load_block(block).table.values()
         numbers = [r.number for r in records if r.number and r.state == FINISHED]
         if numbers and log.ready():
-            log.removed().add(numbers)
+            self._with_space(lambda: log.removed().add(numbers))
 
     def flush_all(self) -> None:
         """Append every pending leaf (before a sync takes the dirty set, a rename, close)."""

@@ -98,10 +98,12 @@ def stray_files(data_path) -> list:
             dirnames.remove(SYSTEM)  # the server's own events (nested entries)
         rel = os.path.relpath(dirpath, data_path)
         depth = 0 if rel == "." else rel.count(os.sep) + 1
+        if depth == 2 and ".log" in dirnames:
+            dirnames.remove(".log")  # the entry's record log (issue #16)
         for name in filenames:
             path = os.path.normpath(os.path.join(rel, name))
             # run and format markers, the query links' signing key
-            if depth == 0 and name in (".running", ".reduct-twisted", ".link-key"):
+            if depth == 0 and name in (".running", ".reduct-twisted", ".link-key", ".log-key"):
                 continue
             if depth == 1 and name in _BUCKET_FILES:
                 continue
