@@ -32,12 +32,17 @@ LOG_OFF = "Integrity log is off for this server"
 
 
 def parse_leaf(raw: bytes) -> Leaf:
-    """The :class:`Leaf` of a log leaf (a gap leaf: an empty record, no digest)."""
+    """
+    The :class:`Leaf` of a log leaf: a record's (a timestamp written as a
+    string is read as its integer) or, for a gap leaf, ``skipped`` with
+    empty fields.
+    """
     obj = json.loads(raw)
     digest = obj.get("digest")
     return Leaf(obj["number"], int(obj.get("timestamp", 0)), obj.get("size", 0),
                 obj.get("content_type", ""), obj.get("labels", {}),
-                bytes.fromhex(digest[len("sha-256:"):]) if digest else None)
+                bytes.fromhex(digest[len("sha-256:"):]) if digest else None,
+                obj.get("skipped") is True)
 
 
 #: A spec without filters (every leaf).
@@ -47,7 +52,9 @@ _SLICE = 4096
 
 
 def _wanted(leaf: Leaf, spec) -> bool:
-    return ((spec.digest is None or leaf.digest == spec.digest)
+    # A skipped number has no timestamp, labels or digest: a scan (filters,
+    # timestamp order) never lists it.
+    return (not leaf.skipped and (spec.digest is None or leaf.digest == spec.digest)
             and (spec.start_ts is None or leaf.timestamp >= spec.start_ts)
             and (spec.stop_ts is None or leaf.timestamp < spec.stop_ts)
             and (not spec.where or matches(leaf.labels, spec.where)))
@@ -140,6 +147,8 @@ class LogMethods:
 
     def _stored(self, series):
         def stored(leaf: Leaf) -> bool:
+            if leaf.skipped:
+                return False
             found = None if series.removed else series.find(leaf.timestamp)
             return (found is not None and found[1].state == FINISHED
                     and found[1].number == leaf.number)
