@@ -38,6 +38,11 @@ pass has ended, records without a digest (written before digests or with
 done, with a one-time catch-up from the records sorted by number.  Limit: records relabelled
 before that catch-up are logged with their labels at catch-up; a record
 whose digest could not be computed is logged with ``"digest": null``.
+
+**A log this build refuses** (a newer format version, a damaged format
+file, lost data files): the entry gets a ``RefusedLog`` for the run
+(``entry_log_refused.py``): its records go on, its ``.log/`` is left as it
+is, reads of its log and listing answer 409, the daemon logs it once.
 """
 
 import os
@@ -48,7 +53,9 @@ from reduct_twisted.storage.disk.durability import NO_SPACE
 from reduct_twisted.storage.disk.digestindex import DigestIndex
 from reduct_twisted.storage.disk.layout import LOG_DIR
 from reduct_twisted.storage.disk.removedset import RemovedSet
-from reduct_twisted.storage.disk.treelog import TreeLog
+from reduct_twisted.storage.disk.treelog import TreeLog, TreeLogError
+from reduct_twisted.storage.disk.treelog_files import refusal
+from reduct_twisted.storage.entry_log_refused import RefusedLog
 from reduct_twisted.storage.records import FINISHED
 
 __all__ = ["BATCH", "LogBook", "EntryLog", "record_leaf", "gap_leaf"]
@@ -217,6 +224,8 @@ class LogBook:
         (an engine's default: the daemon sets it, ``StorageEngine.set_integrity``).
     :ivar waiting: the entry logs with pending leaves.
     :ivar pass_done: the backfill pass of this run has ended.
+    :ivar warn: called with one line per entry whose log is refused
+        (:meth:`refuse`; the daemon logs it), or None.
     """
 
     def __init__(self, dirty, mode: str = "off", reserve=None) -> None:
@@ -226,6 +235,7 @@ class LogBook:
         self.waiting: dict = {}
         self.problems: list = []
         self.pass_done = False
+        self.warn = None
 
     def backfilled(self, report):
         """The backfill pass ended: records still without a digest will keep none."""
@@ -236,11 +246,48 @@ class LogBook:
     def on(self) -> bool:
         return self.mode in MERKLE
 
-    def of(self, entry) -> EntryLog:
+    def of(self, entry):
+        """
+        ``entry``'s :class:`EntryLog`, made on first use; a ``RefusedLog``
+        (``entry_log_refused.py``) when this build refuses its ``.log/``.
+        """
         log = entry.__dict__.get("_log")
         if log is None:
+            try:
+                problem = refusal(os.path.join(entry.directory, LOG_DIR))
+            except OSError:
+                problem = None  # unreadable: opening it will say so
+            if problem is not None:
+                return self.refuse(entry, problem)
             log = entry._log = EntryLog(self, entry)
         return log
+
+    def refuse(self, entry, error: TreeLogError) -> RefusedLog:
+        """
+        Set ``entry``'s log aside for this run (``error`` says why): its
+        records go on, its ``.log/`` is left as it is; reported once.
+        """
+        old = entry.__dict__.get("_log")
+        if isinstance(old, RefusedLog):
+            return old
+        if old is not None:
+            self.waiting.pop(id(old), None)
+            old.pending.clear()
+            old.close()
+        log = entry._log = RefusedLog(entry, error)
+        line = (f"Entry log refused: {error}; the entry's records are still written and read, "
+                f"its log is left as it is (not appended to, nothing removed)")
+        self.problems.append(line)
+        if self.warn is not None:
+            self.warn(line)
+        return log
+
+    def _flush(self, log) -> None:
+        """``log.flush()`` (with the space reserve); a log refused on the way is set aside."""
+        try:
+            self._with_space(log.flush)
+        except TreeLogError as exc:
+            self.refuse(log.entry, exc)
 
     def committed(self, entry, record) -> None:
         """A record was committed to ``entry`` (its number and digest set)."""
@@ -249,6 +296,8 @@ class LogBook:
                 self.of(entry).committed(record)
             except OSError as exc:  # kept pending; tried again at the next flush
                 self.problems.append(f"Entry log of {entry.directory}: {exc}")
+            except TreeLogError as exc:  # the record stands; its log is set aside
+                self.refuse(entry, exc)
 
     def _with_space(self, write) -> None:
         """
@@ -266,7 +315,7 @@ class LogBook:
         """A ``.meta`` in entry ``directory`` is about to be rewritten."""
         for log in list(self.waiting.values()):
             if log.entry.directory == directory:
-                self._with_space(log.flush)
+                self._flush(log)
 
     def before_remove(self, entry, records=(), block=None) -> None:
         """``records`` of ``entry`` (or all of ``block``'s) are about to be removed."""
@@ -274,7 +323,8 @@ class LogBook:
             return
         log = self.of(entry)
         if log.pending or id(log) in self.waiting:
-            self._with_space(log.flush)
+            self._flush(log)
+            log = self.of(entry)
         if block is not None:
             records = entry.load_block(block).table.values()
         numbers = [r.number for r in records if r.number and r.state == FINISHED]
@@ -288,6 +338,8 @@ class LogBook:
                 log.flush()
             except OSError as exc:
                 self.problems.append(f"Entry log of {log.entry.directory}: {exc}")
+            except TreeLogError as exc:
+                self.refuse(log.entry, exc)
 
     def close(self, entry) -> None:
         """Close ``entry``'s files (flushed first unless the entry was removed)."""
@@ -295,7 +347,10 @@ class LogBook:
         if log is not None:
             self.waiting.pop(id(log), None)
             if not entry.removed and log.pending:
-                log.flush()
+                try:
+                    log.flush()
+                except TreeLogError as exc:
+                    log = self.refuse(entry, exc)
             log.close()
 
     def close_all(self, entries) -> None:

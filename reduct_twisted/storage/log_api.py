@@ -10,7 +10,9 @@ number beyond the log (``Record number <n> not found in entry <b>/<e>``)
 and, with ``integrity=off`` (no log) or for heads and proofs with
 ``integrity=digest`` (leaves without hashes), ``Integrity log is off for
 this server``; ``UnprocessableEntity`` for a ``tree_size`` beyond the log,
-a number beyond ``tree_size``, ``first > second`` and zero values.
+a number beyond ``tree_size``, ``first > second`` and zero values;
+``Conflict`` (409) for an entry whose log this build refuses (a newer
+format version, a damaged format file: ``entry_log_refused.py``).
 """
 
 import json
@@ -20,8 +22,9 @@ from twisted.internet.defer import fail, maybeDeferred, succeed
 
 from reduct_twisted.errors import NotFound, ReductError, UnprocessableEntity
 from reduct_twisted.storage.disk.durability import storage_error
-from reduct_twisted.storage.disk.treelog_files import LEAVES_FILE, OFFSET, OFFSETS_FILE
+from reduct_twisted.storage.disk.treelog_files import LEAVES_FILE, OFFSET, OFFSETS_FILE, TreeLogError
 from reduct_twisted.storage.entry_log import MERKLE
+from reduct_twisted.storage.entry_log_refused import RefusedLog, conflict
 from reduct_twisted.storage.listing import ListingSpec, matches
 from reduct_twisted.storage.listing_plan import Leaf, by_position, plan_page
 from reduct_twisted.storage.records import FINISHED
@@ -101,10 +104,16 @@ def _positive(**values) -> None:
 class LogMethods:
     """The log calls of a ``StorageEngine`` (see the module docstring)."""
 
-    def set_integrity(self, mode: str) -> None:
-        """``integrity`` = ``log`` | ``digest`` | ``off`` (digests, and what the log keeps)."""
+    def set_integrity(self, mode: str, warn=None) -> None:
+        """
+        ``integrity`` = ``log`` | ``digest`` | ``off`` (digests, and what the
+        log keeps); ``warn``: called with one line per entry whose log this
+        build refuses (the daemon logs it).
+        """
         self._context.digests = mode != "off"
         self._context.logs.mode = mode
+        if warn is not None:
+            self._context.logs.warn = warn
 
     def _entry_log(self, bucket: str, entry: str, hashes: bool = False):
         series = self._bucket(bucket).entry(entry)
@@ -112,10 +121,15 @@ class LogMethods:
         if logs.mode not in MERKLE or (hashes and not MERKLE[logs.mode]):
             raise NotFound(LOG_OFF)
         log = logs.of(series)
-        try:
-            log.flush()
-        except OSError as exc:  # 507 on a full disk, else 500; the leaves stay pending
-            raise storage_error(exc, "append to the entry log") from None
+        if not isinstance(log, RefusedLog):
+            try:
+                log.flush()
+            except OSError as exc:  # 507 on a full disk, else 500; the leaves stay pending
+                raise storage_error(exc, "append to the entry log") from None
+            except TreeLogError as exc:
+                log = logs.refuse(series, exc)
+        if isinstance(log, RefusedLog):
+            raise conflict(bucket, entry, log.error)
         return series, log
 
     def log_head(self, bucket: str, entry: str) -> tuple:
