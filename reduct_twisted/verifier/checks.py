@@ -31,7 +31,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from . import canonical, proofs
-from .client import ClientError, NotFound, entry_path, parse_links
+from .client import ClientError, Conflict, NotFound, entry_path, parse_links
 from .report import EntryResult
 
 _HEX32 = re.compile(r"[0-9a-f]{64}\Z")
@@ -149,6 +149,9 @@ class EntryCheck:
                 self.result.skipped = "no log, and the bucket lists it without records (a parent of nested entries?)"
                 return None
             fail("head", f"the server has no log for this entry ({exc})")
+            return None
+        except Conflict as exc:
+            fail("head", f"the server cannot read this entry's log ({exc})")
             return None
         if not isinstance(head, dict):
             fail("head", "the signed head is not a JSON object")

@@ -8,7 +8,10 @@ still succeed, the problem is logged once, and nothing in ``.log/`` changes.
 
 import json
 import os
+import subprocess
+import sys
 
+from tests.conftest import REPO_ROOT
 from tests.integration.daemon import Connection, Twistd
 
 B = "bkt"
@@ -71,6 +74,16 @@ def test_a_newer_log_format_is_refused_and_left_alone(tmp_path):
             assert conn.request("POST", f"/api/v1/b/{B}/other?ts=1", b"x").status == 200
             assert json.loads(conn.request("GET", f"/api/v1/log/{B}/other").body)["tree_size"] == 1
             _refused(conn.request("GET", f"/api/v1/log/{B}/e"))
+        # the verifier says which entry it cannot check, and checks the others
+        env = {k: v for k, v in os.environ.items() if not k.startswith("RS_")}
+        env["PYTHONPATH"] = str(REPO_ROOT)
+        done = subprocess.run(
+            [sys.executable, "-m", "reduct_twisted.verifier.cli", "verify", f"http://127.0.0.1:{port}", B, "--quiet"],
+            capture_output=True, timeout=120, env=env, check=False)
+        text = done.stdout.decode() + done.stderr.decode()
+        assert done.returncode == 1, text
+        assert f"FAILED {B}/e [head] the server cannot read this entry's log" in text and "version 99" in text
+        assert f"OK  {B}/other: head 1 leaves" in text
         assert daemon.alarms() == []
     finally:
         text = daemon.stop()

@@ -315,6 +315,15 @@ def test_a_digest_nulled_in_the_listing_is_caught(fake):
     assert "FAILED bkt/sensor #3" in out and "[inclusion] the record's leaf is not proven" in out
 
 
+def test_a_log_the_server_cannot_read_fails_that_entry_only(fake):
+    """409 on the head (a log of a newer format): that entry fails, the others are verified."""
+    fake.status_for["/api/v1/log/bkt/sensor"] = 409
+    code, out, _ = verify(fake.url, "bkt", "--quiet")
+    assert code == 1
+    assert "FAILED bkt/sensor [head] the server cannot read this entry's log (GET /api/v1/log/bkt/sensor: HTTP 409" in out
+    assert "OK  bkt/cams/front: head 4 leaves" in out
+
+
 def test_skipped_numbers_are_proven_not_fetched(fake):
     """A number no record holds ({"number", "state": "skipped"}): its gap leaf
     {"number": n, "skipped": true} is proven and hashed into the tree."""
