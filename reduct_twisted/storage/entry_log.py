@@ -52,10 +52,10 @@ from reduct_twisted.integrity.merkle import MAX_SAFE_INTEGER, leaf_bytes
 from reduct_twisted.storage.disk.durability import NO_SPACE
 from reduct_twisted.storage.disk.digestindex import DigestIndex
 from reduct_twisted.storage.disk.layout import LOG_DIR
-from reduct_twisted.storage.disk.removedset import RemovedSet
+from reduct_twisted.storage.disk.removedset import RemovedSet, header_refusal
 from reduct_twisted.storage.disk.treelog import TreeLog, TreeLogError
 from reduct_twisted.storage.disk.treelog_files import refusal
-from reduct_twisted.storage.entry_log_refused import RefusedLog
+from reduct_twisted.storage.entry_log_refused import REFUSALS, RefusedLog
 from reduct_twisted.storage.records import FINISHED
 
 __all__ = ["BATCH", "LogBook", "EntryLog", "record_leaf", "gap_leaf"]
@@ -253,8 +253,9 @@ class LogBook:
         """
         log = entry.__dict__.get("_log")
         if log is None:
+            directory = os.path.join(entry.directory, LOG_DIR)
             try:
-                problem = refusal(os.path.join(entry.directory, LOG_DIR))
+                problem = refusal(directory) or header_refusal(directory)
             except OSError:
                 problem = None  # unreadable: opening it will say so
             if problem is not None:
@@ -262,7 +263,7 @@ class LogBook:
             log = entry._log = EntryLog(self, entry)
         return log
 
-    def refuse(self, entry, error: TreeLogError) -> RefusedLog:
+    def refuse(self, entry, error) -> RefusedLog:
         """
         Set ``entry``'s log aside for this run (``error`` says why): its
         records go on, its ``.log/`` is left as it is; reported once.
@@ -329,7 +330,10 @@ class LogBook:
             records = entry.load_block(block).table.values()
         numbers = [r.number for r in records if r.number and r.state == FINISHED]
         if numbers and log.ready():
-            self._with_space(lambda: log.removed().add(numbers))
+            try:
+                self._with_space(lambda: log.removed().add(numbers))
+            except REFUSALS as exc:  # the records go; the log is set aside
+                self.refuse(entry, exc)
 
     def flush_all(self) -> None:
         """Append every pending leaf (before a sync takes the dirty set, a rename, close)."""

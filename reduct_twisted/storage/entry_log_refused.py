@@ -1,8 +1,9 @@
 # -*- test-case-name: tests.unit.test_log_refused -*-
 """
-The log of an entry whose ``.log/`` this build refuses (issue #16): a newer
-format version, a damaged format file, lost data files
-(``treelog_files.refusal``, or a :class:`TreeLogError` met later).
+The log of an entry whose ``.log/`` this build refuses (issue #16): a tree
+log of a newer format version, a damaged format file, lost data files
+(``treelog_files.refusal``, or a ``TreeLogError`` met later), or a removed
+set of a newer format (``RemovedFormatError``, met when it is first used).
 
 Records are sacred, the log is not ours to repair: a :class:`RefusedLog`
 stands in for the entry's ``EntryLog`` (``LogBook.refuse``).  It is never
@@ -16,15 +17,20 @@ once per entry (``LogBook.warn``).
 """
 
 from reduct_twisted.errors import Conflict
+from reduct_twisted.storage.disk.removedset import RemovedFormatError
+from reduct_twisted.storage.disk.treelog_files import TreeLogError
 
-__all__ = ["RefusedLog", "conflict"]
+__all__ = ["REFUSALS", "RefusedLog", "conflict", "reason"]
+
+#: The errors that set an entry's log aside.
+REFUSALS = (TreeLogError, RemovedFormatError)
 
 
 class RefusedLog:
     """
     In place of an entry's ``EntryLog`` (see the module docstring).
 
-    :ivar error: the ``TreeLogError`` (``str``: with the path; ``reason``: without).
+    :ivar error: one of :data:`REFUSALS` (``str``: with the path; :func:`reason`: without).
     """
 
     tree = None
@@ -47,7 +53,14 @@ class RefusedLog:
         """No file of the log was opened."""
 
 
+def reason(error) -> str:
+    """Why ``error`` refuses a log, without a server path."""
+    if isinstance(error, TreeLogError):
+        return error.reason
+    return "its removed-records file is of a newer format or damaged"
+
+
 def conflict(bucket: str, entry: str, error) -> Conflict:
     """The 409 a read of a refused log answers: the entry and why, no server path."""
     return Conflict(f"The integrity log of entry '{bucket}/{entry}' cannot be read by this "
-                    f"server: {error.reason}; the entry's records are still kept and served")
+                    f"server: {reason(error)}; the entry's records are still kept and served")

@@ -24,7 +24,7 @@ from reduct_twisted.errors import NotFound, ReductError, UnprocessableEntity
 from reduct_twisted.storage.disk.durability import storage_error
 from reduct_twisted.storage.disk.treelog_files import LEAVES_FILE, OFFSET, OFFSETS_FILE, TreeLogError
 from reduct_twisted.storage.entry_log import MERKLE
-from reduct_twisted.storage.entry_log_refused import RefusedLog, conflict
+from reduct_twisted.storage.entry_log_refused import REFUSALS, RefusedLog, conflict
 from reduct_twisted.storage.listing import ListingSpec, matches
 from reduct_twisted.storage.listing_plan import Leaf, by_position, plan_page
 from reduct_twisted.storage.records import FINISHED
@@ -197,6 +197,9 @@ class LogMethods:
             return fail(exc)
         except OSError as exc:
             return fail(storage_error(exc, "read the entry log"))
+        except REFUSALS as exc:  # e.g. a removed set of a newer format
+            self._context.logs.refuse(series, exc)
+            return fail(conflict(bucket, entry, exc))
         size, thread = tree.size, self.run_in_thread
 
         def disk_error(failure):

@@ -86,15 +86,19 @@ def _records_go_on(engine):
     (lambda d: pathlib.Path(d, "format").write_bytes(FORMAT.replace(b"%d", b'"one"')),
      "its format file is damaged (no valid version)"),
     (lambda d: os.unlink(os.path.join(d, "offsets")), "it has lost its offsets file"),
+    (lambda d: pathlib.Path(d, "removed").write_bytes(b'{"format": 99}\n5 5\n'),
+     "its removed-records file is of a newer format or damaged"),
 ])
 def test_a_refused_log_is_left_alone_and_the_records_go_on(tmp_path, damage, reason):
     engine = _engine(tmp_path)
     engine.create_bucket("b", {"max_block_records": 4})
     _write(engine, range(1, 6))
+    assert engine.remove_records("b", "e", start=5, stop=6).step() == 1
     _write(engine, [1], entry="other")
     assert engine.log_head("b", "e")[0] == 5
     engine.close()
     log_dir = tmp_path / "b" / "e" / ".log"
+    assert (log_dir / "removed").exists()
     damage(str(log_dir))
     before = _snapshot(log_dir)
     warnings = []
@@ -157,3 +161,25 @@ def test_routes_answer_409_with_the_error_contract(tmp_path):
         assert (response.code, body) == (200, b"content 2")
     finally:
         engine.close()
+
+
+def test_a_newer_removed_set_met_by_a_removal(tmp_path):
+    """The removed set turns out newer when a removal first opens it: the removal
+    goes on, the log is set aside, the file is left as it is."""
+    warnings = []
+    engine = _engine(tmp_path, warnings)
+    engine.create_bucket("b", {"max_block_records": 4})
+    _write(engine, range(1, 6))
+    assert engine.log_head("b", "e")[0] == 5
+    log_dir = tmp_path / "b" / "e" / ".log"
+    (log_dir / "removed").write_bytes(b'{"format": 2}\n1 1\n')
+    before = _snapshot(log_dir)
+    assert engine.remove_records("b", "e", start=3, stop=4).step() == 1
+    assert engine._bucket("b").entry("e").find(3) is None
+    assert isinstance(engine._bucket("b").entry("e")._log, RefusedLog)
+    for error in _reads(engine):
+        assert "its removed-records file is of a newer format or damaged" in error.message
+    _records_go_on(engine)
+    engine.close()
+    assert len(warnings) == 1 and "format 2 is newer than 1" in warnings[0]
+    assert _snapshot(log_dir) == before
