@@ -27,7 +27,9 @@ records of the blocks whose greatest number is above ``S`` (their ``.meta``
 lines still hold the as-written labels: every rewrite flushed the log
 first).  A number without a record (a number skipped after a failure) gets
 the gap leaf ``{"number": n, "skipped": true}`` (RFC 8785) so that leaf
-index ``n - 1`` stays record ``n``.  A log ahead of the entry's numbers
+index ``n - 1`` stays record ``n``; the number goes to the removed set
+first (the listing places its pages by that set: a skipped number is
+never stored; after a crash between the two it is added again).  A log ahead of the entry's numbers
 (records dropped by crash recovery) raises the entry's counter above it:
 numbers are never reused.
 
@@ -153,14 +155,18 @@ class EntryLog:
             return size
         missing = [n for n in range(size + 1, target + 1) if n not in self.pending]
         records = self._records_above(size) if missing else {}
-        leaves = []
+        leaves, gaps = [], []
         for n in range(size + 1, target + 1):
             leaf = self.pending.get(n)
             if leaf is None:
                 record = records.get(n)
+                if record is None:
+                    gaps.append(n)
                 leaf = gap_leaf(n) if record is None else record_leaf(record)
             leaves.append(leaf)
         try:
+            if gaps:  # listed like removed numbers (pages are placed by the set)
+                self.removed().add(gaps)
             tree.append(leaves)
         except OSError:
             self.book.waiting[id(self)] = self

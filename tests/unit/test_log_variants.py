@@ -41,12 +41,16 @@ def _leaf(number, ts):
     return rfc9162.leaf(number, ts, len(data), CT, {"k": str(ts)}, hashlib.sha256(data).digest())
 
 
-def _items(engine, spec):
+def _page(engine, spec):
     found = []
     engine.list_page("b", "e", spec).addBoth(found.append)
     if hasattr(found[0], "raiseException"):
         found[0].raiseException()
-    return [item_json(leaf, stored) for leaf, stored in found[0].items]
+    return found[0]
+
+
+def _items(engine, spec):
+    return [item_json(leaf, stored) for leaf, stored in _page(engine, spec).items]
 
 
 def _with_a_gap(engine):
@@ -73,6 +77,14 @@ def test_skipped_numbers_are_gap_leaves_listed_as_skipped(engine):
     assert item_json(leaf, stored) == {"number": 4, "state": "skipped"}
     # without include_removed they are not listed; descending order too
     assert [i["number"] for i in _items(engine, ListingSpec())] == [1, 2, 5, 6]
+    pages = [_page(engine, ListingSpec(per_page=2, page=p)) for p in (1, 2, 3)]
+    assert [[leaf.number for leaf, _ in page.items] for page in pages] == [[1, 2], [5, 6], []]
+    assert [(page.total, page.last_page) for page in pages] == [(4, 2)] * 3
+    assert pages[1].next_start is None
+    following = _page(engine, ListingSpec(per_page=2, start=pages[0].next_start))
+    assert [leaf.number for leaf, _ in following.items] == [5, 6] and following.next_start is None
+    every = _page(engine, ListingSpec(per_page=2, page=2, include_removed=True))
+    assert ([leaf.number for leaf, _ in every.items], every.total, every.last_page) == ([3, 4], 6, 3)
     assert [i["number"] for i in _items(engine, ListingSpec(include_removed=True, descending=True))] == [
         6, 5, 4, 3, 2, 1]
 
