@@ -29,9 +29,9 @@ first).  A number without a record (a number skipped after a failure) gets
 the gap leaf ``{"number": n, "skipped": true}`` (RFC 8785) so that leaf
 index ``n - 1`` stays record ``n``; the number goes to the removed set
 first (the listing places its pages by that set: a skipped number is
-never stored; after a crash between the two it is added again).  A log ahead of the entry's numbers
-(records dropped by crash recovery) raises the entry's counter above it:
-numbers are never reused.
+never stored; after a crash between the two it is added again).  A log
+ahead of the entry's numbers (records dropped by crash recovery) raises
+the entry's counter above it: numbers are never reused.
 
 **Older entries.**  An entry holding records the backfill has not numbered
 yet (``numbers.py``: ``1 … L`` handed out later), or, until the backfill
@@ -42,7 +42,7 @@ before that catch-up are logged with their labels at catch-up; a record
 whose digest could not be computed is logged with ``"digest": null``.
 
 **A log this build refuses** (a newer format version, a damaged format
-file, lost data files): the entry gets a ``RefusedLog`` for the run
+file, lost data files, a removed set of a newer format): the entry gets a ``RefusedLog`` for the run
 (``entry_log_refused.py``): its records go on, its ``.log/`` is left as it
 is, reads of its log and listing answer 409, the daemon logs it once.
 """
@@ -55,7 +55,7 @@ from reduct_twisted.storage.disk.durability import NO_SPACE
 from reduct_twisted.storage.disk.digestindex import DigestIndex
 from reduct_twisted.storage.disk.layout import LOG_DIR
 from reduct_twisted.storage.disk.removedset import RemovedSet, header_refusal
-from reduct_twisted.storage.disk.treelog import TreeLog, TreeLogError
+from reduct_twisted.storage.disk.treelog import TreeLog
 from reduct_twisted.storage.disk.treelog_files import refusal
 from reduct_twisted.storage.entry_log_refused import REFUSALS, RefusedLog
 from reduct_twisted.storage.records import FINISHED
@@ -293,7 +293,7 @@ class LogBook:
         """``log.flush()`` (with the space reserve); a log refused on the way is set aside."""
         try:
             self._with_space(log.flush)
-        except TreeLogError as exc:
+        except REFUSALS as exc:
             self.refuse(log.entry, exc)
 
     def committed(self, entry, record) -> None:
@@ -303,7 +303,7 @@ class LogBook:
                 self.of(entry).committed(record)
             except OSError as exc:  # kept pending; tried again at the next flush
                 self.problems.append(f"Entry log of {entry.directory}: {exc}")
-            except TreeLogError as exc:  # the record stands; its log is set aside
+            except REFUSALS as exc:  # the record stands; its log is set aside
                 self.refuse(entry, exc)
 
     def _with_space(self, write) -> None:
@@ -348,7 +348,7 @@ class LogBook:
                 log.flush()
             except OSError as exc:
                 self.problems.append(f"Entry log of {log.entry.directory}: {exc}")
-            except TreeLogError as exc:
+            except REFUSALS as exc:
                 self.refuse(log.entry, exc)
 
     def close(self, entry) -> None:
@@ -359,7 +359,7 @@ class LogBook:
             if not entry.removed and log.pending:
                 try:
                     log.flush()
-                except TreeLogError as exc:
+                except REFUSALS as exc:
                     log = self.refuse(entry, exc)
             log.close()
 

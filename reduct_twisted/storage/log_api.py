@@ -22,7 +22,7 @@ from twisted.internet.defer import fail, maybeDeferred, succeed
 
 from reduct_twisted.errors import NotFound, ReductError, UnprocessableEntity
 from reduct_twisted.storage.disk.durability import storage_error
-from reduct_twisted.storage.disk.treelog_files import LEAVES_FILE, OFFSET, OFFSETS_FILE, TreeLogError
+from reduct_twisted.storage.disk.treelog_files import LEAVES_FILE, OFFSET, OFFSETS_FILE
 from reduct_twisted.storage.entry_log import MERKLE
 from reduct_twisted.storage.entry_log_refused import REFUSALS, RefusedLog, conflict
 from reduct_twisted.storage.listing import ListingSpec, matches
@@ -126,7 +126,7 @@ class LogMethods:
                 log.flush()
             except OSError as exc:  # 507 on a full disk, else 500; the leaves stay pending
                 raise storage_error(exc, "append to the entry log") from None
-            except TreeLogError as exc:
+            except REFUSALS as exc:
                 log = logs.refuse(series, exc)
         if isinstance(log, RefusedLog):
             raise conflict(bucket, entry, log.error)
