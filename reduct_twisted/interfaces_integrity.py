@@ -15,7 +15,8 @@ class IEntryLogs(Interface):
     Read access to each entry's record log.  Numbers are entry numbers
     (1-based); errors are ``ReductError`` subclasses: a missing bucket or
     entry, or a number beyond the log, is a 404, an impossible range a 422,
-    and a server without a log (``integrity`` not ``log``) answers 404.
+    a server without a log (``integrity`` not ``log``) answers 404, and an
+    entry whose log this build cannot read (a newer format) a 409.
     """
 
     def log_head(bucket, entry):

@@ -223,7 +223,9 @@ class StorageService(MultiService):
         """
         if not hasattr(self.engine, "backfill"):
             return  # a stand-in engine (tests)
-        self.engine.set_integrity(self._config.integrity)
+        self.engine.set_integrity(
+            self._config.integrity,
+            warn=lambda line: self.log.error("Storage: {line}", line=line))
         d = self.engine.backfill()
 
         def done(report: dict) -> None:

@@ -213,8 +213,13 @@ def _utf16_units(s: str) -> list:
 
 
 def _jcs(value) -> str:
-    if isinstance(value, bool) or value is None:
-        raise TypeError("the leaf object has no booleans or nulls")
+    # §3.2.2.1: the literals as they are written in JSON.
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
     if isinstance(value, int):
         # §3.2.2.3: ECMAScript Number serialisation; integers up to 2**53
         # print as their decimal digits.
@@ -235,16 +240,26 @@ def jcs(value) -> bytes:
     return _jcs(value).encode("utf-8")
 
 
-def leaf(number: int, timestamp: int, size: int, content_type: str, labels: dict, digest: bytes) -> bytes:
-    """The leaf of record ``number`` (issue #16, contract 4); ``digest`` is 32 raw bytes."""
-    assert len(digest) == 32
+def leaf(number: int, timestamp: int, size: int, content_type: str, labels: dict, digest) -> bytes:
+    """
+    The leaf of record ``number`` (issue #16, contract 4); ``digest`` is 32
+    raw bytes, or None for a record whose digest could not be computed
+    (``"digest": null``).  A timestamp above 2**53 - 1, which an IEEE 754
+    double cannot hold exactly, is written as its decimal string.
+    """
+    assert digest is None or len(digest) == 32
     return jcs(
         {
             "number": number,
-            "timestamp": timestamp,
+            "timestamp": timestamp if timestamp <= 2**53 - 1 else str(timestamp),
             "size": size,
             "content_type": content_type,
             "labels": dict(labels),
-            "digest": "sha-256:" + digest.hex(),
+            "digest": None if digest is None else "sha-256:" + digest.hex(),
         }
     )
+
+
+def gap_leaf(number: int) -> bytes:
+    """The leaf of a number no record holds (skipped after a failure)."""
+    return jcs({"number": number, "skipped": True})

@@ -29,7 +29,15 @@ __all__ = ["log_key", "entry_log", "list_entry_records", "item_json"]
 
 
 def item_json(leaf, stored: bool) -> dict:
-    """A listed record: its leaf's fields as written, and whether it is still stored."""
+    """
+    A listed record: its leaf's fields as written (``"digest": null`` when it
+    has none; the timestamp always an integer, though the leaf holds one
+    above 2**53 - 1 as a string), and whether it is still stored.  A number
+    no record holds (the gap leaf ``{"number": n, "skipped": true}``) is
+    listed as ``{"number": n, "state": "skipped"}``.
+    """
+    if leaf.skipped:
+        return {"number": leaf.number, "state": "skipped"}
     return {
         "number": leaf.number,
         "timestamp": leaf.timestamp,

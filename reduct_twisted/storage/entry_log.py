@@ -27,9 +27,11 @@ records of the blocks whose greatest number is above ``S`` (their ``.meta``
 lines still hold the as-written labels: every rewrite flushed the log
 first).  A number without a record (a number skipped after a failure) gets
 the gap leaf ``{"number": n, "skipped": true}`` (RFC 8785) so that leaf
-index ``n - 1`` stays record ``n``.  A log ahead of the entry's numbers
-(records dropped by crash recovery) raises the entry's counter above it:
-numbers are never reused.
+index ``n - 1`` stays record ``n``; the number goes to the removed set
+first (the listing places its pages by that set: a skipped number is
+never stored; after a crash between the two it is added again).  A log
+ahead of the entry's numbers (records dropped by crash recovery) raises
+the entry's counter above it: numbers are never reused.
 
 **Older entries.**  An entry holding records the backfill has not numbered
 yet (``numbers.py``: ``1 … L`` handed out later), or, until the backfill
@@ -38,6 +40,11 @@ pass has ended, records without a digest (written before digests or with
 done, with a one-time catch-up from the records sorted by number.  Limit: records relabelled
 before that catch-up are logged with their labels at catch-up; a record
 whose digest could not be computed is logged with ``"digest": null``.
+
+**A log this build refuses** (a newer format version, a damaged format
+file, lost data files, a removed set of a newer format): the entry gets a ``RefusedLog`` for the run
+(``entry_log_refused.py``): its records go on, its ``.log/`` is left as it
+is, reads of its log and listing answer 409, the daemon logs it once.
 """
 
 import os
@@ -47,8 +54,10 @@ from reduct_twisted.integrity.merkle import MAX_SAFE_INTEGER, leaf_of
 from reduct_twisted.storage.disk.durability import NO_SPACE
 from reduct_twisted.storage.disk.digestindex import DigestIndex
 from reduct_twisted.storage.disk.layout import LOG_DIR
-from reduct_twisted.storage.disk.removedset import RemovedSet
+from reduct_twisted.storage.disk.removedset import RemovedSet, header_refusal
 from reduct_twisted.storage.disk.treelog import TreeLog
+from reduct_twisted.storage.disk.treelog_files import refusal
+from reduct_twisted.storage.entry_log_refused import REFUSALS, RefusedLog
 from reduct_twisted.storage.records import FINISHED
 
 __all__ = ["BATCH", "LogBook", "EntryLog", "record_leaf", "gap_leaf"]
@@ -146,14 +155,18 @@ class EntryLog:
             return size
         missing = [n for n in range(size + 1, target + 1) if n not in self.pending]
         records = self._records_above(size) if missing else {}
-        leaves = []
+        leaves, gaps = [], []
         for n in range(size + 1, target + 1):
             leaf = self.pending.get(n)
             if leaf is None:
                 record = records.get(n)
+                if record is None:
+                    gaps.append(n)
                 leaf = gap_leaf(n) if record is None else record_leaf(record)
             leaves.append(leaf)
         try:
+            if gaps:  # listed like removed numbers (pages are placed by the set)
+                self.removed().add(gaps)
             tree.append(leaves)
         except OSError:
             self.book.waiting[id(self)] = self
@@ -217,6 +230,8 @@ class LogBook:
         (an engine's default: the daemon sets it, ``StorageEngine.set_integrity``).
     :ivar waiting: the entry logs with pending leaves.
     :ivar pass_done: the backfill pass of this run has ended.
+    :ivar warn: called with one line per entry whose log is refused
+        (:meth:`refuse`; the daemon logs it), or None.
     """
 
     def __init__(self, dirty, mode: str = "off", reserve=None) -> None:
@@ -226,6 +241,7 @@ class LogBook:
         self.waiting: dict = {}
         self.problems: list = []
         self.pass_done = False
+        self.warn = None
 
     def backfilled(self, report):
         """The backfill pass ended: records still without a digest will keep none."""
@@ -236,11 +252,49 @@ class LogBook:
     def on(self) -> bool:
         return self.mode in MERKLE
 
-    def of(self, entry) -> EntryLog:
+    def of(self, entry):
+        """
+        ``entry``'s :class:`EntryLog`, made on first use; a ``RefusedLog``
+        (``entry_log_refused.py``) when this build refuses its ``.log/``.
+        """
         log = entry.__dict__.get("_log")
         if log is None:
+            directory = os.path.join(entry.directory, LOG_DIR)
+            try:
+                problem = refusal(directory) or header_refusal(directory)
+            except OSError:
+                problem = None  # unreadable: opening it will say so
+            if problem is not None:
+                return self.refuse(entry, problem)
             log = entry._log = EntryLog(self, entry)
         return log
+
+    def refuse(self, entry, error) -> RefusedLog:
+        """
+        Set ``entry``'s log aside for this run (``error`` says why): its
+        records go on, its ``.log/`` is left as it is; reported once.
+        """
+        old = entry.__dict__.get("_log")
+        if isinstance(old, RefusedLog):
+            return old
+        if old is not None:
+            self.waiting.pop(id(old), None)
+            old.pending.clear()
+            old.close()
+        log = entry._log = RefusedLog(entry, error)
+        line = (f"Entry log refused: {error}; the entry's records are still written and read, "
+                f"its log is left as it is (not appended to, nothing removed)")
+        self.problems.append(line)
+        if self.warn is not None:
+            self.warn(line)
+        return log
+
+    def _flush(self, log) -> None:
+        """``log.flush()`` (with the space reserve); a log refused on the way is set aside."""
+        try:
+            self._with_space(log.flush)
+        except REFUSALS as exc:
+            self.refuse(log.entry, exc)
 
     def committed(self, entry, record) -> None:
         """A record was committed to ``entry`` (its number and digest set)."""
@@ -249,6 +303,8 @@ class LogBook:
                 self.of(entry).committed(record)
             except OSError as exc:  # kept pending; tried again at the next flush
                 self.problems.append(f"Entry log of {entry.directory}: {exc}")
+            except REFUSALS as exc:  # the record stands; its log is set aside
+                self.refuse(entry, exc)
 
     def _with_space(self, write) -> None:
         """
@@ -266,7 +322,7 @@ class LogBook:
         """A ``.meta`` in entry ``directory`` is about to be rewritten."""
         for log in list(self.waiting.values()):
             if log.entry.directory == directory:
-                self._with_space(log.flush)
+                self._flush(log)
 
     def before_remove(self, entry, records=(), block=None) -> None:
         """``records`` of ``entry`` (or all of ``block``'s) are about to be removed."""
@@ -274,12 +330,16 @@ class LogBook:
             return
         log = self.of(entry)
         if log.pending or id(log) in self.waiting:
-            self._with_space(log.flush)
+            self._flush(log)
+            log = self.of(entry)
         if block is not None:
             records = entry.load_block(block).table.values()
         numbers = [r.number for r in records if r.number and r.state == FINISHED]
         if numbers and log.ready():
-            self._with_space(lambda: log.removed().add(numbers))
+            try:
+                self._with_space(lambda: log.removed().add(numbers))
+            except REFUSALS as exc:  # the records go; the log is set aside
+                self.refuse(entry, exc)
 
     def flush_all(self) -> None:
         """Append every pending leaf (before a sync takes the dirty set, a rename, close)."""
@@ -288,6 +348,8 @@ class LogBook:
                 log.flush()
             except OSError as exc:
                 self.problems.append(f"Entry log of {log.entry.directory}: {exc}")
+            except REFUSALS as exc:
+                self.refuse(log.entry, exc)
 
     def close(self, entry) -> None:
         """Close ``entry``'s files (flushed first unless the entry was removed)."""
@@ -295,7 +357,10 @@ class LogBook:
         if log is not None:
             self.waiting.pop(id(log), None)
             if not entry.removed and log.pending:
-                log.flush()
+                try:
+                    log.flush()
+                except REFUSALS as exc:
+                    log = self.refuse(entry, exc)
             log.close()
 
     def close_all(self, entries) -> None:

@@ -41,12 +41,19 @@ __all__ = ["Leaf", "Page", "plan_page", "by_position"]
 
 @attr.s(frozen=True, slots=True, auto_attribs=True)
 class Leaf:
+    """
+    A log leaf as listed.  ``skipped``: the gap leaf of a number no record
+    holds (``{"number": n, "skipped": true}``; the other fields are empty,
+    never stored, listed only with ``include_removed`` and without filters).
+    """
+
     number: int
     timestamp: int
     size: int
     content_type: str
     labels: dict
     digest: Optional[bytes]
+    skipped: bool = False
 
 
 @attr.s(frozen=True, slots=True, auto_attribs=True)

@@ -10,7 +10,9 @@ number beyond the log (``Record number <n> not found in entry <b>/<e>``)
 and, with ``integrity=off`` (no log) or for heads and proofs with
 ``integrity=digest`` (leaves without hashes), ``Integrity log is off for
 this server``; ``UnprocessableEntity`` for a ``tree_size`` beyond the log,
-a number beyond ``tree_size``, ``first > second`` and zero values.
+a number beyond ``tree_size``, ``first > second`` and zero values;
+``Conflict`` (409) for an entry whose log this build refuses (a newer
+format version, a damaged format file: ``entry_log_refused.py``).
 """
 
 import json
@@ -22,6 +24,7 @@ from reduct_twisted.errors import NotFound, ReductError, UnprocessableEntity
 from reduct_twisted.storage.disk.durability import storage_error
 from reduct_twisted.storage.disk.treelog_files import LEAVES_FILE, OFFSET, OFFSETS_FILE
 from reduct_twisted.storage.entry_log import MERKLE
+from reduct_twisted.storage.entry_log_refused import REFUSALS, RefusedLog, conflict
 from reduct_twisted.storage.listing import ListingSpec, matches
 from reduct_twisted.storage.listing_plan import Leaf, by_position, plan_page
 from reduct_twisted.storage.records import FINISHED
@@ -32,12 +35,17 @@ LOG_OFF = "Integrity log is off for this server"
 
 
 def parse_leaf(raw: bytes) -> Leaf:
-    """The :class:`Leaf` of a log leaf (a gap leaf: an empty record, no digest)."""
+    """
+    The :class:`Leaf` of a log leaf: a record's (a timestamp written as a
+    string is read as its integer) or, for a gap leaf, ``skipped`` with
+    empty fields.
+    """
     obj = json.loads(raw)
     digest = obj.get("digest")
     return Leaf(obj["number"], int(obj.get("timestamp", 0)), obj.get("size", 0),
                 obj.get("content_type", ""), obj.get("labels", {}),
-                bytes.fromhex(digest[len("sha-256:"):]) if digest else None)
+                bytes.fromhex(digest[len("sha-256:"):]) if digest else None,
+                obj.get("skipped") is True)
 
 
 #: A spec without filters (every leaf).
@@ -47,7 +55,9 @@ _SLICE = 4096
 
 
 def _wanted(leaf: Leaf, spec) -> bool:
-    return ((spec.digest is None or leaf.digest == spec.digest)
+    # A skipped number has no timestamp, labels or digest: a scan (filters,
+    # timestamp order) never lists it.
+    return (not leaf.skipped and (spec.digest is None or leaf.digest == spec.digest)
             and (spec.start_ts is None or leaf.timestamp >= spec.start_ts)
             and (spec.stop_ts is None or leaf.timestamp < spec.stop_ts)
             and (not spec.where or matches(leaf.labels, spec.where)))
@@ -94,10 +104,16 @@ def _positive(**values) -> None:
 class LogMethods:
     """The log calls of a ``StorageEngine`` (see the module docstring)."""
 
-    def set_integrity(self, mode: str) -> None:
-        """``integrity`` = ``log`` | ``digest`` | ``off`` (digests, and what the log keeps)."""
+    def set_integrity(self, mode: str, warn=None) -> None:
+        """
+        ``integrity`` = ``log`` | ``digest`` | ``off`` (digests, and what the
+        log keeps); ``warn``: called with one line per entry whose log this
+        build refuses (the daemon logs it).
+        """
         self._context.digests = mode != "off"
         self._context.logs.mode = mode
+        if warn is not None:
+            self._context.logs.warn = warn
 
     def _entry_log(self, bucket: str, entry: str, hashes: bool = False):
         series = self._bucket(bucket).entry(entry)
@@ -105,10 +121,15 @@ class LogMethods:
         if logs.mode not in MERKLE or (hashes and not MERKLE[logs.mode]):
             raise NotFound(LOG_OFF)
         log = logs.of(series)
-        try:
-            log.flush()
-        except OSError as exc:  # 507 on a full disk, else 500; the leaves stay pending
-            raise storage_error(exc, "append to the entry log") from None
+        if not isinstance(log, RefusedLog):
+            try:
+                log.flush()
+            except OSError as exc:  # 507 on a full disk, else 500; the leaves stay pending
+                raise storage_error(exc, "append to the entry log") from None
+            except REFUSALS as exc:
+                log = logs.refuse(series, exc)
+        if isinstance(log, RefusedLog):
+            raise conflict(bucket, entry, log.error)
         return series, log
 
     def log_head(self, bucket: str, entry: str) -> tuple:
@@ -140,6 +161,8 @@ class LogMethods:
 
     def _stored(self, series):
         def stored(leaf: Leaf) -> bool:
+            if leaf.skipped:
+                return False
             found = None if series.removed else series.find(leaf.timestamp)
             return (found is not None and found[1].state == FINISHED
                     and found[1].number == leaf.number)
@@ -174,6 +197,9 @@ class LogMethods:
             return fail(exc)
         except OSError as exc:
             return fail(storage_error(exc, "read the entry log"))
+        except REFUSALS as exc:  # e.g. a removed set of a newer format
+            self._context.logs.refuse(series, exc)
+            return fail(conflict(bucket, entry, exc))
         size, thread = tree.size, self.run_in_thread
 
         def disk_error(failure):

@@ -1,8 +1,9 @@
 """
 RFC 8785 (JSON Canonicalization Scheme) for what the verifier signs and
 hashes: the signed tree head without its signature and the record leaf of
-issue #16 (contract 4).  Both hold only strings, integers and objects (the
-head may gain fields later; booleans, null and arrays are accepted too).
+issue #16 (contract 4).  Both hold strings, integers and objects, a leaf
+``null`` (no digest) or ``true`` (a skipped number); the head may gain
+fields later (arrays are accepted too).
 
 Strings are escaped exactly as ECMAScript ``JSON.stringify`` does, which
 is what ``json.dumps(..., ensure_ascii=False)`` produces for well-formed
@@ -75,15 +76,30 @@ def canonical(value) -> bytes:
     return "".join(out).encode("utf-8")
 
 
+#: The largest integer every IEEE 754 double holds exactly (I-JSON): the
+#: server writes a leaf's timestamp above it as a decimal string.
+MAX_SAFE_INTEGER = 2**53 - 1
+
+
 def record_leaf(item: dict) -> bytes:
     """
-    The leaf bytes of a listed record (contract 4): the six fields, the
-    digest as its ``"sha-256:<hex>"`` string.
+    The leaf bytes of a listed item (contract 4 and the server's documented
+    variants):
+
+    * a record: the six fields, the digest as its ``"sha-256:<hex>"``
+      string or ``null`` (a record whose digest could not be computed), the
+      timestamp (an integer here) as a decimal *string* when it is above
+      2**53 - 1, a number otherwise;
+    * a skipped number (``"state": "skipped"``: no record ever held it):
+      ``{"number": n, "skipped": true}``.
     """
+    if item.get("state") == "skipped":
+        return canonical({"number": item["number"], "skipped": True})
+    timestamp = item["timestamp"]
     return canonical(
         {
             "number": item["number"],
-            "timestamp": item["timestamp"],
+            "timestamp": timestamp if timestamp <= MAX_SAFE_INTEGER else str(timestamp),
             "size": item["size"],
             "content_type": item["content_type"],
             "labels": item["labels"],

@@ -11,7 +11,13 @@ What is verified for one entry, in this order:
    number order with removed ones: numbers 1..tree_size each exactly once;
    for a stored record its content (streamed and hashed while read) against
    the listed size and digest and the ``repr-digest`` header; for every
-   record its leaf (contract 4) and its inclusion proof against the head;
+   record its leaf (contract 4) and its inclusion proof against the head.
+   The leaf variants the server documents are rebuilt too: a skipped number
+   (``{"number": n, "state": "skipped"}``, leaf ``{"number": n, "skipped":
+   true}``) is proven and counted, a record with ``"digest": null`` is
+   proven and reported as undigested (its content cannot be checked: a
+   failure, or a warning with ``--allow-undigested``), a timestamp above
+   2**53 - 1 is a decimal string in the leaf (fetched by its integer);
 4. the listed leaves, hashed as a tree, give the head's root.
 """
 
@@ -25,7 +31,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from . import canonical, proofs
-from .client import ClientError, NotFound, entry_path, parse_links
+from .client import ClientError, Conflict, NotFound, entry_path, parse_links
 from .report import EntryResult
 
 _HEX32 = re.compile(r"[0-9a-f]{64}\Z")
@@ -68,6 +74,18 @@ def _hex32(value):
 
 def _is_uint(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+_DECIMAL = re.compile(r"(0|[1-9][0-9]{0,19})\Z")
+
+
+def _timestamp(value):
+    """A listed timestamp as an integer (a number, or its decimal string), or None."""
+    if _is_uint(value):
+        return value
+    if isinstance(value, str) and _DECIMAL.match(value) and int(value) < 2**64:
+        return int(value)
+    return None
 
 
 def parse_repr_digest(header):
@@ -131,6 +149,9 @@ class EntryCheck:
                 self.result.skipped = "no log, and the bucket lists it without records (a parent of nested entries?)"
                 return None
             fail("head", f"the server has no log for this entry ({exc})")
+            return None
+        except Conflict as exc:
+            fail("head", f"the server cannot read this entry's log ({exc})")
             return None
         if not isinstance(head, dict):
             fail("head", "the signed head is not a JSON object")
@@ -280,7 +301,7 @@ class EntryCheck:
         result.records += 1
         if isinstance(item, dict) and item.get("number") is None and item.get("digest") is None:
             # Stored before the server numbered and hashed records; its backfill has not reached it.
-            self._undigested(item.get("timestamp") if _is_uint(item.get("timestamp")) else None, None)
+            self._undigested(_timestamp(item.get("timestamp")), None)
             return
         problem = self._malformed(item)
         if problem:
@@ -288,7 +309,9 @@ class EntryCheck:
             result.fail("listing", f"malformed listing item: {problem}", number if _is_uint(number) else None)
             self.tree_whole = False
             return
-        number, ts = item["number"], item["timestamp"]
+        if item["state"] != "skipped":
+            item = dict(item, timestamp=_timestamp(item["timestamp"]))
+        number, ts = item["number"], item.get("timestamp")
         if number <= self.last:
             result.fail("listing", f"listed out of order or twice (after #{self.last})", number, ts)
             return
@@ -298,41 +321,49 @@ class EntryCheck:
         if number > size:
             result.newer += 1
             return
-        if item["digest"] is None:
-            self._undigested(ts, number)
-            return
         leaf_hash = proofs.hash_leaf(canonical.record_leaf(item))
         if self.tree_whole and self.tree.size == number - 1:
             self.tree.add(leaf_hash)
         else:
             self.tree_whole = False
-        if item["state"] == "stored":
+        if item["state"] == "skipped":
+            result.skipped_numbers += 1
+        elif item["digest"] is None:
+            self._undigested(ts, number)
+        elif item["state"] == "stored":
             self._content(item)
         else:
             result.removed += 1
         self._inclusion(item, leaf_hash, size)
 
     def _undigested(self, ts, number) -> None:
+        """
+        A record the log holds without a digest (the server has not hashed it
+        yet, or could not): its leaf and inclusion are checked, its content
+        cannot be; a failure unless ``--allow-undigested`` makes it a warning.
+        """
         self.result.undigested += 1
-        self.tree_whole = False
-        what = "no digest yet" if number is not None else "no number and no digest yet"
-        self.result.fail(
-            "digest",
-            f"{what} (the server has not hashed this record); not verified",
-            number,
-            ts,
-            warning=self.options.allow_undigested,
-        )
+        if number is None:
+            self.tree_whole = False
+            what = "no number and no digest yet (the server has not hashed this record); not verified"
+        else:
+            what = "no digest in the log (the server has not hashed this record, or could not); content not verified"
+        self.result.fail("digest", what, number, ts, warning=self.options.allow_undigested)
 
     @staticmethod
     def _malformed(item):
         if not isinstance(item, dict):
             return "not an object"
-        for name in ("number", "timestamp", "size"):
-            if not _is_uint(item.get(name)):
-                return f"{name} is not a non-negative integer"
+        if not _is_uint(item.get("number")):
+            return "number is not a non-negative integer"
         if item["number"] < 1:
             return "number is below 1"
+        if item.get("state") == "skipped":
+            return None  # a number no record holds: {"number", "state"} is all there is
+        if _timestamp(item.get("timestamp")) is None:
+            return "timestamp is neither a non-negative integer nor its decimal string"
+        if not _is_uint(item.get("size")):
+            return "size is not a non-negative integer"
         if not isinstance(item.get("content_type"), str):
             return "content_type is not a string"
         labels = item.get("labels")
@@ -341,7 +372,7 @@ class EntryCheck:
         if item.get("digest") is not None and not (isinstance(item["digest"], str) and _DIGEST.match(item["digest"])):
             return f"digest {item.get('digest')!r} is not sha-256:<64 lowercase hex>"
         if item.get("state") not in ("stored", "removed"):
-            return f"state {item.get('state')!r} is neither stored nor removed"
+            return f"state {item.get('state')!r} is neither stored, removed nor skipped"
         return None
 
     def _content(self, item) -> None:
@@ -395,7 +426,7 @@ class EntryCheck:
 
     def _inclusion(self, item, leaf_hash, size) -> None:
         result = self.result
-        number, ts = item["number"], item["timestamp"]
+        number, ts = item["number"], item.get("timestamp")
         try:
             body, _ = self.client.get_json(self.client.target(self._log, {"proof": number, "tree_size": size}))
         except NotFound as exc:

@@ -42,7 +42,11 @@ def add_verify(subparsers) -> None:
     p.add_argument(
         "--allow-undigested",
         action="store_true",
-        help="records without a digest yet are warnings, not failures (while the server's backfill runs)",
+        help=(
+            "records the log holds without a digest (not hashed yet by the server's backfill, or whose "
+            "content could not be hashed) are warnings, not failures: their leaf and inclusion are "
+            "still checked, their content cannot be"
+        ),
     )
     p.add_argument("--cacert", metavar="FILE", help="trust this CA (PEM) for the server's TLS certificate")
     p.add_argument("--insecure", action="store_true", help="do not verify the server's TLS certificate")

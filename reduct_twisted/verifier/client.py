@@ -6,8 +6,9 @@ skips certificate checks), the token as ``Authorization: Bearer``.
 Every problem the verifier cannot blame on the data (refused or dropped
 connections, timeouts, 401/403, 5xx, unparsable JSON, a ``Link`` to another
 server) is raised as :class:`ClientError` with a one-line message; the
-command answers those with exit status 2.  404 is :class:`NotFound`, which
-callers may turn into a check failure.
+command answers those with exit status 2.  404 is :class:`NotFound` and
+409 :class:`Conflict` (an entry log the server cannot read), which callers
+may turn into a check failure.
 """
 
 import http.client
@@ -29,6 +30,10 @@ class ClientError(Exception):
 
 class NotFound(ClientError):
     """The server answered 404."""
+
+
+class Conflict(ClientError):
+    """The server answered 409 (e.g. it cannot read an entry's log: a newer format)."""
 
 
 def entry_path(entry: str) -> str:
@@ -172,6 +177,8 @@ class Client:
         message = f"GET {target}: HTTP {raw.status} {detail}".rstrip()
         if raw.status == 404:
             raise NotFound(message)
+        if raw.status == 409:
+            raise Conflict(message)
         if raw.status in (401, 403):
             raise ClientError(message + (" (is the token right?)" if self.token else " (no token given: --token or RS_API_TOKEN)"))
         raise ClientError(message)

@@ -53,7 +53,8 @@ class EntryResult:
         self.contents = 0  # contents downloaded and checked
         self.proofs = 0  # inclusion proofs checked
         self.removed = 0  # removed records (inclusion only)
-        self.undigested = 0
+        self.undigested = 0  # no digest: leaf and inclusion checked, content not
+        self.skipped_numbers = 0  # numbers no record holds (gap leaves), proven
         self.newer = 0  # numbered after the signed head: next run's work
         self.bytes = 0
         self.consistency = "no saved head"
@@ -83,7 +84,9 @@ class EntryResult:
         if self.removed:
             parts.append(f"{self.removed} removed (inclusion only)")
         if self.undigested:
-            parts.append(f"{self.undigested} not digested yet")
+            parts.append(f"{self.undigested} undigested (content not verified)")
+        if self.skipped_numbers:
+            parts.append(f"{self.skipped_numbers} skipped numbers (no record)")
         if self.newer:
             parts.append(f"{self.newer} newer than the head (next run)")
         failed = len(self.failures)

@@ -49,3 +49,30 @@ def test_server_signed_head_verifies_with_the_verifier():
     unsigned = {k: v for k, v in head.items() if k != "signature"}
     assert canonical.canonical(unsigned) == jcs.canonical(unsigned) == ref.jcs(unsigned)
     assert checks.LogKey(key.describe()).verifies(base64.b64decode(head["signature"]), canonical.canonical(unsigned))
+
+
+def test_leaf_variants_agree():
+    """The documented variants (storage/entry_log.py): "digest": null, a
+    timestamp above 2**53 - 1 as a decimal string, the gap leaf of a skipped
+    number; the verifier rebuilds each from the listing item the server serves."""
+    from types import SimpleNamespace
+
+    from reduct_twisted.http.routes_integrity import item_json
+    from reduct_twisted.storage.entry_log import gap_leaf, record_leaf
+    from reduct_twisted.storage.log_api import parse_leaf
+
+    cases = [(ts, dg) for ts in (0, 2**53 - 1, 2**53, 2**53 + 1, 2**64 - 1) for dg in (None, bytes(range(32)))]
+    for number, (ts, dg) in enumerate(cases, 1):
+        labels = {"\u00e9": "x", "a": "\U0001f600"}
+        record = SimpleNamespace(number=number, ts=ts, size=7, content_type="text/plain", labels=labels, digest=dg)
+        leaf = record_leaf(record)
+        assert leaf == ref.leaf(number, ts, 7, "text/plain", labels, dg)
+        item = item_json(parse_leaf(leaf), True)  # what the listing serves
+        assert item["timestamp"] == ts and item["state"] == "stored"
+        assert canonical.record_leaf(item) == leaf, (ts, dg)
+    for number in (1, 2**40):
+        leaf = gap_leaf(number)
+        assert leaf == ref.gap_leaf(number) == b'{"number":%d,"skipped":true}' % number
+        item = item_json(parse_leaf(leaf), False)
+        assert item == {"number": number, "state": "skipped"}
+        assert canonical.record_leaf(item) == leaf

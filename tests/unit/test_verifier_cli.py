@@ -284,16 +284,94 @@ def test_pinned_public_key(fake):
 
 
 def test_records_without_digest(fake, tmp_path):
-    fake.entries[("bkt", "sensor")][2].listed_digest = False
+    """A record logged with "digest": null: its leaf (with the null) and inclusion
+    are checked, its content is not fetched; a failure unless --allow-undigested."""
+    record = fake.entries[("bkt", "sensor")][2]
+    record.listed_digest = False
     state = tmp_path / "s.json"
     code, out, _ = verify(fake.url, "bkt", "sensor", "--quiet", "--state", str(state))
     assert code == 1
-    assert "FAILED bkt/sensor #3" in out and "[digest] no digest yet" in out
+    assert f"FAILED bkt/sensor #3 ts={record.timestamp}" in out and "[digest] no digest in the log" in out
+    assert "8 contents checked, 9 inclusion proofs, 1 undigested (content not verified)" in out
     assert not state.exists()
+    fake.requests.clear()
     code, out, _ = verify(fake.url, "bkt", "sensor", "--quiet", "--allow-undigested", "--state", str(state))
     assert code == 0, out
     assert "WARNING bkt/sensor #3" in out and "1 warning(s)" in out
+    assert "9 inclusion proofs" in out
     assert state.exists()
+    targets = [t for _, t, _ in fake.requests]
+    assert f"ts={record.timestamp}" not in " ".join(targets) and any("proof=3&" in t for t in targets)
+
+
+def test_a_digest_nulled_in_the_listing_is_caught(fake):
+    """The log holds the record's digest, the listing says null: the leaf the
+    verifier rebuilds (with the null) is not the logged one, --allow-undigested or not."""
+    record = fake.entries[("bkt", "sensor")][2]
+    item = record.item()
+    record.item = lambda: dict(item, digest=None)
+    code, out, _ = verify(fake.url, "bkt", "sensor", "--quiet", "--allow-undigested")
+    assert code == 1
+    assert "FAILED bkt/sensor #3" in out and "[inclusion] the record's leaf is not proven" in out
+
+
+def test_a_log_the_server_cannot_read_fails_that_entry_only(fake):
+    """409 on the head (a log of a newer format): that entry fails, the others are verified."""
+    fake.status_for["/api/v1/log/bkt/sensor"] = 409
+    code, out, _ = verify(fake.url, "bkt", "--quiet")
+    assert code == 1
+    assert "FAILED bkt/sensor [head] the server cannot read this entry's log (GET /api/v1/log/bkt/sensor: HTTP 409" in out
+    assert "OK  bkt/cams/front: head 4 leaves" in out
+
+
+def test_skipped_numbers_are_proven_not_fetched(fake):
+    """A number no record holds ({"number", "state": "skipped"}): its gap leaf
+    {"number": n, "skipped": true} is proven and hashed into the tree."""
+    fake.add_gap("bkt", "cams/front")
+    fake.add_gap("bkt", "cams/front")
+    fake.add("bkt", "cams/front", 2)
+    code, out, _ = verify(fake.url, "bkt", "cams/front", "--quiet")
+    assert code == 0, out
+    assert "8 records listed, 6 contents checked, 8 inclusion proofs, 2 skipped numbers (no record)" in out
+    assert sum("/api/v1/b/bkt/cams/front?ts=" in t for _, t, _ in fake.requests) == 6
+
+
+def test_a_record_listed_as_skipped_is_caught(fake):
+    """The server cannot hide a record by listing its number as skipped: the gap leaf is not the logged one."""
+    record = fake.entries[("bkt", "sensor")][4]
+    record.item = lambda: {"number": 5, "state": "skipped"}
+    code, out, _ = verify(fake.url, "bkt", "sensor", "--quiet")
+    assert code == 1
+    assert "FAILED bkt/sensor #5 [inclusion] the record's leaf is not proven" in out
+
+
+def test_a_timestamp_beyond_2_53_is_a_string_in_the_leaf(fake):
+    """Above 2**53 - 1 the leaf holds the timestamp as a decimal string; the
+    listing's integer (or string) is used to fetch the content."""
+    records = fake.add("bkt", "late", 3)
+    records[0].timestamp = 2**53 - 1  # the last one written as a number
+    records[1].timestamp = 2**53
+    records[2].timestamp = 2**64 - 1
+    item = records[2].item()
+    records[2].item = lambda: dict(item, timestamp=str(2**64 - 1))
+    assert b'"timestamp":"9007199254740992"' in records[1].leaf()
+    assert b'"timestamp":9007199254740991' in records[0].leaf()
+    code, out, _ = verify(fake.url, "bkt", "late", "--quiet")
+    assert code == 0, out
+    assert "3 contents checked, 3 inclusion proofs" in out
+    targets = [t for _, t, _ in fake.requests]
+    assert any(t.endswith(f"/api/v1/b/bkt/late?ts={2**64 - 1}") for t in targets)
+    assert any(t.endswith(f"/api/v1/b/bkt/late?ts={2**53}") for t in targets)
+
+
+def test_a_malformed_timestamp_is_a_listing_failure(fake):
+    record = fake.entries[("bkt", "sensor")][1]
+    item = record.item()
+    for bad in ("12a", "-5", "007", 1.5, None, str(2**64)):
+        record.item = lambda bad=bad: dict(item, timestamp=bad)
+        code, out, _ = verify(fake.url, "bkt", "sensor", "--quiet")
+        assert code == 1, bad
+        assert "FAILED bkt/sensor #2 [listing] malformed listing item: timestamp is neither" in out, bad
 
 
 def test_records_without_number_nor_digest(fake):
@@ -302,7 +380,7 @@ def test_records_without_number_nor_digest(fake):
     code, out, _ = verify(fake.url, "bkt", "cams/front", "--quiet")
     assert code == 1
     assert "FAILED bkt/cams/front ts=1600000000000000" in out and "no number and no digest yet" in out
-    assert "1 not digested yet" in out
+    assert "1 undigested (content not verified)" in out
     code, out, _ = verify(fake.url, "bkt", "cams/front", "--quiet", "--allow-undigested")
     assert code == 0, out
 

@@ -37,7 +37,9 @@ class FakeRecord:
         self.listed_digest = True  # False: listed with "digest": null
 
     def leaf(self):
-        return ref.leaf(self.number, self.timestamp, len(self.content), self.content_type, self.labels, self.digest)
+        # A record listed with "digest": null was logged so: its leaf has the null.
+        digest = self.digest if self.listed_digest else None
+        return ref.leaf(self.number, self.timestamp, len(self.content), self.content_type, self.labels, digest)
 
     def item(self):
         return {
@@ -49,6 +51,22 @@ class FakeRecord:
             "digest": "sha-256:" + self.digest.hex() if self.listed_digest else None,
             "state": self.state,
         }
+
+
+class FakeGap:
+    """A number no record holds (skipped after a failure): the gap leaf, listed as skipped."""
+
+    state = "skipped"
+    timestamp = None
+
+    def __init__(self, number):
+        self.number = number
+
+    def leaf(self):
+        return ref.gap_leaf(self.number)
+
+    def item(self):
+        return {"number": self.number, "state": "skipped"}
 
 
 #: How the listing shows a record stored before #16 that the backfill has not reached.
@@ -91,6 +109,10 @@ class FakeLogServer:
             labels = {"n": str(n), "\u00e9t\u00e9": "x"} if n % 2 else {}
             records.append(FakeRecord(n, start_ts + n * 1000, body, "text/plain", labels))
         return records
+
+    def add_gap(self, bucket, entry):
+        records = self.entries.setdefault((bucket, entry), [])
+        records.append(FakeGap(len(records) + 1))
 
     def leaves(self, bucket, entry, size=None):
         records = self.numbered(bucket, entry)

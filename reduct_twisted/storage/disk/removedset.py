@@ -27,7 +27,7 @@ import bisect
 import json
 import os
 
-__all__ = ["RemovedSet", "RemovedFormatError", "FORMAT", "FILE"]
+__all__ = ["RemovedSet", "RemovedFormatError", "FORMAT", "FILE", "header_refusal"]
 
 FORMAT = 1
 FILE = "removed"
@@ -46,6 +46,31 @@ def _intervals(numbers) -> list:
         else:
             out.append([n, n])
     return out
+
+
+def header_refusal(directory: str):
+    """
+    The :class:`RemovedFormatError` :meth:`RemovedSet.open` would raise for
+    the header of ``directory``'s file (a newer format, a bad header), or
+    None; reads its first line only.
+
+    :raises OSError: the file cannot be read.
+    """
+    path = os.path.join(directory, FILE)
+    try:
+        with open(path, "rb") as f:
+            first = f.readline(4096)
+    except FileNotFoundError:
+        return None
+    if not first.endswith(b"\n"):
+        return None  # empty or torn: open() cuts it
+    try:
+        version = json.loads(first)["format"]
+    except (ValueError, KeyError, TypeError):
+        return RemovedFormatError(f"{path}: bad header")
+    if not isinstance(version, int) or version > FORMAT:
+        return RemovedFormatError(f"{path}: format {version!r} is newer than {FORMAT}")
+    return None
 
 
 class RemovedSet:

@@ -22,7 +22,8 @@ A tree log directory holds::
 ``format`` is written as ``format.tmp`` and renamed (a crash leaves no
 ``format``, and then a directory whose data files are all missing or
 empty is simply made anew).  A ``format`` of another format or of a newer
-version is refused (:class:`TreeLogError`).
+version is refused (:class:`TreeLogError`; :func:`refusal` says so without
+opening anything).
 
 **The recovery rule** (:func:`recover`): after ``kill -9`` each file holds
 every ``write()`` that returned, and maybe part of the one in progress.
@@ -52,7 +53,18 @@ OFFSET = struct.Struct(">Q")
 
 
 class TreeLogError(Exception):
-    """A tree log that cannot be opened; ``str()`` is one line saying why."""
+    """
+    A tree log that cannot be opened; ``str()`` is one line saying why (with
+    the log's path, for the daemon's log).
+
+    :ivar reason: the same without the path (for clients: an HTTP error
+        names the entry, never a server path), e.g. ``it has format version
+        99, newer than this build reads (1)``.
+    """
+
+    def __init__(self, message: str, reason: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason or "it is damaged"
 
 
 def nodes(n: int) -> int:
@@ -79,7 +91,8 @@ def read_format(directory: str):
         for name in (LEAVES_FILE, OFFSETS_FILE, HASHES_FILE):
             try:
                 if os.path.getsize(os.path.join(directory, name)):
-                    raise TreeLogError(f"tree log {directory} holds data but no format file: refusing it")
+                    raise TreeLogError(f"tree log {directory} holds data but no format file: refusing it",
+                                       "it holds data but no format file")
             except FileNotFoundError:
                 pass
         return None
@@ -89,16 +102,42 @@ def read_format(directory: str):
     except ValueError:
         ok = False
     if not ok or not raw.endswith(b"\n"):
-        raise TreeLogError(f"{path} is not a tree log format file: refusing it")
+        raise TreeLogError(f"{path} is not a tree log format file: refusing it",
+                           "its format file is damaged (not a tree log format line)")
     version = header.get("version")
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-        raise TreeLogError(f"{path} has no valid version: refusing it")
+        raise TreeLogError(f"{path} has no valid version: refusing it",
+                           "its format file is damaged (no valid version)")
     if version > FORMAT_VERSION:
         raise TreeLogError(f"tree log {directory} has format version {version}, newer than this "
-                           f"build reads ({FORMAT_VERSION}): refusing it")
+                           f"build reads ({FORMAT_VERSION}): refusing it",
+                           f"it has format version {version}, newer than this build reads "
+                           f"({FORMAT_VERSION})")
     if not isinstance(header.get("merkle"), bool):
-        raise TreeLogError(f"{path} has no valid merkle flag: refusing it")
+        raise TreeLogError(f"{path} has no valid merkle flag: refusing it",
+                           "its format file is damaged (no valid merkle flag)")
     return header["merkle"]
+
+
+def refusal(directory: str):
+    """
+    What :meth:`TreeLog.open <reduct_twisted.storage.disk.treelog.TreeLog.open>`
+    would refuse before it opens or changes anything: the format file
+    (:func:`read_format`) and, beside a format, a lost ``leaves`` or
+    ``offsets`` file.  Reads at most the format file (and a few ``stat``).
+
+    :return: the :class:`TreeLogError`, or None (no log yet, or one that opens).
+    :raises OSError: the format file cannot be read.
+    """
+    try:
+        if read_format(directory) is not None:
+            for name in (LEAVES_FILE, OFFSETS_FILE):
+                if not os.path.exists(os.path.join(directory, name)):
+                    raise TreeLogError(f"tree log {directory} has lost its {name} file: refusing it",
+                                       f"it has lost its {name} file")
+    except TreeLogError as exc:
+        return exc
+    return None
 
 
 def write_format(directory: str, merkle: bool) -> None:
