@@ -25,7 +25,12 @@ O(entries)).  It reopens as a consistent prefix of ``S`` leaves
 handed out) are then taken from the pending ones or rebuilt from the
 records of the blocks whose greatest number is above ``S`` (their ``.meta``
 lines still hold the as-written labels: every rewrite flushed the log
-first).  A number without a record (a number skipped after a failure) gets
+first).  That rebuild is a catch-up (``entry_log_catchup.py``): one block
+or a few leaves a step, run by the service a few steps per reactor turn
+when it is larger than a couple of blocks; meanwhile the log and listing
+answer from the part already logged, new records' leaves wait pending (as
+written) and follow in number order, and a removal of a record not logged
+yet finishes the catch-up first (its leaf must not vanish).  A number without a record (a number skipped after a failure) gets
 the gap leaf ``{"number": n, "skipped": true}`` (RFC 8785) so that leaf
 index ``n - 1`` stays record ``n``.  A log ahead of the entry's numbers
 (records dropped by crash recovery) raises the entry's counter above it:
@@ -35,9 +40,12 @@ numbers are never reused.
 yet (``numbers.py``: ``1 … L`` handed out later), or, until the backfill
 pass has ended, records without a digest (written before digests or with
 ``integrity=off``), keeps no pending leaves: its log starts once they are
-done, with a one-time catch-up from the records sorted by number.  Limit: records relabelled
-before that catch-up are logged with their labels at catch-up; a record
-whose digest could not be computed is logged with ``"digest": null``.
+done, with a one-time catch-up (in steps, as above) from the records by
+number.  Limits: records relabelled before the catch-up reaches them are
+logged with their labels at catch-up (this also holds for a rebuild after
+``kill -9``, and, after a crash during a catch-up, for records written
+during it and relabelled); a record whose digest could not be computed is
+logged with ``"digest": null``.
 """
 
 import os
@@ -49,6 +57,7 @@ from reduct_twisted.storage.disk.digestindex import DigestIndex
 from reduct_twisted.storage.disk.layout import LOG_DIR
 from reduct_twisted.storage.disk.removedset import RemovedSet
 from reduct_twisted.storage.disk.treelog import TreeLog
+from reduct_twisted.storage.entry_log_catchup import CatchUp
 from reduct_twisted.storage.records import FINISHED
 
 __all__ = ["BATCH", "LogBook", "EntryLog", "record_leaf", "gap_leaf"]
@@ -98,6 +107,7 @@ class EntryLog:
         self._digests = None
         self._indexed = 0
         self._ready = False
+        self.catching = None
 
     @property
     def directory(self) -> str:
@@ -120,15 +130,29 @@ class EntryLog:
             self.flush()
 
     def open(self):
-        """:return: the tree log, opened (and caught up) if needed."""
+        """
+        :return: the tree log, opened if needed.  Hashes to build for a log
+        kept without them (``digest`` before) are built in steps (``LogBook.slices``).
+        """
         if self.tree is None:
-            self.tree = TreeLog.open(self.directory, MERKLE[self.book.mode], self.book.dirty)
+            sliced = self.book.cooperate is not None
+            self.tree = TreeLog.open(self.directory, MERKLE[self.book.mode], self.book.dirty,
+                                     build_now=not sliced)
+            if self.tree.building:
+                self.book.slices(self, self.tree.hash_steps(), "build the hashes of")
         return self.tree
+
+    @property
+    def catching_up(self) -> bool:
+        """Whether a catch-up (``entry_log_catchup.py``) is under way."""
+        return self.catching is not None
 
     def flush(self) -> int:
         """
-        Append every leaf up to the entry's last number (pending ones, the
-        others rebuilt from the records): :return: the log's size.
+        Append every leaf up to the entry's last number: the pending ones
+        at once; if others must be rebuilt from the records, a catch-up
+        (``entry_log_catchup.py``) does it, in steps if it is large and the
+        service runs steps (else now).  :return: the log's size.
 
         :raises OSError: a write failed (the leaves stay pending).
         """
@@ -137,6 +161,8 @@ class EntryLog:
         if not self.ready():  # an older entry: waits for its backfill
             self.pending.clear()
             return tree.size
+        if self.catching is not None:  # its steps append the pending leaves in order
+            return tree.size
         size, numbers = tree.size, self.entry.numbers
         if size >= numbers.next:
             numbers.next = size + 1  # records lost in a crash: never reuse their numbers
@@ -144,31 +170,36 @@ class EntryLog:
         if target <= size:
             self.pending.clear()
             return size
-        missing = [n for n in range(size + 1, target + 1) if n not in self.pending]
-        records = self._records_above(size) if missing else {}
-        leaves = []
-        for n in range(size + 1, target + 1):
-            leaf = self.pending.get(n)
-            if leaf is None:
-                record = records.get(n)
-                leaf = gap_leaf(n) if record is None else record_leaf(record)
-            leaves.append(leaf)
         try:
-            tree.append(leaves)
+            if sum(1 for n in self.pending if size < n <= target) == target - size:
+                tree.append([self.pending[n] for n in range(size + 1, target + 1)])
+                self.pending.clear()
+            else:
+                job = CatchUp(self, target, record_leaf, gap_leaf)
+                if job.small or self.book.cooperate is None:
+                    job.run()
+                else:
+                    self.catching = job
+                    self.book.slices(self, job.steps, "catch up", job)
+                    return tree.size
         except OSError:
             self.book.waiting[id(self)] = self
             raise
-        self.pending.clear()
         return tree.size
 
-    def _records_above(self, size: int) -> dict:
-        found = {}
-        for block in self.entry.blocks:
-            if block.top_number > size:
-                for record in self.entry.scan_block(block).table.values():
-                    if record.state == FINISHED and record.number and record.number > size:
-                        found[record.number] = record
-        return found
+    def finish(self) -> None:
+        """
+        Run the rest of a catch-up now (a removal of records not logged yet:
+        their leaves must be in the log before they vanish).
+
+        :raises OSError: an append failed (the catch-up goes on in steps).
+        """
+        job = self.catching
+        if job is not None:
+            job.run()
+            if self.catching is job:
+                self.catching = None
+        self.flush()
 
     def removed(self) -> RemovedSet:
         if self._removed is None:
@@ -202,6 +233,9 @@ class EntryLog:
             self._indexed = upto
 
     def close(self) -> None:
+        if self.catching is not None:  # the next flush starts anew from the log's size
+            self.catching.stop()
+            self.catching = None
         for part in (self.tree, self._digests):
             if part is not None:
                 part.close()
@@ -217,6 +251,9 @@ class LogBook:
         (an engine's default: the daemon sets it, ``StorageEngine.set_integrity``).
     :ivar waiting: the entry logs with pending leaves.
     :ivar pass_done: the backfill pass of this run has ended.
+    :ivar cooperate: ``cooperate(iterator)`` runs an iterator's steps a few
+        per reactor turn (``task.Cooperator.cooperate``, set by the service:
+        ``StorageEngine.set_cooperator``); ``None``: long log work runs at once.
     """
 
     def __init__(self, dirty, mode: str = "off", reserve=None) -> None:
@@ -226,6 +263,7 @@ class LogBook:
         self.waiting: dict = {}
         self.problems: list = []
         self.pass_done = False
+        self.cooperate = None
 
     def backfilled(self, report):
         """The backfill pass ended: records still without a digest will keep none."""
@@ -269,15 +307,20 @@ class LogBook:
                 self._with_space(log.flush)
 
     def before_remove(self, entry, records=(), block=None) -> None:
-        """``records`` of ``entry`` (or all of ``block``'s) are about to be removed."""
+        """
+        ``records`` of ``entry`` (or all of ``block``'s) are about to be
+        removed: the log gets every leaf first (a catch-up under way is
+        finished now if one of them is not logged yet), then their numbers.
+        """
         if not self.on:
             return
         log = self.of(entry)
-        if log.pending or id(log) in self.waiting:
-            self._with_space(log.flush)
         if block is not None:
             records = entry.load_block(block).table.values()
         numbers = [r.number for r in records if r.number and r.state == FINISHED]
+        self._with_space(log.flush)
+        if log.catching is not None and numbers and max(numbers) > log.tree.size:
+            self._with_space(log.finish)
         if numbers and log.ready():
             self._with_space(lambda: log.removed().add(numbers))
 
@@ -288,6 +331,33 @@ class LogBook:
                 log.flush()
             except OSError as exc:
                 self.problems.append(f"Entry log of {log.entry.directory}: {exc}")
+
+    def slices(self, log, steps, doing: str, job=None) -> None:
+        """
+        Run the generator ``steps`` (a catch-up ``job``, or a hash build) of
+        ``log`` through :attr:`cooperate`, a step at a time.  A failing
+        step ends it: the problem is kept, a catch-up is started anew by the
+        next flush, a hash build by the next open (the log is closed).
+        """
+        def guarded():
+            try:
+                yield from steps
+            except Exception as exc:  # noqa: BLE001 -- the cooperator would drop it
+                self.problems.append(f"Entry log of {log.entry.directory}: could not {doing} it: {exc}")
+                if job is None:
+                    log.close()
+                elif log.catching is job:
+                    log.catching = None
+                    self.waiting[id(log)] = log
+                return
+            if job is not None and log.catching is job:
+                log.catching = None
+                try:  # the pending leaves that did not follow on (or a later catch-up)
+                    log.flush()
+                except OSError as exc:
+                    self.problems.append(f"Entry log of {log.entry.directory}: {exc}")
+
+        self.cooperate(guarded())
 
     def close(self, entry) -> None:
         """Close ``entry``'s files (flushed first unless the entry was removed)."""
