@@ -62,15 +62,28 @@ def leaf_bytes(number: int, timestamp: int, size: int, content_type: str,
         raise ValueError("labels must map str to str")
     if not isinstance(digest, (bytes, bytearray)) or len(digest) != HASH_SIZE:
         raise ValueError("digest must be the 32 raw bytes of a SHA-256")
-    # canonical() of the six fields, written out (a record's leaf is made
-    # per write: this is several times faster); the members in §3.2.3 order.
-    return "".join((
-        '{"content_type":', string(content_type),
-        ',"digest":"sha-256:', bytes(digest).hex(),
-        '","labels":{', ",".join(string(name) + ":" + string(labels[name])
-                                  for name in sorted(labels, key=utf16_key)),
-        '},"number":', str(number), ',"size":', str(size), ',"timestamp":', str(timestamp), "}",
-    )).encode("utf-8")
+    return leaf_of(number, timestamp, size, content_type, labels, bytes(digest))
+
+
+def leaf_of(number: int, timestamp: int, size: int, content_type: str,
+            labels: dict, digest: bytes) -> bytes:
+    """
+    :func:`leaf_bytes` without its argument checks, for fields the storage
+    engine made (it runs once per record written: canonical() of the six
+    fields, written out, the members in §3.2.3 order).
+
+    :raises ValueError: a string holds a lone surrogate.
+    """
+    if labels:
+        names = "".join(labels)
+        # Below U+10000 code-point order is UTF-16 code-unit order (§3.2.3).
+        names = sorted(labels) if max(names, default="") <= "\uffff" else sorted(labels, key=utf16_key)
+        text = ",".join([string(name) + ":" + string(labels[name]) for name in names])
+    else:
+        text = ""
+    return (f'{{"content_type":{string(content_type)},"digest":"sha-256:{digest.hex()}",'
+            f'"labels":{{{text}}},"number":{number},"size":{size},"timestamp":{timestamp}}}'
+            ).encode("utf-8")
 
 
 def _split(n: int) -> int:

@@ -2,7 +2,7 @@
 """
 The per-entry integrity log wired into the storage (issue #16): each entry
 keeps, in ``<entry dir>/.log/``, a :class:`~reduct_twisted.storage.disk.treelog.TreeLog`
-of its records' leaves (``integrity.merkle.leaf_bytes``) in entry-number
+of its records' leaves (``integrity.merkle.leaf_of``) in entry-number
 order, the numbers of its removed records (``.log/removed``,
 ``disk/removedset.py``) and an index digest → numbers (``.log/digests/``,
 ``disk/digestindex.py``).  What is kept depends on the ``integrity``
@@ -51,7 +51,7 @@ logged with ``"digest": null``.
 import os
 
 from reduct_twisted.integrity import jcs
-from reduct_twisted.integrity.merkle import MAX_SAFE_INTEGER, leaf_bytes
+from reduct_twisted.integrity.merkle import MAX_SAFE_INTEGER, leaf_of
 from reduct_twisted.storage.disk.durability import NO_SPACE
 from reduct_twisted.storage.disk.digestindex import DigestIndex
 from reduct_twisted.storage.disk.layout import LOG_DIR
@@ -77,8 +77,8 @@ def record_leaf(record) -> bytes:
     are IEEE doubles).
     """
     if record.digest is not None and record.ts <= MAX_SAFE_INTEGER:
-        return leaf_bytes(record.number, record.ts, record.size, record.content_type,
-                          record.labels, record.digest)
+        return leaf_of(record.number, record.ts, record.size, record.content_type,
+                       record.labels, record.digest)
     return jcs.canonical({
         "number": record.number, "size": record.size, "content_type": record.content_type,
         "timestamp": record.ts if record.ts <= MAX_SAFE_INTEGER else str(record.ts),

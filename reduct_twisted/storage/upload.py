@@ -23,15 +23,37 @@ How many chunks to queue and when to pause the client stays with the caller
 (``http/sinks.py``).
 """
 
+from twisted.internet.defer import FirstError, gatherResults
+
 from reduct_twisted.storage import writer
 
 #: What the messages of failed writes say failed.
 WRITE = writer.WRITE
 
+#: A batch of at least this many bytes has its SHA-256 computed in a second
+#: worker beside the write (``hashlib`` and ``writev`` both release the GIL
+#: on large buffers, so a large upload hashes on another core).
+PARALLEL_HASH = 256 << 10
+
 
 def run_now(f, *args):
     """A ``run_in_thread`` that runs ``f`` at once (tests, tools); its result is returned as is."""
     return f(*args)
+
+
+def _hash(sha, chunks: list) -> None:
+    for chunk in chunks:
+        sha.update(chunk)
+
+
+def _nothing(_) -> None:
+    return None
+
+
+def _first_error(failure):
+    """``gatherResults``' ``FirstError`` -> the failure it wraps (e.g. the ``OSError``)."""
+    failure.trap(FirstError)
+    return failure.value.subFailure
 
 
 class RecordWriter:
@@ -122,15 +144,22 @@ class RecordWriter:
         private segment, in the thread pool.  Calls must not overlap.
 
         :return: ``run_in_thread``'s Deferred: fires with None once written
-            (the CRC then includes them), or fails with the ``OSError``.
+            (the CRC and the SHA-256 then include them), or fails with the
+            ``OSError``.  A large batch is hashed in a second worker at the
+            same time (:data:`PARALLEL_HASH`).
         """
-        return self._run(self._write_chunks, chunks)
+        sha = self._alloc.sha
+        if sha is None or self._run is run_now or sum(map(len, chunks)) < PARALLEL_HASH:
+            return self._run(self._write_chunks, chunks, sha)
+        both = gatherResults([self._run(self._write_chunks, chunks, None),
+                              self._run(_hash, sha, chunks)], consumeErrors=True)
+        return both.addCallbacks(_nothing, _first_error)
 
-    def _write_chunks(self, chunks: list) -> None:
-        # In a worker thread: the reactor reads ``crc`` only at commit,
-        # after the last batch, and batches never overlap.
+    def _write_chunks(self, chunks: list, sha) -> None:
+        # In a worker thread: the reactor reads ``crc`` and ``sha`` only at
+        # commit, after the last batch, and batches never overlap.
         alloc = self._alloc
-        alloc.crc = writer.write_chunks(self._fd, chunks, alloc.crc, alloc.sha)
+        alloc.crc = writer.write_chunks(self._fd, chunks, alloc.crc, sha)
 
     @property
     def is_open(self) -> bool:

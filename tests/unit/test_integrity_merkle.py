@@ -302,3 +302,15 @@ def test_leaf_bytes_is_canonical_json_of_the_six_fields():
 def test_leaf_bytes_refuses_lone_surrogates(labels, ct):
     with pytest.raises(ValueError):
         leaf_bytes(1, 1, 1, ct, labels, bytes(32))
+
+
+def test_leaf_of_orders_names_by_utf16_code_units():
+    """U+1F600 (UTF-16 D83D DE00) sorts before U+FB33, though after it by code point;
+    below U+10000 the fast path's code-point order is the same order."""
+    from reduct_twisted.integrity.merkle import leaf_of
+    digest = sha(b"x")
+    out = leaf_of(1, 2, 3, "t", {"\ufb33": "1", "\U0001F600": "2", "a": "3"}, digest)
+    assert out.decode("utf-8").index("\U0001F600") < out.decode("utf-8").index("\ufb33")
+    assert json.loads(out)["labels"] == {"a": "3", "\U0001F600": "2", "\ufb33": "1"}
+    assert list(json.loads(leaf_of(1, 2, 3, "t", {"\ufb33": "1", "\u00e9": "2", "b": "3"}, digest))
+                ["labels"]) == ["b", "\u00e9", "\ufb33"]

@@ -239,3 +239,61 @@ def test_chunked_upload_crossing_hard_quota_is_refused_at_once(tmp_path):
     assert not any(name.endswith(".blk") for _, _, names in os.walk(tmp_path) for name in names)
     assert results(sink.finish()).check(BadRequest)
     engine.close()
+
+
+def test_large_batches_are_hashed_in_a_second_worker_beside_the_write(tmp_path):
+    """A batch of PARALLEL_HASH bytes or more is two pool jobs (write+CRC, SHA-256),
+    run together; the record's CRC and SHA-256 still cover the content in order."""
+    import hashlib
+    import zlib
+
+    from reduct_twisted.storage import upload
+
+    pool, engine = ManualPool(), FakeEngine()
+    content = os.urandom(3 * upload.PARALLEL_HASH + 5)
+    alloc = FakeAlloc(path=str(tmp_path / "seg.blk"), length=len(content), sha=hashlib.sha256())
+    writer = RecordWriter(engine, alloc, in_pool(ImmediateReactor(), pool))
+    pool.run_all()  # the open
+    done = []
+    step = upload.PARALLEL_HASH
+    for start in range(0, len(content), step):
+        chunk = content[start:start + step]
+        writer.admit(len(chunk))
+        d = writer.write_chunks([chunk])
+        d.addBoth(done.append)
+        jobs = [f.__name__ for _, f, _, _ in pool.jobs]
+        assert jobs == (["_write_chunks", "_hash"] if len(chunk) >= step else ["_write_chunks"])
+        pool.run_all()
+    assert done == [None] * 4
+    assert alloc.sha.digest() == hashlib.sha256(content).digest()
+    assert alloc.crc == zlib.crc32(content)
+    closed = writer.close()
+    pool.run_all()
+    assert results(closed) is None
+    with open(alloc.path, "rb") as f:
+        assert f.read() == content
+
+
+def test_a_failed_write_beside_the_hash_fails_with_its_own_error(tmp_path, monkeypatch):
+    """The disk's OSError reaches the sink as itself (not wrapped by the gathering)."""
+    import errno
+    import hashlib
+
+    from reduct_twisted.storage import upload, writer as storage_writer
+
+    def full(fd, chunks, crc=0, sha=None):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    pool, engine = ManualPool(), FakeEngine()
+    alloc = FakeAlloc(path=str(tmp_path / "seg.blk"), length=upload.PARALLEL_HASH,
+                      sha=hashlib.sha256())
+    writer = RecordWriter(engine, alloc, in_pool(ImmediateReactor(), pool))
+    pool.run_all()
+    monkeypatch.setattr(storage_writer, "write_chunks", full)
+    writer.admit(upload.PARALLEL_HASH)
+    d = writer.write_chunks([b"x" * upload.PARALLEL_HASH])
+    pool.run_all()
+    failure = results(d)
+    assert failure.check(OSError) and failure.value.errno == errno.ENOSPC
+    writer.close()
+    pool.run_all()
