@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from typing import Any, Callable
 
 from twisted.application.internet import TimerService
@@ -60,6 +61,16 @@ def remove_paths(paths: list[str]) -> list[tuple[str, str]]:
         except OSError as e:
             problems.append((path, f"{type(e).__name__}: {e.strerror or e}"))
     return problems
+
+
+#: Seconds of entry-log steps per reactor turn (at least one step runs).
+STEP_BUDGET = 0.002
+
+
+def _turn_budget() -> Callable[[], bool]:
+    """A ``Cooperator`` termination predicate: true once ``STEP_BUDGET`` has passed."""
+    end = time.monotonic() + STEP_BUDGET
+    return lambda: time.monotonic() >= end
 
 
 def _default_engine_factory(data_path: str, clock: Any, **kwargs: Any) -> Any:
@@ -126,7 +137,7 @@ class StorageService(MultiService):
         # Long entry-log work (catch-ups, hash builds) in steps, a few per
         # reactor turn (storage/entry_log_catchup.py); runs once started.
         self.cooperator = Cooperator(scheduler=lambda step: reactor.callLater(0, step),
-                                     started=False)
+                                     terminationPredicateFactory=_turn_budget, started=False)
         if hasattr(self.engine, "set_cooperator"):
             self.engine.set_cooperator(self.cooperator.cooperate)
         self.engine.open()
