@@ -91,6 +91,11 @@ def gap_leaf(number: int) -> bytes:
     return jcs.canonical({"number": number, "skipped": True})
 
 
+def _waits(block, late: bool) -> bool:
+    """Whether ``block`` holds records the backfill has not numbered (or hashed, unless ``late``)."""
+    return bool(block.unnumbered[0] or (block.unnumbered[1] and not late))
+
+
 class EntryLog:
     """
     The log of one entry: pending leaves and, once used, its open files.
@@ -107,6 +112,7 @@ class EntryLog:
         self._digests = None
         self._indexed = 0
         self._ready = False
+        self._waiting = (0, None)  # where the first block found not ready was, and it
         self.catching = None
 
     @property
@@ -114,11 +120,22 @@ class EntryLog:
         return os.path.join(self.entry.directory, LOG_DIR)
 
     def ready(self) -> bool:
-        """Whether the entry's records are all numbered (see the module docstring)."""
+        """
+        Whether the entry's records are all numbered (see the module
+        docstring).  Blocks only ever become ready (new ones are), so the
+        search goes on from where it found one waiting (from the start if
+        blocks came or went before it): O(blocks) over the backfill.
+        """
         if not self._ready:
             late = self.book.pass_done  # digests: wait for one backfill pass, not for failures
-            self._ready = not any(block.unnumbered[0] or (block.unnumbered[1] and not late)
-                                  for block in self.entry.blocks)
+            blocks, (start, block) = self.entry.blocks, self._waiting
+            if start >= len(blocks) or blocks[start] is not block:  # moved: from the start
+                start = 0
+            for index in range(start, len(blocks)):
+                if _waits(blocks[index], late):
+                    self._waiting = (index, blocks[index])
+                    return False
+            self._ready = True
         return self._ready
 
     def committed(self, record) -> None:
@@ -147,13 +164,14 @@ class EntryLog:
         """Whether a catch-up (``entry_log_catchup.py``) is under way."""
         return self.catching is not None
 
-    def flush(self) -> int:
+    def flush(self, now: bool = False) -> int:
         """
         Append every leaf up to the entry's last number: the pending ones
         at once; if others must be rebuilt from the records, a catch-up
         (``entry_log_catchup.py``) does it, in steps if it is large and the
-        service runs steps (else now).  :return: the log's size.
+        service runs steps (unless ``now``), else at once.
 
+        :return: the log's size.
         :raises OSError: a write failed (the leaves stay pending).
         """
         self.book.waiting.pop(id(self), None)
@@ -176,7 +194,7 @@ class EntryLog:
                 self.pending.clear()
             else:
                 job = CatchUp(self, target, record_leaf, gap_leaf)
-                if job.small or self.book.cooperate is None:
+                if now or job.small or self.book.cooperate is None:
                     job.run()
                 else:
                     self.catching = job
@@ -189,17 +207,16 @@ class EntryLog:
 
     def finish(self) -> None:
         """
-        Run the rest of a catch-up now (a removal of records not logged yet:
-        their leaves must be in the log before they vanish).
+        Catch up now, at once (a removal of records not logged yet: their
+        leaves must be in the log before they vanish).  A catch-up under
+        way is stopped and done again from the log's size (same leaves).
 
-        :raises OSError: an append failed (the catch-up goes on in steps).
+        :raises OSError: an append failed (a later flush starts anew).
         """
-        job = self.catching
+        job, self.catching = self.catching, None
         if job is not None:
-            job.run()
-            if self.catching is job:
-                self.catching = None
-        self.flush()
+            job.stop()
+        self.flush(now=True)
 
     def removed(self) -> RemovedSet:
         if self._removed is None:

@@ -202,6 +202,37 @@ def test_a_removal_of_records_not_logged_yet_finishes_the_catch_up_first(tmp_pat
     engine.close()
 
 
+def test_a_removal_whose_catch_up_failed_once_logs_the_leaves_when_tried_again(
+        tmp_path, small_steps, monkeypatch):
+    from reduct_twisted.errors import ReductError
+
+    _older_entry(tmp_path)
+    turns = Turns()
+    engine = _engine(tmp_path, turns=turns)
+    _result(engine.backfill())
+    engine.log_head("b", "e")
+    for _ in range(6):
+        turns.turn()
+    log = _log(engine)
+    real, calls = log.tree.append, []
+
+    def full_once(leaves):
+        calls.append(len(leaves))
+        if len(calls) == 1:
+            raise OSError(28, "No space left on device")
+        return real(leaves)
+    monkeypatch.setattr(log.tree, "append", full_once)
+    with pytest.raises(ReductError):
+        engine.remove_stamps("b", "e", [10 * (OLD - 1)])
+    assert engine.read("b", "e", 10 * (OLD - 1)).record.number == OLD - 1  # nothing removed
+    engine.remove_stamps("b", "e", [10 * (OLD - 1)])
+    assert log.catching is None
+    assert engine.log_head("b", "e") == (OLD, rfc9162.MTH(_expected_old()))
+    turns.run()
+    assert engine.log_head("b", "e") == (OLD, rfc9162.MTH(_expected_old()))
+    engine.close()
+
+
 def test_closing_during_a_catch_up_and_starting_again(tmp_path, small_steps):
     _older_entry(tmp_path)
     turns = Turns()
@@ -357,3 +388,23 @@ def test_an_entry_log_builds_its_hashes_in_turns(tmp_path, monkeypatch):
     proof = again.log_inclusion("b", "e", 7, 101)
     assert proof == rfc9162.PATH(6, expected)
     again.close()
+
+
+def test_ready_goes_on_from_the_block_found_waiting(tmp_path, monkeypatch):
+    """While an older entry waits for its backfill, each write asks whether
+    its log is ready: one block looked at, not every block each time."""
+    from reduct_twisted.storage import entry_log
+
+    _older_entry(tmp_path)
+    engine = _engine(tmp_path)
+    log = engine._context.logs.of(engine._bucket("b").entry("e"))
+    looked, real = [], entry_log._waits
+    monkeypatch.setattr(entry_log, "_waits", lambda block, late: looked.append(block) or
+                        real(block, late))
+    for _ in range(100):
+        assert not log.ready()
+    assert len(looked) == 100 and len(set(looked)) == 1
+    _result(engine.backfill())
+    looked.clear()
+    assert log.ready() and len(looked) <= OLD // 2
+    engine.close()
