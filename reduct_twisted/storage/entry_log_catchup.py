@@ -16,7 +16,8 @@ which does one of:
   (entry order, which is nearly number order) and keep the leaves of its
   records numbered ``S + 1 … T`` that have no pending one;
 * once every such block was visited, append up to :data:`STEP_LEAVES`
-  leaves, the gap leaf for a number no record holds.
+  leaves, the gap leaf for a number no record holds (the number goes to
+  the entry's removed set first).
 
 So a step touches at most one block or :data:`STEP_LEAVES` leaves, and the
 leaves found wait in memory only while an earlier number is still unknown.
@@ -121,15 +122,18 @@ class CatchUp:
         log = self.log
         first = n = log.tree.size + 1
         last = min(self.target, first + STEP_LEAVES - 1)
-        pending, found, leaves = log.pending, self.found, []
+        pending, found, leaves, skipped = log.pending, self.found, [], []
         while n <= last:
             leaf = pending.get(n) or found.get(n)
             if leaf is None:
                 if not gaps:
                     break
                 leaf = self._gap_leaf(n)
+                skipped.append(n)
             leaves.append(leaf)
             n += 1
+        if skipped:  # never stored: in the removed set first, like removed numbers
+            log.removed().add(skipped)
         log.tree.append(leaves)  # OSError: the log and what is kept here are unchanged
         for number in range(first, n):
             pending.pop(number, None)

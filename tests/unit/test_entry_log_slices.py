@@ -408,3 +408,27 @@ def test_ready_goes_on_from_the_block_found_waiting(tmp_path, monkeypatch):
     looked.clear()
     assert log.ready() and len(looked) <= OLD // 2
     engine.close()
+
+
+def test_a_skipped_number_gets_its_gap_leaf_in_turns_and_is_never_stored(tmp_path, small_steps):
+    from reduct_twisted.storage.entry_log import gap_leaf
+
+    engine = _engine(tmp_path)
+    engine.create_bucket("b", {"max_block_records": 2})
+    _write(engine, range(1, 11))
+    engine._bucket("b").entry("e").numbers.take()  # number 11: no record (a failed write)
+    _write(engine, range(12, 31))  # numbers 12 …
+    engine.close()
+    with TreeLog.open(os.path.join(tmp_path, "b", "e", ".log"), merkle=True) as tree:
+        tree.truncate(2)
+    turns = Turns()
+    again = _engine(tmp_path, turns=turns)
+    again.log_head("b", "e")
+    assert turns.run() > 3
+    expected = [_leaf(n, n, {"k": str(n)}) for n in range(1, 11)] + [gap_leaf(11)] + [
+        _leaf(n, n, {"k": str(n)}) for n in range(12, 31)]
+    assert again.log_head("b", "e") == (30, rfc9162.MTH(expected))
+    assert 11 in _log(again).removed() and len(_log(again).removed()) == 1
+    page = _result(again.list_page("b", "e", ListingSpec(per_page=1000)))
+    assert [leaf.number for leaf, _ in page.items] == [n for n in range(1, 31) if n != 11]
+    again.close()
