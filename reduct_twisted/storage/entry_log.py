@@ -30,7 +30,8 @@ or a few leaves a step, run by the service a few steps per reactor turn
 when it is larger than a couple of blocks; meanwhile the log and listing
 answer from the part already logged, new records' leaves wait pending (as
 written) and follow in number order, and a removal of a record not logged
-yet finishes the catch-up first (its leaf must not vanish).  A number without a record (a number skipped after a failure) gets
+yet first runs the catch-up's steps up to it, at once (its leaf must not
+vanish).  A number without a record (a number skipped after a failure) gets
 the gap leaf ``{"number": n, "skipped": true}`` (RFC 8785) so that leaf
 index ``n - 1`` stays record ``n``.  A log ahead of the entry's numbers
 (records dropped by crash recovery) raises the entry's counter above it:
@@ -205,17 +206,23 @@ class EntryLog:
             raise
         return tree.size
 
-    def finish(self) -> None:
+    def finish(self, upto: int) -> None:
         """
-        Catch up now, at once (a removal of records not logged yet: their
-        leaves must be in the log before they vanish).  A catch-up under
-        way is stopped and done again from the log's size (same leaves).
-
-        :raises OSError: an append failed (a later flush starts anew).
+        Catch up now to leaf ``upto`` at least (a removal: leaves before
+        records vanish): the steps of the catch-up under way, else all at
+        once.  :raises OSError: an append failed (a later flush starts anew).
         """
-        job, self.catching = self.catching, None
+        job = self.catching
         if job is not None:
-            job.stop()
+            try:
+                for _ in job.steps:
+                    if self.tree.size >= upto:
+                        return  # the rest goes on in steps
+            except OSError:
+                job.stop()
+                self.catching = None
+                raise
+            self.catching = None  # ended
         self.flush(now=True)
 
     def removed(self) -> RemovedSet:
@@ -326,8 +333,9 @@ class LogBook:
     def before_remove(self, entry, records=(), block=None) -> None:
         """
         ``records`` of ``entry`` (or all of ``block``'s) are about to be
-        removed: the log gets every leaf first (a catch-up under way is
-        finished now if one of them is not logged yet), then their numbers.
+        removed: the log gets every leaf first (a catch-up under way goes
+        on now up to the greatest of them if it is not logged yet), then
+        their numbers.
         """
         if not self.on:
             return
@@ -337,7 +345,7 @@ class LogBook:
         numbers = [r.number for r in records if r.number and r.state == FINISHED]
         self._with_space(log.flush)
         if log.catching is not None and numbers and max(numbers) > log.tree.size:
-            self._with_space(log.finish)
+            self._with_space(lambda: log.finish(max(numbers)))
         if numbers and log.ready():
             self._with_space(lambda: log.removed().add(numbers))
 

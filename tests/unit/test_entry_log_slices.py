@@ -179,7 +179,7 @@ def test_writes_go_on_and_reads_answer_the_part_logged(tmp_path, small_steps):
     engine.close()
 
 
-def test_a_removal_of_records_not_logged_yet_finishes_the_catch_up_first(tmp_path, small_steps):
+def test_a_removal_of_records_not_logged_yet_catches_up_to_them_first(tmp_path, small_steps):
     _older_entry(tmp_path)
     turns = Turns()
     engine = _engine(tmp_path, turns=turns)
@@ -191,14 +191,18 @@ def test_a_removal_of_records_not_logged_yet_finishes_the_catch_up_first(tmp_pat
     logged = log.tree.size
     assert 0 < logged < OLD and log.catching is not None
     engine.remove_stamps("b", "e", [10])  # logged already: the catch-up goes on in turns
-    assert log.catching is not None
-    engine.remove_stamps("b", "e", [10 * (OLD - 1)])  # not yet: finished first
+    assert log.catching is not None and log.tree.size == logged
+    engine.remove_stamps("b", "e", [10 * (logged + 3)])  # not yet: caught up to it first
+    assert log.catching is not None and logged + 3 <= log.tree.size < OLD
+    assert log.tree.leaf(logged + 3) == _expected_old()[logged + 2]
+    engine.remove_stamps("b", "e", [10 * (OLD - 1)])  # the far end: all but the last leaf
+    assert log.tree.size >= OLD - 1
+    turns.run()
     assert log.catching is None
     assert engine.log_head("b", "e") == (OLD, rfc9162.MTH(_expected_old()))
-    assert 1 in log.removed() and OLD - 1 in log.removed()
+    assert {1, logged + 3, OLD - 1} <= set(n for n in range(1, OLD + 1) if n in log.removed())
     item, stored = engine.record_item("b", "e", OLD - 1)
     assert (item.timestamp, stored) == (10 * (OLD - 1), False)
-    turns.run()
     engine.close()
 
 
@@ -226,9 +230,9 @@ def test_a_removal_whose_catch_up_failed_once_logs_the_leaves_when_tried_again(
         engine.remove_stamps("b", "e", [10 * (OLD - 1)])
     assert engine.read("b", "e", 10 * (OLD - 1)).record.number == OLD - 1  # nothing removed
     engine.remove_stamps("b", "e", [10 * (OLD - 1)])
-    assert log.catching is None
-    assert engine.log_head("b", "e") == (OLD, rfc9162.MTH(_expected_old()))
+    assert log.tree.size >= OLD - 1 and log.tree.leaf(OLD - 1) == _expected_old()[OLD - 2]
     turns.run()
+    assert log.catching is None
     assert engine.log_head("b", "e") == (OLD, rfc9162.MTH(_expected_old()))
     engine.close()
 
