@@ -25,13 +25,8 @@ O(entries)).  It reopens as a consistent prefix of ``S`` leaves
 handed out) are then taken from the pending ones or rebuilt from the
 records of the blocks whose greatest number is above ``S`` (their ``.meta``
 lines still hold the as-written labels: every rewrite flushed the log
-first).  That rebuild is a catch-up (``entry_log_catchup.py``): one block
-or a few leaves a step, run by the service a few steps per reactor turn
-when it is larger than a couple of blocks; meanwhile the log and listing
-answer from the part already logged, new records' leaves wait pending (as
-written) and follow in number order, and a removal of a record not logged
-yet first runs the catch-up's steps up to it, at once (its leaf must not
-vanish).  A number without a record (a number skipped after a failure) gets
+first), by a catch-up in bounded steps (``entry_log_catchup.py``: what
+reads, writes and removals see meanwhile).  A number without a record (a number skipped after a failure) gets
 the gap leaf ``{"number": n, "skipped": true}`` (RFC 8785) so that leaf
 index ``n - 1`` stays record ``n``.  A log ahead of the entry's numbers
 (records dropped by crash recovery) raises the entry's counter above it:
@@ -58,7 +53,7 @@ from reduct_twisted.storage.disk.digestindex import DigestIndex
 from reduct_twisted.storage.disk.layout import LOG_DIR
 from reduct_twisted.storage.disk.removedset import RemovedSet
 from reduct_twisted.storage.disk.treelog import TreeLog
-from reduct_twisted.storage.entry_log_catchup import CatchUp
+from reduct_twisted.storage.entry_log_catchup import CatchUp, catch_up_to, run_in_steps
 from reduct_twisted.storage.records import FINISHED
 
 __all__ = ["BATCH", "LogBook", "EntryLog", "record_leaf", "gap_leaf"]
@@ -150,20 +145,15 @@ class EntryLog:
     def open(self):
         """
         :return: the tree log, opened if needed.  Hashes to build for a log
-        kept without them (``digest`` before) are built in steps (``LogBook.slices``).
+        kept without them (``digest`` before) are built in steps (``run_in_steps``).
         """
         if self.tree is None:
             sliced = self.book.cooperate is not None
             self.tree = TreeLog.open(self.directory, MERKLE[self.book.mode], self.book.dirty,
                                      build_now=not sliced)
             if self.tree.building:
-                self.book.slices(self, self.tree.hash_steps(), "build the hashes of")
+                run_in_steps(self, self.tree.hash_steps(), "build the hashes of")
         return self.tree
-
-    @property
-    def catching_up(self) -> bool:
-        """Whether a catch-up (``entry_log_catchup.py``) is under way."""
-        return self.catching is not None
 
     def flush(self, now: bool = False) -> int:
         """
@@ -199,31 +189,12 @@ class EntryLog:
                     job.run()
                 else:
                     self.catching = job
-                    self.book.slices(self, job.steps, "catch up", job)
+                    run_in_steps(self, job.steps, "catch up", job)
                     return tree.size
         except OSError:
             self.book.waiting[id(self)] = self
             raise
         return tree.size
-
-    def finish(self, upto: int) -> None:
-        """
-        Catch up now to leaf ``upto`` at least (a removal: leaves before
-        records vanish): the steps of the catch-up under way, else all at
-        once.  :raises OSError: an append failed (a later flush starts anew).
-        """
-        job = self.catching
-        if job is not None:
-            try:
-                for _ in job.steps:
-                    if self.tree.size >= upto:
-                        return  # the rest goes on in steps
-            except OSError:
-                job.stop()
-                self.catching = None
-                raise
-            self.catching = None  # ended
-        self.flush(now=True)
 
     def removed(self) -> RemovedSet:
         if self._removed is None:
@@ -344,8 +315,8 @@ class LogBook:
             records = entry.load_block(block).table.values()
         numbers = [r.number for r in records if r.number and r.state == FINISHED]
         self._with_space(log.flush)
-        if log.catching is not None and numbers and max(numbers) > log.tree.size:
-            self._with_space(lambda: log.finish(max(numbers)))
+        if getattr(log, "catching", None) and numbers and max(numbers) > log.tree.size:
+            self._with_space(lambda: catch_up_to(log, max(numbers)))
         if numbers and log.ready():
             self._with_space(lambda: log.removed().add(numbers))
 
@@ -356,33 +327,6 @@ class LogBook:
                 log.flush()
             except OSError as exc:
                 self.problems.append(f"Entry log of {log.entry.directory}: {exc}")
-
-    def slices(self, log, steps, doing: str, job=None) -> None:
-        """
-        Run the generator ``steps`` (a catch-up ``job``, or a hash build) of
-        ``log`` through :attr:`cooperate`, a step at a time.  A failing
-        step ends it: the problem is kept, a catch-up is started anew by the
-        next flush, a hash build by the next open (the log is closed).
-        """
-        def guarded():
-            try:
-                yield from steps
-            except Exception as exc:  # noqa: BLE001 -- the cooperator would drop it
-                self.problems.append(f"Entry log of {log.entry.directory}: could not {doing} it: {exc}")
-                if job is None:
-                    log.close()
-                elif log.catching is job:
-                    log.catching = None
-                    self.waiting[id(log)] = log
-                return
-            if job is not None and log.catching is job:
-                log.catching = None
-                try:  # the pending leaves that did not follow on (or a later catch-up)
-                    log.flush()
-                except OSError as exc:
-                    self.problems.append(f"Entry log of {log.entry.directory}: {exc}")
-
-        self.cooperate(guarded())
 
     def close(self, entry) -> None:
         """Close ``entry``'s files (flushed first unless the entry was removed)."""

@@ -21,9 +21,9 @@ which does one of:
 
 So a step touches at most one block or :data:`STEP_LEAVES` leaves, and the
 leaves found wait in memory only while an earlier number is still unknown.
-The service layer runs the steps (``LogBook.slices``: a
-``twisted.internet.task.Cooperator``, a few steps per reactor turn); the
-storage never schedules anything itself.  Without it (an engine used
+The service layer runs the steps (:func:`run_in_steps` hands them to
+``LogBook.cooperate``: a ``twisted.internet.task.Cooperator``, a few steps
+per reactor turn); the storage never schedules anything itself.  Without it (an engine used
 directly, tools) and for a catch-up of at most :data:`INLINE_BLOCKS`
 blocks and :data:`INLINE_LEAVES` leaves, every step runs at once (the
 result is the same leaves).
@@ -31,14 +31,20 @@ result is the same leaves).
 While a catch-up runs, records keep being written: their leaves wait
 pending (as written) and are appended in number order after ``T``.  Reads
 of the log and listing are answered from the part already logged (a prefix
-of the final log: heads and proofs stay consistent with later ones).
+of the final log: heads and proofs stay consistent with later ones).  A
+relabel does not wait (records not reached yet are logged with their labels
+at catch-up); a removal of records not logged yet first runs the steps up
+to them, at once (:func:`catch_up_to`: a leaf must be logged before its
+record vanishes).  Closing the log stops the steps; the next flush starts
+anew from the log's size (what was appended stays).
 """
 
 from collections import deque
 
 from reduct_twisted.storage.records import FINISHED
 
-__all__ = ["CatchUp", "STEP_LEAVES", "INLINE_BLOCKS", "INLINE_LEAVES"]
+__all__ = ["CatchUp", "catch_up_to", "run_in_steps", "STEP_LEAVES", "INLINE_BLOCKS",
+           "INLINE_LEAVES"]
 
 #: Leaves appended by one step.
 STEP_LEAVES = 1024
@@ -138,3 +144,54 @@ class CatchUp:
         for number in range(first, n):
             pending.pop(number, None)
             found.pop(number, None)
+
+
+def catch_up_to(log, upto: int) -> None:
+    """
+    Catch ``log`` up now to leaf ``upto`` at least (a removal: leaves before
+    records vanish): the steps of the catch-up under way, else all at once.
+
+    :raises OSError: an append failed (a later flush starts anew).
+    """
+    job = log.catching
+    if job is not None:
+        try:
+            for _ in job.steps:
+                if log.tree.size >= upto:
+                    return  # the rest goes on in steps
+        except OSError:
+            job.stop()
+            log.catching = None
+            raise
+        log.catching = None  # ended
+    log.flush(now=True)
+
+
+def run_in_steps(log, steps, doing: str, job=None) -> None:
+    """
+    Run the generator ``steps`` (a catch-up ``job``, or a hash build) of
+    ``log`` through its book's ``cooperate``, a step at a time.  A failing
+    step ends it: the problem is kept, a catch-up is started anew by the
+    next flush, a hash build by the next open (the log is closed).
+    """
+    book = log.book
+
+    def guarded():
+        try:
+            yield from steps
+        except Exception as exc:  # noqa: BLE001 -- the cooperator would drop it
+            book.problems.append(f"Entry log of {log.entry.directory}: could not {doing} it: {exc}")
+            if job is None:
+                log.close()
+            elif log.catching is job:
+                log.catching = None
+                book.waiting[id(log)] = log
+            return
+        if job is not None and log.catching is job:
+            log.catching = None
+            try:  # the pending leaves that did not follow on (or a later catch-up)
+                log.flush()
+            except OSError as exc:
+                book.problems.append(f"Entry log of {log.entry.directory}: {exc}")
+
+    book.cooperate(guarded())
