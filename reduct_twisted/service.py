@@ -14,8 +14,11 @@ Loops (each a ``TimerService`` on the injected clock, run once at start):
 A ``TimerService`` stops for good the first time its callable raises, so each
 step catches and logs its own failure and the next step runs as usual.
 
+Long entry-log work runs in steps on a ``task.Cooperator`` (started with the
+service, stopped before the engine closes; ``storage/entry_log_catchup.py``).
+
 Stopping: wait for an in-flight step (the timers' own ``stopService``), stop
-the thread pool (it finishes queued discards and any other queued disk work
+the entry-log steps, the thread pool (it finishes queued discards and any other queued disk work
 first), close the engine, then release the data directory lock (``datadir.py``).
 """
 
@@ -23,11 +26,13 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from typing import Any, Callable
 
 from twisted.application.internet import TimerService
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred
+from twisted.internet.task import Cooperator
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
@@ -56,6 +61,16 @@ def remove_paths(paths: list[str]) -> list[tuple[str, str]]:
         except OSError as e:
             problems.append((path, f"{type(e).__name__}: {e.strerror or e}"))
     return problems
+
+
+#: Seconds of entry-log steps per reactor turn (at least one step runs).
+STEP_BUDGET = 0.002
+
+
+def _turn_budget() -> Callable[[], bool]:
+    """A ``Cooperator`` termination predicate: true once ``STEP_BUDGET`` has passed."""
+    end = time.monotonic() + STEP_BUDGET
+    return lambda: time.monotonic() >= end
 
 
 def _default_engine_factory(data_path: str, clock: Any, **kwargs: Any) -> Any:
@@ -119,6 +134,12 @@ class StorageService(MultiService):
         if hasattr(self.engine, "run_in_thread"):
             # Block compression packs in the disk thread pool (storage/compress.py).
             self.engine.run_in_thread = self._in_thread
+        # Long entry-log work (catch-ups, hash builds) in steps, a few per
+        # reactor turn (storage/entry_log_catchup.py); runs once started.
+        self.cooperator = Cooperator(scheduler=lambda step: reactor.callLater(0, step),
+                                     terminationPredicateFactory=_turn_budget, started=False)
+        if hasattr(self.engine, "set_cooperator"):
+            self.engine.set_cooperator(self.cooperator.cooperate)
         self.engine.open()
         self._report_recovery(self.engine.recovery_report())
         self._add_loop("quota", config.quota_interval, self._enforce_quotas)
@@ -208,6 +229,7 @@ class StorageService(MultiService):
             self._lock.record_owner()
         self.threadpool.start()
         super().startService()
+        self.cooperator.start()
         self._start_backfill()
         self.log.info(
             "Storage open at {path}; quotas every {quota}s, query expiry every {expiry}s",
@@ -241,6 +263,8 @@ class StorageService(MultiService):
         d = super().stopService()  # waits for an in-flight loop step
 
         def shut_down(_: object) -> None:
+            if self.cooperator.running:
+                self.cooperator.stop()  # steps left: the next start goes on from the logs
             self.threadpool.stop()
             try:
                 self.engine.close()

@@ -25,7 +25,8 @@ O(entries)).  It reopens as a consistent prefix of ``S`` leaves
 handed out) are then taken from the pending ones or rebuilt from the
 records of the blocks whose greatest number is above ``S`` (their ``.meta``
 lines still hold the as-written labels: every rewrite flushed the log
-first).  A number without a record (a number skipped after a failure) gets
+first), by a catch-up in bounded steps (``entry_log_catchup.py``: what
+reads, writes and removals see meanwhile).  A number without a record (a number skipped after a failure) gets
 the gap leaf ``{"number": n, "skipped": true}`` (RFC 8785) so that leaf
 index ``n - 1`` stays record ``n``; the number goes to the removed set
 first (the listing places its pages by that set: a skipped number is
@@ -37,9 +38,12 @@ the entry's counter above it: numbers are never reused.
 yet (``numbers.py``: ``1 … L`` handed out later), or, until the backfill
 pass has ended, records without a digest (written before digests or with
 ``integrity=off``), keeps no pending leaves: its log starts once they are
-done, with a one-time catch-up from the records sorted by number.  Limit: records relabelled
-before that catch-up are logged with their labels at catch-up; a record
-whose digest could not be computed is logged with ``"digest": null``.
+done, with a one-time catch-up (in steps, as above) from the records by
+number.  Limits: records relabelled before the catch-up reaches them are
+logged with their labels at catch-up (this also holds for a rebuild after
+``kill -9``, and, after a crash during a catch-up, for records written
+during it and relabelled); a record whose digest could not be computed is
+logged with ``"digest": null``.
 
 **A log this build refuses** (a newer format version, a damaged format
 file, lost data files, a removed set of a newer format): the entry gets a ``RefusedLog`` for the run
@@ -49,14 +53,14 @@ is, reads of its log and listing answer 409, the daemon logs it once.
 
 import os
 
-from reduct_twisted.integrity import jcs
-from reduct_twisted.integrity.merkle import MAX_SAFE_INTEGER, leaf_of
-from reduct_twisted.storage.disk.durability import NO_SPACE
 from reduct_twisted.storage.disk.digestindex import DigestIndex
+from reduct_twisted.storage.disk.durability import NO_SPACE
 from reduct_twisted.storage.disk.layout import LOG_DIR
 from reduct_twisted.storage.disk.removedset import RemovedSet, header_refusal
 from reduct_twisted.storage.disk.treelog import TreeLog
 from reduct_twisted.storage.disk.treelog_files import refusal
+from reduct_twisted.storage.entry_leaves import gap_leaf, record_leaf
+from reduct_twisted.storage.entry_log_catchup import CatchUp, catch_up_to, run_in_steps
 from reduct_twisted.storage.entry_log_refused import REFUSALS, RefusedLog
 from reduct_twisted.storage.records import FINISHED
 
@@ -69,26 +73,9 @@ BATCH = 64
 MERKLE = {"log": True, "digest": False}
 
 
-def record_leaf(record) -> bytes:
-    """
-    The leaf of a committed record (its labels as they are now).  Two
-    documented variants: ``"digest": null`` when no digest is known, and
-    ``"timestamp"`` as a decimal string beyond 2**53 - 1 (RFC 8785 numbers
-    are IEEE doubles).
-    """
-    if record.digest is not None and record.ts <= MAX_SAFE_INTEGER:
-        return leaf_of(record.number, record.ts, record.size, record.content_type,
-                       record.labels, record.digest)
-    return jcs.canonical({
-        "number": record.number, "size": record.size, "content_type": record.content_type,
-        "timestamp": record.ts if record.ts <= MAX_SAFE_INTEGER else str(record.ts),
-        "labels": dict(record.labels),
-        "digest": None if record.digest is None else "sha-256:" + record.digest.hex()})
-
-
-def gap_leaf(number: int) -> bytes:
-    """The leaf of a number no record holds (skipped after a failure)."""
-    return jcs.canonical({"number": number, "skipped": True})
+def _waits(block, late: bool) -> bool:
+    """Whether ``block`` holds records the backfill has not numbered (or hashed, unless ``late``)."""
+    return bool(block.unnumbered[0] or (block.unnumbered[1] and not late))
 
 
 class EntryLog:
@@ -107,17 +94,30 @@ class EntryLog:
         self._digests = None
         self._indexed = 0
         self._ready = False
+        self._waiting = (0, None)  # where the first block found not ready was, and it
+        self.catching = None
 
     @property
     def directory(self) -> str:
         return os.path.join(self.entry.directory, LOG_DIR)
 
     def ready(self) -> bool:
-        """Whether the entry's records are all numbered (see the module docstring)."""
+        """
+        Whether the entry's records are all numbered (see the module
+        docstring).  Blocks only ever become ready (new ones are), so the
+        search goes on from where it found one waiting (from the start if
+        blocks came or went before it): O(blocks) over the backfill.
+        """
         if not self._ready:
             late = self.book.pass_done  # digests: wait for one backfill pass, not for failures
-            self._ready = not any(block.unnumbered[0] or (block.unnumbered[1] and not late)
-                                  for block in self.entry.blocks)
+            blocks, (start, block) = self.entry.blocks, self._waiting
+            if start >= len(blocks) or blocks[start] is not block:  # moved: from the start
+                start = 0
+            for index in range(start, len(blocks)):
+                if _waits(blocks[index], late):
+                    self._waiting = (index, blocks[index])
+                    return False
+            self._ready = True
         return self._ready
 
     def committed(self, record) -> None:
@@ -129,22 +129,34 @@ class EntryLog:
             self.flush()
 
     def open(self):
-        """:return: the tree log, opened (and caught up) if needed."""
+        """
+        :return: the tree log, opened if needed.  Hashes to build for a log
+        kept without them (``digest`` before) are built in steps (``run_in_steps``).
+        """
         if self.tree is None:
-            self.tree = TreeLog.open(self.directory, MERKLE[self.book.mode], self.book.dirty)
+            sliced = self.book.cooperate is not None
+            self.tree = TreeLog.open(self.directory, MERKLE[self.book.mode], self.book.dirty,
+                                     build_now=not sliced)
+            if self.tree.building:
+                run_in_steps(self, self.tree.hash_steps(), "build the hashes of")
         return self.tree
 
-    def flush(self) -> int:
+    def flush(self, now: bool = False) -> int:
         """
-        Append every leaf up to the entry's last number (pending ones, the
-        others rebuilt from the records): :return: the log's size.
+        Append every leaf up to the entry's last number: the pending ones
+        at once; if others must be rebuilt from the records, a catch-up
+        (``entry_log_catchup.py``) does it, in steps if it is large and the
+        service runs steps (unless ``now``), else at once.
 
+        :return: the log's size.
         :raises OSError: a write failed (the leaves stay pending).
         """
         self.book.waiting.pop(id(self), None)
         tree = self.open()
         if not self.ready():  # an older entry: waits for its backfill
             self.pending.clear()
+            return tree.size
+        if self.catching is not None:  # its steps append the pending leaves in order
             return tree.size
         size, numbers = tree.size, self.entry.numbers
         if size >= numbers.next:
@@ -153,35 +165,22 @@ class EntryLog:
         if target <= size:
             self.pending.clear()
             return size
-        missing = [n for n in range(size + 1, target + 1) if n not in self.pending]
-        records = self._records_above(size) if missing else {}
-        leaves, gaps = [], []
-        for n in range(size + 1, target + 1):
-            leaf = self.pending.get(n)
-            if leaf is None:
-                record = records.get(n)
-                if record is None:
-                    gaps.append(n)
-                leaf = gap_leaf(n) if record is None else record_leaf(record)
-            leaves.append(leaf)
         try:
-            if gaps:  # listed like removed numbers (pages are placed by the set)
-                self.removed().add(gaps)
-            tree.append(leaves)
+            if sum(1 for n in self.pending if size < n <= target) == target - size:
+                tree.append([self.pending[n] for n in range(size + 1, target + 1)])
+                self.pending.clear()
+            else:
+                job = CatchUp(self, target, record_leaf, gap_leaf)
+                if now or job.small or self.book.cooperate is None:
+                    job.run()
+                else:
+                    self.catching = job
+                    run_in_steps(self, job.steps, "catch up", job)
+                    return tree.size
         except OSError:
             self.book.waiting[id(self)] = self
             raise
-        self.pending.clear()
         return tree.size
-
-    def _records_above(self, size: int) -> dict:
-        found = {}
-        for block in self.entry.blocks:
-            if block.top_number > size:
-                for record in self.entry.scan_block(block).table.values():
-                    if record.state == FINISHED and record.number and record.number > size:
-                        found[record.number] = record
-        return found
 
     def removed(self) -> RemovedSet:
         if self._removed is None:
@@ -215,6 +214,9 @@ class EntryLog:
             self._indexed = upto
 
     def close(self) -> None:
+        if self.catching is not None:  # the next flush starts anew from the log's size
+            self.catching.stop()
+            self.catching = None
         for part in (self.tree, self._digests):
             if part is not None:
                 part.close()
@@ -232,6 +234,9 @@ class LogBook:
     :ivar pass_done: the backfill pass of this run has ended.
     :ivar warn: called with one line per entry whose log is refused
         (:meth:`refuse`; the daemon logs it), or None.
+    :ivar cooperate: ``cooperate(iterator)`` runs an iterator's steps a few
+        per reactor turn (``task.Cooperator.cooperate``, set by the service:
+        ``StorageEngine.set_cooperator``); ``None``: long log work runs at once.
     """
 
     def __init__(self, dirty, mode: str = "off", reserve=None) -> None:
@@ -242,6 +247,7 @@ class LogBook:
         self.problems: list = []
         self.pass_done = False
         self.warn = None
+        self.cooperate = None
 
     def backfilled(self, report):
         """The backfill pass ended: records still without a digest will keep none."""
@@ -325,16 +331,25 @@ class LogBook:
                 self._flush(log)
 
     def before_remove(self, entry, records=(), block=None) -> None:
-        """``records`` of ``entry`` (or all of ``block``'s) are about to be removed."""
+        """
+        ``records`` of ``entry`` (or all of ``block``'s) are about to be
+        removed: the log gets every leaf first (a catch-up under way goes
+        on now up to the greatest of them if it is not logged yet), then
+        their numbers.
+        """
         if not self.on:
             return
         log = self.of(entry)
-        if log.pending or id(log) in self.waiting:
-            self._flush(log)
-            log = self.of(entry)
         if block is not None:
             records = entry.load_block(block).table.values()
         numbers = [r.number for r in records if r.number and r.state == FINISHED]
+        self._flush(log)
+        log = self.of(entry)
+        if getattr(log, "catching", None) and numbers and max(numbers) > log.tree.size:
+            try:
+                self._with_space(lambda: catch_up_to(log, max(numbers)))
+            except REFUSALS as exc:
+                log = self.refuse(entry, exc)
         if numbers and log.ready():
             try:
                 self._with_space(lambda: log.removed().add(numbers))

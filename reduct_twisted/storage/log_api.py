@@ -3,7 +3,10 @@
 The entry log and listing calls of a ``StorageEngine`` (issue #16), for the
 HTTP layer: heads and RFC 9162 proofs (O(log n) reads), one record's item,
 and listing pages (``listing_plan.py``).  Every call first appends the
-entry's pending leaves (``entry_log.py``).
+entry's pending leaves (``entry_log.py``).  While the log catches up or
+builds its hashes in steps (``entry_log_catchup.py``), the calls answer
+from the part already logged (heads and proofs: already hashed), a prefix
+of the log to come.
 
 Errors: ``NotFound`` for a missing bucket or entry (the usual texts), for a
 number beyond the log (``Record number <n> not found in entry <b>/<e>``)
@@ -115,6 +118,14 @@ class LogMethods:
         if warn is not None:
             self._context.logs.warn = warn
 
+    def set_cooperator(self, cooperate) -> None:
+        """
+        Long entry-log work (a catch-up, a hash build: ``entry_log_catchup.py``)
+        runs in steps through ``cooperate(iterator)`` (the service's
+        ``task.Cooperator.cooperate``); without one it runs at once.
+        """
+        self._context.logs.cooperate = cooperate
+
     def _entry_log(self, bucket: str, entry: str, hashes: bool = False):
         series = self._bucket(bucket).entry(entry)
         logs = self._context.logs
@@ -135,15 +146,15 @@ class LogMethods:
     def log_head(self, bucket: str, entry: str) -> tuple:
         """:return: ``(tree_size, root)`` of the entry's log (root: 32 bytes)."""
         _, log = self._entry_log(bucket, entry, hashes=True)
-        return log.tree.size, log.tree.root()
+        return log.tree.hashed, log.tree.root()
 
     def log_inclusion(self, bucket: str, entry: str, number: int, tree_size: int) -> list:
         """:return: the audit path (32-byte hashes) of record ``number`` in the tree of ``tree_size``."""
         _positive(number=number, tree_size=tree_size)
         _, log = self._entry_log(bucket, entry, hashes=True)
-        if tree_size > log.tree.size:
+        if tree_size > log.tree.hashed:
             raise UnprocessableEntity(
-                f"tree_size {tree_size} is beyond the log's size {log.tree.size}")
+                f"tree_size {tree_size} is beyond the log's size {log.tree.hashed}")
         if number > tree_size:
             raise UnprocessableEntity(f"Record number {number} is beyond tree_size {tree_size}")
         return log.tree.inclusion(number, tree_size)
@@ -154,9 +165,9 @@ class LogMethods:
         _, log = self._entry_log(bucket, entry, hashes=True)
         if first > second:
             raise UnprocessableEntity(f"'first' ({first}) is greater than 'second' ({second})")
-        if second > log.tree.size:
+        if second > log.tree.hashed:
             raise UnprocessableEntity(
-                f"'second' ({second}) is beyond the log's size {log.tree.size}")
+                f"'second' ({second}) is beyond the log's size {log.tree.hashed}")
         return log.tree.consistency(first, second)
 
     def _stored(self, series):

@@ -277,3 +277,33 @@ def test_engine_gets_a_space_reserve():
 
     svc = StorageService(Config(), Clock(), engine_factory=FakeEngine)
     assert svc.engine.reserve_size == DEFAULT_SIZE > 0
+
+
+def test_entry_log_steps_run_on_the_services_clock_while_it_runs(tmp_path):
+    """Long entry-log work (storage/entry_log_catchup.py) runs in steps on the
+    service's cooperator: only once started, on the service's clock, and not
+    after the stop (the real engine is handed the cooperator)."""
+    config = Config(data_path=str(tmp_path / "data"))
+    clock = ThreadedClock()
+    svc = StorageService(config, clock)
+    assert svc.engine._context.logs.cooperate == svc.cooperator.cooperate
+    steps = []
+
+    def work():
+        for i in range(3):
+            steps.append(i)
+            yield None
+
+    svc.cooperator.cooperate(work())
+    clock.advance(0)
+    assert steps == [] and not clock.getDelayedCalls()
+    svc.startService()
+    for _ in range(3):
+        clock.advance(0)
+    assert steps == [0, 1, 2]
+    svc.cooperator.cooperate(work())
+    done = []
+    svc.stopService().addCallback(done.append)
+    assert done == [None] and not svc.cooperator.running
+    clock.advance(0)
+    assert steps == [0, 1, 2] and clock.getDelayedCalls() == []

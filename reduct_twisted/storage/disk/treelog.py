@@ -32,8 +32,8 @@ from reduct_twisted.storage.disk.treelog_files import (
 
 __all__ = ["TreeLog", "TreeLogError"]
 
-#: Leaves read at a time when hashes are built for a log that had none.
-_CATCH_UP = 4096
+#: Leaves hashed per step when hashes are built for a log that had none.
+_CATCH_UP = 1024
 
 
 def _hash_leaves(leaves, n: int, peaks: list, out: list) -> None:
@@ -72,17 +72,23 @@ class TreeLog:
         self._n = 0
         self._leaves_end = 0
         self._peaks: list = []
+        #: Hashes are being built (:meth:`hash_steps`): ``_hashed`` leaves so far.
+        self.building = False
+        self._hashed = 0
+        self._build_peaks: list = []
 
     # -- opening -----------------------------------------------------------------
 
     @classmethod
-    def open(cls, directory: str, merkle: bool, dirty: DirtySet = None) -> "TreeLog":
+    def open(cls, directory: str, merkle: bool, dirty: DirtySet = None,
+             build_now: bool = True) -> "TreeLog":
         """
         Open the log in ``directory``, creating it (and the directory) if
         there is none; a torn tail is cut back (``treelog_files.py``).
         A log kept without hashes (or whose ``hashes`` file is gone) and
-        opened with ``merkle=True`` gets them built from its leaves first
-        (O(n), once); one opened with
+        opened with ``merkle=True`` gets them built from its leaves (O(n),
+        once): now, or with ``build_now=False`` by the caller running
+        :meth:`hash_steps` (see :attr:`building`).  One opened with
         ``merkle=False`` is marked so before anything is appended (its
         hashes are rebuilt when it is opened with ``merkle=True`` again).
 
@@ -116,8 +122,13 @@ class TreeLog:
                 stored = merkle
             log = cls(directory, stored, fds, dirty)
             log._recover()
-            if merkle != stored:
-                log._switch(merkle)
+            if merkle and not stored:
+                log._start_build()
+                if build_now:
+                    for _ in log.hash_steps():
+                        pass
+            elif stored and not merkle:
+                log._stop_hashes()
             return log
         except BaseException:
             for fd in fds.values():
@@ -141,6 +152,8 @@ class TreeLog:
                 self._dirty.file(self.path(name))
         self._n = n
         self._peaks = []
+        if self.building and self._hashed > n:  # cut below the hashes built: build anew
+            self._start_build()
         if self.merkle:
             start = 0
             for bit in reversed(range(n.bit_length())):
@@ -148,20 +161,41 @@ class TreeLog:
                     self._peaks.append(self.subtree(start, 1 << bit))
                     start += 1 << bit
 
-    def _switch(self, merkle: bool) -> None:
-        """Start or stop keeping hashes (see :meth:`open`)."""
-        if merkle:
-            self.merkle, peaks = True, []
-            os.ftruncate(self._fds[HASHES_FILE], 0)
-            for first in range(1, self._n + 1, _CATCH_UP):
+    def _start_build(self) -> None:
+        """Hashes are to be built from the leaves (``format`` still says none until they are)."""
+        os.ftruncate(self._fds[HASHES_FILE], 0)
+        self.building, self._hashed, self._build_peaks = True, 0, []
+
+    def hash_steps(self, chunk: int = None):
+        """
+        Build the hashes of a log opened with ``build_now=False``: a
+        generator, each step hashing at most ``chunk`` leaves (one read of
+        them, one write).  Leaves appended meanwhile are hashed too; the
+        last step marks the log as keeping hashes (``format``).  Until
+        then :attr:`merkle` is false, and roots and proofs are answered for
+        the first :attr:`hashed` leaves.  It ends early if the log is closed.
+        """
+        chunk = chunk or _CATCH_UP
+        while self.building and self._fds:
+            if self._hashed < self._n:
+                first, last = self._hashed + 1, min(self._n, self._hashed + chunk)
                 out: list = []
-                _hash_leaves(self.leaves(first, min(self._n, first + _CATCH_UP - 1)), first - 1, peaks, out)
+                _hash_leaves(self.leaves(first, last), first - 1, self._build_peaks, out)
                 pwrite_all(self._fds[HASHES_FILE], b"".join(out), nodes(first - 1) * HASH_SIZE)
-            self._peaks = peaks
-            self._dirty.file(self.path(HASHES_FILE))
-        else:
-            self.merkle, self._peaks = False, []
-        write_format(self.directory, merkle)
+                self._hashed = last
+            if self._hashed == self._n:
+                self.merkle, self._peaks, self.building = True, self._build_peaks, False
+                self._dirty.file(self.path(HASHES_FILE))
+                self._write_format()
+                return
+            yield None
+
+    def _stop_hashes(self) -> None:
+        self.merkle, self._peaks = False, []
+        self._write_format()
+
+    def _write_format(self) -> None:
+        write_format(self.directory, self.merkle)
         self._dirty.file(self.path("format"))
         self._dirty.dir(self.directory)
 
@@ -171,6 +205,11 @@ class TreeLog:
     def size(self) -> int:
         """The number of leaves (the last leaf's number)."""
         return self._n
+
+    @property
+    def hashed(self) -> int:
+        """How many leaves roots and proofs cover: :attr:`size`, less while hashes are built."""
+        return self._n if self.merkle else self._hashed if self.building else 0
 
     def path(self, name: str) -> str:
         return os.path.join(self.directory, name)
@@ -276,17 +315,17 @@ class TreeLog:
             raw = raw[8:]
         ends = [e for (e,) in OFFSET.iter_unpack(raw)]
         data = pread_exact(self._fds[LEAVES_FILE], ends[-1] - start, start)
-        result = []
-        for end in ends:
-            result.append(data[:end - start])
-            data, start = data[end - start:], end
+        base, result = start, []
+        for end in ends:  # each leaf cut out alone (never a copy of the rest: quadratic)
+            result.append(data[start - base:end - base])
+            start = end
         return result
 
     def _need_hashes(self, n: int) -> None:
-        if not self.merkle:
+        if not (self.merkle or self.building):
             raise TreeLogError(f"tree log {self.directory} keeps no hashes (opened with merkle=False)")
-        if not 0 <= n <= self._n:
-            raise ValueError(f"tree size {n} is beyond the log's {self._n} leaves")
+        if not 0 <= n <= self.hashed:
+            raise ValueError(f"tree size {n} is beyond the log's {self.hashed} hashed leaves")
 
     def subtree(self, start: int, size: int) -> bytes:
         """
@@ -299,9 +338,9 @@ class TreeLog:
 
     def root(self, n: int = None) -> bytes:
         """The RFC 9162 root of the first ``n`` leaves (default: all)."""
-        n = self._n if n is None else n
+        n = self.hashed if n is None else n
         self._need_hashes(n)
-        if n == self._n:
+        if n == self._n and self.merkle:
             if not self._peaks:
                 return EMPTY_ROOT
             result = self._peaks[-1]
