@@ -35,6 +35,8 @@ from reduct_twisted.storage.records import FINISHED
 
 #: Records summarised at most per periodic pass (rows computed from loaded tables).
 PASS_RECORDS = 50_000
+#: Entries whose index a periodic pass writes at most (each a small file write).
+PASS_ENTRIES = 500
 
 
 def _stat(path: str):
@@ -200,7 +202,8 @@ class IndexMethods:
     def index_snapshot(self, budget: int = PASS_RECORDS, read: bool = False) -> tuple:
         """
         Compute new rows for the entries whose blocks changed, summarising
-        at most about ``budget`` records (entries taken in turn over passes).
+        at most about ``budget`` records for at most :data:`PASS_ENTRIES`
+        entries (``budget`` ``None``: no bound); entries are taken in turn over passes.
 
         :param read: read the ``.meta`` of a changed block whose table is not loaded.
         :return: ``(pending, paths)``: what :meth:`index_write` writes, and the
@@ -213,7 +216,7 @@ class IndexMethods:
             entry = entries[(start + n) % len(entries)]
             if entry.removed or not _changed(entry):
                 continue
-            if budget is not None and spent >= budget:
+            if budget is not None and (spent >= budget or len(pending) >= PASS_ENTRIES):
                 self._index_cursor = start + n
                 break
             rows, computed = {}, 0
