@@ -358,3 +358,45 @@ def test_the_index_loads_ten_thousand_rows_quickly_enough_to_matter(tmp_path):
     found = blockindex.read_index(str(tmp_path))
     assert len(found) == 10_000 and all(blockindex.valid_row(r) for r in found.values())
     assert found[9_999] == rows[9_999]
+
+
+def _reference_meta_size(ts, begin, end, content_type, labels):
+    # record_meta_size as it was before it was inlined (issue #17).
+    def varint(value):
+        return (value.bit_length() + 6) // 7 or 1
+
+    def field(size):
+        return 1 + varint(size) + size
+
+    def text(value):
+        size = len(value.encode("utf-8", "surrogatepass"))
+        return field(size) if size else 0
+
+    def integer(value):
+        return 1 + varint(value) if value else 0
+
+    seconds, micros = divmod(ts, 1_000_000)
+    timestamp = integer(seconds) + integer(micros * 1000)
+    size = field(timestamp) + integer(begin) + integer(end)
+    for name, value in labels.items():
+        size += field(text(name) + text(value))
+    return size + text(content_type)
+
+
+def test_the_inlined_record_meta_size_equals_the_reference():
+    import random
+
+    from reduct_twisted.storage.disk import blockfile
+
+    rng = random.Random(17)
+    words = ["", "a", "é", "\ud800", "x" * 127, "y" * 128, "z" * 20000, "日本", "text/plain"]
+    cases = [(0, 0, 0, "", {}), (1_000_000, 0, 8, "", {}), (2**64 - 1, 2**40, 2**41, "b", {"": ""})]
+    for _ in range(3000):
+        labels = {rng.choice(words) + str(rng.randint(0, 9)): rng.choice(words)
+                  for _ in range(rng.randint(0, 4))}
+        begin = rng.choice([0, rng.randint(0, 2**35)])
+        cases.append((rng.choice([0, rng.randint(0, 2**63), rng.randint(0, 10**7) * 1_000_000]),
+                      begin, begin + rng.choice([0, rng.randint(0, 2**30)]), rng.choice(words),
+                      labels))
+    for case in cases:
+        assert blockfile.record_meta_size(*case) == _reference_meta_size(*case), case
