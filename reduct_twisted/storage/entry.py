@@ -116,11 +116,11 @@ class Entry:
                     stale.append(item.name)
         if unknown:
             recovery.leave(directory, unknown)
-        keep, opener = set(), IndexOpener(directory, index, recovery)
+        keep, opener = set(), IndexOpener(directory, index, recovery, files, block_items)
         metas = [found[0] for found in files.values() if found[2] == blockfile.META_SUFFIX]
         for block_id in sorted(metas):
             try:
-                block = opener.open(block_id, block_items, stats)
+                block = opener.open(block_id, stats)
             except blockfile.DamagedMeta as exc:
                 names = {n for n, found in files.items() if found[0] == block_id}
                 keep |= names

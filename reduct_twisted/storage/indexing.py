@@ -113,12 +113,18 @@ class IndexOpener:
     :param directory: the entry directory.
     :param present: it holds an index file.
     :param recovery: the engine's ``Recovery`` (told what was used and ignored).
+    :param files: ``blockfile.classify`` of each block file name found.
+    :param items: the ``os.DirEntry`` of the ``.meta`` and shared segment files by name.
     """
 
-    def __init__(self, directory: str, present: bool, recovery) -> None:
+    def __init__(self, directory: str, present: bool, recovery, files: dict, items: dict) -> None:
         self.directory = directory
         self.recovery = recovery
         self.present = present
+        self.items = items
+        self.names: dict = {}  # block id -> the names of its files found
+        for name, found in files.items():
+            self.names.setdefault(found[0], []).append(name)
         self.rows: dict = {}
         self.index: dict = {}
         self.stale = not present
@@ -129,22 +135,22 @@ class IndexOpener:
                 recovery.index_ignored(directory, str(exc))
                 self.stale = True
 
-    def open(self, block_id: int, items: dict, stats: dict) -> Block:
+    def open(self, block_id: int, stats: dict) -> Block:
         """
-        :param items: the ``os.DirEntry`` of the entry's block files by name.
         :param stats: as ``Block.from_disk``'s.
         :return: the block.
         :raises DamagedMeta, UnsupportedMeta: as ``Block.from_disk`` (row not used).
         """
-        meta_item = items[blockfile.meta_name(block_id)]
-        shared_item = items.get(blockfile.shared_name(block_id))
+        meta_item = self.items[blockfile.meta_name(block_id)]
+        shared_item = self.items.get(blockfile.shared_name(block_id))
         row = self.rows.pop(block_id, None)
         if row is not None and blockindex.valid_row(row):
             shared_stat = None if shared_item is None else shared_item.stat(follow_symlinks=False)
             key = blockindex.key_of(meta_item.stat(follow_symlinks=False), shared_stat)
-            if tuple(row[1:blockindex.SUMMARY]) == key:
+            block = block_from_row(self.directory, row, shared_stat is not None)
+            named = {os.path.basename(path) for path in block.files()}
+            if tuple(row[1:blockindex.SUMMARY]) == key and named.issuperset(self.names[block_id]):
                 self.recovery.index_rows += 1
-                block = block_from_row(self.directory, row, shared_stat is not None)
                 if shared_stat is None or shared_stat.st_size <= block.tail:
                     self.index[block_id] = (block, block.version, row)
                     return block

@@ -175,9 +175,36 @@ def test_a_torn_meta_tail_and_an_aborted_shared_tail_are_cut_as_without_index(tm
         f.write(b'{"k":"r","ts":31,"se')
     with open(entry / "26.blk", "ab") as f:   # content whose line never came
         f.write(b"orphan bytes")
+    (entry / "21-33.blk").write_bytes(b"a large upload cut by kill -9")  # not in 21's row
     with_index, without_index = open_both(tmp_path, tmp_path / "data")
     assert_same(with_index, without_index)
     assert os.path.getsize(entry / "26.meta") == with_index._buckets["b"].entries["e"].blocks[-1].meta_length
+
+
+def _rewrite_index(directory, change):
+    rows = blockindex.read_index(str(directory))
+    change(rows)
+    blockindex.write_index(str(directory), rows.values())
+
+
+def test_a_row_that_does_not_name_every_file_of_its_block_is_not_used(tmp_path):
+    """A tampered row cannot get a file trashed: the block is read instead."""
+    engine = _open(tmp_path)
+    engine.create_bucket("b", {})
+    write_record(engine, "b", "e", 1, b"small")
+    write_record(engine, "b", "e", 2, BIG)
+    engine.close()
+    entry = tmp_path / "b" / "e"
+    names = sorted(os.listdir(entry))
+    assert "1-2.blk" in names
+
+    def forget_private(rows):
+        rows[1][blockindex.ROW_FIELDS.index("private_ts")] = []
+    _rewrite_index(entry, forget_private)
+    again = _open(tmp_path)
+    assert again.recovery_report()["block_index"] == {"rows_used": 0, "blocks_read": 1, "ignored": []}
+    assert sorted(os.listdir(entry)) == names
+    assert read_content(again.read("b", "e", 2)) == BIG
 
 
 def test_a_row_whose_shared_segment_outgrew_its_tail_is_cut_like_from_disk(tmp_path):

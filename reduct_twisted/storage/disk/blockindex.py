@@ -5,8 +5,10 @@ every record line.
 
 File ``<entry dir>/.blocks`` (:data:`INDEX_FILE`), two lines::
 
-    {"format":"reduct-twisted-blocks","version":1,"rows":<n>,"crc32":<crc of line 2>}
+    {"format":"reduct-twisted-blocks","version":1,"rows":<n>,"length":<bytes>,"crc32":<crc>}
     [[<row>], [<row>], ...]
+
+(``length`` and ``crc32``: those of line 2 without its newline.)
 
 A row (:data:`ROW_FIELDS`, a JSON array) holds the validity key of one
 block, the ``.meta`` file's ``st_size``, ``st_mtime_ns`` and ``st_ino`` and
@@ -28,18 +30,25 @@ relabel, compression, recovery) renames a new file (a new inode) over it,
 a torn append is cut off at open (a new size).  A stale row would need a
 ``.meta`` of the same inode, size and modification time (in nanoseconds)
 with other content, which only a hand edit that restores the timestamp
-makes.  A *tampered* row with a matching key is believed, like a tampered
-``.meta`` line: the block's statistics are then wrong, but no file is
-trashed or kept because of it that the ``.meta`` files would not (the
-entry's unreferenced-file check uses the row's private and packed
-segment names, so a tampered row naming fewer segments has their files
-trashed, as a tampered ``.meta`` would).  Deleting ``.blocks`` is always
-safe: the next open reads every ``.meta`` and writes it again.
+makes.  A row is used only if it names every file of its block found in
+the directory (else the ``.meta`` is read: e.g. the private segment of an
+upload cut by ``kill -9``), so a row never makes a file look unreferenced:
+the index cannot get a file trashed.  A *tampered* row with a matching key
+is believed otherwise, like a tampered ``.meta`` line: the statistics
+follow it.  Deleting ``.blocks`` is always safe: the next open reads every
+``.meta`` and writes it again.
 
-**Crash safety without flushing.**  The file is written to ``.blocks.tmp``
-and renamed over ``.blocks`` (:func:`write_index`); it is never flushed.
-After a crash it is the old file, the new one, or one that fails its
-checksum (then ignored), and each row is checked against the files anyway.
+**Crash safety without flushing or renaming.**  The file is overwritten in
+place (:func:`write_index`: one ``pwrite`` from offset 0, then cut to its
+length) and never flushed.  A rename of a ``.tmp`` over it was measured at
+1 ms per file on ext4 (``auto_da_alloc`` starts the write-back of a file
+renamed over another; 10,000 entries: 10 s), an overwrite at 0.06 ms.
+After a crash the file is the old one, the new one, or a mixture or a torn
+write whose length or checksum does not match its header (then the whole
+index is ignored: the entry's ``.meta`` files are read).  Any row that was
+ever written describes the ``.meta`` its key names, so an old index is as
+safe as a new one; the checksum only guards against rows cut in pieces.
+A failed write removes the file.
 Rows written while the daemon runs describe only state already flushed
 when the sync policy flushes (``storage/indexing.py``), so after a power
 loss a row cannot vouch for a ``.meta`` whose records' bytes were lost.
@@ -108,7 +117,7 @@ def encode_index(rows) -> bytes:
     rows = [list(row) for row in rows]
     body = json.dumps(rows, separators=(",", ":")).encode("ascii")
     header = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "rows": len(rows),
-              "crc32": zlib.crc32(body)}
+              "length": len(body), "crc32": zlib.crc32(body)}
     return json.dumps(header, separators=(",", ":")).encode("ascii") + b"\n" + body + b"\n"
 
 
@@ -130,7 +139,7 @@ def decode_index(data: bytes) -> dict:
         if not sep or not body.endswith(b"\n"):
             raise IndexIgnored("torn")
         body = body[:-1]
-        if zlib.crc32(body) != header.get("crc32"):
+        if len(body) != header.get("length") or zlib.crc32(body) != header.get("crc32"):
             raise IndexIgnored("checksum mismatch")
         rows = json.loads(body)
     except (ValueError, RecursionError) as exc:
@@ -164,20 +173,25 @@ def read_index(directory: str) -> dict:
 
 def write_index(directory: str, rows) -> int:
     """
-    Replace ``<directory>/.blocks`` by an index of ``rows``: written to
-    ``.blocks.tmp``, renamed over it, not flushed (see the module docstring).
+    Make ``<directory>/.blocks`` an index of ``rows``: overwritten in place,
+    not flushed (see the module docstring).
 
     :return: the number of bytes written.
-    :raises OSError: nothing was replaced and no ``.tmp`` is left.
+    :raises OSError: the write failed (the file was removed).
     """
     data = encode_index(rows)
     path = os.path.join(directory, INDEX_FILE)
     try:
-        with open(path + ".tmp", "wb") as f:
-            f.write(data)
-        os.replace(path + ".tmp", path)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+        try:
+            view, offset = memoryview(data), 0
+            while offset < len(data):
+                offset += os.pwrite(fd, view[offset:], offset)
+            os.ftruncate(fd, len(data))
+        finally:
+            os.close(fd)
     except OSError:
         with contextlib.suppress(OSError):
-            os.unlink(path + ".tmp")
+            os.unlink(path)
         raise
     return len(data)
