@@ -1476,11 +1476,25 @@ def test_sigkill_with_a_block_index_reopens_the_acknowledged_state(tmp_path):
     equal those of a daemon opened on a copy of the data directory without
     any ``.blocks`` (every ``.meta`` read); the index was used.
     """
+    daemons = []
+
+    def daemon_on(path, **kwargs):
+        daemons.append(Twistd(path, **kwargs))
+        return daemons[-1]
+
+    try:
+        _index_rounds(tmp_path, daemon_on)
+    finally:  # a failed check leaves no daemon behind
+        for daemon in daemons:
+            daemon.kill()
+
+
+def _index_rounds(tmp_path, daemon_on):
     rng = random.Random(SEED + 17)
     data_path = tmp_path / "data"
     environ = {"RS_BLOCK_INDEX_INTERVAL": "0.1"}
     model = {"maybe": {}}
-    daemon = Twistd(data_path, environ=environ)
+    daemon = daemon_on(data_path, environ=environ)
     port = daemon.start()
     with Connection(port) as conn:
         assert conn.request("POST", f"/api/v1/b/{INDEX_BUCKET}",
@@ -1501,16 +1515,14 @@ def test_sigkill_with_a_block_index_reopens_the_acknowledged_state(tmp_path):
         shutil.copytree(data_path, copy)
         for index in copy.glob("**/.blocks"):
             index.unlink()
-        plain = Twistd(copy)
+        plain = daemon_on(copy)
         plain_port = plain.start()
-        try:
-            with Connection(plain_port) as conn:
-                expected_state = _index_state(conn)
-            assert _index_log_counts(plain.output)[0] == 0
-        finally:
-            plain.stop()
-            shutil.rmtree(copy)
-        daemon = Twistd(data_path, environ=environ)
+        with Connection(plain_port) as conn:
+            expected_state = _index_state(conn)
+        assert _index_log_counts(plain.output)[0] == 0
+        plain.stop()
+        shutil.rmtree(copy)
+        daemon = daemon_on(data_path, environ=environ)
         port = daemon.start()
         assert daemon.alarms() == [], daemon.output
         rows, _ = _index_log_counts(daemon.output)

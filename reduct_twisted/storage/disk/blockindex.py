@@ -35,7 +35,8 @@ the directory (else the ``.meta`` is read: e.g. the private segment of an
 upload cut by ``kill -9``), so a row never makes a file look unreferenced:
 the index cannot get a file trashed.  A *tampered* row with a matching key
 is believed otherwise, like a tampered ``.meta`` line: the statistics
-follow it.  Deleting ``.blocks`` is always safe: the next open reads every
+follow it, and a file it names that the ``.meta`` does not is kept (where
+reading the ``.meta`` would have trashed it as unreferenced).  Deleting ``.blocks`` is always safe: the next open reads every
 ``.meta`` and writes it again.
 
 **Crash safety without flushing or renaming.**  The file is overwritten in
