@@ -152,6 +152,11 @@ class Config(LinksSettings, LimitsSettings, SystemSettings, IntegritySettings):
         1.0, _seconds, env="RS_QUERY_EXPIRY_INTERVAL",
         doc="seconds between two sweeps of expired queries.",
     )
+    block_index_interval: float = setting(
+        30.0, _seconds, env="RS_BLOCK_INDEX_INTERVAL",
+        doc="seconds between two passes writing the block indexes of the entries "
+        "whose blocks changed (a start after ``kill -9`` rereads only blocks changed since).",
+    )
     threadpool_size: int = setting(
         4, _positive_count, env="RS_THREADPOOL_SIZE",
         doc="worker threads for disk work (discards, fsync).",

@@ -29,6 +29,7 @@ name below it comes from a checked name (``[A-Za-z0-9_-]{1,255}``, or
                                      JSON line per finished record with its CRC-32,
                                      number and SHA-256 (disk/blockfile.py)
           .numbers                   the entry's number counter (numbers.py)
+          .blocks                    its block index, a cache (disk/blockindex.py)
           .log/                      its integrity log, removed set, digest index (entry_log.py)
           <block_id>.blk             shared segment: small records back to back
           <block_id>-<ts>.blk        private segment: one large or chunked record
@@ -88,6 +89,7 @@ from reduct_twisted.storage.disk.recovery import Recovery
 from reduct_twisted.storage.disk.reserve import Reserve
 from reduct_twisted.storage.disk.trash import TRASH_DIR, Trash, remove_now
 from reduct_twisted.storage.edits import EditMethods
+from reduct_twisted.storage.indexing import IndexMethods
 from reduct_twisted.storage.log_api import LogMethods
 from reduct_twisted.storage.multi import MultiMethods, MultiRegistry
 from reduct_twisted.storage.query import QueryRegistry
@@ -104,7 +106,7 @@ __all__ = ["LIST_LIMIT", "TRASH_DIR", "StorageEngine", "remove_now"]
 
 @implementer(IStorageEngine, IEngineLifecycle)
 class StorageEngine(BucketMethods, ReadMethods, EditMethods, MultiMethods, CompressMethods,
-                    BackfillMethods, LogMethods):
+                    BackfillMethods, LogMethods, IndexMethods):
     """
     The synchronous storage core; the HTTP layer calls it on the reactor thread.
     Bucket management comes from :class:`~reduct_twisted.storage.buckets.BucketMethods`,
@@ -113,7 +115,7 @@ class StorageEngine(BucketMethods, ReadMethods, EditMethods, MultiMethods, Compr
     label updates, removals and renames from :class:`~reduct_twisted.storage.edits.EditMethods`,
     block compression from :class:`~reduct_twisted.storage.compress.CompressMethods`,
     the numbers and digests of older records from ``backfill.BackfillMethods``, the
-    entry logs and listings from ``log_api.LogMethods``.
+    entry logs and listings from ``log_api.LogMethods``, the block indexes from ``indexing``.
 
     :param data_path: the data directory (created by :meth:`open`).
     :param clock: provides ``seconds()`` (a reactor or ``task.Clock``).
@@ -211,14 +213,15 @@ class StorageEngine(BucketMethods, ReadMethods, EditMethods, MultiMethods, Compr
 
     def close(self) -> None:
         """
-        Close the cached descriptors, flush everything written (``sync``)
-        and remove the run marker; only the first call after :meth:`open` acts.
+        Close the cached descriptors, flush everything written (``sync``), remove the
+        run marker, write the changed block indexes; only the first call after :meth:`open` acts.
         """
         self._context.fds.close()
         if self._running:
             self._context.logs.close_all(e for b in self._buckets.values() for e in b.entries.values())
             self._running = False
             self._recovery.end_run(self._sync)
+            self.write_indexes()  # after the last flush: rows vouch for flushed files
 
     def end_continuous_queries(self) -> None:
         """
@@ -230,10 +233,9 @@ class StorageEngine(BucketMethods, ReadMethods, EditMethods, MultiMethods, Compr
 
     def take_dirty(self) -> tuple:
         """
-        What changed since the last call, for a sync policy (``GroupSync``);
-        call on the reactor thread.  Flushing each file (open read-only,
-        flush, close; a vanished file is fine) and then each directory makes
-        every change made before this call durable, e.g. every committed record.
+        What changed since the last call, for a sync policy (``GroupSync``); call on the
+        reactor thread.  Flushing each file (open read-only, flush, close; a vanished file
+        is fine), then each directory makes every change made before this call durable.
 
         :return: ``(files, directories)``: sets of absolute paths of files
             whose content changed (segments, ``.meta``, settings) and of
@@ -286,12 +288,10 @@ class StorageEngine(BucketMethods, ReadMethods, EditMethods, MultiMethods, Compr
         Checks, in order: bucket, entry name (if the entry would be created),
         quota, duplicate timestamp.
 
-        :param bucket: the bucket name.
-        :param entry: the entry name (created on first write).
+        :param bucket: the bucket name; ``entry``: the entry name (created on first write).
         :param ts: the record's timestamp (µs).
         :param length: its content length, ``None`` if unknown (chunked).
-        :param content_type: stored verbatim.
-        :param labels: stored in insertion order.
+        :param content_type: stored verbatim; ``labels``: stored in insertion order.
         :return: where the caller writes the content; finish with
             :meth:`commit` or :meth:`abort`.
         :raises NotFound: no such bucket.

@@ -10,10 +10,10 @@ import os
 from reduct_twisted.errors import Conflict
 from reduct_twisted.storage.block import Block
 from reduct_twisted.storage.disk import blockfile
+from reduct_twisted.storage.disk.blockindex import INDEX_FILE
 from reduct_twisted.storage.disk.holes import punch_hole
-from reduct_twisted.storage.disk.layout import (
-    LOG_DIR, NUMBERS_FILE, is_child_entry_dir, is_entry_file,
-)
+from reduct_twisted.storage.disk.layout import LOG_DIR, NUMBERS_FILE, is_child_entry_dir, is_entry_file
+from reduct_twisted.storage.indexing import IndexOpener
 from reduct_twisted.storage.numbers import Numbers
 from reduct_twisted.storage.records import FINISHED
 from reduct_twisted.storage.settings import is_meta_entry
@@ -39,6 +39,8 @@ class Entry:
     :ivar record_count: records of any state.
     :ivar removed: the entry was dropped from its bucket.
     :ivar numbers: its entry-number counter (``numbers.py``).
+    :ivar index: block id -> ``(block, version, row)`` of its block index
+        (``indexing.py``); ``index_stale``: the file does not hold them.
     """
 
     def __init__(self, name: str, directory: str, context) -> None:
@@ -51,6 +53,7 @@ class Entry:
         self._size = 0
         self.record_count = 0
         self.numbers = Numbers()
+        self.index, self.index_stale = {}, False
 
     @property
     def size(self) -> int:
@@ -70,7 +73,8 @@ class Entry:
     @classmethod
     def load(cls, name: str, directory: str, context) -> "Entry":
         """
-        Build an entry from its directory, reading every ``.meta`` file once.
+        Build an entry from its directory: each block from its row of the
+        block index (``indexing.py``), else by reading its ``.meta`` file.
 
         Block files no metadata refers to (data of records whose write never
         finished, halves of an interrupted removal), blocks without records
@@ -79,16 +83,14 @@ class Entry:
         entry directories are skipped (the bucket loads them).  Any other
         name is not ours (``disk/layout.py``): it is reported and left.
 
-        :param name: the entry name.
-        :param directory: the entry directory.
-        :param context: the engine-wide context.
+        :param name: the entry name (``directory``: its directory; ``context``: the engine's).
         :return: the entry, possibly without blocks.
         :raises UnsupportedMeta: a block has a newer format version.
         """
         entry = cls(name, directory, context)
         meta = is_meta_entry(name)
         recovery = context.recovery
-        files, stats, stale, unknown, counter = {}, {}, [], [], False
+        files, stats, stale, unknown, counter, index, block_items = {}, {}, [], [], False, False, {}
         with os.scandir(directory) as items:
             for item in items:
                 found = blockfile.classify(item.name)
@@ -97,23 +99,28 @@ class Entry:
                 if item.name == NUMBERS_FILE:
                     counter = True
                     continue
+                if item.name == INDEX_FILE and item.is_file(follow_symlinks=False):
+                    index = True  # the block index (``indexing.py``)
+                    continue
                 if item.name == LOG_DIR and item.is_dir(follow_symlinks=False):
                     continue  # the entry's log (``entry_log.py``), opened on first use
                 if item.is_dir(follow_symlinks=False) or not is_entry_file(item.name):
                     unknown.append(item.name)
                 elif found is not None:
                     files[item.name] = found
+                    if found[1] is None:
+                        block_items[item.name] = item  # a .meta or a shared segment
                     if recovery.unclean:
                         stats[item.name] = item.stat(follow_symlinks=False)
                 else:
                     stale.append(item.name)
         if unknown:
             recovery.leave(directory, unknown)
-        keep = set()
+        keep, opener = set(), IndexOpener(directory, index, recovery, files, block_items)
         metas = [found[0] for found in files.values() if found[2] == blockfile.META_SUFFIX]
         for block_id in sorted(metas):
             try:
-                block = Block.from_disk(directory, block_id, recovery, stats)
+                block = opener.open(block_id, stats)
             except blockfile.DamagedMeta as exc:
                 names = {n for n, found in files.items() if found[0] == block_id}
                 keep |= names
@@ -122,7 +129,7 @@ class Entry:
             if block.record_count:
                 entry._insert(len(entry.blocks), block)
                 keep.update(os.path.basename(path) for path in block.files())
-        unused = [n for n in sorted(files) if n not in keep] + sorted(stale)
+        unused = [n for n in sorted(files) if n not in keep] + sorted(stale + opener.finish(entry))
         context.trash([os.path.join(directory, n) for n in unused])
         try:
             entry.numbers = Numbers.load(directory, entry.blocks, counter, context)
@@ -197,10 +204,8 @@ class Entry:
 
         :param ts: the record's timestamp.
         :param length: its declared length, ``None`` if unknown.
-        :param content_type: its content type.
-        :param labels: its labels.
-        :param settings: the bucket's current
-            :class:`~reduct_twisted.storage.settings.BucketSettings`.
+        :param content_type: its content type; ``labels``: its labels.
+        :param settings: the bucket's current ``settings.BucketSettings``.
         :return: ``(block, record)``.
         :raises Conflict: a record (finished or not) already has ``ts``.
         """
@@ -265,8 +270,7 @@ class Entry:
         when the record was at its tail, and otherwise gets a hole punched
         where the record was (see :mod:`~reduct_twisted.storage.disk.holes`).
 
-        :param block: its block.
-        :param record: the record.
+        :param block: its block (``record``: the record).
         """
         shared = block.path(blockfile.shared_name(block.block_id))
         with self._accounting(block):
@@ -328,14 +332,13 @@ class Entry:
         """The entry's directory was renamed: take the new ``name`` and ``directory``."""
         self.name, self.directory = name, directory
         for block in self.blocks:
+            row = self.index.get(block.block_id, (None, None, None))
             block.relocate(directory)
+            if row[:2] == (block, block.version - 1):  # its files are the same: the row holds
+                self.index[block.block_id] = (block, block.version, row[2])
 
     def remove_oldest_block(self):
-        """
-        Remove the first block unless a record of it is being written.
-
-        :return: the removed block, or ``None``.
-        """
+        """:return: the first block, removed unless a record of it is being written; or ``None``."""
         if not self.blocks or self.blocks[0].started:
             return None
         block = self.blocks[0]
@@ -364,10 +367,8 @@ class Entry:
         self.context.trash(block.files())
 
     def detach(self) -> None:
-        """
-        Mark the entry and all its blocks removed and release their cached
-        tables and descriptors; the caller trashes the whole directory.
-        """
+        """Mark the entry and its blocks removed, release their tables and descriptors
+        (the caller trashes the whole directory)."""
         if not self.removed:
             self.context.usage.stored -= self._size
         self.removed = True

@@ -107,8 +107,8 @@ def stray_files(data_path) -> list:
                 continue
             if depth == 1 and name in _BUCKET_FILES:
                 continue
-            if depth == 2 and _ENTRY_FILE.fullmatch(name):
-                continue
+            if depth == 2 and (_ENTRY_FILE.fullmatch(name) or name == ".blocks"):
+                continue  # block files, the block index (issue #17)
             stray.append(path)
         for name in dirnames:
             path = os.path.normpath(os.path.join(rel, name))

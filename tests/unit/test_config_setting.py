@@ -49,6 +49,7 @@ ENV_NAMES_BEFORE = {
     "listen": "RS_LISTEN",
     "quota_interval": "RS_QUOTA_INTERVAL",
     "query_expiry_interval": "RS_QUERY_EXPIRY_INTERVAL",
+    "block_index_interval": "RS_BLOCK_INDEX_INTERVAL",
     "threadpool_size": "RS_THREADPOOL_SIZE",
     "sync": "RS_SYNC",
     "idle_timeout": "RS_IDLE_TIMEOUT",
@@ -99,6 +100,7 @@ PARSERS_BEFORE = {
     "cert_key_path": values._path,
     "quota_interval": values._seconds,
     "query_expiry_interval": values._seconds,
+    "block_index_interval": values._seconds,
     "threadpool_size": values._positive_count,
     "sync": values._sync_policy,
     "idle_timeout": values._seconds,
@@ -156,7 +158,7 @@ def test_tables_have_every_field_once():
     """FIELDS is Config's fields in order; every table has exactly those keys."""
     assert FIELDS == tuple(f.name for f in attrs.fields(Config))
     assert len(set(FIELDS)) == len(FIELDS)
-    assert len(CORE_FIELDS) == 30 + len(SYSTEM_ENV_NAMES)
+    assert len(CORE_FIELDS) == 31 + len(SYSTEM_ENV_NAMES)
     assert tuple(SETTINGS) == tuple(ENV_NAMES) == tuple(_PARSERS) == FIELDS
     assert {f: ENV_NAMES[f] for f in CORE_FIELDS} == ENV_NAMES_BEFORE
     assert ENV_ALIASES == {"io_batch_records_timeout": "RS_IO_BATCH_RECORDS_TIMEOUT_S"}

@@ -128,6 +128,11 @@ def test_version_1_files_still_load_and_are_trusted(tmp_path, unclean):
 # -- unclean stop: verification ------------------------------------------------
 
 
+def _block_files(entry):
+    """The names in ``entry`` but its block index (issue #17, a cache written at close)."""
+    return sorted(n for n in os.listdir(entry) if n != ".blocks")
+
+
 def test_open_after_a_clean_close_checks_nothing(tmp_path):
     """The run marker exists while open and is gone after close; no marker, no checks."""
     engine = _populate(tmp_path)
@@ -138,6 +143,8 @@ def test_open_after_a_clean_close_checks_nothing(tmp_path):
     assert again.recovery_report() == {
         "unclean": False, "verified_records": 0, "dropped_records": 0,
         "quarantined_blocks": [], "problems": [], "left_in_place": [],
+        # Issue #17: the block was opened from the index the close wrote.
+        "block_index": {"rows_used": 1, "blocks_read": 0, "ignored": []},
     }
     assert (tmp_path / MARKER).exists()
 
@@ -267,7 +274,7 @@ def test_a_damaged_meta_quarantines_its_block_and_the_entry_keeps_serving(tmp_pa
     engine = _open(tmp_path)
     quarantine = tmp_path / ".quarantine" / "b" / "e"
     assert sorted(os.listdir(quarantine)) == ["1.blk", "1.meta"]
-    assert sorted(os.listdir(entry)) == ["3.blk", "3.meta", "5-5.blk", "5.meta"]
+    assert _block_files(entry) == ["3.blk", "3.meta", "5-5.blk", "5.meta"]
     report = engine.recovery_report()
     assert report["quarantined_blocks"] == [str(quarantine / "1.meta")]
     assert report["problems"][0].startswith(
@@ -317,7 +324,7 @@ def test_interrupted_rotation_leaves_nothing_visible(tmp_path):
     (tmp_path / MARKER).touch()
     engine = _open(tmp_path)
     assert _timestamps(engine) == [1, 2, 3, 4, 5]
-    assert sorted(os.listdir(entry)) == ["1.blk", "1.meta", "3.blk", "3.meta", "5-5.blk",
+    assert _block_files(entry) == ["1.blk", "1.meta", "3.blk", "3.meta", "5-5.blk",
                                          "5.meta"]
     assert engine.recovery_report()["problems"] == []
 
@@ -332,7 +339,7 @@ def test_interrupted_eviction_or_removal_leaves_no_partial_block(tmp_path):
     os.rename(entry / "1.blk", trash / "3-1.blk")
     engine = _open(tmp_path)
     assert _timestamps(engine) == [3, 4]
-    assert sorted(os.listdir(entry)) == ["3.blk", "3.meta"]
+    assert _block_files(entry) == ["3.blk", "3.meta"]
     assert os.listdir(trash) == []
 
 

@@ -14,6 +14,8 @@ entries, blocks, records, queries) one level up.
 * ``trash.py``: removal by renaming into ``.trash``, deletion later.
 * ``reserve.py``: the space reserve that lets removals work on a full disk.
 * ``holes.py``: punching holes over dead bytes of shared segments.
+* ``blockindex.py``: the per-entry block index ``.blocks``, a checked cache
+  of every block's summary that spares reading each ``.meta`` at open.
 
 The order of file operations that all of them serve is drawn in
 ``storage/engine.py``.  Nothing is re-exported here: import the module.

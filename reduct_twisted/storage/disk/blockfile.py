@@ -53,6 +53,7 @@ reader dispatches on)::
 """
 
 import contextlib
+import functools
 import json
 import os
 import re
@@ -104,6 +105,7 @@ def private_name(block_id: int, ts: int) -> str:
     return f"{block_id}-{ts}{DATA_SUFFIX}"
 
 
+@functools.lru_cache(maxsize=4096)  # segment names repeat on every record line
 def classify(name: str):
     """
     Recognise a block file name.
@@ -292,22 +294,10 @@ def read_meta(path: str, block_id: int):
     return table, end
 
 
-def _varint_len(value: int) -> int:
-    return (value.bit_length() + 6) // 7 or 1
-
-
-def _field_len(size: int) -> int:
-    # A length-delimited protobuf field with a one-byte tag.
-    return 1 + _varint_len(size) + size
-
-
 def _str_field_len(text: str) -> int:
-    size = len(text.encode("utf-8", "surrogatepass"))
-    return _field_len(size) if size else 0
-
-
-def _int_field_len(value: int) -> int:
-    return 1 + _varint_len(value) if value else 0
+    # A length-delimited protobuf field with a one-byte tag (none when empty).
+    size = len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+    return 1 + ((size.bit_length() + 6) // 7) + size if size else 0
 
 
 def record_meta_size(ts: int, begin: int, end: int, content_type: str, labels: dict) -> int:
@@ -325,9 +315,20 @@ def record_meta_size(ts: int, begin: int, end: int, content_type: str, labels: d
     :param labels: the record's labels.
     :return: the size in bytes.
     """
+    # Inlined (this runs for every record read): an integer field is a tag
+    # byte and a varint of (bit length + 6) // 7 bytes, absent when 0; a
+    # length-delimited field is a tag, the varint of its length (at least
+    # one byte), then the bytes.
     seconds, micros = divmod(ts, 1_000_000)
-    timestamp = _int_field_len(seconds) + _int_field_len(micros * 1000)
-    size = _field_len(timestamp) + _int_field_len(begin) + _int_field_len(end)
+    nanos = micros * 1000
+    timestamp = ((1 + (seconds.bit_length() + 6) // 7) if seconds else 0) + (
+        (1 + (nanos.bit_length() + 6) // 7) if nanos else 0)
+    size = 1 + ((timestamp.bit_length() + 6) // 7 or 1) + timestamp
+    if begin:
+        size += 1 + (begin.bit_length() + 6) // 7
+    if end:
+        size += 1 + (end.bit_length() + 6) // 7
     for name, value in labels.items():
-        size += _field_len(_str_field_len(name) + _str_field_len(value))
+        pair = _str_field_len(name) + _str_field_len(value)
+        size += 1 + ((pair.bit_length() + 6) // 7 or 1) + pair
     return size + _str_field_len(content_type)

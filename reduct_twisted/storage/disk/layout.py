@@ -89,6 +89,8 @@ TMP_SUFFIX = ".tmp"
 NUMBERS_FILE = ".numbers"
 #: An entry's integrity log directory (``storage/entry_log.py``; moves and goes with it).
 LOG_DIR = ".log"
+#: An entry's block index (``blockindex.py``, issue #17: a cache, safe to delete).
+BLOCK_INDEX_FILE = ".blocks"
 
 #: Every name this daemon creates directly below ``data_path``, but buckets.
 TOP_LEVEL_NAMES = frozenset({
@@ -129,11 +131,12 @@ def is_entry_file(name: str) -> bool:
     :return: whether file ``name`` in an entry directory is one of ours: a
         block file (``<id>.meta``, ``<id>.blk``, ``<id>-<ts>.blk``, the packed
         segment ``<id>-<gen>.zst`` of a compressed block), the number
-        counter ``.numbers``, or one being replaced (the same with ``.tmp``).
+        counter ``.numbers``, the block index ``.blocks``, or one being
+        replaced (the same with ``.tmp``).
     """
     if name.endswith(TMP_SUFFIX):
         name = name[: -len(TMP_SUFFIX)]
-    return name == NUMBERS_FILE or classify_block_file(name) is not None
+    return name in (NUMBERS_FILE, BLOCK_INDEX_FILE) or classify_block_file(name) is not None
 
 
 def is_child_entry_dir(name: str, meta: bool = False) -> bool:

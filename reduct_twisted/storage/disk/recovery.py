@@ -115,6 +115,9 @@ class Recovery:
         self.quarantined: list = []
         self.problems: list = []
         self.left_in_place: list = []
+        #: Blocks opened from their block index row, blocks read; ignored indexes.
+        self.index_rows = self.index_reads = 0
+        self.index_problems: list = []
 
     def begin(self) -> None:
         """Look for the marker of an unclean stop (before anything is loaded)."""
@@ -270,6 +273,12 @@ class Recovery:
         shown = ", ".join(repr(n) for n in names[:5]) + (", ..." if len(names) > 5 else "")
         self.left_in_place.append(f"Left in place in {where}: {len(names)} {why}: {shown}")
 
+    def index_ignored(self, directory: str, reason: str) -> None:
+        """An entry's block index (``blockindex.py``) cannot be used: its blocks are read."""
+        where = os.path.relpath(directory, self.data_path)
+        self.index_problems.append(f"Ignored the block index of {where} ({reason}): "
+                                   f"its blocks were read instead")
+
     def report(self, trash_problems=()) -> dict:
         """:return: see ``StorageEngine.recovery_report``."""
         problems = self.problems + [f"Could not trash {p}: {r}" for p, r in trash_problems]
@@ -280,4 +289,6 @@ class Recovery:
             "quarantined_blocks": list(self.quarantined),
             "problems": problems,
             "left_in_place": list(self.left_in_place),
+            "block_index": {"rows_used": self.index_rows, "blocks_read": self.index_reads,
+                            "ignored": list(self.index_problems)},
         }
