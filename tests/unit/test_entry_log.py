@@ -269,9 +269,9 @@ def test_filtered_listings_scan_in_the_thread_pool_and_match_a_reference(engine)
     reference = [n for n in range(2, 38) if float(n) >= 30 and n != 12]
     assert page.total == len(reference)
     assert [leaf.number for leaf, _ in page.items] == reference[4:8]
-    assert calls == ["scan_leaves"]
+    assert calls == ["scan_leaves", "page_of"]  # one slice read, then the page cut
     _page(engine, ListingSpec(per_page=3))
-    assert calls == ["scan_leaves"]  # by position: no scan
+    assert calls == ["scan_leaves", "page_of"]  # by position: no scan
     page = _page(engine, ListingSpec(where=(Condition("k", "=", "5"),)))
     assert [(leaf.number, leaf.labels) for leaf, _ in page.items] == [(5, {"k": "5"})]
 
@@ -360,3 +360,95 @@ def test_records_written_without_digests_are_logged_after_the_backfill(tmp_path)
     leaves = [_leaf(n, n, {"k": str(n)}) for n in range(1, 5)]
     assert again.log_head("b", "e") == (4, rfc9162.MTH(leaves))
     again.close()
+
+
+
+def _in_thread(calls):
+    from twisted.internet.defer import succeed
+
+    def run(f, *args):
+        calls.append(f.__name__)
+        return succeed(f(*args))
+    return run
+
+
+def _numbers(page):
+    return [(leaf.number, leaf.timestamp, stored) for leaf, stored in page.items]
+
+
+def test_time_ordered_pages_walk_the_blocks_and_match_the_scan(engine):
+    """orderBy[timestamp] of stored records: no scan (no thread), the blocks
+    skipped by their counts; the same pages as the scan (a filter every record
+    passes forces it), belated records, removals and time ranges included."""
+    from reduct_twisted.storage.listing import Condition
+
+    calls = []
+    engine.run_in_thread = _in_thread(calls)
+    _write(engine, range(100, 160))
+    _write(engine, [5, 50, 99, 1000])  # belated: numbers 61-63; then 64
+    engine.remove_stamps("b", "e", [101, 102, 50, 140])
+    every = (Condition("k", "like", "%"),)
+    for fields in ({}, {"descending": True}, {"start_ts": 60, "stop_ts": 130},
+                   {"start_ts": 120, "descending": True}, {"stop_ts": 110}):
+        for per_page in (1, 3, 100):
+            for number in (1, 2, 5, 30):
+                spec = ListingSpec(order_by="timestamp", per_page=per_page, page=number,
+                                   **fields)
+                del calls[:]
+                fast = _page(engine, spec)
+                assert calls == []
+                scanned = _page(engine, ListingSpec(
+                    order_by="timestamp", per_page=per_page, page=number, where=every,
+                    **fields))
+                assert calls[-1] == "page_of"
+                assert _numbers(fast) == _numbers(scanned), spec
+                assert (fast.total, fast.current_page, fast.last_page) == \
+                    (scanned.total, scanned.current_page, scanned.last_page)
+    page = _page(engine, ListingSpec(order_by="timestamp", per_page=4))
+    assert _numbers(page) == [(61, 5, True), (63, 99, True), (1, 100, True), (4, 103, True)]
+
+
+def _scan_entry(path):
+    engine = _engine(path)
+    engine.create_bucket("b", {"max_block_records": 4})
+    _write(engine, range(1, 31), labels={"k": "x"})
+    _write(engine, [31, 32])
+    write_record(engine, "b", "e", 40, _data(7), CT, {"k": "x"})  # record 7's content
+    engine.remove_stamps("b", "e", [3, 8, 20])
+    return engine
+
+
+def test_scans_go_in_slices_with_the_same_answers(tmp_path, monkeypatch):
+    """A scan reads leaves a slice at a time in the thread pool and checks the
+    slice's matches on the reactor between two reads; the digest index is fed
+    a slice at a time too.  Slices of 3 give the answers of one slice."""
+    from reduct_twisted.storage import log_api
+    from reduct_twisted.storage.listing import Condition
+
+    x = (Condition("k", "=", "x"),)
+    specs = [ListingSpec(where=x, per_page=4, page=2),
+             ListingSpec(where=x, include_removed=True, order_by="timestamp", descending=True,
+                         per_page=5, page=3),
+             ListingSpec(where=x, descending=True, per_page=5, start=20),
+             ListingSpec(start_ts=5, stop_ts=25, per_page=7, start=9),
+             ListingSpec(digest=hashlib.sha256(_data(7)).digest(), include_removed=True),
+             ListingSpec(order_by="timestamp", include_removed=True, per_page=6, page=2)]
+    whole, sliced = _scan_entry(tmp_path / "one"), _scan_entry(tmp_path / "three")
+    calls = []
+    whole.run_in_thread = _in_thread(calls)
+    want = [_page(whole, spec) for spec in specs]
+    # five scans, the digest index's catch-up and the digest's candidates
+    assert calls.count("scan_leaves") == 7
+    monkeypatch.setattr(log_api, "_SLICE", 3)
+    del calls[:]
+    sliced.run_in_thread = _in_thread(calls)
+    got = [_page(sliced, spec) for spec in specs]
+    assert calls.count("scan_leaves") == 5 * 11 + 11 + 1  # 33 leaves: 11 slices a scan
+    for spec, a, b in zip(specs, want, got):
+        assert _numbers(a) == _numbers(b), spec
+        assert (a.total, a.current_page, a.last_page, a.next_start, a.previous_start) == \
+            (b.total, b.current_page, b.last_page, b.next_start, b.previous_start), spec
+    assert [n for n, _, _ in _numbers(got[4])] == [7, 33]
+    assert _numbers(got[1])[0] == (21, 21, True)
+    whole.close()
+    sliced.close()
