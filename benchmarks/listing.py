@@ -17,8 +17,9 @@ under ``/var/tmp``, then:
    (``POST /api/v1/b/listing/e/batch``, ``--batch`` records a request, one
    keep-alive connection, so entry number ``i + 1`` is record ``i`` at
    ``T0 + i`` µs).  Each has the labels ``cam=c<i % 4>`` and ``seq=<i % 1000>``.
-2. **Removes** ``--removed-runs`` runs of 100 records spread over the entry
-   (``DELETE …/e/batch``), 10 of them below number 100 000.
+2. **Removes** ``--removed-runs`` runs of 100 records evenly spread over the
+   entry (``DELETE …/e/batch``; with the defaults 10 of them below number
+   100 000, so page 1000 skips them).
 3. **Warm**: each case below, ``--repeat`` rounds, the cases interleaved in
    each round (the same noise for both sides of a ratio), one keep-alive
    connection; the time is the client's, request sent to body read.  Every
@@ -125,16 +126,15 @@ def write_all(port: int, records: int, batch: int) -> float:
 
 
 def removed_indices(records: int, runs: int) -> list:
-    """Record indices removed: ``runs`` runs of :data:`RUN`, 10 below 100 000 if possible."""
-    if runs < 1 or records < 2 * RUN:
+    """
+    Record indices removed: ``runs`` runs of :data:`RUN` records, evenly
+    spread (1 000 000 records, 100 runs: from 5 000 every 10 000, so 10 runs
+    lie below page 1000 of 100).
+    """
+    spacing = records // runs if runs > 0 else 0
+    if spacing <= RUN:
         return []
-    low = min(10, runs)
-    starts = [5_000 + k * 10_000 for k in range(low) if 5_000 + k * 10_000 + RUN < records]
-    rest = runs - len(starts)
-    span = records - 100_000
-    if rest and span > rest * 2 * RUN:
-        starts += [100_000 + k * (span // rest) + 50 for k in range(rest)]
-    return sorted({i for s in starts for i in range(s, s + RUN) if i < records})
+    return [s + i for s in range(spacing // 2, records - RUN, spacing) for i in range(RUN)]
 
 
 def remove(port: int, indices: list) -> float:

@@ -15,7 +15,7 @@ Listed items are leaves: a label update does not show here (the leaf and
 its proofs cover the record as written; ``GET`` of the record has today's
 labels).
 
-Two ways to a page:
+Three ways to a page:
 
 * **By position** (number order, no filter but ``include_removed``): the
   page's first number comes from the cursor (``start``) or from the page
@@ -23,9 +23,17 @@ Two ways to a page:
   skipping removed ones unless they are listed: work in proportion to the
   page (plus the removed numbers skipped).  ``total`` is ``size`` or
   ``size - len(removed)``.
-* **By scan** (timestamp order, or any filter): every leaf is read, the
-  matching ones sorted, and the page cut out; ``total`` is exact.  The
-  caller runs this in the thread pool (it reads the whole log).
+* **By time** (timestamp order of stored records, optionally in a time
+  range, no label or digest filter: :func:`plan_time_page`): the entry's
+  blocks cut the time axis in order, so whole blocks are skipped by their
+  record counts and only the page's blocks (and the two the range cuts)
+  are read; ``total`` is exact.  Work: the blocks' summaries (one per
+  1024 records by default) plus a page.
+* **By scan** (any other filter, or timestamp order with removed records):
+  every leaf is read, the matching ones kept as ``(number, timestamp,
+  stored)``, sorted, and the page cut out (:func:`cut_scanned`); ``total``
+  is exact.  The caller runs the reads and the cut in the thread pool, in
+  slices (``log_api.py``).
 """
 
 from __future__ import annotations
