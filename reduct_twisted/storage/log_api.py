@@ -13,6 +13,7 @@ this server``; ``UnprocessableEntity`` for a ``tree_size`` beyond the log,
 a number beyond ``tree_size``, ``first > second`` and zero values.
 """
 
+import bisect
 import json
 import os
 
@@ -20,6 +21,7 @@ import attr
 from twisted.internet.defer import fail, inlineCallbacks, maybeDeferred, succeed
 
 from reduct_twisted.errors import NotFound, ReductError, UnprocessableEntity
+from reduct_twisted.integrity.jcs import string
 from reduct_twisted.storage.disk.durability import storage_error
 from reduct_twisted.storage.disk.treelog_files import LEAVES_FILE, OFFSET, OFFSETS_FILE
 from reduct_twisted.storage.entry_log import MERKLE
@@ -50,32 +52,62 @@ _EVERY = ListingSpec()
 _SLICE = 4096
 
 
+def needle(spec):
+    """
+    Bytes that every leaf passing ``spec``'s label conditions holds: the RFC
+    8785 form of a label with its value (``"<label>":"<value>"``) for an
+    ``=`` condition, else of a label's name (``"<label>":``: a record
+    without the label matches no condition on it); None without conditions.
+    A leaf is canonical JSON (``integrity.merkle``): a name is always written
+    so, and a quote inside a string always escaped, so the bytes cannot be
+    missing from a leaf that matches (they may be in one that does not:
+    each leaf found is parsed and checked).
+    """
+    if not spec.where:
+        return None
+    equal = [c for c in spec.where if c.operator == "="]
+    condition = (equal or list(spec.where))[0]
+    text = string(condition.label) + ":" + (string(condition.value) if equal else "")
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate: no leaf holds it; parse them all
+        return None
+
+
 def scan_leaves(directory: str, size: int, spec, numbers=None, first: int = 1,
                 last: int = 0) -> dict:
     """
     In the thread pool: the leaves ``first … last`` (``last`` 0: ``size``;
     or only ``numbers``) of the log in ``directory`` that pass ``spec``'s
-    filters, number -> :class:`Leaf`.  Reads the files through its own
-    descriptors (the first ``size`` leaves never change; the reactor may
-    append meanwhile).
+    filters, number -> :class:`Leaf`.  With label conditions only the
+    leaves holding their :func:`needle` are parsed.  Reads the files
+    through its own descriptors (the first ``size`` leaves never change;
+    the reactor may append meanwhile).
     """
     found = {}
     last = min(size, last or size)
+    wants = needle(spec)
     with open(os.path.join(directory, OFFSETS_FILE), "rb") as offsets, \
             open(os.path.join(directory, LEAVES_FILE), "rb") as leaves:
         def read(first: int, last: int) -> None:
             offsets.seek(8 * (first - 2) if first > 1 else 0)
             raw = offsets.read(8 * (last - first + 1 + (first > 1)))
-            ends = [e for (e,) in OFFSET.iter_unpack(raw)]
-            base = ends.pop(0) if first > 1 else 0
+            base = OFFSET.unpack_from(raw)[0] if first > 1 else 0
+            ends = [e - base for (e,) in OFFSET.iter_unpack(raw[8 if first > 1 else 0:])]
             leaves.seek(base)
-            data = leaves.read(ends[-1] - base)
-            start = 0
-            for n, end in zip(range(first, last + 1), ends):
-                leaf = parse_leaf(data[start:end - base])
-                start = end - base
+            data = leaves.read(ends[-1])
+            if wants is None:
+                chosen = range(len(ends))
+            else:  # the leaves holding the needle, each once
+                chosen, at = [], data.find(wants)
+                while at >= 0:
+                    i = bisect.bisect_right(ends, at)
+                    chosen.append(i)
+                    at = data.find(wants, ends[i]) if i + 1 < len(ends) else -1
+            for i in chosen:
+                leaf = parse_leaf(data[ends[i - 1] if i else 0:ends[i]])
                 if wanted(leaf, spec):
-                    found[n] = leaf
+                    found[first + i] = leaf
         if numbers is None:
             for start in range(first, last + 1, _SLICE):
                 read(start, min(last, start + _SLICE - 1))

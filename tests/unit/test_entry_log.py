@@ -452,3 +452,47 @@ def test_scans_go_in_slices_with_the_same_answers(tmp_path, monkeypatch):
     assert _numbers(got[1])[0] == (21, 21, True)
     whole.close()
     sliced.close()
+
+
+def test_a_label_scan_parses_only_the_leaves_holding_the_needle(tmp_path):
+    """``scan_leaves`` with label conditions finds the leaves holding the
+    condition's canonical bytes and parses those only; its answer is the one
+    of parsing every leaf, for names and values JSON escapes, that hold
+    quotes, braces, backslashes, non-ASCII text, or a top-level key's name."""
+    import random
+
+    from reduct_twisted.integrity.merkle import leaf_bytes
+    from reduct_twisted.storage import log_api
+    from reduct_twisted.storage.disk.treelog import TreeLog
+    from reduct_twisted.storage.listing import Condition, matches
+
+    rng = random.Random(7)
+    names = ["cam", "camera", "number", "size", 'q"t', "b\\s", "é", "x}{y"]
+    values = ["c1", "c10", "", '"', '\\"', "}{", "5", "é\n", "1e3", "-2"]
+    leaves = []
+    for n in range(1, 400):
+        labels = {name: rng.choice(values) for name in rng.sample(names, rng.randrange(4))}
+        leaves.append(leaf_bytes(n, 1000 + n, 3, "text/plain", labels,
+                                 hashlib.sha256(b"%d" % n).digest()))
+    tree = TreeLog.open(str(tmp_path), merkle=False)
+    tree.append(leaves)
+    tree.close()
+    parsed = {n: log_api.parse_leaf(raw) for n, raw in enumerate(leaves, 1)}
+    for _ in range(150):
+        where = tuple(Condition(rng.choice(names), rng.choice(["=", "=", "!=", "like", "<"]),
+                                rng.choice(values + ["%", "c_"]))
+                      for _ in range(rng.randrange(1, 3)))
+        spec = ListingSpec(where=where)
+        assert log_api.needle(spec) is not None
+        want = {n for n, leaf in parsed.items() if matches(leaf.labels, where)}
+        first, last = rng.randrange(1, 50), rng.choice([0, 300])
+        got = log_api.scan_leaves(str(tmp_path), len(leaves), spec, first=first, last=last)
+        assert set(got) == {n for n in want if first <= n <= (last or len(leaves))}, where
+        assert all(got[n] == parsed[n] for n in got)
+    whole = log_api.scan_leaves(str(tmp_path), len(leaves), ListingSpec(
+        where=(Condition("cam", "=", "c1"),)))
+    assert set(whole) == {n for n, leaf in parsed.items() if leaf.labels.get("cam") == "c1"}
+    assert log_api.needle(ListingSpec(where=(Condition("cam", "=", "\ud800"),))) is None
+    assert log_api.needle(ListingSpec(where=(Condition("cam", "like", "c%"),
+                                             Condition("é", "=", '"')))) == \
+        '"é":"\\""'.encode()
