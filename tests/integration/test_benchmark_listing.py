@@ -61,6 +61,7 @@ def test_listing_benchmark_small(tmp_path):
             "start_ts/stop_ts 100 records near the end"]
         assert [name for name, _, _ in result["cold"]] == [
             "per_page=100 page=45", "timestamp asc page=45"]
+        assert result["first_digest"][0] == "digest= of record 4995"
         assert "| `per_page=100 page=45` |" in stdout and "ratio to page 1" in stdout
     finally:
         stop_leftovers(pids)
