@@ -76,8 +76,8 @@ FILL = bytes(range(97, 123)) * 4
 RUN = 100  # records a removed run
 #: The cases' keys (``--cold``); ``-far``: page 1000 (or the last, for fewer records).
 KEYS = ("p100-1", "p100-far", "p100-start", "p1000-1", "p1000-far", "p1000-start", "desc-1",
-        "desc-far", "removed-1", "removed-far", "ts-1", "ts-far", "tsdesc-1", "digest-1",
-        "digest-far", "number-1", "number-far", "cam-1", "cam-far", "seq-1", "range")
+        "desc-far", "removed-1", "removed-far", "ts-1", "ts-far", "tsdesc-1", "tsremoved-1",
+        "digest-1", "digest-far", "number-1", "number-far", "cam-1", "cam-far", "seq-1", "range")
 
 
 def content(i: int) -> bytes:
@@ -234,6 +234,9 @@ def cases(model: Model, records: int) -> list:
              model.number_page(p100, 100), "ts-1"),
         Case("tsdesc-1", "timestamp desc page=1", path(**{"orderBy[timestamp]": "desc", "page": 1}),
              model.number_page(1, 100, desc=True)),
+        Case("tsremoved-1", "timestamp asc include_removed page=1",
+             path(**{"orderBy[timestamp]": "asc", "include_removed": "true", "page": 1}),
+             model.number_page(1, 100, include_removed=True), bound=False),
         Case("digest-1", "digest= of record 10", path(digest=digest_of(9)), [10]),
         Case("digest-far", f"digest= of record {last + 1}", path(digest=digest_of(last)), [last + 1],
              "digest-1"),

@@ -58,6 +58,7 @@ def test_listing_benchmark_small(tmp_path):
                 assert abs(cell["ratio"] - ratio) < 1e-9
         assert [row[0] for row in result["stalls"]][1:] == [
             "timestamp asc page=1", "timestamp asc page=45", "timestamp desc page=1",
+            "timestamp asc include_removed page=1",
             "where[cam]=c1 page=1", "where[cam]=c1 page=11", "where[seq]=7 page=1",
             "start_ts/stop_ts 100 records near the end"]
         assert [name for name, _, _ in result["cold"]] == [
