@@ -50,12 +50,15 @@ __all__ = ["Leaf", "Page", "plan_page", "by_position", "by_time", "plan_time_pag
 
 @attr.s(frozen=True, slots=True, auto_attribs=True)
 class Leaf:
+    """A record as logged; ``skipped``: a gap leaf (a number no record got)."""
+
     number: int
     timestamp: int
     size: int
     content_type: str
     labels: dict
     digest: Optional[bytes]
+    skipped: bool = False
 
 
 @attr.s(frozen=True, slots=True, auto_attribs=True)

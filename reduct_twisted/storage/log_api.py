@@ -42,7 +42,8 @@ def parse_leaf(raw: bytes) -> Leaf:
     digest = obj.get("digest")
     return Leaf(obj["number"], int(obj.get("timestamp", 0)), obj.get("size", 0),
                 obj.get("content_type", ""), obj.get("labels", {}),
-                bytes.fromhex(digest[len("sha-256:"):]) if digest else None)
+                bytes.fromhex(digest[len("sha-256:"):]) if digest else None,
+                obj.get("skipped") is True)
 
 
 #: A spec without filters (every leaf).
@@ -119,8 +120,12 @@ def scan_leaves(directory: str, size: int, spec, numbers=None, first: int = 1,
 
 
 def page_of(directory: str, size: int, spec, found: list):
-    """In the thread pool: :func:`cut_scanned`, then the page's leaves read."""
-    page = cut_scanned(spec, found)
+    """
+    In the thread pool: :func:`cut_scanned` of the listed ones of ``found``
+    (every match, ``(number, timestamp, stored)``), then the page's leaves read.
+    """
+    every = spec.include_removed
+    page = cut_scanned(spec, [match for match in found if every or match[2]])
     leaves = scan_leaves(directory, size, _EVERY, [n for n, _ in page.items])
     return attr.evolve(page, items=[(leaves[n], keep) for n, keep in page.items])
 
@@ -254,7 +259,14 @@ class LogMethods:
 
     @inlineCallbacks
     def _scan(self, series, log, spec, size):
-        thread, directory = self.run_in_thread, log.directory
+        """
+        The scan of :meth:`list_page`.  Whether a match is stored is first
+        taken from the removed set (and gap leaves), as the positional pages
+        do; the page's items are then checked against the entry, and only if
+        one differs (the set lost its newest lines to a crash) is every
+        match checked against the entry, a slice at a time on the reactor.
+        """
+        thread, directory, removed = self.run_in_thread, log.directory, log.removed()
         if spec.digest is None:
             slices = [(first, None) for first in range(1, size + 1, _SLICE)]
         else:
@@ -266,15 +278,25 @@ class LogMethods:
                 log.index(leaves, last)
             numbers = sorted(n for n in set(log.digests().lookup(spec.digest)) if n <= size)
             slices = [(0, numbers[i:i + _SLICE]) for i in range(0, len(numbers), _SLICE)]
-        stored, found = self._stored_in_scan(series), []
+        found = []
         for first, numbers in slices:
             last = first + _SLICE - 1 if numbers is None else 0
             leaves = yield maybeDeferred(thread, scan_leaves, directory, size, spec, numbers,
                                          first, last)
-            for n in sorted(leaves):  # on the reactor: a slice's matches at most
-                ts = leaves[n].timestamp
-                keep = stored(n, ts)
-                if keep or spec.include_removed:
-                    found.append((n, ts, keep))
+            found += [(n, leaf.timestamp, not leaf.skipped and n not in removed)
+                      for n, leaf in sorted(leaves.items())]
+        page = yield maybeDeferred(thread, page_of, directory, size, spec, found)
+        stored = self._stored(series)
+        if all(stored(leaf) == keep for leaf, keep in page.items):
+            return page
+        check = self._stored_in_scan(series)
+        for i in range(0, len(found), _SLICE):
+            if i:  # a turn of the reactor between two slices
+                yield maybeDeferred(thread, _idle)
+            found[i:i + _SLICE] = [(n, ts, check(n, ts)) for n, ts, _ in found[i:i + _SLICE]]
         page = yield maybeDeferred(thread, page_of, directory, size, spec, found)
         return page
+
+
+def _idle() -> None:
+    """Nothing, in the thread pool (the reactor runs meanwhile)."""
