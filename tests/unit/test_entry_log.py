@@ -400,7 +400,7 @@ def test_time_ordered_pages_walk_the_blocks_and_match_the_scan(engine):
                 scanned = _page(engine, ListingSpec(
                     order_by="timestamp", per_page=per_page, page=number, where=every,
                     **fields))
-                assert calls[-1] == "page_of"
+                assert "page_of" in calls
                 assert _numbers(fast) == _numbers(scanned), spec
                 assert (fast.total, fast.current_page, fast.last_page) == \
                     (scanned.total, scanned.current_page, scanned.last_page)
