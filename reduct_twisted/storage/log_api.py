@@ -51,9 +51,9 @@ _EVERY = ListingSpec()
 #: Leaves read at a time by a scan (in the thread pool); the matches of one
 #: slice are then checked against the entry on the reactor.
 _SLICE = 4096
-#: A scanned page's items checked against the entry between two turns of the
-#: reactor (each may load its block's table, as a scan: not kept in the cache).
-_CHECKS = 16
+#: Block tables a scanned page's check against the entry loads (as a scan's:
+#: not kept in the cache) between two turns of the reactor.
+_LOADS = 4
 
 
 def needle(spec):
@@ -266,7 +266,7 @@ class LogMethods:
         The scan of :meth:`list_page`.  Whether a match is stored is first
         taken from the removed set (and gap leaves), as the positional pages
         do; the page's items are then checked against the entry
-        (:data:`_CHECKS` at a time, their tables loaded as a scan's), and only if
+        (:data:`_LOADS` block tables at a time, loaded as a scan's), and only if
         one differs (the set lost its newest lines to a crash) is every
         match checked against the entry, a slice at a time on the reactor.
         """
@@ -290,12 +290,14 @@ class LogMethods:
             found += [(n, leaf.timestamp, not leaf.skipped and n not in removed)
                       for n, leaf in sorted(leaves.items())]
         page = yield maybeDeferred(thread, page_of, directory, size, spec, found)
-        check, items = self._stored_in_scan(series), page.items
-        for i in range(0, len(items), _CHECKS):  # a sparse page: a block table an item
-            if i:
+        check, loads = self._stored_in_scan(series), 0
+        for leaf, keep in page.items:  # a sparse page: a block table an item
+            if loads >= _LOADS:
                 yield maybeDeferred(thread, _idle)
-            if any(check(leaf.number, leaf.timestamp) != keep
-                   for leaf, keep in items[i:i + _CHECKS]):
+                loads = 0
+            block = series.block_for(leaf.timestamp)
+            loads += block is not None and block.table is None
+            if check(leaf.number, leaf.timestamp) != keep:
                 break
         else:
             return page

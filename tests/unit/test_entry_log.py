@@ -540,3 +540,24 @@ def test_scans_take_the_entrys_word_over_the_removed_set(engine, monkeypatch):
     page = _page(engine, spec)
     assert [(l.number, k) for l, k in page.items] == every and page.total == 17
     assert calls.count("_idle") == 5  # 17 matches checked 3 at a time
+
+
+def test_a_sparse_scanned_page_loads_a_few_tables_between_turns_of_the_reactor(engine):
+    """Each item of a scanned page is checked against the entry; items in as
+    many blocks load as many tables: four at most between two turns of the
+    reactor, loaded as a scan's (the cached tables stay)."""
+    from reduct_twisted.storage.listing import Condition
+
+    for ts in range(1, 41):
+        _write(engine, [ts], labels={"k": "s" if ts % 4 == 1 else "d"})
+    series = _series(engine)
+    tables = engine._context.tables
+    for block in series.blocks:
+        tables.discard(block)
+    tables.use(series.blocks[0])
+    calls = []
+    engine.run_in_thread = _in_thread(calls)
+    page = _page(engine, ListingSpec(where=(Condition("k", "=", "s"),)))
+    assert [leaf.number for leaf, _ in page.items] == list(range(1, 41, 4))
+    assert calls.count("_idle") == 2  # 9 tables loaded (the first was cached): 4, 4, 1
+    assert [b for b in series.blocks if b in tables._items] == [series.blocks[0]]
