@@ -6,37 +6,19 @@ proportional to the page, not to the entry: the 1,000th page of a
 
     python benchmarks/listing.py [--records 1000000] [--repeat 15] [--json]
 
-Starts the real daemon (``twistd -n --pidfile= reduct``, the ``twistd`` next
-to ``sys.executable``, this checkout on its ``PYTHONPATH``, ``RS_SYNC=none``,
-``RS_INTEGRITY=log``; see ``transfer.start_daemon``) over a fresh directory
-under ``/var/tmp``, then:
-
-1. **Writes** ``--records`` small records (16 to 100 bytes, content
-   ``"<i> "`` and a pattern, so every digest differs) into the entry ``e`` of
-   the bucket ``listing`` the way a client does: the v1 batch API
-   (``POST /api/v1/b/listing/e/batch``, ``--batch`` records a request, one
-   keep-alive connection, so entry number ``i + 1`` is record ``i`` at
-   ``T0 + i`` µs).  Each has the labels ``cam=c<i % 4>`` and ``seq=<i % 1000>``.
-2. **Removes** ``--removed-runs`` runs of 100 records evenly spread over the
-   entry (``DELETE …/e/batch``; with the defaults 10 of them below number
-   100 000, so page 1000 skips them).
-3. **Warm**: each case below, ``--repeat`` rounds, the cases interleaved in
-   each round (the same noise for both sides of a ratio), one keep-alive
-   connection; the time is the client's, request sent to body read.  Every
-   answer is checked (status, item count, the first item's number and
-   timestamp, a page asked by ``page=`` and by the ``start=`` cursor are
-   the same items).  The table gives median, min and max, and the ratio of
-   the median of the far page to that of page 1 (bound: 2×).
-   Before them, the first ``digest=`` request is timed alone: it gives the
-   entry's digest index every leaf it does not cover yet (all of them).
-4. **Reactor stalls**: the scanned cases (label filters, timestamp order,
-   the time range) once more while a thread sends ``HEAD /api/v1/alive``
-   back to back on another connection: the longest of those answers is how
-   long the reactor was kept from other clients.
-5. **Cold**: the daemon is stopped and started again on the same data
-   before each of the ``--cold`` cases, whose first request is timed alone
-   (the process is fresh: no log file open, no record table loaded; the
-   OS page cache is left as it is).
+Starts the real daemon (``RS_SYNC=none``, ``RS_INTEGRITY=log``; see
+``transfer.start_daemon``) over a fresh directory under ``/var/tmp``, writes
+``--records`` records of 16 to 100 bytes (every content different, labels
+``cam=c<i % 4>`` and ``seq=<i % 1000>``) into the entry ``listing/e`` through
+the v1 batch API (``--batch`` a request, one connection: entry number
+``i + 1`` is the record at ``T0 + i`` µs), removes ``--removed-runs`` runs of
+100 records spread evenly (``DELETE …/batch``), then times listing requests
+(benchmarks/README.md lists them), each answer checked item by item against
+a model of the entry: ``--repeat`` interleaved rounds (median, min, max, the
+far page's ratio to page 1), the scans again beside a ``HEAD /api/v1/alive``
+probe (the reactor's longest stall), the first ``digest=`` request (the
+digest index catches up) and the ``--cold`` cases as the first request
+after a restart of the daemon (the OS page cache is left alone).
 
 Prints the tables (markdown) and a JSON line (``--json``: only the JSON),
 stops the daemon by its PID and removes the work directory (``--keep``
