@@ -230,11 +230,12 @@ class LogMethods:
             blocks skipped by their counts: ``plan_time_page``).  Any other
             listing is a scan in slices of :data:`_SLICE` leaves: each
             slice is read and filtered in the thread pool (``scan_leaves``),
-            then its matches are checked against the entry on the reactor
-            (bounded work between two slices), and the page is cut and its
-            leaves read in the thread pool (``page_of``); a ``digest``
-            listing reads only the digest index's candidates (the index is
-            first given the leaves above what it covers, a slice at a time).
+            its matches placed by the removed set on the reactor, the page
+            cut and its leaves read in the thread pool (``page_of``), then
+            its items checked against the entry (:meth:`_scan`); a
+            ``digest`` listing reads only the digest index's candidates (the
+            index is first given the leaves above what it covers, a slice at
+            a time).
         """
         try:
             series, log = self._entry_log(bucket, entry)
