@@ -18,18 +18,23 @@ a number beyond ``tree_size``, ``first > second`` and zero values;
 format version, a damaged format file: ``entry_log_refused.py``).
 """
 
+import bisect
 import json
 import os
 
-from twisted.internet.defer import fail, maybeDeferred, succeed
+import attr
+from twisted.internet.defer import fail, inlineCallbacks, maybeDeferred, succeed
 
 from reduct_twisted.errors import NotFound, ReductError, UnprocessableEntity
+from reduct_twisted.integrity.jcs import string
 from reduct_twisted.storage.disk.durability import storage_error
 from reduct_twisted.storage.disk.treelog_files import LEAVES_FILE, OFFSET, OFFSETS_FILE
 from reduct_twisted.storage.entry_log import MERKLE
 from reduct_twisted.storage.entry_log_refused import REFUSALS, RefusedLog, conflict
-from reduct_twisted.storage.listing import ListingSpec, matches
-from reduct_twisted.storage.listing_plan import Leaf, by_position, plan_page
+from reduct_twisted.storage.listing import ListingSpec
+from reduct_twisted.storage.listing_plan import (
+    Leaf, by_position, by_time, cut_scanned, plan_page, plan_time_page, wanted,
+)
 from reduct_twisted.storage.records import FINISHED
 
 __all__ = ["LogMethods", "LOG_OFF", "parse_leaf"]
@@ -53,49 +58,96 @@ def parse_leaf(raw: bytes) -> Leaf:
 
 #: A spec without filters (every leaf).
 _EVERY = ListingSpec()
-#: Leaves read at a time by a scan.
+#: Leaves read at a time by a scan (in the thread pool); the matches of one
+#: slice are then checked against the entry on the reactor.
 _SLICE = 4096
+#: Block tables a scanned page's check against the entry loads (as a scan's:
+#: not kept in the cache) between two turns of the reactor.
+_LOADS = 4
 
 
-def _wanted(leaf: Leaf, spec) -> bool:
-    # A skipped number has no timestamp, labels or digest: a scan (filters,
-    # timestamp order) never lists it.
-    return (not leaf.skipped and (spec.digest is None or leaf.digest == spec.digest)
-            and (spec.start_ts is None or leaf.timestamp >= spec.start_ts)
-            and (spec.stop_ts is None or leaf.timestamp < spec.stop_ts)
-            and (not spec.where or matches(leaf.labels, spec.where)))
-
-
-def scan_leaves(directory: str, size: int, spec, numbers=None, first: int = 1) -> dict:
+def needle(spec):
     """
-    In the thread pool: the leaves ``first … size`` (or only ``numbers``) of
-    the log in ``directory`` that pass ``spec``'s filters, number ->
-    :class:`Leaf`.  Reads the files through its own descriptors (the first
-    ``size`` leaves never change; the reactor may append meanwhile).
+    Bytes that every leaf passing ``spec``'s label conditions holds: the RFC
+    8785 form of a label with its value (``"<label>":"<value>"``) for an
+    ``=`` condition, else of a label's name (``"<label>":``: a record
+    without the label matches no condition on it); None without conditions.
+    A leaf is canonical JSON (``integrity.merkle``): a name is always written
+    so, and a quote inside a string always escaped, so the bytes cannot be
+    missing from a leaf that matches (they may be in one that does not:
+    each leaf found is parsed and checked).
+    """
+    if not spec.where:
+        return None
+    equal = [c for c in spec.where if c.operator == "="]
+    condition = (equal or list(spec.where))[0]
+    text = string(condition.label) + ":" + (string(condition.value) if equal else "")
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate: no leaf holds it; parse them all
+        return None
+
+
+def scan_leaves(directory: str, size: int, spec, numbers=None, first: int = 1,
+                last: int = 0) -> dict:
+    """
+    In the thread pool: the leaves ``first … last`` (``last`` 0: ``size``;
+    or only ``numbers``) of the log in ``directory`` that pass ``spec``'s
+    filters, number -> :class:`Leaf`.  With label conditions only the
+    leaves holding their :func:`needle` are parsed.  Reads the files
+    through its own descriptors (the first ``size`` leaves never change;
+    the reactor may append meanwhile).
     """
     found = {}
+    last = min(size, last or size)
+    wants = needle(spec)
     with open(os.path.join(directory, OFFSETS_FILE), "rb") as offsets, \
             open(os.path.join(directory, LEAVES_FILE), "rb") as leaves:
         def read(first: int, last: int) -> None:
             offsets.seek(8 * (first - 2) if first > 1 else 0)
             raw = offsets.read(8 * (last - first + 1 + (first > 1)))
-            ends = [e for (e,) in OFFSET.iter_unpack(raw)]
-            start = ends.pop(0) if first > 1 else 0
-            leaves.seek(start)
-            data = leaves.read(ends[-1] - start)
-            for n, end in zip(range(first, last + 1), ends):
-                leaf = parse_leaf(data[:end - start])
-                data, start = data[end - start:], end
-                if _wanted(leaf, spec):
-                    found[n] = leaf
+            base = OFFSET.unpack_from(raw)[0] if first > 1 else 0
+            ends = [e - base for (e,) in OFFSET.iter_unpack(raw[8 if first > 1 else 0:])]
+            leaves.seek(base)
+            data = leaves.read(ends[-1])
+            if wants is None:
+                chosen = range(len(ends))
+            else:  # the leaves holding the needle, each once
+                chosen, at = [], data.find(wants)
+                while at >= 0:
+                    i = bisect.bisect_right(ends, at)
+                    chosen.append(i)
+                    at = data.find(wants, ends[i]) if i + 1 < len(ends) else -1
+            for i in chosen:
+                leaf = parse_leaf(data[ends[i - 1] if i else 0:ends[i]])
+                if wanted(leaf, spec):
+                    found[first + i] = leaf
         if numbers is None:
-            for start in range(first, size + 1, _SLICE):
-                read(start, min(size, start + _SLICE - 1))
+            for start in range(first, last + 1, _SLICE):
+                read(start, min(last, start + _SLICE - 1))
         else:
             for n in numbers:
                 if 1 <= n <= size:
                     read(n, n)
     return found
+
+
+def page_of(directory: str, size: int, spec, found: list):
+    """
+    In the thread pool: :func:`cut_scanned` of the listed ones of ``found``
+    (every match, ``(number, timestamp, stored)``), then the page's leaves read.
+    """
+    every = spec.include_removed
+    page = cut_scanned(spec, [match for match in found if every or match[2]])
+    leaves = scan_leaves(directory, size, _EVERY, [n for n, _ in page.items])
+    return attr.evolve(page, items=[(leaves[n], keep) for n, keep in page.items])
+
+
+def _rows(block) -> list:
+    """``(timestamp, number)`` of a loaded block's finished records, ascending."""
+    table = block.table
+    return [(ts, record.number) for ts in block.order
+            if (record := table[ts]).state == FINISHED]
 
 
 def _positive(**values) -> None:
@@ -188,22 +240,47 @@ class LogMethods:
         leaf = parse_leaf(log.tree.leaf(number))
         return leaf, self._stored(series)(leaf)
 
+    def _stored_in_scan(self, series):
+        """``stored`` for a scan: ``(number, timestamp)`` -> bool; tables loaded as a scan."""
+        def stored(number: int, ts: int) -> bool:
+            if series.removed:
+                return False
+            block = series.block_for(ts)
+            if block is None or not block.first_ts <= ts <= block.latest_ts:
+                return False
+            record = series.scan_block(block).get(ts)
+            return record is not None and record.state == FINISHED and record.number == number
+        return stored
+
     def list_page(self, bucket: str, entry: str, spec):
         """
         :return: a Deferred firing the ``listing_plan.Page`` of ``spec``.
             Number-order pages (no filter) cost work in proportion to the
-            page, on the calling thread; a filtered or timestamp-ordered
-            listing reads every leaf in the thread pool (``scan_leaves``),
-            then asks the entry whether each match is stored; a ``digest``
-            listing reads only the digest index's candidates.
+            page, on the calling thread, and so do timestamp-ordered pages
+            of stored records without label or digest filter (the entry's
+            blocks skipped by their counts: ``plan_time_page``).  Any other
+            listing is a scan in slices of :data:`_SLICE` leaves: each
+            slice is read and filtered in the thread pool (``scan_leaves``),
+            its matches placed by the removed set on the reactor, the page
+            cut and its leaves read in the thread pool (``page_of``), then
+            its items checked against the entry (:meth:`_scan`); a
+            ``digest`` listing reads only the digest index's candidates (the
+            index is first given the leaves above what it covers, a slice at
+            a time).
         """
         try:
             series, log = self._entry_log(bucket, entry)
             tree, removed = log.tree, log.removed()
+            leaf = lambda n: parse_leaf(tree.leaf(n))  # noqa: E731
             if by_position(spec):
-                return succeed(plan_page(spec, tree.size, lambda n: parse_leaf(tree.leaf(n)),
-                                         self._stored(series), removed))
-            indexed = log.indexed if spec.digest is not None else 0
+                return succeed(plan_page(spec, tree.size, leaf, self._stored(series), removed))
+            if by_time(spec) and log.ready():
+                blocks = [(b.record_count - b.started, b.first_ts, b.latest_ts, b)
+                          for b in series.blocks]
+                page = plan_time_page(spec, tree.size, leaf, blocks,
+                                      lambda b: _rows(series.load_block(b)))
+                if page is not None:
+                    return succeed(page)
         except ReductError as exc:
             return fail(exc)
         except OSError as exc:
@@ -211,21 +288,61 @@ class LogMethods:
         except REFUSALS as exc:  # e.g. a removed set of a newer format
             self._context.logs.refuse(series, exc)
             return fail(conflict(bucket, entry, exc))
-        size, thread = tree.size, self.run_in_thread
 
         def disk_error(failure):
             failure.trap(OSError)  # e.g. the entry was renamed meanwhile
             raise storage_error(failure.value, "read the entry log")
 
-        def scan(candidates):
-            found = maybeDeferred(thread, scan_leaves, log.directory, size, spec, candidates)
-            return found.addCallback(lambda leaves: plan_page(
-                spec, size, leaves.__getitem__, self._stored(series), removed, sorted(leaves)))
+        return self._scan(series, log, spec, tree.size).addErrback(disk_error)
 
+    @inlineCallbacks
+    def _scan(self, series, log, spec, size):
+        """
+        The scan of :meth:`list_page`.  Whether a match is stored is first
+        taken from the removed set (and gap leaves), as the positional pages
+        do; the page's items are then checked against the entry
+        (:data:`_LOADS` block tables at a time, loaded as a scan's), and only if
+        one differs (the set lost its newest lines to a crash) is every
+        match checked against the entry, a slice at a time on the reactor.
+        """
+        thread, directory, removed = self.run_in_thread, log.directory, log.removed()
         if spec.digest is None:
-            return scan(None).addErrback(disk_error)
-        # The digest index first gets the leaves above what it covers (may lag).
-        fed = maybeDeferred(thread, scan_leaves, log.directory, size, _EVERY, None, indexed + 1)
-        fed.addCallback(log.index, size)
-        fed.addCallback(lambda _: scan(log.digests().lookup(spec.digest)))
-        return fed.addErrback(disk_error)
+            slices = [(first, None) for first in range(1, size + 1, _SLICE)]
+        else:
+            # The digest index first gets the leaves above what it covers (may lag).
+            for first in range(log.indexed + 1, size + 1, _SLICE):
+                last = min(size, first + _SLICE - 1)
+                leaves = yield maybeDeferred(thread, scan_leaves, directory, size, _EVERY,
+                                             None, first, last)
+                log.index(leaves, last)
+            numbers = sorted(n for n in set(log.digests().lookup(spec.digest)) if n <= size)
+            slices = [(0, numbers[i:i + _SLICE]) for i in range(0, len(numbers), _SLICE)]
+        found = []
+        for first, numbers in slices:
+            last = first + _SLICE - 1 if numbers is None else 0
+            leaves = yield maybeDeferred(thread, scan_leaves, directory, size, spec, numbers,
+                                         first, last)
+            found += [(n, leaf.timestamp, not leaf.skipped and n not in removed)
+                      for n, leaf in sorted(leaves.items())]
+        page = yield maybeDeferred(thread, page_of, directory, size, spec, found)
+        check, loads = self._stored_in_scan(series), 0
+        for leaf, keep in page.items:  # a sparse page: a block table an item
+            if loads >= _LOADS:
+                yield maybeDeferred(thread, _idle)
+                loads = 0
+            block = series.block_for(leaf.timestamp)
+            loads += block is not None and block.table is None
+            if check(leaf.number, leaf.timestamp) != keep:
+                break
+        else:
+            return page
+        for i in range(0, len(found), _SLICE):
+            if i:  # a turn of the reactor between two slices
+                yield maybeDeferred(thread, _idle)
+            found[i:i + _SLICE] = [(n, ts, check(n, ts)) for n, ts, _ in found[i:i + _SLICE]]
+        page = yield maybeDeferred(thread, page_of, directory, size, spec, found)
+        return page
+
+
+def _idle() -> None:
+    """Nothing, in the thread pool (the reactor runs meanwhile)."""

@@ -269,9 +269,9 @@ def test_filtered_listings_scan_in_the_thread_pool_and_match_a_reference(engine)
     reference = [n for n in range(2, 38) if float(n) >= 30 and n != 12]
     assert page.total == len(reference)
     assert [leaf.number for leaf, _ in page.items] == reference[4:8]
-    assert calls == ["scan_leaves"]
+    assert calls == ["scan_leaves", "page_of"]  # one slice read, then the page cut
     _page(engine, ListingSpec(per_page=3))
-    assert calls == ["scan_leaves"]  # by position: no scan
+    assert calls == ["scan_leaves", "page_of"]  # by position: no scan
     page = _page(engine, ListingSpec(where=(Condition("k", "=", "5"),)))
     assert [(leaf.number, leaf.labels) for leaf, _ in page.items] == [(5, {"k": "5"})]
 
@@ -360,3 +360,205 @@ def test_records_written_without_digests_are_logged_after_the_backfill(tmp_path)
     leaves = [_leaf(n, n, {"k": str(n)}) for n in range(1, 5)]
     assert again.log_head("b", "e") == (4, rfc9162.MTH(leaves))
     again.close()
+
+
+
+def _in_thread(calls):
+    from twisted.internet.defer import succeed
+
+    def run(f, *args):
+        calls.append(f.__name__)
+        return succeed(f(*args))
+    return run
+
+
+def _numbers(page):
+    return [(leaf.number, leaf.timestamp, stored) for leaf, stored in page.items]
+
+
+def test_time_ordered_pages_walk_the_blocks_and_match_the_scan(engine):
+    """orderBy[timestamp] of stored records: no scan (no thread), the blocks
+    skipped by their counts; the same pages as the scan (a filter every record
+    passes forces it), belated records, removals and time ranges included."""
+    from reduct_twisted.storage.listing import Condition
+
+    calls = []
+    engine.run_in_thread = _in_thread(calls)
+    _write(engine, range(100, 160))
+    _write(engine, [5, 50, 99, 1000])  # belated: numbers 61-63; then 64
+    engine.remove_stamps("b", "e", [101, 102, 50, 140])
+    every = (Condition("k", "like", "%"),)
+    for fields in ({}, {"descending": True}, {"start_ts": 60, "stop_ts": 130},
+                   {"start_ts": 120, "descending": True}, {"stop_ts": 110}):
+        for per_page in (1, 3, 100):
+            for number in (1, 2, 5, 30):
+                spec = ListingSpec(order_by="timestamp", per_page=per_page, page=number,
+                                   **fields)
+                del calls[:]
+                fast = _page(engine, spec)
+                assert calls == []
+                scanned = _page(engine, ListingSpec(
+                    order_by="timestamp", per_page=per_page, page=number, where=every,
+                    **fields))
+                assert "page_of" in calls
+                assert _numbers(fast) == _numbers(scanned), spec
+                assert (fast.total, fast.current_page, fast.last_page) == \
+                    (scanned.total, scanned.current_page, scanned.last_page)
+    page = _page(engine, ListingSpec(order_by="timestamp", per_page=4))
+    assert _numbers(page) == [(61, 5, True), (63, 99, True), (1, 100, True), (4, 103, True)]
+
+
+def _scan_entry(path):
+    engine = _engine(path)
+    engine.create_bucket("b", {"max_block_records": 4})
+    _write(engine, range(1, 31), labels={"k": "x"})
+    _write(engine, [31, 32])
+    write_record(engine, "b", "e", 40, _data(7), CT, {"k": "x"})  # record 7's content
+    engine.remove_stamps("b", "e", [3, 8, 20])
+    return engine
+
+
+def test_scans_go_in_slices_with_the_same_answers(tmp_path, monkeypatch):
+    """A scan reads leaves a slice at a time in the thread pool and checks the
+    slice's matches on the reactor between two reads; the digest index is fed
+    a slice at a time too.  Slices of 3 give the answers of one slice."""
+    from reduct_twisted.storage import log_api
+    from reduct_twisted.storage.listing import Condition
+
+    x = (Condition("k", "=", "x"),)
+    specs = [ListingSpec(where=x, per_page=4, page=2),
+             ListingSpec(where=x, include_removed=True, order_by="timestamp", descending=True,
+                         per_page=5, page=3),
+             ListingSpec(where=x, descending=True, per_page=5, start=20),
+             ListingSpec(start_ts=5, stop_ts=25, per_page=7, start=9),
+             ListingSpec(digest=hashlib.sha256(_data(7)).digest(), include_removed=True),
+             ListingSpec(order_by="timestamp", include_removed=True, per_page=6, page=2)]
+    whole, sliced = _scan_entry(tmp_path / "one"), _scan_entry(tmp_path / "three")
+    calls = []
+    whole.run_in_thread = _in_thread(calls)
+    want = [_page(whole, spec) for spec in specs]
+    # five scans, the digest index's catch-up and the digest's candidates
+    assert calls.count("scan_leaves") == 7
+    monkeypatch.setattr(log_api, "_SLICE", 3)
+    del calls[:]
+    sliced.run_in_thread = _in_thread(calls)
+    got = [_page(sliced, spec) for spec in specs]
+    assert calls.count("scan_leaves") == 5 * 11 + 11 + 1  # 33 leaves: 11 slices a scan
+    for spec, a, b in zip(specs, want, got):
+        assert _numbers(a) == _numbers(b), spec
+        assert (a.total, a.current_page, a.last_page, a.next_start, a.previous_start) == \
+            (b.total, b.current_page, b.last_page, b.next_start, b.previous_start), spec
+    assert [n for n, _, _ in _numbers(got[4])] == [7, 33]
+    assert _numbers(got[1])[0] == (21, 21, True)
+    whole.close()
+    sliced.close()
+
+
+def test_a_label_scan_parses_only_the_leaves_holding_the_needle(tmp_path):
+    """``scan_leaves`` with label conditions finds the leaves holding the
+    condition's canonical bytes and parses those only; its answer is the one
+    of parsing every leaf, for names and values JSON escapes, that hold
+    quotes, braces, backslashes, non-ASCII text, or a top-level key's name."""
+    import random
+
+    from reduct_twisted.integrity.merkle import leaf_bytes
+    from reduct_twisted.storage import log_api
+    from reduct_twisted.storage.disk.treelog import TreeLog
+    from reduct_twisted.storage.listing import Condition, matches
+
+    rng = random.Random(7)
+    names = ["cam", "camera", "number", "size", 'q"t', "b\\s", "é", "x}{y"]
+    values = ["c1", "c10", "", '"', '\\"', "}{", "5", "é\n", "1e3", "-2"]
+    leaves = []
+    for n in range(1, 400):
+        labels = {name: rng.choice(values) for name in rng.sample(names, rng.randrange(4))}
+        leaves.append(leaf_bytes(n, 1000 + n, 3, "text/plain", labels,
+                                 hashlib.sha256(b"%d" % n).digest()))
+    tree = TreeLog.open(str(tmp_path), merkle=False)
+    tree.append(leaves)
+    tree.close()
+    parsed = {n: log_api.parse_leaf(raw) for n, raw in enumerate(leaves, 1)}
+    for _ in range(150):
+        where = tuple(Condition(rng.choice(names), rng.choice(["=", "=", "!=", "like", "<"]),
+                                rng.choice(values + ["%", "c_"]))
+                      for _ in range(rng.randrange(1, 3)))
+        spec = ListingSpec(where=where)
+        assert log_api.needle(spec) is not None
+        want = {n for n, leaf in parsed.items() if matches(leaf.labels, where)}
+        first, last = rng.randrange(1, 50), rng.choice([0, 300])
+        got = log_api.scan_leaves(str(tmp_path), len(leaves), spec, first=first, last=last)
+        assert set(got) == {n for n in want if first <= n <= (last or len(leaves))}, where
+        assert all(got[n] == parsed[n] for n in got)
+    whole = log_api.scan_leaves(str(tmp_path), len(leaves), ListingSpec(
+        where=(Condition("cam", "=", "c1"),)))
+    assert set(whole) == {n for n, leaf in parsed.items() if leaf.labels.get("cam") == "c1"}
+    assert log_api.needle(ListingSpec(where=(Condition("cam", "=", "\ud800"),))) is None
+    assert log_api.needle(ListingSpec(where=(Condition("cam", "like", "c%"),
+                                             Condition("é", "=", '"')))) == \
+        '"é":"\\""'.encode()
+
+
+def test_scans_take_the_entrys_word_over_the_removed_set(engine, monkeypatch):
+    """A scan places its matches by the removed set and checks its page against
+    the entry; when the set is wrong (it lost lines, or holds a number whose
+    removal never happened: a crash between the two), every match is checked
+    against the entry and the answer is the truth.  Gap leaves (numbers no
+    record got) are never listed by a scan."""
+    from reduct_twisted.storage.disk.removedset import RemovedSet
+    from reduct_twisted.storage.listing import Condition
+
+    calls = []
+    engine.run_in_thread = _in_thread(calls)
+    _write(engine, range(1, 11))
+    series = _series(engine)
+    series.numbers.next += 2  # numbers 11 and 12 never given: gap leaves
+    _write(engine, range(11, 16))  # numbers 13 … 17
+    engine.remove_stamps("b", "e", [2])
+    gone = {2, 11, 12}
+    # A filtered scan never lists a skipped number (it has no timestamp).
+    every = [(n, n not in gone) for n in range(1, 18) if n not in (11, 12)]
+    spec = ListingSpec(stop_ts=100, include_removed=True)
+    assert [(l.number, k) for l, k in _page(engine, spec).items] == every
+    log = series._log
+    log._removed = RemovedSet(log._removed.path)  # in memory only: forgets 2 …
+    log._removed.add([3])  # … and holds 3, still stored
+    assert list(log.removed()._firsts) == [3]
+    del calls[:]
+    page = _page(engine, spec)
+    assert [(l.number, k) for l, k in page.items] == every and page.total == 15
+    assert "_idle" not in calls  # 17 matches: one slice
+    labelled = ListingSpec(where=(Condition("k", "like", "%"),), per_page=5)
+    page = _page(engine, labelled)
+    assert [(l.number, k) for l, k in page.items] == [(1, True), (3, True), (4, True),
+                                                     (5, True), (6, True)]
+    assert (page.total, page.next_start) == (14, 7)
+    right = ListingSpec(where=(Condition("k", "like", "%"),), per_page=5, start=7)
+    assert [l.number for l, _ in _page(engine, right).items] == [7, 8, 9, 10, 13]
+    from reduct_twisted.storage import log_api
+
+    monkeypatch.setattr(log_api, "_SLICE", 3)
+    del calls[:]
+    page = _page(engine, spec)
+    assert [(l.number, k) for l, k in page.items] == every and page.total == 15
+    assert calls.count("_idle") == 4  # 15 matches checked 3 at a time
+
+
+def test_a_sparse_scanned_page_loads_a_few_tables_between_turns_of_the_reactor(engine):
+    """Each item of a scanned page is checked against the entry; items in as
+    many blocks load as many tables: four at most between two turns of the
+    reactor, loaded as a scan's (the cached tables stay)."""
+    from reduct_twisted.storage.listing import Condition
+
+    for ts in range(1, 41):
+        _write(engine, [ts], labels={"k": "s" if ts % 4 == 1 else "d"})
+    series = _series(engine)
+    tables = engine._context.tables
+    for block in series.blocks:
+        tables.discard(block)
+    tables.use(series.blocks[0])
+    calls = []
+    engine.run_in_thread = _in_thread(calls)
+    page = _page(engine, ListingSpec(where=(Condition("k", "=", "s"),)))
+    assert [leaf.number for leaf, _ in page.items] == list(range(1, 41, 4))
+    assert calls.count("_idle") == 2  # 9 tables loaded (the first was cached): 4, 4, 1
+    assert [b for b in series.blocks if b in tables._items] == [series.blocks[0]]
