@@ -23,17 +23,19 @@ How many chunks to queue and when to pause the client stays with the caller
 (``http/sinks.py``).
 """
 
-from twisted.internet.defer import FirstError, gatherResults
+from twisted.internet.defer import DeferredLock, FirstError, gatherResults
+from twisted.python.failure import Failure
 
 from reduct_twisted.storage import writer
 
 #: What the messages of failed writes say failed.
 WRITE = writer.WRITE
 
-#: A batch of at least this many bytes has its SHA-256 computed in a second
-#: worker beside the write (``hashlib`` and ``writev`` both release the GIL
-#: on large buffers, so a large upload hashes on another core).
-PARALLEL_HASH = 256 << 10
+#: A private segment's SHA-256 is computed in a second worker beside the
+#: writes (``hashlib`` and ``writev`` both release the GIL on large buffers,
+#: so a large upload hashes on another core), batch after batch in content
+#: order; a write waits for the hash only when it lags this many bytes.
+HASH_LAG = 16 << 20
 
 
 def run_now(f, *args):
@@ -71,13 +73,17 @@ class RecordWriter:
         aborts the record).
     """
 
-    __slots__ = ("_engine", "_alloc", "_run", "_fd", "_claim")
+    __slots__ = ("_engine", "_alloc", "_run", "_fd", "_claim", "_hashing", "_lag", "_hash_error")
 
     def __init__(self, engine, alloc, run_in_thread=run_now, claim: bool = True) -> None:
         self._engine = engine
         self._alloc = alloc
         self._run = run_in_thread
         self._claim = claim
+        # The hashing of a private segment beside its writes (in order).
+        self._hashing = DeferredLock() if alloc.private and run_in_thread is not run_now else None
+        self._lag = 0
+        self._hash_error = None
         self._fd = None
         if alloc.private:
             self._fd = writer.open_segment(alloc)
@@ -144,16 +150,27 @@ class RecordWriter:
         private segment, in the thread pool.  Calls must not overlap.
 
         :return: ``run_in_thread``'s Deferred: fires with None once written
-            (the CRC and the SHA-256 then include them), or fails with the
-            ``OSError``.  A large batch is hashed in a second worker at the
-            same time (:data:`PARALLEL_HASH`).
+            (the CRC then includes them), or fails with the ``OSError``.
+            The SHA-256 is computed beside, in a second worker, in order; it
+            is complete when :meth:`close` fires.
         """
         sha = self._alloc.sha
-        if sha is None or self._run is run_now or sum(map(len, chunks)) < PARALLEL_HASH:
+        if sha is None or self._run is run_now:
             return self._run(self._write_chunks, chunks, sha)
-        both = gatherResults([self._run(self._write_chunks, chunks, None),
-                              self._run(_hash, sha, chunks)], consumeErrors=True)
+        size = sum(map(len, chunks))
+        self._lag += size
+        hashed = self._hashing.run(self._run, _hash, sha, chunks)
+        hashed.addBoth(self._hashed, size)
+        written = self._run(self._write_chunks, chunks, None)
+        if self._lag <= HASH_LAG:
+            return written
+        both = gatherResults([written, self._hashing.run(_nothing, None)], consumeErrors=True)
         return both.addCallbacks(_nothing, _first_error)
+
+    def _hashed(self, result, size: int) -> None:
+        self._lag -= size
+        if isinstance(result, Failure) and self._hash_error is None:
+            self._hash_error = result
 
     def _write_chunks(self, chunks: list, sha) -> None:
         # In a worker thread: the reactor reads ``crc`` and ``sha`` only at
@@ -169,16 +186,25 @@ class RecordWriter:
     def close(self):
         """
         Close the private segment's file, in the thread pool (before
-        :meth:`commit`; after an abort, to release it).
+        :meth:`commit`; after an abort, to release it), once the hashing
+        beside the writes is done.
 
-        :return: ``None`` if it is closed already, else ``run_in_thread``'s
-            Deferred (it fails with the ``OSError`` some file systems report
-            only at close).
+        :return: ``None`` if it is closed already, else a Deferred (it fails
+            with the ``OSError`` some file systems report only at close).
         """
         fd, self._fd = self._fd, None
         if fd is None:
             return None
-        return self._run(writer.close_segment, fd)
+        closed = self._run(writer.close_segment, fd)
+        if self._hashing is None:
+            return closed
+        both = gatherResults([closed, self._hashing.run(_nothing, None)], consumeErrors=True)
+        return both.addCallbacks(self._after_hashing, _first_error)
+
+    def _after_hashing(self, _) -> None:
+        if self._hash_error is not None:
+            error, self._hash_error = self._hash_error, None
+            error.raiseException()
 
     # -- outcome ------------------------------------------------------------
 

@@ -241,37 +241,84 @@ def test_chunked_upload_crossing_hard_quota_is_refused_at_once(tmp_path):
     engine.close()
 
 
-def test_large_batches_are_hashed_in_a_second_worker_beside_the_write(tmp_path):
-    """A batch of PARALLEL_HASH bytes or more is two pool jobs (write+CRC, SHA-256),
-    run together; the record's CRC and SHA-256 still cover the content in order."""
+def _hash_writer(tmp_path, content_length):
+    import hashlib
+
+    pool, engine = ManualPool(), FakeEngine()
+    alloc = FakeAlloc(path=str(tmp_path / "seg.blk"), length=content_length, sha=hashlib.sha256())
+    writer = RecordWriter(engine, alloc, in_pool(ImmediateReactor(), pool))
+    pool.run_all()  # the open
+    return pool, alloc, writer
+
+
+def _run_jobs(pool, name):
+    """Run the queued pool jobs called ``name`` only (in order)."""
+    kept = []
+    while pool.jobs:
+        job = pool.jobs.pop(0)
+        if job[1].__name__ == name:
+            pool.jobs[:0] = kept
+            kept = []
+            on_result, f, args, kwargs = job
+            on_result(True, f(*args, **kwargs))
+        else:
+            kept.append(job)
+    pool.jobs[:0] = kept
+
+
+def test_the_hash_goes_on_beside_the_writes_and_close_waits_for_it(tmp_path):
+    """A private segment's SHA-256 is computed by its own pool jobs, in content
+    order: a batch's write answers without waiting for its hash; close() fires
+    once every hash is done; CRC and SHA-256 cover the content in order."""
     import hashlib
     import zlib
 
-    from reduct_twisted.storage import upload
-
-    pool, engine = ManualPool(), FakeEngine()
-    content = os.urandom(3 * upload.PARALLEL_HASH + 5)
-    alloc = FakeAlloc(path=str(tmp_path / "seg.blk"), length=len(content), sha=hashlib.sha256())
-    writer = RecordWriter(engine, alloc, in_pool(ImmediateReactor(), pool))
-    pool.run_all()  # the open
-    done = []
-    step = upload.PARALLEL_HASH
-    for start in range(0, len(content), step):
-        chunk = content[start:start + step]
+    content = os.urandom(5 * 65536 + 7)
+    pool, alloc, writer = _hash_writer(tmp_path, len(content))
+    written = []
+    for start in range(0, len(content), 65536):
+        chunk = content[start:start + 65536]
         writer.admit(len(chunk))
         d = writer.write_chunks([chunk])
-        d.addBoth(done.append)
-        jobs = [f.__name__ for _, f, _, _ in pool.jobs]
-        assert jobs == (["_write_chunks", "_hash"] if len(chunk) >= step else ["_write_chunks"])
-        pool.run_all()
-    assert done == [None] * 4
+        d.addBoth(written.append)
+        _run_jobs(pool, "_write_chunks")  # the write is done, its hash not yet
+        assert written[-1] is None
+    assert [f.__name__ for _, f, _, _ in pool.jobs] == ["_hash"]  # one at a time, in order
+    closed = writer.close()
+    _run_jobs(pool, "close_segment")
+    done = []
+    closed.addBoth(done.append)
+    assert done == []  # waits for the hashing
+    pool.run_all()
+    assert done == [None]
     assert alloc.sha.digest() == hashlib.sha256(content).digest()
     assert alloc.crc == zlib.crc32(content)
+    with open(alloc.path, "rb") as f:
+        assert f.read() == content
+
+
+def test_a_write_waits_for_a_hash_lagging_too_far(tmp_path, monkeypatch):
+    """Beyond HASH_LAG bytes not hashed yet, a batch's write answers only once
+    the hashing caught up (the chunks it holds stay bounded)."""
+    from reduct_twisted.storage import upload
+
+    monkeypatch.setattr(upload, "HASH_LAG", 100_000)
+    pool, alloc, writer = _hash_writer(tmp_path, 3 * 65536)
+    written = []
+    for _ in range(2):
+        writer.admit(65536)
+        writer.write_chunks([b"h" * 65536]).addBoth(written.append)
+        _run_jobs(pool, "_write_chunks")
+    assert written == [None]  # the second batch is 131,072 bytes behind
+    pool.run_all()
+    assert written == [None, None]
+    writer.admit(65536)
+    writer.write_chunks([b"h" * 65536]).addBoth(written.append)
+    _run_jobs(pool, "_write_chunks")
+    assert written == [None, None, None]  # caught up: no wait
     closed = writer.close()
     pool.run_all()
     assert results(closed) is None
-    with open(alloc.path, "rb") as f:
-        assert f.read() == content
 
 
 def test_a_failed_write_beside_the_hash_fails_with_its_own_error(tmp_path, monkeypatch):
@@ -279,19 +326,18 @@ def test_a_failed_write_beside_the_hash_fails_with_its_own_error(tmp_path, monke
     import errno
     import hashlib
 
-    from reduct_twisted.storage import upload, writer as storage_writer
+    from reduct_twisted.storage import writer as storage_writer
 
     def full(fd, chunks, crc=0, sha=None):
         raise OSError(errno.ENOSPC, "No space left on device")
 
     pool, engine = ManualPool(), FakeEngine()
-    alloc = FakeAlloc(path=str(tmp_path / "seg.blk"), length=upload.PARALLEL_HASH,
-                      sha=hashlib.sha256())
+    alloc = FakeAlloc(path=str(tmp_path / "seg.blk"), length=65536, sha=hashlib.sha256())
     writer = RecordWriter(engine, alloc, in_pool(ImmediateReactor(), pool))
     pool.run_all()
     monkeypatch.setattr(storage_writer, "write_chunks", full)
-    writer.admit(upload.PARALLEL_HASH)
-    d = writer.write_chunks([b"x" * upload.PARALLEL_HASH])
+    writer.admit(65536)
+    d = writer.write_chunks([b"x" * 65536])
     pool.run_all()
     failure = results(d)
     assert failure.check(OSError) and failure.value.errno == errno.ENOSPC
