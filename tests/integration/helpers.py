@@ -96,3 +96,30 @@ def alive(pid: int) -> bool:
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
+
+
+def run_benchmark(script: str, args, cwd, timeout: float):
+    """
+    Run ``benchmarks/<script>`` with ``args`` in its own session, killed
+    after ``timeout`` seconds: :return: ``(returncode, stdout, stderr)``.
+    The daemons it started are the caller's to check (their PIDs are in
+    its stderr).
+    """
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO_ROOT
+
+    proc = subprocess.Popen(
+        [sys.executable, str(REPO_ROOT / "benchmarks" / script), *args],
+        cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
+    )
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.kill(proc.pid, signal.SIGKILL)
+        stdout, stderr = proc.communicate()
+    return proc.returncode, stdout, stderr

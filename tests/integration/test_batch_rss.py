@@ -18,13 +18,11 @@ import json
 import os
 import re
 import signal
-import subprocess
-import sys
 
 import pytest
 
 from tests.conftest import REPO_ROOT
-from tests.integration.helpers import alive
+from tests.integration.helpers import alive, run_benchmark
 
 pytestmark = pytest.mark.slow
 
@@ -43,22 +41,14 @@ def result(request):
     io, restart = request.param
     options = (["--restart"] if restart else []) + (
         ["--io", "--entries", str(ENTRIES)] if io else [])
-    proc = subprocess.Popen(
-        [sys.executable, str(REPO_ROOT / "benchmarks" / "batch_rss.py"),
-         "--records", str(RECORDS), "--size", str(SIZE), "--json", *options],
-        cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        start_new_session=True,
-    )
-    try:
-        stdout, stderr = proc.communicate(timeout=TIMEOUT)
-    except subprocess.TimeoutExpired:
-        os.kill(proc.pid, signal.SIGKILL)
-        stdout, stderr = proc.communicate()
+    returncode, stdout, stderr = run_benchmark(
+        "batch_rss.py", ["--records", str(RECORDS), "--size", str(SIZE), "--json", *options],
+        REPO_ROOT, TIMEOUT)
     daemons = [int(pid) for pid in STARTED.findall(stderr)]
     try:
         lines = [line for line in stdout.splitlines() if line.strip()]
         yield {
-            "rc": proc.returncode, "stderr": stderr, "daemons": daemons, "restart": restart,
+            "rc": returncode, "stderr": stderr, "daemons": daemons, "restart": restart,
             "io": io,
             "json": json.loads(lines[-1]) if lines else None,
         }

@@ -5,14 +5,10 @@ off control), every cell once with tiny counts, the report with its ratios
 written, and every daemon stopped.
 """
 
-import os
 import re
-import signal
-import subprocess
-import sys
 
 from tests.conftest import REPO_ROOT
-from tests.integration.helpers import alive
+from tests.integration.helpers import alive, run_benchmark
 from tests.integration.test_benchmark_quick import stop_leftovers
 
 TIMEOUT = 180
@@ -23,20 +19,11 @@ ROW = re.compile(r"^\| (write|read|batch write|batch read|io write|io read) \| (
 
 def test_events_benchmark_quick(tmp_path):
     out = tmp_path / "events.md"
-    proc = subprocess.Popen(
-        [sys.executable, str(REPO_ROOT / "benchmarks" / "events.py"), "--quick", "--control",
-         "--out", str(out)],
-        cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        start_new_session=True,
-    )
-    try:
-        stdout, stderr = proc.communicate(timeout=TIMEOUT)
-    except subprocess.TimeoutExpired:
-        os.kill(proc.pid, signal.SIGKILL)
-        stdout, stderr = proc.communicate()
+    returncode, stdout, stderr = run_benchmark(
+        "events.py", ["--quick", "--control", "--out", str(out)], REPO_ROOT, TIMEOUT)
     pids = [int(pid) for _, pid in STARTED.findall(stderr)]
     try:
-        assert proc.returncode == 0, stderr[-3000:]
+        assert returncode == 0, stderr[-3000:]
         assert sorted(name for name, _ in STARTED.findall(stderr)) == ["control", "off", "on"]
         report = out.read_text()
         assert report in stdout

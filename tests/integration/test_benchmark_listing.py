@@ -7,16 +7,13 @@ reported, and every daemon stopped.
 """
 
 import json
-import os
 import re
-import signal
-import subprocess
 import sys
 
 import pytest
 
 from tests.conftest import REPO_ROOT
-from tests.integration.helpers import alive
+from tests.integration.helpers import alive, run_benchmark
 from tests.integration.test_benchmark_quick import stop_leftovers
 
 pytestmark = pytest.mark.slow
@@ -31,21 +28,13 @@ def test_listing_benchmark_small(tmp_path):
         from listing import KEYS
     finally:
         sys.path.remove(str(REPO_ROOT / "benchmarks"))
-    proc = subprocess.Popen(
-        [sys.executable, str(REPO_ROOT / "benchmarks" / "listing.py"), "--records", "5000",
-         "--removed-runs", "5", "--repeat", "2", "--cold", "p100-far,ts-far",
-         "--bound", "1000"],  # a few ms on a busy box: the ratios are noise here
-        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        start_new_session=True,
-    )
-    try:
-        stdout, stderr = proc.communicate(timeout=TIMEOUT)
-    except subprocess.TimeoutExpired:
-        os.kill(proc.pid, signal.SIGKILL)
-        stdout, stderr = proc.communicate()
+    # --bound: a few ms on a busy box, the ratios are noise here
+    returncode, stdout, stderr = run_benchmark(
+        "listing.py", ["--records", "5000", "--removed-runs", "5", "--repeat", "2",
+                       "--cold", "p100-far,ts-far", "--bound", "1000"], tmp_path, TIMEOUT)
     pids = [int(pid) for pid in STARTED.findall(stderr)]
     try:
-        assert proc.returncode == 0, (stdout + stderr)[-3000:]
+        assert returncode == 0, (stdout + stderr)[-3000:]
         assert len(pids) == 3  # the first daemon, then one per cold case
         result = json.loads(stdout.strip().splitlines()[-1])
         assert result["ok"] and result["problems"] == [] and result["over_bound"] == []

@@ -13,14 +13,12 @@ import json
 import os
 import re
 import signal
-import subprocess
-import sys
 import time
 
 import pytest
 
 from tests.conftest import REPO_ROOT
-from tests.integration.helpers import alive
+from tests.integration.helpers import alive, run_benchmark
 
 pytestmark = pytest.mark.slow
 
@@ -48,22 +46,14 @@ def stop_leftovers(pids) -> None:
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench") / "report.md"
-    proc = subprocess.Popen(
-        [sys.executable, str(REPO_ROOT / "benchmarks" / "run.py"), "--quick", "--out", str(out)],
-        cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        start_new_session=True,
-    )
-    try:
-        stdout, stderr = proc.communicate(timeout=TIMEOUT)
-    except subprocess.TimeoutExpired:
-        os.kill(proc.pid, signal.SIGKILL)
-        stdout, stderr = proc.communicate()
+    returncode, stdout, stderr = run_benchmark(
+        "run.py", ["--quick", "--out", str(out)], REPO_ROOT, TIMEOUT)
     started = [int(pid) for _, pid in STARTED.findall(stderr)]
     try:
-        if proc.returncode == 2 and "prerequisites missing" in stderr and not os.environ.get("CI"):
+        if returncode == 2 and "prerequisites missing" in stderr and not os.environ.get("CI"):
             pytest.skip(stderr.strip())
         yield {
-            "rc": proc.returncode, "stdout": stdout, "stderr": stderr, "started": started,
+            "rc": returncode, "stdout": stdout, "stderr": stderr, "started": started,
             "report": out.read_text() if out.exists() else "",
             "raw": json.loads(out.with_suffix(".json").read_text())
             if out.with_suffix(".json").exists() else None,
