@@ -18,6 +18,8 @@ from reduct_twisted.storage.disk import blockindex
 from reduct_twisted.storage.disk.recovery import MARKER
 from reduct_twisted.storage.testing import read_content, write_record
 
+from tests.unit.test_storage_compress import _result  # the Deferred's result, or raise
+
 #: Every summary field ``Block.from_disk`` derives (``version``, the table,
 #: paths and the in-memory flags aside).
 FIELDS = ("block_id", "record_count", "data_size", "meta_size", "first_ts", "latest_ts", "tail",
@@ -31,15 +33,6 @@ def _open(path):
     engine = StorageEngine(str(path), Clock())
     engine.open()
     return engine
-
-
-def _result(deferred):
-    results = []
-    deferred.addBoth(results.append)
-    assert results, "the Deferred has not fired"
-    if hasattr(results[0], "raiseException"):
-        results[0].raiseException()
-    return results[0]
 
 
 def _remove(engine, entry, **query):
