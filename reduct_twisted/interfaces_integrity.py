@@ -7,7 +7,7 @@ it (``reduct_twisted.interfaces``).  Depends on zope.interface alone.
 
 from zope.interface import Interface
 
-__all__ = ["IEntryLogs"]
+__all__ = ["IEntryLogs", "ILeafWorker"]
 
 
 class IEntryLogs(Interface):
@@ -33,3 +33,20 @@ class IEntryLogs(Interface):
 
     def list_page(bucket, entry, spec):
         """:return: a Deferred firing the ``listing_plan.Page`` ``spec`` (a ``ListingSpec``) asks for."""
+
+
+class ILeafWorker(Interface):
+    """
+    A process that makes entry-log leaves and tree hashes off the reactor
+    (``storage/leafjob.py`` is its protocol, ``leafworker.py`` runs it).
+    """
+
+    def submit(payload):
+        """
+        :param payload: a job (``leafjob.encode_job``).
+        :return: a Deferred firing with the answer's payload, or failing
+            if the worker is gone (the daemon then makes the leaves itself).
+        """
+
+    def stop():
+        """End the worker: :return: a Deferred firing once it has exited."""

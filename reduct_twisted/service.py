@@ -121,6 +121,7 @@ class StorageService(MultiService):
         self._reactor = reactor
         self._config = config
         self._lock = lock
+        self.leaf_worker = None
         self.threadpool = ThreadPool(
             minthreads=0, maxthreads=config.threadpool_size, name="reduct-storage"
         )
@@ -264,6 +265,12 @@ class StorageService(MultiService):
         super().startService()
         self.cooperator.start()
         self._start_backfill()
+        if self._config.integrity != "off" and hasattr(self.engine, "set_leaf_worker"):
+            # Entry-log leaves and hashes made in a worker process (issue #16).
+            from reduct_twisted.leafworker import LeafWorker
+
+            self.leaf_worker = LeafWorker(self._reactor)
+            self.engine.set_leaf_worker(self.leaf_worker.submit)
         self.log.info(
             "Storage open at {path}; quotas every {quota}s, query expiry every {expiry}s",
             path=os.path.abspath(self._config.data_path),
@@ -295,7 +302,10 @@ class StorageService(MultiService):
     def stopService(self) -> Deferred[None]:
         d = super().stopService()  # waits for an in-flight loop step
 
-        def shut_down(_: object) -> None:
+        def shut_down(_: object) -> Deferred[None] | None:
+            worker, self.leaf_worker = self.leaf_worker, None
+            if worker is not None:
+                self.engine.set_leaf_worker(None)  # close() appends what is pending itself
             if self.cooperator.running:
                 self.cooperator.stop()  # steps left: the next start goes on from the logs
             self.threadpool.stop()
@@ -305,5 +315,7 @@ class StorageService(MultiService):
                 # Last: another daemon may take the directory over now.
                 if self._lock is not None:
                     self._lock.release()
+            # The worker's input closes, it exits (killed after STOP_GRACE).
+            return None if worker is None else worker.stop()
 
         return d.addCallback(shut_down)

@@ -65,15 +65,14 @@ def leaf_bytes(number: int, timestamp: int, size: int, content_type: str,
     return leaf_of(number, timestamp, size, content_type, labels, bytes(digest))
 
 
-def leaf_of(number: int, timestamp: int, size: int, content_type: str,
-            labels: dict, digest: bytes) -> bytes:
-    """
-    :func:`leaf_bytes` without its argument checks, for fields the storage
-    engine made (it runs once per record written: canonical() of the six
-    fields, written out, the members in §3.2.3 order).
+#: ``(content_type, labels...)`` -> the leaf's text around the digest and
+#: number (:func:`leaf_of`): a batch repeats them.  Cleared when full.
+_TEMPLATES: dict = {}
+_TEMPLATES_MAX = 1024
 
-    :raises ValueError: a string holds a lone surrogate.
-    """
+
+def _template(content_type: str, labels: dict) -> tuple:
+    """The leaf's bytes before the digest's hex, and between it and the number."""
     if labels:
         names = "".join(labels)
         # Below U+10000 code-point order is UTF-16 code-unit order (§3.2.3).
@@ -81,9 +80,30 @@ def leaf_of(number: int, timestamp: int, size: int, content_type: str,
         text = ",".join([string(name) + ":" + string(labels[name]) for name in names])
     else:
         text = ""
-    return (f'{{"content_type":{string(content_type)},"digest":"sha-256:{digest.hex()}",'
-            f'"labels":{{{text}}},"number":{number},"size":{size},"timestamp":{timestamp}}}'
-            ).encode("utf-8")
+    return (f'{{"content_type":{string(content_type)},"digest":"sha-256:'.encode("utf-8"),
+            f'","labels":{{{text}}},"number":'.encode("utf-8"))
+
+
+def leaf_of(number: int, timestamp: int, size: int, content_type: str,
+            labels: dict, digest: bytes) -> bytes:
+    """
+    :func:`leaf_bytes` without its argument checks, for fields the storage
+    engine made (it runs once per record written: canonical() of the six
+    fields, written out, the members in §3.2.3 order).  The text around the
+    digest and the numbers is kept per content type and labels
+    (:data:`_TEMPLATES`).
+
+    :raises ValueError: a string holds a lone surrogate.
+    """
+    key = (content_type, *labels.items()) if labels else content_type
+    parts = _TEMPLATES.get(key)
+    if parts is None:
+        parts = _template(content_type, labels)
+        if len(_TEMPLATES) >= _TEMPLATES_MAX:
+            _TEMPLATES.clear()
+        _TEMPLATES[key] = parts
+    return b'%s%s%s%d,"size":%d,"timestamp":%d}' % (
+        parts[0], digest.hex().encode(), parts[1], number, size, timestamp)
 
 
 def _split(n: int) -> int:

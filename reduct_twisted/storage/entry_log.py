@@ -9,9 +9,11 @@ order, the numbers of its removed records (``.log/removed``,
 setting: ``log`` leaves and tree hashes, ``digest`` leaves only, ``off``
 nothing (existing logs are left alone).
 
-**Pending leaves.**  A committed record's leaf is made at once (labels as
-written) and kept pending in its entry; pending leaves are appended to the
-log (one write per file) when 64 are pending and *always* before anything
+**Pending leaves.**  A committed record's leaf fields are kept (labels as
+written) pending in its entry; pending leaves are appended to the log (one
+write per file; made by the leaf worker if there is one: ``entry_log_offload.py``)
+when ``BATCH`` are pending (or the entry has waited longest of more than
+``MAX_WAITING`` with pending leaves) and *always* before anything
 rewrites (relabel, removal, compression, backfill: the hook is in
 ``reserve.rewrite_meta``) or removes (``Entry.remove_block``: FIFO eviction,
 a removal emptying a block) a ``.meta`` of the entry, before a rename, at
@@ -25,9 +27,8 @@ O(entries)).  It reopens as a consistent prefix of ``S`` leaves
 handed out) are then taken from the pending ones or rebuilt from the
 records of the blocks whose greatest number is above ``S`` (their ``.meta``
 lines still hold the as-written labels: every rewrite flushed the log
-first), by a catch-up in bounded steps (``entry_log_catchup.py``: what
-reads, writes and removals see meanwhile).  A number without a record (a number skipped after a failure) gets
-the gap leaf ``{"number": n, "skipped": true}`` (RFC 8785) so that leaf
+first), by a catch-up in bounded steps (``entry_log_catchup.py``).  A
+number skipped after a failure gets the gap leaf ``{"number": n, "skipped": true}`` (RFC 8785) so that leaf
 index ``n - 1`` stays record ``n``; the number goes to the removed set
 first (the listing places its pages by that set: a skipped number is
 never stored; after a crash between the two it is added again).  A log
@@ -59,15 +60,16 @@ from reduct_twisted.storage.disk.layout import LOG_DIR
 from reduct_twisted.storage.disk.removedset import RemovedSet, header_refusal
 from reduct_twisted.storage.disk.treelog import TreeLog
 from reduct_twisted.storage.disk.treelog_files import refusal
-from reduct_twisted.storage.entry_leaves import gap_leaf, record_leaf
+from reduct_twisted.storage.entry_leaves import fields_leaf, gap_leaf, record_fields, record_leaf
 from reduct_twisted.storage.entry_log_catchup import CatchUp, catch_up_to, run_in_steps
+from reduct_twisted.storage.entry_log_offload import BATCH, offload
 from reduct_twisted.storage.entry_log_refused import REFUSALS, RefusedLog
 from reduct_twisted.storage.records import FINISHED
 
 __all__ = ["BATCH", "LogBook", "EntryLog", "record_leaf", "gap_leaf"]
 
-#: Pending leaves appended at once.
-BATCH = 64
+#: Entries with pending leaves at most (beyond, the one waiting longest is flushed).
+MAX_WAITING = 64
 
 #: The ``integrity`` modes that keep a log, and whether each keeps hashes.
 MERKLE = {"log": True, "digest": False}
@@ -82,7 +84,7 @@ class EntryLog:
     """
     The log of one entry: pending leaves and, once used, its open files.
 
-    :ivar pending: number -> leaf bytes, not appended yet.
+    :ivar pending: number -> leaf fields (``record_fields``), not appended yet.
     """
 
     def __init__(self, book: "LogBook", entry) -> None:
@@ -96,6 +98,7 @@ class EntryLog:
         self._ready = False
         self._waiting = (0, None)  # where the first block found not ready was, and it
         self.catching = None
+        self.inflight = None  # (first, last) of the leaves a worker job is making
 
     @property
     def directory(self) -> str:
@@ -123,9 +126,13 @@ class EntryLog:
     def committed(self, record) -> None:
         if not self._ready and not self.ready():
             return
-        self.pending[record.number] = record_leaf(record)
-        self.book.waiting[id(self)] = self
-        if len(self.pending) >= BATCH:
+        self.pending[record.number] = record_fields(record)
+        waiting = self.book.waiting
+        if id(self) not in waiting:
+            waiting[id(self)] = self
+            if len(waiting) > MAX_WAITING:
+                self.book.flush_oldest()
+        if len(self.pending) >= BATCH and not offload(self):
             self.flush()
 
     def open(self):
@@ -167,7 +174,7 @@ class EntryLog:
             return size
         try:
             if sum(1 for n in self.pending if size < n <= target) == target - size:
-                tree.append([self.pending[n] for n in range(size + 1, target + 1)])
+                tree.append([fields_leaf(*self.pending[n]) for n in range(size + 1, target + 1)])
                 self.pending.clear()
             else:
                 job = CatchUp(self, target, record_leaf, gap_leaf)
@@ -248,6 +255,7 @@ class LogBook:
         self.pass_done = False
         self.warn = None
         self.cooperate = None
+        self.offload = None  # the leaf worker's ``submit`` (entry_log_offload.py) or None
 
     def backfilled(self, report):
         """The backfill pass ended: records still without a digest will keep none."""
@@ -355,6 +363,14 @@ class LogBook:
                 self._with_space(lambda: log.removed().add(numbers))
             except REFUSALS as exc:  # the records go; the log is set aside
                 self.refuse(entry, exc)
+
+    def flush_oldest(self) -> None:
+        """Flush the log that has had pending leaves longest (a failure is reported, kept pending)."""
+        log = next(iter(self.waiting.values()))
+        try:
+            self._flush(log)
+        except OSError as exc:
+            self.problems.append(f"Entry log of {log.entry.directory}: {exc}")
 
     def flush_all(self) -> None:
         """Append every pending leaf (before a sync takes the dirty set, a rename, close)."""

@@ -41,6 +41,7 @@ anew from the log's size (what was appended stays).
 
 from collections import deque
 
+from reduct_twisted.storage.entry_leaves import fields_leaf
 from reduct_twisted.storage.entry_log_refused import REFUSALS
 from reduct_twisted.storage.records import FINISHED
 
@@ -131,7 +132,8 @@ class CatchUp:
         last = min(self.target, first + STEP_LEAVES - 1)
         pending, found, leaves, skipped = log.pending, self.found, [], []
         while n <= last:
-            leaf = pending.get(n) or found.get(n)
+            row = pending.get(n)
+            leaf = fields_leaf(*row) if row is not None else found.get(n)
             if leaf is None:
                 if not gaps:
                     break

@@ -178,6 +178,14 @@ class LogMethods:
         """
         self._context.logs.cooperate = cooperate
 
+    def set_leaf_worker(self, submit) -> None:
+        """
+        Pending leaves are made by a worker process (``entry_log_offload.py``):
+        ``submit(payload) -> Deferred`` firing with its answer
+        (``leafjob.py``; an ``ILeafWorker``), or None: by the daemon itself.
+        """
+        self._context.logs.offload = submit
+
     def _entry_log(self, bucket: str, entry: str, hashes: bool = False):
         series = self._bucket(bucket).entry(entry)
         logs = self._context.logs

@@ -14,7 +14,7 @@ from twisted.internet.task import Clock
 
 from reduct_twisted.errors import NotFound, UnprocessableEntity
 from reduct_twisted.storage import StorageEngine
-from reduct_twisted.storage.entry_log import BATCH
+from reduct_twisted.storage.entry_log import BATCH, MAX_WAITING
 from reduct_twisted.storage.listing import ListingSpec
 from reduct_twisted.storage.testing import write_record
 from tests import rfc9162
@@ -69,6 +69,22 @@ def test_head_is_the_rfc9162_root_of_the_leaves_as_written(engine):
     expected = [_leaf(n, n, {"k": str(n)}) for n in range(1, 11)]
     assert size == 10
     assert root == rfc9162.MTH(expected)
+
+
+def test_pending_leaves_stay_bounded_over_many_entries(engine):
+    """Writes spread over more entries than MAX_WAITING: the entry waiting longest
+    is flushed each time one more starts waiting, in that order, and its head is
+    the root of its leaves as written."""
+    entries = [f"e{i}" for i in range(MAX_WAITING + 5)]
+    for i, entry in enumerate(entries):
+        _write(engine, [10 + i], entry)
+    book = engine._context.logs
+    logs = [_series(engine, entry)._log for entry in entries]
+    assert [log.tree is not None and log.tree.size == 1 and not log.pending for log in logs] == (
+        [True] * 5 + [False] * MAX_WAITING)
+    assert sum(len(log.pending) for log in logs) == MAX_WAITING
+    assert len(book.waiting) == MAX_WAITING
+    assert engine.log_head("b", entries[0]) == (1, rfc9162.MTH([_leaf(1, 10, {"k": "10"})]))
 
 
 def test_leaves_are_pending_until_a_batch_is_full(engine):

@@ -314,3 +314,21 @@ def test_leaf_of_orders_names_by_utf16_code_units():
     assert json.loads(out)["labels"] == {"a": "3", "\U0001F600": "2", "\ufb33": "1"}
     assert list(json.loads(leaf_of(1, 2, 3, "t", {"\ufb33": "1", "\u00e9": "2", "b": "3"}, digest))
                 ["labels"]) == ["b", "\u00e9", "\ufb33"]
+
+
+def test_leaf_of_templates_do_not_leak_between_records():
+    """Leaves built from the kept templates (same labels in another order, the same
+    labels under another content type, a label set that differs in one value, a full
+    template table) equal the canonical JSON of each record's own fields."""
+    from reduct_twisted.integrity import merkle
+    from reduct_twisted.integrity.jcs import canonical
+    rng = random.Random(9162)
+    kinds = [("a", {"x": "1", "y": "2"}), ("a", {"y": "2", "x": "1"}), ("b", {"x": "1", "y": "2"}),
+             ("a", {"x": "1", "y": "3"}), ("a", {}), ("", {"x": ""})]
+    for i in range(3 * merkle._TEMPLATES_MAX):
+        ct, labels = kinds[i % len(kinds)] if i % 2 else ("t", {"n": str(i)})
+        number, ts, size, digest = i + 1, rng.randrange(2 ** 53), rng.randrange(2 ** 40), sha(b"%d" % i)
+        expected = canonical({"number": number, "timestamp": ts, "size": size, "content_type": ct,
+                              "labels": labels, "digest": "sha-256:" + digest.hex()})
+        assert merkle.leaf_of(number, ts, size, ct, labels, digest) == expected
+        assert len(merkle._TEMPLATES) <= merkle._TEMPLATES_MAX

@@ -69,12 +69,13 @@ def _reads(engine):
 
 def _records_go_on(engine):
     """Writes past a batch of leaves, a label update, a removal, reads: all fine."""
-    _write(engine, range(100, 100 + BATCH + 5))
-    engine.update_labels("b", "e", {101: {"k": "new"}})
-    assert engine.remove_records("b", "e", start=102, stop=103).step() == 1
+    base = 10 * BATCH  # above the stamps the tests wrote before
+    _write(engine, range(base, base + BATCH + 5))
+    engine.update_labels("b", "e", {base + 1: {"k": "new"}})
+    assert engine.remove_records("b", "e", start=base + 2, stop=base + 3).step() == 1
     entry = engine._bucket("b").entry("e")
-    assert entry.find(100 + BATCH + 4) is not None and entry.find(102) is None
-    assert entry.find(101)[1].labels["k"] == "new"
+    assert entry.find(base + BATCH + 4) is not None and entry.find(base + 2) is None
+    assert entry.find(base + 1)[1].labels["k"] == "new"
     engine.take_dirty()  # a sync: the logs' pending leaves first
 
 
@@ -128,7 +129,7 @@ def test_a_refusal_met_while_running(tmp_path):
     log_dir = tmp_path / "b" / "e" / ".log"
     (log_dir / "format").write_bytes(FORMAT % 7)
     before = _snapshot(log_dir)
-    _write(engine, range(500, 510))  # the batch is full: its flush meets the refusal
+    _write(engine, range(5 * BATCH, 5 * BATCH + 10))  # the batch is full: its flush meets the refusal
     assert isinstance(engine._bucket("b").entry("e")._log, RefusedLog)
     _records_go_on(engine)
     for error in _reads(engine):

@@ -30,7 +30,7 @@ from reduct_twisted.storage.disk.treelog_files import (
     pread_exact, pwrite_all, read_format, recover, write_format,
 )
 
-__all__ = ["TreeLog", "TreeLogError"]
+__all__ = ["TreeLog", "TreeLogError", "build"]
 
 #: Leaves hashed per step when hashes are built for a log that had none.
 _CATCH_UP = 1024
@@ -54,6 +54,19 @@ def _hash_leaves(leaves, n: int, peaks: list, out: list) -> None:
             append(h)
             m >>= 1
         peaks.append(h)
+
+
+def build(leaves: list, n: int, peaks) -> tuple:
+    """
+    What appending ``leaves`` after leaf ``n`` writes (:meth:`TreeLog.append_built`):
+    ``(joined, lengths, hashes, peaks)``; ``peaks`` None: no hashes (a log
+    kept without them).  Pure: it may run in another process.
+    """
+    out: list = []
+    if peaks is not None:
+        peaks = list(peaks)
+        _hash_leaves(leaves, n, peaks, out)
+    return b"".join(leaves), [len(leaf) for leaf in leaves], b"".join(out), peaks
 
 
 class TreeLog:
@@ -248,24 +261,39 @@ class TreeLog:
         """
         if not leaves:
             return self._n
+        return self.append_built(*build(leaves, self._n, self._peaks if self.merkle else None))
+
+    @property
+    def frontier(self):
+        """What :func:`build` needs to hash the next leaves: the peaks, or None without hashes."""
+        return list(self._peaks) if self.merkle else None
+
+    def append_built(self, joined: bytes, lengths: list, hashes: bytes, peaks) -> int:
+        """
+        :meth:`append` of leaves already made by :func:`build` from this
+        log's :attr:`size` and :attr:`frontier` (possibly in another
+        process): ``joined`` leaves, their ``lengths``, the new post-order
+        ``hashes`` and the new peaks (both unused without hashes).
+
+        :raises OSError: a write failed (the log is unchanged).
+        """
         n = self._n
-        ends = list(accumulate(map(len, leaves), initial=self._leaves_end))[1:]
-        end = ends[-1]
-        peaks = list(self._peaks)
-        out: list = []
-        if self.merkle:
-            _hash_leaves(leaves, n, peaks, out)
+        ends = list(accumulate(lengths, initial=self._leaves_end))[1:]
+        if not ends:
+            return n
         try:
-            pwrite_all(self._fds[LEAVES_FILE], b"".join(leaves), self._leaves_end)
+            pwrite_all(self._fds[LEAVES_FILE], joined, self._leaves_end)
             pwrite_all(self._fds[OFFSETS_FILE], struct.pack(">%dQ" % len(ends), *ends), 8 * n)
             if self.merkle:
-                pwrite_all(self._fds[HASHES_FILE], b"".join(out), nodes(n) * HASH_SIZE)
+                pwrite_all(self._fds[HASHES_FILE], hashes, nodes(n) * HASH_SIZE)
         except BaseException:
             self._undo(n)
             raise
         for path in self.paths():
             self._dirty.file(path)
-        self._n, self._leaves_end, self._peaks = n + len(leaves), end, peaks
+        self._n, self._leaves_end = n + len(ends), ends[-1]
+        if self.merkle:
+            self._peaks = list(peaks)
         return self._n
 
     def _undo(self, n: int) -> None:

@@ -1,0 +1,101 @@
+# -*- test-case-name: tests.unit.test_entry_log_offload -*-
+"""
+An entry log's pending leaves appended through the leaf worker
+(``leafjob.py``) instead of being made on the request path (issue #16).
+
+When an entry has :data:`~reduct_twisted.storage.entry_log.BATCH` pending
+leaves that follow its log's size without a hole, :func:`offload` sends
+their fields to the worker (the book's ``offload(payload) -> Deferred``,
+set by the service) and leaves them pending; one job per entry at a time.
+The answer is appended (``TreeLog.append_built``) only if it still fits:
+the same open log, still at the size the job started from, its first and
+last leaves still pending.  Anything that needed the leaves first (a
+rewrite, a removal, a sync, a read of the log, close, a catch-up) has
+appended them itself meanwhile (``EntryLog.flush``, from the same pending
+fields), and the answer is dropped.  A failed job leaves them pending and
+the entry appends them itself at once.  So the log on disk is exactly what
+it would be without the worker, and a crash at any instant loses no more
+than pending leaves do (they are rebuilt from the records, as always).
+"""
+
+from reduct_twisted.storage import leafjob
+from reduct_twisted.storage.entry_log_refused import REFUSALS
+
+__all__ = ["offload", "BATCH", "MAX_BEHIND"]
+
+#: Pending leaves of one entry appended (or sent to the worker) at once.
+BATCH = 256
+#: Pending leaves of one entry beyond which it stops waiting for the worker
+#: and appends them itself (a worker slower than the writes).
+MAX_BEHIND = 4096
+
+
+def offload(log) -> bool:
+    """
+    Hand ``log``'s pending leaves to the worker.
+
+    :return: False if the caller must append them itself (no worker, a
+        catch-up or hash build under way, a hole in the numbers, too far
+        behind); True if a job has them.
+    """
+    book, pending = log.book, log.pending
+    if log.inflight is not None:
+        return len(pending) < MAX_BEHIND
+    if book.offload is None or log.catching is not None:
+        return False
+    tree = log.open()
+    if tree.building or log.catching is not None:
+        return False
+    size, target = tree.size, log.entry.numbers.next - 1
+    if target <= size or sum(1 for n in pending if size < n <= target) != target - size:
+        return False
+    payload = leafjob.encode_job(size, tree.frontier, [pending[n] for n in range(size + 1, target + 1)])
+    log.inflight = (size + 1, target)
+    book.offload(payload).addCallbacks(
+        _landed, _failed, callbackArgs=(log, tree, size + 1, target), errbackArgs=(log,))
+    return True
+
+
+def _landed(answer: bytes, log, tree, first: int, last: int) -> None:
+    log.inflight = None
+    book, pending = log.book, log.pending
+    if (log.tree is not tree or log.entry.removed or tree.size != first - 1
+            or first not in pending or last not in pending):
+        return  # appended meanwhile (or the log is gone): the answer is not needed
+    try:
+        built = leafjob.decode_answer(answer)
+        book._with_space(lambda: tree.append_built(*built))
+    except leafjob.JobFailed as exc:
+        _failed_now(log, f"leaf worker: {exc}")
+        return
+    except OSError as exc:  # kept pending: the next flush tries again
+        book.problems.append(f"Entry log of {log.entry.directory}: {exc}")
+        book.waiting[id(log)] = log
+        return
+    except REFUSALS as exc:
+        book.refuse(log.entry, exc)
+        return
+    for n in range(first, last + 1):
+        pending.pop(n, None)
+    if not pending:
+        book.waiting.pop(id(log), None)
+    elif len(pending) >= BATCH and not offload(log):
+        _flush(log)
+
+
+def _failed(failure, log) -> None:
+    log.inflight = None
+    _failed_now(log, f"leaf worker: {failure.getErrorMessage()}")
+
+
+def _failed_now(log, problem: str) -> None:
+    log.book.problems.append(problem)
+    if log.pending:
+        _flush(log)
+
+
+def _flush(log) -> None:
+    try:
+        log.book._flush(log)
+    except OSError as exc:
+        log.book.problems.append(f"Entry log of {log.entry.directory}: {exc}")

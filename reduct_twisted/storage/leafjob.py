@@ -1,0 +1,110 @@
+# -*- test-case-name: tests.unit.test_leafjob -*-
+"""
+An entry log's leaves and tree hashes made in a worker process (issue #16:
+the log must cost the request path little).  The storage core sends a job
+(``encode_job``): the log's size, its peaks (``TreeLog.frontier``) and the
+leaf fields of the records that follow (``entry_leaves.record_fields``); the
+worker answers what ``TreeLog.append_built`` writes (``run_job`` is
+``treelog.build`` over ``entry_leaves.fields_leaf``).  The worker only
+computes: every byte of the log is written by the daemon, which keeps the
+leaves pending until the answer is appended (``entry_log_offload.py``).
+
+The worker is a Python process running :func:`serve` (``leafworker.py``): it reads frames on its standard input and writes one answer frame per job,
+in order, on its standard output, and ends when its input ends (the daemon
+closed it, or died).  A frame is a 12-byte header (payload length and job
+id, big-endian ``>IQ``) and a ``marshal`` payload; an answer whose payload
+decodes to ``("error", text)`` says the job failed.  ``marshal`` is safe
+here: both ends are this build.
+"""
+
+import marshal
+import os
+import struct
+
+from reduct_twisted.storage.disk.treelog import build
+from reduct_twisted.storage.entry_leaves import fields_leaf
+
+__all__ = ["HEADER", "encode_job", "run_job", "decode_answer", "frame", "FrameReader", "serve"]
+
+HEADER = struct.Struct(">IQ")
+#: The largest payload either end accepts.
+MAX_PAYLOAD = 1 << 30
+
+
+class JobFailed(Exception):
+    """The worker could not do a job (its text says why)."""
+
+
+def encode_job(size: int, peaks, rows: list) -> bytes:
+    """The payload of a job: leaves for ``rows`` (``record_fields``) after leaf ``size``."""
+    return marshal.dumps((size, peaks, rows))
+
+
+def run_job(payload: bytes) -> bytes:
+    """Do a job: the answer's payload (see the module docstring)."""
+    try:
+        size, peaks, rows = marshal.loads(payload)
+        return marshal.dumps(build([fields_leaf(*row) for row in rows], size, peaks))
+    except Exception as exc:  # the daemon builds these leaves itself
+        return marshal.dumps(("error", f"{type(exc).__name__}: {exc}"))
+
+
+def decode_answer(payload: bytes) -> tuple:
+    """
+    :return: ``(joined, lengths, hashes, peaks)`` for ``TreeLog.append_built``.
+    :raises JobFailed: the worker failed, or the answer is not one.
+    """
+    try:
+        answer = marshal.loads(payload)
+    except (ValueError, EOFError, TypeError) as exc:
+        raise JobFailed(f"unreadable answer: {exc}") from None
+    if not isinstance(answer, tuple) or len(answer) != 4:
+        raise JobFailed(answer[1] if isinstance(answer, tuple) and len(answer) == 2 else "bad answer")
+    return answer
+
+
+def frame(job: int, payload: bytes) -> bytes:
+    return HEADER.pack(len(payload), job) + payload
+
+
+class FrameReader:
+    """Cuts frames out of a byte stream fed in pieces."""
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+
+    def feed(self, data: bytes) -> list:
+        """:return: the ``(job, payload)`` pairs completed by ``data``.
+        :raises ValueError: a frame announces more than :data:`MAX_PAYLOAD`."""
+        buffer = self._buffer
+        buffer += data
+        out, start = [], 0
+        while len(buffer) - start >= HEADER.size:
+            length, job = HEADER.unpack_from(buffer, start)
+            if length > MAX_PAYLOAD:
+                raise ValueError(f"frame of {length} bytes")
+            end = start + HEADER.size + length
+            if len(buffer) < end:
+                break
+            out.append((job, bytes(buffer[start + HEADER.size:end])))
+            start = end
+        del buffer[:start]
+        return out
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def serve(infd: int = 0, outfd: int = 1) -> int:
+    """The worker's loop: answer every job read from ``infd`` until it ends."""
+    reader = FrameReader()
+    while True:
+        data = os.read(infd, 1 << 20)
+        if not data:
+            return 0
+        for job, payload in reader.feed(data):
+            _write_all(outfd, frame(job, run_job(payload)))
+

@@ -1,0 +1,120 @@
+"""
+The leaf worker's protocol (storage/leafjob.py): a job's answer is exactly
+what the daemon would append itself, frames survive any chunking, and the
+worker loop (run here over real pipes, in a thread) answers every job in
+order and ends with its input.
+"""
+
+import hashlib
+import os
+import random
+import threading
+
+import pytest
+
+from reduct_twisted.storage import leafjob
+from reduct_twisted.storage.disk.treelog import TreeLog
+from reduct_twisted.storage.entry_leaves import fields_leaf
+from tests import rfc9162
+
+
+def _rows(rng, first, count):
+    rows = []
+    for n in range(first, first + count):
+        ts = rng.choice([rng.randrange(2 ** 53), 2 ** 53 + rng.randrange(1000), 0])
+        digest = None if rng.random() < 0.1 else hashlib.sha256(b"%d" % n).digest()
+        labels = {rng.choice(["a", "\u00e9", "\U0001F600", "k"]): rng.choice(["", "x,y", '"q"'])
+                  for _ in range(rng.randrange(3))}
+        rows.append((n, ts, rng.randrange(2 ** 40), rng.choice(["", "text/plain", "a\u20ac"]),
+                     labels, digest))
+    return rows
+
+
+@pytest.mark.parametrize("merkle", [True, False])
+def test_answers_append_the_same_log_as_the_daemon(tmp_path, merkle):
+    """Jobs of varying sizes, chained from each answer's peaks: the files and root
+    equal a log appended leaf by leaf (and the independent RFC 9162 root)."""
+    rng = random.Random(1)
+    theirs = TreeLog.open(str(tmp_path / "worker"), merkle)
+    ours = TreeLog.open(str(tmp_path / "local"), merkle)
+    leaves, n = [], 0
+    for count in (1, 2, 3, 64, 7, 255, 1):
+        rows = _rows(rng, n + 1, count)
+        answer = leafjob.run_job(leafjob.encode_job(n, theirs.frontier, rows))
+        theirs.append_built(*leafjob.decode_answer(answer))
+        made = [fields_leaf(*row) for row in rows]
+        for leaf in made:
+            ours.append([leaf])
+        leaves += made
+        n += count
+    assert theirs.size == ours.size == n
+    for name in ("leaves", "offsets", "hashes"):
+        assert (tmp_path / "worker" / name).read_bytes() == (tmp_path / "local" / name).read_bytes()
+    if merkle:
+        assert theirs.root() == ours.root() == rfc9162.MTH(leaves)
+    assert theirs.leaves(1, n) == leaves
+
+
+def test_a_job_that_fails_answers_an_error():
+    answer = leafjob.run_job(leafjob.encode_job(0, [], [(1, 2, 3)]))  # a short row
+    with pytest.raises(leafjob.JobFailed, match="TypeError"):
+        leafjob.decode_answer(answer)
+    with pytest.raises(leafjob.JobFailed, match="unreadable"):
+        leafjob.decode_answer(b"\xff\x00")
+    with pytest.raises(leafjob.JobFailed):
+        leafjob.decode_answer(leafjob.run_job(b"not marshal"))
+
+
+def test_frames_survive_any_chunking():
+    rng = random.Random(2)
+    frames = [(rng.randrange(2 ** 63), os.urandom(rng.randrange(0, 3000))) for _ in range(50)]
+    stream = b"".join(leafjob.frame(job, payload) for job, payload in frames)
+    reader, got, pos = leafjob.FrameReader(), [], 0
+    while pos < len(stream):
+        step = rng.choice([1, 5, 12, 13, 700, 5000])
+        got += reader.feed(stream[pos:pos + step])
+        pos += step
+    assert got == frames
+
+
+def test_an_oversized_frame_is_refused():
+    with pytest.raises(ValueError, match="frame of"):
+        leafjob.FrameReader().feed(leafjob.HEADER.pack(leafjob.MAX_PAYLOAD + 1, 1))
+
+
+def test_serve_answers_every_job_in_order_and_ends_with_its_input():
+    rng = random.Random(3)
+    job_in, job_out = os.pipe()
+    answer_in, answer_out = os.pipe()
+    result, chunks = [], []
+
+    def drain():
+        while chunk := os.read(answer_in, 1 << 16):
+            chunks.append(chunk)
+
+    def work():
+        try:
+            result.append(leafjob.serve(job_in, answer_out))
+        finally:
+            os.close(answer_out)
+
+    threads = [threading.Thread(target=drain), threading.Thread(target=work)]
+    for thread in threads:
+        thread.start()
+    jobs = {}
+    try:
+        for job in range(1, 21):
+            payload = leafjob.encode_job(0, [], _rows(rng, 1, rng.randrange(1, 40)))
+            jobs[job] = payload
+            os.write(job_out, leafjob.frame(job, payload))
+    finally:
+        os.close(job_out)
+    for thread in threads:
+        thread.join(30)
+    os.close(answer_in)
+    os.close(job_in)
+    assert result == [0]
+    answers = leafjob.FrameReader().feed(b"".join(chunks))
+    assert [job for job, _ in answers] == list(jobs)
+    for job, payload in answers:
+        assert payload == leafjob.run_job(jobs[job])
