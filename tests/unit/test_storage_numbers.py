@@ -178,6 +178,68 @@ def test_unclean_open_drops_a_record_whose_digest_does_not_match(tmp_path):
         again.read("b", "e", 2)
 
 
+def _drop_crcs(meta):
+    """Rewrite ``meta``'s lines without their "crc" (records checked by their SHA-256 alone)."""
+    lines = [json.loads(line) for line in meta.read_bytes().splitlines()]
+    for line in lines[1:]:
+        line.pop("crc", None)
+    meta.write_text("".join(json.dumps(line, separators=(",", ":")) + "\n" for line in lines))
+
+
+@pytest.mark.parametrize("big", [False, True])
+def test_unclean_open_checks_a_record_without_crc_by_its_digest(tmp_path, big):
+    """A record whose line has a SHA-256 and no CRC-32: after a crash its changed
+    content is hashed; a flipped byte drops it, the intact ones stay."""
+    engine = _open(tmp_path)
+    engine.create_bucket("b", None)
+    size = len(BIG) if big else 9
+    contents = {ts: (bytes([ts]) * size) for ts in (1, 2, 3)}
+    for ts, data in contents.items():
+        write_record(engine, "b", "e", ts, data)
+    directory = tmp_path / "b" / "e"
+    _drop_crcs(directory / "1.meta")
+    record = engine.read("b", "e", 2).record
+    segment = directory / record.segment
+    raw = bytearray(segment.read_bytes())
+    raw[record.offset + size // 2] ^= 1
+    segment.write_bytes(bytes(raw))
+    for name in os.listdir(directory):
+        os.utime(directory / name)
+    again = _open(tmp_path)  # the first never closed: unclean
+    report = again.recovery_report()
+    assert report["dropped_records"] == 1
+    assert report["problems"] == [f"Dropped record 2 of {os.path.join('b', 'e', '1.meta')}: "
+                                  "digest mismatch"]
+    for ts in (1, 3):
+        assert again.read("b", "e", ts).record.digest == hashlib.sha256(contents[ts]).digest()
+    with pytest.raises(NotFound):
+        again.read("b", "e", 2)
+
+
+def test_packing_checks_a_record_without_crc_by_its_digest(tmp_path):
+    """Compression checks each plain record; without a CRC-32 its SHA-256 does it:
+    a flipped byte stops the packing (the block stays as it was)."""
+    engine = _open(tmp_path)
+    engine.create_bucket("b", {"max_block_records": 4})
+    for ts in range(1, 9):
+        write_record(engine, "b", "e", ts, _data(ts))
+    engine.close()
+    directory = tmp_path / "b" / "e"
+    _drop_crcs(directory / "1.meta")
+    _drop_crcs(directory / "5.meta")
+    again = _open(tmp_path)
+    record = again.read("b", "e", 6).record
+    segment = directory / record.segment
+    raw = bytearray(segment.read_bytes())
+    raw[record.offset] ^= 1
+    segment.write_bytes(bytes(raw))
+    result = _result(again.compress_blocks("b", "e", 2**63))
+    assert result[1] == 1  # block 1 packed (its SHA-256s match), block 5 refused
+    assert {ts: _digest(again, ts) for ts in (1, 2, 3, 4)} == {
+        ts: hashlib.sha256(_data(ts)).digest() for ts in (1, 2, 3, 4)}
+    assert again.read("b", "e", 6).record.zsize is None
+
+
 def test_integrity_off_computes_none_but_numbers(tmp_path):
     engine = _open(tmp_path)
     engine.compute_digests(False)

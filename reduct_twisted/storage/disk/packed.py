@@ -23,6 +23,7 @@ zstd is the one the house rules name, through the ``zstandard`` package.
 """
 
 import errno
+import hashlib
 import os
 import zlib
 
@@ -178,7 +179,7 @@ class Packer:
     Writes a block's records into a new packed segment, in the thread pool,
     in bounded slices (:meth:`step`); storage's ``compress.py`` drives it
     and swaps the block's ``.meta`` afterwards.  Plain records are checked
-    against their CRC while compressed (a record failing it stops the
+    against their CRC (or, without one, their SHA-256) while compressed (a record failing it stops the
     packing: the block stays as it is); compressed ones are copied frame
     by frame.
 
@@ -203,6 +204,7 @@ class Packer:
         self._consumed = 0
         self._start = None
         self._crc = 0
+        self._sha = None
         self._cobj = None
         self._cctx = compressor()
 
@@ -217,18 +219,24 @@ class Packer:
                 self._start, self._consumed, self._crc = self._offset, 0, 0
                 if record.zsize is None:
                     self._cobj = self._cctx.compressobj(size=record.size)
+                    # no CRC-32 (a record with a SHA-256 may have none): its digest checks it
+                    self._sha = hashlib.sha256() if record.crc is None and record.digest else None
             left = record.stored - self._consumed
             if left:
                 piece = self._read(record, min(PIECE, left))
                 self._consumed += len(piece)
                 budget -= len(piece)
                 if record.zsize is None:
-                    self._crc = zlib.crc32(piece, self._crc)
+                    if self._sha is None:
+                        self._crc = zlib.crc32(piece, self._crc)
+                    else:
+                        self._sha.update(piece)
                     piece = self._cobj.compress(piece)
                 self._write(piece)
                 continue
             if record.zsize is None:
-                if record.crc is not None and self._crc != record.crc:
+                if (record.crc is not None and self._crc != record.crc) or (
+                        self._sha is not None and self._sha.digest() != record.digest):
                     raise OSError(errno.EIO, f"record {record.ts} fails its checksum")
                 self._write(self._cobj.flush())
             copy = record.copy()

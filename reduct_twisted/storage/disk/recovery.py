@@ -209,7 +209,8 @@ class Recovery:
             for record in sorted(records, key=lambda r: r.offset):
                 if stat is None or record.offset + record.stored > stat.st_size:
                     dropped.append((record.ts, "content missing"))
-                elif record.crc is not None and self._changed(stat):
+                elif (record.crc is not None or record.digest is not None) and self._changed(stat):
+                    # A record with a SHA-256 may have no CRC-32: the digest checks it.
                     if fd is None:
                         fd = os.open(path, os.O_RDONLY)
                     self.verified_records += 1
@@ -218,7 +219,7 @@ class Recovery:
                         crc = _crc(fd, record.offset, record.size, sha)
                     else:  # compressed: the CRC of the decompressed content
                         crc = frame_crc(fd, record.offset, record.zsize, record.size, sha)
-                    if crc != record.crc:
+                    if crc is None or (record.crc is not None and crc != record.crc):
                         dropped.append((record.ts, "checksum mismatch"))
                     elif sha is not None and sha.digest() != record.digest:
                         dropped.append((record.ts, "digest mismatch"))
