@@ -1,26 +1,28 @@
-# -*- test-case-name: tests.unit.test_leafworker -*-
+# -*- test-case-name: tests.integration.test_leafworker -*-
 """
 The leaf worker process (issue #16): runs ``leafjob.serve`` in a Python
-process beside the daemon, hands it jobs over its
-standard input and fires each job's Deferred with the answer read from its
-standard output (the protocol is in ``storage/leafjob.py``).  The storage
-service starts it when the integrity log is on and gives its
-:meth:`LeafWorker.submit` to the engine (``set_leaf_worker``).
+process beside the daemon, hands it jobs and fires each job's Deferred with
+the answer (the protocol is in ``storage/leafjob.py``).  The storage service
+starts it when the integrity log is on and gives its :meth:`LeafWorker.submit`
+to the engine (``set_leaf_worker``); the process is spawned on the first job.
 
-If the worker exits, every job waiting fails (the daemon makes those
-leaves itself, ``storage/entry_log_offload.py``) and it is started again
-for the next job, at most once per :data:`RESTART_AFTER` seconds; in
-between, :meth:`submit` fails at once.  The worker reads nothing but its
-input and writes nothing but its output; it ends by itself when its input
-closes, so it never outlives the daemon (``kill -9`` included).
+Jobs and answers travel over a Unix socket pair (the worker's standard
+input and output are its end), read in large pieces: a pipe would be read
+8 KiB per reactor turn.  If the worker exits, every job waiting fails (the
+daemon makes those leaves itself, ``storage/entry_log_offload.py``) and it
+is started again for the next job, at most once per :data:`RESTART_AFTER`
+seconds; in between :meth:`submit` fails at once.  The worker reads nothing
+but its input and writes nothing but its output; it ends by itself when
+its input closes, so it never outlives the daemon (``kill -9`` included).
 """
 
 import os
+import socket
 import sys
 
 from twisted.internet import error
 from twisted.internet.defer import Deferred, fail, succeed
-from twisted.internet.protocol import ProcessProtocol
+from twisted.internet.protocol import Factory, ProcessProtocol, Protocol
 from twisted.logger import Logger
 from zope.interface import implementer
 
@@ -36,6 +38,8 @@ WORKER = "import sys; from reduct_twisted.storage.leafjob import serve; sys.exit
 RESTART_AFTER = 10.0
 #: Seconds a stopping worker has to exit before it is killed.
 STOP_GRACE = 5.0
+#: Socket buffers and read size of the channel.
+CHANNEL_BUFFER = 1 << 20
 
 log = Logger()
 
@@ -44,21 +48,13 @@ class WorkerGone(Exception):
     """The worker is not running (it exited, or is restarting)."""
 
 
-class _Protocol(ProcessProtocol):
+class _Process(ProcessProtocol):
+    """The worker process: its standard error goes to the log; ``ended`` fires when it exits."""
+
     def __init__(self, owner: "LeafWorker") -> None:
         self.owner = owner
-        self.reader = FrameReader()
         self.ended: Deferred = Deferred()
-
-    def outReceived(self, data: bytes) -> None:
-        try:
-            answers = self.reader.feed(data)
-        except ValueError as exc:
-            log.error("Leaf worker sent a bad frame ({exc}); stopping it", exc=exc)
-            self.transport.signalProcess("KILL")
-            return
-        for job, payload in answers:
-            self.owner._answered(self, job, payload)
+        self.channel = None
 
     def errReceived(self, data: bytes) -> None:
         log.warn("Leaf worker: {text}", text=data.decode("utf-8", "replace").rstrip())
@@ -66,6 +62,33 @@ class _Protocol(ProcessProtocol):
     def processEnded(self, reason) -> None:
         self.owner._ended(self, reason)
         self.ended.callback(None)
+
+
+class _Channel(Protocol):
+    """The daemon's end of the socket pair: cuts answer frames out of what arrives."""
+
+    def __init__(self, owner: "LeafWorker", process: _Process) -> None:
+        self.owner = owner
+        self.process = process
+        self.reader = FrameReader()
+
+    def connectionMade(self) -> None:
+        if hasattr(self.transport, "bufferSize"):
+            self.transport.bufferSize = CHANNEL_BUFFER
+
+    def dataReceived(self, data: bytes) -> None:
+        try:
+            answers = self.reader.feed(data)
+        except ValueError as exc:
+            log.error("Leaf worker sent a bad frame ({exc}); stopping it", exc=exc)
+            self.transport.loseConnection()
+            _kill(self.process)
+            return
+        for job, payload in answers:
+            self.owner._answered(self.process, job, payload)
+
+    def connectionLost(self, reason) -> None:
+        self.owner._ended(self.process, reason)
 
 
 def _environment() -> dict:
@@ -76,12 +99,21 @@ def _environment() -> dict:
     return env
 
 
+def _socket_pair():
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    for sock in (ours, theirs):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, CHANNEL_BUFFER)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, CHANNEL_BUFFER)
+    ours.setblocking(False)
+    return ours, theirs
+
+
 @implementer(ILeafWorker)
 class LeafWorker:
     """
-    :param reactor: spawns the process and times restarts.
+    :param reactor: spawns the process, carries the channel, times restarts.
     :param argv: the worker's command line (default: this Python running
-        ``reduct_twisted.storage.leafjob``).
+        ``leafjob.serve``).
     """
 
     def __init__(self, reactor, argv=None) -> None:
@@ -100,14 +132,21 @@ class LeafWorker:
         if self._stopping or (self._started_at is not None and now - self._started_at < RESTART_AFTER):
             return False
         self._started_at = now
-        proto = _Protocol(self)
+        process = _Process(self)
+        ours, theirs = _socket_pair()
         try:
-            self._reactor.spawnProcess(proto, self._argv[0], self._argv, env=_environment(),
-                                       childFDs={0: "w", 1: "r", 2: "r"})
+            self._reactor.spawnProcess(process, self._argv[0], self._argv, env=_environment(),
+                                       childFDs={0: theirs.fileno(), 1: theirs.fileno(), 2: "r"})
+            process.channel = _Channel(self, process)
+            factory = Factory.forProtocol(lambda: process.channel)
+            self._reactor.adoptStreamConnection(ours.fileno(), socket.AF_UNIX, factory)
         except OSError as exc:
             log.error("Could not start the leaf worker: {exc}", exc=exc)
             return False
-        self._proto = proto
+        finally:
+            theirs.close()
+            ours.close()  # adoptStreamConnection took a duplicate
+        self._proto = process
         self.starts += 1
         return True
 
@@ -117,39 +156,42 @@ class LeafWorker:
         self._next += 1
         job, d = self._next, Deferred()
         self._waiting[job] = d
-        self._proto.transport.write(frame(job, payload))
+        self._proto.channel.transport.write(frame(job, payload))
         return d
 
-    def _answered(self, proto, job: int, payload: bytes) -> None:
+    def _answered(self, process, job: int, payload: bytes) -> None:
         d = self._waiting.pop(job, None)
-        if d is not None and proto is self._proto:
+        if d is not None and process is self._proto:
             d.callback(payload)
 
-    def _ended(self, proto, reason) -> None:
-        if proto is not self._proto:
+    def _ended(self, process, reason) -> None:
+        """The channel closed or the process exited (the first of the two counts)."""
+        if process is not self._proto:
             return
         self._proto = None
         waiting, self._waiting = self._waiting, {}
-        if not self._stopping and not reason.check(error.ProcessDone):
+        if not self._stopping:
             log.warn("The leaf worker exited ({why}); the daemon makes the leaves itself "
                      "until it is started again", why=reason.getErrorMessage())
         for d in waiting.values():
             d.errback(WorkerGone("the leaf worker exited"))
+        if process.channel is not None and process.channel.transport is not None:
+            process.channel.transport.loseConnection()
 
     def stop(self) -> Deferred:
         """Close the worker's input (it exits); kill it if it has not after :data:`STOP_GRACE`."""
         self._stopping = True
-        proto = self._proto
-        if proto is None:
+        process = self._proto
+        if process is None:
             return succeed(None)
-        proto.transport.closeStdin()
-        timer = self._reactor.callLater(STOP_GRACE, _kill, proto)
-        proto.ended.addBoth(lambda r: timer.cancel() if timer.active() else None)
-        return proto.ended
+        process.channel.transport.loseConnection()
+        timer = self._reactor.callLater(STOP_GRACE, _kill, process)
+        process.ended.addBoth(lambda _: timer.cancel() if timer.active() else None)
+        return process.ended
 
 
-def _kill(proto) -> None:
+def _kill(process) -> None:
     try:
-        proto.transport.signalProcess("KILL")
+        process.transport.signalProcess("KILL")
     except error.ProcessExitedAlready:
         pass

@@ -99,12 +99,17 @@ def _write_all(fd: int, data: bytes) -> None:
 
 
 def serve(infd: int = 0, outfd: int = 1) -> int:
-    """The worker's loop: answer every job read from ``infd`` until it ends."""
+    """
+    The worker's loop: answer every job read from ``infd`` until it ends
+    (or the daemon's end of the channel is gone: the answers are not needed).
+    """
     reader = FrameReader()
-    while True:
-        data = os.read(infd, 1 << 20)
-        if not data:
-            return 0
-        for job, payload in reader.feed(data):
-            _write_all(outfd, frame(job, run_job(payload)))
-
+    try:
+        while True:
+            data = os.read(infd, 1 << 20)
+            if not data:
+                return 0
+            for job, payload in reader.feed(data):
+                _write_all(outfd, frame(job, run_job(payload)))
+    except (BrokenPipeError, ConnectionResetError):
+        return 0
