@@ -127,7 +127,9 @@ class Allocation:
         maintained by the writer.
     :ivar crc: ``zlib.crc32`` of the bytes written so far, maintained by the
         writer in content order; stored with the record and checked after
-        an unclean stop.
+        an unclean stop.  ``None`` for a record with a private segment
+        whose SHA-256 is stored (it checks the content alone: ``integrity``
+        log or digest).
     :ivar sha: the ``hashlib.sha256`` of the bytes written so far, kept
         beside ``crc`` (``None``: no digest is computed, ``integrity=off``).
     :ivar expected: the SHA-256 the client announced (32 bytes), checked

@@ -108,6 +108,8 @@ def allocate(context, owner, entry: str, ts: int, length, content_type: str,
     return Allocation(
         owner.name, entry, length, path, private, None if slot is None else slot.fd,
         sha=hashlib.sha256() if context.digests else None,
+        # A large record's stored SHA-256 checks its content alone: no CRC-32 beside it.
+        crc=None if context.digests and private else 0,
         owner=(owner, series), block=block, record=record, slot=slot,
     )
 
@@ -302,7 +304,8 @@ def write_at(alloc: Allocation, data) -> None:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         view, offset = view[done:], offset + done
     alloc.written += len(data)
-    alloc.crc = zlib.crc32(data, alloc.crc)
+    if alloc.crc is not None:
+        alloc.crc = zlib.crc32(data, alloc.crc)
     if alloc.sha is not None:
         alloc.sha.update(data)
 
@@ -332,14 +335,15 @@ def write_chunks(fd: int, chunks: list, crc: int = 0, sha=None) -> int:
 
     :param fd: from :func:`open_segment`.
     :param chunks: bytes or memoryviews (the list is not changed).
-    :param crc: the CRC-32 of the content before these chunks.
+    :param crc: the CRC-32 of the content before these chunks (``None``: none is kept).
     :param sha: the record's ``hashlib.sha256`` (updated with them; it
         releases the GIL on large buffers), or ``None``.
     :return: the CRC-32 including them (the caller stores it in ``alloc.crc``).
     :raises OSError: the disk refused.
     """
     for chunk in chunks:
-        crc = zlib.crc32(chunk, crc)
+        if crc is not None:
+            crc = zlib.crc32(chunk, crc)
         if sha is not None:
             sha.update(chunk)
     count, start, head = len(chunks), 0, None

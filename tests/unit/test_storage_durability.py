@@ -9,6 +9,7 @@ Disk errors are injected by patching ``os`` functions for the paths concerned.
 
 import builtins
 import errno
+import hashlib
 import os
 import zlib
 
@@ -395,10 +396,13 @@ def _finish(sink, pool):
     return d
 
 
-def test_private_sink_crc_survives_pause_and_resume(stored):
-    """The CRC is computed batch by batch in the pool, in order."""
+@pytest.mark.parametrize("digests", [False, True])
+def test_private_sink_crc_survives_pause_and_resume(stored, digests):
+    """The CRC (integrity off) or the SHA-256 (no CRC beside it) is computed
+    batch by batch in the pool, in order."""
     from reduct_twisted.http import sinks
 
+    stored.compute_digests(digests)
     pool, transport = ManualPool(), Transport()
     alloc = stored.allocate("b", "e", 4, None, "t", {})
     sink = private_sink(stored, alloc, ImmediateReactor(), pool, transport)
@@ -409,8 +413,13 @@ def test_private_sink_crc_survives_pause_and_resume(stored):
             pool.run_all()
     assert "pause" in transport.events
     assert results(_finish(sink, pool)) is None
-    assert alloc.crc == zlib.crc32(body)
-    assert stored.read("b", "e", 4).record.crc == zlib.crc32(body)
+    record = stored.read("b", "e", 4).record
+    if digests:
+        assert alloc.crc is None and record.crc is None
+        assert record.digest == hashlib.sha256(body).digest()
+    else:
+        assert alloc.crc == zlib.crc32(body) and record.crc == zlib.crc32(body)
+        assert record.digest is None
 
 
 @pytest.mark.parametrize("code, kind, status", [

@@ -7,6 +7,7 @@ next open is unclean.  Intermediate on-disk states of interrupted
 operations are made by hand.
 """
 
+import hashlib
 import json
 import os
 import zlib
@@ -60,9 +61,13 @@ def _populate(tmp_path):
 # -- checksums and versions -----------------------------------------------------
 
 
-def test_every_record_line_carries_the_content_crc(tmp_path):
-    """Shared, private and chunked records all store zlib.crc32 of their content."""
+@pytest.mark.parametrize("digests", [False, True])
+def test_every_record_line_carries_the_content_crc(tmp_path, digests):
+    """Shared, private and chunked records all store zlib.crc32 of their content;
+    with digests kept, a record with a private segment (large or chunked) stores
+    its SHA-256 alone."""
     engine = _open(tmp_path)
+    engine.compute_digests(digests)
     engine.create_bucket("b", None)
     write_record(engine, "b", "e", 1, b"small")
     write_record(engine, "b", "e", 2, BIG)
@@ -70,9 +75,13 @@ def test_every_record_line_carries_the_content_crc(tmp_path):
     write_record(engine, "b", "e", 4, b"")
     lines = _meta_lines(tmp_path / "b" / "e" / "1.meta")
     assert lines[0]["version"] == PLAIN_VERSION == 2 and FORMAT_VERSION == 3
-    crcs = {line["ts"]: line["crc"] for line in lines[1:]}
+    crcs = {line["ts"]: line.get("crc") for line in lines[1:]}
     expected = {1: b"small", 2: BIG, 3: b"chunked body", 4: b""}
-    assert crcs == {ts: zlib.crc32(data) for ts, data in expected.items()}
+    private = {2, 3} if digests else set()
+    assert crcs == {ts: None if ts in private else zlib.crc32(data) for ts, data in expected.items()}
+    shas = {line["ts"]: line.get("sha256") for line in lines[1:]}
+    assert shas == {ts: hashlib.sha256(data).hexdigest() if digests else None
+                    for ts, data in expected.items()}
 
 
 def test_crc_accumulates_over_chunks(tmp_path):
