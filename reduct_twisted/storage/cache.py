@@ -290,6 +290,7 @@ class Context:
     :ivar digests: records get a SHA-256 (``integrity`` is not ``off``).
     :ivar sync: the engine's ``sync`` (``numbers.py`` flushes counters), or None.
     :ivar logs: the entries' integrity logs (``entry_log.LogBook``).
+    :ivar run: the pending small records of batched writes (``runs.WriteRun``), or None.
     """
 
     tables: TableCache = attr.ib()
@@ -303,10 +304,20 @@ class Context:
     digests: bool = attr.ib(default=True)
     sync = attr.ib(default=None)
     logs = attr.ib(default=None)
+    run = attr.ib(default=None)
 
     def __attrs_post_init__(self) -> None:
         if self.logs is None:
             self.logs = LogBook(self.dirty, reserve=self.reserve)
+
+    def settle(self) -> None:
+        """
+        Flush the pending run (``runs.py``): called first by every path
+        that reads, rewrites, removes, renames or syncs block files.
+        """
+        run = self.run
+        if run is not None and run.pending:
+            run.flush()
 
 
 def read_whole(fds: FdCache, view) -> bytes:

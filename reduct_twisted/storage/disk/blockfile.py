@@ -171,6 +171,25 @@ def encode_meta(block_id: int, records) -> bytes:
     return header + b"".join(encode_record(r, r.size) for r in records)
 
 
+def write_at(fds, path: str, offset: int, data: bytes) -> None:
+    """
+    Write all of ``data`` at ``offset`` of ``path`` through the descriptor
+    cache ``fds`` (one ``pwrite`` per call, short writes go on).  At offset 0
+    the file is emptied first (a stale file must not leave old lines behind
+    the new ones).
+    """
+    slot = fds.acquire(path)
+    try:
+        if not offset:
+            os.ftruncate(slot.fd, 0)
+        view = memoryview(data)
+        while view:
+            written = os.pwrite(slot.fd, view, offset)
+            view, offset = view[written:], offset + written
+    finally:
+        fds.release(slot)
+
+
 def replace_meta(path: str, block_id: int, records) -> int:
     """
     Replace a ``.meta`` file by one holding ``records`` (finished, written
