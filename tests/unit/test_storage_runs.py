@@ -338,3 +338,25 @@ def test_sink_disk_error_is_the_records_error(engine, monkeypatch):
     errors = results(sink.finish())
     assert sorted(errors) == [2, 3] and errors[2].status == 507
     assert listed(engine) == [1]
+
+
+def test_rename_flushes_first(engine):
+    """Pending records are not "being written": the rename goes ahead, with them."""
+    engine.create_bucket("b", None)
+    batch(engine, [(1, b"one"), (2, b"two")])
+    engine.rename_entry("b", "e", "f")
+    assert listed(engine, "f") == [1, 2]
+    assert read_content(engine.read("b", "f", 2)) == b"two"
+    batch(engine, [(3, b"three")], entry="f")
+    engine.rename_bucket("b", "c")
+    assert [ts for ts, _ in engine.list_records("c", "f", 0, 10)] == [1, 2, 3]
+
+
+def test_compression_flushes_first(engine):
+    """A compression asked for with pending records compresses them too."""
+    engine.create_bucket("b", None)
+    batch(engine, [(1, b"one" * 100), (2, b"two" * 100)])
+    done = engine.compress_blocks("b", "e", 1 << 60)
+    assert results(done) == (2, 1)
+    assert engine.block_stats("b", "e")[0]["compressed"] == 2
+    assert read_content(engine.read("b", "e", 2)) == b"two" * 100
