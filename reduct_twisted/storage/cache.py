@@ -192,6 +192,8 @@ class TableCache(_Lru):
         """
         if block.table is None:
             block.load()
+        elif block in self._sizes and next(reversed(self._items)) is block:
+            return  # the most recently used already (a batch writing into it)
         self._scanned.pop(block, None)
         self._touch(block, block)
 

@@ -138,6 +138,22 @@ def encode_header(block_id: int, version: int = PLAIN_VERSION) -> bytes:
     return _line({"k": "h", "format": FORMAT_NAME, "version": version, "block": block_id})
 
 
+#: Label sets as their ``.meta`` JSON, by ``tuple(labels.items())``: the
+#: records of a batch mostly share theirs (cleared when it grows too big).
+_LABELS_JSON: dict = {}
+
+
+def _labels_json(labels: dict) -> str:
+    key = tuple(labels.items())
+    text = _LABELS_JSON.get(key)
+    if text is None:
+        if len(_LABELS_JSON) >= 1024:
+            _LABELS_JSON.clear()
+        text = _LABELS_JSON[key] = ",".join(
+            f"[{_json_str(name)},{_json_str(value)}]" for name, value in key)
+    return text
+
+
 def encode_record(record: Record, size: int) -> bytes:
     """
     :param record: the record (its ``crc``, if not ``None``, is written).
@@ -146,9 +162,7 @@ def encode_record(record: Record, size: int) -> bytes:
         bytes :func:`_line` would make of it, built without ``json.dumps``:
         this runs once per record written).
     """
-    labels = ",".join(
-        f"[{_json_str(name)},{_json_str(value)}]" for name, value in record.labels.items()
-    )
+    labels = _labels_json(record.labels)
     crc = "" if record.crc is None else f',"crc":{int(record.crc)}'
     if record.zsize is not None:
         crc += f',"z":{int(record.zsize)}'
