@@ -124,8 +124,12 @@ class WriteRun:
             content.append([block, offset, [view], offset + len(view)])
         self.pending = True
 
-    def commit(self, series, alloc, failed) -> None:
-        """Queue a checked record (``writer.commit_later``); ``failed(error)`` if the flush fails it."""
+    def commit(self, series, alloc, failed, digest) -> None:
+        """
+        Queue a checked record (``writer.commit_later``) with the SHA-256
+        ``digest`` it is stored with (or None); ``failed(error)`` if the flush fails it.
+        """
+        alloc._record.digest = digest
         self._commits.append((series, alloc, failed))
         self.pending = True
 
@@ -157,7 +161,6 @@ class WriteRun:
         for series, alloc, _ in good:  # numbers in commit order
             record = alloc._record
             record.crc = alloc.crc
-            record.digest = alloc.sha.digest() if context.digests and alloc.sha is not None else None
             record.number = series.numbers.take()
         by_block: dict = {}
         for item in good:

@@ -174,8 +174,8 @@ def commit_later(context, alloc: Allocation, failed) -> None:
     check now, with the same errors; the line is written at the run's flush
     (``failed(error)`` if that fails).
     """
-    _check(context, alloc)
-    context.run.commit(alloc._owner[1], alloc, failed)
+    digest = _check(context, alloc)
+    context.run.commit(alloc._owner[1], alloc, failed, digest if context.digests else None)
 
 
 def _check(context, alloc: Allocation):
