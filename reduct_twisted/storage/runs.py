@@ -33,6 +33,7 @@ other record (``writer.commit``), ``take_dirty`` (sync rounds), ``close``,
 before its line, a torn run leaves lines for whole records only.
 """
 
+import contextlib
 import errno
 import os
 
@@ -183,7 +184,8 @@ class WriteRun:
                 logs.committed(series, alloc._record)
                 stored(alloc)
         for alloc, failed, error in lost:
-            writer.abort(context, alloc)
+            with contextlib.suppress(OSError):  # a block left empty stays if it cannot go
+                writer.abort(context, alloc)
             failed(error if isinstance(error, ReductError) else storage_error(error, writer.WRITE))
 
     def _write_content(self, content: list) -> dict:
