@@ -183,6 +183,8 @@ class TableCache(_Lru):
         #: block -> the bytes counted for it in ``total``.
         self._sizes: dict = {}
         self.total = 0
+        #: The block last moved to the most recent end (``None``: not known).
+        self._last = None
 
     def use(self, block) -> None:
         """
@@ -192,7 +194,7 @@ class TableCache(_Lru):
         """
         if block.table is None:
             block.load()
-        elif block in self._sizes and next(reversed(self._items)) is block:
+        elif block is self._last:
             return  # the most recently used already (a batch writing into it)
         self._scanned.pop(block, None)
         self._touch(block, block)
@@ -247,12 +249,15 @@ class TableCache(_Lru):
         self._sizes[block] = size
 
     def _forget(self, block) -> None:
+        if block is self._last:
+            self._last = None
         if self._items.pop(block, None) is not None:
             self.total -= self._sizes.pop(block)
 
     def _touch(self, key, value) -> None:
         self._items[key] = value
         self._items.move_to_end(key)
+        self._last = key
         self._count(key)
         # The table just used is about to be used by the caller: keep it.
         self._shrink(keep=key)

@@ -49,6 +49,10 @@ visible and the next open (``disk/recovery.py``) tidies up:
   without a line (a block's segment without ``.meta`` included) is trashed
   at open; a torn last line is cut off; after an unclean stop, records of
   files changed during the run are checked against their size and CRC.
+* The small records of a batched write are written per batch (``runs.py``):
+  their contents with one ``pwritev`` per run of contiguous bytes, then
+  their lines with one append per block; nothing reads, rewrites or removes
+  a block's files before that flush (``Context.settle``).
 * Removing a block (quota eviction, abort of its last record) trashes its
   ``.meta`` first: leftover segments are then orphans.  Removing records
   rewrites their block's ``.meta`` without them (a temporary file renamed

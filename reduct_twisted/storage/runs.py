@@ -111,18 +111,19 @@ class WriteRun:
         the flush; a writable buffer is copied).  Its CRC-32 and SHA-256
         follow at once, like ``writer.write_at``.
         """
-        view = memoryview(data)
-        if not view.readonly:
-            data = view = memoryview(bytes(view))
+        if type(data) is not bytes:  # a memoryview of the received bytes, or a caller's buffer
+            view = data if type(data) is memoryview else memoryview(data)
+            if not view.readonly:
+                data = bytes(view)
         block, offset = alloc._block, alloc.offset + alloc.written
         writer.count_content(alloc, data)
-        content = self._content
+        content, size = self._content, len(data)
         last = content[-1] if content else None
         if last is not None and last[0] is block and last[3] == offset:
-            last[2].append(view)
-            last[3] += len(view)
+            last[2].append(data)
+            last[3] += size
         else:
-            content.append([block, offset, [view], offset + len(view)])
+            content.append([block, offset, [data], offset + size])
         self.pending = True
 
     def commit(self, series, alloc, failed, digest) -> None:
