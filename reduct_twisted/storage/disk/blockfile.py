@@ -361,7 +361,21 @@ def record_meta_size(ts: int, begin: int, end: int, content_type: str, labels: d
         size += 1 + (begin.bit_length() + 6) // 7
     if end:
         size += 1 + (end.bit_length() + 6) // 7
-    for name, value in labels.items():
-        pair = _str_field_len(name) + _str_field_len(value)
-        size += 1 + ((pair.bit_length() + 6) // 7 or 1) + pair
-    return size + _str_field_len(content_type)
+    if not labels:
+        return size + _str_field_len(content_type)
+    key = (content_type, *labels.items())
+    fields = _FIELDS_SIZE.get(key)
+    if fields is None:
+        if len(_FIELDS_SIZE) >= 1024:
+            _FIELDS_SIZE.clear()
+        fields = _str_field_len(content_type)
+        for name, value in labels.items():
+            pair = _str_field_len(name) + _str_field_len(value)
+            fields += 1 + ((pair.bit_length() + 6) // 7 or 1) + pair
+        _FIELDS_SIZE[key] = fields
+    return size + fields
+
+
+#: The labels' and content type's share of :func:`record_meta_size` by
+#: ``(content type, *labels.items())``: a batch's records mostly share them.
+_FIELDS_SIZE: dict = {}
