@@ -323,7 +323,8 @@ class IStorageEngine(IEntryLogs):
 
     # -- record writes ------------------------------------------------------
 
-    def upload(bucket, entry, ts, length, content_type, labels, run_in_thread=None):
+    def upload(bucket, entry, ts, length, content_type, labels, run_in_thread=None,
+               digest=None, failed=None):
         """
         Reserve a new record and return the ``RecordWriter`` (``storage/upload.py``)
         its bytes go through: ``write``/``admit``/``write_chunks``, then
@@ -331,11 +332,18 @@ class IStorageEngine(IEntryLogs):
 
         :param length: the declared content length, ``None`` if chunked.
         :param run_in_thread: where a large record's disk work runs.
+        :param digest: the SHA-256 the content must match, or ``None``.
+        :param failed: batched writes: a small record joins the pending run
+            (``storage/runs.py``), stored at the next :meth:`flush_writes`;
+            ``failed(error)`` if that fails after ``commit`` returned.
         :raises NotFound: no such bucket.
         :raises UnprocessableEntity: bad entry name.
         :raises BadRequest: a HARD quota would be exceeded.
         :raises Conflict: a record with ``ts`` exists or is being written.
         """
+
+    def flush_writes():
+        """Store the pending small records of batched uploads now (see ``upload``); never raises."""
 
     # -- reads and queries ----------------------------------------------------
 

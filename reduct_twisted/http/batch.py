@@ -29,6 +29,7 @@ The batch protocol (v1): several records of one entry in one request.
 
 import time
 from collections import deque
+from functools import partial
 from typing import Dict, List, Optional
 
 import attr
@@ -156,7 +157,7 @@ class BatchWriteSink:
                 # Beyond the announced records: only a chunked body held to
                 # x-reduct-content-length can be longer; the rest is dropped.
                 self._excess = True
-                return
+                break
             take = min(self._left, size - pos)
             if self._sink is not None:
                 self._sink.write(data if take == size else memoryview(data)[pos:pos + take])
@@ -164,6 +165,7 @@ class BatchWriteSink:
             self._left -= take
             if not self._left:
                 self._end_current()
+        self.engine.flush_writes()  # this chunk's small records: one write per block (runs.py)
 
     def _begin_next(self) -> bool:
         """
@@ -202,7 +204,7 @@ class BatchWriteSink:
         upload = self.engine.upload(
             self.bucket, entry, record.ts, record.length, record.content_type,
             record.labels, self._in_thread, self._digests.get(self._key(record)),
-        )
+            failed=partial(self.errors.__setitem__, self._key(record)))
         if not upload.private:
             return SharedSegmentSink(upload)
         return PrivateSegmentSink(upload, gate.handle())
@@ -242,6 +244,7 @@ class BatchWriteSink:
             return fail(BadRequest("Upload was aborted"))
         if not self._open:
             self._begin_next()
+        self.engine.flush_writes()
         if self._open:
             # Fewer bytes than announced (a chunked body held to
             # x-reduct-content-length; Content-Length framing prevents it).
@@ -272,6 +275,7 @@ class BatchWriteSink:
         self._records.clear()
         if sink is not None:
             sink.abort()
+        self.engine.flush_writes()  # complete records stay stored
 
 
 # -- batched read ------------------------------------------------------------------

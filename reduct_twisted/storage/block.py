@@ -17,24 +17,6 @@ from reduct_twisted.storage.disk import blockfile
 from reduct_twisted.storage.records import FINISHED, REMOVED, STARTED, Record, RecordView
 
 
-def _write_at(fds, path: str, offset: int, data: bytes) -> None:
-    """
-    Write all of ``data`` at ``offset`` of ``path`` through the descriptor
-    cache (one ``pwrite`` per commit).  At offset 0 the file is emptied
-    first (a stale file must not leave old lines behind the new ones).
-    """
-    slot = fds.acquire(path)
-    try:
-        if not offset:
-            os.ftruncate(slot.fd, 0)
-        view = memoryview(data)
-        while view:
-            written = os.pwrite(slot.fd, view, offset)
-            view, offset = view[written:], offset + written
-    finally:
-        fds.release(slot)
-
-
 #: Estimated bytes of one loaded record besides its labels: the ``Record``,
 #: its strings and numbers, its slots in the table and the sorted order
 #: (measured with ``tracemalloc`` on CPython 3: about 400 bytes).
@@ -278,14 +260,22 @@ class Block:
         :raises OSError: the append failed; the record stays STARTED and the
             ``.meta`` file is as before (a partial line is cut off).
         """
-        data = blockfile.encode_record(record, size)
+        self.append_lines(((record, size),), blockfile.encode_record(record, size), fds)
+
+    def append_lines(self, finished, data: bytes, fds) -> None:
+        """
+        :meth:`finish` for several records with one write: ``data`` holds the
+        lines of the ``(record, size)`` pairs of ``finished``, in order.
+
+        :raises OSError: as :meth:`finish`; every record stays STARTED.
+        """
         if not self.meta_length:
             data = blockfile.encode_header(self.block_id) + data
-        # Disk first: if the append fails the record stays STARTED and a
+        # Disk first: if the append fails the records stay STARTED and a
         # partly written line is cut off so later appends stay readable.
         meta_path = self.meta_path
         try:
-            _write_at(fds, meta_path, self.meta_length, data)
+            blockfile.write_at(fds, meta_path, self.meta_length, data)
         except OSError:
             with contextlib.suppress(OSError):
                 # If this fails too, the next append overwrites the rest.
@@ -293,14 +283,15 @@ class Block:
             raise
         self.meta_length += len(data)
         self.version += 1
-        self.top_number = max(self.top_number, record.number or 0)
-        if size == record.size:
-            record.state = FINISHED
-            self.started -= 1
-        else:
-            self._count(record, -1)
-            record.size, record.state = size, FINISHED
-            self._count(record, +1)
+        for record, size in finished:
+            self.top_number = max(self.top_number, record.number or 0)
+            if size == record.size:
+                record.state = FINISHED
+                self.started -= 1
+            else:
+                self._count(record, -1)
+                record.size, record.state = size, FINISHED
+                self._count(record, +1)
 
     def forget(self, record: Record) -> None:
         """

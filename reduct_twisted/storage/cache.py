@@ -183,6 +183,8 @@ class TableCache(_Lru):
         #: block -> the bytes counted for it in ``total``.
         self._sizes: dict = {}
         self.total = 0
+        #: The block last moved to the most recent end (``None``: not known).
+        self._last = None
 
     def use(self, block) -> None:
         """
@@ -192,6 +194,8 @@ class TableCache(_Lru):
         """
         if block.table is None:
             block.load()
+        elif block is self._last:
+            return  # the most recently used already (a batch writing into it)
         self._scanned.pop(block, None)
         self._touch(block, block)
 
@@ -245,12 +249,15 @@ class TableCache(_Lru):
         self._sizes[block] = size
 
     def _forget(self, block) -> None:
+        if block is self._last:
+            self._last = None
         if self._items.pop(block, None) is not None:
             self.total -= self._sizes.pop(block)
 
     def _touch(self, key, value) -> None:
         self._items[key] = value
         self._items.move_to_end(key)
+        self._last = key
         self._count(key)
         # The table just used is about to be used by the caller: keep it.
         self._shrink(keep=key)
@@ -290,6 +297,7 @@ class Context:
     :ivar digests: records get a SHA-256 (``integrity`` is not ``off``).
     :ivar sync: the engine's ``sync`` (``numbers.py`` flushes counters), or None.
     :ivar logs: the entries' integrity logs (``entry_log.LogBook``).
+    :ivar run: the pending small records of batched writes (``runs.WriteRun``), or None.
     """
 
     tables: TableCache = attr.ib()
@@ -303,10 +311,20 @@ class Context:
     digests: bool = attr.ib(default=True)
     sync = attr.ib(default=None)
     logs = attr.ib(default=None)
+    run = attr.ib(default=None)
 
     def __attrs_post_init__(self) -> None:
         if self.logs is None:
             self.logs = LogBook(self.dirty, reserve=self.reserve)
+
+    def settle(self) -> None:
+        """
+        Flush the pending run (``runs.py``): called first by every path
+        that reads, rewrites, removes, renames or syncs block files.
+        """
+        run = self.run
+        if run is not None and run.pending:
+            run.flush()
 
 
 def read_whole(fds: FdCache, view) -> bytes:

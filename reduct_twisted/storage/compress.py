@@ -82,6 +82,7 @@ class CompressMethods:
             series = self._bucket(bucket).entry(entry)
         except ReductError:
             return fail()
+        self._context.settle()  # a batch's pending records are not "being written"
         blocks = [b for b in series.blocks if _eligible(b, stop)]
         if dry_run:
             return succeed((sum(b.record_count for b in blocks), len(blocks)))

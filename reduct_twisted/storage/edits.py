@@ -189,6 +189,7 @@ class EditMethods:
         check_name(new)
         if new in self._buckets:
             raise Conflict(f"Bucket '{new}' already exists")
+        self._context.settle()  # a batch's pending records are not "being written"
         _refuse_busy(bucket.entries.values(), f"Bucket '{old}'")
         target = os.path.join(self.data_path, new)
         self._rename_dir(bucket.directory, target, f"rename bucket '{old}'")
@@ -229,6 +230,7 @@ class EditMethods:
         for target in targets.values():
             if target in owner.entries:
                 raise exists(target)
+        self._context.settle()
         _refuse_busy([owner.entries[name] for name in family], f"Entry '{old}'")
         for parent in parents_of(new):
             if parent not in owner.entries:
@@ -248,6 +250,7 @@ class EditMethods:
     def _move_away(self, directory: str, doing: str, bucket: bool = False) -> None:
         # Into the trash at once (atomic), or a 500/507 naming ``doing``;
         # names that are not ours stay (reported by the next open).
+        self._context.settle()  # a batch's pending records first (``runs.py``)
         try:
             left = self._trash.tree(directory, bucket, strict=True)
         except OSError as exc:

@@ -49,6 +49,10 @@ visible and the next open (``disk/recovery.py``) tidies up:
   without a line (a block's segment without ``.meta`` included) is trashed
   at open; a torn last line is cut off; after an unclean stop, records of
   files changed during the run are checked against their size and CRC.
+* The small records of a batched write are written per batch (``runs.py``):
+  their contents with one ``pwritev`` per run of contiguous bytes, then
+  their lines with one append per block; nothing reads, rewrites or removes
+  a block's files before that flush (``Context.settle``).
 * Removing a block (quota eviction, abort of its last record) trashes its
   ``.meta`` first: leftover segments are then orphans.  Removing records
   rewrites their block's ``.meta`` without them (a temporary file renamed
@@ -84,7 +88,7 @@ from reduct_twisted.storage.buckets import BucketMethods
 from reduct_twisted.storage.cache import Context, FdCache, TableCache
 from reduct_twisted.storage.compress import CompressMethods
 from reduct_twisted.storage.disk import layout
-from reduct_twisted.storage.disk.durability import DirtySet, storage_error
+from reduct_twisted.storage.disk.durability import DirtySet
 from reduct_twisted.storage.disk.recovery import Recovery
 from reduct_twisted.storage.disk.reserve import Reserve
 from reduct_twisted.storage.disk.trash import TRASH_DIR, Trash, remove_now
@@ -94,11 +98,11 @@ from reduct_twisted.storage.log_api import LogMethods
 from reduct_twisted.storage.multi import MultiMethods, MultiRegistry
 from reduct_twisted.storage.query import QueryRegistry
 from reduct_twisted.storage.reading import LIST_LIMIT, ReadMethods
+from reduct_twisted.storage.runs import UploadMethods, WriteRun
 from reduct_twisted.storage.records import Allocation
 from reduct_twisted.storage.removal import RecordRemoval, start_removal
 from reduct_twisted.storage.settings import U64_MAX, BucketSettings, is_bucket_name
 from reduct_twisted.storage.traffic import Traffic
-from reduct_twisted.storage.upload import RecordWriter, run_now
 from reduct_twisted.storage.usage import FreeSpace, Usage
 
 __all__ = ["LIST_LIMIT", "TRASH_DIR", "StorageEngine", "remove_now"]
@@ -106,7 +110,7 @@ __all__ = ["LIST_LIMIT", "TRASH_DIR", "StorageEngine", "remove_now"]
 
 @implementer(IStorageEngine, IEngineLifecycle)
 class StorageEngine(BucketMethods, ReadMethods, EditMethods, MultiMethods, CompressMethods,
-                    BackfillMethods, LogMethods, IndexMethods):
+                    BackfillMethods, LogMethods, IndexMethods, UploadMethods):
     """
     The synchronous storage core; the HTTP layer calls it on the reactor thread.
     Bucket management comes from :class:`~reduct_twisted.storage.buckets.BucketMethods`,
@@ -154,6 +158,7 @@ class StorageEngine(BucketMethods, ReadMethods, EditMethods, MultiMethods, Compr
         self._context = Context(TableCache(table_cache_size), FdCache(fd_cache_size),
                                 self._trash, self._dirty, self._recovery, self._reserve,
                                 Usage(), FreeSpace(self.data_path, clock), sync=sync)
+        self._context.run = WriteRun(self._context, self._after_commit)  # batched small writes (runs.py)
         self._buckets: dict = {}
         self._queries = QueryRegistry()
         self._multi = MultiRegistry(self._queries, self._context.tables)
@@ -216,6 +221,7 @@ class StorageEngine(BucketMethods, ReadMethods, EditMethods, MultiMethods, Compr
         Close the cached descriptors, flush everything written (``sync``), remove the
         run marker, write the changed block indexes; only the first call after :meth:`open` acts.
         """
+        self._context.settle()
         self._context.fds.close()
         if self._running:
             self._context.logs.close_all(e for b in self._buckets.values() for e in b.entries.values())
@@ -241,6 +247,7 @@ class StorageEngine(BucketMethods, ReadMethods, EditMethods, MultiMethods, Compr
             whose content changed (segments, ``.meta``, settings) and of
             directories whose entries changed (created, renamed, removed).
         """
+        self._context.settle()  # batched records pending (runs.py) are written first
         self._context.logs.flush_all()  # the entry logs' leaves go with their records
         return self._dirty.take()
 
@@ -307,28 +314,6 @@ class StorageEngine(BucketMethods, ReadMethods, EditMethods, MultiMethods, Compr
             self._context, self._bucket(bucket), entry, ts, length, content_type, labels
         )
 
-    def upload(self, bucket: str, entry: str, ts: int, length, content_type: str,
-               labels: dict, run_in_thread=run_now, digest=None) -> RecordWriter:
-        """
-        :meth:`allocate` a record and return the writer its bytes go
-        through (``upload.py``); the writer commits or aborts it.
-
-        :param run_in_thread: where a large record's disk work runs
-            (``run_in_thread(f, *args)`` returning a Deferred).
-        :param digest: the SHA-256 (32 bytes) the content must have, or
-            ``None``; a mismatch fails the commit (400, nothing stored).
-        :raises ReductError: as :meth:`allocate`, or the private segment
-            cannot be created (507/500; nothing is reserved).
-        """
-        alloc = self.allocate(bucket, entry, ts, length, content_type, labels)
-        if digest is not None:
-            writer.expect(alloc, digest)
-        try:
-            return RecordWriter(self, alloc, run_in_thread)
-        except OSError as exc:
-            self.abort(alloc)
-            raise storage_error(exc, writer.WRITE) from None
-
     def claim(self, alloc: Allocation, size: int) -> None:
         """
         Count ``size`` more bytes of a chunked record (``length`` ``None``)
@@ -353,10 +338,7 @@ class StorageEngine(BucketMethods, ReadMethods, EditMethods, MultiMethods, Compr
             is aborted, the ``.meta`` file left as it was.
         """
         writer.commit(self._context, alloc)
-        self.traffic.wrote(alloc.bucket, alloc.written)
-        if self.listeners:
-            for listener in self.listeners:
-                listener.record_written(alloc.bucket, alloc.entry, alloc._record)
+        self._after_commit(alloc)
 
     def abort(self, alloc: Allocation) -> None:
         """Give up a record (from :meth:`allocate`): it vanishes as if never written; idempotent."""

@@ -10,13 +10,10 @@ import os
 from reduct_twisted.errors import Conflict
 from reduct_twisted.storage.block import Block
 from reduct_twisted.storage.disk import blockfile
-from reduct_twisted.storage.disk.blockindex import INDEX_FILE
 from reduct_twisted.storage.disk.holes import punch_hole
-from reduct_twisted.storage.disk.layout import LOG_DIR, NUMBERS_FILE, is_child_entry_dir, is_entry_file
-from reduct_twisted.storage.indexing import IndexOpener
+from reduct_twisted.storage.entry_open import load_entry
 from reduct_twisted.storage.numbers import Numbers
 from reduct_twisted.storage.records import FINISHED
-from reduct_twisted.storage.settings import is_meta_entry
 
 #: Records up to this many declared bytes share their block's data file.
 SMALL_RECORD_MAX = 1 << 20
@@ -87,55 +84,7 @@ class Entry:
         :return: the entry, possibly without blocks.
         :raises UnsupportedMeta: a block has a newer format version.
         """
-        entry = cls(name, directory, context)
-        meta = is_meta_entry(name)
-        recovery = context.recovery
-        files, stats, stale, unknown, counter, index, block_items = {}, {}, [], [], False, False, {}
-        with os.scandir(directory) as items:
-            for item in items:
-                found = blockfile.classify(item.name)
-                if item.is_dir(follow_symlinks=False) and is_child_entry_dir(item.name, meta):
-                    continue  # a child entry (``Bucket.load`` loads it)
-                if item.name == NUMBERS_FILE:
-                    counter = True
-                    continue
-                if item.name == INDEX_FILE and item.is_file(follow_symlinks=False):
-                    index = True  # the block index (``indexing.py``)
-                    continue
-                if item.name == LOG_DIR and item.is_dir(follow_symlinks=False):
-                    continue  # the entry's log (``entry_log.py``), opened on first use
-                if item.is_dir(follow_symlinks=False) or not is_entry_file(item.name):
-                    unknown.append(item.name)
-                elif found is not None:
-                    files[item.name] = found
-                    if found[1] is None:
-                        block_items[item.name] = item  # a .meta or a shared segment
-                    if recovery.unclean:
-                        stats[item.name] = item.stat(follow_symlinks=False)
-                else:
-                    stale.append(item.name)
-        if unknown:
-            recovery.leave(directory, unknown)
-        keep, opener = set(), IndexOpener(directory, index, recovery, files, block_items)
-        metas = [found[0] for found in files.values() if found[2] == blockfile.META_SUFFIX]
-        for block_id in sorted(metas):
-            try:
-                block = opener.open(block_id, stats)
-            except blockfile.DamagedMeta as exc:
-                names = {n for n, found in files.items() if found[0] == block_id}
-                keep |= names
-                recovery.quarantine(directory, block_id, names, exc.message)
-                continue
-            if block.record_count:
-                entry._insert(len(entry.blocks), block)
-                keep.update(os.path.basename(path) for path in block.files())
-        unused = [n for n in sorted(files) if n not in keep] + sorted(stale + opener.finish(entry))
-        context.trash([os.path.join(directory, n) for n in unused])
-        try:
-            entry.numbers = Numbers.load(directory, entry.blocks, counter, context)
-        except OSError as exc:
-            recovery.problems.append(f"Could not write the number counter of {directory}: {exc}")
-        return entry
+        return load_entry(cls(name, directory, context))
 
     @property
     def block_count(self) -> int:
@@ -168,11 +117,13 @@ class Entry:
 
     def load_block(self, block: Block) -> Block:
         """Load ``block``'s record table (bounded by the table cache); :return: ``block``."""
+        self.context.settle()  # pending batched records are written first (``runs.py``)
         self.context.tables.use(block)
         return block
 
     def scan_block(self, block: Block) -> Block:
         """Load ``block``'s record table for a scan (``TableCache.scan``); :return: ``block``."""
+        self.context.settle()
         self.context.tables.scan(block)
         return block
 
@@ -213,7 +164,7 @@ class Entry:
         if block is None:
             block = Block.new(self.directory, ts)
             self._insert(bisect.bisect_left(self._ids, ts), block)
-        self.load_block(block)
+        self.context.tables.use(block)  # not load_block: a batch's run stays pending
         if block.get(ts) is not None:
             raise Conflict(f"A record with timestamp {ts} already exists")
         small = length is not None and length <= SMALL_RECORD_MAX
@@ -272,6 +223,7 @@ class Entry:
 
         :param block: its block (``record``: the record).
         """
+        self.context.settle()
         shared = block.path(blockfile.shared_name(block.block_id))
         with self._accounting(block):
             block.forget(record)
@@ -303,6 +255,7 @@ class Entry:
         :param records: records of its loaded table.
         :param meta_length: the length of the new ``.meta``.
         """
+        self.context.settle()
         self.context.fds.forget(block.meta_path)
         block.meta_length = meta_length
         with self._accounting(block):
@@ -321,6 +274,7 @@ class Entry:
         :param labels: ts -> the complete new label set.
         :param meta_length: the length of the new ``.meta``.
         """
+        self.context.settle()
         self.context.fds.forget(block.meta_path)
         block.meta_length = meta_length
         with self._accounting(block):
@@ -330,6 +284,7 @@ class Entry:
 
     def relocate(self, name: str, directory: str) -> None:
         """The entry's directory was renamed: take the new ``name`` and ``directory``."""
+        self.context.settle()
         self.name, self.directory = name, directory
         for block in self.blocks:
             row = self.index.get(block.block_id, (None, None, None))
@@ -339,6 +294,7 @@ class Entry:
 
     def remove_oldest_block(self):
         """:return: the first block, removed unless a record of it is being written; or ``None``."""
+        self.context.settle()  # FIFO eviction: a batch's pending records are stored first
         if not self.blocks or self.blocks[0].started:
             return None
         block = self.blocks[0]
@@ -357,6 +313,7 @@ class Entry:
         :param block: a block of this entry without STARTED records.
         :raises OSError: the number counter could not be saved (nothing removed).
         """
+        self.context.settle()
         self.context.logs.before_remove(self, block=block)
         self.numbers.keep(self.directory, block.top_number, self.context)
         index = self.blocks.index(block)
@@ -369,6 +326,7 @@ class Entry:
     def detach(self) -> None:
         """Mark the entry and its blocks removed, release their tables and descriptors
         (the caller trashes the whole directory)."""
+        self.context.settle()
         if not self.removed:
             self.context.usage.stored -= self._size
         self.removed = True

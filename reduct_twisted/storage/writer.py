@@ -59,12 +59,14 @@ IOV_MAX = _iov_max()
 
 
 def allocate(context, owner, entry: str, ts: int, length, content_type: str,
-             labels: dict) -> Allocation:
+             labels: dict, acquire: bool = True) -> Allocation:
     """
     Reserve a record in bucket ``owner`` (see ``StorageEngine.allocate``).
 
     :param context: the engine-wide :class:`~reduct_twisted.storage.cache.Context`.
     :param owner: the :class:`~reduct_twisted.storage.bucket.Bucket`.
+    :param acquire: give a small record the shared segment's descriptor
+        (``False``: its content goes through the pending run, ``runs.py``).
     :return: the allocation.
     """
     if is_meta_entry(entry):
@@ -96,7 +98,7 @@ def allocate(context, owner, entry: str, ts: int, length, content_type: str,
     private = not (length is not None and length <= SMALL_RECORD_MAX)
     path = block.path(record.segment) if private else block.shared_path
     slot = None
-    if not private:
+    if not private and acquire:
         try:
             slot = context.fds.acquire(path)
         except OSError as exc:
@@ -140,32 +142,9 @@ def commit(context, alloc: Allocation) -> None:
     :param alloc: a STARTED allocation.
     :raises ReductError: see ``StorageEngine.commit``.
     """
-    if alloc._state != STARTED:
-        raise InternalError(f"Record with timestamp {alloc.ts} is not being written")
+    context.settle()  # the pending run's records come first (numbers in commit order)
+    digest = _check(context, alloc)
     owner, series = alloc._owner
-    if owner.removed or series.removed:
-        _release(context, alloc, ABORTED)
-        if alloc.private:
-            context.trash([alloc.path])
-        if owner.removed:
-            raise NotFound(f"Bucket '{alloc.bucket}' is not found")
-        raise NotFound(f"Entry '{alloc.entry}' not found in bucket '{alloc.bucket}'")
-    if alloc.length is not None and alloc.written != alloc.length:
-        abort(context, alloc)
-        if alloc.written < alloc.length:
-            raise BadRequest("Content is shorter than expected")
-        raise BadRequest("Content is bigger than in content-length")
-    if alloc.length is None and alloc.written > alloc.claimed:
-        # Bytes written without a claim (not through the HTTP sinks).
-        try:
-            claim(alloc, alloc.written - alloc.claimed, context)
-        except BadRequest:
-            abort(context, alloc)
-            raise
-    digest = None if alloc.sha is None else alloc.sha.digest()
-    if alloc.expected is not None and digest != alloc.expected:
-        abort(context, alloc)
-        raise mismatch(alloc.expected, digest)
     if is_meta_entry(alloc.entry):
         _supersede(context, alloc, series)
     block = alloc._block
@@ -188,7 +167,48 @@ def commit(context, alloc: Allocation) -> None:
         dirty.created(block.meta_path)
     else:
         dirty.file(block.meta_path)
-    _release(context, alloc, FINISHED)
+    release(context, alloc, FINISHED)
+
+
+def commit_later(context, alloc: Allocation, failed) -> None:
+    """
+    :func:`commit` a small record of the pending run (``runs.py``): every
+    check now, with the same errors; the line is written at the run's flush
+    (``failed(error)`` if that fails).
+    """
+    digest = _check(context, alloc)
+    context.run.commit(alloc._owner[1], alloc, failed, digest if context.digests else None)
+
+
+def _check(context, alloc: Allocation):
+    # The checks of a commit, in order; :return: the content's SHA-256 or None.
+    if alloc._state != STARTED:
+        raise InternalError(f"Record with timestamp {alloc.ts} is not being written")
+    owner, series = alloc._owner
+    if owner.removed or series.removed:
+        release(context, alloc, ABORTED)
+        if alloc.private:
+            context.trash([alloc.path])
+        if owner.removed:
+            raise NotFound(f"Bucket '{alloc.bucket}' is not found")
+        raise NotFound(f"Entry '{alloc.entry}' not found in bucket '{alloc.bucket}'")
+    if alloc.length is not None and alloc.written != alloc.length:
+        abort(context, alloc)
+        if alloc.written < alloc.length:
+            raise BadRequest("Content is shorter than expected")
+        raise BadRequest("Content is bigger than in content-length")
+    if alloc.length is None and alloc.written > alloc.claimed:
+        # Bytes written without a claim (not through the HTTP sinks).
+        try:
+            claim(alloc, alloc.written - alloc.claimed, context)
+        except BadRequest:
+            abort(context, alloc)
+            raise
+    digest = None if alloc.sha is None else alloc.sha.digest()
+    if alloc.expected is not None and digest != alloc.expected:
+        abort(context, alloc)
+        raise mismatch(alloc.expected, digest)
+    return digest
 
 
 def _supersede(context, alloc: Allocation, series) -> None:
@@ -215,7 +235,7 @@ def abort(context, alloc: Allocation) -> None:
     owner, series = alloc._owner
     if not (owner.removed or series.removed):
         _vanish(owner, series, alloc._block, alloc._record)
-    _release(context, alloc, ABORTED)
+    release(context, alloc, ABORTED)
 
 
 def _vanish(owner, series, block, record) -> None:
@@ -224,7 +244,8 @@ def _vanish(owner, series, block, record) -> None:
         owner.drop_entry(series)
 
 
-def _release(context, alloc: Allocation, state: str) -> None:
+def release(context, alloc: Allocation, state: str) -> None:
+    """Give back what ``alloc`` holds (claimed bytes, the cap's share, its descriptor)."""
     alloc._state = state
     if alloc.claimed:
         # Committed bytes are in the statistics now; aborted ones are gone.
@@ -303,6 +324,11 @@ def write_at(alloc: Allocation, data) -> None:
         if not done:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         view, offset = view[done:], offset + done
+    count_content(alloc, data)
+
+
+def count_content(alloc: Allocation, data) -> None:
+    """``data`` follows ``alloc``'s content: ``written``, ``crc`` and ``sha`` take it in."""
     alloc.written += len(data)
     if alloc.crc is not None:
         alloc.crc = zlib.crc32(data, alloc.crc)

@@ -138,6 +138,22 @@ def encode_header(block_id: int, version: int = PLAIN_VERSION) -> bytes:
     return _line({"k": "h", "format": FORMAT_NAME, "version": version, "block": block_id})
 
 
+#: Label sets as their ``.meta`` JSON, by ``tuple(labels.items())``: the
+#: records of a batch mostly share theirs (cleared when it grows too big).
+_LABELS_JSON: dict = {}
+
+
+def _labels_json(labels: dict) -> str:
+    key = tuple(labels.items())
+    text = _LABELS_JSON.get(key)
+    if text is None:
+        if len(_LABELS_JSON) >= 1024:
+            _LABELS_JSON.clear()
+        text = _LABELS_JSON[key] = ",".join(
+            f"[{_json_str(name)},{_json_str(value)}]" for name, value in key)
+    return text
+
+
 def encode_record(record: Record, size: int) -> bytes:
     """
     :param record: the record (its ``crc``, if not ``None``, is written).
@@ -146,9 +162,7 @@ def encode_record(record: Record, size: int) -> bytes:
         bytes :func:`_line` would make of it, built without ``json.dumps``:
         this runs once per record written).
     """
-    labels = ",".join(
-        f"[{_json_str(name)},{_json_str(value)}]" for name, value in record.labels.items()
-    )
+    labels = _labels_json(record.labels)
     crc = "" if record.crc is None else f',"crc":{int(record.crc)}'
     if record.zsize is not None:
         crc += f',"z":{int(record.zsize)}'
@@ -169,6 +183,25 @@ def encode_meta(block_id: int, records) -> bytes:
     packed = any(r.zsize is not None for r in records)
     header = encode_header(block_id, FORMAT_VERSION if packed else PLAIN_VERSION)
     return header + b"".join(encode_record(r, r.size) for r in records)
+
+
+def write_at(fds, path: str, offset: int, data: bytes) -> None:
+    """
+    Write all of ``data`` at ``offset`` of ``path`` through the descriptor
+    cache ``fds`` (one ``pwrite`` per call, short writes go on).  At offset 0
+    the file is emptied first (a stale file must not leave old lines behind
+    the new ones).
+    """
+    slot = fds.acquire(path)
+    try:
+        if not offset:
+            os.ftruncate(slot.fd, 0)
+        view = memoryview(data)
+        while view:
+            written = os.pwrite(slot.fd, view, offset)
+            view, offset = view[written:], offset + written
+    finally:
+        fds.release(slot)
 
 
 def replace_meta(path: str, block_id: int, records) -> int:
@@ -328,7 +361,21 @@ def record_meta_size(ts: int, begin: int, end: int, content_type: str, labels: d
         size += 1 + (begin.bit_length() + 6) // 7
     if end:
         size += 1 + (end.bit_length() + 6) // 7
-    for name, value in labels.items():
-        pair = _str_field_len(name) + _str_field_len(value)
-        size += 1 + ((pair.bit_length() + 6) // 7 or 1) + pair
-    return size + _str_field_len(content_type)
+    if not labels:
+        return size + _str_field_len(content_type)
+    key = (content_type, *labels.items())
+    fields = _FIELDS_SIZE.get(key)
+    if fields is None:
+        if len(_FIELDS_SIZE) >= 1024:
+            _FIELDS_SIZE.clear()
+        fields = _str_field_len(content_type)
+        for name, value in labels.items():
+            pair = _str_field_len(name) + _str_field_len(value)
+            fields += 1 + ((pair.bit_length() + 6) // 7 or 1) + pair
+        _FIELDS_SIZE[key] = fields
+    return size + fields
+
+
+#: The labels' and content type's share of :func:`record_meta_size` by
+#: ``(content type, *labels.items())``: a batch's records mostly share them.
+_FIELDS_SIZE: dict = {}
