@@ -24,7 +24,12 @@ Per round:
 - the cost of the ``$system`` events (issue #15): the 1 KiB single cells and
   every batched cell also run against a second daemon of this checkout with
   ``RS_SYSTEM_EVENTS_ENABLED=false`` (the first runs with the default, on),
-  the two back to back in every round, in an order that alternates.
+  the two back to back in every round, in an order that alternates;
+- issue #17's memory, start-up and scale cells (``cells17``).
+
+The cells come in groups (``GROUPS``: single, batch, big, memory, startup,
+scale); ``run.py --only`` runs some of them, with the peers they need
+(``needed_peers``).
 """
 
 import os

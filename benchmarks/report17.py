@@ -159,12 +159,18 @@ def details(extra, bounds) -> list:
     ext = extra_medians(extra)
     out = ["| cell | value (median of the rounds) | errors |", "|---|---|---|"]
     for (group, cell, after), med in sorted(ext.items(), key=lambda kv: str(kv[0])):
-        shown = ", ".join(f"{k} {_fmt(v)}" for k, v in med.items()
+        shown = ", ".join(_named(k, v) for k, v in med.items()
                           if k not in ("errors", "rounds", "first_error", "failed"))
         err = f"{med['errors']}: {med['first_error']}" if med["errors"] else "0"
         name = f"{group}: {cell}" + (f", after {after}" if after else "")
         out.append(f"| {name} | {shown or '–'} | {err} |")
     return out
+
+
+def _named(name: str, v) -> str:
+    if name in ("rss_before", "rss_growth") or (name == "size" and v >= MiB):
+        return f"{name} {v / MiB:.1f} MiB"
+    return f"{name} {_fmt(v)}"
 
 
 def _fmt(v) -> str:

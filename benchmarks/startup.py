@@ -34,7 +34,8 @@ Then, ``--rounds`` times, on the same directory:
   launch after the kill, measured as **after kill -9**, SIGTERM).
 
 Prints one table (medians of the rounds) and exits 0, or 1 when a request
-failed.  The issue's targets: < 2 s after a clean stop, < 5 s after kill -9,
+failed.  ``run.py`` runs the same rounds (``measure_round``, data written by
+``generate_plan``) as its start-up cells.  The issue's targets: < 2 s after a clean stop, < 5 s after kill -9,
 first read and first query within 50 ms, RSS after start < 150 MiB.
 """
 
