@@ -71,6 +71,8 @@ SPREAD_CELLS = [("spread write", 1 << 10, 1), ("one-entry write", 1 << 10, 1)]
 EXTRA_CELLS = sorted([("memory", "uploads", None), ("memory", "batched read", None),
                       ("startup", "10 entries", "clean"), ("startup", "10 entries", "kill -9"),
                       ("startup", "100 entries", "clean"), ("startup", "100 entries", "kill -9"),
+                      ("startup", "10 entries", "first start of the data set"),
+                      ("startup", "100 entries", "first start of the data set"),
                       ("scale", "query newest hour", None)], key=str)
 VERDICT = re.compile(r"^\| (.+) \| ([\d,.]+)(×| µs| s| ms| MiB)[^|]* \| (met|\*\*missed\*\*) \|$")
 
@@ -194,6 +196,8 @@ def test_issue17_cells_run_and_report_a_verdict(quick):
             assert row["entries"] == entries and row["records"] == bounds["startup_records"]
             assert row["start_s"] > 0 and row["rss_mib"] > 0
             assert row["read_ms"] > 0 and row["query_ms"] > 0
+        assert by[("startup", f"{entries} entries", "first start of the data set")][
+            "start_s"] > 0
     scale = by[("scale", "query newest hour", None)]
     assert scale["big_records"] == bounds["scale_records"]
     assert min(scale[k] for k in ("cold_big_ms", "cold_small_ms", "warm_big_ms",
@@ -225,10 +229,10 @@ def test_only_runs_the_groups_asked_for(tmp_path):
         raw = json.loads(out.with_suffix(".json").read_text())
         assert raw["groups"] == ["startup"] and raw["rows"] == []
         assert {r["group"] for r in raw["extra"]} == {"startup"}
-        assert len(raw["extra"]) == 4 and not any(r["errors"] for r in raw["extra"])
-        # only the start-up daemons (3 launches per data set), each stopped
+        assert len(raw["extra"]) == 6 and not any(r["errors"] for r in raw["extra"])
+        # only the start-up daemons (the data set's first start, then 3 a round), each stopped
         assert sorted(name.rsplit("-", 1)[0] for name, _ in started) == \
-            ["startup-10"] * 3 + ["startup-100"] * 3
+            ["startup-10"] * 4 + ["startup-100"] * 4
         assert raw["leftover_pids"] == []
         rows = issue17_rows(out.read_text())
         measured = [line for line in rows if VERDICT.match(line)]
