@@ -69,6 +69,7 @@ import psutil
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+from rss_io import io_entry, io_headers, io_records  # noqa: E402
 from transfer import free_port, start_daemon, stop_daemon  # noqa: E402
 
 MIB = 1 << 20
@@ -125,25 +126,6 @@ def request(conn, method, path, body=None, headers=None):
     return resp.status, resp.getheaders(), resp.read()
 
 
-def io_entry(i: int, run: int, entries: int) -> int:
-    """The entry index of the ``i``-th record of an ``--io`` run."""
-    return (i // run) % entries
-
-
-def io_headers(stamps, size: int, run: int, entries: int) -> dict:
-    """A v2 write's headers (spec 1.20 §1.2) for records ``stamps`` (consecutive)."""
-    first = stamps[0]
-    headers = {"x-reduct-entries": ",".join(f"{ENTRY}-{e}" for e in range(entries)),
-               "x-reduct-start-ts": str(first)}
-    seen = set()
-    for ts in sorted(stamps, key=lambda t: (io_entry(t - T0, run, entries), t)):
-        index = io_entry(ts - T0, run, entries)
-        headers[f"x-reduct-{index}-{ts - first}"] = (
-            str(size) if index in seen else f"{size},{CONTENT_TYPE}")
-        seen.add(index)
-    return headers
-
-
 def write_all(port: int, records: int, size: int, batch: int, connections: int, fill: bytes,
               entries: int = 0):
     """
@@ -174,7 +156,7 @@ def write_all(port: int, records: int, size: int, batch: int, connections: int, 
                 n = min(batch, records - b * batch)
                 stamps = range(first, first + n)
                 if entries:
-                    headers = io_headers(stamps, size, run, entries)
+                    headers = io_headers(stamps, size, run, entries, ENTRY, T0)
                     stamps = sorted(stamps, key=lambda t: (io_entry(t - T0, run, entries), t))
                 else:
                     headers = {f"{TIME_PREFIX}{ts}": value for ts in stamps}
@@ -214,19 +196,6 @@ def create_query(conn, records: int, how: str) -> int:
     if status != 200:
         raise RuntimeError(f"query -> HTTP {status} {text[:200]!r}")
     return json.loads(text)["id"]
-
-
-def io_records(headers) -> list:
-    """``(ts, entry, size)`` of the records of a v2 read answer, in ts order."""
-    lower = {name.lower(): value for name, value in headers}
-    names = lower.get("x-reduct-entries", "").split(",")
-    start = int(lower.get("x-reduct-start-ts", "0"))
-    found = []
-    for name, value in lower.items():
-        index, _, delta = name[len("x-reduct-"):].rpartition("-")
-        if name.startswith("x-reduct-") and index.isdigit() and delta.isdigit():
-            found.append((start + int(delta), names[int(index)], int(value.split(",")[0])))
-    return sorted(found)
 
 
 def read_batches(conn, records: int, size: int, fill: bytes, fetch, records_of, want) -> dict:

@@ -312,3 +312,38 @@ def read_v2(base: str, bucket: str, entry: str, *, payload: bytes, count: int, b
         return tally.result(window, loop=LOOP, entries=entries, run=run)
 
     return _run(_session(base, job))
+
+
+def write_spread(base: str, bucket: str, prefix: str, *, payload: bytes, count: int,
+                 batch: int, base_ts: int, max_s: float, entries: int, first_entry: int = 0,
+                 server_pids=()) -> dict:
+    """
+    ``count`` records through the I/O API spread over ``entries`` entries
+    ``<prefix>-<i:05d>`` (issue #17's scale cell): record ``k`` goes to entry
+    ``(first_entry + k) % entries``, so a request of ``batch`` records names
+    ``batch`` entries, each once (every record header in full), and the
+    entries take turns over the requests.
+    """
+    url = f"{base}/api/v1/io/{bucket}/write"
+    value = f"{len(payload)},{CONTENT_TYPE},{LABELS}"
+    tally = Tally(-(-count // batch), max_s)
+
+    async def job(session):
+        with Window(server_pids) as window:
+            tally.start()
+            while (b := tally.next_index()) is not None:
+                first = b * batch
+                n = min(batch, count - first)
+                names = [f"{prefix}-{(first_entry + k) % entries:05d}"
+                         for k in range(first, first + n)]
+                # names are distinct within a request (n <= entries): entry i holds record i
+                headers = {"x-reduct-entries": ",".join(names),
+                           "x-reduct-start-ts": str(base_ts + first),
+                           "Content-Type": CONTENT_TYPE}
+                for i in range(n):
+                    headers[f"x-reduct-{i}-{i}"] = value
+                await _post_batch(session, url, headers, payload, n, b, tally)
+            tally.stop()
+        return tally.result(window, batch=batch, loop=LOOP, entries=entries)
+
+    return _run(_session(base, job))

@@ -29,7 +29,6 @@ start.
 
 import argparse
 import hashlib
-import http.client
 import json
 import platform
 import shutil
@@ -38,7 +37,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from urllib.parse import quote
@@ -46,6 +44,7 @@ from urllib.parse import quote
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+from listing_probe import Pinger, connect  # noqa: E402
 from transfer import free_port, start_daemon, stop_daemon  # noqa: E402
 
 BUCKET = "listing"
@@ -74,12 +73,6 @@ def labels(i: int) -> str:
 
 def digest_of(i: int) -> str:
     return "sha-256:" + hashlib.sha256(content(i)).hexdigest()
-
-
-def connect(port: int) -> http.client.HTTPConnection:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
-    conn.connect()
-    return conn
 
 
 def call(conn, method: str, path: str, body=None, headers=None):
@@ -285,32 +278,6 @@ def run_warm(port: int, all_cases: list, repeat: int, problems: list) -> None:
                 case.times.append(seconds)
     finally:
         conn.close()
-
-
-class Pinger(threading.Thread):
-    """``HEAD /api/v1/alive`` back to back; the longest answer time."""
-
-    def __init__(self, port: int) -> None:
-        super().__init__(daemon=True)
-        self.conn = connect(port)
-        self.longest = 0.0
-        self.count = 0
-        self._halt = threading.Event()
-
-    def run(self) -> None:
-        while not self._halt.is_set():
-            started = time.perf_counter()
-            self.conn.request("HEAD", "/api/v1/alive")
-            self.conn.getresponse().read()
-            self.longest = max(self.longest, time.perf_counter() - started)
-            self.count += 1
-            self._halt.wait(0.002)
-
-    def stop(self) -> float:
-        self._halt.set()
-        self.join()
-        self.conn.close()
-        return self.longest
 
 
 def with_pinger(port: int, conn, case: Case) -> tuple:

@@ -24,7 +24,12 @@ Per round:
 - the cost of the ``$system`` events (issue #15): the 1 KiB single cells and
   every batched cell also run against a second daemon of this checkout with
   ``RS_SYSTEM_EVENTS_ENABLED=false`` (the first runs with the default, on),
-  the two back to back in every round, in an order that alternates.
+  the two back to back in every round, in an order that alternates;
+- issue #17's memory, start-up and scale cells (``cells17``).
+
+The cells come in groups (``GROUPS``: single, batch, big, memory, startup,
+scale); ``run.py --only`` runs some of them, with the peers they need
+(``needed_peers``).
 """
 
 import os
@@ -32,6 +37,7 @@ import time
 from typing import NamedTuple
 
 import batchgen
+import cells17
 import loadgen
 import pgblob
 from measure import Tally, Window, background_pct
@@ -50,12 +56,20 @@ BUCKET = "bench"
 
 #: quiet_*: before each group of cells, wait while other work keeps more than
 #: quiet_pct % of a core busy, at most quiet_wait s per group, quiet_budget s in all
+#: up_*, rss_*, startup_*, scale_*, spread_*: issue #17's cells (``cells17``)
 FULL = dict(counts={KiB: 4000, 10 * KiB: 4000, 100 * KiB: 1500, MiB: 300}, batch_count=4000,
             max_s=2.0, min_read_s=0.5, big=GiB, big_timeout=120.0,
-            quiet_pct=40, quiet_wait=10, quiet_budget=60)
+            quiet_pct=40, quiet_wait=10, quiet_budget=60,
+            up_count=64, up_size=10 * MiB, rss_records=1_000_000, rss_size=KiB,
+            startup_records=1_000_000, startup_entries=(10, 10_000), startup_size=100,
+            startup_touch=1000, scale_records=1_000_000, scale_small=10_000,
+            spread_entries=10_000)
 QUICK = dict(counts={s: 24 for s in SIZES}, batch_count=200,
              max_s=0.25, min_read_s=0.0, big=8 * MiB, big_timeout=30.0,
-             quiet_pct=40, quiet_wait=0, quiet_budget=0)
+             quiet_pct=40, quiet_wait=0, quiet_budget=0,
+             up_count=64, up_size=64 * KiB, rss_records=2000, rss_size=KiB,
+             startup_records=2000, startup_entries=(10, 100), startup_size=100,
+             startup_touch=100, scale_records=4000, scale_small=400, spread_entries=200)
 
 OURS, MOCK, NGINX, PG = "reduct-twisted", "twisted-mock", "nginx-webdav", "postgres"
 
@@ -108,16 +122,28 @@ BY_NAME = {v.name: v for v in VARIANTS}
 EVENTS_OFF = VARIANTS[0].name
 DAEMONS = (OURS, *BY_NAME)
 WRITE_METHOD = {OURS: "POST", MOCK: "POST", NGINX: "PUT", **{v: "POST" for v in BY_NAME}}
+GROUPS = cells17.GROUPS
+
+
+def needed_peers(groups) -> set:
+    """The targets the cell ``groups`` (``GROUPS``) measure."""
+    needs = {"single": {OURS, MOCK, NGINX, PG, *BY_NAME}, "batch": {OURS, PG, *BY_NAME},
+             "big": {OURS, NGINX, *(v.name for v in VARIANTS if v.big)},
+             "memory": {OURS}, "startup": set(), "scale": {OURS}}
+    return set().union(*(needs[g] for g in groups))
 
 
 class Matrix:
-    def __init__(self, peers: dict, work, bounds: dict, log=print) -> None:
+    def __init__(self, peers: dict, work, bounds: dict, log=print, groups=GROUPS,
+                 datasets=None) -> None:
         self.peers, self.work, self.b, self.log = peers, work, bounds, log
-        self.rows, self.memory, self.background = [], [], []
+        self.groups = tuple(groups)
+        self.rows, self.memory, self.background, self.extra = [], [], [], []
         self.waited = 0.0
         self.payload = {size: os.urandom(size) for size in SIZES}
-        self.dsn = peers[PG].info["dsn"]
+        self.dsn = peers[PG].info["dsn"] if PG in peers else None
         self.big_source = work / "big.bin"
+        self.cells17 = cells17.Cells17(self, datasets)
 
     def url(self, target: str, entry: str) -> str:
         """The record URL template of ``entry`` on an HTTP target (field ``{ts}``)."""
@@ -127,16 +153,18 @@ class Matrix:
         return f"{host}/api/v1/b/{BUCKET}/{entry}?ts={{ts}}"
 
     def prepare(self) -> None:
-        for daemon in DAEMONS:
+        for daemon in (d for d in DAEMONS if d in self.peers):
             code, body = http("POST", f"{self.peers[daemon].info['base']}/api/v1/b/{BUCKET}")
             if code != 200:
                 raise RuntimeError(f"creating bucket {BUCKET!r} on {daemon} failed: "
                                    f"HTTP {code} {body!r}")
-        pgblob.setup(self.dsn)
-        block = self.payload[MiB]
-        with open(self.big_source, "wb") as f:
-            for _ in range(self.b["big"] // MiB):
-                f.write(block)
+        if self.dsn:
+            pgblob.setup(self.dsn)
+        if "big" in self.groups:
+            block = self.payload[MiB]
+            with open(self.big_source, "wb") as f:
+                for _ in range(self.b["big"] // MiB):
+                    f.write(block)
 
     def add(self, target, op, size, conc, rnd, res) -> dict:
         row = dict(target=target, op=op, size=size, conc=conc, round=rnd, **res)
@@ -289,13 +317,16 @@ class Matrix:
     def run(self, rounds: int) -> None:
         for rnd in range(1, rounds + 1):
             order = self.order([OURS, MOCK, NGINX, PG], rnd - 1)
-            for size in SIZES:
+            for size in SIZES if "single" in self.groups else ():
                 for conc in CONCS:
                     self.quiet()
                     for target in order:
                         if target not in BY_NAME or (size, conc) in BY_NAME[target].singles:
                             self.single(target, size, conc, rnd)
-            self.quiet()
-            self.batched(rnd)
-            self.quiet()
-            self.big(rnd)
+            if "batch" in self.groups:
+                self.quiet()
+                self.batched(rnd)
+            if "big" in self.groups:
+                self.quiet()
+                self.big(rnd)
+            self.cells17.round(rnd, self.groups)

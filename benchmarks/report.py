@@ -7,6 +7,7 @@ split (client / server / rest of the box) with what most likely limited it.
 
 import statistics
 
+import report17
 from matrix import CONCS, KiB, MiB, MOCK, NGINX, OURS, PG, SIZES, VARIANTS
 from measure import NCPU
 
@@ -14,7 +15,9 @@ OP_NAMES = {
     OURS: {"batch write": "POST …/batch, 80 records/request",
            "batch read": "query + GET …/batch, ≤ 85 records/response",
            "io write": "POST /io/…/write, 80 records over 4 entries/request",
-           "io read": "multi-entry query + GET /io/…/read, 4 interleaved entries"},
+           "io read": "multi-entry query + GET /io/…/read, 4 interleaved entries",
+           "spread write": "POST /io/…/write, 80 records into 80 of 10,000 entries/request",
+           "one-entry write": "POST /io/…/write, 80 records into one entry/request"},
     NGINX: {"write": "PUT", "read": "GET", "big write": "curl PUT", "big read": "curl GET"},
     PG: {"write": "INSERT", "read": "SELECT by ts",
          "batch write": "COPY, 100 rows/txn", "batch read": "time-range SELECT, 100 rows/fetch"},
@@ -133,11 +136,11 @@ def main_table(cells, big_size) -> list:
         ours, pg = cells.get((OURS, op, KiB, 1)), cells.get((PG, op, KiB, 1))
         out.append(f"| {op} (PostgreSQL: {word}) | 1 KiB | 1 | {fmt_rate(ours)} | – | – "
                    f"| {fmt_rate(pg)} | – | – | {fmt_ratio(ratio(ours, pg))} | {cpu(ours)} |")
-    for op in ("io write", "io read"):
-        ours = cells.get((OURS, op, KiB, 1))
+    for op, v1 in (("io write", "batch write"), ("io read", "batch read")):
+        ours, pg = cells.get((OURS, op, KiB, 1)), cells.get((PG, v1, KiB, 1))
         if ours:
             out.append(f"| {op} (I/O API, 4 entries) | 1 KiB | 1 | {fmt_rate(ours)} | – | – "
-                       f"| – | – | – | – | {cpu(ours)} |")
+                       f"| {fmt_rate(pg)} | – | – | {fmt_ratio(ratio(ours, pg))} | {cpu(ours)} |")
     for op in ("big write", "big read"):
         ours, nginx = cells.get((OURS, op, big_size, 1)), cells.get((NGINX, op, big_size, 1))
         out.append(f"| {op} (curl) | {size_name(big_size)} | 1 | {fmt_rate(ours)} | – "
@@ -285,7 +288,7 @@ def variant_sections(cells, rows, big_size: int) -> list:
     return out[:-1]
 
 
-def render(rows, memory, background, waited, meta) -> str:
+def render(rows, memory, background, waited, meta, extra=()) -> str:
     cells = medians(rows)
     big = meta["bounds"]["big"]
     b = meta["bounds"]
@@ -305,7 +308,8 @@ def render(rows, memory, background, waited, meta) -> str:
         "c = keep-alive connections. Ratios compare MB/s (the same as records/s for one size).",
         "",
         f"Background CPU (other work, measured for 0.3 s before each group of cells): median "
-        f"{statistics.median(background):.0f} %, max {max(background):.0f} % of one core over "
+        f"{statistics.median(background or [0]):.0f} %, max {max(background or [0]):.0f} % "
+        "of one core over "
         f"{len(background)} groups; {waited:.0f} s spent waiting for it to drop below "
         f"{b['quiet_pct']} %. The \"rest\" and \"steal\" columns below show it per cell.",
         "",
@@ -316,6 +320,8 @@ def render(rows, memory, background, waited, meta) -> str:
         "## Targets",
         "",
         *targets_table(cells, memory, big),
+        "",
+        *report17.section(cells, memory, list(extra), b),
         "",
         *variant_sections(cells, rows, big),
         "",

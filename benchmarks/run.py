@@ -17,6 +17,13 @@ the raw rounds as JSON beside it (``--json``).
 cell, the report) in a few seconds: one round, tiny counts, an 8 MiB
 "large" record.  Its numbers mean nothing.
 
+``--only GROUPS`` runs some cell groups only (``single``, ``batch``,
+``big``, ``memory``, ``startup``, ``scale``; see ``matrix.GROUPS``) and
+starts only the peers they need.  ``--startup N``, ``--scale N`` and
+``--rss-records N`` size issue #17's start-up, scale and memory cells
+(``cells17.py``); ``--datasets DIR`` keeps their generated data sets for
+the next run.
+
 Exits 0 when every cell ran without an error, 1 when some cell had errors
 (the report says which), 2 when a prerequisite is missing, 130 when
 interrupted.
@@ -43,8 +50,11 @@ import peers  # noqa: E402
 import report  # noqa: E402
 from measure import alive  # noqa: E402
 
-STARTERS = (peers.start_daemon_peer, *map(peers.variant_starter, matrix.VARIANTS),
-            peers.start_nginx, peers.start_postgres, peers.start_mock)
+#: (target, starter), in the order they start.
+STARTERS = ((matrix.OURS, peers.start_daemon_peer),
+            *((v.name, peers.variant_starter(v)) for v in matrix.VARIANTS),
+            (matrix.NGINX, peers.start_nginx), (matrix.PG, peers.start_postgres),
+            (matrix.MOCK, peers.start_mock))
 
 
 def _first_line(argv) -> str:
@@ -105,10 +115,32 @@ def parse_args(argv):
     parser.add_argument("--json", type=Path, default=None,
                         help="raw results (default: --out with .json)")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument("--only", default=",".join(matrix.GROUPS),
+                        help="comma-separated cell groups to run, of: "
+                             + ", ".join(matrix.GROUPS) + " (default: all)")
+    parser.add_argument("--startup", type=int, default=None, metavar="N",
+                        help="records of the start-up data sets (default 1,000,000; "
+                             "issue #17's target is for 10,000,000)")
+    parser.add_argument("--scale", type=int, default=None, metavar="N",
+                        help="records of the large entry of the scale query (default "
+                             "1,000,000; the target is for 10,000,000)")
+    parser.add_argument("--rss-records", type=int, default=None, metavar="N",
+                        help="records of the batched read whose RSS is measured "
+                             "(default 1,000,000)")
+    parser.add_argument("--datasets", type=Path, default=None, metavar="DIR",
+                        help="keep the generated start-up and scale data sets in DIR and "
+                             "reuse them from there in later runs")
     args = parser.parse_args(argv)
     args.rounds = args.rounds or (1 if args.quick else 3)
     if args.rounds < 1 or args.rounds > 9:
         parser.error("--rounds takes 1 to 9")
+    args.only = tuple(g.strip() for g in args.only.split(",") if g.strip())
+    unknown = [g for g in args.only if g not in matrix.GROUPS]
+    if unknown or not args.only:
+        parser.error(f"--only takes groups of {', '.join(matrix.GROUPS)}; not {unknown}")
+    for name in ("startup", "scale", "rss_records"):
+        if getattr(args, name) is not None and getattr(args, name) < 100:
+            parser.error(f"--{name.replace('_', '-')} takes at least 100")
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     args.out = args.out or HERE / "results" / f"run-{stamp}{'-quick' if args.quick else ''}.md"
     args.json = args.json or args.out.with_suffix(".json")
@@ -127,16 +159,23 @@ def main(argv=None) -> int:
               + f"\ninstall them with:\n    {peers.INSTALL}", file=sys.stderr)
         return 2
     signal.signal(signal.SIGTERM, _interrupt)
-    bounds = matrix.QUICK if args.quick else matrix.FULL
+    bounds = dict(matrix.QUICK if args.quick else matrix.FULL)
+    for name, key in (("startup", "startup_records"), ("scale", "scale_records"),
+                      ("rss_records", "rss_records")):
+        if getattr(args, name) is not None:
+            bounds[key] = getattr(args, name)
+    needed = matrix.needed_peers(args.only)
     t0 = time.monotonic()
     work = Path(tempfile.mkdtemp(prefix="reduct-bench-run-", dir="/var/tmp"))
     started, bench, failure = {}, None, None
     try:
-        for start in STARTERS:
-            peer = start(work)
-            started[peer.name] = peer
+        for name, start in STARTERS:
+            if name in needed:
+                peer = start(work)
+                started[peer.name] = peer
         bench = matrix.Matrix(started, work, bounds,
-                              log=lambda line: print(line, file=sys.stderr, flush=True))
+                              log=lambda line: print(line, file=sys.stderr, flush=True),
+                              groups=args.only, datasets=args.datasets)
         bench.prepare()
         bench.run(args.rounds)
     except KeyboardInterrupt:
@@ -154,6 +193,7 @@ def main(argv=None) -> int:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
     leftover = [pid for peer in started.values() for pid in peer.pids if alive(pid)]
+    leftover += bench.cells17.pids_alive() if bench else []
     if leftover:
         print(f"processes still alive after stopping: {leftover}", file=sys.stderr)
     if failure:
@@ -164,18 +204,20 @@ def main(argv=None) -> int:
                 command=" ".join(["python benchmarks/run.py", *(argv or sys.argv[1:])]),
                 machine=machine(), commit=commit(), versions=versions(), rounds=args.rounds,
                 quick=args.quick, bounds=bounds, wall_s=time.monotonic() - t0,
-                work_dir=str(work) if args.keep else None)
-    text = report.render(bench.rows, bench.memory, bench.background, bench.waited, meta)
+                work_dir=str(work) if args.keep else None, groups=list(args.only))
+    text = report.render(bench.rows, bench.memory, bench.background, bench.waited, meta,
+                         bench.extra)
     text += "\nVersions: " + "; ".join(f"{k} {v}" for k, v in meta["versions"].items()) + ".\n"
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)
     raw = dict(meta, rows=bench.rows, memory=bench.memory, background_pct=bench.background,
-               leftover_pids=leftover,
-               pids={name: peer.pids for name, peer in started.items()}, report=str(args.out))
+               extra=bench.extra, leftover_pids=leftover,
+               pids={**{name: peer.pids for name, peer in started.items()},
+                     **bench.cells17.launched}, report=str(args.out))
     args.json.write_text(json.dumps(raw, indent=1, default=str))
     print(text)
     print(f"report: {args.out}\nraw results: {args.json}", file=sys.stderr)
-    errors = sum(1 for row in bench.rows if row["errors"])
+    errors = sum(1 for row in bench.rows + bench.extra if row["errors"])
     return 1 if errors or leftover else 0
 
 

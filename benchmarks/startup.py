@@ -34,7 +34,8 @@ Then, ``--rounds`` times, on the same directory:
   launch after the kill, measured as **after kill -9**, SIGTERM).
 
 Prints one table (medians of the rounds) and exits 0, or 1 when a request
-failed.  The issue's targets: < 2 s after a clean stop, < 5 s after kill -9,
+failed.  ``run.py`` runs the same rounds (``measure_round``, data written by
+``generate_plan``) as its start-up cells.  The issue's targets: < 2 s after a clean stop, < 5 s after kill -9,
 first read and first query within 50 ms, RSS after start < 150 MiB.
 """
 
@@ -70,8 +71,8 @@ def entry_name(i: int) -> str:
 
 
 def _generate(args) -> str:
-    """A worker: write entries ``first::step`` into a data directory of its own."""
-    directory, first, step, entries, per_entry, size = args
+    """A worker: write ``plan`` (``[(entry, records)]``) into a data directory of its own."""
+    directory, plan, size = args
     from twisted.internet.task import Clock
 
     from reduct_twisted.storage.engine import StorageEngine
@@ -83,19 +84,24 @@ def _generate(args) -> str:
     engine.create_bucket(BUCKET, {})
     payload = os.urandom(size)
     # One record a second per entry, the newest in the last hour of the range.
-    for i in range(first, entries, step):
-        name = entry_name(i)
-        for k in range(per_entry):
+    for name, records in plan:
+        for k in range(records):
             write_record(engine, BUCKET, name, BASE_TS + k * 1_000_000, payload,
                          content_type="application/octet-stream", labels={"k": str(k & 7)})
     engine.close()
     return directory
 
 
-def generate(target: Path, records: int, entries: int, size: int, workers: int) -> None:
-    per_entry = records // entries
+def generate_plan(target: Path, plan, size: int, workers: int) -> None:
+    """
+    Write ``plan`` (``[(entry, records)]``, one record a second from
+    ``BASE_TS`` on in each entry) into the data directory ``target``: the
+    entries are shared out to ``workers`` processes, each with an engine
+    and a data directory of its own, then moved under one bucket.
+    """
+    workers = max(1, min(workers, len(plan)))
     parts = [str(target.parent / f"{target.name}.part{w}") for w in range(workers)]
-    jobs = [(parts[w], w, workers, entries, per_entry, size) for w in range(workers)]
+    jobs = [(parts[w], plan[w::workers], size) for w in range(workers)]
     started = time.monotonic()
     with multiprocessing.get_context("spawn").Pool(workers) as pool:
         pool.map(_generate, jobs)
@@ -107,8 +113,14 @@ def generate(target: Path, records: int, entries: int, size: int, workers: int) 
             if os.path.isdir(source):
                 os.rename(source, target / BUCKET / name)
         shutil.rmtree(part)
-    print(f"generated {per_entry * entries:,} records of {size} B in {entries:,} entries "
-          f"in {time.monotonic() - started:.0f} s", flush=True)
+    print(f"generated {sum(n for _, n in plan):,} records of {size} B in {len(plan):,} "
+          f"entries in {time.monotonic() - started:.0f} s", flush=True)
+
+
+def generate(target: Path, records: int, entries: int, size: int, workers: int) -> None:
+    """``records`` records spread evenly over ``entries`` entries (``entry_name``)."""
+    per_entry = records // entries
+    generate_plan(target, [(entry_name(i), per_entry) for i in range(entries)], size, workers)
 
 
 # -- the daemon ----------------------------------------------------------------------
@@ -149,14 +161,9 @@ def launch(work: Path, data: Path, port: int):
         time.sleep(0.002)
 
 
-def first_requests(port: int, entry: str, per_entry: int) -> dict:
-    """Time the first read and the first query of ``entry`` (ms); raise on a failure."""
+def query_ms(port: int, entry: str, per_entry: int) -> float:
+    """Time (ms) a query over the newest hour of ``entry`` and its first batch."""
     newest = BASE_TS + (per_entry - 1) * 1_000_000
-    t = time.monotonic()
-    status, _, body = request(port, "GET", f"/api/v1/b/{BUCKET}/{entry}")
-    read_ms = (time.monotonic() - t) * 1e3
-    if status != 200 or not body:
-        raise RuntimeError(f"first read answered {status}")
     t = time.monotonic()
     status, _, body = request(port, "GET", f"/api/v1/b/{BUCKET}/{entry}/q?start={newest - HOUR + 1}"
                                            f"&stop={newest + 1}")
@@ -164,10 +171,20 @@ def first_requests(port: int, entry: str, per_entry: int) -> dict:
         raise RuntimeError(f"query answered {status}")
     query_id = int(body.split(b":")[1].strip(b" }\n"))
     status, headers, body = request(port, "GET", f"/api/v1/b/{BUCKET}/{entry}/batch?q={query_id}")
-    query_ms = (time.monotonic() - t) * 1e3
+    elapsed = (time.monotonic() - t) * 1e3
     if status != 200 or not body:
         raise RuntimeError(f"first batch answered {status}")
-    return {"read_ms": read_ms, "query_ms": query_ms}
+    return elapsed
+
+
+def first_requests(port: int, entry: str, per_entry: int) -> dict:
+    """Time the first read and the first query of ``entry`` (ms); raise on a failure."""
+    t = time.monotonic()
+    status, _, body = request(port, "GET", f"/api/v1/b/{BUCKET}/{entry}")
+    read_ms = (time.monotonic() - t) * 1e3
+    if status != 200 or not body:
+        raise RuntimeError(f"first read answered {status}")
+    return {"read_ms": read_ms, "query_ms": query_ms(port, entry, per_entry)}
 
 
 def touch(port: int, entries: int, count: int, size: int, round_no: int) -> None:
@@ -193,6 +210,48 @@ def stop(proc, how=signal.SIGTERM) -> None:
         proc.wait(120)
 
 
+def measure_round(work: Path, data: Path, entries: int, per_entry: int, touched: int,
+                  touch_entries: int, size: int, r: int, log=None):
+    """
+    One round on the data directory ``data`` (entries ``entry_name(i)`` of
+    ``per_entry`` records each): a launch after a clean stop, measured, the
+    writes, SIGTERM; a launch, the writes, SIGKILL; a launch after the kill,
+    measured, SIGTERM.  Every daemon is stopped (SIGKILL) also on a failure.
+
+    :param log: a ``pid -> None`` told of every daemon started (or ``None``).
+    :return: ``(clean, killed)``: each ``{"start_s", "rss_mib", "read_ms",
+        "query_ms"}``.
+    """
+    touch_entries = min(touch_entries, entries)
+    proc = None
+
+    def start():
+        nonlocal proc
+        proc, seconds = launch(work, data, port)
+        if log:
+            log(proc.pid)
+        return seconds
+
+    try:
+        port = free_port()
+        seconds = start()
+        clean = {"start_s": seconds, "rss_mib": proc_status(proc.pid)["VmRSS"] / 2 ** 20}
+        clean.update(first_requests(port, entry_name(entries - 1), per_entry))
+        touch(port, touch_entries, touched, size, 2 * r)
+        stop(proc)
+        start()
+        touch(port, touch_entries, touched, size, 2 * r + 1)
+        stop(proc, signal.SIGKILL)
+        seconds = start()
+        killed = {"start_s": seconds, "rss_mib": proc_status(proc.pid)["VmRSS"] / 2 ** 20}
+        killed.update(first_requests(port, entry_name(0), per_entry))
+        stop(proc)
+        return clean, killed
+    finally:
+        if proc is not None and proc.poll() is None:
+            stop(proc, signal.SIGKILL)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--records", type=int, default=10_000_000)
@@ -208,7 +267,6 @@ def main(argv=None) -> int:
     per_entry = args.records // args.entries
     work = Path(tempfile.mkdtemp(prefix="reduct-bench-startup-", dir="/var/tmp"))
     data = work / "data"
-    proc = None
     try:
         if args.reuse:
             subprocess.run(["cp", "-a", str(args.reuse), str(data)], check=True)
@@ -217,26 +275,12 @@ def main(argv=None) -> int:
             if args.keep:
                 subprocess.run(["cp", "-a", str(data), str(args.keep)], check=True)
         rows = {"clean": [], "kill -9": []}
-        touched = min(args.touch_entries, args.entries)
         for r in range(args.rounds):
-            port = free_port()
-            proc, seconds = launch(work, data, port)
-            row = {"start_s": seconds, "rss_mib": proc_status(proc.pid)["VmRSS"] / 2 ** 20}
-            row.update(first_requests(port, entry_name(args.entries - 1), per_entry))
-            rows["clean"].append(row)
-            touch(port, touched, args.touch, args.size, 2 * r)
-            stop(proc)
-            proc, _ = launch(work, data, port)
-            touch(port, touched, args.touch, args.size, 2 * r + 1)
-            stop(proc, signal.SIGKILL)
-            proc, seconds = launch(work, data, port)
-            row = {"start_s": seconds, "rss_mib": proc_status(proc.pid)["VmRSS"] / 2 ** 20}
-            row.update(first_requests(port, entry_name(0), per_entry))
-            rows["kill -9"].append(row)
-            stop(proc)
-            proc = None
-            print(f"round {r + 1}: clean {rows['clean'][-1]} / kill -9 {rows['kill -9'][-1]}",
-                  flush=True)
+            clean, killed = measure_round(work, data, args.entries, per_entry, args.touch,
+                                          args.touch_entries, args.size, r)
+            rows["clean"].append(clean)
+            rows["kill -9"].append(killed)
+            print(f"round {r + 1}: clean {clean} / kill -9 {killed}", flush=True)
         print(f"\n{args.records:,} records of {args.size} B, {args.entries:,} entries, "
               f"medians of {args.rounds} rounds\n")
         print("| after | to first /alive (s) | RSS then (MiB) | first read (ms) | first query (ms) |")
@@ -250,8 +294,6 @@ def main(argv=None) -> int:
         print(f"failed: {exc}", file=sys.stderr)
         return 1
     finally:
-        if proc is not None and proc.poll() is None:
-            stop(proc, signal.SIGKILL)
         shutil.rmtree(work, ignore_errors=True)
 
 

@@ -65,6 +65,16 @@ def quick(tmp_path_factory):
 BATCH_CELLS = [("batch write", 1 << 10, 1), ("batch read", 1 << 10, 1)]
 #: The I/O API's batched cells (spec 1.20 §1): the daemon only.
 IO_CELLS = [("io write", 1 << 10, 1), ("io read", 1 << 10, 1)]
+#: Issue #17: batched writes spread over many entries, and into one.
+SPREAD_CELLS = [("spread write", 1 << 10, 1), ("one-entry write", 1 << 10, 1)]
+#: Issue #17's memory, start-up and scale cells (``raw["extra"]``), quick sizes.
+EXTRA_CELLS = sorted([("memory", "uploads", None), ("memory", "batched read", None),
+                      ("startup", "10 entries", "clean"), ("startup", "10 entries", "kill -9"),
+                      ("startup", "100 entries", "clean"), ("startup", "100 entries", "kill -9"),
+                      ("startup", "10 entries", "first start of the data set"),
+                      ("startup", "100 entries", "first start of the data set"),
+                      ("scale", "query newest hour", None)], key=str)
+VERDICT = re.compile(r"^\| (.+) \| ([\d,.]+)(×| µs| s| ms| MiB)[^|]* \| (met|\*\*missed\*\*) \|$")
 
 
 def expected_cells(target):
@@ -76,6 +86,8 @@ def expected_cells(target):
         cells += BATCH_CELLS
     if target in DAEMONS:
         cells += IO_CELLS
+    if target == "reduct-twisted":  # issue #17's scale cell: 200 entries vs one (quick)
+        cells += SPREAD_CELLS
     if target in ("reduct-twisted", "reduct-twisted-integrity-off", "nginx-webdav"):
         cells += [("big write", 8 << 20, 1), ("big read", 8 << 20, 1)]
     return cells
@@ -156,3 +168,77 @@ def test_daemon_batch_cells_move_every_record(quick):
     assert write["records"] == count and write["requests"] == -(-count // 80)
     assert write["entries"] == 4 and read["entries"] == 4
     assert read["records"] > 0 and read["records"] % count == 0
+
+
+def issue17_rows(report: str) -> list:
+    section = report.split("## Targets (issue #17)")[1].split("\n## ")[0]
+    return [line for line in section.splitlines() if line.startswith("| ")
+            and not line.startswith(("| target", "| cell"))][:34]
+
+
+def test_issue17_cells_run_and_report_a_verdict(quick):
+    """Issue #17: every target row has a number and met/missed; every extra cell ran."""
+    raw = quick["raw"]
+    assert raw is not None, quick["stderr"][-3000:]
+    extra = raw["extra"]
+    assert sorted(((r["group"], r["cell"], r.get("after")) for r in extra), key=str) == \
+        EXTRA_CELLS
+    assert [r for r in extra if r["errors"]] == []
+    by = {(r["group"], r["cell"], r.get("after")): r for r in extra}
+    bounds = raw["bounds"]
+    uploads = by[("memory", "uploads", None)]
+    assert uploads["count"] == 64 and uploads["rss_growth"] >= 0 and uploads["mb_per_s"] > 0
+    read = by[("memory", "batched read", None)]
+    assert read["records_read"] == bounds["rss_records"] and read["rss_growth"] >= 0
+    for entries in bounds["startup_entries"]:
+        for after in ("clean", "kill -9"):
+            row = by[("startup", f"{entries} entries", after)]
+            assert row["entries"] == entries and row["records"] == bounds["startup_records"]
+            assert row["start_s"] > 0 and row["rss_mib"] > 0
+            assert row["read_ms"] > 0 and row["query_ms"] > 0
+        assert by[("startup", f"{entries} entries", "first start of the data set")][
+            "start_s"] > 0
+    scale = by[("scale", "query newest hour", None)]
+    assert scale["big_records"] == bounds["scale_records"]
+    assert min(scale[k] for k in ("cold_big_ms", "cold_small_ms", "warm_big_ms",
+                                  "warm_small_ms")) > 0
+    ours = cells_of(raw, "reduct-twisted")
+    for key in SPREAD_CELLS:
+        assert ours[key]["records"] == bounds["batch_count"] and not ours[key]["errors"]
+    assert ours[SPREAD_CELLS[0]]["entries"] == bounds["spread_entries"]
+    rows = issue17_rows(quick["report"])
+    assert len(rows) == 34, rows
+    for line in rows:
+        assert VERDICT.match(line), line
+    # the v2 batched cells have their PostgreSQL ratio in the main table too
+    for op in ("io write", "io read"):
+        line = next(x for x in quick["report"].splitlines() if x.startswith(f"| {op} (I/O API"))
+        assert re.search(r"\| \d+\.\d\d× \| [\d /]+ \|$", line), line
+
+
+def test_only_runs_the_groups_asked_for(tmp_path):
+    """``--only startup``: no peer started, only the start-up cells; the rest not measured."""
+    out = tmp_path / "only.md"
+    returncode, stdout, stderr = run_benchmark(
+        "run.py", ["--quick", "--only", "startup", "--out", str(out)], REPO_ROOT, TIMEOUT)
+    started = STARTED.findall(stderr)
+    try:
+        if returncode == 2 and "prerequisites missing" in stderr and not os.environ.get("CI"):
+            pytest.skip(stderr.strip())
+        assert returncode == 0, stderr[-3000:]
+        raw = json.loads(out.with_suffix(".json").read_text())
+        assert raw["groups"] == ["startup"] and raw["rows"] == []
+        assert {r["group"] for r in raw["extra"]} == {"startup"}
+        assert len(raw["extra"]) == 6 and not any(r["errors"] for r in raw["extra"])
+        # only the start-up daemons (the data set's first start, then 3 a round), each stopped
+        assert sorted(name.rsplit("-", 1)[0] for name, _ in started) == \
+            ["startup-10"] * 4 + ["startup-100"] * 4
+        assert raw["leftover_pids"] == []
+        rows = issue17_rows(out.read_text())
+        measured = [line for line in rows if VERDICT.match(line)]
+        assert len(measured) == 14 and all("first" in x or "RSS after start" in x
+                                           or "start to" in x for x in measured)
+        assert all(line.endswith("| not measured |") for line in rows if line not in measured)
+    finally:
+        stop_leftovers([int(pid) for _, pid in started])
+    assert not [int(pid) for _, pid in started if alive(int(pid))]
