@@ -382,6 +382,13 @@ class IStorageEngine(IEntryLogs):
         :raises NotFound: no such bucket, entry or query.
         """
 
+    def query_take(bucket, entry, qid, visit, reader=None, budget=2000):
+        """
+        A batch of query ``qid``: each next record's content added to ``reader``
+        (or None), then ``visit(ts, size, content_type, labels)``, until it returns
+        true.  :return: ``FULL``, ``None`` or ``PENDING`` (as :meth:`query_next`).
+        """
+
     def query_options(bucket, entry, qid):
         """
         :return: ``None`` if there is no such query, else
@@ -404,6 +411,9 @@ class IStorageEngine(IEntryLogs):
             order; ``None``; ``PENDING``; ``HELD`` (``accept`` refused).
         :raises NotFound: no such bucket or multi-entry query.
         """
+
+    def multi_take(bucket, qid, visit, reader=None, budget=2000, accept=None):
+        """:meth:`query_take` of :meth:`multi_next`: ``visit(entry name, ts, …)``."""
 
     def discard_multi_query(qid):
         """Drop multi-entry query ``qid`` now, if it is still there (a query link's lookup)."""

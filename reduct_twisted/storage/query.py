@@ -16,64 +16,21 @@ already took records answers them first and the error on the next read).
 ``$limit`` running out ends the query as if out of data.
 """
 
+import bisect
 import collections
 import itertools
 
 import attr
 
 from reduct_twisted.errors import NotFound, UnprocessableEntity
-from reduct_twisted.storage.when import ConditionEvalError, RecordContext, compile_condition
+from reduct_twisted.storage.filters import RecordFilter
+from reduct_twisted.storage.records import FINISHED, FULL, PENDING
+from reduct_twisted.storage.when import (
+    ConditionEvalError,
+    RecordContext,
+    compile_condition,
+)
 from reduct_twisted.storage.when.extensions import check_extensions
-from reduct_twisted.storage.records import FINISHED, PENDING
-
-
-@attr.s(eq=False)
-class RecordFilter:
-    """
-    Which records of a time-ordered stream to keep: by labels, then by
-    sampling (spec §3.5).  Stateful: sampling depends on what was kept
-    before, so one filter serves one stream.
-
-    :ivar include: labels that must all be equal.
-    :ivar exclude: labels that drop a record when all are equal.
-    :ivar each_n: keep every n-th record left by the other filters, or ``None``.
-    :ivar each_s: minimal distance in seconds between kept records, or ``None``.
-    :raises UnprocessableEntity: ``each_n`` or ``each_s`` not positive.
-    """
-
-    include: dict = attr.ib(factory=dict)
-    exclude: dict = attr.ib(factory=dict)
-    each_n = attr.ib(default=None)
-    each_s = attr.ib(default=None)
-    _each_n_seen: int = attr.ib(default=0)
-    _each_s_last = attr.ib(default=None)
-
-    def __attrs_post_init__(self) -> None:
-        if self.each_n is not None and self.each_n <= 0:
-            raise UnprocessableEntity("'each_n' must be greater than 0")
-        if self.each_s is not None and self.each_s <= 0:
-            raise UnprocessableEntity("Time must be greater than 0 seconds")
-
-    def accept(self, record) -> bool:
-        """
-        :param record: the next record of the stream (ascending timestamps).
-        :return: whether to keep it; a kept record counts for sampling.
-        """
-        # Filter order of spec §3.5: include, exclude, each_s, each_n.
-        labels = record.labels
-        if any(labels.get(k) != v for k, v in self.include.items()):
-            return False
-        if self.exclude and all(labels.get(k) == v for k, v in self.exclude.items()):
-            return False
-        if self.each_s is not None:
-            if self._each_s_last is not None and record.ts - self._each_s_last < self.each_s * 1e6:
-                return False
-            self._each_s_last = record.ts
-        if self.each_n is not None:
-            self._each_n_seen += 1
-            if (self._each_n_seen - 1) % self.each_n:
-                return False
-        return True
 
 
 @attr.s(eq=False)
@@ -152,33 +109,90 @@ class Query:
         :raises ConditionEvalError: a strict condition failed on a record
             (now or in an earlier step).
         """
+        found = []
+        result = self.take(entry, budget, lambda block, record: found.append((block, record)) or True)
+        if found:
+            block, record = found[0]
+            return block, record, self.limit is not None and self.returned >= self.limit
+        return result
+
+    def take(self, entry, budget: int, visit):
+        """
+        Hand the next matching records to ``visit(block, record)``, in order,
+        until it returns true (the batch is full), nothing more matches now
+        or ``budget`` records were examined: :meth:`step` for a whole batch,
+        working through a block's sorted timestamps in one slice.
+
+        :param visit: called with each match (the stored record: read it,
+            do not keep or change it); a true result stops the take after
+            that record.
+        :return: :data:`FULL` (``visit`` said so), ``None`` (nothing more
+            now; with a ``limit``, also after its last record) or
+            :data:`PENDING` (the budget ran out first).
+        :raises ConditionEvalError: as :meth:`step`; the records visited
+            before it stay taken.
+        """
         if self.error is not None:
             raise self.error
         found = self._take()
-        if found is not None or self._done():
-            return found
+        while found is not None:
+            if visit(found[0], found[1]):
+                return FULL
+            found = self._take()
+        if self._done():
+            return None
+        stop, continuous = self.stop, self.stop is None
+        # No filter, condition or limit: every finished record is a match.
+        plain = (self.condition is None and self.limit is None and self.filter.passes_all
+                 and not self._ready)
+        accept = self.filter.accept
         examined = 0
-        for block in entry.blocks_from(self.cursor):
-            if self.stop is not None and block.block_id >= self.stop:
-                return None
-            if block.latest_ts < self.cursor:
-                continue
-            for record in entry.scan_block(block).records_from(self.cursor):
-                if self.stop is not None and record.ts >= self.stop:
+        try:
+            for block in entry.blocks_from(self.cursor):
+                if stop is not None and block.block_id >= stop:
                     return None
-                if record.state != FINISHED and self.continuous:
-                    return None
-                self.cursor = record.ts + 1
-                examined += 1
-                self.examined += 1
-                if record.state == FINISHED and self.filter.accept(record):
-                    self._offer(block, record)
-                    found = self._take()
-                    if found is not None or self._done():
-                        return found
-                if examined >= budget:
+                if block.latest_ts < self.cursor:
+                    continue
+                entry.scan_block(block)
+                table, order = block.table, block.order
+                first = bisect.bisect_left(order, self.cursor)
+                end = len(order)
+                ended = stop is not None and end and order[-1] >= stop
+                if ended:
+                    end = bisect.bisect_left(order, stop, first)
+                over = end - first > budget - examined
+                if over:
+                    end = first + budget - examined
+                for k in range(first, end):  # no slice: a step takes one record
+                    ts = order[k]
+                    record = table[ts]
+                    if record.state != FINISHED:
+                        if continuous:
+                            return None
+                        self.cursor = ts + 1
+                        examined += 1
+                        continue
+                    self.cursor = ts + 1
+                    examined += 1
+                    if plain:
+                        if visit(block, record):
+                            return FULL
+                    elif accept(record):
+                        self._offer(block, record)
+                        found = self._take()
+                        while found is not None:
+                            if visit(found[0], found[1]):
+                                return FULL
+                            found = self._take()
+                        if self._done():
+                            return None
+                if over:
                     return PENDING
-        return None
+                if ended:
+                    return None
+            return None
+        finally:
+            self.examined += examined
 
     def _done(self) -> bool:
         # limit comes last in spec §3.5, after the filter; $limit ends the query.
@@ -312,12 +326,33 @@ class QueryRegistry:
             return None
         return query
 
+    def live(self, bucket: str, entry: str, qid: int, now: float) -> Query:
+        """
+        Query ``qid`` of ``bucket``/``entry`` about to be read: its TTL refreshed.
+
+        :raises NotFound: no such query for this bucket and entry, or it expired.
+        """
+        query = self.find(bucket, entry, qid)
+        if query is None:
+            raise _not_found(qid)
+        if query.expired(now):
+            del self._queries[qid]
+            raise _not_found(qid)
+        query.last_access = now
+        return query
+
+    def settle(self, query: Query, result) -> None:
+        """
+        A read of ``query`` ended with ``result``: a query that is not
+        continuous (or any, after :meth:`end_continuous`) is dropped when it
+        has nothing more (``None``).
+        """
+        if result is None and (not query.continuous or self._ending):
+            self._queries.pop(query.qid, None)
+
     def next(self, bucket: str, entry, qid: int, now: float, budget: int):
         """
-        Step query ``qid`` of ``entry`` and refresh its TTL.
-
-        A query that is not continuous (or any, after :meth:`end_continuous`)
-        is dropped when it has nothing more.
+        Step query ``qid`` of ``entry`` (see :meth:`live` and :meth:`settle`).
 
         :return: as :meth:`Query.step`, a match with the query's
             ``select_labels`` appended: ``(block, record, last, select_labels)``.
@@ -325,17 +360,10 @@ class QueryRegistry:
         :raises ConditionEvalError: the query's strict condition failed; it
             stays (and answers so) until its TTL lapses.
         """
-        query = self.find(bucket, entry.name, qid)
-        if query is None:
-            raise _not_found(qid)
-        if query.expired(now):
-            del self._queries[qid]
-            raise _not_found(qid)
-        query.last_access = now
+        query = self.live(bucket, entry.name, qid, now)
         result = query.step(entry, budget)
-        if result is None and (not query.continuous or self._ending):
-            del self._queries[qid]
-        elif isinstance(result, tuple):
+        self.settle(query, result)
+        if isinstance(result, tuple):
             return result + (query.select_labels,)
         return result
 

@@ -7,7 +7,7 @@ A mixin, so the engine module stays small; it uses the engine's
 they keep working while the disk is full or read-only.
 """
 
-from reduct_twisted.errors import NotFound, TooEarly
+from reduct_twisted.errors import InternalError, NotFound, TooEarly
 from reduct_twisted.storage.cache import read_whole
 from reduct_twisted.storage.content import ContentReader
 from reduct_twisted.storage.records import FINISHED, RecordView
@@ -155,6 +155,60 @@ class ReadMethods:
             labels = view.record.labels
             view.record.labels = {k: v for k, v in labels.items() if k in select}
         return view
+
+    def query_take(self, bucket: str, entry: str, qid: int, visit, reader=None,
+                   budget: int = 2000):
+        """
+        The next records of query ``qid`` for a batched read, handed to
+        ``visit(ts, size, content_type, labels)`` in order until it returns
+        true (the batch is full); refreshes the query's TTL.  ``labels`` are
+        the stored ones (only the ``#select_labels`` ones, if the query has
+        them): read them, do not change them.
+
+        :param reader: a ``ContentReader`` (:meth:`open_reader`) each
+            record's content is added to before ``visit`` sees it, or None.
+        :param budget: how many records may be examined in this call.
+        :return: ``FULL`` (``visit`` said so), ``None`` (nothing more now;
+            a non-continuous query is then dropped) or ``PENDING`` (the
+            budget ran out; call again later).
+        :raises NotFound: no such bucket, entry, or query of this entry.
+        :raises ConditionEvalError: as :meth:`query_next`; the records
+            visited before it stay taken.
+        :raises InternalError: a record's data file cannot be opened (the
+            record is taken but not visited).
+        """
+        series = self._bucket(bucket).entry(entry)
+        queries = self._queries
+        query = queries.live(bucket, entry, qid, self.clock.seconds())
+        result = query.take(series, budget, self._emitter(bucket, query.select_labels, visit,
+                                                          reader))
+        queries.settle(query, result)
+        return result
+
+    def _emitter(self, bucket: str, select, visit, reader):
+        """
+        The ``visit(block, record, *head)`` of a storage take around a
+        reader's ``visit(*head, ts, size, content_type, labels)``.
+        """
+        add = None if reader is None else reader.add_stored
+        read = self.traffic.read
+
+        def emit(block, record, *head):
+            size = record.size
+            if add is not None and size:
+                try:
+                    add(block, record)
+                except OSError as exc:
+                    raise InternalError(
+                        f"Failed to read record {record.ts}: {exc.strerror or exc}"
+                    ) from None
+            read(bucket, size)
+            labels = record.labels
+            if select is not None:
+                labels = {k: v for k, v in labels.items() if k in select}
+            return visit(*head, record.ts, size, record.content_type, labels)
+
+        return emit
 
     def query_options(self, bucket: str, entry: str, qid: int):
         """

@@ -427,7 +427,10 @@ class BatchEncoder:
                 value = str(size) if same_type else f"{size},{content_type}"
             else:
                 value = f"{size},{'' if same_type else content_type},{delta}"
-        return name, value.encode("utf-8")
+        data = value.encode("utf-8")
+        if "\n" in value or "\r" in value:
+            data = b" ".join(data.splitlines())  # what twisted.web makes of a line break
+        return name, data
 
     def _delta(self, labels: Dict[str, str], old: Dict[str, str]) -> str:
         table = self._labels
