@@ -51,7 +51,14 @@ from reduct_twisted.interfaces import IRecordSink
 from reduct_twisted.storage import FULL, PENDING, SMALL_RECORD_MAX
 from reduct_twisted.stepping import Wait
 from reduct_twisted.storage.multi import HELD
-from reduct_twisted.wire import TIME_PREFIX, parse_batch_headers, record_header_value
+from reduct_twisted.wire import (  # the limits stay importable from here
+    BATCH_MAX_METADATA_SIZE,  # noqa: F401
+    BATCH_MAX_RECORDS,  # noqa: F401
+    BATCH_MAX_SIZE,  # noqa: F401
+    TIME_PREFIX,
+    parse_batch_headers,
+    record_header_value,
+)
 
 log = Logger()
 

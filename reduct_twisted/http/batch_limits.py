@@ -75,7 +75,8 @@ def set_raw_headers(request, headers) -> None:
     A value with a line break (none should have one) takes ``setHeader``.
     """
     raw = getattr(request.responseHeaders, "_rawHeaders", None)
-    if raw is None or any(b"\r" in v or b"\n" in v for _, v in headers):
+    values = b"".join([value for _, value in headers])
+    if raw is None or b"\r" in values or b"\n" in values:
         for name, value in headers:
             request.setHeader(name, value)
         return
