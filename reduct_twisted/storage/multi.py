@@ -25,6 +25,7 @@ it uses the engine's ``_bucket``, ``_context``, ``_queries``, ``_multi`` and
 """
 
 import heapq
+from collections import deque
 
 from reduct_twisted.errors import UnprocessableEntity
 from reduct_twisted.storage.meta import effective_exclude
@@ -50,6 +51,9 @@ class _Held:
 #: which stays the next one.
 HELD = _Held()
 
+
+#: Matches a part of a merge takes ahead at most (``MultiQuery._ahead``).
+LOOKAHEAD = 64
 
 #: Record tables a merge keeps loaded for its scans, at most (two per entry;
 #: about half a MiB each at 1024 records a block).
@@ -89,6 +93,11 @@ class MultiQuery:
         self._heap: list = []
         #: Parts without a head in the heap (and not finished).
         self._empty = list(range(len(parts)))
+        #: The next matches taken ahead of the merge, per part whose query
+        #: has neither ``when`` nor ``limit`` (a record removed meanwhile is
+        #: dropped as a head); the others step one record at a time.
+        self._ahead = {i: deque() for i, (_, _, query) in enumerate(parts)
+                       if query.condition is None and query.limit is None}
 
     def expired(self, now: float) -> bool:
         return now - self.last_access >= self.ttl
@@ -116,12 +125,22 @@ class MultiQuery:
                 name, entry, query = self.parts[position]
                 if entry.removed or entry.name != name:
                     continue  # finished: its entry is gone or renamed
+                ahead = self._ahead.get(position)
+                if ahead:
+                    block, record = ahead.popleft()
+                    heapq.heappush(heap, (record.ts, name, position, block, record))
+                    continue
                 if used >= budget:
                     self._empty.extend(empty[i:])
                     return PENDING
                 before = query.examined
                 try:
-                    result = query.step(entry, budget - used)
+                    if ahead is None:
+                        result = query.step(entry, budget - used)
+                    else:
+                        result = query.take(entry, budget - used, lambda b, r: (
+                            ahead.append((b, r)) or len(ahead) >= LOOKAHEAD
+                            or b is not ahead[0][0]))  # up to a block's end
                 except Exception as exc:
                     if getattr(query, "error", None) is exc:
                         self.error = exc
@@ -129,6 +148,10 @@ class MultiQuery:
                     raise
                 used += query.examined - before
                 self.used = used
+                if ahead:
+                    block, record = ahead.popleft()
+                    heapq.heappush(heap, (record.ts, name, position, block, record))
+                    continue
                 if result is PENDING:
                     self._empty.extend(empty[i:])
                     return PENDING
