@@ -1,11 +1,13 @@
 """
 The parts of ``multi.py`` around the merge: which entries a multi-entry
-query selects, the checks of a query that selects none, and the REMOVE
-query over several entries (spec 1.20 §1.4).
+query selects, the checks of a query that selects none, the REMOVE query
+over several entries (spec 1.20 §1.4) and the engine's methods
+(:class:`MultiMethods`, re-exported by ``multi.py``).
 """
 
 from reduct_twisted.errors import UnprocessableEntity
 from reduct_twisted.storage.records import PENDING
+from reduct_twisted.storage.removal import start_removal
 from reduct_twisted.storage.settings import is_meta_entry
 from reduct_twisted.storage.when import compile_condition
 from reduct_twisted.storage.when.extensions import check_extensions
@@ -73,3 +75,102 @@ class MultiRemoval:
             self._removed += result
             self._removals.pop(0)
         return self._removed
+
+
+class MultiMethods:
+    """The I/O API's queries of a ``StorageEngine`` (see the module docstring)."""
+
+    def create_multi_query(self, bucket: str, entries=None, **options) -> int:
+        """
+        Create a query over the entries of ``bucket`` that ``entries``
+        selects (spec 1.20 §1.4; :func:`select_entries`).
+
+        :param options: the keyword arguments of ``create_query``.
+        :return: the query id.
+        :raises NotFound: no such bucket.
+        :raises UnprocessableEntity: a bad option.
+        """
+        return self._multi.create(self._bucket(bucket), entries, self.clock.seconds(), **options)
+
+    def multi_next(self, bucket: str, qid: int, budget: int = 2000, accept=None):
+        """
+        The next record of multi-entry query ``qid``; refreshes its TTL.
+
+        :param accept: ``accept(entry name) -> bool``; a record refused
+            stays the next one and :data:`HELD` is returned.
+        :return: ``(entry name, RecordView)`` (with only the
+            ``#select_labels`` labels, if any); ``None`` if nothing (more)
+            matches now; ``PENDING`` if the budget ran out; ``HELD``.
+        :raises NotFound: no such bucket or query (or it expired).
+        :raises ConditionEvalError: the query's strict ``when`` failed.
+        """
+        owner = self._bucket(bucket)
+        multi = self._multi
+        result = multi.next(owner, qid, self.clock.seconds(), budget, accept)
+        if result.__class__ is not tuple:
+            return result
+        name, block, record = result
+        self.traffic.read(bucket, record.size)
+        view = block.view(record)
+        query = multi.find(owner, qid)
+        select = None if query is None else query.select_labels
+        if select is not None:
+            view.record.labels = {k: v for k, v in view.record.labels.items() if k in select}
+        return name, view
+
+    def multi_take(self, bucket: str, qid: int, visit, reader=None, budget: int = 2000,
+                   accept=None):
+        """
+        A batch of multi-entry query ``qid``: ``multi_next`` record after
+        record, each handed to ``visit(entry name, ts, size, content_type,
+        labels)`` (its content first added to ``reader``), as ``query_take``.
+
+        :return: ``FULL``, ``None``, ``PENDING`` or ``HELD`` (``accept``
+            refused the next record, which stays the next one).
+        :raises NotFound: no such bucket or query (or it expired).
+        :raises ConditionEvalError: the query's strict ``when`` failed.
+        :raises InternalError: a record's data file cannot be opened.
+        """
+        owner = self._bucket(bucket)
+        multi = self._multi
+        query = multi.find(owner, qid)
+        select = None if query is None else query.select_labels
+        emit = self._emitter(bucket, select, visit, reader)
+        return multi.next(owner, qid, self.clock.seconds(), budget, accept, emit)
+
+    def discard_multi_query(self, qid: int) -> None:
+        """Drop multi-entry query ``qid`` before its end or TTL (a query link's lookup)."""
+        self._multi.discard(qid)
+
+    def multi_options(self, bucket: str, qid: int):
+        """
+        :return: None if there is no such query, else ``{"only_metadata":
+            bool, "io": IoOverrides or None, "continuous": bool}``.
+        """
+        owner = self._buckets.get(bucket)
+        query = None if owner is None else self._multi.find(owner, qid)
+        if query is None:
+            return None
+        return {"only_metadata": query.only_metadata, "io": query.io,
+                "continuous": query.continuous}
+
+    def remove_multi(self, bucket: str, entries=None, **query) -> MultiRemoval:
+        """
+        Prepare a REMOVE query over several entries (§1.4): ``$meta``
+        entries are never touched; drive ``step()`` until it returns the count.
+
+        :param query: the keyword arguments of ``remove_records``.
+        :raises NotFound: no such bucket.
+        :raises UnprocessableEntity: a bad query parameter.
+        """
+        owner = self._bucket(bucket)
+        now = self.clock.seconds()
+        removals = []
+        for entry in select_entries(owner, entries, remove=True):
+            try:
+                removals.append(
+                    start_removal(self._context, self._queries, owner, entry.name, now, query))
+            except UnprocessableEntity as err:
+                if err.message != START_AFTER_STOP or query.get("stop") is not None:
+                    raise  # else: this entry ends before start, nothing to remove
+        return MultiRemoval(removals)

@@ -267,3 +267,19 @@ def test_set_raw_headers_reads_back_as_set_header_would():
     broken = HeaderRequest()
     set_raw_headers(broken, [(b"x-reduct-0-1", b"3,a,0=x\r\ny")])
     assert broken.responseHeaders.getRawHeaders(b"x-reduct-0-1") == [b"3,a,0=x y"]
+
+
+def test_multi_take_drops_records_removed_after_they_were_taken_ahead(engine):
+    _fill(engine, range(1, 9), entry="a")
+    _fill(engine, (2, 5, 9), entry="b")  # equal stamps: entry a first
+    qid = engine.create_multi_query("b", None)
+    first = Batch(2)
+    assert engine.multi_take("b", qid, first) is FULL
+    assert [fields[:2] for fields in first.seen] == [("a", 1), ("a", 2)]
+    # a's next matches were taken ahead (up to its block's end): remove some
+    assert engine.remove_stamps("b", "a", [3, 5]) == {}
+    assert engine.remove_stamps("b", "b", [5]) == {}
+    rest = Batch()
+    assert engine.multi_take("b", qid, rest) is None
+    assert [fields[:2] for fields in rest.seen] == [
+        ("b", 2), ("a", 4), ("a", 6), ("a", 7), ("a", 8), ("b", 9)]
