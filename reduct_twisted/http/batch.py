@@ -62,6 +62,9 @@ from reduct_twisted.wire import (  # the limits stay importable from here
 
 log = Logger()
 
+#: A batched read's record header name, ``%`` its timestamp.
+_TIME_NAME = TIME_PREFIX + b"%d"
+
 #: Seconds a batched read may scan before it yields to the reactor.
 SCAN_SLICE = 0.005
 #: Seconds between two looks for a new record while an empty batched read of
@@ -371,12 +374,16 @@ class BatchReader:
 
     def _visit(self, ts: int, size: int, content_type: str, labels) -> bool:
         """One record taken: its header; :return: whether to stop taking."""
-        name = TIME_PREFIX + b"%d" % ts
+        name = _TIME_NAME % ts
         value = record_header_value(size, content_type, labels)
-        self.headers.append((name, value))
+        headers = self.headers
+        headers.append((name, value))
         self.metadata += len(name) + len(value) + 2
         self.size += size
-        return self._full() or time.monotonic() >= self._deadline
+        limits = self.limits  # _full(), inline
+        return (len(headers) >= limits.max_records or self.metadata > limits.max_metadata
+                or (not self.head and self.size > limits.max_size)
+                or time.monotonic() >= self._deadline)
 
     def _add_view(self, view) -> None:
         record = view.record

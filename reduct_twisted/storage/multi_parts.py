@@ -135,8 +135,11 @@ class MultiMethods:
         multi = self._multi
         query = multi.find(owner, qid)
         select = None if query is None else query.select_labels
-        emit = self._emitter(bucket, select, visit, reader)
-        return multi.next(owner, qid, self.clock.seconds(), budget, accept, emit)
+        emit, counted = self._emitter(select, visit, reader)
+        try:
+            return multi.next(owner, qid, self.clock.seconds(), budget, accept, emit)
+        finally:
+            self._count_read(bucket, counted)
 
     def discard_multi_query(self, qid: int) -> None:
         """Drop multi-entry query ``qid`` before its end or TTL (a query link's lookup)."""

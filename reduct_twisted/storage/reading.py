@@ -180,18 +180,28 @@ class ReadMethods:
         series = self._bucket(bucket).entry(entry)
         queries = self._queries
         query = queries.live(bucket, entry, qid, self.clock.seconds())
-        result = query.take(series, budget, self._emitter(bucket, query.select_labels, visit,
-                                                          reader))
+        emit, counted = self._emitter(query.select_labels, visit, reader)
+        try:
+            result = query.take(series, budget, emit)
+        finally:
+            self._count_read(bucket, counted)
         queries.settle(query, result)
         return result
 
-    def _emitter(self, bucket: str, select, visit, reader):
+    def _count_read(self, bucket: str, counted: list) -> None:
+        """Count the records an emitter handed out (``[records, bytes]``) as read traffic."""
+        if counted[0]:
+            self.traffic.read(bucket, counted[1], counted[0])
+
+    @staticmethod
+    def _emitter(select, visit, reader):
         """
         The ``visit(block, record, *head)`` of a storage take around a
-        reader's ``visit(*head, ts, size, content_type, labels)``.
+        reader's ``visit(*head, ts, size, content_type, labels)``, and the
+        ``[records, bytes]`` it handed out.
         """
         add = None if reader is None else reader.add_stored
-        read = self.traffic.read
+        counted = [0, 0]
 
         def emit(block, record, *head):
             size = record.size
@@ -202,13 +212,14 @@ class ReadMethods:
                     raise InternalError(
                         f"Failed to read record {record.ts}: {exc.strerror or exc}"
                     ) from None
-            read(bucket, size)
+            counted[0] += 1
+            counted[1] += size
             labels = record.labels
             if select is not None:
                 labels = {k: v for k, v in labels.items() if k in select}
             return visit(*head, record.ts, size, record.content_type, labels)
 
-        return emit
+        return emit, counted
 
     def query_options(self, bucket: str, entry: str, qid: int):
         """

@@ -219,10 +219,17 @@ def test_reader_closes_at_the_metadata_cap_on_a_block_boundary(engine):
     qid = engine.create_query("b", "e")
     reader = BatchReader(engine, "b", "e", qid, head=True,
                          limits=BatchLimits(max_metadata=3 * one - 1))
-    assert reader.step() is reader
+    assert _drive(reader) is reader
     assert [name for name, _ in reader.headers] == [b"x-reduct-time-%d" % t for t in (1, 2, 3)]
     tail = BatchReader(engine, "b", "e", qid, head=True)
-    assert tail.step() is tail and len(tail.headers) == 4 and tail.last
+    assert _drive(tail) is tail and len(tail.headers) == 4 and tail.last
+
+
+def _drive(reader):
+    """Step ``reader`` past its time slices (a loaded machine may use one up)."""
+    while (result := reader.step()) is PENDING:
+        pass
+    return result
 
 
 @pytest.mark.parametrize("content_type, labels", [
