@@ -146,7 +146,7 @@ class Query:
         plain = (self.condition is None and self.limit is None and self.filter.passes_all
                  and not self._ready)
         accept = self.filter.accept
-        examined = 0
+        examined = handed = 0
         try:
             for block in entry.blocks_from(self.cursor):
                 if stop is not None and block.block_id >= stop:
@@ -175,6 +175,7 @@ class Query:
                     self.cursor = ts + 1
                     examined += 1
                     if plain:
+                        handed += 1
                         if visit(block, record):
                             return FULL
                     elif accept(record):
@@ -193,6 +194,7 @@ class Query:
             return None
         finally:
             self.examined += examined
+            self.returned += handed
 
     def _done(self) -> bool:
         # limit comes last in spec §3.5, after the filter; $limit ends the query.
