@@ -415,6 +415,8 @@ class BatchEncoder:
             index = self._entries[entry] = len(self._entries)
         name = b"x-reduct-%d-%d" % (index, ts - self.start_ts)
         previous = self._previous.get(index)
+        if previous is not None and previous[1] == labels and previous[0] == content_type:
+            return name, b"%d" % size  # nothing changed: the bare length
         self._previous[index] = (content_type, labels)
         if previous is None:
             delta = self._delta(labels, {})
