@@ -370,7 +370,8 @@ class BatchReader:
                 return result
             self._add_view(result)
             return FULL
-        return take(self.bucket, self.entry, self.qid, self._visit, self._reader)
+        return take(self.bucket, self.entry, self.qid, self._visit, self._reader,
+                    visit_run=self._visit_run)
 
     def _visit(self, ts: int, size: int, content_type: str, labels) -> bool:
         """One record taken: its header; :return: whether to stop taking."""
@@ -384,6 +385,28 @@ class BatchReader:
         return (len(headers) >= limits.max_records or self.metadata > limits.max_metadata
                 or (not self.head and self.size > limits.max_size)
                 or time.monotonic() >= self._deadline)
+
+    def _visit_run(self, records) -> tuple:
+        """
+        :meth:`_visit` for a run of stored records (their ``ts``, ``size``,
+        ``content_type`` and ``labels``): :return: ``(taken, stop)``.
+        """
+        headers, limits, head, deadline = self.headers, self.limits, self.head, self._deadline
+        metadata, size = self.metadata, self.size
+        taken = 0
+        for record in records:
+            taken += 1
+            name = _TIME_NAME % record.ts
+            value = record_header_value(record.size, record.content_type, record.labels)
+            headers.append((name, value))
+            metadata += len(name) + len(value) + 2
+            size += record.size
+            if (len(headers) >= limits.max_records or metadata > limits.max_metadata
+                    or (not head and size > limits.max_size) or time.monotonic() >= deadline):
+                self.metadata, self.size = metadata, size
+                return taken, True
+        self.metadata, self.size = metadata, size
+        return taken, False
 
     def _add_view(self, view) -> None:
         record = view.record

@@ -162,6 +162,45 @@ class ContentReader:
         path = block.shared_path if segment == block.shared_segment else block.path(segment)
         self._add(path, record)
 
+    def open_shared(self, block) -> None:
+        """
+        Open ``block``'s shared segment for :meth:`add_run` (if it holds
+        any content), so that cannot fail later.
+
+        :raises OSError: the file cannot be opened.
+        """
+        path = block.shared_path
+        if block.tail and path not in self._files:
+            self._files[path] = DataFile(os.open(path, os.O_RDONLY))
+
+    def add_run(self, block, records) -> None:
+        """
+        :meth:`add_stored` for finished, uncompressed records of
+        ``block``'s shared segment, in order, after :meth:`open_shared`:
+        back to back ones make one range.
+        """
+        data_file = self._files.get(block.shared_path)
+        ranges = self.ranges
+        start = length = None
+        if ranges and ranges[-1][0] is data_file:
+            _, start, length = ranges.pop()
+        total = 0
+        for record in records:
+            size = record.size
+            if not size:
+                continue
+            total += size
+            offset = record.offset
+            if start is not None and start + length == offset:
+                length += size
+                continue
+            if start is not None:
+                ranges.append((data_file, start, length))
+            start, length = offset, size
+        if start is not None:
+            ranges.append((data_file, start, length))
+        self.size += total
+
     def _add(self, path: str, record) -> None:
         size = record.size
         if not size:

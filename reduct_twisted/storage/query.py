@@ -23,18 +23,14 @@ import itertools
 import attr
 
 from reduct_twisted.errors import NotFound, UnprocessableEntity
-from reduct_twisted.storage.filters import RecordFilter
+from reduct_twisted.storage.filters import MatchQueue, RecordFilter
 from reduct_twisted.storage.records import FINISHED, FULL, PENDING
-from reduct_twisted.storage.when import (
-    ConditionEvalError,
-    RecordContext,
-    compile_condition,
-)
+from reduct_twisted.storage.when import compile_condition
 from reduct_twisted.storage.when.extensions import check_extensions
 
 
 @attr.s(eq=False)
-class Query:
+class Query(MatchQueue):
     """
     The state of one query.
 
@@ -116,7 +112,7 @@ class Query:
             return block, record, self.limit is not None and self.returned >= self.limit
         return result
 
-    def take(self, entry, budget: int, visit):
+    def take(self, entry, budget: int, visit, visit_run=None):
         """
         Hand the next matching records to ``visit(block, record)``, in order,
         until it returns true (the batch is full), nothing more matches now
@@ -126,6 +122,10 @@ class Query:
         :param visit: called with each match (the stored record: read it,
             do not keep or change it); a true result stops the take after
             that record.
+        :param visit_run: without filter, condition or limit: called with
+            a run of finished records of a block's shared segment (a list)
+            instead of ``visit`` for each; :return: ``(taken, full)``, all
+            taken unless full.
         :return: :data:`FULL` (``visit`` said so), ``None`` (nothing more
             now; with a ``limit``, also after its last record) or
             :data:`PENDING` (the budget ran out first).
@@ -145,6 +145,7 @@ class Query:
         # No filter, condition or limit: every finished record is a match.
         plain = (self.condition is None and self.limit is None and self.filter.passes_all
                  and not self._ready)
+        run = visit_run if plain else None
         accept = self.filter.accept
         examined = handed = 0
         try:
@@ -163,8 +164,30 @@ class Query:
                 over = end - first > budget - examined
                 if over:
                     end = first + budget - examined
-                for k in range(first, end):  # no slice: a step takes one record
+                k = first
+                while k < end:  # no slice: a step takes one record
+                    if run is not None:
+                        # A run of finished records in the shared segment goes at once.
+                        rows, shared = [], block.shared_segment
+                        for ts in order[k:end]:
+                            record = table[ts]
+                            if (record.state != FINISHED or record.zsize is not None
+                                    or record.segment != shared):
+                                break
+                            rows.append(record)
+                        if rows:
+                            taken, full = run(block, rows)
+                            if taken:
+                                self.cursor = rows[taken - 1].ts + 1
+                            examined += taken
+                            handed += taken
+                            if full:
+                                return FULL
+                            k += taken
+                            if k >= end:
+                                break
                     ts = order[k]
+                    k += 1
                     record = table[ts]
                     if record.state != FINISHED:
                         if continuous:
@@ -195,56 +218,6 @@ class Query:
         finally:
             self.examined += examined
             self.returned += handed
-
-    def _done(self) -> bool:
-        # limit comes last in spec §3.5, after the filter; $limit ends the query.
-        if self.limit is not None and self.returned >= self.limit:
-            return True
-        return self.condition is not None and self.condition.exhausted and not self._ready
-
-    def _offer(self, block, record) -> None:
-        # The when filter with its context (upstream's WhenFilter): the
-        # record joins the "before" buffer; a match, or a record inside the
-        # "after" window of a match, releases the whole buffer.
-        condition = self.condition
-        if condition is None:
-            self._ready.append((block, record))
-            return
-        before = self._before
-        before.append((block, record))
-        if condition.ctx_before_us is not None:
-            while record.ts - before[0][1].ts > condition.ctx_before_us:
-                before.popleft()
-        elif len(before) > condition.ctx_before_records + 1:
-            before.popleft()
-        try:
-            matched = condition.evaluate(RecordContext(record.ts, record.labels))
-        except ConditionEvalError as exc:
-            self.error = exc
-            raise
-        if condition.ctx_after_us is not None:
-            if matched:
-                self._after_ts = record.ts
-            after = self._after_ts
-            keep = after is not None and after + condition.ctx_after_us >= record.ts
-        else:
-            self._after_count = condition.ctx_after_records if matched else self._after_count - 1
-            keep = self._after_count >= 0
-        if keep:
-            self._ready.extend(before)
-            before.clear()
-
-    def _take(self):
-        # The next queued record still stored, counted against the limit.
-        while self._ready:
-            if self.limit is not None and self.returned >= self.limit:
-                return None
-            block, record = self._ready.popleft()
-            if block.removed or record.state != FINISHED:
-                continue
-            self.returned += 1
-            return block, record, self.limit is not None and self.returned >= self.limit
-        return None
 
 
 def _not_found(qid: int) -> NotFound:

@@ -157,7 +157,7 @@ class ReadMethods:
         return view
 
     def query_take(self, bucket: str, entry: str, qid: int, visit, reader=None,
-                   budget: int = 2000):
+                   budget: int = 2000, visit_run=None):
         """
         The next records of query ``qid`` for a batched read, handed to
         ``visit(ts, size, content_type, labels)`` in order until it returns
@@ -168,6 +168,11 @@ class ReadMethods:
         :param reader: a ``ContentReader`` (:meth:`open_reader`) each
             record's content is added to before ``visit`` sees it, or None.
         :param budget: how many records may be examined in this call.
+        :param visit_run: ``visit_run(records) -> (taken, full)``, or None:
+            for a query without filter, condition, limit or selected labels,
+            called with runs of a block's stored records (read their ``ts``,
+            ``size``, ``content_type`` and ``labels``) instead of ``visit``
+            for each; it takes them all unless the batch is full.
         :return: ``FULL`` (``visit`` said so), ``None`` (nothing more now;
             a non-continuous query is then dropped) or ``PENDING`` (the
             budget ran out; call again later).
@@ -180,9 +185,13 @@ class ReadMethods:
         series = self._bucket(bucket).entry(entry)
         queries = self._queries
         query = queries.live(bucket, entry, qid, self.clock.seconds())
-        emit, counted = self._emitter(query.select_labels, visit, reader)
+        select = query.select_labels
+        emit, counted = self._emitter(select, visit, reader)
+        run = None
+        if visit_run is not None and select is None:
+            run = self._run_emitter(visit_run, reader, counted)
         try:
-            result = query.take(series, budget, emit)
+            result = query.take(series, budget, emit, run)
         finally:
             self._count_read(bucket, counted)
         queries.settle(query, result)
@@ -220,6 +229,30 @@ class ReadMethods:
             return visit(*head, record.ts, size, record.content_type, labels)
 
         return emit, counted
+
+    @staticmethod
+    def _run_emitter(visit_run, reader, counted):
+        """The ``visit_run(block, records)`` of a storage take around a reader's ``visit_run``."""
+
+        def emit_run(block, records):
+            if reader is not None:
+                try:
+                    reader.open_shared(block)  # before any header is made
+                except OSError as exc:
+                    raise InternalError(
+                        f"Failed to read record {records[0].ts}: {exc.strerror or exc}"
+                    ) from None
+            taken, full = visit_run(records)
+            if taken:
+                if taken < len(records):
+                    records = records[:taken]
+                if reader is not None:
+                    reader.add_run(block, records)
+                counted[0] += taken
+                counted[1] += sum([record.size for record in records])
+            return taken, full
+
+        return emit_run
 
     def query_options(self, bucket: str, entry: str, qid: int):
         """

@@ -11,7 +11,7 @@ from twisted.web.http_headers import Headers
 from reduct_twisted.errors import InternalError, NotFound
 from reduct_twisted.http.batch import BatchReader
 from reduct_twisted.http.batch_limits import BatchLimits, set_raw_headers
-from reduct_twisted.storage import FULL, PENDING
+from reduct_twisted.storage import FULL, PENDING, SMALL_RECORD_MAX
 from reduct_twisted.storage.multi import HELD
 from reduct_twisted.storage.testing import write_content, write_record
 from reduct_twisted.wire import format_record_header, record_header_value
@@ -290,3 +290,76 @@ def test_multi_take_drops_records_removed_after_they_were_taken_ahead(engine):
     assert engine.multi_take("b", qid, rest) is None
     assert [fields[:2] for fields in rest.seen] == [
         ("b", 2), ("a", 4), ("a", 6), ("a", 7), ("a", 8), ("b", 9)]
+
+
+class Runs(Batch):
+    """A ``visit_run`` too: keeps the runs it is given, full after ``size`` records."""
+
+    def __init__(self, size=10**9):
+        super().__init__(size)
+        self.runs = []
+
+    def run(self, records):
+        self.runs.append([r.ts for r in records])
+        for n, record in enumerate(records, 1):
+            self.seen.append((record.ts, record.size, record.content_type, record.labels))
+            if len(self.seen) % self.size == 0:
+                return n, True
+        return len(records), False
+
+
+def test_runs_of_a_block_go_at_once_and_stop_where_the_batch_is_full(engine):
+    _fill(engine, range(1, 8))  # blocks [1 2 3] [4 5 6] [7]
+    qid = engine.create_query("b", "e")
+    batch = Runs(5)
+    reader = engine.open_reader()
+    try:
+        assert engine.query_take("b", "e", qid, batch, reader, visit_run=batch.run) is FULL
+        assert batch.runs == [[1, 2, 3], [4, 5, 6]] and batch.stamps == [1, 2, 3, 4, 5]
+        assert [r[1:] for r in reader.ranges] == [(0, 9), (0, 6)] and reader.size == 15
+        rest = Runs()
+        assert engine.query_take("b", "e", qid, rest, visit_run=rest.run) is None
+        assert rest.runs == [[6], [7]]
+    finally:
+        reader.close()
+
+
+def test_a_run_breaks_at_a_large_record_and_one_being_written(engine):
+    _fill(engine, (1, 2))
+    write_record(engine, "b", "e", 3, b"L" * (SMALL_RECORD_MAX + 1))  # a private segment
+    engine.create_bucket("c", {"max_block_records": 10})
+    for ts in (1, 2):
+        write_record(engine, "c", "e", ts, b"<%d>" % ts)
+    alloc = engine.allocate("c", "e", 3, 3, "t", {})
+    for ts in (4, 5):
+        write_record(engine, "c", "e", ts, b"<%d>" % ts)
+    qid = engine.create_query("b", "e")
+    batch, reader = Runs(), engine.open_reader()
+    try:
+        assert engine.query_take("b", "e", qid, batch, reader, visit_run=batch.run) is None
+        assert batch.runs == [[1, 2]] and batch.stamps == [1, 2, 3]  # 3 through visit
+        assert [r[1:] for r in reader.ranges] == [(0, 6), (0, SMALL_RECORD_MAX + 1)]
+    finally:
+        reader.close()
+    qid = engine.create_query("c", "e")
+    batch = Runs()
+    assert engine.query_take("c", "e", qid, batch, visit_run=batch.run) is None
+    assert batch.runs == [[1, 2], [4, 5]] and batch.stamps == [1, 2, 4, 5]
+    engine.abort(alloc)
+
+
+def test_add_run_joins_back_to_back_records_only(engine):
+    _fill(engine, range(1, 4))
+    block = engine._bucket("b").entry("e").blocks[0]
+    rows = [block.table[ts] for ts in block.order]
+    reader = engine.open_reader()
+    try:
+        reader.open_shared(block)
+        reader.add_run(block, rows[:1])
+        reader.add_run(block, rows[1:])  # goes on from the range before
+        assert [r[1:] for r in reader.ranges] == [(0, 9)]
+        reader.add_run(block, [rows[0], rows[2]])  # a gap: two more ranges
+        assert [r[1:] for r in reader.ranges] == [(0, 9), (0, 3), (6, 3)]
+        assert reader.size == 15 and reader.file_count == 1
+    finally:
+        reader.close()
