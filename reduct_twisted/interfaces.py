@@ -382,11 +382,12 @@ class IStorageEngine(IEntryLogs):
         :raises NotFound: no such bucket, entry or query.
         """
 
-    def query_take(bucket, entry, qid, visit, reader=None, budget=2000):
+    def query_take(bucket, entry, qid, visit, reader=None, budget=2000, visit_run=None):
         """
         A batch of query ``qid``: each next record's content added to ``reader``
-        (or None), then ``visit(ts, size, content_type, labels)``, until it returns
-        true.  :return: ``FULL``, ``None`` or ``PENDING`` (as :meth:`query_next`).
+        (or None), then ``visit(ts, size, content_type, labels)`` (or runs of
+        records to ``visit_run``), until it says full.
+        :return: ``FULL``, ``None`` or ``PENDING`` (as :meth:`query_next`).
         """
 
     def query_options(bucket, entry, qid):
