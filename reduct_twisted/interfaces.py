@@ -383,12 +383,7 @@ class IStorageEngine(IEntryLogs):
         """
 
     def query_take(bucket, entry, qid, visit, reader=None, budget=2000, visit_run=None):
-        """
-        A batch of query ``qid``: each next record's content added to ``reader``
-        (or None), then ``visit(ts, size, content_type, labels)`` (or runs of
-        records to ``visit_run``), until it says full.
-        :return: ``FULL``, ``None`` or ``PENDING`` (as :meth:`query_next`).
-        """
+        """:meth:`query_next` a batch at a time (``storage/reading.py``)."""
 
     def query_options(bucket, entry, qid):
         """
@@ -414,7 +409,7 @@ class IStorageEngine(IEntryLogs):
         """
 
     def multi_take(bucket, qid, visit, reader=None, budget=2000, accept=None):
-        """:meth:`query_take` of :meth:`multi_next`: ``visit(entry name, ts, …)``."""
+        """:meth:`multi_next` a batch at a time (``storage/multi_parts.py``)."""
 
     def discard_multi_query(qid):
         """Drop multi-entry query ``qid`` now, if it is still there (a query link's lookup)."""
