@@ -390,6 +390,9 @@ class IStorageEngine(IEntryLogs):
         :raises NotFound: no such bucket, entry or query.
         """
 
+    def query_take(bucket, entry, qid, visit, reader=None, budget=2000, visit_run=None):
+        """:meth:`query_next` a batch at a time (``storage/reading.py``)."""
+
     def query_options(bucket, entry, qid):
         """
         :return: ``None`` if there is no such query, else
@@ -412,6 +415,9 @@ class IStorageEngine(IEntryLogs):
             order; ``None``; ``PENDING``; ``HELD`` (``accept`` refused).
         :raises NotFound: no such bucket or multi-entry query.
         """
+
+    def multi_take(bucket, qid, visit, reader=None, budget=2000, accept=None):
+        """:meth:`multi_next` a batch at a time (``storage/multi_parts.py``)."""
 
     def discard_multi_query(qid):
         """Drop multi-entry query ``qid`` now, if it is still there (a query link's lookup)."""

@@ -32,13 +32,11 @@ from collections import deque
 from functools import partial
 from typing import Dict, List, Optional
 
-import attr
 from twisted.internet.defer import Deferred, DeferredList, fail
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from reduct_twisted.config import Config
 from reduct_twisted.errors import (
     BadRequest,
     InternalError,
@@ -46,25 +44,28 @@ from reduct_twisted.errors import (
     ReductError,
     UnprocessableEntity,
 )
+from reduct_twisted.http.batch_limits import BatchLimits, set_raw_headers
 from reduct_twisted.http.headers import announced_digests, announced_length, u64_param
 from reduct_twisted.http.producers import RangeSender
 from reduct_twisted.http.sinks import PauseGate, PrivateSegmentSink, SharedSegmentSink, in_pool
 from reduct_twisted.interfaces import IRecordSink
-from reduct_twisted.storage import PENDING, SMALL_RECORD_MAX
+from reduct_twisted.storage import FULL, PENDING, SMALL_RECORD_MAX
 from reduct_twisted.stepping import Wait
 from reduct_twisted.storage.multi import HELD
-from reduct_twisted.wire import (
-    BATCH_MAX_METADATA_SIZE,
-    BATCH_MAX_RECORDS,
-    BATCH_MAX_SIZE,
+from reduct_twisted.wire import (  # the limits stay importable from here
+    BATCH_MAX_METADATA_SIZE,  # noqa: F401
+    BATCH_MAX_RECORDS,  # noqa: F401
+    BATCH_MAX_SIZE,  # noqa: F401
     TIME_PREFIX,
-    format_record_header,
     parse_batch_headers,
+    record_header_value,
 )
 
 log = Logger()
 
-_DEFAULTS = Config()
+#: A batched read's record header name, ``%`` its timestamp.
+_TIME_NAME = TIME_PREFIX + b"%d"
+
 #: Seconds a batched read may scan before it yields to the reactor.
 SCAN_SLICE = 0.005
 #: Seconds between two looks for a new record while an empty batched read of
@@ -281,55 +282,6 @@ class BatchWriteSink:
 # -- batched read ------------------------------------------------------------------
 
 
-@attr.s(frozen=True, slots=True)
-class BatchLimits:
-    """
-    When a batched read is closed (spec §3.3, §3.16): after the record that
-    reaches ``max_records`` or takes the body past ``max_size`` (GET only)
-    or the record headers past ``max_metadata``; or, once it holds a
-    record, when it has gathered for ``timeout`` seconds or looked for the
-    next record for ``record_timeout`` seconds.  An empty batched read of a
-    continuous query waits up to ``record_timeout`` for a new record.
-    """
-
-    max_records: int = attr.ib(default=BATCH_MAX_RECORDS)
-    max_size: int = attr.ib(default=BATCH_MAX_SIZE)
-    max_metadata: int = attr.ib(default=BATCH_MAX_METADATA_SIZE)
-    timeout: float = attr.ib(default=_DEFAULTS.io_batch_timeout)
-    record_timeout: float = attr.ib(default=_DEFAULTS.io_batch_records_timeout)
-
-    @classmethod
-    def from_config(cls, config: Config) -> "BatchLimits":
-        """The server's limits: the ``io_batch_*`` settings."""
-        return cls(
-            config.io_batch_max_records,
-            config.io_batch_max_size,
-            config.io_batch_max_metadata_size,
-            config.io_batch_timeout,
-            config.io_batch_records_timeout,
-        )
-
-    def overridden(self, io) -> "BatchLimits":
-        """
-        These limits with a query's directives applied.
-
-        :param io: the query's ``IoOverrides`` (``None`` where a directive
-            is absent), or ``None`` for none.
-        """
-        if io is None:
-            return self
-        changes = {}
-        for name, value in (("max_records", io.batch_records), ("max_size", io.batch_size),
-                            ("max_metadata", io.batch_metadata_size)):
-            if value is not None:
-                changes[name] = value
-        for name, us in (("timeout", io.batch_timeout_us),
-                         ("record_timeout", io.record_timeout_us)):
-            if us is not None:
-                changes[name] = us / 1e6
-        return attr.evolve(self, **changes) if changes else self
-
-
 def batch_query_id(args) -> int:
     """The ``q`` parameter of a batched read."""
     qid = u64_param(
@@ -347,11 +299,13 @@ class BatchReader:
 
     Call :meth:`step` (through ``drive``) until it returns something other
     than ``PENDING`` or a :class:`Wait`, then :meth:`answer`.  The time
-    limits are measured on the engine's clock.  For GET, each record is
-    added to a storage ``ContentReader`` as it is taken (its data file is
-    opened then, so a block removed later by the quota cannot take it away)
-    and the reader is handed to the ``RangeSender``; :meth:`close` releases
-    it if the answer is not sent.
+    limits are measured on the engine's clock.  Records are taken a batch
+    at a time (``engine.query_take``: one call walks a block's records);
+    for GET, storage adds each to a ``ContentReader`` as it is taken (its
+    data file is opened then, so a block removed later by the quota cannot
+    take it away; consecutive records of a file make one range, one
+    ``sendfile``) and the reader is handed to the ``RangeSender``;
+    :meth:`close` releases it if the answer is not sent.
     """
 
     def __init__(self, engine, bucket: str, entry: str, qid: int, head: bool,
@@ -372,6 +326,7 @@ class BatchReader:
         #: Whether the query said "no more records".
         self.last = False
         self._reader = None if head else engine.open_reader()
+        self._deadline = 0.0
 
     def step(self):
         """
@@ -380,10 +335,10 @@ class BatchReader:
 
         :return: ``PENDING`` (call again soon), a :class:`Wait` or ``self``.
         """
-        deadline = time.monotonic() + SCAN_SLICE
+        self._deadline = time.monotonic() + SCAN_SLICE
         while True:
             try:
-                result = self._next()
+                result = self._take()
             except ReductError:
                 if not self.headers:
                     raise
@@ -396,18 +351,77 @@ class BatchReader:
                 self.last = True
                 return self
             if result is not PENDING:
-                self._add(result)
+                # FULL: the batch is full, or the time slice is used up.
                 if self._full():
                     return self
-                if time.monotonic() < deadline:
+                if time.monotonic() < self._deadline:
                     continue
             # The time slice, or the engine's budget of examined records, is
             # used up: yield to the reactor, unless the batch is done waiting.
             return self if self._gathered_long_enough() else PENDING
 
-    def _next(self):
-        """The query's next record: as ``query_next`` (a subclass may also return ``HELD``)."""
-        return self.engine.query_next(self.bucket, self.entry, self.qid)
+    def _take(self):
+        """
+        Take the query's next records into the batch (:meth:`_visit`).
+
+        :return: ``FULL`` (the batch is full or the slice used up),
+            ``None``, ``PENDING`` or (a subclass) ``HELD``.
+        """
+        take = getattr(self.engine, "query_take", None)
+        if take is None:  # an engine of single-record reads only (a test's script)
+            result = self.engine.query_next(self.bucket, self.entry, self.qid)
+            if result is None or result is PENDING:
+                return result
+            self._add_view(result)
+            return FULL
+        return take(self.bucket, self.entry, self.qid, self._visit, self._reader,
+                    visit_run=self._visit_run)
+
+    def _visit(self, ts: int, size: int, content_type: str, labels) -> bool:
+        """One record taken: its header; :return: whether to stop taking."""
+        name = _TIME_NAME % ts
+        value = record_header_value(size, content_type, labels)
+        headers = self.headers
+        headers.append((name, value))
+        self.metadata += len(name) + len(value) + 2
+        self.size += size
+        limits = self.limits  # _full(), inline
+        return (len(headers) >= limits.max_records or self.metadata > limits.max_metadata
+                or (not self.head and self.size > limits.max_size)
+                or time.monotonic() >= self._deadline)
+
+    def _visit_run(self, records) -> tuple:
+        """
+        :meth:`_visit` for a run of stored records (their ``ts``, ``size``,
+        ``content_type`` and ``labels``): :return: ``(taken, stop)``.
+        """
+        headers, limits, head, deadline = self.headers, self.limits, self.head, self._deadline
+        metadata, size = self.metadata, self.size
+        taken = 0
+        for record in records:
+            taken += 1
+            name = _TIME_NAME % record.ts
+            value = record_header_value(record.size, record.content_type, record.labels)
+            headers.append((name, value))
+            metadata += len(name) + len(value) + 2
+            size += record.size
+            if (len(headers) >= limits.max_records or metadata > limits.max_metadata
+                    or (not head and size > limits.max_size) or time.monotonic() >= deadline):
+                self.metadata, self.size = metadata, size
+                return taken, True
+        self.metadata, self.size = metadata, size
+        return taken, False
+
+    def _add_view(self, view) -> None:
+        record = view.record
+        if self._reader is not None and record.size:
+            try:
+                self._reader.add(view)
+            except OSError as exc:
+                raise InternalError(
+                    f"Failed to read record {record.ts}: {exc.strerror or exc}"
+                ) from None
+        self._visit(record.ts, record.size, record.content_type, record.labels)
 
     def _ended(self) -> bool:
         """Whether the query is gone (it delivered its end)."""
@@ -446,26 +460,6 @@ class BatchReader:
             return self
         return Wait(min(WAIT_POLL, left))
 
-    def _add(self, view) -> None:
-        record = view.record
-        name = TIME_PREFIX + b"%d" % record.ts
-        value = format_record_header(record.size, record.content_type, record.labels)
-        self._append(view, name, value)
-
-    def _append(self, view, name: bytes, value: bytes) -> None:
-        """Take record ``view`` into the batch under header ``name: value``."""
-        record = view.record
-        if self._reader is not None and record.size:
-            try:
-                self._reader.add(view)
-            except OSError as exc:
-                raise InternalError(
-                    f"Failed to read record {record.ts}: {exc.strerror or exc}"
-                ) from None
-        self.headers.append((name, value))
-        self.metadata += len(name) + len(value) + 2
-        self.size += record.size
-
     def close(self) -> None:
         """Close the reader if it was not handed to a sender."""
         reader, self._reader = self._reader, None
@@ -489,8 +483,7 @@ class BatchReader:
         set_header(b"content-type", b"application/octet-stream")
         set_header(b"content-length", b"%d" % self.size)
         set_header(b"x-reduct-last", b"true" if self.last else b"false")
-        for name, value in self.headers:
-            set_header(name, value)
+        set_raw_headers(request, self.headers)
         reader = self._reader
         if reader is None or not reader.ranges:
             self.close()

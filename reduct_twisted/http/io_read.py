@@ -14,6 +14,8 @@ timestamp) order, is then also in timestamp order, which every client
 generation reads right.
 """
 
+import time
+
 from twisted.python.failure import Failure
 
 from reduct_twisted.errors import UnprocessableEntity
@@ -56,19 +58,24 @@ class IoBatchReader(BatchReader):
     def _accept(self, entry: str) -> bool:
         return entry == self._last_entry or self.encoder.index_of(entry) is None
 
-    def _next(self):
-        return self.engine.multi_next(self.bucket, self.qid, accept=self._accept)
+    def _take(self):
+        return self.engine.multi_take(self.bucket, self.qid, self._visit_entry, self._reader,
+                                      accept=self._accept)
 
     def _ended(self) -> bool:
         return self.engine.multi_options(self.bucket, self.qid) is None
 
-    def _add(self, result) -> None:
-        entry, view = result
-        record = view.record
-        name, value = self.encoder.add(entry, record.ts, record.size, record.content_type,
-                                       record.labels)
+    def _visit_entry(self, entry: str, ts: int, size: int, content_type: str, labels) -> bool:
+        name, value = self.encoder.add(entry, ts, size, content_type, labels)
         self._last_entry = entry
-        self._append(view, name, value)
+        headers = self.headers
+        headers.append((name, value))
+        self.metadata += len(name) + len(value) + 2
+        self.size += size
+        limits = self.limits  # _full(), inline
+        return (len(headers) >= limits.max_records or self.metadata > limits.max_metadata
+                or (not self.head and self.size > limits.max_size)
+                or time.monotonic() >= self._deadline)
 
     def answer(self, result, request):
         if self.continuous:

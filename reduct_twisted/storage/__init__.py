@@ -13,11 +13,12 @@ durability, trash, space reserve) in ``disk/``.
 
 from reduct_twisted.storage.engine import StorageEngine
 from reduct_twisted.storage.entry import SMALL_RECORD_MAX
-from reduct_twisted.storage.records import PENDING, Allocation, RecordView
+from reduct_twisted.storage.records import FULL, PENDING, Allocation, RecordView
 from reduct_twisted.storage.settings import U64_MAX, BucketSettings, parse_settings
 
 __all__ = [
     "SMALL_RECORD_MAX",
+    "FULL",
     "PENDING",
     "U64_MAX",
     "Allocation",

@@ -149,13 +149,65 @@ class ContentReader:
 
         :raises OSError: the file cannot be opened (nothing is added).
         """
-        record = view.record
+        self._add(view.path, view.record)
+
+    def add_stored(self, block, record) -> None:
+        """
+        :meth:`add` for a stored ``record`` of ``block`` (a batch take:
+        ``Query.take``), without a ``RecordView``.
+
+        :raises OSError: the file cannot be opened (nothing is added).
+        """
+        segment = record.segment
+        path = block.shared_path if segment == block.shared_segment else block.path(segment)
+        self._add(path, record)
+
+    def open_shared(self, block) -> None:
+        """
+        Open ``block``'s shared segment for :meth:`add_run` (if it holds
+        any content), so that cannot fail later.
+
+        :raises OSError: the file cannot be opened.
+        """
+        path = block.shared_path
+        if block.tail and path not in self._files:
+            self._files[path] = DataFile(os.open(path, os.O_RDONLY))
+
+    def add_run(self, block, records) -> None:
+        """
+        :meth:`add_stored` for finished, uncompressed records of
+        ``block``'s shared segment, in order, after :meth:`open_shared`:
+        back to back ones make one range.
+        """
+        data_file = self._files.get(block.shared_path)
+        ranges = self.ranges
+        start = length = None
+        if ranges and ranges[-1][0] is data_file:
+            _, start, length = ranges.pop()
+        total = 0
+        for record in records:
+            size = record.size
+            if not size:
+                continue
+            total += size
+            offset = record.offset
+            if start is not None and start + length == offset:
+                length += size
+                continue
+            if start is not None:
+                ranges.append((data_file, start, length))
+            start, length = offset, size
+        if start is not None:
+            ranges.append((data_file, start, length))
+        self.size += total
+
+    def _add(self, path: str, record) -> None:
         size = record.size
         if not size:
             return
-        data_file = self._files.get(view.path)
+        data_file = self._files.get(path)
         if data_file is None:
-            data_file = self._files[view.path] = DataFile(os.open(view.path, os.O_RDONLY))
+            data_file = self._files[path] = DataFile(os.open(path, os.O_RDONLY))
         ranges = self.ranges
         offset = record.offset
         if record.zsize is not None:
@@ -164,15 +216,14 @@ class ContentReader:
             ranges.append((CompressedRange(frame, self), 0, size))
             self.size += size
             return
+        self.size += size
         if ranges:
             last_file, last_offset, last_size = ranges[-1]
             if last_file is data_file and last_offset + last_size == offset:
                 # Back to back in the same file: one range.
                 ranges[-1] = (data_file, last_offset, last_size + size)
-                self.size += size
                 return
         ranges.append((data_file, offset, size))
-        self.size += size
 
     def narrow(self, offset: int, length: int) -> None:
         """

@@ -19,21 +19,24 @@ engine's expiry loop drops expired ones (``StorageEngine.expire_queries``).
 A non-continuous query is dropped as soon as it has delivered its end
 (§5.6 allows it).
 
-The engine methods are :class:`MultiMethods`, a mixin like ``ReadMethods``;
+The engine methods are :class:`MultiMethods` (in ``multi_parts.py``), a mixin like ``ReadMethods``;
 it uses the engine's ``_bucket``, ``_context``, ``_queries``, ``_multi`` and
 ``clock``.
 """
 
 import heapq
+from collections import deque
 
 from reduct_twisted.errors import UnprocessableEntity
 from reduct_twisted.storage.meta import effective_exclude
+from reduct_twisted.storage.multi_parts import (  # MultiMethods: the engine's mixin
+    START_AFTER_STOP,
+    MultiMethods,  # noqa: F401
+    check_alone,
+    select_entries,
+)
 from reduct_twisted.storage.query import _not_found
-from reduct_twisted.storage.records import FINISHED, PENDING
-from reduct_twisted.storage.removal import start_removal
-from reduct_twisted.storage.settings import is_meta_entry
-from reduct_twisted.storage.when import compile_condition
-from reduct_twisted.storage.when.extensions import check_extensions
+from reduct_twisted.storage.records import FINISHED, FULL, PENDING
 
 
 class _Held:
@@ -47,37 +50,13 @@ class _Held:
 #: which stays the next one.
 HELD = _Held()
 
-_START_AFTER_STOP = "Start time must be before stop time"
+
+#: Matches a part of a merge takes ahead at most (``MultiQuery._ahead``).
+LOOKAHEAD = 64
 
 #: Record tables a merge keeps loaded for its scans, at most (two per entry;
 #: about half a MiB each at 1024 records a block).
 SCAN_TABLES = 32
-
-
-def select_entries(bucket, patterns, remove: bool = False) -> list:
-    """
-    The entries of ``bucket`` a query's ``entries`` selects (§1.4), by name.
-
-    :param patterns: the ``entries`` list, or None: every entry but the
-        ``$meta`` ones, as with an item ``*``.  An item equal to a name
-        selects it (a ``$meta`` entry too, unless ``remove``); an item
-        ending with ``*`` selects the names starting with the text before
-        it (never ``$meta``).  Names matching nothing are ignored.
-    :param remove: for a REMOVE query: ``$meta`` entries are never selected.
-    :return: the :class:`~reduct_twisted.storage.entry.Entry` objects, by name.
-    """
-    names = sorted(bucket.entries)
-    if patterns is None or "*" in patterns:
-        chosen = [n for n in names if not is_meta_entry(n)]
-    else:
-        exact = set(patterns)
-        prefixes = tuple(p[:-1] for p in patterns if p.endswith("*"))
-        chosen = [
-            n for n in names
-            if (n in exact and not (remove and is_meta_entry(n)))
-            or (prefixes and not is_meta_entry(n) and n.startswith(prefixes))
-        ]
-    return [bucket.entries[n] for n in chosen]
 
 
 class MultiQuery:
@@ -108,9 +87,16 @@ class MultiQuery:
         self.io = io
         self.select_labels = select_labels
         self.error = None
+        #: Records the last :meth:`step` examined.
+        self.used = 0
         self._heap: list = []
         #: Parts without a head in the heap (and not finished).
         self._empty = list(range(len(parts)))
+        #: The next matches taken ahead of the merge, per part whose query
+        #: has neither ``when`` nor ``limit`` (a record removed meanwhile is
+        #: dropped as a head); the others step one record at a time.
+        self._ahead = {i: deque() for i, (_, _, query) in enumerate(parts)
+                       if query.condition is None and query.limit is None}
 
     def expired(self, now: float) -> bool:
         return now - self.last_access >= self.ttl
@@ -130,7 +116,7 @@ class MultiQuery:
         """
         if self.error is not None:
             raise self.error
-        used = 0
+        self.used = used = 0
         heap = self._heap
         while True:
             empty, self._empty = self._empty, []
@@ -138,18 +124,33 @@ class MultiQuery:
                 name, entry, query = self.parts[position]
                 if entry.removed or entry.name != name:
                     continue  # finished: its entry is gone or renamed
+                ahead = self._ahead.get(position)
+                if ahead:
+                    block, record = ahead.popleft()
+                    heapq.heappush(heap, (record.ts, name, position, block, record))
+                    continue
                 if used >= budget:
                     self._empty.extend(empty[i:])
                     return PENDING
                 before = query.examined
                 try:
-                    result = query.step(entry, budget - used)
+                    if ahead is None:
+                        result = query.step(entry, budget - used)
+                    else:
+                        result = query.take(entry, budget - used, lambda b, r: (
+                            ahead.append((b, r)) or len(ahead) >= LOOKAHEAD
+                            or b is not ahead[0][0]))  # up to a block's end
                 except Exception as exc:
                     if getattr(query, "error", None) is exc:
                         self.error = exc
                     self._empty.extend(empty[i:])
                     raise
                 used += query.examined - before
+                self.used = used
+                if ahead:
+                    block, record = ahead.popleft()
+                    heapq.heappush(heap, (record.ts, name, position, block, record))
+                    continue
                 if result is PENDING:
                     self._empty.extend(empty[i:])
                     return PENDING
@@ -171,6 +172,41 @@ class MultiQuery:
             heapq.heappop(heap)
             self._empty.append(position)
             return name, block, record
+
+    def take(self, budget: int, accept, visit):
+        """
+        :meth:`step` for a batch: each next record goes to ``visit(block,
+        record, entry name)`` until it returns true.
+
+        :return: ``FULL``; as :meth:`step` otherwise (``None``, ``PENDING``
+            once ``budget`` records were examined in all, ``HELD``).
+        """
+        left, heap = budget, self._heap
+        while True:
+            result = self.step(left, accept)
+            left -= self.used
+            if result.__class__ is not tuple:
+                return result
+            name, block, record = result
+            if visit(block, record, name):
+                return FULL
+            # The same part goes on while its next match taken ahead comes
+            # before every other head (no heap push and pop for each).
+            ahead = self._ahead.get(self._empty[-1])
+            while ahead:
+                block, record = ahead[0]
+                if heap and (record.ts, name) > heap[0][:2]:
+                    break
+                if block.removed or record.state != FINISHED:
+                    ahead.popleft()
+                    continue
+                if accept is not None and not accept(name):
+                    return HELD
+                ahead.popleft()
+                if visit(block, record, name):
+                    return FULL
+            if left <= 0:
+                return PENDING
 
 
 class MultiRegistry:
@@ -212,12 +248,12 @@ class MultiRegistry:
                 query = queries.build(bucket.name, entry, now, ttl=ttl, continuous=continuous,
                                       only_metadata=only_metadata, qid=qid, **kwargs)
             except UnprocessableEntity as err:
-                if err.message == _START_AFTER_STOP and options.get("stop") is None:
+                if err.message == START_AFTER_STOP and options.get("stop") is None:
                     continue  # this entry ends before start: nothing to return
                 raise
             parts.append([entry.name, entry, query])
         if not parts:
-            _check_alone(qid, options)
+            check_alone(qid, options)
         condition = parts[0][2].condition if parts else None
         self._live[qid] = MultiQuery(
             qid, bucket, parts, ttl, now, continuous, bool(only_metadata),
@@ -233,12 +269,13 @@ class MultiRegistry:
             return None
         return query
 
-    def next(self, bucket, qid: int, now: float, budget: int, accept=None):
+    def next(self, bucket, qid: int, now: float, budget: int, accept=None, visit=None):
         """
-        Step query ``qid`` and refresh its TTL; a non-continuous query (or
-        any once continuous queries end) is dropped when it has nothing more.
+        Step query ``qid`` (:meth:`MultiQuery.step`, or with ``visit``
+        :meth:`MultiQuery.take`) and refresh its TTL; a non-continuous query
+        (or any once continuous queries end) is dropped when it has nothing more.
 
-        :return: as :meth:`MultiQuery.step`.
+        :return: as :meth:`MultiQuery.step` (``take``).
         :raises NotFound: no such query of this bucket, or it expired.
         """
         query = self.find(bucket, qid)
@@ -249,8 +286,9 @@ class MultiRegistry:
             raise _not_found(qid)
         query.last_access = now
         tables = self._tables
+        run = query.step if visit is None else (lambda b, a: query.take(b, a, visit))
         if tables is None:
-            result = query.step(budget, accept)
+            result = run(budget, accept)
         else:
             # Each entry's current table (and the one it just left) stays
             # loaded while the merge runs: scans evict by recency.  (What
@@ -258,7 +296,7 @@ class MultiRegistry:
             kept = tables.scan_capacity
             tables.scan_capacity = max(kept, min(2 * len(query.parts), SCAN_TABLES))
             try:
-                result = query.step(budget, accept)
+                result = run(budget, accept)
             finally:
                 tables.scan_capacity = kept
         if result is None and (not query.continuous or self._queries.ending):
@@ -275,117 +313,3 @@ class MultiRegistry:
         for qid in gone:
             del self._live[qid]
         return len(gone)
-
-
-def _check_alone(qid: int, options: dict) -> None:
-    # No entry selected: the options are still checked as a part would.
-    when = options.get("when")
-    condition = None if when is None else compile_condition(when, options.get("strict", False))
-    start, stop = options.get("start"), options.get("stop")
-    if start is not None and stop is not None and start > stop:
-        raise UnprocessableEntity(_START_AFTER_STOP)
-    for name, value in (("each_n", "'each_n' must be greater than 0"),
-                        ("each_s", "Time must be greater than 0 seconds")):
-        if options.get(name) is not None and options[name] <= 0:
-            raise UnprocessableEntity(value)
-    check_extensions(options.get("ext"), condition, qid)
-
-
-class MultiRemoval:
-    """
-    A REMOVE query over several entries (§1.4): the per-entry removals of
-    ``removal.py``, one after the other; :meth:`step` returns ``PENDING``
-    or, at the end, the sum of their counts.
-    """
-
-    def __init__(self, removals) -> None:
-        self._removals = list(removals)
-        self._removed = 0
-
-    def step(self):
-        while self._removals:
-            result = self._removals[0].step()
-            if result is PENDING:
-                return PENDING
-            self._removed += result
-            self._removals.pop(0)
-        return self._removed
-
-
-class MultiMethods:
-    """The I/O API's queries of a ``StorageEngine`` (see the module docstring)."""
-
-    def create_multi_query(self, bucket: str, entries=None, **options) -> int:
-        """
-        Create a query over the entries of ``bucket`` that ``entries``
-        selects (spec 1.20 §1.4; :func:`select_entries`).
-
-        :param options: the keyword arguments of ``create_query``.
-        :return: the query id.
-        :raises NotFound: no such bucket.
-        :raises UnprocessableEntity: a bad option.
-        """
-        return self._multi.create(self._bucket(bucket), entries, self.clock.seconds(), **options)
-
-    def multi_next(self, bucket: str, qid: int, budget: int = 2000, accept=None):
-        """
-        The next record of multi-entry query ``qid``; refreshes its TTL.
-
-        :param accept: ``accept(entry name) -> bool``; a record refused
-            stays the next one and :data:`HELD` is returned.
-        :return: ``(entry name, RecordView)`` (with only the
-            ``#select_labels`` labels, if any); ``None`` if nothing (more)
-            matches now; ``PENDING`` if the budget ran out; ``HELD``.
-        :raises NotFound: no such bucket or query (or it expired).
-        :raises ConditionEvalError: the query's strict ``when`` failed.
-        """
-        owner = self._bucket(bucket)
-        multi = self._multi
-        result = multi.next(owner, qid, self.clock.seconds(), budget, accept)
-        if result.__class__ is not tuple:
-            return result
-        name, block, record = result
-        self.traffic.read(bucket, record.size)
-        view = block.view(record)
-        query = multi.find(owner, qid)
-        select = None if query is None else query.select_labels
-        if select is not None:
-            view.record.labels = {k: v for k, v in view.record.labels.items() if k in select}
-        return name, view
-
-    def discard_multi_query(self, qid: int) -> None:
-        """Drop multi-entry query ``qid`` before its end or TTL (a query link's lookup)."""
-        self._multi.discard(qid)
-
-    def multi_options(self, bucket: str, qid: int):
-        """
-        :return: None if there is no such query, else ``{"only_metadata":
-            bool, "io": IoOverrides or None, "continuous": bool}``.
-        """
-        owner = self._buckets.get(bucket)
-        query = None if owner is None else self._multi.find(owner, qid)
-        if query is None:
-            return None
-        return {"only_metadata": query.only_metadata, "io": query.io,
-                "continuous": query.continuous}
-
-    def remove_multi(self, bucket: str, entries=None, **query) -> MultiRemoval:
-        """
-        Prepare a REMOVE query over several entries (§1.4): ``$meta``
-        entries are never touched; drive ``step()`` until it returns the count.
-
-        :param query: the keyword arguments of ``remove_records``.
-        :raises NotFound: no such bucket.
-        :raises UnprocessableEntity: a bad query parameter.
-        """
-        owner = self._bucket(bucket)
-        now = self.clock.seconds()
-        removals = []
-        for entry in select_entries(owner, entries, remove=True):
-            try:
-                removals.append(
-                    start_removal(self._context, self._queries, owner, entry.name, now, query))
-            except UnprocessableEntity as err:
-                if err.message != _START_AFTER_STOP or query.get("stop") is not None:
-                    raise  # else: this entry ends before start, nothing to remove
-        return MultiRemoval(removals)

@@ -16,68 +16,21 @@ already took records answers them first and the error on the next read).
 ``$limit`` running out ends the query as if out of data.
 """
 
+import bisect
 import collections
 import itertools
 
 import attr
 
 from reduct_twisted.errors import NotFound, UnprocessableEntity
-from reduct_twisted.storage.when import ConditionEvalError, RecordContext, compile_condition
+from reduct_twisted.storage.filters import MatchQueue, RecordFilter
+from reduct_twisted.storage.records import FINISHED, FULL, PENDING
+from reduct_twisted.storage.when import compile_condition
 from reduct_twisted.storage.when.extensions import check_extensions
-from reduct_twisted.storage.records import FINISHED, PENDING
 
 
 @attr.s(eq=False)
-class RecordFilter:
-    """
-    Which records of a time-ordered stream to keep: by labels, then by
-    sampling (spec §3.5).  Stateful: sampling depends on what was kept
-    before, so one filter serves one stream.
-
-    :ivar include: labels that must all be equal.
-    :ivar exclude: labels that drop a record when all are equal.
-    :ivar each_n: keep every n-th record left by the other filters, or ``None``.
-    :ivar each_s: minimal distance in seconds between kept records, or ``None``.
-    :raises UnprocessableEntity: ``each_n`` or ``each_s`` not positive.
-    """
-
-    include: dict = attr.ib(factory=dict)
-    exclude: dict = attr.ib(factory=dict)
-    each_n = attr.ib(default=None)
-    each_s = attr.ib(default=None)
-    _each_n_seen: int = attr.ib(default=0)
-    _each_s_last = attr.ib(default=None)
-
-    def __attrs_post_init__(self) -> None:
-        if self.each_n is not None and self.each_n <= 0:
-            raise UnprocessableEntity("'each_n' must be greater than 0")
-        if self.each_s is not None and self.each_s <= 0:
-            raise UnprocessableEntity("Time must be greater than 0 seconds")
-
-    def accept(self, record) -> bool:
-        """
-        :param record: the next record of the stream (ascending timestamps).
-        :return: whether to keep it; a kept record counts for sampling.
-        """
-        # Filter order of spec §3.5: include, exclude, each_s, each_n.
-        labels = record.labels
-        if any(labels.get(k) != v for k, v in self.include.items()):
-            return False
-        if self.exclude and all(labels.get(k) == v for k, v in self.exclude.items()):
-            return False
-        if self.each_s is not None:
-            if self._each_s_last is not None and record.ts - self._each_s_last < self.each_s * 1e6:
-                return False
-            self._each_s_last = record.ts
-        if self.each_n is not None:
-            self._each_n_seen += 1
-            if (self._each_n_seen - 1) % self.each_n:
-                return False
-        return True
-
-
-@attr.s(eq=False)
-class Query:
+class Query(MatchQueue):
     """
     The state of one query.
 
@@ -152,83 +105,119 @@ class Query:
         :raises ConditionEvalError: a strict condition failed on a record
             (now or in an earlier step).
         """
+        found = []
+        result = self.take(entry, budget, lambda block, record: found.append((block, record)) or True)
+        if found:
+            block, record = found[0]
+            return block, record, self.limit is not None and self.returned >= self.limit
+        return result
+
+    def take(self, entry, budget: int, visit, visit_run=None):
+        """
+        Hand the next matching records to ``visit(block, record)``, in order,
+        until it returns true (the batch is full), nothing more matches now
+        or ``budget`` records were examined: :meth:`step` for a whole batch,
+        working through a block's sorted timestamps in one slice.
+
+        :param visit: called with each match (the stored record: read it,
+            do not keep or change it); a true result stops the take after
+            that record.
+        :param visit_run: without filter, condition or limit: called with
+            a run of finished records of a block's shared segment (a list)
+            instead of ``visit`` for each; :return: ``(taken, full)``, all
+            taken unless full.
+        :return: :data:`FULL` (``visit`` said so), ``None`` (nothing more
+            now; with a ``limit``, also after its last record) or
+            :data:`PENDING` (the budget ran out first).
+        :raises ConditionEvalError: as :meth:`step`; the records visited
+            before it stay taken.
+        """
         if self.error is not None:
             raise self.error
         found = self._take()
-        if found is not None or self._done():
-            return found
-        examined = 0
-        for block in entry.blocks_from(self.cursor):
-            if self.stop is not None and block.block_id >= self.stop:
-                return None
-            if block.latest_ts < self.cursor:
-                continue
-            for record in entry.scan_block(block).records_from(self.cursor):
-                if self.stop is not None and record.ts >= self.stop:
-                    return None
-                if record.state != FINISHED and self.continuous:
-                    return None
-                self.cursor = record.ts + 1
-                examined += 1
-                self.examined += 1
-                if record.state == FINISHED and self.filter.accept(record):
-                    self._offer(block, record)
-                    found = self._take()
-                    if found is not None or self._done():
-                        return found
-                if examined >= budget:
-                    return PENDING
-        return None
-
-    def _done(self) -> bool:
-        # limit comes last in spec §3.5, after the filter; $limit ends the query.
-        if self.limit is not None and self.returned >= self.limit:
-            return True
-        return self.condition is not None and self.condition.exhausted and not self._ready
-
-    def _offer(self, block, record) -> None:
-        # The when filter with its context (upstream's WhenFilter): the
-        # record joins the "before" buffer; a match, or a record inside the
-        # "after" window of a match, releases the whole buffer.
-        condition = self.condition
-        if condition is None:
-            self._ready.append((block, record))
-            return
-        before = self._before
-        before.append((block, record))
-        if condition.ctx_before_us is not None:
-            while record.ts - before[0][1].ts > condition.ctx_before_us:
-                before.popleft()
-        elif len(before) > condition.ctx_before_records + 1:
-            before.popleft()
+        while found is not None:
+            if visit(found[0], found[1]):
+                return FULL
+            found = self._take()
+        if self._done():
+            return None
+        stop, continuous = self.stop, self.stop is None
+        # No filter, condition or limit: every finished record is a match.
+        plain = (self.condition is None and self.limit is None and self.filter.passes_all
+                 and not self._ready)
+        run = visit_run if plain else None
+        accept = self.filter.accept
+        examined = handed = 0
         try:
-            matched = condition.evaluate(RecordContext(record.ts, record.labels))
-        except ConditionEvalError as exc:
-            self.error = exc
-            raise
-        if condition.ctx_after_us is not None:
-            if matched:
-                self._after_ts = record.ts
-            after = self._after_ts
-            keep = after is not None and after + condition.ctx_after_us >= record.ts
-        else:
-            self._after_count = condition.ctx_after_records if matched else self._after_count - 1
-            keep = self._after_count >= 0
-        if keep:
-            self._ready.extend(before)
-            before.clear()
-
-    def _take(self):
-        # The next queued record still stored, counted against the limit.
-        while self._ready:
-            if self.limit is not None and self.returned >= self.limit:
-                return None
-            block, record = self._ready.popleft()
-            if block.removed or record.state != FINISHED:
-                continue
-            self.returned += 1
-            return block, record, self.limit is not None and self.returned >= self.limit
-        return None
+            for block in entry.blocks_from(self.cursor):
+                if stop is not None and block.block_id >= stop:
+                    return None
+                if block.latest_ts < self.cursor:
+                    continue
+                entry.scan_block(block)
+                table, order = block.table, block.order
+                first = bisect.bisect_left(order, self.cursor)
+                end = len(order)
+                ended = stop is not None and end and order[-1] >= stop
+                if ended:
+                    end = bisect.bisect_left(order, stop, first)
+                over = end - first > budget - examined
+                if over:
+                    end = first + budget - examined
+                k = first
+                while k < end:  # no slice: a step takes one record
+                    if run is not None:
+                        # A run of finished records in the shared segment goes at once.
+                        rows, shared = [], block.shared_segment
+                        for ts in order[k:end]:
+                            record = table[ts]
+                            if (record.state != FINISHED or record.zsize is not None
+                                    or record.segment != shared):
+                                break
+                            rows.append(record)
+                        if rows:
+                            taken, full = run(block, rows)
+                            if taken:
+                                self.cursor = rows[taken - 1].ts + 1
+                            examined += taken
+                            handed += taken
+                            if full:
+                                return FULL
+                            k += taken
+                            if k >= end:
+                                break
+                    ts = order[k]
+                    k += 1
+                    record = table[ts]
+                    if record.state != FINISHED:
+                        if continuous:
+                            return None
+                        self.cursor = ts + 1
+                        examined += 1
+                        continue
+                    self.cursor = ts + 1
+                    examined += 1
+                    if plain:
+                        handed += 1
+                        if visit(block, record):
+                            return FULL
+                    elif accept(record):
+                        self._offer(block, record)
+                        found = self._take()
+                        while found is not None:
+                            if visit(found[0], found[1]):
+                                return FULL
+                            found = self._take()
+                        if self._done():
+                            return None
+                if over:
+                    return PENDING
+                if ended:
+                    return None
+            return None
+        finally:
+            self.examined += examined
+            self.returned += handed
 
 
 def _not_found(qid: int) -> NotFound:
@@ -312,12 +301,33 @@ class QueryRegistry:
             return None
         return query
 
+    def live(self, bucket: str, entry: str, qid: int, now: float) -> Query:
+        """
+        Query ``qid`` of ``bucket``/``entry`` about to be read: its TTL refreshed.
+
+        :raises NotFound: no such query for this bucket and entry, or it expired.
+        """
+        query = self.find(bucket, entry, qid)
+        if query is None:
+            raise _not_found(qid)
+        if query.expired(now):
+            del self._queries[qid]
+            raise _not_found(qid)
+        query.last_access = now
+        return query
+
+    def settle(self, query: Query, result) -> None:
+        """
+        A read of ``query`` ended with ``result``: a query that is not
+        continuous (or any, after :meth:`end_continuous`) is dropped when it
+        has nothing more (``None``).
+        """
+        if result is None and (not query.continuous or self._ending):
+            self._queries.pop(query.qid, None)
+
     def next(self, bucket: str, entry, qid: int, now: float, budget: int):
         """
-        Step query ``qid`` of ``entry`` and refresh its TTL.
-
-        A query that is not continuous (or any, after :meth:`end_continuous`)
-        is dropped when it has nothing more.
+        Step query ``qid`` of ``entry`` (see :meth:`live` and :meth:`settle`).
 
         :return: as :meth:`Query.step`, a match with the query's
             ``select_labels`` appended: ``(block, record, last, select_labels)``.
@@ -325,17 +335,10 @@ class QueryRegistry:
         :raises ConditionEvalError: the query's strict condition failed; it
             stays (and answers so) until its TTL lapses.
         """
-        query = self.find(bucket, entry.name, qid)
-        if query is None:
-            raise _not_found(qid)
-        if query.expired(now):
-            del self._queries[qid]
-            raise _not_found(qid)
-        query.last_access = now
+        query = self.live(bucket, entry.name, qid, now)
         result = query.step(entry, budget)
-        if result is None and (not query.continuous or self._ending):
-            del self._queries[qid]
-        elif isinstance(result, tuple):
+        self.settle(query, result)
+        if isinstance(result, tuple):
             return result + (query.select_labels,)
         return result
 

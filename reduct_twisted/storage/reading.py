@@ -7,7 +7,7 @@ A mixin, so the engine module stays small; it uses the engine's
 they keep working while the disk is full or read-only.
 """
 
-from reduct_twisted.errors import NotFound, TooEarly
+from reduct_twisted.errors import InternalError, NotFound, TooEarly
 from reduct_twisted.storage.cache import read_whole
 from reduct_twisted.storage.content import ContentReader
 from reduct_twisted.storage.records import FINISHED, RecordView
@@ -155,6 +155,104 @@ class ReadMethods:
             labels = view.record.labels
             view.record.labels = {k: v for k, v in labels.items() if k in select}
         return view
+
+    def query_take(self, bucket: str, entry: str, qid: int, visit, reader=None,
+                   budget: int = 2000, visit_run=None):
+        """
+        The next records of query ``qid`` for a batched read, handed to
+        ``visit(ts, size, content_type, labels)`` in order until it returns
+        true (the batch is full); refreshes the query's TTL.  ``labels`` are
+        the stored ones (only the ``#select_labels`` ones, if the query has
+        them): read them, do not change them.
+
+        :param reader: a ``ContentReader`` (:meth:`open_reader`) each
+            record's content is added to before ``visit`` sees it, or None.
+        :param budget: how many records may be examined in this call.
+        :param visit_run: ``visit_run(records) -> (taken, full)``, or None:
+            for a query without filter, condition, limit or selected labels,
+            called with runs of a block's stored records (read their ``ts``,
+            ``size``, ``content_type`` and ``labels``) instead of ``visit``
+            for each; it takes them all unless the batch is full.
+        :return: ``FULL`` (``visit`` said so), ``None`` (nothing more now;
+            a non-continuous query is then dropped) or ``PENDING`` (the
+            budget ran out; call again later).
+        :raises NotFound: no such bucket, entry, or query of this entry.
+        :raises ConditionEvalError: as :meth:`query_next`; the records
+            visited before it stay taken.
+        :raises InternalError: a record's data file cannot be opened (the
+            record is taken but not visited).
+        """
+        series = self._bucket(bucket).entry(entry)
+        queries = self._queries
+        query = queries.live(bucket, entry, qid, self.clock.seconds())
+        select = query.select_labels
+        emit, counted = self._emitter(select, visit, reader)
+        run = None
+        if visit_run is not None and select is None:
+            run = self._run_emitter(visit_run, reader, counted)
+        try:
+            result = query.take(series, budget, emit, run)
+        finally:
+            self._count_read(bucket, counted)
+        queries.settle(query, result)
+        return result
+
+    def _count_read(self, bucket: str, counted: list) -> None:
+        """Count the records an emitter handed out (``[records, bytes]``) as read traffic."""
+        if counted[0]:
+            self.traffic.read(bucket, counted[1], counted[0])
+
+    @staticmethod
+    def _emitter(select, visit, reader):
+        """
+        The ``visit(block, record, *head)`` of a storage take around a
+        reader's ``visit(*head, ts, size, content_type, labels)``, and the
+        ``[records, bytes]`` it handed out.
+        """
+        add = None if reader is None else reader.add_stored
+        counted = [0, 0]
+
+        def emit(block, record, *head):
+            size = record.size
+            if add is not None and size:
+                try:
+                    add(block, record)
+                except OSError as exc:
+                    raise InternalError(
+                        f"Failed to read record {record.ts}: {exc.strerror or exc}"
+                    ) from None
+            counted[0] += 1
+            counted[1] += size
+            labels = record.labels
+            if select is not None:
+                labels = {k: v for k, v in labels.items() if k in select}
+            return visit(*head, record.ts, size, record.content_type, labels)
+
+        return emit, counted
+
+    @staticmethod
+    def _run_emitter(visit_run, reader, counted):
+        """The ``visit_run(block, records)`` of a storage take around a reader's ``visit_run``."""
+
+        def emit_run(block, records):
+            if reader is not None:
+                try:
+                    reader.open_shared(block)  # before any header is made
+                except OSError as exc:
+                    raise InternalError(
+                        f"Failed to read record {records[0].ts}: {exc.strerror or exc}"
+                    ) from None
+            taken, full = visit_run(records)
+            if taken:
+                if taken < len(records):
+                    records = records[:taken]
+                if reader is not None:
+                    reader.add_run(block, records)
+                counted[0] += taken
+                counted[1] += sum([record.size for record in records])
+            return taken, full
+
+        return emit_run
 
     def query_options(self, bucket: str, entry: str, qid: int):
         """

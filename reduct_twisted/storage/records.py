@@ -27,6 +27,20 @@ class _Pending:
 PENDING = _Pending()
 
 
+class _Full:
+    """The type of :data:`FULL`; a singleton with a readable repr."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "FULL"
+
+
+#: Returned by a batch take (``Query.take``, ``query_take``) whose ``visit``
+#: said the batch is full.
+FULL = _Full()
+
+
 @attr.s(slots=True, eq=False)
 class Record:
     """

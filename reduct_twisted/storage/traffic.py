@@ -28,13 +28,13 @@ class Traffic:
         counters[WRITE_BYTES] += size
         counters[RECORDS_WRITTEN] += 1
 
-    def read(self, bucket: str, size: int) -> None:
-        """Count one record of ``size`` bytes handed out of ``bucket`` to a reader."""
+    def read(self, bucket: str, size: int, records: int = 1) -> None:
+        """Count ``records`` records of ``size`` bytes in all handed out of ``bucket`` to a reader."""
         counters = self._buckets.get(bucket)
         if counters is None:
             counters = self._buckets[bucket] = [0, 0, 0, 0]
         counters[READ_BYTES] += size
-        counters[RECORDS_READ] += 1
+        counters[RECORDS_READ] += records
 
     def take(self) -> dict:
         """

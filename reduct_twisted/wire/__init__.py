@@ -142,6 +142,37 @@ def format_record_header(size: int, content_type: str, labels: Mapping[str, str]
     return ",".join(fields).encode("utf-8")
 
 
+#: ``(content type, label items) -> text after the size`` of record headers
+#: (:func:`record_header_value`); emptied when it reaches :data:`_TAILS_MAX`.
+_TAILS: dict = {}
+_TAILS_MAX = 4096
+#: The labels, content type and text of the last value made.
+_LAST: list = [None, None, b""]
+
+
+def record_header_value(size: int, content_type: str, labels: Mapping[str, str]) -> bytes:
+    """
+    :func:`format_record_header` for a batch answer: the text after the
+    size is formatted once per distinct content type and labels (a batch's
+    records mostly share them), with any line break made a space as
+    twisted.web does to a header value it is given (so it can be set raw).
+    """
+    last = _LAST
+    if labels == last[0] and content_type == last[1]:  # the record before's, mostly
+        return b"%d%s" % (size, last[2])
+    key = (content_type, tuple(labels.items())) if labels else content_type
+    tail = _TAILS.get(key)
+    if tail is None:
+        if len(_TAILS) >= _TAILS_MAX:
+            _TAILS.clear()
+        tail = format_record_header(0, content_type, labels)[1:]
+        if b"\r" in tail or b"\n" in tail:
+            tail = b" ".join(tail.splitlines())
+        _TAILS[key] = tail
+    last[:] = (labels, content_type, tail)
+    return b"%d%s" % (size, tail)
+
+
 def error_header(err: ReductError) -> bytes:
     """An ``x-reduct-error-<ts>`` value: ``<status>,<message>``."""
     return b"%d," % err.status + header_safe(err.message)

@@ -415,6 +415,8 @@ class BatchEncoder:
             index = self._entries[entry] = len(self._entries)
         name = b"x-reduct-%d-%d" % (index, ts - self.start_ts)
         previous = self._previous.get(index)
+        if previous is not None and previous[1] == labels and previous[0] == content_type:
+            return name, b"%d" % size  # nothing changed: the bare length
         self._previous[index] = (content_type, labels)
         if previous is None:
             delta = self._delta(labels, {})
@@ -427,7 +429,10 @@ class BatchEncoder:
                 value = str(size) if same_type else f"{size},{content_type}"
             else:
                 value = f"{size},{'' if same_type else content_type},{delta}"
-        return name, value.encode("utf-8")
+        data = value.encode("utf-8")
+        if "\n" in value or "\r" in value:
+            data = b" ".join(data.splitlines())  # what twisted.web makes of a line break
+        return name, data
 
     def _delta(self, labels: Dict[str, str], old: Dict[str, str]) -> str:
         table = self._labels
