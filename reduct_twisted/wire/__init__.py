@@ -101,9 +101,14 @@ def header_safe(message: str) -> bytes:
     return message.encode("utf-8")
 
 
-@attr.s(frozen=True, slots=True)
+@attr.s(slots=True)
 class BatchedRecord:
-    """One record announced by a batched write: ``x-reduct-time-<ts>``."""
+    """
+    One record announced by a batched write: ``x-reduct-time-<ts>``.
+
+    Read-only by convention, not frozen: a frozen class's ``__init__``
+    (``object.__setattr__`` per field) cost 0.6 µs of every batched record.
+    """
 
     ts: int = attr.ib()
     length: int = attr.ib()
