@@ -53,16 +53,20 @@ TOKEN_BYTES = (
 #: Twisted's special spellings (``Content-MD5``, ``ETag``, ``WWW-Authenticate``...).
 _SPECIAL = dict(_NameEncoder._caseMappings)
 
-#: The canonical spelling of a name's part before its last ``-`` (the
-#: special spellings not applied: they concern whole names).  Batches
-#: repeat few of them (``x-reduct-time``, ``x-reduct-label``...); the cache
-#: is bounded all the same, against a client inventing names.
+#: The canonical spelling of a name's part before its last ``-``, that
+#: ``-`` included (the special spellings not applied: they concern whole
+#: names).  Batches repeat few of them (``x-reduct-time-``,
+#: ``x-reduct-label-``...); the cache is bounded all the same, against a
+#: client inventing names.
 _HEADS: Dict[bytes, bytes] = {}
 _HEADS_MAX = 4096
 
 
-def _words(name: bytes) -> bytes:
-    return b"-".join([word.capitalize() for word in name.split(b"-")])
+def _head(head: bytes) -> bytes:
+    spelled = b"-".join([word.capitalize() for word in head.split(b"-")]) + b"-"
+    if len(_HEADS) < _HEADS_MAX:
+        _HEADS[head] = spelled
+    return spelled
 
 
 def canonical_name(name: bytes) -> bytes:
@@ -73,18 +77,12 @@ def canonical_name(name: bytes) -> bytes:
     Capitalizing word by word, the spelling of ``a-b`` is that of ``a``,
     ``-`` and that of ``b``: the head before the last ``-`` comes from a
     small cache, only the last word is capitalized each time.
+    (:func:`split_header_block` does the same, inline.)
     """
     head, dash, tail = name.rpartition(b"-")
-    if dash:
-        spelled = _HEADS.get(head)
-        if spelled is None:
-            spelled = _words(head)
-            if len(_HEADS) < _HEADS_MAX:
-                _HEADS[head] = spelled
-        result = spelled + b"-" + tail.capitalize()
-    else:
-        result = tail.capitalize()
-    return _SPECIAL.get(result, result)
+    spelled = (_HEADS.get(head) or _head(head)) if dash else b""
+    spelled += tail.capitalize()
+    return _SPECIAL.get(spelled, spelled)
 
 
 def split_header_block(block: bytes, max_line: int) -> Optional[Dict[bytes, List[bytes]]]:
@@ -110,12 +108,17 @@ def split_header_block(block: bytes, max_line: int) -> Optional[Dict[bytes, List
         return None
     raw: Dict[bytes, List[bytes]] = {}
     names = []
+    heads, special = _HEADS, _SPECIAL
     for line in lines:
         name, colon, value = line.partition(b":")
         if not colon or not name:
             return None
         names.append(name)
-        spelled = canonical_name(name)
+        # canonical_name(name), inline
+        head, dash, tail = name.rpartition(b"-")
+        spelled = (heads.get(head) or _head(head)) if dash else b""
+        spelled += tail.capitalize()
+        spelled = special.get(spelled, spelled)
         values = raw.get(spelled)
         if values is None:
             raw[spelled] = [value.strip(b" \t")]
