@@ -10,6 +10,8 @@ request's header block parsed in one pass when it arrives whole
 ``ReductSite`` (``streaming.py``) builds one per connection.
 """
 
+from typing import Optional
+
 from twisted.logger import Logger
 from twisted.web.http import (
     HTTPChannel,
@@ -87,6 +89,9 @@ class ReductChannel(HTTPChannel):
     _awaiting_request_line = True
     #: The timeout is ``site.io_timeout``: a request body is arriving.
     _body_timeout = False
+    #: A request line is parsed, its header lines are held back in
+    #: ``_buffer`` until the block is complete (``_gather_block``).
+    _gathering = False
 
     # -- malformed requests ----------------------------------------------------
 
@@ -137,7 +142,12 @@ class ReductChannel(HTTPChannel):
 
     def dataReceived(self, data):
         if self._refused_call is None:
-            if self._header_timer is None and self.line_mode and not self._handlingRequest:
+            if self._gathering:
+                self.resetTimeout()  # as HTTPChannel.dataReceived does first
+                if not self._gather_block(data):
+                    return
+                data = b""  # in the buffer now
+            elif self._header_timer is None and self.line_mode and not self._handlingRequest:
                 # The first byte of a request (and of the connection): the
                 # header deadline runs from here, not from a complete line.
                 self._start_header_timer()
@@ -191,14 +201,45 @@ class ReductChannel(HTTPChannel):
                 self.headers_at_once
                 and self._refused_call is None
                 and self._HTTPChannel__first_line == 0
+                and self._parse_header_block() is None
             ):
-                # Twisted took it as a request line (and made the request):
-                # its headers at once, if they are all here.
-                self._parse_header_block()
+                # Twisted took it as a request line (and made the request),
+                # but its headers are not all here: gather them
+                # (_gather_block), LineReceiver's loop stops here.
+                self._gathering = True
+                return True
             return self._refused_call is not None
         return super().lineReceived(line) or self._refused_call is not None
 
-    def _parse_header_block(self) -> bool:
+    def _gather_block(self, data: bytes) -> bool:
+        """
+        Add ``data`` to the header lines gathered after a request line.
+
+        A client sends a request's whole header block before it waits for
+        anything (even ``Expect: 100-continue`` waits after it), so holding
+        the lines back until the block is complete never stalls one; the
+        header deadline still runs.  Once the lines held exceed
+        ``totalHeadersSize`` (a request Twisted refuses, at the latest by
+        then), they go to Twisted's line-by-line parser, which answers as
+        it always has.
+
+        :return: False while the block is still incomplete (keep
+            gathering); True once ``dataReceived`` must go on with the
+            buffer (the block parsed, or left to Twisted).
+        """
+        buffer = self._buffer + data
+        self._buffer = buffer
+        if buffer.find(b"\r\n\r\n", max(0, len(buffer) - len(data) - 3)) < 0 and (
+            len(buffer) <= self.totalHeadersSize and buffer[:2] != b"\r\n"
+        ):
+            return False
+        self._gathering = False
+        # Parsed, or left to Twisted (also when too much came without an
+        # end: its lines, and its refusal).
+        self._parse_header_block()
+        return True
+
+    def _parse_header_block(self) -> Optional[bool]:
         """
         Parse the request's whole header block in one pass if it is in the
         buffer (``headblock.py``), and go on as ``HTTPChannel.lineReceived``
@@ -215,7 +256,8 @@ class ReductChannel(HTTPChannel):
         answers 400).  The one there is goes through
         ``_maybeChooseTransferDecoder`` like any other.
 
-        :return: whether it parsed the block (False: left to Twisted).
+        :return: True once it parsed the block; False if it left it to
+            Twisted; None if the block is not all in the buffer yet.
         """
         buffer = self._buffer
         if buffer[:2] == b"\r\n":
@@ -223,7 +265,7 @@ class ReductChannel(HTTPChannel):
         else:
             end = buffer.find(b"\r\n\r\n")
             if end < 0:
-                return False  # the block is not all here yet
+                return None  # the block is not all here yet
             block = buffer[:end]
             raw = split_header_block(block, self.MAX_LENGTH)
             if raw is None:
