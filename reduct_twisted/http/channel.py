@@ -65,9 +65,10 @@ class ReductChannel(HTTPChannel):
     HTTPChannel that writes header names in lowercase, as upstream (hyper)
     does: clients match ``x-reduct-*`` names case-sensitively.  It also
     allows the large header sets of batched requests (``ReductSite`` raises
-    the three limits below further when the batch settings need more), and
+    the three limits below further when the batch settings need more),
     gives a request body ``site.io_timeout`` seconds of silence instead of
-    the idle timeout.
+    the idle timeout, and parses a request's header lines in one pass once
+    they are all there (``_parse_header_block``, ``headblock.py``).
     """
 
     totalHeadersSize = 1 << 20
