@@ -56,15 +56,17 @@ _SPECIAL = dict(_NameEncoder._caseMappings)
 #: The canonical spelling of a name's part before its last ``-``, that
 #: ``-`` included (the special spellings not applied: they concern whole
 #: names).  Batches repeat few of them (``x-reduct-time-``,
-#: ``x-reduct-label-``...); the cache is bounded all the same, against a
-#: client inventing names.
+#: ``x-reduct-label-``...); the cache is bounded all the same, in entries
+#: and in their length, against a client inventing names (a head is
+#: cached before its name is checked: at most 4096 x 64 bytes of junk).
 _HEADS: Dict[bytes, bytes] = {}
 _HEADS_MAX = 4096
+_HEAD_MAX_LENGTH = 64
 
 
 def _head(head: bytes) -> bytes:
     spelled = b"-".join([word.capitalize() for word in head.split(b"-")]) + b"-"
-    if len(_HEADS) < _HEADS_MAX:
+    if len(_HEADS) < _HEADS_MAX and len(head) <= _HEAD_MAX_LENGTH:
         _HEADS[head] = spelled
     return spelled
 

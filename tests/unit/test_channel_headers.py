@@ -22,6 +22,7 @@ from twisted.web.http_headers import _nameEncoder
 from twisted.web.resource import Resource
 
 from reduct_twisted.http import channel as channel_module
+from reduct_twisted.http import headblock
 from reduct_twisted.http.headblock import TOKEN_BYTES, canonical_name, split_header_block
 from reduct_twisted.http.streaming import ReductChannel, ReductSite
 
@@ -498,3 +499,16 @@ def test_generated_requests_are_answered_as_twisted_answers_them():
         data = b"POST /x HTTP/1.1\r\n" + b"".join(line + b"\r\n" for line in lines)
         data += b"\r\n" + b"hello" + NEXT
         same_as_twisted(data)
+
+
+def test_the_cache_of_name_heads_is_bounded(monkeypatch):
+    """Heads of invented names are cached only up to a count and a length."""
+    monkeypatch.setattr(headblock, "_HEADS", {})
+    long_head = b"x" * 1000
+    assert canonical_name(long_head + b"-y") == _nameEncoder.encode(long_head + b"-y")
+    assert headblock._HEADS == {}
+    for i in range(headblock._HEADS_MAX + 10):
+        split_header_block(b"x-%d-a: 1\r\nbad head-%d-b: 2" % (i, i), 1 << 20)
+    assert len(headblock._HEADS) == headblock._HEADS_MAX
+    assert canonical_name(b"new-head-z") == b"New-Head-Z"
+    assert b"new-head" not in headblock._HEADS
