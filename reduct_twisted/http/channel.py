@@ -1,12 +1,16 @@
-# -*- test-case-name: tests.unit.test_timeouts,tests.unit.test_bad_requests -*-
+# -*- test-case-name: tests.unit.test_timeouts,tests.unit.test_bad_requests,tests.unit.test_channel_headers -*-
 """
 The daemon's ``HTTPChannel``: lowercase header names, room for batched
 requests' large header sets, ReductStore-style answers to requests
-twisted.web's parser refuses, and the connection deadlines (the header
-deadline against slow clients, the I/O timeout of a request body).
+twisted.web's parser refuses, the connection deadlines (the header
+deadline against slow clients, the I/O timeout of a request body), and a
+request's header block parsed in one pass when it arrives whole
+(``headblock.py``; Twisted's line-by-line parser otherwise).
 
 ``ReductSite`` (``streaming.py``) builds one per connection.
 """
+
+from typing import Optional
 
 from twisted.logger import Logger
 from twisted.web.http import (
@@ -17,6 +21,7 @@ from twisted.web.http import (
 )
 
 from reduct_twisted import REDUCT_API, REDUCT_VERSION
+from reduct_twisted.http.headblock import split_header_block
 from reduct_twisted.http.headers import parse_content_length
 from reduct_twisted.wire import U64_MAX
 
@@ -60,9 +65,10 @@ class ReductChannel(HTTPChannel):
     HTTPChannel that writes header names in lowercase, as upstream (hyper)
     does: clients match ``x-reduct-*`` names case-sensitively.  It also
     allows the large header sets of batched requests (``ReductSite`` raises
-    the three limits below further when the batch settings need more), and
+    the three limits below further when the batch settings need more),
     gives a request body ``site.io_timeout`` seconds of silence instead of
-    the idle timeout.
+    the idle timeout, and parses a request's header lines in one pass once
+    they are all there (``_parse_header_block``, ``headblock.py``).
     """
 
     totalHeadersSize = 1 << 20
@@ -72,6 +78,10 @@ class ReductChannel(HTTPChannel):
     #: Longest request line or header line (Twisted's default is 16 KiB; a
     #: batch's record headers carry whole label sets).
     MAX_LENGTH = 1 << 17
+    #: Parse a request's header block in one pass when it is all in the
+    #: buffer (``_parse_header_block``); False: always line by line (tests
+    #: compare the two).
+    headers_at_once = True
     _host = None
     _header_timer = None
     _refused_call = None
@@ -80,6 +90,9 @@ class ReductChannel(HTTPChannel):
     _awaiting_request_line = True
     #: The timeout is ``site.io_timeout``: a request body is arriving.
     _body_timeout = False
+    #: A request line is parsed, its header lines are held back in
+    #: ``_buffer`` until the block is complete (``_gather_block``).
+    _gathering = False
 
     # -- malformed requests ----------------------------------------------------
 
@@ -130,7 +143,12 @@ class ReductChannel(HTTPChannel):
 
     def dataReceived(self, data):
         if self._refused_call is None:
-            if self._header_timer is None and self.line_mode and not self._handlingRequest:
+            if self._gathering:
+                self.resetTimeout()  # as HTTPChannel.dataReceived does first
+                if not self._gather_block(data):
+                    return
+                data = b""  # in the buffer now
+            elif self._header_timer is None and self.line_mode and not self._handlingRequest:
                 # The first byte of a request (and of the connection): the
                 # header deadline runs from here, not from a complete line.
                 self._start_header_timer()
@@ -179,7 +197,114 @@ class ReductChannel(HTTPChannel):
             # so a refusal never sends it a body.
             self._awaiting_request_line = False
             self._head_request = line.startswith(b"HEAD ")
+            super().lineReceived(line)
+            if (
+                self.headers_at_once
+                and self._refused_call is None
+                and self._HTTPChannel__first_line == 0
+                and self._parse_header_block() is None
+            ):
+                # Twisted took it as a request line (and made the request),
+                # but its headers are not all here: gather them
+                # (_gather_block), LineReceiver's loop stops here.
+                self._gathering = True
+                return True
+            return self._refused_call is not None
         return super().lineReceived(line) or self._refused_call is not None
+
+    def _gather_block(self, data: bytes) -> bool:
+        """
+        Add ``data`` to the header lines gathered after a request line.
+
+        A client sends a request's whole header block before it waits for
+        anything (even ``Expect: 100-continue`` waits after it), so holding
+        the lines back until the block is complete never stalls one; the
+        header deadline still runs.  Once the lines held exceed
+        ``totalHeadersSize`` (a request Twisted refuses, at the latest by
+        then), they go to Twisted's line-by-line parser, which answers as
+        it always has.
+
+        :return: False while the block is still incomplete (keep
+            gathering); True once ``dataReceived`` must go on with the
+            buffer (the block parsed, or left to Twisted).
+        """
+        buffer = self._buffer + data
+        self._buffer = buffer
+        if buffer.find(b"\r\n\r\n", max(0, len(buffer) - len(data) - 3)) < 0 and (
+            len(buffer) <= self.totalHeadersSize and buffer[:2] != b"\r\n"
+        ):
+            return False
+        self._gathering = False
+        # Parsed, or left to Twisted (also when too much came without an
+        # end: its lines, and its refusal).
+        self._parse_header_block()
+        return True
+
+    def _parse_header_block(self) -> Optional[bool]:
+        """
+        Parse the request's whole header block in one pass if it is in the
+        buffer (``headblock.py``), and go on as ``HTTPChannel.lineReceived``
+        does at the empty line that ends it; otherwise, or if anything in it
+        is unusual, leave it to Twisted's line-by-line parser.
+
+        Twisted's checks kept here: the block's lines and values
+        (``split_header_block``); ``totalHeadersSize`` (the request line's
+        bytes plus every header line's, without line ends) and
+        ``maxHeaders``, each exceeded only by a request Twisted refuses;
+        the framing headers, of which Twisted allows one ``Content-Length``
+        or ``Transfer-Encoding`` (``chunked`` or ``identity``): a block with
+        more than one of them, or another coding, is left to Twisted (it
+        answers 400).  The one there is goes through
+        ``_maybeChooseTransferDecoder`` like any other.
+
+        :return: True once it parsed the block; False if it left it to
+            Twisted; None if the block is not all in the buffer yet.
+        """
+        buffer = self._buffer
+        if buffer[:2] == b"\r\n":
+            raw, count, size, rest = {}, 0, 0, buffer[2:]
+        else:
+            end = buffer.find(b"\r\n\r\n")
+            if end < 0:
+                return None  # the block is not all here yet
+            block = buffer[:end]
+            raw = split_header_block(block, self.MAX_LENGTH)
+            if raw is None:
+                return False
+            count = block.count(b"\n") + 1
+            size = end - 2 * (count - 1)
+            rest = buffer[end + 4:]
+            if (
+                self._receivedHeaderSize + size > self.totalHeadersSize
+                or self._receivedHeaderCount + count > self.maxHeaders
+            ):
+                return False
+        length = raw.get(b"Content-Length", ())
+        coding = raw.get(b"Transfer-Encoding", ())
+        if len(length) + len(coding) > 1 or (
+            coding and coding[0].lower() not in (b"chunked", b"identity")
+        ):
+            return False
+        headers = self.requests[-1].requestHeaders
+        if headers._rawHeaders:
+            return False  # never so: a new request's Headers are empty
+        # From here on as Twisted would go: each header line filed (in
+        # order: ``Headers._rawHeaders`` is what ``addRawHeader`` fills),
+        # the framing header chosen, the counters it keeps advanced.
+        self._buffer = rest
+        headers._rawHeaders = raw
+        self._receivedHeaderSize += size
+        self._receivedHeaderCount += count
+        if length:
+            self._maybeChooseTransferDecoder(b"Content-Length", length[0])
+        elif coding:
+            self._maybeChooseTransferDecoder(b"Transfer-Encoding", coding[0])
+        self.allHeadersReceived()
+        if self.length == 0:
+            self.allContentReceived()
+        else:
+            self.setRawMode()
+        return True
 
     def lineLengthExceeded(self, line):
         # LineReceiver would close without a word.

@@ -101,9 +101,14 @@ def header_safe(message: str) -> bytes:
     return message.encode("utf-8")
 
 
-@attr.s(frozen=True, slots=True)
+@attr.s(slots=True)
 class BatchedRecord:
-    """One record announced by a batched write: ``x-reduct-time-<ts>``."""
+    """
+    One record announced by a batched write: ``x-reduct-time-<ts>``.
+
+    Read-only by convention, not frozen: a frozen class's ``__init__``
+    (``object.__setattr__`` per field) cost 0.6 µs of every batched record.
+    """
 
     ts: int = attr.ib()
     length: int = attr.ib()
@@ -246,6 +251,14 @@ def parse_record_header(value: str, at_labels: bool = False) -> Tuple[int, str, 
     return length, ctype or DEFAULT_CONTENT_TYPE, labels
 
 
+def _u64_bytes(digits: bytes) -> Optional[int]:
+    """:func:`parse_u64` of ASCII ``digits`` (``bytes.isdigit`` is ASCII only)."""
+    if not digits.isdigit() or len(digits) > 20:
+        return None
+    value = int(digits)
+    return value if value <= U64_MAX else None
+
+
 def time_headers(raw_headers) -> list:
     """
     The ``x-reduct-time-<ts>`` headers of a request: ``(ts, raw value)``
@@ -256,11 +269,12 @@ def time_headers(raw_headers) -> list:
     :raises UnprocessableEntity: a bad timestamp.
     """
     found = {}
+    skip = len(TIME_PREFIX)
     for name, values in raw_headers:
         lname = name.lower()
         if not lname.startswith(TIME_PREFIX) or not values:
             continue
-        ts = parse_u64(lname[len(TIME_PREFIX):].decode("latin-1"))
+        ts = _u64_bytes(lname[skip:])
         if ts is None:
             raise UnprocessableEntity(
                 f"Invalid header '{lname.decode('latin-1')}': "
@@ -275,15 +289,32 @@ def parse_batch_headers(raw_headers, at_labels: bool = False) -> List[BatchedRec
     The records announced in a batched write's (or label update's) headers,
     sorted by timestamp (the order of their contents in the body).
 
+    A batch repeats a few content type and label sets: each distinct text
+    after a value's length is parsed once (:func:`parse_record_header`,
+    errors included: a text is remembered only once parsed without one),
+    the length of each record on its own.
+
     :param raw_headers: ``request.requestHeaders.getAllRawHeaders()``.
     :param at_labels: as for :func:`parse_record_header`.
     :raises UnprocessableEntity: a bad timestamp or header value.
     """
     records = []
+    seen: Dict[bytes, Tuple[str, Dict[str, str]]] = {}
     for ts, raw in time_headers(raw_headers):
+        length_text, comma, tail = raw.partition(b",")
+        known = seen.get(tail) if comma else None
+        if known is not None:
+            # ``tail`` decoded and parsed before, and a value whose length
+            # is ASCII digits decodes and splits the same way around it.
+            length = _u64_bytes(length_text)
+            if length is not None:
+                records.append(BatchedRecord(ts, length, known[0], dict(known[1])))
+                continue
         try:
             value = raw.decode("utf-8")
         except UnicodeDecodeError:
             raise UnprocessableEntity("Invalid batched header") from None
-        records.append(BatchedRecord(ts, *parse_record_header(value, at_labels)))
+        length, ctype, labels = parse_record_header(value, at_labels)
+        seen[tail] = (ctype, labels)  # copied for the records after it
+        records.append(BatchedRecord(ts, length, ctype, labels))
     return records

@@ -19,7 +19,11 @@ Who relies on what:
   ``_buffer``, ``requests``, ``_ChunkedTransferDecoder`` and its
   ``_dataReceived_CHUNK_LENGTH``, ``length``, ``dataCallback`` and
   ``finishCallback``, ``_MalformedChunkedDataError``, and the limits
-  ``MAX_LENGTH``, ``maxHeaders``, ``totalHeadersSize``.
+  ``MAX_LENGTH``, ``maxHeaders``, ``totalHeadersSize``; for the one-pass
+  header block (``_parse_header_block``, ``headblock.py``): the request-line
+  flag ``__first_line``, the counters ``_receivedHeaderSize`` and
+  ``_receivedHeaderCount``, ``Headers._rawHeaders``, ``_NameEncoder`` and its
+  ``_caseMappings``, and the token bytes of ``_abnf._istoken``.
 * ``http/producers.py`` (sendfile path): ``server.Request._encoder`` and
   ``chunked``; a TCP transport's ``TLS``, ``dataBuffer``, ``offset``,
   ``_tempDataLen`` and ``doWrite``.
@@ -293,6 +297,42 @@ def test_malformed_chunk_error_becomes_a_bad_request():
     channel._transferDecoder = Refusing(old.dataCallback, old.finishCallback)
     channel.dataReceived(b"5\r\n")
     assert ("bad request",) in channel.calls
+
+
+def test_header_block_state_the_one_pass_parser_keeps():
+    """After a request line, __first_line is 0 and the counters hold the line's bytes;
+    after its headers, the counters hold every line's bytes and the header count, and
+    Headers._rawHeaders maps canonical names to value lists in order of first appearance."""
+    channel = _channel()
+    assert channel._HTTPChannel__first_line == 1
+    channel.dataReceived(b"POST / HTTP/1.1\r\n")
+    assert channel._HTTPChannel__first_line == 0
+    assert (channel._receivedHeaderSize, channel._receivedHeaderCount) == (15, 0)
+    channel.dataReceived(b"x-b: 1\r\nHost: x\r\nX-B: 2\r\nContent-Length: 3\r\n\r\n")
+    assert (channel._receivedHeaderSize, channel._receivedHeaderCount) == (15 + 36, 4)
+    headers = channel.requests[-1].requestHeaders
+    assert headers._rawHeaders == {b"X-B": [b"1", b"2"], b"Host": [b"x"],
+                                   b"Content-Length": [b"3"]}
+    assert list(headers._rawHeaders) == [b"X-B", b"Host", b"Content-Length"]
+    channel.dataReceived(b"abc")
+    assert channel._HTTPChannel__first_line == 1
+    assert (channel._receivedHeaderSize, channel._receivedHeaderCount) == (0, 0)
+
+
+def test_header_names_are_tokens_in_canonical_case():
+    """_istoken accepts exactly the bytes headblock.TOKEN_BYTES lists; _NameEncoder
+    capitalizes each word and then applies _caseMappings."""
+    from twisted.web import _abnf
+    from twisted.web.http_headers import _NameEncoder, _nameEncoder
+
+    from reduct_twisted.http.headblock import TOKEN_BYTES
+
+    assert bytes(b for b in range(256) if _abnf._istoken(bytes([b]))) == bytes(
+        sorted(TOKEN_BYTES))
+    assert not _abnf._istoken(b"")
+    assert _NameEncoder._caseMappings[b"Etag"] == b"ETag"
+    assert _nameEncoder.encode(b"x-reduct-TIME-1") == b"X-Reduct-Time-1"
+    assert _nameEncoder.encode(b"etag") == b"ETag"
 
 
 # -- the sendfile path (producers.py) --------------------------------------------------

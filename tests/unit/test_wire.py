@@ -4,6 +4,8 @@ them, as reduct-py and reduct-js send them, and our own values read back.
 """
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from reduct_twisted.errors import UnprocessableEntity
 from reduct_twisted.wire import (
@@ -11,6 +13,7 @@ from reduct_twisted.wire import (
     format_record_header,
     parse_batch_headers,
     parse_record_header,
+    parse_u64,
 )
 from tests.unit.conftest import error_message
 
@@ -200,3 +203,92 @@ def test_parse_batch_headers_sorts_and_matches_names_case_insensitively():
     assert error_message(
         UnprocessableEntity, parse_batch_headers, [(b"x-reduct-time-1", [b"1,t,k=\xff"])]
     ) == "Invalid batched header"
+
+
+# -- parse_batch_headers: each distinct text after the length parsed once (issue #17) ------
+
+
+def _reference_batch(raw_headers, at_labels):
+    """The records as a plain per-record parse reads them (the behaviour before #17)."""
+    found = {}
+    for name, values in raw_headers:
+        lname = name.lower()
+        if not lname.startswith(b"x-reduct-time-") or not values:
+            continue
+        ts = parse_u64(lname[len(b"x-reduct-time-"):].decode("latin-1"))
+        if ts is None:
+            raise UnprocessableEntity(
+                f"Invalid header '{lname.decode('latin-1')}': "
+                "must be an unix timestamp in microseconds"
+            )
+        found[ts] = values[-1]
+    records = []
+    for ts, raw in sorted(found.items()):
+        try:
+            value = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise UnprocessableEntity("Invalid batched header") from None
+        records.append(BatchedRecord(ts, *parse_record_header(value, at_labels)))
+    return records
+
+
+def _outcome(fn, *args):
+    try:
+        return fn(*args)
+    except UnprocessableEntity as exc:
+        return ("refused", exc.message)
+
+
+_STAMPS = st.sampled_from([b"1", b"2", b"3", b"02", b"10", b"", b"x", b"-1", b"\xb2", b"1 ",
+                           b"18446744073709551615", b"18446744073709551616", b"0" * 25 + b"7"])
+_PREFIXES = st.sampled_from([b"x-reduct-time-", b"X-Reduct-Time-", b"X-REDUCT-TIME-",
+                             b"x-reduct-label-", b"content-"])
+_LENGTHS = st.sampled_from([b"1", b"0", b"007", b" 2", b"2 ", b"x", b"-1", b"", b"1.0",
+                            b"18446744073709551615", b"18446744073709551616", b"\xc2\xa03",
+                            b"\xd9\xa3", b"\xff", b"3" * 21])
+_TAILS = st.sampled_from([b"", b",", b",t", b",t,a=1", b",t,a=1,b=2", b',x,q="a,b"', b",t,@a=1",
+                          b",,k=v", b",t,k=\xff", b",t,u=\xc3\xa4", b",t,a=1,junk", b",\xff",
+                          b',"t,u",a="x"'])
+
+
+@settings(max_examples=800, deadline=None)
+@given(st.lists(st.tuples(_PREFIXES, _STAMPS, st.lists(st.tuples(_LENGTHS, _TAILS).map(
+    b"".join), min_size=1, max_size=2)), max_size=8), st.booleans())
+def test_batch_headers_read_as_record_by_record(headers, at_labels):
+    """Generated header tables, valid and not: the same records, or the same refusal, as
+    parsing every record header on its own."""
+    raw = [(prefix + stamp, values) for prefix, stamp, values in headers]
+    assert _outcome(parse_batch_headers, raw, at_labels) == _outcome(
+        _reference_batch, raw, at_labels)
+
+
+def test_records_of_a_repeated_text_own_their_labels():
+    """Records sharing a content type and label text get equal, separate label dicts."""
+    raw = [(b"x-reduct-time-%d" % ts, [b"%d,t,a=1,b=2" % ts]) for ts in range(1, 4)]
+    records = parse_batch_headers(raw)
+    assert [r.length for r in records] == [1, 2, 3]
+    assert all(r.labels == {"a": "1", "b": "2"} for r in records)
+    records[1].labels["c"] = "3"
+    assert records[0].labels == records[2].labels == {"a": "1", "b": "2"}
+    assert parse_batch_headers(raw)[0].labels == {"a": "1", "b": "2"}
+
+
+@pytest.mark.parametrize("at_labels", [False, True])
+@pytest.mark.parametrize(
+    "values",
+    [
+        [b"5,", b"5"],  # a text without comma after one with an empty rest
+        [b"5,t", b"x,t"],
+        [b"5,t", b"-5,t"],
+        [b"5,t", b"18446744073709551616,t"],
+        [b"5,t", b"\xc2\xa05,t"],  # a blank Python's str.strip takes, bytes' not
+        [b"5,t", b"\xff,t"],
+        [b"5,t,@a=1", b"6,t,@a=1"],
+        [b"5,t,a=\xff", b"6,t,a=\xff"],
+    ],
+)
+def test_a_repeated_text_after_a_bad_or_odd_length(values, at_labels):
+    """The record after one with the same text is read as on its own, refusals included."""
+    raw = [(b"x-reduct-time-%d" % (i + 1), [value]) for i, value in enumerate(values)]
+    assert _outcome(parse_batch_headers, raw, at_labels) == _outcome(
+        _reference_batch, raw, at_labels)

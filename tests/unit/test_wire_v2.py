@@ -382,3 +382,112 @@ def test_request_parser_never_raises_anything_but_422(records):
             parse_request([(n, [v]) for n, v in mangled])
         except UnprocessableEntity:
             pass
+
+
+# -- the record headers read as one by one (issue #17) ------------------------------------
+
+
+def _reference_request(raw_headers):
+    """parse_request as it read record headers before #17: names decoded, each value
+    through _resolve, frozen-free comparisons by fields."""
+    from reduct_twisted.wire import DEFAULT_CONTENT_TYPE, parse_u64
+    from reduct_twisted.wire import v2
+
+    headers = v2._single(raw_headers)
+    entries, blank = v2._entries(headers)
+    start = v2._start(headers)
+    found = []
+    for name, value in headers.items():
+        if name.startswith(b"x-reduct-digest-"):
+            continue
+        text = name.decode("latin-1")
+        head, _, tail = text.rpartition("-")
+        if tail and not (tail.isascii() and tail.isdigit()):
+            continue
+        found.append((text, head[len("x-reduct-"):] if len(head) >= 9 else "", tail, value))
+    if blank and found:
+        raise UnprocessableEntity("x-reduct-entries header is required")
+    names = v2._label_names(headers)
+    located = []
+    for text, index_text, delta_text, value in found:
+        if not (index_text.isascii() and index_text.isdigit()):
+            raise UnprocessableEntity(f"Invalid header '{text}': entry index must be a number")
+        delta = parse_u64(delta_text)
+        if delta is None or start + delta > U64_MAX:
+            raise UnprocessableEntity(
+                f"Invalid header '{text}': must be an unix timestamp in microseconds")
+        index = int(index_text) if len(index_text) <= 20 else len(entries)
+        if index >= len(entries):
+            raise UnprocessableEntity(f"Invalid header '{text}': entry index out of range")
+        located.append((index, delta, start + delta, value))
+    located.sort(key=lambda item: (item[0], item[1]))
+    records, previous = [], {}
+    for index, delta, ts, raw_value in located:
+        try:
+            value = raw_value.decode("utf-8")
+        except UnicodeDecodeError:
+            raise UnprocessableEntity("Invalid batched header") from None
+        length, ctype, labels, changes = v2._resolve(value, previous.get(index), names)
+        previous[index] = (ctype, labels, changes)
+        records.append((index, delta, ts, entries[index], length, ctype, labels, changes))
+    assert DEFAULT_CONTENT_TYPE
+    return tuple(entries), start, records
+
+
+def _parsed(raw_headers):
+    try:
+        req = parse_request(raw_headers)
+    except UnprocessableEntity as exc:
+        return ("refused", exc.message)
+    return req.entries, req.start_ts, [
+        (r.index, r.delta, r.ts, r.entry, r.length, r.content_type, r.labels, r.changes)
+        for r in req.records]
+
+
+def _reference(raw_headers):
+    try:
+        return _reference_request(raw_headers)
+    except UnprocessableEntity as exc:
+        return ("refused", exc.message)
+
+
+_V2_NAMES = st.sampled_from([b"x-reduct-0-", b"X-Reduct-1-", b"x-reduct-00-", b"x-reduct-",
+                             b"x-reduct-a-", b"x-reduct-2-", b"x-reduct-99999999999999999999999-",
+                             b"x-reduct-digest-0-", b"x-reduct-label-"])
+_V2_DELTAS = st.sampled_from([b"0", b"1", b"2", b"01", b"", b"x", b"\xb2",
+                              b"18446744073709551615", b"9" * 21])
+_V2_VALUES = st.sampled_from([b"1", b"2", b"007", b"1 ", b" 1", b"x", b"", b"\xff",
+                              b"18446744073709551615", b"18446744073709551616", b"9" * 21,
+                              b"1,text/plain", b"1,,a=1", b"1,t,0=v", b"1,t,a=", b"3,\xff",
+                              b"1,t,@a=1", b"\xd9\xa3"])
+
+
+@settings(max_examples=800, deadline=None)
+@given(st.lists(st.tuples(_V2_NAMES, _V2_DELTAS, _V2_VALUES), max_size=10),
+       st.sampled_from([b"a,b,c", b"a", b"", b" "]),
+       st.sampled_from([b"0", b"5", b"18446744073709551615", b"x"]),
+       st.sampled_from([None, b"l0,l1", b"k"]))
+def test_record_headers_read_as_one_by_one(records, entries, start, labels):
+    """Generated v2 requests, valid and not: the same plan, or the same refusal, as
+    reading every record header on its own with decoded names."""
+    raw_headers = [(b"x-reduct-entries", [entries]), (b"x-reduct-start-ts", [start])]
+    if labels is not None:
+        raw_headers.append((b"x-reduct-labels", [labels]))
+    raw_headers += [(name + delta, [value]) for name, delta, value in records]
+    assert _parsed(raw_headers) == _reference(raw_headers)
+
+
+@settings(max_examples=800, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from([b"x-reduct-0-", b"x-reduct-00-", b"X-Reduct-1-",
+                                           b"x-reduct-2-"]),
+                          st.sampled_from([b"0", b"1", b"2", b"01", b"3", b"1 "]),
+                          st.sampled_from([b"1", b"2", b"007", b"1,text/plain", b"1,,a=1",
+                                           b"5,t,0=v", b"1,t,a=", b"18446744073709551615",
+                                           b"18446744073709551616", b"4"])),
+                min_size=1, max_size=10))
+def test_mostly_valid_record_headers_read_as_one_by_one(records):
+    """As above, with requests most of which are valid (the shortcuts are taken)."""
+    raw_headers = [(b"x-reduct-entries", [b"a,b,c"]), (b"x-reduct-start-ts", [b"5"]),
+                   (b"x-reduct-labels", [b"l0,l1"])]
+    raw_headers += [(name + delta, [value]) for name, delta, value in records]
+    assert _parsed(raw_headers) == _reference(raw_headers)
