@@ -62,14 +62,13 @@ from reduct_twisted.storage.disk.treelog import TreeLog
 from reduct_twisted.storage.disk.treelog_files import refusal
 from reduct_twisted.storage.entry_leaves import fields_leaf, gap_leaf, record_fields, record_leaf
 from reduct_twisted.storage.entry_log_catchup import CatchUp, catch_up_to, run_in_steps
-from reduct_twisted.storage.entry_log_offload import BATCH, offload
+from reduct_twisted.storage.entry_log_offload import (
+    BATCH, MAX_WAITING, flush_reported, held, offload)
 from reduct_twisted.storage.entry_log_refused import REFUSALS, RefusedLog
 from reduct_twisted.storage.records import FINISHED
 
 __all__ = ["BATCH", "LogBook", "EntryLog", "record_leaf", "gap_leaf"]
 
-#: Entries with pending leaves at most (beyond, the one waiting longest is flushed).
-MAX_WAITING = 64
 
 #: The ``integrity`` modes that keep a log, and whether each keeps hashes.
 MERKLE = {"log": True, "digest": False}
@@ -130,9 +129,9 @@ class EntryLog:
         waiting = self.book.waiting
         if id(self) not in waiting:
             waiting[id(self)] = self
-            if len(waiting) > MAX_WAITING:
+            if len(waiting) > MAX_WAITING and not self.book.holding:
                 self.book.flush_oldest()
-        if len(self.pending) >= BATCH and not offload(self):
+        if len(self.pending) >= BATCH and not self.book.holding and not offload(self):
             self.flush()
 
     def open(self):
@@ -256,6 +255,7 @@ class LogBook:
         self.warn = None
         self.cooperate = None
         self.offload = None  # the leaf worker's ``submit`` (entry_log_offload.py) or None
+        self.holding = False  # see held()
 
     def backfilled(self, report):
         """The backfill pass ended: records still without a digest will keep none."""
@@ -364,13 +364,13 @@ class LogBook:
             except REFUSALS as exc:  # the records go; the log is set aside
                 self.refuse(entry, exc)
 
+    def held(self):
+        """A context: commits inside only join pending leaves (``entry_log_offload.held``)."""
+        return held(self)
+
     def flush_oldest(self) -> None:
         """Flush the log that has had pending leaves longest (a failure is reported, kept pending)."""
-        log = next(iter(self.waiting.values()))
-        try:
-            self._flush(log)
-        except OSError as exc:
-            self.problems.append(f"Entry log of {log.entry.directory}: {exc}")
+        flush_reported(next(iter(self.waiting.values())))
 
     def flush_all(self) -> None:
         """Append every pending leaf (before a sync takes the dirty set, a rename, close)."""

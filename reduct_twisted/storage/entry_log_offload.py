@@ -18,13 +18,17 @@ it would be without the worker, and a crash at any instant loses no more
 than pending leaves do (they are rebuilt from the records, as always).
 """
 
+import contextlib
+
 from reduct_twisted.storage import leafjob
 from reduct_twisted.storage.entry_log_refused import REFUSALS
 
-__all__ = ["offload", "BATCH", "MAX_BEHIND"]
+__all__ = ["offload", "held", "flush_reported", "BATCH", "MAX_BEHIND", "MAX_WAITING"]
 
 #: Pending leaves of one entry appended (or sent to the worker) at once.
 BATCH = 256
+#: Entries with pending leaves at most (beyond, the one waiting longest is flushed).
+MAX_WAITING = 64
 #: Pending leaves of one entry beyond which it stops waiting for the worker
 #: and appends them itself (a worker slower than the writes).
 MAX_BEHIND = 4096
@@ -80,7 +84,7 @@ def _landed(answer: bytes, log, tree, first: int, last: int) -> None:
     if not pending:
         book.waiting.pop(id(log), None)
     elif len(pending) >= BATCH and not offload(log):
-        _flush(log)
+        flush_reported(log)
 
 
 def _failed(failure, log) -> None:
@@ -91,11 +95,32 @@ def _failed(failure, log) -> None:
 def _failed_now(log, problem: str) -> None:
     log.book.problems.append(problem)
     if log.pending:
-        _flush(log)
+        flush_reported(log)
 
 
-def _flush(log) -> None:
+def flush_reported(log) -> None:
+    """``book._flush(log)``; a disk error is reported (the leaves stay pending)."""
     try:
         log.book._flush(log)
     except OSError as exc:
         log.book.problems.append(f"Entry log of {log.entry.directory}: {exc}")
+
+
+@contextlib.contextmanager
+def held(book):
+    """
+    Records committed inside only join their entries' pending leaves; the
+    batches they fill go out at the end.  For a write run (``runs.py``),
+    which takes the numbers of all its records before it commits the first:
+    inside, the numbers not committed yet would look like a hole in the log.
+    """
+    book.holding = True
+    try:
+        yield
+    finally:
+        book.holding = False
+        while len(book.waiting) > MAX_WAITING:
+            book.flush_oldest()
+        for log in [log for log in book.waiting.values() if len(log.pending) >= BATCH]:
+            if not offload(log):
+                flush_reported(log)

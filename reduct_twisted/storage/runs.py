@@ -179,11 +179,12 @@ class WriteRun:
             else:
                 done.update(id(item[1]) for item in items)
         logs, stored = context.logs, self._stored
-        for series, alloc, _ in good:
-            if id(alloc) in done:
-                writer.release(context, alloc, FINISHED)
-                logs.committed(series, alloc._record)
-                stored(alloc)
+        with logs.held():  # the run's numbers are all taken: log batches go out after it
+            for series, alloc, _ in good:
+                if id(alloc) in done:
+                    writer.release(context, alloc, FINISHED)
+                    logs.committed(series, alloc._record)
+                    stored(alloc)
         for alloc, failed, error in lost:
             with contextlib.suppress(OSError):  # a block left empty stays if it cannot go
                 writer.abort(context, alloc)

@@ -360,3 +360,38 @@ def test_compression_flushes_first(engine):
     assert results(done) == (2, 1)
     assert engine.block_stats("b", "e")[0]["compressed"] == 2
     assert read_content(engine.read("b", "e", 2)) == b"two" * 100
+
+
+@pytest.mark.parametrize("worker", [False, True])
+def test_a_run_longer_than_a_log_batch_logs_every_record_as_written(engine, worker):
+    """One run holds more records than a log batch, over two entries: the numbers
+    of the whole run are taken before the first record is logged, yet no record
+    is logged as a skipped number, none is rebuilt from its block, and each
+    entry's head is the RFC 9162 root of its leaves as written."""
+    from reduct_twisted.storage import entry_log, leafjob
+    from tests import rfc9162
+
+    engine.set_integrity("log")
+    engine.create_bucket("b", {"max_block_records": 100})
+    jobs = []
+    if worker:
+        def submit(payload):
+            from twisted.internet.defer import succeed
+            jobs.append(payload)
+            return succeed(leafjob.run_job(payload))
+        engine.set_leaf_worker(submit)
+    count = entry_log.BATCH + 44
+    contents = {entry: [(ts, b"%s-%d" % (entry.encode(), ts)) for ts in range(1, count + 1)]
+                for entry in ("e", "f")}
+    for ts in range(count):  # interleaved, one run
+        for entry in ("e", "f"):
+            assert batch(engine, [contents[entry][ts]], entry=entry) == {}
+    engine.flush_writes()
+    for entry, records in contents.items():
+        log = engine._bucket("b").entry(entry)._log
+        assert log.catching is None
+        leaves = [rfc9162.leaf(n, ts, len(data), "t", {"k": str(ts)}, hashlib.sha256(data).digest())
+                  for n, (ts, data) in enumerate(records, 1)]
+        assert engine.log_head("b", entry) == (count, rfc9162.MTH(leaves))
+        assert log.removed().rank(count + 1) == 0  # no number logged as skipped
+    assert bool(jobs) == worker
