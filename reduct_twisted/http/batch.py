@@ -379,8 +379,10 @@ class BatchReader:
 
     def _visit(self, ts: int, size: int, content_type: str, labels) -> bool:
         """One record taken: its header; :return: whether to stop taking."""
-        name = _TIME_NAME % ts
-        value = record_header_value(size, content_type, labels)
+        return self._taken(_TIME_NAME % ts, record_header_value(size, content_type, labels), size)
+
+    def _taken(self, name, value, size: int) -> bool:
+        """A record's header and size added; :return: whether the batch is full."""
         headers = self.headers
         headers.append((name, value))
         self.metadata += len(name) + len(value) + 2

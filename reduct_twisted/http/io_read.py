@@ -14,7 +14,6 @@ timestamp) order, is then also in timestamp order, which every client
 generation reads right.
 """
 
-import time
 
 from twisted.python.failure import Failure
 
@@ -68,14 +67,7 @@ class IoBatchReader(BatchReader):
     def _visit_entry(self, entry: str, ts: int, size: int, content_type: str, labels) -> bool:
         name, value = self.encoder.add(entry, ts, size, content_type, labels)
         self._last_entry = entry
-        headers = self.headers
-        headers.append((name, value))
-        self.metadata += len(name) + len(value) + 2
-        self.size += size
-        limits = self.limits  # _full(), inline
-        return (len(headers) >= limits.max_records or self.metadata > limits.max_metadata
-                or (not self.head and self.size > limits.max_size)
-                or time.monotonic() >= self._deadline)
+        return self._taken(name, value, size)
 
     def answer(self, result, request):
         if self.continuous:

@@ -112,6 +112,15 @@ class Query(MatchQueue):
             return block, record, self.limit is not None and self.returned >= self.limit
         return result
 
+    def _drain(self, visit) -> bool:
+        """Hand ``visit`` the matches found ahead (``_take``); :return: True once it says full."""
+        found = self._take()
+        while found is not None:
+            if visit(found[0], found[1]):
+                return True
+            found = self._take()
+        return False
+
     def take(self, entry, budget: int, visit, visit_run=None):
         """
         Hand the next matching records to ``visit(block, record)``, in order,
@@ -134,11 +143,8 @@ class Query(MatchQueue):
         """
         if self.error is not None:
             raise self.error
-        found = self._take()
-        while found is not None:
-            if visit(found[0], found[1]):
-                return FULL
-            found = self._take()
+        if self._drain(visit):
+            return FULL
         if self._done():
             return None
         stop, continuous = self.stop, self.stop is None
@@ -203,11 +209,8 @@ class Query(MatchQueue):
                             return FULL
                     elif accept(record):
                         self._offer(block, record)
-                        found = self._take()
-                        while found is not None:
-                            if visit(found[0], found[1]):
-                                return FULL
-                            found = self._take()
+                        if self._drain(visit):
+                            return FULL
                         if self._done():
                             return None
                 if over:
