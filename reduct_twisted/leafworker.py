@@ -7,8 +7,8 @@ starts it when the integrity log is on and gives its :meth:`LeafWorker.submit`
 to the engine (``set_leaf_worker``); the process is spawned on the first job.
 
 Jobs and answers travel over a Unix socket pair (the worker's standard
-input and output are its end), read in large pieces: a pipe would be read
-8 KiB per reactor turn.  If the worker exits, every job waiting fails (the
+input and output are its end), read in large pieces into one buffer: a
+pipe would be read 8 KiB per reactor turn.  If the worker exits, every job waiting fails (the
 daemon makes those leaves itself, ``storage/entry_log_offload.py``) and it
 is started again for the next job, at most once per :data:`RESTART_AFTER`
 seconds; in between :meth:`submit` fails at once.  The worker reads nothing
@@ -20,15 +20,15 @@ import os
 import socket
 import sys
 
-from twisted.internet import error
+from twisted.internet import abstract, error, main
 from twisted.internet.defer import Deferred, fail, succeed
-from twisted.internet.protocol import Factory, ProcessProtocol, Protocol
+from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger
 from zope.interface import implementer
 
 import reduct_twisted
 from reduct_twisted.interfaces_integrity import ILeafWorker
-from reduct_twisted.storage.leafjob import FrameReader, frame
+from reduct_twisted.storage.leafjob import HEADER, MAX_PAYLOAD, frame
 
 __all__ = ["LeafWorker", "WorkerGone", "RESTART_AFTER"]
 
@@ -64,30 +64,76 @@ class _Process(ProcessProtocol):
         self.ended.callback(None)
 
 
-class _Channel(Protocol):
-    """The daemon's end of the socket pair: cuts answer frames out of what arrives."""
+class _Channel(abstract.FileDescriptor):
+    """
+    The daemon's end of the socket pair, read straight into one buffer
+    (``recv_into``) and cut into answer frames there: an answer's bytes are
+    copied once, into its payload.
+    """
 
-    def __init__(self, owner: "LeafWorker", process: _Process) -> None:
-        self.owner = owner
-        self.process = process
-        self.reader = FrameReader()
+    def __init__(self, owner: "LeafWorker", process: _Process, sock, reactor) -> None:
+        super().__init__(reactor)
+        self.owner, self.process, self.socket = owner, process, sock
+        self._buffer = bytearray(CHANNEL_BUFFER)
+        self._fill = 0
+        self.connected = 1
+        self.startReading()
 
-    def connectionMade(self) -> None:
-        if hasattr(self.transport, "bufferSize"):
-            self.transport.bufferSize = CHANNEL_BUFFER
+    def fileno(self) -> int:
+        return self.socket.fileno()
 
-    def dataReceived(self, data: bytes) -> None:
+    def doRead(self):
+        buffer = self._buffer
         try:
-            answers = self.reader.feed(data)
+            n = self.socket.recv_into(memoryview(buffer)[self._fill:])
+        except BlockingIOError:
+            return None
+        except OSError:
+            return main.CONNECTION_LOST
+        if not n:
+            return main.CONNECTION_DONE
+        self._fill += n
+        try:
+            answers = self._frames()
         except ValueError as exc:
             log.error("Leaf worker sent a bad frame ({exc}); stopping it", exc=exc)
-            self.transport.loseConnection()
             _kill(self.process)
-            return
+            return main.CONNECTION_LOST
         for job, payload in answers:
             self.owner._answered(self.process, job, payload)
+        return None
+
+    def _frames(self) -> list:
+        # The whole frames in the buffer (the rest moves to its start; it
+        # grows to hold a frame larger than itself).
+        buffer, fill, start, out = self._buffer, self._fill, 0, []
+        while fill - start >= HEADER.size:
+            length, job = HEADER.unpack_from(buffer, start)
+            if length > MAX_PAYLOAD:
+                raise ValueError(f"frame of {length} bytes")
+            end = start + HEADER.size + length
+            if end > fill:
+                if end - start > len(buffer):
+                    buffer.extend(bytes(end - start - len(buffer)))
+                break
+            out.append((job, bytes(buffer[start + HEADER.size:end])))
+            start = end
+        if start:  # same length: copied in place
+            buffer[:fill - start] = buffer[start:fill]
+            self._fill = fill - start
+        return out
+
+    def writeSomeData(self, data):
+        try:
+            return self.socket.send(data)
+        except BlockingIOError:
+            return 0
+        except OSError:
+            return main.CONNECTION_LOST
 
     def connectionLost(self, reason) -> None:
+        super().connectionLost(reason)
+        self.socket.close()
         self.owner._ended(self.process, reason)
 
 
@@ -137,15 +183,13 @@ class LeafWorker:
         try:
             self._reactor.spawnProcess(process, self._argv[0], self._argv, env=_environment(),
                                        childFDs={0: theirs.fileno(), 1: theirs.fileno(), 2: "r"})
-            process.channel = _Channel(self, process)
-            factory = Factory.forProtocol(lambda: process.channel)
-            self._reactor.adoptStreamConnection(ours.fileno(), socket.AF_UNIX, factory)
         except OSError as exc:
             log.error("Could not start the leaf worker: {exc}", exc=exc)
+            ours.close()
             return False
         finally:
             theirs.close()
-            ours.close()  # adoptStreamConnection took a duplicate
+        process.channel = _Channel(self, process, ours, self._reactor)
         self._proto = process
         self.starts += 1
         return True
@@ -156,7 +200,7 @@ class LeafWorker:
         self._next += 1
         job, d = self._next, Deferred()
         self._waiting[job] = d
-        self._proto.channel.transport.write(frame(job, payload))
+        self._proto.channel.write(frame(job, payload))
         return d
 
     def _answered(self, process, job: int, payload: bytes) -> None:
@@ -175,8 +219,8 @@ class LeafWorker:
                      "until it is started again", why=reason.getErrorMessage())
         for d in waiting.values():
             d.errback(WorkerGone("the leaf worker exited"))
-        if process.channel is not None and process.channel.transport is not None:
-            process.channel.transport.loseConnection()
+        if process.channel is not None and process.channel.connected:
+            process.channel.loseConnection()
 
     def stop(self) -> Deferred:
         """Close the worker's input (it exits); kill it if it has not after :data:`STOP_GRACE`."""
@@ -184,7 +228,7 @@ class LeafWorker:
         process = self._proto
         if process is None:
             return succeed(None)
-        process.channel.transport.loseConnection()
+        process.channel.loseConnection()
         timer = self._reactor.callLater(STOP_GRACE, _kill, process)
         process.ended.addBoth(lambda _: timer.cancel() if timer.active() else None)
         return process.ended

@@ -9,11 +9,11 @@ order, the numbers of its removed records (``.log/removed``,
 setting: ``log`` leaves and tree hashes, ``digest`` leaves only, ``off``
 nothing (existing logs are left alone).
 
-**Pending leaves.**  A committed record's leaf fields are kept (labels as
-written) pending in its entry; pending leaves are appended to the log (one
-write per file; made by the leaf worker if there is one: ``entry_log_offload.py``)
-when ``BATCH`` are pending (or the entry has waited longest of more than
-``MAX_WAITING`` with pending leaves) and *always* before anything
+**Pending leaves.**  A committed record's leaf fields (labels as written; a
+write run's as its ``.meta`` lines: ``entry_pending.py``) wait in its entry
+and are appended (one write per file; made by the leaf worker if there is
+one: ``entry_log_offload.py``) when ``BATCH`` are pending (or the entry has
+waited longest of more than ``MAX_WAITING``) and *always* before anything
 rewrites (relabel, removal, compression, backfill: the hook is in
 ``reserve.rewrite_meta``) or removes (``Entry.remove_block``: FIFO eviction,
 a removal emptying a block) a ``.meta`` of the entry, before a rename, at
@@ -64,7 +64,8 @@ from reduct_twisted.storage.entry_leaves import fields_leaf, gap_leaf, record_fi
 from reduct_twisted.storage.entry_log_catchup import CatchUp, catch_up_to, run_in_steps
 from reduct_twisted.storage.entry_log_offload import (
     BATCH, MAX_WAITING, flush_reported, held, offload)
-from reduct_twisted.storage.entry_log_refused import REFUSALS, RefusedLog
+from reduct_twisted.storage.entry_log_refused import REFUSALS, RefusedLog, set_aside
+from reduct_twisted.storage.entry_pending import PendingLeaves
 from reduct_twisted.storage.records import FINISHED
 
 __all__ = ["BATCH", "LogBook", "EntryLog", "record_leaf", "gap_leaf"]
@@ -83,13 +84,13 @@ class EntryLog:
     """
     The log of one entry: pending leaves and, once used, its open files.
 
-    :ivar pending: number -> leaf fields (``record_fields``), not appended yet.
+    :ivar pending: number -> leaf fields, not appended yet (``entry_pending.py``).
     """
 
     def __init__(self, book: "LogBook", entry) -> None:
         self.book = book
         self.entry = entry
-        self.pending: dict = {}
+        self.pending = PendingLeaves()
         self.tree = None
         self._removed = None
         self._digests = None
@@ -122,10 +123,14 @@ class EntryLog:
             self._ready = True
         return self._ready
 
-    def committed(self, record) -> None:
+    def committed(self, record, lines: bytes = None, numbers=()) -> None:
+        """``record`` committed; or, with ``lines``, records ``numbers`` (their ``.meta`` lines)."""
         if not self._ready and not self.ready():
             return
-        self.pending[record.number] = record_fields(record)
+        if lines is None:
+            self.pending.add(record_fields(record))
+        else:
+            self.pending.add_lines(numbers, lines)
         waiting = self.book.waiting
         if id(self) not in waiting:
             waiting[id(self)] = self
@@ -284,24 +289,8 @@ class LogBook:
         return log
 
     def refuse(self, entry, error) -> RefusedLog:
-        """
-        Set ``entry``'s log aside for this run (``error`` says why): its
-        records go on, its ``.log/`` is left as it is; reported once.
-        """
-        old = entry.__dict__.get("_log")
-        if isinstance(old, RefusedLog):
-            return old
-        if old is not None:
-            self.waiting.pop(id(old), None)
-            old.pending.clear()
-            old.close()
-        log = entry._log = RefusedLog(entry, error)
-        line = (f"Entry log refused: {error}; the entry's records are still written and read, "
-                f"its log is left as it is (not appended to, nothing removed)")
-        self.problems.append(line)
-        if self.warn is not None:
-            self.warn(line)
-        return log
+        """Set ``entry``'s log aside for this run (``entry_log_refused.set_aside``)."""
+        return set_aside(self, entry, error)
 
     def _flush(self, log) -> None:
         """``log.flush()`` (with the space reserve); a log refused on the way is set aside."""
@@ -310,11 +299,11 @@ class LogBook:
         except REFUSALS as exc:
             self.refuse(log.entry, exc)
 
-    def committed(self, entry, record) -> None:
-        """A record was committed to ``entry`` (its number and digest set)."""
+    def committed(self, entry, record, lines: bytes = None, numbers=()) -> None:
+        """``record`` was committed to ``entry``; or the run's ``numbers`` (``lines``: EntryLog.committed)."""
         if self.on:
             try:
-                self.of(entry).committed(record)
+                self.of(entry).committed(record, lines, numbers)
             except OSError as exc:  # kept pending; tried again at the next flush
                 self.problems.append(f"Entry log of {entry.directory}: {exc}")
             except REFUSALS as exc:  # the record stands; its log is set aside

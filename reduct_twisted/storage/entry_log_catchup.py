@@ -144,8 +144,8 @@ class CatchUp:
         if skipped:  # never stored: in the removed set first, like removed numbers
             log.removed().add(skipped)
         log.tree.append(leaves)  # OSError: the log and what is kept here are unchanged
+        pending.drop(first, n - 1)
         for number in range(first, n):
-            pending.pop(number, None)
             found.pop(number, None)
 
 

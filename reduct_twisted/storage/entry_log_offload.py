@@ -26,12 +26,12 @@ from reduct_twisted.storage.entry_log_refused import REFUSALS
 __all__ = ["offload", "held", "flush_reported", "BATCH", "MAX_BEHIND", "MAX_WAITING"]
 
 #: Pending leaves of one entry appended (or sent to the worker) at once.
-BATCH = 256
+BATCH = 1024
 #: Entries with pending leaves at most (beyond, the one waiting longest is flushed).
 MAX_WAITING = 64
 #: Pending leaves of one entry beyond which it stops waiting for the worker
 #: and appends them itself (a worker slower than the writes).
-MAX_BEHIND = 4096
+MAX_BEHIND = 8192
 
 
 def offload(log) -> bool:
@@ -53,7 +53,7 @@ def offload(log) -> bool:
     size, target = tree.size, log.entry.numbers.next - 1
     if target <= size or sum(1 for n in pending if size < n <= target) != target - size:
         return False
-    payload = leafjob.encode_job(size, tree.frontier, [pending[n] for n in range(size + 1, target + 1)])
+    payload = leafjob.encode_job(size, tree.frontier, size + 1, target, pending.parts(size + 1, target))
     log.inflight = (size + 1, target)
     book.offload(payload).addCallbacks(
         _landed, _failed, callbackArgs=(log, tree, size + 1, target), errbackArgs=(log,))
@@ -79,8 +79,7 @@ def _landed(answer: bytes, log, tree, first: int, last: int) -> None:
     except REFUSALS as exc:
         book.refuse(log.entry, exc)
         return
-    for n in range(first, last + 1):
-        pending.pop(n, None)
+    pending.drop(first, last)
     if not pending:
         book.waiting.pop(id(log), None)
     elif len(pending) >= BATCH and not offload(log):

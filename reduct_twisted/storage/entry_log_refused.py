@@ -20,7 +20,7 @@ from reduct_twisted.errors import Conflict
 from reduct_twisted.storage.disk.removedset import RemovedFormatError
 from reduct_twisted.storage.disk.treelog_files import TreeLogError
 
-__all__ = ["REFUSALS", "RefusedLog", "conflict", "reason"]
+__all__ = ["REFUSALS", "RefusedLog", "conflict", "reason", "set_aside"]
 
 #: The errors that set an entry's log aside.
 REFUSALS = (TreeLogError, RemovedFormatError)
@@ -43,8 +43,8 @@ class RefusedLog:
     def ready(self) -> bool:
         return False
 
-    def committed(self, record) -> None:
-        """A record was committed: its leaf is not logged."""
+    def committed(self, record, lines: bytes = None, numbers=()) -> None:
+        """A record (or a write run's records) committed: not logged."""
 
     def flush(self) -> int:
         return 0
@@ -64,3 +64,25 @@ def conflict(bucket: str, entry: str, error) -> Conflict:
     """The 409 a read of a refused log answers: the entry and why, no server path."""
     return Conflict(f"The integrity log of entry '{bucket}/{entry}' cannot be read by this "
                     f"server: {reason(error)}; the entry's records are still kept and served")
+
+
+def set_aside(book, entry, error) -> RefusedLog:
+    """
+    Set ``entry``'s log aside for this run (``error`` says why): its
+    records go on, its ``.log/`` is left as it is; reported once through
+    ``book`` (a ``LogBook``: its ``problems`` and ``warn``).
+    """
+    old = entry.__dict__.get("_log")
+    if isinstance(old, RefusedLog):
+        return old
+    if old is not None:
+        book.waiting.pop(id(old), None)
+        old.pending.clear()
+        old.close()
+    log = entry._log = RefusedLog(entry, error)
+    line = (f"Entry log refused: {error}; the entry's records are still written and read, "
+            f"its log is left as it is (not appended to, nothing removed)")
+    book.problems.append(line)
+    if book.warn is not None:
+        book.warn(line)
+    return log

@@ -3,7 +3,8 @@
 An entry log's leaves and tree hashes made in a worker process (issue #16:
 the log must cost the request path little).  The storage core sends a job
 (``encode_job``): the log's size, its peaks (``TreeLog.frontier``) and the
-leaf fields of the records that follow (``entry_leaves.record_fields``); the
+leaf fields of the records that follow (``entry_pending.py``: fields rows
+and the ``.meta`` lines of write runs, decoded here); the
 worker answers what ``TreeLog.append_built`` writes (``run_job`` is
 ``treelog.build`` over ``entry_leaves.fields_leaf``).  The worker only
 computes: every byte of the log is written by the daemon, which keeps the
@@ -23,6 +24,7 @@ import struct
 
 from reduct_twisted.storage.disk.treelog import build
 from reduct_twisted.storage.entry_leaves import fields_leaf
+from reduct_twisted.storage.entry_pending import line_rows
 
 __all__ = ["HEADER", "encode_job", "run_job", "decode_answer", "frame", "FrameReader", "serve"]
 
@@ -35,16 +37,26 @@ class JobFailed(Exception):
     """The worker could not do a job (its text says why)."""
 
 
-def encode_job(size: int, peaks, rows: list) -> bytes:
-    """The payload of a job: leaves for ``rows`` (``record_fields``) after leaf ``size``."""
-    return marshal.dumps((size, peaks, rows))
+def encode_job(size: int, peaks, first: int, last: int, parts: list) -> bytes:
+    """
+    The payload of a job: leaves ``first … last`` after leaf ``size``, from
+    ``parts`` (``PendingLeaves.parts``: fields rows and ``.meta`` lines).
+    """
+    return marshal.dumps((size, peaks, first, last, parts))
 
 
 def run_job(payload: bytes) -> bytes:
     """Do a job: the answer's payload (see the module docstring)."""
     try:
-        size, peaks, rows = marshal.loads(payload)
-        return marshal.dumps(build([fields_leaf(*row) for row in rows], size, peaks))
+        size, peaks, first, last, parts = marshal.loads(payload)
+        rows: dict = {}
+        for part in parts:
+            if type(part) is bytes:
+                rows.update(line_rows(part))
+            else:
+                rows[part[0]] = part
+        leaves = [fields_leaf(*rows[n]) for n in range(first, last + 1)]
+        return marshal.dumps(build(leaves, size, peaks))
     except Exception as exc:  # the daemon builds these leaves itself
         return marshal.dumps(("error", f"{type(exc).__name__}: {exc}"))
 

@@ -15,8 +15,8 @@ instead go through the engine's one :class:`WriteRun`:
 * :meth:`WriteRun.flush` writes the queued contents, one ``pwritev`` per
   run of contiguous bytes of a shared segment, then appends the ``.meta``
   lines of the run's records, one write per block, and only then makes
-  them FINISHED (numbers in commit order, ``LogBook.committed`` per record,
-  dirty marks once per block, the listeners).  A disk error fails the
+  them FINISHED (numbers in commit order, dirty marks once per block, the
+  listeners, ``LogBook.committed`` once per block with its lines).  A disk error fails the
   records whose bytes or line it stopped (their ``failed(error)`` is called
   and they vanish as an aborted record does); the others are stored.
 
@@ -167,10 +167,10 @@ class WriteRun:
         by_block: dict = {}
         for item in good:
             by_block.setdefault(item[1]._block, []).append(item)
-        done = set()
+        done, appended = set(), []
         for block, items in by_block.items():
             try:
-                self._append_lines(block, items)
+                lines = self._append_lines(block, items)
             except OSError as exc:
                 for series, alloc, failed in reversed(items):
                     series.numbers.give_back(alloc._record.number)
@@ -178,13 +178,16 @@ class WriteRun:
                     lost.append((alloc, failed, exc))
             else:
                 done.update(id(item[1]) for item in items)
+                appended.append((items, lines))
         logs, stored = context.logs, self._stored
         with logs.held():  # the run's numbers are all taken: log batches go out after it
             for series, alloc, _ in good:
                 if id(alloc) in done:
                     writer.release(context, alloc, FINISHED)
-                    logs.committed(series, alloc._record)
                     stored(alloc)
+            if logs.on:  # one call per block: its records' leaves are in the lines
+                for items, lines in appended:
+                    logs.committed(items[0][0], None, lines, [item[1]._record.number for item in items])
         for alloc, failed, error in lost:
             with contextlib.suppress(OSError):  # a block left empty stays if it cannot go
                 writer.abort(context, alloc)
@@ -218,16 +221,19 @@ class WriteRun:
     def _append_lines(self, block, items: list) -> None:
         # One write of every line of ``block`` in this run (its header first
         # for a new file); on failure the file is cut back (``Block.finish``).
+        # :return: the lines (the entry log's pending leaves: ``entry_pending.py``).
         lines = [blockfile.encode_record(alloc._record, alloc.written) for _, alloc, _ in items]
         records = [alloc._record for _, alloc, _ in items]
         new_meta = not block.meta_length
         # Sizes are exact (a small record has its declared length): no accounting changes.
-        block.append_lines([(r, r.size) for r in records], b"".join(lines), self.context.fds)
+        joined = b"".join(lines)
+        block.append_lines([(r, r.size) for r in records], joined, self.context.fds)
         dirty = self.context.dirty
         if new_meta:
             dirty.created(block.meta_path)
         else:
             dirty.file(block.meta_path)
+        return joined
 
 
 class UploadMethods:

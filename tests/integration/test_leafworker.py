@@ -14,10 +14,12 @@ import time
 import pytest
 import pytest_twisted
 from twisted.internet import reactor
+from twisted.internet.defer import gatherResults
 
 from reduct_twisted import leafworker
 from reduct_twisted.leafworker import LeafWorker, WorkerGone
 from reduct_twisted.storage import leafjob
+from reduct_twisted.storage.entry_log_offload import BATCH
 from tests.integration.daemon import Connection, Twistd
 from tests.integration.helpers import alive
 
@@ -25,15 +27,18 @@ from tests.integration.helpers import alive
 def _job(first, count):
     rows = [(n, 1000 + n, 3, "text/plain", {"k": str(n)}, hashlib.sha256(b"%d" % n).digest())
             for n in range(first, first + count)]
-    return leafjob.encode_job(first - 1, [] if first == 1 else None, rows)
+    return leafjob.encode_job(first - 1, [] if first == 1 else None, first, first + count - 1, rows)
 
 
 @pytest_twisted.ensureDeferred
 async def test_jobs_are_answered_by_a_real_process_and_it_stops():
     worker = LeafWorker(reactor)
-    jobs = [_job(1, count) for count in (1, 300, 7)]
+    jobs = [_job(1, count) for count in (1, 300, 7, 9000)]  # the last answer > CHANNEL_BUFFER
+    assert len(leafjob.run_job(jobs[-1])) > leafworker.CHANNEL_BUFFER
     answers = [await worker.submit(job) for job in jobs]
     assert answers == [leafjob.run_job(job) for job in jobs]
+    answers = await gatherResults([worker.submit(job) for job in jobs * 3])  # in flight together
+    assert answers == [leafjob.run_job(job) for job in jobs * 3]
     assert worker.starts == 1
     pid = worker._proto.transport.pid
     await worker.stop()
@@ -63,6 +68,10 @@ def _children(pid: int) -> list:
     return [int(p) for p in out.split()]
 
 
+#: Records enough for a job of the leaf worker.
+N = BATCH + 44
+
+
 def test_the_worker_does_not_outlive_a_killed_daemon(tmp_path):
     """Enough records for a job, so the daemon has started its worker; SIGKILL
     the daemon: the worker's input closes and it exits; the log is whole after
@@ -72,7 +81,7 @@ def test_the_worker_does_not_outlive_a_killed_daemon(tmp_path):
     try:
         with Connection(port) as conn:
             assert conn.request("POST", "/api/v1/b/bkt").status == 200
-            for ts in range(1, 301):
+            for ts in range(1, N + 1):
                 assert conn.request("POST", f"/api/v1/b/bkt/e?ts={ts}", b"x%d" % ts).status == 200
         workers = _children(daemon.pid)
         assert len(workers) == 1
@@ -90,8 +99,8 @@ def test_the_worker_does_not_outlive_a_killed_daemon(tmp_path):
         with Connection(port) as conn:
             head = conn.request("GET", "/api/v1/log/bkt/e")
             assert head.status == 200
-            assert b'"tree_size":300' in head.body
-            for ts in range(301, 601):
+            assert b'"tree_size":%d' % N in head.body
+            for ts in range(N + 1, 2 * N + 1):
                 assert conn.request("POST", f"/api/v1/b/bkt/e?ts={ts}", b"x%d" % ts).status == 200
         workers = _children(again.pid)
         assert len(workers) == 1

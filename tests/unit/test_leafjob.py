@@ -14,7 +14,9 @@ import pytest
 
 from reduct_twisted.storage import leafjob
 from reduct_twisted.storage.disk.treelog import TreeLog
+from reduct_twisted.storage.disk.blockfile import encode_record
 from reduct_twisted.storage.entry_leaves import fields_leaf
+from reduct_twisted.storage.records import Record
 from tests import rfc9162
 
 
@@ -30,17 +32,40 @@ def _rows(rng, first, count):
     return rows
 
 
+def lines_of(rows) -> bytes:
+    """The ``.meta`` lines a write run appends for ``rows`` (``blockfile.encode_record``)."""
+    return b"".join(
+        encode_record(Record(ts, f"{ts}.dat", 7, size, ct, labels, number=n, digest=digest, crc=9), size)
+        for n, ts, size, ct, labels, digest in rows)
+
+
+def _parts(rng, rows):
+    """``rows`` as a job carries them: some as fields rows, runs of them as ``.meta`` lines."""
+    parts, i = [], 0
+    while i < len(rows):
+        take = rng.randrange(1, 9)
+        if rng.random() < 0.5:
+            parts += rows[i:i + take]
+        else:
+            parts.append(lines_of(rows[i:i + take]))
+        i += take
+    rng.shuffle(parts)  # a part may come before numbers below it (belated records in older blocks)
+    return parts
+
+
 @pytest.mark.parametrize("merkle", [True, False])
 def test_answers_append_the_same_log_as_the_daemon(tmp_path, merkle):
-    """Jobs of varying sizes, chained from each answer's peaks: the files and root
-    equal a log appended leaf by leaf (and the independent RFC 9162 root)."""
+    """Jobs of varying sizes (rows and .meta lines mixed, in any order), chained from
+    each answer's peaks: the files and root equal a log appended leaf by leaf (and
+    the independent RFC 9162 root)."""
     rng = random.Random(1)
     theirs = TreeLog.open(str(tmp_path / "worker"), merkle)
     ours = TreeLog.open(str(tmp_path / "local"), merkle)
     leaves, n = [], 0
     for count in (1, 2, 3, 64, 7, 255, 1):
         rows = _rows(rng, n + 1, count)
-        answer = leafjob.run_job(leafjob.encode_job(n, theirs.frontier, rows))
+        job = leafjob.encode_job(n, theirs.frontier, n + 1, n + count, _parts(rng, rows))
+        answer = leafjob.run_job(job)
         theirs.append_built(*leafjob.decode_answer(answer))
         made = [fields_leaf(*row) for row in rows]
         for leaf in made:
@@ -56,8 +81,14 @@ def test_answers_append_the_same_log_as_the_daemon(tmp_path, merkle):
 
 
 def test_a_job_that_fails_answers_an_error():
-    answer = leafjob.run_job(leafjob.encode_job(0, [], [(1, 2, 3)]))  # a short row
+    answer = leafjob.run_job(leafjob.encode_job(0, [], 1, 1, [(1, 2, 3)]))  # a short row
     with pytest.raises(leafjob.JobFailed, match="TypeError"):
+        leafjob.decode_answer(answer)
+    answer = leafjob.run_job(leafjob.encode_job(0, [], 1, 2, [lines_of(_rows(random.Random(4), 1, 1))]))
+    with pytest.raises(leafjob.JobFailed, match="KeyError"):  # number 2 is in no part
+        leafjob.decode_answer(answer)
+    answer = leafjob.run_job(leafjob.encode_job(0, [], 1, 1, [b'{"k":"r","ts":1}\n']))
+    with pytest.raises(leafjob.JobFailed, match="KeyError"):  # not a whole record line
         leafjob.decode_answer(answer)
     with pytest.raises(leafjob.JobFailed, match="unreadable"):
         leafjob.decode_answer(b"\xff\x00")
@@ -104,7 +135,8 @@ def test_serve_answers_every_job_in_order_and_ends_with_its_input():
     jobs = {}
     try:
         for job in range(1, 21):
-            payload = leafjob.encode_job(0, [], _rows(rng, 1, rng.randrange(1, 40)))
+            count = rng.randrange(1, 40)
+            payload = leafjob.encode_job(0, [], 1, count, _parts(rng, _rows(rng, 1, count)))
             jobs[job] = payload
             os.write(job_out, leafjob.frame(job, payload))
     finally:
