@@ -203,6 +203,16 @@ class Recovery:
         self.dropped_records += len(dropped)
         return self._rewrite(block, table)
 
+    def check_segment(self, path: str, stat, records: list) -> list:
+        """
+        The check of :meth:`check_block` for one segment's records (those of
+        a segment changed since :attr:`since`; all of them with ``since``
+        0, as ``reduct-twisted fsck`` uses it).
+
+        :return: ``(ts, reason)`` of each record that fails it.
+        """
+        return self._check_segment(path, stat, records)
+
     def _check_segment(self, path: str, stat, records: list) -> list:
         dropped, fd = [], None
         try:
