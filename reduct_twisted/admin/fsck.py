@@ -36,6 +36,7 @@ import json
 import os
 
 from reduct_twisted.datadir import DataDirLock
+from reduct_twisted.integrity.merkle import HASH_SIZE
 from reduct_twisted.storage.disk import blockfile, layout, treelog_files
 from reduct_twisted.storage.disk.blockindex import IndexIgnored, read_index
 from reduct_twisted.storage.disk.durability import DirtySet
@@ -269,12 +270,19 @@ class Checker:
             hashes = fds.get(treelog_files.HASHES_FILE)
             merkle = merkle and hashes is not None
             n = treelog_files.recover(leaves, offsets, hashes, merkle)
-            written = os.fstat(offsets).st_size // 8
+            written = os.fstat(offsets).st_size
             self.report.counts["log_leaves"] += n
-            if n < written or os.fstat(leaves).st_size > treelog_files.end_of(offsets, n):
+            extra = {"offsets": written - 8 * n,
+                     "leaves": os.fstat(leaves).st_size - treelog_files.end_of(offsets, n)}
+            if merkle:
+                extra["hashes"] = os.fstat(hashes).st_size - treelog_files.nodes(n) * HASH_SIZE
+            extra = {name: size for name, size in extra.items() if size}
+            if extra:
+                beyond = ", ".join(f"{size} bytes of {name}" for name, size in extra.items())
                 self.report.problem(where, "integrity log",
-                                    f"only {n} of {written} leaves are consistent (a torn or damaged tail; "
-                                    f"the daemon cuts the log back to {n} at its next start and rebuilds the rest)")
+                                    f"a torn or damaged tail: {n} consistent leaves, then {beyond} (the daemon "
+                                    f"cuts the log back to {n} leaves at its next start and rebuilds the rest "
+                                    f"from the records)")
             for number, record in sorted(numbered.items()):
                 if number > n or record.digest is None:
                     continue
@@ -287,7 +295,7 @@ class Checker:
                 if leaf.get("skipped"):
                     continue
                 got = (leaf.get("digest"), leaf.get("size"), leaf.get("timestamp"))
-                if got != (record.digest.hex(), record.size, record.ts):
+                if got != ("sha-256:" + record.digest.hex(), record.size, record.ts):
                     self.report.problem(where, "integrity log",
                                         f"record {record.ts} (number {number}) does not match its leaf", ts=record.ts)
             biggest = max(numbered, default=0)
