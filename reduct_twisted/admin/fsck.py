@@ -92,6 +92,58 @@ class Report:
         )
 
 
+class _Log:
+    """An entry's tree log read in place (no file is created, cut or written)."""
+
+    def __init__(self, directory: str, where: str, merkle: bool) -> None:
+        self.where = where
+        self.biggest = 0
+        self._fds = {}
+        try:
+            for name in (treelog_files.LEAVES_FILE, treelog_files.OFFSETS_FILE, treelog_files.HASHES_FILE):
+                path = os.path.join(directory, name)
+                if os.path.exists(path):
+                    self._fds[name] = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            self.leaves = self._fds[treelog_files.LEAVES_FILE]
+            self.offsets = self._fds[treelog_files.OFFSETS_FILE]
+            hashes = self._fds.get(treelog_files.HASHES_FILE)
+            merkle = merkle and hashes is not None
+            # the daemon's own rule for how much of the files is a consistent log
+            self.n = treelog_files.recover(self.leaves, self.offsets, hashes, merkle)
+            extra = {"offsets": os.fstat(self.offsets).st_size - 8 * self.n,
+                     "leaves": os.fstat(self.leaves).st_size - treelog_files.end_of(self.offsets, self.n)}
+            if merkle:
+                extra["hashes"] = os.fstat(hashes).st_size - treelog_files.nodes(self.n) * HASH_SIZE
+            self.extra = {name: size for name, size in extra.items() if size}
+        except BaseException:
+            self.close()
+            raise
+
+    def check(self, record, report) -> None:
+        """Record ``record`` (numbered) against its leaf: digest, size, timestamp."""
+        number = record.number
+        self.biggest = max(self.biggest, number)
+        if number > self.n or record.digest is None:
+            return  # not logged yet: the daemon catches up from the records
+        start = treelog_files.end_of(self.offsets, number - 1)
+        raw = treelog_files.pread_exact(self.leaves, treelog_files.end_of(self.offsets, number) - start, start)
+        try:
+            leaf = json.loads(raw)
+        except ValueError:
+            leaf = {}
+        if not isinstance(leaf, dict):
+            leaf = {}
+        got = (leaf.get("digest"), leaf.get("size"), leaf.get("timestamp"))
+        if got != ("sha-256:" + record.digest.hex(), record.size, record.ts):
+            report.problem(self.where, "integrity log",
+                           f"record {record.ts} (number {number}) does not match its leaf", ts=record.ts)
+
+    def close(self) -> None:
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds = {}
+
+
 class Checker:
     def __init__(self, data_path: str, repair: bool) -> None:
         self.data_path = os.path.abspath(data_path)
@@ -175,17 +227,25 @@ class Checker:
         except IndexIgnored as exc:
             rows = {}
             self.report.note(where, f"block index ignored ({exc}): the daemon reads the blocks instead")
-        records_by_number = {}
-        metas = sorted(found[0] for found in files.values() if found[2] == blockfile.META_SUFFIX)
-        stale = sorted(set(rows) - set(metas))
-        if stale:
-            self.report.note(where, f"block index rows without a block ({len(stale)}): the daemon drops them")
-        for block_id in metas:
-            self.check_block(directory, block_id, files, records_by_number)
-        self.check_log(directory, records_by_number)
+        log = self.open_log(directory)
+        try:
+            metas = sorted(found[0] for found in files.values() if found[2] == blockfile.META_SUFFIX)
+            stale = sorted(set(rows) - set(metas))
+            if stale:
+                self.report.note(where, f"block index rows without a block ({len(stale)}): the daemon drops them")
+            for block_id in metas:
+                self.check_block(directory, block_id, files, log)
+            if log is not None and log.n > log.biggest and log.biggest:
+                self.report.note(log.where, f"the log holds {log.n} leaves, the newest stored record is "
+                                            f"number {log.biggest}")
+        except (OSError, treelog_files.TreeLogError) as exc:
+            self.report.problem(log.where if log else where, "integrity log", str(exc))
+        finally:
+            if log is not None:
+                log.close()
         self._children(directory, meta)
 
-    def check_block(self, directory: str, block_id: int, files: dict, numbered: dict) -> None:
+    def check_block(self, directory: str, block_id: int, files: dict, log) -> None:
         counts = self.report.counts
         counts["blocks"] += 1
         meta = os.path.join(directory, blockfile.meta_name(block_id))
@@ -211,8 +271,8 @@ class Checker:
                 counts["unchecked_records"] += 1
             else:
                 counts["checked_records"] += 1
-            if record.number is not None:
-                numbered[record.number] = record
+            if log is not None and record.number is not None:
+                log.check(record, self.report)
         bad = []
         for segment, records in sorted(segments.items()):
             path = os.path.join(directory, segment)
@@ -230,80 +290,48 @@ class Checker:
         if bad:
             self._quarantine(directory, block_id, files, f"{len(bad)} record(s) failed their check")
 
-    def check_log(self, directory: str, numbered: dict) -> None:
+    def open_log(self, directory: str):
+        """The entry's integrity log opened for reading (:class:`_Log`), or None (none, or reported)."""
         log_dir = os.path.join(directory, layout.LOG_DIR)
         if not os.path.isdir(log_dir):
-            return
+            return None
         where = self.rel(log_dir)
         try:
             refused = treelog_files.refusal(log_dir) or header_refusal(log_dir)
-        except OSError as exc:
+            if refused is None:
+                self._check_removed(log_dir)
+        except (OSError, RemovedFormatError) as exc:
             refused = exc
         if refused is not None:
             self.report.problem(where, "integrity log", f"the daemon refuses it: {refused}")
-            return
+            return None
         try:
             merkle = treelog_files.read_format(log_dir)
-            if merkle is not None:
-                self.report.counts["logs"] += 1
-                self._check_tree(log_dir, merkle, numbered)
-            removed = os.path.join(log_dir, "removed")
-            if os.path.exists(removed):
-                with open(removed, "rb") as f:
-                    whole = f.read().endswith(b"\n")
-                if whole:
-                    RemovedSet.open(log_dir)  # reads only: the file ends with a whole line
-                else:
-                    self.report.note(where, "the removed set ends with a torn line: the daemon cuts it")
-        except (OSError, treelog_files.TreeLogError, RemovedFormatError) as exc:
+            if merkle is None:
+                return None
+            log = _Log(log_dir, where, merkle)
+        except (OSError, treelog_files.TreeLogError) as exc:
             self.report.problem(where, "integrity log", str(exc))
+            return None
+        self.report.counts["logs"] += 1
+        self.report.counts["log_leaves"] += log.n
+        if log.extra:
+            beyond = ", ".join(f"{size} bytes of {name}" for name, size in log.extra.items())
+            self.report.problem(where, "integrity log",
+                                f"a torn or damaged tail: {log.n} consistent leaves, then {beyond} (the daemon "
+                                f"cuts the log back to {log.n} leaves at its next start and rebuilds the rest "
+                                f"from the records)")
+        return log
 
-    def _check_tree(self, log_dir: str, merkle: bool, numbered: dict) -> None:
-        where = self.rel(log_dir)
-        fds = {}
-        try:
-            for name in (treelog_files.LEAVES_FILE, treelog_files.OFFSETS_FILE, treelog_files.HASHES_FILE):
-                path = os.path.join(log_dir, name)
-                if os.path.exists(path):
-                    fds[name] = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-            leaves, offsets = fds[treelog_files.LEAVES_FILE], fds[treelog_files.OFFSETS_FILE]
-            hashes = fds.get(treelog_files.HASHES_FILE)
-            merkle = merkle and hashes is not None
-            n = treelog_files.recover(leaves, offsets, hashes, merkle)
-            written = os.fstat(offsets).st_size
-            self.report.counts["log_leaves"] += n
-            extra = {"offsets": written - 8 * n,
-                     "leaves": os.fstat(leaves).st_size - treelog_files.end_of(offsets, n)}
-            if merkle:
-                extra["hashes"] = os.fstat(hashes).st_size - treelog_files.nodes(n) * HASH_SIZE
-            extra = {name: size for name, size in extra.items() if size}
-            if extra:
-                beyond = ", ".join(f"{size} bytes of {name}" for name, size in extra.items())
-                self.report.problem(where, "integrity log",
-                                    f"a torn or damaged tail: {n} consistent leaves, then {beyond} (the daemon "
-                                    f"cuts the log back to {n} leaves at its next start and rebuilds the rest "
-                                    f"from the records)")
-            for number, record in sorted(numbered.items()):
-                if number > n or record.digest is None:
-                    continue
-                start = treelog_files.end_of(offsets, number - 1)
-                raw = treelog_files.pread_exact(leaves, treelog_files.end_of(offsets, number) - start, start)
-                try:
-                    leaf = json.loads(raw)
-                except ValueError:
-                    leaf = {}
-                if leaf.get("skipped"):
-                    continue
-                got = (leaf.get("digest"), leaf.get("size"), leaf.get("timestamp"))
-                if got != ("sha-256:" + record.digest.hex(), record.size, record.ts):
-                    self.report.problem(where, "integrity log",
-                                        f"record {record.ts} (number {number}) does not match its leaf", ts=record.ts)
-            biggest = max(numbered, default=0)
-            if n > biggest and numbered:
-                self.report.note(where, f"the log holds {n} leaves, the newest stored record is number {biggest}")
-        finally:
-            for fd in fds.values():
-                os.close(fd)
+    def _check_removed(self, log_dir: str) -> None:
+        removed = os.path.join(log_dir, "removed")
+        if os.path.exists(removed):
+            with open(removed, "rb") as f:
+                whole = f.read().endswith(b"\n")
+            if whole:
+                RemovedSet.open(log_dir)  # reads only: the file ends with a whole line
+            else:
+                self.report.note(self.rel(log_dir), "the removed set ends with a torn line: the daemon cuts it")
 
     # -- repair -----------------------------------------------------------------
 

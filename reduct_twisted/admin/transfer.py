@@ -42,6 +42,9 @@ CHUNK = 1 << 16
 SMALL = 1 << 20
 BATCH_RECORDS = 80
 BATCH_BYTES = 8 << 20
+#: Record header bytes per v2 batch at most (a server's RS_IO_BATCH_MAX_METADATA_SIZE is
+#: 512 KB by default; an operator may lower it).
+BATCH_HEADER_BYTES = 32 << 10
 LABEL_PREFIX = "x-reduct-label-"
 
 
@@ -204,7 +207,13 @@ def _v2_ok(item: dict) -> bool:
     for key, value in item["labels"].items():
         if not value or value != value.strip() or '"' in value or key != key.strip() or key.startswith("@"):
             return False
-    return item["size"] <= SMALL
+    return item["size"] <= SMALL and _header_size(item) <= BATCH_HEADER_BYTES
+
+
+def _header_size(item: dict) -> int:
+    """A bound on the bytes of the record's v2 header (name, value, separators)."""
+    labels = sum(len(k.encode()) + len(v.encode()) + 4 for k, v in item["labels"].items())
+    return 48 + len(item["content_type"].encode()) + labels
 
 
 class Import(Transfer):
@@ -243,6 +252,7 @@ class Import(Transfer):
 
     def _entry(self, entry: str, directory: str, have: dict) -> None:
         batch: list = []
+        body = header = 0
         for item in folder.read_manifest(directory):
             stored = have.get(item["ts"])
             if stored is not None:
@@ -252,10 +262,15 @@ class Import(Transfer):
                 self.progress.advance(records=1)
                 continue
             if self.v2 and _v2_ok(item):
-                batch.append(item)
-                if len(batch) >= BATCH_RECORDS or sum(i["size"] for i in batch) >= BATCH_BYTES:
+                size = _header_size(item)
+                if batch and (len(batch) >= BATCH_RECORDS or body + item["size"] > BATCH_BYTES
+                              or header + size > BATCH_HEADER_BYTES):
                     self._send_batch(entry, directory, batch)
                     batch = []
+                if not batch:
+                    body = header = 0
+                batch.append(item)
+                body, header = body + item["size"], header + size
             else:
                 self._send_one(entry, directory, item)
         if batch:

@@ -58,6 +58,8 @@ def written(tmp_path_factory):
         # a larger record: its own private segment
         big = os.urandom(300_000)
         assert request(daemon.port, "POST", "/api/v1/b/b/other?ts=5000", big)[0] == 200
+        # a removed record: the entry's removed set
+        assert request(daemon.port, "DELETE", "/api/v1/b/b/other?ts=1001")[0] == 200
         # the integrity log written out: listing reads it
         request(daemon.port, "GET", "/api/v1/b/b/e/records")
     finally:
@@ -177,6 +179,19 @@ def test_integrity_log_checks(data):
         f.write(b"\x00\x00\x00")
     status, out, _ = fsck(data)
     assert status == 1 and "torn or damaged tail: 25 consistent leaves, then 3 bytes of offsets" in out, out
+
+
+def test_logs_the_daemon_would_refuse(data):
+    other = data / "b" / "other" / LOG_DIR
+    assert (other / "removed").read_bytes().count(b"\n") == 2  # header and the removal of 1001
+    (other / "removed").write_bytes(b'{"format": 7}\n')
+    fmt = data / "b" / "e" / LOG_DIR / "format"
+    fmt.write_text(fmt.read_text().replace('"version":1', '"version":99'))
+    status, out, _ = fsck(data, "--json")
+    report = json.loads(out)
+    assert status == 1
+    assert sorted(p["where"] for p in report["problems"]) == [f"b/e/{LOG_DIR}", f"b/other/{LOG_DIR}"]
+    assert all("the daemon refuses it" in p["detail"] for p in report["problems"])
 
 
 def test_refuses_running_daemon_and_foreign_directories(data, tmp_path):

@@ -30,6 +30,9 @@ ENTRIES = [
     ("cam/left/deep", 5, (10, 20), "application/json", lambda i: {}),
     ("logs", 3, (1_100_000, 1_300_000), "application/octet-stream", lambda i: {"big": "yes"}),
     ("mixed", 30, (1, 100), None, lambda i: {"k": "v"} if i % 3 else {}),
+    # 14 KB of labels per record: 80 of them (the count cap) would be 1.1 MB of request
+    # headers, past the server's 1 MiB: v2 batches are cut by header bytes too
+    ("tags", 80, (1, 10), "text/plain", lambda i: {"long": "x" * 14_000 + str(i)}),
 ]
 
 
@@ -93,8 +96,8 @@ def exported(root) -> dict:
 def daemons(tmp_path):
     started = []
 
-    def start(name):
-        daemon = Twistd(tmp_path / name)
+    def start(name, **environ):
+        daemon = Twistd(tmp_path / name, environ=environ)
         daemon.start()
         started.append(daemon)
         return daemon
