@@ -259,3 +259,21 @@ def test_progress_plain_lines_and_terminal_bar():
     p.advance(1, 1)
     p.finish()
     assert quiet.getvalue() == ""
+
+
+def test_token_from_option_or_environment(tmp_path, daemons, monkeypatch):
+    daemon = daemons("auth", RS_API_TOKEN="admin-secret")
+    url = f"http://127.0.0.1:{daemon.port}"
+    auth = {"Authorization": "Bearer admin-secret"}
+    assert request(daemon.port, "POST", "/api/v1/b/data", headers=auth)[0] == 200
+    assert request(daemon.port, "POST", "/api/v1/b/data/e?ts=1", b"x", auth)[0] == 200
+    monkeypatch.delenv("RS_API_TOKEN", raising=False)
+    status, _, err = run("export", url, "data", str(tmp_path / "one"))
+    assert status == 2 and "401" in err and "no token given" in err, err
+    status, _, err = run("export", url, "data", str(tmp_path / "one"), "--token", "admin-secret")
+    assert status == 0, err
+    monkeypatch.setenv("RS_API_TOKEN", "admin-secret")
+    status, out, err = run("import", str(tmp_path / "one"), url, "copy", "--quiet")
+    assert status == 0 and err == "", err
+    _, _, body = request(daemon.port, "GET", "/api/v1/b/copy/e?ts=1", headers=auth)
+    assert body == b"x"
