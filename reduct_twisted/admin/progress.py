@@ -62,12 +62,14 @@ class Progress:
                           f"{self.bytes / elapsed / 1024:.1f} KiB/s" + (" done" if final else "") + "\n")
         self.stream.flush()
 
-    def finish(self) -> None:
+    def finish(self, say_empty: bool = True) -> None:
+        """The entry's last line (none for an entry that had nothing, unless ``say_empty``)."""
         if self._bar is not None:
             self._bar.set_postfix_str(f"{self.records} records", refresh=False)
+            self._bar.leave = say_empty or bool(self.records)  # an empty probe leaves no line
             self._bar.close()
             self._bar = None
-        elif self.enabled and not self.tty:
+        elif self.enabled and not self.tty and (say_empty or self.records):
             self._line(self.clock(), final=True)
 
     def close(self) -> None:

@@ -92,6 +92,12 @@ class Export(Transfer):
     def run(self) -> int:
         self.v2 = _api_version(self.client) >= (1, 18)
         info, _ = self.client.json("GET", self.client.target(self.bucket_target()))
+        try:
+            earlier = folder.read_header(self.root)["bucket"]
+        except folder.FolderError:
+            earlier = self.bucket  # a new folder (or not an export yet)
+        if earlier != self.bucket:
+            raise TransferError(f"{self.root} holds an export of bucket {earlier!r}, not {self.bucket!r}")
         folder.write_header(self.root, self.bucket, info.get("settings", {}), self.client.base)
         counts = {e.get("name"): e.get("record_count", 0) for e in info.get("entries", []) if isinstance(e, dict)}
         names = sorted(n for n in counts if isinstance(n, str))
@@ -104,7 +110,7 @@ class Export(Transfer):
                 self.progress.advance(records=manifest.count)
                 start = None if manifest.last_ts is None else manifest.last_ts + 1
                 (self._entry_v2 if self.v2 else self._entry_v1)(entry, manifest, start)
-                self.progress.finish()
+                self.progress.finish(say_empty=entry in counts)
             finally:
                 self.progress.close()
                 manifest.close()

@@ -121,6 +121,7 @@ def test_export_import_round_trip(tmp_path, daemons):
     assert header["bucket"] == "data" and header["settings"]["max_block_records"] == 32
     # plain progress lines (stderr is not a terminal): one per entry at least
     assert "export data/cam/left: 120/120 records" in err, err
+    assert "export data/cam/$meta: 1 records" in err and "data/logs/$meta" not in err, err
 
     status, out, err = run("import", str(tmp_path / "one"), url_b, "copy")
     assert status == 0, err + out
@@ -223,6 +224,16 @@ def test_conflicting_record_is_a_failure_not_an_overwrite(tmp_path, daemons):
     assert status == 1 and "e 10" in err and "1 record(s) failed" in out
     _, _, body = request(source.port, "GET", "/api/v1/b/copy/e?ts=10")
     assert body == b"other!"
+
+
+def test_export_refuses_another_buckets_folder(tmp_path, daemons):
+    source = daemons("src")
+    url = f"http://127.0.0.1:{source.port}"
+    request(source.port, "POST", "/api/v1/b/one")
+    request(source.port, "POST", "/api/v1/b/two")
+    assert run("export", url, "one", str(tmp_path / "x"))[0] == 0
+    status, _, err = run("export", url, "two", str(tmp_path / "x"))
+    assert status == 2 and "holds an export of bucket 'one'" in err, err
 
 
 def test_usage_and_connection_errors(tmp_path):
