@@ -19,10 +19,13 @@ Endpoint syntax (Twisted's, plus optional parts)::
     systemd:index=0                 the first passed socket
     systemd:name=web                the one named web (FileDescriptorName=)
     systemd:domain=INET:index=0     the same, the address family checked
+    systemd:index=0:privateKey=key.pem:certKey=cert.pem    HTTPS on it
 
-``domain`` is optional: the socket's own family is used.  With no ``listen``
-setting and sockets passed, the daemon listens on every passed socket
-(``tap.listen_endpoints``).
+``domain`` is optional: the socket's own family is used.  ``privateKey`` and
+``certKey`` (PEM files; a ``:`` in them escaped by a backslash, as in ``ssl:``)
+serve TLS on the passed socket.  With no ``listen`` setting and sockets
+passed, the daemon listens on every passed socket, with TLS when
+``cert_path`` and ``cert_key_path`` are set (``tap.listen_endpoints``).
 """
 
 from __future__ import annotations
@@ -33,8 +36,12 @@ from typing import Any, Callable, Mapping
 
 import attrs
 from twisted.internet.endpoints import AdoptedStreamServerEndpoint
+from twisted.internet.interfaces import IStreamServerEndpoint
+from twisted.internet.ssl import CertificateOptions, PrivateCertificate
+from twisted.protocols.tls import TLSMemoryBIOFactory
+from zope.interface import implementer
 
-__all__ = ["PREFIX", "ListenSockets", "systemd_endpoint"]
+__all__ = ["PREFIX", "ListenSockets", "TLSServerEndpoint", "is_tls", "systemd_endpoint"]
 
 PREFIX = "systemd:"
 
@@ -91,9 +98,12 @@ class ListenSockets:
             names = (UNNAMED,) * len(descriptors)
         return cls(descriptors, names)
 
-    def default_endpoints(self) -> tuple[str, ...]:
-        """One ``systemd:`` endpoint per passed socket, in order."""
-        return tuple(f"{PREFIX}index={i}" for i in range(len(self.descriptors)))
+    def default_endpoints(self, key: str | None = None, cert: str | None = None
+                          ) -> tuple[str, ...]:
+        """One ``systemd:`` endpoint per passed socket, in order; with TLS
+        when the ``key`` and ``cert`` files are given."""
+        tls = f":privateKey={_quote(key)}:certKey={_quote(cert)}" if key and cert else ""
+        return tuple(f"{PREFIX}index={i}{tls}" for i in range(len(self.descriptors)))
 
     def descriptor(self, index: str | None, name: str | None) -> int:
         """The descriptor given by ``index`` or by ``name`` (exactly one)."""
@@ -115,15 +125,74 @@ class ListenSockets:
         return matches[0]
 
 
+_KEYS = ("domain", "index", "name", "privateKey", "certKey")
+
+
+def _quote(value: str) -> str:
+    return value.replace("\\", "\\\\").replace(":", "\\:")
+
+
+def _split(text: str) -> list[str]:
+    """``text`` cut at each ``:`` not escaped by a backslash, unescaped."""
+    parts, current, chars = [], [], iter(text)
+    for char in chars:
+        if char == "\\":
+            current.append(next(chars, ""))
+        elif char == ":":
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+    parts.append("".join(current))
+    return parts
+
+
 def _arguments(description: str) -> dict[str, str]:
     """``systemd:a=1:b=2`` as ``{"a": "1", "b": "2"}``."""
     arguments: dict[str, str] = {}
-    for part in description[len(PREFIX):].split(":"):
+    for part in _split(description[len(PREFIX):]):
         key, equals, value = part.partition("=")
-        if not equals or key not in ("domain", "index", "name") or key in arguments:
-            raise ValueError(f"unexpected {part!r} (domain=, index= or name=)")
+        if not equals or key not in _KEYS or key in arguments:
+            raise ValueError(f"unexpected {part!r} ({'=, '.join(_KEYS)}=)")
         arguments[key] = value
+    if ("privateKey" in arguments) != ("certKey" in arguments):
+        raise ValueError("give both privateKey= and certKey=, or neither")
     return arguments
+
+
+def is_tls(description: str) -> bool:
+    """Whether the ``systemd:`` endpoint ``description`` serves TLS."""
+    try:
+        return "certKey" in _arguments(description)
+    except ValueError:
+        return False
+
+
+@implementer(IStreamServerEndpoint)
+@attrs.frozen
+class TLSServerEndpoint:
+    """``endpoint`` serving TLS with ``options`` (a pyOpenSSL context factory)."""
+
+    endpoint: Any
+    options: Any
+
+    def listen(self, factory: Any) -> Any:
+        return self.endpoint.listen(TLSMemoryBIOFactory(self.options, False, factory))
+
+
+def _tls_options(key_path: str, cert_path: str) -> CertificateOptions:
+    # As Twisted's ssl: endpoint loads them: the certificate and its key.
+    try:
+        with open(cert_path, "rb") as f:
+            cert = f.read()
+        with open(key_path, "rb") as f:
+            key = f.read()
+        certificate = PrivateCertificate.loadPEM(cert + b"\n" + key)
+    except Exception as exc:
+        raise ValueError(f"cannot load certKey={cert_path} privateKey={key_path}: {exc}"
+                         ) from None
+    return CertificateOptions(privateKey=certificate.privateKey.original.to_cryptography_key(),
+                              certificate=certificate.original.to_cryptography())
 
 
 def systemd_endpoint(reactor: Any, description: str, sockets: ListenSockets) -> Any:
@@ -151,4 +220,8 @@ def systemd_endpoint(reactor: Any, description: str, sockets: ListenSockets) -> 
     domain = arguments.get("domain")
     if domain is not None and getattr(socket, "AF_" + domain, None) != family:
         raise ValueError(f"passed descriptor {fd} is {family.name}, not AF_{domain}")
-    return AdoptedStreamServerEndpoint(reactor, fd, family)
+    endpoint = AdoptedStreamServerEndpoint(reactor, fd, family)
+    if "certKey" in arguments:
+        return TLSServerEndpoint(endpoint, _tls_options(arguments["privateKey"],
+                                                        arguments["certKey"]))
+    return endpoint

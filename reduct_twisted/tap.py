@@ -90,7 +90,7 @@ from reduct_twisted.http.drain import DrainService
 from reduct_twisted.logs import observer_factory_for
 from reduct_twisted.provision import parse_provisioning
 from reduct_twisted.sdactivation import PREFIX as SYSTEMD_PREFIX
-from reduct_twisted.sdactivation import ListenSockets, systemd_endpoint
+from reduct_twisted.sdactivation import ListenSockets, is_tls, systemd_endpoint
 from reduct_twisted.sdnotify import SystemdNotifier, watchdog_service
 from reduct_twisted.replication.tls import CaFileError
 from reduct_twisted.service import StorageService
@@ -223,6 +223,8 @@ def listen_endpoints(config: Config, sockets: ListenSockets) -> tuple[str, ...]:
     one built from ``host``/``port``/``cert_*`` (``Config.listen_endpoints``).
     """
     if not config.listen and sockets.descriptors:
+        if config.tls:
+            return sockets.default_endpoints(config.cert_key_path, config.cert_path)
         return sockets.default_endpoints()
     return config.listen_endpoints()
 
@@ -476,7 +478,9 @@ def _listener(
         listener._raiseSynchronously = True  # as strports.service does
     else:
         listener = strports.service(description, site, reactor=reactor)
-    scheme = "https" if description.startswith("ssl:") else "http"
+    tls = description.startswith("ssl:") or (
+        description.startswith(SYSTEMD_PREFIX) and is_tls(description))
+    scheme = "https" if tls else "http"
     listener.endpoint = AnnouncingEndpoint(
         listener.endpoint, description, scheme, open_access=not config.api_token
     )

@@ -206,3 +206,38 @@ def test_activation_name_not_passed(tmp_path):
         assert "Traceback" not in daemon.output
     finally:
         daemon.kill()
+
+
+def test_socket_activation_with_tls(tmp_path, certificate):
+    """With RS_CERT_PATH/RS_CERT_KEY_PATH the passed socket serves HTTPS."""
+    import ssl
+
+    cert, key = certificate
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    port = sock.getsockname()[1]
+    daemon = ActivatedTwistd(tmp_path / "data", sock,
+                             environ={"RS_CERT_PATH": cert, "RS_CERT_KEY_PATH": key})
+    daemon.spawn()
+    sock.close()
+    try:
+        assert daemon.wait_listening() == port
+        assert f"https listening on 127.0.0.1:{port} (systemd:index=0:privateKey=" in daemon.output
+        context = ssl.create_default_context(cafile=cert)
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+            with context.wrap_socket(raw, server_hostname="localhost") as tls:
+                tls.sendall(b"GET /api/v1/alive HTTP/1.1\r\nHost: localhost\r\n"
+                            b"Connection: close\r\n\r\n")
+                answer = b""
+                while chunk := tls.recv(65536):
+                    answer += chunk
+        assert answer.startswith(b"HTTP/1.1 200 "), answer
+        # Plain HTTP on the same socket gets no answer of ours.
+        conn = Connection(port, timeout=5)
+        with pytest.raises(Exception):
+            conn.request("GET", "/api/v1/alive")
+        conn.close()
+        daemon.stop()
+    finally:
+        daemon.kill()

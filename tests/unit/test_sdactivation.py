@@ -157,3 +157,36 @@ def test_unknown_name_is_usage_error(listening):
     sockets = ListenSockets((listening[0].fileno(),), ("web",))
     with pytest.raises(usage.UsageError, match="name=api: 0 socket"):
         _options(sockets, ["--listen", "systemd:name=api"])
+
+
+def test_tls_on_a_passed_socket(listening, certificate):
+    """privateKey=/certKey= serve TLS on the adopted socket; ':' escaped as in ssl:."""
+    from reduct_twisted.sdactivation import TLSServerEndpoint, is_tls
+
+    cert, key = certificate
+    sockets = ListenSockets((listening[0].fileno(),), ("web",))
+    escaped = lambda p: p.replace(":", "\\:")  # noqa: E731
+    description = f"systemd:name=web:privateKey={escaped(key)}:certKey={escaped(cert)}"
+    assert is_tls(description) and not is_tls("systemd:index=0")
+    endpoint = systemd_endpoint(MemoryReactorClock(), description, sockets)
+    assert isinstance(endpoint, TLSServerEndpoint)
+    assert endpoint.endpoint.fileno == listening[0].fileno()
+    assert endpoint.options.getContext() is not None
+    [default] = sockets.default_endpoints(key, cert)
+    assert default == f"systemd:index=0:privateKey={escaped(key)}:certKey={escaped(cert)}"
+    with pytest.raises(ValueError, match="give both privateKey= and certKey="):
+        systemd_endpoint(None, f"systemd:index=0:certKey={cert}", sockets)
+    with pytest.raises(ValueError, match="cannot load certKey=/no:such "):
+        systemd_endpoint(None, f"systemd:index=0:certKey=/no\\:such:privateKey={key}", sockets)
+
+
+def test_default_listeners_serve_tls_with_a_certificate(listening, certificate):
+    """Passed sockets and cert_path/cert_key_path: the default listeners serve HTTPS."""
+    cert, key = certificate
+    sockets = ListenSockets((listening[0].fileno(),), ("unknown",))
+    options = _options(sockets, [], {"RS_CERT_PATH": cert, "RS_CERT_KEY_PATH": key})
+    top = makeService(options, MemoryReactorClock(), engine_factory=FakeEngine,
+                      assemble=fake_assemble)
+    [listener] = [s for s in top if s.name.startswith("listen:")]
+    assert listener.name.startswith("listen:systemd:index=0:privateKey=")
+    assert listener.endpoint.scheme == "https"
