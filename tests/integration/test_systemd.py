@@ -241,3 +241,69 @@ def test_socket_activation_with_tls(tmp_path, certificate):
         daemon.stop()
     finally:
         daemon.kill()
+
+
+@pytest.mark.parametrize(
+    "fdname, listen",
+    [(None, []), ("web", ["--listen", "systemd:name=web"])],
+)
+def test_systemd_socket_activate(tmp_path, fdname, listen):
+    """
+    systemd's own activator, ``systemd-socket-activate`` (which sets no
+    LISTEN_FDNAMES without ``--fdname``), binds the port, waits for the first
+    connection and starts the daemon with the socket: that first request,
+    queued meanwhile, and the next ones are answered.
+    """
+    import shutil
+
+    tool = shutil.which("systemd-socket-activate")
+    if tool is None:
+        message = "systemd-socket-activate not installed (Debian's systemd package)"
+        if os.environ.get("REDUCT_TWISTED_CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("RS_", "LISTEN_", "NOTIFY_", "WATCHDOG_"))}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    # The activator passes on only the variables it is told to (-E).
+    argv = [tool, "-l", f"127.0.0.1:{port}", *([f"--fdname={fdname}"] if fdname else []),
+            "-E", f"PYTHONPATH={env['PYTHONPATH']}",
+            *twistd_command(), "-n", "--pidfile=", "reduct",
+            "--data-path", str(tmp_path / "data"), *listen]
+    log = open(tmp_path / "daemon.log", "wb")
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                            env=env, cwd=str(tmp_path))
+    try:
+        conn = None
+        deadline = time.monotonic() + START_TIMEOUT
+        while conn is None:  # until the activator listens
+            try:
+                conn = socket.create_connection(("127.0.0.1", port), timeout=START_TIMEOUT)
+            except ConnectionRefusedError:
+                assert time.monotonic() < deadline and proc.poll() is None
+                time.sleep(0.05)
+        conn.sendall(b"GET /api/v1/alive HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        answer = b""
+        while chunk := conn.recv(65536):
+            answer += chunk
+        conn.close()
+        assert answer.startswith(b"HTTP/1.1 200 "), (answer, (tmp_path / "daemon.log").read_text())
+        again = Connection(port)
+        assert again.request("POST", "/api/v1/b/activated").status == 200
+        again.close()
+        # twistd replaced the activator (exec): the pid is the daemon's.
+        os.kill(proc.pid, signal.SIGTERM)
+        assert proc.wait(STOP_TIMEOUT) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        log.close()
+    text = (tmp_path / "daemon.log").read_text()
+    logged = "systemd:name=web" if fdname else "systemd:index=0"
+    assert f"http listening on 127.0.0.1:{port} ({logged})" in text, text
+    assert "Server Shut Down." in text and "Traceback" not in text, text
