@@ -42,6 +42,8 @@ class DaemonService(LevelFilteredService):
 
     :param reactor: the reactor whose captured SIGTERM an orderly stop
         clears (see the module docstring); ``None`` to leave it alone.
+    :param supervisor: an ``ISupervisor`` (``sdnotify.py``) told
+        ``STOPPING=1`` as the stop begins; ``None`` for none.
     """
 
     def __init__(
@@ -49,12 +51,16 @@ class DaemonService(LevelFilteredService):
         observer_factory: Callable[[], Any] | None,
         level: str,
         reactor: Any = None,
+        supervisor: Any = None,
     ) -> None:
         super().__init__(observer_factory, level)
         self._reactor = reactor
+        self._supervisor = supervisor
 
     def stopService(self) -> Deferred[None]:
         Service.stopService(self)
+        if self._supervisor is not None:
+            self._supervisor.stopping("Stopping: draining requests, then closing the storage")
         failed: list[str] = []
         d: Deferred[Any] = succeed(None)
         for child in reversed(list(self)):

@@ -21,6 +21,7 @@ not take the write for durable.
 from __future__ import annotations
 
 import os
+import time
 from typing import Callable, Iterable
 
 from twisted.internet.defer import Deferred
@@ -65,17 +66,25 @@ class GroupSync:
         call (``StorageEngine.take_dirty``); called on the reactor thread.
     :param run_in_thread: ``run_in_thread(f, *args) -> Deferred``.
     :param sync: what a round runs in the thread; :func:`fsync_paths`.
+    :param timer: the monotonic clock a round's duration is read from.
+    :ivar observer: ``observer(seconds, writes, failed)`` told at the end of
+        every round (``/metrics``: ``metrics.Metrics.sync_round``), or None.
     """
+
+    observer = None
 
     def __init__(
         self,
         take_dirty: Callable[[], tuple],
         run_in_thread: Callable[..., Deferred],
         sync: Callable[[Iterable[str], Iterable[str]], None] = fsync_paths,
+        timer: Callable[[], float] = time.monotonic,
     ) -> None:
         self._take_dirty = take_dirty
         self._run_in_thread = run_in_thread
         self._sync = sync
+        self._timer = timer
+        self._round_started = 0.0
         self._waiting: list[Deferred] = []
         self._running = False
         #: Rounds run and callers served (for diagnostics and tests).
@@ -97,6 +106,7 @@ class GroupSync:
     def _start(self) -> None:
         waiters, self._waiting = self._waiting, []
         self._running = True
+        self._round_started = self._timer()
         try:
             files, directories = self._take_dirty()
             d = self._run_in_thread(self._sync, sorted(files), sorted(directories))
@@ -109,6 +119,9 @@ class GroupSync:
         self._running = False
         self.rounds += 1
         self.served += len(waiters)
+        if self.observer is not None:
+            self.observer(self._timer() - self._round_started, len(waiters),
+                          isinstance(result, Failure))
         if isinstance(result, Failure):
             reason = result.value
             text = getattr(reason, "strerror", None) or str(reason)

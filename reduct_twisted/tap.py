@@ -11,6 +11,8 @@ message, and exits 1 without a traceback.
 
     DaemonService "reduct"               (log level filter for twistd, see logs.py;
     │                                     children stop in sequence, see shutdown.py)
+    ├── TimerService "watchdog"          (systemd's WATCHDOG=1, sdnotify.py; only
+    │                                     when the unit sets WatchdogSec=)
     ├── StorageService "storage"         (engine, thread pool, quota + query-expiry loops)
     ├── SystemEvents "system-events"     ($system event streams, system/; a no-op when off)
     ├── ReplicationManager "replication" (senders of the replications; the API's)
@@ -30,7 +32,9 @@ in ten steps, in this order:
 7. the ``ReductAPI`` (``http/api.py``) over all of the above;
 8. the site serving it (``http/site.py``);
 9. the drain service, over the site's open connections;
-10. the listeners, one per listen endpoint.
+10. the listeners, one per listen endpoint (``listen_endpoints``: the
+    ``listen`` setting, else the sockets systemd passed, else ``host``/``port``),
+    and systemd's ``READY=1`` once they all listen (``sdnotify.py``).
 
 Steps 3 to 8 are ``wiring.assemble``, which the in-process servers of the
 integration tests call too, so the two assemblies cannot drift.
@@ -62,8 +66,9 @@ from typing import Any, Callable, Iterator, Mapping
 
 import attrs
 from twisted.application import strports
+from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import IService
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import (
     IListeningPort,
@@ -84,6 +89,9 @@ from reduct_twisted.datadir import DataDirLocked, claim_data_dir
 from reduct_twisted.http.drain import DrainService
 from reduct_twisted.logs import observer_factory_for
 from reduct_twisted.provision import parse_provisioning
+from reduct_twisted.sdactivation import PREFIX as SYSTEMD_PREFIX
+from reduct_twisted.sdactivation import ListenSockets, is_tls, systemd_endpoint
+from reduct_twisted.sdnotify import SystemdNotifier, watchdog_service
 from reduct_twisted.replication.tls import CaFileError
 from reduct_twisted.service import StorageService
 from reduct_twisted.shutdown import DaemonService
@@ -177,6 +185,8 @@ class Options(usage.Options):
         for field in _REPEATED_OPTIONS:
             self[option_name(field)] = []
         self.environ = os.environ if environ is None else environ
+        #: The sockets passed by systemd socket activation (sdactivation.py).
+        self.sockets = ListenSockets.from_environment(environ)
         self.config: Config | None = None
         self._failed = False
 
@@ -191,8 +201,8 @@ class Options(usage.Options):
         given = {k: v for k, v in cli.items() if v}
         try:
             config = load_config(given, self.environ, self["config"])
-            for endpoint in config.listen_endpoints():
-                _check_endpoint(endpoint)
+            for endpoint in listen_endpoints(config, self.sockets):
+                _check_endpoint(endpoint, self.sockets)
         except ConfigError as e:
             self._failed = True
             raise usage.UsageError(str(e)) from None
@@ -206,11 +216,31 @@ class Options(usage.Options):
         return super().getUsage(width)
 
 
-def _check_endpoint(description: str) -> None:
+def listen_endpoints(config: Config, sockets: ListenSockets) -> tuple[str, ...]:
+    """
+    The endpoints to listen on: the ``listen`` setting when given, else one
+    ``systemd:`` endpoint per socket passed by socket activation, else the
+    one built from ``host``/``port``/``cert_*`` (``Config.listen_endpoints``).
+    """
+    if not config.listen and sockets.descriptors:
+        if config.tls:
+            return sockets.default_endpoints(config.cert_key_path, config.cert_path)
+        return sockets.default_endpoints()
+    return config.listen_endpoints()
+
+
+def _server_endpoint(reactor: Any, description: str, sockets: ListenSockets) -> Any:
+    """The server endpoint of ``description``; ``systemd:`` ones are ours."""
+    if description.startswith(SYSTEMD_PREFIX):
+        return systemd_endpoint(reactor, description, sockets)
+    return serverFromString(reactor, description)
+
+
+def _check_endpoint(description: str, sockets: ListenSockets) -> None:
     # Parse against a throw-away reactor: catches syntax errors, unreadable
     # certificates and missing systemd sockets before anything starts.
     try:
-        serverFromString(MemoryReactor(), description)
+        _server_endpoint(MemoryReactor(), description, sockets)
     except Exception as e:
         hint = ""
         if description.startswith("systemd:"):
@@ -242,6 +272,9 @@ class AnnouncingEndpoint:
     description: str
     scheme: str
     open_access: bool = False
+    #: Fires with the ``host:port`` listened on, or ``None`` if it cannot
+    #: listen (never with a failure: nobody may be waiting for it).
+    listening: Deferred[str | None] = attrs.field(factory=Deferred, eq=False, repr=False)
 
     def listen(self, factory: IProtocolFactory) -> Deferred[IListeningPort]:
         d = self.endpoint.listen(factory)
@@ -252,6 +285,8 @@ class AnnouncingEndpoint:
         address = port.getHost()
         host = getattr(address, "host", None)
         where = f"{host}:{address.port}" if host is not None else str(address)
+        if not self.listening.called:
+            self.listening.callback(where)
         log.info(
             "{scheme} listening on {where} ({endpoint})",
             scheme=self.scheme,
@@ -268,6 +303,8 @@ class AnnouncingEndpoint:
         return port
 
     def _failed(self, failure: Failure) -> None:
+        if not self.listening.called:
+            self.listening.callback(None)
         log.critical(
             "Cannot listen on {endpoint}: {reason}",
             endpoint=self.description,
@@ -319,8 +356,14 @@ def makeService(
     if lock_data_dir is None:
         lock_data_dir = engine_factory is None
 
-    top = DaemonService(observer_factory_for(options), config.log_level, reactor)
+    supervisor = SystemdNotifier.from_environment(options.environ)
+    top = DaemonService(observer_factory_for(options), config.log_level, reactor,
+                        supervisor=supervisor)
     top.setName("reduct")
+    # The watchdog pings from start-up to the very end (it stops last).
+    watchdog = watchdog_service(supervisor, reactor)
+    if watchdog is not None:
+        watchdog.setServiceParent(top)
     with _refusing_data_dir(config):
         # 1. the data directory lock
         lock = _lock_data_dir(config) if lock_data_dir else None
@@ -347,8 +390,15 @@ def makeService(
     # 9. the drain service
     DrainService(parts.site.drain, config.shutdown_timeout).setServiceParent(top)
     # 10. the listeners
-    for description in config.listen_endpoints():
-        _listener(description, parts.site, reactor, config).setServiceParent(top)
+    sockets = getattr(options, "sockets", ListenSockets())
+    listeners = [
+        _listener(description, parts.site, reactor, config, sockets)
+        for description in listen_endpoints(config, sockets)
+    ]
+    for listener in listeners:
+        listener.setServiceParent(top)
+    if supervisor.enabled:
+        reactor.callWhenRunning(_notify_ready, supervisor, listeners)
     for line in ignored_variables(options.environ, config):
         log.warn("{line}", line=line)
     log.debug("Configuration: {config!r}", config=config)
@@ -398,16 +448,39 @@ def _refusing_data_dir(config: Config) -> Iterator[None]:
         raise SystemExit(f"reduct: cannot use data path {config.data_path!r}: {reason}")
 
 
-def _listener(description: str, site: Any, reactor: Any, config: Config) -> IService:
+def _notify_ready(supervisor: Any, listeners: list[Any]) -> None:
+    """
+    Tell systemd ``READY=1`` once every listener listens (their listen
+    results, gathered once the reactor runs); nothing if one cannot.
+    """
+    def announce(wheres: list[str | None]) -> None:
+        if all(wheres):  # else AnnouncingEndpoint logged why, and start-up stops
+            supervisor.ready("Listening on " + ", ".join(w for w in wheres if w))
+
+    gatherResults([listener.endpoint.listening for listener in listeners]).addCallback(announce)
+
+
+def _listener(
+    description: str, site: Any, reactor: Any, config: Config,
+    sockets: ListenSockets | None = None,
+) -> IService:
     """
     Step 10: the listener service of endpoint ``description`` for ``site``,
-    named ``listen:<description>``, announcing its address.
+    named ``listen:<description>``, announcing its address.  ``systemd:``
+    endpoints adopt a socket of ``sockets`` (``sdactivation.py``).
     """
     # strports.service: StreamServerEndpointService(serverFromString(...))
     # that raises at start-up if it cannot listen, instead of running on
     # with no port.
-    listener = strports.service(description, site, reactor=reactor)
-    scheme = "https" if description.startswith("ssl:") else "http"
+    if description.startswith(SYSTEMD_PREFIX):
+        endpoint = systemd_endpoint(reactor, description, sockets or ListenSockets())
+        listener = StreamServerEndpointService(endpoint, site)
+        listener._raiseSynchronously = True  # as strports.service does
+    else:
+        listener = strports.service(description, site, reactor=reactor)
+    tls = description.startswith("ssl:") or (
+        description.startswith(SYSTEMD_PREFIX) and is_tls(description))
+    scheme = "https" if tls else "http"
     listener.endpoint = AnnouncingEndpoint(
         listener.endpoint, description, scheme, open_access=not config.api_token
     )

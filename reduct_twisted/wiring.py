@@ -21,7 +21,8 @@ assembly.  Each step is one named function below:
    log``), and :func:`make_api`: the ``ReductAPI`` over all of the above;
 8. :func:`make_site`: the ``Site`` serving it; a stopping daemon's drain
    ends the continuous queries; :func:`apply_limits`: the storage cap and
-   the rate limits.
+   the rate limits; :func:`make_metrics`: the ``/metrics`` registry, told
+   of the site's requests and the group sync's rounds.
 
 (Steps 1, 2, 9 and 10, the data directory lock, the storage service, the
 drain service and the listeners, are ``makeService``'s own.)
@@ -50,6 +51,7 @@ from reduct_twisted.http.writers import WriterSlots
 from reduct_twisted.integrity.signing import LogKey
 from reduct_twisted.lifecycle import LifecycleManager, make_lifecycles
 from reduct_twisted.links import LinkCodec, Links, load_or_create_key
+from reduct_twisted.metrics import Metrics
 from reduct_twisted.provision import Provisioning
 from reduct_twisted.replication import ReplicationManager, make_replications
 from reduct_twisted.sync import GroupSync
@@ -63,6 +65,7 @@ __all__ = [
     "make_group_sync",
     "make_links",
     "make_log_key",
+    "make_metrics",
     "provision_buckets",
 ]
 
@@ -130,6 +133,7 @@ def assemble(
                    log_key=make_log_key(config))
     site = make_site(api, config, reactor)
     apply_limits(config, engine, api, site, reactor)
+    make_metrics(config, engine, api, site, syncer, replications, lifecycles)
     # A stopping daemon answers the batched reads waiting for new records.
     site.drain.on_start.append(engine.end_continuous_queries)
     return Parts(
@@ -151,6 +155,24 @@ def apply_limits(config: Config, engine: Any, api: ReductAPI, site: ReductSite,
     # RS_INTEGRITY (config_integrity.py): off computes no digests.
     engine.compute_digests(computes_digests(config.integrity))
     api.rate_limits = site.rate_limits = RateLimits.from_config(config, reactor)
+
+
+def make_metrics(config: Config, engine: Any, api: ReductAPI, site: ReductSite,
+                 syncer: GroupSync | None, replications: Any, lifecycles: Any) -> Metrics | None:
+    """
+    The ``/metrics`` registry of this daemon (``metrics.py``), told of every
+    request the site finishes and every group-sync round; none with
+    ``metrics = off`` (nothing is counted then).
+    """
+    api.metrics_auth = config.metrics_auth
+    if not config.metrics:
+        return None
+    patterns = {rule.endpoint: rule.rule for rule in api.app.url_map.iter_rules()}
+    metrics = Metrics(patterns, engine, replications, lifecycles, site.drain)
+    api.metrics = site.metrics = metrics
+    if syncer is not None:
+        syncer.observer = metrics.sync_round
+    return metrics
 
 
 def make_events(config: Config, engine: Any, reactor: Any) -> Any:

@@ -28,6 +28,7 @@ from reduct_twisted.http import (
     routes_entries as entries,
     routes_integrity as integrity,
     routes_lifecycles as lifecycles,
+    routes_metrics as metrics,
     routes_records as records,
     routes_replications as replications,
     routes_server as server,
@@ -74,6 +75,9 @@ ROUTES = (
     # AUTHENTICATED, and the answer is the token: checked in the handler
     ("/me", ["GET"], server.me, V1, IN_HANDLER),
     ("/auth/refresh", ["POST"], server.refresh, V0, AUTHENTICATED),
+    # Prometheus metrics (issue #18): {base}metrics, where scrapers look, and
+    # under api/v1; AUTHENTICATED unless metrics_auth = off: checked in the handler
+    ("/metrics", ["GET"], metrics.metrics, BOTH, IN_HANDLER),
     # tokens (spec §2.4; v2 bodies and rotation: spec 1.20 §4, issue #15)
     ("/tokens", ["GET"], server.list_tokens, V1, FULL),
     ("/tokens/<name>", ["POST"], server.create_token, V1, FULL.body_first(server.token_body)),
@@ -208,6 +212,17 @@ class _NotFoundResource(Resource):
         return write_error_headers(request, ReductError("Not found", 404))
 
 
+class RoutingKlein(Klein):
+    """
+    Klein that names the endpoint it runs on the request (``request.route``,
+    the route label of ``/metrics``) before running it.
+    """
+
+    def execute_endpoint(self, endpoint, request, *args, **kwargs):
+        request.route = endpoint
+        return super().execute_endpoint(endpoint, request, *args, **kwargs)
+
+
 class ReductAPI(FastPath):
     """
     :param engine: the ``StorageEngine``.
@@ -232,8 +247,12 @@ class ReductAPI(FastPath):
 
     #: ``RS_RATE_LIMIT_*`` (``ratelimit.RateLimits``), set by ``wiring.apply_limits``.
     rate_limits = None
+    #: The ``metrics.Metrics`` behind ``/metrics`` (None: ``metrics = off``) and
+    #: whether it needs a token (``metrics_auth``); set by ``wiring.make_metrics``.
+    metrics = None
+    metrics_auth = True
 
-    app = Klein()
+    app = RoutingKlein()
     # ``a//b`` and ``/a`` are entry names to refuse (422), not paths to
     # redirect or miss (spec 1.20 §2.1).
     app.url_map.merge_slashes = False

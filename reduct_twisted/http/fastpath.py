@@ -77,6 +77,7 @@ class FastPath:
             names = self._record_names(raw_path)
             if names is not None:
                 # The hot path: a plain record write needs no URL map.
+                request.route = "write_record"
                 request.route_args = {"bucket": names[0], "entry": names[1]}
                 self._write_record_permission.check(self, request, names[0])
                 charge_ingress(self, request, length)
@@ -94,6 +95,7 @@ class FastPath:
             return None
         except HTTPException:
             raise ReductError("Not found", 404)
+        request.route = rule.endpoint
         if rule.endpoint not in STREAMING_ENDPOINTS:
             return None
         permission = self.endpoints[rule.endpoint].permission
@@ -171,4 +173,5 @@ class FastPath:
         if names is None:
             return None
         bucket, entry = names
+        request.route = "read_record"
         return partial(self._read_record, self, request, bucket, entry)

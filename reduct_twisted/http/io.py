@@ -36,7 +36,8 @@ from reduct_twisted.http.headers import (
     respond_json,
 )
 from reduct_twisted.http.params import json_query, remove_kwargs
-from reduct_twisted.http.routes_records import LARGE_UPLOAD_RECV, drive
+from reduct_twisted.http.routes_records import drive
+from reduct_twisted.http.sinks import LARGE_UPLOAD_RECV
 from reduct_twisted.storage.settings import is_meta_entry
 from reduct_twisted.wire import error_header
 from reduct_twisted.wire.v2 import error_name, parse_request

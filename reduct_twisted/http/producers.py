@@ -164,6 +164,8 @@ class RangeSender:
                 return True
             self.position += sent
             self.remaining -= sent
+            # The body bytes Request.write counts, for its own (metrics, logs).
+            self.request.sentLength += sent
         return True
 
     def resumeProducing(self) -> None:

@@ -29,14 +29,12 @@ from reduct_twisted.http.headers import (
 )
 from reduct_twisted.http.producers import send_record
 from reduct_twisted.http.ratelimit import charge_egress
-from reduct_twisted.http.sinks import PauseGate, PrivateSegmentSink, SharedSegmentSink, in_pool
+from reduct_twisted.http.sinks import (
+    LARGE_UPLOAD_RECV, PauseGate, PrivateSegmentSink, SharedSegmentSink, in_pool)
 from reduct_twisted.stepping import drive
 from reduct_twisted.wire import ERROR_PREFIX, error_header
 from reduct_twisted.wire.digest import format_digest
 
-#: Receive buffer for connections streaming a large record (fewer, larger
-#: chunks: about 2x upload throughput with the thread-pool writer).
-LARGE_UPLOAD_RECV = 1 << 20
 
 
 # -- before the body (called from StreamingRequest.gotLength) ----------------------

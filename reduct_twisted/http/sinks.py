@@ -13,9 +13,9 @@ bytes move and what the request answers.
 * ``PrivateSegmentSink``: large records and chunked uploads.  Chunks queue up
   and one ``RecordWriter.write_chunks`` call at a time (one ``writev`` per
   ``IOV_MAX`` chunks) runs in the writer's thread pool, so a slow disk never
-  stalls the reactor; when more than ``HIGH_WATER`` bytes are queued, the
-  socket is paused (TCP backpressure) until the queue drains below
-  ``LOW_WATER``.  Batches never overlap, so the CRC follows the content
+  stalls the reactor; when more than its share of ``UPLOAD_BUDGET`` bytes
+  (``HIGH_WATER`` for one upload alone) are queued, the socket is paused
+  (TCP backpressure) until the queue drains below a quarter of it.  Batches never overlap, so the CRC follows the content
   order across pause and resume.
 
 A chunked upload's bytes are claimed against the bucket's quota as they
@@ -47,10 +47,20 @@ from reduct_twisted.storage.disk.durability import storage_error
 
 log = Logger()
 
-#: Pause reading from the client above this many queued bytes ...
+#: Pause reading from the client above this many queued bytes (one upload) ...
 HIGH_WATER = 8 << 20
 #: ... and resume below this many.
 LOW_WATER = 2 << 20
+#: The bytes all large uploads may hold at once, shared out between the ones
+#: receiving (``Uploads``): 64 concurrent uploads must not grow the daemon by
+#: more than 32 MiB (issue #17), one alone keeps ``HIGH_WATER``.
+UPLOAD_BUDGET = 16 << 20
+#: The least an upload may queue, and the least it reads at a time.
+MIN_HIGH_WATER = 256 << 10
+MIN_RECV = 64 << 10
+#: The most a connection streaming a large record reads at a time (fewer,
+#: larger chunks: about 2x upload throughput with the thread-pool writer).
+LARGE_UPLOAD_RECV = 1 << 20
 #: Largest single ``writev`` handed to a worker thread.
 MAX_BATCH = 4 << 20
 
@@ -184,11 +194,41 @@ class SharedSegmentSink(_Sink):
         pass
 
 
+class Uploads:
+    """
+    The large uploads receiving now, and each one's share of
+    ``UPLOAD_BUDGET``: the queued bytes above which it pauses its client
+    (:meth:`high`) and how much its connection reads at a time (:meth:`recv`).
+    Shares shrink as uploads arrive and grow as they end; nobody waits for
+    a share, each upload always reads at least ``MIN_RECV``.
+    """
+
+    def __init__(self) -> None:
+        self.active = 0
+
+    def high(self) -> int:
+        return max(MIN_HIGH_WATER, min(HIGH_WATER, UPLOAD_BUDGET // max(self.active, 1)))
+
+    def recv(self) -> int:
+        return max(MIN_RECV, min(LARGE_UPLOAD_RECV, self.high() // 4))
+
+
+#: The daemon's large uploads (one reactor per process).
+UPLOADS = Uploads()
+
+
+def _connection(pauser):
+    """The TCP transport behind ``pauser`` whose read size can be set, or None."""
+    gate = getattr(pauser, "_gate", None)
+    connection = gate.transport if gate is not None else pauser
+    return connection if hasattr(connection, "bufferSize") else None
+
+
 @implementer(IRecordSink)
 class PrivateSegmentSink(_Sink):
     """
     Streams a large record into its own segment through its writer's thread
-    pool, pausing the client above ``HIGH_WATER`` queued bytes.
+    pool, pausing the client above its share of queued bytes (``Uploads``).
 
     :param upload: a private ``RecordWriter`` (its segment is created).
     :param transport: the connection to pause and resume (``IPushProducer``).
@@ -197,6 +237,9 @@ class PrivateSegmentSink(_Sink):
     def __init__(self, upload, transport) -> None:
         super().__init__(upload)
         self._transport = transport
+        self._connection = _connection(transport)
+        self._receiving = True
+        UPLOADS.active += 1
         self._queue: deque = deque()
         self._queued = 0
         self._busy = False
@@ -217,10 +260,26 @@ class PrivateSegmentSink(_Sink):
         self._queue.append(data)
         self._queued += len(data)
         self.max_queued = max(self.max_queued, self._queued)
-        if self._queued >= HIGH_WATER and not self._paused:
+        if self._connection is not None:
+            self._connection.bufferSize = UPLOADS.recv()
+        if self._queued >= UPLOADS.high() and not self._paused:
             self._paused = True
             self._transport.pauseProducing()
         self._pump()
+
+    def _leave(self) -> None:
+        """The body ended (or the upload did): its share goes to the others."""
+        if self._receiving:
+            self._receiving = False
+            UPLOADS.active -= 1
+
+    def finish(self) -> Deferred:
+        self._leave()
+        return super().finish()
+
+    def abort(self) -> None:
+        self._leave()
+        super().abort()
 
     def _pump(self) -> None:
         if self._busy or not self._writer.is_open:
@@ -254,7 +313,7 @@ class PrivateSegmentSink(_Sink):
     def _written(self, _, size: int) -> None:
         self._busy = False
         self._queued -= size
-        if self._paused and self._queued <= LOW_WATER:
+        if self._paused and self._queued <= min(LOW_WATER, UPLOADS.high() // 4):
             self._paused = False
             self._transport.resumeProducing()
         self._pump()

@@ -87,6 +87,10 @@ class StreamingRequest(server.Request):
     malformed_length = False
     #: Route arguments found by the router before the body arrived.
     route_args = None
+    #: The endpoint of the route that took the request (the router's or
+    #: Klein's), or None; and body bytes received (``/metrics``).
+    route = None
+    received = 0
     early_error: Optional[ReductError] = None
     _answered = False
     _abort_call = None
@@ -206,6 +210,7 @@ class StreamingRequest(server.Request):
         return self.requestHeaders.hasHeader(b"content-length")
 
     def handleContentChunk(self, data: bytes) -> None:
+        self.received += len(data)
         sink = self.sink
         if sink is not None:
             sink.write(data)
@@ -385,6 +390,8 @@ class ReductSite(server.Site):
     displayTracebacks = False
     #: ``RS_RATE_LIMIT_*`` (``ratelimit.RateLimits``), set by ``wiring.apply_limits``.
     rate_limits = None
+    #: ``metrics.Metrics``, told of every finished request; set by ``wiring.make_metrics``.
+    metrics = None
 
     def __init__(
         self,
@@ -428,7 +435,11 @@ class ReductSite(server.Site):
         return channel
 
     def log(self, request) -> None:
-        # Called once by every finished request: its audit event (audit.py).
+        # Called once by every finished request: its metrics (metrics.py)
+        # and its audit event (audit.py).
+        now = self.reactor.seconds()
+        if self.metrics is not None:
+            self.metrics.request_done(request, now)
         events = getattr(self.router, "events", None)
         if events is not None and events.enabled:
-            audit_request(events, request, self.reactor.seconds())
+            audit_request(events, request, now)

@@ -55,12 +55,16 @@ class Runtime:
     :ivar reactor: where the slices of a run are scheduled (``callLater(0,
         …)``); usually the same as ``clock``.
     :ivar events: the ``ISystemEvents`` the runs are reported to.
+    :ivar runs: ``{(policy, type, status): [runs, records]}``: the runs
+        ended since the manager was made and the records they processed
+        (``/metrics``' counters).
     """
 
     engine: object
     clock: object
     reactor: object
     events: object
+    runs: dict = attr.Factory(dict)
 
 
 def rfc3339(seconds: float) -> str:
@@ -231,6 +235,9 @@ class Policy:
             self._schedule(self.settings.interval_us / 1e6)
 
     def _emit(self, end, started, status, message, records, blocks, caught_up, last_ts):
+        counted = self.runtime.runs.setdefault((self.name, self.settings.type, status), [0, 0])
+        counted[0] += 1
+        counted[1] += records
         payload = {
             "policy_name": self.name,
             "action_type": self.settings.type,

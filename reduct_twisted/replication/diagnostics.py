@@ -51,6 +51,10 @@ class DiagnosticsCounter:
 
     def __init__(self, clock) -> None:
         self._clock = clock
+        #: Records delivered, and ``{status: records}`` failed, since the
+        #: replication was made (never reset: ``/metrics``' counters).
+        self.sent_total = 0
+        self.errors_total: dict = {}
         self._first = self._index()
         self._frames: list = []
 
@@ -72,6 +76,7 @@ class DiagnosticsCounter:
     def ok(self, count: int = 1, size: int = 0) -> None:
         """``count`` records (``size`` bytes, when known) reached the destination."""
         if count:
+            self.sent_total += count
             self._frame().ok += count
             if self.observer is not None:
                 self.observer(200, "", count, size)
@@ -80,6 +85,7 @@ class DiagnosticsCounter:
         """``count`` records failed with ``status`` and ``message``."""
         if not count:
             return
+        self.errors_total[status] = self.errors_total.get(status, 0) + count
         frame = self._frame()
         frame.errored += count
         entry = frame.errors.setdefault(status, [0, message])

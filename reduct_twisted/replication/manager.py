@@ -215,6 +215,21 @@ class ReplicationManager(Service):
         """:return: the ``ReplicationInfo`` of each replication, by name."""
         return [self._tasks[name].info() for name in sorted(self._tasks)]
 
+    def stats(self) -> list:
+        """
+        What ``/metrics`` shows of each replication, by name: ``{"name",
+        "active", "pending", "sent", "errors"}``; ``sent`` and ``errors``
+        (``{status: records}``) count since the replication was made.
+        """
+        stats = []
+        for name, task in sorted(self._tasks.items()):
+            info = task.info()
+            stats.append({"name": name, "active": info["is_active"],
+                          "pending": info["pending_records"],
+                          "sent": task.diagnostics.sent_total,
+                          "errors": dict(task.diagnostics.errors_total)})
+        return stats
+
     def get(self, name: str) -> dict:
         """:return: the ``GET /replications/:name`` answer. :raises NotFound:"""
         return self._task(name).full_info()

@@ -65,6 +65,8 @@ class Bucket:
     :ivar in_flight: bytes received so far by chunked records still being
         written (not yet in :attr:`size`); a HARD quota counts them.
     :ivar removed: the bucket was removed.
+    :ivar evicted: ``[blocks, records, bytes]`` a FIFO quota removed since
+        the engine opened (``/metrics``, read at scrape time).
     :ivar provisioned: the bucket comes from the environment (spec §3.14)
         and its settings cannot be changed nor the bucket removed; kept in
         memory only, the environment decides it again at every start.
@@ -78,6 +80,7 @@ class Bucket:
         self.entries: dict = {}
         self.in_flight = 0
         self.removed = False
+        self.evicted = [0, 0, 0]
         self.provisioned = False
 
     @classmethod
@@ -320,7 +323,15 @@ class Bucket:
             (e for e in self.entries.values() if e.blocks and not is_meta_entry(e.name)),
             key=lambda e: (e.oldest_record, e.name),
         )
-        return any(entry.remove_oldest_block() is not None for entry in candidates)
+        for entry in candidates:
+            block = entry.remove_oldest_block()
+            if block is not None:
+                evicted = self.evicted
+                evicted[0] += 1
+                evicted[1] += block.record_count
+                evicted[2] += block.size
+                return True
+        return False
 
     def drop_entry(self, entry: Entry) -> None:
         """

@@ -78,6 +78,27 @@ class BucketMethods:
         """
         return self._bucket(name).full_info()
 
+    def bucket_stats(self) -> list:
+        """
+        What ``/metrics`` shows of each bucket, read when it is scraped:
+        ``{"name", "size", "entry_count", "record_count", "evicted"}``
+        sorted by name; ``size`` and ``entry_count`` those of the bucket's
+        info, ``record_count`` the sum over its entries in ``GET /b/:bucket``
+        (``$meta`` ones hidden), ``evicted`` ``[blocks, records, bytes]``
+        its FIFO quota removed since the engine opened.
+        """
+        stats = []
+        for name in sorted(self._buckets):
+            bucket = self._buckets[name]
+            visible = bucket.visible()
+            info = bucket.info(visible)
+            stats.append({
+                "name": name, "size": info["size"], "entry_count": info["entry_count"],
+                "record_count": sum(entry.record_count for entry in visible),
+                "evicted": list(bucket.evicted),
+            })
+        return stats
+
     def update_bucket(self, name: str, settings) -> None:
         """
         Change a bucket's settings; missing or null fields keep their values.

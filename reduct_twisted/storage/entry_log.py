@@ -177,7 +177,7 @@ class EntryLog:
             self.pending.clear()
             return size
         try:
-            if sum(1 for n in self.pending if size < n <= target) == target - size:
+            if self.pending.covers(size + 1, target):
                 tree.append([fields_leaf(*self.pending[n]) for n in range(size + 1, target + 1)])
                 self.pending.clear()
             else:

@@ -51,7 +51,7 @@ def offload(log) -> bool:
     if tree.building or log.catching is not None:
         return False
     size, target = tree.size, log.entry.numbers.next - 1
-    if target <= size or sum(1 for n in pending if size < n <= target) != target - size:
+    if target <= size or not pending.covers(size + 1, target):
         return False
     payload = leafjob.encode_job(size, tree.frontier, size + 1, target, pending.parts(size + 1, target))
     log.inflight = (size + 1, target)

@@ -26,13 +26,12 @@ def line_rows(lines: bytes) -> dict:
     :raises ValueError: a line is not a numbered record line.
     """
     rows = {}
-    for raw in lines.splitlines():
-        obj = json.loads(raw)
+    # One JSON text for all of them (a line never holds a raw newline).
+    for obj in json.loads(b"[%s]" % lines.rstrip(b"\n").replace(b"\n", b",")):
         number, digest = obj["n"], obj.get("sha256")
         if type(number) is not int or obj.get("k") != "r":
-            raise ValueError(f"not a numbered record line: {raw[:80]!r}")
-        rows[number] = (number, obj["ts"], obj["size"], obj["ct"],
-                        {str(name): str(value) for name, value in obj["labels"]},
+            raise ValueError(f"not a numbered record line: {str(obj)[:80]}")
+        rows[number] = (number, obj["ts"], obj["size"], obj["ct"], dict(obj["labels"]),
                         None if digest is None else bytes.fromhex(digest))
     return rows
 
@@ -81,12 +80,24 @@ class PendingLeaves:
         part = self._where[number]
         return part if type(part) is tuple else part.row(number)
 
+    def covers(self, first: int, last: int) -> bool:
+        """Whether every number ``first … last`` is pending."""
+        where = self._where
+        if len(where) == last - first + 1 and where and min(where) == first and max(where) == last:
+            return True  # (the usual case, without a loop in Python)
+        return sum(1 for n in where if first <= n <= last) == last - first + 1
+
     def parts(self, first: int, last: int) -> list:
         """
         What holds numbers ``first … last`` (all pending): rows and lines
         ``bytes`` (a part may hold other numbers too), each once.
         """
-        where, seen, out = self._where, set(), []
+        where = self._where
+        if len(where) == last - first + 1 and min(where) == first and max(where) == last:
+            # Nothing else pending: every part, each once.
+            return [part if type(part) is tuple else part.lines
+                    for part in {id(part): part for part in where.values()}.values()]
+        seen, out = set(), []
         for n in range(first, last + 1):
             part = where[n]
             if type(part) is tuple:
@@ -98,7 +109,11 @@ class PendingLeaves:
 
     def drop(self, first: int, last: int) -> None:
         """Forget numbers ``first … last`` (appended)."""
-        pop = self._where.pop
+        where = self._where
+        if len(where) == last - first + 1 and min(where) == first and max(where) == last:
+            where.clear()
+            return
+        pop = where.pop
         for n in range(first, last + 1):
             pop(n, None)
 

@@ -110,8 +110,8 @@ def allocate(context, owner, entry: str, ts: int, length, content_type: str,
     return Allocation(
         owner.name, entry, length, path, private, None if slot is None else slot.fd,
         sha=hashlib.sha256() if context.digests else None,
-        # A large record's stored SHA-256 checks its content alone: no CRC-32 beside it.
-        crc=None if context.digests and private else 0,
+        # A stored SHA-256 checks the content alone: no CRC-32 beside it.
+        crc=None if context.digests else 0,
         owner=(owner, series), block=block, record=record, slot=slot,
     )
 

@@ -90,6 +90,9 @@ def test_defaults_are_pinned():
         # record integrity (config_integrity.py)
         "integrity": "log",
         "log_key_path": None,
+        # /metrics (config_metrics.py)
+        "metrics": True,
+        "metrics_auth": True,
     }
 
 
@@ -271,6 +274,9 @@ def precedence_cases(certs):
         # record integrity (config_integrity.py)
         "integrity": ("off", " Digest ", "LOG", "off", "digest", "log"),
         "log_key_path": ("k1", "k2", "k3", "k1", "k2", "k3"),
+        # /metrics (config_metrics.py)
+        "metrics": ("off", "on", "false", False, True, False),
+        "metrics_auth": ("no", "on", "off", False, True, False),
     }
 
 

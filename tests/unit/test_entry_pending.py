@@ -118,3 +118,20 @@ def test_runs_log_the_leaves_of_their_records_in_number_order(engine, with_worke
     assert log.tree.leaves(1, len(order)) == _leaves(order)
     assert log.tree.root() == rfc9162.MTH(_leaves(order))
     assert Path(log.tree.path("leaves")).stat().st_size == sum(map(len, _leaves(order)))
+
+
+def test_covers_parts_and_drop_with_and_without_other_numbers_pending():
+    pending = PendingLeaves()
+    lines = b"".join(encode_record(r, r.size) for r in RECORDS[1:])  # numbers 2, 3
+    pending.add(record_fields(RECORDS[0]))
+    pending.add_lines([2, 3], lines)
+    assert pending.covers(1, 3) and pending.covers(2, 3) and pending.covers(1, 1)
+    assert not pending.covers(1, 4) and not pending.covers(0, 3)
+    assert pending.parts(1, 3) == [record_fields(RECORDS[0]), lines]  # all of them, each once
+    assert pending.parts(2, 3) == [lines]                              # others pending too
+    pending.add((7,) + record_fields(RECORDS[0])[1:])
+    assert not pending.covers(1, 7) and pending.covers(1, 3)
+    pending.drop(1, 3)
+    assert list(pending) == [7]
+    pending.drop(7, 7)
+    assert not pending and not pending.covers(1, 1)

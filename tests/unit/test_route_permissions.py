@@ -57,8 +57,9 @@ def test_exactly_one_place_checks(row):
 def test_in_handler_routes():
     """The routes that check in the handler are the few whose permission a column cannot say."""
     # remove_entry: a $meta entry is refused before the token (spec 1.20 §3.1).
+    # metrics: AUTHENTICATED unless the metrics_auth setting is off (issue #18).
     assert sorted(row[2].__name__ for row in ROUTES if row[4] is IN_HANDLER) == [
-        "create_link", "get_bucket", "io_query", "list_buckets", "me", "post_query",
+        "create_link", "get_bucket", "io_query", "list_buckets", "me", "metrics", "post_query",
         "remove_entry",
     ]
     # The PUT of an entry path but a rename: 404 whoever asks, as upstream's

@@ -343,3 +343,43 @@ def test_a_failed_write_beside_the_hash_fails_with_its_own_error(tmp_path, monke
     assert failure.check(OSError) and failure.value.errno == errno.ENOSPC
     writer.close()
     pool.run_all()
+
+
+class Connection(Transport):
+    bufferSize = 65536
+
+
+def test_concurrent_uploads_share_one_budget_and_the_share_returns(tmp_path):
+    """64 uploads at once each queue at most their share of UPLOAD_BUDGET (and read
+    a quarter of it at a time); as they end, the last one gets HIGH_WATER again."""
+    before = sinks.UPLOADS.active
+    pool, engine = ManualPool(), FakeEngine()
+    size = 4 << 20
+    conns = [Connection() for _ in range(64)]
+    uploads = []
+    for i, conn in enumerate(conns):
+        alloc = FakeAlloc(path=str(tmp_path / f"seg{i}.blk"), length=size)
+        uploads.append(private_sink(engine, alloc, ImmediateReactor(), pool, conn))
+    pool.run_all()  # the opens
+    share = sinks.UPLOAD_BUDGET // 64
+    assert sinks.UPLOADS.high() == max(share, sinks.MIN_HIGH_WATER)
+    chunk = b"q" * (64 << 10)
+    for sink, conn in zip(uploads, conns):
+        while "pause" not in conn.events:
+            sink.write(chunk)
+        assert conn.bufferSize == max(sinks.MIN_RECV, sinks.UPLOADS.high() // 4)
+    assert sum(sink.max_queued for sink in uploads) <= 64 * (sinks.UPLOADS.high() + len(chunk))
+    assert sum(sink.max_queued for sink in uploads) <= sinks.UPLOAD_BUDGET + 64 * len(chunk)
+    for sink in uploads[:-1]:
+        sink.abort()
+    assert sinks.UPLOADS.active == before + 1 and sinks.UPLOADS.high() == sinks.HIGH_WATER
+    pool.run_all()
+    last, conn = uploads[-1], conns[-1]
+    assert conn.events == ["pause", "resume"]  # drained below a quarter of its share
+    while last._writer._alloc.written + last._queued < size:
+        last.write(chunk)
+        pool.run_all()
+    assert conn.bufferSize == sinks.LARGE_UPLOAD_RECV  # alone: large reads again
+    d = last.finish()
+    pool.run_all()
+    assert results(d) is None and sinks.UPLOADS.active == before

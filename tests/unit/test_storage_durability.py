@@ -362,8 +362,9 @@ def test_full_disk_on_shared_data_fails_the_sink(stored, monkeypatch, partial):
     sink.write(b"abc")
     sink.write(b"def")
     sink.finish_now()
-    assert read_content(stored.read("b", "e", 4)) == b"abcdef"
-    assert alloc.crc == zlib.crc32(b"abcdef")
+    view = stored.read("b", "e", 4)
+    assert read_content(view) == b"abcdef"
+    assert view.record.digest == hashlib.sha256(b"abcdef").digest() and view.record.crc is None
 
 
 def test_full_disk_creating_a_private_segment(stored, monkeypatch):

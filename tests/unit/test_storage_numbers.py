@@ -319,6 +319,7 @@ def test_backfill_interrupted_resumes_without_reusing_numbers(tmp_path, monkeypa
 
 def test_backfill_reports_a_record_failing_its_crc(tmp_path):
     engine = _open(tmp_path)
+    engine.compute_digests(False)  # records as before digests: a CRC-32 each
     engine.create_bucket("b", None)
     write_record(engine, "b", "e", 1, b"good")
     write_record(engine, "b", "e", 2, b"evil")

@@ -64,8 +64,7 @@ def _populate(tmp_path):
 @pytest.mark.parametrize("digests", [False, True])
 def test_every_record_line_carries_the_content_crc(tmp_path, digests):
     """Shared, private and chunked records all store zlib.crc32 of their content;
-    with digests kept, a record with a private segment (large or chunked) stores
-    its SHA-256 alone."""
+    with digests kept, every record stores its SHA-256 alone."""
     engine = _open(tmp_path)
     engine.compute_digests(digests)
     engine.create_bucket("b", None)
@@ -77,16 +76,16 @@ def test_every_record_line_carries_the_content_crc(tmp_path, digests):
     assert lines[0]["version"] == PLAIN_VERSION == 2 and FORMAT_VERSION == 3
     crcs = {line["ts"]: line.get("crc") for line in lines[1:]}
     expected = {1: b"small", 2: BIG, 3: b"chunked body", 4: b""}
-    private = {2, 3} if digests else set()
-    assert crcs == {ts: None if ts in private else zlib.crc32(data) for ts, data in expected.items()}
+    assert crcs == {ts: None if digests else zlib.crc32(data) for ts, data in expected.items()}
     shas = {line["ts"]: line.get("sha256") for line in lines[1:]}
     assert shas == {ts: hashlib.sha256(data).hexdigest() if digests else None
                     for ts, data in expected.items()}
 
 
 def test_crc_accumulates_over_chunks(tmp_path):
-    """A record written in pieces gets the CRC of the whole content."""
+    """A record written in pieces gets the CRC of the whole content (integrity=off)."""
     engine = _open(tmp_path)
+    engine.compute_digests(False)
     engine.create_bucket("b", None)
     alloc = engine.allocate("b", "e", 1, 6, "t", {})
     write_content(alloc, b"abc")
@@ -113,7 +112,7 @@ def _write_v1_block(entry_dir, records):
 @pytest.mark.parametrize("unclean", [False, True])
 def test_version_1_files_still_load_and_are_trusted(tmp_path, unclean):
     """v1 records (no crc) load, read back and survive an unclean open
-    unchecked; records appended later carry a crc and are checked."""
+    unchecked; records appended later carry a checksum (their SHA-256) and are checked."""
     _write_v1_block(str(tmp_path / "b" / "e"), [(1, b"one"), (2, b"two")])
     if unclean:
         (tmp_path / MARKER).touch()
@@ -124,7 +123,7 @@ def test_version_1_files_still_load_and_are_trusted(tmp_path, unclean):
     write_record(engine, "b", "e", 3, b"three")
     lines = _meta_lines(tmp_path / "b" / "e" / "1.meta")
     assert lines[0]["version"] == 1
-    assert "crc" not in lines[1] and lines[3]["crc"] == zlib.crc32(b"three")
+    assert "crc" not in lines[1] and lines[3]["sha256"] == hashlib.sha256(b"three").hexdigest()
     # Crash, then damage a v1 record: it has no crc to fail, so it stays.
     _flip_byte(tmp_path / "b" / "e" / "1.blk", 0)
     again = _open(tmp_path)
@@ -169,7 +168,7 @@ def test_unclean_open_drops_a_corrupted_record_and_keeps_the_others(tmp_path):
         True, 4, 1,
     )
     assert report["problems"] == [f"Dropped record 2 of {os.path.join('b', 'e', '1.meta')}: "
-                                  "checksum mismatch"]
+                                  "digest mismatch"]  # its SHA-256 is its checksum
     with pytest.raises(NotFound):
         engine.read("b", "e", 2)
     assert [read_content(engine.read("b", "e", ts)) for ts in (1, 3)] == [b"first", b"third"]
