@@ -54,9 +54,7 @@ function createForm(api, refresh) {
     const name = form.elements.name.value.trim();
     try {
       await api.post(bucketPath(name), readSettings(form));
-      form.reset();
-      note(status, `Bucket '${name}' created`);
-      await refresh();
+      await refresh(`Bucket '${name}' created`);
     } catch (err) { note(status, err.message, "error"); }
   } },
   h("h2", {}, "New bucket"),

@@ -76,3 +76,8 @@ export function note(el, text, kind = "ok") {
 export function hex(buffer) {
   return [...new Uint8Array(buffer)].map((b) => b.toString(16).padStart(2, "0")).join("");
 }
+
+/** plural(1, "record") -> "1 record", plural(2, "record") -> "2 records". */
+export function plural(n, word) {
+  return `${n} ${word}${n === 1 ? "" : "s"}`;
+}

@@ -2,7 +2,7 @@
 // entry a chart of records over time, a record browser over a time range
 // with an optional `when` condition, record details, upload and removal.
 import { bucketPath, recordPath } from "./api.js";
-import { h, fill, bytes, isoTime, timeRange, parseTime, note } from "./dom.js";
+import { h, fill, bytes, isoTime, timeRange, parseTime, note, plural } from "./dom.js";
 import { recordsChart } from "./chart.js";
 import { integrityPanel, verifyInclusion } from "./integrity.js";
 
@@ -50,7 +50,7 @@ function treeList(node, select) {
     const label = h("button", { class: "link entry", dataset: { entry: child.path },
       onclick: () => select(child.path) }, child.name);
     return h("li", {}, label,
-      h("span", { class: "muted" }, ` ${t.count} records, ${bytes(t.size)}`,
+      h("span", { class: "muted" }, ` ${plural(t.count, "record")}, ${bytes(t.size)}`,
         t.count ? `, ${timeRange(t.oldest, t.latest, t.count)}` : ""),
       child.children.size ? treeList(child, select) : null);
   }));
@@ -162,7 +162,11 @@ function labelEditor(api, bucket, entry, ts, labels, done) {
 }
 
 async function recordDetail(api, bucket, entry, ts, box, reload) {
+  // Only the latest click fills the box (an earlier one may answer later).
+  const turn = Symbol("detail");
+  box.turn = turn;
   const r = await api.raw("HEAD", recordPath(bucket, entry) + "?ts=" + ts);
+  if (box.turn !== turn) return;
   const contentType = r.headers.get("content-type") || "";
   const size = Number(r.headers.get("content-length") || 0);
   const digest = r.headers.get("repr-digest") || "—";
@@ -204,6 +208,7 @@ async function recordDetail(api, bucket, entry, ts, box, reload) {
     return;
   }
   const blob = await fetchBlob(api, bucket, entry, ts);
+  if (box.turn !== turn) return;
   if (kind.startsWith("image/")) {
     preview.append(h("img", { src: URL.createObjectURL(blob), alt: "record preview" }));
     return;
@@ -278,15 +283,20 @@ async function entryPanel(api, bucket, entry, info, box, message) {
         heads.length === PAGE ? h("p", { class: "muted" }, `First ${PAGE} records; narrow the range for more.`) : null);
     } catch (err) { note(status, err instanceof SyntaxError ? "when: " + err.message : err.message, "error"); }
   };
+  const turn = Symbol("entry");
+  box.turn = turn;
+  const chart = await chartPanel(api, bucket, entry, info);
+  const integrity = await integrityPanel(api, bucket, entry);
+  if (box.turn !== turn) return; // another entry was chosen meanwhile
   fill(box, h("h2", {}, `Entry ${entry}`),
-    h("p", { class: "muted" }, `${info.record_count} records, ${bytes(info.size || 0)}, `,
+    h("p", { class: "muted" }, `${plural(info.record_count, "record")}, ${bytes(info.size || 0)}, `,
       timeRange(info.oldest_record, info.latest_record, info.record_count)),
     h("button", { class: "danger", id: "remove-entry", onclick: async () => {
       if (!confirm(`Remove entry '${entry}' and all its records?`)) return;
       try { await api.raw("DELETE", recordPath(bucket, entry)); location.reload(); }
       catch (err) { note(status, err.message, "error"); }
     } }, "Remove entry"),
-    status, await chartPanel(api, bucket, entry, info), await integrityPanel(api, bucket, entry),
+    status, chart, integrity,
     search, detail, uploadForm(api, bucket, entry, reload));
   if (message) note(status, message);
   if (info.record_count) await browse("", "", "");

@@ -54,11 +54,11 @@ async function whoAmI() {
 }
 
 const VIEWS = [
-  [/^#\/b\/([^/]+)$/, (m) => bucketView(api, main, decodeURIComponent(m[1]))],
-  [/^#\/tokens$/, () => tokensView(api, main)],
-  [/^#\/replications$/, () => replicationsView(api, main)],
-  [/^#\/lifecycles$/, () => lifecyclesView(api, main)],
-  [/^#\/system$/, () => systemView(api, main)],
+  [/^#\/b\/([^/]+)$/, (view, m) => bucketView(api, view, decodeURIComponent(m[1]))],
+  [/^#\/tokens$/, (view) => tokensView(api, view)],
+  [/^#\/replications$/, (view) => replicationsView(api, view)],
+  [/^#\/lifecycles$/, (view) => lifecyclesView(api, view)],
+  [/^#\/system$/, (view) => systemView(api, view)],
 ];
 
 async function route() {
@@ -69,11 +69,21 @@ async function route() {
     for (const a of document.querySelectorAll("#nav a")) {
       a.classList.toggle("active", a.getAttribute("href") === hash);
     }
-    for (const [pattern, view] of VIEWS) {
-      const m = pattern.exec(hash);
-      if (m) { await view(m); return; }
+    // Each route renders into its own element: one still loading when the
+    // user moves on fills an element no longer on the page.
+    const view = h("div", { class: "view" }, h("p", { class: "muted" }, "Loading…"));
+    fill(main, view);
+    try {
+      for (const [pattern, render] of VIEWS) {
+        const m = pattern.exec(hash);
+        if (m) { await render(view, m); return; }
+      }
+      await overview(api, view);
+    } catch (err) {
+      const status = h("p");
+      fill(view, status);
+      note(status, err.message, "error");
     }
-    await overview(api, main);
   } catch (err) {
     const status = h("p");
     fill(main, status);
