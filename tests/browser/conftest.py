@@ -111,8 +111,8 @@ def auth_daemon(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def open_daemon(tmp_path_factory):
-    """A daemon with authentication off."""
-    for _, port in _daemon(tmp_path_factory, "open", {}):
+    """A daemon with authentication off (and no ``$system`` events)."""
+    for _, port in _daemon(tmp_path_factory, "open", {"RS_SYSTEM_EVENTS_ENABLED": "false"}):
         yield Daemon(port)
 
 
