@@ -135,9 +135,9 @@ def page(browser, request):
     assert errors == [], errors
 
 
-def shot(page, name: str) -> Path:
-    """Save a full-page screenshot under the artifacts directory; return its path."""
+def shot(page, name: str, full_page: bool = True) -> Path:
+    """Save a screenshot under the artifacts directory; return its path."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     path = ARTIFACTS / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True)
+    page.screenshot(path=str(path), full_page=full_page)
     return path

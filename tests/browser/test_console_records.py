@@ -75,6 +75,9 @@ def test_entry_tree_counts_and_chart(page, auth_daemon, rec):
     page.locator("#record-table tbody tr").first.wait_for()
     assert page.locator("#record-table tbody tr").count() == 20
     shot(page, "console-entry")
+    # README's picture (docs/console.png is a copy of this one).
+    page.set_viewport_size({"width": 1280, "height": 1000})
+    shot(page, "console-readme", full_page=False)
 
 
 def test_browser_range_when_details_and_previews(page, auth_daemon, rec):
