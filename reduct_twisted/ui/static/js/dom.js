@@ -60,7 +60,8 @@ export function parseTime(text) {
   if (/^\d+$/.test(text)) return BigInt(text);
   const m = /^(.*?)(?:\.(\d{1,6}))?(Z|[+-]\d\d:?\d\d)?$/.exec(text);
   const zone = m[3] || "Z";
-  const ms = Date.parse(m[1] + zone);
+  const when = m[1].includes("T") ? m[1] : m[1] + "T00:00:00"; // a date alone: its midnight
+  const ms = Date.parse(when + zone);
   if (Number.isNaN(ms)) throw new Error(`Not a time: ${text}`);
   const frac = BigInt((m[2] || "").padEnd(6, "0") || "0");
   return BigInt(ms) * 1000n + frac;
