@@ -125,7 +125,7 @@ def page(browser, request):
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     # Removals ask confirm(): the tests say yes (Playwright would dismiss).
     page.on("dialog", lambda dialog: dialog.accept())
-    page.set_default_timeout(15000)
+    page.set_default_timeout(30000)  # a loaded 2-core box
     yield page
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     try:

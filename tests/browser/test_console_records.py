@@ -81,6 +81,7 @@ def test_entry_tree_counts_and_chart(page, auth_daemon, rec):
 
 
 def test_browser_range_when_details_and_previews(page, auth_daemon, rec):
+    from playwright.sync_api import expect
     d = auth_daemon
     open_entry(page, d, rec, "cam/front")
     form = page.locator("#browse")
@@ -88,7 +89,7 @@ def test_browser_range_when_details_and_previews(page, auth_daemon, rec):
     form.locator("input[name=stop]").fill("15000000")
     form.locator("input[name=when]").fill('{"&kind": {"$eq": "even"}}')
     form.locator("button[type=submit]").click()
-    page.wait_for_function("document.querySelectorAll('#record-table tbody tr').length === 5")
+    expect(page.locator("#record-table tbody tr")).to_have_count(5)
     times = [r.get_attribute("data-ts") for r in page.locator("#record-table tbody tr").all()]
     assert times == [str(n * 1_000_000) for n in (6, 8, 10, 12, 14)]
     assert "kind=even" in page.locator("#record-table tbody tr").first.inner_text()
@@ -101,7 +102,7 @@ def test_browser_range_when_details_and_previews(page, auth_daemon, rec):
     form.locator("input[name=stop]").fill("")
     form.locator("input[name=when]").fill("")
     form.locator("button[type=submit]").click()
-    page.wait_for_function("document.querySelectorAll('#record-table tbody tr').length === 20")
+    expect(page.locator("#record-table tbody tr")).to_have_count(20)
 
     page.locator("#record-table tr[data-ts='8000000'] button").click()
     page.locator("#preview pre").wait_for()
@@ -117,7 +118,8 @@ def test_browser_range_when_details_and_previews(page, auth_daemon, rec):
     page.locator("#record-table tr[data-ts='7000000'] button").click()
     img = page.locator("#preview img")
     img.wait_for()
-    page.wait_for_function("document.querySelector('#preview img').naturalWidth === 4")
+    # (no wait_for_function: the console's CSP forbids the eval it needs)
+    expect(img).to_have_js_property("naturalWidth", 4)
     page.locator("button.entry[data-entry='cam/back']").click()
     page.locator("#record-table tr[data-ts='10000000'] button").click()
     page.locator("#preview pre").wait_for()
