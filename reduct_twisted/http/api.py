@@ -25,6 +25,7 @@ from reduct_twisted.http import (
     io_read,
     links,
     routes_buckets as buckets,
+    routes_console as console,
     routes_entries as entries,
     routes_integrity as integrity,
     routes_lifecycles as lifecycles,
@@ -48,10 +49,13 @@ from reduct_twisted.http.fastpath import FastPath
 from reduct_twisted.http.headers import json_body
 from reduct_twisted.http.params import entry_rename_target, rename_target
 from reduct_twisted.system import NullSystemEvents
+from reduct_twisted.ui import Console
 
 #: Where a route is served: under ``/api/v1`` only, also under the
 #: unprefixed pre-1.0 path (``<name>_v0`` endpoints), or only there.
 V1, BOTH, V0 = "v1", "v1+v0", "v0"
+#: Served at the base path itself, not an API route (the web console).
+AT_BASE = "base"
 
 #: Body-first permissions: the body (a JSON document, a rename's
 #: ``new_name``) is refused before the token is looked at, as upstream does;
@@ -147,6 +151,12 @@ ROUTES = (
     ("/records/<bucket>/<entry_path:entry>", ["GET"], integrity.list_entry_records, V1, READ),
     ("/log/<bucket>/<entry_path:entry>", ["GET"], integrity.entry_log, V1, READ),
     ("/log-key", ["GET"], integrity.log_key, V1, AUTHENTICATED),
+    # the web console (issue #18; http/routes_console.py, reduct_twisted/ui/):
+    # anonymous files, its API calls carry the user's token
+    ("/", ["GET", "HEAD"], console.console_root, AT_BASE, OPEN),
+    ("/ui", ["GET", "HEAD"], console.console_slash, AT_BASE, OPEN),
+    ("/ui/", ["GET", "HEAD"], console.console_index, AT_BASE, OPEN),
+    ("/ui/<path:name>", ["GET", "HEAD"], console.console_file, AT_BASE, OPEN),
 )
 
 
@@ -192,6 +202,10 @@ def add_routes(app: Klein, routes) -> dict:
     for path, methods, handler, where, permission in routes:
         route = checked(handler, permission)
         name = handler.__name__
+        if where == AT_BASE:
+            app.route(path, methods=methods, endpoint=name)(route)
+            endpoints[name] = route
+            continue
         if where != V1:
             legacy_name = name if where == V0 else name + "_v0"
             app.route(path, methods=methods, endpoint=legacy_name)(route)
@@ -273,6 +287,8 @@ class ReductAPI(FastPath):
     ) -> None:
         self.engine = engine
         self.base_path = base_path
+        #: The web console's files (read once per process).
+        self.console = Console(base_path)
         self.log_key = log_key
         self.lifecycles = lifecycles
         #: The query links' ``links.Links`` (codec and public URL), or None.
