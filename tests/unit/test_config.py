@@ -90,6 +90,9 @@ def test_defaults_are_pinned():
         # record integrity (config_integrity.py)
         "integrity": "log",
         "log_key_path": None,
+        # logs (config_logs.py)
+        "access_log": True,
+        "log_format": "text",
     }
 
 
@@ -271,6 +274,9 @@ def precedence_cases(certs):
         # record integrity (config_integrity.py)
         "integrity": ("off", " Digest ", "LOG", "off", "digest", "log"),
         "log_key_path": ("k1", "k2", "k3", "k1", "k2", "k3"),
+        # logs (config_logs.py)
+        "access_log": ("off", "Yes", "0", False, True, False),
+        "log_format": ("json", " Text ", "JSON", "json", "text", "json"),
     }
 
 

@@ -119,6 +119,9 @@ def test_options_defaults():
         # record integrity (config_integrity.py)
         "integrity": None,
         "log-key-path": None,
+        # logs (config_logs.py)
+        "access-log": None,
+        "log-format": None,
     }
     assert options.config == Config()
 
@@ -215,6 +218,10 @@ def test_options_all_given(tmp_path):
             "digest",
             "--log-key-path",
             str(ini),
+            "--access-log",
+            "off",
+            "--log-format",
+            "json",
         ]
     )
     assert dict(options) == {
@@ -260,6 +267,8 @@ def test_options_all_given(tmp_path):
         "link-signing-key": "k" * 32,
         "integrity": "digest",
         "log-key-path": str(ini),
+        "access-log": "off",
+        "log-format": "json",
     }
     assert options.config == Config(
         data_path="/srv/data",
@@ -304,6 +313,8 @@ def test_options_all_given(tmp_path):
         link_signing_key="k" * 32,
         integrity="digest",
         log_key_path=str(ini),
+        access_log=False,
+        log_format="json",
     )
 
 
