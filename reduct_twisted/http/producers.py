@@ -164,6 +164,7 @@ class RangeSender:
                 return True
             self.position += sent
             self.remaining -= sent
+            self.request.sentLength += sent  # as Request.write counts (the access log's bytes)
         return True
 
     def resumeProducing(self) -> None:
