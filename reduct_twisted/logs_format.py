@@ -30,8 +30,8 @@ from twisted.logger import (
     eventAsJSON,
     eventAsText,
     formatEvent,
+    formatTime,
     jsonFileLogObserver,
-    textFileLogObserver,
 )
 from zope.interface import implementer
 
@@ -73,18 +73,67 @@ def _priority(event: LogEvent) -> str:
     return "<%d>" % PRIORITIES.get(event.get("log_level"), DEFAULT_PRIORITY)  # type: ignore[arg-type]
 
 
+_time_cache: list = [None, ""]
+
+
+def _time(when: Optional[float]) -> str:
+    """twistd's timestamp (``formatTime``), made once per second."""
+    if when is None:
+        return formatTime(when)
+    second = int(when)
+    if second != _time_cache[0]:
+        _time_cache[1] = formatTime(second)
+        _time_cache[0] = second
+    return _time_cache[1]
+
+
+def _system(event: LogEvent) -> str:
+    """The ``[system]`` of a line, as ``twisted.logger`` writes it."""
+    system = event.get("log_system")
+    if system is not None:
+        return str(system)
+    level = event.get("log_level")
+    return f"{event.get('log_namespace', '-')}#{level.name if level is not None else '-'}"
+
+
+def _message(event: LogEvent, timestamp: bool) -> Optional[str]:
+    """
+    ``[system] message`` (after a timestamp if ``timestamp``) as twistd
+    writes it, more lines indented by a tab.  An event that carries its
+    line already rendered (``log_text``, the access log's) is not formatted
+    again.
+    """
+    text = event.get("log_text")
+    if text is None or "log_failure" in event:
+        text = eventAsText(event, includeTimestamp=False, includeSystem=False)
+        if not text:
+            return None
+        text = text.replace("\n", "\n\t")
+    if timestamp:
+        return f"{_time(event.get('log_time'))} [{_system(event)}] {text}"
+    return f"[{_system(event)}] {text}"
+
+
+def classic_text(event: LogEvent) -> Optional[str]:
+    """The line of ``event`` as twistd's text observer writes it."""
+    text = _message(event, True)
+    return None if text is None else text + "\n"
+
+
 def journal_text(event: LogEvent) -> Optional[str]:
     """The text line of ``event`` for the journal: priority, no timestamp."""
-    text = eventAsText(event, includeTimestamp=False)
-    if not text:
+    text = _message(event, False)
+    if text is None:
         return None
     prefix = _priority(event)
-    # As twistd's text (more lines indented by a tab), a prefix on every line.
-    return "".join(f"{prefix}{line}\n" for line in text.replace("\n", "\n\t").split("\n"))
+    # A prefix on every line (of a traceback, say).
+    return "".join(f"{prefix}{line}\n" for line in text.split("\n"))
 
 
 def _with_text(event: LogEvent) -> LogEvent:
     """``event`` with ``log_text``, its message as the text format renders it."""
+    if "log_text" in event:
+        return event
     return dict(event, log_text=formatEvent(event))
 
 
@@ -113,6 +162,4 @@ def make_observer(out: IO[Any], log_format: str = "text", journal: bool = False)
         if journal:
             return _WithText(FileLogObserver(out, journal_json))
         return _WithText(jsonFileLogObserver(out, recordSeparator=""))
-    if journal:
-        return FileLogObserver(out, journal_text)
-    return textFileLogObserver(out)
+    return FileLogObserver(out, journal_text if journal else classic_text)

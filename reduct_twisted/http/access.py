@@ -26,9 +26,10 @@ keeps them apart; the text format renders :data:`ACCESS_FORMAT`::
 * ``cut``: the connection was lost before the answer was complete (the text
   line ends with ``cut``).
 
-One ``Logger.emit`` per request, with one format string: nothing is
-formatted here unless the request target has a query string or unusual
-characters.
+One ``Logger.emit`` per request, its line rendered once with
+``str.format`` and handed over as ``log_text``, which the daemon's
+observers print as it is (``logs_format.py``); the query string, if any,
+is split once.
 """
 
 from __future__ import annotations
@@ -93,7 +94,7 @@ def public_target(target: bytes) -> str:
         kept = [p for p in query.split(b"&") if p and not _secret_parameter(p)]
         if kept:
             path = path + b"?" + b"&".join(kept)
-    return _printable(path.decode("latin-1"))
+    return _printable(path.decode("utf-8", "surrogateescape"))
 
 
 class AccessLog:
@@ -147,15 +148,17 @@ class AccessLog:
         token = getattr(request, "reduct_token_name", None)
         if token is None or token == _ANONYMOUS:
             token = "-"
-        self._log.emit(
-            LogLevel.info,
-            _CUT_FORMAT if cut else ACCESS_FORMAT,
-            client=client_ip(request) or "-",
-            token=token,
-            method=_printable(method.decode("latin-1")) if method else "-",
-            path=public_target(target) if target else "-",
-            status=code,
-            bytes=request.sentLength if size is None else size,
-            duration_ms=round(duration, 3),
-            cut=cut,
-        )
+        fields = {
+            "client": client_ip(request) or "-",
+            "token": token,
+            "method": _printable(method.decode("latin-1")) if method else "-",
+            "path": public_target(target) if target else "-",
+            "status": code,
+            "bytes": request.sentLength if size is None else size,
+            "duration_ms": round(duration, 3),
+            "cut": cut,
+        }
+        log_format = _CUT_FORMAT if cut else ACCESS_FORMAT
+        # The line rendered once, by str.format: our observers use it as it
+        # is (logs_format.py); Twisted's formatter would take ~15 µs.
+        self._log.emit(LogLevel.info, log_format, log_text=log_format.format(**fields), **fields)
