@@ -13,6 +13,9 @@ options (:func:`twistd_observer`) and wrapped in a ``FilteringLogObserver``.
 Every event, including Twisted's own and the legacy ``twisted.python.log``
 ones, passes the filter, because this observer is the only one twistd adds.
 
+The lines are twistd's text, or JSON (``log_format``), with journald
+priorities when stdout is the journal: see ``logs_format.py``.
+
 With ``twistd --logger=...`` the user's factory wins and no filter is added;
 ``twist`` has its own ``--log-level`` and never creates an ``Application``.
 """

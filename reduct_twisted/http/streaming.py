@@ -371,8 +371,8 @@ class ReductSite(server.Site):
     The daemon's ``Site``: streaming requests, lowercase header names, no
     form parsing (it would parse every POST's content type and can hold
     form-typed bodies in memory several times over), no tracebacks, and
-    our own access line (``access.py``) instead of Twisted's combined log
-    format (+40 µs per request; issue #3 measures it).
+    our own access line (``access.py``, ``access_log``) instead of
+    Twisted's combined log format (+40 µs per request; issue #3 measured it).
 
     :ivar router: decides, from the request line and headers alone, where a
         body goes (``ReductAPI``).
