@@ -198,3 +198,12 @@ def test_observer_factory_takes_the_configured_format(capsys):
 
     logs.observer_factory_for(Sub())()(event())
     assert json.loads(capsys.readouterr().out)["log_text"] == "hello world"
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+@pytest.mark.parametrize("journal", [False, True])
+def test_observers_provide_ilogobserver(log_format, journal):
+    from twisted.logger import ILogObserver
+    from zope.interface.verify import verifyObject
+
+    assert verifyObject(ILogObserver, make_observer(io.StringIO(), log_format, journal))
