@@ -56,6 +56,7 @@ from reduct_twisted.config_integrity import IntegritySettings
 from reduct_twisted.config_links import LinksSettings
 from reduct_twisted.config_limits import LimitsSettings
 from reduct_twisted.config_metrics import MetricsSettings
+from reduct_twisted.config_logs import LogSettings
 from reduct_twisted.config_system import SystemSettings
 from reduct_twisted.config_setting import Cli, Setting, declarations, document, option_name, setting
 from reduct_twisted.config_values import (
@@ -90,7 +91,7 @@ class ConfigError(Exception):
 
 @attrs.frozen(kw_only=True)
 class Config(LinksSettings, LimitsSettings, SystemSettings, IntegritySettings,
-             MetricsSettings):
+             MetricsSettings, LogSettings):
     """
     Every setting of the daemon, already parsed and validated.
 

@@ -13,6 +13,9 @@ options (:func:`twistd_observer`) and wrapped in a ``FilteringLogObserver``.
 Every event, including Twisted's own and the legacy ``twisted.python.log``
 ones, passes the filter, because this observer is the only one twistd adds.
 
+The lines are twistd's text, or JSON (``log_format``), with journald
+priorities when stdout is the journal: see ``logs_format.py``.
+
 With ``twistd --logger=...`` the user's factory wins and no filter is added;
 ``twist`` has its own ``--log-level`` and never creates an ``Application``.
 """
@@ -33,11 +36,12 @@ from twisted.logger import (
     LogEvent,
     LogLevel,
     PredicateResult,
-    textFileLogObserver,
 )
 from twisted.python.components import Componentized
 from twisted.python.logfile import LogFile
 from zope.interface import implementer
+
+from reduct_twisted.logs_format import is_journal, make_observer
 
 #: Our level names (see ``reduct_twisted.config_values.LOG_LEVELS``) to Twisted's.
 #: Twisted has nothing below ``debug``, so ``TRACE`` is ``debug``.
@@ -76,12 +80,14 @@ def filtered(observer: ILogObserver, level: str) -> ILogObserver:
     return FilteringLogObserver(observer, [MinimumLevel(TWISTED_LEVELS[level])])
 
 
-def twistd_observer(server_options: Mapping[str, Any]) -> ILogObserver:
+def twistd_observer(server_options: Mapping[str, Any], log_format: str = "text") -> ILogObserver:
     """
     Make the observer twistd itself would make for ``server_options`` (see
     ``twisted.scripts._twistd_unix.UnixAppLogger``): syslog with ``--syslog``,
     stdout with ``--nodaemon`` and no ``--logfile`` (or ``--logfile -``),
     otherwise a ``LogFile`` (``twistd.log`` by default) rotated on SIGUSR1.
+    Its lines are in ``log_format`` (``text`` or ``json``), with syslog
+    priorities when stdout is the journal (``logs_format.py``).
     """
     if server_options.get("syslog"):
         from twisted.python.syslog import SyslogObserver
@@ -93,7 +99,7 @@ def twistd_observer(server_options: Mapping[str, Any]) -> ILogObserver:
     if name == "-" and not nodaemon:
         sys.exit("Daemons cannot log to stdout, exiting!")
     if name == "-" or (nodaemon and not name):
-        return textFileLogObserver(sys.stdout)
+        return make_observer(sys.stdout, log_format, is_journal(sys.stdout))
     logfile = LogFile.fromFullPath(name or "twistd.log")
     if not signal.getsignal(signal.SIGUSR1):
 
@@ -103,7 +109,7 @@ def twistd_observer(server_options: Mapping[str, Any]) -> ILogObserver:
             reactor.callFromThread(logfile.rotate)  # type: ignore[attr-defined]
 
         signal.signal(signal.SIGUSR1, rotate)
-    return textFileLogObserver(logfile)
+    return make_observer(logfile, log_format)
 
 
 class LevelFilteredService(MultiService):
@@ -134,11 +140,13 @@ class LevelFilteredService(MultiService):
 
 def observer_factory_for(options: Any) -> Callable[[], ILogObserver] | None:
     """
-    The unfiltered observer factory for our sub-command ``options``, or
+    The unfiltered observer factory for our sub-command ``options`` (in
+    their configuration's ``log_format``), or
     ``None`` when they were not parsed by twistd (no ``parent`` with twistd's
     logging options) or when twistd was given ``--logger``.
     """
     parent = getattr(options, "parent", None)
     if parent is None or "logfile" not in parent or parent.get("logger"):
         return None
-    return lambda: twistd_observer(parent)
+    log_format = getattr(getattr(options, "config", None), "log_format", "text")
+    return lambda: twistd_observer(parent, log_format)

@@ -132,6 +132,9 @@ class ReductChannel(HTTPChannel):
         )
         self._stop_header_timer()
         self.transport.write(head + body)
+        access = getattr(self.site, "access_log", None)
+        if access is not None and current is not None:
+            access.refused(current, 400, len(body))
         self._refused_call = self.callLater(HALF_CLOSE_GRACE, self.transport.abortConnection)
         self._half_close()
 
@@ -197,6 +200,9 @@ class ReductChannel(HTTPChannel):
             # so a refusal never sends it a body.
             self._awaiting_request_line = False
             self._head_request = line.startswith(b"HEAD ")
+            # Twisted sets them only if the line parses: never the previous
+            # request's in a refusal's access line.
+            self._command = self._path = None
             super().lineReceived(line)
             if (
                 self.headers_at_once

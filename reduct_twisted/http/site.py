@@ -10,21 +10,26 @@ from __future__ import annotations
 from typing import Any
 
 from reduct_twisted.config import Config
+from reduct_twisted.http.access import AccessLog
 from reduct_twisted.http.api import ReductAPI
 from reduct_twisted.http.cors import CorsPolicy
 from reduct_twisted.http.streaming import ReductSite
+
+#: The log levels that show the access lines (INFO); above, none is made.
+_ACCESS_LEVELS = frozenset({"TRACE", "DEBUG", "INFO"})
 
 
 def make_site(api: ReductAPI, config: Config, reactor: Any) -> ReductSite:
     """
     The ``ReductSite`` serving ``api``: its resource, and ``api`` as the
     router of request bodies, with the timeouts, CORS origins and request
-    header limits of ``config``.
+    header limits of ``config``, and its access log (``access.py``) unless
+    ``access_log`` is off or ``log_level`` hides INFO lines.
 
     :param reactor: the clock of the connections' timeouts and of the
         site's drain.
     """
-    return ReductSite(
+    site = ReductSite(
         api.resource(),
         api,
         reactor,
@@ -35,3 +40,6 @@ def make_site(api: ReductAPI, config: Config, reactor: Any) -> ReductSite:
         max_batch_records=config.io_batch_max_records,
         max_batch_metadata=config.io_batch_max_metadata_size,
     )
+    if config.access_log and config.log_level in _ACCESS_LEVELS:
+        site.access_log = AccessLog(reactor)
+    return site

@@ -170,7 +170,8 @@ async def test_https_with_tokens_and_provisioning(tmp_path, certificate):
     RS_CERT_PATH/RS_CERT_KEY_PATH and provisioning variables — serves the
     same API over HTTPS: tokens are required, the provisioned bucket and
     token exist and are protected, and a created token works after a
-    restart.  The token values appear nowhere in the log.
+    restart.  The token values appear nowhere in the log, access lines
+    included, even when sent in the query string.
     """
     from twisted.internet import reactor
     from twisted.internet.ssl import Certificate
@@ -233,6 +234,14 @@ async def test_https_with_tokens_and_provisioning(tmp_path, certificate):
         code, body, _ = await call("POST", f"{api}/tokens/viewer", "init-value-for-https", b'{"read": ["cameras"]}')
         assert code == 200, body
         viewer = json.loads(body)["value"]
+        # Token values in the query string too: the access lines leave them out.
+        code, body, _ = await call(
+            "GET", f"{api}/b/cameras?token=init-value-for-https&access_token={viewer}",
+            "init-value-for-https",
+        )
+        assert code == 200, body
+        code, _, _ = await call("GET", f"{api}/info?token=provisioned-writer-value", None)
+        assert code == 401
     finally:
         logs.append(await stop(reactor, daemon, process))
 
@@ -245,5 +254,9 @@ async def test_https_with_tokens_and_provisioning(tmp_path, certificate):
         await pool.closeCachedConnections()
     text = "".join(logs)
     assert "https listening on 127.0.0.1:" in text
+    # The access log is on (issue #18): a line per request, token names only.
+    assert ' init-token "GET /api/v1/b/cameras" 200 ' in text
+    assert ' - "GET /api/v1/info" 401 ' in text
+    assert ' viewer "GET /api/v1/b/cameras/front?ts=1" 200 4B ' in text
     for secret in ("init-value-for-https", "provisioned-writer-value", viewer):
         assert secret not in text

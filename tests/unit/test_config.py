@@ -93,6 +93,9 @@ def test_defaults_are_pinned():
         # /metrics (config_metrics.py)
         "metrics": True,
         "metrics_auth": True,
+        # logs (config_logs.py)
+        "access_log": True,
+        "log_format": "text",
     }
 
 
@@ -277,6 +280,9 @@ def precedence_cases(certs):
         # /metrics (config_metrics.py)
         "metrics": ("off", "on", "false", False, True, False),
         "metrics_auth": ("no", "on", "off", False, True, False),
+        # logs (config_logs.py)
+        "access_log": ("off", "Yes", "0", False, True, False),
+        "log_format": ("json", " Text ", "JSON", "json", "text", "json"),
     }
 
 

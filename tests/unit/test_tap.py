@@ -122,6 +122,9 @@ def test_options_defaults():
         # /metrics (config_metrics.py)
         "metrics": None,
         "metrics-auth": None,
+        # logs (config_logs.py)
+        "access-log": None,
+        "log-format": None,
     }
     assert options.config == Config()
 
@@ -222,6 +225,10 @@ def test_options_all_given(tmp_path):
             "off",
             "--metrics-auth",
             "no",
+            "--access-log",
+            "off",
+            "--log-format",
+            "json",
         ]
     )
     assert dict(options) == {
@@ -269,6 +276,8 @@ def test_options_all_given(tmp_path):
         "log-key-path": str(ini),
         "metrics": "off",
         "metrics-auth": "no",
+        "access-log": "off",
+        "log-format": "json",
     }
     assert options.config == Config(
         data_path="/srv/data",
@@ -315,6 +324,8 @@ def test_options_all_given(tmp_path):
         log_key_path=str(ini),
         metrics=False,
         metrics_auth=False,
+        access_log=False,
+        log_format="json",
     )
 
 
