@@ -126,6 +126,33 @@ def test_browser_range_when_details_and_previews(page, auth_daemon, rec):
     assert page.inner_text("#preview pre") == "back 2"
 
 
+def test_the_record_browser_pages_through_a_long_range(page, auth_daemon):
+    """More records than a page: "Next" goes on after the last one shown, with the
+    same range end and condition, until the last page."""
+    from playwright.sync_api import expect
+    d, bucket = auth_daemon, "paging"
+    d.json("POST", f"/b/{bucket}", {})
+    for i in range(1, 121):
+        assert d.call("POST", f"/b/{bucket}/many?ts={i}", b"x%d" % i,
+                      {"x-reduct-label-kind": "odd" if i % 2 else "even"})[0] == 200
+    open_entry(page, d, bucket, "many")
+    form = page.locator("#browse")
+    form.locator("input[name=stop]").fill("111")
+    form.locator("input[name=when]").fill('{"&kind": {"$eq": "odd"}}')
+    form.locator("button[type=submit]").click()
+    rows = page.locator("#record-table tbody tr")
+    # the odd stamps before 111 (the range end is exclusive): 1, 3 ... 109, 55 of them
+    expect(rows.nth(1)).to_have_attribute("data-ts", "3")  # the query's table, not the entry's first
+    expect(rows).to_have_count(50)
+    seen = [int(r.get_attribute("data-ts")) for r in rows.all()]
+    page.locator("#next-page").click()
+    expect(rows.first).to_have_attribute("data-ts", "101")
+    expect(rows).to_have_count(5)
+    seen += [int(r.get_attribute("data-ts")) for r in rows.all()]
+    assert seen == list(range(1, 111, 2))
+    assert page.locator("#next-page").count() == 0  # the last page
+
+
 def test_label_edit_and_record_removal(page, auth_daemon, rec):
     d = auth_daemon
     open_entry(page, d, rec, "cam/front")

@@ -280,7 +280,12 @@ async function entryPanel(api, bucket, entry, info, box, message) {
             isoTime(r.ts))),
             h("td", {}, r.contentType), h("td", { class: "num" }, bytes(r.size)),
             h("td", {}, Object.entries(r.labels).map(([k, v]) => h("span", { class: "tag" }, `${k}=${v}`))))))),
-        heads.length === PAGE ? h("p", { class: "muted" }, `First ${PAGE} records; narrow the range for more.`) : null);
+        heads.length === PAGE ? h("p", { class: "muted" }, `${PAGE} records shown. `,
+          h("button", { type: "button", class: "secondary", id: "next-page", onclick: () => {
+            // The next page starts after the last record shown (same range end and condition).
+            search.elements.start.value = String(heads[heads.length - 1].ts + 1n);
+            return browse(search.elements.start.value, stopText, whenText);
+          } }, `Next ${PAGE}`)) : null);
     } catch (err) { note(status, err instanceof SyntaxError ? "when: " + err.message : err.message, "error"); }
   };
   const turn = Symbol("entry");
