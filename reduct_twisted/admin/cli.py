@@ -39,21 +39,8 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv=None, stdout=None, stderr=None, clock=None) -> int:
     """The console script: returns the exit status (0, 1 or 2)."""
-    stdout = stdout or sys.stdout
-    stderr = stderr or sys.stderr
-    try:
-        args = parser().parse_args(argv)
-    except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
-        return int(exc.code or 0)
-    try:
-        return args.run(args, stdout, stderr, clock=clock)
-    except (ClientError, StateError, fsck.FsckRefused, transfer.TransferError) as exc:
-        stderr.write(f"reduct-twisted {args.command}: error: {exc}\n")
-        stderr.flush()
-        return USAGE
-    except KeyboardInterrupt:
-        stderr.write(f"reduct-twisted {args.command}: interrupted\n")
-        return USAGE
+    return verifier_cli.run(parser, (ClientError, StateError, fsck.FsckRefused, transfer.TransferError),
+                            argv, stdout, stderr, clock)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -84,17 +84,4 @@ class AdminClient(Client):
         data = None if body is None else json.dumps(body).encode()
         headers = {"Content-Type": "application/json"} if data is not None else {}
         response = self.request(method, target, data, headers, ok=ok)
-        try:
-            raw = response.raw.read(limit + 1)
-        except (OSError, http.client.HTTPException) as exc:
-            self.close()
-            raise ClientError(f"{method} {target}: reading the answer failed: {exc}") from None
-        if len(raw) > limit:
-            self.close()
-            raise ClientError(f"{method} {target}: the answer is larger than {limit} bytes")
-        if not raw:
-            return None, response
-        try:
-            return json.loads(raw), response
-        except ValueError:
-            raise ClientError(f"{method} {target}: the answer is not JSON") from None
+        return self.read_json(response, f"{method} {target}", limit, empty=None), response

@@ -124,23 +124,32 @@ def run_verify(args, stdout, stderr, clock=None) -> int:
     return report.render(results, run_findings, stdout)
 
 
-def main(argv=None, stdout=None, stderr=None, clock=None) -> int:
-    """The console script: returns the exit status (0, 1 or 2)."""
+def run(make_parser, errors, argv=None, stdout=None, stderr=None, clock=None) -> int:
+    """
+    Run a console command: parse ``argv`` with ``make_parser()``, call the
+    chosen command's ``run``; an error of a type in ``errors`` (and Ctrl-C)
+    is one line on ``stderr`` and exit status 2.  Shared with the admin CLI.
+    """
     stdout = stdout or sys.stdout
     stderr = stderr or sys.stderr
     try:
-        args = parser().parse_args(argv)
+        args = make_parser().parse_args(argv)
     except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
         return int(exc.code or 0)
     try:
         return args.run(args, stdout, stderr, clock=clock)
-    except (ClientError, StateError) as exc:
+    except errors as exc:
         stderr.write(f"reduct-twisted {args.command}: error: {exc}\n")
         stderr.flush()
         return report.USAGE
     except KeyboardInterrupt:
         stderr.write(f"reduct-twisted {args.command}: interrupted\n")
         return report.USAGE
+
+
+def main(argv=None, stdout=None, stderr=None, clock=None) -> int:
+    """The console script: returns the exit status (0, 1 or 2)."""
+    return run(parser, (ClientError, StateError), argv, stdout, stderr, clock)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -186,15 +186,25 @@ class Client:
     def get_json(self, target: str, limit: int = 64 << 20):
         """``(json body, headers)`` of ``GET target``."""
         response = self.get(target)
+        return self.read_json(response, f"GET {target}", limit), response.headers
+
+    def read_json(self, response, what: str, limit: int, empty=ClientError):
+        """
+        The JSON body of ``response`` (at most ``limit`` bytes; ``what``
+        names the request in errors); an empty body is ``empty`` (raised if
+        it is an exception class).
+        """
         try:
             body = response.raw.read(limit + 1)
         except (OSError, http.client.HTTPException) as exc:
             self.close()
-            raise ClientError(f"GET {target}: reading the answer failed: {exc}") from None
+            raise ClientError(f"{what}: reading the answer failed: {exc}") from None
         if len(body) > limit:
             self.close()
-            raise ClientError(f"GET {target}: the answer is larger than {limit} bytes")
+            raise ClientError(f"{what}: the answer is larger than {limit} bytes")
+        if not body and not (isinstance(empty, type) and issubclass(empty, Exception)):
+            return empty
         try:
-            return json.loads(body), response.headers
+            return json.loads(body)
         except ValueError:
-            raise ClientError(f"GET {target}: the answer is not JSON") from None
+            raise ClientError(f"{what}: the answer is not JSON") from None
