@@ -71,8 +71,13 @@ _TEMPLATES: dict = {}
 _TEMPLATES_MAX = 1024
 
 
-def _template(content_type: str, labels: dict) -> tuple:
-    """The leaf's bytes before the digest's hex, and between it and the number."""
+def leaf_template(content_type: str, labels: dict) -> tuple:
+    """
+    The leaf's bytes before the digest's hex, and between it and the number
+    (a leaf is ``parts[0] + hex + parts[1] + b'%d,"size":%d,"timestamp":%d}'``).
+
+    :raises ValueError: a string holds a lone surrogate.
+    """
     if labels:
         names = "".join(labels)
         # Below U+10000 code-point order is UTF-16 code-unit order (§3.2.3).
@@ -98,7 +103,7 @@ def leaf_of(number: int, timestamp: int, size: int, content_type: str,
     key = (content_type, *labels.items()) if labels else content_type
     parts = _TEMPLATES.get(key)
     if parts is None:
-        parts = _template(content_type, labels)
+        parts = leaf_template(content_type, labels)
         if len(_TEMPLATES) >= _TEMPLATES_MAX:
             _TEMPLATES.clear()
         _TEMPLATES[key] = parts

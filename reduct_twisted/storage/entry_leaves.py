@@ -5,10 +5,31 @@ contract 4): a committed record's, and the gap leaf of a number no record
 holds.
 """
 
-from reduct_twisted.integrity import jcs
-from reduct_twisted.integrity.merkle import MAX_SAFE_INTEGER, leaf_of
+import json
+import re
 
-__all__ = ["record_fields", "fields_leaf", "record_leaf", "gap_leaf"]
+from reduct_twisted.integrity import jcs
+from reduct_twisted.integrity.merkle import MAX_SAFE_INTEGER, leaf_of, leaf_template
+from reduct_twisted.storage.entry_pending import line_rows
+
+__all__ = ["record_fields", "fields_leaf", "record_leaf", "gap_leaf", "line_leaves"]
+
+#: A JSON integer (canonical: no leading zero).
+_INT = rb'(0|[1-9][0-9]*)'
+#: A JSON string without escapes (:func:`line_leaves` takes lines holding a
+#: backslash the slow way).
+_STR = rb'"[^"\\\n]*"'
+#: A whole ``"r"`` line of ``blockfile.encode_record`` holding a number and
+#: a SHA-256: its ``ts``, ``size``, ``ct`` (JSON), ``labels`` (the JSON
+#: between the brackets), ``n`` and ``sha256`` (hex).  Any other line (a
+#: format this pattern does not know) sends :func:`line_leaves` the slow way.
+_RECORD_LINE = re.compile(
+    rb'^\{"k":"r","ts":' + _INT + rb',"seg":' + _STR + rb',"off":\d+,"size":' + _INT + rb',"ct":(' + _STR
+    + rb'),"labels":\[((?:\[' + _STR + rb',' + _STR + rb'\](?:,\[' + _STR + rb',' + _STR
+    + rb'\])*)?)\](?:,"crc":\d+)?(?:,"z":\d+)?,"n":' + _INT + rb',"sha256":"([0-9a-f]{64})"\}\n', re.M)
+#: ``(ct JSON, labels JSON)`` -> ``leaf_template`` of them (cleared when full).
+_TEMPLATES: dict = {}
+_TEMPLATES_MAX = 1024
 
 
 def record_fields(record) -> tuple:
@@ -42,3 +63,34 @@ def record_leaf(record) -> bytes:
 def gap_leaf(number: int) -> bytes:
     """The leaf of a number no record holds (skipped after a failure)."""
     return jcs.canonical({"number": number, "skipped": True})
+
+
+def line_leaves(lines: bytes) -> dict:
+    """
+    number -> leaf of the records in ``.meta`` record lines (what
+    ``fields_leaf(*row)`` makes of each row of ``entry_pending.line_rows``),
+    made from the lines' text without decoding them: the leaf worker's
+    per-record cost (``leafjob.py``).  The text around the digest and the
+    numbers comes from :data:`_TEMPLATES`, by the lines' own JSON of the
+    content type and labels.
+
+    :raises ValueError: like ``line_rows`` and ``fields_leaf``.
+    """
+    found = None if b"\\" in lines else _RECORD_LINE.findall(lines)
+    if found is None or len(found) != lines.count(b"\n"):
+        return {number: fields_leaf(*row) for number, row in line_rows(lines).items()}
+    templates, out = _TEMPLATES, {}
+    for ts, size, ct, labels, number, sha in found:
+        parts = templates.get((ct, labels))
+        if parts is None:
+            if len(templates) >= _TEMPLATES_MAX:
+                templates.clear()
+            parts = templates[ct, labels] = leaf_template(
+                json.loads(ct), dict(json.loads(b"[%s]" % labels)))
+        if len(ts) > 15 and int(ts) > MAX_SAFE_INTEGER:
+            out[int(number)] = fields_leaf(int(number), int(ts), int(size), json.loads(ct),
+                                           dict(json.loads(b"[%s]" % labels)), bytes.fromhex(sha.decode()))
+            continue
+        out[int(number)] = b'%s%s%s%s,"size":%s,"timestamp":%s}' % (
+            parts[0], sha, parts[1], number, size, ts)
+    return out

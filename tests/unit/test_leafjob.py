@@ -15,7 +15,8 @@ import pytest
 from reduct_twisted.storage import leafjob
 from reduct_twisted.storage.disk.treelog import TreeLog
 from reduct_twisted.storage.disk.blockfile import encode_record
-from reduct_twisted.storage.entry_leaves import fields_leaf
+from reduct_twisted.storage.entry_leaves import _RECORD_LINE, fields_leaf, line_leaves
+from reduct_twisted.storage.entry_pending import line_rows
 from reduct_twisted.storage.records import Record
 from tests import rfc9162
 
@@ -150,3 +151,48 @@ def test_serve_answers_every_job_in_order_and_ends_with_its_input():
     assert [job for job, _ in answers] == list(jobs)
     for job, payload in answers:
         assert payload == leafjob.run_job(jobs[job])
+
+
+def _line_cases():
+    """Record lines of every shape the fast path takes and leaves (zeros, no labels, the
+    timestamp beyond 2**53 - 1, crc and z fields, escapes, no digest, two labels of one name)."""
+    rng = random.Random(5)
+    digest = hashlib.sha256(b"x").digest()
+    plain = [(n, rng.choice([0, 1, 2 ** 53 - 1, 2 ** 53, 2 ** 63 - 1, 1_700_000_000_000_000 + n]),
+              rng.choice([0, 1, 1024, 2 ** 40]), rng.choice(["", "text/plain", "a b,c]"]),
+              rng.choice([{}, {"b": "2", "a": "1"}, {"x": "],[\"y"[:2]}, {"k": ""}]), digest)
+             for n in range(1, 200)]
+    yield "plain", lines_of(plain)
+    yield "crc and z", b"".join(
+        encode_record(Record(ts, "1.blk", 0, size, ct, labels, number=n, digest=d, crc=n, zsize=3), size)
+        for n, ts, size, ct, labels, d in plain)
+    yield "escapes", lines_of([(1, 5, 6, "t\u00e9xt", {"\U0001F600": '"q"'}, digest)] + plain[:5])
+    yield "no digest", lines_of(plain[:3] + [(500, 5, 6, "", {}, None)])
+    yield "a name twice", (lines_of(plain[:2]) + b'{"k":"r","ts":1,"seg":"1.blk","off":0,"size":2,'
+                           b'"ct":"","labels":[["a","1"],["a","2"]],"n":9,"sha256":"' + digest.hex().encode()
+                           + b'"}\n')
+
+
+@pytest.mark.parametrize("case", [name for name, _ in _line_cases()])
+def test_line_leaves_are_the_leaves_of_the_decoded_lines(case):
+    """The worker's leaves made from the lines' text equal fields_leaf of the decoded rows."""
+    lines = dict(_line_cases())[case]
+    assert line_leaves(lines) == {n: fields_leaf(*row) for n, row in line_rows(lines).items()}
+
+
+def test_line_leaves_refuse_what_line_rows_refuses():
+    for bad in (b'{"k":"r","ts":1}\n', b'{"k":"h","n":1}\n', b'not json\n'):
+        with pytest.raises((ValueError, KeyError)):
+            line_leaves(bad)
+    # A leading zero: not JSON, so not a leaf either (the pattern does not copy it as text).
+    digest = hashlib.sha256(b"x").hexdigest().encode()
+    with pytest.raises(ValueError):
+        line_leaves(b'{"k":"r","ts":1,"seg":"1.blk","off":0,"size":02,"ct":"","labels":[],"n":7,'
+                    b'"sha256":"' + digest + b'"}\n')
+
+
+def test_the_usual_lines_take_the_text_path():
+    """Lines without escapes are matched whole by the pattern (the per-record fast path)."""
+    cases = dict(_line_cases())
+    for name in ("plain", "crc and z"):
+        assert len(_RECORD_LINE.findall(cases[name])) == cases[name].count(b"\n") == 199
