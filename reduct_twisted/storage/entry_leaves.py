@@ -12,7 +12,7 @@ from reduct_twisted.integrity import jcs
 from reduct_twisted.integrity.merkle import MAX_SAFE_INTEGER, leaf_of, leaf_template
 from reduct_twisted.storage.entry_pending import line_rows
 
-__all__ = ["record_fields", "fields_leaf", "record_leaf", "gap_leaf", "line_leaves"]
+__all__ = ["record_fields", "fields_leaf", "record_leaf", "gap_leaf", "line_leaves", "run_leaves"]
 
 #: A JSON integer (canonical: no leading zero).
 _INT = rb'(0|[1-9][0-9]*)'
@@ -94,3 +94,50 @@ def line_leaves(lines: bytes) -> dict:
         out[int(number)] = b'%s%s%s%s,"size":%s,"timestamp":%s}' % (
             parts[0], sha, parts[1], number, size, ts)
     return out
+
+
+#: A timestamp below 9 * 10**15 (within 2**53 - 1: a JSON number in the leaf).
+_SAFE_TS = rb'(0|[1-9][0-9]{0,14}|[1-8][0-9]{15})'
+#: Where a record line's number is.
+_NUMBER = re.compile(rb',"n":([0-9]+),"sha256":"')
+#: ``(ct JSON, labels JSON)`` -> the pattern of record lines with them (its
+#: groups: ts, size, number, sha256) and the leaf's text around the digest.
+_UNIFORM: dict = {}
+
+
+def _uniform(ct: bytes, labels: bytes) -> tuple:
+    spec = _UNIFORM.get((ct, labels))
+    if spec is None:
+        pattern = re.compile(
+            rb'^\{"k":"r","ts":' + _SAFE_TS + rb',"seg":"[^"\\\n]*","off":[0-9]+,"size":' + _INT
+            + rb',"ct":' + re.escape(ct) + rb',"labels":\[' + re.escape(labels)
+            + rb'\](?:,"crc":[0-9]+)?(?:,"z":[0-9]+)?,"n":' + _INT + rb',"sha256":"([0-9a-f]{64})"\}\n',
+            re.M)
+        if len(_UNIFORM) >= _TEMPLATES_MAX:
+            _UNIFORM.clear()
+        spec = _UNIFORM[ct, labels] = (
+            pattern, *leaf_template(json.loads(ct), dict(json.loads(b"[%s]" % labels))))
+    return spec
+
+
+def run_leaves(lines: bytes, first: int, last: int):
+    """
+    The leaves of records ``first … last`` in order when ``lines`` are
+    exactly their ``.meta`` lines, in that order, all of one content type
+    and label set, without escapes and with timestamps below 9 * 10**15
+    (a batch's usual lines): one pattern of that content type and labels
+    over all of them, one formatting per record.  ``None`` otherwise
+    (:func:`line_leaves` then).
+    """
+    if not lines or b"\\" in lines:
+        return None
+    head = _RECORD_LINE.match(lines)
+    if head is None:
+        return None
+    pattern, before, middle = _uniform(head.group(3), head.group(4))
+    found = pattern.findall(lines)
+    if (len(found) != last - first + 1 or len(found) != lines.count(b"\n")
+            or [int(row[2]) for row in found] != list(range(first, last + 1))):
+        return None
+    return [b'%s%s%s%s,"size":%s,"timestamp":%s}' % (before, sha, middle, number, size, ts)
+            for ts, size, number, sha in found]

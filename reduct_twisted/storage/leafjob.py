@@ -23,7 +23,7 @@ import os
 import struct
 
 from reduct_twisted.storage.disk.treelog import build
-from reduct_twisted.storage.entry_leaves import fields_leaf, line_leaves
+from reduct_twisted.storage.entry_leaves import fields_leaf, line_leaves, run_leaves
 
 __all__ = ["HEADER", "encode_job", "run_job", "decode_answer", "frame", "FrameReader", "serve"]
 
@@ -48,6 +48,11 @@ def run_job(payload: bytes) -> bytes:
     """Do a job: the answer's payload (see the module docstring)."""
     try:
         size, peaks, first, last, parts = marshal.loads(payload)
+        leaves = None
+        if all(type(part) is bytes for part in parts):  # a batch's lines, usually
+            leaves = run_leaves(b"".join(parts), first, last)
+        if leaves is not None:
+            return marshal.dumps(build(leaves, size, peaks))
         made: dict = {}
         for part in parts:
             if type(part) is bytes:

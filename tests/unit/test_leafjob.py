@@ -15,7 +15,7 @@ import pytest
 from reduct_twisted.storage import leafjob
 from reduct_twisted.storage.disk.treelog import TreeLog
 from reduct_twisted.storage.disk.blockfile import encode_record
-from reduct_twisted.storage.entry_leaves import _RECORD_LINE, fields_leaf, line_leaves
+from reduct_twisted.storage.entry_leaves import _RECORD_LINE, fields_leaf, line_leaves, run_leaves
 from reduct_twisted.storage.entry_pending import line_rows
 from reduct_twisted.storage.records import Record
 from tests import rfc9162
@@ -196,3 +196,55 @@ def test_the_usual_lines_take_the_text_path():
     cases = dict(_line_cases())
     for name in ("plain", "crc and z"):
         assert len(_RECORD_LINE.findall(cases[name])) == cases[name].count(b"\n") == 199
+
+
+def _uniform_rows(first, count, ts=1_700_000_000_000_000, labels=None):
+    digest = hashlib.sha256(b"u").digest()
+    labels = {"camera": "front", "a": "1"} if labels is None else labels
+    return [(n, ts + n, 1024, "application/octet-stream", labels, digest)
+            for n in range(first, first + count)]
+
+
+def test_run_leaves_of_a_batch_are_its_leaves_in_order():
+    rows = _uniform_rows(5, 300)
+    lines = lines_of(rows)
+    assert run_leaves(lines, 5, 304) == [fields_leaf(*row) for row in rows]
+    no_labels = _uniform_rows(1, 3, labels={})
+    assert run_leaves(lines_of(no_labels), 1, 3) == [fields_leaf(*row) for row in no_labels]
+
+
+@pytest.mark.parametrize("case", ["mixed labels", "escapes", "out of order", "a number missing",
+                                  "more numbers", "timestamp 9e15", "no digest", "empty"])
+def test_run_leaves_leave_other_lines_to_the_decoded_path(case):
+    rows = _uniform_rows(1, 10)
+    first, last = 1, 10
+    if case == "mixed labels":
+        rows[4] = rows[4][:4] + ({"camera": "back", "a": "1"},) + rows[4][5:]
+    elif case == "escapes":
+        rows[9] = rows[9][:3] + ("t\u00e9xt",) + rows[9][4:]
+    elif case == "out of order":
+        rows[2], rows[3] = rows[3], rows[2]
+    elif case == "a number missing":
+        del rows[5]
+    elif case == "more numbers":
+        last = 9
+    elif case == "timestamp 9e15":
+        rows[0] = (1, 9 * 10 ** 15) + rows[0][2:]
+    elif case == "no digest":
+        rows[7] = rows[7][:5] + (None,)
+    elif case == "empty":
+        rows, last = [], 0
+    assert run_leaves(lines_of(rows), first, last) is None
+
+
+def test_a_job_of_batch_lines_answers_what_the_decoded_path_makes(tmp_path):
+    """run_job's uniform path and its general path append the same log."""
+    rows = _uniform_rows(1, 200)
+    parts = [lines_of(rows[i:i + 80]) for i in range(0, 200, 80)]
+    assert run_leaves(b"".join(parts), 1, 200) is not None
+    fast = leafjob.decode_answer(leafjob.run_job(leafjob.encode_job(0, [], 1, 200, parts)))
+    slow = leafjob.decode_answer(leafjob.run_job(leafjob.encode_job(0, [], 1, 200, parts + [rows[0]])))
+    assert fast == slow
+    log = TreeLog.open(str(tmp_path / "log"), True)
+    log.append_built(*fast)
+    assert log.root() == rfc9162.MTH([fields_leaf(*row) for row in rows])

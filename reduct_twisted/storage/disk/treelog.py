@@ -44,8 +44,7 @@ def _hash_leaves(leaves, n: int, peaks: list, out: list) -> None:
     """
     sha256 = hashlib.sha256
     append = out.append
-    for leaf in leaves:
-        h = sha256(b"\x00" + leaf).digest()
+    for h in [sha256(b"\x00" + leaf).digest() for leaf in leaves]:
         append(h)
         n += 1
         m = n
