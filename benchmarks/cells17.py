@@ -243,7 +243,7 @@ class Cells17:
 
     def spread(self, rnd: int) -> None:
         peer = self.m.peers[OURS]
-        base, entries, count = peer.info["base"], self.b["spread_entries"], self.b["batch_count"]
+        base, entries, count = peer.info["base"], self.b["spread_entries"], self.b["spread_count"]
         payload = self.m.payload[KiB]
         if self._spread_ready is None:  # every entry exists before the measured writes
             res = batchgen.write_spread(base, BUCKET, "spread", payload=payload, count=entries,

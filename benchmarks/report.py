@@ -302,7 +302,8 @@ def render(rows, memory, background, waited, meta, extra=()) -> str:
         f"same {NCPU} cores.",
         "",
         f"Each measurement stops at its record count ({counts}; batched cells "
-        f"{b['batch_count']} records of 1 KiB) or "
+        f"{b['batch_count']} records of 1 KiB, or after {b.get('batch_max_s', b['max_s'])} s, "
+        "their load generator on the last CPU) or "
         f"after {b['max_s']} s; reads go over the records just written again for at least "
         f"{b['min_read_s']} s (page cache hot). MB = 10^6 bytes of record payload; "
         "c = keep-alive connections. Ratios compare MB/s (the same as records/s for one size).",

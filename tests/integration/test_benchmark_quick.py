@@ -204,7 +204,7 @@ def test_issue17_cells_run_and_report_a_verdict(quick):
                                   "warm_small_ms")) > 0
     ours = cells_of(raw, "reduct-twisted")
     for key in SPREAD_CELLS:
-        assert ours[key]["records"] == bounds["batch_count"] and not ours[key]["errors"]
+        assert ours[key]["records"] == bounds["spread_count"] and not ours[key]["errors"]
     assert ours[SPREAD_CELLS[0]]["entries"] == bounds["spread_entries"]
     rows = issue17_rows(quick["report"])
     assert len(rows) == 34, rows
