@@ -33,7 +33,8 @@ from reduct_twisted.storage.leafjob import HEADER, MAX_PAYLOAD, frame
 __all__ = ["LeafWorker", "WorkerGone", "RESTART_AFTER"]
 
 #: The worker's program (``python -c``: the module is imported, not run as ``__main__``).
-WORKER = "import sys; from reduct_twisted.storage.leafjob import serve; sys.exit(serve())"
+WORKER = ("import sys; from reduct_twisted.storage.leafjob import NICE, serve; "
+          "sys.exit(serve(nice=NICE))")
 #: Seconds between two starts of the worker at most.
 RESTART_AFTER = 10.0
 #: Seconds a stopping worker has to exit before it is killed.

@@ -41,6 +41,9 @@ async def test_jobs_are_answered_by_a_real_process_and_it_stops():
     assert answers == [leafjob.run_job(job) for job in jobs * 3]
     assert worker.starts == 1
     pid = worker._proto.transport.pid
+    # It runs at leafjob.NICE above the daemon's niceness (requests keep the CPU).
+    assert os.getpriority(os.PRIO_PROCESS, pid) == min(19, os.getpriority(os.PRIO_PROCESS, 0) + leafjob.NICE)
+    assert leafjob.NICE == 19
     await worker.stop()
     assert not alive(pid)
     with pytest.raises(WorkerGone):
