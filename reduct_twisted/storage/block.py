@@ -249,7 +249,7 @@ class Block:
         self._count(record, +1)
         return record
 
-    def finish(self, record: Record, size: int, fds) -> None:
+    def finish(self, record: Record, size: int, fds) -> bytes:
         """
         Mark a STARTED record FINISHED with its final size and append its
         line (its ``crc``, ``number`` and ``digest`` set by the caller).
@@ -257,10 +257,13 @@ class Block:
         :param record: a record of this block.
         :param size: the number of content bytes received.
         :param fds: the engine's descriptor cache (the ``.meta`` file stays open).
+        :return: the line appended (``blockfile.encode_record``).
         :raises OSError: the append failed; the record stays STARTED and the
             ``.meta`` file is as before (a partial line is cut off).
         """
-        self.append_lines(((record, size),), blockfile.encode_record(record, size), fds)
+        line = blockfile.encode_record(record, size)
+        self.append_lines(((record, size),), line, fds)
+        return line
 
     def append_lines(self, finished, data: bytes, fds) -> None:
         """

@@ -202,7 +202,7 @@ class Entry:
         before, count = block.size, block.record_count
         record.crc, record.digest, record.number = crc, digest, self.numbers.take()
         try:
-            block.finish(record, size, self.context.fds)
+            line = block.finish(record, size, self.context.fds)
         except OSError:
             self.numbers.give_back(record.number)
             record.number = None
@@ -211,7 +211,8 @@ class Entry:
             # What _accounting does, inline: this runs for every record.
             self.size += block.size - before
             self.record_count += block.record_count - count
-        self.context.logs.committed(self, record)
+        # The leaf's fields as written: the line (the worker makes leaves from lines).
+        self.context.logs.committed(self, None, line, (record.number,))
 
     def forget(self, block: Block, record) -> None:
         """
