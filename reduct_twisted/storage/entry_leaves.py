@@ -12,7 +12,8 @@ from reduct_twisted.integrity import jcs
 from reduct_twisted.integrity.merkle import MAX_SAFE_INTEGER, leaf_of, leaf_template
 from reduct_twisted.storage.entry_pending import line_rows
 
-__all__ = ["record_fields", "fields_leaf", "record_leaf", "gap_leaf", "line_leaves", "run_leaves"]
+__all__ = ["record_fields", "fields_leaf", "record_leaf", "gap_leaf", "line_leaves", "run_leaves",
+           "parts_leaves"]
 
 #: A JSON integer (canonical: no leading zero).
 _INT = rb'(0|[1-9][0-9]*)'
@@ -141,3 +142,25 @@ def run_leaves(lines: bytes, first: int, last: int):
         return None
     return [b'%s%s%s%s,"size":%s,"timestamp":%s}' % (before, sha, middle, number, size, ts)
             for ts, size, number, sha in found]
+
+
+def parts_leaves(parts: list, first: int, last: int) -> list:
+    """
+    The leaves of records ``first … last`` in order, from ``parts``
+    (``PendingLeaves.parts``: fields rows and ``.meta`` lines holding all
+    of them): what the leaf worker makes of a job (``leafjob.run_job``) and
+    the daemon of its own pending leaves (``EntryLog.flush``).
+
+    :raises ValueError: like :func:`line_leaves`; ``KeyError``: a number is in no part.
+    """
+    if all(type(part) is bytes for part in parts):  # a batch's lines, usually
+        leaves = run_leaves(b"".join(parts), first, last)
+        if leaves is not None:
+            return leaves
+    made: dict = {}
+    for part in parts:
+        if type(part) is bytes:
+            made.update(line_leaves(part))
+        else:
+            made[part[0]] = fields_leaf(*part)
+    return [made[n] for n in range(first, last + 1)]

@@ -60,7 +60,7 @@ from reduct_twisted.storage.disk.layout import LOG_DIR
 from reduct_twisted.storage.disk.removedset import RemovedSet, header_refusal
 from reduct_twisted.storage.disk.treelog import TreeLog
 from reduct_twisted.storage.disk.treelog_files import refusal
-from reduct_twisted.storage.entry_leaves import fields_leaf, gap_leaf, record_fields, record_leaf
+from reduct_twisted.storage.entry_leaves import gap_leaf, parts_leaves, record_fields, record_leaf
 from reduct_twisted.storage.entry_log_catchup import CatchUp, catch_up_to, run_in_steps
 from reduct_twisted.storage.entry_log_offload import (
     BATCH, MAX_WAITING, flush_reported, held, offload)
@@ -178,7 +178,7 @@ class EntryLog:
             return size
         try:
             if self.pending.covers(size + 1, target):
-                tree.append([fields_leaf(*self.pending[n]) for n in range(size + 1, target + 1)])
+                tree.append(parts_leaves(self.pending.parts(size + 1, target), size + 1, target))
                 self.pending.clear()
             else:
                 job = CatchUp(self, target, record_leaf, gap_leaf)

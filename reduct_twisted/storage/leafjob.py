@@ -6,7 +6,7 @@ the log must cost the request path little).  The storage core sends a job
 leaf fields of the records that follow (``entry_pending.py``: fields rows
 and the ``.meta`` lines of write runs, decoded here); the
 worker answers what ``TreeLog.append_built`` writes (``run_job`` is
-``treelog.build`` over ``entry_leaves.line_leaves`` and ``fields_leaf``).  The worker only
+``treelog.build`` over ``entry_leaves.parts_leaves``).  The worker only
 computes: every byte of the log is written by the daemon, which keeps the
 leaves pending until the answer is appended (``entry_log_offload.py``).
 
@@ -23,7 +23,7 @@ import os
 import struct
 
 from reduct_twisted.storage.disk.treelog import build
-from reduct_twisted.storage.entry_leaves import fields_leaf, line_leaves, run_leaves
+from reduct_twisted.storage.entry_leaves import parts_leaves
 
 __all__ = ["HEADER", "encode_job", "run_job", "decode_answer", "frame", "FrameReader", "serve"]
 
@@ -48,18 +48,7 @@ def run_job(payload: bytes) -> bytes:
     """Do a job: the answer's payload (see the module docstring)."""
     try:
         size, peaks, first, last, parts = marshal.loads(payload)
-        leaves = None
-        if all(type(part) is bytes for part in parts):  # a batch's lines, usually
-            leaves = run_leaves(b"".join(parts), first, last)
-        if leaves is not None:
-            return marshal.dumps(build(leaves, size, peaks))
-        made: dict = {}
-        for part in parts:
-            if type(part) is bytes:
-                made.update(line_leaves(part))
-            else:
-                made[part[0]] = fields_leaf(*part)
-        leaves = [made[n] for n in range(first, last + 1)]
+        leaves = parts_leaves(parts, first, last)
         return marshal.dumps(build(leaves, size, peaks))
     except Exception as exc:  # the daemon builds these leaves itself
         return marshal.dumps(("error", f"{type(exc).__name__}: {exc}"))
