@@ -57,7 +57,6 @@ The reactor then stops and twistd exits 0 (not by SIGTERM: see shutdown.py).
 
 from __future__ import annotations
 
-import gc
 import ipaddress
 import os
 import sys
@@ -95,6 +94,7 @@ from reduct_twisted.sdnotify import SystemdNotifier, watchdog_service
 from reduct_twisted.replication.tls import CaFileError
 from reduct_twisted.service import StorageService
 from reduct_twisted.shutdown import DaemonService
+from reduct_twisted.tuning import tune_process
 from reduct_twisted.storage.disk.layout import DataDirRefused
 from reduct_twisted.auth.tokens import TokenStoreError
 from reduct_twisted.integrity.signing import LogKeyError
@@ -402,27 +402,8 @@ def makeService(
     for line in ignored_variables(options.environ, config):
         log.warn("{line}", line=line)
     log.debug("Configuration: {config!r}", config=config)
-    _tune_gc(reactor)
+    tune_process(reactor)
     return top
-
-
-#: The cyclic collector's thresholds for the daemon (CPython's are 700, 10, 10).
-GC_THRESHOLDS = (50_000, 20, 10)
-
-
-def _tune_gc(reactor: Any) -> None:
-    """
-    Make the cyclic garbage collector cheap for a server (issue #17).  A
-    request makes many short-lived objects that reference counting frees;
-    at CPython's default every 700 allocations start a collection, and the
-    older generations, which hold the storage's tables, are walked again
-    and again: about 9 % of a batched write's CPU.  Collections are made
-    rarer, and once the reactor runs the objects made while starting
-    (configuration, route table, the storage's index) are frozen out of
-    them (``gc.freeze``: they live as long as the process).
-    """
-    gc.set_threshold(*GC_THRESHOLDS)
-    reactor.callWhenRunning(gc.freeze)
 
 
 def _lock_data_dir(config: Config) -> Any:

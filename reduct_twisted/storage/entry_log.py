@@ -65,6 +65,7 @@ from reduct_twisted.storage.entry_log_catchup import CatchUp, catch_up_to, run_i
 from reduct_twisted.storage.entry_log_offload import (
     BATCH, MAX_WAITING, flush_reported, held, offload)
 from reduct_twisted.storage.entry_log_refused import REFUSALS, RefusedLog, set_aside
+from reduct_twisted.storage.entry_log_trees import OpenTrees
 from reduct_twisted.storage.entry_pending import PendingLeaves
 from reduct_twisted.storage.records import FINISHED
 
@@ -150,6 +151,7 @@ class EntryLog:
                                      build_now=not sliced)
             if self.tree.building:
                 run_in_steps(self, self.tree.hash_steps(), "build the hashes of")
+        self.book.trees.used(self)  # (entry_log_trees.py: the least recently used may close)
         return self.tree
 
     def flush(self, now: bool = False) -> int:
@@ -231,6 +233,7 @@ class EntryLog:
         for part in (self.tree, self._digests):
             if part is not None:
                 part.close()
+        self.book.trees.forget(self)
         self.tree = self._digests = self._removed = None
         self._indexed = 0
 
@@ -261,6 +264,7 @@ class LogBook:
         self.cooperate = None
         self.offload = None  # the leaf worker's ``submit`` (entry_log_offload.py) or None
         self.holding = False  # see held()
+        self.trees = OpenTrees()
 
     def backfilled(self, report):
         """The backfill pass ended: records still without a digest will keep none."""

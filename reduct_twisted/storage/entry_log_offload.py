@@ -121,5 +121,10 @@ def held(book):
         while len(book.waiting) > MAX_WAITING:
             book.flush_oldest()
         for log in [log for log in book.waiting.values() if len(log.pending) >= BATCH]:
-            if not offload(log):
+            try:
+                sent = offload(log)
+            except OSError as exc:  # its log cannot be opened now: kept pending
+                book.problems.append(f"Entry log of {log.entry.directory}: {exc}")
+                continue
+            if not sent:
                 flush_reported(log)

@@ -1,0 +1,54 @@
+"""
+Process-wide settings (reduct_twisted/tuning.py): the open-file limit is
+raised to the hard limit (at most MAX_OPEN_FILES), never lowered, and a
+refusal is logged and lived with.
+"""
+
+import resource
+
+from reduct_twisted import tuning
+
+
+class FakeLimits:
+    RLIMIT_NOFILE = resource.RLIMIT_NOFILE
+    RLIM_INFINITY = resource.RLIM_INFINITY
+
+    def __init__(self, soft, hard, refuse=False):
+        self.limits, self.refuse, self.calls = (soft, hard), refuse, []
+
+    def getrlimit(self, which):
+        assert which == self.RLIMIT_NOFILE
+        return self.limits
+
+    def setrlimit(self, which, limits):
+        self.calls.append(limits)
+        if self.refuse:
+            raise ValueError("not allowed")
+        self.limits = limits
+
+
+def test_the_soft_limit_goes_up_to_the_hard_one():
+    fake = FakeLimits(1024, 524288)
+    assert tuning.raise_open_files(fake) == 524288
+    assert fake.calls == [(524288, 524288)]
+
+
+def test_at_most_max_open_files_and_never_down():
+    fake = FakeLimits(1024, resource.RLIM_INFINITY)
+    assert tuning.raise_open_files(fake) == tuning.MAX_OPEN_FILES
+    assert fake.calls == [(tuning.MAX_OPEN_FILES, resource.RLIM_INFINITY)]
+    high = FakeLimits(4 << 20, resource.RLIM_INFINITY)
+    assert tuning.raise_open_files(high) == 4 << 20 and high.calls == []
+    same = FakeLimits(8192, 8192)
+    assert tuning.raise_open_files(same) == 8192 and same.calls == []
+
+
+def test_a_refusal_keeps_the_limit():
+    fake = FakeLimits(1024, 4096, refuse=True)
+    assert tuning.raise_open_files(fake) == 1024
+    assert fake.calls == [(4096, 4096)]
+
+
+def test_this_process_can_be_raised():
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    assert tuning.raise_open_files() >= soft
