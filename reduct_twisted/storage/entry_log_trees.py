@@ -5,9 +5,9 @@ open ``TreeLog`` holds three descriptors; an entry's log opens it on first
 use and, without a bound, kept it until the entry closed, so writes spread
 over 10,000 entries ran the daemon out of descriptors (``EMFILE``: the
 batches failed).  :class:`OpenTrees` keeps the most recently used ones open
-and closes the least recently used beyond :attr:`OpenTrees.limit`; a closed
-one is opened again on its next use (``EntryLog.open``: the files are read
-back as at any open).  A log whose tree is busy (a job at the leaf worker, a
+and closes the files of the least recently used beyond
+:attr:`OpenTrees.limit` (``TreeLog.park``: each file is opened again when
+next used, the log's state kept in memory).  A log whose tree is busy (a job at the leaf worker, a
 catch-up or a hash build under way) is never closed.
 """
 
@@ -54,18 +54,18 @@ class OpenTrees:
 
     def _close_oldest(self, keep: int) -> None:
         # ``keep``: the log being used now (its caller is about to use its tree).
-        logs, excess = self._logs, len(self._logs) - self.limit
-        for key, log in list(logs.items()):
-            if excess <= 0:
-                break
-            if key == keep:
-                continue
+        # O(closed + busy skipped): the oldest are taken off the front.
+        logs, busy = self._logs, []
+        while logs and len(logs) + len(busy) > self.limit:
+            key, log = logs.popitem(last=False)
             tree = log.tree
             if tree is None:
-                del logs[key]
-                excess -= 1
-            elif log.inflight is None and log.catching is None and not tree.building:
-                tree.close()
-                log.tree = None
-                del logs[key]
-                excess -= 1
+                continue
+            if (key == keep or log.inflight is not None or log.catching is not None
+                    or tree.building):
+                busy.append((key, log))
+                continue
+            tree.park()
+        for key, log in reversed(busy):  # back at the front, in their order
+            logs[key] = log
+            logs.move_to_end(key, last=False)

@@ -15,10 +15,10 @@ from reduct_twisted.storage.entry_log_trees import OpenTrees, default_limit
 
 class Tree:
     def __init__(self):
-        self.closed, self.building = False, False
+        self.parked, self.building = False, False
 
-    def close(self):
-        self.closed = True
+    def park(self):
+        self.parked = True
 
 
 class Log:
@@ -33,10 +33,10 @@ def test_the_least_recently_used_close_beyond_the_limit():
         trees.used(log)
     trees.used(logs[0])  # now the most recent
     trees.used(logs[3])
-    assert logs[1].tree is None and len(trees) == 3
-    assert all(log.tree is not None for log in (logs[0], logs[2], logs[3]))
+    assert logs[1].tree.parked and len(trees) == 3
+    assert not any(log.tree.parked for log in (logs[0], logs[2], logs[3]))
     trees.used(logs[4])
-    assert logs[2].tree is None and logs[0].tree is not None
+    assert logs[2].tree.parked and not logs[0].tree.parked
 
 
 def test_a_busy_tree_stays_open():
@@ -49,12 +49,36 @@ def test_a_busy_tree_stays_open():
         trees.used(log)
     idle = Log()
     trees.used(idle)  # the one in use now is never closed either
-    assert idle.tree is not None
-    assert all(log.tree is not None and not log.tree.closed for log in busy)
+    assert not idle.tree.parked
+    assert not any(log.tree.parked for log in busy)
     assert len(trees) == 4  # over the limit until one is free
     busy[0].inflight = None
     trees.used(Log())
-    assert busy[0].tree is None and idle.tree is None
+    assert busy[0].tree.parked and idle.tree.parked
+
+
+def test_a_parked_tree_log_opens_its_files_again_when_used(tmp_path):
+    """TreeLog.park closes the three files; the next append or proof opens them again."""
+    import os
+
+    from reduct_twisted.storage.disk.treelog import TreeLog
+    from tests import rfc9162
+
+    def open_fds():
+        return len(os.listdir("/proc/self/fd"))
+
+    before = open_fds()
+    log = TreeLog.open(str(tmp_path / "log"), True)
+    leaves = [b'{"n":%d}' % i for i in range(7)]
+    log.append(leaves[:4])
+    assert open_fds() == before + 3
+    log.park()
+    assert open_fds() == before
+    log.append(leaves[4:])
+    assert log.root() == rfc9162.MTH(leaves) and log.leaves(1, 7) == leaves
+    assert open_fds() == before + 3
+    log.close()
+    assert open_fds() == before
 
 
 def test_forget_and_default_limit():

@@ -26,7 +26,7 @@ from reduct_twisted.integrity import merkle as rfc9162
 from reduct_twisted.integrity.merkle import EMPTY_ROOT, HASH_SIZE
 from reduct_twisted.storage.disk.durability import DirtySet
 from reduct_twisted.storage.disk.treelog_files import (
-    HASHES_FILE, LEAVES_FILE, OFFSET, OFFSETS_FILE, TreeLogError, end_of, hash_index, nodes,
+    HASHES_FILE, LEAVES_FILE, LogFiles, OFFSET, OFFSETS_FILE, TreeLogError, end_of, hash_index, nodes,
     pread_exact, pwrite_all, read_format, recover, write_format,
 )
 
@@ -120,7 +120,7 @@ class TreeLog:
                     raise TreeLogError(f"tree log {directory} has lost its {name} file: refusing it")
             # a lost hashes file is rebuilt from the leaves, never a reason to cut them
             stored = stored and os.path.exists(os.path.join(directory, HASHES_FILE))
-        fds: dict = {}
+        fds = LogFiles(directory)
         try:
             for name in (LEAVES_FILE, OFFSETS_FILE, HASHES_FILE):
                 path = os.path.join(directory, name)
@@ -240,6 +240,15 @@ class TreeLog:
         fds, self._fds = self._fds, {}
         for fd in fds.values():
             os.close(fd)
+
+    def park(self) -> None:
+        """Close the files, staying usable: each opens again when next used (not while :attr:`building`)."""
+        fds = self._fds
+        if isinstance(fds, LogFiles) and not self.building:
+            fds.parked = True
+            for fd in list(fds.values()):
+                os.close(fd)
+            fds.clear()
 
     def __enter__(self) -> "TreeLog":
         return self

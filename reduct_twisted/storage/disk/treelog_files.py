@@ -216,3 +216,24 @@ def _agrees(leaves_fd: int, offsets_fd: int, hashes_fd: int, n: int) -> bool:
             left = pread_exact(hashes_fd, HASH_SIZE, hash_index(n - 2 * size, size) * HASH_SIZE)
             expected = node_hash(left, expected)
     return True
+
+
+class LogFiles(dict):
+    """
+    name -> descriptor of an open log's files.  After ``TreeLog.park``
+    (``parked``) a file is opened again on first use, without the checks
+    of ``TreeLog.open``: what the log keeps in memory still holds.
+    """
+
+    __slots__ = ("directory", "parked")
+
+    def __init__(self, directory: str) -> None:
+        super().__init__()
+        self.directory = directory
+        self.parked = False
+
+    def __missing__(self, name: str) -> int:
+        if not self.parked:
+            raise KeyError(name)
+        fd = self[name] = os.open(os.path.join(self.directory, name), os.O_RDWR | os.O_CLOEXEC)
+        return fd
