@@ -57,6 +57,17 @@ async def assert_error(resp, status: int, message: str) -> None:
     assert json.loads(body) == {"detail": message}
 
 
+async def until(predicate, timeout=20.0):
+    """Await ``predicate()`` every 50 ms until it is true; AssertionError after ``timeout`` s."""
+    from twisted.internet import reactor, task
+
+    for _ in range(int(timeout / 0.05)):
+        if await predicate():
+            return
+        await task.deferLater(reactor, 0.05, lambda: None)
+    raise AssertionError("condition not reached in time")
+
+
 def _raw_exchange(port: int, payload: bytes, read_until_close: bool, timeout: float) -> bytes:
     sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
     try:

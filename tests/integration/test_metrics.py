@@ -13,11 +13,10 @@ import json
 import pytest
 import pytest_twisted
 from prometheus_client.parser import text_string_to_metric_families
-from twisted.internet import task
 
 from tests.integration.conftest import running_server, start_server
 from tests.integration.daemon import Connection, Twistd
-from tests.integration.helpers import assert_error, body_of, call, ok
+from tests.integration.helpers import assert_error, body_of, call, ok, until
 from tests.integration.test_batch import batch_request, new_query, read_batch
 from tests.integration.test_lifecycles import BODY, HOUR_US, US, drive_lifecycles
 
@@ -216,16 +215,6 @@ async def test_openmetrics_when_asked(server):
     assert body.endswith(b"# EOF\n")
 
 
-async def _until(predicate, timeout=20.0):
-    from twisted.internet import reactor
-
-    for _ in range(int(timeout / 0.05)):
-        if await predicate():
-            return
-        await task.deferLater(reactor, 0.05, lambda: None)
-    raise AssertionError("condition not reached in time")
-
-
 @pytest_twisted.ensureDeferred
 async def test_replication_pending_sent_and_errors(tmp_path):
     src, stop_src = await start_server(tmp_path / "src")
@@ -242,7 +231,7 @@ async def test_replication_pending_sent_and_errors(tmp_path):
             samples = await scrape(src)
             return value(samples, "reduct_replication_errors_total", replication="r",
                          status="404") > 0
-        await _until(refused)
+        await until(refused)
         samples = await scrape(src)
         assert value(samples, "reduct_replication_pending_records", replication="r") == 3
         assert value(samples, "reduct_replication_active", replication="r") == 0
@@ -253,7 +242,7 @@ async def test_replication_pending_sent_and_errors(tmp_path):
         async def delivered():
             samples = await scrape(src)
             return value(samples, "reduct_replication_sent_records_total", replication="r") == 3
-        await _until(delivered)
+        await until(delivered)
         samples = await scrape(src)
         assert value(samples, "reduct_replication_pending_records", replication="r") == 0
         assert value(samples, "reduct_replication_active", replication="r") == 1

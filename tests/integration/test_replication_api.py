@@ -11,7 +11,7 @@ import pytest_twisted
 from twisted.internet import task
 
 from tests.integration.conftest import start_server
-from tests.integration.helpers import assert_error, port_of
+from tests.integration.helpers import assert_error, port_of, until
 
 TOKEN = "replication-init-token"
 
@@ -165,16 +165,6 @@ async def test_provisioned_replication(tmp_path):
         await stop()
 
 
-async def _until(predicate, timeout=20.0):
-    from twisted.internet import reactor
-
-    for _ in range(int(timeout / 0.05)):
-        if await predicate():
-            return
-        await task.deferLater(reactor, 0.05, lambda: None)
-    raise AssertionError("condition not reached in time")
-
-
 @pytest_twisted.ensureDeferred
 async def test_records_flow_between_two_daemons(tmp_path):
     """Records written to the source reach the destination byte-exact, labels too."""
@@ -198,7 +188,7 @@ async def test_records_flow_between_two_daemons(tmp_path):
             detail = await _json(await _call(src, "GET", "/replications/r"))
             return detail["info"]["pending_records"] == 0
 
-        await _until(drained)
+        await until(drained)
         for ts, data in payloads.items():
             resp = await _call(dst, "GET", f"/b/dst/e?ts={ts}", token=TOKEN)
             content = await resp.content()
@@ -243,7 +233,7 @@ async def test_tricky_labels_and_content_types_replicate_intact(tmp_path):
             detail = await _json(await _call(src, "GET", "/replications/r"))
             return detail["info"]["pending_records"] == 0
 
-        await _until(drained)
+        await until(drained)
         for ts, ctype in ctypes.items():
             record = dst.engine.read("dst", "e", ts).record
             assert (record.content_type, record.labels) == (ctype, labels)
@@ -266,7 +256,7 @@ async def test_missing_destination_bucket_is_reported(tmp_path):
             detail = await _json(await _call(src, "GET", "/replications/r"))
             return "404" in detail["diagnostics"]["hourly"]["errors"]
 
-        await _until(reported)
+        await until(reported)
         detail = await _json(await _call(src, "GET", "/replications/r"))
         assert detail["info"]["is_active"] is False
         assert detail["info"]["pending_records"] == 1
@@ -279,8 +269,8 @@ async def test_missing_destination_bucket_is_reported(tmp_path):
             await resp.content()
             return resp.code == 200
 
-        await _until(delivered)
-        await _until(lambda: _pending_is(src, 0))
+        await until(delivered)
+        await until(lambda: _pending_is(src, 0))
 
         # Removed while the sender needs no probe: the destination (1.18+)
         # answers each record of the batch with 404, and the record waits.
@@ -293,13 +283,13 @@ async def test_missing_destination_bucket_is_reported(tmp_path):
             detail = await _json(await _call(src, "GET", "/replications/r"))
             return detail["diagnostics"]["hourly"]["errors"]["404"]["count"] > before
 
-        await _until(refused_per_record)
+        await until(refused_per_record)
         detail = await _json(await _call(src, "GET", "/replications/r"))
         assert detail["info"]["is_active"] is False
         assert detail["info"]["pending_records"] == 1
         await _ok(await _call(dst, "POST", "/b/dst"))
-        await _until(lambda: delivered(2))
-        await _until(lambda: _pending_is(src, 0))
+        await until(lambda: delivered(2))
+        await until(lambda: _pending_is(src, 0))
     finally:
         await stop_src()
         await stop_dst()
@@ -337,7 +327,7 @@ async def test_label_updates_follow_the_records(tmp_path):
             detail = await _json(await _call(src, "GET", "/replications/r"))
             return detail["info"]["pending_records"] == 0
 
-        await _until(drained)
+        await until(drained)
         expected = {
             1: {"kind": "keep", "new": "yes"},
             2: {"kind": "changed", "gone": "soon"},
@@ -427,7 +417,7 @@ async def test_new_replication_contacts_no_one_until_it_has_records(tmp_path):
                        for name in ("to-fake", "to-auth")]
             return all("401" in d["diagnostics"]["hourly"]["errors"] for d in details)
 
-        await _until(refused)
+        await until(refused)
         assert fake.requests[0] == (b"HEAD", b"/api/v1/b/dst")
         detail = await _json(await _call(src, "GET", "/replications/to-auth"))
         assert detail["info"]["is_active"] is False
@@ -465,7 +455,7 @@ async def test_when_failures_show_in_the_diagnostics(tmp_path):
             detail = await _json(await _call(src, "GET", "/replications/r"))
             return resp.code == 200 and detail["info"]["pending_records"] == 0
 
-        await _until(delivered)
+        await until(delivered)
         detail = await _json(await _call(src, "GET", "/replications/r"))
         assert detail["info"]["pending_records"] == 0
         hourly = detail["diagnostics"]["hourly"]
@@ -598,7 +588,7 @@ async def test_paused_logs_and_disabled_drops(tmp_path):
         assert (info["mode"], info["pending_records"], info["is_active"]) == ("paused", 3, True)
         assert not dst.engine.bucket_info("dst")["entries"]
         await _ok(await _call(src, "PATCH", "/replications/r/mode", b'{"mode": "enabled"}'))
-        await _until(lambda: _pending_is(src, 0))
+        await until(lambda: _pending_is(src, 0))
         assert [dst.engine.read("dst", "e", ts).record.size for ts in (1, 2, 3)] == [2, 2, 2]
 
         await _ok(await _call(src, "PATCH", "/replications/r/mode", b'{"mode": "disabled"}'))
@@ -607,8 +597,8 @@ async def test_paused_logs_and_disabled_drops(tmp_path):
         assert (info["mode"], info["pending_records"], info["is_active"]) == ("disabled", 0, False)
         await _ok(await _call(src, "PATCH", "/replications/r/mode", b'{"mode": "enabled"}'))
         await _ok(await src.http.post(src.api("/b/src/e?ts=5"), data=b"five"))
-        await _until(lambda: _pending_is(src, 0))
-        await _until(lambda: _has(dst, 5))
+        await until(lambda: _pending_is(src, 0))
+        await until(lambda: _has(dst, 5))
         assert not await _has(dst, 4)
         hourly = (await _json(await _call(src, "GET", "/replications/r")))["diagnostics"]["hourly"]
         assert hourly["errors"] == {}
@@ -635,7 +625,7 @@ async def test_paused_probes_an_unreachable_destination(tmp_path):
         async def inactive():
             return (await _pending(server))["is_active"] is False
 
-        await _until(inactive)
+        await until(inactive)
         info = await _pending(server)
         assert (info["mode"], info["pending_records"]) == ("paused", 1)
         # nothing was sent: the diagnostics count no attempt
@@ -779,7 +769,7 @@ async def test_nested_entries_and_meta_replicate(tmp_path):
                                     headers={"x-reduct-label-extra": "yes"})
         await _ok(resp)
         for name in ("r", "all"):
-            await _until(lambda name=name: _pending_is(src, 0, name))
+            await until(lambda name=name: _pending_is(src, 0, name))
         stored = {(e, ts) for e, ts, _ in writes if await _has(dst, ts, entry=e)}
         assert stored == {("a/b", 1), ("a/b/$meta", 3), ("a/b/$meta", 5)}
         record = dst.engine.read("dst", "a/b", 1).record
