@@ -19,7 +19,9 @@ every round beside the others (``run.py --only`` picks the groups):
   (b) batched writes through the I/O API spread over ``spread_entries``
   (10,000) entries, 80 entries a request (``batchgen.write_spread``), beside
   the same records into one entry (``batchgen.write_v2`` with one entry),
-  both on the matrix daemon (rows ``spread write`` and ``one-entry write``).
+  both on the matrix daemon (rows ``spread write`` and ``one-entry write``);
+  after the entries are made, the cells wait for the daemon to be idle
+  (``measure.settle``: it makes their 10,000 entry logs in the background).
 
 The data directories of ``startup`` and ``scale`` are generated once a run
 by ``startup.generate_plan`` (the storage engine in worker processes), or
@@ -42,6 +44,7 @@ import aiohttp
 import batch_rss
 import batchgen
 import startup
+import measure
 from measure import alive
 from transfer import RssSampler, http
 
@@ -250,7 +253,9 @@ class Cells17:
                                         batch=80, base_ts=time.time_ns() // 1000,
                                         max_s=600.0, entries=entries)
             self._spread_ready = res["first_error"] if res["errors"] else ""
-            self.m.log(f"r{rnd} scale: {entries:,} entries created in {res['elapsed_s']:.1f} s")
+            waited = measure.settle([peer.pid])
+            self.m.log(f"r{rnd} scale: {entries:,} entries created in {res['elapsed_s']:.1f} s, "
+                       f"daemon idle {waited:.1f} s later")
         common = dict(payload=payload, count=count, batch=80, max_s=self.b["max_s"],
                       server_pids=[peer.pid])
         cells = ["spread write", "one-entry write"]

@@ -84,6 +84,22 @@ def background_pct(seconds: float = 0.3) -> float:
     return 100 * NCPU * (b1 - b0 + s1 - s0) / max(t1 - t0, 1e-9)
 
 
+def settle(roots, idle_pct: float = 5.0, limit_s: float = 120.0) -> float:
+    """
+    Wait until the processes ``roots`` (and their children) use under
+    ``idle_pct`` % of a core over a second, at most ``limit_s`` seconds: work
+    a setup step left behind (the daemon catches up its entry logs in the
+    background) is not a later cell's cost.  :return: seconds waited.
+    """
+    start = time.perf_counter()
+    while time.perf_counter() - start < limit_s:
+        c0 = tree_cpu_s(roots)[0]
+        time.sleep(1.0)
+        if 100 * (tree_cpu_s(roots)[0] - c0) < idle_pct:
+            break
+    return time.perf_counter() - start
+
+
 def _self_cpu_s() -> float:
     own = resource.getrusage(resource.RUSAGE_SELF)
     kids = resource.getrusage(resource.RUSAGE_CHILDREN)

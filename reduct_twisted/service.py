@@ -14,7 +14,9 @@ Loops (each a ``TimerService`` on the injected clock, run once at start):
   seconds: rows for the blocks changed since the last pass are computed
   on the reactor (bounded), the block files they describe flushed in the
   thread pool when the sync policy is ``always`` (so an index never vouches
-  for bytes a power loss could take), then the indexes written.
+  for bytes a power loss could take), then the indexes written;
+* the entry logs left behind their records (``storage/entry_log_lag.py``),
+  caught up every ``SWEEP_INTERVAL`` seconds, in steps on the cooperator.
 
 A ``TimerService`` stops for good the first time its callable raises, so each
 step catches and logs its own failure and the next step runs as usual.
@@ -44,6 +46,7 @@ from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
 from reduct_twisted.config import Config
+from reduct_twisted.storage.entry_log_lag import SWEEP_INTERVAL
 from reduct_twisted.sync import fsync_paths
 
 
@@ -150,6 +153,8 @@ class StorageService(MultiService):
         self._report_recovery(self.engine.recovery_report())
         self._add_loop("quota", config.quota_interval, self._enforce_quotas)
         self._add_loop("query-expiry", config.query_expiry_interval, self._expire_queries)
+        if hasattr(self.engine, "catch_up_logs"):  # logs behind their records (sync = none)
+            self._add_loop("entry-logs", SWEEP_INTERVAL, self._catch_up_logs)
         if hasattr(self.engine, "index_snapshot"):  # not a stand-in engine (tests)
             self._add_loop("block-index", config.block_index_interval, self._write_block_indexes)
 
@@ -187,6 +192,12 @@ class StorageService(MultiService):
             LogLevel.info,
             "Quota enforcement removed {count} blocks",
         )
+
+    def _catch_up_logs(self) -> None:
+        try:
+            self.engine.catch_up_logs()
+        except Exception:
+            self.log.failure("Entry log catch-up failed; will try again")
 
     def _expire_queries(self) -> None:
         self._run_step(

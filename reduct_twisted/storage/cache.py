@@ -40,17 +40,23 @@ class _Lru:
         self._shrink(keep=key)
 
     def _shrink(self, keep=None) -> None:
-        excess = len(self._items) - self.capacity
+        items = self._items
+        excess = len(items) - self.capacity
         if excess <= 0:
             return
-        for key in list(self._items):
-            if excess <= 0:
-                break
-            value = self._items[key]
-            if key != keep and not self._busy(value):
-                del self._items[key]
+        # From the least recently used end, without copying the keys: the
+        # busy ones met on the way go back to the front in their order.
+        skipped = []
+        while excess > 0 and items:
+            key, value = items.popitem(last=False)
+            if key == keep or self._busy(value):
+                skipped.append((key, value))
+            else:
                 self._drop(value)
                 excess -= 1
+        for key, value in reversed(skipped):
+            items[key] = value
+            items.move_to_end(key, last=False)
 
     def _busy(self, value) -> bool:
         raise NotImplementedError

@@ -12,14 +12,14 @@ nothing (existing logs are left alone).
 **Pending leaves.**  A committed record's leaf fields (labels as written; a
 write run's as its ``.meta`` lines: ``entry_pending.py``) wait in its entry
 and are appended (one write per file; made by the leaf worker if there is
-one: ``entry_log_offload.py``) when ``BATCH`` are pending (or the entry has
-waited longest of more than ``MAX_WAITING``) and *always* before anything
-rewrites (relabel, removal, compression, backfill: the hook is in
-``reserve.rewrite_meta``) or removes (``Entry.remove_block``: FIFO eviction,
-a removal emptying a block) a ``.meta`` of the entry, before a rename, at
-close, whenever the sync policy takes the dirty set (``take_dirty``: the log
-files are then in it, so ``sync=always`` makes leaves durable with their
-records) and before any read of the log.
+one: ``entry_log_offload.py``) when ``BATCH`` are pending, when it has
+waited longest of more than ``MAX_WAITING`` (with ``sync=none`` it sheds
+them instead, to be caught up from its blocks: ``entry_log_lag.py``) and
+*always* before anything rewrites (relabel, removal, compression, backfill:
+``reserve.rewrite_meta``) or removes (``Entry.remove_block``) a ``.meta``
+of the entry, before a rename, at close, whenever the sync policy takes the
+dirty set (``take_dirty``: so ``sync=always`` makes leaves durable with
+their records) and before any read of the log.
 
 **Opening and recovery.**  A log is opened on first use (start-up stays
 O(entries)).  It reopens as a consistent prefix of ``S`` leaves
@@ -62,8 +62,8 @@ from reduct_twisted.storage.disk.treelog import TreeLog
 from reduct_twisted.storage.disk.treelog_files import refusal
 from reduct_twisted.storage.entry_leaves import gap_leaf, parts_leaves, record_fields, record_leaf
 from reduct_twisted.storage.entry_log_catchup import CatchUp, catch_up_to, run_in_steps
-from reduct_twisted.storage.entry_log_offload import (
-    BATCH, MAX_WAITING, flush_reported, held, offload)
+from reduct_twisted.storage.entry_log_lag import catch_up_now, far_behind, make_room
+from reduct_twisted.storage.entry_log_offload import BATCH, MAX_WAITING, held, offload
 from reduct_twisted.storage.entry_log_refused import REFUSALS, RefusedLog, set_aside
 from reduct_twisted.storage.entry_log_trees import OpenTrees
 from reduct_twisted.storage.entry_pending import PendingLeaves
@@ -100,6 +100,7 @@ class EntryLog:
         self._waiting = (0, None)  # where the first block found not ready was, and it
         self.catching = None
         self.inflight = None  # (first, last) of the leaves a worker job is making
+        self.behind_from = None  # the first leaf shed (entry_log_lag.py), until a flush
 
     @property
     def directory(self) -> str:
@@ -136,8 +137,12 @@ class EntryLog:
         if id(self) not in waiting:
             waiting[id(self)] = self
             if len(waiting) > MAX_WAITING and not self.book.holding:
-                self.book.flush_oldest()
-        if len(self.pending) >= BATCH and not self.book.holding and not offload(self):
+                make_room(self.book)
+        if self.book.holding:
+            return
+        if far_behind(self, BATCH):
+            self.flush()
+        elif len(self.pending) >= BATCH and not offload(self):
             self.flush()
 
     def open(self):
@@ -165,6 +170,8 @@ class EntryLog:
         :raises OSError: a write failed (the leaves stay pending).
         """
         self.book.waiting.pop(id(self), None)
+        self.book.behind.pop(id(self), None)
+        self.behind_from = None
         tree = self.open()
         if not self.ready():  # an older entry: waits for its backfill
             self.pending.clear()
@@ -244,7 +251,7 @@ class LogBook:
 
     :ivar mode: the ``integrity`` setting: ``log``, ``digest`` or ``off``
         (an engine's default: the daemon sets it, ``StorageEngine.set_integrity``).
-    :ivar waiting: the entry logs with pending leaves.
+    :ivar waiting: the entry logs with pending leaves (``behind``: that shed theirs).
     :ivar pass_done: the backfill pass of this run has ended.
     :ivar warn: called with one line per entry whose log is refused
         (:meth:`refuse`; the daemon logs it), or None.
@@ -258,6 +265,7 @@ class LogBook:
         self.reserve = reserve
         self.mode = mode
         self.waiting: dict = {}
+        self.behind, self.sweeping = {}, False  # (entry_log_lag.py)
         self.problems: list = []
         self.pass_done = False
         self.warn = None
@@ -330,6 +338,7 @@ class LogBook:
         for log in list(self.waiting.values()):
             if log.entry.directory == directory:
                 self._flush(log)
+        catch_up_now(self, directory)  # shed leaves come from the lines about to change
 
     def before_remove(self, entry, records=(), block=None) -> None:
         """
@@ -361,13 +370,9 @@ class LogBook:
         """A context: commits inside only join pending leaves (``entry_log_offload.held``)."""
         return held(self)
 
-    def flush_oldest(self) -> None:
-        """Flush the log that has had pending leaves longest (a failure is reported, kept pending)."""
-        flush_reported(next(iter(self.waiting.values())))
-
     def flush_all(self) -> None:
         """Append every pending leaf (before a sync takes the dirty set, a rename, close)."""
-        for log in list(self.waiting.values()):
+        for log in list(self.waiting.values()) + list(self.behind.values()):
             try:
                 log.flush()
             except OSError as exc:
@@ -380,7 +385,8 @@ class LogBook:
         log = entry.__dict__.get("_log")
         if log is not None:
             self.waiting.pop(id(log), None)
-            if not entry.removed and log.pending:
+            self.behind.pop(id(log), None)
+            if not entry.removed and (log.pending or log.behind_from is not None):
                 try:
                     log.flush()
                 except REFUSALS as exc:

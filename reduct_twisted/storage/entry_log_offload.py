@@ -21,9 +21,10 @@ than pending leaves do (they are rebuilt from the records, as always).
 import contextlib
 
 from reduct_twisted.storage import leafjob
+from reduct_twisted.storage.entry_log_lag import far_behind, flush_reported, make_room
 from reduct_twisted.storage.entry_log_refused import REFUSALS
 
-__all__ = ["offload", "held", "flush_reported", "BATCH", "MAX_BEHIND", "MAX_WAITING"]
+__all__ = ["offload", "held", "BATCH", "MAX_BEHIND", "MAX_WAITING"]
 
 #: Pending leaves of one entry appended (or sent to the worker) at once.
 BATCH = 1024
@@ -97,14 +98,6 @@ def _failed_now(log, problem: str) -> None:
         flush_reported(log)
 
 
-def flush_reported(log) -> None:
-    """``book._flush(log)``; a disk error is reported (the leaves stay pending)."""
-    try:
-        log.book._flush(log)
-    except OSError as exc:
-        log.book.problems.append(f"Entry log of {log.entry.directory}: {exc}")
-
-
 @contextlib.contextmanager
 def held(book):
     """
@@ -118,8 +111,10 @@ def held(book):
         yield
     finally:
         book.holding = False
-        while len(book.waiting) > MAX_WAITING:
-            book.flush_oldest()
+        for _ in range(len(book.waiting) - MAX_WAITING):  # (a failed flush stays waiting)
+            make_room(book)
+        for log in [log for log in book.waiting.values() if far_behind(log, BATCH)]:
+            flush_reported(log)
         for log in [log for log in book.waiting.values() if len(log.pending) >= BATCH]:
             try:
                 sent = offload(log)

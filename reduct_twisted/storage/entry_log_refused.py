@@ -33,7 +33,7 @@ class RefusedLog:
     :ivar error: one of :data:`REFUSALS` (``str``: with the path; :func:`reason`: without).
     """
 
-    tree = None
+    tree = behind_from = None
 
     def __init__(self, entry, error) -> None:
         self.entry = entry

@@ -30,6 +30,7 @@ from reduct_twisted.integrity.jcs import string
 from reduct_twisted.storage.disk.durability import storage_error
 from reduct_twisted.storage.disk.treelog_files import LEAVES_FILE, OFFSET, OFFSETS_FILE
 from reduct_twisted.storage.entry_log import MERKLE
+from reduct_twisted.storage.entry_log_lag import sweep
 from reduct_twisted.storage.entry_log_refused import REFUSALS, RefusedLog, conflict
 from reduct_twisted.storage.listing import ListingSpec
 from reduct_twisted.storage.listing_plan import (
@@ -177,6 +178,14 @@ class LogMethods:
         ``task.Cooperator.cooperate``); without one it runs at once.
         """
         self._context.logs.cooperate = cooperate
+
+    def catch_up_logs(self) -> None:
+        """
+        Catch up the entry logs left behind their records (``entry_log_lag.py``),
+        in steps through the cooperator; the service calls it every
+        ``entry_log_lag.SWEEP_INTERVAL`` seconds.
+        """
+        sweep(self._context.logs)
 
     def set_leaf_worker(self, submit) -> None:
         """
