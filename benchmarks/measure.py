@@ -84,19 +84,20 @@ def background_pct(seconds: float = 0.3) -> float:
     return 100 * NCPU * (b1 - b0 + s1 - s0) / max(t1 - t0, 1e-9)
 
 
-def settle(roots, idle_pct: float = 5.0, limit_s: float = 120.0) -> float:
+def settle(roots, quiet_s: float = 12.0, idle_pct: float = 5.0, limit_s: float = 180.0) -> float:
     """
-    Wait until the processes ``roots`` (and their children) use under
-    ``idle_pct`` % of a core over a second, at most ``limit_s`` seconds: work
-    a setup step left behind (the daemon catches up its entry logs in the
-    background) is not a later cell's cost.  :return: seconds waited.
+    Wait until the processes ``roots`` (and their children) have used under
+    ``idle_pct`` % of a core in each second of the last ``quiet_s`` seconds
+    (longer than the daemon's 10 s sweep of entry logs left behind), at most
+    ``limit_s`` seconds: work a setup step left behind is not a later
+    cell's cost.  :return: seconds waited.
     """
     start = time.perf_counter()
-    while time.perf_counter() - start < limit_s:
+    quiet = 0
+    while quiet < quiet_s and time.perf_counter() - start < limit_s:
         c0 = tree_cpu_s(roots)[0]
         time.sleep(1.0)
-        if 100 * (tree_cpu_s(roots)[0] - c0) < idle_pct:
-            break
+        quiet = quiet + 1 if 100 * (tree_cpu_s(roots)[0] - c0) < idle_pct else 0
     return time.perf_counter() - start
 
 

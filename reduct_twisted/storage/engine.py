@@ -84,6 +84,7 @@ from reduct_twisted.interfaces import IEngineLifecycle, IStorageEngine
 from reduct_twisted.storage import writer
 from reduct_twisted.storage.backfill import BackfillMethods
 from reduct_twisted.storage.bucket import Bucket
+from reduct_twisted.storage.fdlimit import share
 from reduct_twisted.storage.buckets import BucketMethods
 from reduct_twisted.storage.cache import Context, FdCache, TableCache
 from reduct_twisted.storage.compress import CompressMethods
@@ -129,7 +130,9 @@ class StorageEngine(BucketMethods, ReadMethods, EditMethods, MultiMethods, Compr
     :param version: the version reported by :meth:`info`.
     :param table_cache_size: how many bytes of block record tables stay
         loaded (estimated, see ``cache.TableCache``; ``RS_TABLE_CACHE_SIZE``).
-    :param fd_cache_size: how many idle shared-segment descriptors stay open.
+    :param fd_cache_size: how many idle shared-segment and ``.meta`` descriptors
+        stay open (default: a quarter of the open-file limit, 128 to 16,384:
+        writes spread over many entries reopen fewer files).
     :param sync: ``sync(files, directories)`` flushes them (each file, then
         each directory) before returning; called only by :meth:`open` and
         :meth:`close`, and in the pool for a compressed block's new file.
@@ -143,7 +146,7 @@ class StorageEngine(BucketMethods, ReadMethods, EditMethods, MultiMethods, Compr
 
     def __init__(self, data_path: str, clock, *, defaults: BucketSettings = BucketSettings(),
                  discard=None, version: str = REDUCT_VERSION, table_cache_size: int = 64 << 20,
-                 fd_cache_size: int = 128, sync=None, track_dirty: bool = True,
+                 fd_cache_size: int = None, sync=None, track_dirty: bool = True,
                  reserve_size: int = 0) -> None:
         self.data_path = os.path.abspath(data_path)
         self.clock = clock
@@ -155,6 +158,8 @@ class StorageEngine(BucketMethods, ReadMethods, EditMethods, MultiMethods, Compr
                             self._dirty)
         self._recovery = Recovery(self.data_path, self._dirty)
         self._reserve = Reserve(self.data_path, reserve_size)
+        if fd_cache_size is None:
+            fd_cache_size = share(4, 128, 16384)
         self._context = Context(TableCache(table_cache_size), FdCache(fd_cache_size),
                                 self._trash, self._dirty, self._recovery, self._reserve,
                                 Usage(), FreeSpace(self.data_path, clock), sync=sync)

@@ -11,21 +11,16 @@ next used, the log's state kept in memory).  A log whose tree is busy (a job at 
 catch-up or a hash build under way) is never closed.
 """
 
-import resource
 from collections import OrderedDict
+
+from reduct_twisted.storage.fdlimit import share
 
 __all__ = ["OpenTrees", "default_limit"]
 
 
 def default_limit() -> int:
     """A sixteenth of the open-file limit, between 16 and 1,024 trees."""
-    try:
-        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-    except (OSError, ValueError):
-        soft = 1024
-    if soft == resource.RLIM_INFINITY:
-        return 1024
-    return max(16, min(1024, soft // 16))
+    return share(16, 16, 1024)
 
 
 class OpenTrees:

@@ -150,3 +150,17 @@ def test_a_log_that_cannot_open_its_files_keeps_its_leaves_pending(tmp_path, mon
     entry = engine._bucket("b").entries["e"]
     assert entry.record_count == BATCH + 5
     engine.close()
+
+
+def test_descriptor_caches_take_shares_of_the_open_file_limit(tmp_path, monkeypatch):
+    import resource
+
+    from reduct_twisted.storage import fdlimit
+
+    for soft, quarter, sixteenth in ((20000, 5000, 1024), (1024, 256, 64), (256, 128, 16),
+                                     (524288, 16384, 1024), (resource.RLIM_INFINITY, 16384, 1024)):
+        monkeypatch.setattr(fdlimit.resource, "getrlimit", lambda _, soft=soft: (soft, soft))
+        assert fdlimit.share(4, 128, 16384) == quarter
+        assert default_limit() == sixteenth
+        engine = StorageEngine(str(tmp_path / "data"), Clock())
+        assert engine._context.fds.capacity == quarter
