@@ -342,6 +342,9 @@ class IStorageEngine(IEntryLogs):
         :raises Conflict: a record with ``ts`` exists or is being written.
         """
 
+    def upload_run(bucket, entry, specs, digests, failed):
+        """``upload`` of consecutive small records of one entry at once (``storage/runalloc.py``)."""
+
     def flush_writes():
         """Store the pending small records of batched uploads now (see ``upload``); never raises."""
 

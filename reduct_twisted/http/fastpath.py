@@ -25,7 +25,7 @@ from urllib.parse import parse_qs, unquote_to_bytes
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from reduct_twisted.errors import ReductError
-from reduct_twisted.http.batch import BatchWriteSink
+from reduct_twisted.http.batch_write import BatchWriteSink
 from reduct_twisted.http.io import IoWriteSink, io_write, open_io_write
 from reduct_twisted.http.ratelimit import charge_ingress
 from reduct_twisted.http.routes_records import (

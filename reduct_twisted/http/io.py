@@ -27,7 +27,7 @@ from typing import Optional
 from reduct_twisted.auth.policy import Policy
 from reduct_twisted.errors import NotFound, UnprocessableEntity
 from reduct_twisted.http.authz import authorize
-from reduct_twisted.http.batch import BatchWriteSink
+from reduct_twisted.http.batch_write import BatchWriteSink
 from reduct_twisted.http.headers import announced_digests
 from reduct_twisted.http.headers import (
     announced_length,

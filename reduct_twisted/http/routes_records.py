@@ -15,7 +15,8 @@ from typing import Optional
 
 
 from reduct_twisted.errors import NoContent, NotFound
-from reduct_twisted.http.batch import BatchReader, batch_query_id, open_batch_write as _open_batch
+from reduct_twisted.http.batch import BatchReader, batch_query_id
+from reduct_twisted.http.batch_write import open_batch_write as _open_batch
 from reduct_twisted.http.headers import (
     announced_digest,
     announced_length,

@@ -42,6 +42,7 @@ from reduct_twisted.storage import writer
 from reduct_twisted.storage.disk import blockfile
 from reduct_twisted.storage.disk.durability import storage_error
 from reduct_twisted.storage.records import FINISHED
+from reduct_twisted.storage.runalloc import allocate_run
 from reduct_twisted.storage.settings import is_meta_entry
 from reduct_twisted.storage.upload import RecordWriter, run_now
 
@@ -270,6 +271,31 @@ class UploadMethods:
             self.abort(alloc)
             raise storage_error(exc, writer.WRITE) from None
 
+    def upload_run(self, bucket: str, entry: str, specs: list, digests: list, failed: list) -> list:
+        """
+        :meth:`upload` of consecutive small records of one entry of a batch
+        (``failed`` given), allocated at once (``runalloc.py``).
+
+        :param specs: ``(ts, length, content_type, labels)`` each (lengths
+            known, up to ``SMALL_RECORD_MAX``).
+        :param digests: the SHA-256 each must have, or ``None``, in order.
+        :param failed: each record's ``failed`` callback, in order.
+        :return: for each, its writer or the ``ReductError`` refusing it.
+        :raises ReductError: as :meth:`upload` for all of them (no bucket).
+        """
+        owner = self._bucket(bucket)
+        if is_meta_entry(entry):  # attachments: committed at once (upload)
+            return [_outcome(self.upload, bucket, entry, *spec, digest=digest, failed=fail)
+                    for spec, digest, fail in zip(specs, digests, failed)]
+        out = allocate_run(self._context, owner, entry, specs)
+        context = self._context
+        for i, alloc in enumerate(out):
+            if not isinstance(alloc, ReductError):
+                if digests[i] is not None:
+                    writer.expect(alloc, digests[i])
+                out[i] = RunWriter(self, alloc, context, failed[i])
+        return out
+
     def flush_writes(self) -> None:
         """Write and commit every pending small record of batched uploads now (never raises)."""
         self._context.settle()
@@ -280,6 +306,13 @@ class UploadMethods:
         if self.listeners:
             for listener in self.listeners:
                 listener.record_written(alloc.bucket, alloc.entry, alloc._record)
+
+
+def _outcome(upload, *args, **kwargs):
+    try:
+        return upload(*args, **kwargs)
+    except ReductError as exc:
+        return exc
 
 
 class RunWriter(RecordWriter):

@@ -395,3 +395,43 @@ def test_a_run_longer_than_a_log_batch_logs_every_record_as_written(engine, work
         assert engine.log_head("b", entry) == (count, rfc9162.MTH(leaves))
         assert log.removed().rank(count + 1) == 0  # no number logged as skipped
     assert bool(jobs) == worker
+
+
+def test_sink_allocates_a_run_at_once_and_abort_drops_the_rest(engine, monkeypatch):
+    """The small records of a batch are allocated together when the first one
+    begins (engine.upload_run); a client gone mid-body leaves the complete
+    ones stored and nothing else reserved."""
+    engine.create_bucket("b", None)
+    runs = []
+    real = engine.upload_run
+    monkeypatch.setattr(engine, "upload_run", lambda *a: runs.append(len(a[2])) or real(*a))
+    contents = {ts: bytes([ts]) * 100 for ts in range(1, 21)}
+    records = [BatchedRecord(ts, len(d), "t", {}) for ts, d in contents.items()]
+    body = b"".join(contents[ts] for ts in sorted(contents))
+    sink = BatchWriteSink(engine, ImmediateReactor(), ManualPool(), Transport(), "b", "e",
+                          records)
+    sink.write(body[:550])  # 5 records and half of the 6th
+    assert runs == [20]
+    sink.abort()
+    assert listed(engine) == [1, 2, 3, 4, 5]
+    series = engine._bucket("b").entry("e")
+    assert sum(block.started for block in series.blocks) == 0
+    assert series.record_count == 5
+    assert batch(engine, [(ts, contents[ts]) for ts in range(6, 21)]) == {}  # none left reserved
+    engine.flush_writes()
+    assert listed(engine) == list(range(1, 21))
+
+
+def test_a_refused_record_inside_a_run_is_its_own_error(engine):
+    engine.create_bucket("b", None)
+    write_record(engine, "b", "e", 5, b"old")
+    contents = {ts: b"%02d" % ts for ts in range(1, 11)}
+    records = [BatchedRecord(ts, len(d), "t", {}) for ts, d in contents.items()]
+    sink = BatchWriteSink(engine, ImmediateReactor(), ManualPool(), Transport(), "b", "e",
+                          records)
+    sink.write(b"".join(contents[ts] for ts in sorted(contents)))
+    errors = results(sink.finish())
+    assert list(errors) == [5] and isinstance(errors[5], Conflict)
+    assert listed(engine) == list(range(1, 11))
+    assert read_content(engine.read("b", "e", 5)) == b"old"
+    assert read_content(engine.read("b", "e", 6)) == b"06"
