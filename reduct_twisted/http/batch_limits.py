@@ -6,6 +6,7 @@ of a batch answer's record headers in one go.
 """
 
 import attr
+from twisted.web.http_headers import Headers
 
 from reduct_twisted.config import Config
 from reduct_twisted.wire import (
@@ -66,19 +67,73 @@ class BatchLimits:
         return attr.evolve(self, **changes) if changes else self
 
 
+class RecordHeaders(Headers):
+    """
+    A batch answer's response headers: Twisted's, plus its record headers
+    kept as they were made (``(name, value)``: lowercase token names, values
+    without line breaks), which ``ReductChannel.writeHeaders`` writes as one
+    block after the others.  Read back (``getAllRawHeaders``,
+    ``getRawHeaders``, ``hasHeader``), they are what ``setHeader`` would
+    have set.
+    """
+
+    __slots__ = ("records",)
+
+    def __init__(self, rawHeaders=None) -> None:
+        super().__init__(rawHeaders)
+        self.records: list = []
+
+    def block(self) -> bytes:
+        """The record header lines, for the wire."""
+        return b"".join([b"%s: %s\r\n" % pair for pair in self.records])
+
+    def _record(self, name):
+        key = (name if isinstance(name, bytes) else name.encode("ascii", "replace")).lower()
+        for found, value in self.records:
+            if found == key:
+                return value
+        return None
+
+    def getAllRawHeaders(self):
+        yield from self._rawHeaders.items()
+        for name, value in self.records:
+            yield name.title(), [value]
+
+    def getRawHeaders(self, name, default=None):
+        values = super().getRawHeaders(name)
+        if values is not None:
+            return values
+        value = self._record(name)
+        if value is None:
+            return default
+        return [value if isinstance(name, bytes) else value.decode("latin-1")]
+
+    def hasHeader(self, name) -> bool:
+        return super().hasHeader(name) or self._record(name) is not None
+
+    def copy(self) -> "RecordHeaders":
+        twin = RecordHeaders(self._rawHeaders)
+        twin.records = list(self.records)
+        return twin
+
+
 def set_raw_headers(request, headers) -> None:
     """
     Set the record headers of a batch answer at once: their names are
     tokens and their values are free of line breaks (``wire`` makes both),
     so they skip ``setHeader``'s check and canonical casing of each name,
-    which costs microseconds a record and whose cache unique names defeat.
-    A value with a line break (none should have one) takes ``setHeader``.
+    which costs microseconds a record and whose cache unique names defeat:
+    the response headers become :class:`RecordHeaders` holding them.  A
+    value with a line break (none should have one) takes ``setHeader``.
     """
-    raw = getattr(request.responseHeaders, "_rawHeaders", None)
+    current = request.responseHeaders
     values = b"".join([value for _, value in headers])
-    if raw is None or b"\r" in values or b"\n" in values:
+    if type(current) not in (Headers, RecordHeaders) or b"\r" in values or b"\n" in values:
         for name, value in headers:
             request.setHeader(name, value)
         return
-    for name, value in headers:
-        raw[name.title()] = [value]
+    if type(current) is Headers:
+        replaced = RecordHeaders()
+        replaced._rawHeaders = current._rawHeaders  # the same dict: later headers land there
+        request.responseHeaders = current = replaced
+    current.records.extend(headers)

@@ -84,6 +84,8 @@ class BatchWriteSink:
 
     done = False
     _excess = False
+    #: The current record's sink is a run's writer (``_open_run``), not a record sink.
+    _direct = False
 
     def __init__(self, engine, reactor, threadpool, transport, bucket: str,
                  entry: Optional[str], records: list, key=None, slots=None, touch=None,
@@ -159,7 +161,10 @@ class BatchWriteSink:
                     return self._open_record(record, self._gate)
                 if isinstance(ready, ReductError):
                     raise ready
-                return SharedSegmentSink(ready)
+                # The run's writer itself: its bytes are cut to its length
+                # here and only kept until the flush (no I/O, no overflow).
+                self._direct = True
+                return ready
             return self._slots.open(lambda gate: self._open_record(record, gate), self._gate,
                                     touch=self._touch)
         except Exception as exc:
@@ -210,6 +215,13 @@ class BatchWriteSink:
         sink, ts = self._sink, self._ts
         self._open, self._sink = False, None
         if sink is None:
+            return
+        if self._direct:
+            self._direct = False
+            try:
+                sink.commit()  # checked now, stored at the flush (storage/runs.py)
+            except Exception as exc:
+                self._record_failed(Failure(exc), ts)
             return
         if isinstance(sink, SharedSegmentSink):
             try:

@@ -372,10 +372,14 @@ class ReductChannel(HTTPChannel):
 
     def writeHeaders(self, version, code, reason, headers):
         seq = [version, b" ", code, b" ", reason, b"\r\n"]
-        for name, values in headers.getAllRawHeaders():
+        records = getattr(headers, "records", None)  # a batch answer's (batch_limits.RecordHeaders)
+        for name, values in (headers._rawHeaders.items() if records is not None
+                             else headers.getAllRawHeaders()):
             lname = name.lower()
             for value in values:
                 seq.extend((lname, b": ", value, b"\r\n"))
+        if records:
+            seq.append(headers.block())
         seq.append(self.cors_lines)
         seq.append(b"\r\n")
         # One joined write: writeSequence would type-check ~40 small pieces.

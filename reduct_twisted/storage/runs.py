@@ -39,8 +39,8 @@ import os
 
 from reduct_twisted.errors import ReductError
 from reduct_twisted.storage import writer
-from reduct_twisted.storage.disk import blockfile
 from reduct_twisted.storage.disk.durability import storage_error
+from reduct_twisted.storage.disk.runlines import encode_records
 from reduct_twisted.storage.records import FINISHED
 from reduct_twisted.storage.runalloc import allocate_run
 from reduct_twisted.storage.settings import is_meta_entry
@@ -223,12 +223,11 @@ class WriteRun:
         # One write of every line of ``block`` in this run (its header first
         # for a new file); on failure the file is cut back (``Block.finish``).
         # :return: the lines (the entry log's pending leaves: ``entry_pending.py``).
-        lines = [blockfile.encode_record(alloc._record, alloc.written) for _, alloc, _ in items]
-        records = [alloc._record for _, alloc, _ in items]
+        pairs = [(alloc._record, alloc.written) for _, alloc, _ in items]
         new_meta = not block.meta_length
         # Sizes are exact (a small record has its declared length): no accounting changes.
-        joined = b"".join(lines)
-        block.append_lines([(r, r.size) for r in records], joined, self.context.fds)
+        joined = encode_records(pairs)
+        block.append_lines(pairs, joined, self.context.fds)
         dirty = self.context.dirty
         if new_meta:
             dirty.created(block.meta_path)

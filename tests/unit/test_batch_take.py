@@ -363,3 +363,37 @@ def test_add_run_joins_back_to_back_records_only(engine):
         assert reader.size == 15 and reader.file_count == 1
     finally:
         reader.close()
+
+
+def test_record_headers_go_out_as_one_block_and_read_back_as_set():
+    """A batch answer's record headers (RecordHeaders): on the wire the same lines
+    as headers set one by one, and every reader finds them."""
+    from twisted.internet.testing import StringTransport
+
+    from reduct_twisted.http.batch_limits import RecordHeaders
+    from reduct_twisted.http.channel import ReductChannel
+
+    pairs = [(b"x-reduct-time-%d" % ts, b"3,text/plain,a=%d" % ts) for ts in (5, 17, 30)]
+    raw, checked = HeaderRequest(), HeaderRequest()
+    raw.setHeader(b"content-length", b"9")
+    checked.setHeader(b"content-length", b"9")
+    set_raw_headers(raw, pairs)
+    for name, value in pairs:
+        checked.setHeader(name, value)
+    raw.responseHeaders.setRawHeaders(b"date", [b"today"])  # set after: still written
+    checked.responseHeaders.setRawHeaders(b"date", [b"today"])
+    assert type(raw.responseHeaders) is RecordHeaders
+    wire = []
+    for request in (raw, checked):
+        channel = ReductChannel()
+        channel.transport = StringTransport()
+        channel.writeHeaders(b"HTTP/1.1", b"200", b"OK", request.responseHeaders)
+        wire.append(channel.transport.value())
+    assert sorted(wire[0].split(b"\r\n")) == sorted(wire[1].split(b"\r\n"))
+    assert wire[0].endswith(b"x-reduct-time-30: 3,text/plain,a=30\r\n\r\n")
+    headers = raw.responseHeaders
+    assert headers.hasHeader(b"X-Reduct-Time-5") and headers.hasHeader("x-reduct-time-30")
+    assert headers.getRawHeaders("x-reduct-time-17") == ["3,text/plain,a=17"]
+    assert headers.getRawHeaders(b"x-reduct-time-4", b"none") == b"none"
+    assert headers.getRawHeaders(b"date") == [b"today"]
+    assert list(headers.copy().getAllRawHeaders()) == list(headers.getAllRawHeaders())

@@ -167,3 +167,26 @@ def test_attachments_and_a_missing_bucket(tmp_path):
         engine.upload_run("nope", "e", specs, [None, None], [print, print])
     assert exc.value.status == 404
     engine.close()
+
+
+def test_encode_records_is_encode_record_of_each():
+    """The .meta lines of a run made from templates are byte for byte encode_record's."""
+    import random
+
+    from reduct_twisted.storage.disk.blockfile import encode_record
+    from reduct_twisted.storage.disk.runlines import encode_records
+    from reduct_twisted.storage.records import Record
+
+    rng = random.Random(7)
+    for _ in range(20):
+        pairs = []
+        for i in range(200):
+            labels = rng.choice([{}, {"a": "1"}, {"a%": 'x"y\n'}, {"é": "ü\u2028", "k": "%d"},
+                                 {"bench": "1", "sensor": "s1"}])
+            record = Record(1765000000000000 + i, rng.choice(["1.blk", "2%.blk"]), i * 100, 100,
+                            rng.choice([CT, "text/%s", 'a"b']), dict(labels), "finished",
+                            rng.choice([None, 5, 0]), rng.choice([None, None, 7]),
+                            rng.choice([None, i + 1, i + 1]),
+                            rng.choice([None, hashlib.sha256(b"%d" % i).digest()]))
+            pairs.append((record, rng.choice([100, 99])))
+        assert encode_records(pairs) == b"".join(encode_record(r, size) for r, size in pairs)
