@@ -17,7 +17,7 @@ from reduct_twisted.storage.disk.layout import (
     is_child_entry_dir,
     unknown_in_bucket,
 )
-from reduct_twisted.storage.entry import Entry
+from reduct_twisted.storage.entry import Entry, Tally
 from reduct_twisted.storage.settings import (
     U64_MAX,
     BucketSettings,
@@ -78,6 +78,7 @@ class Bucket:
         self.settings = settings
         self.context = context
         self.entries: dict = {}
+        self.tally = Tally()  # the sum of the entries' sizes, kept by each entry
         self.in_flight = 0
         self.removed = False
         self.evicted = [0, 0, 0]
@@ -149,7 +150,7 @@ class Bucket:
     def _load_tree(self, name: str, directory: str) -> None:
         # Entry ``name`` and, below it, its child entries (Entry.load leaves
         # their directories to us).
-        entry = Entry.load(name, directory, self.context)
+        entry = Entry.load(name, directory, self.context, self.tally)
         self.entries[name] = entry
         if is_meta_entry(name):
             return
@@ -176,7 +177,7 @@ class Bucket:
     @property
     def size(self) -> int:
         """The bucket's ``size`` statistics: the sum over its entries, ``$meta`` included."""
-        return sum(entry.size for entry in self.entries.values())
+        return self.tally.size
 
     def visible(self) -> list:
         """:return: the entries but attachment (``$meta``) ones, sorted by name (byte order)."""
@@ -256,6 +257,7 @@ class Bucket:
                 raise
         self.context.dirty.new_dir(entry_dir)
         entry = self.entries[name] = Entry(name, entry_dir, self.context)
+        entry.tally = self.tally
         return entry
 
     def settings_for(self, entry: Entry) -> BucketSettings:

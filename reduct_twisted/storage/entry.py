@@ -24,6 +24,15 @@ INFO_FIELDS = ("name", "size", "record_count", "block_count", "oldest_record", "
                "status")
 
 
+class Tally:
+    """A bucket's running sum of its entries' ``size`` (kept by ``Entry.size``)."""
+
+    __slots__ = ("size",)
+
+    def __init__(self) -> None:
+        self.size = 0
+
+
 class Entry:
     """
     The blocks of one entry, ordered by block id, with running totals.
@@ -60,15 +69,21 @@ class Entry:
     @size.setter
     def size(self, value: int) -> None:
         if not self.removed:
-            self.context.usage.stored += value - self._size
+            delta = value - self._size
+            self.context.usage.stored += delta
+            if self.tally is not None:  # the bucket's sum (Bucket.size)
+                self.tally.size += delta
         self._size = value
+
+    #: The bucket's running sum of its entries' sizes (a ``Tally``), or None.
+    tally = None
 
     #: ``READY``: removal is synchronous, nothing is ever seen ``DELETING``
     #: (spec 1.20 §5.4).
     status = "READY"
 
     @classmethod
-    def load(cls, name: str, directory: str, context) -> "Entry":
+    def load(cls, name: str, directory: str, context, tally=None) -> "Entry":
         """
         Build an entry from its directory: each block from its row of the
         block index (``indexing.py``), else by reading its ``.meta`` file.
@@ -84,7 +99,9 @@ class Entry:
         :return: the entry, possibly without blocks.
         :raises UnsupportedMeta: a block has a newer format version.
         """
-        return load_entry(cls(name, directory, context))
+        entry = cls(name, directory, context)
+        entry.tally = tally
+        return load_entry(entry)
 
     @property
     def block_count(self) -> int:
@@ -330,6 +347,8 @@ class Entry:
         self.context.settle()
         if not self.removed:
             self.context.usage.stored -= self._size
+            if self.tally is not None:
+                self.tally.size -= self._size
         self.removed = True
         self.context.logs.close(self)
         for block in self.blocks:

@@ -190,3 +190,43 @@ def test_encode_records_is_encode_record_of_each():
                             rng.choice([None, hashlib.sha256(b"%d" % i).digest()]))
             pairs.append((record, rng.choice([100, 99])))
         assert encode_records(pairs) == b"".join(encode_record(r, size) for r, size in pairs)
+
+
+def test_a_bucket_size_is_the_sum_of_its_entries_through_every_change(tmp_path):
+    """Bucket.size is a running sum (entry.Tally) kept by every entry's size changes,
+    not a walk over the entries; it stays their sum through writes, runs, FIFO
+    eviction, removals, renames, nested and dropped entries, and a reopen."""
+    from reduct_twisted.storage import PENDING
+
+    path = tmp_path / "d"
+    engine = _engine(path, {"quota_type": "FIFO", "quota_size": 4000, "max_block_records": 4})
+
+    def check():
+        owner = engine._bucket("b")
+        assert owner.size == sum(e.size for e in owner.entries.values())
+        assert engine._context.usage.stored == sum(b.size for b in engine._buckets.values())
+
+    for round_ in range(6):
+        for name in ("a", "a/b", "c"):
+            stamps = list(range(100 * round_, 100 * round_ + 7))
+            out, _ = _as_run(engine, name, _specs(stamps), [None] * 7)
+            _finish(engine, list(zip(out, stamps)))
+            check()
+    removal = engine.remove_records("b", "c", start=0, stop=350)
+    while removal.step() is PENDING:
+        pass
+    check()
+    engine.rename_entry("b", "a/b", "a/z")
+    check()
+    engine.remove_entry("b", "c")
+    check()
+    with pytest.raises(ReductError):  # a refused write into a new entry leaves nothing
+        engine.upload("b", "new", 1, 10 ** 9, CT, {}, failed=print)
+    check()
+    size = engine._bucket("b").size
+    engine.close()
+    engine = StorageEngine(str(path), Clock())
+    engine.open()
+    assert engine._bucket("b").size == size
+    check()
+    engine.close()
