@@ -221,6 +221,7 @@ class BatchWriteSink:
             try:
                 sink.commit()  # checked now, stored at the flush (storage/runs.py)
             except Exception as exc:
+                sink.abort()  # (idempotent: a refused commit has aborted it already)
                 self._record_failed(Failure(exc), ts)
             return
         if isinstance(sink, SharedSegmentSink):
