@@ -16,7 +16,8 @@ Loops (each a ``TimerService`` on the injected clock, run once at start):
   thread pool when the sync policy is ``always`` (so an index never vouches
   for bytes a power loss could take), then the indexes written;
 * the entry logs left behind their records (``storage/entry_log_lag.py``),
-  caught up every ``SWEEP_INTERVAL`` seconds, in steps on the cooperator.
+  swept every ``SWEEP_INTERVAL`` seconds: those behind for ``LAG_SWEEPS``
+  sweeps are caught up, in steps on the cooperator.
 
 A ``TimerService`` stops for good the first time its callable raises, so each
 step catches and logs its own failure and the next step runs as usual.

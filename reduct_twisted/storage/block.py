@@ -5,6 +5,8 @@ The summary is what statistics, rotation, quotas and query planning need;
 the table (records by timestamp plus their sorted timestamps) is read from
 the block's ``.meta`` file only when a record of the block is looked up,
 and is dropped again by the engine's :class:`~reduct_twisted.storage.cache.TableCache`.
+Records after the block's last go to a partial table, the rest not read
+(:meth:`Block.open_for_append`: spread writes reloaded a table a record).
 """
 
 import bisect
@@ -63,6 +65,8 @@ class Block:
     :ivar started: records still being written (they pin the table).
     :ivar meta_length: bytes in the ``.meta`` file (``0``: not created yet).
     :ivar table: records by timestamp, or ``None`` when not loaded.
+    :ivar partial: the table holds only records added after the block's last
+        (:meth:`open_for_append`); the others are in the ``.meta`` only.
     :ivar table_bytes: the estimated memory of the loaded table (the sum of
         :func:`record_bytes` of its records; ``0`` when not loaded), kept up
         to date as records are added, relabelled and removed.
@@ -93,6 +97,7 @@ class Block:
     meta_length: int = attr.ib(default=0)
     table = attr.ib(default=None)
     order = attr.ib(default=None)
+    partial: bool = attr.ib(default=False)
     table_bytes: int = attr.ib(default=0)
     removed: bool = attr.ib(default=False)
     shared_known: bool = attr.ib(default=False)
@@ -183,7 +188,7 @@ class Block:
             "dead_bytes": self.dead_bytes,
             "compressed": self.packed_count,
             "started": self.started,
-            "loaded": self.table is not None,
+            "loaded": self.table is not None and not self.partial,
         }
 
     def path(self, name: str) -> str:
@@ -198,25 +203,30 @@ class Block:
         return [self.path(name) for name in names]
 
     def load(self) -> None:
-        """Read the record table from the ``.meta`` file."""
-        self.table = blockfile.read_meta(self.meta_path, self.block_id)[0] if self.meta_length else {}
-        self.order = sorted(self.table)
-        self.table_bytes = sum(map(record_bytes, self.table.values()))
+        """Read the record table from the ``.meta`` file (a partial table's records stay as they are)."""
+        table = blockfile.read_meta(self.meta_path, self.block_id)[0] if self.meta_length else {}
+        if self.partial:
+            table.update(self.table)  # the same objects: writers hold them
+            self.partial = False
+        self.table, self.order = table, sorted(table)
+        self.table_bytes = sum(map(record_bytes, table.values()))
+
+    def open_for_append(self) -> None:
+        """An empty partial table (for records after :attr:`latest_ts`) if none is loaded."""
+        if self.table is None:
+            self.table, self.order, self.partial = {}, [], True
 
     def unload(self) -> None:
         """Drop the record table (the summary stays)."""
         self.table = self.order = None
-        self.table_bytes = 0
+        self.table_bytes, self.partial = 0, False
 
     def get(self, ts: int):
         """:return: the loaded record ``ts``, or ``None``."""
         return self.table.get(ts)
 
     def records_from(self, ts: int):
-        """
-        :param ts: the smallest timestamp wanted.
-        :return: an iterator over the loaded records from ``ts`` on, ascending.
-        """
+        """:return: an iterator over the loaded records from ``ts`` on, ascending."""
         table = self.table
         return (table[t] for t in self.order[bisect.bisect_left(self.order, ts) :])
 
@@ -228,14 +238,8 @@ class Block:
 
     def reserve(self, ts: int, length, content_type: str, labels: dict, small: bool) -> Record:
         """
-        Place a new record in the loaded table in state STARTED.
-
-        :param ts: a timestamp not yet in the block.
-        :param length: the declared length or ``None``.
-        :param content_type: its content type.
-        :param labels: its labels.
-        :param small: whether it goes into the shared segment.
-        :return: the record.
+        :return: a new STARTED record at ``ts`` (not yet in the block; ``length``
+            declared or ``None``) in the loaded table; ``small``: in the shared segment.
         """
         if small:
             segment, offset = self.shared_segment, self.tail
@@ -305,6 +309,8 @@ class Block:
 
         :param record: a record of this block.
         """
+        if self.partial:
+            self.load()  # (the tail and the first timestamp need them all)
         self.version += 1
         del self.table[record.ts]
         self.order.remove(record.ts)

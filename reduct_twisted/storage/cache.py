@@ -198,10 +198,22 @@ class TableCache(_Lru):
 
         :param block: a :class:`~reduct_twisted.storage.block.Block`.
         """
-        if block.table is None:
+        if block.table is None or block.partial:
             block.load()
         elif block is self._last:
             return  # the most recently used already (a batch writing into it)
+        self._scanned.pop(block, None)
+        self._touch(block, block)
+
+    def append(self, block) -> None:
+        """
+        :meth:`use` for records after ``block``'s last: a table not loaded
+        is not read, the records go into a partial one (``Block.open_for_append``).
+        """
+        if block.table is None:
+            block.open_for_append()
+        elif block is self._last:
+            return
         self._scanned.pop(block, None)
         self._touch(block, block)
 
@@ -225,6 +237,10 @@ class TableCache(_Lru):
         :param block: a :class:`~reduct_twisted.storage.block.Block`.
         """
         if block in self._items:
+            if block.partial:  # the rest of its table, where it is in the LRU order
+                block.load()
+                self._count(block)
+                self._shrink(keep=block)
             return
         if block.table is None:
             block.load()

@@ -181,7 +181,12 @@ class Entry:
         if block is None:
             block = Block.new(self.directory, ts)
             self._insert(bisect.bisect_left(self._ids, ts), block)
-        self.context.tables.use(block)  # not load_block: a batch's run stays pending
+        # Not load_block: a batch's run stays pending.  After the last record
+        # no timestamp can clash: the table is not read (Block.open_for_append).
+        if ts > block.latest_ts:
+            self.context.tables.append(block)
+        else:
+            self.context.tables.use(block)
         if block.get(ts) is not None:
             raise Conflict(f"A record with timestamp {ts} already exists")
         small = length is not None and length <= SMALL_RECORD_MAX

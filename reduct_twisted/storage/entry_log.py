@@ -101,6 +101,7 @@ class EntryLog:
         self.catching = None
         self.inflight = None  # (first, last) of the leaves a worker job is making
         self.behind_from = None  # the first leaf shed (entry_log_lag.py), until a flush
+        self.behind_sweep = 0  # the sweep it fell behind at (entry_log_lag.py)
 
     @property
     def directory(self) -> str:
@@ -265,7 +266,7 @@ class LogBook:
         self.reserve = reserve
         self.mode = mode
         self.waiting: dict = {}
-        self.behind, self.sweeping = {}, False  # (entry_log_lag.py)
+        self.behind, self.sweeping, self.sweeps = {}, False, 0  # (entry_log_lag.py)
         self.problems: list = []
         self.pass_done = False
         self.warn = None

@@ -87,7 +87,7 @@ def current_row(block: Block, read: bool):
     """
     if block.started or block.removed or not block.meta_length:
         return None
-    if block.table is not None:
+    if block.table is not None and not block.partial:
         records = block.table.values()
     elif read:
         try:

@@ -348,7 +348,7 @@ class LogMethods:
                 yield maybeDeferred(thread, _idle)
                 loads = 0
             block = series.block_for(leaf.timestamp)
-            loads += block is not None and block.table is None
+            loads += block is not None and (block.table is None or block.partial)
             if check(leaf.number, leaf.timestamp) != keep:
                 break
         else:

@@ -61,7 +61,7 @@ def reserve_in_last(series, specs, first: int, settings) -> list:
         latest, space, end = ts, space - length, end + 1
     if end == first:
         return []
-    series.context.tables.use(block)
+    series.context.tables.append(block)  # all after its last: its table is not read
     table, order = block.table, block.order
     segment, offset = block.shared_segment, block.tail
     records, table_bytes, meta = [], 0, 0

@@ -16,7 +16,7 @@ from reduct_twisted.config import Config
 from reduct_twisted.service import StorageService
 from reduct_twisted.storage import StorageEngine, entry_log, entry_log_offload
 from reduct_twisted.storage.entry_log import MAX_WAITING
-from reduct_twisted.storage.entry_log_lag import SWEEP_INTERVAL
+from reduct_twisted.storage.entry_log_lag import LAG_SWEEPS, SWEEP_INTERVAL
 from tests import rfc9162
 
 CT = "text/plain"
@@ -144,6 +144,9 @@ def test_the_sweep_catches_up_one_log_a_step(engine):
     _batch(engine, [1, 2, 3])
     behind = len(book.behind)
     assert behind == ENTRIES - MAX_WAITING
+    for _ in range(LAG_SWEEPS - 1):  # not behind long enough yet
+        engine.catch_up_logs()
+    assert tasks == [] and len(book.behind) == behind
     engine.catch_up_logs()
     engine.catch_up_logs()  # one sweep at a time
     assert len(tasks) == 1
@@ -157,6 +160,28 @@ def test_the_sweep_catches_up_one_log_a_step(engine):
         assert _logged(engine, e) == 3
     for e in range(ENTRIES):
         _check(engine, e, [1, 2, 3])
+
+
+def test_the_sweep_takes_only_the_logs_behind_long_enough(engine):
+    """Logs fall behind at different sweeps: each waits its own LAG_SWEEPS, oldest first."""
+    book = engine._context.logs
+    _batch(engine, [1])
+    early = dict(book.behind)
+    assert early
+    for _ in range(LAG_SWEEPS - 2):
+        engine.catch_up_logs()
+    _batch(engine, [2])  # the others shed now; the early ones are still behind (kept in place)
+    late = [log for key, log in book.behind.items() if key not in early]
+    assert late and list(book.behind)[:len(early)] == list(early)
+    for _ in range(2):
+        engine.catch_up_logs()
+    assert not any(key in book.behind for key in early)  # their LAG_SWEEPS-th sweep
+    assert all(id(log) in book.behind for log in late)
+    for _ in range(LAG_SWEEPS - 2):
+        engine.catch_up_logs()
+    assert book.behind == {}
+    for e in range(ENTRIES):
+        _check(engine, e, [1, 2])
 
 
 def test_close_catches_up_and_a_crash_rebuilds(tmp_path):
