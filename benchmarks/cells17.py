@@ -20,8 +20,11 @@ every round beside the others (``run.py --only`` picks the groups):
   (10,000) entries, 80 entries a request (``batchgen.write_spread``), beside
   the same records into one entry (``batchgen.write_v2`` with one entry),
   both on the matrix daemon (rows ``spread write`` and ``one-entry write``);
-  after the entries are made, the cells wait for the daemon to be idle
-  (``measure.settle``: it makes their 10,000 entry logs in the background).
+  after the entries are made, the cells wait until the daemon has been idle
+  for ``spread_settle_s`` (25 s, ``measure.settle``: it makes their 10,000
+  entry logs in the background, at the second sweep after the writes stop,
+  ``entry_log_lag.py``); not much longer, as this VM's kernel pages out
+  what is not touched for a minute (DAMON), and cold pages are another cell.
 
 The data directories of ``startup`` and ``scale`` are generated once a run
 by ``startup.generate_plan`` (the storage engine in worker processes), or
@@ -253,7 +256,7 @@ class Cells17:
                                         batch=80, base_ts=time.time_ns() // 1000,
                                         max_s=600.0, entries=entries)
             self._spread_ready = res["first_error"] if res["errors"] else ""
-            waited = measure.settle([peer.pid])
+            waited = measure.settle([peer.pid], quiet_s=self.b["spread_settle_s"], limit_s=300.0)
             self.m.log(f"r{rnd} scale: {entries:,} entries created in {res['elapsed_s']:.1f} s, "
                        f"daemon idle {waited:.1f} s later")
         common = dict(payload=payload, count=count, batch=80, max_s=self.b["max_s"],

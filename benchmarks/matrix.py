@@ -67,14 +67,15 @@ FULL = dict(counts={KiB: 4000, 10 * KiB: 4000, 100 * KiB: 1500, MiB: 300},
             up_count=64, up_size=10 * MiB, rss_records=1_000_000, rss_size=KiB,
             startup_records=1_000_000, startup_entries=(10, 10_000), startup_size=100,
             startup_touch=1000, scale_records=1_000_000, scale_small=10_000,
-            spread_entries=10_000)
+            spread_entries=10_000, spread_settle_s=25.0)
 QUICK = dict(counts={s: 24 for s in SIZES}, batch_count=200,
              batch_max_s=0.25, spread_count=200,
              max_s=0.25, min_read_s=0.0, big=8 * MiB, big_timeout=30.0,
              quiet_pct=40, quiet_wait=0, quiet_budget=0,
              up_count=64, up_size=64 * KiB, rss_records=2000, rss_size=KiB,
              startup_records=2000, startup_entries=(10, 100), startup_size=100,
-             startup_touch=100, scale_records=4000, scale_small=400, spread_entries=200)
+             startup_touch=100, scale_records=4000, scale_small=400, spread_entries=200,
+             spread_settle_s=12.0)
 
 OURS, MOCK, NGINX, PG = "reduct-twisted", "twisted-mock", "nginx-webdav", "postgres"
 

@@ -88,7 +88,8 @@ def settle(roots, quiet_s: float = 12.0, idle_pct: float = 5.0, limit_s: float =
     """
     Wait until the processes ``roots`` (and their children) have used under
     ``idle_pct`` % of a core in each second of the last ``quiet_s`` seconds
-    (longer than the daemon's 10 s sweep of entry logs left behind), at most
+    (longer than the daemon's 10 s sweeps; the entry logs left behind are
+    caught up at the second sweep after the writes stop), at most
     ``limit_s`` seconds: work a setup step left behind is not a later
     cell's cost.  :return: seconds waited.
     """

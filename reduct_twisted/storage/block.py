@@ -66,7 +66,7 @@ class Block:
     :ivar meta_length: bytes in the ``.meta`` file (``0``: not created yet).
     :ivar table: records by timestamp, or ``None`` when not loaded.
     :ivar partial: the table holds only records added after the block's last
-        (:meth:`open_for_append`); the others are in the ``.meta`` only.
+        (:meth:`open_for_append`: those numbered above ``partial_from``).
     :ivar table_bytes: the estimated memory of the loaded table (the sum of
         :func:`record_bytes` of its records; ``0`` when not loaded), kept up
         to date as records are added, relabelled and removed.
@@ -98,6 +98,7 @@ class Block:
     table = attr.ib(default=None)
     order = attr.ib(default=None)
     partial: bool = attr.ib(default=False)
+    partial_from: int = attr.ib(default=0)
     table_bytes: int = attr.ib(default=0)
     removed: bool = attr.ib(default=False)
     shared_known: bool = attr.ib(default=False)
@@ -214,7 +215,7 @@ class Block:
     def open_for_append(self) -> None:
         """An empty partial table (for records after :attr:`latest_ts`) if none is loaded."""
         if self.table is None:
-            self.table, self.order, self.partial = {}, [], True
+            self.table, self.order, self.partial, self.partial_from = {}, [], True, self.top_number
 
     def unload(self) -> None:
         """Drop the record table (the summary stays)."""

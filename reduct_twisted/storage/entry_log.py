@@ -256,9 +256,8 @@ class LogBook:
     :ivar pass_done: the backfill pass of this run has ended.
     :ivar warn: called with one line per entry whose log is refused
         (:meth:`refuse`; the daemon logs it), or None.
-    :ivar cooperate: ``cooperate(iterator)`` runs an iterator's steps a few
-        per reactor turn (``task.Cooperator.cooperate``, set by the service:
-        ``StorageEngine.set_cooperator``); ``None``: long log work runs at once.
+    :ivar cooperate: ``cooperate(iterator)`` runs an iterator's steps a few per reactor
+        turn (the service's ``task.Cooperator.cooperate``); ``None``: long log work at once.
     """
 
     def __init__(self, dirty, mode: str = "off", reserve=None) -> None:
@@ -267,6 +266,7 @@ class LogBook:
         self.mode = mode
         self.waiting: dict = {}
         self.behind, self.sweeping, self.sweeps = {}, False, 0  # (entry_log_lag.py)
+        self.sheds = self.sheds_swept = 0  # (entry_log_lag.py)
         self.problems: list = []
         self.pass_done = False
         self.warn = None

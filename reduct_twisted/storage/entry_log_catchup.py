@@ -120,8 +120,13 @@ class CatchUp:
             return
         self.visited += 1
         low, high, pending, found = self.log.tree.size, self.target, self.log.pending, self.found
-        leaf = self._record_leaf
-        for record in self.log.entry.scan_block(block).table.values():
+        leaf, entry = self._record_leaf, self.log.entry
+        entry.context.settle()
+        if block.partial and block.partial_from <= low:  # all those to log are in its partial table
+            records = block.table.values()
+        else:
+            records = entry.scan_block(block).table.values()
+        for record in records:
             n = record.number
             if n and low < n <= high and record.state == FINISHED and n not in pending:
                 found[n] = leaf(record)

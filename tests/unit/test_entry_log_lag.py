@@ -144,10 +144,9 @@ def test_the_sweep_catches_up_one_log_a_step(engine):
     _batch(engine, [1, 2, 3])
     behind = len(book.behind)
     assert behind == ENTRIES - MAX_WAITING
-    for _ in range(LAG_SWEEPS - 1):  # not behind long enough yet
-        engine.catch_up_logs()
+    engine.catch_up_logs()  # logs were shed since the last sweep: none is due yet
     assert tasks == [] and len(book.behind) == behind
-    engine.catch_up_logs()
+    engine.catch_up_logs()  # none shed since (the writes stopped): all of them
     engine.catch_up_logs()  # one sweep at a time
     assert len(tasks) == 1
     steps = tasks[0]
@@ -162,26 +161,36 @@ def test_the_sweep_catches_up_one_log_a_step(engine):
         _check(engine, e, [1, 2, 3])
 
 
-def test_the_sweep_takes_only_the_logs_behind_long_enough(engine):
+def test_while_logs_are_shed_the_sweep_takes_those_behind_long_enough(engine):
     """Logs fall behind at different sweeps: each waits its own LAG_SWEEPS, oldest first."""
     book = engine._context.logs
+    busy = iter(range(100, 10 ** 6))
+
+    def sweep():  # writes spread over other entries go on between the sweeps
+        _batch(engine, [next(busy)], entries=range(1000, 1001 + MAX_WAITING))
+        engine.catch_up_logs()
+
     _batch(engine, [1])
     early = dict(book.behind)
     assert early
     for _ in range(LAG_SWEEPS - 2):
-        engine.catch_up_logs()
-    _batch(engine, [2])  # the others shed now; the early ones are still behind (kept in place)
-    late = [log for key, log in book.behind.items() if key not in early]
+        sweep()
+    fresh = range(200, 200 + ENTRIES)
+    _batch(engine, [2], entries=fresh)  # others shed now
+    mine = {id(_log(engine, e)) for e in fresh}
+    late = [key for key in book.behind if key in mine]
     assert late and list(book.behind)[:len(early)] == list(early)
     for _ in range(2):
-        engine.catch_up_logs()
+        sweep()
     assert not any(key in book.behind for key in early)  # their LAG_SWEEPS-th sweep
-    assert all(id(log) in book.behind for log in late)
+    assert all(key in book.behind for key in late)
     for _ in range(LAG_SWEEPS - 2):
-        engine.catch_up_logs()
-    assert book.behind == {}
+        sweep()
+    assert not any(key in book.behind for key in late)
     for e in range(ENTRIES):
-        _check(engine, e, [1, 2])
+        _check(engine, e, [1])
+    for e in fresh:
+        _check(engine, e, [2])
 
 
 def test_close_catches_up_and_a_crash_rebuilds(tmp_path):

@@ -6,13 +6,17 @@ the records already in the table (the same objects: their writers hold them).
 Every case ends with the entry as written, read back record by record.
 """
 
+import hashlib
+
 import pytest
 from twisted.internet.task import Clock
 
 from reduct_twisted.errors import Conflict
 from reduct_twisted.storage import StorageEngine
 from reduct_twisted.storage.disk import blockfile
+from reduct_twisted.storage.entry_log_lag import shed
 from reduct_twisted.storage.testing import read_content, write_content, write_record
+from tests import rfc9162
 
 CT = "text/plain"
 
@@ -158,3 +162,30 @@ def test_after_a_reopen_and_in_stats(tmp_path):
     again.open()
     _check(again, [1, 2, 3])
     again.close()
+
+
+def test_a_log_catches_up_from_a_partial_table_alone(tmp_path, reads):
+    """The records a log lacks are all in the partial table: its .meta is not read."""
+    engine = StorageEngine(str(tmp_path), Clock())
+    engine.set_integrity("log")
+    engine.open()
+    engine.create_bucket("b", {"max_block_records": 1000})
+    _write(engine, [1, 2, 3])
+    log = engine._context.logs.of(engine._bucket("b").entry("e"))
+    log.flush(now=True)
+    block = _block(engine)
+    _evict(engine, block)
+    _write(engine, [4, 5])
+    shed(log)  # the two leaves dropped: caught up from the blocks
+    log.flush(now=True)
+    assert reads == [] and block.partial
+    _write(engine, [6])
+    engine._context.tables.discard(block)
+    _write(engine, [7])  # partial again, from number 6 on
+    shed(log)
+    log.flush(now=True)  # leaf 6 is in the .meta only: read
+    assert reads == [block.meta_path]
+    leaves = [rfc9162.leaf(n, ts, len(_data(ts)), CT, {"n": str(ts)}, hashlib.sha256(_data(ts)).digest())
+              for n, ts in enumerate(range(1, 8), 1)]
+    assert engine.log_head("b", "e") == (7, rfc9162.MTH(leaves))
+    engine.close()
