@@ -18,13 +18,16 @@ every round beside the others (``run.py --only`` picks the groups):
   (cold) and the median of 5 more (warm), on a daemon started for it;
   (b) batched writes through the I/O API spread over ``spread_entries``
   (10,000) entries, 80 entries a request (``batchgen.write_spread``), beside
-  the same records into one entry (``batchgen.write_v2`` with one entry),
+  the same records into one entry (``batchgen.write_v2`` with one entry), for
+  ``spread_max_s`` (10 s) each: sustained writes, over which the entries'
+  blocks grow (a short burst does not show what a table cache outgrown costs),
   both on the matrix daemon (rows ``spread write`` and ``one-entry write``);
   after the entries are made, the cells wait until the daemon has been idle
   for ``spread_settle_s`` (25 s, ``measure.settle``: it makes their 10,000
   entry logs in the background, at the second sweep after the writes stop,
-  ``entry_log_lag.py``); not much longer, as this VM's kernel pages out
-  what is not touched for a minute (DAMON), and cold pages are another cell.
+  ``entry_log_lag.py``); and before the measured writes of each round one
+  unmeasured write into every entry, as under sustained spread writes (this
+  VM's kernel pages out what is untouched for a minute: DAMON).
 
 The data directories of ``startup`` and ``scale`` are generated once a run
 by ``startup.generate_plan`` (the storage engine in worker processes), or
@@ -259,7 +262,16 @@ class Cells17:
             waited = measure.settle([peer.pid], quiet_s=self.b["spread_settle_s"], limit_s=300.0)
             self.m.log(f"r{rnd} scale: {entries:,} entries created in {res['elapsed_s']:.1f} s, "
                        f"daemon idle {waited:.1f} s later")
-        common = dict(payload=payload, count=count, batch=80, max_s=self.b["max_s"],
+        # Unmeasured: every entry written a moment ago, as under sustained spread
+        # writes.  After the idle minutes of the other cells this VM's kernel has
+        # paged out the last pages of their files (DAMON: untouched for 60 s), and a
+        # write into a page not in memory reads it from the disk first.
+        warm = batchgen.write_spread(base, BUCKET, "spread", payload=payload, count=entries,
+                                     batch=80, base_ts=time.time_ns() // 1000, max_s=600.0,
+                                     entries=entries)
+        if warm["errors"]:
+            self.m.log(f"r{rnd} scale: warming the entries: {warm['first_error']}")
+        common = dict(payload=payload, count=count, batch=80, max_s=self.b["spread_max_s"],
                       server_pids=[peer.pid])
         cells = ["spread write", "one-entry write"]
         for cell in (cells if rnd % 2 else cells[::-1]):

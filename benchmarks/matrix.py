@@ -61,7 +61,7 @@ BUCKET = "bench"
 #: quiet_pct % of a core busy, at most quiet_wait s per group, quiet_budget s in all
 #: up_*, rss_*, startup_*, scale_*, spread_*: issue #17's cells (``cells17``)
 FULL = dict(counts={KiB: 4000, 10 * KiB: 4000, 100 * KiB: 1500, MiB: 300},
-            batch_count=40_000, batch_max_s=4.0, spread_count=4000,
+            batch_count=40_000, batch_max_s=4.0, spread_count=200_000, spread_max_s=10.0,
             max_s=2.0, min_read_s=0.5, big=GiB, big_timeout=120.0,
             quiet_pct=40, quiet_wait=10, quiet_budget=60,
             up_count=64, up_size=10 * MiB, rss_records=1_000_000, rss_size=KiB,
@@ -69,7 +69,7 @@ FULL = dict(counts={KiB: 4000, 10 * KiB: 4000, 100 * KiB: 1500, MiB: 300},
             startup_touch=1000, scale_records=1_000_000, scale_small=10_000,
             spread_entries=10_000, spread_settle_s=25.0)
 QUICK = dict(counts={s: 24 for s in SIZES}, batch_count=200,
-             batch_max_s=0.25, spread_count=200,
+             batch_max_s=0.25, spread_count=200, spread_max_s=0.25,
              max_s=0.25, min_read_s=0.0, big=8 * MiB, big_timeout=30.0,
              quiet_pct=40, quiet_wait=0, quiet_budget=0,
              up_count=64, up_size=64 * KiB, rss_records=2000, rss_size=KiB,

@@ -93,8 +93,7 @@ class EntryLog:
         self.entry = entry
         self.pending = PendingLeaves()
         self.tree = None
-        self._removed = None
-        self._digests = None
+        self._removed = self._digests = None
         self._indexed = 0
         self._ready = False
         self._waiting = (0, None)  # where the first block found not ready was, and it
@@ -265,8 +264,8 @@ class LogBook:
         self.reserve = reserve
         self.mode = mode
         self.waiting: dict = {}
-        self.behind, self.sweeping, self.sweeps = {}, False, 0  # (entry_log_lag.py)
-        self.sheds = self.sheds_swept = 0  # (entry_log_lag.py)
+        self.behind, self.sweeping, self.sweeps = {}, False, 0  # (entry_log_lag.py: and these)
+        self.commits = self.commits_swept = 0
         self.problems: list = []
         self.pass_done = False
         self.warn = None
@@ -314,6 +313,7 @@ class LogBook:
 
     def committed(self, entry, record, lines: bytes = None, numbers=()) -> None:
         """``record`` was committed to ``entry``; or the run's ``numbers`` (``lines``: EntryLog.committed)."""
+        self.commits += 1
         if self.on:
             try:
                 self.of(entry).committed(record, lines, numbers)

@@ -27,8 +27,8 @@ the entry gathered meanwhile at once.  A behind log is caught up
   closes the log's three files whatever it appends, so under writes spread
   over thousands of entries each one gathers a minute of leaves instead of
   ten seconds' (spread writes paid a third of their CPU for the sweeps at
-  every sweep).  When no log was shed since the last sweep (the spread
-  writes stopped), every log behind is caught up at once.
+  every sweep).  When nothing was written since the last sweep, every log
+  behind is caught up at once.
 
 With ``sync = always`` a round follows every write and appends every pending
 leaf (they are made durable with their records): nothing is shed, the
@@ -74,7 +74,6 @@ def shed(log) -> None:
     book.waiting.pop(id(log), None)
     if log.behind_from is None or first < log.behind_from:
         log.behind_from = first
-    book.sheds += 1
     if id(log) not in book.behind:  # (kept in the order they fell behind: sweep)
         log.behind_sweep = book.sweeps
         book.behind[id(log)] = log
@@ -105,12 +104,12 @@ def flush_reported(log) -> None:
 def sweep(book) -> None:
     """
     Catch up the logs behind for :data:`LAG_SWEEPS` sweeps or more, or all
-    of them when none was shed since the last sweep (the longest behind
+    of them when nothing was written since the last sweep (the longest behind
     first, one a step through ``book.cooperate``; at once without one).  A
     sweep under way is not started twice.
     """
     book.sweeps += 1
-    quiet, book.sheds_swept = book.sheds == book.sheds_swept, book.sheds
+    quiet, book.commits_swept = book.commits == book.commits_swept, book.commits
     due = book.sweeps if quiet else book.sweeps - LAG_SWEEPS
 
     def next_due():

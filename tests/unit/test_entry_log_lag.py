@@ -144,9 +144,9 @@ def test_the_sweep_catches_up_one_log_a_step(engine):
     _batch(engine, [1, 2, 3])
     behind = len(book.behind)
     assert behind == ENTRIES - MAX_WAITING
-    engine.catch_up_logs()  # logs were shed since the last sweep: none is due yet
+    engine.catch_up_logs()  # records were written since the last sweep: none is due yet
     assert tasks == [] and len(book.behind) == behind
-    engine.catch_up_logs()  # none shed since (the writes stopped): all of them
+    engine.catch_up_logs()  # nothing written since: all of them
     engine.catch_up_logs()  # one sweep at a time
     assert len(tasks) == 1
     steps = tasks[0]
@@ -159,6 +159,20 @@ def test_the_sweep_catches_up_one_log_a_step(engine):
         assert _logged(engine, e) == 3
     for e in range(ENTRIES):
         _check(engine, e, [1, 2, 3])
+
+
+def test_writes_into_one_entry_keep_the_others_behind_until_their_time(engine):
+    """Not idle: a sweep catches up nothing before LAG_SWEEPS while any entry is written."""
+    book = engine._context.logs
+    _batch(engine, [1])
+    behind = dict(book.behind)
+    for ts in range(2, 2 + LAG_SWEEPS - 1):
+        _batch(engine, [ts], entries=[ENTRIES + 5])  # records written meanwhile
+        engine.catch_up_logs()
+        assert all(key in book.behind for key in behind)
+    _batch(engine, [99], entries=[ENTRIES + 5])
+    engine.catch_up_logs()
+    assert not any(key in book.behind for key in behind)
 
 
 def test_while_logs_are_shed_the_sweep_takes_those_behind_long_enough(engine):
