@@ -7,12 +7,14 @@ Every case ends with the entry as written, read back record by record.
 """
 
 import hashlib
+import random
 
 import pytest
 from twisted.internet.task import Clock
 
 from reduct_twisted.errors import Conflict
 from reduct_twisted.storage import StorageEngine
+from reduct_twisted.storage.block import Block
 from reduct_twisted.storage.disk import blockfile
 from reduct_twisted.storage.entry_log_lag import shed
 from reduct_twisted.storage.testing import read_content, write_content, write_record
@@ -189,3 +191,79 @@ def test_a_log_catches_up_from_a_partial_table_alone(tmp_path, reads):
               for n, ts in enumerate(range(1, 8), 1)]
     assert engine.log_head("b", "e") == (7, rfc9162.MTH(leaves))
     engine.close()
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_random_operations_against_a_model(tmp_path, seed, monkeypatch):
+    """
+    Writes after the last record, belated and duplicate ones, aborts,
+    removals, relabels, reads and reopens over a table cache that holds
+    about one table: the entries always read back as a plain model says.
+    """
+    rnd = random.Random(seed)
+    model = {e: {} for e in ("e0", "e1", "e2")}  # entry -> ts -> labels
+    made, real = [], Block.open_for_append
+
+    def counted(block):
+        made.append(block.table is None)
+        real(block)
+
+    monkeypatch.setattr(Block, "open_for_append", counted)
+
+    def opened():
+        engine = StorageEngine(str(tmp_path), Clock(), table_cache_size=4 << 10)
+        engine.set_integrity("log")
+        engine.open()
+        return engine
+
+    engine = opened()
+    engine.create_bucket("b", {"max_block_records": 8})
+    for step in range(300):
+        entry = rnd.choice(sorted(model))
+        stamps = model[entry]
+        op = rnd.random()
+        last = max(stamps, default=0)
+        if op < 0.45:
+            ts = last + rnd.randint(1, 5)
+            write_record(engine, "b", entry, ts, _data(ts), content_type=CT, labels={"n": str(ts)})
+            stamps[ts] = {"n": str(ts)}
+        elif op < 0.55:  # belated: a free timestamp below the last
+            free = [t for t in range(1, last) if t not in stamps]
+            if free:
+                ts = rnd.choice(free)
+                write_record(engine, "b", entry, ts, _data(ts), content_type=CT, labels={"n": str(ts)})
+                stamps[ts] = {"n": str(ts)}
+        elif op < 0.6 and stamps:
+            with pytest.raises(Conflict):
+                engine.allocate("b", entry, rnd.choice(sorted(stamps)), 1, CT, {})
+        elif op < 0.7:  # an upload given up after some bytes
+            alloc = engine.allocate("b", entry, last + 1, 50, CT, {})
+            write_content(alloc, b"x" * rnd.randint(0, 49))
+            engine.abort(alloc)
+        elif op < 0.78 and stamps:
+            ts = rnd.choice(sorted(stamps))
+            removal = engine.remove_records("b", entry, start=ts, stop=ts + 1)
+            assert removal.step() == 1
+            del stamps[ts]
+        elif op < 0.86 and stamps:
+            ts = rnd.choice(sorted(stamps))
+            assert engine.update_labels("b", entry, {ts: {"m": str(step)}}) == {}
+            stamps[ts] = dict(stamps[ts], m=str(step))
+        elif op < 0.9:
+            engine.close()
+            engine = opened()
+        elif stamps:
+            ts = rnd.choice(sorted(stamps))
+            view = engine.read("b", entry, ts)
+            assert read_content(view) == _data(ts) and view.record.labels == stamps[ts]
+        if step % 25 == 24 or step == 299:
+            for name, rows in model.items():
+                if not rows:
+                    continue
+                assert engine.list_records("b", name, 0, 1 << 62) == [
+                    (ts, len(_data(ts))) for ts in sorted(rows)]
+                for ts, labels in rows.items():
+                    view = engine.read("b", name, ts)
+                    assert read_content(view) == _data(ts) and view.record.labels == labels
+    engine.close()
+    assert sum(made) >= 20  # partial tables were made, and written, read and merged above
