@@ -57,14 +57,14 @@ async def assert_error(resp, status: int, message: str) -> None:
     assert json.loads(body) == {"detail": message}
 
 
-async def until(predicate, timeout=20.0):
-    """Await ``predicate()`` every 50 ms until it is true; AssertionError after ``timeout`` s."""
+async def until(predicate, timeout=20.0, every=0.05):
+    """Await ``predicate()`` every ``every`` s until it is true; AssertionError after ``timeout`` s."""
     from twisted.internet import reactor, task
 
-    for _ in range(int(timeout / 0.05)):
+    for _ in range(int(timeout / every)):
         if await predicate():
             return
-        await task.deferLater(reactor, 0.05, lambda: None)
+        await task.deferLater(reactor, every, lambda: None)
     raise AssertionError("condition not reached in time")
 
 

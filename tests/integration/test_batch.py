@@ -22,6 +22,7 @@ from tests.integration.helpers import (
     port_of,
     raw_request,
     read_single,
+    until,
 )
 
 BUCKET = "bkt"
@@ -267,14 +268,8 @@ async def _send_cut_batch(server, entry, records, send_bytes):
     await deferToThread(exchange)
 
 
-async def _wait_for(predicate, timeout=5.0):
-    from twisted.internet import reactor
-
-    for _ in range(int(timeout / 0.02)):
-        if await predicate():
-            return
-        await task.deferLater(reactor, 0.02, lambda: None)
-    raise AssertionError("condition not reached")
+async def _wait_for(predicate):
+    await until(predicate, timeout=5.0, every=0.02)
 
 
 @pytest_twisted.ensureDeferred
