@@ -25,13 +25,11 @@ the run:
   through ``writer.allocate`` alone, and the run goes on after it.
 """
 
-import hashlib
-
 from reduct_twisted.errors import ReductError
 from reduct_twisted.storage import writer
 from reduct_twisted.storage.block import record_bytes
 from reduct_twisted.storage.disk.blockfile import record_meta_size
-from reduct_twisted.storage.records import STARTED, Allocation, Record
+from reduct_twisted.storage.records import STARTED, Record
 from reduct_twisted.storage.settings import check_entry_name, is_meta_entry
 
 __all__ = ["allocate_run", "reserve_in_last"]
@@ -142,7 +140,6 @@ def allocate_run(context, owner, entry: str, specs: list) -> list:
         ``writer.allocate`` raised for it.
     """
     fast = _checked_once(context, owner, entry, specs)
-    digests = context.digests
     out: list = []
     i = 0
     while i < len(specs):
@@ -160,9 +157,7 @@ def allocate_run(context, owner, entry: str, specs: list) -> list:
             continue
         block = series.blocks[-1]
         for record in records:
-            out.append(Allocation(
-                owner.name, entry, record.size, block.shared_path, False, None,
-                sha=hashlib.sha256() if digests else None, crc=None if digests else 0,
-                owner=(owner, series), block=block, record=record))
+            out.append(writer.new_allocation(context, owner, series, entry, record.size,
+                                             block.shared_path, False, block, record))
         i += len(records)
     return out

@@ -61,13 +61,9 @@ IOV_MAX = _iov_max()
 def allocate(context, owner, entry: str, ts: int, length, content_type: str,
              labels: dict, acquire: bool = True) -> Allocation:
     """
-    Reserve a record in bucket ``owner`` (see ``StorageEngine.allocate``).
-
-    :param context: the engine-wide :class:`~reduct_twisted.storage.cache.Context`.
-    :param owner: the :class:`~reduct_twisted.storage.bucket.Bucket`.
-    :param acquire: give a small record the shared segment's descriptor
-        (``False``: its content goes through the pending run, ``runs.py``).
-    :return: the allocation.
+    Reserve a record in bucket ``owner`` (a ``Bucket``; ``context``: the
+    engine's ``Context``; see ``StorageEngine.allocate``).  ``acquire``: give a small
+    record the shared segment's descriptor (``False``: the pending run, ``runs.py``).
     """
     if is_meta_entry(entry):
         if entry not in owner.entries:
@@ -107,6 +103,13 @@ def allocate(context, owner, entry: str, ts: int, length, content_type: str,
         if not block.shared_known:
             block.shared_known = True
             context.dirty.created(path)
+    return new_allocation(context, owner, series, entry, length, path, private, block, record,
+                          slot)
+
+
+def new_allocation(context, owner, series, entry: str, length, path: str, private: bool,
+                   block, record, slot=None) -> Allocation:
+    """The ``Allocation`` of a reserved ``record`` (here and ``runalloc.py``)."""
     return Allocation(
         owner.name, entry, length, path, private, None if slot is None else slot.fd,
         sha=hashlib.sha256() if context.digests else None,
@@ -353,11 +356,8 @@ def open_segment(alloc: Allocation) -> int:
 
 def write_chunks(fd: int, chunks: list, crc: int = 0, sha=None) -> int:
     """
-    Append every byte of ``chunks`` to a private segment, in order.  Safe in
-    a worker thread (it touches no engine state).
-
-    One ``writev`` per :data:`IOV_MAX` buffers; a short write goes on
-    from where it stopped.
+    Append every byte of ``chunks`` to a private segment, in order, one ``writev``
+    per :data:`IOV_MAX` buffers (a short write goes on).  Safe in a worker thread.
 
     :param fd: from :func:`open_segment`.
     :param chunks: bytes or memoryviews (the list is not changed).
