@@ -28,7 +28,7 @@ from zope.interface import implementer
 
 import reduct_twisted
 from reduct_twisted.interfaces_integrity import ILeafWorker
-from reduct_twisted.storage.leafjob import HEADER, MAX_PAYLOAD, frame
+from reduct_twisted.storage.leafjob import HEADER, MAX_PAYLOAD
 
 __all__ = ["LeafWorker", "WorkerGone", "RESTART_AFTER"]
 
@@ -124,6 +124,24 @@ class _Channel(abstract.FileDescriptor):
             self._fill = fill - start
         return out
 
+    def send_frame(self, job: int, payload: bytes) -> None:
+        """
+        Send a job's frame: straight to the socket when nothing waits before
+        it (the payload is not copied), the rest through the write buffer.
+        """
+        header = HEADER.pack(len(payload), job)
+        sent = 0
+        if self.connected and not self.disconnecting and not self._tempDataLen \
+                and self.offset >= len(self.dataBuffer):
+            try:
+                sent = self.socket.sendmsg([header, payload])
+            except OSError:  # full, or gone: the write buffer finds out which
+                sent = 0
+        if sent < len(header):
+            self.writeSequence([header[sent:], payload])
+        elif sent < len(header) + len(payload):
+            self.write(bytes(memoryview(payload)[sent - len(header):]))
+
     def writeSomeData(self, data):
         try:
             return self.socket.send(data)
@@ -201,7 +219,7 @@ class LeafWorker:
         self._next += 1
         job, d = self._next, Deferred()
         self._waiting[job] = d
-        self._proto.channel.write(frame(job, payload))
+        self._proto.channel.send_frame(job, payload)
         return d
 
     def _answered(self, process, job: int, payload: bytes) -> None:

@@ -54,7 +54,8 @@ def offload(log) -> bool:
     size, target = tree.size, log.entry.numbers.next - 1
     if target <= size or not pending.covers(size + 1, target):
         return False
-    payload = leafjob.encode_job(size, tree.frontier, size + 1, target, pending.parts(size + 1, target))
+    payload = leafjob.encode_job(size, tree.frontier, tree.leaves_end, size + 1, target,
+                                 pending.parts(size + 1, target))
     log.inflight = (size + 1, target)
     book.offload(payload).addCallbacks(
         _landed, _failed, callbackArgs=(log, tree, size + 1, target), errbackArgs=(log,))
@@ -70,7 +71,7 @@ def _landed(answer: bytes, log, tree, first: int, last: int) -> None:
     try:
         built = leafjob.decode_answer(answer)
         book._with_space(lambda: tree.append_built(*built))
-    except leafjob.JobFailed as exc:
+    except (leafjob.JobFailed, ValueError) as exc:
         _failed_now(log, f"leaf worker: {exc}")
         return
     except OSError as exc:  # kept pending: the next flush tries again

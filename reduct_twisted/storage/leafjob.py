@@ -2,10 +2,10 @@
 """
 An entry log's leaves and tree hashes made in a worker process (issue #16:
 the log must cost the request path little).  The storage core sends a job
-(``encode_job``): the log's size, its peaks (``TreeLog.frontier``) and the
-leaf fields of the records that follow (``entry_pending.py``: fields rows
-and the ``.meta`` lines of write runs, decoded here); the
-worker answers what ``TreeLog.append_built`` writes (``run_job`` is
+(``encode_job``): the log's size, its peaks (``TreeLog.frontier``), where
+its leaves end (``TreeLog.leaves_end``) and the leaf fields of the records
+that follow (``entry_pending.py``: fields rows and the ``.meta`` lines of
+write runs, decoded here); the worker answers what ``TreeLog.append_built`` writes (``run_job`` is
 ``treelog.build`` over ``entry_leaves.parts_leaves``).  The worker only
 computes: every byte of the log is written by the daemon, which keeps the
 leaves pending until the answer is appended (``entry_log_offload.py``).
@@ -22,7 +22,7 @@ import marshal
 import os
 import struct
 
-from reduct_twisted.storage.disk.treelog import build
+from reduct_twisted.storage.disk.treelog_build import build
 from reduct_twisted.storage.entry_leaves import parts_leaves
 
 __all__ = ["HEADER", "encode_job", "run_job", "decode_answer", "frame", "FrameReader", "serve"]
@@ -36,27 +36,28 @@ class JobFailed(Exception):
     """The worker could not do a job (its text says why)."""
 
 
-def encode_job(size: int, peaks, first: int, last: int, parts: list) -> bytes:
+def encode_job(size: int, peaks, leaves_end: int, first: int, last: int, parts: list) -> bytes:
     """
-    The payload of a job: leaves ``first … last`` after leaf ``size``, from
-    ``parts`` (``PendingLeaves.parts``: fields rows and ``.meta`` lines).
+    The payload of a job: leaves ``first … last`` after leaf ``size`` (the
+    log's ``frontier`` ``peaks`` and ``leaves_end``), from ``parts``
+    (``PendingLeaves.parts``: fields rows and ``.meta`` lines).
     """
-    return marshal.dumps((size, peaks, first, last, parts))
+    return marshal.dumps((size, peaks, leaves_end, first, last, parts))
 
 
 def run_job(payload: bytes) -> bytes:
     """Do a job: the answer's payload (see the module docstring)."""
     try:
-        size, peaks, first, last, parts = marshal.loads(payload)
+        size, peaks, leaves_end, first, last, parts = marshal.loads(payload)
         leaves = parts_leaves(parts, first, last)
-        return marshal.dumps(build(leaves, size, peaks))
+        return marshal.dumps(build(leaves, size, peaks, leaves_end))
     except Exception as exc:  # the daemon builds these leaves itself
         return marshal.dumps(("error", f"{type(exc).__name__}: {exc}"))
 
 
 def decode_answer(payload: bytes) -> tuple:
     """
-    :return: ``(joined, lengths, hashes, peaks)`` for ``TreeLog.append_built``.
+    :return: ``(joined, offsets, hashes, peaks)`` for ``TreeLog.append_built``.
     :raises JobFailed: the worker failed, or the answer is not one.
     """
     try:
@@ -97,10 +98,15 @@ class FrameReader:
         return out
 
 
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
+def _write_frame(fd: int, job: int, payload: bytes) -> None:
+    # The header and the payload in one ``writev`` (the payload is not copied).
+    parts = [memoryview(HEADER.pack(len(payload), job)), memoryview(payload)]
+    while parts:
+        done = os.writev(fd, parts)
+        while parts and done >= len(parts[0]):
+            done -= len(parts.pop(0))
+        if parts:
+            parts[0] = parts[0][done:]
 
 
 #: The worker's niceness: its work may lag (the daemon keeps the leaves
@@ -130,6 +136,6 @@ def serve(infd: int = 0, outfd: int = 1, nice: int = 0) -> int:
             if not data:
                 return 0
             for job, payload in reader.feed(data):
-                _write_all(outfd, frame(job, run_job(payload)))
+                _write_frame(outfd, job, run_job(payload))
     except (BrokenPipeError, ConnectionResetError):
         return 0

@@ -27,14 +27,17 @@ from tests.integration.helpers import alive
 def _job(first, count):
     rows = [(n, 1000 + n, 3, "text/plain", {"k": str(n)}, hashlib.sha256(b"%d" % n).digest())
             for n in range(first, first + count)]
-    return leafjob.encode_job(first - 1, [] if first == 1 else None, first, first + count - 1, rows)
+    return leafjob.encode_job(first - 1, [] if first == 1 else None, 0, first, first + count - 1, rows)
 
 
 @pytest_twisted.ensureDeferred
 async def test_jobs_are_answered_by_a_real_process_and_it_stops():
     worker = LeafWorker(reactor)
-    jobs = [_job(1, count) for count in (1, 300, 7, 9000)]  # the last answer > CHANNEL_BUFFER
+    # The last answer is larger than CHANNEL_BUFFER; the job before it is larger than what
+    # the socket takes at once (sent in part, the rest from the channel's write buffer).
+    jobs = [_job(1, count) for count in (1, 300, 7, 60000, 9000)]
     assert len(leafjob.run_job(jobs[-1])) > leafworker.CHANNEL_BUFFER
+    assert len(jobs[-2]) > 4 * leafworker.CHANNEL_BUFFER
     answers = [await worker.submit(job) for job in jobs]
     assert answers == [leafjob.run_job(job) for job in jobs]
     answers = await gatherResults([worker.submit(job) for job in jobs * 3])  # in flight together

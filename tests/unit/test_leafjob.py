@@ -65,7 +65,7 @@ def test_answers_append_the_same_log_as_the_daemon(tmp_path, merkle):
     leaves, n = [], 0
     for count in (1, 2, 3, 64, 7, 255, 1):
         rows = _rows(rng, n + 1, count)
-        job = leafjob.encode_job(n, theirs.frontier, n + 1, n + count, _parts(rng, rows))
+        job = leafjob.encode_job(n, theirs.frontier, theirs.leaves_end, n + 1, n + count, _parts(rng, rows))
         answer = leafjob.run_job(job)
         theirs.append_built(*leafjob.decode_answer(answer))
         made = [fields_leaf(*row) for row in rows]
@@ -81,14 +81,32 @@ def test_answers_append_the_same_log_as_the_daemon(tmp_path, merkle):
     assert theirs.leaves(1, n) == leaves
 
 
+def test_an_answer_built_from_another_end_of_the_log_is_refused(tmp_path):
+    """The worker packs the leaves' ends from the job's ``leaves_end``: an answer that
+    does not continue the log where its leaves end changes nothing."""
+    rng = random.Random(7)
+    log = TreeLog.open(str(tmp_path / "log"), True)
+    log.append([fields_leaf(*row) for row in _rows(rng, 1, 3)])
+    before = {name: (tmp_path / "log" / name).read_bytes() for name in ("leaves", "offsets", "hashes")}
+    rows = _rows(rng, 4, 5)
+    for leaves_end in (0, log.leaves_end - 1, log.leaves_end + 1):
+        answer = leafjob.run_job(leafjob.encode_job(3, log.frontier, leaves_end, 4, 8, _parts(rng, rows)))
+        with pytest.raises(ValueError, match="not built from the end"):
+            log.append_built(*leafjob.decode_answer(answer))
+        assert log.size == 3
+        assert {name: (tmp_path / "log" / name).read_bytes() for name in before} == before
+    answer = leafjob.run_job(leafjob.encode_job(3, log.frontier, log.leaves_end, 4, 8, _parts(rng, rows)))
+    assert log.append_built(*leafjob.decode_answer(answer)) == 8
+
+
 def test_a_job_that_fails_answers_an_error():
-    answer = leafjob.run_job(leafjob.encode_job(0, [], 1, 1, [(1, 2, 3)]))  # a short row
+    answer = leafjob.run_job(leafjob.encode_job(0, [], 0, 1, 1, [(1, 2, 3)]))  # a short row
     with pytest.raises(leafjob.JobFailed, match="TypeError"):
         leafjob.decode_answer(answer)
-    answer = leafjob.run_job(leafjob.encode_job(0, [], 1, 2, [lines_of(_rows(random.Random(4), 1, 1))]))
+    answer = leafjob.run_job(leafjob.encode_job(0, [], 0, 1, 2, [lines_of(_rows(random.Random(4), 1, 1))]))
     with pytest.raises(leafjob.JobFailed, match="KeyError"):  # number 2 is in no part
         leafjob.decode_answer(answer)
-    answer = leafjob.run_job(leafjob.encode_job(0, [], 1, 1, [b'{"k":"r","ts":1}\n']))
+    answer = leafjob.run_job(leafjob.encode_job(0, [], 0, 1, 1, [b'{"k":"r","ts":1}\n']))
     with pytest.raises(leafjob.JobFailed, match="KeyError"):  # not a whole record line
         leafjob.decode_answer(answer)
     with pytest.raises(leafjob.JobFailed, match="unreadable"):
@@ -137,7 +155,7 @@ def test_serve_answers_every_job_in_order_and_ends_with_its_input():
     try:
         for job in range(1, 21):
             count = rng.randrange(1, 40)
-            payload = leafjob.encode_job(0, [], 1, count, _parts(rng, _rows(rng, 1, count)))
+            payload = leafjob.encode_job(0, [], 0, 1, count, _parts(rng, _rows(rng, 1, count)))
             jobs[job] = payload
             os.write(job_out, leafjob.frame(job, payload))
     finally:
@@ -242,8 +260,8 @@ def test_a_job_of_batch_lines_answers_what_the_decoded_path_makes(tmp_path):
     rows = _uniform_rows(1, 200)
     parts = [lines_of(rows[i:i + 80]) for i in range(0, 200, 80)]
     assert run_leaves(b"".join(parts), 1, 200) is not None
-    fast = leafjob.decode_answer(leafjob.run_job(leafjob.encode_job(0, [], 1, 200, parts)))
-    slow = leafjob.decode_answer(leafjob.run_job(leafjob.encode_job(0, [], 1, 200, parts + [rows[0]])))
+    fast = leafjob.decode_answer(leafjob.run_job(leafjob.encode_job(0, [], 0, 1, 200, parts)))
+    slow = leafjob.decode_answer(leafjob.run_job(leafjob.encode_job(0, [], 0, 1, 200, parts + [rows[0]])))
     assert fast == slow
     log = TreeLog.open(str(tmp_path / "log"), True)
     log.append_built(*fast)

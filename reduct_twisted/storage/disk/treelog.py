@@ -17,14 +17,12 @@ commit; :meth:`TreeLog.paths` lists the files too.  One ``TreeLog`` is used
 by one thread at a time.
 """
 
-import hashlib
 import os
-import struct
-from itertools import accumulate
 
 from reduct_twisted.integrity import merkle as rfc9162
 from reduct_twisted.integrity.merkle import EMPTY_ROOT, HASH_SIZE
 from reduct_twisted.storage.disk.durability import DirtySet
+from reduct_twisted.storage.disk.treelog_build import hash_leaves, build
 from reduct_twisted.storage.disk.treelog_files import (
     HASHES_FILE, LEAVES_FILE, LogFiles, OFFSET, OFFSETS_FILE, TreeLogError, end_of, hash_index, nodes,
     pread_exact, pwrite_all, read_format, recover, write_format,
@@ -34,38 +32,6 @@ __all__ = ["TreeLog", "TreeLogError", "build"]
 
 #: Leaves hashed per step when hashes are built for a log that had none.
 _CATCH_UP = 1024
-
-
-def _hash_leaves(leaves, n: int, peaks: list, out: list) -> None:
-    """
-    Append to ``out`` the post-order hashes of ``leaves`` added after leaf
-    ``n``; ``peaks`` (the roots of the complete subtrees the first ``n``
-    leaves split into, largest first) is updated in place.
-    """
-    sha256 = hashlib.sha256
-    append = out.append
-    for h in [sha256(b"\x00" + leaf).digest() for leaf in leaves]:
-        append(h)
-        n += 1
-        m = n
-        while not m & 1:
-            h = sha256(b"\x01" + peaks.pop() + h).digest()
-            append(h)
-            m >>= 1
-        peaks.append(h)
-
-
-def build(leaves: list, n: int, peaks) -> tuple:
-    """
-    What appending ``leaves`` after leaf ``n`` writes (:meth:`TreeLog.append_built`):
-    ``(joined, lengths, hashes, peaks)``; ``peaks`` None: no hashes (a log
-    kept without them).  Pure: it may run in another process.
-    """
-    out: list = []
-    if peaks is not None:
-        peaks = list(peaks)
-        _hash_leaves(leaves, n, peaks, out)
-    return b"".join(leaves), [len(leaf) for leaf in leaves], b"".join(out), peaks
 
 
 class TreeLog:
@@ -192,7 +158,7 @@ class TreeLog:
             if self._hashed < self._n:
                 first, last = self._hashed + 1, min(self._n, self._hashed + chunk)
                 out: list = []
-                _hash_leaves(self.leaves(first, last), first - 1, self._build_peaks, out)
+                hash_leaves(self.leaves(first, last), first - 1, self._build_peaks, out)
                 pwrite_all(self._fds[HASHES_FILE], b"".join(out), nodes(first - 1) * HASH_SIZE)
                 self._hashed = last
             if self._hashed == self._n:
@@ -269,29 +235,39 @@ class TreeLog:
         """
         if not leaves:
             return self._n
-        return self.append_built(*build(leaves, self._n, self._peaks if self.merkle else None))
+        return self.append_built(*build(leaves, self._n, self._peaks if self.merkle else None,
+                                       self._leaves_end))
+
+    @property
+    def leaves_end(self) -> int:
+        """Where the next leaf's bytes go in the leaves file (:func:`build` needs it)."""
+        return self._leaves_end
 
     @property
     def frontier(self):
         """What :func:`build` needs to hash the next leaves: the peaks, or None without hashes."""
         return list(self._peaks) if self.merkle else None
 
-    def append_built(self, joined: bytes, lengths: list, hashes: bytes, peaks) -> int:
+    def append_built(self, joined: bytes, offsets: bytes, hashes: bytes, peaks) -> int:
         """
         :meth:`append` of leaves already made by :func:`build` from this
-        log's :attr:`size` and :attr:`frontier` (possibly in another
-        process): ``joined`` leaves, their ``lengths``, the new post-order
-        ``hashes`` and the new peaks (both unused without hashes).
+        log's :attr:`size`, :attr:`frontier` and :attr:`leaves_end` (possibly
+        in another process): ``joined`` leaves, their packed ends
+        ``offsets``, the new post-order ``hashes`` and the new peaks (both
+        unused without hashes).
 
+        :raises ValueError: they were not built from this log's end (the log is unchanged).
         :raises OSError: a write failed (the log is unchanged).
         """
-        n = self._n
-        ends = list(accumulate(lengths, initial=self._leaves_end))[1:]
-        if not ends:
+        n, count = self._n, len(offsets) // OFFSET.size
+        if not count:
             return n
+        end = OFFSET.unpack_from(offsets, len(offsets) - OFFSET.size)[0]
+        if len(offsets) % OFFSET.size or end != self._leaves_end + len(joined):
+            raise ValueError("leaves not built from the end of this log")
         try:
             pwrite_all(self._fds[LEAVES_FILE], joined, self._leaves_end)
-            pwrite_all(self._fds[OFFSETS_FILE], struct.pack(">%dQ" % len(ends), *ends), 8 * n)
+            pwrite_all(self._fds[OFFSETS_FILE], offsets, OFFSET.size * n)
             if self.merkle:
                 pwrite_all(self._fds[HASHES_FILE], hashes, nodes(n) * HASH_SIZE)
         except BaseException:
@@ -299,7 +275,7 @@ class TreeLog:
             raise
         for path in self.paths():
             self._dirty.file(path)
-        self._n, self._leaves_end = n + len(ends), ends[-1]
+        self._n, self._leaves_end = n + count, end
         if self.merkle:
             self._peaks = list(peaks)
         return self._n
