@@ -69,7 +69,7 @@ def make_room(book) -> None:
 def shed(log) -> None:
     """``log`` forgets its pending leaves; it is behind until caught up."""
     book = log.book
-    first = min(log.pending)
+    first = log.pending.lowest()
     log.pending.clear()
     book.waiting.pop(id(log), None)
     if log.behind_from is None or first < log.behind_from:

@@ -6,6 +6,7 @@ Either way the log on disk is the one made from the records' fields.
 """
 
 import hashlib
+import random
 from pathlib import Path
 
 import pytest
@@ -105,7 +106,7 @@ def test_runs_log_the_leaves_of_their_records_in_number_order(engine, with_worke
         _batch(engine, run, failed)
         order += run
         log = engine._bucket("b").entry("e")._log
-        assert all(type(part) is not tuple for part in log.pending._where.values())  # lines, not rows
+        assert all(type(part) is not tuple for part in log.pending._parts)  # lines, not rows
         while worker.jobs:
             worker.answer()
             answered += 1
@@ -135,3 +136,65 @@ def test_covers_parts_and_drop_with_and_without_other_numbers_pending():
     assert list(pending) == [7]
     pending.drop(7, 7)
     assert not pending and not pending.covers(1, 1)
+
+
+def _model_parts(model: dict, first: int, last: int) -> set:
+    return {id(model[n]) for n in range(first, last + 1) if n in model}
+
+
+def test_pending_runs_answer_like_a_dict_in_random_use():
+    """Random adds (rows, and lines of numbers consecutive or not, in any order, some
+    added again), drops, covers, parts and reads against a plain dict of number -> part."""
+    rng = random.Random(16)
+    for _ in range(60):
+        pending, model, top = PendingLeaves(), {}, 0
+        for _ in range(rng.randrange(1, 60)):
+            op = rng.random()
+            if op < 0.3:
+                n = rng.randrange(1, top + 5) if rng.random() < 0.3 else top + rng.randrange(1, 3)
+                row = (n, n, 1, CT, {}, None)
+                pending.add(row)
+                model[n] = row
+            elif op < 0.6:
+                start = rng.randrange(1, top + 5) if rng.random() < 0.3 else top + rng.randrange(1, 3)
+                numbers = list(range(start, start + rng.randrange(1, 30)))
+                if rng.random() < 0.3:  # gaps (a run's records in several blocks)
+                    numbers = [n for n in numbers if rng.random() < 0.6] or [start]
+                rng.shuffle(numbers)
+                records = [Record(n, "1.dat", 0, 1, CT, {}, number=n) for n in sorted(numbers)]
+                lines = b"".join(encode_record(r, 1) for r in records)
+                pending.add_lines(numbers, lines)
+                for n in numbers:
+                    model[n] = lines
+            elif op < 0.8 and model:
+                a = rng.randrange(0, max(model) + 2)
+                b = a + rng.randrange(0, 40)
+                pending.drop(a, b)
+                for n in range(a, b + 1):
+                    model.pop(n, None)
+            elif op < 0.9:
+                pending.clear()
+                model.clear()
+            top = max([top, *model])
+            assert len(pending) == len(model) and bool(pending) == bool(model)
+            assert list(pending) == sorted(model)
+            if model:
+                assert pending.lowest() == min(model)
+            for n in range(0, top + 3):
+                assert (n in pending) == (n in model)
+                if n in model:
+                    want = model[n] if type(model[n]) is tuple else line_rows(model[n])[n]
+                    assert pending[n] == pending.get(n) == want
+                else:
+                    assert pending.get(n, "none") == "none"
+                    with pytest.raises(KeyError):
+                        pending[n]
+            for _ in range(10):
+                a = rng.randrange(0, top + 3)
+                b = a + rng.randrange(0, 30)
+                whole = all(n in model for n in range(a, b + 1))
+                assert pending.covers(a, b) == whole
+                if whole:
+                    got = pending.parts(a, b)
+                    assert len(got) == len({id(p) for p in got})  # each once
+                    assert {id(p) for p in got} == _model_parts(model, a, b)
