@@ -34,7 +34,7 @@ __all__ = ["LeafWorker", "WorkerGone", "RESTART_AFTER"]
 
 #: The worker's program (``python -c``: the module is imported, not run as ``__main__``).
 WORKER = ("import sys; from reduct_twisted.storage.leafjob import NICE, serve; "
-          "sys.exit(serve(nice=NICE))")
+          "sys.exit(serve(nice=NICE, idle=True))")
 #: Seconds between two starts of the worker at most.
 RESTART_AFTER = 10.0
 #: Seconds a stopping worker has to exit before it is killed.

@@ -47,6 +47,8 @@ async def test_jobs_are_answered_by_a_real_process_and_it_stops():
     # It runs at leafjob.NICE above the daemon's niceness (requests keep the CPU).
     assert os.getpriority(os.PRIO_PROCESS, pid) == min(19, os.getpriority(os.PRIO_PROCESS, 0) + leafjob.NICE)
     assert leafjob.NICE == 19
+    # ...and under SCHED_IDLE: it runs only when nothing else wants the CPU.
+    assert os.sched_getscheduler(pid) == os.SCHED_IDLE
     await worker.stop()
     assert not alive(pid)
     with pytest.raises(WorkerGone):
