@@ -28,7 +28,7 @@ from zope.interface import implementer
 
 import reduct_twisted
 from reduct_twisted.interfaces_integrity import ILeafWorker
-from reduct_twisted.storage.leafjob import HEADER, MAX_PAYLOAD
+from reduct_twisted.storage.leafjob import HEADER, MAX_PAYLOAD, frame_header
 
 __all__ = ["LeafWorker", "WorkerGone", "RESTART_AFTER"]
 
@@ -129,7 +129,7 @@ class _Channel(abstract.FileDescriptor):
         Send a job's frame: straight to the socket when nothing waits before
         it (the payload is not copied), the rest through the write buffer.
         """
-        header = HEADER.pack(len(payload), job)
+        header = frame_header(job, payload)
         sent = 0
         if self.connected and not self.disconnecting and not self._tempDataLen \
                 and self.offset >= len(self.dataBuffer):

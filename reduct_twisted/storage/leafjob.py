@@ -5,8 +5,9 @@ the log must cost the request path little).  The storage core sends a job
 (``encode_job``): the log's size, its peaks (``TreeLog.frontier``), where
 its leaves end (``TreeLog.leaves_end``) and the leaf fields of the records
 that follow (``entry_pending.py``: fields rows and the ``.meta`` lines of
-write runs, decoded here); the worker answers what ``TreeLog.append_built`` writes (``run_job`` is
-``treelog.build`` over ``entry_leaves.parts_leaves``).  The worker only
+write runs, decoded here); the worker answers what ``TreeLog.append_built``
+writes (``run_job`` is ``treelog_build.build`` over
+``entry_leaves.parts_leaves``).  The worker only
 computes: every byte of the log is written by the daemon, which keeps the
 leaves pending until the answer is appended (``entry_log_offload.py``).
 
@@ -25,7 +26,8 @@ import struct
 from reduct_twisted.storage.disk.treelog_build import build
 from reduct_twisted.storage.entry_leaves import parts_leaves
 
-__all__ = ["HEADER", "encode_job", "run_job", "decode_answer", "frame", "FrameReader", "serve"]
+__all__ = ["HEADER", "encode_job", "run_job", "decode_answer", "frame", "frame_header",
+           "FrameReader", "serve"]
 
 HEADER = struct.Struct(">IQ")
 #: The largest payload either end accepts.
@@ -69,8 +71,13 @@ def decode_answer(payload: bytes) -> tuple:
     return answer
 
 
+def frame_header(job: int, payload: bytes) -> bytes:
+    """The 12 bytes that go before ``payload`` in job ``job``'s frame (both ways)."""
+    return HEADER.pack(len(payload), job)
+
+
 def frame(job: int, payload: bytes) -> bytes:
-    return HEADER.pack(len(payload), job) + payload
+    return frame_header(job, payload) + payload
 
 
 class FrameReader:
@@ -100,7 +107,7 @@ class FrameReader:
 
 def _write_frame(fd: int, job: int, payload: bytes) -> None:
     # The header and the payload in one ``writev`` (the payload is not copied).
-    parts = [memoryview(HEADER.pack(len(payload), job)), memoryview(payload)]
+    parts = [memoryview(frame_header(job, payload)), memoryview(payload)]
     while parts:
         done = os.writev(fd, parts)
         while parts and done >= len(parts[0]):

@@ -22,7 +22,7 @@ import os
 from reduct_twisted.integrity import merkle as rfc9162
 from reduct_twisted.integrity.merkle import EMPTY_ROOT, HASH_SIZE
 from reduct_twisted.storage.disk.durability import DirtySet
-from reduct_twisted.storage.disk.treelog_build import hash_leaves, build
+from reduct_twisted.storage.disk.treelog_build import build, hash_leaves
 from reduct_twisted.storage.disk.treelog_files import (
     HASHES_FILE, LEAVES_FILE, LogFiles, OFFSET, OFFSETS_FILE, TreeLogError, end_of, hash_index, nodes,
     pread_exact, pwrite_all, read_format, recover, write_format,
