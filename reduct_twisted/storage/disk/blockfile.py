@@ -59,6 +59,7 @@ import os
 import re
 
 from reduct_twisted.errors import InternalError
+from reduct_twisted.storage.disk.metalines import fast_table
 from reduct_twisted.storage.disk.packed import PACKED_SUFFIX
 from reduct_twisted.storage.records import FINISHED, Record
 
@@ -313,13 +314,15 @@ def read_meta(path: str, block_id: int):
         data = f.read()
     end = data.rfind(b"\n") + 1
     table: dict = {}
+    if not end:  # not even a complete header: the block never got a record
+        return table, 0
     try:
-        lines = data[:end].split(b"\n")[:-1]
-        if not lines:
-            # Not even a complete header: the block never got a record.
-            return table, 0
-        _check_header(json.loads(lines[0]), block_id, path)
-        for raw in lines[1:]:
+        head = data.find(b"\n") + 1
+        _check_header(json.loads(data[:head]), block_id, path)
+        fast = fast_table(data, head, end, block_id, classify, DATA_SUFFIX)
+        if fast is not None:  # (metalines.py: the lines as written, without a replay)
+            return fast, end
+        for raw in data[head:end].split(b"\n")[:-1]:
             obj = json.loads(raw)
             _LINE_KINDS[obj["k"]](table, obj, block_id)
     except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as e:
