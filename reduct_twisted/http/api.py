@@ -303,6 +303,7 @@ class ReductAPI(FastPath):
         self.threadpool = threadpool
         self.base_segments = [s.encode("utf-8") for s in base_path.strip("/").split("/") if s]
         self._record_prefix = [b""] + self.base_segments + [b"api", b"v1", b"b"]
+        self._io_prefix = [b""] + self.base_segments + [b"api", b"v1", b"io"]
         self._url_adapter = self.app.url_map.bind("localhost", "/")
 
     def resource(self):

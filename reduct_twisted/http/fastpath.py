@@ -3,7 +3,8 @@
 Routing outside Klein, in one place: what the streaming request asks the
 API before a body arrives (:meth:`FastPath.open_body`, from ``gotLength``)
 and the hot record routes it calls without Klein
-(:meth:`FastPath.direct_handler`).
+(:meth:`FastPath.direct_handler`): record writes and reads, and batched
+writes and reads of both protocols.
 
 Record writes and reads are most of the traffic; resource traversal, a
 second werkzeug match and Klein's Deferred plumbing cost about as much as
@@ -56,7 +57,7 @@ def _query_args(query: bytes) -> dict:
 class FastPath:
     """
     The routing done before and beside Klein; mixed into ``ReductAPI``,
-    which provides ``base_segments``, ``_record_prefix``, ``_url_adapter``
+    which provides ``base_segments``, ``_record_prefix``, ``_io_prefix``, ``_url_adapter``
     (its Klein app's URL map, bound once), and from its route table
     ``endpoints`` (``{endpoint: handler behind its permission}``),
     ``_write_record_permission`` and ``_read_record`` (the registered
@@ -155,7 +156,8 @@ class FastPath:
 
     def direct_handler(self, request):
         """
-        The handler for a request on the hot record routes, to be called
+        The handler for a request on the hot record routes (record writes
+        and reads, batched writes and reads of both protocols), to be called
         without Klein's per-request machinery, or None to go through Klein.
         """
         method = request.method
@@ -169,9 +171,34 @@ class FastPath:
             return partial(write_record, self, request, **request.route_args)
         if method != b"GET" and method != b"HEAD":
             return None
-        names = self._record_names(request.path)
-        if names is None:
+        path = request.path
+        names = self._record_names(path)
+        if names is not None:
+            request.route = "read_record"
+            return partial(self._read_record, self, request, *names)
+        return self._batch_read_handler(request, path)
+
+    def _batch_read_handler(self, request, raw_path: bytes):
+        """
+        The handler of a batched read (v1 ``{base}api/v1/b/<bucket>/<entry
+        path>/batch``, or the I/O API's ``{base}api/v1/io/<bucket>/read``),
+        as registered (behind its permission), or None (Klein decides).
+        """
+        if raw_path.endswith(b"/batch"):
+            names = self._record_names(raw_path[:-6])
+            if names is None:
+                return None
+            request.route = "read_batch"
+            return partial(self.endpoints["read_batch"], self, request, *names)
+        segments = raw_path.split(b"/")
+        prefix = self._io_prefix
+        if len(segments) != len(prefix) + 2 or segments[-1] != b"read" or segments[:-2] != prefix:
             return None
-        bucket, entry = names
-        request.route = "read_record"
-        return partial(self._read_record, self, request, bucket, entry)
+        try:
+            bucket = unquote_to_bytes(segments[-2]).decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+        if not bucket or "/" in bucket:
+            return None
+        request.route = "io_read"
+        return partial(self.endpoints["io_read"], self, request, bucket)
