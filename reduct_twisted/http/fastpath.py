@@ -83,6 +83,9 @@ class FastPath:
                 self._write_record_permission.check(self, request, names[0])
                 charge_ingress(self, request, length)
                 return open_write(self, request, length, _query_args(query), *names)
+            endpoint, kwargs = self._plain_batch_post(raw_path)
+            if endpoint is not None:  # no URL map either
+                return self._open_streamed(request, length, query, endpoint, kwargs)
         segments = [unquote_to_bytes(s) for s in raw_path.split(b"/")[1:]]
         base = self.base_segments
         if segments[: len(base)] != base:
@@ -99,18 +102,55 @@ class FastPath:
         request.route = rule.endpoint
         if rule.endpoint not in STREAMING_ENDPOINTS:
             return None
-        permission = self.endpoints[rule.endpoint].permission
+        return self._open_streamed(request, length, query, rule.endpoint, kwargs)
+
+    def _open_streamed(self, request, length, query: bytes, endpoint: str, kwargs: dict):
+        """The sink of a streaming ``endpoint``'s body, behind its permission."""
+        request.route = endpoint
+        permission = self.endpoints[endpoint].permission
         permission.check(self, request, kwargs[permission.bucket])
         charge_ingress(self, request, length)
-        if rule.endpoint == "write_batch":
+        if endpoint == "write_batch":
             sink = open_batch_write(self, request, length, **kwargs)
-        elif rule.endpoint == "io_write":
+        elif endpoint == "io_write":
             sink = open_io_write(self, request, length, **kwargs)
         else:
             args = parse_qs(query, keep_blank_values=True)
             sink = open_write(self, request, length, args, **kwargs)
         request.route_args = kwargs
         return sink
+
+    def _plain_batch_post(self, raw_path: bytes) -> tuple:
+        """
+        ``(endpoint, kwargs)`` of a plain batched write (``write_batch`` or
+        ``io_write``: see :meth:`_batch_names`, :meth:`_io_bucket`), else
+        ``(None, None)`` (the URL map decides).
+        """
+        names = self._batch_names(raw_path)
+        if names is not None:
+            return "write_batch", {"bucket": names[0], "entry": names[1]}
+        bucket = self._io_bucket(raw_path, b"write")
+        if bucket is not None:
+            return "io_write", {"bucket": bucket}
+        return None, None
+
+    def _batch_names(self, raw_path: bytes):
+        """``(bucket, entry)`` of a plain ``{base}api/v1/b/<bucket>/<entry path>/batch``, else None."""
+        if not raw_path.endswith(b"/batch"):
+            return None
+        return self._record_names(raw_path[:-6])
+
+    def _io_bucket(self, raw_path: bytes, action: bytes):
+        """The bucket of a plain ``{base}api/v1/io/<bucket>/<action>``, else None."""
+        segments = raw_path.split(b"/")
+        prefix = self._io_prefix
+        if len(segments) != len(prefix) + 2 or segments[-1] != action or segments[:-2] != prefix:
+            return None
+        try:
+            bucket = unquote_to_bytes(segments[-2]).decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+        return bucket if bucket and "/" not in bucket else None
 
     def _record_names(self, raw_path: bytes):
         """
@@ -184,21 +224,12 @@ class FastPath:
         path>/batch``, or the I/O API's ``{base}api/v1/io/<bucket>/read``),
         as registered (behind its permission), or None (Klein decides).
         """
-        if raw_path.endswith(b"/batch"):
-            names = self._record_names(raw_path[:-6])
-            if names is None:
-                return None
+        names = self._batch_names(raw_path)
+        if names is not None:
             request.route = "read_batch"
             return partial(self.endpoints["read_batch"], self, request, *names)
-        segments = raw_path.split(b"/")
-        prefix = self._io_prefix
-        if len(segments) != len(prefix) + 2 or segments[-1] != b"read" or segments[:-2] != prefix:
-            return None
-        try:
-            bucket = unquote_to_bytes(segments[-2]).decode("utf-8")
-        except UnicodeDecodeError:
-            return None
-        if not bucket or "/" in bucket:
+        bucket = self._io_bucket(raw_path, b"read")
+        if bucket is None:
             return None
         request.route = "io_read"
         return partial(self.endpoints["io_read"], self, request, bucket)

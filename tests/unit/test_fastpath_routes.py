@@ -74,3 +74,28 @@ def test_batched_reads_bypass_klein(path, endpoint):
     handler = api.direct_handler(request)
     assert handler is not None and request.route == endpoint
     assert handler.func is api.endpoints[endpoint]
+
+
+POSTS = [p.replace(b"/read", b"/write") for p in PATHS if b"/io/" in p] + [
+    p for p in PATHS if b"/io/" not in p]
+
+
+@pytest.mark.parametrize("base_path", ["/", "/x/y/"])
+@pytest.mark.parametrize("path", POSTS)
+def test_plain_batched_writes_are_what_klein_routes(base_path, path):
+    api = ReductAPI(engine=None, auth=None, reactor=None, threadpool=None, base_path=base_path)
+    raw = base_path.rstrip("/").encode() + path
+    endpoint, kwargs = api._plain_batch_post(raw)
+    if endpoint is None:
+        return  # the URL map decides, as before
+    assert (endpoint, kwargs) == _klein_choice(api, b"POST", raw)
+
+
+@pytest.mark.parametrize("path, endpoint", [
+    (b"/api/v1/b/bkt/e/batch", "write_batch"),
+    (b"/api/v1/b/bkt/a/b/batch", "write_batch"),
+    (b"/api/v1/io/bkt/write", "io_write"),
+])
+def test_batched_writes_need_no_url_map(path, endpoint):
+    api = ReductAPI(engine=None, auth=None, reactor=None, threadpool=None)
+    assert api._plain_batch_post(path)[0] == endpoint
