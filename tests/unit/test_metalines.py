@@ -10,6 +10,7 @@ import attr
 import pytest
 
 from reduct_twisted.storage.disk import blockfile
+from reduct_twisted.storage.disk import metalines
 from reduct_twisted.storage.disk.metalines import fast_table
 from reduct_twisted.storage.records import FINISHED, Record
 
@@ -152,3 +153,39 @@ def test_an_empty_line_or_a_torn_tail(tmp_path):
     path, data = _meta(tmp_path, [_GOOD, _GOOD[:40]])
     table, end = blockfile.read_meta(path, BLOCK)
     assert end == len(data) - 40 and list(table) == [BLOCK + 5]
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_blocks_of_one_segment_content_type_and_label_set(tmp_path, seed):
+    """The uniform reading (one pattern for the block) gives the replay's table too."""
+    rng = random.Random(1000 + seed)
+    template = _record(rng, BLOCK, 0, _PLAIN)
+    records, ts = [], BLOCK
+    count = 1 if template.segment.count("-") and template.zsize is None else rng.randint(1, 80)
+    for _ in range(count):
+        record = _record(rng, ts, rng.randint(0, 1 << 30), _PLAIN)
+        record.segment, record.content_type = template.segment, template.content_type
+        record.labels = dict(template.labels)
+        if template.zsize is not None and record.zsize is None:
+            record.zsize = 3
+        if template.zsize is None:
+            record.zsize = None
+        records.append(record)
+        ts += rng.choice([0, 1, 3])
+    if template.segment.count("-") and template.zsize is None:
+        records[0].ts = int(template.segment.split("-")[1].split(".")[0])
+    path, data = _meta(tmp_path, [blockfile.encode_record(r, r.size) for r in records])
+    start = data.find(b"\n") + 1
+    fast = fast_table(data, start, len(data), BLOCK, blockfile.classify, blockfile.DATA_SUFFIX)
+    assert fast is not None and _rows(fast) == _rows(_replayed(data))
+    first = data[start:data.find(b"\n", start)]
+    assert metalines._uniform(*metalines._LINE.match(first + b"\n").group(2, 5, 6)).findall(data)
+
+
+def test_a_private_segment_of_another_record_is_refused(tmp_path):
+    line = _GOOD.replace(b'"seg":"%d.blk"' % BLOCK, b'"seg":"%d-%d.blk"' % (BLOCK, BLOCK + 5))
+    path, data = _meta(tmp_path, [line, line.replace(b'"ts":%d' % (BLOCK + 5), b'"ts":%d' % (BLOCK + 6))])
+    start = data.find(b"\n") + 1
+    assert fast_table(data, start, len(data), BLOCK, blockfile.classify, blockfile.DATA_SUFFIX) is None
+    with pytest.raises(blockfile.DamagedMeta):
+        blockfile.read_meta(path, BLOCK)
