@@ -102,12 +102,9 @@ def fast_table(data: bytes, start: int, end: int, block_id: int, classify, data_
             return None
         else:
             z = None
-        if crc:
-            crc = int(crc)
-            if crc > _CRC_MAX:
-                return None
-        else:
-            crc = None
+        crc = int(crc) if crc else None
+        if crc is not None and crc > _CRC_MAX:
+            return None
         content_type = texts.get(ct)
         if content_type is None:
             content_type = texts[ct] = ct.decode("ascii")
@@ -130,14 +127,10 @@ def _uniform_table(found: list, block_id: int, kind, data_suffix: str, name: str
     table: dict = {}
     for ts, off, size, crc, z, n, sha in found:
         ts = int(ts)
-        if packed != bool(z) or (private and not packed and kind[1] != ts):
+        crc = int(crc) if crc else None
+        if (packed != bool(z) or (private and not packed and kind[1] != ts)
+                or (crc is not None and crc > _CRC_MAX)):
             return None
-        if crc:
-            crc = int(crc)
-            if crc > _CRC_MAX:
-                return None
-        else:
-            crc = None
         table[ts] = Record(ts, name, int(off), int(size), content_type, dict(label_set), FINISHED,
                            crc, int(z) if z else None, int(n) if n else None,
                            bytes.fromhex(sha.decode()) if sha else None)
