@@ -21,7 +21,8 @@ every round beside the others (``run.py --only`` picks the groups):
   the same records into one entry (``batchgen.write_v2`` with one entry), for
   ``spread_max_s`` (10 s) each: sustained writes, over which the entries'
   blocks grow (a short burst does not show what a table cache outgrown costs),
-  both on the matrix daemon (rows ``spread write`` and ``one-entry write``);
+  both on the daemon of these cells, ``CELLS17`` (rows ``spread write`` and
+  ``one-entry write``, reported as ``reduct-twisted``'s);
   after the entries are made, the cells wait until the daemon has been idle
   for ``spread_settle_s`` (25 s, ``measure.settle``: it makes their 10,000
   entry logs in the background, at the second sweep after the writes stop,
@@ -56,6 +57,11 @@ from transfer import RssSampler, http
 
 KiB, MiB = 1 << 10, 1 << 20
 OURS, BUCKET = "reduct-twisted", "bench"
+#: The daemon (of this checkout, its defaults) the memory and scale cells run on:
+#: not ``OURS``, whose cells are compared with variant daemons that never hold
+#: these cells' data (a million records, 10,000 entries whose logs catch up in
+#: the background) nor do their work.
+CELLS17 = "reduct-twisted-cells17"
 GROUPS = ("single", "batch", "big", "memory", "startup", "scale")
 WARM = 5
 
@@ -149,7 +155,7 @@ class Cells17:
     # -- memory ---------------------------------------------------------------------
 
     def uploads(self, rnd: int) -> None:
-        peer = self.m.peers[OURS]
+        peer = self.m.peers[CELLS17]
         count, size = self.b["up_count"], self.b["up_size"]
         body = self.m.payload.get(size) or os.urandom(size)
         sampler = RssSampler(peer.pid)
@@ -168,7 +174,7 @@ class Cells17:
             row.update(errors=len(bad), first_error=str(bad[0]))
 
     def rss_read(self, rnd: int) -> None:
-        peer = self.m.peers[OURS]
+        peer = self.m.peers[CELLS17]
         port, records, size = peer.port, self.b["rss_records"], self.b["rss_size"]
         fill = bytes(range(256)) * (-(-size // 256) + 1)
         if self._rss_written is None:
@@ -251,7 +257,7 @@ class Cells17:
                  warm_big_ms=warm["big"], warm_small_ms=warm["small"])
 
     def spread(self, rnd: int) -> None:
-        peer = self.m.peers[OURS]
+        peer = self.m.peers[CELLS17]
         base, entries, count = peer.info["base"], self.b["spread_entries"], self.b["spread_count"]
         payload = self.m.payload[KiB]
         if self._spread_ready is None:  # every entry exists before the measured writes

@@ -135,7 +135,7 @@ def needed_peers(groups) -> set:
     """The targets the cell ``groups`` (``GROUPS``) measure."""
     needs = {"single": {OURS, MOCK, NGINX, PG, *BY_NAME}, "batch": {OURS, PG, *BY_NAME},
              "big": {OURS, NGINX, *(v.name for v in VARIANTS if v.big)},
-             "memory": {OURS}, "startup": set(), "scale": {OURS}}
+             "memory": {cells17.CELLS17}, "startup": set(), "scale": {cells17.CELLS17}}
     return set().union(*(needs[g] for g in groups))
 
 
@@ -178,7 +178,7 @@ class Matrix:
         return f"{host}/api/v1/b/{BUCKET}/{entry}?ts={{ts}}"
 
     def prepare(self) -> None:
-        for daemon in (d for d in DAEMONS if d in self.peers):
+        for daemon in (d for d in (*DAEMONS, cells17.CELLS17) if d in self.peers):
             code, body = http("POST", f"{self.peers[daemon].info['base']}/api/v1/b/{BUCKET}")
             if code != 200:
                 raise RuntimeError(f"creating bucket {BUCKET!r} on {daemon} failed: "

@@ -6,7 +6,8 @@ The daemon against its peers, in one run, on loopback.
 
 Starts, each by itself on 127.0.0.1 and over a fresh directory under
 /var/tmp: the daemon of this checkout (twistd next to ``sys.executable``),
-the same daemon with the ``$system`` events off,
+the same daemon with the ``$system`` events off and with ``integrity=off``,
+another for issue #17's memory and scale cells (``cells17.CELLS17``),
 nginx WebDAV, a fresh PostgreSQL 15 cluster and the in-memory Twisted server
 (``mock_server.py``); runs the matrix (``matrix.py``); stops every one of
 them by PID (also on Ctrl-C, SIGTERM or an error); removes the directory;
@@ -52,6 +53,7 @@ from measure import alive  # noqa: E402
 
 #: (target, starter), in the order they start.
 STARTERS = ((matrix.OURS, peers.start_daemon_peer),
+            (matrix.cells17.CELLS17, lambda root: peers.start_daemon_peer(root, matrix.cells17.CELLS17)),
             *((v.name, peers.variant_starter(v)) for v in matrix.VARIANTS),
             (matrix.NGINX, peers.start_nginx), (matrix.PG, peers.start_postgres),
             (matrix.MOCK, peers.start_mock))
