@@ -53,7 +53,8 @@ from measure import alive  # noqa: E402
 
 #: (target, starter), in the order they start.
 STARTERS = ((matrix.OURS, peers.start_daemon_peer),
-            (matrix.cells17.CELLS17, lambda root: peers.start_daemon_peer(root, matrix.cells17.CELLS17)),
+            (matrix.cells17.CELLS17,
+             lambda root: peers.start_daemon_peer(root, matrix.cells17.CELLS17)),
             *((v.name, peers.variant_starter(v)) for v in matrix.VARIANTS),
             (matrix.NGINX, peers.start_nginx), (matrix.PG, peers.start_postgres),
             (matrix.MOCK, peers.start_mock))

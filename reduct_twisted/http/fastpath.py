@@ -135,7 +135,10 @@ class FastPath:
         return None, None
 
     def _batch_names(self, raw_path: bytes):
-        """``(bucket, entry)`` of a plain ``{base}api/v1/b/<bucket>/<entry path>/batch``, else None."""
+        """
+        ``(bucket, entry)`` of a plain ``{base}api/v1/b/<bucket>/<entry
+        path>/batch``, else None.
+        """
         if not raw_path.endswith(b"/batch"):
             return None
         return self._record_names(raw_path[:-6])

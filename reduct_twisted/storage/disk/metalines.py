@@ -112,7 +112,8 @@ def fast_table(data: bytes, start: int, end: int, block_id: int, classify, data_
         if label_set is None:
             label_set = label_sets[labels] = dict(json.loads(b"[%s]" % labels))
         table[ts] = Record(ts, name, int(off), int(size), content_type, dict(label_set), FINISHED,
-                           crc, z, int(n) if n else None, bytes.fromhex(sha.decode()) if sha else None)
+                           crc, z, int(n) if n else None,
+                           bytes.fromhex(sha.decode()) if sha else None)
     return table
 
 
