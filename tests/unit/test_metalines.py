@@ -189,3 +189,20 @@ def test_a_private_segment_of_another_record_is_refused(tmp_path):
     assert fast_table(data, start, len(data), BLOCK, blockfile.classify, blockfile.DATA_SUFFIX) is None
     with pytest.raises(blockfile.DamagedMeta):
         blockfile.read_meta(path, BLOCK)
+
+
+def test_records_labelled_one_by_one_make_no_pattern(tmp_path):
+    """A pattern is made only for a block whose lines all share the first one's texts."""
+    metalines._UNIFORM.clear()
+    records = [Record(BLOCK + i, blockfile.shared_name(BLOCK), i, 1, "t", {"big": "x" * 200 + str(i)},
+                      FINISHED, number=i + 1) for i in range(50)]
+    path, data = _meta(tmp_path, [blockfile.encode_record(r, r.size) for r in records])
+    start = data.find(b"\n") + 1
+    fast = fast_table(data, start, len(data), BLOCK, blockfile.classify, blockfile.DATA_SUFFIX)
+    assert fast is not None and _rows(fast) == _rows(_replayed(data))
+    assert not metalines._UNIFORM
+    long = [Record(BLOCK + i, blockfile.shared_name(BLOCK), i, 1, "t", {"big": "y" * 2000},
+                   FINISHED, number=i + 1) for i in range(5)]
+    path, data = _meta(tmp_path, [blockfile.encode_record(r, r.size) for r in long])
+    assert fast_table(data, start, len(data), BLOCK, blockfile.classify, blockfile.DATA_SUFFIX)
+    assert not metalines._UNIFORM  # texts too long to spell out in a pattern

@@ -41,9 +41,26 @@ _CRC_MAX = 0xFFFFFFFF
 
 
 #: ``(seg, ct, labels)`` of a block's first line -> the pattern of lines
-#: with those three as they are (groups: ts, off, size, crc, z, n, sha256).
+#: with those three as they are (groups: ts, off, size, crc, z, n, sha256);
+#: only for texts of at most :data:`_UNIFORM_TEXT` bytes (a pattern holds them).
 _UNIFORM: dict = {}
-_UNIFORM_MAX = 256
+_UNIFORM_MAX = 64
+_UNIFORM_TEXT = 1024
+
+
+def _all_alike(data: bytes, start: int, end: int, lines: int, seg: bytes, ct: bytes,
+               labels: bytes) -> bool:
+    """
+    Whether every line may have the first one's segment, content type and
+    labels (short enough to spell out): counted before a pattern is made,
+    so blocks of records labelled one by one make none.
+    """
+    if len(seg) + len(ct) + len(labels) > _UNIFORM_TEXT:
+        return False
+    same = b'"seg":"%s","off":' % seg
+    if data.count(same, start, end) != lines:
+        return False
+    return data.count(b'"ct":"%s","labels":[%s]' % (ct, labels), start, end) == lines
 
 
 def _uniform(seg: bytes, ct: bytes, labels: bytes):
@@ -73,11 +90,12 @@ def fast_table(data: bytes, start: int, end: int, block_id: int, classify, data_
     if first is None:
         return None
     seg, ct, labels = first.group(2, 5, 6)
-    found = _uniform(seg, ct, labels).findall(data, start, end)
-    if len(found) == lines:  # a block of one segment, content type and label set: most are
-        return _uniform_table(found, block_id, classify(seg.decode("ascii")), data_suffix,
-                              seg.decode("ascii"), ct.decode("ascii"),
-                              dict(json.loads(b"[%s]" % labels)))
+    if _all_alike(data, start, end, lines, seg, ct, labels):
+        found = _uniform(seg, ct, labels).findall(data, start, end)
+        if len(found) == lines:  # a block of one segment, content type and label set
+            return _uniform_table(found, block_id, classify(seg.decode("ascii")), data_suffix,
+                                  seg.decode("ascii"), ct.decode("ascii"),
+                                  dict(json.loads(b"[%s]" % labels)))
     found = _LINE.findall(data, start, end)
     if len(found) != lines:
         return None
