@@ -104,6 +104,8 @@ _NUMBER = re.compile(rb',"n":([0-9]+),"sha256":"')
 #: ``(ct JSON, labels JSON)`` -> the pattern of record lines with them (its
 #: groups: ts, size, number, sha256) and the leaf's text around the digest.
 _UNIFORM: dict = {}
+#: The longest content type and labels texts (together) a pattern spells out.
+_UNIFORM_TEXT = 1024
 
 
 def _uniform(ct: bytes, labels: bytes) -> tuple:
@@ -135,7 +137,13 @@ def run_leaves(lines: bytes, first: int, last: int):
     head = _RECORD_LINE.match(lines)
     if head is None:
         return None
-    pattern, before, middle = _uniform(head.group(3), head.group(4))
+    ct, labels = head.group(3, 4)
+    # Counted before a pattern is made: lines labelled one by one make none,
+    # and only short texts are spelled out in one (a pattern holds them).
+    if (len(ct) + len(labels) > _UNIFORM_TEXT or lines.count(
+            b'"ct":%s,"labels":[%s]' % (ct, labels)) != lines.count(b"\n")):
+        return None
+    pattern, before, middle = _uniform(ct, labels)
     found = pattern.findall(lines)
     if (len(found) != last - first + 1 or len(found) != lines.count(b"\n")
             or [int(row[2]) for row in found] != list(range(first, last + 1))):

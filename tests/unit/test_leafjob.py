@@ -255,6 +255,21 @@ def test_run_leaves_leave_other_lines_to_the_decoded_path(case):
     assert run_leaves(lines_of(rows), first, last) is None
 
 
+def test_lines_labelled_one_by_one_make_no_pattern():
+    """Only lines that all share the first one's (short) texts get a pattern of their own."""
+    from reduct_twisted.storage import entry_leaves
+
+    entry_leaves._UNIFORM.clear()
+    rows = [row[:4] + ({"big": "x" * 300 + str(row[0])},) + row[5:] for row in _uniform_rows(1, 20)]
+    assert run_leaves(lines_of(rows), 1, 20) is None
+    assert line_leaves(lines_of(rows)) == {row[0]: fields_leaf(*row) for row in rows}
+    long = _uniform_rows(1, 5, labels={"big": "y" * 2000})
+    assert run_leaves(lines_of(long), 1, 5) is None
+    assert not entry_leaves._UNIFORM
+    assert run_leaves(lines_of(_uniform_rows(1, 5)), 1, 5) is not None
+    assert len(entry_leaves._UNIFORM) == 1
+
+
 def test_a_job_of_batch_lines_answers_what_the_decoded_path_makes(tmp_path):
     """run_job's uniform path and its general path append the same log."""
     rows = _uniform_rows(1, 200)
