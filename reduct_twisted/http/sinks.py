@@ -11,8 +11,8 @@ bytes move and what the request answers.
   (``RecordWriter.write``: into the block's shared segment, on the reactor
   thread; a page-cache write is cheaper than a thread hop for small bodies).
 * ``PrivateSegmentSink``: large records and chunked uploads.  Chunks queue up
-  and one ``RecordWriter.write_chunks`` call at a time (one ``writev`` per
-  ``IOV_MAX`` chunks) runs in the writer's thread pool, so a slow disk never
+  and one ``RecordWriter.write_chunks`` call at a time (bounded ``writev``
+  calls) runs in the writer's thread pool, so a slow disk never
   stalls the reactor; when more than its share of ``UPLOAD_BUDGET`` bytes
   (``HIGH_WATER`` for one upload alone) are queued, the socket is paused
   (TCP backpressure) until the queue drains below a quarter of it.  Batches never overlap, so the CRC follows the content

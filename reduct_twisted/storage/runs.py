@@ -35,52 +35,16 @@ before its line, a torn run leaves lines for whole records only.
 
 import contextlib
 import errno
-import os
 
 from reduct_twisted.errors import ReductError
 from reduct_twisted.storage import writer
 from reduct_twisted.storage.disk.durability import storage_error
+from reduct_twisted.storage.disk.vectored import ShortWrite, write_buffers
 from reduct_twisted.storage.disk.runlines import encode_records
 from reduct_twisted.storage.records import FINISHED
 from reduct_twisted.storage.runalloc import allocate_run
 from reduct_twisted.storage.settings import is_meta_entry
 from reduct_twisted.storage.upload import RecordWriter, run_now
-
-
-def _pwritev(fd: int, buffers: list, offset: int) -> int:
-    """
-    Write ``buffers`` back to back at ``offset``; :return: the bytes written
-    before an error (all of them on success).  A short write goes on where it
-    stopped; ``(written, OSError)`` is raised as ``_Short``.
-    """
-    done, start, count = 0, 0, len(buffers)
-    head = None
-    while start < count:
-        group = buffers[start:start + writer.IOV_MAX]
-        if head is not None:
-            group[0] = head
-        try:
-            n = os.pwritev(fd, group, offset + done)
-        except OSError as exc:
-            raise _Short(done, exc) from None
-        if not n:
-            raise _Short(done, OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)))
-        done += n
-        head = None
-        for buffer in group:
-            size = len(buffer)
-            if n < size:
-                head = memoryview(buffer)[n:]
-                break
-            n -= size
-            start += 1
-    return done
-
-
-class _Short(Exception):
-    def __init__(self, done: int, error: OSError) -> None:
-        super().__init__(done, error)
-        self.done, self.error = done, error
 
 
 class WriteRun:
@@ -207,8 +171,8 @@ class WriteRun:
                 bad.setdefault(block, []).append((offset, end, exc))
                 continue
             try:
-                _pwritev(slot.fd, buffers, offset)
-            except _Short as short:
+                write_buffers(slot.fd, buffers, offset)
+            except ShortWrite as short:
                 bad.setdefault(block, []).append((offset + short.done, end, short.error))
             finally:
                 fds.release(slot)

@@ -15,7 +15,7 @@ Nothing outside storage sees the record's descriptor or path.
   constructor on the calling thread (so it exists before an abort can trash
   it).  The caller counts each chunk with :meth:`RecordWriter.admit` as it
   accepts it, then hands batches of chunks to :meth:`RecordWriter.write_chunks`
-  (one ``writev`` per ``IOV_MAX`` buffers, in the pool; batches must not
+  (bounded ``writev`` calls, ``disk/vectored.py``, in the pool; batches must not
   overlap, which keeps the CRC in content order) and finally closes the
   file with :meth:`RecordWriter.close` before :meth:`RecordWriter.commit`.
 

@@ -34,6 +34,7 @@ import os
 import zlib
 
 from reduct_twisted.errors import BadRequest, InternalError, NotFound
+from reduct_twisted.storage.disk import vectored
 from reduct_twisted.storage.disk.durability import storage_error
 from reduct_twisted.storage.disk.reserve import no_space
 from reduct_twisted.storage.entry import SMALL_RECORD_MAX
@@ -45,17 +46,6 @@ from reduct_twisted.storage.settings import check_entry_name, is_meta_entry
 #: What the messages of failed writes say failed.
 WRITE = "write record"
 
-
-def _iov_max() -> int:
-    try:
-        value = os.sysconf("SC_IOV_MAX")
-    except (AttributeError, ValueError, OSError):
-        value = -1
-    return value if value > 0 else 1024
-
-
-#: Most buffers one ``writev`` takes (more fail with EINVAL).
-IOV_MAX = _iov_max()
 
 
 def allocate(context, owner, entry: str, ts: int, length, content_type: str,
@@ -356,8 +346,8 @@ def open_segment(alloc: Allocation) -> int:
 
 def write_chunks(fd: int, chunks: list, crc: int = 0, sha=None) -> int:
     """
-    Append every byte of ``chunks`` to a private segment, in order, one ``writev``
-    per :data:`IOV_MAX` buffers (a short write goes on).  Safe in a worker thread.
+    Append every byte of ``chunks`` to a private segment, in order, in
+    bounded ``writev`` calls (``disk/vectored.py``).  Safe in a worker thread.
 
     :param fd: from :func:`open_segment`.
     :param chunks: bytes or memoryviews (the list is not changed).
@@ -372,22 +362,10 @@ def write_chunks(fd: int, chunks: list, crc: int = 0, sha=None) -> int:
             crc = zlib.crc32(chunk, crc)
         if sha is not None:
             sha.update(chunk)
-    count, start, head = len(chunks), 0, None
-    while start < count:
-        group = chunks[start:start + IOV_MAX]
-        if head is not None:
-            group[0] = head
-        n = os.writev(fd, group)
-        if not n and any(len(buffer) for buffer in group):
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        head = None
-        for buffer in group:
-            if n < len(buffer):
-                # Partly written: the rest leads the next group.
-                head = memoryview(buffer)[n:]
-                break
-            n -= len(buffer)
-            start += 1
+    try:
+        vectored.write_buffers(fd, chunks)
+    except vectored.ShortWrite as short:
+        raise short.error from None
     return crc
 
 

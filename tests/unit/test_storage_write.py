@@ -401,8 +401,9 @@ def test_write_chunks_takes_more_buffers_than_iov_max(tmp_path, monkeypatch):
     import zlib
 
     from reduct_twisted.storage import writer
+    from reduct_twisted.storage.disk import vectored
 
-    chunks = [os.urandom(i % 5) for i in range(3 * writer.IOV_MAX + 17)]
+    chunks = [os.urandom(i % 5) for i in range(3 * vectored.IOV_MAX + 17)]
     chunks[7] = memoryview(b"view" * 10)[3:25]
     expected = b"".join(bytes(c) for c in chunks)
     calls = []
@@ -434,7 +435,7 @@ def test_write_chunks_takes_more_buffers_than_iov_max(tmp_path, monkeypatch):
     assert path.read_bytes() == expected * 2
     assert crc == zlib.crc32(expected, 123)
     assert crc2 == zlib.crc32(expected, crc)
-    assert max(calls) <= writer.IOV_MAX and len(calls) > 3
+    assert max(calls) <= vectored.IOV_MAX and len(calls) > 3
 
 
 def _hard(engine, quota=1000):
