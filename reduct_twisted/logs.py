@@ -41,6 +41,7 @@ from twisted.python.components import Componentized
 from twisted.python.logfile import LogFile
 from zope.interface import implementer
 
+from reduct_twisted.logs_buffer import LogBuffer
 from reduct_twisted.logs_format import is_journal, make_observer
 
 #: Our level names (see ``reduct_twisted.config_values.LOG_LEVELS``) to Twisted's.
@@ -80,14 +81,38 @@ def filtered(observer: ILogObserver, level: str) -> ILogObserver:
     return FilteringLogObserver(observer, [MinimumLevel(TWISTED_LEVELS[level])])
 
 
-def twistd_observer(server_options: Mapping[str, Any], log_format: str = "text") -> ILogObserver:
+def buffered(out: Any, log_format: str, journal: bool = False,
+             batched: bool = False) -> ILogObserver:
+    """
+    ``make_observer`` writing to ``out``; with ``batched``, through a
+    ``LogBuffer``: INFO and DEBUG lines in batches, a warning or worse at
+    once (with what was kept).
+    """
+    if not batched:
+        return make_observer(out, log_format, journal)
+    buffer = LogBuffer(out)
+    observer = make_observer(buffer, log_format, journal)
+
+    @implementer(ILogObserver)
+    def observe(event: LogEvent) -> None:
+        level = event.get("log_level")
+        buffer.urgent = (level is not None and level > LogLevel.info) or "log_failure" in event
+        observer(event)
+
+    return observe
+
+
+def twistd_observer(server_options: Mapping[str, Any], log_format: str = "text",
+                    batched: bool = False) -> ILogObserver:
     """
     Make the observer twistd itself would make for ``server_options`` (see
     ``twisted.scripts._twistd_unix.UnixAppLogger``): syslog with ``--syslog``,
     stdout with ``--nodaemon`` and no ``--logfile`` (or ``--logfile -``),
     otherwise a ``LogFile`` (``twistd.log`` by default) rotated on SIGUSR1.
     Its lines are in ``log_format`` (``text`` or ``json``), with syslog
-    priorities when stdout is the journal (``logs_format.py``).
+    priorities when stdout is the journal (``logs_format.py``); with
+    ``batched`` (the daemon's), INFO lines are written in batches
+    (``logs_buffer.py``).
     """
     if server_options.get("syslog"):
         from twisted.python.syslog import SyslogObserver
@@ -99,7 +124,7 @@ def twistd_observer(server_options: Mapping[str, Any], log_format: str = "text")
     if name == "-" and not nodaemon:
         sys.exit("Daemons cannot log to stdout, exiting!")
     if name == "-" or (nodaemon and not name):
-        return make_observer(sys.stdout, log_format, is_journal(sys.stdout))
+        return buffered(sys.stdout, log_format, is_journal(sys.stdout), batched)
     logfile = LogFile.fromFullPath(name or "twistd.log")
     if not signal.getsignal(signal.SIGUSR1):
 
@@ -109,7 +134,7 @@ def twistd_observer(server_options: Mapping[str, Any], log_format: str = "text")
             reactor.callFromThread(logfile.rotate)  # type: ignore[attr-defined]
 
         signal.signal(signal.SIGUSR1, rotate)
-    return make_observer(logfile, log_format)
+    return buffered(logfile, log_format, batched=batched)
 
 
 class LevelFilteredService(MultiService):
@@ -149,4 +174,4 @@ def observer_factory_for(options: Any) -> Callable[[], ILogObserver] | None:
     if parent is None or "logfile" not in parent or parent.get("logger"):
         return None
     log_format = getattr(getattr(options, "config", None), "log_format", "text")
-    return lambda: twistd_observer(parent, log_format)
+    return lambda: twistd_observer(parent, log_format, batched=True)

@@ -188,7 +188,18 @@ def test_twistd_observer_in_each_format(tmp_path, monkeypatch):
     assert journal_json.startswith("<6>{")
 
 
-def test_observer_factory_takes_the_configured_format(capsys):
+def test_observer_factory_takes_the_configured_format(capsys, monkeypatch):
+    """The daemon's observer: its format, and its lines through a ``LogBuffer``."""
+    from reduct_twisted.logs_buffer import LogBuffer
+
+    made = []
+
+    def buffer(out):  # one that writes at once, so the test needs no reactor turn
+        made.append(LogBuffer(out, in_io_thread=lambda: False))
+        return made[-1]
+
+    monkeypatch.setattr(logs, "LogBuffer", buffer)
+
     class Config:
         log_format = "json"
 
@@ -198,6 +209,7 @@ def test_observer_factory_takes_the_configured_format(capsys):
 
     logs.observer_factory_for(Sub())()(event())
     assert json.loads(capsys.readouterr().out)["log_text"] == "hello world"
+    assert len(made) == 1
 
 
 @pytest.mark.parametrize("log_format", ["text", "json"])
