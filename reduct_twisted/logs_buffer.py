@@ -64,6 +64,8 @@ class LogBuffer:
             self._size += len(text)
 
     def flush(self) -> None:
+        if self._due is not None and not self.urgent and self._size < LIMIT:
+            return  # a window is open: its end writes this line too
         if self.urgent or self._size >= LIMIT or not self._in_io_thread() or not getattr(
                 self._reactor, "running", False):
             self.write_kept()
