@@ -83,6 +83,11 @@ class ReductChannel(HTTPChannel):
     #: compare the two).
     headers_at_once = True
     _host = None
+    #: When the current request's first byte came (``site.reactor`` time),
+    #: or None: no header deadline runs.
+    _header_since = None
+    #: The deadline's timer, made only when a read ends with the headers
+    #: incomplete (``_arm_header_timer``).
     _header_timer = None
     _refused_call = None
     _head_request = False
@@ -145,19 +150,24 @@ class ReductChannel(HTTPChannel):
             self.transport.loseConnection()
 
     def dataReceived(self, data):
+        self._data_received(data)
+        if self._header_since is not None and self._header_timer is None:
+            self._arm_header_timer()
+
+    def _data_received(self, data):
         if self._refused_call is None:
             if self._gathering:
                 self.resetTimeout()  # as HTTPChannel.dataReceived does first
                 if not self._gather_block(data):
                     return
                 data = b""  # in the buffer now
-            elif self._header_timer is None and self.line_mode and not self._handlingRequest:
+            elif self._header_since is None and self.line_mode and not self._handlingRequest:
                 # The first byte of a request (and of the connection): the
                 # header deadline runs from here, not from a complete line.
                 self._start_header_timer()
             super().dataReceived(data)
             if (
-                self._header_timer is None
+                self._header_since is None
                 and self._buffer
                 and self.line_mode
                 and not self._handlingRequest
@@ -191,7 +201,7 @@ class ReductChannel(HTTPChannel):
         # buffered (a true value stops LineReceiver's loop).
         if self._refused_call is not None:
             return True
-        if self._header_timer is None:
+        if self._header_since is None:
             # A pipelined request, replayed from the buffer once the one
             # before it was answered.
             self._start_header_timer()
@@ -348,16 +358,27 @@ class ReductChannel(HTTPChannel):
         super().connectionLost(reason)
         self.site.drain.connection_lost(self)  # the daemon may be waiting for it (drain.py)
 
+    # The deadline runs from the request's first byte, but its timer is made
+    # only if a read ends before the headers are complete: a request whose
+    # headers arrive in one read (nearly all) costs no ``callLater`` and no
+    # cancel (2.5 µs, and a heap the reactor must sift).
+
     def _start_header_timer(self) -> None:
-        self._header_timer = self.callLater(self.site.header_timeout, self._headers_too_slow)
+        self._header_since = self.site.reactor.seconds()
+
+    def _arm_header_timer(self) -> None:
+        spent = self.site.reactor.seconds() - self._header_since
+        self._header_timer = self.callLater(
+            max(0.0, self.site.header_timeout - spent), self._headers_too_slow)
 
     def _stop_header_timer(self):
+        self._header_since = None
         timer, self._header_timer = self._header_timer, None
         if timer is not None and timer.active():
             timer.cancel()
 
     def _headers_too_slow(self):
-        self._header_timer = None
+        self._header_timer = self._header_since = None
         log.debug("Closing a connection whose request headers took too long")
         self.transport.abortConnection()
 

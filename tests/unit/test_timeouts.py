@@ -174,3 +174,22 @@ def test_pipelined_request_deadline_runs_from_the_previous_answer():
     assert not transport.disconnecting
     clock.advance(0.2)
     assert transport.disconnecting or transport.disconnected
+
+
+def test_headers_in_one_read_make_no_deadline_timer():
+    """The header deadline's timer is made only when a read ends with the headers incomplete."""
+    clock, channel, transport = connect(idle=60.0, header=10.0)
+    made = []
+    call_later = clock.callLater
+    clock.callLater = lambda delay, *a, **kw: made.append(delay) or call_later(delay, *a, **kw)
+    channel.callLater = clock.callLater
+    for _ in range(3):
+        channel.dataReceived(b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n")
+    assert transport.value().count(b"200 OK") == 3
+    assert 10.0 not in made
+    # Split over two reads 4 s apart: the deadline still runs from the first byte.
+    channel.dataReceived(b"GET /x HTTP/1.1\r\n")
+    assert made.count(10.0) == 1
+    clock.advance(4)
+    channel.dataReceived(b"Host: a\r\n")
+    assert_cut_after(6.0, clock, transport)
