@@ -15,7 +15,9 @@ before any bucket quota is applied.  :meth:`Usage.recount` rebuilds the
 total from the entries (at open and every quota round), so it cannot drift.
 
 :class:`FreeSpace` refuses a record the file system has no room for (507,
-as a write that fails with ``ENOSPC``), before a byte of it is written.
+as a write that fails with ``ENOSPC``), before a byte of it is written; a
+record longer than the whole file system is the request's fault
+(:meth:`FreeSpace.beyond_capacity`, answered 413).
 ``statvfs`` is asked at most once per :data:`REFRESH` seconds while there
 is plenty of room: in between, the bytes admitted since are subtracted
 from the last answer.  Within :data:`LOW_WATER` bytes of full it is asked
@@ -97,14 +99,18 @@ class FreeSpace:
         self._free = 0
         self._since = 0
         self._at = None
+        #: The file system's size (``None`` when unknown).
+        self.capacity = None
 
     def _refresh(self) -> None:
         try:
             fs = self._statvfs(self.path)
         except OSError:
             self._free, self._since, self._at = 1 << 62, 0, self._clock.seconds()
+            self.capacity = None
             return
         self._free = fs.f_bavail * fs.f_frsize
+        self.capacity = fs.f_blocks * fs.f_frsize
         self._since = 0
         self._at = self._clock.seconds()
 
@@ -123,3 +129,11 @@ class FreeSpace:
             return False
         self._since += size
         return True
+
+    def beyond_capacity(self, size: int) -> bool:
+        """
+        Whether ``size`` bytes are more than the whole file system holds
+        (known after a :meth:`room_for`): no removal could ever make room,
+        so the request, not the disk, is at fault (413, not 507).
+        """
+        return self.enabled and self.capacity is not None and size > self.capacity

@@ -33,7 +33,7 @@ import hashlib
 import os
 import zlib
 
-from reduct_twisted.errors import BadRequest, InternalError, NotFound
+from reduct_twisted.errors import BadRequest, InternalError, NotFound, PayloadTooLarge
 from reduct_twisted.storage.disk import vectored
 from reduct_twisted.storage.disk.durability import storage_error
 from reduct_twisted.storage.disk.reserve import no_space
@@ -68,6 +68,9 @@ def allocate(context, owner, entry: str, ts: int, length, content_type: str,
         raise no_space(WRITE)
     if context.space is not None and not context.space.room_for(length or 0):
         # Refused before a byte is written (usage.FreeSpace).
+        if context.space.beyond_capacity(length or 0):
+            raise PayloadTooLarge(f"Record of {length} bytes is larger than the storage "
+                                  f"({context.space.capacity} bytes)")
         raise no_space(WRITE)
     created = entry not in owner.entries
     try:

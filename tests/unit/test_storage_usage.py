@@ -254,3 +254,23 @@ def test_usage_alone():
     assert usage.pending == 10
     with pytest.raises(ReductError):
         usage.admit(1)
+
+
+def test_a_record_longer_than_the_file_system_is_the_requests_fault(engine):
+    """413 for more bytes than the whole file system holds (a u64-max Content-Length):
+    no removal could make room.  Within its size but beyond the free space: 507."""
+    engine.create_bucket("b", None)
+    fs = FakeFs(64 << 10)  # 4 TiB file system (FakeFs: 1 << 30 blocks of 4 KiB), 64 KiB free
+    engine._context.space = FreeSpace(engine.data_path, engine.clock, fs)
+    capacity = (1 << 30) * 4096
+    for length in (capacity + 1, (1 << 64) - 1):
+        with pytest.raises(ReductError) as e:
+            engine.allocate("b", "e", 1, length, "t", {})
+        assert e.value.status == 413
+        assert e.value.message == (f"Record of {length} bytes is larger than the storage "
+                                   f"({capacity} bytes)")
+    with pytest.raises(ReductError) as e:
+        engine.allocate("b", "e", 1, capacity - (1 << 20), "t", {})
+    assert e.value.status == 507
+    assert pending(engine) == 0
+    assert not FreeSpace("/", Clock(), FakeFs(0), enabled=False).beyond_capacity(1 << 62)
