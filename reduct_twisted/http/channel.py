@@ -21,6 +21,7 @@ from twisted.web.http import (
 )
 
 from reduct_twisted import REDUCT_API, REDUCT_VERSION
+from reduct_twisted.http import eager
 from reduct_twisted.http.headblock import split_header_block
 from reduct_twisted.http.headers import parse_content_length
 from reduct_twisted.wire import U64_MAX
@@ -83,6 +84,12 @@ class ReductChannel(HTTPChannel):
     #: compare the two).
     headers_at_once = True
     _host = None
+    #: The answer's header block, until its first body bytes join it
+    #: (``writeHeaders``, ``write``; ``StreamingRequest.write`` sends it
+    #: alone if none follow).
+    _held_head = None
+    #: Answers go to the socket with ``eager.send_now`` (plain TCP).
+    _eager = False
     #: When the current request's first byte came (``site.reactor`` time),
     #: or None: no header deadline runs.
     _header_since = None
@@ -403,8 +410,38 @@ class ReductChannel(HTTPChannel):
             seq.append(headers.block())
         seq.append(self.cors_lines)
         seq.append(b"\r\n")
-        # One joined write: writeSequence would type-check ~40 small pieces.
-        self.transport.write(b"".join(seq))
+        # One joined block, kept until the body's first bytes join it (one
+        # send for a small answer): ``Request.write`` writes the headers and,
+        # at once, the bytes it was given (``StreamingRequest.write`` sends
+        # the block alone when there were none).
+        self._held_head = b"".join(seq)
+
+    def connectionMade(self):
+        self._eager = eager.direct(self.transport)
+        super().connectionMade()
+
+    def _send(self, data: bytes) -> None:
+        if self._eager:
+            eager.send_now(self.transport, data)
+        else:
+            self.transport.write(data)
+
+    def write(self, data):
+        head = self._held_head
+        if head is not None:
+            self._held_head = None
+            data = head + data
+        self._send(data)
+
+    def writeSequence(self, iovec):
+        self.write(b"".join(iovec))
+
+    def send_held_head(self) -> None:
+        """Send the header block if it still waits (an answer without a body, or HEAD)."""
+        head = self._held_head
+        if head is not None:
+            self._held_head = None
+            self._send(head)
 
     def _maybeChooseTransferDecoder(self, header, data):
         # Twisted answers a bare 400 to a non-numeric Content-Length before

@@ -29,6 +29,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IPushProducer
 from zope.interface import implementer
 
+from reduct_twisted.http.eager import transport_idle
 from reduct_twisted.storage.content import CAN_SEND
 
 #: Bytes read per ``pread`` while streaming.
@@ -55,23 +56,13 @@ def _sendfile_socket(request) -> Optional[int]:
     transport = getattr(channel, "transport", None)
     if transport is None or getattr(transport, "TLS", True):
         return None
-    # The buffer attributes _transport_idle reads (twisted.internet.abstract).
+    # The buffer attributes transport_idle reads (twisted.internet.abstract).
     if not all(hasattr(transport, a) for a in ("dataBuffer", "offset", "_tempDataLen")):
         return None
     try:
         return transport.fileno()
     except (AttributeError, OSError, ValueError):
         return None
-
-
-def _transport_idle(transport) -> bool:
-    """Whether the transport has no bytes of its own waiting to be sent."""
-    return (
-        transport.connected
-        and not transport.disconnecting
-        and not transport._tempDataLen
-        and len(transport.dataBuffer) == transport.offset
-    )
 
 
 @implementer(IPushProducer)
@@ -141,7 +132,7 @@ class RangeSender:
             socket is full, or ``sendfile`` cannot be used).
         """
         transport = self.request.channel.transport
-        if not getattr(self._file, "sendable", True) or not _transport_idle(transport):
+        if not getattr(self._file, "sendable", True) or not transport_idle(transport):
             return False  # a compressed record is decompressed and copied
         while self.remaining > 0 and self._active:
             try:

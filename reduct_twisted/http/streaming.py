@@ -96,6 +96,16 @@ class StreamingRequest(server.Request):
     _answered = False
     _abort_call = None
 
+    def write(self, data) -> None:
+        try:
+            super().write(data)
+        finally:
+            # The header block joins the first body bytes (one send); with
+            # none (HEAD, 204, an empty first write) it goes alone, now.
+            send = getattr(self.channel, "send_held_head", None)
+            if send is not None:
+                send()
+
     def stamp(self) -> None:
         """
         Set the headers every response carries, on every answering path
