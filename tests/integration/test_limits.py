@@ -193,8 +193,9 @@ async def test_storage_cap_single_and_batches(limited):
 @pytest_twisted.ensureDeferred
 async def test_free_space_refusal_before_writing(tmpfs):
     """On a 4 MiB file system a record larger than its free space is refused
-    with 507 before any byte is written: no file grows, the records stored
-    before stay readable, and a record that fits is stored."""
+    with 507 before any byte is written (one larger than the whole file
+    system with 413): no file grows, the records stored before stay
+    readable, and a record that fits is stored."""
     srv, stop = await start_server(tmpfs / "data")
     try:
         await ok(await call(srv, "POST", "/b/bkt"))
@@ -202,19 +203,24 @@ async def test_free_space_refusal_before_writing(tmpfs):
         before = os.statvfs(tmpfs).f_bavail
         entry_dir = tmpfs / "data" / "bkt" / "e"
         files = {p.name: p.stat().st_size for p in entry_dir.iterdir()}
-        for ts, size in ((2, 5 << 20), (3, 4100 * KIB)):
+        capacity = os.statvfs(tmpfs).f_blocks * os.statvfs(tmpfs).f_frsize
+        for ts, size in ((2, 5 << 20), (3, 4100 * KIB), (7, 4080 * KIB)):
             resp = await call(srv, "POST", f"/b/bkt/e?ts={ts}", raw=b"x" * size)
-            await assert_error(resp, 507, "Failed to write record: No space left on device")
+            if size > capacity:
+                await assert_error(resp, 413, f"Record of {size} bytes is larger than the "
+                                   f"storage ({capacity} bytes)")
+            else:
+                await assert_error(resp, 507, "Failed to write record: No space left on device")
         assert {p.name: p.stat().st_size for p in entry_dir.iterdir()} == files
         assert os.statvfs(tmpfs).f_bavail == before
         resp, body = await read_single(srv, "e", 1)
         assert (resp.code, body) == (200, b"k" * 1000)
         await ok(await call(srv, "POST", "/b/bkt/e?ts=4", raw=b"s" * 100 * KIB))
         # A v1 batch: the record that does not fit is refused on its own.
-        batch = {"x-reduct-time-5": f"{4100 * KIB},text/plain",
+        batch = {"x-reduct-time-5": f"{4080 * KIB},text/plain",
                  "x-reduct-time-6": "10,text/plain"}
         resp = await call(srv, "POST", "/b/bkt/e/batch", headers=batch,
-                          raw=b"b" * (4100 * KIB) + b"t" * 10)
+                          raw=b"b" * (4080 * KIB) + b"t" * 10)
         await ok(resp)
         assert resp.headers.getRawHeaders("x-reduct-error-5") == [
             "507,Failed to write record: No space left on device"]
