@@ -16,8 +16,8 @@ Only a plain TCP connection of ``twisted.internet.tcp`` qualifies
 (:func:`direct`); anything else (TLS, test transports) always goes through
 ``transport.write``.  Other writers keep working: bytes Twisted buffered
 (a ``100 Continue``, a refusal) make the transport busy, and the next answer
-queues behind them; ``sendfile`` (``producers.py``) checks the same
-:func:`transport_idle`.
+queues behind them; ``sendfile`` (``producers.py``) takes the same sockets
+(:func:`direct`) and checks the same :func:`transport_idle`.
 """
 
 from __future__ import annotations

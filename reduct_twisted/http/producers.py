@@ -29,6 +29,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IPushProducer
 from zope.interface import implementer
 
+from reduct_twisted.http import eager
 from reduct_twisted.http.eager import transport_idle
 from reduct_twisted.storage.content import CAN_SEND
 
@@ -54,10 +55,7 @@ def _sendfile_socket(request) -> Optional[int]:
         return None
     channel = getattr(request, "channel", None)
     transport = getattr(channel, "transport", None)
-    if transport is None or getattr(transport, "TLS", True):
-        return None
-    # The buffer attributes transport_idle reads (twisted.internet.abstract).
-    if not all(hasattr(transport, a) for a in ("dataBuffer", "offset", "_tempDataLen")):
+    if not eager.direct(transport):  # the same plain sockets answers are sent to at once
         return None
     try:
         return transport.fileno()

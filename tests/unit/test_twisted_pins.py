@@ -364,7 +364,7 @@ class _Descriptor(abstract.FileDescriptor):
 
 def test_write_buffer_attributes_tell_when_the_transport_is_idle():
     """write() queues bytes (counted in _tempDataLen) and doWrite() sends them, returning None
-    and leaving dataBuffer consumed up to offset: the idle test producers.py makes."""
+    and leaving dataBuffer consumed up to offset: the idle test of http/eager.py."""
     assert abstract.FileDescriptor.dataBuffer == b""
     assert abstract.FileDescriptor.offset == 0
     assert params(abstract.FileDescriptor.doWrite) == ["self"]
