@@ -198,10 +198,13 @@ class Block:
 
     def files(self) -> list:
         """:return: the paths of every file the block may have."""
-        names = [blockfile.meta_name(self.block_id), blockfile.shared_name(self.block_id)]
-        names += [blockfile.private_name(self.block_id, ts) for ts in sorted(self.private_ts)]
-        names += sorted(self.packed)
-        return [self.path(name) for name in names]
+        return [os.path.join(self.directory, name) for name in self.file_names()]
+
+    def file_names(self) -> list:
+        """:return: the names (in the entry directory) of every file the block may have."""
+        block_id = self.block_id
+        return [blockfile.meta_name(block_id), blockfile.shared_name(block_id)] + [
+            blockfile.private_name(block_id, ts) for ts in sorted(self.private_ts)] + sorted(self.packed)
 
     def load(self) -> None:
         """Read the record table from the ``.meta`` file (a partial table's records stay as they are)."""
@@ -238,10 +241,7 @@ class Block:
         return RecordView(record.copy(), path, last)
 
     def reserve(self, ts: int, length, content_type: str, labels: dict, small: bool) -> Record:
-        """
-        :return: a new STARTED record at ``ts`` (not yet in the block; ``length``
-            declared or ``None``) in the loaded table; ``small``: in the shared segment.
-        """
+        """:return: a new STARTED record at ``ts`` (``length`` declared or None; ``small``: shared)."""
         if small:
             segment, offset = self.shared_segment, self.tail
         else:
@@ -259,7 +259,6 @@ class Block:
         Mark a STARTED record FINISHED with its final size and append its
         line (its ``crc``, ``number`` and ``digest`` set by the caller).
 
-        :param record: a record of this block.
         :param size: the number of content bytes received.
         :param fds: the engine's descriptor cache (the ``.meta`` file stays open).
         :return: the line appended (``blockfile.encode_record``).

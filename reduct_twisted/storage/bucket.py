@@ -131,13 +131,14 @@ class Bucket:
                 raise InternalError(f"Corrupt bucket settings '{path}': {e}") from None
         bucket = cls(name, directory, settings, context)
         unknown = []
-        for entry_name in sorted(os.listdir(directory)):
-            entry_dir = os.path.join(directory, entry_name)
-            if not os.path.isdir(entry_dir) or os.path.islink(entry_dir):
+        with os.scandir(directory) as items:  # (file types from the listing: no stat each)
+            found = sorted((item.name, item.is_dir(follow_symlinks=False)) for item in items)
+        for entry_name, is_dir in found:
+            if not is_dir:
                 if not is_bucket_file(entry_name):
                     unknown.append(entry_name)
             elif is_child_entry_dir(entry_name):
-                bucket._load_tree(entry_name, entry_dir)
+                bucket._load_tree(entry_name, os.path.join(directory, entry_name))
             else:
                 unknown.append(entry_name)
         if unknown:
@@ -150,14 +151,10 @@ class Bucket:
     def _load_tree(self, name: str, directory: str) -> None:
         # Entry ``name`` and, below it, its child entries (Entry.load leaves
         # their directories to us).
-        entry = Entry.load(name, directory, self.context, self.tally)
-        self.entries[name] = entry
-        if is_meta_entry(name):
-            return
-        for child in sorted(os.listdir(directory)):
-            path = os.path.join(directory, child)
-            if os.path.isdir(path) and not os.path.islink(path) and is_child_entry_dir(child):
-                self._load_tree(f"{name}/{child}", path)
+        children: list = []
+        self.entries[name] = Entry.load(name, directory, self.context, self.tally, children)
+        for child in sorted(children):
+            self._load_tree(f"{name}/{child}", os.path.join(directory, child))
 
     def update_settings(self, fields: dict) -> None:
         """

@@ -83,7 +83,7 @@ class Entry:
     status = "READY"
 
     @classmethod
-    def load(cls, name: str, directory: str, context, tally=None) -> "Entry":
+    def load(cls, name: str, directory: str, context, tally=None, children=None) -> "Entry":
         """
         Build an entry from its directory: each block from its row of the
         block index (``indexing.py``), else by reading its ``.meta`` file.
@@ -96,12 +96,14 @@ class Entry:
         name is not ours (``disk/layout.py``): it is reported and left.
 
         :param name: the entry name (``directory``: its directory; ``context``: the engine's).
+        :param children: a list the names of the child entry directories
+            found are appended to (in listing order), or None.
         :return: the entry, possibly without blocks.
         :raises UnsupportedMeta: a block has a newer format version.
         """
         entry = cls(name, directory, context)
         entry.tally = tally
-        return load_entry(entry)
+        return load_entry(entry, children)
 
     @property
     def block_count(self) -> int:

@@ -14,9 +14,11 @@ from reduct_twisted.storage.numbers import Numbers
 from reduct_twisted.storage.settings import is_meta_entry
 
 
-def load_entry(entry):
+def load_entry(entry, children=None):
     """
     Fill ``entry`` (new, empty) from its directory; see ``Entry.load``.
+
+    :param children: as ``Entry.load``'s (names of child entry directories).
 
     :return: ``entry``.
     """
@@ -28,6 +30,8 @@ def load_entry(entry):
         for item in items:
             found = blockfile.classify(item.name)
             if item.is_dir(follow_symlinks=False) and is_child_entry_dir(item.name, meta):
+                if children is not None:
+                    children.append(item.name)
                 continue  # a child entry (``Bucket.load`` loads it)
             if item.name == NUMBERS_FILE:
                 counter = True
@@ -61,7 +65,7 @@ def load_entry(entry):
             continue
         if block.record_count:
             entry._insert(len(entry.blocks), block)
-            keep.update(os.path.basename(path) for path in block.files())
+            keep.update(block.file_names())
     unused = [n for n in sorted(files) if n not in keep] + sorted(stale + opener.finish(entry))
     context.trash([os.path.join(directory, n) for n in unused])
     try:

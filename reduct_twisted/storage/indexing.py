@@ -148,7 +148,7 @@ class IndexOpener:
             shared_stat = None if shared_item is None else shared_item.stat(follow_symlinks=False)
             key = blockindex.key_of(meta_item.stat(follow_symlinks=False), shared_stat)
             block = block_from_row(self.directory, row, shared_stat is not None)
-            named = {os.path.basename(path) for path in block.files()}
+            named = set(block.file_names())
             if tuple(row[1:blockindex.SUMMARY]) == key and named.issuperset(self.names[block_id]):
                 self.recovery.index_rows += 1
                 if shared_stat is None or shared_stat.st_size <= block.tail:

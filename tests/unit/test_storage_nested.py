@@ -73,6 +73,24 @@ def test_a_meta_directory_has_no_children(tree, tmp_path):
     assert len(again.recovery_report()["left_in_place"]) == 1
 
 
+def test_symlinked_entry_directories_are_left_not_loaded(tree, tmp_path):
+    """A link to a directory, named like an entry, in a bucket or in an
+    entry, is not ours: reported and left (the listing's file types decide,
+    the link is never followed)."""
+    tree.close()
+    data = tmp_path / "data"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    os.symlink(elsewhere, data / "b" / "linked")
+    os.symlink(elsewhere, data / "b" / "a" / "linked")
+    again = _open(data)
+    assert "linked" not in _all(again) and "a/linked" not in _all(again)
+    assert _all(again) == {"a": 0, "a/b": 0, "a/b/c": 1, "a/x": 1, "a/b/$meta": 1, "ab": 1}
+    left = again.recovery_report()["left_in_place"]
+    assert len(left) == 2 and all("'linked'" in line for line in left)
+    assert (data / "b" / "linked").is_symlink() and (data / "b" / "a" / "linked").is_symlink()
+
+
 def test_remove_takes_every_descendant(tree):
     tree.remove_entry("b", "a")
     assert _all(tree) == {"ab": 1}
