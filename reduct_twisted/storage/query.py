@@ -28,6 +28,10 @@ from reduct_twisted.storage.records import FINISHED, FULL, PENDING
 from reduct_twisted.storage.when import compile_condition
 from reduct_twisted.storage.when.extensions import check_extensions
 
+#: Records of a block a plain query hands its ``visit_run`` first (then
+#: twice as many each time): a batch mostly takes fewer than a block holds.
+RUN_FIRST = 32
+
 
 @attr.s(eq=False)
 class Query(MatchQueue):
@@ -170,12 +174,14 @@ class Query(MatchQueue):
                 over = end - first > budget - examined
                 if over:
                     end = first + budget - examined
-                k = first
+                k, chunk = first, RUN_FIRST
                 while k < end:  # no slice: a step takes one record
                     if run is not None:
-                        # A run of finished records in the shared segment goes at once.
+                        # A run of finished records in the shared segment goes at
+                        # once, in chunks that double: a batch mostly wants fewer
+                        # records than a block has left.
                         rows, shared = [], block.shared_segment
-                        for ts in order[k:end]:
+                        for ts in order[k:min(end, k + chunk)]:
                             record = table[ts]
                             if (record.state != FINISHED or record.zsize is not None
                                     or record.segment != shared):
@@ -192,6 +198,9 @@ class Query(MatchQueue):
                             k += taken
                             if k >= end:
                                 break
+                            if taken == chunk:  # the chunk's end, not a record to step over
+                                chunk *= 2
+                                continue
                     ts = order[k]
                     k += 1
                     record = table[ts]

@@ -348,6 +348,34 @@ def test_a_run_breaks_at_a_large_record_and_one_being_written(engine):
     engine.abort(alloc)
 
 
+def test_runs_of_a_long_block_come_in_doubling_chunks_without_gaps(engine):
+    """A run is handed at most RUN_FIRST records first, then twice as many
+    each time (a batch mostly wants fewer than the block holds); a chunk's
+    end is no record to step over, a record being written still is."""
+    from reduct_twisted.storage.query import RUN_FIRST
+    engine.create_bucket("long", {"max_block_records": 1000})
+    first = 4 * RUN_FIRST + 10
+    for ts in range(1, first):
+        write_record(engine, "long", "e", ts, b"<%d>" % ts)
+    alloc = engine.allocate("long", "e", first, 3, "t", {})  # being written: steps, not runs
+    for ts in range(first + 1, first + 41):
+        write_record(engine, "long", "e", ts, b"<%d>" % ts)
+    qid = engine.create_query("long", "e", stop=first + 41)
+    batch = Runs()
+    assert engine.query_take("long", "e", qid, batch, visit_run=batch.run) is None
+    sizes = [len(run) for run in batch.runs]
+    assert sizes == [RUN_FIRST, 2 * RUN_FIRST, first - 1 - 3 * RUN_FIRST, 40]
+    assert batch.stamps == list(range(1, first)) + list(range(first + 1, first + 41))
+    engine.abort(alloc)
+    # A batch full part way through a chunk goes on where it stopped.
+    qid = engine.create_query("long", "e", stop=first)
+    small, rest = Runs(RUN_FIRST + 5), Runs()
+    assert engine.query_take("long", "e", qid, small, visit_run=small.run) is FULL
+    assert small.stamps == list(range(1, RUN_FIRST + 6))
+    assert engine.query_take("long", "e", qid, rest, visit_run=rest.run) is None
+    assert rest.stamps == list(range(RUN_FIRST + 6, first))
+
+
 def test_add_run_joins_back_to_back_records_only(engine):
     _fill(engine, range(1, 4))
     block = engine._bucket("b").entry("e").blocks[0]
