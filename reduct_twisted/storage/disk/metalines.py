@@ -19,6 +19,7 @@ what is wrong with a damaged file: the table is the same either way.
 
 import json
 import re
+from itertools import repeat
 
 from reduct_twisted.storage.disk.packed import PACKED_SUFFIX
 from reduct_twisted.storage.records import FINISHED, Record
@@ -137,20 +138,45 @@ def fast_table(data: bytes, start: int, end: int, block_id: int, classify, data_
 
 def _uniform_table(found: list, block_id: int, kind, data_suffix: str, name: str,
                    content_type: str, label_set: dict):
-    """:func:`fast_table` for lines of one segment ``name``, content type and label set."""
+    """
+    :func:`fast_table` for lines of one segment ``name``, content type and
+    label set: each field converted a column at a time (``map`` over the
+    matches, one ``bytes.fromhex`` for every digest), not a record at a time.
+    """
     if kind is None or kind[0] != block_id:
         return None
     packed, private = kind[2] == PACKED_SUFFIX, kind[1] is not None
     if not packed and (kind[2] != data_suffix):
         return None
-    table: dict = {}
-    for ts, off, size, crc, z, n, sha in found:
-        ts = int(ts)
-        crc = int(crc) if crc else None
-        if (packed != bool(z) or (private and not packed and kind[1] != ts)
-                or (crc is not None and crc > _CRC_MAX)):
+    count = len(found)
+    stamps, offsets, sizes, crcs, zs, numbers, shas = zip(*found)
+    stamps = list(map(int, stamps))
+    if packed:
+        if not all(zs):
             return None
-        table[ts] = Record(ts, name, int(off), int(size), content_type, dict(label_set), FINISHED,
-                           crc, int(z) if z else None, int(n) if n else None,
-                           bytes.fromhex(sha.decode()) if sha else None)
-    return table
+        zs = map(int, zs)
+    elif any(zs) or (private and any(ts != kind[1] for ts in stamps)):
+        return None
+    else:
+        zs = repeat(None, count)
+    crcs = _column(crcs, count)
+    if any(crc is not None and crc > _CRC_MAX for crc in crcs):
+        return None
+    if all(shas):
+        joined = bytes.fromhex(b"".join(shas).decode())
+        digests = [joined[i:i + 32] for i in range(0, 32 * count, 32)]
+    else:
+        digests = [bytes.fromhex(sha.decode()) if sha else None for sha in shas]
+    return dict(zip(stamps, map(
+        Record, stamps, repeat(name, count), map(int, offsets), map(int, sizes),
+        repeat(content_type, count), map(dict, repeat(label_set, count)),
+        repeat(FINISHED, count), crcs, zs, _column(numbers, count), digests)))
+
+
+def _column(texts: tuple, count: int) -> list:
+    # Optional integers of every line: all there, none, or some.
+    if all(texts):
+        return list(map(int, texts))
+    if not any(texts):
+        return [None] * count
+    return [int(text) if text else None for text in texts]
