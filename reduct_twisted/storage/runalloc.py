@@ -28,7 +28,7 @@ the run:
 from reduct_twisted.errors import ReductError
 from reduct_twisted.storage import writer
 from reduct_twisted.storage.block import record_bytes
-from reduct_twisted.storage.disk.blockfile import record_meta_size
+from reduct_twisted.storage.disk.blockfile import meta_fields_size
 from reduct_twisted.storage.records import STARTED, Record
 from reduct_twisted.storage.settings import check_entry_name, is_meta_entry
 
@@ -63,12 +63,21 @@ def reserve_in_last(series, specs, first: int, settings) -> list:
     table, order = block.table, block.order
     segment, offset = block.shared_segment, block.tail
     records, table_bytes, meta = [], 0, 0
+    texts = fields = None  # (content type, labels) of the record before and their share
     for ts, length, content_type, labels in specs[first:end]:
         record = Record(ts, segment, offset, length, content_type, dict(labels), STARTED)
         table[ts] = record
         order.append(ts)  # above every timestamp of the block: still sorted
         table_bytes += record_bytes(record)
-        meta += record_meta_size(ts, offset, offset + length, content_type, record.labels)
+        # blockfile.record_meta_size, its labels' share once for a run of alike records.
+        if texts is None or content_type != texts[0] or labels != texts[1]:
+            texts, fields = (content_type, labels), meta_fields_size(content_type, labels)
+        seconds, micros = divmod(ts, 1_000_000)
+        stamp = ((1 + (seconds.bit_length() + 6) // 7) if seconds else 0) + (
+            (1 + ((micros * 1000).bit_length() + 6) // 7) if micros else 0)
+        meta += 1 + ((stamp.bit_length() + 6) // 7 or 1) + stamp + fields + (
+            1 + (offset.bit_length() + 6) // 7 if offset else 0) + (
+            1 + ((offset + length).bit_length() + 6) // 7 if offset + length else 0)
         offset += length
         records.append(record)
     count, data = len(records), offset - block.tail

@@ -230,3 +230,30 @@ def test_a_bucket_size_is_the_sum_of_its_entries_through_every_change(tmp_path):
     assert engine._bucket("b").size == size
     check()
     engine.close()
+
+
+def test_a_runs_metadata_size_is_record_meta_size_of_each(tmp_path):
+    """The run's inlined size arithmetic (one labels' share for alike
+    records) adds up to ``blockfile.record_meta_size`` of every record:
+    whole seconds, offsets from 0, label sets and content types that change
+    part way, text beyond ASCII."""
+    from reduct_twisted.storage.disk.blockfile import record_meta_size
+    engine = _engine(tmp_path, {"max_block_records": 1000})
+    first = 1_700_000_000_000_000  # a whole second: no nanoseconds field
+    write = engine.upload("b", "e", first, 0, "", {}, failed=print)  # empty: offset 0 stays
+    write.commit()
+    engine.flush_writes()
+    kinds = [("", {}), (CT, {}), (CT, {"a": "1"}), (CT, {"a": "1"}), ("tëxt/日本", {"é": "x" * 200}),
+             (CT, {"a": "1", "b": ""}), (CT, {"a": "1"})]
+    specs = [(first + 1 + i * 999_999, 1 + i % 3, *kinds[i % len(kinds)]) for i in range(60)]
+    out = engine.upload_run("b", "e", [(ts, n, ct, dict(lb)) for ts, n, ct, lb in specs],
+                            [None] * len(specs), [print] * len(specs))
+    for w, (ts, n, _, _) in zip(out, specs):
+        w.write(b"x" * n)
+        w.commit()
+    engine.flush_writes()
+    [block] = engine._bucket("b").entry("e").blocks
+    block.load()
+    expected = sum(record_meta_size(r.ts, r.offset, r.offset + r.size, r.content_type, r.labels)
+                   for r in block.table.values())
+    assert block.meta_size == expected and block.record_count == 61

@@ -366,6 +366,11 @@ def record_meta_size(ts: int, begin: int, end: int, content_type: str, labels: d
         size += 1 + (end.bit_length() + 6) // 7
     if not labels:
         return size + _str_field_len(content_type)
+    return size + meta_fields_size(content_type, labels)
+
+
+def meta_fields_size(content_type: str, labels: dict) -> int:
+    """The share of the content type and labels in :func:`record_meta_size`."""
     key = (content_type, *labels.items())
     fields = _FIELDS_SIZE.get(key)
     if fields is None:
@@ -376,7 +381,7 @@ def record_meta_size(ts: int, begin: int, end: int, content_type: str, labels: d
             pair = _str_field_len(name) + _str_field_len(value)
             fields += 1 + ((pair.bit_length() + 6) // 7 or 1) + pair
         _FIELDS_SIZE[key] = fields
-    return size + fields
+    return fields
 
 
 #: The labels' and content type's share of :func:`record_meta_size` by
