@@ -274,7 +274,9 @@ def time_headers(raw_headers) -> list:
         lname = name.lower()
         if not lname.startswith(TIME_PREFIX) or not values:
             continue
-        ts = _u64_bytes(lname[skip:])
+        digits = lname[skip:]
+        # _u64_bytes, inline for up to 19 digits (always below 2**64)
+        ts = int(digits) if digits.isdigit() and len(digits) < 20 else _u64_bytes(digits)
         if ts is None:
             raise UnprocessableEntity(
                 f"Invalid header '{lname.decode('latin-1')}': "
@@ -303,13 +305,12 @@ def parse_batch_headers(raw_headers, at_labels: bool = False) -> List[BatchedRec
     for ts, raw in time_headers(raw_headers):
         length_text, comma, tail = raw.partition(b",")
         known = seen.get(tail) if comma else None
-        if known is not None:
+        if known is not None and length_text.isdigit() and len(length_text) < 20:
             # ``tail`` decoded and parsed before, and a value whose length
-            # is ASCII digits decodes and splits the same way around it.
-            length = _u64_bytes(length_text)
-            if length is not None:
-                records.append(BatchedRecord(ts, length, known[0], dict(known[1])))
-                continue
+            # is ASCII digits (below 2**64: _u64_bytes) decodes and splits
+            # the same way around it.
+            records.append(BatchedRecord(ts, int(length_text), known[0], dict(known[1])))
+            continue
         try:
             value = raw.decode("utf-8")
         except UnicodeDecodeError:
