@@ -114,7 +114,7 @@ class BatchWriteSink:
     def write(self, data: bytes) -> None:
         if self.done:
             return
-        size, pos = len(data), 0
+        size, pos, view = len(data), 0, None
         while pos < size:
             if not self._open and not self._begin_next():
                 # Beyond the announced records: only a chunked body held to
@@ -123,7 +123,12 @@ class BatchWriteSink:
                 break
             take = min(self._left, size - pos)
             if self._sink is not None:
-                self._sink.write(data if take == size else memoryview(data)[pos:pos + take])
+                if take == size:
+                    self._sink.write(data)
+                else:
+                    if view is None:
+                        view = memoryview(data)
+                    self._sink.write(view[pos:pos + take])
             pos += take
             self._left -= take
             if not self._left:

@@ -68,10 +68,12 @@ def reserve_in_last(series, specs, first: int, settings) -> list:
         record = Record(ts, segment, offset, length, content_type, dict(labels), STARTED)
         table[ts] = record
         order.append(ts)  # above every timestamp of the block: still sorted
-        table_bytes += record_bytes(record)
-        # blockfile.record_meta_size, its labels' share once for a run of alike records.
+        # block.record_bytes and blockfile.record_meta_size: what depends on
+        # the content type and labels once for a run of alike records.
         if texts is None or content_type != texts[0] or labels != texts[1]:
             texts, fields = (content_type, labels), meta_fields_size(content_type, labels)
+            estimate = record_bytes(record)
+        table_bytes += estimate
         seconds, micros = divmod(ts, 1_000_000)
         stamp = ((1 + (seconds.bit_length() + 6) // 7) if seconds else 0) + (
             (1 + ((micros * 1000).bit_length() + 6) // 7) if micros else 0)

@@ -114,41 +114,47 @@ class WriteRun:
         self._content, self._commits, self.pending = [], [], False
         context = self.context
         bad = self._write_content(content)  # block -> [(start, end, error)]
-        good, lost = [], []
-        for series, alloc, failed in commits:
+        good, lost = ([], []) if bad else (commits, [])
+        for item in commits if bad else ():
+            alloc = item[1]
             holes = bad.get(alloc._block)
             error = None
             if holes:  # a record fails if a byte of it was not written
                 start, end = alloc.offset, alloc.offset + alloc.written
                 error = next((e for s, t, e in holes if s < end and start < t), None)
             if error is not None:
-                lost.append((alloc, failed, error))
+                lost.append((alloc, item[2], error))
             else:
-                good.append((series, alloc, failed))
-        for series, alloc, _ in good:  # numbers in commit order
+                good.append(item)
+        by_block: dict = {}
+        for item in good:  # numbers in commit order
+            series, alloc, _ = item
             record = alloc._record
             record.crc = alloc.crc
             record.number = series.numbers.take()
-        by_block: dict = {}
-        for item in good:
-            by_block.setdefault(item[1]._block, []).append(item)
-        done, appended = set(), []
+            items = by_block.get(alloc._block)
+            if items is None:
+                by_block[alloc._block] = [item]
+            else:
+                items.append(item)
+        appended, undone = [], None
         for block, items in by_block.items():
             try:
                 lines = self._append_lines(block, items)
             except OSError as exc:
+                undone = undone or set()
                 for series, alloc, failed in reversed(items):
                     series.numbers.give_back(alloc._record.number)
                     alloc._record.number = None
                     lost.append((alloc, failed, exc))
+                    undone.add(id(alloc))
             else:
-                done.update(id(item[1]) for item in items)
                 appended.append((items, lines))
-        logs, stored = context.logs, self._stored
+        logs, stored, release = context.logs, self._stored, writer.release
         with logs.held():  # the run's numbers are all taken: log batches go out after it
-            for series, alloc, _ in good:
-                if id(alloc) in done:
-                    writer.release(context, alloc, FINISHED)
+            for _, alloc, _ in good:
+                if undone is None or id(alloc) not in undone:
+                    release(context, alloc, FINISHED)
                     stored(alloc)
             if logs.on:  # one call per block: its records' leaves are in the lines
                 for items, lines in appended:

@@ -4,6 +4,8 @@ byte for byte :func:`~reduct_twisted.storage.disk.blockfile.encode_record`
 of each (about 0.5 µs a record instead of 1.2).
 """
 
+from binascii import hexlify
+
 from reduct_twisted.storage.disk.blockfile import _json_str, _labels_json, encode_record
 
 __all__ = ["encode_records"]
@@ -34,6 +36,5 @@ def encode_records(pairs) -> bytes:
         if sha is None:
             out.append(template % (record.ts, record.offset, size, crc, record.number))
         else:
-            out.append(template % (record.ts, record.offset, size, record.number,
-                                   sha.hex().encode("ascii")))
+            out.append(template % (record.ts, record.offset, size, record.number, hexlify(sha)))
     return b"".join(out)
