@@ -57,13 +57,15 @@ BUCKET = "bench"
 
 #: batch_*: the batched cells (40,000 records: long enough for a 10 % bound on
 #: a 2-core box; their load generator runs on one CPU, ``client_cpu``)
-#: quiet_*: before each group of cells, wait while other work keeps more than
-#: quiet_pct % of a core busy, at most quiet_wait s per group, quiet_budget s in all
+#: quiet_*: before each target's cells, wait while other work keeps more than
+#: quiet_pct % of a core busy (a peer's background work, e.g. PostgreSQL's
+#: autovacuum after its inserts, took a core for 10-20 s and halved the cells
+#: after it), at most quiet_wait s each time, quiet_budget s in all
 #: up_*, rss_*, startup_*, scale_*, spread_*: issue #17's cells (``cells17``)
 FULL = dict(counts={KiB: 4000, 10 * KiB: 4000, 100 * KiB: 1500, MiB: 300},
             batch_count=40_000, batch_max_s=4.0, spread_count=200_000, spread_max_s=10.0,
             max_s=2.0, min_read_s=0.5, big=GiB, big_timeout=120.0,
-            quiet_pct=40, quiet_wait=10, quiet_budget=60,
+            quiet_pct=40, quiet_wait=20, quiet_budget=240,
             up_count=64, up_size=10 * MiB, rss_records=1_000_000, rss_size=KiB,
             startup_records=1_000_000, startup_entries=(10, 10_000), startup_size=100,
             startup_touch=1000, scale_records=1_000_000, scale_small=10_000,
@@ -231,6 +233,7 @@ class Matrix:
 
     def _batched(self, rnd: int) -> None:
         for target in self.order([PG, OURS], rnd):
+            self.quiet()
             entry, pids = f"batch-r{rnd}", [self.peers[target].pid]
             common = dict(payload=self.payload[KiB], base_ts=time.time_ns() // 1000,
                           max_s=self.b["batch_max_s"], server_pids=pids)
@@ -348,13 +351,12 @@ class Matrix:
             order = self.order([OURS, MOCK, NGINX, PG], rnd - 1)
             for size in SIZES if "single" in self.groups else ():
                 for conc in CONCS:
-                    self.quiet()
                     for target in order:
                         if target not in BY_NAME or (size, conc) in BY_NAME[target].singles:
+                            self.quiet()
                             self.single(target, size, conc, rnd)
             if "batch" in self.groups:
-                self.quiet()
-                self.batched(rnd)
+                self.batched(rnd)  # (quiet before each target's cells)
             if "big" in self.groups:
                 self.quiet()
                 self.big(rnd)

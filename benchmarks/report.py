@@ -308,10 +308,10 @@ def render(rows, memory, background, waited, meta, extra=()) -> str:
         f"{b['min_read_s']} s (page cache hot). MB = 10^6 bytes of record payload; "
         "c = keep-alive connections. Ratios compare MB/s (the same as records/s for one size).",
         "",
-        f"Background CPU (other work, measured for 0.3 s before each group of cells): median "
+        f"Background CPU (other work, measured for 0.3 s before each target's cells): median "
         f"{statistics.median(background or [0]):.0f} %, max {max(background or [0]):.0f} % "
         "of one core over "
-        f"{len(background)} groups; {waited:.0f} s spent waiting for it to drop below "
+        f"{len(background)} measurements; {waited:.0f} s spent waiting for it to drop below "
         f"{b['quiet_pct']} %. The \"rest\" and \"steal\" columns below show it per cell.",
         "",
         "## Results",
