@@ -497,3 +497,33 @@ def test_claims_never_refuse_under_fifo_or_none(engine):
         engine.commit(alloc)
         engine.remove_entry("b", "e")
         assert engine._bucket("b").in_flight == 0
+
+
+@pytest.mark.parametrize("integrity", ["log", "off"])
+def test_an_allocation_is_built_field_by_field_right(tmp_path, integrity):
+    """``writer.new_allocation`` passes every field by position: each lands
+    where its name says (and the class keeps the order it relies on)."""
+    import attr
+
+    from reduct_twisted.storage.records import STARTED, Allocation
+    assert [f.name for f in attr.fields(Allocation)] == [
+        "bucket", "entry", "length", "path", "private", "fd", "written", "crc", "sha",
+        "expected", "claimed", "admitted", "_owner", "_block", "_record", "_slot", "_state"]
+    engine = StorageEngine(str(tmp_path / "data"), Clock())
+    engine.set_integrity(integrity)
+    engine.open()
+    engine.create_bucket("b", None)
+    alloc = engine.allocate("b", "e", 5, 3, "t", {"a": "1"})
+    owner = engine._bucket("b")
+    series = owner.entry("e")
+    block = series.blocks[-1]
+    assert (alloc.bucket, alloc.entry, alloc.length, alloc.private) == ("b", "e", 3, False)
+    assert alloc.path == block.shared_path and alloc.fd == alloc._slot.fd
+    assert (alloc.written, alloc.expected, alloc.claimed, alloc.admitted) == (0, None, 0, 0)
+    if integrity == "off":
+        assert alloc.crc == 0 and alloc.sha is None
+    else:
+        assert alloc.crc is None and alloc.sha.name == "sha256"
+    assert alloc._owner == (owner, series) and alloc._block is block
+    assert alloc._record is block.table[5] and alloc._state == STARTED
+    engine.abort(alloc)
