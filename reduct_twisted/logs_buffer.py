@@ -12,8 +12,9 @@ buffer= flush=``).
 
 Lines are written at once when the reactor is not running (start-up
 messages, a failure before it starts, after it stopped), when they come
-from another thread, when one of them is a warning or worse (``urgent``),
-and before the reactor's shutdown completes.  What a ``kill -9`` can lose
+from another thread and no batch is waiting (one that is takes them along:
+its timer is the reactor's to cancel), when one of them is a warning or
+worse (``urgent``), and before the reactor's shutdown completes.  What a ``kill -9`` can lose
 is the last :data:`DELAY` seconds of INFO lines.
 """
 

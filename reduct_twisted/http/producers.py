@@ -30,7 +30,6 @@ from twisted.internet.interfaces import IPushProducer
 from zope.interface import implementer
 
 from reduct_twisted.http import eager
-from reduct_twisted.http.eager import transport_idle
 from reduct_twisted.storage.content import CAN_SEND
 
 #: Bytes read per ``pread`` while streaming.
@@ -130,7 +129,7 @@ class RangeSender:
             socket is full, or ``sendfile`` cannot be used).
         """
         transport = self.request.channel.transport
-        if not getattr(self._file, "sendable", True) or not transport_idle(transport):
+        if not getattr(self._file, "sendable", True) or not eager.transport_idle(transport):
             return False  # a compressed record is decompressed and copied
         while self.remaining > 0 and self._active:
             try:

@@ -198,7 +198,7 @@ class Block:
 
     def files(self) -> list:
         """:return: the paths of every file the block may have."""
-        return [os.path.join(self.directory, name) for name in self.file_names()]
+        return [self.path(name) for name in self.file_names()]
 
     def file_names(self) -> list:
         """:return: the names (in the entry directory) of every file the block may have."""

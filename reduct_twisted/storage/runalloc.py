@@ -28,7 +28,7 @@ the run:
 from reduct_twisted.errors import ReductError
 from reduct_twisted.storage import writer
 from reduct_twisted.storage.block import record_bytes
-from reduct_twisted.storage.disk.blockfile import meta_fields_size
+from reduct_twisted.storage.disk.blockfile import meta_fields_size, meta_fixed_size
 from reduct_twisted.storage.records import STARTED, Record
 from reduct_twisted.storage.settings import check_entry_name, is_meta_entry
 
@@ -74,12 +74,7 @@ def reserve_in_last(series, specs, first: int, settings) -> list:
             texts, fields = (content_type, labels), meta_fields_size(content_type, labels)
             estimate = record_bytes(record)
         table_bytes += estimate
-        seconds, micros = divmod(ts, 1_000_000)
-        stamp = ((1 + (seconds.bit_length() + 6) // 7) if seconds else 0) + (
-            (1 + ((micros * 1000).bit_length() + 6) // 7) if micros else 0)
-        meta += 1 + ((stamp.bit_length() + 6) // 7 or 1) + stamp + fields + (
-            1 + (offset.bit_length() + 6) // 7 if offset else 0) + (
-            1 + ((offset + length).bit_length() + 6) // 7 if offset + length else 0)
+        meta += meta_fixed_size(ts, offset, offset + length) + fields
         offset += length
         records.append(record)
     count, data = len(records), offset - block.tail

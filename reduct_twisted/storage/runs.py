@@ -114,18 +114,20 @@ class WriteRun:
         self._content, self._commits, self.pending = [], [], False
         context = self.context
         bad = self._write_content(content)  # block -> [(start, end, error)]
-        good, lost = ([], []) if bad else (commits, [])
-        for item in commits if bad else ():
-            alloc = item[1]
-            holes = bad.get(alloc._block)
-            error = None
-            if holes:  # a record fails if a byte of it was not written
-                start, end = alloc.offset, alloc.offset + alloc.written
-                error = next((e for s, t, e in holes if s < end and start < t), None)
-            if error is not None:
-                lost.append((alloc, item[2], error))
-            else:
-                good.append(item)
+        good, lost = commits, []
+        if bad:  # a record fails if a byte of it was not written
+            good = []
+            for item in commits:
+                alloc = item[1]
+                holes = bad.get(alloc._block)
+                error = None
+                if holes:
+                    start, end = alloc.offset, alloc.offset + alloc.written
+                    error = next((e for s, t, e in holes if s < end and start < t), None)
+                if error is not None:
+                    lost.append((alloc, item[2], error))
+                else:
+                    good.append(item)
         by_block: dict = {}
         for item in good:  # numbers in commit order
             series, alloc, _ = item

@@ -233,7 +233,7 @@ def test_a_bucket_size_is_the_sum_of_its_entries_through_every_change(tmp_path):
 
 
 def test_a_runs_metadata_size_is_record_meta_size_of_each(tmp_path):
-    """The run's inlined size arithmetic (one labels' share for alike
+    """The run's metadata size (the labels' share taken once for alike
     records) adds up to ``blockfile.record_meta_size`` of every record:
     whole seconds, offsets from 0, label sets and content types that change
     part way, text beyond ASCII."""

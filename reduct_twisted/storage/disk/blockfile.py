@@ -351,22 +351,24 @@ def record_meta_size(ts: int, begin: int, end: int, content_type: str, labels: d
     :param labels: the record's labels.
     :return: the size in bytes.
     """
-    # Inlined (this runs for every record read): an integer field is a tag
-    # byte and a varint of (bit length + 6) // 7 bytes, absent when 0; a
-    # length-delimited field is a tag, the varint of its length (at least
-    # one byte), then the bytes.
+    if not labels:
+        return meta_fixed_size(ts, begin, end) + _str_field_len(content_type)
+    return meta_fixed_size(ts, begin, end) + meta_fields_size(content_type, labels)
+
+
+def meta_fixed_size(ts: int, begin: int, end: int) -> int:
+    """The share of the timestamp, ``begin`` and ``end`` in :func:`record_meta_size`."""
+    # Inlined (this runs for every record read and written): an integer
+    # field is a tag byte and a varint of (bit length + 6) // 7 bytes, absent
+    # when 0; a length-delimited field is a tag, the varint of its length
+    # (at least one byte), then the bytes.
     seconds, micros = divmod(ts, 1_000_000)
     nanos = micros * 1000
     timestamp = ((1 + (seconds.bit_length() + 6) // 7) if seconds else 0) + (
         (1 + (nanos.bit_length() + 6) // 7) if nanos else 0)
-    size = 1 + ((timestamp.bit_length() + 6) // 7 or 1) + timestamp
-    if begin:
-        size += 1 + (begin.bit_length() + 6) // 7
-    if end:
-        size += 1 + (end.bit_length() + 6) // 7
-    if not labels:
-        return size + _str_field_len(content_type)
-    return size + meta_fields_size(content_type, labels)
+    return 1 + ((timestamp.bit_length() + 6) // 7 or 1) + timestamp + (
+        1 + (begin.bit_length() + 6) // 7 if begin else 0) + (
+        1 + (end.bit_length() + 6) // 7 if end else 0)
 
 
 def meta_fields_size(content_type: str, labels: dict) -> int:
