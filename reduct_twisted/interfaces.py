@@ -419,7 +419,7 @@ class IStorageEngine(IEntryLogs):
         :raises NotFound: no such bucket or multi-entry query.
         """
 
-    def multi_take(bucket, qid, visit, reader=None, budget=2000, accept=None):
+    def multi_take(bucket, qid, visit, reader=None, budget=2000, accept=None, visit_run=None):
         """:meth:`multi_next` a batch at a time (``storage/multi_parts.py``)."""
 
     def discard_multi_query(qid):

@@ -77,6 +77,12 @@ def batch_query_id(args) -> int:
     return qid
 
 
+def _time_header(record) -> tuple:
+    """A stored record's v1 batch header: ``(x-reduct-time-<ts>, value)``."""
+    return _TIME_NAME % record.ts, record_header_value(record.size, record.content_type,
+                                                       record.labels)
+
+
 class BatchReader:
     """
     The next records of query ``qid``, up to the batch limits, and the
@@ -182,14 +188,20 @@ class BatchReader:
         :meth:`_visit` for a run of stored records (their ``ts``, ``size``,
         ``content_type`` and ``labels``): :return: ``(taken, stop)``.
         """
+        return self._take_run(records, _time_header)
+
+    def _take_run(self, records, header) -> tuple:
+        """
+        Add the records of a run, each's ``(name, value)`` from
+        ``header(record)``, until the batch is full: :return: ``(taken, stop)``.
+        """
         headers, limits, head, deadline = self.headers, self.limits, self.head, self._deadline
         metadata, size = self.metadata, self.size
         taken = 0
         for record in records:
             taken += 1
-            name = _TIME_NAME % record.ts
-            value = record_header_value(record.size, record.content_type, record.labels)
-            headers.append((name, value))
+            name, value = pair = header(record)
+            headers.append(pair)
             metadata += len(name) + len(value) + 2
             size += record.size
             if (len(headers) >= limits.max_records or metadata > limits.max_metadata

@@ -15,6 +15,8 @@ generation reads right.
 """
 
 
+from functools import partial
+
 from twisted.python.failure import Failure
 
 from reduct_twisted.errors import UnprocessableEntity
@@ -59,7 +61,7 @@ class IoBatchReader(BatchReader):
 
     def _take(self):
         return self.engine.multi_take(self.bucket, self.qid, self._visit_entry, self._reader,
-                                      accept=self._accept)
+                                      accept=self._accept, visit_run=self._visit_entry_run)
 
     def _ended(self) -> bool:
         return self.engine.multi_options(self.bucket, self.qid) is None
@@ -68,6 +70,11 @@ class IoBatchReader(BatchReader):
         name, value = self.encoder.add(entry, ts, size, content_type, labels)
         self._last_entry = entry
         return self._taken(name, value, size)
+
+    def _visit_entry_run(self, entry: str, records) -> tuple:
+        """:meth:`_visit_entry` for a run of one entry's stored records: :return: ``(taken, stop)``."""
+        self._last_entry = entry
+        return self._take_run(records, partial(self.encoder.add_record, entry))
 
     def answer(self, result, request):
         if self.continuous:

@@ -26,6 +26,7 @@ it uses the engine's ``_bucket``, ``_context``, ``_queries``, ``_multi`` and
 
 import heapq
 from collections import deque
+from itertools import repeat
 
 from reduct_twisted.errors import UnprocessableEntity
 from reduct_twisted.storage.meta import effective_exclude
@@ -137,9 +138,7 @@ class MultiQuery:
                     if ahead is None:
                         result = query.step(entry, budget - used)
                     else:
-                        result = query.take(entry, budget - used, lambda b, r: (
-                            ahead.append((b, r)) or len(ahead) >= LOOKAHEAD
-                            or b is not ahead[0][0]))  # up to a block's end
+                        result = query.take(entry, budget - used, *_fillers(ahead))
                 except Exception as exc:
                     if getattr(query, "error", None) is exc:
                         self.error = exc
@@ -173,11 +172,16 @@ class MultiQuery:
             self._empty.append(position)
             return name, block, record
 
-    def take(self, budget: int, accept, visit):
+    def take(self, budget: int, accept, visit, visit_run=None):
         """
         :meth:`step` for a batch: each next record goes to ``visit(block,
         record, entry name)`` until it returns true.
 
+        :param visit_run: ``visit_run(block, records, entry name) -> (taken,
+            full)``, or None: the matches of a part taken ahead that come
+            before every other head and lie back to back in their block's
+            shared segment (finished, uncompressed) go to it as one run
+            instead of to ``visit`` one by one; it takes them all unless full.
         :return: ``FULL``; as :meth:`step` otherwise (``None``, ``PENDING``
             once ``budget`` records were examined in all, ``HELD``).
         """
@@ -195,18 +199,70 @@ class MultiQuery:
             ahead = self._ahead.get(self._empty[-1])
             while ahead:
                 block, record = ahead[0]
-                if heap and (record.ts, name) > heap[0][:2]:
-                    break
+                if heap:
+                    head_ts, head_name = heap[0][:2]
+                    # (ts, name) <= the head's, for this part's one name
+                    bound = head_ts + 1 if name <= head_name else head_ts
+                    if record.ts >= bound:
+                        break
+                else:
+                    bound = None
                 if block.removed or record.state != FINISHED:
                     ahead.popleft()
                     continue
                 if accept is not None and not accept(name):
                     return HELD
+                if visit_run is not None:
+                    rows = _run_ahead(ahead, block, bound)
+                    if rows:
+                        taken, full = visit_run(block, rows, name)
+                        for _ in range(taken):
+                            ahead.popleft()
+                        if full:
+                            return FULL
+                        continue
                 ahead.popleft()
                 if visit(block, record, name):
                     return FULL
             if left <= 0:
                 return PENDING
+
+
+def _fillers(ahead) -> tuple:
+    """
+    The ``visit`` and ``visit_run`` of a ``Query.take`` that takes matches
+    ahead into ``ahead``: up to :data:`LOOKAHEAD` (a run may overshoot it),
+    stopping after the first match of a second block.
+    """
+
+    def visit(block, record):
+        ahead.append((block, record))
+        return len(ahead) >= LOOKAHEAD or block is not ahead[0][0]
+
+    def visit_run(block, records):
+        if ahead and ahead[0][0] is not block:
+            ahead.append((block, records[0]))
+            return 1, True
+        ahead.extend(zip(repeat(block), records))
+        return len(records), len(ahead) >= LOOKAHEAD
+
+    return visit, visit_run
+
+
+def _run_ahead(ahead, block, bound) -> list:
+    """
+    The leading matches of ``ahead`` (``(block, record)`` pairs) that belong to
+    ``block``, come before ``bound`` (a timestamp, or None) and are finished,
+    uncompressed records of its shared segment (one run for ``add_run``).
+    """
+    rows, shared = [], block.shared_segment
+    for owner, record in ahead:
+        if (owner is not block or (bound is not None and record.ts >= bound)
+                or record.state != FINISHED or record.zsize is not None
+                or record.segment != shared):
+            break
+        rows.append(record)
+    return rows
 
 
 class MultiRegistry:
@@ -269,7 +325,8 @@ class MultiRegistry:
             return None
         return query
 
-    def next(self, bucket, qid: int, now: float, budget: int, accept=None, visit=None):
+    def next(self, bucket, qid: int, now: float, budget: int, accept=None, visit=None,
+             visit_run=None):
         """
         Step query ``qid`` (:meth:`MultiQuery.step`, or with ``visit``
         :meth:`MultiQuery.take`) and refresh its TTL; a non-continuous query
@@ -286,7 +343,7 @@ class MultiRegistry:
             raise _not_found(qid)
         query.last_access = now
         tables = self._tables
-        run = query.step if visit is None else (lambda b, a: query.take(b, a, visit))
+        run = query.step if visit is None else (lambda b, a: query.take(b, a, visit, visit_run))
         if tables is None:
             result = run(budget, accept)
         else:

@@ -119,11 +119,16 @@ class MultiMethods:
         return name, view
 
     def multi_take(self, bucket: str, qid: int, visit, reader=None, budget: int = 2000,
-                   accept=None):
+                   accept=None, visit_run=None):
         """
         A batch of multi-entry query ``qid``: ``multi_next`` record after
         record, each handed to ``visit(entry name, ts, size, content_type,
         labels)`` (its content first added to ``reader``), as ``query_take``.
+
+        :param visit_run: ``visit_run(entry name, records) -> (taken,
+            full)``, or None: without ``#select_labels``, runs of one
+            entry's stored records that come next in the merge go to it
+            instead of to ``visit`` one by one (as ``query_take``'s).
 
         :return: ``FULL``, ``None``, ``PENDING`` or ``HELD`` (``accept``
             refused the next record, which stays the next one).
@@ -136,8 +141,11 @@ class MultiMethods:
         query = multi.find(owner, qid)
         select = None if query is None else query.select_labels
         emit, counted = self._emitter(select, visit, reader)
+        run = None
+        if visit_run is not None and select is None:
+            run = self._run_emitter(visit_run, reader, counted)
         try:
-            return multi.next(owner, qid, self.clock.seconds(), budget, accept, emit)
+            return multi.next(owner, qid, self.clock.seconds(), budget, accept, emit, run)
         finally:
             self._count_read(bucket, counted)
 

@@ -232,9 +232,12 @@ class ReadMethods:
 
     @staticmethod
     def _run_emitter(visit_run, reader, counted):
-        """The ``visit_run(block, records)`` of a storage take around a reader's ``visit_run``."""
+        """
+        The ``visit_run(block, records, *head)`` of a storage take around a
+        reader's ``visit_run(*head, records)``.
+        """
 
-        def emit_run(block, records):
+        def emit_run(block, records, *head):
             if reader is not None:
                 try:
                     reader.open_shared(block)  # before any header is made
@@ -242,7 +245,7 @@ class ReadMethods:
                     raise InternalError(
                         f"Failed to read record {records[0].ts}: {exc.strerror or exc}"
                     ) from None
-            taken, full = visit_run(records)
+            taken, full = visit_run(*head, records)
             if taken:
                 if taken < len(records):
                     records = records[:taken]

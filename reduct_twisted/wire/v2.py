@@ -447,6 +447,16 @@ class BatchEncoder:
             data = b" ".join(data.splitlines())  # what twisted.web makes of a line break
         return name, data
 
+    def add_record(self, entry: str, record) -> Tuple[bytes, bytes]:
+        """:meth:`add` for an object with ``ts``, ``size``, ``content_type`` and ``labels``."""
+        index = self._entries.get(entry)
+        previous = None if index is None else self._previous.get(index)
+        if (previous is not None and previous[1] == record.labels
+                and previous[0] == record.content_type):
+            # nothing changed (the common case of a run): the bare length
+            return b"x-reduct-%d-%d" % (index, record.ts - self.start_ts), b"%d" % record.size
+        return self.add(entry, record.ts, record.size, record.content_type, record.labels)
+
     def _delta(self, labels: Dict[str, str], old: Dict[str, str]) -> str:
         table = self._labels
         ops = []
