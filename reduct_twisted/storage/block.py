@@ -17,28 +17,13 @@ import attr
 
 from reduct_twisted.storage.disk import blockfile
 from reduct_twisted.storage.records import FINISHED, REMOVED, STARTED, Record, RecordView
-
-
-#: Estimated bytes of one loaded record besides its labels: the ``Record``,
-#: its strings and numbers, its slots in the table and the sorted order
-#: (measured with ``tracemalloc`` on CPython 3: about 400 bytes).
-RECORD_OVERHEAD = 400
-#: Estimated bytes of one label besides the characters of its name and
-#: value: two ``str`` objects and a slot in the record's ``dict``.
-LABEL_OVERHEAD = 140
-
-
-def record_bytes(record: Record) -> int:
-    """
-    The memory a loaded record is estimated to take (its share of
-    ``Block.table_bytes``): cheap, no ``sys.getsizeof`` walk.
-
-    :param record: a record of a table.
-    """
-    size = RECORD_OVERHEAD + len(record.content_type)
-    for name, value in record.labels.items():
-        size += LABEL_OVERHEAD + len(name) + len(value)
-    return size
+from reduct_twisted.storage.tablesize import (  # noqa: F401 (importable from here)
+    LABEL_OVERHEAD,
+    RECORD_OVERHEAD,
+    record_bytes,
+    release,
+    table_estimate,
+)
 
 
 def _meta_size(record: Record) -> int:
@@ -67,9 +52,11 @@ class Block:
     :ivar table: records by timestamp, or ``None`` when not loaded.
     :ivar partial: the table holds only records added after the block's last
         (:meth:`open_for_append`: those numbered above ``partial_from``).
-    :ivar table_bytes: the estimated memory of the loaded table (the sum of
-        :func:`record_bytes` of its records; ``0`` when not loaded), kept up
-        to date as records are added, relabelled and removed.
+    :ivar table_bytes: the estimated memory of the loaded table
+        (``tablesize.py``; ``0`` when not loaded), kept up to date as
+        records are added, relabelled and removed.
+    :ivar sharing: the table's label ``dict`` objects that several records
+        use (``tablesize.py``), or None.
     :ivar order: the table's timestamps in ascending order.
     :ivar removed: the block was removed from its entry.
     :ivar shared_known: the shared segment's creation was already reported
@@ -100,6 +87,7 @@ class Block:
     partial: bool = attr.ib(default=False)
     partial_from: int = attr.ib(default=0)
     table_bytes: int = attr.ib(default=0)
+    sharing = attr.ib(default=None)
     removed: bool = attr.ib(default=False)
     shared_known: bool = attr.ib(default=False)
     packed: set = attr.ib(factory=set)
@@ -213,7 +201,7 @@ class Block:
             table.update(self.table)  # the same objects: writers hold them
             self.partial = False
         self.table, self.order = table, sorted(table)
-        self.table_bytes = sum(map(record_bytes, table.values()))
+        self.table_bytes, self.sharing = table_estimate(list(table.values()))
 
     def open_for_append(self) -> None:
         """An empty partial table (for records after :attr:`latest_ts`) if none is loaded."""
@@ -222,7 +210,7 @@ class Block:
 
     def unload(self) -> None:
         """Drop the record table (the summary stays)."""
-        self.table = self.order = None
+        self.table = self.order = self.sharing = None
         self.table_bytes, self.partial = 0, False
 
     def get(self, ts: int):
@@ -314,7 +302,7 @@ class Block:
         self.version += 1
         del self.table[record.ts]
         self.order.remove(record.ts)
-        self.table_bytes -= record_bytes(record)
+        self.table_bytes -= release(self.sharing, record)
         self._count(record, -1)
         shared = self.shared_segment
         self.tail = max(
@@ -335,7 +323,7 @@ class Block:
         self.version += 1
         for record in records:
             del self.table[record.ts]
-            self.table_bytes -= record_bytes(record)
+            self.table_bytes -= release(self.sharing, record)
             self._count(record, -1)
             record.state = REMOVED
         self.order = sorted(self.table)
@@ -354,7 +342,7 @@ class Block:
         self.meta_size += blockfile.record_meta_size(
             record.ts, record.offset, record.offset + record.size, record.content_type, labels
         ) - _meta_size(record)
-        self.table_bytes -= record_bytes(record)
+        self.table_bytes -= release(self.sharing, record)
         record.labels = labels
         self.table_bytes += record_bytes(record)
 

@@ -51,7 +51,8 @@ class Record:
     :ivar offset: where the content starts in ``segment``.
     :ivar size: content length; ``0`` while a chunked upload is in flight.
     :ivar content_type: stored verbatim.
-    :ivar labels: label name to value, in insertion order.
+    :ivar labels: label name to value, in insertion order; records of a
+        table may share the ``dict``: replace it, never change it in place.
     :ivar state: :data:`STARTED` or :data:`FINISHED` (:data:`REMOVED` once
         taken out of its block).
     :ivar crc: ``zlib.crc32`` of the content once finished; ``None`` if

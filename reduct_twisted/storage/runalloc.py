@@ -27,7 +27,7 @@ the run:
 
 from reduct_twisted.errors import ReductError
 from reduct_twisted.storage import writer
-from reduct_twisted.storage.block import record_bytes
+from reduct_twisted.storage.tablesize import RECORD_OVERHEAD, labels_bytes, share
 from reduct_twisted.storage.disk.blockfile import meta_fields_size, meta_fixed_size
 from reduct_twisted.storage.records import STARTED, Record
 from reduct_twisted.storage.settings import check_entry_name, is_meta_entry
@@ -63,20 +63,29 @@ def reserve_in_last(series, specs, first: int, settings) -> list:
     table, order = block.table, block.order
     segment, offset = block.shared_segment, block.tail
     records, table_bytes, meta = [], 0, 0
-    texts = fields = None  # (content type, labels) of the record before and their share
+    texts = fields = own = None  # (content type, labels) of the record before and their share
+    sharing, users = block.sharing, 0
     for ts, length, content_type, labels in specs[first:end]:
-        record = Record(ts, segment, offset, length, content_type, dict(labels), STARTED)
+        # A run of alike records shares one label dict, counted once
+        # (tablesize.py); blockfile.record_meta_size's share of the content
+        # type and labels is computed once for it too.
+        if texts is None or content_type != texts[0] or labels != texts[1]:
+            if users > 1:
+                sharing = share(sharing, own, users)
+            texts, fields, own, users = (content_type, labels), meta_fields_size(
+                content_type, labels), dict(labels), 0
+            table_bytes += labels_bytes(own)
+        users += 1
+        record = Record(ts, segment, offset, length, content_type, own, STARTED)
         table[ts] = record
         order.append(ts)  # above every timestamp of the block: still sorted
-        # block.record_bytes and blockfile.record_meta_size: what depends on
-        # the content type and labels once for a run of alike records.
-        if texts is None or content_type != texts[0] or labels != texts[1]:
-            texts, fields = (content_type, labels), meta_fields_size(content_type, labels)
-            estimate = record_bytes(record)
-        table_bytes += estimate
+        table_bytes += RECORD_OVERHEAD + len(content_type)
         meta += meta_fixed_size(ts, offset, offset + length) + fields
         offset += length
         records.append(record)
+    if users > 1:
+        sharing = share(sharing, own, users)
+    block.sharing = sharing
     count, data = len(records), offset - block.tail
     # Block.reserve's summary changes (Block._count of a STARTED shared record), summed.
     block.version += 1
