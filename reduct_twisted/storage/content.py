@@ -2,7 +2,8 @@
 The read side of record contents: readers over finished records' bytes.
 
 Storage hands out no descriptor and no path: a :class:`ContentReader`
-opens the data files of the records added to it (each file once) and
+opens the data files of the records added to it (each file once; a shared
+segment's descriptor is a ``dup`` of the engine's cached one) and
 offers its byte ranges, in the order added, as :class:`DataFile` extents
 (a compressed record's range is a ``packed.FrameReader``, which
 decompresses as it reads and has no ``sendfile``) with two ways to move
@@ -116,7 +117,8 @@ class ContentReader:
     :ivar size: the sum of the record sizes.
     """
 
-    def __init__(self, run_in_thread=None) -> None:
+    def __init__(self, run_in_thread=None, fds=None) -> None:
+        self._fds = fds
         self._files: dict = {}
         self.ranges: list = []
         self.size = 0
@@ -125,15 +127,17 @@ class ContentReader:
         self._closed = False
 
     @classmethod
-    def of(cls, views, run_in_thread=None) -> "ContentReader":
+    def of(cls, views, run_in_thread=None, fds=None) -> "ContentReader":
         """
         :param views: ``RecordView`` objects, in the order to read them.
         :param run_in_thread: where compressed ranges' ``fetch`` decompresses
             (``run_in_thread(f, *args)``; default: at once).
+        :param fds: the engine's ``FdCache``, or None: a shared segment's
+            descriptor is then a ``dup`` of the cached one (no path lookup).
         :return: a reader over their contents (see :meth:`add`).
         :raises OSError: a data file cannot be opened (none is left open).
         """
-        reader = cls(run_in_thread)
+        reader = cls(run_in_thread, fds)
         try:
             for view in views:
                 reader.add(view)
@@ -171,7 +175,7 @@ class ContentReader:
         """
         path = block.shared_path
         if block.tail and path not in self._files:
-            self._files[path] = DataFile(os.open(path, os.O_RDONLY))
+            self._files[path] = DataFile(self._open(path, True))
 
     def add_run(self, block, records) -> None:
         """
@@ -207,7 +211,7 @@ class ContentReader:
             return
         data_file = self._files.get(path)
         if data_file is None:
-            data_file = self._files[path] = DataFile(os.open(path, os.O_RDONLY))
+            data_file = self._files[path] = DataFile(self._open(path, "-" not in record.segment))
         ranges = self.ranges
         offset = record.offset
         if record.zsize is not None:
@@ -224,6 +228,25 @@ class ContentReader:
                 ranges[-1] = (data_file, last_offset, last_size + size)
                 return
         ranges.append((data_file, offset, size))
+
+    def _open(self, path: str, shared: bool) -> int:
+        """
+        A descriptor of its own for data file ``path``: for a shared segment,
+        a ``dup`` of the engine's cached one (a private segment's path may be
+        reused by a later record, so it is never cached: ``cache.read_whole``).
+        """
+        fds = self._fds
+        if shared and fds is not None:
+            try:
+                slot = fds.acquire(path, create=False)
+            except OSError:
+                pass  # opened below (read-only file system) or failing there
+            else:
+                try:
+                    return os.dup(slot.fd)
+                finally:
+                    fds.release(slot)
+        return os.open(path, os.O_RDONLY)
 
     def narrow(self, offset: int, length: int) -> None:
         """

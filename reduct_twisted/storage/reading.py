@@ -65,7 +65,7 @@ class ReadMethods:
 
         :raises OSError: a data file cannot be opened (none is left open).
         """
-        return ContentReader.of(views, self.run_in_thread)
+        return ContentReader.of(views, self.run_in_thread, self._context.fds)
 
     def list_records(self, bucket: str, entry: str, start: int, stop: int, *,
                      limit: int = LIST_LIMIT) -> list:

@@ -2,7 +2,9 @@
 Batched reads of a multi-entry query in runs: ``engine.multi_take(…,
 visit_run=…)`` hands the matches one entry has ahead of every other head
 as one run of its block (``storage/multi.py``), and ``IoBatchReader``
-encodes such runs exactly as it encodes records one by one.
+encodes such runs exactly as it encodes records one by one; the
+``ContentReader`` behind them takes shared segments' descriptors from the
+engine's cache.
 """
 
 import pytest
@@ -181,3 +183,35 @@ def test_io_reader_headers_are_those_of_the_records_one_by_one(engine, limits):
         if reader.last:
             break
     assert seen == expected
+
+
+def test_a_reader_dups_the_cached_descriptor_of_a_shared_segment(engine, monkeypatch):
+    """A shared segment's descriptor comes from the engine's cache (a dup, no
+    open of the path; the cache's own stays open after the reader closes);
+    a private segment, or a cache that cannot open the file, is opened."""
+    import os
+
+    _fill(engine, "a", (1, 2, 3))
+    write_record(engine, "m", "a", 4, b"L" * (SMALL_RECORD_MAX + 1))  # a private segment
+    opened = []
+    real_open = os.open
+    monkeypatch.setattr(os, "open", lambda path, *a: opened.append(path) or real_open(path, *a))
+    engine.read_content(engine.read("m", "a", 1))  # the shared segment is cached now
+    opened.clear()
+    batch = Runs()
+    reader = engine.open_reader()
+    _take(engine, batch, reader)
+    assert [os.path.basename(path) for path in opened] == ["1-4.blk"]
+    data = b"".join(f.read(offset, size) for f, offset, size in reader.ranges)
+    reader.close()
+    assert data == b"<a1><a2><a3>" + b"L" * (SMALL_RECORD_MAX + 1)
+    assert engine.read_content(engine.read("m", "a", 2)) == b"<a2>"  # the cached one still works
+    # the cache cannot open it (say, a read-only file system): opened here
+    def refuse(path, create=True):
+        raise PermissionError(13, "Permission denied")
+    monkeypatch.setattr(engine._context.fds, "acquire", refuse)
+    opened.clear()
+    reader = engine.open_reader()
+    _take(engine, Runs(), reader)
+    assert sorted(os.path.basename(path) for path in opened) == ["1-4.blk", "1.blk"]
+    reader.close()
