@@ -58,6 +58,9 @@ log = Logger()
 #: A batched read's record header name, ``%`` its timestamp.
 _TIME_NAME = TIME_PREFIX + b"%d"
 
+#: A size bound no batch reaches (a HEAD's, which sends no contents).
+_UNBOUNDED = 1 << 62
+
 #: Seconds a batched read may scan before it yields to the reactor.
 SCAN_SLICE = 0.005
 #: Seconds between two looks for a new record while an empty batched read of
@@ -195,17 +198,20 @@ class BatchReader:
         Add the records of a run, each's ``(name, value)`` from
         ``header(record)``, until the batch is full: :return: ``(taken, stop)``.
         """
-        headers, limits, head, deadline = self.headers, self.limits, self.head, self._deadline
+        headers, limits, deadline = self.headers, self.limits, self._deadline
+        room = limits.max_records - len(headers)
+        max_metadata = limits.max_metadata
+        max_size = _UNBOUNDED if self.head else limits.max_size
         metadata, size = self.metadata, self.size
         taken = 0
         for record in records:
-            taken += 1
             name, value = pair = header(record)
             headers.append(pair)
             metadata += len(name) + len(value) + 2
             size += record.size
-            if (len(headers) >= limits.max_records or metadata > limits.max_metadata
-                    or (not head and size > limits.max_size) or time.monotonic() >= deadline):
+            taken += 1
+            if (taken >= room or metadata > max_metadata or size > max_size
+                    or time.monotonic() >= deadline):
                 self.metadata, self.size = metadata, size
                 return taken, True
         self.metadata, self.size = metadata, size

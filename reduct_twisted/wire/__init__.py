@@ -163,7 +163,8 @@ def record_header_value(size: int, content_type: str, labels: Mapping[str, str])
     twisted.web does to a header value it is given (so it can be set raw).
     """
     last = _LAST
-    if labels == last[0] and content_type == last[1]:  # the record before's, mostly
+    if (labels is last[0] or labels == last[0]) and content_type == last[1]:
+        # the record before's, mostly (the same dict: a table shares them)
         return b"%d%s" % (size, last[2])
     key = (content_type, tuple(labels.items())) if labels else content_type
     tail = _TAILS.get(key)
