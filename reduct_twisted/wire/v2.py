@@ -2,7 +2,7 @@
 """
 The batch protocol v2 of the I/O API (spec 1.20 §1.2): records of several
 entries in one request or response.  Pure functions and small value types,
-no twisted.web: header names and values in, plans and header lists out.
+no twisted.web.
 
 A batch names its entries once, ``x-reduct-entries: <e0>,<e1>,…``
 (percent-encoded, :func:`encode_name`), gives a base timestamp
@@ -22,8 +22,7 @@ of the same entry had (content type, labels) unless it says otherwise.
   in the minimal forms of §1.2 (``<len>`` / ``<len>,<ct>`` /
   ``<len>,,<delta>`` / ``<len>,<ct>,<delta>``), label indexes allocated in
   order of first use.
-* :func:`error_name` names the ``x-reduct-error-<I>-<D>`` header of a
-  failed record (its value is :func:`reduct_twisted.wire.error_header`).
+* :func:`error_name` names a failed record's ``x-reduct-error-<I>-<D>``.
 
 Limits of the format (no escaping exists): a content type holding a comma,
 and a label value that starts with ``"`` without holding a comma, do not
@@ -31,6 +30,7 @@ survive a round trip (the first is cut at the comma, the second loses its
 quotes); upstream and the clients share them.
 """
 
+from operator import itemgetter
 from typing import Callable, Dict, Iterable, List, Optional, Tuple
 
 import attr
@@ -211,49 +211,45 @@ def _label_names(headers: Dict[bytes, bytes]) -> Optional[list]:
     return [decode_name(item.strip(), label=True) for item in text.split(",")]
 
 
-def record_headers(headers: Dict[bytes, bytes]) -> List[Tuple[bytes, bytes, bytes, bytes]]:
-    """
-    The record headers among ``headers``: every ``x-reduct-…`` name whose
-    text after the last ``-`` is all ASCII digits (or empty), but the
-    per-record digests ``x-reduct-digest-<I>-<D>`` (issue #16).
+_INDEX_DELTA = itemgetter(0, 1)  # the sort key of located record headers
 
-    :return: ``(name, <I> text, <D> text, value)`` in the order given,
-        bytes (``bytes.isdigit`` is ASCII only).
+
+def _locate(headers: Dict[bytes, bytes], count: int, start: int) -> tuple:
     """
-    found = []
+    The record headers among ``headers`` (``x-reduct-…`` names ending in
+    ASCII digits or ``-``, but the digests ``x-reduct-digest-<I>-<D>`` of
+    issue #16), checked (§1.2) against ``count`` entries and ``start``.
+
+    :return: ``(located, problem, found)``: ``(index, delta, ts, value)``
+        of each in (index, delta) order; the text of the first wrong one
+        (the caller raises it after the checks §1.2 makes first) or None;
+        whether there was any.
+    """
+    located = []
     skip = len(PREFIX)
+    found = False
     for name, value in headers.items():
-        head, _, tail = name.rpartition(b"-")
-        if tail and not tail.isdigit():
+        head, _, delta_text = name.rpartition(b"-")
+        if delta_text and not delta_text.isdigit():
             continue
         if name.startswith(b"x-reduct-digest-"):
             continue  # a record's digest (``wire/digest.py``), not a record
-        found.append((name, head[skip:], tail, value))
-    return found
-
-
-def _by_index_and_delta(item: tuple) -> tuple:
-    return item[0], item[1]
-
-
-def _locate(found, entries: list, start: int) -> list:
-    """``(index, delta, ts, value)`` of each record header, checked (§1.2)."""
-    located = []
-    count = len(entries)
-    for name, index_text, delta_text, value in found:
+        found = True
+        index_text = head[skip:]
         if not index_text.isdigit():
-            raise _fail(f"Invalid header '{name.decode('latin-1')}': "
-                        "entry index must be a number")
-        delta = int(delta_text) if delta_text.isdigit() and len(delta_text) <= 20 else None
+            return located, (f"Invalid header '{name.decode('latin-1')}': "
+                             "entry index must be a number"), found
+        delta = int(delta_text) if delta_text and len(delta_text) <= 20 else None
         if delta is None or start + delta > U64_MAX:
-            raise _fail(f"Invalid header '{name.decode('latin-1')}': "
-                        "must be an unix timestamp in microseconds")
+            return located, (f"Invalid header '{name.decode('latin-1')}': "
+                             "must be an unix timestamp in microseconds"), found
         index = int(index_text) if len(index_text) <= 20 else count
         if index >= count:
-            raise _fail(f"Invalid header '{name.decode('latin-1')}': entry index out of range")
+            return located, (f"Invalid header '{name.decode('latin-1')}': "
+                             "entry index out of range"), found
         located.append((index, delta, start + delta, value))
-    located.sort(key=_by_index_and_delta)
-    return located
+    located.sort(key=_INDEX_DELTA)
+    return located, None, found
 
 
 def parse_label_delta(text: str, names: Optional[list]) -> List[Tuple[str, str]]:
@@ -320,26 +316,32 @@ def parse_request(raw_headers, *, start_first: bool = False,
     else:
         entries, blank = _entries(headers)
         start = _start(headers)
-    found = record_headers(headers)
+    located, problem, found = _locate(headers, len(entries), start)
     if blank and found:
         raise _fail("x-reduct-entries header is required")
     if check_entries is not None:
         check_entries(entries)
     names = _label_names(headers) if values else None
-    located = _locate(found, entries, start)
+    if problem is not None:
+        raise _fail(problem)
     records = []
     previous: Dict[int, tuple] = {}
+    lengths: Dict[bytes, int] = {}  # bare ``<len>`` values seen, parsed
     for index, delta, ts, raw in located:
         entry = entries[index]
         if not values:
             records.append(PlannedRecord(index, delta, ts, entry, 0, DEFAULT_CONTENT_TYPE, {}, {}))
             continue
         state = previous.get(index)
-        if state is not None and raw.isdigit() and len(raw) <= 20 and int(raw) <= U64_MAX:
-            # ``<len>`` alone, the usual form after an entry's first record:
-            # its previous record's content type and labels (as _resolve).
-            records.append(PlannedRecord(index, delta, ts, entry, int(raw), *state))
-            continue
+        if state is not None:
+            length = lengths.get(raw)
+            if length is None and raw.isdigit() and len(raw) <= 20 and int(raw) <= U64_MAX:
+                length = lengths[raw] = int(raw)
+            if length is not None:
+                # ``<len>`` alone, the usual form after an entry's first record:
+                # its previous record's content type and labels (as _resolve).
+                records.append(PlannedRecord(index, delta, ts, entry, length, *state))
+                continue
         try:
             value = raw.decode("utf-8")
         except UnicodeDecodeError:
@@ -448,7 +450,7 @@ class BatchEncoder:
         return name, data
 
     def add_record(self, entry: str, record) -> Tuple[bytes, bytes]:
-        """:meth:`add` for an object with ``ts``, ``size``, ``content_type`` and ``labels``."""
+        """:meth:`add` for a stored record (its ``ts``, ``size``, ``content_type``, ``labels``)."""
         index = self._entries.get(entry)
         previous = None if index is None else self._previous.get(index)
         if (previous is not None and previous[1] == record.labels

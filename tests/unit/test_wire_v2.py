@@ -139,6 +139,22 @@ def test_value_forms_and_previous_record_state():
     ]
 
 
+def test_bare_lengths_parsed_once_each_stay_exact():
+    """Bare ``<len>`` values are parsed once per request and text ("7" and
+    "007" alike); one past U64_MAX is refused even after valid ones."""
+    req = parse({"x-reduct-entries": "e,f", "x-reduct-start-ts": "0",
+                 "x-reduct-0-0": "1,t", "x-reduct-0-1": "7", "x-reduct-0-2": "007",
+                 "x-reduct-1-0": "2,u", "x-reduct-1-1": "7", "x-reduct-1-2": "8",
+                 "x-reduct-0-3": str(U64_MAX)})
+    assert [(r.entry, r.length, r.content_type) for r in req.records] == [
+        ("e", 1, "t"), ("e", 7, "t"), ("e", 7, "t"), ("e", U64_MAX, "t"),
+        ("f", 2, "u"), ("f", 7, "u"), ("f", 8, "u")]
+    with pytest.raises(UnprocessableEntity) as info:
+        parse({"x-reduct-entries": "e", "x-reduct-start-ts": "0", "x-reduct-0-0": "1,t",
+               "x-reduct-0-1": "7", "x-reduct-0-2": str(U64_MAX + 1)})
+    assert info.value.message == "Invalid batched header"
+
+
 def test_first_record_defaults():
     req = parse({"x-reduct-entries": "e,f", "x-reduct-start-ts": "0",
                  "x-reduct-0-0": "1,", "x-reduct-1-0": "1,,k=v"})
