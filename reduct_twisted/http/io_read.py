@@ -72,7 +72,7 @@ class IoBatchReader(BatchReader):
         return self._taken(name, value, size)
 
     def _visit_entry_run(self, entry: str, records) -> tuple:
-        """:meth:`_visit_entry` for a run of one entry's stored records: :return: ``(taken, stop)``."""
+        """:meth:`_visit_entry` for a run of one entry's stored records: ``(taken, stop)``."""
         self._last_entry = entry
         return self._take_run(records, partial(self.encoder.add_record, entry))
 

@@ -453,7 +453,7 @@ class BatchEncoder:
         """:meth:`add` for a stored record (its ``ts``, ``size``, ``content_type``, ``labels``)."""
         index = self._entries.get(entry)
         previous = None if index is None else self._previous.get(index)
-        if (previous is not None and previous[1] == record.labels
+        if (previous is not None and (previous[1] is record.labels or previous[1] == record.labels)
                 and previous[0] == record.content_type):
             # nothing changed (the common case of a run): the bare length
             return b"x-reduct-%d-%d" % (index, record.ts - self.start_ts), b"%d" % record.size
