@@ -11,9 +11,6 @@ import gc
 import tracemalloc
 
 import pytest
-from twisted.internet.task import Clock
-
-from reduct_twisted.storage import StorageEngine
 from reduct_twisted.storage.tablesize import (
     LABEL_OVERHEAD,
     RECORD_OVERHEAD,
@@ -26,13 +23,11 @@ ALIKE = {"bench": "1", "sensor": "s1"}
 
 
 @pytest.fixture
-def engine(tmp_path):
-    engine = StorageEngine(str(tmp_path), Clock())
+def engine(engine):
+    """The shared engine with digests (the default) and bucket ``b`` of big blocks."""
     engine.set_integrity("log")
-    engine.open()
     engine.create_bucket("b", {"max_block_records": 2000})
-    yield engine
-    engine.close()
+    return engine
 
 
 def _run(engine, entry, specs):
