@@ -11,6 +11,7 @@ import gc
 import tracemalloc
 
 import pytest
+
 from reduct_twisted.storage.tablesize import (
     LABEL_OVERHEAD,
     RECORD_OVERHEAD,
