@@ -192,21 +192,28 @@ class MultiQuery:
             if result.__class__ is not tuple:
                 return result
             name, block, record = result
-            if visit(block, record, name):
+            ahead = self._ahead.get(self._empty[-1])
+            if (visit_run is not None and record.zsize is None
+                    and record.segment == block.shared_segment):
+                # The record and the matches its part has ahead of the next
+                # head: one run (a refused entry gets the record alone).
+                rows = [record]
+                if ahead and (accept is None or accept(name)):
+                    rows += _run_ahead(ahead, block, _bound(heap, name))
+                taken, full = visit_run(block, rows, name)
+                for _ in range(taken - 1):
+                    ahead.popleft()
+                if full:
+                    return FULL
+            elif visit(block, record, name):
                 return FULL
             # The same part goes on while its next match taken ahead comes
             # before every other head (no heap push and pop for each).
-            ahead = self._ahead.get(self._empty[-1])
             while ahead:
                 block, record = ahead[0]
-                if heap:
-                    head_ts, head_name = heap[0][:2]
-                    # (ts, name) <= the head's, for this part's one name
-                    bound = head_ts + 1 if name <= head_name else head_ts
-                    if record.ts >= bound:
-                        break
-                else:
-                    bound = None
+                bound = _bound(heap, name)
+                if bound is not None and record.ts >= bound:
+                    break
                 if block.removed or record.state != FINISHED:
                     ahead.popleft()
                     continue
@@ -226,6 +233,17 @@ class MultiQuery:
                     return FULL
             if left <= 0:
                 return PENDING
+
+
+def _bound(heap, name):
+    """
+    The timestamp the records of part ``name`` must stay below to come
+    before the head of ``heap`` ((ts, name) order), or None (no head).
+    """
+    if not heap:
+        return None
+    head_ts, head_name = heap[0][:2]
+    return head_ts + 1 if name <= head_name else head_ts
 
 
 def _fillers(ahead) -> tuple:

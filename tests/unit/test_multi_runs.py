@@ -82,10 +82,11 @@ def test_runs_follow_the_merge_and_break_before_another_entrys_head(engine):
     batch = Runs()
     _take(engine, batch)
     assert batch.seen == expected and len(expected) == 16
-    # a1 | a2 a3 | c3 | a4 a5 | b5 | a6 | b6 | a7 | b7 | a8 a9 | c10 c11 | b20: each
-    # part's first record after a heap step goes to visit, what it has ahead
-    # before the next head (a3 before c3, a5 before b5) as one run
-    assert batch.runs == [("a", [2, 3]), ("a", [5]), ("a", [9]), ("c", [11])]
+    # each part's record from the heap and what it has ahead before the next
+    # head (a3 before c3, a5 before b5) go as one run
+    assert batch.runs == [("a", [1, 2, 3]), ("c", [3]), ("a", [4, 5]), ("b", [5]), ("a", [6]),
+                          ("b", [6]), ("a", [7]), ("b", [7]), ("a", [8, 9]), ("c", [10, 11]),
+                          ("b", [20])]
 
 
 def test_a_batch_full_part_way_through_a_run_goes_on_where_it_stopped(engine):
@@ -118,7 +119,7 @@ def test_runs_hold_only_finished_uncompressed_shared_records(engine):
     try:
         _take(engine, batch, reader)
         assert [fields[1] for fields in batch.seen] == [1, 2, 3, 4, 5, 6, 7, 9, 10, 100]
-        assert batch.runs == [("a", [2, 3]), ("a", [5, 6, 7, 9, 10])]  # 4 by itself
+        assert batch.runs == [("a", [1, 2, 3]), ("a", [5, 6, 7, 9, 10]), ("b", [100])]  # 4 alone
         # the contents, in the order of the headers
         data = b"".join(data_file.read(offset, size) for data_file, offset, size in reader.ranges)
         assert data == b"".join(b"L" * (SMALL_RECORD_MAX + 1) if ts == 4
