@@ -193,13 +193,14 @@ class MultiQuery:
                 return result
             name, block, record = result
             ahead = self._ahead.get(self._empty[-1])
+            bound = _bound(heap, name)  # the heap stays as it is until the next step
             if (visit_run is not None and record.zsize is None
                     and record.segment == block.shared_segment):
                 # The record and the matches its part has ahead of the next
                 # head: one run (a refused entry gets the record alone).
                 rows = [record]
                 if ahead and (accept is None or accept(name)):
-                    rows += _run_ahead(ahead, block, _bound(heap, name))
+                    rows += _run_ahead(ahead, block, bound)
                 taken, full = visit_run(block, rows, name)
                 for _ in range(taken - 1):
                     ahead.popleft()
@@ -211,7 +212,6 @@ class MultiQuery:
             # before every other head (no heap push and pop for each).
             while ahead:
                 block, record = ahead[0]
-                bound = _bound(heap, name)
                 if bound is not None and record.ts >= bound:
                     break
                 if block.removed or record.state != FINISHED:

@@ -46,10 +46,7 @@ def record_bytes(record) -> int:
 
     :param record: a record of a table.
     """
-    size = RECORD_OVERHEAD + len(record.content_type)
-    for name, value in record.labels.items():
-        size += LABEL_OVERHEAD + len(name) + len(value)
-    return size
+    return RECORD_OVERHEAD + len(record.content_type) + labels_bytes(record.labels)
 
 
 def table_estimate(records) -> tuple:

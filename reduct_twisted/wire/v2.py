@@ -430,8 +430,9 @@ class BatchEncoder:
             index = self._entries[entry] = len(self._entries)
         name = b"x-reduct-%d-%d" % (index, ts - self.start_ts)
         previous = self._previous.get(index)
-        if previous is not None and previous[1] == labels and previous[0] == content_type:
-            return name, b"%d" % size  # nothing changed: the bare length
+        if (previous is not None and (previous[1] is labels or previous[1] == labels)
+                and previous[0] == content_type):
+            return name, b"%d" % size  # nothing changed: the bare length (a table shares labels)
         self._previous[index] = (content_type, labels)
         if previous is None:
             delta = self._delta(labels, {})
@@ -451,12 +452,6 @@ class BatchEncoder:
 
     def add_record(self, entry: str, record) -> Tuple[bytes, bytes]:
         """:meth:`add` for a stored record (its ``ts``, ``size``, ``content_type``, ``labels``)."""
-        index = self._entries.get(entry)
-        previous = None if index is None else self._previous.get(index)
-        if (previous is not None and (previous[1] is record.labels or previous[1] == record.labels)
-                and previous[0] == record.content_type):
-            # nothing changed (the common case of a run): the bare length
-            return b"x-reduct-%d-%d" % (index, record.ts - self.start_ts), b"%d" % record.size
         return self.add(entry, record.ts, record.size, record.content_type, record.labels)
 
     def _delta(self, labels: Dict[str, str], old: Dict[str, str]) -> str:
