@@ -23,7 +23,9 @@ How many chunks to queue and when to pause the client stays with the caller
 (``http/sinks.py``).
 """
 
-from twisted.internet.defer import DeferredLock, FirstError, gatherResults
+from collections import deque
+
+from twisted.internet.defer import Deferred, FirstError, gatherResults, succeed
 from twisted.python.failure import Failure
 
 from reduct_twisted.storage import writer
@@ -34,7 +36,8 @@ WRITE = writer.WRITE
 #: A private segment's SHA-256 is computed in a second worker beside the
 #: writes (``hashlib`` and ``writev`` both release the GIL on large buffers,
 #: so a large upload hashes on another core), batch after batch in content
-#: order; a write waits for the hash only when it lags this many bytes.
+#: order (:class:`_Hasher`); a write waits for the hash only when it lags
+#: this many bytes.
 HASH_LAG = 16 << 20
 
 
@@ -43,9 +46,78 @@ def run_now(f, *args):
     return f(*args)
 
 
-def _hash(sha, chunks: list) -> None:
-    for chunk in chunks:
-        sha.update(chunk)
+class _Hasher:
+    """
+    A private segment's SHA-256 beside its writes.  Batches queue up (on
+    the reactor's thread) and one pool job at a time hashes them in order;
+    a job goes on with the batches queued while it ran, so the hashing
+    keeps its core without a turn of the reactor between two batches (the
+    reactor is busy receiving the upload).
+
+    :ivar error: the failure of a job, or None.
+    """
+
+    __slots__ = ("_sha", "_run", "_queue", "_queued", "_hashed", "_job", "_waiting", "error")
+
+    def __init__(self, sha, run_in_thread) -> None:
+        self._sha, self._run = sha, run_in_thread
+        self._queue: deque = deque()
+        # Bytes queued (the reactor's count) and hashed (the job's count).
+        self._queued = self._hashed = 0
+        self._job = None
+        self._waiting: list = []
+        self.error = None
+
+    @property
+    def lag(self) -> int:
+        """Bytes queued and not hashed yet."""
+        return self._queued - self._hashed
+
+    def add(self, chunks: list) -> None:
+        """Queue the next batch (it must not change until hashed)."""
+        self._queue.append(chunks)
+        self._queued += sum(map(len, chunks))
+        if self._job is None:
+            self._start()
+
+    def idle(self) -> Deferred:
+        """:return: a Deferred firing once every batch queued so far is hashed."""
+        if self._job is None:
+            return succeed(None)
+        waiting = Deferred()
+        self._waiting.append(waiting)
+        return waiting
+
+    def drop(self) -> None:
+        """The record is given up: the batches not started are not hashed."""
+        self._queue.clear()
+
+    def _start(self) -> None:
+        self._job = self._run(self._drain)
+        self._job.addBoth(self._ended)
+
+    def _drain(self) -> None:
+        # In a worker thread.  ``deque`` appends and pops are atomic: a
+        # batch queued after the loop saw the queue empty is found by _ended.
+        queue, update = self._queue, self._sha.update
+        while queue:
+            chunks = queue.popleft()
+            for chunk in chunks:
+                update(chunk)
+            self._hashed += sum(map(len, chunks))
+
+    def _ended(self, result) -> None:
+        self._job = None
+        if isinstance(result, Failure):
+            if self.error is None:
+                self.error = result
+            self._queue.clear()
+        elif self._queue:
+            self._start()
+            return
+        waiting, self._waiting = self._waiting, []
+        for each in waiting:
+            each.callback(None)
 
 
 def _nothing(_) -> None:
@@ -73,17 +145,15 @@ class RecordWriter:
         aborts the record).
     """
 
-    __slots__ = ("_engine", "_alloc", "_run", "_fd", "_claim", "_hashing", "_lag", "_hash_error")
+    __slots__ = ("_engine", "_alloc", "_run", "_fd", "_claim", "_hasher")
 
     def __init__(self, engine, alloc, run_in_thread=run_now, claim: bool = True) -> None:
         self._engine = engine
         self._alloc = alloc
         self._run = run_in_thread
         self._claim = claim
-        # The hashing of a private segment beside its writes (in order).
-        self._hashing = DeferredLock() if alloc.private and run_in_thread is not run_now else None
-        self._lag = 0
-        self._hash_error = None
+        # A private segment's hashing beside its writes (on its first batch).
+        self._hasher = None
         self._fd = None
         if alloc.private:
             self._fd = writer.open_segment(alloc)
@@ -157,20 +227,15 @@ class RecordWriter:
         sha = self._alloc.sha
         if sha is None or self._run is run_now:
             return self._run(self._write_chunks, chunks, sha)
-        size = sum(map(len, chunks))
-        self._lag += size
-        hashed = self._hashing.run(self._run, _hash, sha, chunks)
-        hashed.addBoth(self._hashed, size)
+        hasher = self._hasher
+        if hasher is None:
+            hasher = self._hasher = _Hasher(sha, self._run)
+        hasher.add(chunks)
         written = self._run(self._write_chunks, chunks, None)
-        if self._lag <= HASH_LAG:
+        if hasher.lag <= HASH_LAG:
             return written
-        both = gatherResults([written, self._hashing.run(_nothing, None)], consumeErrors=True)
+        both = gatherResults([written, hasher.idle()], consumeErrors=True)
         return both.addCallbacks(_nothing, _first_error)
-
-    def _hashed(self, result, size: int) -> None:
-        self._lag -= size
-        if isinstance(result, Failure) and self._hash_error is None:
-            self._hash_error = result
 
     def _write_chunks(self, chunks: list, sha) -> None:
         # In a worker thread: the reactor reads ``crc`` and ``sha`` only at
@@ -196,14 +261,14 @@ class RecordWriter:
         if fd is None:
             return None
         closed = self._run(writer.close_segment, fd)
-        if self._hashing is None:
+        if self._hasher is None:
             return closed
-        both = gatherResults([closed, self._hashing.run(_nothing, None)], consumeErrors=True)
+        both = gatherResults([closed, self._hasher.idle()], consumeErrors=True)
         return both.addCallbacks(self._after_hashing, _first_error)
 
     def _after_hashing(self, _) -> None:
-        if self._hash_error is not None:
-            error, self._hash_error = self._hash_error, None
+        error, self._hasher.error = self._hasher.error, None
+        if error is not None:
             error.raiseException()
 
     # -- outcome ------------------------------------------------------------
@@ -217,4 +282,6 @@ class RecordWriter:
 
     def abort(self) -> None:
         """Make the record vanish (see ``StorageEngine.abort``); idempotent."""
+        if self._hasher is not None:
+            self._hasher.drop()
         self._engine.abort(self._alloc)

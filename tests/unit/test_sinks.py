@@ -283,7 +283,7 @@ def test_the_hash_goes_on_beside_the_writes_and_close_waits_for_it(tmp_path):
         d.addBoth(written.append)
         _run_jobs(pool, "_write_chunks")  # the write is done, its hash not yet
         assert written[-1] is None
-    assert [f.__name__ for _, f, _, _ in pool.jobs] == ["_hash"]  # one at a time, in order
+    assert [f.__name__ for _, f, _, _ in pool.jobs] == ["_drain"]  # one at a time, in order
     closed = writer.close()
     _run_jobs(pool, "close_segment")
     done = []
@@ -319,6 +319,55 @@ def test_a_write_waits_for_a_hash_lagging_too_far(tmp_path, monkeypatch):
     closed = writer.close()
     pool.run_all()
     assert results(closed) is None
+
+
+def test_one_hash_job_takes_the_batches_queued_while_it_runs(tmp_path):
+    """A hash job goes on with the batches queued while it ran, without a
+    job (a turn of the reactor) per batch; a batch queued after it saw the
+    queue empty starts the next job, so none is left unhashed."""
+    import hashlib
+
+    from reduct_twisted.storage import upload
+
+    pool, alloc, writer = _hash_writer(tmp_path, 4 * 65536)
+    parts = [os.urandom(65536) for _ in range(4)]
+    for part in parts[:2]:
+        writer.admit(len(part))
+        writer.write_chunks([part])
+    _run_jobs(pool, "_write_chunks")
+    assert [f.__name__ for _, f, _, _ in pool.jobs] == ["_drain"]
+    on_result, drain, _, _ = pool.jobs.pop(0)
+    hasher = writer._hasher
+    original = hasher._drain
+
+    def drain_then_more():
+        original()  # the queue is empty now ...
+        writer.admit(len(parts[2]))
+        writer.write_chunks([parts[2]])  # ... and a batch comes before the job ends
+    on_result(True, drain_then_more())
+    assert [f.__name__ for _, f, _, _ in pool.jobs].count("_drain") == 1  # started again
+    writer.admit(len(parts[3]))
+    writer.write_chunks([parts[3]])  # joins the queued job
+    assert [f.__name__ for _, f, _, _ in pool.jobs].count("_drain") == 1
+    closed = writer.close()
+    pool.run_all()
+    assert results(closed) is None
+    assert alloc.sha.digest() == hashlib.sha256(b"".join(parts)).digest()
+    assert hasher.lag == 0 and upload.HASH_LAG > 0
+
+
+def test_an_aborted_upload_hashes_no_more_and_closes(tmp_path):
+    """After abort, the batches not hashed yet are dropped; close still fires."""
+    pool, alloc, writer = _hash_writer(tmp_path, 3 * 65536)
+    for _ in range(3):
+        writer.admit(65536)
+        writer.write_chunks([b"a" * 65536])
+    _run_jobs(pool, "_write_chunks")
+    writer.abort()
+    closed = writer.close()
+    pool.run_all()
+    assert results(closed) is None
+    assert writer._hasher.lag == 3 * 65536  # nothing hashed: dropped before the job ran
 
 
 def test_a_failed_write_beside_the_hash_fails_with_its_own_error(tmp_path, monkeypatch):
