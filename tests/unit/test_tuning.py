@@ -52,3 +52,35 @@ def test_a_refusal_keeps_the_limit():
 def test_this_process_can_be_raised():
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     assert tuning.raise_open_files() >= soft
+
+
+class FakeLibc:
+    def __init__(self, answer=1):
+        self.calls, self.answer = [], answer
+
+    def mallopt(self, param, value):
+        self.calls.append((param, value))
+        return self.answer
+
+
+def test_malloc_keeps_large_blocks_on_the_heap_and_the_heap_untrimmed():
+    """M_MMAP_THRESHOLD (-3) to 4 MiB, so a 1 MiB read is no mmap of its own;
+    M_TRIM_THRESHOLD (-1) to 64 MiB, so freed heap is not handed back at once."""
+    libc = FakeLibc()
+    assert tuning.tune_malloc(libc) is True
+    assert libc.calls == [(-3, 4 << 20), (-1, 64 << 20)]
+
+
+def test_malloc_refused_or_missing_is_lived_with():
+    assert tuning.tune_malloc(FakeLibc(answer=0)) is False
+    assert tuning.tune_malloc(object()) is False  # no mallopt (musl)
+
+
+def test_the_real_c_library_takes_them():
+    import platform
+
+    if platform.libc_ver()[0] != "glibc":
+        import pytest
+
+        pytest.skip("mallopt's parameters are glibc's")
+    assert tuning.tune_malloc() is True
