@@ -82,28 +82,44 @@ class FdSlot:
     dead: bool = attr.ib(default=False)
 
 
+#: Of the descriptors opened while full, every this many goes in as most recent.
+WARM_EVERY = 32
+
+
 class FdCache(_Lru):
     """
     Descriptors of shared segments and ``.meta`` files by path; a descriptor
-    with users stays open.
+    with users stays open.  One opened while the cache is full goes in as the
+    least recent (the next to close unless used again), every
+    :data:`WARM_EVERY`-th as the most recent: writes cycling over more files
+    than it holds (spread over 10,000 entries) keep most of it from one cycle
+    to the next, where plain LRU closed each just before its next use.
 
     :param capacity: how many idle descriptors to keep open.
     """
 
+    _opened = 0  # descriptors opened so far
+
     def acquire(self, path: str, create: bool = True) -> FdSlot:
         """
-        Open (or reuse) ``path`` read-write, creating it, and count one user.
-
-        :param path: the segment file.
-        :param create: create the file if missing (else ``FileNotFoundError``).
-        :return: the slot; give it back with :meth:`release`.
+        Open (or reuse) ``path`` read-write (``create``: creating it, else
+        ``FileNotFoundError``) and count one user.  :return: the slot; give
+        it back with :meth:`release`.
         """
-        slot = self._items.get(path)
+        items = self._items
+        slot = items.get(path)
+        cold = slot is None and len(items) >= self.capacity
         if slot is None:
             flags = os.O_RDWR | os.O_CREAT if create else os.O_RDWR
             slot = FdSlot(path, os.open(path, flags, 0o644))
+            self._opened += 1
         slot.users += 1
-        self._touch(path, slot)
+        if cold and self._opened % WARM_EVERY:
+            items[path] = slot
+            items.move_to_end(path, last=False)  # the next one to close
+            self._shrink(keep=path)
+        else:
+            self._touch(path, slot)
         return slot
 
     def release(self, slot: FdSlot) -> None:
@@ -131,11 +147,7 @@ class FdCache(_Lru):
             self.forget(path)
 
     def forget(self, path: str) -> None:
-        """
-        Stop caching the descriptor of ``path`` (see :meth:`forget_under`).
-
-        :param path: the segment file.
-        """
+        """Stop caching the descriptor of file ``path`` (see :meth:`forget_under`)."""
         slot = self._items.pop(path, None)
         if slot is not None:
             self._drop(slot)
@@ -193,11 +205,7 @@ class TableCache(_Lru):
         self._last = None
 
     def use(self, block) -> None:
-        """
-        Make sure ``block``'s table is loaded and mark it most recently used.
-
-        :param block: a :class:`~reduct_twisted.storage.block.Block`.
-        """
+        """Make sure ``block``'s table (a ``Block``'s) is loaded; mark it most recently used."""
         if block.table is None or block.partial:
             block.load()
         elif block is self._last:
