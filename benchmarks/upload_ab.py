@@ -36,6 +36,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+from measure import tree_cpu_s  # noqa: E402
 from transfer import curl, free_port, http, start_daemon, stop_daemon  # noqa: E402
 
 MIB = 1 << 20
@@ -54,28 +55,6 @@ def parse_spec(spec: str) -> tuple:
             raise argparse.ArgumentTypeError(f"expected RS_VAR=VALUE, got {setting!r}")
         env[key] = value
     return name, Path(tree).resolve(), env
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of ``pid`` and its children now (``/proc``)."""
-    pids, total = [pid], 0
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    fields = f.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == pid:
-                pids.append(int(entry))
-    for each in pids:
-        try:
-            with open(f"/proc/{each}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
 
 
 def child_cpu() -> float:
@@ -112,11 +91,11 @@ def main(argv=None) -> int:
                 proc, base = started[name]
                 url = f"{base}/api/v1/b/ab/up-{rnd}"
                 os.sync()
-                daemon0, curl0 = cpu_seconds(proc.pid), child_cpu()
+                daemon0, curl0 = tree_cpu_s([proc.pid])[0], child_cpu()
                 code, seconds, sent, _, _ = curl(
                     ["-H", "Expect:", "-H", "Content-Type: application/octet-stream",
                      "-T", str(source), "-X", "POST", f"{url}?ts=1"], 600)
-                daemon_cpu, curl_cpu = cpu_seconds(proc.pid) - daemon0, child_cpu() - curl0
+                daemon_cpu, curl_cpu = tree_cpu_s([proc.pid])[0] - daemon0, child_cpu() - curl0
                 removed = None if args.keep_records else http("DELETE", url, timeout=60)[0]
                 failed += code != 200 or sent != size or removed not in (None, 200)
                 row = dict(round=rnd, daemon=name, code=code, removed=removed,

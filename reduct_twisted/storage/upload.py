@@ -75,8 +75,9 @@ class _Hasher:
 
     def add(self, chunks: list) -> None:
         """Queue the next batch (it must not change until hashed)."""
-        self._queue.append(chunks)
-        self._queued += sum(map(len, chunks))
+        size = sum(map(len, chunks))
+        self._queue.append((chunks, size))
+        self._queued += size
         if self._job is None:
             self._start()
 
@@ -101,10 +102,10 @@ class _Hasher:
         # batch queued after the loop saw the queue empty is found by _ended.
         queue, update = self._queue, self._sha.update
         while queue:
-            chunks = queue.popleft()
+            chunks, size = queue.popleft()
             for chunk in chunks:
                 update(chunk)
-            self._hashed += sum(map(len, chunks))
+            self._hashed += size
 
     def _ended(self, result) -> None:
         self._job = None
