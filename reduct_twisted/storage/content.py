@@ -3,7 +3,8 @@ The read side of record contents: readers over finished records' bytes.
 
 Storage hands out no descriptor and no path: a :class:`ContentReader`
 opens the data files of the records added to it (each file once; a shared
-segment's descriptor is a ``dup`` of the engine's cached one) and
+segment's descriptor is the engine's cached one, held open until the
+reader closes) and
 offers its byte ranges, in the order added, as :class:`DataFile` extents
 (a compressed record's range is a ``packed.FrameReader``, which
 decompresses as it reads and has no ``sendfile``) with two ways to move
@@ -125,6 +126,8 @@ class ContentReader:
         self._run = run_in_thread or _run_now
         self._busy = 0
         self._closed = False
+        #: The cache's slots whose descriptors this reader uses (``_open``).
+        self._held: list = []
 
     @classmethod
     def of(cls, views, run_in_thread=None, fds=None) -> "ContentReader":
@@ -133,7 +136,7 @@ class ContentReader:
         :param run_in_thread: where compressed ranges' ``fetch`` decompresses
             (``run_in_thread(f, *args)``; default: at once).
         :param fds: the engine's ``FdCache``, or None: a shared segment's
-            descriptor is then a ``dup`` of the cached one (no path lookup).
+            descriptor is then the cached one, held until :meth:`close`.
         :return: a reader over their contents (see :meth:`add`).
         :raises OSError: a data file cannot be opened (none is left open).
         """
@@ -231,9 +234,14 @@ class ContentReader:
 
     def _open(self, path: str, shared: bool) -> int:
         """
-        A descriptor of its own for data file ``path``: for a shared segment,
-        a ``dup`` of the engine's cached one (a private segment's path may be
-        reused by a later record, so it is never cached: ``cache.read_whole``).
+        A descriptor for data file ``path``: for a shared segment, the
+        engine's cached one, held (a user of its ``FdSlot``) until the
+        reader closes, so the cache keeps it open meanwhile, even if it
+        forgets the file (a removed block); otherwise one of its own (a
+        private segment's path may be reused by a later record, so it is
+        never cached: ``cache.read_whole``).  Holding instead of ``dup``
+        spares two system calls a file a batch (the descriptor is the same
+        open file either way).
         """
         fds = self._fds
         if shared and fds is not None:
@@ -242,10 +250,8 @@ class ContentReader:
             except OSError:
                 pass  # opened below (read-only file system) or failing there
             else:
-                try:
-                    return os.dup(slot.fd)
-                finally:
-                    fds.release(slot)
+                self._held.append(slot)
+                return slot.fd
         return os.open(path, os.O_RDONLY)
 
     def narrow(self, offset: int, length: int) -> None:
@@ -288,5 +294,10 @@ class ContentReader:
 
     def _close_files(self) -> None:
         files, self._files = self._files, {}
+        held, self._held = self._held, []
+        cached = {slot.fd for slot in held}
         for data_file in files.values():
-            os.close(data_file._fd)
+            if data_file._fd not in cached:
+                os.close(data_file._fd)
+        for slot in held:
+            self._fds.release(slot)
