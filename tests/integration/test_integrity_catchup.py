@@ -104,7 +104,22 @@ def head_of(conn) -> dict:
 
 
 def test_an_older_entry_catches_up_while_records_are_written(tmp_path):
-    data_path = tmp_path / "data"
+    # The log catches up in steps between the client's requests, which must see
+    # some of them.  A client held up for the whole catch-up (a busy 2-vCPU box:
+    # it happened once in CI) sees none: then the scenario runs again, on new data.
+    seen = []
+    for attempt in range(3):
+        heads = _catch_up_once(tmp_path / f"try{attempt}")
+        seen.append(sorted(heads))
+        if any(0 < size < OLD for size in heads):
+            return
+    raise AssertionError(f"no head answered while the log caught up: {seen}")
+
+
+def _catch_up_once(work) -> dict:
+    """One run of the scenario (every property but seeing the steps): :return: the heads."""
+    work.mkdir()
+    data_path = work / "data"
     make_older_entry(data_path)
     daemon = Twistd(data_path)
     port = daemon.start()
@@ -135,8 +150,7 @@ def test_an_older_entry_catches_up_while_records_are_written(tmp_path):
 
     expected = expected_leaves(OLD, new)
     assert final == len(expected) and heads[final]["root_hash"] == rfc9162.MTH(expected).hex()
-    # heads answered while the log caught up (records were written between them)
-    assert min(heads) == 0 and any(0 < size < OLD for size in heads), sorted(heads)
+    assert min(heads) == 0, sorted(heads)  # the first head came before the catch-up
     root = bytes.fromhex(heads[final]["root_hash"])
     for size, path in proofs.items():  # each an RFC 9162 prefix of the final log
         assert rfc9162.verify_consistency(size, final, bytes.fromhex(heads[size]["root_hash"]),
@@ -146,3 +160,4 @@ def test_an_older_entry_catches_up_while_records_are_written(tmp_path):
                          i["labels"], bytes.fromhex(i["digest"].split(":", 1)[1]))
             for i in listed] == expected
     assert all(item["state"] == "stored" for item in listed)
+    return heads
