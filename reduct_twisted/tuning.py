@@ -59,7 +59,8 @@ def tune_malloc(libc: Any = None) -> bool:
         mallopt = libc.mallopt
     except (OSError, AttributeError):
         return False
-    return all(mallopt(param, value) == 1 for param, value in MALLOC_THRESHOLDS)
+    # Each is tried, whether the one before was taken or not.
+    return all([mallopt(param, value) == 1 for param, value in MALLOC_THRESHOLDS])
 
 
 def tune_gc(reactor: Any) -> None:
