@@ -31,6 +31,7 @@ from zope.interface import Attribute, Interface
 # limit); it depends on zope.interface alone, like this one.
 from reduct_twisted.interfaces_events import ISystemEvents
 from reduct_twisted.interfaces_integrity import IEntryLogs
+from reduct_twisted.interfaces_reads import IMultiQueries
 
 __all__ = [
     "IAccessPolicy",
@@ -40,6 +41,7 @@ __all__ = [
     "IStorageEngine",
     "ISystemEvents",
     "IEntryLogs",
+    "IMultiQueries",
     "IUploadSink",
 ]
 
@@ -252,10 +254,11 @@ class IEngineLifecycle(Interface):
         """:return: how many queries whose TTL lapsed were dropped."""
 
 
-class IStorageEngine(IEntryLogs):
+class IStorageEngine(IEntryLogs, IMultiQueries):
     """
     The storage engine as the HTTP layer and replication use it (with the
-    record log's read access, ``IEntryLogs``).  Every
+    record log's read access, ``IEntryLogs``, and the I/O API's queries,
+    ``IMultiQueries``).  Every
     method is synchronous and runs on the reactor thread; failures are
     ``reduct_twisted.errors.ReductError`` subclasses, ready to be answered.
     """
@@ -400,43 +403,6 @@ class IStorageEngine(IEntryLogs):
         """
         :return: ``None`` if there is no such query, else
             ``{"only_metadata": bool, "io": IoOverrides or None}``.
-        """
-
-    def create_multi_query(bucket, entries=None, **options):
-        """
-        Create a query over the entries of ``bucket`` that ``entries`` selects
-        (spec 1.20 §1.4; ``None``: all but ``$meta``), options as :meth:`create_query`.
-
-        :return: the query id (from the same counter, in a table of its own).
-        :raises NotFound: no such bucket.
-        """
-
-    def multi_next(bucket, qid, budget=2000, accept=None):
-        """
-        :param accept: ``accept(entry name) -> bool``; a refused record stays next.
-        :return: ``(entry name, RecordView)`` in (timestamp, entry name)
-            order; ``None``; ``PENDING``; ``HELD`` (``accept`` refused).
-        :raises NotFound: no such bucket or multi-entry query.
-        """
-
-    def multi_take(bucket, qid, visit, reader=None, budget=2000, accept=None, visit_run=None):
-        """:meth:`multi_next` a batch at a time (``storage/multi_parts.py``)."""
-
-    def discard_multi_query(qid):
-        """Drop multi-entry query ``qid`` now, if it is still there (a query link's lookup)."""
-
-    def multi_options(bucket, qid):
-        """
-        :return: ``None`` if there is no such multi-entry query, else
-            ``{"only_metadata": bool, "io": IoOverrides or None, "continuous": bool}``.
-        """
-
-    def remove_multi(bucket, entries=None, **query):
-        """
-        A REMOVE query over several entries (``$meta`` never touched): an
-        object whose ``step()`` returns ``PENDING`` or the count removed.
-
-        :raises NotFound: no such bucket.
         """
 
     def end_continuous_queries():

@@ -88,6 +88,9 @@ class MultiQuery:
         self.io = io
         self.select_labels = select_labels
         self.error = None
+        #: A read-ahead: its ``multi_plan.Mark`` while it takes its batch, then
+        #: ``(mark, batch, PlannedReader)`` until claimed (``multi_plan.py``).
+        self.mark = self.kept = None
         #: Records the last :meth:`step` examined.
         self.used = 0
         self._heap: list = []
@@ -359,6 +362,8 @@ class MultiRegistry:
         if query.expired(now):
             del self._live[qid]
             raise _not_found(qid)
+        if query.kept is not None:
+            query.kept[0].restore()  # a plan not claimed: the merge as it was before it
         query.last_access = now
         tables = self._tables
         run = query.step if visit is None else (lambda b, a: query.take(b, a, visit, visit_run))
@@ -377,6 +382,10 @@ class MultiRegistry:
         if result is None and (not query.continuous or self._queries.ending):
             del self._live[qid]
         return result
+
+    def reinstate(self, query) -> None:
+        """Register ``query`` (a plan that took its end dropped it) again."""
+        self._live[query.qid] = query
 
     def discard(self, qid: int) -> None:
         """Drop query ``qid`` now, if it is still there."""

@@ -115,6 +115,38 @@ async def test_interleaved_entries_never_share_a_batch_interleaved(server):
 
 
 @pytest_twisted.ensureDeferred
+async def test_changes_between_reads_show_in_the_next_batch(server):
+    """
+    After each GET the daemon reads the next batch ahead (``multi_plan.py``);
+    a change the client makes before asking for it is still in the answer.
+    """
+    await create_bucket(server)
+    records = [(f"e{(ts // 10) % 2}", ts, b"%d" % ts, "text/plain", {"n": "0"})
+               for ts in range(1, 61)]  # runs of 10: batches 1-19, 20-39, 40-59, 60
+    assert errors_of(await post_write(server, records)) == {}
+    qid = await qid_of(server, {"query_type": "QUERY"})
+    resp, body = await read(server, qid)
+    assert [ts for _, ts, *_ in records_of(resp, body)] == list(range(1, 20))
+    patch = await server.http.request(
+        "PATCH", server.api(f"/b/{BUCKET}/e0?ts=20"), headers={"x-reduct-label-n": ["new"]})
+    await body_of(patch)
+    assert patch.code == 200
+    resp, body = await read(server, qid)  # read ahead before the PATCH came
+    batch = records_of(resp, body)
+    assert batch[0] == ("e0", 20, b"20", "text/plain", {"n": "new"})
+    assert [ts for _, ts, *_ in batch] == list(range(20, 40))
+    gone = await server.http.delete(server.api(f"/b/{BUCKET}/e0?ts=40"))
+    await body_of(gone)
+    assert gone.code == 200
+    resp, body = await read(server, qid)
+    assert [ts for _, ts, *_ in records_of(resp, body)] == list(range(41, 60))
+    resp, body = await read(server, qid, method="HEAD")  # a HEAD cannot use a read-ahead
+    assert [n for n, _ in resp.headers.getAllRawHeaders()
+            if n.lower().startswith(b"x-reduct-0-")] == [b"X-Reduct-0-0"]
+    assert header(resp, "x-reduct-start-ts") == b"60" and header(resp, "x-reduct-last") == b"true"
+
+
+@pytest_twisted.ensureDeferred
 async def test_85_records_a_batch_and_head(server):
     await create_bucket(server)
     records = [("e", ts, b"", "text/plain", {}) for ts in range(100)]

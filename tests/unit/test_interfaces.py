@@ -62,10 +62,10 @@ def bucket(engine):
 def test_interfaces_import_nothing_of_the_daemon():
     """
     The interfaces modules depend on zope.interface alone, so any module may
-    import them (``interfaces`` re-exports ``interfaces_events`` and
-    ``interfaces_integrity``, nothing else).
+    import them (``interfaces`` re-exports ``interfaces_events``,
+    ``interfaces_integrity`` and ``interfaces_reads``, nothing else).
     """
-    from reduct_twisted import interfaces_events, interfaces_integrity
+    from reduct_twisted import interfaces_events, interfaces_integrity, interfaces_reads
 
     with open(interfaces.__file__) as f:
         source = f.read()
@@ -73,8 +73,9 @@ def test_interfaces_import_nothing_of_the_daemon():
     assert [line for line in source.splitlines() if "from reduct_twisted" in line] == [
         "from reduct_twisted.interfaces_events import ISystemEvents",
         "from reduct_twisted.interfaces_integrity import IEntryLogs",
+        "from reduct_twisted.interfaces_reads import IMultiQueries",
     ]
-    for module in (interfaces_events, interfaces_integrity):
+    for module in (interfaces_events, interfaces_integrity, interfaces_reads):
         with open(module.__file__) as f:
             assert "reduct_twisted" not in f.read().replace("``reduct_twisted.interfaces``", "")
 
