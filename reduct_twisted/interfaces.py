@@ -399,6 +399,12 @@ class IStorageEngine(IEntryLogs, IMultiQueries):
     def query_take(bucket, entry, qid, visit, reader=None, budget=2000, visit_run=None):
         """:meth:`query_next` a batch at a time (``storage/reading.py``)."""
 
+    def query_read_ahead(bucket, entry, qid, take):
+        """:meth:`query_take`'s next batch taken now, as ``IMultiQueries.multi_read_ahead``."""
+
+    def query_claim(bucket, entry, qid, use=True):
+        """The batch :meth:`query_read_ahead` kept, as ``IMultiQueries.multi_claim``."""
+
     def query_options(bucket, entry, qid):
         """
         :return: ``None`` if there is no such query, else

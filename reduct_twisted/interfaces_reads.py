@@ -57,7 +57,7 @@ class IMultiQueries(Interface):
     def multi_read_ahead(bucket, qid, take):
         """
         Take the next batch of query ``qid`` now, for its next read
-        (``storage/multi_plan.py``): ``take(reader)`` takes it through
+        (``storage/readahead.py``): ``take(reader)`` takes it through
         :meth:`multi_take` into ``reader`` (which opens no file) and returns
         what the read needs, or None (the query is left as it was).
 

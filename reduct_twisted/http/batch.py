@@ -103,7 +103,7 @@ class BatchReader:
     """
 
     def __init__(self, engine, bucket: str, entry: str, qid: int, head: bool,
-                 limits: BatchLimits = BatchLimits()) -> None:
+                 limits: BatchLimits = BatchLimits(), reader=None) -> None:
         self.engine = engine
         self.bucket = bucket
         self.entry = entry
@@ -119,7 +119,8 @@ class BatchReader:
         self.metadata = 0
         #: Whether the query said "no more records".
         self.last = False
-        self._reader = None if head else engine.open_reader()
+        #: ``reader``: a read-ahead's ``PlannedReader`` (``batch_ahead.py``).
+        self._reader = reader if reader is not None else None if head else engine.open_reader()
         self._deadline = 0.0
 
     def step(self):
@@ -264,6 +265,10 @@ class BatchReader:
         if left <= 0:
             return self
         return Wait(min(WAIT_POLL, left))
+
+    def attach(self, reader) -> None:
+        """Read the contents through ``reader`` (a read-ahead's, claimed) from now on."""
+        self._reader = reader
 
     def close(self) -> None:
         """Close the reader if it was not handed to a sender."""

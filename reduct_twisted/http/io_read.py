@@ -15,20 +15,19 @@ generation reads right.
 
 Such batches are small and each costs a round trip, so after a GET that does
 not end a (plain) query, :func:`read_ahead` takes the next batch while the
-client reads this one; the next GET gets it if nothing it read has changed
-meanwhile (``storage/multi_plan.py``), and otherwise the batch it would have
-got without read-ahead.
+client reads this one (``batch_ahead.py``); the next GET gets it if nothing
+it read has changed meanwhile (``storage/readahead.py``), and otherwise the
+batch it would have got without read-ahead.
 """
 
 
 from functools import partial
 
-from twisted.internet.defer import succeed
 from twisted.python.failure import Failure
 
-from reduct_twisted.errors import ReductError, UnprocessableEntity
+from reduct_twisted.errors import UnprocessableEntity
 from reduct_twisted.http.batch import BatchReader
-from reduct_twisted.http.routes_records import charge_batch, drive
+from reduct_twisted.http.batch_ahead import adopt, serve_batch, take_ahead
 from reduct_twisted.wire import parse_u64
 from reduct_twisted.wire.v2 import BatchEncoder
 
@@ -58,9 +57,7 @@ class IoBatchReader(BatchReader):
 
     def __init__(self, engine, bucket: str, qid: int, head: bool, limits,
                  continuous: bool = False, reader=None) -> None:
-        super().__init__(engine, bucket, None, qid, head, limits)
-        if reader is not None:  # a read-ahead's (storage/multi_plan.py)
-            self._reader = reader
+        super().__init__(engine, bucket, None, qid, head, limits, reader)
         self.encoder = BatchEncoder()
         self.continuous = continuous
         self._last_entry = None
@@ -85,10 +82,6 @@ class IoBatchReader(BatchReader):
         self._last_entry = entry
         return self._take_run(records, partial(self.encoder.add_record, entry))
 
-    def attach(self, reader) -> None:
-        """Read the contents through ``reader`` (a read-ahead, claimed) from now on."""
-        self._reader = reader
-
     def answer(self, result, request):
         if self.continuous:
             self.last = False  # a continuous merge never ends (§1.5)
@@ -99,44 +92,23 @@ class IoBatchReader(BatchReader):
 
 
 def io_read(api, request, bucket):
-    """
-    ``GET|HEAD /io/:bucket/read``: the batch read ahead for it if there is
-    one it can use (``storage/multi_plan.py``), else one taken now; after a
-    GET that does not end the query, the next batch is read ahead.
-    """
+    """``GET|HEAD /io/:bucket/read`` (``batch_ahead.serve_batch``)."""
     qid = query_id(request)
     head = request.method == b"HEAD"
     engine = api.engine
-    claimed = engine.multi_claim(bucket, qid, use=not head)
-    if claimed is not None:
-        reader, content = claimed
-        reader.attach(content)
-        d = succeed(reader)
-        metadata_only = continuous = False
-    else:
-        options = engine.multi_options(bucket, qid)
-        limits, metadata_only, continuous = api.batch_limits, False, False
-        if options is not None:
-            limits = limits.overridden(options["io"])
-            metadata_only, continuous = options["only_metadata"], options["continuous"]
-        reader = IoBatchReader(engine, bucket, qid, head or metadata_only, limits, continuous)
-        d = drive(api.reactor, reader.step)
-    d.addCallback(charge_batch, api, request)
-    d.addBoth(reader.answer, request)
-    if metadata_only and not head:
-        # A GET of an only_metadata query: the headers, no body.
-        d.addCallback(_no_body, request)
-    elif not (head or continuous):
-        d.addCallback(_then_read_ahead, api, reader)
-    return d
-
-
-def _then_read_ahead(body, api, reader):
-    """A batch was sent: unless it was the last, read the next one ahead, soon."""
-    if not reader.last:
-        api.reactor.callLater(0, read_ahead, api.engine, reader.bucket, reader.qid,
-                              reader.limits)
-    return body
+    reader = adopt(engine.multi_claim(bucket, qid, use=not head))
+    if reader is not None:
+        return serve_batch(api, request, reader, True, False,
+                           partial(read_ahead, engine, bucket, qid, reader.limits))
+    options = engine.multi_options(bucket, qid)
+    limits, metadata_only, continuous = api.batch_limits, False, False
+    if options is not None:
+        limits = limits.overridden(options["io"])
+        metadata_only, continuous = options["only_metadata"], options["continuous"]
+    reader = IoBatchReader(engine, bucket, qid, head or metadata_only, limits, continuous)
+    ahead = None if head or metadata_only or continuous else partial(
+        read_ahead, engine, bucket, qid, limits)
+    return serve_batch(api, request, reader, False, metadata_only and not head, ahead)
 
 
 def read_ahead(engine, bucket: str, qid: int, limits) -> bool:
@@ -144,20 +116,5 @@ def read_ahead(engine, bucket: str, qid: int, limits) -> bool:
     Take the next batch of query ``qid`` for its next GET, if it fits in one
     step (``engine.multi_read_ahead``): :return: whether one is kept.
     """
-
-    def take(planned):
-        reader = IoBatchReader(engine, bucket, qid, False, limits, reader=planned)
-        try:
-            result = reader.step()
-        except ReductError:
-            return None  # the read reports it
-        if result is not reader or reader.last or not reader.headers:
-            return None  # not one step, or the end: the read takes it
-        return reader
-
-    return engine.multi_read_ahead(bucket, qid, take)
-
-
-def _no_body(body, request):
-    request.setHeader(b"content-length", b"0")
-    return b""
+    return engine.multi_read_ahead(bucket, qid, lambda planned: take_ahead(
+        IoBatchReader(engine, bucket, qid, False, limits, reader=planned)))

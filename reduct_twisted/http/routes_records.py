@@ -16,6 +16,7 @@ from typing import Optional
 
 from reduct_twisted.errors import NoContent, NotFound
 from reduct_twisted.http.batch import BatchReader, batch_query_id
+from reduct_twisted.http.batch_ahead import adopt, serve_batch, take_ahead
 from reduct_twisted.http.batch_write import open_batch_write as _open_batch
 from reduct_twisted.http.headers import (
     announced_digest,
@@ -186,24 +187,26 @@ def answer_batch_errors(errors, api, request):
 
 
 def read_batch(api, request, bucket, entry):
+    """``GET|HEAD /b/:bucket/:entry/batch?q=`` (``batch_ahead.serve_batch``)."""
     qid = batch_query_id(request.args)
     head = request.method == b"HEAD"
+    engine = api.engine
+    reader = adopt(engine.query_claim(bucket, entry, qid, use=not head))
+    if reader is not None:
+        return serve_batch(api, request, reader, True, False, partial(
+            _read_ahead, engine, bucket, entry, qid, reader.limits))
     limits, metadata_only = _batch_limits(api, bucket, entry, qid)
-    reader = BatchReader(api.engine, bucket, entry, qid, head or metadata_only, limits)
-    d = drive(api.reactor, reader.step).addCallback(charge_batch, api, request)
-    d.addBoth(reader.answer, request)
-    if metadata_only and not head:
-        # A GET of an ``only_metadata`` query: the records' headers, no
-        # body (the sizes are in the x-reduct-time-* headers).
-        d.addCallback(_no_body, request)
-    return d
+    reader = BatchReader(engine, bucket, entry, qid, head or metadata_only, limits)
+    # (an only_metadata GET: the records' headers, their sizes in them, no body)
+    ahead = None if head or metadata_only else partial(
+        _read_ahead, engine, bucket, entry, qid, limits)
+    return serve_batch(api, request, reader, False, metadata_only and not head, ahead)
 
 
-def charge_batch(reader, api, request):
-    """Count a batch body about to be sent on ``RS_RATE_LIMIT_EGRESS``; :return: ``reader``."""
-    if not reader.head:
-        charge_egress(api, request, reader.size)
-    return reader
+def _read_ahead(engine, bucket, entry, qid, limits) -> bool:
+    """The next batch of query ``qid`` taken for its next GET, if it fits in one step."""
+    return engine.query_read_ahead(bucket, entry, qid, lambda planned: take_ahead(
+        BatchReader(engine, bucket, entry, qid, False, limits, reader=planned)))
 
 
 def _batch_limits(api, bucket, entry, qid):
@@ -213,11 +216,6 @@ def _batch_limits(api, bucket, entry, qid):
     if options is None:
         return api.batch_limits, False
     return api.batch_limits.overridden(options["io"]), options["only_metadata"]
-
-
-def _no_body(body, request):
-    request.setHeader(b"content-length", b"0")
-    return b""
 
 
 # -- legacy ------------------------------------------------------------------------------

@@ -88,8 +88,8 @@ class MultiQuery:
         self.io = io
         self.select_labels = select_labels
         self.error = None
-        #: A read-ahead: its ``multi_plan.Mark`` while it takes its batch, then
-        #: ``(mark, batch, PlannedReader)`` until claimed (``multi_plan.py``).
+        #: A read-ahead: its ``readahead.MultiMark`` while it takes its batch, then
+        #: ``(mark, batch, PlannedReader)`` until claimed (``readahead.py``).
         self.mark = self.kept = None
         #: Records the last :meth:`step` examined.
         self.used = 0

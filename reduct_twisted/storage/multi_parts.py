@@ -7,7 +7,7 @@ over several entries (spec 1.20 §1.4) and the engine's methods
 
 from reduct_twisted.errors import UnprocessableEntity
 from reduct_twisted.storage.records import PENDING
-from reduct_twisted.storage.multi_plan import Mark, PlannedReader, plannable
+from reduct_twisted.storage.readahead import MultiMark, claim, read_ahead
 from reduct_twisted.storage.removal import start_removal
 from reduct_twisted.storage.settings import is_meta_entry
 from reduct_twisted.storage.when import compile_condition
@@ -154,13 +154,12 @@ class MultiMethods:
             if mark is None:
                 self._count_read(bucket, counted)
             else:  # a read-ahead: its traffic counts once it is used
-                mark.counted[0] += counted[0]
-                mark.counted[1] += counted[1]
+                mark.count(counted)
 
     def multi_read_ahead(self, bucket: str, qid: int, take) -> bool:
         """
         Take the next batch of multi-entry query ``qid`` now, for its next
-        read (see ``multi_plan.py``): ``take(reader)`` takes it through
+        read (see ``readahead.py``): ``take(reader)`` takes it through
         :meth:`multi_take` with ``reader`` (a ``PlannedReader``) and returns
         what the read will need, or None (no batch to keep: the query is
         then as it was).
@@ -170,23 +169,14 @@ class MultiMethods:
         owner = self._buckets.get(bucket)
         multi = self._multi
         query = None if owner is None else multi.find(owner, qid)
-        if query is None or query.kept is not None or not plannable(query):
+        if query is None or query.kept is not None or not MultiMark.plannable(query):
             return False
-        query.mark = mark = Mark(query)
-        planned = PlannedReader()
-        kept = None
-        try:
-            kept = take(planned)
-        finally:
-            query.mark = None
-            if kept is None:  # (or take raised)
-                mark.restore()
-                if multi.find(owner, qid) is None:
-                    multi.reinstate(query)  # it took its end: the read takes it again
-        if kept is None:
-            return False
-        query.kept = (mark, kept, planned)
-        return True
+
+        def reinstate():
+            if multi.find(owner, qid) is None:
+                multi.reinstate(query)  # it took its end: the read takes it again
+
+        return read_ahead(query, MultiMark(query), take, reinstate)
 
     def multi_claim(self, bucket: str, qid: int, use: bool = True):
         """
@@ -201,24 +191,12 @@ class MultiMethods:
         query = None if owner is None else multi.find(owner, qid)
         if query is None or query.kept is None:
             return None
-        mark, kept, planned = query.kept
         now = self.clock.seconds()
         if query.expired(now):
             multi.discard(qid)
             return None
-        reader = None
-        if use and mark.unchanged():
-            try:
-                reader = planned.open(self.run_in_thread, self._context.fds)
-            except OSError:
-                reader = None
-        if reader is None:
-            mark.restore()
-            return None
-        query.kept = None
-        query.last_access = now
-        self._count_read(bucket, mark.counted)
-        return kept, reader
+        return claim(query, now, use, self._open_planned,
+                     lambda counted: self._count_read(bucket, counted))
 
     def discard_multi_query(self, qid: int) -> None:
         """Drop multi-entry query ``qid`` before its end or TTL (a query link's lookup)."""

@@ -79,6 +79,10 @@ class Query(MatchQueue):
     _before: collections.deque = attr.ib(factory=collections.deque)
     _after_count: int = attr.ib(default=0)
     _after_ts = attr.ib(default=None)
+    #: A read-ahead's ``readahead.QueryMark`` while it takes its batch, then
+    #: ``(mark, batch, PlannedReader)`` until claimed (``readahead.py``).
+    mark = attr.ib(default=None)
+    kept = attr.ib(default=None)
 
     @property
     def continuous(self) -> bool:
@@ -325,8 +329,14 @@ class QueryRegistry:
         if query.expired(now):
             del self._queries[qid]
             raise _not_found(qid)
+        if query.kept is not None:
+            query.kept[0].restore()  # a plan not claimed: the query as it was before it
         query.last_access = now
         return query
+
+    def reinstate(self, query: Query) -> None:
+        """Register ``query`` (a plan that took its end dropped it) again."""
+        self._queries[query.qid] = query
 
     def settle(self, query: Query, result) -> None:
         """

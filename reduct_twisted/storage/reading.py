@@ -12,6 +12,7 @@ from reduct_twisted.storage.cache import read_whole
 from reduct_twisted.storage.content import ContentReader
 from reduct_twisted.storage.records import FINISHED, RecordView
 from reduct_twisted.storage.meta import effective_exclude
+from reduct_twisted.storage.readahead import QueryMark, claim, read_ahead
 
 #: Default cap of ``list_records`` (no unbounded scans).
 LIST_LIMIT = 10_000
@@ -190,12 +191,50 @@ class ReadMethods:
         run = None
         if visit_run is not None and select is None:
             run = self._run_emitter(visit_run, reader, counted)
+        mark = query.mark
+        if mark is not None:
+            emit, run = mark.noting(emit, run)
         try:
             result = query.take(series, budget, emit, run)
         finally:
-            self._count_read(bucket, counted)
+            if mark is None:
+                self._count_read(bucket, counted)
+            else:  # a read-ahead: its traffic counts once it is used
+                mark.count(counted)
         queries.settle(query, result)
         return result
+
+    def query_read_ahead(self, bucket: str, entry: str, qid: int, take) -> bool:
+        """
+        :meth:`query_take`'s next batch of query ``qid`` taken now, for its
+        next read, as ``multi_read_ahead`` (``readahead.py``).
+
+        :return: whether a batch is kept (for :meth:`query_claim`).
+        """
+        queries = self._queries
+        query = queries.find(bucket, entry, qid)
+        if query is None or query.kept is not None or not QueryMark.plannable(query):
+            return False
+        return read_ahead(query, QueryMark(query), take, lambda: queries.reinstate(query))
+
+    def query_claim(self, bucket: str, entry: str, qid: int, use: bool = True):
+        """
+        The batch :meth:`query_read_ahead` kept for query ``qid``, as
+        ``multi_claim``: ``(what take returned, ContentReader)`` or None.
+        """
+        queries = self._queries
+        query = queries.find(bucket, entry, qid)
+        if query is None or query.kept is None:
+            return None
+        now = self.clock.seconds()
+        if query.expired(now):
+            return None  # the read drops it (QueryRegistry.live)
+        return claim(query, now, use, self._open_planned,
+                     lambda counted: self._count_read(bucket, counted))
+
+    def _open_planned(self, planned) -> ContentReader:
+        """A read-ahead's ``PlannedReader`` made a ``ContentReader`` (its files opened)."""
+        return planned.open(self.run_in_thread, self._context.fds)
 
     def _count_read(self, bucket: str, counted: list) -> None:
         """Count the records an emitter handed out (``[records, bytes]``) as read traffic."""

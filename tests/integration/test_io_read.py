@@ -117,7 +117,7 @@ async def test_interleaved_entries_never_share_a_batch_interleaved(server):
 @pytest_twisted.ensureDeferred
 async def test_changes_between_reads_show_in_the_next_batch(server):
     """
-    After each GET the daemon reads the next batch ahead (``multi_plan.py``);
+    After each GET the daemon reads the next batch ahead (``readahead.py``);
     a change the client makes before asking for it is still in the answer.
     """
     await create_bucket(server)

@@ -1,5 +1,5 @@
 """
-Read-ahead of the I/O API's batched reads (``storage/multi_plan.py``,
+Read-ahead of the I/O API's batched reads (``storage/readahead.py``,
 ``http/io_read.read_ahead``): the batch taken ahead is exactly the batch the
 read would have taken, it is handed out only while nothing it read has
 changed (else the merge is put back and the read sees the change), it holds
@@ -14,7 +14,7 @@ from reduct_twisted.errors import NotFound
 from reduct_twisted.http.batch_limits import BatchLimits
 from reduct_twisted.http.io_read import IoBatchReader, read_ahead
 from reduct_twisted.storage import PENDING
-from reduct_twisted.storage.multi_plan import MAX_PARTS, PlannedReader
+from reduct_twisted.storage.readahead import MAX_PARTS, PlannedReader
 from reduct_twisted.storage.testing import write_record
 
 LIMITS = BatchLimits()
