@@ -379,13 +379,10 @@ class MultiRegistry:
                 result = run(budget, accept)
             finally:
                 tables.scan_capacity = kept
-        if result is None and (not query.continuous or self._queries.ending):
+        if result is None and query.mark is None and (  # (a read-ahead's end: kept)
+                not query.continuous or self._queries.ending):
             del self._live[qid]
         return result
-
-    def reinstate(self, query) -> None:
-        """Register ``query`` (a plan that took its end dropped it) again."""
-        self._live[query.qid] = query
 
     def discard(self, qid: int) -> None:
         """Drop query ``qid`` now, if it is still there."""

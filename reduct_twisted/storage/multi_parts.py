@@ -171,12 +171,7 @@ class MultiMethods:
         query = None if owner is None else multi.find(owner, qid)
         if query is None or query.kept is not None or not MultiMark.plannable(query):
             return False
-
-        def reinstate():
-            if multi.find(owner, qid) is None:
-                multi.reinstate(query)  # it took its end: the read takes it again
-
-        return read_ahead(query, MultiMark(query), take, reinstate)
+        return read_ahead(query, MultiMark(query), take)
 
     def multi_claim(self, bucket: str, qid: int, use: bool = True):
         """

@@ -334,17 +334,14 @@ class QueryRegistry:
         query.last_access = now
         return query
 
-    def reinstate(self, query: Query) -> None:
-        """Register ``query`` (a plan that took its end dropped it) again."""
-        self._queries[query.qid] = query
-
     def settle(self, query: Query, result) -> None:
         """
         A read of ``query`` ended with ``result``: a query that is not
         continuous (or any, after :meth:`end_continuous`) is dropped when it
         has nothing more (``None``).
         """
-        if result is None and (not query.continuous or self._ending):
+        if result is None and query.mark is None and (  # (a read-ahead's end: kept)
+                not query.continuous or self._ending):
             self._queries.pop(query.qid, None)
 
     def next(self, bucket: str, entry, qid: int, now: float, budget: int):

@@ -153,12 +153,12 @@ class MultiMark(_Mark):
         super().restore()
 
 
-def read_ahead(query, mark, take, reinstate):
+def read_ahead(query, mark, take) -> bool:
     """
     Run ``take(PlannedReader)`` with ``mark`` (a fresh mark of ``query``) set
-    on it; keep what it returns on ``query`` (``query.kept``), or, if it
-    returns None or raises, restore the query (and ``reinstate()`` it: a take
-    that reached its end dropped it).  :return: whether a batch is kept.
+    on it (a take that reaches the query's end then leaves it registered);
+    keep what it returns on ``query`` (``query.kept``), or, if it returns
+    None or raises, restore the query.  :return: whether a batch is kept.
     """
     query.mark = mark
     planned = PlannedReader()
@@ -169,7 +169,6 @@ def read_ahead(query, mark, take, reinstate):
         query.mark = None
         if kept is None:
             mark.restore()
-            reinstate()
     if kept is None:
         return False
     query.kept = (mark, kept, planned)

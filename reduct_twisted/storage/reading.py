@@ -215,7 +215,7 @@ class ReadMethods:
         query = queries.find(bucket, entry, qid)
         if query is None or query.kept is not None or not QueryMark.plannable(query):
             return False
-        return read_ahead(query, QueryMark(query), take, lambda: queries.reinstate(query))
+        return read_ahead(query, QueryMark(query), take)
 
     def query_claim(self, bucket: str, entry: str, qid: int, use: bool = True):
         """
