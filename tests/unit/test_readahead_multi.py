@@ -13,9 +13,9 @@ import pytest
 from reduct_twisted.errors import NotFound
 from reduct_twisted.http.batch_limits import BatchLimits
 from reduct_twisted.http.io_read import IoBatchReader, read_ahead
-from reduct_twisted.storage import PENDING
 from reduct_twisted.storage.readahead import MAX_PARTS, PlannedReader
 from reduct_twisted.storage.testing import write_record
+from tests.unit.readahead_helpers import changes, read_all, read_once, spy_claims
 
 LIMITS = BatchLimits()
 NAMES = ["a", "b", "c", "d"]
@@ -33,46 +33,21 @@ def engine(engine):
     return engine
 
 
-def _body(content) -> bytes:
-    return b"".join(data_file.read(offset, size) for data_file, offset, size in content.ranges)
-
-
 def _read(engine, qid, head=False):
     """One ``GET /io/m/read`` as ``io_read`` does it: ``(headers, body, last, claimed)``."""
-    claimed = engine.multi_claim("m", qid, use=not head)
-    if claimed is not None:
-        reader, content = claimed
-        reader.attach(content)
-    else:
-        reader = IoBatchReader(engine, "m", qid, head, LIMITS)
-        while (result := reader.step()) is PENDING:
-            pass
-        assert result is reader
-    content = reader._reader
-    body = b"" if content is None else _body(content)
-    if content is not None:
-        content.close()
-    return reader.encoder.headers() + reader.headers, body, reader.last, claimed is not None
+    return read_once(engine.multi_claim("m", qid, use=not head),
+                     lambda: IoBatchReader(engine, "m", qid, head, LIMITS),
+                     lambda reader: reader.encoder.headers())
 
 
-def _read_all(engine, qid, ahead=True, between=None):
-    batches = []
-    while True:
-        headers, body, last, claimed = _read(engine, qid)
-        batches.append((headers, body, last))
-        if last:
-            return batches
-        if ahead:
-            read_ahead(engine, "m", qid, LIMITS)
-        if between is not None:
-            between(len(batches))
+def _read_all(engine, qid, ahead=True):
+    return read_all(lambda: _read(engine, qid),
+                    (lambda: read_ahead(engine, "m", qid, LIMITS)) if ahead else None)
 
 
 def test_batches_read_ahead_are_the_batches_read_without(engine):
     plain = _read_all(engine, engine.create_multi_query("m", None), ahead=False)
-    claims = []
-    original = engine.multi_claim
-    engine.multi_claim = lambda *a, **k: claims.append(original(*a, **k)) or claims[-1]
+    claims = spy_claims(engine, "multi_claim")
     ahead = _read_all(engine, engine.create_multi_query("m", None))
     assert ahead == plain and len(plain) == 5  # 4 x 20 records a batch (spec 1.20 §1.9)
     # every batch after the first was read ahead but the last (which ends the query)
@@ -80,25 +55,9 @@ def test_batches_read_ahead_are_the_batches_read_without(engine):
     assert sum(body.count(b"<") for _, body, _ in ahead) == 400
 
 
-def _relabel(engine):
-    assert engine.update_labels("m", "a", {1080: {"k": "new"}}) == {}
-
-
-def _remove(engine):
-    assert engine.remove_stamps("m", "b", [1100, 1119]) == {}
-
-
-def _rewrite(engine):
-    assert engine.remove_stamps("m", "a", [1085]) == {}
-    write_record(engine, "m", "a", 1085, b"<again>")
-
-
-def _append(engine):
-    write_record(engine, "m", "c", 1401, b"<late>")  # c's block is full: a new one
-
-
-@pytest.mark.parametrize("change, kept", [(_relabel, False), (_remove, False), (_rewrite, False),
-                                          (_append, True)])
+@pytest.mark.parametrize("change, kept", changes(
+    "m", relabel=("a", 1080), removed=("b", [1100, 1119]), rewritten=("a", 1085),
+    append=("c", 1401)))  # c's block is full: 1401 goes to a new one
 def test_a_change_since_the_read_ahead_voids_it(engine, change, kept):
     """
     The batch after a change is what a query without read-ahead reads; the
@@ -117,7 +76,7 @@ def test_a_change_is_seen_in_the_batch_read_ahead_of(engine):
     qid = engine.create_multi_query("m", None)
     _read(engine, qid)
     assert read_ahead(engine, "m", qid, LIMITS)
-    _relabel(engine)
+    assert engine.update_labels("m", "a", {1080: {"k": "new"}}) == {}
     headers, body, _, claimed = _read(engine, qid)
     assert not claimed and (b"x-reduct-0-0", b"5,application/octet-stream,0=new") in headers
     assert read_ahead(engine, "m", qid, LIMITS)  # 160..239

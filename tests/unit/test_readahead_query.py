@@ -13,8 +13,8 @@ import pytest
 from reduct_twisted.http.batch import BatchReader
 from reduct_twisted.http.batch_limits import BatchLimits
 from reduct_twisted.http.routes_records import _read_ahead
-from reduct_twisted.storage import PENDING
 from reduct_twisted.storage.testing import write_record
+from tests.unit.readahead_helpers import changes, read_all, read_once, spy_claims
 
 LIMITS = BatchLimits(max_records=50)
 
@@ -28,68 +28,28 @@ def engine(engine):
     return engine
 
 
-def _body(content) -> bytes:
-    return b"".join(data_file.read(offset, size) for data_file, offset, size in content.ranges)
-
-
 def _read(engine, qid, head=False):
     """One ``GET /b/b/e/batch?q=``: ``(headers, body, last, claimed)``."""
-    claimed = engine.query_claim("b", "e", qid, use=not head)
-    if claimed is not None:
-        reader, content = claimed
-        reader.attach(content)
-    else:
-        reader = BatchReader(engine, "b", "e", qid, head, LIMITS)
-        while (result := reader.step()) is PENDING:
-            pass
-        assert result is reader
-    content = reader._reader
-    body = b"" if content is None else _body(content)
-    if content is not None:
-        content.close()
-    return list(reader.headers), body, reader.last, claimed is not None
+    return read_once(engine.query_claim("b", "e", qid, use=not head),
+                     lambda: BatchReader(engine, "b", "e", qid, head, LIMITS))
 
 
 def _read_all(engine, qid, ahead=True):
-    batches = []
-    while True:
-        headers, body, last, claimed = _read(engine, qid)
-        batches.append((headers, body, last))
-        if last:
-            return batches
-        if ahead:
-            _read_ahead(engine, "b", "e", qid, LIMITS)
+    return read_all(lambda: _read(engine, qid),
+                    (lambda: _read_ahead(engine, "b", "e", qid, LIMITS)) if ahead else None)
 
 
 def test_batches_read_ahead_are_the_batches_read_without(engine):
     plain = _read_all(engine, engine.create_query("b", "e"), ahead=False)
-    claims = []
-    original = engine.query_claim
-    engine.query_claim = lambda *a, **k: claims.append(original(*a, **k)) or claims[-1]
+    claims = spy_claims(engine, "query_claim")
     ahead = _read_all(engine, engine.create_query("b", "e"))
     assert ahead == plain and [len(h) for h, _, _ in plain] == [50, 50, 50, 50, 30]
     assert [c is not None for c in claims] == [False, True, True, True, False]
 
 
-def _relabel(engine):
-    assert engine.update_labels("b", "e", {1060: {"k": "new"}}) == {}
-
-
-def _remove(engine):
-    assert engine.remove_stamps("b", "e", [1050, 1099]) == {}
-
-
-def _rewrite(engine):
-    assert engine.remove_stamps("b", "e", [1070]) == {}
-    write_record(engine, "b", "e", 1070, b"<again>")
-
-
-def _append(engine):
-    write_record(engine, "b", "e", 1300, b"<late>")  # the last block, not read by the batch
-
-
-@pytest.mark.parametrize("change, kept", [(_relabel, False), (_remove, False), (_rewrite, False),
-                                          (_append, True)])
+@pytest.mark.parametrize("change, kept", changes(
+    "b", relabel=("e", 1060), removed=("e", [1050, 1099]), rewritten=("e", 1070),
+    append=("e", 1300)))  # 1300: the last block, which the batch did not read
 def test_a_change_since_the_read_ahead_voids_it(engine, change, kept):
     ahead, plain = engine.create_query("b", "e"), engine.create_query("b", "e")
     assert _read(engine, ahead)[:3] == _read(engine, plain)[:3]  # 0..49
@@ -174,7 +134,7 @@ def test_traffic_is_counted_once(engine):
     qid = engine.create_query("b", "e")
     _read(engine, qid)
     _read_ahead(engine, "b", "e", qid, LIMITS)
-    _relabel(engine)  # the plan is voided, read again
+    engine.update_labels("b", "e", {1060: {"k": "x"}})  # the plan is voided, read again
     _read_all(engine, qid)
     ahead = engine.traffic.take()["b"]
     assert ahead["records_read"] == plain["records_read"] == 230
