@@ -166,7 +166,7 @@ class MultiMethods:
 
         :return: whether a batch is kept (for :meth:`multi_claim`).
         """
-        owner = self._buckets.get(bucket)
+        owner = self._buckets.get(bucket) if self.is_open else None  # (not while stopping)
         multi = self._multi
         query = None if owner is None else multi.find(owner, qid)
         if query is None or query.kept is not None or not MultiMark.plannable(query):

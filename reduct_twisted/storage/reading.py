@@ -211,8 +211,7 @@ class ReadMethods:
 
         :return: whether a batch is kept (for :meth:`query_claim`).
         """
-        queries = self._queries
-        query = queries.find(bucket, entry, qid)
+        query = self._queries.find(bucket, entry, qid) if self.is_open else None
         if query is None or query.kept is not None or not QueryMark.plannable(query):
             return False
         return read_ahead(query, QueryMark(query), take)

@@ -139,3 +139,12 @@ def test_traffic_is_counted_once(engine):
     ahead = engine.traffic.take()["b"]
     assert ahead["records_read"] == plain["records_read"] == 230
     assert ahead["read_bytes"] == plain["read_bytes"]
+
+
+def test_nothing_is_read_ahead_once_the_engine_is_closed(engine):
+    """A read-ahead scheduled by the last answers of a stopping daemon does nothing."""
+    qid, multi = engine.create_query("b", "e"), engine.create_multi_query("b", None)
+    _read(engine, qid)
+    engine.close()
+    assert _read_ahead(engine, "b", "e", qid, LIMITS) is False
+    assert engine.multi_read_ahead("b", multi, lambda planned: pytest.fail("taken")) is False
