@@ -26,8 +26,6 @@ right, 1 otherwise.
 import argparse
 import json
 import os
-import shutil
-import statistics
 import sys
 import tempfile
 import time
@@ -37,8 +35,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import batchgen  # noqa: E402
-from transfer import free_port, http, start_daemon, stop_daemon  # noqa: E402
-from upload_ab import parse_spec  # noqa: E402
+from upload_ab import medians_of, parse_spec, start_one, stop_all  # noqa: E402
 
 BUCKET, ENTRY, RUN, BATCH = "ab", "e", 20, 80
 
@@ -58,12 +55,7 @@ def main(argv=None) -> int:
     common = dict(payload=payload, count=args.records, base_ts=base_ts)
     try:
         for name, tree, env in args.daemons:
-            where = work / name
-            where.mkdir()
-            proc, base, _ = start_daemon(where, where / "data", free_port(), sync="none",
-                                         root=tree, extra_env=env)
-            started[name] = (proc, base)
-            http("POST", f"{base}/api/v1/b/{BUCKET}")
+            base = start_one(started, work, name, tree, env, BUCKET)
             if args.api == "io":
                 written = batchgen.write_v2(base, BUCKET, ENTRY, batch=BATCH, max_s=600,
                                             entries=4, **common)
@@ -92,18 +84,11 @@ def main(argv=None) -> int:
                       f"{row['us_per_record']:>5} µs CPU/record  p50 {row['lat_p50_ms']} ms  "
                       f"errors {row['errors']}", flush=True)
     finally:
-        for proc, _ in started.values():
-            stop_daemon(proc)
-        shutil.rmtree(work, ignore_errors=True)
-    medians = {}
-    for name in started:
-        mine = [r for r in rows if r["daemon"] == name]
-        if mine:
-            medians[name] = dict(rec_per_s=statistics.median(r["rec_per_s"] for r in mine),
-                                 us_per_record=round(statistics.median(
-                                     r["us_per_record"] for r in mine), 2))
-            print(f"{name:12} median {medians[name]['rec_per_s']:,.0f} records/s, "
-                  f"{medians[name]['us_per_record']} µs CPU/record")
+        stop_all(started, work)
+    medians = medians_of(rows, started, ("rec_per_s", "us_per_record"))
+    for name, median in medians.items():
+        print(f"{name:12} median {median['rec_per_s']:,.0f} records/s, "
+              f"{median['us_per_record']} µs CPU/record")
     print(json.dumps(dict(api=args.api, records=args.records, rounds=rows, medians=medians)))
     return 1 if failed else 0
 

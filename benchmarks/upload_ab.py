@@ -57,6 +57,39 @@ def parse_spec(spec: str) -> tuple:
     return name, Path(tree).resolve(), env
 
 
+def start_one(started: dict, work: Path, name: str, tree: Path, env: dict, bucket: str) -> str:
+    """
+    Start daemon ``name`` of checkout ``tree`` (``RS_SYNC=none`` and ``env``)
+    over ``work/name``, into ``started`` (name -> ``(proc, base)``), with
+    bucket ``bucket`` made.  :return: its base URL.
+    """
+    where = work / name
+    where.mkdir()
+    proc, base, _ = start_daemon(where, where / "data", free_port(), sync="none",
+                                 root=tree, extra_env=env)
+    started[name] = (proc, base)
+    http("POST", f"{base}/api/v1/b/{bucket}")
+    return base
+
+
+def stop_all(started: dict, work: Path) -> None:
+    """Stop the daemons of ``started`` (name -> ``(proc, base)``) and remove ``work``."""
+    for proc, _ in started.values():
+        stop_daemon(proc)
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def medians_of(rows: list, names, keys) -> dict:
+    """name -> the median of each of ``keys`` over that daemon's ``rows`` (``row["daemon"]``)."""
+    medians = {}
+    for name in names:
+        mine = [row for row in rows if row["daemon"] == name]
+        if mine:
+            medians[name] = {key: round(statistics.median(row[key] for row in mine), 3)
+                             for key in keys}
+    return medians
+
+
 def child_cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
@@ -79,12 +112,7 @@ def main(argv=None) -> int:
             for _ in range(args.size_mib):
                 f.write(block)
         for name, tree, env in args.daemons:
-            where = work / name
-            where.mkdir()
-            proc, base, _ = start_daemon(where, where / "data", free_port(), sync="none",
-                                         root=tree, extra_env=env)
-            started[name] = (proc, base)
-            http("POST", f"{base}/api/v1/b/ab")
+            start_one(started, work, name, tree, env, "ab")
         names = list(started)
         for rnd in range(args.rounds):
             for name in (names if rnd % 2 == 0 else names[::-1]):
@@ -105,17 +133,11 @@ def main(argv=None) -> int:
                 print(f"r{rnd} {name:12} HTTP {code} {row['mb_per_s']:>8} MB/s  daemon CPU "
                       f"{daemon_cpu:.2f} s  curl CPU {curl_cpu:.2f} s", flush=True)
     finally:
-        for proc, _ in started.values():
-            stop_daemon(proc)
-        shutil.rmtree(work, ignore_errors=True)
-    medians = {}
-    for name in started:
-        mine = [r for r in rows if r["daemon"] == name]
-        if mine:
-            medians[name] = dict(mb_per_s=statistics.median(r["mb_per_s"] for r in mine),
-                                 daemon_cpu_s=statistics.median(r["daemon_cpu_s"] for r in mine))
-            print(f"{name:12} median {medians[name]['mb_per_s']} MB/s, daemon CPU "
-                  f"{medians[name]['daemon_cpu_s']} s")
+        stop_all(started, work)
+    medians = medians_of(rows, started, ("mb_per_s", "daemon_cpu_s"))
+    for name, median in medians.items():
+        print(f"{name:12} median {median['mb_per_s']} MB/s, daemon CPU "
+              f"{median['daemon_cpu_s']} s")
     print(json.dumps(dict(size=size, rounds=rows, medians=medians)))
     return 1 if failed else 0
 
