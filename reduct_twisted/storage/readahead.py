@@ -64,7 +64,7 @@ class _Mark:
         self.counted = [0, 0]
 
     def restore(self) -> None:
-        """Put the query back as it was when this mark was made."""
+        """Put the query back as it was when this mark was made (once at most)."""
         self.query.last_access = self._last_access
         self.query.kept = None
 
@@ -105,8 +105,7 @@ def _cursor(query) -> tuple:
 
 
 def _set_cursor(query, saved) -> None:
-    query.cursor, query.examined, query.returned, ready = saved
-    query._ready = deque(ready)
+    query.cursor, query.examined, query.returned, query._ready = saved
 
 
 class QueryMark(_Mark):
@@ -144,10 +143,10 @@ class MultiMark(_Mark):
         return all(_plain(part) for _, _, part in query.parts)
 
     def restore(self) -> None:
+        # A mark is restored once at most (the query then keeps nothing):
+        # what it saved goes back as it is, without another copy.
         query = self.query
-        query._heap = list(self._heap)
-        query._empty = list(self._empty)
-        query._ahead = {i: deque(d) for i, d in self._ahead.items()}
+        query._heap, query._empty, query._ahead = self._heap, self._empty, self._ahead
         for (_, _, part), saved in zip(query.parts, self._parts):
             _set_cursor(part, saved)
         super().restore()
@@ -202,25 +201,22 @@ def claim(query, now: float, use: bool, open_reader, count):
 class PlannedReader:
     """
     A ``ContentReader``'s additions, remembered to be made by :meth:`open`:
-    it holds no file.  ``size`` is the sum of the record sizes added.
+    it holds no file.
     """
 
-    __slots__ = ("_adds", "size")
+    __slots__ = ("_adds",)
 
     def __init__(self) -> None:
         self._adds: list = []
-        self.size = 0
 
     def add_stored(self, block, record) -> None:
         self._adds.append((block, record, None))
-        self.size += record.size
 
     def open_shared(self, block) -> None:
         """Nothing now: :meth:`open` opens it."""
 
     def add_run(self, block, records) -> None:
         self._adds.append((block, None, records))
-        self.size += sum([record.size for record in records])
 
     def close(self) -> None:
         self._adds = []
